@@ -1,0 +1,415 @@
+//! The SMTP client session used for forwarding (RFC 5321, RFC 2920), without I/O.
+//!
+//! ```text
+//!  Greeting --220--> [EHLO] Ehlo --250--> Ready <------------------------------+
+//!                            \--5xx--> [HELO] Helo --250--/                     |
+//!  Ready --send_message--> Envelope (MAIL, RCPT... pipelined when offered)      |
+//!     all accepted --> [DATA] Data --354--> Content (driver streams text)       |
+//!     --content_sent--> Dot --reply--> Done(outcome) ---------------------------+
+//!     MAIL or RCPT refused --> [RSET] Reset --reply--> Done(outcome) -----------+
+//!  Ready --quit--> [QUIT] Quit
+//! ```
+//!
+//! DATA is sent only after every RCPT reply is in, so a refused recipient
+//! never leaves a half-open DATA phase that could deliver an empty message.
+
+use std::collections::VecDeque;
+use std::mem;
+
+use super::command::Body;
+use super::reply::{Reply, ReplyLine, ReplyParser};
+use crate::line::{scan_line, Scan, Terminator};
+
+/// Longest reply line we accept from a server.
+const MAX_REPLY_LINE: usize = 4096;
+
+/// How the client behaves; built by the driver from its settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Our name in EHLO/HELO.
+    pub helo_domain: String,
+    /// Pipeline MAIL and RCPT commands when the server offers PIPELINING.
+    pub pipelining: bool,
+    /// Deliver to the accepted recipients even if some are refused (`--forward-to-some`).
+    pub forward_to_some: bool,
+    /// Record command and reply lines for the protocol trace.
+    pub trace: bool,
+}
+
+/// One message to send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub from: String,
+    pub to: Vec<String>,
+    pub body: Body,
+    pub size: Option<u64>,
+    pub smtputf8: bool,
+    /// The `AUTH=` value, already xtext-encoded or `<>`; `None` leaves it out.
+    pub auth: Option<String>,
+}
+
+/// The result of sending one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the server; `rejected` lists refused recipients (`--forward-to-some`).
+    Sent { rejected: Vec<(String, Reply)> },
+    /// Refused for good: fail the message with this reply.
+    Failed(Reply),
+    /// Refused for now: keep the message for the next attempt.
+    Retry(Reply),
+}
+
+/// Something the driver must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The greeting and EHLO are done: messages can be sent.
+    Ready,
+    /// The server said 354: stream the dot-stuffed text, then call `content_sent`.
+    SendContent,
+    /// The message is finished; the session is ready for the next one.
+    Done(SendOutcome),
+    /// The session failed (bad greeting, EHLO refused, 421, garbage): close it.
+    Failed(Reply),
+}
+
+/// Server capabilities from the EHLO reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub pipelining: bool,
+    pub eightbitmime: bool,
+    pub smtputf8: bool,
+    pub size: Option<u64>,
+    pub starttls: bool,
+    pub auth: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Ehlo,
+    Helo,
+    Ready,
+    Envelope,
+    Data,
+    Content,
+    Dot,
+    Reset,
+    Quit,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Expect {
+    Mail,
+    Rcpt(String),
+}
+
+/// A client-side SMTP session. See the module documentation.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    state: State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    events: VecDeque<ClientEvent>,
+    trace: Vec<String>,
+    parser: ReplyParser,
+    caps: Capabilities,
+    message: Option<OutgoingMessage>,
+    unsent_rcpts: VecDeque<String>,
+    expecting: VecDeque<Expect>,
+    mail_reply: Option<Reply>,
+    rejected: Vec<(String, Reply)>,
+    accepted: usize,
+    outcome: Option<SendOutcome>,
+}
+
+impl ClientSession {
+    /// A new session waiting for the server's greeting.
+    pub fn new(config: ClientConfig) -> ClientSession {
+        ClientSession {
+            config,
+            state: State::Greeting,
+            input: Vec::new(),
+            output: Vec::new(),
+            events: VecDeque::new(),
+            trace: Vec::new(),
+            parser: ReplyParser::default(),
+            caps: Capabilities::default(),
+            message: None,
+            unsent_rcpts: VecDeque::new(),
+            expecting: VecDeque::new(),
+            mail_reply: None,
+            rejected: Vec::new(),
+            accepted: 0,
+            outcome: None,
+        }
+    }
+
+    /// Feeds bytes from the server.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+        while self.state != State::Failed {
+            match scan_line(&self.input, MAX_REPLY_LINE, Terminator::Lf) {
+                Scan::Incomplete => break,
+                Scan::Overflow => return self.fail(Reply::new(500, "reply line too long")),
+                Scan::Line { content, total } => {
+                    let line: Vec<u8> = self.input.drain(..total).take(content).collect();
+                    self.handle_line(&line);
+                }
+            }
+        }
+    }
+
+    /// Moves pending command bytes into `out`.
+    pub fn poll_output(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.output);
+    }
+
+    /// The next event for the driver, if any.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Protocol trace lines since the last call.
+    pub fn poll_trace(&mut self) -> Vec<String> {
+        mem::take(&mut self.trace)
+    }
+
+    /// What the server offered in its EHLO reply.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// The prompt timeout expired without a greeting: carry on regardless
+    /// (E-MailRelay's `--prompt-timeout` behaviour).
+    pub fn handle_prompt_timeout(&mut self) {
+        if self.state == State::Greeting {
+            self.send_ehlo();
+        }
+    }
+
+    /// Starts sending a message; only valid after [`ClientEvent::Ready`] or [`ClientEvent::Done`].
+    pub fn send_message(&mut self, message: OutgoingMessage) {
+        if self.state != State::Ready {
+            return;
+        }
+        self.state = State::Envelope;
+        self.rejected.clear();
+        self.accepted = 0;
+        self.mail_reply = None;
+        self.outcome = None;
+        self.unsent_rcpts = message.to.iter().cloned().collect();
+        let mut mail = format!("MAIL FROM:<{}>", message.from);
+        if self.caps.size.is_some() {
+            if let Some(size) = message.size {
+                mail.push_str(&format!(" SIZE={size}"));
+            }
+        }
+        if self.caps.eightbitmime {
+            match message.body {
+                Body::EightBitMime => mail.push_str(" BODY=8BITMIME"),
+                Body::SevenBit => mail.push_str(" BODY=7BIT"),
+                _ => {}
+            }
+        }
+        if message.smtputf8 && self.caps.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        if let Some(auth) = &message.auth {
+            mail.push_str(&format!(" AUTH={auth}"));
+        }
+        self.command(&mail);
+        self.expecting.push_back(Expect::Mail);
+        self.message = Some(message);
+        if self.pipelining() {
+            while let Some(rcpt) = self.unsent_rcpts.pop_front() {
+                self.send_rcpt(rcpt);
+            }
+        }
+    }
+
+    /// The driver has written the whole text and the end-of-data marker.
+    pub fn content_sent(&mut self) {
+        if self.state == State::Content {
+            self.trace_tx("[message content not logged]");
+            self.state = State::Dot;
+        }
+    }
+
+    /// Ends the session politely.
+    pub fn quit(&mut self) {
+        if matches!(self.state, State::Ready | State::Greeting) {
+            self.command("QUIT");
+            self.state = State::Quit;
+        }
+    }
+
+    // ---- replies ----
+
+    fn handle_line(&mut self, line: &[u8]) {
+        if self.config.trace {
+            self.trace.push(format!("rx<<: \"{}\"", String::from_utf8_lossy(line)));
+        }
+        match self.parser.handle_line(line) {
+            ReplyLine::More => {}
+            ReplyLine::Invalid => self.fail(Reply::new(500, "invalid response from server")),
+            ReplyLine::Complete(reply) => self.handle_reply(reply),
+        }
+    }
+
+    fn handle_reply(&mut self, reply: Reply) {
+        match self.state {
+            State::Greeting if reply.code == 220 => self.send_ehlo(),
+            State::Ehlo if reply.is_positive() => self.ready(&reply),
+            State::Ehlo if reply.is_permanent() && reply.code != 554 => {
+                self.command(&format!("HELO {}", self.config.helo_domain));
+                self.state = State::Helo;
+            }
+            State::Helo if reply.is_positive() => self.ready(&Reply::new(250, "")),
+            State::Envelope => self.envelope_reply(reply),
+            State::Data if reply.code == 354 => {
+                self.state = State::Content;
+                self.events.push_back(ClientEvent::SendContent);
+            }
+            State::Data => self.finish_with_reset(outcome_of(reply)),
+            State::Dot => {
+                let outcome = if reply.is_positive() {
+                    SendOutcome::Sent { rejected: mem::take(&mut self.rejected) }
+                } else {
+                    outcome_of(reply)
+                };
+                self.done(outcome);
+            }
+            State::Reset => {
+                let outcome = self.outcome.take().unwrap_or(SendOutcome::Retry(reply));
+                self.done(outcome);
+            }
+            State::Quit => {}
+            _ => self.fail(reply),
+        }
+    }
+
+    fn envelope_reply(&mut self, reply: Reply) {
+        match self.expecting.pop_front() {
+            Some(Expect::Mail) => {
+                if !reply.is_positive() {
+                    self.mail_reply = Some(reply);
+                }
+            }
+            Some(Expect::Rcpt(address)) => {
+                if reply.is_positive() {
+                    self.accepted += 1;
+                } else {
+                    self.rejected.push((address, reply));
+                }
+            }
+            None => return self.fail(reply),
+        }
+        if self.mail_reply.is_none() {
+            if let Some(rcpt) = self.unsent_rcpts.pop_front() {
+                return self.send_rcpt(rcpt);
+            }
+        } else {
+            self.unsent_rcpts.clear();
+        }
+        if self.expecting.is_empty() {
+            self.envelope_complete();
+        }
+    }
+
+    fn envelope_complete(&mut self) {
+        if let Some(reply) = self.mail_reply.take() {
+            return self.finish_with_reset(outcome_of(reply));
+        }
+        let refused = !self.rejected.is_empty();
+        if self.accepted == 0 || (refused && !self.config.forward_to_some) {
+            let all_transient = self.rejected.iter().all(|(_, r)| r.is_transient());
+            let code = if all_transient { 450 } else { 550 };
+            let reply = Reply::new(code, "one or more recipients rejected");
+            let outcome = if all_transient { SendOutcome::Retry(reply) } else { SendOutcome::Failed(reply) };
+            return self.finish_with_reset(outcome);
+        }
+        self.command("DATA");
+        self.state = State::Data;
+    }
+
+    fn finish_with_reset(&mut self, outcome: SendOutcome) {
+        self.outcome = Some(outcome);
+        self.command("RSET");
+        self.state = State::Reset;
+    }
+
+    fn done(&mut self, outcome: SendOutcome) {
+        self.state = State::Ready;
+        self.message = None;
+        self.events.push_back(ClientEvent::Done(outcome));
+    }
+
+    fn ready(&mut self, reply: &Reply) {
+        self.caps = parse_capabilities(reply);
+        self.state = State::Ready;
+        self.events.push_back(ClientEvent::Ready);
+    }
+
+    fn fail(&mut self, reply: Reply) {
+        if self.state != State::Failed && self.state != State::Quit {
+            self.state = State::Failed;
+            self.events.push_back(ClientEvent::Failed(reply));
+        }
+    }
+
+    // ---- commands ----
+
+    fn pipelining(&self) -> bool {
+        self.config.pipelining && self.caps.pipelining
+    }
+
+    fn send_ehlo(&mut self) {
+        self.command(&format!("EHLO {}", self.config.helo_domain));
+        self.state = State::Ehlo;
+    }
+
+    fn send_rcpt(&mut self, rcpt: String) {
+        self.command(&format!("RCPT TO:<{rcpt}>"));
+        self.expecting.push_back(Expect::Rcpt(rcpt));
+    }
+
+    fn command(&mut self, line: &str) {
+        self.trace_tx(line);
+        self.output.extend_from_slice(line.as_bytes());
+        self.output.extend_from_slice(b"\r\n");
+    }
+
+    fn trace_tx(&mut self, line: &str) {
+        if self.config.trace {
+            self.trace.push(format!("tx>>: \"{line}\""));
+        }
+    }
+}
+
+fn outcome_of(reply: Reply) -> SendOutcome {
+    if reply.is_permanent() {
+        SendOutcome::Failed(reply)
+    } else {
+        SendOutcome::Retry(reply)
+    }
+}
+
+fn parse_capabilities(reply: &Reply) -> Capabilities {
+    let mut caps = Capabilities::default();
+    for line in reply.lines.iter().skip(1) {
+        let mut words = line.split_whitespace();
+        let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+        match keyword.as_str() {
+            "PIPELINING" => caps.pipelining = true,
+            "8BITMIME" => caps.eightbitmime = true,
+            "SMTPUTF8" => caps.smtputf8 = true,
+            "STARTTLS" => caps.starttls = true,
+            "SIZE" => caps.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
+            "AUTH" => caps.auth = words.map(|w| w.to_ascii_uppercase()).collect(),
+            _ => {}
+        }
+    }
+    caps
+}

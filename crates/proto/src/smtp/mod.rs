@@ -1,0 +1,17 @@
+//! SMTP (RFC 5321) codecs and sessions, with the ESMTP extensions the relay
+//! speaks: PIPELINING (RFC 2920), 8BITMIME, SIZE (RFC 1870), SMTPUTF8
+//! (RFC 6531) and AUTH= parameters (RFC 4954).
+
+pub mod address;
+pub mod client;
+pub mod command;
+pub mod dot;
+pub mod reply;
+pub mod server;
+
+pub use address::{xtext_decode, xtext_encode, Mailbox};
+pub use client::{ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome};
+pub use command::{Body, Command, MailParams};
+pub use dot::DotStuffer;
+pub use reply::Reply;
+pub use server::{Event, MessageResult, ServerConfig, ServerSession, Transaction, VerifyResult};

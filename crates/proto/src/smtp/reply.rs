@@ -1,0 +1,129 @@
+//! SMTP replies (RFC 5321 section 4.2): formatting for the server and
+//! incremental multi-line parsing for the client.
+
+use std::fmt;
+
+/// One SMTP reply: a three-digit code and one or more text lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A single-line reply.
+    pub fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply { code, lines: vec![text.into()] }
+    }
+
+    /// 2xx.
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// 3xx.
+    pub fn is_intermediate(&self) -> bool {
+        (300..400).contains(&self.code)
+    }
+
+    /// 4xx: try again later.
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx: do not try again.
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// All text lines joined with spaces, for logs and envelope reasons.
+    pub fn text(&self) -> String {
+        self.lines.join(" ")
+    }
+
+    /// Appends the wire form, CRLF after every line.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            out.extend_from_slice(format!("{}{sep}{line}\r\n", self.code).as_bytes());
+        }
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.text())
+    }
+}
+
+/// Assembles replies from lines of server output.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    partial: Option<Reply>,
+}
+
+/// What one line of server output meant.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplyLine {
+    /// The last line of a reply arrived.
+    Complete(Reply),
+    /// A continuation line; more follow.
+    More,
+    /// Not a reply line at all.
+    Invalid,
+}
+
+impl ReplyParser {
+    /// Feeds one line, without its terminator.
+    pub fn handle_line(&mut self, line: &[u8]) -> ReplyLine {
+        let text = String::from_utf8_lossy(line);
+        let code = match text.get(..3).and_then(|c| c.parse::<u16>().ok()) {
+            Some(code) if (200..600).contains(&code) => code,
+            _ => return ReplyLine::Invalid,
+        };
+        let sep = text.as_bytes().get(3).copied();
+        let body = text.get(4..).unwrap_or("").to_string();
+        let reply = self.partial.get_or_insert_with(|| Reply { code, lines: Vec::new() });
+        if reply.code != code {
+            self.partial = None;
+            return ReplyLine::Invalid;
+        }
+        reply.lines.push(body);
+        match sep {
+            Some(b'-') => ReplyLine::More,
+            Some(b' ') | None => ReplyLine::Complete(self.partial.take().expect("set above")),
+            _ => {
+                self.partial = None;
+                ReplyLine::Invalid
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_multi_line_replies() {
+        let reply = Reply { code: 250, lines: vec!["host says hello".into(), "VRFY".into(), "8BITMIME".into()] };
+        let mut out = Vec::new();
+        reply.write_to(&mut out);
+        assert_eq!(out, b"250-host says hello\r\n250-VRFY\r\n250 8BITMIME\r\n");
+    }
+
+    #[test]
+    fn parses_multi_line_replies() {
+        let mut parser = ReplyParser::default();
+        assert_eq!(parser.handle_line(b"250-mx says hi"), ReplyLine::More);
+        assert_eq!(
+            parser.handle_line(b"250 PIPELINING"),
+            ReplyLine::Complete(Reply { code: 250, lines: vec!["mx says hi".into(), "PIPELINING".into()] })
+        );
+        assert_eq!(parser.handle_line(b"250"), ReplyLine::Complete(Reply { code: 250, lines: vec!["".into()] }));
+        assert_eq!(parser.handle_line(b"hello"), ReplyLine::Invalid);
+        assert_eq!(parser.handle_line(b"250-a"), ReplyLine::More);
+        assert_eq!(parser.handle_line(b"354 b"), ReplyLine::Invalid);
+    }
+}

@@ -1,0 +1,659 @@
+//! The SMTP server session (RFC 5321 sections 3 and 4), without I/O.
+//!
+//! ```text
+//!   new() --220--> Start --HELO/EHLO--> Ready --MAIL--> Mail --RCPT--> Rcpt
+//!                    \__________MAIL (tolerated)__/^        ^   |  RCPT   |
+//!                                                 |         |   v         |
+//!            RSET, HELO, EHLO, end of data  ------+       [Verify?]<------+
+//!                                                              |
+//!   Rcpt --DATA--> [MessageStart?] --354--> Data --"."--> [MessageEnd?] --250--> Ready
+//!   any --QUIT--> Closed (221)      any --too many errors--> Closed (421)
+//! ```
+//!
+//! States in brackets wait for the driver: the session emits an [`Event`]
+//! and does nothing more with the input until the matching `answer_*` call,
+//! so pipelined commands (RFC 2920) queue up in order. Message text is
+//! handed out as [`Event::MessageData`] chunks as it arrives and is never
+//! held whole, so memory does not grow with message size.
+//!
+//! Limits a peer cannot exceed: 512-octet command lines and 1000-octet text
+//! lines (RFC 5321 section 4.5.3.1; longer gets 500 and the session goes
+//! on), `max_size` octets of content (552), `max_recipients` (452) and
+//! `max_bad_commands` (then 421 and close). Deadlines are the driver's.
+
+use std::collections::VecDeque;
+use std::mem;
+
+use super::address::Mailbox;
+use super::command::{Command, MailParams};
+use super::reply::Reply;
+use crate::line::{partial_terminator, scan_line, skip_to_terminator, Scan, Terminator};
+
+/// Longest command line, terminator included (RFC 5321 section 4.5.3.1.4).
+pub const MAX_COMMAND_LINE: usize = 512;
+/// Longest text line, terminator included (RFC 5321 section 4.5.3.1.6).
+pub const MAX_TEXT_LINE: usize = 1000;
+/// Message text is handed out in chunks of about this size.
+const DATA_CHUNK: usize = 64 * 1024;
+
+/// What the server says and allows; built by the driver from its settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Our name in the greeting and the EHLO reply.
+    pub domain: String,
+    /// Software name and version in the greeting; `None` hides it (`--anonymous=server`).
+    pub ident: Option<String>,
+    /// Whether VRFY is answered (`--anonymous=vrfy` turns it off).
+    pub vrfy: bool,
+    /// Largest message in octets; 0 for no limit (`--size`).
+    pub max_size: u64,
+    /// Most recipients in one transaction.
+    pub max_recipients: usize,
+    /// Unknown, invalid or out-of-sequence commands tolerated before 421.
+    pub max_bad_commands: u32,
+    /// Advertise PIPELINING.
+    pub pipelining: bool,
+    /// Advertise SMTPUTF8.
+    pub smtputf8: bool,
+    /// Ask the driver about every recipient ([`Event::Verify`]); otherwise all are accepted.
+    pub verify_recipients: bool,
+    /// Record command and reply lines for the protocol trace.
+    pub trace: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            domain: "localhost".into(),
+            ident: Some("E-MailRelay-rs".into()),
+            vrfy: true,
+            max_size: 0,
+            max_recipients: 1000,
+            max_bad_commands: 10,
+            pipelining: true,
+            smtputf8: false,
+            verify_recipients: false,
+            trace: false,
+        }
+    }
+}
+
+/// Something the driver must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Check a recipient (RCPT) or answer VRFY (`from` is `None`); answer with [`ServerSession::answer_verify`].
+    Verify { address: String, from: Option<String> },
+    /// DATA was accepted in principle: open the spool file; answer with [`ServerSession::answer_message_start`].
+    MessageStart,
+    /// The next chunk of message text, un-stuffed, CRLF line endings as received.
+    MessageData(Vec<u8>),
+    /// The text is complete: commit it and answer with [`ServerSession::answer_message`].
+    MessageEnd,
+    /// Throw the partial message away (too large, overlong line); the client has been told.
+    MessageAbort,
+    /// The session is over; flush the output and close the connection.
+    Close,
+}
+
+/// The driver's verdict on one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyResult {
+    /// Forward to this (possibly rewritten) address.
+    Remote(String),
+    /// A local mailbox; not forwarded.
+    Local { mailbox: String, full_name: String },
+    /// Refused with this reply (550 invalid, 450 temporary).
+    Reject(Reply),
+    /// Drop the connection.
+    Abort,
+}
+
+/// The driver's verdict on a complete message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageResult {
+    /// Stored for good: the client gets 250.
+    Accepted,
+    /// Not stored: the client gets this reply (451/452 for storage, 5xx for policy).
+    Rejected(Reply),
+}
+
+/// One accepted recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    /// The mailbox name for a local recipient.
+    pub local: Option<String>,
+}
+
+/// The envelope gathered so far, read by the driver at [`Event::MessageEnd`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// The HELO/EHLO name ("" if the client skipped it).
+    pub helo: String,
+    /// True after EHLO, false after HELO.
+    pub esmtp: bool,
+    pub from: Option<Mailbox>,
+    pub params: MailParams,
+    pub recipients: Vec<Recipient>,
+}
+
+impl Transaction {
+    /// True if the envelope needs SMTPUTF8.
+    pub fn is_utf8(&self) -> bool {
+        self.params.smtputf8
+            || self.from.as_ref().is_some_and(Mailbox::is_utf8)
+            || self.recipients.iter().any(|r| !r.address.is_ascii())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Start,
+    Ready,
+    Mail,
+    Rcpt,
+    Data,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    Verify { vrfy: bool },
+    MessageStart,
+    MessageEnd,
+}
+
+/// State of the DATA phase.
+#[derive(Debug, Default)]
+struct DataPhase {
+    chunk: Vec<u8>,
+    size: u64,
+    too_large: bool,
+    line_too_long: bool,
+    discarding: bool,
+}
+
+/// A server-side SMTP session. See the module documentation.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: ServerConfig,
+    state: State,
+    waiting: Option<Waiting>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    events: VecDeque<Event>,
+    trace: Vec<String>,
+    transaction: Transaction,
+    data: DataPhase,
+    discarding_command: bool,
+    bdat_discard: u64,
+    bad_commands: u32,
+}
+
+impl ServerSession {
+    /// A new session; the 220 greeting is already in the output.
+    pub fn new(config: ServerConfig) -> ServerSession {
+        let greeting = match &config.ident {
+            Some(ident) => format!("{} -- {ident} -- Service ready", config.domain),
+            None => format!("{} -- Service ready", config.domain),
+        };
+        let mut session = ServerSession {
+            config,
+            state: State::Start,
+            waiting: None,
+            input: Vec::new(),
+            output: Vec::new(),
+            events: VecDeque::new(),
+            trace: Vec::new(),
+            transaction: Transaction::default(),
+            data: DataPhase::default(),
+            discarding_command: false,
+            bdat_discard: 0,
+            bad_commands: 0,
+        };
+        session.reply(220, &greeting);
+        session
+    }
+
+    /// Feeds bytes from the client.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        self.process();
+    }
+
+    /// Moves pending reply bytes into `out`.
+    pub fn poll_output(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.output);
+    }
+
+    /// The next event for the driver, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Protocol trace lines (`rx<<: ...` / `tx>>: ...` texts) since the last call.
+    pub fn poll_trace(&mut self) -> Vec<String> {
+        mem::take(&mut self.trace)
+    }
+
+    /// The envelope of the transaction in progress.
+    pub fn transaction(&self) -> &Transaction {
+        &self.transaction
+    }
+
+    /// True once QUIT or a fatal error has ended the session.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// True while the session waits for an `answer_*` call.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// True while message text is being received.
+    pub fn in_data(&self) -> bool {
+        self.state == State::Data || self.waiting == Some(Waiting::MessageEnd)
+    }
+
+    /// True if a command or text line has started but not finished: the
+    /// driver's per-command deadline runs while this is so.
+    pub fn has_partial_input(&self) -> bool {
+        !self.input.is_empty() || self.discarding_command
+    }
+
+    /// Answers [`Event::Verify`].
+    pub fn answer_verify(&mut self, result: VerifyResult) {
+        let Some(Waiting::Verify { vrfy }) = self.waiting.take() else { return };
+        match (vrfy, result) {
+            (_, VerifyResult::Abort) => return self.close(),
+            (_, VerifyResult::Reject(reply)) => {
+                self.send(&reply);
+                if !vrfy {
+                    self.count_bad_command();
+                }
+            }
+            (true, VerifyResult::Local { full_name, .. }) => self.reply(250, &full_name),
+            (true, VerifyResult::Remote(address)) => {
+                self.reply(252, &format!("cannot verify but will accept: {address}"))
+            }
+            (false, VerifyResult::Local { mailbox, .. }) => {
+                let address = mailbox.clone();
+                self.add_recipient(Recipient { address, local: Some(mailbox) })
+            }
+            (false, VerifyResult::Remote(address)) => self.add_recipient(Recipient { address, local: None }),
+        }
+        self.process();
+    }
+
+    /// Answers [`Event::MessageStart`]: `Err` refuses DATA with that reply.
+    pub fn answer_message_start(&mut self, result: Result<(), Reply>) {
+        if self.waiting.take() != Some(Waiting::MessageStart) {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.state = State::Data;
+                self.data = DataPhase::default();
+                self.reply(354, "start mail input -- end with <CRLF>.<CRLF>");
+            }
+            Err(reply) => self.send(&reply),
+        }
+        self.process();
+    }
+
+    /// Answers [`Event::MessageEnd`].
+    pub fn answer_message(&mut self, result: MessageResult) {
+        if self.waiting.take() != Some(Waiting::MessageEnd) {
+            return;
+        }
+        match result {
+            MessageResult::Accepted => self.reply(250, "message processed"),
+            MessageResult::Rejected(reply) => self.send(&reply),
+        }
+        self.reset_transaction();
+        self.process();
+    }
+
+    /// Ends the session with a 421 (idle timeout, shutdown, too many errors).
+    pub fn shutdown(&mut self, text: &str) {
+        if self.state != State::Closed {
+            if self.in_data() {
+                self.events.push_back(Event::MessageAbort);
+            }
+            self.reply(421, &format!("{} {text}", self.config.domain));
+            self.close();
+        }
+    }
+
+    // ---- input processing ----
+
+    fn process(&mut self) {
+        while self.waiting.is_none() && self.state != State::Closed {
+            let progressed = if self.bdat_discard > 0 {
+                self.discard_bdat()
+            } else if self.state == State::Data {
+                self.process_data()
+            } else {
+                self.process_command()
+            };
+            if !progressed {
+                break;
+            }
+        }
+        if self.state == State::Data {
+            self.flush_data();
+        }
+    }
+
+    fn process_command(&mut self) -> bool {
+        if self.discarding_command {
+            return self.skip_overlong(Terminator::Lf);
+        }
+        match scan_line(&self.input, MAX_COMMAND_LINE, Terminator::Lf) {
+            Scan::Incomplete => false,
+            Scan::Overflow => {
+                self.discarding_command = true;
+                self.input.clear();
+                true
+            }
+            Scan::Line { content, total } => {
+                let line = String::from_utf8_lossy(&self.input[..content]).into_owned();
+                self.input.drain(..total);
+                self.trace_rx(&line);
+                self.execute(&line);
+                true
+            }
+        }
+    }
+
+    /// Drops the rest of an overlong command line, then answers 500 once.
+    fn skip_overlong(&mut self, terminator: Terminator) -> bool {
+        match skip_to_terminator(&self.input, terminator) {
+            Some(n) => {
+                self.input.drain(..n);
+                self.discarding_command = false;
+                self.reply(500, "line too long");
+                self.count_bad_command();
+                true
+            }
+            None => {
+                self.input.clear();
+                false
+            }
+        }
+    }
+
+    fn execute(&mut self, line: &str) {
+        match Command::parse(line) {
+            Command::Helo(name) => self.hello(name, false),
+            Command::Ehlo(name) => self.hello(name, true),
+            Command::Mail(from, params) => self.mail(from, params),
+            Command::Rcpt(to) => self.rcpt(to),
+            Command::Data => self.data_command(),
+            Command::Rset => {
+                self.reset_transaction();
+                self.reply(250, "state reset");
+            }
+            Command::Noop => self.reply(250, "noop"),
+            Command::Quit => {
+                self.reply(221, "OK");
+                self.close();
+            }
+            Command::Vrfy(address) => self.vrfy(address),
+            Command::Bdat => self.bdat(line),
+            Command::Help | Command::StartTls | Command::Auth(_) => {
+                self.reply(502, "command not implemented")
+            }
+            Command::Invalid(text) => self.bad_command(501, text),
+            Command::Unknown => self.bad_command(500, "command unrecognized"),
+        }
+    }
+
+    fn hello(&mut self, name: String, esmtp: bool) {
+        self.reset_transaction();
+        self.transaction.helo = name;
+        self.transaction.esmtp = esmtp;
+        self.state = State::Ready;
+        let greeting = format!("{} says hello", self.config.domain);
+        if !esmtp {
+            return self.reply(250, &greeting);
+        }
+        let mut lines = vec![greeting];
+        if self.config.vrfy {
+            lines.push("VRFY".into());
+        }
+        if self.config.max_size > 0 {
+            lines.push(format!("SIZE {}", self.config.max_size));
+        }
+        if self.config.pipelining {
+            lines.push("PIPELINING".into());
+        }
+        lines.push("8BITMIME".into());
+        if self.config.smtputf8 {
+            lines.push("SMTPUTF8".into());
+        }
+        self.send(&Reply { code: 250, lines });
+    }
+
+    fn mail(&mut self, from: Mailbox, params: MailParams) {
+        if !matches!(self.state, State::Start | State::Ready) {
+            return self.out_of_sequence();
+        }
+        if self.config.max_size > 0 && params.size.is_some_and(|s| s > self.config.max_size) {
+            return self.reply(552, "message size exceeds fixed maximum message size");
+        }
+        self.reply(250, &format!("sender <{from}> OK"));
+        self.transaction.from = Some(from);
+        self.transaction.params = params;
+        self.state = State::Mail;
+    }
+
+    fn rcpt(&mut self, to: Mailbox) {
+        if !matches!(self.state, State::Mail | State::Rcpt) {
+            return self.out_of_sequence();
+        }
+        if to.is_empty() {
+            return self.reply(550, "invalid empty mailbox");
+        }
+        if self.transaction.recipients.len() >= self.config.max_recipients {
+            return self.reply(452, "too many recipients");
+        }
+        if self.config.verify_recipients {
+            let from = self.transaction.from.as_ref().map(|f| f.to_string());
+            self.events.push_back(Event::Verify { address: to.to_string(), from: Some(from.unwrap_or_default()) });
+            self.waiting = Some(Waiting::Verify { vrfy: false });
+        } else {
+            self.add_recipient(Recipient { address: to.to_string(), local: None });
+        }
+    }
+
+    fn add_recipient(&mut self, recipient: Recipient) {
+        self.reply(250, &format!("recipient <{}> OK", recipient.address));
+        self.transaction.recipients.push(recipient);
+        self.state = State::Rcpt;
+    }
+
+    fn vrfy(&mut self, address: String) {
+        if !self.config.vrfy {
+            return self.reply(502, "command not implemented");
+        }
+        if self.config.verify_recipients {
+            self.events.push_back(Event::Verify { address, from: None });
+            self.waiting = Some(Waiting::Verify { vrfy: true });
+        } else {
+            self.reply(252, &format!("cannot verify but will accept: {address}"));
+        }
+    }
+
+    fn data_command(&mut self) {
+        match self.state {
+            State::Rcpt => {
+                self.events.push_back(Event::MessageStart);
+                self.waiting = Some(Waiting::MessageStart);
+            }
+            State::Mail => self.reply(503, "no recipients"),
+            _ => self.out_of_sequence(),
+        }
+    }
+
+    /// CHUNKING is not offered, so BDAT is refused; but its chunk is still
+    /// consumed as data, never executed as commands (a 2.6.1 gap).
+    fn bdat(&mut self, line: &str) {
+        let size = line.split(' ').nth(1).and_then(|s| s.parse::<u64>().ok());
+        self.bdat_discard = size.unwrap_or(0);
+        self.bad_command(500, "command unrecognized");
+    }
+
+    fn discard_bdat(&mut self) -> bool {
+        let n = self.input.len().min(usize::try_from(self.bdat_discard).unwrap_or(usize::MAX));
+        self.input.drain(..n);
+        self.bdat_discard -= n as u64;
+        n > 0
+    }
+
+    // ---- DATA phase ----
+
+    fn process_data(&mut self) -> bool {
+        if self.data.discarding {
+            return self.skip_overlong_text();
+        }
+        match scan_line(&self.input, MAX_TEXT_LINE, Terminator::CrLf) {
+            Scan::Incomplete => false,
+            Scan::Overflow => {
+                self.data.discarding = true;
+                self.data.line_too_long = true;
+                let keep = partial_terminator(&self.input, Terminator::CrLf);
+                self.input.drain(..self.input.len() - keep);
+                true
+            }
+            Scan::Line { content, total } => {
+                if &self.input[..content] == b"." {
+                    self.input.drain(..total);
+                    self.end_of_data();
+                } else {
+                    self.take_text_line(total);
+                }
+                true
+            }
+        }
+    }
+
+    fn skip_overlong_text(&mut self) -> bool {
+        match skip_to_terminator(&self.input, Terminator::CrLf) {
+            Some(n) => {
+                self.input.drain(..n);
+                self.data.discarding = false;
+                true
+            }
+            None => {
+                let keep = partial_terminator(&self.input, Terminator::CrLf);
+                self.input.drain(..self.input.len() - keep);
+                false
+            }
+        }
+    }
+
+    /// Moves one text line (with its CRLF) into the chunk, removing the
+    /// stuffed dot (RFC 5321 section 4.5.2).
+    fn take_text_line(&mut self, total: usize) {
+        let start = usize::from(self.input[0] == b'.');
+        let len = (total - start) as u64;
+        self.data.size += len;
+        if self.config.max_size > 0 && self.data.size > self.config.max_size {
+            self.data.too_large = true;
+        }
+        if !self.data.too_large && !self.data.line_too_long {
+            self.data.chunk.extend_from_slice(&self.input[start..total]);
+        }
+        self.input.drain(..total);
+        if self.data.chunk.len() >= DATA_CHUNK {
+            self.flush_data();
+        }
+    }
+
+    fn flush_data(&mut self) {
+        if !self.data.chunk.is_empty() {
+            self.events.push_back(Event::MessageData(mem::take(&mut self.data.chunk)));
+        }
+    }
+
+    fn end_of_data(&mut self) {
+        self.flush_data();
+        if self.config.trace {
+            self.trace.push("rx<<: [message content not logged]".into());
+        }
+        self.state = State::Ready;
+        if self.data.too_large {
+            self.events.push_back(Event::MessageAbort);
+            self.reply(552, "message size exceeds fixed maximum message size");
+            self.reset_transaction();
+        } else if self.data.line_too_long {
+            self.events.push_back(Event::MessageAbort);
+            self.reply(500, "line too long");
+            self.reset_transaction();
+        } else {
+            self.events.push_back(Event::MessageEnd);
+            self.waiting = Some(Waiting::MessageEnd);
+        }
+    }
+
+    // ---- helpers ----
+
+    fn reset_transaction(&mut self) {
+        let helo = mem::take(&mut self.transaction.helo);
+        let esmtp = self.transaction.esmtp;
+        self.transaction = Transaction { helo, esmtp, ..Transaction::default() };
+        if self.state != State::Closed && self.state != State::Start {
+            self.state = State::Ready;
+        }
+    }
+
+    fn out_of_sequence(&mut self) {
+        self.bad_command(503, "command out of sequence -- use RSET to resynchronise");
+    }
+
+    fn bad_command(&mut self, code: u16, text: &str) {
+        self.reply(code, text);
+        self.count_bad_command();
+    }
+
+    fn count_bad_command(&mut self) {
+        self.bad_commands += 1;
+        if self.bad_commands >= self.config.max_bad_commands {
+            self.reply(421, &format!("{} too many errors -- closing connection", self.config.domain));
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        self.state = State::Closed;
+        self.waiting = None;
+        self.input.clear();
+        self.events.push_back(Event::Close);
+    }
+
+    fn reply(&mut self, code: u16, text: &str) {
+        self.send(&Reply::new(code, text));
+    }
+
+    fn send(&mut self, reply: &Reply) {
+        let start = self.output.len();
+        reply.write_to(&mut self.output);
+        if self.config.trace {
+            let text = String::from_utf8_lossy(&self.output[start..]).into_owned();
+            for line in text.split_terminator("\r\n") {
+                self.trace.push(format!("tx>>: \"{line}\""));
+            }
+        }
+    }
+
+    fn trace_rx(&mut self, line: &str) {
+        if self.config.trace {
+            self.trace.push(format!("rx<<: \"{line}\""));
+        }
+    }
+}
