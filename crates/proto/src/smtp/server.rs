@@ -356,8 +356,10 @@ impl ServerSession {
         match scan_line(&self.input, MAX_COMMAND_LINE, Terminator::Lf) {
             Scan::Incomplete => false,
             Scan::Overflow => {
+                // The first MAX_COMMAND_LINE bytes hold no terminator: drop
+                // them and skip the rest of the line.
                 self.discarding_command = true;
-                self.input.clear();
+                self.input.drain(..MAX_COMMAND_LINE);
                 true
             }
             Scan::Line { content, total } => {
@@ -526,8 +528,8 @@ impl ServerSession {
             Scan::Overflow => {
                 self.data.discarding = true;
                 self.data.line_too_long = true;
-                let keep = partial_terminator(&self.input, Terminator::CrLf);
-                self.input.drain(..self.input.len() - keep);
+                let keep = partial_terminator(&self.input[..MAX_TEXT_LINE], Terminator::CrLf);
+                self.input.drain(..MAX_TEXT_LINE - keep);
                 true
             }
             Scan::Line { content, total } => {

@@ -1,0 +1,345 @@
+//! Server session transcripts: the E-MailRelay 2.6.1 dialogue of
+//! shared/compat.md, pipelining, DATA edge cases and limits, all in memory.
+//!
+//! A transcript is a list of `C:` (client sends, CRLF added) and `S:`
+//! (exact expected server reply line) entries. The driver stand-in accepts
+//! every recipient and stores every message in a Vec.
+
+use emailrelay_proto::smtp::{Event, MessageResult, Reply, ServerConfig, ServerSession, VerifyResult};
+
+struct Harness {
+    session: ServerSession,
+    stored: Vec<Vec<u8>>,
+    current: Vec<u8>,
+    closed: bool,
+    verify: Box<dyn Fn(&str) -> VerifyResult>,
+    commit: MessageResult,
+}
+
+impl Harness {
+    fn new(config: ServerConfig) -> Harness {
+        Harness {
+            session: ServerSession::new(config),
+            stored: Vec::new(),
+            current: Vec::new(),
+            closed: false,
+            verify: Box::new(|a| VerifyResult::Remote(a.to_string())),
+            commit: MessageResult::Accepted,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        self.session.handle_input(bytes);
+        self.drive();
+        self.output()
+    }
+
+    fn output(&mut self) -> String {
+        let mut out = Vec::new();
+        self.session.poll_output(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn drive(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Verify { address, .. } => {
+                    let result = (self.verify)(&address);
+                    self.session.answer_verify(result)
+                }
+                Event::MessageStart => {
+                    self.current.clear();
+                    self.session.answer_message_start(Ok(()))
+                }
+                Event::MessageData(chunk) => self.current.extend_from_slice(&chunk),
+                Event::MessageEnd => {
+                    if self.commit == MessageResult::Accepted {
+                        self.stored.push(std::mem::take(&mut self.current));
+                    }
+                    self.session.answer_message(self.commit.clone())
+                }
+                Event::MessageAbort => self.current.clear(),
+                Event::Close => self.closed = true,
+            }
+        }
+    }
+
+    /// Runs a transcript; the greeting is the first `S:` line.
+    fn run(&mut self, transcript: &str) {
+        let mut expected: Vec<String> = Vec::new();
+        let mut got = self.output();
+        for line in transcript.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line == "C:" {
+                got.push_str(&self.feed(b"\r\n"));
+            } else if let Some(c) = line.strip_prefix("C: ") {
+                got.push_str(&self.feed(format!("{c}\r\n").as_bytes()));
+            } else if let Some(s) = line.strip_prefix("S: ") {
+                expected.push(s.to_string());
+            } else if line == "S:" {
+                expected.push(String::new());
+            } else {
+                panic!("bad transcript line {line:?}");
+            }
+        }
+        let got: Vec<&str> = got.split_terminator("\r\n").collect();
+        assert_eq!(got, expected);
+    }
+}
+
+fn relay_config() -> ServerConfig {
+    ServerConfig { domain: "relay.example.com".into(), ident: Some("E-MailRelay-rs V0.1.0".into()), ..ServerConfig::default() }
+}
+
+#[test]
+fn the_default_dialogue_matches_emailrelay() {
+    let mut h = Harness::new(relay_config());
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: MAIL FROM:<alice@example.com>
+         S: 250 sender <alice@example.com> OK
+         C: RCPT TO:<bob@example.org>
+         S: 250 recipient <bob@example.org> OK
+         C: RCPT TO:<>
+         S: 550 invalid empty mailbox
+         C: DATA
+         S: 354 start mail input -- end with <CRLF>.<CRLF>
+         C: Subject: hi
+         C:
+         C: ..leading dot
+         C: .
+         S: 250 message processed
+         C: VRFY bob
+         S: 252 cannot verify but will accept: bob
+         C: NOOP
+         S: 250 noop
+         C: RSET
+         S: 250 state reset
+         C: MAIL FROM:<a@b>
+         S: 250 sender <a@b> OK
+         C: MAIL FROM:<a@b>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: HELP
+         S: 502 command not implemented
+         C: XYZZY
+         S: 500 command unrecognized
+         C: BDAT 0 LAST
+         S: 500 command unrecognized
+         C: QUIT
+         S: 221 OK",
+    );
+    assert!(h.closed);
+    assert_eq!(h.stored, vec![b"Subject: hi\r\n\r\n.leading dot\r\n".to_vec()]);
+}
+
+#[test]
+fn helo_gets_a_one_line_reply_and_anonymous_hides_vrfy_and_ident() {
+    let config = ServerConfig { ident: None, vrfy: false, ..relay_config() };
+    let mut h = Harness::new(config);
+    h.run(
+        "S: 220 relay.example.com -- Service ready
+         C: HELO vm
+         S: 250 relay.example.com says hello
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: VRFY bob
+         S: 502 command not implemented",
+    );
+}
+
+#[test]
+fn size_is_advertised_and_enforced_both_ways() {
+    let mut h = Harness::new(ServerConfig { max_size: 20, ..relay_config() });
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-SIZE 20
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: MAIL FROM:<a@b> SIZE=21
+         S: 552 message size exceeds fixed maximum message size
+         C: MAIL FROM:<a@b> SIZE=20
+         S: 250 sender <a@b> OK
+         C: RCPT TO:<c@d>
+         S: 250 recipient <c@d> OK
+         C: DATA
+         S: 354 start mail input -- end with <CRLF>.<CRLF>
+         C: 0123456789
+         C: 0123456789
+         C: .
+         S: 552 message size exceeds fixed maximum message size
+         C: MAIL FROM:<a@b>
+         S: 250 sender <a@b> OK",
+    );
+    assert!(h.stored.is_empty());
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order_in_one_batch() {
+    let mut h = Harness::new(relay_config());
+    h.output();
+    let got = h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n");
+    assert!(got.ends_with(
+        "250 sender <a@b> OK\r\n250 recipient <c@d> OK\r\n250 recipient <e@f> OK\r\n354 start mail input -- end with <CRLF>.<CRLF>\r\n"
+    ));
+    let got = h.feed(b"body\r\n.\r\nMAIL FROM:<x@y>\r\nQUIT\r\n");
+    assert_eq!(got, "250 message processed\r\n250 sender <x@y> OK\r\n221 OK\r\n");
+    assert_eq!(h.stored, vec![b"body\r\n".to_vec()]);
+}
+
+#[test]
+fn bare_lf_dot_lf_does_not_end_data() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let got = h.feed(b"one\n.\nMAIL FROM:<evil@x>\nRCPT TO:<v@y>\n");
+    assert_eq!(got, "", "a bare LF must not end the DATA phase");
+    let got = h.feed(b"\r\n.\r\n");
+    assert_eq!(got, "250 message processed\r\n");
+    assert_eq!(h.stored, vec![b"one\n.\nMAIL FROM:<evil@x>\nRCPT TO:<v@y>\n\r\n".to_vec()]);
+}
+
+#[test]
+fn end_of_data_split_across_reads_is_found() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    for piece in [&b"abc\r"[..], b"\n", b".", b"\r", b"\n"] {
+        let got = h.feed(piece);
+        if piece == b"\n" && h.stored.len() == 1 {
+            assert_eq!(got, "250 message processed\r\n");
+        }
+    }
+    assert_eq!(h.stored, vec![b"abc\r\n".to_vec()]);
+}
+
+#[test]
+fn overlong_lines_get_500_and_the_session_goes_on() {
+    let mut h = Harness::new(relay_config());
+    h.output();
+    let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(600));
+    assert_eq!(h.feed(long.as_bytes()), "500 line too long\r\n250 noop\r\n");
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let text = format!("ok\r\n{}\r\nafter\r\n.\r\n", "y".repeat(1200));
+    assert_eq!(h.feed(text.as_bytes()), "500 line too long\r\n");
+    assert!(h.stored.is_empty());
+    assert_eq!(h.feed(b"NOOP\r\n"), "250 noop\r\n");
+}
+
+#[test]
+fn a_998_octet_text_line_is_accepted() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let line = "z".repeat(998);
+    assert_eq!(h.feed(format!("{line}\r\n.\r\n").as_bytes()), "250 message processed\r\n");
+    assert_eq!(h.stored[0].len(), 1000);
+}
+
+#[test]
+fn sequence_errors_and_the_bad_command_cap() {
+    let mut h = Harness::new(ServerConfig { max_bad_commands: 3, ..relay_config() });
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: RCPT TO:<a@b>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: MAIL FROM:<a@b>
+         S: 250 sender <a@b> OK
+         C: DATA
+         S: 503 no recipients
+         C: MAIL FROM:<a b@c>
+         S: 501 invalid character in address
+         C: FOO
+         S: 500 command unrecognized
+         S: 421 relay.example.com too many errors -- closing connection",
+    );
+    assert!(h.closed);
+    assert_eq!(h.feed(b"NOOP\r\n"), "");
+}
+
+#[test]
+fn the_recipient_cap_answers_452() {
+    let mut h = Harness::new(ServerConfig { max_recipients: 2, ..relay_config() });
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\n");
+    let got = h.feed(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n");
+    assert_eq!(got, "250 recipient <1@x> OK\r\n250 recipient <2@x> OK\r\n452 too many recipients\r\n");
+}
+
+#[test]
+fn verifier_answers_shape_the_replies_and_envelope() {
+    let mut h = Harness::new(ServerConfig { verify_recipients: true, ..relay_config() });
+    h.verify = Box::new(|a| match a {
+        "postmaster" => VerifyResult::Local { mailbox: "pm".into(), full_name: "Post Master <pm@x>".into() },
+        "bad@x" => VerifyResult::Reject(Reply::new(550, "invalid mailbox: bad@x")),
+        "later@x" => VerifyResult::Reject(Reply::new(450, "mailbox unavailable: later@x")),
+        other => VerifyResult::Remote(other.to_ascii_lowercase()),
+    });
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
+    let got = h.feed(b"RCPT TO:<postmaster>\r\nRCPT TO:<bad@x>\r\nRCPT TO:<later@x>\r\nRCPT TO:<Bob@X>\r\nVRFY postmaster\r\n");
+    assert_eq!(
+        got,
+        "250 recipient <pm> OK\r\n550 invalid mailbox: bad@x\r\n450 mailbox unavailable: later@x\r\n\
+         250 recipient <bob@x> OK\r\n250 Post Master <pm@x>\r\n"
+    );
+    let rcpts = &h.session.transaction().recipients;
+    assert_eq!(rcpts.len(), 2);
+    assert_eq!(rcpts[0].local.as_deref(), Some("pm"));
+    assert_eq!(rcpts[1].address, "bob@x");
+}
+
+#[test]
+fn storage_failure_is_a_4xx_and_the_session_goes_on() {
+    let mut h = Harness::new(relay_config());
+    h.commit = MessageResult::Rejected(Reply::new(452, "insufficient system storage"));
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    assert_eq!(h.feed(b"x\r\n.\r\n"), "452 insufficient system storage\r\n");
+    assert_eq!(h.feed(b"MAIL FROM:<a@b>\r\n"), "250 sender <a@b> OK\r\n");
+}
+
+#[test]
+fn bdat_chunks_are_consumed_as_data_not_commands() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"HELO vm\r\n");
+    let got = h.feed(b"BDAT 20 LAST\r\nMAIL FROM:<evil@x>\r\nNOOP\r\n");
+    assert_eq!(got, "500 command unrecognized\r\n250 noop\r\n");
+}
+
+#[test]
+fn mail_parameters_are_recorded() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b> BODY=8BITMIME SMTPUTF8 AUTH=bob\r\n");
+    let t = h.session.transaction();
+    assert!(t.esmtp);
+    assert_eq!(t.helo, "vm");
+    assert!(t.params.smtputf8 && t.is_utf8());
+    assert_eq!(t.params.auth.as_deref(), Some("bob"));
+    assert_eq!(t.params.body.envelope_keyword(), "8bit");
+}
+
+#[test]
+fn a_trickle_of_single_bytes_is_reassembled() {
+    let mut h = Harness::new(relay_config());
+    h.output();
+    let mut got = String::new();
+    for b in b"HELO vm\r\nNOOP\r\n" {
+        got.push_str(&h.feed(&[*b]));
+    }
+    assert_eq!(got, "250 relay.example.com says hello\r\n250 noop\r\n");
+    assert!(!h.session.has_partial_input());
+}
+
+#[test]
+fn trace_lines_never_include_content() {
+    let mut h = Harness::new(ServerConfig { trace: true, ..relay_config() });
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nsecret\r\n.\r\n");
+    let trace = h.session.poll_trace().join("\n");
+    assert!(trace.contains("rx<<: \"HELO vm\""));
+    assert!(trace.contains("tx>>: \"250 message processed\""));
+    assert!(trace.contains("rx<<: [message content not logged]"));
+    assert!(!trace.contains("secret"));
+}
