@@ -1,1 +1,18 @@
+//! emailrelay-rs: an E-MailRelay-compatible SMTP store-and-forward server
+//! and proxy. The binaries in `src/bin` are thin; everything is here.
+//!
+//! Dependency direction: `run` -> {`smtp`, `admin`} -> `store` -> `net`;
+//! `config` builds each subsystem's settings; all protocol logic lives in
+//! the I/O-free `emailrelay-proto` crate.
 
+pub mod admin;
+pub mod config;
+pub mod log;
+pub mod net;
+pub mod run;
+pub mod smtp;
+pub mod store;
+pub mod submit;
+mod sys;
+
+pub use sys::canonical_hostname;

@@ -1,0 +1,252 @@
+//! [`Args`] -> [`Settings`]: implied option bundles, defaults and typed
+//! values, checked once here so that nothing later parses option text.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Args, ConfigError, Support, OPTIONS};
+use crate::admin::AdminSettings;
+use crate::log::LogSettings;
+use crate::net::{self, Service};
+use crate::smtp::forward::ForwardSettings;
+use crate::smtp::server::{Anonymous, ServerSettings};
+
+/// E-MailRelay's default spool directory.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/emailrelay";
+
+/// Everything `run` needs, typed.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub spool_dir: PathBuf,
+    pub daemon: bool,
+    pub pid_file: Option<PathBuf>,
+    pub close_stderr: bool,
+    /// The account to switch to when started as root; `None` for `--user root`.
+    pub user: Option<String>,
+    pub log: LogSettings,
+    /// `None` with `--no-smtp` or `--dont-serve`.
+    pub smtp: Option<ServerSettings>,
+    pub admin: Option<AdminSettings>,
+    pub forward: ForwardSettings,
+    /// Options accepted but meaningless here, for a startup warning.
+    pub ignored: Vec<&'static str>,
+}
+
+impl Settings {
+    /// Builds settings; `default_domain` is called only if `--domain` is absent.
+    pub fn build(args: &Args, default_domain: impl FnOnce() -> String) -> Result<Settings, ConfigError> {
+        let ignored = check_support(args)?;
+        let as_client = args.value("as-client");
+        let as_proxy = args.value("as-proxy");
+        let as_server = args.has("as-server");
+        if usize::from(as_client.is_some()) + usize::from(as_proxy.is_some()) + usize::from(as_server) > 1 {
+            return Err(ConfigError::Conflict("use only one of --as-client, --as-proxy and --as-server".into()));
+        }
+        let forward_to = match (args.value("forward-to"), as_client.or(as_proxy)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict("--forward-to cannot be used with --as-client or --as-proxy".into()))
+            }
+            (a, b) => a.or(b).map(str::to_string),
+        };
+        let log_enabled = args.has("log") || as_client.is_some() || as_proxy.is_some() || as_server;
+        let dont_serve = args.has("dont-serve") || as_client.is_some();
+        let domain = args.value("domain").map(str::to_string).unwrap_or_else(default_domain);
+        let anonymous = parse_anonymous(args)?;
+        let verbose = args.has("verbose");
+        let interfaces = net::parse_interfaces(args.values("interface"))
+            .map_err(|e| bad("interface", &args.values("interface").join(","), e))?;
+        let server_config = parse_server_config(args)?;
+        let client_pipelining = parse_client_config(args)?;
+
+        let forward = ForwardSettings {
+            forward_to: forward_to.clone(),
+            on_start: args.has("forward") || as_client.is_some(),
+            on_disconnect: args.has("forward-on-disconnect") || as_proxy.is_some(),
+            poll: optional_seconds(args, "poll")?,
+            immediate: args.has("immediate"),
+            exit_when_done: dont_serve,
+            to_some: args.has("forward-to-some"),
+            client_interface: parse_ip(args, "client-interface")?,
+            connection_timeout: seconds(args, "connection-timeout", 40)?,
+            response_timeout: seconds(args, "response-timeout", 60)?,
+            prompt_timeout: seconds(args, "prompt-timeout", 20)?,
+            pipelining: client_pipelining,
+            helo_domain: domain.clone(),
+            anonymous_client: anonymous.client,
+            trace: verbose && log_enabled,
+            max_connections: 4,
+        };
+        let needs_target = forward.on_start || forward.on_disconnect || forward.poll.is_some() || forward.immediate;
+        if needs_target && forward_to.is_none() {
+            return Err(ConfigError::Conflict("forwarding options need --forward-to (or --as-client/--as-proxy)".into()));
+        }
+        let smtp = (!dont_serve && !args.has("no-smtp")).then(|| -> Result<ServerSettings, ConfigError> {
+            Ok(ServerSettings {
+                listen: net::listen_addresses(&interfaces, Service::Smtp, port(args, "port", 25)?),
+                remote_clients: args.has("remote-clients"),
+                domain: domain.clone(),
+                anonymous,
+                max_size: number(args, "size", 0)?,
+                idle_timeout: seconds(args, "idle-timeout", 60)?,
+                pipelining: server_config.0,
+                smtputf8: server_config.1,
+                trace: verbose && log_enabled,
+                immediate: args.has("immediate"),
+            })
+        });
+        let admin = match (args.value("admin"), dont_serve) {
+            (Some(_), false) => Some(AdminSettings {
+                listen: net::listen_addresses(&interfaces, Service::Admin, port(args, "admin", 0)?),
+                terminate: args.has("admin-terminate"),
+                remote_clients: args.has("remote-clients"),
+            }),
+            _ => None,
+        };
+        let user = match args.value("user") {
+            Some("root") => None,
+            Some(name) => Some(name.to_string()),
+            None => Some("daemon".to_string()),
+        };
+        Ok(Settings {
+            spool_dir: PathBuf::from(args.value("spool-dir").unwrap_or(DEFAULT_SPOOL_DIR)),
+            daemon: !(args.has("no-daemon") || as_client.is_some()),
+            pid_file: args.value("pid-file").map(PathBuf::from),
+            close_stderr: args.has("close-stderr") || as_server || as_proxy.is_some(),
+            user,
+            log: parse_log(args, log_enabled, as_client.is_some())?,
+            smtp: smtp.transpose()?,
+            admin,
+            forward,
+            ignored,
+        })
+    }
+}
+
+/// Refuses options that need a later feature; lists the Windows-only ones.
+fn check_support(args: &Args) -> Result<Vec<&'static str>, ConfigError> {
+    let mut ignored = Vec::new();
+    for name in args.names() {
+        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else { continue };
+        match spec.support {
+            Support::Yes => {}
+            Support::Later(feature) => return Err(ConfigError::NotYet { option: spec.name, feature }),
+            Support::WindowsOnly => ignored.push(spec.name),
+        }
+    }
+    Ok(ignored)
+}
+
+fn parse_log(args: &Args, enabled: bool, as_client: bool) -> Result<LogSettings, ConfigError> {
+    let mut time = args.has("log-time");
+    let mut address = args.has("log-address");
+    for field in args.value("log-format").unwrap_or("").split(',').filter(|f| !f.is_empty()) {
+        match field {
+            "time" => time = true,
+            "address" => address = true,
+            "unit" | "port" | "msgid" => {}
+            other => return Err(bad("log-format", other, "expecting time, unit, address, port or msgid")),
+        }
+    }
+    let syslog_wanted = (enabled && !args.has("no-syslog") && !as_client) || args.has("syslog");
+    let facility = args.value("syslog").filter(|f| !f.is_empty()).unwrap_or("mail").to_string();
+    if !crate::log::is_facility(&facility) {
+        return Err(bad("syslog", &facility, "unknown syslog facility"));
+    }
+    Ok(LogSettings {
+        enabled,
+        verbose: args.has("verbose"),
+        debug: args.has("debug"),
+        time,
+        address,
+        file: args.value("log-file").map(str::to_string),
+        syslog: syslog_wanted.then_some(facility),
+    })
+}
+
+fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
+    let Some(scope) = args.value("anonymous") else { return Ok(Anonymous::default()) };
+    if scope.is_empty() {
+        return Ok(Anonymous { vrfy: true, server: true, content: true, client: true });
+    }
+    let mut anonymous = Anonymous::default();
+    for word in scope.split(',') {
+        match word.trim() {
+            "vrfy" => anonymous.vrfy = true,
+            "server" => anonymous.server = true,
+            "content" => anonymous.content = true,
+            "client" => anonymous.client = true,
+            other => return Err(bad("anonymous", other, "expecting vrfy, server, content or client")),
+        }
+    }
+    Ok(anonymous)
+}
+
+/// `--server-smtp-config`: (pipelining, smtputf8).
+fn parse_server_config(args: &Args) -> Result<(bool, bool), ConfigError> {
+    let (mut pipelining, mut smtputf8) = (true, false);
+    for word in args.value("server-smtp-config").unwrap_or("").split(',').filter(|w| !w.is_empty()) {
+        match word.trim() {
+            "pipelining" => pipelining = true,
+            "nopipelining" => pipelining = false,
+            "smtputf8" | "smtputf8strict" => smtputf8 = true,
+            "nostrictparsing" | "noalabels" => {}
+            "chunking" => {
+                return Err(ConfigError::NotYet { option: "server-smtp-config", feature: "CHUNKING (BDAT)" })
+            }
+            other => return Err(bad("server-smtp-config", other, "unknown keyword")),
+        }
+    }
+    Ok((pipelining, smtputf8))
+}
+
+/// `--client-smtp-config`: pipelining (on unless `nopipelining`).
+fn parse_client_config(args: &Args) -> Result<bool, ConfigError> {
+    let mut pipelining = true;
+    for word in args.value("client-smtp-config").unwrap_or("").split(',').filter(|w| !w.is_empty()) {
+        match word.trim() {
+            "pipelining" => pipelining = true,
+            "nopipelining" => pipelining = false,
+            "smtputf8strict" | "eightbitstrict" | "binarymimestrict" => {}
+            other => return Err(bad("client-smtp-config", other, "unknown keyword")),
+        }
+    }
+    Ok(pipelining)
+}
+
+fn bad(option: &'static str, value: &str, why: impl ToString) -> ConfigError {
+    let option = OPTIONS.iter().find(|o| o.name == option).map_or("?", |o| o.name);
+    ConfigError::BadValue { option, value: value.to_string(), why: why.to_string() }
+}
+
+fn number(args: &Args, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match args.value(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| bad(name, v, "expecting a number")),
+    }
+}
+
+fn port(args: &Args, name: &'static str, default: u16) -> Result<u16, ConfigError> {
+    match args.value(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| bad(name, v, "expecting a port number 0-65535")),
+    }
+}
+
+fn seconds(args: &Args, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    number(args, name, default).map(Duration::from_secs)
+}
+
+fn optional_seconds(args: &Args, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+    match args.value(name) {
+        None => Ok(None),
+        Some(_) => match seconds(args, name, 0)? {
+            d if d.is_zero() => Err(bad(name, "0", "the period must be at least one second")),
+            d => Ok(Some(d)),
+        },
+    }
+}
+
+fn parse_ip(args: &Args, name: &'static str) -> Result<Option<IpAddr>, ConfigError> {
+    args.value(name).map(|v| v.parse().map_err(|_| bad(name, v, "expecting an IP address"))).transpose()
+}

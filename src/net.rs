@@ -1,0 +1,337 @@
+//! Network addresses: `--interface` syntax, listening sockets, the
+//! local-address rule of `--remote-clients`, and outgoing connections.
+//!
+//! Must not speak any protocol; it hands out connected or listening sockets.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpSocket, TcpStream, UnixStream};
+
+/// Which listener an `--interface` entry applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Smtp,
+    Pop,
+    Admin,
+}
+
+/// One `--interface` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    /// `smtp=`, `pop=` or `admin=`; `None` applies to all.
+    pub service: Option<Service>,
+    pub listen: ListenOn,
+}
+
+/// What an `--interface` entry names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenOn {
+    Ip(IpAddr),
+    /// An absolute path: a unix-domain socket.
+    Unix(PathBuf),
+    /// `fd#N`: an inherited listening socket.
+    Fd(i32),
+}
+
+/// A listening endpoint, port included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+    Fd(i32),
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(addr) => f.write_str(&display_addr(addr)),
+            Listen::Unix(path) => write!(f, "{}", path.display()),
+            Listen::Fd(fd) => write!(f, "fd#{fd}"),
+        }
+    }
+}
+
+/// E-MailRelay's address display: `1.2.3.4:25`, and `::1.25` for IPv6.
+pub fn display_addr(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("{}.{}", a.ip(), a.port()),
+    }
+}
+
+/// Parses `--interface` values: comma lists of addresses, interface names,
+/// paths or `fd#N`, each with an optional `smtp=`/`pop=`/`admin=` prefix.
+pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String> {
+    let mut specs = Vec::new();
+    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        let (service, what) = match item.split_once('=') {
+            Some(("smtp", rest)) => (Some(Service::Smtp), rest),
+            Some(("pop", rest)) => (Some(Service::Pop), rest),
+            Some(("admin", rest)) => (Some(Service::Admin), rest),
+            Some((other, _)) => return Err(format!("unknown prefix {other}=")),
+            None => (None, item),
+        };
+        for listen in parse_listen_on(what)? {
+            specs.push(InterfaceSpec { service, listen });
+        }
+    }
+    Ok(specs)
+}
+
+fn parse_listen_on(what: &str) -> Result<Vec<ListenOn>, String> {
+    if let Some(fd) = what.strip_prefix("fd#") {
+        return fd.parse().map(|n| vec![ListenOn::Fd(n)]).map_err(|_| format!("invalid file descriptor {what}"));
+    }
+    if what.starts_with('/') {
+        return Ok(vec![ListenOn::Unix(PathBuf::from(what))]);
+    }
+    if let Ok(ip) = what.parse::<IpAddr>() {
+        return Ok(vec![ListenOn::Ip(ip)]);
+    }
+    interface_addresses(what)
+}
+
+/// The addresses of a network interface, with the `-ipv4`/`-ipv6` suffixes.
+fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, String> {
+    let (base, family) = match (name.strip_suffix("-ipv4"), name.strip_suffix("-ipv6")) {
+        (Some(b), _) => (b, Some(4)),
+        (_, Some(b)) => (b, Some(6)),
+        _ => (name, None),
+    };
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {e}"))?;
+    let mut found = Vec::new();
+    for ifa in addrs.filter(|i| i.interface_name == base) {
+        let Some(addr) = ifa.address else { continue };
+        let ip = if let Some(v4) = addr.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        let wanted = match family {
+            Some(4) => ip.is_ipv4(),
+            Some(_) => ip.is_ipv6(),
+            None => true,
+        };
+        if wanted {
+            found.push(ListenOn::Ip(ip));
+        }
+    }
+    if found.is_empty() {
+        return Err(format!("no such address or interface: {name}"));
+    }
+    Ok(found)
+}
+
+/// The endpoints a service listens on: its own and unprefixed entries, or
+/// the IPv4 and IPv6 wildcards if there are none.
+pub fn listen_addresses(specs: &[InterfaceSpec], service: Service, port: u16) -> Vec<Listen> {
+    let chosen: Vec<Listen> = specs
+        .iter()
+        .filter(|s| s.service.is_none_or(|want| want == service))
+        .map(|s| match &s.listen {
+            ListenOn::Ip(ip) => Listen::Tcp(SocketAddr::new(*ip, port)),
+            ListenOn::Unix(path) => Listen::Unix(path.clone()),
+            ListenOn::Fd(fd) => Listen::Fd(*fd),
+        })
+        .collect();
+    if !chosen.is_empty() {
+        return chosen;
+    }
+    vec![
+        Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+        Listen::Tcp(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
+    ]
+}
+
+/// True for loopback, private and link-local addresses (RFC 1918, RFC 6890,
+/// RFC 4193): the only ones allowed without `--remote-clients`.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_local_address(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// A bound listening socket, not yet registered with the runtime (so that
+/// binding can happen before daemonising and before dropping root).
+#[derive(Debug)]
+pub enum BoundListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Listen backlog: a burst of 1000 simultaneous connects must all be greeted.
+const BACKLOG: i32 = 4096;
+
+/// Binds one endpoint. The IPv6 wildcard is bound IPv6-only so that it can
+/// sit beside the IPv4 wildcard on the same port.
+pub fn bind(listen: &Listen) -> io::Result<BoundListener> {
+    match listen {
+        Listen::Tcp(addr) => {
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.bind(&(*addr).into())?;
+            socket.listen(BACKLOG)?;
+            socket.set_nonblocking(true)?;
+            Ok(BoundListener::Tcp(socket.into()))
+        }
+        Listen::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let listener = std::os::unix::net::UnixListener::bind(path)?;
+            listener.set_nonblocking(true)?;
+            Ok(BoundListener::Unix(listener))
+        }
+        Listen::Fd(fd) => {
+            let listener = crate::sys::inherited_listener(*fd)?;
+            listener.set_nonblocking(true)?;
+            Ok(BoundListener::Tcp(listener))
+        }
+    }
+}
+
+/// A connected byte stream of any kind.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Why an outgoing connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address text does not parse.
+    #[error("invalid address [{0}]")]
+    Syntax(String),
+    /// Name resolution failed or found nothing usable.
+    #[error("cannot resolve [{0}]: {1}")]
+    Resolve(String, String),
+    /// The TCP connect failed.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, io::Error),
+    /// No answer within the connection timeout.
+    #[error("connection timeout connecting to {0}")]
+    Timeout(String),
+}
+
+/// Splits `host:port`, `[v6]:port` or `v6:port`; port names smtp,
+/// submission and smtps are understood, and a missing port means 25.
+pub fn split_host_port(text: &str) -> Result<(String, u16), ConnectError> {
+    let syntax = || ConnectError::Syntax(text.to_string());
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(syntax)?;
+        (host, after.strip_prefix(':').unwrap_or("25"))
+    } else if text.parse::<IpAddr>().is_ok() {
+        (text, "25")
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, p),
+            None => (text, "25"),
+        }
+    };
+    let port = match port {
+        "smtp" => 25,
+        "submission" => 587,
+        "smtps" => 465,
+        p => p.parse().map_err(|_| syntax())?,
+    };
+    if host.is_empty() {
+        return Err(syntax());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Connects to `target` (an address as in `--forward-to`, or a unix socket
+/// path), optionally from `local`, within `timeout`. TCP_NODELAY is set:
+/// the client writes whole buffers, so Nagle only adds delay.
+pub async fn connect(target: &str, local: Option<IpAddr>, timeout: Duration) -> Result<Box<dyn Stream>, ConnectError> {
+    let attempt = async {
+        if target.starts_with('/') {
+            let stream = UnixStream::connect(target).await.map_err(|e| ConnectError::Connect(target.into(), e))?;
+            return Ok(Box::new(stream) as Box<dyn Stream>);
+        }
+        let (host, port) = split_host_port(target)?;
+        let addr = resolve(&host, port, local).await?;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+            .map_err(|e| ConnectError::Connect(target.into(), e))?;
+        if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
+            socket.bind(SocketAddr::new(ip, 0)).map_err(|e| ConnectError::Connect(target.into(), e))?;
+        }
+        let stream: TcpStream =
+            socket.connect(addr).await.map_err(|e| ConnectError::Connect(display_addr(&addr), e))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Box::new(stream) as Box<dyn Stream>)
+    };
+    tokio::time::timeout(timeout, attempt).await.unwrap_or_else(|_| Err(ConnectError::Timeout(target.into())))
+}
+
+/// Resolves a host, preferring the family of `--client-interface` if given.
+async fn resolve(host: &str, port: u16, local: Option<IpAddr>) -> Result<SocketAddr, ConnectError> {
+    let failed = |why: String| ConnectError::Resolve(host.to_string(), why);
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|e| failed(e.to_string()))?.collect();
+    let wanted = |a: &&SocketAddr| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4());
+    addrs.iter().find(wanted).copied().ok_or_else(|| failed("no address of the right family".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_parse_with_prefixes_and_lists() {
+        let specs = parse_interfaces(&["smtp=127.0.0.1,::1".into(), "admin=/run/a.s".into(), "fd#3".into()]).unwrap();
+        assert_eq!(specs.len(), 4);
+        assert_eq!(specs[0], InterfaceSpec { service: Some(Service::Smtp), listen: ListenOn::Ip("127.0.0.1".parse().unwrap()) });
+        assert_eq!(specs[1].service, None);
+        assert_eq!(listen_addresses(&specs, Service::Smtp, 25).len(), 3);
+        assert_eq!(listen_addresses(&specs, Service::Admin, 9).len(), 3);
+        assert!(parse_interfaces(&["bogus=1.2.3.4".into()]).is_err());
+        assert!(parse_interfaces(&["no-such-interface0".into()]).is_err());
+    }
+
+    #[test]
+    fn default_listeners_are_both_wildcards() {
+        let listen = listen_addresses(&[], Service::Smtp, 25);
+        assert_eq!(listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0:25", ":.25".replace(':', "::")]);
+    }
+
+    #[test]
+    fn local_addresses_are_loopback_and_private_ranges() {
+        for local in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "::1", "fd00::1", "fe80::1", "::ffff:192.168.0.1"] {
+            assert!(is_local_address(local.parse().unwrap()), "{local}");
+        }
+        for remote in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8"] {
+            assert!(!is_local_address(remote.parse().unwrap()), "{remote}");
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("smtp.example.com:587").unwrap(), ("smtp.example.com".into(), 587));
+        assert_eq!(split_host_port("example.com:smtp").unwrap(), ("example.com".into(), 25));
+        assert_eq!(split_host_port("[::1]:2525").unwrap(), ("::1".into(), 2525));
+        assert_eq!(split_host_port("::1").unwrap(), ("::1".into(), 25));
+        assert_eq!(split_host_port("mx.example.com").unwrap(), ("mx.example.com".into(), 25));
+        assert!(split_host_port("host:notaport").is_err());
+    }
+}

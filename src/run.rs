@@ -1,0 +1,220 @@
+//! Assembly: bind, daemonise, pid file, privilege drop, then build the
+//! runtime and run the listeners, the forwarder and signal handling until
+//! shutdown. Exit codes: 0 success, 1 error, 2 a port could not be bound.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::admin::AdminContext;
+use crate::config::Settings;
+use crate::net::{self, BoundListener, Listen};
+use crate::smtp::forward::Forwarder;
+use crate::smtp::server::Shared;
+use crate::store::Spool;
+use crate::{error, info, warning};
+
+/// Exit code when a listening socket cannot be bound (E-MailRelay's 2).
+pub const EXIT_BIND: i32 = 2;
+
+/// Runs the relay; returns the process exit code.
+pub fn run(settings: Settings) -> anyhow::Result<i32> {
+    crate::log::init(settings.log.clone(), "emailrelay");
+    for name in &settings.ignored {
+        warning!("the --{name} option is for Windows only and is ignored");
+    }
+    let spool_dir = settings.spool_dir.clone();
+    let smtp_listeners = match bind_all(settings.smtp.as_ref().map(|s| s.listen.as_slice()).unwrap_or(&[])) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let admin_listeners = match bind_all(settings.admin.as_ref().map(|a| a.listen.as_slice()).unwrap_or(&[])) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    if settings.daemon {
+        crate::sys::daemonise().context("cannot run in the background")?;
+    }
+    if let Some(path) = &settings.pid_file {
+        write_pid_file(path)?;
+    }
+    if let (true, Some(user)) = (crate::sys::is_root(), &settings.user) {
+        crate::sys::drop_privileges(user).with_context(|| format!("cannot switch to user {user}"))?;
+        nix::unistd::access(&spool_dir, nix::unistd::AccessFlags::W_OK).map_err(|e| {
+            anyhow::anyhow!("spool directory [{}] is not writable by user {user}: {e} (use --user root or change its group)", spool_dir.display())
+        })?;
+    }
+    if settings.close_stderr {
+        crate::log::close_stderr();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(settings, smtp_listeners, admin_listeners))
+}
+
+type Bound = Vec<(Listen, BoundListener)>;
+
+fn bind_all(listen: &[Listen]) -> Result<Bound, i32> {
+    let mut bound = Vec::new();
+    let wildcard_pair = listen.len() == 2 && listen.iter().all(|l| matches!(l, Listen::Tcp(a) if a.ip().is_unspecified()));
+    for l in listen {
+        match net::bind(l) {
+            Ok(b) => bound.push((l.clone(), b)),
+            // The IPv6 wildcard is optional when IPv6 is not available at all.
+            Err(e) if wildcard_pair && matches!(l, Listen::Tcp(a) if a.is_ipv6())
+                && matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)) => {}
+            Err(e) => {
+                error!("cannot bind the listening port {l}: {e}");
+                return Err(EXIT_BIND);
+            }
+        }
+    }
+    Ok(bound)
+}
+
+fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir(parent);
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write pid file [{}]", path.display()))
+}
+
+async fn serve(settings: Settings, smtp_listeners: Bound, admin_listeners: Bound) -> anyhow::Result<i32> {
+    let spool = Spool::open(&settings.spool_dir)?;
+    match spool.recover_busy() {
+        Ok(0) => {}
+        Ok(n) => info!("recovered {n} message(s) left locked by a previous run"),
+        Err(e) => warning!("{e}"),
+    }
+    let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool));
+    if settings.forward.exit_when_done {
+        return Ok(forward_and_exit(&forwarder, settings.forward.on_start).await);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let smtp_settings = settings.smtp.clone().unwrap_or_else(|| dummy_smtp_settings(&settings));
+    let shared = Arc::new(Shared {
+        settings: smtp_settings,
+        spool: Arc::clone(&spool),
+        forwarder: Arc::clone(&forwarder),
+        enabled: AtomicBool::new(true),
+        in_started: Default::default(),
+        in_finished: Default::default(),
+        shutdown: stop_rx.clone(),
+    });
+    let mut listening = Vec::new();
+    for (listen, listener) in smtp_listeners {
+        info!("smtp server on {listen}");
+        listening.push(listen.to_string());
+        let shared = Arc::clone(&shared);
+        spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
+            tokio::spawn(crate::smtp::server::serve(stream, peer, Arc::clone(&shared)));
+        })?;
+    }
+    if let Some(admin) = settings.admin.clone() {
+        let ctx = Arc::new(AdminContext { settings: admin, smtp: Arc::clone(&shared), listening: listening.clone(), terminate: stop_tx.clone() });
+        for (listen, listener) in admin_listeners {
+            info!("admin server on {listen}");
+            let ctx = Arc::clone(&ctx);
+            spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
+                tokio::spawn(crate::admin::serve(stream, peer, Arc::clone(&ctx)));
+            })?;
+        }
+    }
+    let forward_task = tokio::spawn(Arc::clone(&forwarder).run(stop_rx.clone()));
+    if settings.forward.on_start {
+        forwarder.trigger();
+    }
+    wait_for_stop(stop_rx.clone()).await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    // Give sessions that are committing a message time to finish and reply.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forward_task).await;
+    Ok(0)
+}
+
+async fn forward_and_exit(forwarder: &Arc<Forwarder>, on_start: bool) -> i32 {
+    if !on_start || !forwarder.enabled() {
+        return 0;
+    }
+    let summary = forwarder.pass().await;
+    info!("forwarding done: {} sent, {} failed, {} deferred", summary.sent, summary.failed, summary.deferred);
+    i32::from(summary.failed + summary.deferred > 0)
+}
+
+fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettings {
+    crate::smtp::server::ServerSettings {
+        listen: Vec::new(),
+        remote_clients: false,
+        domain: settings.forward.helo_domain.clone(),
+        anonymous: Default::default(),
+        max_size: 0,
+        idle_timeout: std::time::Duration::from_secs(60),
+        pipelining: true,
+        smtputf8: false,
+        trace: false,
+        immediate: false,
+    }
+}
+
+fn spawn_acceptor<F>(listener: BoundListener, mut stop: watch::Receiver<bool>, on_accept: F) -> anyhow::Result<()>
+where
+    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) + Send + 'static,
+{
+    match listener {
+        BoundListener::Tcp(std) => {
+            let listener = tokio::net::TcpListener::from_std(std)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let _ = stream.set_nodelay(true);
+                                on_accept(Box::new(stream), Some(peer));
+                            }
+                            Err(e) => {
+                                warning!("accept failed: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+        BoundListener::Unix(std) => {
+            let listener = tokio::net::UnixListener::from_std(std)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                            on_accept(Box::new(stream), None);
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let _ = stop.changed().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = stop.changed() => {}
+    }
+}

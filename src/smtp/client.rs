@@ -1,0 +1,163 @@
+//! One outgoing SMTP connection: drives a proto `ClientSession` over a
+//! socket, streaming message content from the spool.
+//!
+//! Content goes out in 64 KB dot-stuffed buffers, one write each (never a
+//! write per line), with TCP_NODELAY set by `net::connect`; so a message
+//! costs no delayed-ACK wait. Every read has the response timeout.
+
+use std::path::Path;
+use std::time::Duration;
+
+use emailrelay_proto::smtp::{ClientConfig, ClientEvent, ClientSession, DotStuffer, OutgoingMessage, Reply, SendOutcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::Stream;
+
+/// Why a connection broke (as opposed to the server refusing something).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No reply in time.
+    #[error("response timeout")]
+    Timeout,
+    /// The server closed the connection.
+    #[error("connection closed by the server")]
+    Closed,
+    /// The server refused the session (greeting, EHLO, 421) or spoke nonsense.
+    #[error("{0}")]
+    Refused(Reply),
+    /// The content file could not be read.
+    #[error("cannot read content file: {0}")]
+    Content(std::io::Error),
+}
+
+/// Timeouts for one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub response: Duration,
+    pub prompt: Duration,
+}
+
+/// An open, greeted SMTP connection.
+pub struct Connection {
+    stream: Box<dyn Stream>,
+    session: ClientSession,
+    timeouts: Timeouts,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Connection {
+    /// Waits for the greeting (up to the prompt timeout, then carries on)
+    /// and does EHLO.
+    pub async fn open(stream: Box<dyn Stream>, config: ClientConfig, timeouts: Timeouts) -> Result<Connection, ConnectionError> {
+        let mut conn = Connection { stream, session: ClientSession::new(config), timeouts, buf: vec![0; 16 * 1024], out: Vec::new() };
+        let mut greeted = false;
+        loop {
+            if let Some(event) = conn.session.poll_event() {
+                match event {
+                    ClientEvent::Ready => return Ok(conn),
+                    ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
+                    _ => continue,
+                }
+            }
+            let wait = if greeted { timeouts.response } else { timeouts.prompt };
+            match conn.read_some(wait).await {
+                Err(ConnectionError::Timeout) if !greeted => {
+                    conn.session.handle_prompt_timeout();
+                    conn.flush().await?;
+                }
+                other => other?,
+            }
+            greeted = true;
+        }
+    }
+
+    /// Sends one message and returns the server's verdict.
+    pub async fn send(&mut self, message: OutgoingMessage, content: &Path) -> Result<SendOutcome, ConnectionError> {
+        self.session.send_message(message);
+        self.flush().await?;
+        loop {
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    ClientEvent::SendContent => {
+                        self.send_content(content).await?;
+                        self.session.content_sent();
+                        self.log_trace();
+                    }
+                    ClientEvent::Done(outcome) => return Ok(outcome),
+                    ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
+                    ClientEvent::Ready => {}
+                }
+            }
+            self.read_some(self.timeouts.response).await?;
+        }
+    }
+
+    /// Says QUIT and closes, without waiting long for the reply.
+    pub async fn quit(mut self) {
+        self.session.quit();
+        if self.flush().await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut self.buf)).await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn send_content(&mut self, path: &Path) -> Result<(), ConnectionError> {
+        // Spool reads come from the page cache in microseconds, so they are
+        // done in place rather than through the blocking pool.
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(ConnectionError::Content)?;
+        let mut stuffer = DotStuffer::default();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut chunk).map_err(ConnectionError::Content)?;
+            if n == 0 {
+                break;
+            }
+            self.out.clear();
+            stuffer.stuff(&chunk[..n], &mut self.out);
+            self.write_out().await?;
+        }
+        self.out.clear();
+        stuffer.finish(&mut self.out);
+        self.write_out().await
+    }
+
+    async fn read_some(&mut self, wait: Duration) -> Result<(), ConnectionError> {
+        let n = match tokio::time::timeout(wait, self.stream.read(&mut self.buf)).await {
+            Err(_) => return Err(ConnectionError::Timeout),
+            Ok(result) => result?,
+        };
+        if n == 0 {
+            return Err(ConnectionError::Closed);
+        }
+        self.session.handle_input(&self.buf[..n]);
+        self.log_trace();
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        self.out.clear();
+        self.session.poll_output(&mut self.out);
+        self.log_trace();
+        self.write_out().await
+    }
+
+    async fn write_out(&mut self) -> Result<(), ConnectionError> {
+        if !self.out.is_empty() {
+            tokio::time::timeout(self.timeouts.response, self.stream.write_all(&self.out))
+                .await
+                .map_err(|_| ConnectionError::Timeout)??;
+        }
+        Ok(())
+    }
+
+    fn log_trace(&mut self) {
+        for line in self.session.poll_trace() {
+            crate::verbose!("{line}");
+        }
+    }
+}

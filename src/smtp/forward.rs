@@ -1,0 +1,332 @@
+//! The forwarding scheduler: when to forward (startup, poll, client
+//! disconnect, admin `forward`/`flush`, `--immediate`) and how (several
+//! connections at once, each reused for many messages).
+//!
+//! Outcome rules: the upstream's 2xx to end-of-data deletes the message;
+//! 5xx fails it to `.bad` with the reason; 4xx and connection failures
+//! leave it in the spool for the next attempt.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use emailrelay_proto::smtp::{xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome};
+use tokio::sync::{watch, Notify};
+
+use super::client::{Connection, ConnectionError, Timeouts};
+use crate::store::{Locked, MessageId, Spool};
+use crate::{error, info, warning};
+
+/// Forwarding settings; built by `config`.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardSettings {
+    /// `--forward-to` (or the `--as-client`/`--as-proxy` address).
+    pub forward_to: Option<String>,
+    /// `--forward` / `--as-client`: forward once at startup.
+    pub on_start: bool,
+    /// `--forward-on-disconnect`.
+    pub on_disconnect: bool,
+    /// `--poll`.
+    pub poll: Option<Duration>,
+    /// `--immediate`.
+    pub immediate: bool,
+    /// `--dont-serve` / `--as-client`: exit once the startup forwarding is done.
+    pub exit_when_done: bool,
+    /// `--forward-to-some`.
+    pub to_some: bool,
+    pub client_interface: Option<IpAddr>,
+    pub connection_timeout: Duration,
+    pub response_timeout: Duration,
+    pub prompt_timeout: Duration,
+    pub pipelining: bool,
+    /// Our EHLO name.
+    pub helo_domain: String,
+    /// `--anonymous=client`: no `AUTH=` on MAIL.
+    pub anonymous_client: bool,
+    /// Protocol trace lines in the log.
+    pub trace: bool,
+    /// Connections used at once in one forwarding pass.
+    pub max_connections: usize,
+}
+
+/// Counts of one forwarding pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub sent: usize,
+    pub failed: usize,
+    pub deferred: usize,
+}
+
+/// What happened to one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Sent,
+    /// Failed to `.bad` (or rejected outright) with this reply.
+    Failed(Reply),
+    /// Left in the spool; the upstream said this, if it said anything.
+    Deferred(Option<Reply>),
+}
+
+/// Activity counters for the admin `status` command.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub out_started: AtomicU64,
+    pub out_finished: AtomicU64,
+}
+
+/// The scheduler. Cheap to share: `Arc<Forwarder>`.
+pub struct Forwarder {
+    settings: ForwardSettings,
+    spool: Arc<Spool>,
+    wake: Notify,
+    pass_lock: tokio::sync::Mutex<()>,
+    pub stats: Stats,
+}
+
+impl Forwarder {
+    /// A scheduler over `spool`.
+    pub fn new(settings: ForwardSettings, spool: Arc<Spool>) -> Arc<Forwarder> {
+        Arc::new(Forwarder { settings, spool, wake: Notify::new(), pass_lock: tokio::sync::Mutex::new(()), stats: Stats::default() })
+    }
+
+    /// True if there is somewhere to forward to.
+    pub fn enabled(&self) -> bool {
+        self.settings.forward_to.is_some()
+    }
+
+    /// Asks for a forwarding pass soon (client disconnect, admin `forward`).
+    pub fn trigger(&self) {
+        if self.enabled() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// True if a client disconnect should trigger a pass.
+    pub fn on_disconnect(&self) -> bool {
+        self.settings.on_disconnect
+    }
+
+    /// True if each message is forwarded before it is acknowledged.
+    pub fn immediate(&self) -> bool {
+        self.settings.immediate
+    }
+
+    /// The background loop: passes on trigger and on the poll timer, until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if !self.enabled() {
+            return;
+        }
+        loop {
+            let poll = self.settings.poll.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => return,
+            }
+            self.pass().await;
+        }
+    }
+
+    /// One pass over the spool, several connections at once; returns counts.
+    pub async fn pass(self: &Arc<Self>) -> PassSummary {
+        let _only_one_pass = self.pass_lock.lock().await;
+        let ids = match self.spool.ready() {
+            Ok(ids) => ids,
+            Err(e) => {
+                error!("{e}");
+                return PassSummary::default();
+            }
+        };
+        if ids.is_empty() {
+            return PassSummary::default();
+        }
+        let workers = self.settings.max_connections.clamp(1, ids.len());
+        let queue = Arc::new(Mutex::new(VecDeque::from(ids)));
+        let unreachable = Arc::new(Mutex::new(HashSet::new()));
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                let this = Arc::clone(self);
+                let (queue, unreachable) = (Arc::clone(&queue), Arc::clone(&unreachable));
+                tokio::spawn(async move { this.worker(queue, unreachable).await })
+            })
+            .collect();
+        let mut summary = PassSummary::default();
+        for task in tasks {
+            if let Ok(s) = task.await {
+                summary.sent += s.sent;
+                summary.failed += s.failed;
+                summary.deferred += s.deferred;
+            }
+        }
+        summary
+    }
+
+    /// Forwards one just-stored message now (`--immediate`, proxy mode).
+    pub async fn forward_now(self: &Arc<Self>, id: &MessageId) -> Verdict {
+        let locked = match self.spool.lock(id) {
+            Ok(Some(locked)) => locked,
+            Ok(None) => return Verdict::Deferred(None),
+            Err(e) => {
+                error!("{e}");
+                return Verdict::Deferred(None);
+            }
+        };
+        let mut conn = None;
+        self.forward_message(locked, &mut conn, &Mutex::new(HashSet::new())).await
+    }
+
+    async fn worker(&self, queue: Arc<Mutex<VecDeque<MessageId>>>, unreachable: Arc<Mutex<HashSet<String>>>) -> PassSummary {
+        let mut summary = PassSummary::default();
+        let mut conn: Option<(String, Connection)> = None;
+        loop {
+            let Some(id) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+            let locked = match self.spool.lock(&id) {
+                Ok(Some(locked)) => locked,
+                Ok(None) => continue,
+                Err(e) => {
+                    error!("{e}");
+                    summary.failed += 1;
+                    continue;
+                }
+            };
+            match self.forward_message(locked, &mut conn, &unreachable).await {
+                Verdict::Sent => summary.sent += 1,
+                Verdict::Failed(_) => summary.failed += 1,
+                Verdict::Deferred(_) => summary.deferred += 1,
+            }
+        }
+        if let Some((_, c)) = conn {
+            c.quit().await;
+        }
+        summary
+    }
+
+    async fn forward_message(&self, locked: Locked, conn: &mut Option<(String, Connection)>, unreachable: &Mutex<HashSet<String>>) -> Verdict {
+        let envelope = locked.envelope.clone();
+        if envelope.to_remote.is_empty() {
+            return self.fail(locked, Reply::new(550, "no remote recipients"));
+        }
+        let target = match (envelope.forward_to_address.trim(), &self.settings.forward_to) {
+            ("", Some(default)) => default.clone(),
+            ("", None) => return Verdict::Deferred(None),
+            (address, _) => address.to_string(),
+        };
+        if unreachable.lock().is_ok_and(|u| u.contains(&target)) {
+            return Verdict::Deferred(None);
+        }
+        if conn.as_ref().is_some_and(|(t, _)| *t != target) {
+            if let Some((_, old)) = conn.take() {
+                old.quit().await;
+            }
+        }
+        if conn.is_none() {
+            match self.connect(&target).await {
+                Ok(c) => *conn = Some((target.clone(), c)),
+                Err(e) => {
+                    warning!("cannot forward [{}]: {e}", locked.id());
+                    if let Ok(mut u) = unreachable.lock() {
+                        u.insert(target);
+                    }
+                    return match e {
+                        ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
+                        ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+                        _ => Verdict::Deferred(None),
+                    };
+                }
+            }
+        }
+        let Some((_, connection)) = conn.as_mut() else { return Verdict::Deferred(None) };
+        self.stats.out_started.fetch_add(1, Ordering::Relaxed);
+        let result = connection.send(self.outgoing(&envelope), &locked.content_path()).await;
+        self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(outcome) => self.apply(locked, outcome),
+            Err(e) => {
+                warning!("forwarding [{}] interrupted: {e}", locked.id());
+                *conn = None;
+                match e {
+                    ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
+                    ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+                    _ => Verdict::Deferred(None),
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, target: &str) -> Result<Connection, ConnectionError> {
+        let s = &self.settings;
+        info!("smtp connection to {target}");
+        let stream = crate::net::connect(target, s.client_interface, s.connection_timeout)
+            .await
+            .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        let config = ClientConfig {
+            helo_domain: s.helo_domain.clone(),
+            pipelining: s.pipelining,
+            forward_to_some: s.to_some,
+            trace: s.trace,
+        };
+        Connection::open(stream, config, Timeouts { response: s.response_timeout, prompt: s.prompt_timeout }).await
+    }
+
+    fn outgoing(&self, envelope: &crate::store::Envelope) -> OutgoingMessage {
+        // E-MailRelay compatibility: without client authentication the AUTH=
+        // parameter carries the MailFromAuthOut override only.
+        let auth = match (self.settings.anonymous_client, envelope.mail_from_auth_out.as_str()) {
+            (true, _) | (false, "") => None,
+            (false, "<>") => Some("<>".to_string()),
+            (false, name) => Some(xtext_encode(&emailrelay_proto::smtp::xtext_decode(name))),
+        };
+        OutgoingMessage {
+            from: envelope.from.clone(),
+            to: envelope.to_remote.clone(),
+            body: envelope.body,
+            size: None,
+            smtputf8: envelope.utf8_mailbox_names,
+            auth,
+        }
+    }
+
+    fn apply(&self, locked: Locked, outcome: SendOutcome) -> Verdict {
+        match outcome {
+            SendOutcome::Sent { rejected } if rejected.is_empty() => {
+                let id = locked.id().clone();
+                match locked.delete() {
+                    Ok(()) => {
+                        info!("forwarded [{id}]");
+                        Verdict::Sent
+                    }
+                    Err(e) => {
+                        error!("{e}");
+                        Verdict::Sent
+                    }
+                }
+            }
+            SendOutcome::Sent { rejected } => {
+                let remaining: Vec<String> = rejected.iter().map(|(a, _)| a.clone()).collect();
+                let code = rejected.first().map(|(_, r)| r.code);
+                let id = locked.id().clone();
+                info!("forwarded [{id}] to some recipients: failing the rest");
+                if let Err(e) = locked.fail_recipients(remaining, "one or more recipients rejected", code) {
+                    error!("{e}");
+                }
+                Verdict::Sent
+            }
+            SendOutcome::Failed(reply) => self.fail(locked, reply),
+            SendOutcome::Retry(reply) => {
+                warning!("forwarding [{}] deferred: {reply}", locked.id());
+                Verdict::Deferred(Some(reply))
+            }
+        }
+    }
+
+    fn fail(&self, locked: Locked, reply: Reply) -> Verdict {
+        let id = locked.id().clone();
+        info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]: {reply}");
+        if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
+            error!("{e}");
+        }
+        Verdict::Failed(reply)
+    }
+}

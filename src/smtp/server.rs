@@ -1,0 +1,286 @@
+//! The SMTP server driver: one task per connection, feeding a proto
+//! `ServerSession` and acting on its events (spool writes, commits,
+//! immediate forwarding).
+//!
+//! Deadlines: a command must be complete within `--idle-timeout` of the
+//! previous reply, however the bytes trickle in, and a DATA phase within
+//! `DATA_DEADLINE`; both end the session with 421 (E-MailRelay 2.6.1 only
+//! times out single reads).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emailrelay_proto::smtp::{Event, MessageResult, Reply, ServerConfig, ServerSession, Transaction, VerifyResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::forward::{Forwarder, Verdict};
+use crate::log::{self, Level};
+use crate::net::{display_addr, Listen, Stream};
+use crate::store::{Envelope, NewMessage, Spool, StoreError};
+
+/// The longest a DATA phase may take.
+const DATA_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// `--anonymous` scopes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Anonymous {
+    pub vrfy: bool,
+    pub server: bool,
+    pub content: bool,
+    pub client: bool,
+}
+
+/// SMTP server settings; built by `config`.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub listen: Vec<Listen>,
+    pub remote_clients: bool,
+    pub domain: String,
+    pub anonymous: Anonymous,
+    pub max_size: u64,
+    pub idle_timeout: Duration,
+    pub pipelining: bool,
+    pub smtputf8: bool,
+    pub trace: bool,
+    pub immediate: bool,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub settings: ServerSettings,
+    pub spool: Arc<Spool>,
+    pub forwarder: Arc<Forwarder>,
+    /// Cleared by the admin `smtp disable` command.
+    pub enabled: AtomicBool,
+    pub in_started: AtomicU64,
+    pub in_finished: AtomicU64,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared: Arc<Shared>) {
+    let peer_text = peer.as_ref().map(display_addr).unwrap_or_else(|| "unix".into());
+    let settings = &shared.settings;
+    if let Some(addr) = peer {
+        if !settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
+            crate::warning!("smtp connection rejected from {peer_text}: not a local address: use --remote-clients to allow it");
+            let _ = stream.write_all(b"554 connection refused: remote clients not allowed\r\n").await;
+            return;
+        }
+    }
+    if !shared.enabled.load(Ordering::Relaxed) {
+        let _ = stream.write_all(b"421 service not available\r\n").await;
+        return;
+    }
+    crate::info!("smtp connection from {peer_text}");
+    shared.in_started.fetch_add(1, Ordering::Relaxed);
+    let mut conn = Conn { shared: Arc::clone(&shared), peer, peer_text: peer_text.clone(), message: None, write_error: None, stored: 0 };
+    let reason = conn.run(stream).await;
+    shared.in_finished.fetch_add(1, Ordering::Relaxed);
+    crate::info!("smtp connection closed: {reason}: {peer_text}");
+    if conn.stored > 0 && shared.forwarder.on_disconnect() {
+        shared.forwarder.trigger();
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+    peer_text: String,
+    message: Option<NewMessage>,
+    write_error: Option<StoreError>,
+    stored: usize,
+}
+
+impl Conn {
+    async fn run(&mut self, mut stream: Box<dyn Stream>) -> &'static str {
+        let settings = &self.shared.settings;
+        let mut session = ServerSession::new(ServerConfig {
+            domain: settings.domain.clone(),
+            ident: (!settings.anonymous.server).then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
+            vrfy: !settings.anonymous.vrfy,
+            max_size: settings.max_size,
+            pipelining: settings.pipelining,
+            smtputf8: settings.smtputf8,
+            trace: settings.trace,
+            ..ServerConfig::default()
+        });
+        let idle = settings.idle_timeout;
+        let mut shutdown = self.shared.shutdown.clone();
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        let mut command_deadline = Instant::now() + idle;
+        let mut data_deadline: Option<Instant> = None;
+        loop {
+            out.clear();
+            session.poll_output(&mut out);
+            self.trace(&mut session);
+            if !out.is_empty() {
+                command_deadline = Instant::now() + idle;
+                if stream.write_all(&out).await.is_err() {
+                    return "peer disconnected";
+                }
+            }
+            if session.is_closed() {
+                return "smtp protocol done";
+            }
+            data_deadline = match (session.in_data(), data_deadline) {
+                (true, None) => Some(Instant::now() + DATA_DEADLINE),
+                (true, d) => d,
+                (false, _) => None,
+            };
+            let deadline = if session.in_data() { data_deadline.unwrap_or(command_deadline) } else { command_deadline };
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => r,
+                _ = shutdown.changed(), if !session.in_data() => {
+                    session.shutdown("service shutting down");
+                    self.handle_events(&mut session).await;
+                    continue;
+                }
+            };
+            match read {
+                Err(_) => {
+                    session.shutdown("idle timeout -- closing connection");
+                    self.handle_events(&mut session).await;
+                    out.clear();
+                    session.poll_output(&mut out);
+                    let _ = stream.write_all(&out).await;
+                    return "timeout";
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    self.message = None;
+                    return "peer disconnected";
+                }
+                Ok(Ok(n)) => session.handle_input(&buf[..n]),
+            }
+            self.handle_events(&mut session).await;
+            if buf.len() < 16 * 1024 && session.in_data() {
+                buf.resize(16 * 1024, 0);
+            }
+        }
+    }
+
+    async fn handle_events(&mut self, session: &mut ServerSession) {
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Verify { address, .. } => session.answer_verify(VerifyResult::Remote(address)),
+                Event::MessageStart => {
+                    let result = self.start_message(session.transaction());
+                    session.answer_message_start(result);
+                }
+                Event::MessageData(chunk) => self.write(&chunk),
+                Event::MessageEnd => {
+                    let result = self.end_message(session.transaction().clone()).await;
+                    session.answer_message(result);
+                }
+                Event::MessageAbort => self.message = None,
+                Event::Close => {}
+            }
+        }
+    }
+
+    fn start_message(&mut self, transaction: &Transaction) -> Result<(), Reply> {
+        self.write_error = None;
+        let mut message = self.shared.spool.new_message().map_err(|e| storage_reply(&e))?;
+        log::write(Level::Info, Some(&self.peer_text), format_args!("new content file [{}.content]", message.id()));
+        if !self.shared.settings.anonymous.content {
+            let received = self.received_line(transaction);
+            message.write(received.as_bytes()).map_err(|e| storage_reply(&e))?;
+        }
+        self.message = Some(message);
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) {
+        if self.write_error.is_some() {
+            return;
+        }
+        if let Some(message) = self.message.as_mut() {
+            if let Err(e) = message.write(chunk) {
+                self.write_error = Some(e);
+            }
+        }
+    }
+
+    async fn end_message(&mut self, transaction: Transaction) -> MessageResult {
+        let Some(message) = self.message.take() else {
+            return MessageResult::Rejected(Reply::new(451, "local error in processing"));
+        };
+        if let Some(e) = self.write_error.take() {
+            crate::error!("{e}");
+            return MessageResult::Rejected(storage_reply(&e));
+        }
+        let id = message.id().clone();
+        log::write(Level::Info, Some(&self.peer_text), format_args!("new envelope file [{id}.envelope.new]"));
+        let envelope = self.envelope(&transaction);
+        match message.commit(envelope).await {
+            Ok(id) => {
+                self.stored += 1;
+                if self.shared.settings.immediate {
+                    return self.forward_now(&id).await;
+                }
+                MessageResult::Accepted
+            }
+            Err(e) => {
+                crate::error!("{e}");
+                MessageResult::Rejected(storage_reply(&e))
+            }
+        }
+    }
+
+    /// Proxy mode: the client hears the upstream's verdict. A message the
+    /// upstream refused for now is removed (the client keeps and retries
+    /// it); one that could not be sent at all stays queued and is accepted.
+    async fn forward_now(&mut self, id: &crate::store::MessageId) -> MessageResult {
+        match self.shared.forwarder.forward_now(id).await {
+            Verdict::Sent | Verdict::Deferred(None) => MessageResult::Accepted,
+            Verdict::Failed(reply) => MessageResult::Rejected(reply),
+            Verdict::Deferred(Some(reply)) => {
+                if let Ok(Some(locked)) = self.shared.spool.lock(id) {
+                    let _ = locked.delete();
+                }
+                MessageResult::Rejected(reply)
+            }
+        }
+    }
+
+    fn envelope(&self, t: &Transaction) -> Envelope {
+        Envelope {
+            body: t.params.body,
+            from: t.from.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+            to_local: t.recipients.iter().filter_map(|r| r.local.clone()).collect(),
+            to_remote: t.recipients.iter().filter(|r| r.local.is_none()).map(|r| r.address.clone()).collect(),
+            client: self.peer.map(|p| p.ip().to_canonical().to_string()).unwrap_or_default(),
+            mail_from_auth_in: t.params.auth.clone(),
+            utf8_mailbox_names: t.is_utf8(),
+            ..Envelope::default()
+        }
+    }
+
+    fn received_line(&self, t: &Transaction) -> String {
+        let helo = if t.helo.is_empty() { "unknown" } else { &t.helo };
+        let ip = self.peer.map(|p| p.ip().to_canonical().to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let with = if t.esmtp { "ESMTP" } else { "SMTP" };
+        let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
+        format!("Received: from {helo} ([{ip}]) by {} with {with} ; {date}\r\n", self.shared.settings.domain)
+    }
+
+    fn trace(&self, session: &mut ServerSession) {
+        for line in session.poll_trace() {
+            log::write(Level::Verbose, Some(&self.peer_text), format_args!("{line}"));
+        }
+    }
+}
+
+/// Storage failures are 4xx so that the client keeps the message.
+fn storage_reply(e: &StoreError) -> Reply {
+    if e.is_no_space() {
+        Reply::new(452, "insufficient system storage")
+    } else {
+        Reply::new(451, "local error in processing")
+    }
+}

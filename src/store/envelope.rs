@@ -1,0 +1,214 @@
+//! The envelope file format, byte-compatible with E-MailRelay 2.6
+//! (`X-MailRelay-Format: #2821.8`, CRLF lines, fields in a fixed order).
+//!
+//! Reading is tolerant (LF or CRLF, older `#2821.x` formats, missing
+//! optional fields, unknown fields ignored) so that any E-MailRelay spool
+//! forwards unchanged; writing is exact.
+
+use emailrelay_proto::smtp::{xtext_decode, xtext_encode, Body};
+
+/// The format written.
+pub const FORMAT: &str = "#2821.8";
+
+/// One message's envelope.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    pub body: Body,
+    pub from: String,
+    /// Local recipients: mailbox names, not forwarded.
+    pub to_local: Vec<String>,
+    /// Remote recipients: forwarded.
+    pub to_remote: Vec<String>,
+    /// The AUTH name the client authenticated with ("" if none).
+    pub authentication: String,
+    /// The client's IP address.
+    pub client: String,
+    pub client_certificate: String,
+    /// The MAIL FROM AUTH= value received; `None` if absent, `Some("")` for `<>`.
+    pub mail_from_auth_in: Option<String>,
+    /// The AUTH= value to send; "" for the default policy, `<>` for none.
+    pub mail_from_auth_out: String,
+    pub forward_to: String,
+    pub forward_to_address: String,
+    pub client_account_selector: String,
+    pub utf8_mailbox_names: bool,
+    /// Set when the message has failed.
+    pub reason: Option<String>,
+    pub reason_code: Option<u16>,
+}
+
+/// Why an envelope file could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// The first line is not an `X-MailRelay-Format: #2821.x` line.
+    #[error("not an envelope file: bad format line")]
+    Format,
+    /// The `X-MailRelay-End` line is missing: the file is incomplete.
+    #[error("envelope file is incomplete: no end marker")]
+    Truncated,
+    /// A required field is missing.
+    #[error("envelope file has no {0} field")]
+    Missing(&'static str),
+}
+
+impl Envelope {
+    /// The file's bytes, as E-MailRelay writes them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(512);
+        let mut field = |name: &str, value: &str| {
+            out.push_str("X-MailRelay-");
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+            out.push_str("\r\n");
+        };
+        field("Format", FORMAT);
+        field("Content", self.body.envelope_keyword());
+        field("From", &self.from);
+        field("ToCount", &(self.to_local.len() + self.to_remote.len()).to_string());
+        for to in &self.to_local {
+            field("To-Local", to);
+        }
+        for to in &self.to_remote {
+            field("To-Remote", to);
+        }
+        field("Authentication", &xtext_encode(&self.authentication));
+        field("Client", &self.client);
+        field("ClientCertificate", &self.client_certificate);
+        let auth_in = match &self.mail_from_auth_in {
+            None => String::new(),
+            Some(a) if a.is_empty() => "<>".to_string(),
+            Some(a) => xtext_encode(a),
+        };
+        field("MailFromAuthIn", &auth_in);
+        field("MailFromAuthOut", &self.mail_from_auth_out);
+        field("ForwardTo", &self.forward_to);
+        field("ForwardToAddress", &self.forward_to_address);
+        field("ClientAccountSelector", &self.client_account_selector);
+        field("Utf8MailboxNames", if self.utf8_mailbox_names { "1" } else { "0" });
+        field("End", "1");
+        if let Some(reason) = &self.reason {
+            field("Reason", &sanitise(reason));
+            field("ReasonCode", &self.reason_code.map(|c| c.to_string()).unwrap_or_default());
+        }
+        out.into_bytes()
+    }
+
+    /// Parses an envelope file.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let text = String::from_utf8_lossy(bytes);
+        let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
+        let format = lines.next().and_then(|l| l.strip_prefix("X-MailRelay-Format: ")).ok_or(EnvelopeError::Format)?;
+        if !format.starts_with("#2821.") {
+            return Err(EnvelopeError::Format);
+        }
+        let mut env = Envelope::default();
+        let (mut have_from, mut ended) = (false, false);
+        for line in lines {
+            let Some((name, value)) = line.strip_prefix("X-MailRelay-").and_then(|l| l.split_once(':')) else {
+                continue;
+            };
+            let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+            match name {
+                "Content" => env.body = Body::from_envelope_keyword(&value),
+                "From" => {
+                    env.from = value;
+                    have_from = true;
+                }
+                "To-Local" => env.to_local.push(value),
+                "To-Remote" => env.to_remote.push(value),
+                "Authentication" => env.authentication = xtext_decode(&value),
+                "Client" => env.client = value,
+                "ClientCertificate" => env.client_certificate = value,
+                "MailFromAuthIn" => env.mail_from_auth_in = parse_auth_in(&value),
+                "MailFromAuthOut" => env.mail_from_auth_out = value,
+                "ForwardTo" => env.forward_to = value,
+                "ForwardToAddress" => env.forward_to_address = value,
+                "ClientAccountSelector" => env.client_account_selector = value,
+                "Utf8MailboxNames" => env.utf8_mailbox_names = value == "1",
+                "End" => ended = true,
+                "Reason" => env.reason = Some(value),
+                "ReasonCode" => env.reason_code = value.parse().ok(),
+                _ => {}
+            }
+        }
+        if !ended {
+            return Err(EnvelopeError::Truncated);
+        }
+        if !have_from {
+            return Err(EnvelopeError::Missing("From"));
+        }
+        Ok(env)
+    }
+}
+
+fn parse_auth_in(value: &str) -> Option<String> {
+    match value {
+        "" => None,
+        "<>" => Some(String::new()),
+        other => Some(xtext_decode(other)),
+    }
+}
+
+/// A reason goes on one line: no CR, LF or other control characters.
+fn sanitise(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Envelope {
+        Envelope {
+            from: "alice@example.com".into(),
+            to_remote: vec!["bob@example.org".into(), "carol@example.net".into()],
+            client: "127.0.0.1".into(),
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn writes_the_emailrelay_layout() {
+        let text = String::from_utf8(sample().to_bytes()).unwrap();
+        let expected = "X-MailRelay-Format: #2821.8\r\nX-MailRelay-Content: unknown\r\n\
+            X-MailRelay-From: alice@example.com\r\nX-MailRelay-ToCount: 2\r\n\
+            X-MailRelay-To-Remote: bob@example.org\r\nX-MailRelay-To-Remote: carol@example.net\r\n\
+            X-MailRelay-Authentication: \r\nX-MailRelay-Client: 127.0.0.1\r\n\
+            X-MailRelay-ClientCertificate: \r\nX-MailRelay-MailFromAuthIn: \r\n\
+            X-MailRelay-MailFromAuthOut: \r\nX-MailRelay-ForwardTo: \r\n\
+            X-MailRelay-ForwardToAddress: \r\nX-MailRelay-ClientAccountSelector: \r\n\
+            X-MailRelay-Utf8MailboxNames: 0\r\nX-MailRelay-End: 1\r\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn round_trips_with_reason() {
+        let mut env = sample();
+        env.to_local.push("postmaster".into());
+        env.mail_from_auth_in = Some("bob smith".into());
+        env.authentication = "bob=x".into();
+        env.reason = Some("one or more\r\nrecipients rejected".into());
+        env.reason_code = Some(550);
+        let text = String::from_utf8(env.to_bytes()).unwrap();
+        assert!(text.ends_with("X-MailRelay-End: 1\r\nX-MailRelay-Reason: one or more  recipients rejected\r\nX-MailRelay-ReasonCode: 550\r\n"));
+        assert!(text.contains("X-MailRelay-MailFromAuthIn: bob+20smith\r\n"));
+        let back = Envelope::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.to_local, ["postmaster"]);
+        assert_eq!(back.authentication, "bob=x");
+        assert_eq!(back.reason_code, Some(550));
+    }
+
+    #[test]
+    fn reads_lf_files_and_older_formats_and_refuses_truncated_ones() {
+        let text = "X-MailRelay-Format: #2821.5\nX-MailRelay-Content: 8bit\nX-MailRelay-From: a@b\n\
+            X-MailRelay-ToCount: 1\nX-MailRelay-To-Remote: c@d\nX-MailRelay-Client: 10.0.0.1\n\
+            X-MailRelay-ForwardToAddress: 127.0.0.1:2525\nX-MailRelay-End: 1\n";
+        let env = Envelope::parse(text.as_bytes()).unwrap();
+        assert_eq!(env.body, Body::EightBitMime);
+        assert_eq!(env.forward_to_address, "127.0.0.1:2525");
+        let cut = &text[..text.len() - 20];
+        assert_eq!(Envelope::parse(cut.as_bytes()), Err(EnvelopeError::Truncated));
+        assert_eq!(Envelope::parse(b"hello\r\n"), Err(EnvelopeError::Format));
+    }
+}

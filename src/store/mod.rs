@@ -1,0 +1,375 @@
+//! The spool directory, file-compatible with E-MailRelay: message ids,
+//! new-message writing, lock-by-rename, fail/unfail and crash recovery.
+//!
+//! Durability rule: [`NewMessage::commit`] returns only after the content
+//! and envelope are fsynced, the envelope renamed to its final name and the
+//! directory fsynced. Directory fsyncs of concurrent sessions are shared
+//! (group commit, [`DirSync`]), so durability costs little under load.
+//!
+//! ```text
+//!   .content + .envelope.new --commit--> .envelope --lock--> .envelope.busy
+//!        .envelope.busy --delete--> (gone)   --fail--> .envelope.bad
+//!        .envelope.busy --unlock/drop/crash recovery--> .envelope
+//!        .envelope.bad --unfail--> .envelope
+//! ```
+
+mod dirsync;
+mod envelope;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use dirsync::DirSync;
+pub use envelope::{Envelope, EnvelopeError};
+
+/// Spool files are created `rw-rw----`, as E-MailRelay does.
+const FILE_MODE: u32 = 0o660;
+
+/// Errors from the spool; each carries the path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system call failed.
+    #[error("{op} [{path}]: {source}")]
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+    /// An envelope file is malformed.
+    #[error("invalid envelope [{path}]: {source}")]
+    Envelope { path: PathBuf, source: EnvelopeError },
+}
+
+impl StoreError {
+    /// True for "out of space" conditions (ENOSPC, EDQUOT): SMTP 452.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { op, path, source }
+}
+
+/// A message id: `emailrelay.<pid>.<unix-seconds>.<sequence>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Recognises a spool file name and the id in it.
+    pub fn from_file_name(name: &str, suffix: &str) -> Option<MessageId> {
+        let id = name.strip_suffix(suffix)?;
+        (id.starts_with("emailrelay.") && !id.contains('/')).then(|| MessageId(id.to_string()))
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The spool directory.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    dir_sync: DirSync,
+    sequence: AtomicU64,
+}
+
+impl Spool {
+    /// Opens a spool directory, creating it (one level) if it is missing.
+    pub fn open(dir: &Path) -> Result<Arc<Spool>, StoreError> {
+        if !dir.exists() {
+            fs::create_dir(dir).map_err(io_err("cannot create spool directory", dir))?;
+        }
+        if !dir.is_dir() {
+            let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
+            return Err(io_err("invalid spool directory", dir)(e));
+        }
+        let dir_sync = DirSync::open(dir).map_err(io_err("cannot open spool directory", dir))?;
+        Ok(Arc::new(Spool { dir: dir.to_path_buf(), dir_sync, sequence: AtomicU64::new(0) }))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of a message file: `suffix` like `.content` or `.envelope.bad`.
+    pub fn path(&self, id: &MessageId, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}{suffix}", id.0))
+    }
+
+    /// Starts a new message: creates its content file (exclusively).
+    pub fn new_message(self: &Arc<Self>) -> Result<NewMessage, StoreError> {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let id = MessageId(format!("emailrelay.{}.{secs}.{seq}", std::process::id()));
+        let path = self.path(&id, ".content");
+        let file = create_exclusive(&path).map_err(io_err("cannot create content file", &path))?;
+        Ok(NewMessage { spool: Arc::clone(self), id, content: Some(BufWriter::with_capacity(32 * 1024, file)), size: 0 })
+    }
+
+    /// Ids of messages waiting to be forwarded (`.envelope`), oldest first.
+    pub fn ready(&self) -> Result<Vec<MessageId>, StoreError> {
+        self.list(".envelope")
+    }
+
+    /// Ids of messages being forwarded (`.envelope.busy`).
+    pub fn busy(&self) -> Result<Vec<MessageId>, StoreError> {
+        self.list(".envelope.busy")
+    }
+
+    /// Ids of failed messages (`.envelope.bad`).
+    pub fn failed(&self) -> Result<Vec<MessageId>, StoreError> {
+        self.list(".envelope.bad")
+    }
+
+    fn list(&self, suffix: &str) -> Result<Vec<MessageId>, StoreError> {
+        let entries = fs::read_dir(&self.dir).map_err(io_err("cannot read spool directory", &self.dir))?;
+        let mut ids: Vec<MessageId> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| MessageId::from_file_name(&e.file_name().to_string_lossy(), suffix))
+            .collect();
+        ids.sort_by_key(sort_key);
+        Ok(ids)
+    }
+
+    /// Locks a message for forwarding by renaming it to `.busy` and taking
+    /// an flock on it. `Ok(None)` if another process or task got there first.
+    pub fn lock(self: &Arc<Self>, id: &MessageId) -> Result<Option<Locked>, StoreError> {
+        let from = self.path(id, ".envelope");
+        let busy = self.path(id, ".envelope.busy");
+        match fs::rename(&from, &busy) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("cannot lock envelope", &from)(e)),
+        }
+        let file = File::open(&busy).map_err(io_err("cannot open envelope", &busy))?;
+        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, _)) => return Ok(None),
+        };
+        let bytes = fs::read(&busy).map_err(io_err("cannot read envelope", &busy))?;
+        let mut locked = Locked { spool: Arc::clone(self), id: id.clone(), envelope: Envelope::default(), _lock: lock, done: false };
+        match Envelope::parse(&bytes) {
+            Ok(envelope) => {
+                locked.envelope = envelope;
+                Ok(Some(locked))
+            }
+            Err(source) => {
+                // Unreadable: fail it so that it is not retried forever.
+                let mut bytes = bytes;
+                bytes.extend_from_slice(format!("X-MailRelay-Reason: {source}\r\nX-MailRelay-ReasonCode: \r\n").as_bytes());
+                let _ = locked.fail_raw(&bytes);
+                Err(StoreError::Envelope { path: busy, source })
+            }
+        }
+    }
+
+    /// Renames every `.bad` envelope back to `.envelope`; returns how many.
+    pub fn unfail_all(&self) -> Result<usize, StoreError> {
+        let ids = self.failed()?;
+        for id in &ids {
+            let from = self.path(id, ".envelope.bad");
+            fs::rename(&from, self.path(id, ".envelope")).map_err(io_err("cannot unfail envelope", &from))?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Crash recovery: every `.busy` envelope that no live process holds
+    /// locked goes back to `.envelope` (E-MailRelay 2.6.1 leaves them stuck).
+    pub fn recover_busy(&self) -> Result<usize, StoreError> {
+        let mut recovered = 0;
+        for id in self.busy()? {
+            let busy = self.path(&id, ".envelope.busy");
+            let Ok(file) = File::open(&busy) else { continue };
+            let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+                continue;
+            };
+            fs::rename(&busy, self.path(&id, ".envelope")).map_err(io_err("cannot recover envelope", &busy))?;
+            drop(lock);
+            recovered += 1;
+        }
+        if recovered > 0 {
+            let _ = self.dir_sync.sync_now();
+        }
+        Ok(recovered)
+    }
+}
+
+/// Sorts ids by time then sequence, so older mail goes first.
+fn sort_key(id: &MessageId) -> (u64, u64, u64) {
+    let mut parts = id.0.split('.').skip(1).map(|p| p.parse::<u64>().unwrap_or(0));
+    let pid = parts.next().unwrap_or(0);
+    let secs = parts.next().unwrap_or(0);
+    let seq = parts.next().unwrap_or(0);
+    (secs, seq, pid)
+}
+
+fn create_exclusive(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)
+}
+
+/// A message being received: its content file is open for writing.
+#[derive(Debug)]
+pub struct NewMessage {
+    spool: Arc<Spool>,
+    id: MessageId,
+    content: Option<BufWriter<File>>,
+    size: u64,
+}
+
+impl NewMessage {
+    /// The id.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// Content bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends content. Writes go to the page cache through a buffer; the
+    /// fsync that makes them durable happens in `commit`, off the runtime.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.spool.path(&self.id, ".content");
+        let Some(content) = self.content.as_mut() else { return Ok(()) };
+        content.write_all(bytes).map_err(io_err("cannot write content file", &path))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the message durable and visible for forwarding. On error the
+    /// files are removed: the client is told 4xx and keeps the message.
+    pub async fn commit(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
+        let content = self.content.take().expect("commit once");
+        let spool = Arc::clone(&self.spool);
+        let id = self.id.clone();
+        let written = tokio::task::spawn_blocking(move || write_durably(&spool, &id, content, &envelope))
+            .await
+            .unwrap_or_else(|e| Err(io_err("commit task failed", Path::new(""))(io::Error::other(e.to_string()))));
+        let result = match written {
+            Ok(()) => self.spool.dir_sync.sync().await.map_err(io_err("cannot sync spool directory", &self.spool.dir)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                let id = self.id.clone();
+                self.id = MessageId(String::new());
+                Ok(id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Throws the partial message away.
+    pub fn discard(self) {}
+}
+
+impl Drop for NewMessage {
+    fn drop(&mut self) {
+        if self.id.0.is_empty() {
+            return;
+        }
+        self.content.take();
+        let _ = fs::remove_file(self.spool.path(&self.id, ".envelope.new"));
+        let _ = fs::remove_file(self.spool.path(&self.id, ".envelope"));
+        let _ = fs::remove_file(self.spool.path(&self.id, ".content"));
+    }
+}
+
+/// Content fsync, envelope written to `.new` and fsynced, renamed to
+/// `.envelope`. The caller then fsyncs the directory.
+fn write_durably(spool: &Spool, id: &MessageId, content: BufWriter<File>, envelope: &Envelope) -> Result<(), StoreError> {
+    let content_path = spool.path(id, ".content");
+    let file = content.into_inner().map_err(|e| io_err("cannot write content file", &content_path)(e.into_error()))?;
+    file.sync_data().map_err(io_err("cannot sync content file", &content_path))?;
+    let new_path = spool.path(id, ".envelope.new");
+    let mut env_file = create_exclusive(&new_path).map_err(io_err("cannot create envelope file", &new_path))?;
+    env_file.write_all(&envelope.to_bytes()).map_err(io_err("cannot write envelope file", &new_path))?;
+    env_file.sync_data().map_err(io_err("cannot sync envelope file", &new_path))?;
+    let final_path = spool.path(id, ".envelope");
+    fs::rename(&new_path, &final_path).map_err(io_err("cannot commit envelope file", &new_path))
+}
+
+/// A message locked for forwarding. Dropping it without `delete` or `fail`
+/// unlocks it, so an aborted forward never strands a `.busy` file.
+#[derive(Debug)]
+pub struct Locked {
+    spool: Arc<Spool>,
+    id: MessageId,
+    pub envelope: Envelope,
+    _lock: nix::fcntl::Flock<File>,
+    done: bool,
+}
+
+impl Locked {
+    /// The id.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// The content file's path.
+    pub fn content_path(&self) -> PathBuf {
+        self.spool.path(&self.id, ".content")
+    }
+
+    /// Forwarded: removes content then envelope.
+    pub fn delete(mut self) -> Result<(), StoreError> {
+        self.done = true;
+        let content = self.content_path();
+        fs::remove_file(&content).map_err(io_err("cannot delete content file", &content))?;
+        let busy = self.spool.path(&self.id, ".envelope.busy");
+        fs::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))
+    }
+
+    /// Failed for good: writes the reason and renames to `.bad`.
+    pub fn fail(mut self, reason: &str, code: Option<u16>) -> Result<(), StoreError> {
+        let mut envelope = self.envelope.clone();
+        envelope.reason = Some(reason.to_string());
+        envelope.reason_code = code;
+        self.fail_raw(&envelope.to_bytes())
+    }
+
+    /// Keeps only `remaining` recipients and fails the message (`--forward-to-some`).
+    pub fn fail_recipients(mut self, remaining: Vec<String>, reason: &str, code: Option<u16>) -> Result<(), StoreError> {
+        self.envelope.to_remote = remaining;
+        self.fail(reason, code)
+    }
+
+    /// Writes the failed envelope's bytes to `.bad` (via a temporary name,
+    /// so a crash never leaves a half-written `.bad`) and removes `.busy`.
+    fn fail_raw(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.done = true;
+        let busy = self.spool.path(&self.id, ".envelope.busy");
+        let tmp = self.spool.path(&self.id, ".envelope.tmp");
+        fs::write(&tmp, bytes).map_err(io_err("cannot write envelope file", &tmp))?;
+        fs::rename(&tmp, self.spool.path(&self.id, ".envelope.bad")).map_err(io_err("cannot fail envelope file", &busy))?;
+        fs::remove_file(&busy).map_err(io_err("cannot remove envelope file", &busy))
+    }
+
+    /// Puts the message back for a later attempt.
+    pub fn unlock(self) {}
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        if !self.done {
+            let busy = self.spool.path(&self.id, ".envelope.busy");
+            let _ = fs::rename(&busy, self.spool.path(&self.id, ".envelope"));
+        }
+    }
+}
