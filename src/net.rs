@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn default_listeners_are_both_wildcards() {
         let listen = listen_addresses(&[], Service::Smtp, 25);
-        assert_eq!(listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0:25", ":.25".replace(':', "::")]);
+        assert_eq!(listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0:25", "::.25"]);
     }
 
     #[test]
