@@ -22,6 +22,8 @@ pub const EXIT_BIND: i32 = 2;
 /// Runs the relay; returns the process exit code.
 pub fn run(settings: Settings) -> anyhow::Result<i32> {
     crate::log::init(settings.log.clone(), "emailrelay");
+    // E-MailRelay's spool permissions: files rw-rw----, whatever the caller's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
     for name in &settings.ignored {
         warning!("the --{name} option is for Windows only and is ignored");
     }
