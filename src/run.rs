@@ -50,6 +50,7 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
     }
     if settings.close_stderr {
         crate::log::close_stderr();
+        let _ = crate::sys::redirect_to_null(&[2]);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

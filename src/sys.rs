@@ -17,12 +17,24 @@ pub fn daemonise() -> io::Result<()> {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             nix::unistd::setsid().map_err(io::Error::from)?;
-            Ok(())
+            // Detach from the caller's terminal or pipes: a daemon that keeps
+            // them open makes `$(emailrelay ...)` or a test harness wait forever.
+            redirect_to_null(&[0, 1])
         }
         // SAFETY: _exit is async-signal-safe and skips the parent's atexit
         // handlers and buffered output, which belong to the child now.
         _ => unsafe { libc::_exit(0) },
     }
+}
+
+/// Points the given descriptors at /dev/null (`--close-stderr` uses fd 2).
+pub fn redirect_to_null(fds: &[i32]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for &fd in fds {
+        nix::unistd::dup2(null.as_raw_fd(), fd).map_err(io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// Takes over an inherited listening socket (`--interface fd#N`).

@@ -327,13 +327,15 @@ impl Locked {
         self.spool.path(&self.id, ".content")
     }
 
-    /// Forwarded: removes content then envelope.
+    /// Forwarded: removes the envelope, then the content. In that order a
+    /// crash in between leaves only an orphan content file, never an
+    /// envelope that would be forwarded again without its content.
     pub fn delete(mut self) -> Result<(), StoreError> {
         self.done = true;
-        let content = self.content_path();
-        fs::remove_file(&content).map_err(io_err("cannot delete content file", &content))?;
         let busy = self.spool.path(&self.id, ".envelope.busy");
-        fs::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))
+        fs::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))?;
+        let content = self.content_path();
+        fs::remove_file(&content).map_err(io_err("cannot delete content file", &content))
     }
 
     /// Failed for good: writes the reason and renames to `.bad`.

@@ -1,0 +1,129 @@
+//! Durability: SIGKILL under load loses no acknowledged message; a full
+//! disk answers 452 and leaves nothing half-written that would be forwarded.
+
+use std::collections::BTreeSet;
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{free_port, run, wait_until, Client, Relay, Sink, RELAY};
+
+
+/// Sends numbered messages until told to stop, recording those that got 250.
+fn submitter(port: u16, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<usize>>>, base: usize) {
+    let mut n = base;
+    while !stop.load(Ordering::Relaxed) && n < base + 100_000 {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        drop(stream);
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut c = Client::connect(port);
+            c.reply();
+            let mut sent = Vec::new();
+            for _ in 0..5 {
+                let body = format!("Subject: msg-{n}-end\r\n\r\nbody\r\n");
+                if c.send_message("a@example.com", &["b@example.org"], &body) == "250 message processed" {
+                    sent.push(n);
+                }
+                n += 1;
+            }
+            sent
+        }));
+        match attempt {
+            Ok(sent) => acked.lock().unwrap().extend(sent),
+            Err(_) => n += 5,
+        }
+    }
+}
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let port = free_port();
+    let args = ["--forward-on-disconnect", "--poll", "1", "--forward-to", &sink.address()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut relay = Relay::start_on(dir.path(), port, &args);
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+            std::thread::spawn(move || submitter(port, stop, acked, i * 1_000_000))
+        })
+        .collect();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(700));
+        relay.proc.signal(nix::sys::signal::Signal::SIGKILL);
+        relay.proc.wait_exit(Duration::from_secs(5));
+        relay = Relay::start_on(dir.path(), port, &args);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "too little load: {}", acked.len());
+    // Restart once more and let it forward everything.
+    relay.proc.signal(nix::sys::signal::Signal::SIGKILL);
+    relay.proc.wait_exit(Duration::from_secs(5));
+    let relay = Relay::start_on(dir.path(), port, &["--forward", "--poll", "1", "--forward-to", &sink.address()]);
+    let delivered = || -> BTreeSet<usize> {
+        sink.messages()
+            .iter()
+            .filter_map(|m| m.split("Subject: msg-").nth(1)?.split("-end").next()?.parse().ok())
+            .collect()
+    };
+    let all_there = wait_until(Duration::from_secs(120), || acked.is_subset(&delivered()));
+    let missing: Vec<_> = acked.difference(&delivered()).take(10).copied().collect();
+    assert!(all_there, "{} acknowledged messages missing, e.g. {missing:?}; spool: {:?}", missing.len(), relay.files("envelope"));
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_452_and_leaves_nothing_forwardable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let (code, _, err) = run(Command::new("mount").args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"]).arg(&mount), Duration::from_secs(10));
+    assert_eq!(code, 0, "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}");
+    let _tmpfs = Tmpfs(mount.clone());
+    let spool = mount.join("spool");
+    let port = free_port();
+    let mut cmd = Command::new(RELAY);
+    cmd.args(["--no-daemon", "--log", "--user", "root", "--interface", "127.0.0.1", "--port", &port.to_string(), "--spool-dir"]).arg(&spool);
+    let _relay = crate::harness::Proc::spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let mut c = Client::connect(port);
+    c.reply();
+    c.command("EHLO vm");
+    let body = format!("Subject: big\r\n\r\n{}", "0123456789012345678901234567890123456789012345678901234567890123456789\r\n".repeat(1000));
+    let mut replies = Vec::new();
+    for _ in 0..10 {
+        replies.push(c.send_message("a@example.com", &["b@example.org"], &body));
+    }
+    assert!(replies.contains(&"250 message processed".to_string()), "{replies:?}");
+    assert!(replies.contains(&"452 insufficient system storage".to_string()), "{replies:?}");
+    assert!(replies.iter().all(|r| r == "250 message processed" || r == "452 insufficient system storage"), "{replies:?}");
+    assert_eq!(c.command("NOOP"), "250 noop", "the session goes on");
+    let accepted = replies.iter().filter(|r| r.starts_with("250")).count();
+    let envelopes = crate::harness::spool_files(&spool, ".envelope");
+    assert_eq!(envelopes.len(), accepted);
+    assert!(crate::harness::spool_files(&spool, ".new").is_empty());
+    assert_eq!(crate::harness::spool_files(&spool, ".content").len(), accepted, "no orphan content files");
+    for e in &envelopes {
+        let content = std::fs::read_to_string(spool.join(e.replace(".envelope", ".content"))).unwrap();
+        assert!(content.ends_with(&body), "every committed message is whole");
+    }
+}

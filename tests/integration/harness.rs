@@ -1,0 +1,252 @@
+//! Test harness: starts our binaries and real third-party programs on
+//! loopback, each stopped by PID when its guard drops; raw SMTP and admin
+//! dialogues over std sockets. Every wait is bounded in time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RELAY: &str = env!("CARGO_BIN_EXE_emailrelay");
+pub const SUBMIT: &str = env!("CARGO_BIN_EXE_emailrelay-submit");
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// Finds a program on PATH or in /usr/sbin (Postfix's tools live there).
+pub fn program(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/bin", "/sbin"]) {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name} is not installed: run scripts/test, which installs it");
+}
+
+/// A child process, killed by PID when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc { child: cmd.stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")) }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// Waits up to `limit` for the exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// A running relay with its own spool directory and log file.
+pub struct Relay {
+    pub proc: Proc,
+    pub port: u16,
+    pub spool: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Relay {
+    /// Starts `emailrelay --no-daemon` on a free port with `extra` options.
+    pub fn start(dir: &Path, extra: &[&str]) -> Relay {
+        Self::start_on(dir, free_port(), extra)
+    }
+
+    pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Relay {
+        let spool = dir.join("spool");
+        let log = dir.join(format!("relay-{port}.log"));
+        let mut cmd = Command::new(RELAY);
+        cmd.args(["--no-daemon", "--log", "--verbose", "--user", "root", "--interface", "127.0.0.1"])
+            .args(["--domain", "relay.example.com", "--port", &port.to_string()])
+            .arg("--spool-dir")
+            .arg(&spool)
+            .arg("--log-file")
+            .arg(&log)
+            .args(extra);
+        let relay = Relay { proc: Proc::spawn(&mut cmd), port, spool, log };
+        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()), "relay did not start: {}", relay.log_text());
+        relay
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Spool file names with this suffix.
+    pub fn files(&self, suffix: &str) -> Vec<String> {
+        spool_files(&self.spool, suffix)
+    }
+}
+
+pub fn spool_files(spool: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(spool)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(suffix));
+    names.sort();
+    names
+}
+
+/// Postfix's smtp-sink, dumping each message into its own file.
+pub struct Sink {
+    pub _proc: Proc,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Sink {
+    pub fn start(dir: &Path) -> Sink {
+        let sink_dir = dir.join("sink");
+        std::fs::create_dir_all(&sink_dir).unwrap();
+        std::fs::set_permissions(&sink_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let template = format!("{}/%M.", sink_dir.display());
+        let mut cmd = Command::new(program("smtp-sink"));
+        cmd.args(["-u", "nobody", "-d", &template]).arg(format!("127.0.0.1:{port}")).arg("256");
+        let sink = Sink { _proc: Proc::spawn(&mut cmd), port, dir: sink_dir };
+        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        sink
+    }
+
+    /// The messages received so far.
+    pub fn messages(&self) -> Vec<String> {
+        let mut names = spool_files(&self.dir, "");
+        names.retain(|n| !n.starts_with('.'));
+        names.iter().filter_map(|n| std::fs::read_to_string(self.dir.join(n)).ok()).collect()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A raw SMTP or admin client: send lines, read replies.
+pub struct Client {
+    stream: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { stream: BufReader::new(stream) }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.stream.get_mut().write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Reads one whole SMTP reply (all its lines).
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.stream.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    /// Sends a command and returns the reply's first line, without CRLF.
+    pub fn command(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n"));
+        self.reply().lines().last().unwrap_or("").to_string()
+    }
+
+    /// Reads until `marker` appears (for the admin prompt).
+    pub fn read_until(&mut self, marker: &str) -> String {
+        let mut text = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&text).ends_with(marker) {
+            match self.stream.read(&mut byte) {
+                Ok(1) => text.push(byte[0]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// A whole SMTP transaction; returns the final reply's first line.
+    pub fn send_message(&mut self, from: &str, to: &[&str], body: &str) -> String {
+        let mut r = self.command(&format!("MAIL FROM:<{from}>"));
+        for t in to {
+            r = self.command(&format!("RCPT TO:<{t}>"));
+        }
+        if !r.starts_with("250") {
+            return r;
+        }
+        let r = self.command("DATA");
+        if !r.starts_with("354") {
+            return r;
+        }
+        self.send(body);
+        self.command(".")
+    }
+}
+
+/// Runs a command to completion with a time limit; returns (code, stdout, stderr).
+pub fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let end = Instant::now() + limit;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

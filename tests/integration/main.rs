@@ -1,0 +1,14 @@
+//! The integration tests: our binaries against real programs on loopback.
+//!
+//! - `cli`: option spellings, config files, help/version, startup errors.
+//! - `server`: swaks and Python smtplib submitting; the spool files.
+//! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
+//! - `durability`: SIGKILL under load, disk full.
+//! - `load`: smtp-source into the relay, smtp-sink behind it.
+
+mod cli;
+mod durability;
+mod forward;
+mod harness;
+mod load;
+mod server;
