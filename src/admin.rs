@@ -36,7 +36,10 @@ pub struct AdminContext {
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<AdminContext>) {
     if let Some(addr) = peer {
         if !ctx.settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
-            crate::warning!("admin connection rejected from {}: not a local address", display_addr(&addr));
+            crate::warning!(
+                "admin connection rejected from {}: not a local address",
+                display_addr(&addr)
+            );
             return;
         }
     }
@@ -49,7 +52,10 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<A
     loop {
         line.clear();
         // Each line is bounded, so a peer cannot grow the buffer without limit.
-        match tokio::io::AsyncReadExt::take(&mut reader, 4096).read_line(&mut line).await {
+        match tokio::io::AsyncReadExt::take(&mut reader, 4096)
+            .read_line(&mut line)
+            .await
+        {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -75,12 +81,16 @@ async fn run_command(command: &AdminCommand, ctx: &AdminContext) -> Option<Strin
     Some(match command {
         AdminCommand::Empty | AdminCommand::Quit => return None,
         AdminCommand::Help => AdminCommand::help_text(),
-        AdminCommand::Forward if !forwarder.enabled() => "error: no remote server configured: use --forward-to".into(),
+        AdminCommand::Forward if !forwarder.enabled() => {
+            "error: no remote server configured: use --forward-to".into()
+        }
         AdminCommand::Forward => {
             forwarder.trigger();
             "OK".into()
         }
-        AdminCommand::Flush if !forwarder.enabled() => "error: no remote server configured: use --forward-to".into(),
+        AdminCommand::Flush if !forwarder.enabled() => {
+            "error: no remote server configured: use --forward-to".into()
+        }
         AdminCommand::Flush => match spool.ready() {
             Ok(ids) if ids.is_empty() => "error: no messages to send".into(),
             Ok(_) => {
@@ -88,7 +98,10 @@ async fn run_command(command: &AdminCommand, ctx: &AdminContext) -> Option<Strin
                 if s.failed + s.deferred == 0 {
                     "OK".into()
                 } else {
-                    format!("error: {} sent, {} failed, {} deferred", s.sent, s.failed, s.deferred)
+                    format!(
+                        "error: {} sent, {} failed, {} deferred",
+                        s.sent, s.failed, s.deferred
+                    )
                 }
             }
             Err(e) => format!("error: {e}"),
@@ -112,10 +125,16 @@ async fn run_command(command: &AdminCommand, ctx: &AdminContext) -> Option<Strin
         }
         AdminCommand::Status => status(ctx),
         AdminCommand::Pid => std::process::id().to_string(),
-        AdminCommand::Info => format!("E-MailRelay-rs V{}\nspool: {}", env!("CARGO_PKG_VERSION"), spool.dir().display()),
+        AdminCommand::Info => format!(
+            "E-MailRelay-rs V{}\nspool: {}",
+            env!("CARGO_PKG_VERSION"),
+            spool.dir().display()
+        ),
         AdminCommand::Notify => "error: notifications are not supported yet".into(),
         AdminCommand::Dnsbl(_) => "error: no dnsbl configured".into(),
-        AdminCommand::Terminate if !ctx.settings.terminate => "error: terminate is disabled: use --admin-terminate".into(),
+        AdminCommand::Terminate if !ctx.settings.terminate => {
+            "error: terminate is disabled: use --admin-terminate".into()
+        }
         AdminCommand::Terminate => {
             let _ = ctx.terminate.send(true);
             "OK".into()
@@ -127,17 +146,37 @@ async fn run_command(command: &AdminCommand, ctx: &AdminContext) -> Option<Strin
 fn id_list(ids: Result<Vec<crate::store::MessageId>, crate::store::StoreError>) -> String {
     match ids {
         Ok(ids) if ids.is_empty() => "<none>".into(),
-        Ok(ids) => ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join("\n"),
+        Ok(ids) => ids
+            .iter()
+            .map(|i| i.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         Err(e) => format!("error: {e}"),
     }
 }
 
 fn status(ctx: &AdminContext) -> String {
-    let mut lines: Vec<String> = ctx.listening.iter().map(|l| format!("LISTEN: {l}")).collect();
+    let mut lines: Vec<String> = ctx
+        .listening
+        .iter()
+        .map(|l| format!("LISTEN: {l}"))
+        .collect();
     let f = &ctx.smtp.forwarder.stats;
-    lines.push(format!("OUT started: {}", f.out_started.load(Ordering::Relaxed)));
-    lines.push(format!("OUT finished: {}", f.out_finished.load(Ordering::Relaxed)));
-    lines.push(format!("IN started: {}", ctx.smtp.in_started.load(Ordering::Relaxed)));
-    lines.push(format!("IN finished: {}", ctx.smtp.in_finished.load(Ordering::Relaxed)));
+    lines.push(format!(
+        "OUT started: {}",
+        f.out_started.load(Ordering::Relaxed)
+    ));
+    lines.push(format!(
+        "OUT finished: {}",
+        f.out_finished.load(Ordering::Relaxed)
+    ));
+    lines.push(format!(
+        "IN started: {}",
+        ctx.smtp.in_started.load(Ordering::Relaxed)
+    ));
+    lines.push(format!(
+        "IN finished: {}",
+        ctx.smtp.in_finished.load(Ordering::Relaxed)
+    ));
     lines.join("\n")
 }

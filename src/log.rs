@@ -128,7 +128,12 @@ pub fn write(level: Level, address: Option<&str>, text: fmt::Arguments<'_>) {
     line.push_str(&format!("{}: {text}", level.label()));
     if let Some((socket, facility)) = &logger.syslog {
         let pri = facility * 8 + level.syslog_severity();
-        let msg = format!("<{pri}>{}[{}]: {}", logger.program, std::process::id(), &line[body_start..]);
+        let msg = format!(
+            "<{pri}>{}[{}]: {}",
+            logger.program,
+            std::process::id(),
+            &line[body_start..]
+        );
         let _ = socket.send(msg.as_bytes());
     }
     line.push('\n');
@@ -141,10 +146,17 @@ pub fn write(level: Level, address: Option<&str>, text: fmt::Arguments<'_>) {
 
 impl Logger {
     fn write_file(&self, pattern: &str, date: &str, line: &str) {
-        let Ok(mut guard) = self.file.lock() else { return };
+        let Ok(mut guard) = self.file.lock() else {
+            return;
+        };
         let path = pattern.replace("%d", date);
         if guard.as_ref().is_none_or(|(open, _)| *open != path) {
-            *guard = OpenOptions::new().create(true).append(true).open(&path).ok().map(|f| (path, f));
+            *guard = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .ok()
+                .map(|f| (path, f));
         }
         if let Some((_, file)) = guard.as_mut() {
             let _ = file.write_all(line.as_bytes());

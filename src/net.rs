@@ -68,7 +68,12 @@ pub fn display_addr(addr: &SocketAddr) -> String {
 /// paths or `fd#N`, each with an optional `smtp=`/`pop=`/`admin=` prefix.
 pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String> {
     let mut specs = Vec::new();
-    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+    for item in values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let (service, what) = match item.split_once('=') {
             Some(("smtp", rest)) => (Some(Service::Smtp), rest),
             Some(("pop", rest)) => (Some(Service::Pop), rest),
@@ -85,7 +90,10 @@ pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String>
 
 fn parse_listen_on(what: &str) -> Result<Vec<ListenOn>, String> {
     if let Some(fd) = what.strip_prefix("fd#") {
-        return fd.parse().map(|n| vec![ListenOn::Fd(n)]).map_err(|_| format!("invalid file descriptor {what}"));
+        return fd
+            .parse()
+            .map(|n| vec![ListenOn::Fd(n)])
+            .map_err(|_| format!("invalid file descriptor {what}"));
     }
     if what.starts_with('/') {
         return Ok(vec![ListenOn::Unix(PathBuf::from(what))]);
@@ -263,34 +271,56 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), ConnectError> {
 /// Connects to `target` (an address as in `--forward-to`, or a unix socket
 /// path), optionally from `local`, within `timeout`. TCP_NODELAY is set:
 /// the client writes whole buffers, so Nagle only adds delay.
-pub async fn connect(target: &str, local: Option<IpAddr>, timeout: Duration) -> Result<Box<dyn Stream>, ConnectError> {
+pub async fn connect(
+    target: &str,
+    local: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>, ConnectError> {
     let attempt = async {
         if target.starts_with('/') {
-            let stream = UnixStream::connect(target).await.map_err(|e| ConnectError::Connect(target.into(), e))?;
+            let stream = UnixStream::connect(target)
+                .await
+                .map_err(|e| ConnectError::Connect(target.into(), e))?;
             return Ok(Box::new(stream) as Box<dyn Stream>);
         }
         let (host, port) = split_host_port(target)?;
         let addr = resolve(&host, port, local).await?;
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-            .map_err(|e| ConnectError::Connect(target.into(), e))?;
-        if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
-            socket.bind(SocketAddr::new(ip, 0)).map_err(|e| ConnectError::Connect(target.into(), e))?;
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
         }
-        let stream: TcpStream =
-            socket.connect(addr).await.map_err(|e| ConnectError::Connect(display_addr(&addr), e))?;
+        .map_err(|e| ConnectError::Connect(target.into(), e))?;
+        if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| ConnectError::Connect(target.into(), e))?;
+        }
+        let stream: TcpStream = socket
+            .connect(addr)
+            .await
+            .map_err(|e| ConnectError::Connect(display_addr(&addr), e))?;
         let _ = stream.set_nodelay(true);
         Ok(Box::new(stream) as Box<dyn Stream>)
     };
-    tokio::time::timeout(timeout, attempt).await.unwrap_or_else(|_| Err(ConnectError::Timeout(target.into())))
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(ConnectError::Timeout(target.into())))
 }
 
 /// Resolves a host, preferring the family of `--client-interface` if given.
 async fn resolve(host: &str, port: u16, local: Option<IpAddr>) -> Result<SocketAddr, ConnectError> {
     let failed = |why: String| ConnectError::Resolve(host.to_string(), why);
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((host, port)).await.map_err(|e| failed(e.to_string()))?.collect();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .collect();
     let wanted = |a: &&SocketAddr| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4());
-    addrs.iter().find(wanted).copied().ok_or_else(|| failed("no address of the right family".into()))
+    addrs
+        .iter()
+        .find(wanted)
+        .copied()
+        .ok_or_else(|| failed("no address of the right family".into()))
 }
 
 #[cfg(test)]
@@ -299,9 +329,20 @@ mod tests {
 
     #[test]
     fn interfaces_parse_with_prefixes_and_lists() {
-        let specs = parse_interfaces(&["smtp=127.0.0.1,::1".into(), "admin=/run/a.s".into(), "fd#3".into()]).unwrap();
+        let specs = parse_interfaces(&[
+            "smtp=127.0.0.1,::1".into(),
+            "admin=/run/a.s".into(),
+            "fd#3".into(),
+        ])
+        .unwrap();
         assert_eq!(specs.len(), 4);
-        assert_eq!(specs[0], InterfaceSpec { service: Some(Service::Smtp), listen: ListenOn::Ip("127.0.0.1".parse().unwrap()) });
+        assert_eq!(
+            specs[0],
+            InterfaceSpec {
+                service: Some(Service::Smtp),
+                listen: ListenOn::Ip("127.0.0.1".parse().unwrap())
+            }
+        );
         assert_eq!(specs[1].service, None);
         assert_eq!(listen_addresses(&specs, Service::Smtp, 25).len(), 3);
         assert_eq!(listen_addresses(&specs, Service::Admin, 9).len(), 3);
@@ -312,12 +353,25 @@ mod tests {
     #[test]
     fn default_listeners_are_both_wildcards() {
         let listen = listen_addresses(&[], Service::Smtp, 25);
-        assert_eq!(listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0:25", "::.25"]);
+        assert_eq!(
+            listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["0.0.0.0:25", "::.25"]
+        );
     }
 
     #[test]
     fn local_addresses_are_loopback_and_private_ranges() {
-        for local in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "::1", "fd00::1", "fe80::1", "::ffff:192.168.0.1"] {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.0.1",
+        ] {
             assert!(is_local_address(local.parse().unwrap()), "{local}");
         }
         for remote in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8"] {
@@ -327,11 +381,20 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(split_host_port("smtp.example.com:587").unwrap(), ("smtp.example.com".into(), 587));
-        assert_eq!(split_host_port("example.com:smtp").unwrap(), ("example.com".into(), 25));
+        assert_eq!(
+            split_host_port("smtp.example.com:587").unwrap(),
+            ("smtp.example.com".into(), 587)
+        );
+        assert_eq!(
+            split_host_port("example.com:smtp").unwrap(),
+            ("example.com".into(), 25)
+        );
         assert_eq!(split_host_port("[::1]:2525").unwrap(), ("::1".into(), 2525));
         assert_eq!(split_host_port("::1").unwrap(), ("::1".into(), 25));
-        assert_eq!(split_host_port("mx.example.com").unwrap(), ("mx.example.com".into(), 25));
+        assert_eq!(
+            split_host_port("mx.example.com").unwrap(),
+            ("mx.example.com".into(), 25)
+        );
         assert!(split_host_port("host:notaport").is_err());
     }
 }

@@ -28,11 +28,23 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
         warning!("the --{name} option is for Windows only and is ignored");
     }
     let spool_dir = settings.spool_dir.clone();
-    let smtp_listeners = match bind_all(settings.smtp.as_ref().map(|s| s.listen.as_slice()).unwrap_or(&[])) {
+    let smtp_listeners = match bind_all(
+        settings
+            .smtp
+            .as_ref()
+            .map(|s| s.listen.as_slice())
+            .unwrap_or(&[]),
+    ) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let admin_listeners = match bind_all(settings.admin.as_ref().map(|a| a.listen.as_slice()).unwrap_or(&[])) {
+    let admin_listeners = match bind_all(
+        settings
+            .admin
+            .as_ref()
+            .map(|a| a.listen.as_slice())
+            .unwrap_or(&[]),
+    ) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
@@ -43,7 +55,8 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
         write_pid_file(path)?;
     }
     if let (true, Some(user)) = (crate::sys::is_root(), &settings.user) {
-        crate::sys::drop_privileges(user).with_context(|| format!("cannot switch to user {user}"))?;
+        crate::sys::drop_privileges(user)
+            .with_context(|| format!("cannot switch to user {user}"))?;
         nix::unistd::access(&spool_dir, nix::unistd::AccessFlags::W_OK).map_err(|e| {
             anyhow::anyhow!("spool directory [{}] is not writable by user {user}: {e} (use --user root or change its group)", spool_dir.display())
         })?;
@@ -65,13 +78,21 @@ type Bound = Vec<(Listen, BoundListener)>;
 
 fn bind_all(listen: &[Listen]) -> Result<Bound, i32> {
     let mut bound = Vec::new();
-    let wildcard_pair = listen.len() == 2 && listen.iter().all(|l| matches!(l, Listen::Tcp(a) if a.ip().is_unspecified()));
+    let wildcard_pair = listen.len() == 2
+        && listen
+            .iter()
+            .all(|l| matches!(l, Listen::Tcp(a) if a.ip().is_unspecified()));
     for l in listen {
         match net::bind(l) {
             Ok(b) => bound.push((l.clone(), b)),
             // The IPv6 wildcard is optional when IPv6 is not available at all.
-            Err(e) if wildcard_pair && matches!(l, Listen::Tcp(a) if a.is_ipv6())
-                && matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)) => {}
+            Err(e)
+                if wildcard_pair
+                    && matches!(l, Listen::Tcp(a) if a.is_ipv6())
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                    ) => {}
             Err(e) => {
                 error!("cannot bind the listening port {l}: {e}");
                 return Err(EXIT_BIND);
@@ -89,7 +110,11 @@ fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write pid file [{}]", path.display()))
 }
 
-async fn serve(settings: Settings, smtp_listeners: Bound, admin_listeners: Bound) -> anyhow::Result<i32> {
+async fn serve(
+    settings: Settings,
+    smtp_listeners: Bound,
+    admin_listeners: Bound,
+) -> anyhow::Result<i32> {
     let spool = Spool::open(&settings.spool_dir)?;
     match spool.recover_busy() {
         Ok(0) => {}
@@ -101,7 +126,10 @@ async fn serve(settings: Settings, smtp_listeners: Bound, admin_listeners: Bound
         return Ok(forward_and_exit(&forwarder, settings.forward.on_start).await);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let smtp_settings = settings.smtp.clone().unwrap_or_else(|| dummy_smtp_settings(&settings));
+    let smtp_settings = settings
+        .smtp
+        .clone()
+        .unwrap_or_else(|| dummy_smtp_settings(&settings));
     let shared = Arc::new(Shared {
         settings: smtp_settings,
         spool: Arc::clone(&spool),
@@ -117,11 +145,20 @@ async fn serve(settings: Settings, smtp_listeners: Bound, admin_listeners: Bound
         listening.push(listen.to_string());
         let shared = Arc::clone(&shared);
         spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
-            tokio::spawn(crate::smtp::server::serve(stream, peer, Arc::clone(&shared)));
+            tokio::spawn(crate::smtp::server::serve(
+                stream,
+                peer,
+                Arc::clone(&shared),
+            ));
         })?;
     }
     if let Some(admin) = settings.admin.clone() {
-        let ctx = Arc::new(AdminContext { settings: admin, smtp: Arc::clone(&shared), listening: listening.clone(), terminate: stop_tx.clone() });
+        let ctx = Arc::new(AdminContext {
+            settings: admin,
+            smtp: Arc::clone(&shared),
+            listening: listening.clone(),
+            terminate: stop_tx.clone(),
+        });
         for (listen, listener) in admin_listeners {
             info!("admin server on {listen}");
             let ctx = Arc::clone(&ctx);
@@ -148,7 +185,10 @@ async fn forward_and_exit(forwarder: &Arc<Forwarder>, on_start: bool) -> i32 {
         return 0;
     }
     let summary = forwarder.pass().await;
-    info!("forwarding done: {} sent, {} failed, {} deferred", summary.sent, summary.failed, summary.deferred);
+    info!(
+        "forwarding done: {} sent, {} failed, {} deferred",
+        summary.sent, summary.failed, summary.deferred
+    );
     i32::from(summary.failed + summary.deferred > 0)
 }
 
@@ -167,7 +207,11 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
     }
 }
 
-fn spawn_acceptor<F>(listener: BoundListener, mut stop: watch::Receiver<bool>, on_accept: F) -> anyhow::Result<()>
+fn spawn_acceptor<F>(
+    listener: BoundListener,
+    mut stop: watch::Receiver<bool>,
+    on_accept: F,
+) -> anyhow::Result<()>
 where
     F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) + Send + 'static,
 {
@@ -211,7 +255,10 @@ where
 
 async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         let _ = stop.changed().await;
         return;
     };

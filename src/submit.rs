@@ -46,10 +46,17 @@ pub enum SubmitError {
 }
 
 /// Submits; returns the ids written.
-pub async fn submit(options: &SubmitOptions, stdin: &mut dyn Read) -> Result<Vec<String>, SubmitError> {
+pub async fn submit(
+    options: &SubmitOptions,
+    stdin: &mut dyn Read,
+) -> Result<Vec<String>, SubmitError> {
     let lines = content_lines(options, stdin)?;
     let (headers, body) = split_headers(&lines);
-    let from = options.from.clone().or_else(|| header_addresses(headers, "from").into_iter().next()).unwrap_or_default();
+    let from = options
+        .from
+        .clone()
+        .or_else(|| header_addresses(headers, "from").into_iter().next())
+        .unwrap_or_default();
     let mut batches: Vec<(Vec<String>, bool)> = Vec::new();
     if !options.to.is_empty() {
         batches.push((options.to.clone(), false));
@@ -66,15 +73,23 @@ pub async fn submit(options: &SubmitOptions, stdin: &mut dyn Read) -> Result<Vec
     if batches.is_empty() {
         return Err(SubmitError::NoRecipients);
     }
-    for addr in batches.iter().flat_map(|(b, _)| b).chain(std::iter::once(&from)) {
-        emailrelay_proto::smtp::Mailbox::new(addr).map_err(|_| SubmitError::Address(addr.clone()))?;
+    for addr in batches
+        .iter()
+        .flat_map(|(b, _)| b)
+        .chain(std::iter::once(&from))
+    {
+        emailrelay_proto::smtp::Mailbox::new(addr)
+            .map_err(|_| SubmitError::Address(addr.clone()))?;
     }
     let spool = Spool::open(&options.spool_dir)?;
     let mut ids = Vec::new();
     for (recipients, strip_bcc) in batches {
         let mut message = spool.new_message()?;
         let mut text = extra_headers(options, &from, &recipients, headers);
-        for line in headers.iter().filter(|l| !(strip_bcc && is_header(l, "bcc"))) {
+        for line in headers
+            .iter()
+            .filter(|l| !(strip_bcc && is_header(l, "bcc")))
+        {
             text.push_str(line);
             text.push_str("\r\n");
         }
@@ -98,7 +113,10 @@ pub async fn submit(options: &SubmitOptions, stdin: &mut dyn Read) -> Result<Vec
     Ok(ids)
 }
 
-fn content_lines(options: &SubmitOptions, stdin: &mut dyn Read) -> Result<Vec<String>, SubmitError> {
+fn content_lines(
+    options: &SubmitOptions,
+    stdin: &mut dyn Read,
+) -> Result<Vec<String>, SubmitError> {
     let mut lines = Vec::new();
     for encoded in &options.content {
         let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
@@ -109,7 +127,9 @@ fn content_lines(options: &SubmitOptions, stdin: &mut dyn Read) -> Result<Vec<St
     let read_input = options.input_file.is_some() || options.content.is_empty() || options.body;
     if read_input {
         let reader: Box<dyn BufRead> = match &options.input_file {
-            Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(SubmitError::Input)?)),
+            Some(path) => Box::new(std::io::BufReader::new(
+                std::fs::File::open(path).map_err(SubmitError::Input)?,
+            )),
             None => Box::new(std::io::BufReader::new(stdin)),
         };
         if options.body && !lines.is_empty() && !lines.iter().any(String::is_empty) {
@@ -135,7 +155,8 @@ fn split_headers(lines: &[String]) -> (&[String], &[String]) {
 }
 
 fn is_header(line: &str, name: &str) -> bool {
-    line.split_once(':').is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+    line.split_once(':')
+        .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
 }
 
 /// Addresses in a header (with folded continuation lines): `<...>` parts,
@@ -161,7 +182,10 @@ fn header_addresses(headers: &[String], name: &str) -> Vec<String> {
         .split(',')
         .filter_map(|part| match (part.find('<'), part.rfind('>')) {
             (Some(a), Some(b)) if a < b => Some(part[a + 1..b].trim().to_string()),
-            _ => part.split_whitespace().find(|w| w.contains('@')).map(str::to_string),
+            _ => part
+                .split_whitespace()
+                .find(|w| w.contains('@'))
+                .map(str::to_string),
         })
         .filter(|a| !a.is_empty())
         .collect()
@@ -170,7 +194,10 @@ fn header_addresses(headers: &[String], name: &str) -> Vec<String> {
 fn extra_headers(options: &SubmitOptions, from: &str, to: &[String], headers: &[String]) -> String {
     let mut text = String::new();
     if options.add_date && !headers.iter().any(|h| is_header(h, "date")) {
-        text.push_str(&format!("Date: {}\r\n", chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z")));
+        text.push_str(&format!(
+            "Date: {}\r\n",
+            chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z")
+        ));
     }
     if options.add_from && !headers.iter().any(|h| is_header(h, "from")) {
         text.push_str(&format!("From: <{from}>\r\n"));
@@ -180,8 +207,15 @@ fn extra_headers(options: &SubmitOptions, from: &str, to: &[String], headers: &[
         text.push_str(&format!("To: {}\r\n", list.join(", ")));
     }
     if options.add_message_id && !headers.iter().any(|h| is_header(h, "message-id")) {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        text.push_str(&format!("Message-ID: <{nanos}.{}@{}>\r\n", std::process::id(), crate::sys::canonical_hostname()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        text.push_str(&format!(
+            "Message-ID: <{nanos}.{}@{}>\r\n",
+            std::process::id(),
+            crate::sys::canonical_hostname()
+        ));
     }
     text
 }
@@ -192,8 +226,16 @@ mod tests {
 
     #[test]
     fn finds_header_addresses() {
-        let headers: Vec<String> = ["From: Alice <alice@example.com>", "To: bob@x, \"Carol\" <carol@y>", "Bcc: <d@z>,", " e@w", "Subject: hi"]
-            .iter().map(|s| s.to_string()).collect();
+        let headers: Vec<String> = [
+            "From: Alice <alice@example.com>",
+            "To: bob@x, \"Carol\" <carol@y>",
+            "Bcc: <d@z>,",
+            " e@w",
+            "Subject: hi",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(header_addresses(&headers, "from"), ["alice@example.com"]);
         assert_eq!(header_addresses(&headers, "to"), ["bob@x", "carol@y"]);
         assert_eq!(header_addresses(&headers, "bcc"), ["d@z", "e@w"]);

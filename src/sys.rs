@@ -30,7 +30,10 @@ pub fn daemonise() -> io::Result<()> {
 /// Points the given descriptors at /dev/null (`--close-stderr` uses fd 2).
 pub fn redirect_to_null(fds: &[i32]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for &fd in fds {
         nix::unistd::dup2(null.as_raw_fd(), fd).map_err(io::Error::from)?;
     }
@@ -41,7 +44,10 @@ pub fn redirect_to_null(fds: &[i32]) -> io::Result<()> {
 pub fn inherited_listener(fd: i32) -> io::Result<std::net::TcpListener> {
     let stat = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd#{fd} is not a socket")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd#{fd} is not a socket"),
+        ));
     }
     // SAFETY: the descriptor was checked to be an open socket and is owned
     // by nothing else in this process: it came from our parent.
@@ -68,8 +74,14 @@ pub fn is_root() -> bool {
 /// The canonical name of this host (the `--domain` default), falling back
 /// to the plain host name when the resolver does not know it.
 pub fn canonical_hostname() -> String {
-    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
     canonical_name(&host).unwrap_or(host)
 }
 
@@ -82,7 +94,9 @@ fn canonical_name(host: &str) -> Option<String> {
         hints.ai_flags = libc::AI_CANONNAME;
         hints.ai_socktype = libc::SOCK_STREAM;
         let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-        if libc::getaddrinfo(node.as_ptr(), std::ptr::null(), &hints, &mut list) != 0 || list.is_null() {
+        if libc::getaddrinfo(node.as_ptr(), std::ptr::null(), &hints, &mut list) != 0
+            || list.is_null()
+        {
             return None;
         }
         let name = (*list).ai_canonname;

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("emailrelay-submit: error: {e}");
@@ -50,7 +53,10 @@ fn main() -> ExitCode {
 }
 
 fn parse(argv: &[String]) -> Result<Option<SubmitOptions>, String> {
-    let mut o = SubmitOptions { spool_dir: PathBuf::from("/var/spool/emailrelay"), ..Default::default() };
+    let mut o = SubmitOptions {
+        spool_dir: PathBuf::from("/var/spool/emailrelay"),
+        ..Default::default()
+    };
     let mut i = 0;
     while i < argv.len() {
         let arg = argv[i].clone();
@@ -63,7 +69,10 @@ fn parse(argv: &[String]) -> Result<Option<SubmitOptions>, String> {
             if let Some(v) = inline.clone() {
                 return Ok(v);
             }
-            let v = argv.get(i).cloned().ok_or(format!("{name} needs a value"))?;
+            let v = argv
+                .get(i)
+                .cloned()
+                .ok_or(format!("{name} needs a value"))?;
             i += 1;
             Ok(v)
         };
@@ -85,7 +94,10 @@ fn parse(argv: &[String]) -> Result<Option<SubmitOptions>, String> {
                 return Ok(None);
             }
             "-V" | "--version" => {
-                println!("emailrelay-submit (E-MailRelay-rs V{})", env!("CARGO_PKG_VERSION"));
+                println!(
+                    "emailrelay-submit (E-MailRelay-rs V{})",
+                    env!("CARGO_PKG_VERSION")
+                );
                 return Ok(None);
             }
             flags if flags.starts_with('-') && !flags.starts_with("--") && flags.len() > 2 => {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use emailrelay::config::{Args, Arg, Settings, Support, OPTIONS};
+use emailrelay::config::{Arg, Args, Settings, Support, OPTIONS};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -41,7 +41,10 @@ fn fail(text: &str) -> ExitCode {
 fn help_text(verbose: bool) -> String {
     let mut text = String::from("usage: emailrelay [<option> [<option> ...]] [<config-file>]\n\n");
     for spec in OPTIONS.iter().filter(|o| verbose || o.basic) {
-        let short = spec.short.map(|c| format!("-{c}, ")).unwrap_or_else(|| "    ".into());
+        let short = spec
+            .short
+            .map(|c| format!("-{c}, "))
+            .unwrap_or_else(|| "    ".into());
         let value = match spec.arg {
             Arg::None => String::new(),
             Arg::Required => format!(" {}", spec.value_name),
@@ -52,7 +55,10 @@ fn help_text(verbose: bool) -> String {
             Support::Later(_) => " (not yet supported)",
             Support::WindowsOnly => " (Windows only, ignored)",
         };
-        text.push_str(&format!("  {short}--{}{value}\n        {}{note}\n", spec.name, spec.help));
+        text.push_str(&format!(
+            "  {short}--{}{value}\n        {}{note}\n",
+            spec.name, spec.help
+        ));
     }
     if !verbose {
         text.push_str("\nFor complete usage information run \"emailrelay --help --verbose\"\n");
@@ -61,7 +67,10 @@ fn help_text(verbose: bool) -> String {
 }
 
 fn version_text(verbose: bool) -> String {
-    let mut text = format!("E-MailRelay-rs V{} (compatible with E-MailRelay 2.6)\n", env!("CARGO_PKG_VERSION"));
+    let mut text = format!(
+        "E-MailRelay-rs V{} (compatible with E-MailRelay 2.6)\n",
+        env!("CARGO_PKG_VERSION")
+    );
     if verbose {
         text.push_str("TLS library: none (not yet built in)\n");
         text.push_str("Authentication: none (not yet built in)\n");

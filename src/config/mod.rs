@@ -40,13 +40,23 @@ pub enum ConfigError {
     TooManyArgs(String),
     /// The config file could not be read.
     #[error("cannot read config file [{path}]: {source}")]
-    ConfigFile { path: PathBuf, source: std::io::Error },
+    ConfigFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A value that does not parse.
     #[error("invalid value for --{option}: [{value}]: {why}")]
-    BadValue { option: &'static str, value: String, why: String },
+    BadValue {
+        option: &'static str,
+        value: String,
+        why: String,
+    },
     /// Valid, but needs a feature not built yet.
     #[error("the --{option} option is not supported by this build: {feature} not yet implemented")]
-    NotYet { option: &'static str, feature: &'static str },
+    NotYet {
+        option: &'static str,
+        feature: &'static str,
+    },
     /// Options that do not make sense together.
     #[error("{0}")]
     Conflict(String),
@@ -105,7 +115,10 @@ impl Args {
 
     /// The value of a single-valued option.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.values.get(name).and_then(|v| v.last()).map(String::as_str)
+        self.values
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
 
     /// All values of a repeatable option.
@@ -127,9 +140,15 @@ impl Args {
         Ok(())
     }
 
-    fn parse_short_cluster(&mut self, cluster: &str, argv: &[String], i: &mut usize) -> Result<(), ConfigError> {
+    fn parse_short_cluster(
+        &mut self,
+        cluster: &str,
+        argv: &[String],
+        i: &mut usize,
+    ) -> Result<(), ConfigError> {
         for (pos, letter) in cluster.char_indices() {
-            let spec = find_short(letter).ok_or_else(|| ConfigError::Unknown(format!("-{letter}")))?;
+            let spec =
+                find_short(letter).ok_or_else(|| ConfigError::Unknown(format!("-{letter}")))?;
             let rest = &cluster[pos + letter.len_utf8()..];
             match spec.arg {
                 Arg::None => self.add(spec, String::new())?,
@@ -149,8 +168,10 @@ impl Args {
 
     /// Reads `option value` lines; options already on the command line win.
     fn merge_file(&mut self, path: &Path, app_dir: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::ConfigFile { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ConfigFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let from_command_line: Vec<&'static str> = self.values.keys().copied().collect();
         for line in text.lines() {
             let line = line.trim();
@@ -167,8 +188,12 @@ impl Args {
             }
             let value = value.replace("@app", &app_dir.to_string_lossy());
             match spec.arg {
-                Arg::None if !value.is_empty() => return Err(ConfigError::UnexpectedValue(spec.name)),
-                Arg::Required if value.is_empty() => return Err(ConfigError::MissingValue(spec.name)),
+                Arg::None if !value.is_empty() => {
+                    return Err(ConfigError::UnexpectedValue(spec.name))
+                }
+                Arg::Required if value.is_empty() => {
+                    return Err(ConfigError::MissingValue(spec.name))
+                }
                 _ => self.add(spec, value)?,
             }
         }
@@ -181,14 +206,20 @@ fn lookup_long(name: &str) -> Result<&'static OptionSpec, ConfigError> {
         return Ok(spec);
     }
     // E-MailRelay's multi-instance form: `in-port`, `out-spool-dir`...
-    let prefixed = name.split_once('-').is_some_and(|(_, rest)| find_long(rest).is_some());
+    let prefixed = name
+        .split_once('-')
+        .is_some_and(|(_, rest)| find_long(rest).is_some());
     if prefixed {
         return Err(ConfigError::Instances(name.to_string()));
     }
     Err(ConfigError::Unknown(format!("--{name}")))
 }
 
-fn next_value(argv: &[String], i: &mut usize, spec: &'static OptionSpec) -> Result<String, ConfigError> {
+fn next_value(
+    argv: &[String],
+    i: &mut usize,
+    spec: &'static OptionSpec,
+) -> Result<String, ConfigError> {
     let value = argv.get(*i).ok_or(ConfigError::MissingValue(spec.name))?;
     *i += 1;
     Ok(value.clone())

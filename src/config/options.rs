@@ -41,8 +41,23 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
-const fn opt(name: &'static str, short: Option<char>, arg: Arg, value_name: &'static str, help: &'static str) -> OptionSpec {
-    OptionSpec { name, short, arg, repeatable: false, basic: false, support: Support::Yes, value_name, help }
+const fn opt(
+    name: &'static str,
+    short: Option<char>,
+    arg: Arg,
+    value_name: &'static str,
+    help: &'static str,
+) -> OptionSpec {
+    OptionSpec {
+        name,
+        short,
+        arg,
+        repeatable: false,
+        basic: false,
+        support: Support::Yes,
+        value_name,
+        help,
+    }
 }
 
 const fn basic(mut o: OptionSpec) -> OptionSpec {

@@ -35,23 +35,37 @@ pub struct Settings {
 
 impl Settings {
     /// Builds settings; `default_domain` is called only if `--domain` is absent.
-    pub fn build(args: &Args, default_domain: impl FnOnce() -> String) -> Result<Settings, ConfigError> {
+    pub fn build(
+        args: &Args,
+        default_domain: impl FnOnce() -> String,
+    ) -> Result<Settings, ConfigError> {
         let ignored = check_support(args)?;
         let as_client = args.value("as-client");
         let as_proxy = args.value("as-proxy");
         let as_server = args.has("as-server");
-        if usize::from(as_client.is_some()) + usize::from(as_proxy.is_some()) + usize::from(as_server) > 1 {
-            return Err(ConfigError::Conflict("use only one of --as-client, --as-proxy and --as-server".into()));
+        if usize::from(as_client.is_some())
+            + usize::from(as_proxy.is_some())
+            + usize::from(as_server)
+            > 1
+        {
+            return Err(ConfigError::Conflict(
+                "use only one of --as-client, --as-proxy and --as-server".into(),
+            ));
         }
         let forward_to = match (args.value("forward-to"), as_client.or(as_proxy)) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Conflict("--forward-to cannot be used with --as-client or --as-proxy".into()))
+                return Err(ConfigError::Conflict(
+                    "--forward-to cannot be used with --as-client or --as-proxy".into(),
+                ))
             }
             (a, b) => a.or(b).map(str::to_string),
         };
         let log_enabled = args.has("log") || as_client.is_some() || as_proxy.is_some() || as_server;
         let dont_serve = args.has("dont-serve") || as_client.is_some();
-        let domain = args.value("domain").map(str::to_string).unwrap_or_else(default_domain);
+        let domain = args
+            .value("domain")
+            .map(str::to_string)
+            .unwrap_or_else(default_domain);
         let anonymous = parse_anonymous(args)?;
         let verbose = args.has("verbose");
         let interfaces = net::parse_interfaces(args.values("interface"))
@@ -77,24 +91,35 @@ impl Settings {
             trace: verbose && log_enabled,
             max_connections: 4,
         };
-        let needs_target = forward.on_start || forward.on_disconnect || forward.poll.is_some() || forward.immediate;
+        let needs_target = forward.on_start
+            || forward.on_disconnect
+            || forward.poll.is_some()
+            || forward.immediate;
         if needs_target && forward_to.is_none() {
-            return Err(ConfigError::Conflict("forwarding options need --forward-to (or --as-client/--as-proxy)".into()));
+            return Err(ConfigError::Conflict(
+                "forwarding options need --forward-to (or --as-client/--as-proxy)".into(),
+            ));
         }
-        let smtp = (!dont_serve && !args.has("no-smtp")).then(|| -> Result<ServerSettings, ConfigError> {
-            Ok(ServerSettings {
-                listen: net::listen_addresses(&interfaces, Service::Smtp, port(args, "port", 25)?),
-                remote_clients: args.has("remote-clients"),
-                domain: domain.clone(),
-                anonymous,
-                max_size: number(args, "size", 0)?,
-                idle_timeout: seconds(args, "idle-timeout", 60)?,
-                pipelining: server_config.0,
-                smtputf8: server_config.1,
-                trace: verbose && log_enabled,
-                immediate: args.has("immediate"),
-            })
-        });
+        let smtp = (!dont_serve && !args.has("no-smtp")).then(
+            || -> Result<ServerSettings, ConfigError> {
+                Ok(ServerSettings {
+                    listen: net::listen_addresses(
+                        &interfaces,
+                        Service::Smtp,
+                        port(args, "port", 25)?,
+                    ),
+                    remote_clients: args.has("remote-clients"),
+                    domain: domain.clone(),
+                    anonymous,
+                    max_size: number(args, "size", 0)?,
+                    idle_timeout: seconds(args, "idle-timeout", 60)?,
+                    pipelining: server_config.0,
+                    smtputf8: server_config.1,
+                    trace: verbose && log_enabled,
+                    immediate: args.has("immediate"),
+                })
+            },
+        );
         let admin = match (args.value("admin"), dont_serve) {
             (Some(_), false) => Some(AdminSettings {
                 listen: net::listen_addresses(&interfaces, Service::Admin, port(args, "admin", 0)?),
@@ -127,10 +152,17 @@ impl Settings {
 fn check_support(args: &Args) -> Result<Vec<&'static str>, ConfigError> {
     let mut ignored = Vec::new();
     for name in args.names() {
-        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else { continue };
+        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else {
+            continue;
+        };
         match spec.support {
             Support::Yes => {}
-            Support::Later(feature) => return Err(ConfigError::NotYet { option: spec.name, feature }),
+            Support::Later(feature) => {
+                return Err(ConfigError::NotYet {
+                    option: spec.name,
+                    feature,
+                })
+            }
             Support::WindowsOnly => ignored.push(spec.name),
         }
     }
@@ -140,16 +172,31 @@ fn check_support(args: &Args) -> Result<Vec<&'static str>, ConfigError> {
 fn parse_log(args: &Args, enabled: bool, as_client: bool) -> Result<LogSettings, ConfigError> {
     let mut time = args.has("log-time");
     let mut address = args.has("log-address");
-    for field in args.value("log-format").unwrap_or("").split(',').filter(|f| !f.is_empty()) {
+    for field in args
+        .value("log-format")
+        .unwrap_or("")
+        .split(',')
+        .filter(|f| !f.is_empty())
+    {
         match field {
             "time" => time = true,
             "address" => address = true,
             "unit" | "port" | "msgid" => {}
-            other => return Err(bad("log-format", other, "expecting time, unit, address, port or msgid")),
+            other => {
+                return Err(bad(
+                    "log-format",
+                    other,
+                    "expecting time, unit, address, port or msgid",
+                ))
+            }
         }
     }
     let syslog_wanted = (enabled && !args.has("no-syslog") && !as_client) || args.has("syslog");
-    let facility = args.value("syslog").filter(|f| !f.is_empty()).unwrap_or("mail").to_string();
+    let facility = args
+        .value("syslog")
+        .filter(|f| !f.is_empty())
+        .unwrap_or("mail")
+        .to_string();
     if !crate::log::is_facility(&facility) {
         return Err(bad("syslog", &facility, "unknown syslog facility"));
     }
@@ -165,9 +212,16 @@ fn parse_log(args: &Args, enabled: bool, as_client: bool) -> Result<LogSettings,
 }
 
 fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
-    let Some(scope) = args.value("anonymous") else { return Ok(Anonymous::default()) };
+    let Some(scope) = args.value("anonymous") else {
+        return Ok(Anonymous::default());
+    };
     if scope.is_empty() {
-        return Ok(Anonymous { vrfy: true, server: true, content: true, client: true });
+        return Ok(Anonymous {
+            vrfy: true,
+            server: true,
+            content: true,
+            client: true,
+        });
     }
     let mut anonymous = Anonymous::default();
     for word in scope.split(',') {
@@ -176,7 +230,13 @@ fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
             "server" => anonymous.server = true,
             "content" => anonymous.content = true,
             "client" => anonymous.client = true,
-            other => return Err(bad("anonymous", other, "expecting vrfy, server, content or client")),
+            other => {
+                return Err(bad(
+                    "anonymous",
+                    other,
+                    "expecting vrfy, server, content or client",
+                ))
+            }
         }
     }
     Ok(anonymous)
@@ -185,14 +245,22 @@ fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
 /// `--server-smtp-config`: (pipelining, smtputf8).
 fn parse_server_config(args: &Args) -> Result<(bool, bool), ConfigError> {
     let (mut pipelining, mut smtputf8) = (true, false);
-    for word in args.value("server-smtp-config").unwrap_or("").split(',').filter(|w| !w.is_empty()) {
+    for word in args
+        .value("server-smtp-config")
+        .unwrap_or("")
+        .split(',')
+        .filter(|w| !w.is_empty())
+    {
         match word.trim() {
             "pipelining" => pipelining = true,
             "nopipelining" => pipelining = false,
             "smtputf8" | "smtputf8strict" => smtputf8 = true,
             "nostrictparsing" | "noalabels" => {}
             "chunking" => {
-                return Err(ConfigError::NotYet { option: "server-smtp-config", feature: "CHUNKING (BDAT)" })
+                return Err(ConfigError::NotYet {
+                    option: "server-smtp-config",
+                    feature: "CHUNKING (BDAT)",
+                })
             }
             other => return Err(bad("server-smtp-config", other, "unknown keyword")),
         }
@@ -203,7 +271,12 @@ fn parse_server_config(args: &Args) -> Result<(bool, bool), ConfigError> {
 /// `--client-smtp-config`: pipelining (on unless `nopipelining`).
 fn parse_client_config(args: &Args) -> Result<bool, ConfigError> {
     let mut pipelining = true;
-    for word in args.value("client-smtp-config").unwrap_or("").split(',').filter(|w| !w.is_empty()) {
+    for word in args
+        .value("client-smtp-config")
+        .unwrap_or("")
+        .split(',')
+        .filter(|w| !w.is_empty())
+    {
         match word.trim() {
             "pipelining" => pipelining = true,
             "nopipelining" => pipelining = false,
@@ -215,21 +288,34 @@ fn parse_client_config(args: &Args) -> Result<bool, ConfigError> {
 }
 
 fn bad(option: &'static str, value: &str, why: impl ToString) -> ConfigError {
-    let option = OPTIONS.iter().find(|o| o.name == option).map_or("?", |o| o.name);
-    ConfigError::BadValue { option, value: value.to_string(), why: why.to_string() }
+    let option = OPTIONS
+        .iter()
+        .find(|o| o.name == option)
+        .map_or("?", |o| o.name);
+    ConfigError::BadValue {
+        option,
+        value: value.to_string(),
+        why: why.to_string(),
+    }
 }
 
 fn number(args: &Args, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match args.value(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| bad(name, v, "expecting a number")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad(name, v, "expecting a number")),
     }
 }
 
 fn port(args: &Args, name: &'static str, default: u16) -> Result<u16, ConfigError> {
     match args.value(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| bad(name, v, "expecting a port number 0-65535")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad(name, v, "expecting a port number 0-65535")),
     }
 }
 
@@ -248,5 +334,10 @@ fn optional_seconds(args: &Args, name: &'static str) -> Result<Option<Duration>,
 }
 
 fn parse_ip(args: &Args, name: &'static str) -> Result<Option<IpAddr>, ConfigError> {
-    args.value(name).map(|v| v.parse().map_err(|_| bad(name, v, "expecting an IP address"))).transpose()
+    args.value(name)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad(name, v, "expecting an IP address"))
+        })
+        .transpose()
 }

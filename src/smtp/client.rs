@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use emailrelay_proto::smtp::{ClientConfig, ClientEvent, ClientSession, DotStuffer, OutgoingMessage, Reply, SendOutcome};
+use emailrelay_proto::smtp::{
+    ClientConfig, ClientEvent, ClientSession, DotStuffer, OutgoingMessage, Reply, SendOutcome,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::Stream;
@@ -52,8 +54,18 @@ pub struct Connection {
 impl Connection {
     /// Waits for the greeting (up to the prompt timeout, then carries on)
     /// and does EHLO.
-    pub async fn open(stream: Box<dyn Stream>, config: ClientConfig, timeouts: Timeouts) -> Result<Connection, ConnectionError> {
-        let mut conn = Connection { stream, session: ClientSession::new(config), timeouts, buf: vec![0; 16 * 1024], out: Vec::new() };
+    pub async fn open(
+        stream: Box<dyn Stream>,
+        config: ClientConfig,
+        timeouts: Timeouts,
+    ) -> Result<Connection, ConnectionError> {
+        let mut conn = Connection {
+            stream,
+            session: ClientSession::new(config),
+            timeouts,
+            buf: vec![0; 16 * 1024],
+            out: Vec::new(),
+        };
         let mut greeted = false;
         loop {
             if let Some(event) = conn.session.poll_event() {
@@ -63,7 +75,11 @@ impl Connection {
                     _ => continue,
                 }
             }
-            let wait = if greeted { timeouts.response } else { timeouts.prompt };
+            let wait = if greeted {
+                timeouts.response
+            } else {
+                timeouts.prompt
+            };
             match conn.read_some(wait).await {
                 Err(ConnectionError::Timeout) if !greeted => {
                     conn.session.handle_prompt_timeout();
@@ -76,7 +92,11 @@ impl Connection {
     }
 
     /// Sends one message and returns the server's verdict.
-    pub async fn send(&mut self, message: OutgoingMessage, content: &Path) -> Result<SendOutcome, ConnectionError> {
+    pub async fn send(
+        &mut self,
+        message: OutgoingMessage,
+        content: &Path,
+    ) -> Result<SendOutcome, ConnectionError> {
         self.session.send_message(message);
         self.flush().await?;
         loop {
@@ -100,7 +120,8 @@ impl Connection {
     pub async fn quit(mut self) {
         self.session.quit();
         if self.flush().await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut self.buf)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut self.buf)).await;
         }
         let _ = self.stream.shutdown().await;
     }

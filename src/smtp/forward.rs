@@ -88,7 +88,13 @@ pub struct Forwarder {
 impl Forwarder {
     /// A scheduler over `spool`.
     pub fn new(settings: ForwardSettings, spool: Arc<Spool>) -> Arc<Forwarder> {
-        Arc::new(Forwarder { settings, spool, wake: Notify::new(), pass_lock: tokio::sync::Mutex::new(()), stats: Stats::default() })
+        Arc::new(Forwarder {
+            settings,
+            spool,
+            wake: Notify::new(),
+            pass_lock: tokio::sync::Mutex::new(()),
+            stats: Stats::default(),
+        })
     }
 
     /// True if there is somewhere to forward to.
@@ -119,7 +125,10 @@ impl Forwarder {
             return;
         }
         loop {
-            let poll = self.settings.poll.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+            let poll = self
+                .settings
+                .poll
+                .unwrap_or(Duration::from_secs(365 * 24 * 3600));
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
@@ -174,14 +183,21 @@ impl Forwarder {
             }
         };
         let mut conn = None;
-        self.forward_message(locked, &mut conn, &Mutex::new(HashSet::new())).await
+        self.forward_message(locked, &mut conn, &Mutex::new(HashSet::new()))
+            .await
     }
 
-    async fn worker(&self, queue: Arc<Mutex<VecDeque<MessageId>>>, unreachable: Arc<Mutex<HashSet<String>>>) -> PassSummary {
+    async fn worker(
+        &self,
+        queue: Arc<Mutex<VecDeque<MessageId>>>,
+        unreachable: Arc<Mutex<HashSet<String>>>,
+    ) -> PassSummary {
         let mut summary = PassSummary::default();
         let mut conn: Option<(String, Connection)> = None;
         loop {
-            let Some(id) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+            let Some(id) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                break;
+            };
             let locked = match self.spool.lock(&id) {
                 Ok(Some(locked)) => locked,
                 Ok(None) => continue,
@@ -203,12 +219,20 @@ impl Forwarder {
         summary
     }
 
-    async fn forward_message(&self, locked: Locked, conn: &mut Option<(String, Connection)>, unreachable: &Mutex<HashSet<String>>) -> Verdict {
+    async fn forward_message(
+        &self,
+        locked: Locked,
+        conn: &mut Option<(String, Connection)>,
+        unreachable: &Mutex<HashSet<String>>,
+    ) -> Verdict {
         let envelope = locked.envelope.clone();
         if envelope.to_remote.is_empty() {
             return self.fail(locked, Reply::new(550, "no remote recipients"));
         }
-        let target = match (envelope.forward_to_address.trim(), &self.settings.forward_to) {
+        let target = match (
+            envelope.forward_to_address.trim(),
+            &self.settings.forward_to,
+        ) {
             ("", Some(default)) => default.clone(),
             ("", None) => return Verdict::Deferred(None),
             (address, _) => address.to_string(),
@@ -230,16 +254,22 @@ impl Forwarder {
                         u.insert(target);
                     }
                     return match e {
-                        ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
+                        ConnectionError::Refused(reply) if reply.is_permanent() => {
+                            self.fail(locked, reply)
+                        }
                         ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
                         _ => Verdict::Deferred(None),
                     };
                 }
             }
         }
-        let Some((_, connection)) = conn.as_mut() else { return Verdict::Deferred(None) };
+        let Some((_, connection)) = conn.as_mut() else {
+            return Verdict::Deferred(None);
+        };
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
-        let result = connection.send(self.outgoing(&envelope), &locked.content_path()).await;
+        let result = connection
+            .send(self.outgoing(&envelope), &locked.content_path())
+            .await;
         self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(outcome) => self.apply(locked, outcome),
@@ -247,7 +277,9 @@ impl Forwarder {
                 warning!("forwarding [{}] interrupted: {e}", locked.id());
                 *conn = None;
                 match e {
-                    ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
+                    ConnectionError::Refused(reply) if reply.is_permanent() => {
+                        self.fail(locked, reply)
+                    }
                     ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
                     _ => Verdict::Deferred(None),
                 }
@@ -267,13 +299,24 @@ impl Forwarder {
             forward_to_some: s.to_some,
             trace: s.trace,
         };
-        Connection::open(stream, config, Timeouts { response: s.response_timeout, prompt: s.prompt_timeout }).await
+        Connection::open(
+            stream,
+            config,
+            Timeouts {
+                response: s.response_timeout,
+                prompt: s.prompt_timeout,
+            },
+        )
+        .await
     }
 
     fn outgoing(&self, envelope: &crate::store::Envelope) -> OutgoingMessage {
         // E-MailRelay compatibility: without client authentication the AUTH=
         // parameter carries the MailFromAuthOut override only.
-        let auth = match (self.settings.anonymous_client, envelope.mail_from_auth_out.as_str()) {
+        let auth = match (
+            self.settings.anonymous_client,
+            envelope.mail_from_auth_out.as_str(),
+        ) {
             (true, _) | (false, "") => None,
             (false, "<>") => Some("<>".to_string()),
             (false, name) => Some(xtext_encode(&emailrelay_proto::smtp::xtext_decode(name))),
@@ -308,7 +351,9 @@ impl Forwarder {
                 let code = rejected.first().map(|(_, r)| r.code);
                 let id = locked.id().clone();
                 info!("forwarded [{id}] to some recipients: failing the rest");
-                if let Err(e) = locked.fail_recipients(remaining, "one or more recipients rejected", code) {
+                if let Err(e) =
+                    locked.fail_recipients(remaining, "one or more recipients rejected", code)
+                {
                     error!("{e}");
                 }
                 Verdict::Sent

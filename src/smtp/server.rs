@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emailrelay_proto::smtp::{Event, MessageResult, Reply, ServerConfig, ServerSession, Transaction, VerifyResult};
+use emailrelay_proto::smtp::{
+    Event, MessageResult, Reply, ServerConfig, ServerSession, Transaction, VerifyResult,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -63,12 +65,17 @@ pub struct Shared {
 
 /// Serves one accepted connection to its end.
 pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared: Arc<Shared>) {
-    let peer_text = peer.as_ref().map(display_addr).unwrap_or_else(|| "unix".into());
+    let peer_text = peer
+        .as_ref()
+        .map(display_addr)
+        .unwrap_or_else(|| "unix".into());
     let settings = &shared.settings;
     if let Some(addr) = peer {
         if !settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
             crate::warning!("smtp connection rejected from {peer_text}: not a local address: use --remote-clients to allow it");
-            let _ = stream.write_all(b"554 connection refused: remote clients not allowed\r\n").await;
+            let _ = stream
+                .write_all(b"554 connection refused: remote clients not allowed\r\n")
+                .await;
             return;
         }
     }
@@ -78,7 +85,14 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
     }
     crate::info!("smtp connection from {peer_text}");
     shared.in_started.fetch_add(1, Ordering::Relaxed);
-    let mut conn = Conn { shared: Arc::clone(&shared), peer, peer_text: peer_text.clone(), message: None, write_error: None, stored: 0 };
+    let mut conn = Conn {
+        shared: Arc::clone(&shared),
+        peer,
+        peer_text: peer_text.clone(),
+        message: None,
+        write_error: None,
+        stored: 0,
+    };
     let reason = conn.run(stream).await;
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
     crate::info!("smtp connection closed: {reason}: {peer_text}");
@@ -101,7 +115,8 @@ impl Conn {
         let settings = &self.shared.settings;
         let mut session = ServerSession::new(ServerConfig {
             domain: settings.domain.clone(),
-            ident: (!settings.anonymous.server).then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
+            ident: (!settings.anonymous.server)
+                .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
             vrfy: !settings.anonymous.vrfy,
             max_size: settings.max_size,
             pipelining: settings.pipelining,
@@ -133,7 +148,11 @@ impl Conn {
                 (true, d) => d,
                 (false, _) => None,
             };
-            let deadline = if session.in_data() { data_deadline.unwrap_or(command_deadline) } else { command_deadline };
+            let deadline = if session.in_data() {
+                data_deadline.unwrap_or(command_deadline)
+            } else {
+                command_deadline
+            };
             let read = tokio::select! {
                 r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => r,
                 _ = shutdown.changed(), if !session.in_data() => {
@@ -167,7 +186,9 @@ impl Conn {
     async fn handle_events(&mut self, session: &mut ServerSession) {
         while let Some(event) = session.poll_event() {
             match event {
-                Event::Verify { address, .. } => session.answer_verify(VerifyResult::Remote(address)),
+                Event::Verify { address, .. } => {
+                    session.answer_verify(VerifyResult::Remote(address))
+                }
                 Event::MessageStart => {
                     let result = self.start_message(session.transaction());
                     session.answer_message_start(result);
@@ -185,11 +206,21 @@ impl Conn {
 
     fn start_message(&mut self, transaction: &Transaction) -> Result<(), Reply> {
         self.write_error = None;
-        let mut message = self.shared.spool.new_message().map_err(|e| storage_reply(&e))?;
-        log::write(Level::Info, Some(&self.peer_text), format_args!("new content file [{}.content]", message.id()));
+        let mut message = self
+            .shared
+            .spool
+            .new_message()
+            .map_err(|e| storage_reply(&e))?;
+        log::write(
+            Level::Info,
+            Some(&self.peer_text),
+            format_args!("new content file [{}.content]", message.id()),
+        );
         if !self.shared.settings.anonymous.content {
             let received = self.received_line(transaction);
-            message.write(received.as_bytes()).map_err(|e| storage_reply(&e))?;
+            message
+                .write(received.as_bytes())
+                .map_err(|e| storage_reply(&e))?;
         }
         self.message = Some(message);
         Ok(())
@@ -215,7 +246,11 @@ impl Conn {
             return MessageResult::Rejected(storage_reply(&e));
         }
         let id = message.id().clone();
-        log::write(Level::Info, Some(&self.peer_text), format_args!("new envelope file [{id}.envelope.new]"));
+        log::write(
+            Level::Info,
+            Some(&self.peer_text),
+            format_args!("new envelope file [{id}.envelope.new]"),
+        );
         let envelope = self.envelope(&transaction);
         match message.commit(envelope).await {
             Ok(id) => {
@@ -252,9 +287,21 @@ impl Conn {
         Envelope {
             body: t.params.body,
             from: t.from.as_ref().map(|f| f.to_string()).unwrap_or_default(),
-            to_local: t.recipients.iter().filter_map(|r| r.local.clone()).collect(),
-            to_remote: t.recipients.iter().filter(|r| r.local.is_none()).map(|r| r.address.clone()).collect(),
-            client: self.peer.map(|p| p.ip().to_canonical().to_string()).unwrap_or_default(),
+            to_local: t
+                .recipients
+                .iter()
+                .filter_map(|r| r.local.clone())
+                .collect(),
+            to_remote: t
+                .recipients
+                .iter()
+                .filter(|r| r.local.is_none())
+                .map(|r| r.address.clone())
+                .collect(),
+            client: self
+                .peer
+                .map(|p| p.ip().to_canonical().to_string())
+                .unwrap_or_default(),
             mail_from_auth_in: t.params.auth.clone(),
             utf8_mailbox_names: t.is_utf8(),
             ..Envelope::default()
@@ -262,16 +309,30 @@ impl Conn {
     }
 
     fn received_line(&self, t: &Transaction) -> String {
-        let helo = if t.helo.is_empty() { "unknown" } else { &t.helo };
-        let ip = self.peer.map(|p| p.ip().to_canonical().to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let helo = if t.helo.is_empty() {
+            "unknown"
+        } else {
+            &t.helo
+        };
+        let ip = self
+            .peer
+            .map(|p| p.ip().to_canonical().to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
         let with = if t.esmtp { "ESMTP" } else { "SMTP" };
         let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
-        format!("Received: from {helo} ([{ip}]) by {} with {with} ; {date}\r\n", self.shared.settings.domain)
+        format!(
+            "Received: from {helo} ([{ip}]) by {} with {with} ; {date}\r\n",
+            self.shared.settings.domain
+        )
     }
 
     fn trace(&self, session: &mut ServerSession) {
         for line in session.poll_trace() {
-            log::write(Level::Verbose, Some(&self.peer_text), format_args!("{line}"));
+            log::write(
+                Level::Verbose,
+                Some(&self.peer_text),
+                format_args!("{line}"),
+            );
         }
     }
 }

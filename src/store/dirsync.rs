@@ -34,7 +34,14 @@ impl DirSync {
     /// Opens the directory for syncing.
     pub fn open(dir: &Path) -> io::Result<DirSync> {
         let (done, _) = watch::channel((0, None));
-        Ok(DirSync { dir: Arc::new(File::open(dir)?), state: Arc::new(Mutex::new(State { requested: 0, running: false })), done })
+        Ok(DirSync {
+            dir: Arc::new(File::open(dir)?),
+            state: Arc::new(Mutex::new(State {
+                requested: 0,
+                running: false,
+            })),
+            done,
+        })
     }
 
     /// Waits until a directory fsync that started after this call has finished.
@@ -96,13 +103,19 @@ mod tests {
     async fn concurrent_callers_all_complete() {
         let dir = tempfile::tempdir().unwrap();
         let sync = Arc::new(DirSync::open(dir.path()).unwrap());
-        let tasks: Vec<_> = (0..50).map(|_| {
-            let sync = Arc::clone(&sync);
-            tokio::spawn(async move { sync.sync().await })
-        }).collect();
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let sync = Arc::clone(&sync);
+                tokio::spawn(async move { sync.sync().await })
+            })
+            .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert_eq!(sync.done.borrow().0, 50, "the last sync covers every ticket");
+        assert_eq!(
+            sync.done.borrow().0,
+            50,
+            "the last sync covers every ticket"
+        );
     }
 }

@@ -65,7 +65,10 @@ impl Envelope {
         field("Format", FORMAT);
         field("Content", self.body.envelope_keyword());
         field("From", &self.from);
-        field("ToCount", &(self.to_local.len() + self.to_remote.len()).to_string());
+        field(
+            "ToCount",
+            &(self.to_local.len() + self.to_remote.len()).to_string(),
+        );
         for to in &self.to_local {
             field("To-Local", to);
         }
@@ -85,11 +88,17 @@ impl Envelope {
         field("ForwardTo", &self.forward_to);
         field("ForwardToAddress", &self.forward_to_address);
         field("ClientAccountSelector", &self.client_account_selector);
-        field("Utf8MailboxNames", if self.utf8_mailbox_names { "1" } else { "0" });
+        field(
+            "Utf8MailboxNames",
+            if self.utf8_mailbox_names { "1" } else { "0" },
+        );
         field("End", "1");
         if let Some(reason) = &self.reason {
             field("Reason", &sanitise(reason));
-            field("ReasonCode", &self.reason_code.map(|c| c.to_string()).unwrap_or_default());
+            field(
+                "ReasonCode",
+                &self.reason_code.map(|c| c.to_string()).unwrap_or_default(),
+            );
         }
         out.into_bytes()
     }
@@ -98,14 +107,20 @@ impl Envelope {
     pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         let text = String::from_utf8_lossy(bytes);
         let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
-        let format = lines.next().and_then(|l| l.strip_prefix("X-MailRelay-Format: ")).ok_or(EnvelopeError::Format)?;
+        let format = lines
+            .next()
+            .and_then(|l| l.strip_prefix("X-MailRelay-Format: "))
+            .ok_or(EnvelopeError::Format)?;
         if !format.starts_with("#2821.") {
             return Err(EnvelopeError::Format);
         }
         let mut env = Envelope::default();
         let (mut have_from, mut ended) = (false, false);
         for line in lines {
-            let Some((name, value)) = line.strip_prefix("X-MailRelay-").and_then(|l| l.split_once(':')) else {
+            let Some((name, value)) = line
+                .strip_prefix("X-MailRelay-")
+                .and_then(|l| l.split_once(':'))
+            else {
                 continue;
             };
             let value = value.strip_prefix(' ').unwrap_or(value).to_string();
@@ -152,7 +167,9 @@ fn parse_auth_in(value: &str) -> Option<String> {
 
 /// A reason goes on one line: no CR, LF or other control characters.
 fn sanitise(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -201,14 +218,18 @@ mod tests {
 
     #[test]
     fn reads_lf_files_and_older_formats_and_refuses_truncated_ones() {
-        let text = "X-MailRelay-Format: #2821.5\nX-MailRelay-Content: 8bit\nX-MailRelay-From: a@b\n\
+        let text =
+            "X-MailRelay-Format: #2821.5\nX-MailRelay-Content: 8bit\nX-MailRelay-From: a@b\n\
             X-MailRelay-ToCount: 1\nX-MailRelay-To-Remote: c@d\nX-MailRelay-Client: 10.0.0.1\n\
             X-MailRelay-ForwardToAddress: 127.0.0.1:2525\nX-MailRelay-End: 1\n";
         let env = Envelope::parse(text.as_bytes()).unwrap();
         assert_eq!(env.body, Body::EightBitMime);
         assert_eq!(env.forward_to_address, "127.0.0.1:2525");
         let cut = &text[..text.len() - 20];
-        assert_eq!(Envelope::parse(cut.as_bytes()), Err(EnvelopeError::Truncated));
+        assert_eq!(
+            Envelope::parse(cut.as_bytes()),
+            Err(EnvelopeError::Truncated)
+        );
         assert_eq!(Envelope::parse(b"hello\r\n"), Err(EnvelopeError::Format));
     }
 }

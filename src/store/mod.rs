@@ -34,10 +34,17 @@ const FILE_MODE: u32 = 0o660;
 pub enum StoreError {
     /// A file system call failed.
     #[error("{op} [{path}]: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// An envelope file is malformed.
     #[error("invalid envelope [{path}]: {source}")]
-    Envelope { path: PathBuf, source: EnvelopeError },
+    Envelope {
+        path: PathBuf,
+        source: EnvelopeError,
+    },
 }
 
 impl StoreError {
@@ -95,7 +102,11 @@ impl Spool {
             return Err(io_err("invalid spool directory", dir)(e));
         }
         let dir_sync = DirSync::open(dir).map_err(io_err("cannot open spool directory", dir))?;
-        Ok(Arc::new(Spool { dir: dir.to_path_buf(), dir_sync, sequence: AtomicU64::new(0) }))
+        Ok(Arc::new(Spool {
+            dir: dir.to_path_buf(),
+            dir_sync,
+            sequence: AtomicU64::new(0),
+        }))
     }
 
     /// The directory.
@@ -118,7 +129,12 @@ impl Spool {
         let id = MessageId(format!("emailrelay.{}.{secs}.{seq}", std::process::id()));
         let path = self.path(&id, ".content");
         let file = create_exclusive(&path).map_err(io_err("cannot create content file", &path))?;
-        Ok(NewMessage { spool: Arc::clone(self), id, content: Some(BufWriter::with_capacity(32 * 1024, file)), size: 0 })
+        Ok(NewMessage {
+            spool: Arc::clone(self),
+            id,
+            content: Some(BufWriter::with_capacity(32 * 1024, file)),
+            size: 0,
+        })
     }
 
     /// Ids of messages waiting to be forwarded (`.envelope`), oldest first.
@@ -137,7 +153,8 @@ impl Spool {
     }
 
     fn list(&self, suffix: &str) -> Result<Vec<MessageId>, StoreError> {
-        let entries = fs::read_dir(&self.dir).map_err(io_err("cannot read spool directory", &self.dir))?;
+        let entries =
+            fs::read_dir(&self.dir).map_err(io_err("cannot read spool directory", &self.dir))?;
         let mut ids: Vec<MessageId> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| MessageId::from_file_name(&e.file_name().to_string_lossy(), suffix))
@@ -157,12 +174,19 @@ impl Spool {
             Err(e) => return Err(io_err("cannot lock envelope", &from)(e)),
         }
         let file = File::open(&busy).map_err(io_err("cannot open envelope", &busy))?;
-        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
             Ok(lock) => lock,
             Err((_, _)) => return Ok(None),
         };
         let bytes = fs::read(&busy).map_err(io_err("cannot read envelope", &busy))?;
-        let mut locked = Locked { spool: Arc::clone(self), id: id.clone(), envelope: Envelope::default(), _lock: lock, done: false };
+        let mut locked = Locked {
+            spool: Arc::clone(self),
+            id: id.clone(),
+            envelope: Envelope::default(),
+            _lock: lock,
+            done: false,
+        };
         match Envelope::parse(&bytes) {
             Ok(envelope) => {
                 locked.envelope = envelope;
@@ -171,7 +195,10 @@ impl Spool {
             Err(source) => {
                 // Unreadable: fail it so that it is not retried forever.
                 let mut bytes = bytes;
-                bytes.extend_from_slice(format!("X-MailRelay-Reason: {source}\r\nX-MailRelay-ReasonCode: \r\n").as_bytes());
+                bytes.extend_from_slice(
+                    format!("X-MailRelay-Reason: {source}\r\nX-MailRelay-ReasonCode: \r\n")
+                        .as_bytes(),
+                );
                 let _ = locked.fail_raw(&bytes);
                 Err(StoreError::Envelope { path: busy, source })
             }
@@ -183,7 +210,8 @@ impl Spool {
         let ids = self.failed()?;
         for id in &ids {
             let from = self.path(id, ".envelope.bad");
-            fs::rename(&from, self.path(id, ".envelope")).map_err(io_err("cannot unfail envelope", &from))?;
+            fs::rename(&from, self.path(id, ".envelope"))
+                .map_err(io_err("cannot unfail envelope", &from))?;
         }
         Ok(ids.len())
     }
@@ -194,11 +222,16 @@ impl Spool {
         let mut recovered = 0;
         for id in self.busy()? {
             let busy = self.path(&id, ".envelope.busy");
-            let Ok(file) = File::open(&busy) else { continue };
-            let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+            let Ok(file) = File::open(&busy) else {
                 continue;
             };
-            fs::rename(&busy, self.path(&id, ".envelope")).map_err(io_err("cannot recover envelope", &busy))?;
+            let Ok(lock) =
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            else {
+                continue;
+            };
+            fs::rename(&busy, self.path(&id, ".envelope"))
+                .map_err(io_err("cannot recover envelope", &busy))?;
             drop(lock);
             recovered += 1;
         }
@@ -211,7 +244,10 @@ impl Spool {
 
 /// Sorts ids by time then sequence, so older mail goes first.
 fn sort_key(id: &MessageId) -> (u64, u64, u64) {
-    let mut parts = id.0.split('.').skip(1).map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut parts =
+        id.0.split('.')
+            .skip(1)
+            .map(|p| p.parse::<u64>().unwrap_or(0));
     let pid = parts.next().unwrap_or(0);
     let secs = parts.next().unwrap_or(0);
     let seq = parts.next().unwrap_or(0);
@@ -219,7 +255,11 @@ fn sort_key(id: &MessageId) -> (u64, u64, u64) {
 }
 
 fn create_exclusive(path: &Path) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
 }
 
 /// A message being received: its content file is open for writing.
@@ -246,8 +286,12 @@ impl NewMessage {
     /// fsync that makes them durable happens in `commit`, off the runtime.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.spool.path(&self.id, ".content");
-        let Some(content) = self.content.as_mut() else { return Ok(()) };
-        content.write_all(bytes).map_err(io_err("cannot write content file", &path))?;
+        let Some(content) = self.content.as_mut() else {
+            return Ok(());
+        };
+        content
+            .write_all(bytes)
+            .map_err(io_err("cannot write content file", &path))?;
         self.size += bytes.len() as u64;
         Ok(())
     }
@@ -258,11 +302,21 @@ impl NewMessage {
         let content = self.content.take().expect("commit once");
         let spool = Arc::clone(&self.spool);
         let id = self.id.clone();
-        let written = tokio::task::spawn_blocking(move || write_durably(&spool, &id, content, &envelope))
-            .await
-            .unwrap_or_else(|e| Err(io_err("commit task failed", Path::new(""))(io::Error::other(e.to_string()))));
+        let written =
+            tokio::task::spawn_blocking(move || write_durably(&spool, &id, content, &envelope))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(io_err("commit task failed", Path::new(""))(
+                        io::Error::other(e.to_string()),
+                    ))
+                });
         let result = match written {
-            Ok(()) => self.spool.dir_sync.sync().await.map_err(io_err("cannot sync spool directory", &self.spool.dir)),
+            Ok(()) => self
+                .spool
+                .dir_sync
+                .sync()
+                .await
+                .map_err(io_err("cannot sync spool directory", &self.spool.dir)),
             Err(e) => Err(e),
         };
         match result {
@@ -293,14 +347,27 @@ impl Drop for NewMessage {
 
 /// Content fsync, envelope written to `.new` and fsynced, renamed to
 /// `.envelope`. The caller then fsyncs the directory.
-fn write_durably(spool: &Spool, id: &MessageId, content: BufWriter<File>, envelope: &Envelope) -> Result<(), StoreError> {
+fn write_durably(
+    spool: &Spool,
+    id: &MessageId,
+    content: BufWriter<File>,
+    envelope: &Envelope,
+) -> Result<(), StoreError> {
     let content_path = spool.path(id, ".content");
-    let file = content.into_inner().map_err(|e| io_err("cannot write content file", &content_path)(e.into_error()))?;
-    file.sync_data().map_err(io_err("cannot sync content file", &content_path))?;
+    let file = content
+        .into_inner()
+        .map_err(|e| io_err("cannot write content file", &content_path)(e.into_error()))?;
+    file.sync_data()
+        .map_err(io_err("cannot sync content file", &content_path))?;
     let new_path = spool.path(id, ".envelope.new");
-    let mut env_file = create_exclusive(&new_path).map_err(io_err("cannot create envelope file", &new_path))?;
-    env_file.write_all(&envelope.to_bytes()).map_err(io_err("cannot write envelope file", &new_path))?;
-    env_file.sync_data().map_err(io_err("cannot sync envelope file", &new_path))?;
+    let mut env_file =
+        create_exclusive(&new_path).map_err(io_err("cannot create envelope file", &new_path))?;
+    env_file
+        .write_all(&envelope.to_bytes())
+        .map_err(io_err("cannot write envelope file", &new_path))?;
+    env_file
+        .sync_data()
+        .map_err(io_err("cannot sync envelope file", &new_path))?;
     let final_path = spool.path(id, ".envelope");
     fs::rename(&new_path, &final_path).map_err(io_err("cannot commit envelope file", &new_path))
 }
@@ -347,7 +414,12 @@ impl Locked {
     }
 
     /// Keeps only `remaining` recipients and fails the message (`--forward-to-some`).
-    pub fn fail_recipients(mut self, remaining: Vec<String>, reason: &str, code: Option<u16>) -> Result<(), StoreError> {
+    pub fn fail_recipients(
+        mut self,
+        remaining: Vec<String>,
+        reason: &str,
+        code: Option<u16>,
+    ) -> Result<(), StoreError> {
         self.envelope.to_remote = remaining;
         self.fail(reason, code)
     }
@@ -359,7 +431,8 @@ impl Locked {
         let busy = self.spool.path(&self.id, ".envelope.busy");
         let tmp = self.spool.path(&self.id, ".envelope.tmp");
         fs::write(&tmp, bytes).map_err(io_err("cannot write envelope file", &tmp))?;
-        fs::rename(&tmp, self.spool.path(&self.id, ".envelope.bad")).map_err(io_err("cannot fail envelope file", &busy))?;
+        fs::rename(&tmp, self.spool.path(&self.id, ".envelope.bad"))
+            .map_err(io_err("cannot fail envelope file", &busy))?;
         fs::remove_file(&busy).map_err(io_err("cannot remove envelope file", &busy))
     }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::harness::{free_port, run, wait_until, Client, Relay, Sink, RELAY};
 
-
 /// Sends numbered messages until told to stop, recording those that got 250.
 fn submitter(port: u16, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<usize>>>, base: usize) {
     let mut n = base;
@@ -26,7 +25,9 @@ fn submitter(port: u16, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<usize>>
             let mut sent = Vec::new();
             for _ in 0..5 {
                 let body = format!("Subject: msg-{n}-end\r\n\r\nbody\r\n");
-                if c.send_message("a@example.com", &["b@example.org"], &body) == "250 message processed" {
+                if c.send_message("a@example.com", &["b@example.org"], &body)
+                    == "250 message processed"
+                {
                     sent.push(n);
                 }
                 n += 1;
@@ -45,7 +46,13 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
     let port = free_port();
-    let args = ["--forward-on-disconnect", "--poll", "1", "--forward-to", &sink.address()];
+    let args = [
+        "--forward-on-disconnect",
+        "--poll",
+        "1",
+        "--forward-to",
+        &sink.address(),
+    ];
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let mut relay = Relay::start_on(dir.path(), port, &args);
@@ -70,16 +77,32 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     // Restart once more and let it forward everything.
     relay.proc.signal(nix::sys::signal::Signal::SIGKILL);
     relay.proc.wait_exit(Duration::from_secs(5));
-    let relay = Relay::start_on(dir.path(), port, &["--forward", "--poll", "1", "--forward-to", &sink.address()]);
+    let relay = Relay::start_on(
+        dir.path(),
+        port,
+        &["--forward", "--poll", "1", "--forward-to", &sink.address()],
+    );
     let delivered = || -> BTreeSet<usize> {
         sink.messages()
             .iter()
-            .filter_map(|m| m.split("Subject: msg-").nth(1)?.split("-end").next()?.parse().ok())
+            .filter_map(|m| {
+                m.split("Subject: msg-")
+                    .nth(1)?
+                    .split("-end")
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect()
     };
     let all_there = wait_until(Duration::from_secs(120), || acked.is_subset(&delivered()));
     let missing: Vec<_> = acked.difference(&delivered()).take(10).copied().collect();
-    assert!(all_there, "{} acknowledged messages missing, e.g. {missing:?}; spool: {:?}", missing.len(), relay.files("envelope"));
+    assert!(
+        all_there,
+        "{} acknowledged messages missing, e.g. {missing:?}; spool: {:?}",
+        missing.len(),
+        relay.files("envelope")
+    );
 }
 
 /// A small tmpfs, unmounted on drop.
@@ -96,34 +119,75 @@ fn a_full_disk_answers_452_and_leaves_nothing_forwardable() {
     let dir = tempfile::tempdir().unwrap();
     let mount = dir.path().join("small");
     std::fs::create_dir(&mount).unwrap();
-    let (code, _, err) = run(Command::new("mount").args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"]).arg(&mount), Duration::from_secs(10));
-    assert_eq!(code, 0, "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}");
+    let (code, _, err) = run(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+            .arg(&mount),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        code, 0,
+        "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}"
+    );
     let _tmpfs = Tmpfs(mount.clone());
     let spool = mount.join("spool");
     let port = free_port();
     let mut cmd = Command::new(RELAY);
-    cmd.args(["--no-daemon", "--log", "--user", "root", "--interface", "127.0.0.1", "--port", &port.to_string(), "--spool-dir"]).arg(&spool);
+    cmd.args([
+        "--no-daemon",
+        "--log",
+        "--user",
+        "root",
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--spool-dir",
+    ])
+    .arg(&spool);
     let _relay = crate::harness::Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+        ("127.0.0.1", port)
+    )
+    .is_ok()));
     let mut c = Client::connect(port);
     c.reply();
     c.command("EHLO vm");
-    let body = format!("Subject: big\r\n\r\n{}", "0123456789012345678901234567890123456789012345678901234567890123456789\r\n".repeat(1000));
+    let body = format!(
+        "Subject: big\r\n\r\n{}",
+        "0123456789012345678901234567890123456789012345678901234567890123456789\r\n".repeat(1000)
+    );
     let mut replies = Vec::new();
     for _ in 0..10 {
         replies.push(c.send_message("a@example.com", &["b@example.org"], &body));
     }
-    assert!(replies.contains(&"250 message processed".to_string()), "{replies:?}");
-    assert!(replies.contains(&"452 insufficient system storage".to_string()), "{replies:?}");
-    assert!(replies.iter().all(|r| r == "250 message processed" || r == "452 insufficient system storage"), "{replies:?}");
+    assert!(
+        replies.contains(&"250 message processed".to_string()),
+        "{replies:?}"
+    );
+    assert!(
+        replies.contains(&"452 insufficient system storage".to_string()),
+        "{replies:?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|r| r == "250 message processed" || r == "452 insufficient system storage"),
+        "{replies:?}"
+    );
     assert_eq!(c.command("NOOP"), "250 noop", "the session goes on");
     let accepted = replies.iter().filter(|r| r.starts_with("250")).count();
     let envelopes = crate::harness::spool_files(&spool, ".envelope");
     assert_eq!(envelopes.len(), accepted);
     assert!(crate::harness::spool_files(&spool, ".new").is_empty());
-    assert_eq!(crate::harness::spool_files(&spool, ".content").len(), accepted, "no orphan content files");
+    assert_eq!(
+        crate::harness::spool_files(&spool, ".content").len(),
+        accepted,
+        "no orphan content files"
+    );
     for e in &envelopes {
-        let content = std::fs::read_to_string(spool.join(e.replace(".envelope", ".content"))).unwrap();
+        let content =
+            std::fs::read_to_string(spool.join(e.replace(".envelope", ".content"))).unwrap();
         assert!(content.ends_with(&body), "every committed message is whole");
     }
 }

@@ -13,22 +13,47 @@ use crate::harness::{free_port, program, run, wait_until, Client, Relay, Sink, R
 fn forward_on_disconnect_delivers_to_smtp_sink_and_empties_the_spool() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
-    let relay = Relay::start(dir.path(), &["--forward-on-disconnect", "--forward-to", &sink.address()]);
+    let relay = Relay::start(
+        dir.path(),
+        &["--forward-on-disconnect", "--forward-to", &sink.address()],
+    );
     let (code, out, _) = run(
         Command::new(program("swaks"))
-            .args(["--server", &format!("127.0.0.1:{}", relay.port), "--from", "a@example.com", "--to", "b@example.org"])
+            .args([
+                "--server",
+                &format!("127.0.0.1:{}", relay.port),
+                "--from",
+                "a@example.com",
+                "--to",
+                "b@example.org",
+            ])
             .args(["--body", "line1\n.hidden\n..two"]),
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "{out}");
-    assert!(wait_until(Duration::from_secs(20), || sink.messages().len() == 1 && relay.files("").is_empty()), "{}", relay.log_text());
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.messages().len() == 1
+            && relay.files("").is_empty()),
+        "{}",
+        relay.log_text()
+    );
     let message = &sink.messages()[0];
     assert!(message.contains("Received: from "), "{message}");
     // smtp-sink stores un-stuffed text with LF line ends.
-    assert!(message.contains("\n\nline1\n.hidden\n..two\n"), "{message:?}");
-    assert!(relay.files("").is_empty(), "spool not empty: {:?}", relay.files(""));
+    assert!(
+        message.contains("\n\nline1\n.hidden\n..two\n"),
+        "{message:?}"
+    );
+    assert!(
+        relay.files("").is_empty(),
+        "spool not empty: {:?}",
+        relay.files("")
+    );
     let log = relay.log_text();
-    assert!(log.contains(&format!("emailrelay: info: smtp connection to {}", sink.address())));
+    assert!(log.contains(&format!(
+        "emailrelay: info: smtp connection to {}",
+        sink.address()
+    )));
     assert!(log.contains("emailrelay: info: tx>>: \"MAIL FROM:<a@example.com>\""));
 }
 
@@ -38,11 +63,19 @@ fn refusing_peer(rcpt_reply: &'static str) -> u16 {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(4).flatten() {
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             let mut writer = stream.try_clone().unwrap();
             let _ = writer.write_all(b"220 peer ready\r\n");
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let reply = match line.split(' ').next().unwrap_or("").to_ascii_uppercase().as_str() {
+                let reply = match line
+                    .split(' ')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase()
+                    .as_str()
+                {
                     "EHLO" => "250-peer\r\n250 PIPELINING\r\n",
                     "RCPT" => rcpt_reply,
                     "QUIT" => "221 bye\r\n",
@@ -59,31 +92,74 @@ fn refusing_peer(rcpt_reply: &'static str) -> u16 {
 fn a_5xx_fails_the_message_to_bad_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let peer = refusing_peer("550 5.1.1 no such user\r\n");
-    let relay = Relay::start(dir.path(), &["--forward-on-disconnect", "--forward-to", &format!("127.0.0.1:{peer}")]);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-on-disconnect",
+            "--forward-to",
+            &format!("127.0.0.1:{peer}"),
+        ],
+    );
     let mut c = Client::connect(relay.port);
     c.reply();
     c.command("HELO vm");
-    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "250 message processed"
+    );
     c.command("QUIT");
-    assert!(wait_until(Duration::from_secs(20), || relay.files(".envelope.bad").len() == 1), "{}", relay.log_text());
+    assert!(
+        wait_until(Duration::from_secs(20), || relay
+            .files(".envelope.bad")
+            .len()
+            == 1),
+        "{}",
+        relay.log_text()
+    );
     let bad = std::fs::read_to_string(relay.spool.join(&relay.files(".envelope.bad")[0])).unwrap();
     assert!(bad.ends_with("X-MailRelay-End: 1\r\nX-MailRelay-Reason: one or more recipients rejected\r\nX-MailRelay-ReasonCode: 550\r\n"), "{bad}");
     let log = relay.log_text();
-    assert!(log.contains("emailrelay: info: failing envelope [emailrelay."), "{log}");
-    assert_eq!(relay.files(".content").len(), 1, "content is kept for the failed message");
+    assert!(
+        log.contains("emailrelay: info: failing envelope [emailrelay."),
+        "{log}"
+    );
+    assert_eq!(
+        relay.files(".content").len(),
+        1,
+        "content is kept for the failed message"
+    );
 }
 
 #[test]
 fn a_4xx_keeps_the_message_for_the_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let peer = refusing_peer("450 4.2.0 try later\r\n");
-    let relay = Relay::start(dir.path(), &["--forward-on-disconnect", "--forward-to", &format!("127.0.0.1:{peer}")]);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-on-disconnect",
+            "--forward-to",
+            &format!("127.0.0.1:{peer}"),
+        ],
+    );
     let mut c = Client::connect(relay.port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "250 message processed"
+    );
     c.command("QUIT");
-    assert!(wait_until(Duration::from_secs(20), || relay.log_text().contains("deferred")), "{}", relay.log_text());
-    assert!(wait_until(Duration::from_secs(5), || relay.files(".envelope").len() == 1));
+    assert!(
+        wait_until(Duration::from_secs(20), || relay
+            .log_text()
+            .contains("deferred")),
+        "{}",
+        relay.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(5), || relay
+        .files(".envelope")
+        .len()
+        == 1));
     assert!(relay.files(".bad").is_empty() && relay.files(".busy").is_empty());
 }
 
@@ -94,22 +170,43 @@ fn an_emailrelay_written_spool_forwards_unchanged_with_as_client() {
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
     // As E-MailRelay 2.6.1 writes them, plus a .busy left by a crash.
-    for (id, suffix) in [("emailrelay.31241.1795530688.1", ".envelope"), ("emailrelay.31241.1795530688.2", ".envelope.busy")] {
+    for (id, suffix) in [
+        ("emailrelay.31241.1795530688.1", ".envelope"),
+        ("emailrelay.31241.1795530688.2", ".envelope.busy"),
+    ] {
         let envelope = "X-MailRelay-Format: #2821.8\r\nX-MailRelay-Content: 8bit\r\nX-MailRelay-From: alice@example.com\r\n\
             X-MailRelay-ToCount: 1\r\nX-MailRelay-To-Remote: bob@example.org\r\nX-MailRelay-Authentication: \r\n\
             X-MailRelay-Client: 127.0.0.1\r\nX-MailRelay-ClientCertificate: \r\nX-MailRelay-MailFromAuthIn: \r\n\
             X-MailRelay-MailFromAuthOut: \r\nX-MailRelay-ForwardTo: \r\nX-MailRelay-ForwardToAddress: \r\n\
             X-MailRelay-ClientAccountSelector: \r\nX-MailRelay-Utf8MailboxNames: 0\r\nX-MailRelay-End: 1\r\n";
         std::fs::write(spool.join(format!("{id}{suffix}")), envelope).unwrap();
-        std::fs::write(spool.join(format!("{id}.content")), format!("Subject: {id}\r\n\r\nbody\r\n")).unwrap();
+        std::fs::write(
+            spool.join(format!("{id}.content")),
+            format!("Subject: {id}\r\n\r\nbody\r\n"),
+        )
+        .unwrap();
     }
     let (code, _, err) = run(
-        Command::new(RELAY).args(["--as-client", &sink.address(), "--user", "root", "--spool-dir"]).arg(&spool),
+        Command::new(RELAY)
+            .args([
+                "--as-client",
+                &sink.address(),
+                "--user",
+                "root",
+                "--spool-dir",
+            ])
+            .arg(&spool),
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("recovered 1 message(s) left locked by a previous run"), "{err}");
-    assert!(wait_until(Duration::from_secs(10), || sink.messages().len() == 2));
+    assert!(
+        err.contains("recovered 1 message(s) left locked by a previous run"),
+        "{err}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 2));
     assert!(crate::harness::spool_files(&spool, "").is_empty());
 }
 
@@ -117,15 +214,34 @@ fn an_emailrelay_written_spool_forwards_unchanged_with_as_client() {
 fn as_client_with_nothing_listening_keeps_mail_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let (code, _, err) = run(Command::new(crate::harness::SUBMIT).arg("-s").arg(&spool).args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]), Duration::from_secs(10));
+    let (code, _, err) = run(
+        Command::new(crate::harness::SUBMIT)
+            .arg("-s")
+            .arg(&spool)
+            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
+        Duration::from_secs(10),
+    );
     assert_eq!(code, 0, "{err}");
     let dead = free_port();
     let (code, _, err) = run(
-        Command::new(RELAY).args(["--as-client", &format!("127.0.0.1:{dead}"), "--user", "root", "--connection-timeout", "5", "-s"]).arg(&spool),
+        Command::new(RELAY)
+            .args([
+                "--as-client",
+                &format!("127.0.0.1:{dead}"),
+                "--user",
+                "root",
+                "--connection-timeout",
+                "5",
+                "-s",
+            ])
+            .arg(&spool),
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("emailrelay: warning: cannot forward [emailrelay."), "{err}");
+    assert!(
+        err.contains("emailrelay: warning: cannot forward [emailrelay."),
+        "{err}"
+    );
     assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
 }
 
@@ -133,16 +249,28 @@ fn as_client_with_nothing_listening_keeps_mail_and_exits_1() {
 fn proxy_mode_passes_the_upstream_verdict_back() {
     let dir = tempfile::tempdir().unwrap();
     let peer = refusing_peer("550 5.1.1 no such user\r\n");
-    let relay = Relay::start(dir.path(), &["--immediate", "--forward-to", &format!("127.0.0.1:{peer}")]);
+    let relay = Relay::start(
+        dir.path(),
+        &["--immediate", "--forward-to", &format!("127.0.0.1:{peer}")],
+    );
     let mut c = Client::connect(relay.port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "550 one or more recipients rejected");
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "550 one or more recipients rejected"
+    );
     let sink = Sink::start(dir.path());
     std::fs::create_dir(dir.path().join("second")).unwrap();
-    let relay2 = Relay::start(&dir.path().join("second"), &["--immediate", "--forward-to", &sink.address()]);
+    let relay2 = Relay::start(
+        &dir.path().join("second"),
+        &["--immediate", "--forward-to", &sink.address()],
+    );
     let mut c = Client::connect(relay2.port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "250 message processed"
+    );
     assert_eq!(sink.messages().len(), 1, "forwarded before the 250");
     assert!(relay2.files(".content").is_empty());
 }
@@ -152,31 +280,54 @@ fn admin_commands() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
     let admin = free_port();
-    let relay = Relay::start(dir.path(), &["--admin", &admin.to_string(), "--forward-to", &sink.address()]);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--admin",
+            &admin.to_string(),
+            "--forward-to",
+            &sink.address(),
+        ],
+    );
     let mut a = Client::connect(admin);
     assert_eq!(a.read_until("E-MailRelay> "), "E-MailRelay> ");
     let mut ask = |cmd: &str| {
         a.send(&format!("{cmd}\r\n"));
-        a.read_until("E-MailRelay> ").trim_end_matches("E-MailRelay> ").trim_end().to_string()
+        a.read_until("E-MailRelay> ")
+            .trim_end_matches("E-MailRelay> ")
+            .trim_end()
+            .to_string()
     };
     assert_eq!(ask("help"), "commands: dnsbl, failures, flush, forward, help, info, list, notify, pid, quit, smtp, status, terminate, unfail-all");
     assert_eq!(ask("list"), "<none>");
     assert_eq!(ask("failures"), "<none>");
     assert_eq!(ask("flush"), "error: no messages to send");
     assert_eq!(ask("pid"), relay.proc.pid().to_string());
-    assert_eq!(ask("terminate"), "error: terminate is disabled: use --admin-terminate");
+    assert_eq!(
+        ask("terminate"),
+        "error: terminate is disabled: use --admin-terminate"
+    );
     assert_eq!(ask("smtp disable"), "OK");
     let mut c = Client::connect(relay.port);
     assert_eq!(c.reply(), "421 service not available\r\n");
     assert_eq!(ask("smtp enable"), "OK");
     let mut c = Client::connect(relay.port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "250 message processed"
+    );
     c.command("QUIT");
     let listed = ask("list");
-    assert!(listed.starts_with("emailrelay.") && !listed.contains('\n'), "{listed}");
+    assert!(
+        listed.starts_with("emailrelay.") && !listed.contains('\n'),
+        "{listed}"
+    );
     let status = ask("status");
-    assert!(status.contains(&format!("LISTEN: 127.0.0.1:{}", relay.port)), "{status}");
+    assert!(
+        status.contains(&format!("LISTEN: 127.0.0.1:{}", relay.port)),
+        "{status}"
+    );
     assert!(status.contains("IN started: 2"), "{status}");
     assert_eq!(ask("flush"), "OK");
     assert_eq!(sink.messages().len(), 1);

@@ -13,7 +13,11 @@ pub const SUBMIT: &str = env!("CARGO_BIN_EXE_emailrelay-submit");
 
 /// A free loopback port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes.
@@ -30,7 +34,11 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// Finds a program on PATH or in /usr/sbin (Postfix's tools live there).
 pub fn program(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/bin", "/sbin"]) {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+    ]) {
         let path = Path::new(dir).join(name);
         if path.exists() {
             return path;
@@ -46,7 +54,12 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> Proc {
-        Proc { child: cmd.stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")) }
+        Proc {
+            child: cmd
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -101,15 +114,36 @@ impl Relay {
         let spool = dir.join("spool");
         let log = dir.join(format!("relay-{port}.log"));
         let mut cmd = Command::new(RELAY);
-        cmd.args(["--no-daemon", "--log", "--verbose", "--user", "root", "--interface", "127.0.0.1"])
-            .args(["--domain", "relay.example.com", "--port", &port.to_string()])
-            .arg("--spool-dir")
-            .arg(&spool)
-            .arg("--log-file")
-            .arg(&log)
-            .args(extra);
-        let relay = Relay { proc: Proc::spawn(&mut cmd), port, spool, log };
-        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()), "relay did not start: {}", relay.log_text());
+        cmd.args([
+            "--no-daemon",
+            "--log",
+            "--verbose",
+            "--user",
+            "root",
+            "--interface",
+            "127.0.0.1",
+        ])
+        .args(["--domain", "relay.example.com", "--port", &port.to_string()])
+        .arg("--spool-dir")
+        .arg(&spool)
+        .arg("--log-file")
+        .arg(&log)
+        .args(extra);
+        let relay = Relay {
+            proc: Proc::spawn(&mut cmd),
+            port,
+            spool,
+            log,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "relay did not start: {}",
+            relay.log_text()
+        );
         relay
     }
 
@@ -125,7 +159,11 @@ impl Relay {
 
 pub fn spool_files(spool: &Path, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(spool)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.retain(|n| n.ends_with(suffix));
     names.sort();
@@ -143,13 +181,26 @@ impl Sink {
     pub fn start(dir: &Path) -> Sink {
         let sink_dir = dir.join("sink");
         std::fs::create_dir_all(&sink_dir).unwrap();
-        std::fs::set_permissions(&sink_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(
+            &sink_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
         let port = free_port();
         let template = format!("{}/%M.", sink_dir.display());
         let mut cmd = Command::new(program("smtp-sink"));
-        cmd.args(["-u", "nobody", "-d", &template]).arg(format!("127.0.0.1:{port}")).arg("256");
-        let sink = Sink { _proc: Proc::spawn(&mut cmd), port, dir: sink_dir };
-        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        cmd.args(["-u", "nobody", "-d", &template])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256");
+        let sink = Sink {
+            _proc: Proc::spawn(&mut cmd),
+            port,
+            dir: sink_dir,
+        };
+        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+            ("127.0.0.1", port)
+        )
+        .is_ok()));
         sink
     }
 
@@ -157,7 +208,10 @@ impl Sink {
     pub fn messages(&self) -> Vec<String> {
         let mut names = spool_files(&self.dir, "");
         names.retain(|n| !n.starts_with('.'));
-        names.iter().filter_map(|n| std::fs::read_to_string(self.dir.join(n)).ok()).collect()
+        names
+            .iter()
+            .filter_map(|n| std::fs::read_to_string(self.dir.join(n)).ok())
+            .collect()
     }
 
     pub fn address(&self) -> String {
@@ -173,8 +227,12 @@ pub struct Client {
 impl Client {
     pub fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client { stream: BufReader::new(stream) }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream: BufReader::new(stream),
+        }
     }
 
     pub fn send(&mut self, text: &str) {
@@ -235,7 +293,12 @@ impl Client {
 
 /// Runs a command to completion with a time limit; returns (code, stdout, stderr).
 pub fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let end = Instant::now() + limit;
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -248,5 +311,9 @@ pub fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

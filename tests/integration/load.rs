@@ -12,16 +12,43 @@ fn smtp_source_to_smtp_sink_loses_nothing() {
     const MESSAGES: usize = 2000;
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
-    let relay = Relay::start(dir.path(), &["--forward-on-disconnect", "--poll", "1", "--forward-to", &sink.address()]);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-on-disconnect",
+            "--poll",
+            "1",
+            "--forward-to",
+            &sink.address(),
+        ],
+    );
     let (code, out, err) = run(
         Command::new(program("smtp-source"))
-            .args(["-s", "20", "-m", &MESSAGES.to_string(), "-l", "2000", "-f", "load@example.com", "-t", "sink@example.org"])
+            .args([
+                "-s",
+                "20",
+                "-m",
+                &MESSAGES.to_string(),
+                "-l",
+                "2000",
+                "-f",
+                "load@example.com",
+                "-t",
+                "sink@example.org",
+            ])
             .arg(format!("127.0.0.1:{}", relay.port)),
         Duration::from_secs(300),
     );
     assert_eq!(code, 0, "{out}{err}");
-    let done = wait_until(Duration::from_secs(240), || sink.messages().len() >= MESSAGES && relay.files("").is_empty());
-    assert!(done, "sink has {} of {MESSAGES}; spool has {}", sink.messages().len(), relay.files(".content").len());
+    let done = wait_until(Duration::from_secs(240), || {
+        sink.messages().len() >= MESSAGES && relay.files("").is_empty()
+    });
+    assert!(
+        done,
+        "sink has {} of {MESSAGES}; spool has {}",
+        sink.messages().len(),
+        relay.files(".content").len()
+    );
     assert_eq!(sink.messages().len(), MESSAGES);
     assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
 }

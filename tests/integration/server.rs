@@ -13,8 +13,20 @@ fn swaks_submission_writes_emailrelay_spool_files() {
     let relay = Relay::start(dir.path(), &[]);
     let (code, out, _) = run(
         Command::new(program("swaks"))
-            .args(["--server", &format!("127.0.0.1:{}", relay.port), "--helo", "vm"])
-            .args(["--from", "alice@example.com", "--to", "bob@example.org,carol@example.net", "--body", "hello"]),
+            .args([
+                "--server",
+                &format!("127.0.0.1:{}", relay.port),
+                "--helo",
+                "vm",
+            ])
+            .args([
+                "--from",
+                "alice@example.com",
+                "--to",
+                "bob@example.org,carol@example.net",
+                "--body",
+                "hello",
+            ]),
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "{out}");
@@ -29,7 +41,11 @@ fn swaks_submission_writes_emailrelay_spool_files() {
     assert_eq!(envelopes.len(), 1);
     let name = &envelopes[0];
     let parts: Vec<&str> = name.split('.').collect();
-    assert_eq!((parts[0], parts[4], parts.len()), ("emailrelay", "envelope", 5), "{name}");
+    assert_eq!(
+        (parts[0], parts[4], parts.len()),
+        ("emailrelay", "envelope", 5),
+        "{name}"
+    );
     assert_eq!(parts[1], relay.proc.pid().to_string());
     assert_eq!(parts[3], "1");
     let envelope = std::fs::read_to_string(relay.spool.join(name)).unwrap();
@@ -44,16 +60,30 @@ fn swaks_submission_writes_emailrelay_spool_files() {
     );
     let content_name = name.replace(".envelope", ".content");
     let content = std::fs::read_to_string(relay.spool.join(&content_name)).unwrap();
-    assert!(content.starts_with("Received: from vm ([127.0.0.1]) by relay.example.com with ESMTP ; "), "{content}");
+    assert!(
+        content.starts_with("Received: from vm ([127.0.0.1]) by relay.example.com with ESMTP ; "),
+        "{content}"
+    );
     assert!(content.contains("\r\n\r\nhello\r\n"));
-    let mode = std::fs::metadata(relay.spool.join(&content_name)).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(relay.spool.join(&content_name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o660);
     assert!(relay.files(".new").is_empty());
     let log = relay.log_text();
-    assert!(log.contains(&format!("emailrelay: info: new content file [{content_name}]")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "emailrelay: info: new content file [{content_name}]"
+        )),
+        "{log}"
+    );
     assert!(log.contains("emailrelay: info: rx<<: \"MAIL FROM:<alice@example.com>\""));
     assert!(log.contains("emailrelay: info: rx<<: [message content not logged]"));
-    assert!(log.contains("emailrelay: info: smtp connection closed: smtp protocol done: 127.0.0.1:"));
+    assert!(
+        log.contains("emailrelay: info: smtp connection closed: smtp protocol done: 127.0.0.1:")
+    );
 }
 
 #[test]
@@ -81,13 +111,19 @@ s.quit()
 "#,
         port = relay.port
     );
-    let (code, out, err) = run(Command::new("python3").args(["-c", &script]), Duration::from_secs(30));
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", &script]),
+        Duration::from_secs(30),
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.trim(), "(252, b'cannot verify but will accept: bob')");
     let contents = relay.files(".content");
     assert_eq!(contents.len(), 3);
     let text = std::fs::read_to_string(relay.spool.join(&contents[0])).unwrap();
-    assert!(text.ends_with("Subject: 0\r\n\r\nbody 0\r\n.dot line\r\n"), "{text}");
+    assert!(
+        text.ends_with("Subject: 0\r\n\r\nbody 0\r\n.dot line\r\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -97,11 +133,20 @@ fn raw_dialogue_limits_and_bare_lf() {
     let mut c = Client::connect(relay.port);
     c.reply();
     c.command("EHLO vm");
-    assert_eq!(c.command(&format!("NOOP {}", "x".repeat(600))), "500 line too long");
-    assert_eq!(c.command("RCPT TO:<a@b>"), "503 command out of sequence -- use RSET to resynchronise");
+    assert_eq!(
+        c.command(&format!("NOOP {}", "x".repeat(600))),
+        "500 line too long"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<a@b>"),
+        "503 command out of sequence -- use RSET to resynchronise"
+    );
     assert_eq!(c.command("MAIL FROM:<a@b>"), "250 sender <a@b> OK");
     assert_eq!(c.command("RCPT TO:<c@d>"), "250 recipient <c@d> OK");
-    assert_eq!(c.command("DATA"), "354 start mail input -- end with <CRLF>.<CRLF>");
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
     c.send("line one\n.\nQUIT\n\r\n");
     assert_eq!(c.command("."), "250 message processed");
     assert_eq!(c.command("QUIT"), "221 OK");
@@ -118,8 +163,13 @@ fn idle_clients_are_cut_off_with_421() {
     c.send("NO");
     std::thread::sleep(Duration::from_millis(600));
     c.send("O");
-    assert_eq!(c.reply(), "421 relay.example.com idle timeout -- closing connection\r\n");
-    assert!(relay.log_text().contains("smtp connection closed: timeout: 127.0.0.1:"));
+    assert_eq!(
+        c.reply(),
+        "421 relay.example.com idle timeout -- closing connection\r\n"
+    );
+    assert!(relay
+        .log_text()
+        .contains("smtp connection closed: timeout: 127.0.0.1:"));
 }
 
 #[test]
@@ -128,26 +178,62 @@ fn emailrelay_submit_writes_messages_and_splits_bcc() {
     let spool = dir.path().join("spool");
     let message = dir.path().join("m.eml");
     std::fs::write(&message, "From: Alice <alice@example.com>\nTo: bob@example.org\nBcc: <carol@example.net>, dave@example.net\nSubject: s\n\nbody\n").unwrap();
-    let (code, _, err) = run(Command::new(SUBMIT).arg("--spool-dir").arg(&spool).arg("--bcc-split").arg("--input-file").arg(&message), Duration::from_secs(10));
+    let (code, _, err) = run(
+        Command::new(SUBMIT)
+            .arg("--spool-dir")
+            .arg(&spool)
+            .arg("--bcc-split")
+            .arg("--input-file")
+            .arg(&message),
+        Duration::from_secs(10),
+    );
     assert_eq!(code, 0, "{err}");
     let envelopes = crate::harness::spool_files(&spool, ".envelope");
     assert_eq!(envelopes.len(), 3);
     let mut recipients: Vec<String> = envelopes
         .iter()
         .map(|e| std::fs::read_to_string(spool.join(e)).unwrap())
-        .map(|t| t.lines().filter(|l| l.starts_with("X-MailRelay-To-Remote: ")).collect::<Vec<_>>().join(","))
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.starts_with("X-MailRelay-To-Remote: "))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .collect();
     recipients.sort();
-    assert_eq!(recipients, ["X-MailRelay-To-Remote: bob@example.org", "X-MailRelay-To-Remote: carol@example.net", "X-MailRelay-To-Remote: dave@example.net"]);
-    let content = std::fs::read_to_string(spool.join(envelopes[0].replace(".envelope", ".content"))).unwrap();
+    assert_eq!(
+        recipients,
+        [
+            "X-MailRelay-To-Remote: bob@example.org",
+            "X-MailRelay-To-Remote: carol@example.net",
+            "X-MailRelay-To-Remote: dave@example.net"
+        ]
+    );
+    let content =
+        std::fs::read_to_string(spool.join(envelopes[0].replace(".envelope", ".content"))).unwrap();
     assert!(!content.contains("Bcc"), "{content}");
     assert!(content.contains("Subject: s\r\n\r\nbody\r\n"));
     // --content lines, header flags, recipients on the command line.
     let (code, _, err) = run(
-        Command::new(SUBMIT).arg("-s").arg(&spool).args(["-dtFN", "--from", "me@example.com", "--content", "U3ViamVjdDogaGVscA", "--content=", "--content=ZXJyb3I", "you@example.com"]),
+        Command::new(SUBMIT).arg("-s").arg(&spool).args([
+            "-dtFN",
+            "--from",
+            "me@example.com",
+            "--content",
+            "U3ViamVjdDogaGVscA",
+            "--content=",
+            "--content=ZXJyb3I",
+            "you@example.com",
+        ]),
         Duration::from_secs(10),
     );
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run(Command::new(SUBMIT).arg("-s").arg(&spool).args(["--content", "U3ViamVjdDogaGVscA"]), Duration::from_secs(10));
+    let (code, _, err) = run(
+        Command::new(SUBMIT)
+            .arg("-s")
+            .arg(&spool)
+            .args(["--content", "U3ViamVjdDogaGVscA"]),
+        Duration::from_secs(10),
+    );
     assert_eq!((code, err.trim()), (1, "emailrelay-submit: error: no recipients: give them on the command line or use --bcc-split"));
 }

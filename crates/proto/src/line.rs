@@ -31,7 +31,11 @@ pub fn scan_line(buf: &[u8], limit: usize, terminator: Terminator) -> Scan {
     let window = &buf[..buf.len().min(limit)];
     let found = match terminator {
         Terminator::Lf => window.iter().position(|&b| b == b'\n').map(|lf| {
-            let content = if lf > 0 && window[lf - 1] == b'\r' { lf - 1 } else { lf };
+            let content = if lf > 0 && window[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
             (content, lf + 1)
         }),
         Terminator::CrLf => window
@@ -70,22 +74,49 @@ mod tests {
 
     #[test]
     fn command_lines_end_at_lf_with_optional_cr() {
-        assert_eq!(scan_line(b"NOOP\r\nX", 512, Terminator::Lf), Scan::Line { content: 4, total: 6 });
-        assert_eq!(scan_line(b"NOOP\nX", 512, Terminator::Lf), Scan::Line { content: 4, total: 5 });
+        assert_eq!(
+            scan_line(b"NOOP\r\nX", 512, Terminator::Lf),
+            Scan::Line {
+                content: 4,
+                total: 6
+            }
+        );
+        assert_eq!(
+            scan_line(b"NOOP\nX", 512, Terminator::Lf),
+            Scan::Line {
+                content: 4,
+                total: 5
+            }
+        );
         assert_eq!(scan_line(b"NOO", 512, Terminator::Lf), Scan::Incomplete);
     }
 
     #[test]
     fn text_lines_end_only_at_crlf() {
-        assert_eq!(scan_line(b"a\n.\nb\r\n", 1000, Terminator::CrLf), Scan::Line { content: 5, total: 7 });
-        assert_eq!(scan_line(b"a\n.\n", 1000, Terminator::CrLf), Scan::Incomplete);
+        assert_eq!(
+            scan_line(b"a\n.\nb\r\n", 1000, Terminator::CrLf),
+            Scan::Line {
+                content: 5,
+                total: 7
+            }
+        );
+        assert_eq!(
+            scan_line(b"a\n.\n", 1000, Terminator::CrLf),
+            Scan::Incomplete
+        );
     }
 
     #[test]
     fn limit_counts_the_terminator() {
         let mut line = vec![b'x'; 510];
         line.extend_from_slice(b"\r\n");
-        assert_eq!(scan_line(&line, 512, Terminator::Lf), Scan::Line { content: 510, total: 512 });
+        assert_eq!(
+            scan_line(&line, 512, Terminator::Lf),
+            Scan::Line {
+                content: 510,
+                total: 512
+            }
+        );
         let mut long = vec![b'x'; 511];
         long.extend_from_slice(b"\r\n");
         assert_eq!(scan_line(&long, 512, Terminator::Lf), Scan::Overflow);
@@ -94,7 +125,10 @@ mod tests {
     #[test]
     fn skipping_finds_the_terminator() {
         assert_eq!(skip_to_terminator(b"xxx\r\nNOOP", Terminator::Lf), Some(5));
-        assert_eq!(skip_to_terminator(b"xxx\nyy\r\n", Terminator::CrLf), Some(8));
+        assert_eq!(
+            skip_to_terminator(b"xxx\nyy\r\n", Terminator::CrLf),
+            Some(8)
+        );
         assert_eq!(skip_to_terminator(b"xxx", Terminator::CrLf), None);
         assert_eq!(partial_terminator(b"xx\r", Terminator::CrLf), 1);
     }

@@ -5,7 +5,9 @@
 //! (exact expected server reply line) entries. The driver stand-in accepts
 //! every recipient and stores every message in a Vec.
 
-use emailrelay_proto::smtp::{Event, MessageResult, Reply, ServerConfig, ServerSession, VerifyResult};
+use emailrelay_proto::smtp::{
+    Event, MessageResult, Reply, ServerConfig, ServerSession, VerifyResult,
+};
 
 struct Harness {
     session: ServerSession,
@@ -87,7 +89,11 @@ impl Harness {
 }
 
 fn relay_config() -> ServerConfig {
-    ServerConfig { domain: "relay.example.com".into(), ident: Some("E-MailRelay-rs V0.1.0".into()), ..ServerConfig::default() }
+    ServerConfig {
+        domain: "relay.example.com".into(),
+        ident: Some("E-MailRelay-rs V0.1.0".into()),
+        ..ServerConfig::default()
+    }
 }
 
 #[test]
@@ -133,12 +139,19 @@ fn the_default_dialogue_matches_emailrelay() {
          S: 221 OK",
     );
     assert!(h.closed);
-    assert_eq!(h.stored, vec![b"Subject: hi\r\n\r\n.leading dot\r\n".to_vec()]);
+    assert_eq!(
+        h.stored,
+        vec![b"Subject: hi\r\n\r\n.leading dot\r\n".to_vec()]
+    );
 }
 
 #[test]
 fn helo_gets_a_one_line_reply_and_anonymous_hides_vrfy_and_ident() {
-    let config = ServerConfig { ident: None, vrfy: false, ..relay_config() };
+    let config = ServerConfig {
+        ident: None,
+        vrfy: false,
+        ..relay_config()
+    };
     let mut h = Harness::new(config);
     h.run(
         "S: 220 relay.example.com -- Service ready
@@ -155,7 +168,10 @@ fn helo_gets_a_one_line_reply_and_anonymous_hides_vrfy_and_ident() {
 
 #[test]
 fn size_is_advertised_and_enforced_both_ways() {
-    let mut h = Harness::new(ServerConfig { max_size: 20, ..relay_config() });
+    let mut h = Harness::new(ServerConfig {
+        max_size: 20,
+        ..relay_config()
+    });
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: EHLO vm
@@ -191,7 +207,10 @@ fn pipelined_commands_are_answered_in_order_in_one_batch() {
         "250 sender <a@b> OK\r\n250 recipient <c@d> OK\r\n250 recipient <e@f> OK\r\n354 start mail input -- end with <CRLF>.<CRLF>\r\n"
     ));
     let got = h.feed(b"body\r\n.\r\nMAIL FROM:<x@y>\r\nQUIT\r\n");
-    assert_eq!(got, "250 message processed\r\n250 sender <x@y> OK\r\n221 OK\r\n");
+    assert_eq!(
+        got,
+        "250 message processed\r\n250 sender <x@y> OK\r\n221 OK\r\n"
+    );
     assert_eq!(h.stored, vec![b"body\r\n".to_vec()]);
 }
 
@@ -203,7 +222,10 @@ fn bare_lf_dot_lf_does_not_end_data() {
     assert_eq!(got, "", "a bare LF must not end the DATA phase");
     let got = h.feed(b"\r\n.\r\n");
     assert_eq!(got, "250 message processed\r\n");
-    assert_eq!(h.stored, vec![b"one\n.\nMAIL FROM:<evil@x>\nRCPT TO:<v@y>\n\r\n".to_vec()]);
+    assert_eq!(
+        h.stored,
+        vec![b"one\n.\nMAIL FROM:<evil@x>\nRCPT TO:<v@y>\n\r\n".to_vec()]
+    );
 }
 
 #[test]
@@ -237,13 +259,19 @@ fn a_998_octet_text_line_is_accepted() {
     let mut h = Harness::new(relay_config());
     h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
     let line = "z".repeat(998);
-    assert_eq!(h.feed(format!("{line}\r\n.\r\n").as_bytes()), "250 message processed\r\n");
+    assert_eq!(
+        h.feed(format!("{line}\r\n.\r\n").as_bytes()),
+        "250 message processed\r\n"
+    );
     assert_eq!(h.stored[0].len(), 1000);
 }
 
 #[test]
 fn sequence_errors_and_the_bad_command_cap() {
-    let mut h = Harness::new(ServerConfig { max_bad_commands: 3, ..relay_config() });
+    let mut h = Harness::new(ServerConfig {
+        max_bad_commands: 3,
+        ..relay_config()
+    });
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: RCPT TO:<a@b>
@@ -264,17 +292,29 @@ fn sequence_errors_and_the_bad_command_cap() {
 
 #[test]
 fn the_recipient_cap_answers_452() {
-    let mut h = Harness::new(ServerConfig { max_recipients: 2, ..relay_config() });
+    let mut h = Harness::new(ServerConfig {
+        max_recipients: 2,
+        ..relay_config()
+    });
     h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\n");
     let got = h.feed(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n");
-    assert_eq!(got, "250 recipient <1@x> OK\r\n250 recipient <2@x> OK\r\n452 too many recipients\r\n");
+    assert_eq!(
+        got,
+        "250 recipient <1@x> OK\r\n250 recipient <2@x> OK\r\n452 too many recipients\r\n"
+    );
 }
 
 #[test]
 fn verifier_answers_shape_the_replies_and_envelope() {
-    let mut h = Harness::new(ServerConfig { verify_recipients: true, ..relay_config() });
+    let mut h = Harness::new(ServerConfig {
+        verify_recipients: true,
+        ..relay_config()
+    });
     h.verify = Box::new(|a| match a {
-        "postmaster" => VerifyResult::Local { mailbox: "pm".into(), full_name: "Post Master <pm@x>".into() },
+        "postmaster" => VerifyResult::Local {
+            mailbox: "pm".into(),
+            full_name: "Post Master <pm@x>".into(),
+        },
         "bad@x" => VerifyResult::Reject(Reply::new(550, "invalid mailbox: bad@x")),
         "later@x" => VerifyResult::Reject(Reply::new(450, "mailbox unavailable: later@x")),
         other => VerifyResult::Remote(other.to_ascii_lowercase()),
@@ -335,7 +375,10 @@ fn a_trickle_of_single_bytes_is_reassembled() {
 
 #[test]
 fn trace_lines_never_include_content() {
-    let mut h = Harness::new(ServerConfig { trace: true, ..relay_config() });
+    let mut h = Harness::new(ServerConfig {
+        trace: true,
+        ..relay_config()
+    });
     h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nsecret\r\n.\r\n");
     let trace = h.session.poll_trace().join("\n");
     assert!(trace.contains("rx<<: \"HELO vm\""));

@@ -9,8 +9,20 @@ pub const PROMPT: &str = "E-MailRelay> ";
 
 /// The commands `help` lists, in order.
 pub const COMMANDS: &[&str] = &[
-    "dnsbl", "failures", "flush", "forward", "help", "info", "list", "notify", "pid", "quit", "smtp", "status",
-    "terminate", "unfail-all",
+    "dnsbl",
+    "failures",
+    "flush",
+    "forward",
+    "help",
+    "info",
+    "list",
+    "notify",
+    "pid",
+    "quit",
+    "smtp",
+    "status",
+    "terminate",
+    "unfail-all",
 ];
 
 /// One parsed admin command.
@@ -41,12 +53,20 @@ impl AdminCommand {
     /// Parses one line (without its terminator).
     pub fn parse(line: &str) -> AdminCommand {
         let mut words = line.split_whitespace();
-        let Some(word) = words.next() else { return AdminCommand::Empty };
+        let Some(word) = words.next() else {
+            return AdminCommand::Empty;
+        };
         let word = word.to_ascii_lowercase();
-        let matches: Vec<&str> = COMMANDS.iter().copied().filter(|c| c.starts_with(&word)).collect();
+        let matches: Vec<&str> = COMMANDS
+            .iter()
+            .copied()
+            .filter(|c| c.starts_with(&word))
+            .collect();
         let name = match matches.as_slice() {
             [one] => *one,
-            _ if COMMANDS.contains(&word.as_str()) => COMMANDS.iter().copied().find(|c| *c == word).unwrap_or(""),
+            _ if COMMANDS.contains(&word.as_str()) => {
+                COMMANDS.iter().copied().find(|c| *c == word).unwrap_or("")
+            }
             [] => return AdminCommand::Invalid("unknown command".into()),
             _ => return AdminCommand::Invalid("ambiguous command".into()),
         };
@@ -87,11 +107,23 @@ mod tests {
         assert_eq!(AdminCommand::parse("forward"), AdminCommand::Forward);
         assert_eq!(AdminCommand::parse("FLUSH"), AdminCommand::Flush);
         assert_eq!(AdminCommand::parse("unfail"), AdminCommand::UnfailAll);
-        assert_eq!(AdminCommand::parse("smtp disable"), AdminCommand::SmtpDisable);
+        assert_eq!(
+            AdminCommand::parse("smtp disable"),
+            AdminCommand::SmtpDisable
+        );
         assert_eq!(AdminCommand::parse("smtp enable"), AdminCommand::SmtpEnable);
-        assert_eq!(AdminCommand::parse("smtp"), AdminCommand::Invalid("usage: smtp {enable|disable}".into()));
-        assert_eq!(AdminCommand::parse("f"), AdminCommand::Invalid("ambiguous command".into()));
-        assert_eq!(AdminCommand::parse("xyzzy"), AdminCommand::Invalid("unknown command".into()));
+        assert_eq!(
+            AdminCommand::parse("smtp"),
+            AdminCommand::Invalid("usage: smtp {enable|disable}".into())
+        );
+        assert_eq!(
+            AdminCommand::parse("f"),
+            AdminCommand::Invalid("ambiguous command".into())
+        );
+        assert_eq!(
+            AdminCommand::parse("xyzzy"),
+            AdminCommand::Invalid("unknown command".into())
+        );
         assert_eq!(AdminCommand::parse("  "), AdminCommand::Empty);
     }
 

@@ -146,7 +146,9 @@ pub fn xtext_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'+', Some(value)) => {
                 out.push(value);
@@ -171,16 +173,28 @@ mod tests {
 
     #[test]
     fn parses_bracketed_paths_with_parameters() {
-        assert_eq!(path("<alice@example.com>"), Ok(("alice@example.com".into(), "".into())));
-        assert_eq!(path(" <a@b> SIZE=10 BODY=8BITMIME"), Ok(("a@b".into(), "SIZE=10 BODY=8BITMIME".into())));
+        assert_eq!(
+            path("<alice@example.com>"),
+            Ok(("alice@example.com".into(), "".into()))
+        );
+        assert_eq!(
+            path(" <a@b> SIZE=10 BODY=8BITMIME"),
+            Ok(("a@b".into(), "SIZE=10 BODY=8BITMIME".into()))
+        );
         assert_eq!(path("<>"), Ok(("".into(), "".into())));
         assert_eq!(path("<\"a b>c\"@d>"), Ok(("\"a b>c\"@d".into(), "".into())));
     }
 
     #[test]
     fn tolerates_old_clients() {
-        assert_eq!(path("alice@example.com"), Ok(("alice@example.com".into(), "".into())));
-        assert_eq!(path("<@relay.a,@relay.b:bob@c>"), Ok(("bob@c".into(), "".into())));
+        assert_eq!(
+            path("alice@example.com"),
+            Ok(("alice@example.com".into(), "".into()))
+        );
+        assert_eq!(
+            path("<@relay.a,@relay.b:bob@c>"),
+            Ok(("bob@c".into(), "".into()))
+        );
     }
 
     #[test]
@@ -189,7 +203,10 @@ mod tests {
         assert_eq!(path("<a\tb@c>"), Err(AddressError::BadCharacter));
         assert_eq!(path("<a@b"), Err(AddressError::Syntax));
         assert_eq!(path("<a@b>x"), Err(AddressError::Syntax));
-        assert_eq!(path(&format!("<{}@b>", "x".repeat(300))), Err(AddressError::TooLong));
+        assert_eq!(
+            path(&format!("<{}@b>", "x".repeat(300))),
+            Err(AddressError::TooLong)
+        );
     }
 
     #[test]

@@ -249,7 +249,8 @@ impl ClientSession {
 
     fn handle_line(&mut self, line: &[u8]) {
         if self.config.trace {
-            self.trace.push(format!("rx<<: \"{}\"", String::from_utf8_lossy(line)));
+            self.trace
+                .push(format!("rx<<: \"{}\"", String::from_utf8_lossy(line)));
         }
         match self.parser.handle_line(line) {
             ReplyLine::More => {}
@@ -275,7 +276,9 @@ impl ClientSession {
             State::Data => self.finish_with_reset(outcome_of(reply)),
             State::Dot => {
                 let outcome = if reply.is_positive() {
-                    SendOutcome::Sent { rejected: mem::take(&mut self.rejected) }
+                    SendOutcome::Sent {
+                        rejected: mem::take(&mut self.rejected),
+                    }
                 } else {
                     outcome_of(reply)
                 };
@@ -327,7 +330,11 @@ impl ClientSession {
             let all_transient = self.rejected.iter().all(|(_, r)| r.is_transient());
             let code = if all_transient { 450 } else { 550 };
             let reply = Reply::new(code, "one or more recipients rejected");
-            let outcome = if all_transient { SendOutcome::Retry(reply) } else { SendOutcome::Failed(reply) };
+            let outcome = if all_transient {
+                SendOutcome::Retry(reply)
+            } else {
+                SendOutcome::Failed(reply)
+            };
             return self.finish_with_reset(outcome);
         }
         self.command("DATA");

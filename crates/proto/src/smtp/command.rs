@@ -143,7 +143,8 @@ fn parse_rcpt(args: &str) -> Command {
 
 fn strip_keyword<'a>(args: &'a str, keyword: &str) -> Option<&'a str> {
     let head = args.get(..keyword.len())?;
-    head.eq_ignore_ascii_case(keyword).then(|| &args[keyword.len()..])
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| &args[keyword.len()..])
 }
 
 fn parse_mail_params(text: &str) -> Result<MailParams, &'static str> {
@@ -186,7 +187,10 @@ mod tests {
         assert_eq!(Command::parse("HELO vm extra"), Command::Helo("vm".into()));
         assert_eq!(Command::parse("EHLO"), Command::Invalid("missing domain"));
         assert_eq!(Command::parse("data"), Command::Data);
-        assert_eq!(Command::parse("DATA x"), Command::Invalid("unexpected argument"));
+        assert_eq!(
+            Command::parse("DATA x"),
+            Command::Invalid("unexpected argument")
+        );
         assert_eq!(Command::parse("NOOP anything"), Command::Noop);
         assert_eq!(Command::parse("XYZZY"), Command::Unknown);
         assert_eq!(Command::parse("VRFY bob"), Command::Vrfy("bob".into()));
@@ -194,19 +198,52 @@ mod tests {
 
     #[test]
     fn parses_mail_and_its_parameters() {
-        let cmd = Command::parse("MAIL FROM:<a@b> SIZE=1000 BODY=8BITMIME SMTPUTF8 AUTH=bob+2Bx XFOO=1");
-        let params = MailParams { size: Some(1000), body: Body::EightBitMime, smtputf8: true, auth: Some("bob+x".into()) };
+        let cmd =
+            Command::parse("MAIL FROM:<a@b> SIZE=1000 BODY=8BITMIME SMTPUTF8 AUTH=bob+2Bx XFOO=1");
+        let params = MailParams {
+            size: Some(1000),
+            body: Body::EightBitMime,
+            smtputf8: true,
+            auth: Some("bob+x".into()),
+        };
         assert_eq!(cmd, Command::Mail(mb("a@b"), params));
-        assert_eq!(Command::parse("mail from: <a@b>"), Command::Mail(mb("a@b"), MailParams::default()));
-        assert_eq!(Command::parse("MAIL FROM:<> AUTH=<>").clone(), Command::Mail(mb(""), MailParams { auth: Some(String::new()), ..Default::default() }));
-        assert_eq!(Command::parse("MAIL FROM:<a@b> SIZE=x"), Command::Invalid("invalid SIZE parameter"));
-        assert_eq!(Command::parse("MAIL <a@b>"), Command::Invalid("syntax error: expecting MAIL FROM:<address>"));
+        assert_eq!(
+            Command::parse("mail from: <a@b>"),
+            Command::Mail(mb("a@b"), MailParams::default())
+        );
+        assert_eq!(
+            Command::parse("MAIL FROM:<> AUTH=<>").clone(),
+            Command::Mail(
+                mb(""),
+                MailParams {
+                    auth: Some(String::new()),
+                    ..Default::default()
+                }
+            )
+        );
+        assert_eq!(
+            Command::parse("MAIL FROM:<a@b> SIZE=x"),
+            Command::Invalid("invalid SIZE parameter")
+        );
+        assert_eq!(
+            Command::parse("MAIL <a@b>"),
+            Command::Invalid("syntax error: expecting MAIL FROM:<address>")
+        );
     }
 
     #[test]
     fn parses_rcpt() {
-        assert_eq!(Command::parse("RCPT TO:<bob@example.org>"), Command::Rcpt(mb("bob@example.org")));
-        assert_eq!(Command::parse("RCPT TO:<postmaster> NOTIFY=NEVER"), Command::Rcpt(mb("postmaster")));
-        assert_eq!(Command::parse("RCPT TO:<a b>"), Command::Invalid("invalid character in address"));
+        assert_eq!(
+            Command::parse("RCPT TO:<bob@example.org>"),
+            Command::Rcpt(mb("bob@example.org"))
+        );
+        assert_eq!(
+            Command::parse("RCPT TO:<postmaster> NOTIFY=NEVER"),
+            Command::Rcpt(mb("postmaster"))
+        );
+        assert_eq!(
+            Command::parse("RCPT TO:<a b>"),
+            Command::Invalid("invalid character in address")
+        );
     }
 }

@@ -15,7 +15,10 @@ pub struct DotStuffer {
 
 impl Default for DotStuffer {
     fn default() -> Self {
-        DotStuffer { at_line_start: true, pending_cr: false }
+        DotStuffer {
+            at_line_start: true,
+            pending_cr: false,
+        }
     }
 }
 
@@ -79,12 +82,18 @@ mod tests {
 
     #[test]
     fn stuffs_leading_dots() {
-        assert_eq!(stuff_all(&[b".a\r\n..b\r\nc.\r\n"]), b"..a\r\n...b\r\nc.\r\n.\r\n");
+        assert_eq!(
+            stuff_all(&[b".a\r\n..b\r\nc.\r\n"]),
+            b"..a\r\n...b\r\nc.\r\n.\r\n"
+        );
     }
 
     #[test]
     fn repairs_bare_line_endings_so_nothing_is_smuggled() {
-        assert_eq!(stuff_all(&[b"a\n.\nMAIL FROM:<x>\r\n"]), b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n");
+        assert_eq!(
+            stuff_all(&[b"a\n.\nMAIL FROM:<x>\r\n"]),
+            b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n"
+        );
         assert_eq!(stuff_all(&[b"a\r.\rb"]), b"a\r\n..\r\nb\r\n.\r\n");
     }
 

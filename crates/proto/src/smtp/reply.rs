@@ -13,7 +13,10 @@ pub struct Reply {
 impl Reply {
     /// A single-line reply.
     pub fn new(code: u16, text: impl Into<String>) -> Reply {
-        Reply { code, lines: vec![text.into()] }
+        Reply {
+            code,
+            lines: vec![text.into()],
+        }
     }
 
     /// 2xx.
@@ -84,7 +87,10 @@ impl ReplyParser {
         };
         let sep = text.as_bytes().get(3).copied();
         let body = text.get(4..).unwrap_or("").to_string();
-        let reply = self.partial.get_or_insert_with(|| Reply { code, lines: Vec::new() });
+        let reply = self.partial.get_or_insert_with(|| Reply {
+            code,
+            lines: Vec::new(),
+        });
         if reply.code != code {
             self.partial = None;
             return ReplyLine::Invalid;
@@ -107,7 +113,10 @@ mod tests {
 
     #[test]
     fn formats_multi_line_replies() {
-        let reply = Reply { code: 250, lines: vec!["host says hello".into(), "VRFY".into(), "8BITMIME".into()] };
+        let reply = Reply {
+            code: 250,
+            lines: vec!["host says hello".into(), "VRFY".into(), "8BITMIME".into()],
+        };
         let mut out = Vec::new();
         reply.write_to(&mut out);
         assert_eq!(out, b"250-host says hello\r\n250-VRFY\r\n250 8BITMIME\r\n");
@@ -119,9 +128,18 @@ mod tests {
         assert_eq!(parser.handle_line(b"250-mx says hi"), ReplyLine::More);
         assert_eq!(
             parser.handle_line(b"250 PIPELINING"),
-            ReplyLine::Complete(Reply { code: 250, lines: vec!["mx says hi".into(), "PIPELINING".into()] })
+            ReplyLine::Complete(Reply {
+                code: 250,
+                lines: vec!["mx says hi".into(), "PIPELINING".into()]
+            })
         );
-        assert_eq!(parser.handle_line(b"250"), ReplyLine::Complete(Reply { code: 250, lines: vec!["".into()] }));
+        assert_eq!(
+            parser.handle_line(b"250"),
+            ReplyLine::Complete(Reply {
+                code: 250,
+                lines: vec!["".into()]
+            })
+        );
         assert_eq!(parser.handle_line(b"hello"), ReplyLine::Invalid);
         assert_eq!(parser.handle_line(b"250-a"), ReplyLine::More);
         assert_eq!(parser.handle_line(b"354 b"), ReplyLine::Invalid);

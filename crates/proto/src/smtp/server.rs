@@ -82,7 +82,10 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Check a recipient (RCPT) or answer VRFY (`from` is `None`); answer with [`ServerSession::answer_verify`].
-    Verify { address: String, from: Option<String> },
+    Verify {
+        address: String,
+        from: Option<String>,
+    },
     /// DATA was accepted in principle: open the spool file; answer with [`ServerSession::answer_message_start`].
     MessageStart,
     /// The next chunk of message text, un-stuffed, CRLF line endings as received.
@@ -267,7 +270,9 @@ impl ServerSession {
 
     /// Answers [`Event::Verify`].
     pub fn answer_verify(&mut self, result: VerifyResult) {
-        let Some(Waiting::Verify { vrfy }) = self.waiting.take() else { return };
+        let Some(Waiting::Verify { vrfy }) = self.waiting.take() else {
+            return;
+        };
         match (vrfy, result) {
             (_, VerifyResult::Abort) => return self.close(),
             (_, VerifyResult::Reject(reply)) => {
@@ -282,9 +287,15 @@ impl ServerSession {
             }
             (false, VerifyResult::Local { mailbox, .. }) => {
                 let address = mailbox.clone();
-                self.add_recipient(Recipient { address, local: Some(mailbox) })
+                self.add_recipient(Recipient {
+                    address,
+                    local: Some(mailbox),
+                })
             }
-            (false, VerifyResult::Remote(address)) => self.add_recipient(Recipient { address, local: None }),
+            (false, VerifyResult::Remote(address)) => self.add_recipient(Recipient {
+                address,
+                local: None,
+            }),
         }
         self.process();
     }
@@ -466,10 +477,16 @@ impl ServerSession {
         }
         if self.config.verify_recipients {
             let from = self.transaction.from.as_ref().map(|f| f.to_string());
-            self.events.push_back(Event::Verify { address: to.to_string(), from: Some(from.unwrap_or_default()) });
+            self.events.push_back(Event::Verify {
+                address: to.to_string(),
+                from: Some(from.unwrap_or_default()),
+            });
             self.waiting = Some(Waiting::Verify { vrfy: false });
         } else {
-            self.add_recipient(Recipient { address: to.to_string(), local: None });
+            self.add_recipient(Recipient {
+                address: to.to_string(),
+                local: None,
+            });
         }
     }
 
@@ -484,7 +501,10 @@ impl ServerSession {
             return self.reply(502, "command not implemented");
         }
         if self.config.verify_recipients {
-            self.events.push_back(Event::Verify { address, from: None });
+            self.events.push_back(Event::Verify {
+                address,
+                from: None,
+            });
             self.waiting = Some(Waiting::Verify { vrfy: true });
         } else {
             self.reply(252, &format!("cannot verify but will accept: {address}"));
@@ -511,7 +531,10 @@ impl ServerSession {
     }
 
     fn discard_bdat(&mut self) -> bool {
-        let n = self.input.len().min(usize::try_from(self.bdat_discard).unwrap_or(usize::MAX));
+        let n = self
+            .input
+            .len()
+            .min(usize::try_from(self.bdat_discard).unwrap_or(usize::MAX));
         self.input.drain(..n);
         self.bdat_discard -= n as u64;
         n > 0
@@ -579,7 +602,8 @@ impl ServerSession {
 
     fn flush_data(&mut self) {
         if !self.data.chunk.is_empty() {
-            self.events.push_back(Event::MessageData(mem::take(&mut self.data.chunk)));
+            self.events
+                .push_back(Event::MessageData(mem::take(&mut self.data.chunk)));
         }
     }
 
@@ -608,7 +632,11 @@ impl ServerSession {
     fn reset_transaction(&mut self) {
         let helo = mem::take(&mut self.transaction.helo);
         let esmtp = self.transaction.esmtp;
-        self.transaction = Transaction { helo, esmtp, ..Transaction::default() };
+        self.transaction = Transaction {
+            helo,
+            esmtp,
+            ..Transaction::default()
+        };
         if self.state != State::Closed && self.state != State::Start {
             self.state = State::Ready;
         }
@@ -626,7 +654,13 @@ impl ServerSession {
     fn count_bad_command(&mut self) {
         self.bad_commands += 1;
         if self.bad_commands >= self.config.max_bad_commands {
-            self.reply(421, &format!("{} too many errors -- closing connection", self.config.domain));
+            self.reply(
+                421,
+                &format!(
+                    "{} too many errors -- closing connection",
+                    self.config.domain
+                ),
+            );
             self.close();
         }
     }
