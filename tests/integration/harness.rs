@@ -317,3 +317,114 @@ pub fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A private Postfix instance on a loopback port, delivering example.org
+/// into one maildir and refusing to relay anywhere else. Stopped on drop.
+pub struct Postfix {
+    etc: PathBuf,
+    pub port: u16,
+    pub maildir: PathBuf,
+}
+
+impl Postfix {
+    pub fn start(dir: &Path) -> Postfix {
+        let base = dir.join("postfix");
+        let (etc, mail) = (base.join("etc"), base.join("mail"));
+        for d in [&etc, &base.join("queue"), &base.join("data"), &mail] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // The postfix user must reach the mail base through our temp dirs.
+        for d in [dir, &base] {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let postfix_id = |flag: &str| {
+            run(
+                Command::new("id").args([flag, "postfix"]),
+                Duration::from_secs(5),
+            )
+            .1
+            .trim()
+            .to_string()
+        };
+        let (uid, gid) = (postfix_id("-u"), postfix_id("-g"));
+        for d in [&mail, &base.join("data")] {
+            run(
+                Command::new("chown").arg(format!("{uid}:{gid}")).arg(d),
+                Duration::from_secs(5),
+            );
+        }
+        let port = free_port();
+        let b = base.display();
+        std::fs::write(
+            etc.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {b}/queue\ndata_directory = {b}/data\n\
+                 mail_owner = postfix\nsetgid_group = postdrop\nmyhostname = smarthost.example.net\nmydestination =\n\
+                 inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmynetworks =\n\
+                 smtpd_relay_restrictions = reject_unauth_destination\n\
+                 virtual_mailbox_domains = example.org\nvirtual_mailbox_base = {b}/mail\n\
+                 virtual_mailbox_maps = static:inbox/\nvirtual_uid_maps = static:{uid}\nvirtual_gid_maps = static:{gid}\n\
+                 virtual_minimum_uid = 1\nmaillog_file_prefixes = {b}\nmaillog_file = {b}/maillog\nsmtputf8_enable = no\nbiff = no\n"
+            ),
+        )
+        .unwrap();
+        let master = std::fs::read_to_string("/etc/postfix/master.cf")
+            .expect("Postfix is not installed: run scripts/test");
+        let mut master: String = master
+            .lines()
+            .filter(|l| !l.starts_with("smtp      inet"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        master.push_str(&format!("127.0.0.1:{port} inet n - n - - smtpd\n"));
+        if !master.contains("\npostlog") {
+            master.push_str("postlog unix-dgram n - n - 1 postlogd\n");
+        }
+        std::fs::write(etc.join("master.cf"), master).unwrap();
+        let (code, out, err) = run(
+            Command::new(program("postfix"))
+                .arg("-c")
+                .arg(&etc)
+                .arg("start"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 0, "postfix start failed: {out}{err}");
+        assert!(
+            wait_until(Duration::from_secs(20), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "postfix is not listening"
+        );
+        Postfix {
+            etc,
+            port,
+            maildir: mail.join("inbox").join("new"),
+        }
+    }
+
+    /// Messages delivered to the maildir.
+    pub fn delivered(&self) -> Vec<String> {
+        spool_files(&self.maildir, "")
+            .iter()
+            .filter_map(|n| std::fs::read_to_string(self.maildir.join(n)).ok())
+            .collect()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new(program("postfix"))
+            .arg("-c")
+            .arg(&self.etc)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -5,10 +5,12 @@
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
 //! - `durability`: SIGKILL under load, disk full.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
+//! - `postfix`: Postfix as the smarthost.
 
 mod cli;
 mod durability;
 mod forward;
 mod harness;
 mod load;
+mod postfix;
 mod server;
