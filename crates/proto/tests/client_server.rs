@@ -1,0 +1,217 @@
+//! The client session against the server session, in memory: pipelining,
+//! dot-stuffing end to end, refusals and their outcomes, HELO fallback.
+
+use emailrelay_proto::smtp::{
+    ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage, Reply, SendOutcome,
+    ServerConfig, ServerSession, VerifyResult,
+};
+
+/// Runs both sessions until neither has anything to say; returns what the
+/// server stored and the client's events.
+struct Pair {
+    client: ClientSession,
+    server: ServerSession,
+    stored: Vec<Vec<u8>>,
+    current: Vec<u8>,
+    content: Vec<u8>,
+    client_events: Vec<ClientEvent>,
+    refuse: fn(&str) -> Option<Reply>,
+    round_trips: usize,
+}
+
+impl Pair {
+    fn new(server: ServerConfig, client: ClientConfig) -> Pair {
+        Pair {
+            client: ClientSession::new(client),
+            server: ServerSession::new(server),
+            stored: Vec::new(),
+            current: Vec::new(),
+            content: Vec::new(),
+            client_events: Vec::new(),
+            refuse: |_| None,
+            round_trips: 0,
+        }
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..100 {
+            let mut to_client = Vec::new();
+            self.server.poll_output(&mut to_client);
+            let mut to_server = Vec::new();
+            self.client.poll_output(&mut to_server);
+            if to_client.is_empty() && to_server.is_empty() {
+                return;
+            }
+            if !to_client.is_empty() {
+                self.round_trips += 1;
+                self.client.handle_input(&to_client);
+            }
+            while let Some(event) = self.client.poll_event() {
+                if event == ClientEvent::SendContent {
+                    let mut stuffed = Vec::new();
+                    let mut stuffer = DotStuffer::default();
+                    stuffer.stuff(&self.content, &mut stuffed);
+                    stuffer.finish(&mut stuffed);
+                    to_server.extend_from_slice(&stuffed);
+                    self.client.content_sent();
+                    self.client.poll_output(&mut to_server);
+                }
+                self.client_events.push(event);
+            }
+            self.server.handle_input(&to_server);
+            while let Some(event) = self.server.poll_event() {
+                match event {
+                    Event::Verify { address, .. } => {
+                        let result = match (self.refuse)(&address) {
+                            Some(reply) => VerifyResult::Reject(reply),
+                            None => VerifyResult::Remote(address),
+                        };
+                        self.server.answer_verify(result)
+                    }
+                    Event::MessageStart => self.server.answer_message_start(Ok(())),
+                    Event::MessageData(d) => self.current.extend_from_slice(&d),
+                    Event::MessageEnd => {
+                        self.stored.push(std::mem::take(&mut self.current));
+                        self.server.answer_message(MessageResult::Accepted)
+                    }
+                    Event::MessageAbort => self.current.clear(),
+                    Event::Close => {}
+                }
+            }
+        }
+        panic!("the sessions did not settle");
+    }
+
+    fn send(&mut self, to: &[&str], content: &[u8]) -> SendOutcome {
+        self.content = content.to_vec();
+        self.client_events.clear();
+        self.client.send_message(OutgoingMessage {
+            from: "a@example.com".into(),
+            to: to.iter().map(|s| s.to_string()).collect(),
+            ..OutgoingMessage::default()
+        });
+        self.pump();
+        match self.client_events.iter().find_map(|e| if let ClientEvent::Done(o) = e { Some(o.clone()) } else { None }) {
+            Some(outcome) => outcome,
+            None => panic!("no outcome: {:?}", self.client_events),
+        }
+    }
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig { helo_domain: "relay.example.com".into(), pipelining: true, forward_to_some: false, trace: false }
+}
+
+fn verifying_server() -> ServerConfig {
+    ServerConfig { verify_recipients: true, ..ServerConfig::default() }
+}
+
+#[test]
+fn a_message_goes_through_with_its_dots_and_line_endings_intact() {
+    let mut pair = Pair::new(ServerConfig::default(), client_config());
+    pair.pump();
+    assert_eq!(pair.client_events, vec![ClientEvent::Ready]);
+    assert!(pair.client.capabilities().pipelining);
+    let content = b"Subject: x\r\n\r\n.one\r\n..two\r\n.\r\nend";
+    assert_eq!(pair.send(&["b@example.org"], content), SendOutcome::Sent { rejected: vec![] });
+    assert_eq!(pair.stored, vec![b"Subject: x\r\n\r\n.one\r\n..two\r\n.\r\nend\r\n".to_vec()]);
+}
+
+#[test]
+fn pipelining_saves_round_trips() {
+    let mut with = Pair::new(ServerConfig::default(), client_config());
+    with.pump();
+    with.round_trips = 0;
+    with.send(&["1@x", "2@x", "3@x"], b"hi\r\n");
+    let mut without = Pair::new(ServerConfig::default(), ClientConfig { pipelining: false, ..client_config() });
+    without.pump();
+    without.round_trips = 0;
+    without.send(&["1@x", "2@x", "3@x"], b"hi\r\n");
+    assert_eq!(with.round_trips, 3, "MAIL+RCPTs, DATA, text");
+    assert_eq!(without.round_trips, 6, "MAIL, 3 x RCPT, DATA, text");
+}
+
+#[test]
+fn a_refused_recipient_fails_the_message_and_sends_no_data() {
+    let mut pair = Pair::new(verifying_server(), client_config());
+    pair.refuse = |a| (a == "bad@x").then(|| Reply::new(550, "no such user"));
+    pair.pump();
+    let outcome = pair.send(&["good@x", "bad@x"], b"hi\r\n");
+    assert_eq!(outcome, SendOutcome::Failed(Reply::new(550, "one or more recipients rejected")));
+    assert!(pair.stored.is_empty(), "no DATA after a refused recipient");
+    // The session is usable afterwards.
+    assert_eq!(pair.send(&["good@x"], b"again\r\n"), SendOutcome::Sent { rejected: vec![] });
+}
+
+#[test]
+fn forward_to_some_sends_to_the_accepted_and_reports_the_rest() {
+    let mut pair = Pair::new(verifying_server(), ClientConfig { forward_to_some: true, ..client_config() });
+    pair.refuse = |a| (a == "bad@x").then(|| Reply::new(550, "no such user"));
+    pair.pump();
+    let outcome = pair.send(&["good@x", "bad@x"], b"hi\r\n");
+    assert_eq!(outcome, SendOutcome::Sent { rejected: vec![("bad@x".into(), Reply::new(550, "no such user"))] });
+    assert_eq!(pair.stored.len(), 1);
+}
+
+#[test]
+fn temporary_refusals_mean_retry() {
+    let mut pair = Pair::new(verifying_server(), client_config());
+    pair.refuse = |_| Some(Reply::new(450, "mailbox busy"));
+    pair.pump();
+    assert_eq!(pair.send(&["a@x", "b@x"], b"hi\r\n"), SendOutcome::Retry(Reply::new(450, "one or more recipients rejected")));
+}
+
+#[test]
+fn ehlo_refused_falls_back_to_helo() {
+    let mut client = ClientSession::new(client_config());
+    client.handle_input(b"220 old server\r\n");
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    assert_eq!(out, b"EHLO relay.example.com\r\n");
+    client.handle_input(b"500 what\r\n");
+    out.clear();
+    client.poll_output(&mut out);
+    assert_eq!(out, b"HELO relay.example.com\r\n");
+    client.handle_input(b"250 ok\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    assert!(!client.capabilities().pipelining);
+}
+
+#[test]
+fn a_bad_greeting_or_garbage_fails_the_session() {
+    let mut client = ClientSession::new(client_config());
+    client.handle_input(b"554 go away\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Failed(Reply::new(554, "go away"))));
+    let mut client = ClientSession::new(client_config());
+    client.handle_input(b"HTTP/1.1 400 Bad Request\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Failed(Reply::new(500, "invalid response from server"))));
+}
+
+#[test]
+fn a_missing_greeting_is_skipped_after_the_prompt_timeout() {
+    let mut client = ClientSession::new(client_config());
+    client.handle_prompt_timeout();
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    assert_eq!(out, b"EHLO relay.example.com\r\n");
+}
+
+#[test]
+fn mail_parameters_follow_the_server_capabilities() {
+    let mut client = ClientSession::new(client_config());
+    client.handle_input(b"220 x\r\n250-x\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250 SMTPUTF8\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    out.clear();
+    client.send_message(OutgoingMessage {
+        from: "a@b".into(),
+        to: vec!["c@d".into()],
+        body: emailrelay_proto::smtp::Body::EightBitMime,
+        size: Some(10),
+        smtputf8: true,
+        auth: Some("<>".into()),
+    });
+    client.poll_output(&mut out);
+    assert_eq!(out, b"MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 AUTH=<>\r\n");
+}
