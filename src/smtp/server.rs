@@ -176,6 +176,8 @@ impl Conn {
                 }
                 Ok(Ok(n)) => session.handle_input(&buf[..n]),
             }
+            // Trace the commands before acting on them, so the log reads in order.
+            self.trace(&mut session);
             self.handle_events(&mut session).await;
             if buf.len() < 16 * 1024 && session.in_data() {
                 buf.resize(16 * 1024, 0);
