@@ -6,6 +6,7 @@
 //! - `durability`: SIGKILL under load, disk full.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `postfix`: Postfix as the smarthost.
+//! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 
 mod cli;
 mod durability;
@@ -13,4 +14,5 @@ mod forward;
 mod harness;
 mod load;
 mod postfix;
+mod process;
 mod server;

@@ -1,0 +1,124 @@
+//! Process and log options: signals, `--user`, log line shapes, `%d` log
+//! files, IPv6 listening, `--anonymous`, `--client-interface`.
+
+use std::net::TcpStream;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{free_port, run, wait_until, Client, Proc, Relay, Sink, RELAY};
+
+#[test]
+fn sigterm_shuts_down_cleanly_with_exit_code_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(dir.path(), &[]);
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(relay.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(relay.log_text().contains("emailrelay: info: shutting down"));
+}
+
+#[test]
+fn user_drops_root_and_new_files_belong_to_that_user() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let log = dir.path().join("log");
+    let mut cmd = Command::new(RELAY);
+    cmd.args(["--no-daemon", "--log", "--user", "nobody", "--interface", "127.0.0.1", "--port", &port.to_string(), "--spool-dir"])
+        .arg(&spool)
+        .arg("--log-file")
+        .arg(&log);
+    let relay = Proc::spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let mut c = Client::connect(port);
+    c.reply();
+    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "x\r\n"), "250 message processed");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw();
+    let content = crate::harness::spool_files(&spool, ".content");
+    assert_eq!(std::fs::metadata(spool.join(&content[0])).unwrap().uid(), nobody);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == nobody.to_string()), "{uid_line}");
+}
+
+#[test]
+fn user_without_write_access_to_the_spool_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let (code, _, err) = run(
+        Command::new(RELAY).args(["--no-daemon", "--user", "nobody", "--interface", "127.0.0.1", "--port", &free_port().to_string(), "--spool-dir"]).arg(&spool),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("is not writable by user nobody"), "{err}");
+}
+
+#[test]
+fn log_time_address_and_daily_log_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pattern = dir.path().join("relay-%d.log");
+    let mut cmd = Command::new(RELAY);
+    cmd.args(["--no-daemon", "--log", "--log-time", "--log-address", "--user", "root", "--interface", "127.0.0.1", "--port", &port.to_string(), "--spool-dir"])
+        .arg(dir.path().join("spool"))
+        .arg("--log-file")
+        .arg(&pattern);
+    let _relay = Proc::spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let mut c = Client::connect(port);
+    c.reply();
+    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "x\r\n"), "250 message processed");
+    let today = chrono::Local::now().format("%Y%m%d").to_string();
+    let log = std::fs::read_to_string(dir.path().join(format!("relay-{today}.log"))).unwrap();
+    let line = log.lines().find(|l| l.contains("new content file")).unwrap();
+    let fields: Vec<&str> = line.splitn(4, ": ").collect();
+    assert_eq!(fields[0], "emailrelay");
+    let time = fields[1];
+    assert!(time.len() == 19 && time.as_bytes()[8] == b'.' && time.as_bytes()[15] == b'.', "{line}");
+    assert!(fields[2].starts_with("127.0.0.1:"), "{line}");
+    assert!(fields[3].starts_with("info: new content file [emailrelay."), "{line}");
+    assert!(log.lines().any(|l| l.ends_with(&format!("info: smtp server on 127.0.0.1:{port}"))), "{log}");
+}
+
+#[test]
+fn ipv6_listening_and_the_emailrelay_address_display() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = TcpStream::connect("[::1]:1").err().and_then(|e| e.raw_os_error());
+    assert_ne!(probe, Some(libc::EADDRNOTAVAIL), "this machine has no IPv6 loopback");
+    let relay = Relay::start(dir.path(), &["--interface", "::1"]);
+    assert!(relay.log_text().contains(&format!("emailrelay: info: smtp server on ::1.{}", relay.port)), "{}", relay.log_text());
+    let stream = TcpStream::connect(("::1", relay.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greeting = [0u8; 3];
+    std::io::Read::read_exact(&mut &stream, &mut greeting).unwrap();
+    assert_eq!(&greeting, b"220");
+}
+
+#[test]
+fn anonymous_hides_identity_vrfy_and_received_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--anonymous"]);
+    let mut c = Client::connect(relay.port);
+    assert_eq!(c.reply(), "220 relay.example.com -- Service ready\r\n");
+    c.send("EHLO vm\r\n");
+    assert_eq!(c.reply(), "250-relay.example.com says hello\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "Subject: s\r\n\r\nx\r\n"), "250 message processed");
+    let content = std::fs::read_to_string(relay.spool.join(&relay.files(".content")[0])).unwrap();
+    assert_eq!(content, "Subject: s\r\n\r\nx\r\n");
+}
+
+#[test]
+fn client_interface_binds_the_outgoing_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let relay = Relay::start(dir.path(), &["--forward-on-disconnect", "--client-interface", "127.0.0.1", "--forward-to", &sink.address()]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "x\r\n"), "250 message processed");
+    c.command("QUIT");
+    assert!(wait_until(Duration::from_secs(20), || sink.messages().len() == 1));
+}
