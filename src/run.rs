@@ -174,8 +174,12 @@ async fn serve(
     wait_for_stop(stop_rx.clone()).await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    // Give sessions that are committing a message time to finish and reply.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Idle sessions get 421 at once; a session inside DATA finishes its
+    // message (and gets its 250) first. Wait a bounded time for them all.
+    let drained = crate::smtp::server::wait_for_sessions(&shared, std::time::Duration::from_secs(10)).await;
+    if !drained {
+        warning!("shutting down with sessions still active");
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forward_task).await;
     Ok(0)
 }

@@ -101,6 +101,21 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
     }
 }
 
+/// Waits until every session has ended, or `limit` passes; true if all ended.
+pub async fn wait_for_sessions(shared: &Shared, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        let active = shared.in_started.load(Ordering::Relaxed) - shared.in_finished.load(Ordering::Relaxed);
+        if active == 0 {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 struct Conn {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,

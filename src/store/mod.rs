@@ -298,35 +298,31 @@ impl NewMessage {
 
     /// Makes the message durable and visible for forwarding. On error the
     /// files are removed: the client is told 4xx and keeps the message.
+    ///
+    /// From the start of the commit the blocking task owns the files and
+    /// removes them itself if it fails, so cancelling this future (say, at
+    /// shutdown) can never delete a message that the task goes on to commit.
     pub async fn commit(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
         let content = self.content.take().expect("commit once");
+        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
         let spool = Arc::clone(&self.spool);
-        let id = self.id.clone();
-        let written =
-            tokio::task::spawn_blocking(move || write_durably(&spool, &id, content, &envelope))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(io_err("commit task failed", Path::new(""))(
-                        io::Error::other(e.to_string()),
-                    ))
-                });
-        let result = match written {
-            Ok(()) => self
-                .spool
-                .dir_sync
-                .sync()
-                .await
-                .map_err(io_err("cannot sync spool directory", &self.spool.dir)),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                let id = self.id.clone();
-                self.id = MessageId(String::new());
-                Ok(id)
+        let task_id = id.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let result = write_durably(&spool, &task_id, content, &envelope);
+            if result.is_err() {
+                remove_message_files(&spool, &task_id);
             }
-            Err(e) => Err(e),
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(io_err("commit task failed", &self.spool.dir)(io::Error::other(e.to_string()))));
+        written?;
+        if let Err(e) = self.spool.dir_sync.sync().await {
+            // Not durable, and the client will be told so: take it back.
+            remove_message_files(&self.spool, &id);
+            return Err(io_err("cannot sync spool directory", &self.spool.dir)(e));
         }
+        Ok(id)
     }
 
     /// Throws the partial message away.
@@ -339,9 +335,14 @@ impl Drop for NewMessage {
             return;
         }
         self.content.take();
-        let _ = fs::remove_file(self.spool.path(&self.id, ".envelope.new"));
-        let _ = fs::remove_file(self.spool.path(&self.id, ".envelope"));
-        let _ = fs::remove_file(self.spool.path(&self.id, ".content"));
+        remove_message_files(&self.spool, &self.id);
+    }
+}
+
+/// Removes whatever exists of a message that was never acknowledged.
+fn remove_message_files(spool: &Spool, id: &MessageId) {
+    for suffix in [".envelope.new", ".envelope", ".content"] {
+        let _ = fs::remove_file(spool.path(id, suffix));
     }
 }
 

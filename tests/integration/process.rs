@@ -122,3 +122,26 @@ fn client_interface_binds_the_outgoing_connection() {
     c.command("QUIT");
     assert!(wait_until(Duration::from_secs(20), || sink.messages().len() == 1));
 }
+
+#[test]
+fn sigterm_during_data_lets_the_message_finish_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(dir.path(), &[]);
+    let mut idle = Client::connect(relay.port);
+    idle.reply();
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
+    assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
+    assert_eq!(c.command("DATA"), "354 start mail input -- end with <CRLF>.<CRLF>");
+    c.send("Subject: in flight\r\n\r\n");
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(idle.reply(), "421 relay.example.com service shutting down\r\n");
+    c.send("last line\r\n");
+    assert_eq!(c.command("."), "250 message processed");
+    assert_eq!(c.reply(), "421 relay.example.com service shutting down\r\n");
+    assert_eq!(relay.proc.wait_exit(Duration::from_secs(15)), Some(0));
+    let content = std::fs::read_to_string(relay.spool.join(&relay.files(".content")[0])).unwrap();
+    assert!(content.ends_with("Subject: in flight\r\n\r\nlast line\r\n"));
+    assert_eq!(relay.files(".envelope").len(), 1);
+}
