@@ -28,6 +28,7 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
         warning!("the --{name} option is for Windows only and is ignored");
     }
     let spool_dir = settings.spool_dir.clone();
+    crate::sys::raise_file_limit();
     let smtp_listeners = match bind_all(
         settings
             .smtp
@@ -176,7 +177,8 @@ async fn serve(
     let _ = stop_tx.send(true);
     // Idle sessions get 421 at once; a session inside DATA finishes its
     // message (and gets its 250) first. Wait a bounded time for them all.
-    let drained = crate::smtp::server::wait_for_sessions(&shared, std::time::Duration::from_secs(10)).await;
+    let drained =
+        crate::smtp::server::wait_for_sessions(&shared, std::time::Duration::from_secs(10)).await;
     if !drained {
         warning!("shutting down with sessions still active");
     }

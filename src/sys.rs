@@ -66,6 +66,17 @@ pub fn drop_privileges(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Raises the open-file limit to its hard maximum: every SMTP session is
+/// a descriptor, and a burst of connections must not hit a low soft limit.
+pub fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// True when running as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

@@ -105,7 +105,8 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
 pub async fn wait_for_sessions(shared: &Shared, limit: Duration) -> bool {
     let end = Instant::now() + limit;
     loop {
-        let active = shared.in_started.load(Ordering::Relaxed) - shared.in_finished.load(Ordering::Relaxed);
+        let active =
+            shared.in_started.load(Ordering::Relaxed) - shared.in_finished.load(Ordering::Relaxed);
         if active == 0 {
             return true;
         }

@@ -315,7 +315,11 @@ impl NewMessage {
             result
         })
         .await
-        .unwrap_or_else(|e| Err(io_err("commit task failed", &self.spool.dir)(io::Error::other(e.to_string()))));
+        .unwrap_or_else(|e| {
+            Err(io_err("commit task failed", &self.spool.dir)(
+                io::Error::other(e.to_string()),
+            ))
+        });
         written?;
         if let Err(e) = self.spool.dir_sync.sync().await {
             // Not durable, and the client will be told so: take it back.

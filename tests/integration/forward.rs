@@ -335,3 +335,170 @@ fn admin_commands() {
     assert_eq!(ask("forward"), "OK");
     assert_eq!(ask("xyzzy"), "error: unknown command");
 }
+
+#[test]
+fn as_proxy_forwards_when_the_client_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let relay = Relay::start(dir.path(), &["--as-proxy", &sink.address()]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "250 message processed"
+    );
+    c.command("QUIT");
+    assert!(wait_until(Duration::from_secs(20), || sink
+        .messages()
+        .len()
+        == 1
+        && relay.files("").is_empty()));
+}
+
+#[test]
+fn forward_to_address_in_the_envelope_overrides_forward_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    let (code, _, err) = run(
+        Command::new(crate::harness::SUBMIT)
+            .arg("-s")
+            .arg(&spool)
+            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{err}");
+    let envelope = spool.join(&crate::harness::spool_files(&spool, ".envelope")[0]);
+    let text = std::fs::read_to_string(&envelope).unwrap();
+    std::fs::write(
+        &envelope,
+        text.replace(
+            "X-MailRelay-ForwardToAddress: \r\n",
+            &format!("X-MailRelay-ForwardToAddress: {}\r\n", sink.address()),
+        ),
+    )
+    .unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args(["--as-client", &dead, "--user", "root", "-s"])
+            .arg(&spool),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("smtp connection to {}", sink.address())),
+        "{err}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 1));
+}
+
+#[test]
+fn a_server_that_never_greets_is_talked_to_after_the_prompt_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let reply = if line.starts_with("EHLO") {
+                "250 silent\r\n"
+            } else if line == "." {
+                "250 queued\r\n"
+            } else if line == "DATA" {
+                "354 go\r\n"
+            } else {
+                "250 ok\r\n"
+            };
+            if line.starts_with("EHLO")
+                || line.starts_with("MAIL")
+                || line.starts_with("RCPT")
+                || line == "DATA"
+                || line == "."
+                || line == "QUIT"
+            {
+                let _ = writer.write_all(reply.as_bytes());
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let (code, _, _) = run(
+        Command::new(crate::harness::SUBMIT)
+            .arg("-s")
+            .arg(&spool)
+            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0);
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args([
+                "--as-client",
+                &format!("127.0.0.1:{port}"),
+                "--prompt-timeout",
+                "1",
+                "--user",
+                "root",
+                "-s",
+            ])
+            .arg(&spool),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(crate::harness::spool_files(&spool, "").is_empty());
+}
+
+#[test]
+fn a_server_that_stops_answering_hits_the_response_timeout_and_the_message_stays() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let _ = writer.write_all(b"220 hi\r\n");
+        let mut lines = BufReader::new(stream).lines();
+        let _ = lines.next();
+        let _ = writer.write_all(b"250 hello\r\n");
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let (code, _, _) = run(
+        Command::new(crate::harness::SUBMIT)
+            .arg("-s")
+            .arg(&spool)
+            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0);
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args([
+                "--as-client",
+                &format!("127.0.0.1:{port}"),
+                "--response-timeout",
+                "1",
+                "--user",
+                "root",
+                "-s",
+            ])
+            .arg(&spool),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("response timeout"), "{err}");
+    assert_eq!(
+        crate::harness::spool_files(&spool, ".envelope").len(),
+        1,
+        "kept for the next attempt"
+    );
+}

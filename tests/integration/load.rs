@@ -52,3 +52,19 @@ fn smtp_source_to_smtp_sink_loses_nothing() {
     assert_eq!(sink.messages().len(), MESSAGES);
     assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
 }
+
+#[test]
+fn a_burst_of_1000_simultaneous_connections_is_all_greeted() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let streams: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", relay.port)).expect("connect"))
+        .collect();
+    for mut s in streams {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut code = [0u8; 4];
+        s.read_exact(&mut code).unwrap();
+        assert_eq!(&code, b"220 ");
+    }
+}

@@ -27,21 +27,54 @@ fn user_drops_root_and_new_files_belong_to_that_user() {
     let port = free_port();
     let log = dir.path().join("log");
     let mut cmd = Command::new(RELAY);
-    cmd.args(["--no-daemon", "--log", "--user", "nobody", "--interface", "127.0.0.1", "--port", &port.to_string(), "--spool-dir"])
-        .arg(&spool)
-        .arg("--log-file")
-        .arg(&log);
+    cmd.args([
+        "--no-daemon",
+        "--log",
+        "--user",
+        "nobody",
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--spool-dir",
+    ])
+    .arg(&spool)
+    .arg("--log-file")
+    .arg(&log);
     let relay = Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+        ("127.0.0.1", port)
+    )
+    .is_ok()));
     let mut c = Client::connect(port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "x\r\n"), "250 message processed");
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw();
+    assert_eq!(
+        c.send_message("a@b.c", &["d@e.f"], "x\r\n"),
+        "250 message processed"
+    );
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
     let content = crate::harness::spool_files(&spool, ".content");
-    assert_eq!(std::fs::metadata(spool.join(&content[0])).unwrap().uid(), nobody);
+    assert_eq!(
+        std::fs::metadata(spool.join(&content[0])).unwrap().uid(),
+        nobody
+    );
     let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid())).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
-    assert!(uid_line.split_whitespace().skip(1).all(|u| u == nobody.to_string()), "{uid_line}");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == nobody.to_string()),
+        "{uid_line}"
+    );
 }
 
 #[test]
@@ -50,7 +83,18 @@ fn user_without_write_access_to_the_spool_is_a_clear_error() {
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
     let (code, _, err) = run(
-        Command::new(RELAY).args(["--no-daemon", "--user", "nobody", "--interface", "127.0.0.1", "--port", &free_port().to_string(), "--spool-dir"]).arg(&spool),
+        Command::new(RELAY)
+            .args([
+                "--no-daemon",
+                "--user",
+                "nobody",
+                "--interface",
+                "127.0.0.1",
+                "--port",
+                &free_port().to_string(),
+                "--spool-dir",
+            ])
+            .arg(&spool),
         Duration::from_secs(10),
     );
     assert_eq!(code, 1);
@@ -63,36 +107,82 @@ fn log_time_address_and_daily_log_files() {
     let port = free_port();
     let pattern = dir.path().join("relay-%d.log");
     let mut cmd = Command::new(RELAY);
-    cmd.args(["--no-daemon", "--log", "--log-time", "--log-address", "--user", "root", "--interface", "127.0.0.1", "--port", &port.to_string(), "--spool-dir"])
-        .arg(dir.path().join("spool"))
-        .arg("--log-file")
-        .arg(&pattern);
+    cmd.args([
+        "--no-daemon",
+        "--log",
+        "--log-time",
+        "--log-address",
+        "--user",
+        "root",
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--spool-dir",
+    ])
+    .arg(dir.path().join("spool"))
+    .arg("--log-file")
+    .arg(&pattern);
     let _relay = Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+        ("127.0.0.1", port)
+    )
+    .is_ok()));
     let mut c = Client::connect(port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "x\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["d@e.f"], "x\r\n"),
+        "250 message processed"
+    );
     let today = chrono::Local::now().format("%Y%m%d").to_string();
     let log = std::fs::read_to_string(dir.path().join(format!("relay-{today}.log"))).unwrap();
-    let line = log.lines().find(|l| l.contains("new content file")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("new content file"))
+        .unwrap();
     let fields: Vec<&str> = line.splitn(4, ": ").collect();
     assert_eq!(fields[0], "emailrelay");
     let time = fields[1];
-    assert!(time.len() == 19 && time.as_bytes()[8] == b'.' && time.as_bytes()[15] == b'.', "{line}");
+    assert!(
+        time.len() == 19 && time.as_bytes()[8] == b'.' && time.as_bytes()[15] == b'.',
+        "{line}"
+    );
     assert!(fields[2].starts_with("127.0.0.1:"), "{line}");
-    assert!(fields[3].starts_with("info: new content file [emailrelay."), "{line}");
-    assert!(log.lines().any(|l| l.ends_with(&format!("info: smtp server on 127.0.0.1:{port}"))), "{log}");
+    assert!(
+        fields[3].starts_with("info: new content file [emailrelay."),
+        "{line}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.ends_with(&format!("info: smtp server on 127.0.0.1:{port}"))),
+        "{log}"
+    );
 }
 
 #[test]
 fn ipv6_listening_and_the_emailrelay_address_display() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = TcpStream::connect("[::1]:1").err().and_then(|e| e.raw_os_error());
-    assert_ne!(probe, Some(libc::EADDRNOTAVAIL), "this machine has no IPv6 loopback");
+    let probe = TcpStream::connect("[::1]:1")
+        .err()
+        .and_then(|e| e.raw_os_error());
+    assert_ne!(
+        probe,
+        Some(libc::EADDRNOTAVAIL),
+        "this machine has no IPv6 loopback"
+    );
     let relay = Relay::start(dir.path(), &["--interface", "::1"]);
-    assert!(relay.log_text().contains(&format!("emailrelay: info: smtp server on ::1.{}", relay.port)), "{}", relay.log_text());
+    assert!(
+        relay.log_text().contains(&format!(
+            "emailrelay: info: smtp server on ::1.{}",
+            relay.port
+        )),
+        "{}",
+        relay.log_text()
+    );
     let stream = TcpStream::connect(("::1", relay.port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut greeting = [0u8; 3];
     std::io::Read::read_exact(&mut &stream, &mut greeting).unwrap();
     assert_eq!(&greeting, b"220");
@@ -105,8 +195,14 @@ fn anonymous_hides_identity_vrfy_and_received_lines() {
     let mut c = Client::connect(relay.port);
     assert_eq!(c.reply(), "220 relay.example.com -- Service ready\r\n");
     c.send("EHLO vm\r\n");
-    assert_eq!(c.reply(), "250-relay.example.com says hello\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
-    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "Subject: s\r\n\r\nx\r\n"), "250 message processed");
+    assert_eq!(
+        c.reply(),
+        "250-relay.example.com says hello\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    );
+    assert_eq!(
+        c.send_message("a@b.c", &["d@e.f"], "Subject: s\r\n\r\nx\r\n"),
+        "250 message processed"
+    );
     let content = std::fs::read_to_string(relay.spool.join(&relay.files(".content")[0])).unwrap();
     assert_eq!(content, "Subject: s\r\n\r\nx\r\n");
 }
@@ -115,12 +211,27 @@ fn anonymous_hides_identity_vrfy_and_received_lines() {
 fn client_interface_binds_the_outgoing_connection() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
-    let relay = Relay::start(dir.path(), &["--forward-on-disconnect", "--client-interface", "127.0.0.1", "--forward-to", &sink.address()]);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-on-disconnect",
+            "--client-interface",
+            "127.0.0.1",
+            "--forward-to",
+            &sink.address(),
+        ],
+    );
     let mut c = Client::connect(relay.port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["d@e.f"], "x\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["d@e.f"], "x\r\n"),
+        "250 message processed"
+    );
     c.command("QUIT");
-    assert!(wait_until(Duration::from_secs(20), || sink.messages().len() == 1));
+    assert!(wait_until(Duration::from_secs(20), || sink
+        .messages()
+        .len()
+        == 1));
 }
 
 #[test]
@@ -133,10 +244,16 @@ fn sigterm_during_data_lets_the_message_finish_first() {
     c.reply();
     assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
     assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
-    assert_eq!(c.command("DATA"), "354 start mail input -- end with <CRLF>.<CRLF>");
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
     c.send("Subject: in flight\r\n\r\n");
     relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(idle.reply(), "421 relay.example.com service shutting down\r\n");
+    assert_eq!(
+        idle.reply(),
+        "421 relay.example.com service shutting down\r\n"
+    );
     c.send("last line\r\n");
     assert_eq!(c.command("."), "250 message processed");
     assert_eq!(c.reply(), "421 relay.example.com service shutting down\r\n");

@@ -2,8 +2,8 @@
 //! dot-stuffing end to end, refusals and their outcomes, HELO fallback.
 
 use emailrelay_proto::smtp::{
-    ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage, Reply, SendOutcome,
-    ServerConfig, ServerSession, VerifyResult,
+    ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage,
+    Reply, SendOutcome, ServerConfig, ServerSession, VerifyResult,
 };
 
 /// Runs both sessions until neither has anything to say; returns what the
@@ -91,7 +91,13 @@ impl Pair {
             ..OutgoingMessage::default()
         });
         self.pump();
-        match self.client_events.iter().find_map(|e| if let ClientEvent::Done(o) = e { Some(o.clone()) } else { None }) {
+        match self.client_events.iter().find_map(|e| {
+            if let ClientEvent::Done(o) = e {
+                Some(o.clone())
+            } else {
+                None
+            }
+        }) {
             Some(outcome) => outcome,
             None => panic!("no outcome: {:?}", self.client_events),
         }
@@ -99,11 +105,19 @@ impl Pair {
 }
 
 fn client_config() -> ClientConfig {
-    ClientConfig { helo_domain: "relay.example.com".into(), pipelining: true, forward_to_some: false, trace: false }
+    ClientConfig {
+        helo_domain: "relay.example.com".into(),
+        pipelining: true,
+        forward_to_some: false,
+        trace: false,
+    }
 }
 
 fn verifying_server() -> ServerConfig {
-    ServerConfig { verify_recipients: true, ..ServerConfig::default() }
+    ServerConfig {
+        verify_recipients: true,
+        ..ServerConfig::default()
+    }
 }
 
 #[test]
@@ -113,8 +127,14 @@ fn a_message_goes_through_with_its_dots_and_line_endings_intact() {
     assert_eq!(pair.client_events, vec![ClientEvent::Ready]);
     assert!(pair.client.capabilities().pipelining);
     let content = b"Subject: x\r\n\r\n.one\r\n..two\r\n.\r\nend";
-    assert_eq!(pair.send(&["b@example.org"], content), SendOutcome::Sent { rejected: vec![] });
-    assert_eq!(pair.stored, vec![b"Subject: x\r\n\r\n.one\r\n..two\r\n.\r\nend\r\n".to_vec()]);
+    assert_eq!(
+        pair.send(&["b@example.org"], content),
+        SendOutcome::Sent { rejected: vec![] }
+    );
+    assert_eq!(
+        pair.stored,
+        vec![b"Subject: x\r\n\r\n.one\r\n..two\r\n.\r\nend\r\n".to_vec()]
+    );
 }
 
 #[test]
@@ -123,7 +143,13 @@ fn pipelining_saves_round_trips() {
     with.pump();
     with.round_trips = 0;
     with.send(&["1@x", "2@x", "3@x"], b"hi\r\n");
-    let mut without = Pair::new(ServerConfig::default(), ClientConfig { pipelining: false, ..client_config() });
+    let mut without = Pair::new(
+        ServerConfig::default(),
+        ClientConfig {
+            pipelining: false,
+            ..client_config()
+        },
+    );
     without.pump();
     without.round_trips = 0;
     without.send(&["1@x", "2@x", "3@x"], b"hi\r\n");
@@ -137,19 +163,36 @@ fn a_refused_recipient_fails_the_message_and_sends_no_data() {
     pair.refuse = |a| (a == "bad@x").then(|| Reply::new(550, "no such user"));
     pair.pump();
     let outcome = pair.send(&["good@x", "bad@x"], b"hi\r\n");
-    assert_eq!(outcome, SendOutcome::Failed(Reply::new(550, "one or more recipients rejected")));
+    assert_eq!(
+        outcome,
+        SendOutcome::Failed(Reply::new(550, "one or more recipients rejected"))
+    );
     assert!(pair.stored.is_empty(), "no DATA after a refused recipient");
     // The session is usable afterwards.
-    assert_eq!(pair.send(&["good@x"], b"again\r\n"), SendOutcome::Sent { rejected: vec![] });
+    assert_eq!(
+        pair.send(&["good@x"], b"again\r\n"),
+        SendOutcome::Sent { rejected: vec![] }
+    );
 }
 
 #[test]
 fn forward_to_some_sends_to_the_accepted_and_reports_the_rest() {
-    let mut pair = Pair::new(verifying_server(), ClientConfig { forward_to_some: true, ..client_config() });
+    let mut pair = Pair::new(
+        verifying_server(),
+        ClientConfig {
+            forward_to_some: true,
+            ..client_config()
+        },
+    );
     pair.refuse = |a| (a == "bad@x").then(|| Reply::new(550, "no such user"));
     pair.pump();
     let outcome = pair.send(&["good@x", "bad@x"], b"hi\r\n");
-    assert_eq!(outcome, SendOutcome::Sent { rejected: vec![("bad@x".into(), Reply::new(550, "no such user"))] });
+    assert_eq!(
+        outcome,
+        SendOutcome::Sent {
+            rejected: vec![("bad@x".into(), Reply::new(550, "no such user"))]
+        }
+    );
     assert_eq!(pair.stored.len(), 1);
 }
 
@@ -158,7 +201,10 @@ fn temporary_refusals_mean_retry() {
     let mut pair = Pair::new(verifying_server(), client_config());
     pair.refuse = |_| Some(Reply::new(450, "mailbox busy"));
     pair.pump();
-    assert_eq!(pair.send(&["a@x", "b@x"], b"hi\r\n"), SendOutcome::Retry(Reply::new(450, "one or more recipients rejected")));
+    assert_eq!(
+        pair.send(&["a@x", "b@x"], b"hi\r\n"),
+        SendOutcome::Retry(Reply::new(450, "one or more recipients rejected"))
+    );
 }
 
 #[test]
@@ -181,10 +227,19 @@ fn ehlo_refused_falls_back_to_helo() {
 fn a_bad_greeting_or_garbage_fails_the_session() {
     let mut client = ClientSession::new(client_config());
     client.handle_input(b"554 go away\r\n");
-    assert_eq!(client.poll_event(), Some(ClientEvent::Failed(Reply::new(554, "go away"))));
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Failed(Reply::new(554, "go away")))
+    );
     let mut client = ClientSession::new(client_config());
     client.handle_input(b"HTTP/1.1 400 Bad Request\r\n");
-    assert_eq!(client.poll_event(), Some(ClientEvent::Failed(Reply::new(500, "invalid response from server"))));
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Failed(Reply::new(
+            500,
+            "invalid response from server"
+        )))
+    );
 }
 
 #[test]
@@ -213,5 +268,8 @@ fn mail_parameters_follow_the_server_capabilities() {
         auth: Some("<>".into()),
     });
     client.poll_output(&mut out);
-    assert_eq!(out, b"MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 AUTH=<>\r\n");
+    assert_eq!(
+        out,
+        b"MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 AUTH=<>\r\n"
+    );
 }
