@@ -9,6 +9,7 @@ use emailrelay_proto::admin::{AdminCommand, PROMPT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
+
 use crate::net::{display_addr, Listen, Stream};
 use crate::smtp::server::Shared;
 
@@ -32,44 +33,67 @@ pub struct AdminContext {
     pub terminate: watch::Sender<bool>,
 }
 
-/// Serves one admin connection.
+/// Serves one admin connection. Lines are read by a separate task so that
+/// `notify` events can be written while waiting for the next command.
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<AdminContext>) {
     if let Some(addr) = peer {
         if !ctx.settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
-            crate::warning!(
-                "admin connection rejected from {}: not a local address",
-                display_addr(&addr)
-            );
+            crate::warning!("admin connection rejected from {}: not a local address", display_addr(&addr));
             return;
         }
     }
     let (reader, mut writer) = tokio::io::split(stream);
-    let mut reader = BufReader::new(reader);
-    if writer.write_all(PROMPT.as_bytes()).await.is_err() {
-        return;
+    let (line_tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    let reader_task = tokio::spawn(read_lines(reader, line_tx));
+    let mut events: Option<tokio::sync::broadcast::Receiver<String>> = None;
+    let mut out = PROMPT.to_string();
+    loop {
+        if !out.is_empty() && writer.write_all(out.as_bytes()).await.is_err() {
+            break;
+        }
+        out.clear();
+        let event = async {
+            match events.as_mut() {
+                Some(rx) => rx.recv().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                let command = AdminCommand::parse(&line);
+                if command == AdminCommand::Quit {
+                    break;
+                }
+                if command == AdminCommand::Notify {
+                    events = Some(ctx.smtp.forwarder.events.subscribe());
+                    out = format!("OK\r\n{PROMPT}");
+                    continue;
+                }
+                let answer = run_command(&command, &ctx).await.unwrap_or_default();
+                if !answer.is_empty() {
+                    out = answer.replace('\n', "\r\n") + "\r\n";
+                }
+                out.push_str(PROMPT);
+            }
+            Some(event) = event => out = format!("EVENT: {event}\r\n"),
+        }
     }
+    reader_task.abort();
+}
+
+/// Reads bounded lines until the peer closes.
+async fn read_lines(reader: tokio::io::ReadHalf<Box<dyn Stream>>, tx: tokio::sync::mpsc::Sender<String>) {
+    let mut reader = BufReader::new(reader);
     let mut line = String::new();
     loop {
         line.clear();
         // Each line is bounded, so a peer cannot grow the buffer without limit.
-        match tokio::io::AsyncReadExt::take(&mut reader, 4096)
-            .read_line(&mut line)
-            .await
-        {
+        match tokio::io::AsyncReadExt::take(&mut reader, 4096).read_line(&mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let command = AdminCommand::parse(line.trim_end_matches(['\r', '\n']));
-        if command == AdminCommand::Quit {
-            return;
-        }
-        let answer = run_command(&command, &ctx).await;
-        let mut text = answer.unwrap_or_default();
-        if !text.is_empty() {
-            text = text.replace('\n', "\r\n") + "\r\n";
-        }
-        text.push_str(PROMPT);
-        if writer.write_all(text.as_bytes()).await.is_err() {
+        if tx.send(line.trim_end_matches(['\r', '\n']).to_string()).await.is_err() {
             return;
         }
     }
@@ -130,7 +154,7 @@ async fn run_command(command: &AdminCommand, ctx: &AdminContext) -> Option<Strin
             env!("CARGO_PKG_VERSION"),
             spool.dir().display()
         ),
-        AdminCommand::Notify => "error: notifications are not supported yet".into(),
+        AdminCommand::Notify => "OK".into(),
         AdminCommand::Dnsbl(_) => "error: no dnsbl configured".into(),
         AdminCommand::Terminate if !ctx.settings.terminate => {
             "error: terminate is disabled: use --admin-terminate".into()

@@ -83,17 +83,21 @@ pub struct Forwarder {
     wake: Notify,
     pass_lock: tokio::sync::Mutex<()>,
     pub stats: Stats,
+    /// Event lines for the admin `notify` command (stored, forwarded, failed).
+    pub events: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Forwarder {
     /// A scheduler over `spool`.
     pub fn new(settings: ForwardSettings, spool: Arc<Spool>) -> Arc<Forwarder> {
+        let (events, _) = tokio::sync::broadcast::channel(256);
         Arc::new(Forwarder {
             settings,
             spool,
             wake: Notify::new(),
             pass_lock: tokio::sync::Mutex::new(()),
             stats: Stats::default(),
+            events,
         })
     }
 
@@ -338,6 +342,7 @@ impl Forwarder {
                 match locked.delete() {
                     Ok(()) => {
                         info!("forwarded [{id}]");
+                        let _ = self.events.send(format!("forwarded {id}"));
                         Verdict::Sent
                     }
                     Err(e) => {
@@ -372,6 +377,7 @@ impl Forwarder {
         if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
             error!("{e}");
         }
+        let _ = self.events.send(format!("failed {id}: {reply}"));
         Verdict::Failed(reply)
     }
 }

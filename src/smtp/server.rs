@@ -273,6 +273,7 @@ impl Conn {
         match message.commit(envelope).await {
             Ok(id) => {
                 self.stored += 1;
+                let _ = self.shared.forwarder.events.send(format!("stored {id}"));
                 if self.shared.settings.immediate {
                     return self.forward_now(&id).await;
                 }

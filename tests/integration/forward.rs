@@ -334,6 +334,16 @@ fn admin_commands() {
     assert_eq!(ask("list"), "<none>");
     assert_eq!(ask("forward"), "OK");
     assert_eq!(ask("xyzzy"), "error: unknown command");
+    assert_eq!(ask("notify"), "OK");
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "250 message processed");
+    let event = a.read_until("\r\n");
+    assert!(event.starts_with("EVENT: stored emailrelay."), "{event}");
+    a.send("forward\r\n");
+    let answer = a.read_until("forwarded emailrelay.");
+    assert!(answer.contains("OK\r\nE-MailRelay> "), "{answer}");
+    assert!(answer.ends_with("EVENT: forwarded emailrelay."), "{answer}");
 }
 
 #[test]
