@@ -284,43 +284,44 @@ pub async fn connect(
             return Ok(Box::new(stream) as Box<dyn Stream>);
         }
         let (host, port) = split_host_port(target)?;
-        let addr = resolve(&host, port, local).await?;
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
+        let mut last = None;
+        for addr in resolve(&host, port, local).await? {
+            match connect_one(addr, local).await {
+                Ok(stream) => return Ok(Box::new(stream) as Box<dyn Stream>),
+                Err(e) => last = Some(ConnectError::Connect(display_addr(&addr), e)),
+            }
         }
-        .map_err(|e| ConnectError::Connect(target.into(), e))?;
-        if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .map_err(|e| ConnectError::Connect(target.into(), e))?;
-        }
-        let stream: TcpStream = socket
-            .connect(addr)
-            .await
-            .map_err(|e| ConnectError::Connect(display_addr(&addr), e))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Box::new(stream) as Box<dyn Stream>)
+        Err(last.unwrap_or_else(|| ConnectError::Resolve(host, "no address".into())))
     };
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(ConnectError::Timeout(target.into())))
 }
 
-/// Resolves a host, preferring the family of `--client-interface` if given.
-async fn resolve(host: &str, port: u16, local: Option<IpAddr>) -> Result<SocketAddr, ConnectError> {
+/// Connects to one address, from `local` if given, with TCP_NODELAY.
+async fn connect_one(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Resolves a host to the addresses worth trying, in resolver order; with
+/// `--client-interface`, only those of its family.
+async fn resolve(host: &str, port: u16, local: Option<IpAddr>) -> Result<Vec<SocketAddr>, ConnectError> {
     let failed = |why: String| ConnectError::Resolve(host.to_string(), why);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| failed(e.to_string()))?
+        .filter(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
         .collect();
-    let wanted = |a: &&SocketAddr| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4());
-    addrs
-        .iter()
-        .find(wanted)
-        .copied()
-        .ok_or_else(|| failed("no address of the right family".into()))
+    if addrs.is_empty() {
+        return Err(failed("no address of the right family".into()));
+    }
+    Ok(addrs)
 }
 
 #[cfg(test)]
