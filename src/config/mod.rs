@@ -224,3 +224,99 @@ fn next_value(
     *i += 1;
     Ok(value.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, ConfigError> {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Args::parse(&argv, Path::new("/opt/emailrelay"))
+    }
+
+    #[test]
+    fn long_short_inline_and_bundled_spellings() {
+        let a = parse(&["--port", "1", "--spool-dir=/s", "-dt", "-D", "x.example", "-Ma100", "--anonymous"]).unwrap();
+        assert_eq!(a.value("port"), Some("1"));
+        assert_eq!(a.value("spool-dir"), Some("/s"));
+        assert!(a.has("as-server") && a.has("no-daemon") && a.has("anonymous"));
+        assert_eq!(a.value("anonymous"), Some(""));
+        assert_eq!(a.value("domain"), Some("x.example"));
+        assert_eq!(a.value("size"), Some("a100"), "-M takes the rest of the cluster as its value");
+        let a = parse(&["--anonymous=vrfy,content", "-klocal0"]).unwrap();
+        assert_eq!(a.value("anonymous"), Some("vrfy,content"));
+        assert_eq!(a.value("syslog"), Some("local0"));
+        assert!(matches!(parse(&["--syslog=local0", "-k"]), Err(ConfigError::Repeated("syslog"))));
+    }
+
+    #[test]
+    fn repeatable_options_accumulate_and_others_refuse_repeats() {
+        let a = parse(&["-I", "127.0.0.1", "--interface=::1", "-v", "-v"]).unwrap();
+        assert_eq!(a.values("interface"), ["127.0.0.1", "::1"]);
+        assert!(matches!(parse(&["-p", "1", "--port=2"]), Err(ConfigError::Repeated("port"))));
+    }
+
+    #[test]
+    fn config_file_lines_with_comments_app_and_command_line_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.conf");
+        std::fs::write(&file, "# comment\n\nlog\nport 25\nspool-dir @app/spool\n  verbose  \nfilter @app/f.sh # not a comment\n").unwrap();
+        let a = parse(&["--port", "10025", file.to_str().unwrap()]).unwrap();
+        assert_eq!(a.value("port"), Some("10025"));
+        assert_eq!(a.value("spool-dir"), Some("/opt/emailrelay/spool"));
+        assert!(a.has("log") && a.has("verbose"));
+        assert_eq!(a.value("filter"), Some("/opt/emailrelay/f.sh # not a comment"));
+        assert_eq!(a.config_file.as_deref(), Some(file.as_path()));
+    }
+
+    #[test]
+    fn config_file_errors_name_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.conf");
+        std::fs::write(&file, "no-daemon yes\n").unwrap();
+        assert!(matches!(parse(&[file.to_str().unwrap()]), Err(ConfigError::UnexpectedValue("no-daemon"))));
+        std::fs::write(&file, "port\n").unwrap();
+        assert!(matches!(parse(&[file.to_str().unwrap()]), Err(ConfigError::MissingValue("port"))));
+        std::fs::write(&file, "out-port 25\n").unwrap();
+        assert!(matches!(parse(&[file.to_str().unwrap()]), Err(ConfigError::Instances(_))));
+    }
+
+    #[test]
+    fn settings_apply_the_implied_bundles() {
+        let a = parse(&["--as-client", "smarthost:25"]).unwrap();
+        let s = Settings::build(&a, || "host.example".into()).unwrap();
+        assert!(!s.daemon && s.smtp.is_none() && s.admin.is_none());
+        assert!(s.log.enabled && s.log.syslog.is_none());
+        assert!(s.forward.on_start && s.forward.exit_when_done);
+        assert_eq!(s.forward.forward_to.as_deref(), Some("smarthost:25"));
+        assert_eq!(s.forward.helo_domain, "host.example");
+
+        let a = parse(&["--as-proxy", "smarthost:25", "--syslog=local3"]).unwrap();
+        let s = Settings::build(&a, || "h".into()).unwrap();
+        assert!(s.daemon && s.close_stderr && s.forward.on_disconnect && !s.forward.on_start);
+        assert_eq!(s.log.syslog.as_deref(), Some("local3"));
+        let smtp = s.smtp.unwrap();
+        assert_eq!(smtp.listen.len(), 2);
+        assert_eq!(smtp.idle_timeout.as_secs(), 60);
+
+        let a = parse(&["--as-server", "-p", "2525", "--user", "root", "--size", "1000", "--anonymous=server"]).unwrap();
+        let s = Settings::build(&a, || "h".into()).unwrap();
+        assert!(s.close_stderr && s.user.is_none());
+        let smtp = s.smtp.unwrap();
+        assert_eq!((smtp.max_size, smtp.anonymous.server, smtp.anonymous.vrfy), (1000, true, false));
+        assert_eq!(s.spool_dir, std::path::PathBuf::from("/var/spool/emailrelay"));
+    }
+
+    #[test]
+    fn settings_refuse_conflicts_and_later_features() {
+        let build = |args: &[&str]| Settings::build(&parse(args).unwrap(), || "h".into()).map(|_| ());
+        assert!(matches!(build(&["--as-client", "a:1", "--as-server"]), Err(ConfigError::Conflict(_))));
+        assert!(matches!(build(&["--as-client", "a:1", "--forward-to", "b:2"]), Err(ConfigError::Conflict(_))));
+        assert!(matches!(build(&["--poll", "0", "--forward-to", "b:2"]), Err(ConfigError::BadValue { option: "poll", .. })));
+        assert!(matches!(build(&["--server-tls"]), Err(ConfigError::NotYet { option: "server-tls", .. })));
+        assert!(matches!(build(&["--server-smtp-config", "chunking"]), Err(ConfigError::NotYet { .. })));
+        assert!(matches!(build(&["--client-interface", "nope"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(build(&["--syslog=nonsense"]), Err(ConfigError::BadValue { option: "syslog", .. })));
+        assert!(build(&["--hidden", "--show", "tray"]).is_ok(), "Windows-only options are ignored");
+    }
+}
