@@ -9,7 +9,6 @@ use emailrelay_proto::admin::{AdminCommand, PROMPT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-
 use crate::net::{display_addr, Listen, Stream};
 use crate::smtp::server::Shared;
 
@@ -38,7 +37,10 @@ pub struct AdminContext {
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<AdminContext>) {
     if let Some(addr) = peer {
         if !ctx.settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
-            crate::warning!("admin connection rejected from {}: not a local address", display_addr(&addr));
+            crate::warning!(
+                "admin connection rejected from {}: not a local address",
+                display_addr(&addr)
+            );
             return;
         }
     }
@@ -83,17 +85,27 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<A
 }
 
 /// Reads bounded lines until the peer closes.
-async fn read_lines(reader: tokio::io::ReadHalf<Box<dyn Stream>>, tx: tokio::sync::mpsc::Sender<String>) {
+async fn read_lines(
+    reader: tokio::io::ReadHalf<Box<dyn Stream>>,
+    tx: tokio::sync::mpsc::Sender<String>,
+) {
     let mut reader = BufReader::new(reader);
     let mut line = String::new();
     loop {
         line.clear();
         // Each line is bounded, so a peer cannot grow the buffer without limit.
-        match tokio::io::AsyncReadExt::take(&mut reader, 4096).read_line(&mut line).await {
+        match tokio::io::AsyncReadExt::take(&mut reader, 4096)
+            .read_line(&mut line)
+            .await
+        {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        if tx.send(line.trim_end_matches(['\r', '\n']).to_string()).await.is_err() {
+        if tx
+            .send(line.trim_end_matches(['\r', '\n']).to_string())
+            .await
+            .is_err()
+        {
             return;
         }
     }

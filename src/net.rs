@@ -300,7 +300,11 @@ pub async fn connect(
 
 /// Connects to one address, from `local` if given, with TCP_NODELAY.
 async fn connect_one(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
@@ -311,7 +315,11 @@ async fn connect_one(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpS
 
 /// Resolves a host to the addresses worth trying, in resolver order; with
 /// `--client-interface`, only those of its family.
-async fn resolve(host: &str, port: u16, local: Option<IpAddr>) -> Result<Vec<SocketAddr>, ConnectError> {
+async fn resolve(
+    host: &str,
+    port: u16,
+    local: Option<IpAddr>,
+) -> Result<Vec<SocketAddr>, ConnectError> {
     let failed = |why: String| ConnectError::Resolve(host.to_string(), why);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await

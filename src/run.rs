@@ -208,6 +208,7 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
         idle_timeout: std::time::Duration::from_secs(60),
         pipelining: true,
         smtputf8: false,
+        chunking: false,
         trace: false,
         immediate: false,
     }

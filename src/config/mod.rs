@@ -236,24 +236,44 @@ mod tests {
 
     #[test]
     fn long_short_inline_and_bundled_spellings() {
-        let a = parse(&["--port", "1", "--spool-dir=/s", "-dt", "-D", "x.example", "-Ma100", "--anonymous"]).unwrap();
+        let a = parse(&[
+            "--port",
+            "1",
+            "--spool-dir=/s",
+            "-dt",
+            "-D",
+            "x.example",
+            "-Ma100",
+            "--anonymous",
+        ])
+        .unwrap();
         assert_eq!(a.value("port"), Some("1"));
         assert_eq!(a.value("spool-dir"), Some("/s"));
         assert!(a.has("as-server") && a.has("no-daemon") && a.has("anonymous"));
         assert_eq!(a.value("anonymous"), Some(""));
         assert_eq!(a.value("domain"), Some("x.example"));
-        assert_eq!(a.value("size"), Some("a100"), "-M takes the rest of the cluster as its value");
+        assert_eq!(
+            a.value("size"),
+            Some("a100"),
+            "-M takes the rest of the cluster as its value"
+        );
         let a = parse(&["--anonymous=vrfy,content", "-klocal0"]).unwrap();
         assert_eq!(a.value("anonymous"), Some("vrfy,content"));
         assert_eq!(a.value("syslog"), Some("local0"));
-        assert!(matches!(parse(&["--syslog=local0", "-k"]), Err(ConfigError::Repeated("syslog"))));
+        assert!(matches!(
+            parse(&["--syslog=local0", "-k"]),
+            Err(ConfigError::Repeated("syslog"))
+        ));
     }
 
     #[test]
     fn repeatable_options_accumulate_and_others_refuse_repeats() {
         let a = parse(&["-I", "127.0.0.1", "--interface=::1", "-v", "-v"]).unwrap();
         assert_eq!(a.values("interface"), ["127.0.0.1", "::1"]);
-        assert!(matches!(parse(&["-p", "1", "--port=2"]), Err(ConfigError::Repeated("port"))));
+        assert!(matches!(
+            parse(&["-p", "1", "--port=2"]),
+            Err(ConfigError::Repeated("port"))
+        ));
     }
 
     #[test]
@@ -265,7 +285,10 @@ mod tests {
         assert_eq!(a.value("port"), Some("10025"));
         assert_eq!(a.value("spool-dir"), Some("/opt/emailrelay/spool"));
         assert!(a.has("log") && a.has("verbose"));
-        assert_eq!(a.value("filter"), Some("/opt/emailrelay/f.sh # not a comment"));
+        assert_eq!(
+            a.value("filter"),
+            Some("/opt/emailrelay/f.sh # not a comment")
+        );
         assert_eq!(a.config_file.as_deref(), Some(file.as_path()));
     }
 
@@ -274,11 +297,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("e.conf");
         std::fs::write(&file, "no-daemon yes\n").unwrap();
-        assert!(matches!(parse(&[file.to_str().unwrap()]), Err(ConfigError::UnexpectedValue("no-daemon"))));
+        assert!(matches!(
+            parse(&[file.to_str().unwrap()]),
+            Err(ConfigError::UnexpectedValue("no-daemon"))
+        ));
         std::fs::write(&file, "port\n").unwrap();
-        assert!(matches!(parse(&[file.to_str().unwrap()]), Err(ConfigError::MissingValue("port"))));
+        assert!(matches!(
+            parse(&[file.to_str().unwrap()]),
+            Err(ConfigError::MissingValue("port"))
+        ));
         std::fs::write(&file, "out-port 25\n").unwrap();
-        assert!(matches!(parse(&[file.to_str().unwrap()]), Err(ConfigError::Instances(_))));
+        assert!(matches!(
+            parse(&[file.to_str().unwrap()]),
+            Err(ConfigError::Instances(_))
+        ));
     }
 
     #[test]
@@ -299,24 +331,72 @@ mod tests {
         assert_eq!(smtp.listen.len(), 2);
         assert_eq!(smtp.idle_timeout.as_secs(), 60);
 
-        let a = parse(&["--as-server", "-p", "2525", "--user", "root", "--size", "1000", "--anonymous=server"]).unwrap();
+        let a = parse(&[
+            "--as-server",
+            "-p",
+            "2525",
+            "--user",
+            "root",
+            "--size",
+            "1000",
+            "--anonymous=server",
+        ])
+        .unwrap();
         let s = Settings::build(&a, || "h".into()).unwrap();
         assert!(s.close_stderr && s.user.is_none());
         let smtp = s.smtp.unwrap();
-        assert_eq!((smtp.max_size, smtp.anonymous.server, smtp.anonymous.vrfy), (1000, true, false));
-        assert_eq!(s.spool_dir, std::path::PathBuf::from("/var/spool/emailrelay"));
+        assert_eq!(
+            (smtp.max_size, smtp.anonymous.server, smtp.anonymous.vrfy),
+            (1000, true, false)
+        );
+        assert_eq!(
+            s.spool_dir,
+            std::path::PathBuf::from("/var/spool/emailrelay")
+        );
     }
 
     #[test]
     fn settings_refuse_conflicts_and_later_features() {
-        let build = |args: &[&str]| Settings::build(&parse(args).unwrap(), || "h".into()).map(|_| ());
-        assert!(matches!(build(&["--as-client", "a:1", "--as-server"]), Err(ConfigError::Conflict(_))));
-        assert!(matches!(build(&["--as-client", "a:1", "--forward-to", "b:2"]), Err(ConfigError::Conflict(_))));
-        assert!(matches!(build(&["--poll", "0", "--forward-to", "b:2"]), Err(ConfigError::BadValue { option: "poll", .. })));
-        assert!(matches!(build(&["--server-tls"]), Err(ConfigError::NotYet { option: "server-tls", .. })));
-        assert!(matches!(build(&["--server-smtp-config", "chunking"]), Err(ConfigError::NotYet { .. })));
-        assert!(matches!(build(&["--client-interface", "nope"]), Err(ConfigError::BadValue { .. })));
-        assert!(matches!(build(&["--syslog=nonsense"]), Err(ConfigError::BadValue { option: "syslog", .. })));
-        assert!(build(&["--hidden", "--show", "tray"]).is_ok(), "Windows-only options are ignored");
+        let build =
+            |args: &[&str]| Settings::build(&parse(args).unwrap(), || "h".into()).map(|_| ());
+        assert!(matches!(
+            build(&["--as-client", "a:1", "--as-server"]),
+            Err(ConfigError::Conflict(_))
+        ));
+        assert!(matches!(
+            build(&["--as-client", "a:1", "--forward-to", "b:2"]),
+            Err(ConfigError::Conflict(_))
+        ));
+        assert!(matches!(
+            build(&["--poll", "0", "--forward-to", "b:2"]),
+            Err(ConfigError::BadValue { option: "poll", .. })
+        ));
+        assert!(matches!(
+            build(&["--server-tls"]),
+            Err(ConfigError::NotYet {
+                option: "server-tls",
+                ..
+            })
+        ));
+        assert!(build(&["--server-smtp-config", "chunking,pipelining"]).is_ok());
+        assert!(matches!(
+            build(&["--server-smtp-config", "bogus"]),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            build(&["--client-interface", "nope"]),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            build(&["--syslog=nonsense"]),
+            Err(ConfigError::BadValue {
+                option: "syslog",
+                ..
+            })
+        ));
+        assert!(
+            build(&["--hidden", "--show", "tray"]).is_ok(),
+            "Windows-only options are ignored"
+        );
     }
 }

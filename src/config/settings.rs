@@ -115,6 +115,7 @@ impl Settings {
                     idle_timeout: seconds(args, "idle-timeout", 60)?,
                     pipelining: server_config.0,
                     smtputf8: server_config.1,
+                    chunking: server_config.2,
                     trace: verbose && log_enabled,
                     immediate: args.has("immediate"),
                 })
@@ -242,9 +243,9 @@ fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
     Ok(anonymous)
 }
 
-/// `--server-smtp-config`: (pipelining, smtputf8).
-fn parse_server_config(args: &Args) -> Result<(bool, bool), ConfigError> {
-    let (mut pipelining, mut smtputf8) = (true, false);
+/// `--server-smtp-config`: (pipelining, smtputf8, chunking).
+fn parse_server_config(args: &Args) -> Result<(bool, bool, bool), ConfigError> {
+    let (mut pipelining, mut smtputf8, mut chunking) = (true, false, false);
     for word in args
         .value("server-smtp-config")
         .unwrap_or("")
@@ -256,16 +257,11 @@ fn parse_server_config(args: &Args) -> Result<(bool, bool), ConfigError> {
             "nopipelining" => pipelining = false,
             "smtputf8" | "smtputf8strict" => smtputf8 = true,
             "nostrictparsing" | "noalabels" => {}
-            "chunking" => {
-                return Err(ConfigError::NotYet {
-                    option: "server-smtp-config",
-                    feature: "CHUNKING (BDAT)",
-                })
-            }
+            "chunking" => chunking = true,
             other => return Err(bad("server-smtp-config", other, "unknown keyword")),
         }
     }
-    Ok((pipelining, smtputf8))
+    Ok((pipelining, smtputf8, chunking))
 }
 
 /// `--client-smtp-config`: pipelining (on unless `nopipelining`).

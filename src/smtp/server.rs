@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub pipelining: bool,
     pub smtputf8: bool,
+    /// `--server-smtp-config=chunking`: BDAT (RFC 3030).
+    pub chunking: bool,
     pub trace: bool,
     pub immediate: bool,
 }
@@ -137,6 +139,7 @@ impl Conn {
             max_size: settings.max_size,
             pipelining: settings.pipelining,
             smtputf8: settings.smtputf8,
+            chunking: settings.chunking,
             trace: settings.trace,
             ..ServerConfig::default()
         });

@@ -337,7 +337,10 @@ fn admin_commands() {
     assert_eq!(ask("notify"), "OK");
     let mut c = Client::connect(relay.port);
     c.reply();
-    assert_eq!(c.send_message("a@b.c", &["x@y.z"], "hi\r\n"), "250 message processed");
+    assert_eq!(
+        c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
+        "250 message processed"
+    );
     let event = a.read_until("\r\n");
     assert!(event.starts_with("EVENT: stored emailrelay."), "{event}");
     a.send("forward\r\n");
@@ -351,7 +354,10 @@ fn as_proxy_forwards_when_the_client_disconnects() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
     // A name, resolved at connect time; every address it has is tried.
-    let relay = Relay::start(dir.path(), &["--as-proxy", &format!("localhost:{}", sink.port)]);
+    let relay = Relay::start(
+        dir.path(),
+        &["--as-proxy", &format!("localhost:{}", sink.port)],
+    );
     let mut c = Client::connect(relay.port);
     c.reply();
     assert_eq!(

@@ -237,3 +237,28 @@ fn emailrelay_submit_writes_messages_and_splits_bcc() {
     );
     assert_eq!((code, err.trim()), (1, "emailrelay-submit: error: no recipients: give them on the command line or use --bcc-split"));
 }
+
+#[test]
+fn bdat_with_chunking_on_stores_the_exact_octets() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        &["--server-smtp-config", "chunking", "--anonymous=content"],
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.send("EHLO vm\r\n");
+    let ehlo = c.reply();
+    assert!(
+        ehlo.contains("250-CHUNKING\r\n") || ehlo.ends_with("250 CHUNKING\r\n"),
+        "{ehlo}"
+    );
+    assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
+    assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
+    c.send("BDAT 19\r\nSubject: s\r\n\r\n.\r\nQU");
+    assert_eq!(c.reply(), "250 19 bytes received\r\n");
+    c.send("BDAT 7 LAST\r\nIT\r\nx\r\n");
+    assert_eq!(c.reply(), "250 message processed\r\n");
+    let content = std::fs::read(relay.spool.join(&relay.files(".content")[0])).unwrap();
+    assert_eq!(content, b"Subject: s\r\n\r\n.\r\nQUIT\r\nx\r\n");
+}

@@ -386,3 +386,73 @@ fn trace_lines_never_include_content() {
     assert!(trace.contains("rx<<: [message content not logged]"));
     assert!(!trace.contains("secret"));
 }
+
+fn chunking_config() -> ServerConfig {
+    ServerConfig {
+        chunking: true,
+        max_size: 100,
+        ..relay_config()
+    }
+}
+
+#[test]
+fn bdat_chunks_make_a_message_when_chunking_is_on() {
+    let mut h = Harness::new(chunking_config());
+    h.output();
+    let got = h.feed(b"EHLO vm\r\n");
+    assert!(
+        got.contains("250-CHUNKING\r\n") || got.contains("250 CHUNKING\r\n"),
+        "{got}"
+    );
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    // A chunk may hold anything, including what looks like commands and a lone dot.
+    let got = h.feed(b"BDAT 18\r\nRSET\r\n.\r\nQUIT\r\nabcBDAT 3 LAST\r\nxyzNOOP\r\n");
+    assert_eq!(
+        got,
+        "250 18 bytes received\r\n250 message processed\r\n250 noop\r\n"
+    );
+    assert_eq!(h.stored, vec![b"RSET\r\n.\r\nQUIT\r\nabcxyz".to_vec()]);
+}
+
+#[test]
+fn bdat_sizes_are_checked_against_the_limit_and_overflow() {
+    let mut h = Harness::new(chunking_config());
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    let got = h.feed(
+        format!(
+            "BDAT 60\r\n{}BDAT 60 LAST\r\n{}",
+            "x".repeat(60),
+            "y".repeat(60)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        got,
+        "250 60 bytes received\r\n552 message size exceeds fixed maximum message size\r\n"
+    );
+    assert!(h.stored.is_empty());
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    let got = h.feed(b"BDAT 18446744073709551615\r\nBDAT 2 LAST\r\n");
+    assert_eq!(got, "", "the huge chunk swallows what follows as data");
+    assert!(h.stored.is_empty());
+}
+
+#[test]
+fn bdat_out_of_sequence_is_refused_but_still_consumed() {
+    let mut h = Harness::new(chunking_config());
+    h.feed(b"EHLO vm\r\n");
+    // The 10 octets "MAIL FROM:" are the chunk; the NOOP after them is a command.
+    let got = h.feed(b"BDAT 10 LAST\r\nMAIL FROM:NOOP\r\n");
+    assert_eq!(
+        got,
+        "503 command out of sequence -- use RSET to resynchronise\r\n250 noop\r\n"
+    );
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1\r\nx");
+    assert_eq!(
+        h.feed(b"DATA\r\n"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
+    assert_eq!(h.feed(b"RSET\r\n"), "250 state reset\r\n");
+    assert_eq!(h.feed(b"BDAT x\r\n"), "501 invalid BDAT size\r\n");
+    assert!(h.stored.is_empty());
+}

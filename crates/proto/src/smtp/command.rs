@@ -18,7 +18,11 @@ pub enum Command {
     Help,
     StartTls,
     Auth(String),
-    Bdat,
+    /// `BDAT <size> [LAST]` (RFC 3030); `size` is `None` if it does not parse.
+    Bdat {
+        size: Option<u64>,
+        last: bool,
+    },
     /// A known verb with bad arguments: the reply text says what is wrong.
     Invalid(&'static str),
     /// Not a verb we know.
@@ -88,10 +92,26 @@ impl Command {
             "HELP" => Command::Help,
             "STARTTLS" => no_args(args, Command::StartTls),
             "AUTH" => Command::Auth(args.to_string()),
-            "BDAT" => Command::Bdat,
+            "BDAT" => parse_bdat(args),
             _ => Command::Unknown,
         }
     }
+}
+
+fn parse_bdat(args: &str) -> Command {
+    let mut words = args.split(' ').filter(|w| !w.is_empty());
+    let size = words.next().and_then(|w| w.parse().ok());
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => {
+            return Command::Bdat {
+                size: None,
+                last: false,
+            }
+        }
+    };
+    Command::Bdat { size, last }
 }
 
 fn domain_arg(args: &str) -> Option<String> {
@@ -194,6 +214,34 @@ mod tests {
         assert_eq!(Command::parse("NOOP anything"), Command::Noop);
         assert_eq!(Command::parse("XYZZY"), Command::Unknown);
         assert_eq!(Command::parse("VRFY bob"), Command::Vrfy("bob".into()));
+        assert_eq!(
+            Command::parse("BDAT 10 last"),
+            Command::Bdat {
+                size: Some(10),
+                last: true
+            }
+        );
+        assert_eq!(
+            Command::parse("BDAT 10"),
+            Command::Bdat {
+                size: Some(10),
+                last: false
+            }
+        );
+        assert_eq!(
+            Command::parse("BDAT x"),
+            Command::Bdat {
+                size: None,
+                last: false
+            }
+        );
+        assert_eq!(
+            Command::parse("BDAT 99999999999999999999999"),
+            Command::Bdat {
+                size: None,
+                last: false
+            }
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!            RSET, HELO, EHLO, end of data  ------+       [Verify?]<------+
 //!                                                              |
 //!   Rcpt --DATA--> [MessageStart?] --354--> Data --"."--> [MessageEnd?] --250--> Ready
+//!   Rcpt --BDAT n--> [MessageStart?] --> Bdat (n octets) --BDAT n LAST--> [MessageEnd?] --250--> Ready
 //!   any --QUIT--> Closed (221)      any --too many errors--> Closed (421)
 //! ```
 //!
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub pipelining: bool,
     /// Advertise SMTPUTF8.
     pub smtputf8: bool,
+    /// Advertise CHUNKING and accept BDAT (RFC 3030).
+    pub chunking: bool,
     /// Ask the driver about every recipient ([`Event::Verify`]); otherwise all are accepted.
     pub verify_recipients: bool,
     /// Record command and reply lines for the protocol trace.
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             max_bad_commands: 10,
             pipelining: true,
             smtputf8: false,
+            chunking: false,
             verify_recipients: false,
             trace: false,
         }
@@ -156,14 +160,32 @@ enum State {
     Mail,
     Rcpt,
     Data,
+    /// Between BDAT chunks of one message.
+    Bdat,
     Closed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Waiting {
-    Verify { vrfy: bool },
-    MessageStart,
+    Verify {
+        vrfy: bool,
+    },
+    /// `first_chunk` is set when the message starts with BDAT rather than DATA.
+    MessageStart {
+        first_chunk: Option<(u64, bool)>,
+    },
     MessageEnd,
+}
+
+/// A BDAT chunk being consumed: its octets are always read as data, never
+/// as commands, whether or not they are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunk {
+    size: u64,
+    remaining: u64,
+    last: bool,
+    /// False for a refused BDAT: the octets are thrown away.
+    keep: bool,
 }
 
 /// State of the DATA phase.
@@ -189,7 +211,7 @@ pub struct ServerSession {
     transaction: Transaction,
     data: DataPhase,
     discarding_command: bool,
-    bdat_discard: u64,
+    chunk: Option<Chunk>,
     bad_commands: u32,
 }
 
@@ -211,7 +233,7 @@ impl ServerSession {
             transaction: Transaction::default(),
             data: DataPhase::default(),
             discarding_command: false,
-            bdat_discard: 0,
+            chunk: None,
             bad_commands: 0,
         };
         session.reply(220, &greeting);
@@ -259,7 +281,7 @@ impl ServerSession {
 
     /// True while message text is being received.
     pub fn in_data(&self) -> bool {
-        self.state == State::Data || self.waiting == Some(Waiting::MessageEnd)
+        matches!(self.state, State::Data | State::Bdat) || self.waiting == Some(Waiting::MessageEnd)
     }
 
     /// True if a command or text line has started but not finished: the
@@ -302,16 +324,31 @@ impl ServerSession {
 
     /// Answers [`Event::MessageStart`]: `Err` refuses DATA with that reply.
     pub fn answer_message_start(&mut self, result: Result<(), Reply>) {
-        if self.waiting.take() != Some(Waiting::MessageStart) {
+        let Some(Waiting::MessageStart { first_chunk }) = self.waiting else {
             return;
-        }
-        match result {
-            Ok(()) => {
+        };
+        self.waiting = None;
+        self.data = DataPhase::default();
+        match (result, first_chunk) {
+            (Ok(()), None) => {
                 self.state = State::Data;
-                self.data = DataPhase::default();
                 self.reply(354, "start mail input -- end with <CRLF>.<CRLF>");
             }
-            Err(reply) => self.send(&reply),
+            (Ok(()), Some((size, last))) => {
+                self.state = State::Bdat;
+                self.start_chunk(size, last, true);
+            }
+            (Err(reply), chunk) => {
+                self.send(&reply);
+                if let Some((size, last)) = chunk {
+                    self.chunk = Some(Chunk {
+                        size,
+                        remaining: size,
+                        last,
+                        keep: false,
+                    });
+                }
+            }
         }
         self.process();
     }
@@ -344,8 +381,8 @@ impl ServerSession {
 
     fn process(&mut self) {
         while self.waiting.is_none() && self.state != State::Closed {
-            let progressed = if self.bdat_discard > 0 {
-                self.discard_bdat()
+            let progressed = if self.chunk.is_some() {
+                self.consume_chunk()
             } else if self.state == State::Data {
                 self.process_data()
             } else {
@@ -401,13 +438,25 @@ impl ServerSession {
     }
 
     fn execute(&mut self, line: &str) {
-        match Command::parse(line) {
+        let command = Command::parse(line);
+        // Between BDAT chunks only more chunks, RSET, NOOP and QUIT make sense.
+        let between_chunks_ok = matches!(
+            command,
+            Command::Rset | Command::Quit | Command::Noop | Command::Bdat { .. }
+        );
+        if self.state == State::Bdat && !between_chunks_ok {
+            return self.out_of_sequence();
+        }
+        match command {
             Command::Helo(name) => self.hello(name, false),
             Command::Ehlo(name) => self.hello(name, true),
             Command::Mail(from, params) => self.mail(from, params),
             Command::Rcpt(to) => self.rcpt(to),
             Command::Data => self.data_command(),
             Command::Rset => {
+                if self.state == State::Bdat {
+                    self.events.push_back(Event::MessageAbort);
+                }
                 self.reset_transaction();
                 self.reply(250, "state reset");
             }
@@ -417,7 +466,7 @@ impl ServerSession {
                 self.close();
             }
             Command::Vrfy(address) => self.vrfy(address),
-            Command::Bdat => self.bdat(line),
+            Command::Bdat { size, last } => self.bdat(size, last),
             Command::Help | Command::StartTls | Command::Auth(_) => {
                 self.reply(502, "command not implemented")
             }
@@ -448,6 +497,9 @@ impl ServerSession {
         lines.push("8BITMIME".into());
         if self.config.smtputf8 {
             lines.push("SMTPUTF8".into());
+        }
+        if self.config.chunking {
+            lines.push("CHUNKING".into());
         }
         self.send(&Reply { code: 250, lines });
     }
@@ -515,29 +567,116 @@ impl ServerSession {
         match self.state {
             State::Rcpt => {
                 self.events.push_back(Event::MessageStart);
-                self.waiting = Some(Waiting::MessageStart);
+                self.waiting = Some(Waiting::MessageStart { first_chunk: None });
             }
             State::Mail => self.reply(503, "no recipients"),
             _ => self.out_of_sequence(),
         }
     }
 
-    /// CHUNKING is not offered, so BDAT is refused; but its chunk is still
-    /// consumed as data, never executed as commands (a 2.6.1 gap).
-    fn bdat(&mut self, line: &str) {
-        let size = line.split(' ').nth(1).and_then(|s| s.parse::<u64>().ok());
-        self.bdat_discard = size.unwrap_or(0);
-        self.bad_command(500, "command unrecognized");
+    /// BDAT (RFC 3030). Whatever the verdict, the chunk's octets are
+    /// consumed as data and never executed as commands (a 2.6.1 gap).
+    fn bdat(&mut self, size: Option<u64>, last: bool) {
+        let Some(size) = size else {
+            return self.bad_command(501, "invalid BDAT size");
+        };
+        let refuse = |s: &mut Self, code, text| {
+            s.chunk = Some(Chunk {
+                size,
+                remaining: size,
+                last,
+                keep: false,
+            });
+            s.bad_command(code, text);
+        };
+        match self.state {
+            _ if !self.config.chunking => refuse(self, 500, "command unrecognized"),
+            State::Rcpt => {
+                self.events.push_back(Event::MessageStart);
+                self.waiting = Some(Waiting::MessageStart {
+                    first_chunk: Some((size, last)),
+                });
+            }
+            State::Bdat => self.start_chunk(size, last, true),
+            State::Mail => refuse(self, 503, "no recipients"),
+            _ => refuse(
+                self,
+                503,
+                "command out of sequence -- use RSET to resynchronise",
+            ),
+        }
     }
 
-    fn discard_bdat(&mut self) -> bool {
+    fn start_chunk(&mut self, size: u64, last: bool, keep: bool) {
+        self.chunk = Some(Chunk {
+            size,
+            remaining: size,
+            last,
+            keep,
+        });
+        let total = self.data.size.checked_add(size);
+        if total.is_none_or(|t| self.config.max_size > 0 && t > self.config.max_size) {
+            self.data.too_large = true;
+        }
+        self.data.size = total.unwrap_or(u64::MAX);
+        if size == 0 {
+            self.end_chunk();
+        }
+    }
+
+    /// Takes as many of the chunk's octets as have arrived.
+    fn consume_chunk(&mut self) -> bool {
+        let Some(mut chunk) = self.chunk else {
+            return false;
+        };
         let n = self
             .input
             .len()
-            .min(usize::try_from(self.bdat_discard).unwrap_or(usize::MAX));
+            .min(usize::try_from(chunk.remaining).unwrap_or(usize::MAX));
+        if n == 0 && chunk.remaining > 0 {
+            return false;
+        }
+        if chunk.keep && !self.data.too_large {
+            self.data.chunk.extend_from_slice(&self.input[..n]);
+            if self.data.chunk.len() >= DATA_CHUNK {
+                self.flush_data();
+            }
+        }
         self.input.drain(..n);
-        self.bdat_discard -= n as u64;
-        n > 0
+        chunk.remaining -= n as u64;
+        self.chunk = Some(chunk);
+        if chunk.remaining == 0 {
+            self.end_chunk();
+        }
+        true
+    }
+
+    fn end_chunk(&mut self) {
+        let Some(chunk) = self.chunk.take() else {
+            return;
+        };
+        if !chunk.keep {
+            return;
+        }
+        self.flush_data();
+        if self.config.trace {
+            self.trace.push(format!(
+                "rx<<: [{} octets of message content not logged]",
+                chunk.size
+            ));
+        }
+        if !chunk.last {
+            return self.reply(250, &format!("{} bytes received", chunk.size));
+        }
+        self.state = State::Ready;
+        if self.data.too_large {
+            self.events.push_back(Event::MessageAbort);
+            self.reply(552, "message size exceeds fixed maximum message size");
+            self.reset_transaction();
+        } else {
+            self.events.push_back(Event::MessageEnd);
+            self.waiting = Some(Waiting::MessageEnd);
+        }
     }
 
     // ---- DATA phase ----
