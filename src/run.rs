@@ -55,6 +55,20 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
     if let Some(path) = &settings.pid_file {
         write_pid_file(path)?;
     }
+    if !spool_dir.exists() {
+        // Created here, before any privilege drop, and given to the account
+        // that will write it; `Spool::open` would otherwise create it later.
+        std::fs::create_dir(&spool_dir)
+            .with_context(|| format!("cannot create spool directory [{}]", spool_dir.display()))?;
+        if let (true, Some(user)) = (crate::sys::is_root(), &settings.user) {
+            crate::sys::give_to_user(&spool_dir, user).with_context(|| {
+                format!(
+                    "cannot give spool directory [{}] to user {user}",
+                    spool_dir.display()
+                )
+            })?;
+        }
+    }
     if let (true, Some(user)) = (crate::sys::is_root(), &settings.user) {
         crate::sys::drop_privileges(user)
             .with_context(|| format!("cannot switch to user {user}"))?;

@@ -77,6 +77,14 @@ pub fn raise_file_limit() {
     }
 }
 
+/// Gives a directory we just created to the account we are about to become.
+pub fn give_to_user(path: &std::path::Path, name: &str) -> io::Result<()> {
+    let user = nix::unistd::User::from_name(name)
+        .map_err(io::Error::from)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user: {name}")))?;
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(io::Error::from)
+}
+
 /// True when running as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

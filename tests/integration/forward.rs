@@ -57,10 +57,16 @@ fn forward_on_disconnect_delivers_to_smtp_sink_and_empties_the_spool() {
     assert!(log.contains("emailrelay: info: tx>>: \"MAIL FROM:<a@example.com>\""));
 }
 
-/// A one-shot SMTP peer that answers RCPT with `rcpt_reply`.
-fn refusing_peer(rcpt_reply: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+/// An SMTP peer on `bind` that refuses every RCPT with `rcpt_reply` unless
+/// the address contains "good", and records the text of what it accepts.
+fn peer_on(
+    bind: &str,
+    rcpt_reply: &'static str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind(bind).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = std::sync::Arc::clone(&received);
     std::thread::spawn(move || {
         for stream in listener.incoming().take(4).flatten() {
             stream
@@ -68,7 +74,19 @@ fn refusing_peer(rcpt_reply: &'static str) -> u16 {
                 .unwrap();
             let mut writer = stream.try_clone().unwrap();
             let _ = writer.write_all(b"220 peer ready\r\n");
+            let (mut in_data, mut text) = (false, String::new());
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if in_data {
+                    if line == "." {
+                        in_data = false;
+                        store.lock().unwrap().push(std::mem::take(&mut text));
+                        let _ = writer.write_all(b"250 queued\r\n");
+                    } else {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    continue;
+                }
                 let reply = match line
                     .split(' ')
                     .next()
@@ -77,7 +95,12 @@ fn refusing_peer(rcpt_reply: &'static str) -> u16 {
                     .as_str()
                 {
                     "EHLO" => "250-peer\r\n250 PIPELINING\r\n",
+                    "RCPT" if line.contains("good") => "250 ok\r\n",
                     "RCPT" => rcpt_reply,
+                    "DATA" => {
+                        in_data = true;
+                        "354 go ahead\r\n"
+                    }
                     "QUIT" => "221 bye\r\n",
                     _ => "250 ok\r\n",
                 };
@@ -85,7 +108,82 @@ fn refusing_peer(rcpt_reply: &'static str) -> u16 {
             }
         }
     });
-    port
+    (port, received)
+}
+
+fn refusing_peer(rcpt_reply: &'static str) -> u16 {
+    peer_on("127.0.0.1:0", rcpt_reply).0
+}
+
+#[test]
+fn forward_to_some_delivers_to_the_accepted_and_fails_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, received) = peer_on("127.0.0.1:0", "550 5.1.1 no such user\r\n");
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-on-disconnect",
+            "--forward-to-some",
+            "--forward-to",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    assert_eq!(
+        c.send_message(
+            "a@b.c",
+            &["good@y.z", "bad@y.z"],
+            "Subject: some\r\n\r\nhi\r\n"
+        ),
+        "250 message processed"
+    );
+    c.command("QUIT");
+    assert!(
+        wait_until(Duration::from_secs(20), || relay
+            .files(".envelope.bad")
+            .len()
+            == 1),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(received.lock().unwrap().len(), 1);
+    let bad = std::fs::read_to_string(relay.spool.join(&relay.files(".envelope.bad")[0])).unwrap();
+    assert!(
+        bad.contains("X-MailRelay-ToCount: 1\r\nX-MailRelay-To-Remote: bad@y.z\r\n"),
+        "{bad}"
+    );
+    assert!(bad.ends_with(
+        "X-MailRelay-Reason: one or more recipients rejected\r\nX-MailRelay-ReasonCode: 550\r\n"
+    ));
+}
+
+#[test]
+fn forwarding_to_an_ipv6_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, received) = peer_on("[::1]:0", "550 no\r\n");
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-on-disconnect",
+            "--forward-to",
+            &format!("[::1]:{port}"),
+        ],
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    assert_eq!(
+        c.send_message("a@b.c", &["good@y.z"], "Subject: v6\r\n\r\nhi\r\n"),
+        "250 message processed"
+    );
+    c.command("QUIT");
+    assert!(
+        wait_until(Duration::from_secs(20), || received.lock().unwrap().len()
+            == 1),
+        "{}",
+        relay.log_text()
+    );
+    assert!(received.lock().unwrap()[0].contains("Subject: v6\n"));
 }
 
 #[test]

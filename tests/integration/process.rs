@@ -262,3 +262,168 @@ fn sigterm_during_data_lets_the_message_finish_first() {
     assert!(content.ends_with("Subject: in flight\r\n\r\nlast line\r\n"));
     assert_eq!(relay.files(".envelope").len(), 1);
 }
+
+/// A network namespace joined to this one by a veth pair: a "remote" host
+/// at 198.18.0.2 (a benchmarking range, not a local one) that can reach us
+/// at 198.18.0.1. Removed on drop.
+struct RemoteHost {
+    name: String,
+    link: String,
+}
+
+impl RemoteHost {
+    fn create() -> RemoteHost {
+        let id = std::process::id() % 100_000;
+        let (name, link, peer) = (format!("errs{id}"), format!("er{id}h"), format!("er{id}p"));
+        let host = RemoteHost {
+            name: name.clone(),
+            link: link.clone(),
+        };
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &name],
+            vec!["link", "add", &link, "type", "veth", "peer", "name", &peer],
+            vec!["link", "set", &peer, "netns", &name],
+            vec!["addr", "add", "198.18.0.1/30", "dev", &link],
+            vec!["link", "set", &link, "up"],
+            vec![
+                "netns",
+                "exec",
+                &name,
+                "ip",
+                "addr",
+                "add",
+                "198.18.0.2/30",
+                "dev",
+                &peer,
+            ],
+            vec!["netns", "exec", &name, "ip", "link", "set", &peer, "up"],
+            vec!["netns", "exec", &name, "ip", "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            let (code, _, err) = run(
+                Command::new(crate::harness::program("ip")).args(&step),
+                Duration::from_secs(10),
+            );
+            assert_eq!(
+                code, 0,
+                "ip {step:?}: {err} (this test needs root and iproute2, as scripts/test provides)"
+            );
+        }
+        host
+    }
+
+    /// Connects from the remote host and returns the first line it is sent.
+    fn greeting_from(&self, port: u16) -> String {
+        let script = format!(
+            "import socket; s=socket.create_connection(('198.18.0.1',{port}),timeout=10); print(s.recv(200).decode().strip())"
+        );
+        let (code, out, err) = run(
+            Command::new(crate::harness::program("ip"))
+                .args(["netns", "exec", &self.name, "python3", "-c", &script]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        let ip = crate::harness::program("ip");
+        let _ = Command::new(&ip).args(["link", "del", &self.link]).status();
+        let _ = Command::new(&ip)
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn remote_clients_are_refused_unless_allowed() {
+    let remote = RemoteHost::create();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--interface", "198.18.0.1"]);
+    assert_eq!(
+        remote.greeting_from(relay.port),
+        "554 connection refused: remote clients not allowed"
+    );
+    assert!(
+        relay
+            .log_text()
+            .contains("emailrelay: warning: smtp connection rejected from 198.18.0.2:"),
+        "{}",
+        relay.log_text()
+    );
+    drop(relay);
+    let open = Relay::start(
+        &dir.path().join("spool"),
+        &["--interface", "198.18.0.1", "--remote-clients"],
+    );
+    assert!(remote
+        .greeting_from(open.port)
+        .starts_with("220 relay.example.com -- E-MailRelay-rs V"));
+}
+
+#[test]
+fn unix_domain_sockets_for_listening_and_forwarding() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    // A first relay forwards to the sink; a second listens on a unix socket
+    // and forwards to the first through its unix socket.
+    let first_socket = dir.path().join("first.s");
+    let first_dir = dir.path().join("first");
+    std::fs::create_dir(&first_dir).unwrap();
+    let _first = Relay::start(
+        &first_dir,
+        &[
+            "--interface",
+            &format!("smtp={}", first_socket.display()),
+            "--forward-on-disconnect",
+            "--forward-to",
+            &sink.address(),
+        ],
+    );
+    let second_socket = dir.path().join("second.s");
+    let second = Relay::start(
+        dir.path(),
+        &[
+            "--interface",
+            &format!("smtp={}", second_socket.display()),
+            "--forward-on-disconnect",
+            "--forward-to",
+            first_socket.to_str().unwrap(),
+        ],
+    );
+    assert!(second
+        .log_text()
+        .contains(&format!("smtp server on {}", second_socket.display())));
+    let stream = std::os::unix::net::UnixStream::connect(&second_socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut w = stream;
+    let mut line = String::new();
+    for command in [
+        "",
+        "HELO vm",
+        "MAIL FROM:<a@b.c>",
+        "RCPT TO:<d@e.f>",
+        "DATA",
+        "Subject: via unix\r\n\r\nhi\r\n.",
+        "QUIT",
+    ] {
+        if !command.is_empty() {
+            w.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        }
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    assert_eq!(line, "221 OK\r\n");
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.messages().len() == 1),
+        "{}",
+        second.log_text()
+    );
+    assert!(sink.messages()[0].contains("Subject: via unix"));
+}
