@@ -130,6 +130,9 @@ async fn serve(
     smtp_listeners: Bound,
     admin_listeners: Bound,
 ) -> anyhow::Result<i32> {
+    // Signal handlers go in before anything can accept a connection, so a
+    // SIGTERM that follows a successful connect always shuts down cleanly.
+    let signals = Signals::install()?;
     let spool = Spool::open(&settings.spool_dir)?;
     match spool.recover_busy() {
         Ok(0) => {}
@@ -186,7 +189,7 @@ async fn serve(
     if settings.forward.on_start {
         forwarder.trigger();
     }
-    wait_for_stop(stop_rx.clone()).await;
+    wait_for_stop(signals, stop_rx.clone()).await;
     info!("shutting down");
     let _ = stop_tx.send(true);
     // Idle sessions get 421 at once; a session inside DATA finishes its
@@ -274,18 +277,26 @@ where
     Ok(())
 }
 
-async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = stop.changed().await;
-        return;
-    };
+/// SIGTERM and SIGINT, registered with the runtime.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+}
+
+async fn wait_for_stop(mut signals: Signals, mut stop: watch::Receiver<bool>) {
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = signals.term.recv() => {}
+        _ = signals.int.recv() => {}
         _ = stop.changed() => {}
     }
 }

@@ -32,6 +32,17 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// True once something on `port` answers with an SMTP greeting (or refusal):
+/// then the relay's runtime is up, not just its listening socket.
+pub fn greets(port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut code = [0u8; 3];
+    (&stream).read_exact(&mut code).is_ok() && matches!(&code, b"220" | b"554" | b"421")
+}
+
 /// Finds a program on PATH or in /usr/sbin (Postfix's tools live there).
 pub fn program(name: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
@@ -136,11 +147,7 @@ impl Relay {
             log,
         };
         assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
+            wait_until(Duration::from_secs(20), || greets(port)),
             "relay did not start: {}",
             relay.log_text()
         );
@@ -149,6 +156,14 @@ impl Relay {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the log contains `needle`; returns the log.
+    /// Log lines are written just after the event they report, so a test
+    /// that has seen the event may have to wait a moment for the line.
+    pub fn wait_log(&self, needle: &str) -> String {
+        wait_until(Duration::from_secs(10), || self.log_text().contains(needle));
+        self.log_text()
     }
 
     /// Spool file names with this suffix.

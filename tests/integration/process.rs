@@ -172,10 +172,12 @@ fn ipv6_listening_and_the_emailrelay_address_display() {
     );
     let relay = Relay::start(dir.path(), &["--interface", "::1"]);
     assert!(
-        relay.log_text().contains(&format!(
-            "emailrelay: info: smtp server on ::1.{}",
-            relay.port
-        )),
+        relay
+            .wait_log(&format!("smtp server on ::1.{}", relay.port))
+            .contains(&format!(
+                "emailrelay: info: smtp server on ::1.{}",
+                relay.port
+            )),
         "{}",
         relay.log_text()
     );
@@ -348,7 +350,7 @@ fn remote_clients_are_refused_unless_allowed() {
     );
     assert!(
         relay
-            .log_text()
+            .wait_log("smtp connection rejected")
             .contains("emailrelay: warning: smtp connection rejected from 198.18.0.2:"),
         "{}",
         relay.log_text()
@@ -394,9 +396,8 @@ fn unix_domain_sockets_for_listening_and_forwarding() {
             first_socket.to_str().unwrap(),
         ],
     );
-    assert!(second
-        .log_text()
-        .contains(&format!("smtp server on {}", second_socket.display())));
+    let needle = format!("smtp server on {}", second_socket.display());
+    assert!(second.wait_log(&needle).contains(&needle));
     let stream = std::os::unix::net::UnixStream::connect(&second_socket).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -72,7 +72,7 @@ fn swaks_submission_writes_emailrelay_spool_files() {
         & 0o777;
     assert_eq!(mode, 0o660);
     assert!(relay.files(".new").is_empty());
-    let log = relay.log_text();
+    let log = relay.wait_log("smtp protocol done");
     assert!(
         log.contains(&format!(
             "emailrelay: info: new content file [{content_name}]"
@@ -168,7 +168,7 @@ fn idle_clients_are_cut_off_with_421() {
         "421 relay.example.com idle timeout -- closing connection\r\n"
     );
     assert!(relay
-        .log_text()
+        .wait_log("smtp connection closed: timeout")
         .contains("smtp connection closed: timeout: 127.0.0.1:"));
 }
 

@@ -2,7 +2,9 @@
 //! ever writes whole CRLF reply lines, and never lets stored content differ
 //! from what the client meant; dot-stuffing round-trips through the server.
 
-use emailrelay_proto::smtp::{DotStuffer, Event, MessageResult, ServerConfig, ServerSession, VerifyResult};
+use emailrelay_proto::smtp::{
+    DotStuffer, Event, MessageResult, ServerConfig, ServerSession, VerifyResult,
+};
 use proptest::prelude::*;
 
 fn drive(session: &mut ServerSession, stored: &mut Vec<Vec<u8>>, current: &mut Vec<u8>) {
@@ -25,7 +27,12 @@ fn drive(session: &mut ServerSession, stored: &mut Vec<Vec<u8>>, current: &mut V
 }
 
 fn config() -> ServerConfig {
-    ServerConfig { max_size: 5000, chunking: true, verify_recipients: true, ..ServerConfig::default() }
+    ServerConfig {
+        max_size: 5000,
+        chunking: true,
+        verify_recipients: true,
+        ..ServerConfig::default()
+    }
 }
 
 proptest! {
