@@ -295,24 +295,25 @@ fn bad(option: &'static str, value: &str, why: impl ToString) -> ConfigError {
     }
 }
 
-fn number(args: &Args, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+/// A value that parses with `FromStr`, or `default` when the option is absent.
+fn parsed<T: std::str::FromStr>(
+    args: &Args,
+    name: &'static str,
+    default: T,
+    expecting: &str,
+) -> Result<T, ConfigError> {
     match args.value(name) {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| bad(name, v, "expecting a number")),
+        Some(v) => v.trim().parse().map_err(|_| bad(name, v, expecting)),
     }
 }
 
+fn number(args: &Args, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    parsed(args, name, default, "expecting a number")
+}
+
 fn port(args: &Args, name: &'static str, default: u16) -> Result<u16, ConfigError> {
-    match args.value(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| bad(name, v, "expecting a port number 0-65535")),
-    }
+    parsed(args, name, default, "expecting a port number 0-65535")
 }
 
 fn seconds(args: &Args, name: &'static str, default: u64) -> Result<Duration, ConfigError> {

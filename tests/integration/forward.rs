@@ -170,13 +170,15 @@ fn forwarding_to_an_ipv6_address() {
             &format!("[::1]:{port}"),
         ],
     );
-    let mut c = Client::connect(relay.port);
-    c.reply();
     assert_eq!(
-        c.send_message("a@b.c", &["good@y.z"], "Subject: v6\r\n\r\nhi\r\n"),
+        crate::harness::send_one(
+            relay.port,
+            "a@b.c",
+            &["good@y.z"],
+            "Subject: v6\r\n\r\nhi\r\n"
+        ),
         "250 message processed"
     );
-    c.command("QUIT");
     assert!(
         wait_until(Duration::from_secs(20), || received.lock().unwrap().len()
             == 1),
@@ -312,14 +314,7 @@ fn an_emailrelay_written_spool_forwards_unchanged_with_as_client() {
 fn as_client_with_nothing_listening_keeps_mail_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let (code, _, err) = run(
-        Command::new(crate::harness::SUBMIT)
-            .arg("-s")
-            .arg(&spool)
-            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::harness::submit_one(&spool);
     let dead = free_port();
     let (code, _, err) = run(
         Command::new(RELAY)
@@ -475,14 +470,7 @@ fn forward_to_address_in_the_envelope_overrides_forward_to() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
     let spool = dir.path().join("spool");
-    let (code, _, err) = run(
-        Command::new(crate::harness::SUBMIT)
-            .arg("-s")
-            .arg(&spool)
-            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(code, 0, "{err}");
+    crate::harness::submit_one(&spool);
     let envelope = spool.join(&crate::harness::spool_files(&spool, ".envelope")[0]);
     let text = std::fs::read_to_string(&envelope).unwrap();
     std::fs::write(
@@ -544,14 +532,7 @@ fn a_server_that_never_greets_is_talked_to_after_the_prompt_timeout() {
     });
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let (code, _, _) = run(
-        Command::new(crate::harness::SUBMIT)
-            .arg("-s")
-            .arg(&spool)
-            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(code, 0);
+    crate::harness::submit_one(&spool);
     let started = std::time::Instant::now();
     let (code, _, err) = run(
         Command::new(RELAY)
@@ -587,14 +568,7 @@ fn a_server_that_stops_answering_hits_the_response_timeout_and_the_message_stays
     });
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let (code, _, _) = run(
-        Command::new(crate::harness::SUBMIT)
-            .arg("-s")
-            .arg(&spool)
-            .args(["--content", "U3ViamVjdDogaGVscA", "x@y.z"]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(code, 0);
+    crate::harness::submit_one(&spool);
     let (code, _, err) = run(
         Command::new(RELAY)
             .args([

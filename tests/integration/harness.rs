@@ -306,6 +306,28 @@ impl Client {
     }
 }
 
+/// Connects, sends one message and says QUIT; returns the reply to the message.
+pub fn send_one(port: u16, from: &str, to: &[&str], body: &str) -> String {
+    let mut c = Client::connect(port);
+    c.reply();
+    let reply = c.send_message(from, to, body);
+    c.command("QUIT");
+    reply
+}
+
+/// Submits one small message into `spool` with emailrelay-submit.
+pub fn submit_one(spool: &Path) {
+    let (code, _, err) = run(
+        Command::new(SUBMIT).arg("-s").arg(spool).args([
+            "--content",
+            "U3ViamVjdDogaGVscA",
+            "x@y.z",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "emailrelay-submit failed: {err}");
+}
+
 /// Runs a command to completion with a time limit; returns (code, stdout, stderr).
 pub fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
     let mut child = cmd
