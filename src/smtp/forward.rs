@@ -373,7 +373,9 @@ impl Forwarder {
 
     fn fail(&self, locked: Locked, reply: Reply) -> Verdict {
         let id = locked.id().clone();
-        info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]: {reply}");
+        // E-MailRelay compatibility: this exact line shape, then the reason.
+        warning!("forwarding [{id}] failed: {reply}");
+        info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
         if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
             error!("{e}");
         }

@@ -216,11 +216,17 @@ fn a_5xx_fails_the_message_to_bad_with_the_reason() {
         "{}",
         relay.log_text()
     );
-    let bad = std::fs::read_to_string(relay.spool.join(&relay.files(".envelope.bad")[0])).unwrap();
+    let bad_name = relay.files(".envelope.bad")[0].clone();
+    let id = bad_name.trim_end_matches(".envelope.bad").to_string();
+    let bad = std::fs::read_to_string(relay.spool.join(&bad_name)).unwrap();
     assert!(bad.ends_with("X-MailRelay-End: 1\r\nX-MailRelay-Reason: one or more recipients rejected\r\nX-MailRelay-ReasonCode: 550\r\n"), "{bad}");
     let log = relay.log_text();
     assert!(
-        log.contains("emailrelay: info: failing envelope [emailrelay."),
+        log.contains(&format!(
+            "emailrelay: info: failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]\n"
+        )) && log.contains(&format!(
+            "emailrelay: warning: forwarding [{id}] failed: 550 one or more recipients rejected\n"
+        )),
         "{log}"
     );
     assert_eq!(
