@@ -201,6 +201,9 @@ macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info
 /// `info:` line shown only with `--log --verbose`.
 #[macro_export]
 macro_rules! verbose { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Verbose, None, format_args!($($t)*)) } }
+/// `debug:` line (shown with `--debug`).
+#[macro_export]
+macro_rules! debug { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Debug, None, format_args!($($t)*)) } }
 /// `warning:` line.
 #[macro_export]
 macro_rules! warning { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warning, None, format_args!($($t)*)) } }

@@ -153,9 +153,14 @@ impl Forwarder {
             }
         };
         if ids.is_empty() {
+            crate::debug!("forwarding pass: spool is empty");
             return PassSummary::default();
         }
         let workers = self.settings.max_connections.clamp(1, ids.len());
+        crate::debug!(
+            "forwarding pass: {} message(s) over {workers} connection(s)",
+            ids.len()
+        );
         let queue = Arc::new(Mutex::new(VecDeque::from(ids)));
         let unreachable = Arc::new(Mutex::new(HashSet::new()));
         let tasks: Vec<_> = (0..workers)

@@ -275,6 +275,7 @@ impl Conn {
         let envelope = self.envelope(&transaction);
         match message.commit(envelope).await {
             Ok(id) => {
+                crate::debug!("committed [{id}]: content, envelope and directory fsynced");
                 self.stored += 1;
                 let _ = self.shared.forwarder.events.send(format!("stored {id}"));
                 if self.shared.settings.immediate {
