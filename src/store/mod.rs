@@ -429,16 +429,24 @@ impl Locked {
         self.fail(reason, code)
     }
 
-    /// Writes the failed envelope's bytes to `.bad` (via a temporary name,
-    /// so a crash never leaves a half-written `.bad`) and removes `.busy`.
+    /// Marks the message failed. The new envelope text replaces `.busy`
+    /// atomically (written to a temporary name, then renamed over it) and
+    /// only then becomes `.bad`, so at every moment exactly one envelope
+    /// file exists and a crash can never leave both a `.bad` and a `.busy`.
+    /// If writing fails the message is simply unlocked, for a later try.
     fn fail_raw(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.done = true;
         let busy = self.spool.path(&self.id, ".envelope.busy");
         let tmp = self.spool.path(&self.id, ".envelope.tmp");
-        fs::write(&tmp, bytes).map_err(io_err("cannot write envelope file", &tmp))?;
-        fs::rename(&tmp, self.spool.path(&self.id, ".envelope.bad"))
-            .map_err(io_err("cannot fail envelope file", &busy))?;
-        fs::remove_file(&busy).map_err(io_err("cannot remove envelope file", &busy))
+        let written = fs::write(&tmp, bytes)
+            .and_then(|()| fs::rename(&tmp, &busy))
+            .map_err(io_err("cannot write envelope file", &tmp));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.done = true;
+        fs::rename(&busy, self.spool.path(&self.id, ".envelope.bad"))
+            .map_err(io_err("cannot fail envelope file", &busy))
     }
 
     /// Puts the message back for a later attempt.
@@ -451,5 +459,144 @@ impl Drop for Locked {
             let busy = self.spool.path(&self.id, ".envelope.busy");
             let _ = fs::rename(&busy, self.spool.path(&self.id, ".envelope"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(spool: &Spool) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(spool.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|n| n.split('.').skip(4).collect::<Vec<_>>().join("."))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn envelope() -> Envelope {
+        Envelope {
+            from: "a@b".into(),
+            to_remote: vec!["c@d".into()],
+            ..Envelope::default()
+        }
+    }
+
+    async fn committed(spool: &Arc<Spool>) -> MessageId {
+        let mut message = spool.new_message().unwrap();
+        message.write(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        message.commit(envelope()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn commit_leaves_content_and_envelope_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = committed(&spool).await;
+        assert_eq!(names(&spool), ["content", "envelope"]);
+        assert_eq!(spool.ready().unwrap(), vec![id.clone()]);
+        assert_eq!(
+            fs::read(spool.path(&id, ".envelope")).unwrap(),
+            envelope().to_bytes()
+        );
+        let discarded = spool.new_message().unwrap();
+        assert_eq!(names(&spool).len(), 3);
+        discarded.discard();
+        assert_eq!(
+            names(&spool),
+            ["content", "envelope"],
+            "a discarded message leaves nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn lock_unlock_fail_and_unfail() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = committed(&spool).await;
+        let locked = spool.lock(&id).unwrap().unwrap();
+        assert_eq!(names(&spool), ["content", "envelope.busy"]);
+        assert!(
+            spool.lock(&id).unwrap().is_none(),
+            "a locked message cannot be locked twice"
+        );
+        drop(locked);
+        assert_eq!(names(&spool), ["content", "envelope"], "dropping unlocks");
+        let locked = spool.lock(&id).unwrap().unwrap();
+        locked
+            .fail("one or more recipients rejected", Some(550))
+            .unwrap();
+        assert_eq!(names(&spool), ["content", "envelope.bad"]);
+        let bad = fs::read_to_string(spool.path(&id, ".envelope.bad")).unwrap();
+        assert!(bad.ends_with("X-MailRelay-Reason: one or more recipients rejected\r\nX-MailRelay-ReasonCode: 550\r\n"));
+        assert_eq!(spool.failed().unwrap(), vec![id.clone()]);
+        assert_eq!(spool.unfail_all().unwrap(), 1);
+        assert_eq!(names(&spool), ["content", "envelope"]);
+        spool.lock(&id).unwrap().unwrap().delete().unwrap();
+        assert!(names(&spool).is_empty());
+    }
+
+    #[tokio::test]
+    async fn stale_busy_files_are_recovered_but_held_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let stale = committed(&spool).await;
+        fs::rename(
+            spool.path(&stale, ".envelope"),
+            spool.path(&stale, ".envelope.busy"),
+        )
+        .unwrap();
+        let held_id = committed(&spool).await;
+        let held = spool.lock(&held_id).unwrap().unwrap();
+        assert_eq!(spool.recover_busy().unwrap(), 1);
+        assert_eq!(spool.ready().unwrap(), vec![stale]);
+        assert_eq!(spool.busy().unwrap(), vec![held_id]);
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_envelope_is_failed_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = MessageId("emailrelay.1.2.3".into());
+        fs::write(
+            spool.path(&id, ".envelope"),
+            "X-MailRelay-Format: #2821.8\r\nX-MailRelay-From: a@b\r\n",
+        )
+        .unwrap();
+        assert!(matches!(spool.lock(&id), Err(StoreError::Envelope { .. })));
+        let bad = fs::read_to_string(spool.path(&id, ".envelope.bad")).unwrap();
+        assert!(bad.ends_with("X-MailRelay-Reason: envelope file is incomplete: no end marker\r\nX-MailRelay-ReasonCode: \r\n"), "{bad}");
+    }
+
+    #[test]
+    fn ids_sort_by_time_then_sequence() {
+        let mut ids: Vec<MessageId> = [
+            "emailrelay.9.200.1",
+            "emailrelay.1.100.10",
+            "emailrelay.1.100.9",
+        ]
+        .iter()
+        .map(|s| MessageId(s.to_string()))
+        .collect();
+        ids.sort_by_key(sort_key);
+        let sorted: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
+        assert_eq!(
+            sorted,
+            [
+                "emailrelay.1.100.9",
+                "emailrelay.1.100.10",
+                "emailrelay.9.200.1"
+            ]
+        );
+        assert_eq!(
+            MessageId::from_file_name("emailrelay.1.2.3.envelope.bad", ".envelope.bad")
+                .unwrap()
+                .as_str(),
+            "emailrelay.1.2.3"
+        );
+        assert!(MessageId::from_file_name("other.1.envelope", ".envelope").is_none());
     }
 }
