@@ -173,12 +173,7 @@ fn check_support(args: &Args) -> Result<Vec<&'static str>, ConfigError> {
 fn parse_log(args: &Args, enabled: bool, as_client: bool) -> Result<LogSettings, ConfigError> {
     let mut time = args.has("log-time");
     let mut address = args.has("log-address");
-    for field in args
-        .value("log-format")
-        .unwrap_or("")
-        .split(',')
-        .filter(|f| !f.is_empty())
-    {
+    for field in keywords(args, "log-format") {
         match field {
             "time" => time = true,
             "address" => address = true,
@@ -225,8 +220,8 @@ fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
         });
     }
     let mut anonymous = Anonymous::default();
-    for word in scope.split(',') {
-        match word.trim() {
+    for word in scope.split(',').map(str::trim) {
+        match word {
             "vrfy" => anonymous.vrfy = true,
             "server" => anonymous.server = true,
             "content" => anonymous.content = true,
@@ -246,13 +241,8 @@ fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
 /// `--server-smtp-config`: (pipelining, smtputf8, chunking).
 fn parse_server_config(args: &Args) -> Result<(bool, bool, bool), ConfigError> {
     let (mut pipelining, mut smtputf8, mut chunking) = (true, false, false);
-    for word in args
-        .value("server-smtp-config")
-        .unwrap_or("")
-        .split(',')
-        .filter(|w| !w.is_empty())
-    {
-        match word.trim() {
+    for word in keywords(args, "server-smtp-config") {
+        match word {
             "pipelining" => pipelining = true,
             "nopipelining" => pipelining = false,
             "smtputf8" | "smtputf8strict" => smtputf8 = true,
@@ -267,13 +257,8 @@ fn parse_server_config(args: &Args) -> Result<(bool, bool, bool), ConfigError> {
 /// `--client-smtp-config`: pipelining (on unless `nopipelining`).
 fn parse_client_config(args: &Args) -> Result<bool, ConfigError> {
     let mut pipelining = true;
-    for word in args
-        .value("client-smtp-config")
-        .unwrap_or("")
-        .split(',')
-        .filter(|w| !w.is_empty())
-    {
-        match word.trim() {
+    for word in keywords(args, "client-smtp-config") {
+        match word {
             "pipelining" => pipelining = true,
             "nopipelining" => pipelining = false,
             "smtputf8strict" | "eightbitstrict" | "binarymimestrict" => {}
@@ -281,6 +266,15 @@ fn parse_client_config(args: &Args) -> Result<bool, ConfigError> {
         }
     }
     Ok(pipelining)
+}
+
+/// The comma-separated keywords of an option, trimmed, empty ones skipped.
+fn keywords<'a>(args: &'a Args, name: &str) -> impl Iterator<Item = &'a str> {
+    args.value(name)
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
 }
 
 fn bad(option: &'static str, value: &str, why: impl ToString) -> ConfigError {
