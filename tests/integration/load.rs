@@ -68,3 +68,51 @@ fn a_burst_of_1000_simultaneous_connections_is_all_greeted() {
         assert_eq!(&code, b"220 ");
     }
 }
+
+/// The relay's resident memory in KB.
+fn rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn floods_without_line_ends_do_not_grow_memory() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let before = rss_kb(relay.proc.pid());
+    let mut c = crate::harness::Client::connect(relay.port);
+    c.reply();
+    // 20 MB of command text with no line end, then a line end.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
+    let block = vec![b'x'; 1 << 20];
+    for _ in 0..20 {
+        raw.write_all(&block).unwrap();
+    }
+    raw.write_all(b"\r\nNOOP\r\n").unwrap();
+    let mut client = crate::harness::Client::from_stream(raw);
+    assert!(client.reply().starts_with("220 "));
+    assert_eq!(client.reply(), "500 line too long\r\n");
+    assert_eq!(client.reply(), "250 noop\r\n");
+    // And 20 MB of message text in one line.
+    assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
+    assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
+    for _ in 0..20 {
+        c.send(std::str::from_utf8(&block).unwrap());
+    }
+    assert_eq!(c.command("\r\n."), "500 line too long");
+    let after = rss_kb(relay.proc.pid());
+    assert!(
+        after < before + 4096,
+        "RSS grew from {before} KB to {after} KB"
+    );
+    assert!(
+        relay.files(".content").is_empty(),
+        "the refused message left nothing behind"
+    );
+}

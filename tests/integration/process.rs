@@ -425,3 +425,41 @@ fn unix_domain_sockets_for_listening_and_forwarding() {
     );
     assert!(sink.messages()[0].contains("Subject: via unix"));
 }
+
+/// A stand-in syslog socket at /dev/log, removed on drop.
+struct FakeSyslog(std::os::unix::net::UnixDatagram);
+
+impl Drop for FakeSyslog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file("/dev/log");
+    }
+}
+
+#[test]
+fn syslog_gets_the_same_lines_with_the_facility() {
+    assert!(
+        !std::path::Path::new("/dev/log").exists(),
+        "a syslog daemon owns /dev/log here; this test needs the machine's usual state, without one"
+    );
+    let syslog = FakeSyslog(std::os::unix::net::UnixDatagram::bind("/dev/log").unwrap());
+    syslog
+        .0
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--syslog=local3"]);
+    let wanted = format!(
+        "<158>emailrelay[{}]: info: smtp server on 127.0.0.1:{}",
+        relay.proc.pid(),
+        relay.port
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = syslog.0.recv(&mut buf) {
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if seen.last() == Some(&wanted) {
+            break;
+        }
+    }
+    assert!(seen.contains(&wanted), "{seen:?}");
+}
