@@ -191,3 +191,53 @@ fn a_full_disk_answers_452_and_leaves_nothing_forwardable() {
         assert!(content.ends_with(&body), "every committed message is whole");
     }
 }
+
+#[test]
+fn a_read_only_spool_answers_451_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("ro");
+    std::fs::create_dir(&mount).unwrap();
+    let (code, _, err) = run(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&mount),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        code, 0,
+        "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}"
+    );
+    let _tmpfs = Tmpfs(mount.clone());
+    let spool = mount.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(RELAY);
+    cmd.args([
+        "--no-daemon",
+        "--log",
+        "--user",
+        "root",
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--spool-dir",
+    ])
+    .arg(&spool);
+    let _relay = crate::harness::Proc::spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(10), || {
+        crate::harness::greets(port)
+    }));
+    let (code, _, err) = run(
+        Command::new("mount").args(["-o", "remount,ro"]).arg(&mount),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut c = Client::connect(port);
+    c.reply();
+    assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
+    assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
+    assert_eq!(c.command("DATA"), "451 local error in processing");
+    assert_eq!(c.command("NOOP"), "250 noop");
+    assert!(crate::harness::spool_files(&spool, "").is_empty());
+}

@@ -597,3 +597,37 @@ fn a_server_that_stops_answering_hits_the_response_timeout_and_the_message_stays
         "kept for the next attempt"
     );
 }
+
+#[test]
+fn dont_serve_with_forward_sends_the_spool_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    crate::harness::submit_one(&spool);
+    crate::harness::submit_one(&spool);
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args([
+                "--no-daemon",
+                "--log",
+                "--dont-serve",
+                "--forward",
+                "--forward-to",
+                &sink.address(),
+                "--user",
+                "root",
+                "-s",
+            ])
+            .arg(&spool),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("emailrelay: info: forwarding done: 2 sent, 0 failed, 0 deferred"),
+        "{err}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 2));
+}

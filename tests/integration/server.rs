@@ -262,3 +262,35 @@ fn bdat_with_chunking_on_stores_the_exact_octets() {
     let content = std::fs::read(relay.spool.join(&relay.files(".content")[0])).unwrap();
     assert_eq!(content, b"Subject: s\r\n\r\n.\r\nQUIT\r\nx\r\n");
 }
+
+#[test]
+fn mail_parameters_are_recorded_in_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--server-smtp-config", "smtputf8"]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO vm");
+    assert_eq!(
+        c.command("MAIL FROM:<a@b.c> BODY=8BITMIME SMTPUTF8 AUTH=bob+2Bsmith"),
+        "250 sender <a@b.c> OK"
+    );
+    assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
+    assert_eq!(c.command("x\r\n."), "250 message processed");
+    let envelope = std::fs::read_to_string(relay.spool.join(&relay.files(".envelope")[0])).unwrap();
+    assert!(
+        envelope.contains("X-MailRelay-Content: 8bit\r\n"),
+        "{envelope}"
+    );
+    assert!(
+        envelope.contains("X-MailRelay-MailFromAuthIn: bob+2Bsmith\r\n"),
+        "{envelope}"
+    );
+    assert!(
+        envelope.contains("X-MailRelay-Utf8MailboxNames: 1\r\n"),
+        "{envelope}"
+    );
+}
