@@ -203,10 +203,9 @@ impl Forwarder {
     ) -> PassSummary {
         let mut summary = PassSummary::default();
         let mut conn: Option<(String, Connection)> = None;
-        loop {
-            let Some(id) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                break;
-            };
+        // The queue's lock lives only inside this closure, never across an await.
+        let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+        while let Some(id) = next() {
             let locked = match self.spool.lock(&id) {
                 Ok(Some(locked)) => locked,
                 Ok(None) => continue,
