@@ -25,6 +25,12 @@ fn main() -> ExitCode {
     }
     let settings = match Settings::build(&args, emailrelay::canonical_hostname) {
         Ok(s) => s,
+        // E-MailRelay's startup error shape: with --log-time the line is timed.
+        Err(e) if args.has("log-time") => {
+            let time = chrono::Local::now().format("%Y%m%d.%H%M%S%.3f");
+            eprintln!("emailrelay: {time}: error: {e}");
+            return ExitCode::from(1);
+        }
         Err(e) => return fail(&e.to_string()),
     };
     match emailrelay::run::run(settings) {

@@ -95,6 +95,22 @@ fn unknown_options_and_bad_values_are_errors() {
 }
 
 #[test]
+fn startup_errors_carry_the_time_with_log_time() {
+    let (code, _, err) = relay(&["--log-time", "--server-tls"]);
+    assert_eq!(code, 1);
+    let fields: Vec<&str> = err.trim().splitn(3, ": ").collect();
+    assert_eq!(fields[0], "emailrelay");
+    assert!(
+        fields[1].len() == 19 && fields[1].as_bytes()[8] == b'.',
+        "{err}"
+    );
+    assert!(
+        fields[2].starts_with("error: the --server-tls option is not supported by this build"),
+        "{err}"
+    );
+}
+
+#[test]
 fn later_features_and_instances_are_refused_by_name() {
     for (args, name) in [
         (&["--filter", "/bin/true"][..], "--filter"),
