@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{free_port, run, wait_until, Client, Relay, Sink, RELAY};
+use crate::harness::{free_port, run, wait_until, Client, Relay, Sink};
 
 /// Sends numbered messages until told to stop, recording those that got 250.
 fn submitter(port: u16, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<usize>>>, base: usize) {
@@ -108,6 +108,25 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
 /// A small tmpfs, unmounted on drop.
 struct Tmpfs(std::path::PathBuf);
 
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (like "300k") on a new directory `dir/name`.
+    fn mount(dir: &std::path::Path, name: &str, size: &str) -> Tmpfs {
+        let mount = dir.join(name);
+        std::fs::create_dir(&mount).unwrap();
+        let (code, _, err) = run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&mount),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            code, 0,
+            "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}"
+        );
+        Tmpfs(mount)
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -117,39 +136,10 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_answers_452_and_leaves_nothing_forwardable() {
     let dir = tempfile::tempdir().unwrap();
-    let mount = dir.path().join("small");
-    std::fs::create_dir(&mount).unwrap();
-    let (code, _, err) = run(
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
-            .arg(&mount),
-        Duration::from_secs(10),
-    );
-    assert_eq!(
-        code, 0,
-        "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}"
-    );
-    let _tmpfs = Tmpfs(mount.clone());
-    let spool = mount.join("spool");
+    let tmpfs = Tmpfs::mount(dir.path(), "small", "300k");
+    let spool = tmpfs.0.join("spool");
     let port = free_port();
-    let mut cmd = Command::new(RELAY);
-    cmd.args([
-        "--no-daemon",
-        "--log",
-        "--user",
-        "root",
-        "--interface",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--spool-dir",
-    ])
-    .arg(&spool);
-    let _relay = crate::harness::Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
-        ("127.0.0.1", port)
-    )
-    .is_ok()));
+    let _relay = Relay::launch(&spool, &dir.path().join("log"), port, &[]);
     let mut c = Client::connect(port);
     c.reply();
     c.command("EHLO vm");
@@ -195,39 +185,12 @@ fn a_full_disk_answers_452_and_leaves_nothing_forwardable() {
 #[test]
 fn a_read_only_spool_answers_451_and_the_session_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let mount = dir.path().join("ro");
-    std::fs::create_dir(&mount).unwrap();
-    let (code, _, err) = run(
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(&mount),
-        Duration::from_secs(10),
-    );
-    assert_eq!(
-        code, 0,
-        "this test needs root to mount a small tmpfs (scripts/test runs as root): {err}"
-    );
-    let _tmpfs = Tmpfs(mount.clone());
+    let tmpfs = Tmpfs::mount(dir.path(), "ro", "1m");
+    let mount = tmpfs.0.clone();
     let spool = mount.join("spool");
     std::fs::create_dir(&spool).unwrap();
     let port = free_port();
-    let mut cmd = Command::new(RELAY);
-    cmd.args([
-        "--no-daemon",
-        "--log",
-        "--user",
-        "root",
-        "--interface",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--spool-dir",
-    ])
-    .arg(&spool);
-    let _relay = crate::harness::Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || {
-        crate::harness::greets(port)
-    }));
+    let _relay = Relay::launch(&spool, &dir.path().join("log"), port, &[]);
     let (code, _, err) = run(
         Command::new("mount").args(["-o", "remount,ro"]).arg(&mount),
         Duration::from_secs(10),

@@ -57,6 +57,18 @@ fn forward_on_disconnect_delivers_to_smtp_sink_and_empties_the_spool() {
     assert!(log.contains("emailrelay: info: tx>>: \"MAIL FROM:<a@example.com>\""));
 }
 
+/// Runs the relay once over `spool` (as root, so no privilege drop) with
+/// `args`, to its exit; returns the exit code, stdout and stderr.
+fn forward_once(spool: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    run(
+        Command::new(RELAY)
+            .args(args)
+            .args(["--user", "root", "--spool-dir"])
+            .arg(spool),
+        Duration::from_secs(60),
+    )
+}
+
 /// An SMTP peer on `bind` that refuses every RCPT with `rcpt_reply` unless
 /// the address contains "good", and records the text of what it accepts.
 fn peer_on(
@@ -292,18 +304,7 @@ fn an_emailrelay_written_spool_forwards_unchanged_with_as_client() {
         )
         .unwrap();
     }
-    let (code, _, err) = run(
-        Command::new(RELAY)
-            .args([
-                "--as-client",
-                &sink.address(),
-                "--user",
-                "root",
-                "--spool-dir",
-            ])
-            .arg(&spool),
-        Duration::from_secs(60),
-    );
+    let (code, _, err) = forward_once(&spool, &["--as-client", &sink.address()]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("recovered 1 message(s) left locked by a previous run"),
@@ -322,19 +323,14 @@ fn as_client_with_nothing_listening_keeps_mail_and_exits_1() {
     let spool = dir.path().join("spool");
     crate::harness::submit_one(&spool);
     let dead = free_port();
-    let (code, _, err) = run(
-        Command::new(RELAY)
-            .args([
-                "--as-client",
-                &format!("127.0.0.1:{dead}"),
-                "--user",
-                "root",
-                "--connection-timeout",
-                "5",
-                "-s",
-            ])
-            .arg(&spool),
-        Duration::from_secs(60),
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &format!("127.0.0.1:{dead}"),
+            "--connection-timeout",
+            "5",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     assert!(
@@ -488,12 +484,7 @@ fn forward_to_address_in_the_envelope_overrides_forward_to() {
     )
     .unwrap();
     let dead = format!("127.0.0.1:{}", free_port());
-    let (code, _, err) = run(
-        Command::new(RELAY)
-            .args(["--as-client", &dead, "--user", "root", "-s"])
-            .arg(&spool),
-        Duration::from_secs(60),
-    );
+    let (code, _, err) = forward_once(&spool, &["--as-client", &dead]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(&format!("smtp connection to {}", sink.address())),
@@ -540,19 +531,14 @@ fn a_server_that_never_greets_is_talked_to_after_the_prompt_timeout() {
     let spool = dir.path().join("spool");
     crate::harness::submit_one(&spool);
     let started = std::time::Instant::now();
-    let (code, _, err) = run(
-        Command::new(RELAY)
-            .args([
-                "--as-client",
-                &format!("127.0.0.1:{port}"),
-                "--prompt-timeout",
-                "1",
-                "--user",
-                "root",
-                "-s",
-            ])
-            .arg(&spool),
-        Duration::from_secs(60),
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &format!("127.0.0.1:{port}"),
+            "--prompt-timeout",
+            "1",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -575,19 +561,14 @@ fn a_server_that_stops_answering_hits_the_response_timeout_and_the_message_stays
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     crate::harness::submit_one(&spool);
-    let (code, _, err) = run(
-        Command::new(RELAY)
-            .args([
-                "--as-client",
-                &format!("127.0.0.1:{port}"),
-                "--response-timeout",
-                "1",
-                "--user",
-                "root",
-                "-s",
-            ])
-            .arg(&spool),
-        Duration::from_secs(60),
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &format!("127.0.0.1:{port}"),
+            "--response-timeout",
+            "1",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("response timeout"), "{err}");
@@ -605,21 +586,16 @@ fn dont_serve_with_forward_sends_the_spool_and_exits() {
     let spool = dir.path().join("spool");
     crate::harness::submit_one(&spool);
     crate::harness::submit_one(&spool);
-    let (code, _, err) = run(
-        Command::new(RELAY)
-            .args([
-                "--no-daemon",
-                "--log",
-                "--dont-serve",
-                "--forward",
-                "--forward-to",
-                &sink.address(),
-                "--user",
-                "root",
-                "-s",
-            ])
-            .arg(&spool),
-        Duration::from_secs(60),
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--no-daemon",
+            "--log",
+            "--dont-serve",
+            "--forward",
+            "--forward-to",
+            &sink.address(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(

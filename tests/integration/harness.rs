@@ -122,8 +122,19 @@ impl Relay {
     }
 
     pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Relay {
-        let spool = dir.join("spool");
-        let log = dir.join(format!("relay-{port}.log"));
+        Self::launch(
+            &dir.join("spool"),
+            &dir.join(format!("relay-{port}.log")),
+            port,
+            extra,
+        )
+    }
+
+    /// Starts a relay with this spool and log file (`%d` allowed in the
+    /// log file name: then `log_text` reads nothing and the test reads the
+    /// dated file itself).
+    pub fn launch(spool: &Path, log: &Path, port: u16, extra: &[&str]) -> Relay {
+        let (spool, log) = (spool.to_path_buf(), log.to_path_buf());
         let mut cmd = Command::new(RELAY);
         cmd.args([
             "--no-daemon",

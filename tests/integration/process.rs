@@ -106,28 +106,12 @@ fn log_time_address_and_daily_log_files() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let pattern = dir.path().join("relay-%d.log");
-    let mut cmd = Command::new(RELAY);
-    cmd.args([
-        "--no-daemon",
-        "--log",
-        "--log-time",
-        "--log-address",
-        "--user",
-        "root",
-        "--interface",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--spool-dir",
-    ])
-    .arg(dir.path().join("spool"))
-    .arg("--log-file")
-    .arg(&pattern);
-    let _relay = Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
-        ("127.0.0.1", port)
-    )
-    .is_ok()));
+    let _relay = Relay::launch(
+        &dir.path().join("spool"),
+        &pattern,
+        port,
+        &["--log-time", "--log-address"],
+    );
     let mut c = Client::connect(port);
     c.reply();
     assert_eq!(
