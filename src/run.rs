@@ -29,24 +29,17 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
     }
     let spool_dir = settings.spool_dir.clone();
     crate::sys::raise_file_limit();
-    let smtp_listeners = match bind_all(
-        settings
-            .smtp
-            .as_ref()
-            .map(|s| s.listen.as_slice())
-            .unwrap_or(&[]),
-    ) {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
-    };
-    let admin_listeners = match bind_all(
-        settings
-            .admin
-            .as_ref()
-            .map(|a| a.listen.as_slice())
-            .unwrap_or(&[]),
-    ) {
-        Ok(l) => l,
+    let smtp_listen = settings
+        .smtp
+        .as_ref()
+        .map_or(&[][..], |s| s.listen.as_slice());
+    let admin_listen = settings
+        .admin
+        .as_ref()
+        .map_or(&[][..], |a| a.listen.as_slice());
+    let bound = bind_all(smtp_listen).and_then(|smtp| Ok((smtp, bind_all(admin_listen)?)));
+    let (smtp_listeners, admin_listeners) = match bound {
+        Ok(bound) => bound,
         Err(code) => return Ok(code),
     };
     if settings.daemon {
@@ -225,6 +218,7 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
         idle_timeout: std::time::Duration::from_secs(60),
         pipelining: true,
         smtputf8: false,
+        smtputf8_strict: false,
         chunking: false,
         trace: false,
         immediate: false,

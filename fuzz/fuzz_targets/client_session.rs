@@ -4,7 +4,13 @@ use emailrelay_proto::smtp::{ClientConfig, ClientEvent, ClientSession, OutgoingM
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let config = ClientConfig { helo_domain: "fuzz".into(), pipelining: true, forward_to_some: false, trace: true };
+    let config = ClientConfig {
+        helo_domain: "fuzz".into(),
+        pipelining: true,
+        forward_to_some: false,
+        trace: true,
+        strict: Default::default(),
+    };
     let mut client = ClientSession::new(config);
     let mut out = Vec::new();
     for piece in data.chunks(29) {

@@ -114,7 +114,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     later(opt("filter-timeout", Some('W'), R, "<time>", "Timeout in seconds for filter programs (default 60)"), "filters (--filter-timeout)"),
     repeatable(opt("interface", Some('I'), R, "<ip-address-list>", "Listening addresses: a comma-separated list, with optional smtp=, pop= or admin= prefixes")),
     opt("prompt-timeout", Some('w'), R, "<time>", "Timeout in seconds for a remote server's greeting (default 20)"),
-    opt("server-smtp-config", Some('Z'), R, "<config>", "Configures the SMTP server protocol: pipelining, nopipelining, smtputf8, smtputf8strict, nostrictparsing, noalabels"),
+    opt("server-smtp-config", Some('Z'), R, "<config>", "Configures the SMTP server protocol: pipelining, nopipelining, smtputf8, smtputf8strict, chunking, nostrictparsing, noalabels"),
     opt("size", Some('M'), R, "<bytes>", "Limits the size of submitted messages"),
     later(opt("pop", Some('B'), F, "", "Enables the POP server"), "the POP server (--pop)"),
     later(opt("pop-by-name", Some('J'), F, "", "Serves POP clients from a sub-directory named after the user"), "the POP server (--pop-by-name)"),

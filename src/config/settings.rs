@@ -11,6 +11,7 @@ use crate::log::LogSettings;
 use crate::net::{self, Service};
 use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
+use emailrelay_proto::smtp::Strictness;
 
 /// E-MailRelay's default spool directory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/emailrelay";
@@ -71,7 +72,7 @@ impl Settings {
         let interfaces = net::parse_interfaces(args.values("interface"))
             .map_err(|e| bad("interface", &args.values("interface").join(","), e))?;
         let server_config = parse_server_config(args)?;
-        let client_pipelining = parse_client_config(args)?;
+        let (client_pipelining, client_strict) = parse_client_config(args)?;
 
         let forward = ForwardSettings {
             forward_to: forward_to.clone(),
@@ -86,6 +87,7 @@ impl Settings {
             response_timeout: seconds(args, "response-timeout", 60)?,
             prompt_timeout: seconds(args, "prompt-timeout", 20)?,
             pipelining: client_pipelining,
+            strict: client_strict,
             helo_domain: domain.clone(),
             anonymous_client: anonymous.client,
             trace: verbose && log_enabled,
@@ -115,7 +117,8 @@ impl Settings {
                     idle_timeout: seconds(args, "idle-timeout", 60)?,
                     pipelining: server_config.0,
                     smtputf8: server_config.1,
-                    chunking: server_config.2,
+                    smtputf8_strict: server_config.2,
+                    chunking: server_config.3,
                     trace: verbose && log_enabled,
                     immediate: args.has("immediate"),
                 })
@@ -238,34 +241,41 @@ fn parse_anonymous(args: &Args) -> Result<Anonymous, ConfigError> {
     Ok(anonymous)
 }
 
-/// `--server-smtp-config`: (pipelining, smtputf8, chunking).
-fn parse_server_config(args: &Args) -> Result<(bool, bool, bool), ConfigError> {
-    let (mut pipelining, mut smtputf8, mut chunking) = (true, false, false);
+/// `--server-smtp-config`: (pipelining, smtputf8, smtputf8strict, chunking).
+/// `nostrictparsing` and `noalabels` ask for what we do anyway: tolerant
+/// address parsing, and domains left as given (never converted to A-labels).
+fn parse_server_config(args: &Args) -> Result<(bool, bool, bool, bool), ConfigError> {
+    let (mut pipelining, mut smtputf8, mut strict, mut chunking) = (true, false, false, false);
     for word in keywords(args, "server-smtp-config") {
         match word {
             "pipelining" => pipelining = true,
             "nopipelining" => pipelining = false,
-            "smtputf8" | "smtputf8strict" => smtputf8 = true,
+            "smtputf8" => smtputf8 = true,
+            "smtputf8strict" => (smtputf8, strict) = (true, true),
             "nostrictparsing" | "noalabels" => {}
             "chunking" => chunking = true,
             other => return Err(bad("server-smtp-config", other, "unknown keyword")),
         }
     }
-    Ok((pipelining, smtputf8, chunking))
+    Ok((pipelining, smtputf8, strict, chunking))
 }
 
-/// `--client-smtp-config`: pipelining (on unless `nopipelining`).
-fn parse_client_config(args: &Args) -> Result<bool, ConfigError> {
+/// `--client-smtp-config`: pipelining (on unless `nopipelining`) and the
+/// `*strict` keywords.
+fn parse_client_config(args: &Args) -> Result<(bool, Strictness), ConfigError> {
     let mut pipelining = true;
+    let mut strict = Strictness::default();
     for word in keywords(args, "client-smtp-config") {
         match word {
             "pipelining" => pipelining = true,
             "nopipelining" => pipelining = false,
-            "smtputf8strict" | "eightbitstrict" | "binarymimestrict" => {}
+            "smtputf8strict" => strict.smtputf8 = true,
+            "eightbitstrict" => strict.eightbit = true,
+            "binarymimestrict" => strict.binarymime = true,
             other => return Err(bad("client-smtp-config", other, "unknown keyword")),
         }
     }
-    Ok(pipelining)
+    Ok((pipelining, strict))
 }
 
 /// The comma-separated keywords of an option, trimmed, empty ones skipped.

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emailrelay_proto::smtp::{xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome};
+use emailrelay_proto::smtp::{
+    xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome, Strictness,
+};
 use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
@@ -41,6 +43,8 @@ pub struct ForwardSettings {
     pub response_timeout: Duration,
     pub prompt_timeout: Duration,
     pub pipelining: bool,
+    /// `--client-smtp-config` `eightbitstrict`, `smtputf8strict`, `binarymimestrict`.
+    pub strict: Strictness,
     /// Our EHLO name.
     pub helo_domain: String,
     /// `--anonymous=client`: no `AUTH=` on MAIL.
@@ -306,6 +310,7 @@ impl Forwarder {
             pipelining: s.pipelining,
             forward_to_some: s.to_some,
             trace: s.trace,
+            strict: s.strict,
         };
         Connection::open(
             stream,

@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub pipelining: bool,
     pub smtputf8: bool,
+    /// `--server-smtp-config=smtputf8strict`.
+    pub smtputf8_strict: bool,
     /// `--server-smtp-config=chunking`: BDAT (RFC 3030).
     pub chunking: bool,
     pub trace: bool,
@@ -139,6 +141,7 @@ impl Conn {
             max_size: settings.max_size,
             pipelining: settings.pipelining,
             smtputf8: settings.smtputf8,
+            smtputf8_strict: settings.smtputf8_strict,
             chunking: settings.chunking,
             trace: settings.trace,
             ..ServerConfig::default()

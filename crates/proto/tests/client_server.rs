@@ -1,6 +1,7 @@
 //! The client session against the server session, in memory: pipelining,
 //! dot-stuffing end to end, refusals and their outcomes, HELO fallback.
 
+use emailrelay_proto::smtp::Strictness;
 use emailrelay_proto::smtp::{
     ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage,
     Reply, SendOutcome, ServerConfig, ServerSession, VerifyResult,
@@ -106,6 +107,7 @@ impl Pair {
 
 fn client_config() -> ClientConfig {
     ClientConfig {
+        strict: Strictness::default(),
         helo_domain: "relay.example.com".into(),
         pipelining: true,
         forward_to_some: false,
@@ -271,5 +273,51 @@ fn mail_parameters_follow_the_server_capabilities() {
     assert_eq!(
         out,
         b"MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 AUTH=<>\r\n"
+    );
+}
+
+#[test]
+fn strict_keywords_fail_what_the_server_cannot_take_without_sending_it() {
+    let strict = Strictness {
+        eightbit: true,
+        smtputf8: true,
+        binarymime: false,
+    };
+    let mut client = ClientSession::new(ClientConfig {
+        strict,
+        ..client_config()
+    });
+    client.handle_input(b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    out.clear();
+    let message = OutgoingMessage {
+        from: "a@b".into(),
+        to: vec!["c@d".into()],
+        body: emailrelay_proto::smtp::Body::EightBitMime,
+        ..OutgoingMessage::default()
+    };
+    client.send_message(message.clone());
+    client.poll_output(&mut out);
+    assert!(out.is_empty(), "nothing is sent");
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Done(SendOutcome::Failed(Reply::new(
+            554,
+            "cannot send: the server does not offer 8BITMIME"
+        ))))
+    );
+    client.send_message(OutgoingMessage {
+        body: Default::default(),
+        smtputf8: true,
+        ..message
+    });
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Done(SendOutcome::Failed(Reply::new(
+            554,
+            "cannot send: the server does not offer SMTPUTF8"
+        ))))
     );
 }

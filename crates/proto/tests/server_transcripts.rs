@@ -456,3 +456,31 @@ fn bdat_out_of_sequence_is_refused_but_still_consumed() {
     assert_eq!(h.feed(b"BDAT x\r\n"), "501 invalid BDAT size\r\n");
     assert!(h.stored.is_empty());
 }
+
+#[test]
+fn smtputf8_strict_refuses_utf8_addresses_without_the_parameter() {
+    let mut h = Harness::new(ServerConfig {
+        smtputf8: true,
+        smtputf8_strict: true,
+        ..relay_config()
+    });
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed("MAIL FROM:<jörg@example.com>\r\n".as_bytes()),
+        "553 mailbox name not allowed: SMTPUTF8 required\r\n"
+    );
+    assert_eq!(h.feed(b"MAIL FROM:<a@b>\r\n"), "250 sender <a@b> OK\r\n");
+    assert_eq!(
+        h.feed("RCPT TO:<zoë@example.com>\r\n".as_bytes()),
+        "553 mailbox name not allowed: SMTPUTF8 required\r\n"
+    );
+    h.feed(b"RSET\r\n");
+    assert_eq!(
+        h.feed("MAIL FROM:<jörg@example.com> SMTPUTF8\r\n".as_bytes()),
+        "250 sender <jörg@example.com> OK\r\n"
+    );
+    assert_eq!(
+        h.feed("RCPT TO:<zoë@example.com>\r\n".as_bytes()),
+        "250 recipient <zoë@example.com> OK\r\n"
+    );
+}

@@ -34,6 +34,21 @@ pub struct ClientConfig {
     pub forward_to_some: bool,
     /// Record command and reply lines for the protocol trace.
     pub trace: bool,
+    /// Refuse to send what the server has not said it can take.
+    pub strict: Strictness,
+}
+
+/// E-MailRelay's `--client-smtp-config` `*strict` keywords: fail a message
+/// at once, rather than send it anyway, when it needs an extension the
+/// server does not offer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Strictness {
+    /// `eightbitstrict`: an 8BITMIME message needs 8BITMIME.
+    pub eightbit: bool,
+    /// `smtputf8strict`: a UTF-8 envelope needs SMTPUTF8.
+    pub smtputf8: bool,
+    /// `binarymimestrict`: a BINARYMIME message needs BINARYMIME.
+    pub binarymime: bool,
 }
 
 /// One message to send.
@@ -78,6 +93,7 @@ pub struct Capabilities {
     pub pipelining: bool,
     pub eightbitmime: bool,
     pub smtputf8: bool,
+    pub binarymime: bool,
     pub size: Option<u64>,
     pub starttls: bool,
     pub auth: Vec<String>,
@@ -194,6 +210,13 @@ impl ClientSession {
         if self.state != State::Ready {
             return;
         }
+        if let Some(missing) = self.missing_extension(&message) {
+            let reply = Reply::new(
+                554,
+                format!("cannot send: the server does not offer {missing}"),
+            );
+            return self.done(SendOutcome::Failed(reply));
+        }
         self.state = State::Envelope;
         self.rejected.clear();
         self.accepted = 0;
@@ -243,6 +266,20 @@ impl ClientSession {
             self.command("QUIT");
             self.state = State::Quit;
         }
+    }
+
+    fn missing_extension(&self, message: &OutgoingMessage) -> Option<&'static str> {
+        let strict = self.config.strict;
+        match message.body {
+            Body::EightBitMime if strict.eightbit && !self.caps.eightbitmime => {
+                return Some("8BITMIME")
+            }
+            Body::BinaryMime if strict.binarymime && !self.caps.binarymime => {
+                return Some("BINARYMIME")
+            }
+            _ => {}
+        }
+        (message.smtputf8 && strict.smtputf8 && !self.caps.smtputf8).then_some("SMTPUTF8")
     }
 
     // ---- replies ----
@@ -412,6 +449,7 @@ fn parse_capabilities(reply: &Reply) -> Capabilities {
             "PIPELINING" => caps.pipelining = true,
             "8BITMIME" => caps.eightbitmime = true,
             "SMTPUTF8" => caps.smtputf8 = true,
+            "BINARYMIME" => caps.binarymime = true,
             "STARTTLS" => caps.starttls = true,
             "SIZE" => caps.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
             "AUTH" => caps.auth = words.map(|w| w.to_ascii_uppercase()).collect(),

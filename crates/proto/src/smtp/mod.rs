@@ -10,7 +10,9 @@ pub mod reply;
 pub mod server;
 
 pub use address::{xtext_decode, xtext_encode, Mailbox};
-pub use client::{ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome};
+pub use client::{
+    ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome, Strictness,
+};
 pub use command::{Body, Command, MailParams};
 pub use dot::DotStuffer;
 pub use reply::Reply;

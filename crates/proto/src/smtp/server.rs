@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub pipelining: bool,
     /// Advertise SMTPUTF8.
     pub smtputf8: bool,
+    /// Refuse non-ASCII addresses unless MAIL said SMTPUTF8 (`smtputf8strict`).
+    pub smtputf8_strict: bool,
     /// Advertise CHUNKING and accept BDAT (RFC 3030).
     pub chunking: bool,
     /// Ask the driver about every recipient ([`Event::Verify`]); otherwise all are accepted.
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             max_bad_commands: 10,
             pipelining: true,
             smtputf8: false,
+            smtputf8_strict: false,
             chunking: false,
             verify_recipients: false,
             trace: false,
@@ -511,6 +514,9 @@ impl ServerSession {
         if self.config.max_size > 0 && params.size.is_some_and(|s| s > self.config.max_size) {
             return self.reply(552, "message size exceeds fixed maximum message size");
         }
+        if self.config.smtputf8_strict && from.is_utf8() && !params.smtputf8 {
+            return self.reply(553, "mailbox name not allowed: SMTPUTF8 required");
+        }
         self.reply(250, &format!("sender <{from}> OK"));
         self.transaction.from = Some(from);
         self.transaction.params = params;
@@ -523,6 +529,9 @@ impl ServerSession {
         }
         if to.is_empty() {
             return self.reply(550, "invalid empty mailbox");
+        }
+        if self.config.smtputf8_strict && to.is_utf8() && !self.transaction.params.smtputf8 {
+            return self.reply(553, "mailbox name not allowed: SMTPUTF8 required");
         }
         if self.transaction.recipients.len() >= self.config.max_recipients {
             return self.reply(452, "too many recipients");
