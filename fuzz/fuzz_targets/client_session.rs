@@ -1,6 +1,8 @@
 //! Arbitrary server bytes into a client session sending one message.
 #![no_main]
-use emailrelay_proto::smtp::{ClientConfig, ClientEvent, ClientSession, OutgoingMessage};
+use emailrelay_proto::smtp::{
+    ClientConfig, ClientEvent, ClientSession, OutgoingMessage, TlsPolicy,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -9,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
         pipelining: true,
         forward_to_some: false,
         trace: true,
-        strict: Default::default(),
+        tls: TlsPolicy::Offered,
+        ..ClientConfig::default()
     };
     let mut client = ClientSession::new(config);
     let mut out = Vec::new();
@@ -23,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
                     ..OutgoingMessage::default()
                 }),
                 ClientEvent::SendContent => client.content_sent(),
+                ClientEvent::StartTls => client.tls_started(),
                 ClientEvent::Failed(_) => {}
             }
         }

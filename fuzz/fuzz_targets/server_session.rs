@@ -5,7 +5,7 @@ use emailrelay_proto::smtp::{Event, MessageResult, ServerConfig, ServerSession, 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let config = ServerConfig { max_size: 10_000, chunking: true, verify_recipients: true, ..ServerConfig::default() };
+    let config = ServerConfig { max_size: 10_000, chunking: true, verify_recipients: true, starttls: true, ..ServerConfig::default() };
     let mut session = ServerSession::new(config);
     let mut out = Vec::new();
     for piece in data.chunks(37) {
@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
                 Event::Verify { address, .. } => session.answer_verify(VerifyResult::Remote(address)),
                 Event::MessageStart => session.answer_message_start(Ok(())),
                 Event::MessageEnd => session.answer_message(MessageResult::Accepted),
+                Event::StartTls => session.tls_started(),
                 _ => {}
             }
         }

@@ -1,7 +1,7 @@
 //! The client session against the server session, in memory: pipelining,
 //! dot-stuffing end to end, refusals and their outcomes, HELO fallback.
 
-use emailrelay_proto::smtp::Strictness;
+use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 use emailrelay_proto::smtp::{
     ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage,
     Reply, SendOutcome, ServerConfig, ServerSession, VerifyResult,
@@ -18,6 +18,10 @@ struct Pair {
     client_events: Vec<ClientEvent>,
     refuse: fn(&str) -> Option<Reply>,
     round_trips: usize,
+    /// The server has said 220 to STARTTLS and waits for the handshake.
+    server_handshake: bool,
+    /// Every command line the server received.
+    commands: Vec<String>,
 }
 
 impl Pair {
@@ -31,6 +35,8 @@ impl Pair {
             client_events: Vec::new(),
             refuse: |_| None,
             round_trips: 0,
+            server_handshake: false,
+            commands: Vec::new(),
         }
     }
 
@@ -57,8 +63,19 @@ impl Pair {
                     self.client.content_sent();
                     self.client.poll_output(&mut to_server);
                 }
+                if event == ClientEvent::StartTls {
+                    // The in-memory handshake: both ends agreed, it succeeds.
+                    assert!(self.server_handshake, "client began TLS alone");
+                    self.server.tls_started();
+                    self.server_handshake = false;
+                    self.client.tls_started();
+                    self.client.poll_output(&mut to_server);
+                }
                 self.client_events.push(event);
             }
+            let text = String::from_utf8_lossy(&to_server).into_owned();
+            self.commands
+                .extend(text.split_terminator("\r\n").map(str::to_string));
             self.server.handle_input(&to_server);
             while let Some(event) = self.server.poll_event() {
                 match event {
@@ -77,6 +94,7 @@ impl Pair {
                     }
                     Event::MessageAbort => self.current.clear(),
                     Event::Close => {}
+                    Event::StartTls => self.server_handshake = true,
                 }
             }
         }
@@ -112,6 +130,7 @@ fn client_config() -> ClientConfig {
         pipelining: true,
         forward_to_some: false,
         trace: false,
+        ..ClientConfig::default()
     }
 }
 
@@ -320,4 +339,109 @@ fn strict_keywords_fail_what_the_server_cannot_take_without_sending_it() {
             "cannot send: the server does not offer SMTPUTF8"
         ))))
     );
+}
+
+fn tls_server() -> ServerConfig {
+    ServerConfig {
+        starttls: true,
+        ..ServerConfig::default()
+    }
+}
+
+fn tls_client(tls: TlsPolicy) -> ClientConfig {
+    ClientConfig {
+        tls,
+        ..client_config()
+    }
+}
+
+fn failure(events: &[ClientEvent]) -> Option<Reply> {
+    events.iter().find_map(|e| match e {
+        ClientEvent::Failed(r) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn client_tls_uses_starttls_and_says_ehlo_again() {
+    let mut pair = Pair::new(tls_server(), tls_client(TlsPolicy::Offered));
+    pair.pump();
+    assert!(pair.client.is_secure() && pair.server.is_secure());
+    assert_eq!(
+        &pair.commands[..3],
+        ["EHLO relay.example.com", "STARTTLS", "EHLO relay.example.com"]
+    );
+    let outcome = pair.send(&["bob@x"], b"secret\r\n");
+    assert_eq!(outcome, SendOutcome::Sent { rejected: vec![] });
+    assert_eq!(pair.stored, vec![b"secret\r\n".to_vec()]);
+}
+
+#[test]
+fn client_tls_carries_on_in_clear_when_starttls_is_not_offered() {
+    let mut pair = Pair::new(ServerConfig::default(), tls_client(TlsPolicy::Offered));
+    pair.pump();
+    assert!(!pair.client.is_secure());
+    assert!(pair.client_events.contains(&ClientEvent::Ready));
+    assert!(!pair.commands.iter().any(|c| c == "STARTTLS"));
+}
+
+#[test]
+fn tls_required_never_sends_mail_in_clear() {
+    let mut pair = Pair::new(ServerConfig::default(), tls_client(TlsPolicy::Required));
+    pair.pump();
+    assert_eq!(
+        failure(&pair.client_events),
+        Some(Reply::new(
+            454,
+            "TLS is required but not available: the server does not offer STARTTLS"
+        ))
+    );
+    assert!(!pair.client_events.contains(&ClientEvent::Ready));
+    // A message handed over anyway goes nowhere.
+    pair.client.send_message(OutgoingMessage {
+        from: "a@x".into(),
+        to: vec!["b@x".into()],
+        ..OutgoingMessage::default()
+    });
+    pair.pump();
+    assert_eq!(pair.commands, ["EHLO relay.example.com"]);
+}
+
+#[test]
+fn tls_required_fails_transiently_when_starttls_is_refused() {
+    let mut client = ClientSession::new(tls_client(TlsPolicy::Required));
+    client.handle_input(b"220 hi\r\n250-hi\r\n250 STARTTLS\r\n454 TLS not available now\r\n");
+    let mut events = Vec::new();
+    while let Some(e) = client.poll_event() {
+        events.push(e);
+    }
+    let reply = failure(&events).expect("failed");
+    assert_eq!(reply.code, 454);
+    assert!(reply.is_transient());
+    assert_eq!(
+        reply.text(),
+        "TLS is required but not available: the server refused STARTTLS: 454 TLS not available now"
+    );
+}
+
+#[test]
+fn replies_injected_before_the_client_handshake_are_discarded() {
+    let mut client = ClientSession::new(tls_client(TlsPolicy::Required));
+    let mut out = Vec::new();
+    client.handle_input(b"220 hi\r\n250-hi\r\n250 STARTTLS\r\n");
+    client.poll_output(&mut out);
+    assert_eq!(out, b"EHLO relay.example.com\r\nSTARTTLS\r\n");
+    // One packet: the 220 and a forged EHLO reply (no PIPELINING) sent in clear.
+    client.handle_input(b"220 go ahead\r\n250 forged\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::StartTls));
+    client.handle_input(b"250 also forged\r\n");
+    client.tls_started();
+    out.clear();
+    client.poll_output(&mut out);
+    assert_eq!(out, b"EHLO relay.example.com\r\n");
+    assert_eq!(client.poll_event(), None);
+    client.handle_input(b"250-relay says hello\r\n250 PIPELINING\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    assert!(client.capabilities().pipelining);
+    assert!(client.is_secure());
 }

@@ -21,7 +21,7 @@ fn drive(session: &mut ServerSession, stored: &mut Vec<Vec<u8>>, current: &mut V
                 session.answer_message(MessageResult::Accepted)
             }
             Event::MessageAbort => current.clear(),
-            Event::Close => {}
+            Event::Close | Event::StartTls => {}
         }
     }
 }

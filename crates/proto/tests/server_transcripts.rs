@@ -62,6 +62,8 @@ impl Harness {
                 }
                 Event::MessageAbort => self.current.clear(),
                 Event::Close => self.closed = true,
+                // The handshake itself is the driver's; here it always succeeds.
+                Event::StartTls => self.session.tls_started(),
             }
         }
     }
@@ -482,5 +484,135 @@ fn smtputf8_strict_refuses_utf8_addresses_without_the_parameter() {
     assert_eq!(
         h.feed("RCPT TO:<zoë@example.com>\r\n".as_bytes()),
         "250 recipient <zoë@example.com> OK\r\n"
+    );
+}
+
+fn tls_config() -> ServerConfig {
+    ServerConfig {
+        starttls: true,
+        ..relay_config()
+    }
+}
+
+#[test]
+fn starttls_is_offered_once_and_the_handshake_resets_the_session() {
+    let mut h = Harness::new(tls_config());
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250-8BITMIME
+         S: 250 STARTTLS
+         C: STARTTLS now
+         S: 501 unexpected argument
+         C: MAIL FROM:<a@b>
+         S: 250 sender <a@b> OK
+         C: STARTTLS
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: RSET
+         S: 250 state reset
+         C: STARTTLS
+         S: 220 ready to start TLS
+         C: RCPT TO:<c@d>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: STARTTLS
+         S: 503 TLS already active",
+    );
+    assert!(h.session.is_secure());
+    assert_eq!(h.session.transaction().helo, "vm");
+}
+
+#[test]
+fn plaintext_pipelined_behind_starttls_is_never_executed() {
+    let mut h = Harness::new(tls_config());
+    h.output();
+    assert!(h.feed(b"EHLO vm\r\n").ends_with("250 STARTTLS\r\n"));
+    // One packet: STARTTLS plus an injected envelope (CVE-2011-0411).
+    let reply = h.feed(b"STARTTLS\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<x@y>\r\n");
+    assert_eq!(reply, "220 ready to start TLS\r\n");
+    assert!(h.session.is_secure());
+    assert_eq!(h.session.transaction().from, None);
+    // Had the injected MAIL run, this RCPT would be accepted.
+    assert_eq!(
+        h.feed(b"RCPT TO:<bob@example.org>\r\n"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
+}
+
+#[test]
+fn plaintext_arriving_before_the_handshake_is_dropped() {
+    let mut session = ServerSession::new(tls_config());
+    session.handle_input(b"EHLO vm\r\nSTARTTLS\r\n");
+    let mut events = Vec::new();
+    while let Some(e) = session.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(events, vec![Event::StartTls]);
+    session.handle_input(b"NOOP\r\nQUIT\r\n");
+    session.tls_started();
+    let mut out = Vec::new();
+    session.poll_output(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.ends_with("250 STARTTLS\r\n220 ready to start TLS\r\n"), "{out}");
+    assert!(!session.is_closed());
+    assert_eq!(session.poll_event(), None);
+}
+
+#[test]
+fn tls_required_refuses_mail_in_clear_but_not_after_starttls() {
+    let mut h = Harness::new(ServerConfig {
+        tls_required: true,
+        ..tls_config()
+    });
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: HELO vm
+         S: 250 relay.example.com says hello
+         C: MAIL FROM:<a@b>
+         S: 530 must issue a STARTTLS command first
+         C: STARTTLS
+         S: 220 ready to start TLS
+         C: HELO vm
+         S: 250 relay.example.com says hello
+         C: MAIL FROM:<a@b>
+         S: 250 sender <a@b> OK",
+    );
+}
+
+#[test]
+fn implicit_tls_is_secure_from_the_start_and_offers_no_starttls() {
+    let mut h = Harness::new(ServerConfig {
+        tls_required: true,
+        implicit_tls: true,
+        ..tls_config()
+    });
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: STARTTLS
+         S: 503 TLS already active
+         C: MAIL FROM:<a@b>
+         S: 250 sender <a@b> OK",
+    );
+}
+
+#[test]
+fn starttls_is_unknown_without_server_tls() {
+    let mut h = Harness::new(relay_config());
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: STARTTLS
+         S: 502 command not implemented",
     );
 }

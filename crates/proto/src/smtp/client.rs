@@ -8,7 +8,14 @@
 //!     --content_sent--> Dot --reply--> Done(outcome) ---------------------------+
 //!     MAIL or RCPT refused --> [RSET] Reset --reply--> Done(outcome) -----------+
 //!  Ready --quit--> [QUIT] Quit
+//!  Ehlo --250 with STARTTLS, TLS wanted--> [STARTTLS] StartTls --220--> Handshake
+//!     --tls_started--> [EHLO] Ehlo (secure)
 //! ```
+//!
+//! STARTTLS (RFC 3207): whatever the server sent after its 220 and before
+//! the handshake is discarded, never read as a reply inside TLS. With
+//! [`TlsPolicy::Required`] the session fails, before MAIL, when the server
+//! does not offer STARTTLS or refuses it: mail never goes out in clear.
 //!
 //! DATA is sent only after every RCPT reply is in, so a refused recipient
 //! never leaves a half-open DATA phase that could deliver an empty message.
@@ -24,7 +31,7 @@ use crate::line::{scan_line, Scan, Terminator};
 const MAX_REPLY_LINE: usize = 4096;
 
 /// How the client behaves; built by the driver from its settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientConfig {
     /// Our name in EHLO/HELO.
     pub helo_domain: String,
@@ -36,6 +43,22 @@ pub struct ClientConfig {
     pub trace: bool,
     /// Refuse to send what the server has not said it can take.
     pub strict: Strictness,
+    /// Whether to ask for STARTTLS.
+    pub tls: TlsPolicy,
+    /// The connection is already encrypted (implicit TLS): no STARTTLS.
+    pub implicit_tls: bool,
+}
+
+/// When the client uses STARTTLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Never.
+    #[default]
+    Off,
+    /// When the server offers it (`--client-tls`).
+    Offered,
+    /// Always; fail the session if the server cannot (`--client-tls-required`).
+    Required,
 }
 
 /// E-MailRelay's `--client-smtp-config` `*strict` keywords: fail a message
@@ -81,6 +104,9 @@ pub enum ClientEvent {
     Ready,
     /// The server said 354: stream the dot-stuffed text, then call `content_sent`.
     SendContent,
+    /// The server said 220 to STARTTLS: do the client side of the
+    /// handshake, then call [`ClientSession::tls_started`].
+    StartTls,
     /// The message is finished; the session is ready for the next one.
     Done(SendOutcome),
     /// The session failed (bad greeting, EHLO refused, 421, garbage): close it.
@@ -104,6 +130,8 @@ enum State {
     Greeting,
     Ehlo,
     Helo,
+    StartTls,
+    Handshake,
     Ready,
     Envelope,
     Data,
@@ -138,13 +166,13 @@ pub struct ClientSession {
     rejected: Vec<(String, Reply)>,
     accepted: usize,
     outcome: Option<SendOutcome>,
+    secure: bool,
 }
 
 impl ClientSession {
     /// A new session waiting for the server's greeting.
     pub fn new(config: ClientConfig) -> ClientSession {
         ClientSession {
-            config,
             state: State::Greeting,
             input: Vec::new(),
             output: Vec::new(),
@@ -159,11 +187,17 @@ impl ClientSession {
             rejected: Vec::new(),
             accepted: 0,
             outcome: None,
+            secure: config.implicit_tls,
+            config,
         }
     }
 
     /// Feeds bytes from the server.
     pub fn handle_input(&mut self, bytes: &[u8]) {
+        // Nothing the server says between its 220 and the handshake counts.
+        if self.state == State::Handshake {
+            return;
+        }
         self.input.extend_from_slice(bytes);
         while self.state != State::Failed {
             match scan_line(&self.input, MAX_REPLY_LINE, Terminator::Lf) {
@@ -201,6 +235,23 @@ impl ClientSession {
     /// (E-MailRelay's `--prompt-timeout` behaviour).
     pub fn handle_prompt_timeout(&mut self) {
         if self.state == State::Greeting {
+            self.send_ehlo();
+        }
+    }
+
+    /// True once TLS is active (STARTTLS done, or implicit TLS).
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The handshake after [`ClientEvent::StartTls`] succeeded: say EHLO
+    /// again, encrypted.
+    pub fn tls_started(&mut self) {
+        if self.state == State::Handshake {
+            self.secure = true;
+            self.input.clear();
+            self.parser = ReplyParser::default();
+            self.caps = Capabilities::default();
             self.send_ehlo();
         }
     }
@@ -305,6 +356,20 @@ impl ClientSession {
                 self.state = State::Helo;
             }
             State::Helo if reply.is_positive() => self.ready(&Reply::new(250, "")),
+            State::StartTls if reply.code == 220 => {
+                self.input.clear();
+                self.state = State::Handshake;
+                self.events.push_back(ClientEvent::StartTls);
+            }
+            State::StartTls if self.config.tls == TlsPolicy::Required => {
+                self.fail(tls_unavailable(&format!("the server refused STARTTLS: {reply}")))
+            }
+            State::StartTls => {
+                // Opportunistic TLS refused: carry on in clear with what the
+                // EHLO reply offered.
+                self.state = State::Ready;
+                self.events.push_back(ClientEvent::Ready);
+            }
             State::Envelope => self.envelope_reply(reply),
             State::Data if reply.code == 354 => {
                 self.state = State::Content;
@@ -392,6 +457,19 @@ impl ClientSession {
 
     fn ready(&mut self, reply: &Reply) {
         self.caps = parse_capabilities(reply);
+        if !self.secure {
+            match self.config.tls {
+                TlsPolicy::Required if !self.caps.starttls => {
+                    return self.fail(tls_unavailable("the server does not offer STARTTLS"));
+                }
+                TlsPolicy::Required | TlsPolicy::Offered if self.caps.starttls => {
+                    self.command("STARTTLS");
+                    self.state = State::StartTls;
+                    return;
+                }
+                _ => {}
+            }
+        }
         self.state = State::Ready;
         self.events.push_back(ClientEvent::Ready);
     }
@@ -430,6 +508,12 @@ impl ClientSession {
             self.trace.push(format!("tx>>: \"{line}\""));
         }
     }
+}
+
+/// A transient failure, so that the message stays in the spool for a
+/// server that can do TLS next time.
+fn tls_unavailable(why: &str) -> Reply {
+    Reply::new(454, format!("TLS is required but not available: {why}"))
 }
 
 fn outcome_of(reply: Reply) -> SendOutcome {

@@ -11,7 +11,7 @@ pub mod server;
 
 pub use address::{xtext_decode, xtext_encode, Mailbox};
 pub use client::{
-    ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome, Strictness,
+    ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome, Strictness, TlsPolicy,
 };
 pub use command::{Body, Command, MailParams};
 pub use dot::DotStuffer;

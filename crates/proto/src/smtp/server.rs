@@ -9,6 +9,7 @@
 //!   Rcpt --DATA--> [MessageStart?] --354--> Data --"."--> [MessageEnd?] --250--> Ready
 //!   Rcpt --BDAT n--> [MessageStart?] --> Bdat (n octets) --BDAT n LAST--> [MessageEnd?] --250--> Ready
 //!   any --QUIT--> Closed (221)      any --too many errors--> Closed (421)
+//!   Start/Ready --STARTTLS--> [StartTls?] --tls_started--> Start (secure; EHLO again)
 //! ```
 //!
 //! States in brackets wait for the driver: the session emits an [`Event`]
@@ -16,6 +17,13 @@
 //! so pipelined commands (RFC 2920) queue up in order. Message text is
 //! handed out as [`Event::MessageData`] chunks as it arrives and is never
 //! held whole, so memory does not grow with message size.
+//!
+//! STARTTLS (RFC 3207): after the 220 the session discards whatever
+//! plaintext is already buffered and ignores input until the driver calls
+//! [`ServerSession::tls_started`], so commands pipelined behind STARTTLS in
+//! clear are never executed inside the encrypted session (the
+//! CVE-2011-0411 class of attack). The handshake then forgets everything
+//! said before it: the client must say EHLO again.
 //!
 //! Limits a peer cannot exceed: 512-octet command lines and 1000-octet text
 //! lines (RFC 5321 section 4.5.3.1; longer gets 500 and the session goes
@@ -62,6 +70,12 @@ pub struct ServerConfig {
     pub chunking: bool,
     /// Ask the driver about every recipient ([`Event::Verify`]); otherwise all are accepted.
     pub verify_recipients: bool,
+    /// Offer STARTTLS (`--server-tls`).
+    pub starttls: bool,
+    /// Refuse MAIL and AUTH until TLS is active (`--server-tls-required`).
+    pub tls_required: bool,
+    /// The connection is encrypted from the start (`--server-tls-connection`).
+    pub implicit_tls: bool,
     /// Record command and reply lines for the protocol trace.
     pub trace: bool,
 }
@@ -80,6 +94,9 @@ impl Default for ServerConfig {
             smtputf8_strict: false,
             chunking: false,
             verify_recipients: false,
+            starttls: false,
+            tls_required: false,
+            implicit_tls: false,
             trace: false,
         }
     }
@@ -101,6 +118,9 @@ pub enum Event {
     MessageEnd,
     /// Throw the partial message away (too large, overlong line); the client has been told.
     MessageAbort,
+    /// The client asked for TLS and was told 220: flush the output, do the
+    /// server side of the handshake, then call [`ServerSession::tls_started`].
+    StartTls,
     /// The session is over; flush the output and close the connection.
     Close,
 }
@@ -178,6 +198,8 @@ enum Waiting {
         first_chunk: Option<(u64, bool)>,
     },
     MessageEnd,
+    /// The TLS handshake, after the 220 to STARTTLS.
+    Tls,
 }
 
 /// A BDAT chunk being consumed: its octets are always read as data, never
@@ -216,6 +238,7 @@ pub struct ServerSession {
     discarding_command: bool,
     chunk: Option<Chunk>,
     bad_commands: u32,
+    secure: bool,
 }
 
 impl ServerSession {
@@ -225,6 +248,7 @@ impl ServerSession {
             Some(ident) => format!("{} -- {ident} -- Service ready", config.domain),
             None => format!("{} -- Service ready", config.domain),
         };
+        let secure = config.implicit_tls;
         let mut session = ServerSession {
             config,
             state: State::Start,
@@ -238,6 +262,7 @@ impl ServerSession {
             discarding_command: false,
             chunk: None,
             bad_commands: 0,
+            secure,
         };
         session.reply(220, &greeting);
         session
@@ -245,7 +270,8 @@ impl ServerSession {
 
     /// Feeds bytes from the client.
     pub fn handle_input(&mut self, bytes: &[u8]) {
-        if self.state == State::Closed {
+        // Plaintext that arrives while the handshake is due is dropped.
+        if self.state == State::Closed || self.waiting == Some(Waiting::Tls) {
             return;
         }
         self.input.extend_from_slice(bytes);
@@ -275,6 +301,24 @@ impl ServerSession {
     /// True once QUIT or a fatal error has ended the session.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// True once TLS is active (STARTTLS done, or implicit TLS).
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The TLS handshake after [`Event::StartTls`] succeeded: the session
+    /// starts afresh, encrypted, waiting for EHLO.
+    pub fn tls_started(&mut self) {
+        if self.waiting != Some(Waiting::Tls) {
+            return;
+        }
+        self.waiting = None;
+        self.secure = true;
+        self.input.clear();
+        self.transaction = Transaction::default();
+        self.state = State::Start;
     }
 
     /// True while the session waits for an `answer_*` call.
@@ -470,9 +514,8 @@ impl ServerSession {
             }
             Command::Vrfy(address) => self.vrfy(address),
             Command::Bdat { size, last } => self.bdat(size, last),
-            Command::Help | Command::StartTls | Command::Auth(_) => {
-                self.reply(502, "command not implemented")
-            }
+            Command::StartTls => self.starttls(),
+            Command::Help | Command::Auth(_) => self.reply(502, "command not implemented"),
             Command::Invalid(text) => self.bad_command(501, text),
             Command::Unknown => self.bad_command(500, "command unrecognized"),
         }
@@ -504,12 +547,18 @@ impl ServerSession {
         if self.config.chunking {
             lines.push("CHUNKING".into());
         }
+        if self.config.starttls && !self.secure {
+            lines.push("STARTTLS".into());
+        }
         self.send(&Reply { code: 250, lines });
     }
 
     fn mail(&mut self, from: Mailbox, params: MailParams) {
         if !matches!(self.state, State::Start | State::Ready) {
             return self.out_of_sequence();
+        }
+        if self.config.tls_required && !self.secure {
+            return self.reply(530, "must issue a STARTTLS command first");
         }
         if self.config.max_size > 0 && params.size.is_some_and(|s| s > self.config.max_size) {
             return self.reply(552, "message size exceeds fixed maximum message size");
@@ -570,6 +619,25 @@ impl ServerSession {
         } else {
             self.reply(252, &format!("cannot verify but will accept: {address}"));
         }
+    }
+
+    /// STARTTLS (RFC 3207 section 4). Anything the client pipelined behind
+    /// it is discarded here, before the handshake.
+    fn starttls(&mut self) {
+        if !self.config.starttls {
+            return self.reply(502, "command not implemented");
+        }
+        if self.secure {
+            return self.bad_command(503, "TLS already active");
+        }
+        if !matches!(self.state, State::Start | State::Ready) {
+            return self.out_of_sequence();
+        }
+        self.reply(220, "ready to start TLS");
+        self.input.clear();
+        self.discarding_command = false;
+        self.events.push_back(Event::StartTls);
+        self.waiting = Some(Waiting::Tls);
     }
 
     fn data_command(&mut self) {
