@@ -14,5 +14,6 @@ pub mod smtp;
 pub mod store;
 pub mod submit;
 mod sys;
+pub mod tls;
 
 pub use sys::canonical_hostname;

@@ -27,6 +27,9 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
     for name in &settings.ignored {
         warning!("the --{name} option is for Windows only and is ignored");
     }
+    for text in &settings.warnings {
+        warning!("{text}");
+    }
     let spool_dir = settings.spool_dir.clone();
     crate::sys::raise_file_limit();
     let smtp_listen = settings
@@ -222,6 +225,9 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
         chunking: false,
         trace: false,
         immediate: false,
+        tls: None,
+        tls_connection: false,
+        tls_required: false,
     }
 }
 

@@ -78,7 +78,7 @@ fn version_text(verbose: bool) -> String {
         env!("CARGO_PKG_VERSION")
     );
     if verbose {
-        text.push_str("TLS library: none (not yet built in)\n");
+        text.push_str(&format!("TLS library: {}\n", emailrelay::tls::library()));
         text.push_str("Authentication: none (not yet built in)\n");
         text.push_str("PAM: disabled\n");
         text.push_str("POP server: disabled\n");

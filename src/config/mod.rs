@@ -60,6 +60,9 @@ pub enum ConfigError {
     /// Options that do not make sense together.
     #[error("{0}")]
     Conflict(String),
+    /// A TLS file or setting is unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Options as given: name -> values (flags have one empty value per use).
@@ -373,8 +376,20 @@ mod tests {
         ));
         assert!(matches!(
             build(&["--server-tls"]),
+            Err(ConfigError::Conflict(_))
+        ));
+        assert!(matches!(
+            build(&["--server-tls-required"]),
+            Err(ConfigError::Conflict(_))
+        ));
+        assert!(matches!(
+            build(&["--client-tls", "--tls-config", "tlsv1.1"]),
+            Err(ConfigError::Tls(_))
+        ));
+        assert!(matches!(
+            build(&["--filter", "x"]),
             Err(ConfigError::NotYet {
-                option: "server-tls",
+                option: "filter",
                 ..
             })
         ));

@@ -11,7 +11,8 @@ use crate::log::LogSettings;
 use crate::net::{self, Service};
 use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
-use emailrelay_proto::smtp::Strictness;
+use crate::tls::{ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, Versions};
+use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 
 /// E-MailRelay's default spool directory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/emailrelay";
@@ -32,6 +33,8 @@ pub struct Settings {
     pub forward: ForwardSettings,
     /// Options accepted but meaningless here, for a startup warning.
     pub ignored: Vec<&'static str>,
+    /// Other startup warnings (options that have no effect as given).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -73,6 +76,22 @@ impl Settings {
             .map_err(|e| bad("interface", &args.values("interface").join(","), e))?;
         let server_config = parse_server_config(args)?;
         let (client_pipelining, client_strict) = parse_client_config(args)?;
+        let mut warnings = Vec::new();
+        let versions = match args.value("tls-config") {
+            None => Versions::default(),
+            Some(v) => {
+                let (versions, ignored) = Versions::parse(v)?;
+                for word in ignored {
+                    warnings.push(format!(
+                        "--tls-config keyword [{word}] ignored: this build uses rustls"
+                    ));
+                }
+                versions
+            }
+        };
+        let (client_tls, tls_policy, tls_connection) =
+            parse_client_tls(args, &versions, &mut warnings)?;
+        let server_tls = parse_server_tls(args, &versions)?;
 
         let forward = ForwardSettings {
             forward_to: forward_to.clone(),
@@ -92,6 +111,9 @@ impl Settings {
             anonymous_client: anonymous.client,
             trace: verbose && log_enabled,
             max_connections: 4,
+            tls: client_tls,
+            tls_policy,
+            tls_connection,
         };
         let needs_target = forward.on_start
             || forward.on_disconnect
@@ -121,6 +143,9 @@ impl Settings {
                     chunking: server_config.3,
                     trace: verbose && log_enabled,
                     immediate: args.has("immediate"),
+                    tls: server_tls.clone(),
+                    tls_connection: args.has("server-tls-connection"),
+                    tls_required: args.has("server-tls-required"),
                 })
             },
         );
@@ -148,8 +173,84 @@ impl Settings {
             admin,
             forward,
             ignored,
+            warnings,
         })
     }
+}
+
+/// `--client-tls*`: the context (loaded now, before any privilege drop),
+/// the STARTTLS policy and whether TLS is implicit.
+fn parse_client_tls(
+    args: &Args,
+    versions: &Versions,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<ClientTls>, TlsPolicy, bool), ConfigError> {
+    let connection = args.has("client-tls-connection");
+    let policy = if args.has("client-tls-required") {
+        TlsPolicy::Required
+    } else if args.has("client-tls") {
+        TlsPolicy::Offered
+    } else {
+        TlsPolicy::Off
+    };
+    if !connection && policy == TlsPolicy::Off {
+        for name in [
+            "client-tls-certificate",
+            "client-tls-verify",
+            "client-tls-verify-name",
+            "client-tls-server-name",
+        ] {
+            if args.has(name) {
+                warnings.push(format!(
+                    "the --{name} option has no effect without --client-tls, --client-tls-required or --client-tls-connection"
+                ));
+            }
+        }
+        return Ok((None, policy, false));
+    }
+    let options = ClientTlsOptions {
+        certificate: args.values("client-tls-certificate").iter().map(PathBuf::from).collect(),
+        verify: args.value("client-tls-verify").map(str::to_string),
+        verify_name: args.value("client-tls-verify-name").map(str::to_string),
+        server_name: args.value("client-tls-server-name").map(str::to_string),
+        versions: versions.clone(),
+    };
+    if options.verify_name.is_some() && options.verify.is_none() {
+        return Err(ConfigError::Conflict(
+            "--client-tls-verify-name needs --client-tls-verify (the CA list to check against)"
+                .into(),
+        ));
+    }
+    Ok((Some(ClientTls::new(&options)?), policy, connection))
+}
+
+/// `--server-tls*`: the context, loaded now, or `None` without TLS.
+fn parse_server_tls(args: &Args, versions: &Versions) -> Result<Option<ServerTls>, ConfigError> {
+    let wanted = args.has("server-tls") || args.has("server-tls-connection");
+    if !wanted {
+        if args.has("server-tls-required") {
+            return Err(ConfigError::Conflict(
+                "--server-tls-required needs --server-tls".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let certificate: Vec<PathBuf> = args
+        .values("server-tls-certificate")
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if certificate.is_empty() {
+        return Err(ConfigError::Conflict(
+            "--server-tls and --server-tls-connection need --server-tls-certificate".into(),
+        ));
+    }
+    let options = ServerTlsOptions {
+        certificate,
+        verify: args.value("server-tls-verify").map(str::to_string),
+        versions: versions.clone(),
+    };
+    Ok(Some(ServerTls::new(&options)?))
 }
 
 /// Refuses options that need a later feature; lists the Windows-only ones.

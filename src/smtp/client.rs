@@ -4,6 +4,10 @@
 //! Content goes out in 64 KB dot-stuffed buffers, one write each (never a
 //! write per line), with TCP_NODELAY set by `net::connect`; so a message
 //! costs no delayed-ACK wait. Every read has the response timeout.
+//!
+//! STARTTLS: when the session asks for it, the plain stream is swapped for
+//! a TLS one here; a failed handshake fails the connection (the message
+//! stays in the spool), it never falls back to clear text.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use emailrelay_proto::smtp::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::Stream;
+use crate::tls::ClientTls;
 
 /// Why a connection broke (as opposed to the server refusing something).
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,9 @@ pub enum ConnectionError {
     /// The content file could not be read.
     #[error("cannot read content file: {0}")]
     Content(std::io::Error),
+    /// The TLS handshake failed (bad certificate, protocol mismatch).
+    #[error("tls handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 /// Timeouts for one connection.
@@ -49,6 +57,8 @@ pub struct Connection {
     timeouts: Timeouts,
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// For STARTTLS: the context and the forwarding host name.
+    tls: Option<(ClientTls, String)>,
 }
 
 impl Connection {
@@ -58,6 +68,7 @@ impl Connection {
         stream: Box<dyn Stream>,
         config: ClientConfig,
         timeouts: Timeouts,
+        tls: Option<(ClientTls, String)>,
     ) -> Result<Connection, ConnectionError> {
         let mut conn = Connection {
             stream,
@@ -65,6 +76,7 @@ impl Connection {
             timeouts,
             buf: vec![0; 16 * 1024],
             out: Vec::new(),
+            tls,
         };
         let mut greeted = false;
         loop {
@@ -72,6 +84,10 @@ impl Connection {
                 match event {
                     ClientEvent::Ready => return Ok(conn),
                     ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
+                    ClientEvent::StartTls => {
+                        conn.start_tls().await?;
+                        continue;
+                    }
                     _ => continue,
                 }
             }
@@ -109,7 +125,7 @@ impl Connection {
                     }
                     ClientEvent::Done(outcome) => return Ok(outcome),
                     ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
-                    ClientEvent::Ready => {}
+                    ClientEvent::Ready | ClientEvent::StartTls => {}
                 }
             }
             self.read_some(self.timeouts.response).await?;
@@ -124,6 +140,25 @@ impl Connection {
                 tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut self.buf)).await;
         }
         let _ = self.stream.shutdown().await;
+    }
+
+    /// The client side of the handshake, then EHLO again.
+    async fn start_tls(&mut self) -> Result<(), ConnectionError> {
+        let Some((tls, host)) = &self.tls else {
+            return Err(ConnectionError::Tls(std::io::Error::other(
+                "TLS is not configured",
+            )));
+        };
+        let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));
+        let handshake = tls.connect(plain, host);
+        let (stream, info) = tokio::time::timeout(self.timeouts.response, handshake)
+            .await
+            .map_err(|_| ConnectionError::Timeout)?
+            .map_err(ConnectionError::Tls)?;
+        crate::info!("tls session established: {info}");
+        self.stream = stream;
+        self.session.tls_started();
+        self.flush().await
     }
 
     async fn send_content(&mut self, path: &Path) -> Result<(), ConnectionError> {

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use emailrelay_proto::smtp::{
-    xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome, Strictness,
+    xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome, Strictness, TlsPolicy,
 };
 use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
 use crate::store::{Locked, MessageId, Spool};
+use crate::tls::ClientTls;
 use crate::{error, info, warning};
 
 /// Forwarding settings; built by `config`.
@@ -53,6 +54,12 @@ pub struct ForwardSettings {
     pub trace: bool,
     /// Connections used at once in one forwarding pass.
     pub max_connections: usize,
+    /// The TLS context, for STARTTLS or implicit TLS.
+    pub tls: Option<ClientTls>,
+    /// `--client-tls` (offered) or `--client-tls-required`.
+    pub tls_policy: TlsPolicy,
+    /// `--client-tls-connection`: TLS from the first byte.
+    pub tls_connection: bool,
 }
 
 /// Counts of one forwarding pass.
@@ -302,15 +309,31 @@ impl Forwarder {
     async fn connect(&self, target: &str) -> Result<Connection, ConnectionError> {
         let s = &self.settings;
         info!("smtp connection to {target}");
-        let stream = crate::net::connect(target, s.client_interface, s.connection_timeout)
+        let mut stream = crate::net::connect(target, s.client_interface, s.connection_timeout)
             .await
             .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        let host = crate::net::target_host(target);
+        let implicit = match (&s.tls, s.tls_connection) {
+            (Some(tls), true) => {
+                let (tls_stream, info) =
+                    tokio::time::timeout(s.response_timeout, tls.connect(stream, &host))
+                        .await
+                        .map_err(|_| ConnectionError::Timeout)?
+                        .map_err(ConnectionError::Tls)?;
+                info!("tls session established: {info}");
+                stream = tls_stream;
+                true
+            }
+            _ => false,
+        };
         let config = ClientConfig {
             helo_domain: s.helo_domain.clone(),
             pipelining: s.pipelining,
             forward_to_some: s.to_some,
             trace: s.trace,
             strict: s.strict,
+            tls: s.tls_policy,
+            implicit_tls: implicit,
         };
         Connection::open(
             stream,
@@ -319,6 +342,7 @@ impl Forwarder {
                 response: s.response_timeout,
                 prompt: s.prompt_timeout,
             },
+            s.tls.clone().map(|tls| (tls, host)),
         )
         .await
     }

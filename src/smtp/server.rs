@@ -2,6 +2,12 @@
 //! `ServerSession` and acting on its events (spool writes, commits,
 //! immediate forwarding).
 //!
+//! TLS: with `--server-tls-connection` the handshake comes before the
+//! greeting; with `--server-tls` the session asks for it after its 220 to
+//! STARTTLS, and the driver swaps the plain stream for the encrypted one.
+//! A handshake has the idle timeout as its deadline; a failed one is logged
+//! with rustls' reason and ends only that connection.
+//!
 //! Deadlines: a command must be complete within `--idle-timeout` of the
 //! previous reply, however the bytes trickle in, and a DATA phase within
 //! `DATA_DEADLINE`; both end the session with 421 (E-MailRelay 2.6.1 only
@@ -23,6 +29,7 @@ use super::forward::{Forwarder, Verdict};
 use crate::log::{self, Level};
 use crate::net::{display_addr, Listen, Stream};
 use crate::store::{Envelope, NewMessage, Spool, StoreError};
+use crate::tls::{ServerTls, TlsInfo};
 
 /// The longest a DATA phase may take.
 const DATA_DEADLINE: Duration = Duration::from_secs(3600);
@@ -53,6 +60,12 @@ pub struct ServerSettings {
     pub chunking: bool,
     pub trace: bool,
     pub immediate: bool,
+    /// `--server-tls` (STARTTLS) or `--server-tls-connection` context.
+    pub tls: Option<ServerTls>,
+    /// `--server-tls-connection`: TLS from the first byte.
+    pub tls_connection: bool,
+    /// `--server-tls-required`: no MAIL before STARTTLS.
+    pub tls_required: bool,
 }
 
 /// What every connection shares.
@@ -96,6 +109,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         message: None,
         write_error: None,
         stored: 0,
+        tls: None,
     };
     let reason = conn.run(stream).await;
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
@@ -128,11 +142,19 @@ struct Conn {
     message: Option<NewMessage>,
     write_error: Option<StoreError>,
     stored: usize,
+    tls: Option<TlsInfo>,
 }
 
 impl Conn {
     async fn run(&mut self, mut stream: Box<dyn Stream>) -> &'static str {
-        let settings = &self.shared.settings;
+        let shared = Arc::clone(&self.shared);
+        let settings = &shared.settings;
+        if settings.tls_connection {
+            stream = match self.handshake(stream).await {
+                Some(stream) => stream,
+                None => return "tls handshake failed",
+            };
+        }
         let mut session = ServerSession::new(ServerConfig {
             domain: settings.domain.clone(),
             ident: (!settings.anonymous.server)
@@ -144,6 +166,9 @@ impl Conn {
             smtputf8_strict: settings.smtputf8_strict,
             chunking: settings.chunking,
             trace: settings.trace,
+            starttls: settings.tls.is_some() && !settings.tls_connection,
+            tls_required: settings.tls_required,
+            implicit_tls: settings.tls_connection,
             ..ServerConfig::default()
         });
         let idle = settings.idle_timeout;
@@ -200,14 +225,59 @@ impl Conn {
             }
             // Trace the commands before acting on them, so the log reads in order.
             self.trace(&mut session);
-            self.handle_events(&mut session).await;
+            if self.handle_events(&mut session).await {
+                // The 220 goes out in clear, then the handshake.
+                out.clear();
+                session.poll_output(&mut out);
+                self.trace(&mut session);
+                if stream.write_all(&out).await.is_err() {
+                    return "peer disconnected";
+                }
+                stream = match self.handshake(stream).await {
+                    Some(stream) => stream,
+                    None => return "tls handshake failed",
+                };
+                session.tls_started();
+                command_deadline = Instant::now() + idle;
+            }
             if buf.len() < 16 * 1024 && session.in_data() {
                 buf.resize(16 * 1024, 0);
             }
         }
     }
 
-    async fn handle_events(&mut self, session: &mut ServerSession) {
+    /// The server side of a TLS handshake, within the idle timeout.
+    async fn handshake(&mut self, stream: Box<dyn Stream>) -> Option<Box<dyn Stream>> {
+        let tls = self.shared.settings.tls.as_ref()?;
+        let limit = self.shared.settings.idle_timeout;
+        let result = match tokio::time::timeout(limit, tls.accept(stream)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::other("timeout")),
+        };
+        match result {
+            Ok((stream, info)) => {
+                log::write(
+                    Level::Info,
+                    Some(&self.peer_text),
+                    format_args!("tls session established: {info}"),
+                );
+                self.tls = Some(info);
+                Some(stream)
+            }
+            Err(e) => {
+                log::write(
+                    Level::Warning,
+                    Some(&self.peer_text),
+                    format_args!("tls handshake failed: {e}: {}", self.peer_text),
+                );
+                None
+            }
+        }
+    }
+
+    /// Acts on the session's events; true if the session asked for TLS.
+    async fn handle_events(&mut self, session: &mut ServerSession) -> bool {
+        let mut starttls = false;
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Verify { address, .. } => {
@@ -224,8 +294,10 @@ impl Conn {
                 }
                 Event::MessageAbort => self.message = None,
                 Event::Close => {}
+                Event::StartTls => starttls = true,
             }
         }
+        starttls
     }
 
     fn start_message(&mut self, transaction: &Transaction) -> Result<(), Reply> {
@@ -328,6 +400,11 @@ impl Conn {
                 .peer
                 .map(|p| p.ip().to_canonical().to_string())
                 .unwrap_or_default(),
+            client_certificate: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.peer_certificate.clone())
+                .unwrap_or_default(),
             mail_from_auth_in: t.params.auth.clone(),
             utf8_mailbox_names: t.is_utf8(),
             ..Envelope::default()
@@ -344,7 +421,12 @@ impl Conn {
             .peer
             .map(|p| p.ip().to_canonical().to_string())
             .unwrap_or_else(|| "127.0.0.1".into());
-        let with = if t.esmtp { "ESMTP" } else { "SMTP" };
+        // RFC 3848 protocol names.
+        let with = match (t.esmtp, self.tls.is_some()) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, _) => "SMTP",
+        };
         let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
         format!(
             "Received: from {helo} ([{ip}]) by {} with {with} ; {date}\r\n",

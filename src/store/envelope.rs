@@ -77,7 +77,10 @@ impl Envelope {
         }
         field("Authentication", &xtext_encode(&self.authentication));
         field("Client", &self.client);
-        field("ClientCertificate", &self.client_certificate);
+        // E-MailRelay compatibility: a PEM certificate is folded, each line
+        // after the first starting with a space.
+        let certificate: Vec<&str> = self.client_certificate.lines().collect();
+        field("ClientCertificate", &certificate.join("\r\n "));
         let auth_in = match &self.mail_from_auth_in {
             None => String::new(),
             Some(a) if a.is_empty() => "<>".to_string(),
@@ -116,7 +119,15 @@ impl Envelope {
         }
         let mut env = Envelope::default();
         let (mut have_from, mut ended) = (false, false);
+        let mut last_field = "";
         for line in lines {
+            if let Some(more) = line.strip_prefix(' ') {
+                if last_field == "ClientCertificate" {
+                    env.client_certificate.push('\n');
+                    env.client_certificate.push_str(more);
+                }
+                continue;
+            }
             let Some((name, value)) = line
                 .strip_prefix("X-MailRelay-")
                 .and_then(|l| l.split_once(':'))
@@ -124,6 +135,7 @@ impl Envelope {
                 continue;
             };
             let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+            last_field = name;
             match name {
                 "Content" => env.body = Body::from_envelope_keyword(&value),
                 "From" => {
@@ -214,6 +226,23 @@ mod tests {
         assert_eq!(back.to_local, ["postmaster"]);
         assert_eq!(back.authentication, "bob=x");
         assert_eq!(back.reason_code, Some(550));
+    }
+
+    #[test]
+    fn client_certificates_are_folded_and_unfolded() {
+        let mut env = sample();
+        env.client_certificate =
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into();
+        let text = String::from_utf8(env.to_bytes()).unwrap();
+        assert!(text.contains(
+            "X-MailRelay-ClientCertificate: -----BEGIN CERTIFICATE-----\r\n MIIB\r\n -----END CERTIFICATE-----\r\nX-MailRelay-MailFromAuthIn: \r\n"
+        ));
+        let back = Envelope::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            back.client_certificate,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+        );
+        assert_eq!(back.to_remote, env.to_remote);
     }
 
     #[test]

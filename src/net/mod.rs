@@ -1,7 +1,9 @@
 //! Network addresses: `--interface` syntax, listening sockets, the
 //! local-address rule of `--remote-clients`, and outgoing connections.
 //!
-//! Must not speak any protocol; it hands out connected or listening sockets.
+//! Speaks no protocol but SOCKS 4a; it hands out connected or listening sockets.
+
+pub mod socks;
 
 use std::fmt;
 use std::io;
@@ -239,6 +241,29 @@ pub enum ConnectError {
     /// No answer within the connection timeout.
     #[error("connection timeout connecting to {0}")]
     Timeout(String),
+    /// The SOCKS proxy did not connect us.
+    #[error("{0}")]
+    Socks(#[from] socks::SocksError),
+}
+
+/// A forwarding address split into where to connect and how: `target`
+/// alone, or `target@proxy` for SOCKS 4a.
+pub fn split_proxy(address: &str) -> (&str, Option<&str>) {
+    if address.starts_with('/') {
+        return (address, None);
+    }
+    match address.rsplit_once('@') {
+        Some((target, proxy)) if !target.is_empty() && !proxy.is_empty() => (target, Some(proxy)),
+        _ => (address, None),
+    }
+}
+
+/// The host part of a forwarding address, for SNI and logging.
+pub fn target_host(address: &str) -> String {
+    let (target, _) = split_proxy(address);
+    split_host_port(target)
+        .map(|(host, _)| host)
+        .unwrap_or_else(|_| "localhost".to_string())
 }
 
 /// Splits `host:port`, `[v6]:port` or `v6:port`; port names smtp,
@@ -276,26 +301,38 @@ pub async fn connect(
     local: Option<IpAddr>,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>, ConnectError> {
+    let (target, proxy) = split_proxy(target);
     let attempt = async {
+        if let Some(proxy) = proxy {
+            let (host, port) = split_host_port(target)?;
+            let mut stream = connect_tcp(proxy, local).await?;
+            socks::connect(&mut stream, &host, port).await?;
+            return Ok(stream);
+        }
         if target.starts_with('/') {
             let stream = UnixStream::connect(target)
                 .await
                 .map_err(|e| ConnectError::Connect(target.into(), e))?;
             return Ok(Box::new(stream) as Box<dyn Stream>);
         }
-        let (host, port) = split_host_port(target)?;
-        let mut last = None;
-        for addr in resolve(&host, port, local).await? {
-            match connect_one(addr, local).await {
-                Ok(stream) => return Ok(Box::new(stream) as Box<dyn Stream>),
-                Err(e) => last = Some(ConnectError::Connect(display_addr(&addr), e)),
-            }
-        }
-        Err(last.unwrap_or_else(|| ConnectError::Resolve(host, "no address".into())))
+        connect_tcp(target, local).await
     };
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(ConnectError::Timeout(target.into())))
+}
+
+/// Resolves `target` and tries every address in turn.
+async fn connect_tcp(target: &str, local: Option<IpAddr>) -> Result<Box<dyn Stream>, ConnectError> {
+    let (host, port) = split_host_port(target)?;
+    let mut last = None;
+    for addr in resolve(&host, port, local).await? {
+        match connect_one(addr, local).await {
+            Ok(stream) => return Ok(Box::new(stream) as Box<dyn Stream>),
+            Err(e) => last = Some(ConnectError::Connect(display_addr(&addr), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectError::Resolve(host, "no address".into())))
 }
 
 /// Connects to one address, from `local` if given, with TCP_NODELAY.
