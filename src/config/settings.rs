@@ -209,7 +209,11 @@ fn parse_client_tls(
         return Ok((None, policy, false));
     }
     let options = ClientTlsOptions {
-        certificate: args.values("client-tls-certificate").iter().map(PathBuf::from).collect(),
+        certificate: args
+            .values("client-tls-certificate")
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
         verify: args.value("client-tls-verify").map(str::to_string),
         verify_name: args.value("client-tls-verify-name").map(str::to_string),
         server_name: args.value("client-tls-server-name").map(str::to_string),

@@ -60,7 +60,10 @@ pub fn request(host: &str, port: u16) -> Result<Vec<u8>, SocksError> {
     if host.contains(':') {
         return Err(bad("SOCKS4a has no IPv6 addresses"));
     }
-    if host.is_empty() || host.len() > 255 || host.bytes().any(|b| b == 0 || b.is_ascii_whitespace()) {
+    if host.is_empty()
+        || host.len() > 255
+        || host.bytes().any(|b| b == 0 || b.is_ascii_whitespace())
+    {
         return Err(bad("not a host name"));
     }
     out.extend_from_slice(&[0, 0, 0, 1, 0]);

@@ -139,7 +139,8 @@ impl Connection {
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut self.buf)).await;
         }
-        let _ = self.stream.shutdown().await;
+        // close_notify under TLS, then FIN; bounded like the QUIT reply.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
     }
 
     /// The client side of the handshake, then EHLO again.

@@ -188,6 +188,7 @@ impl Conn {
                 }
             }
             if session.is_closed() {
+                close(&mut stream).await;
                 return "smtp protocol done";
             }
             data_deadline = match (session.in_data(), data_deadline) {
@@ -215,6 +216,7 @@ impl Conn {
                     out.clear();
                     session.poll_output(&mut out);
                     let _ = stream.write_all(&out).await;
+                    close(&mut stream).await;
                     return "timeout";
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => {
@@ -443,6 +445,13 @@ impl Conn {
             );
         }
     }
+}
+
+/// Ends the connection cleanly: a TLS close_notify (so that the peer can
+/// tell our close from a truncation attack), then the TCP FIN. Bounded,
+/// because a peer that stopped reading must not hold the session.
+async fn close(stream: &mut Box<dyn Stream>) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
 }
 
 /// Storage failures are 4xx so that the client keeps the message.

@@ -268,9 +268,8 @@ impl ClientTls {
     ) -> std::io::Result<(Box<dyn Stream>, TlsInfo)> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
-            None => server_name(host).unwrap_or_else(|_| {
-                ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
-            }),
+            None => server_name(host)
+                .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())),
         };
         let tls = self.connector.connect(name, stream).await?;
         let info = info_of(tls.get_ref().1);
@@ -334,13 +333,13 @@ fn load_identity(
     let (key_file, cert_file) = match files {
         [one] => (one, one),
         [key, cert] => (key, cert),
-        _ => {
-            return Err(TlsError::File {
-                what: "a certificate",
-                path: PathBuf::new(),
-                reason: "give the certificate option once (key and chain) or twice (key, then certificate)".into(),
-            })
-        }
+        _ => return Err(TlsError::File {
+            what: "a certificate",
+            path: PathBuf::new(),
+            reason:
+                "give the certificate option once (key and chain) or twice (key, then certificate)"
+                    .into(),
+        }),
     };
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsError::File {
         what: "the private key",

@@ -107,8 +107,7 @@ fn startup_errors_carry_the_time_with_log_time() {
         "{err}"
     );
     assert_eq!(
-        fields[2],
-        "error: --server-tls and --server-tls-connection need --server-tls-certificate",
+        fields[2], "error: --server-tls and --server-tls-connection need --server-tls-certificate",
         "{err}"
     );
 }

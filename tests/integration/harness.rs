@@ -157,8 +157,19 @@ impl Relay {
             spool,
             log,
         };
+        // Implicit TLS: no greeting in clear, so wait for the log line.
+        let implicit_tls = extra.contains(&"--server-tls-connection");
+        let ready = || {
+            if implicit_tls {
+                relay
+                    .log_text()
+                    .contains("emailrelay: info: smtp server on ")
+            } else {
+                greets(port)
+            }
+        };
         assert!(
-            wait_until(Duration::from_secs(20), || greets(port)),
+            wait_until(Duration::from_secs(20), ready),
             "relay did not start: {}",
             relay.log_text()
         );
@@ -331,12 +342,16 @@ pub fn send_one(port: u16, from: &str, to: &[&str], body: &str) -> String {
 
 /// Submits one small message into `spool` with emailrelay-submit.
 pub fn submit_one(spool: &Path) {
+    submit_to(spool, "x@y.z");
+}
+
+/// Submits one small message for `to` into `spool` with emailrelay-submit.
+pub fn submit_to(spool: &Path, to: &str) {
     let (code, _, err) = run(
-        Command::new(SUBMIT).arg("-s").arg(spool).args([
-            "--content",
-            "U3ViamVjdDogaGVscA",
-            "x@y.z",
-        ]),
+        Command::new(SUBMIT)
+            .arg("-s")
+            .arg(spool)
+            .args(["--content", "U3ViamVjdDogaGVscA", to]),
         Duration::from_secs(10),
     );
     assert_eq!(code, 0, "emailrelay-submit failed: {err}");
@@ -344,12 +359,32 @@ pub fn submit_one(spool: &Path) {
 
 /// Runs a command to completion with a time limit; returns (code, stdout, stderr).
 pub fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
+    run_with_input(cmd, None, limit)
+}
+
+/// As `run`, with `input` (if any) written to the command's stdin, which
+/// is then closed.
+pub fn run_with_input(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> (i32, String, String) {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let end = Instant::now() + limit;
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -379,6 +414,12 @@ pub struct Postfix {
 
 impl Postfix {
     pub fn start(dir: &Path) -> Postfix {
+        Self::start_with(dir, "", "")
+    }
+
+    /// As `start`, with more main.cf lines and `-o` options for the smtpd
+    /// service (e.g. TLS settings).
+    pub fn start_with(dir: &Path, main_extra: &str, smtpd_options: &str) -> Postfix {
         let base = dir.join("postfix");
         let (etc, mail) = (base.join("etc"), base.join("mail"));
         for d in [&etc, &base.join("queue"), &base.join("data"), &mail] {
@@ -416,7 +457,7 @@ impl Postfix {
                  smtpd_relay_restrictions = reject_unauth_destination\n\
                  virtual_mailbox_domains = example.org\nvirtual_mailbox_base = {b}/mail\n\
                  virtual_mailbox_maps = static:inbox/\nvirtual_uid_maps = static:{uid}\nvirtual_gid_maps = static:{gid}\n\
-                 virtual_minimum_uid = 1\nmaillog_file_prefixes = {b}\nmaillog_file = {b}/maillog\nsmtputf8_enable = no\nbiff = no\n"
+                 virtual_minimum_uid = 1\nmaillog_file_prefixes = {b}\nmaillog_file = {b}/maillog\nsmtputf8_enable = no\nbiff = no\n{main_extra}"
             ),
         )
         .unwrap();
@@ -427,7 +468,9 @@ impl Postfix {
             .filter(|l| !l.starts_with("smtp      inet"))
             .map(|l| format!("{l}\n"))
             .collect();
-        master.push_str(&format!("127.0.0.1:{port} inet n - n - - smtpd\n"));
+        master.push_str(&format!(
+            "127.0.0.1:{port} inet n - n - - smtpd {smtpd_options}\n"
+        ));
         if !master.contains("\npostlog") {
             master.push_str("postlog unix-dgram n - n - 1 postlogd\n");
         }
@@ -465,6 +508,11 @@ impl Postfix {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Postfix's own log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.etc.parent().unwrap().join("maillog")).unwrap_or_default()
     }
 }
 

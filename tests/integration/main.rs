@@ -7,6 +7,7 @@
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `postfix`: Postfix as the smarthost.
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
+//! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 
 mod cli;
 mod durability;
@@ -16,3 +17,4 @@ mod load;
 mod postfix;
 mod process;
 mod server;
+mod tls;

@@ -1,11 +1,11 @@
 //! The client session against the server session, in memory: pipelining,
 //! dot-stuffing end to end, refusals and their outcomes, HELO fallback.
 
-use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 use emailrelay_proto::smtp::{
     ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage,
     Reply, SendOutcome, ServerConfig, ServerSession, VerifyResult,
 };
+use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 
 /// Runs both sessions until neither has anything to say; returns what the
 /// server stored and the client's events.
@@ -264,6 +264,22 @@ fn a_bad_greeting_or_garbage_fails_the_session() {
 }
 
 #[test]
+fn an_unsolicited_positive_reply_is_a_transient_protocol_error() {
+    let mut client = ClientSession::new(client_config());
+    client.handle_input(b"220 x\r\n250 x\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    // Nothing was asked: a reply now means the server is out of step.
+    client.handle_input(b"250 ok\r\n");
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Failed(Reply::new(
+            451,
+            "protocol error: unexpected reply from the server: 250 ok"
+        )))
+    );
+}
+
+#[test]
 fn a_missing_greeting_is_skipped_after_the_prompt_timeout() {
     let mut client = ClientSession::new(client_config());
     client.handle_prompt_timeout();
@@ -369,7 +385,11 @@ fn client_tls_uses_starttls_and_says_ehlo_again() {
     assert!(pair.client.is_secure() && pair.server.is_secure());
     assert_eq!(
         &pair.commands[..3],
-        ["EHLO relay.example.com", "STARTTLS", "EHLO relay.example.com"]
+        [
+            "EHLO relay.example.com",
+            "STARTTLS",
+            "EHLO relay.example.com"
+        ]
     );
     let outcome = pair.send(&["bob@x"], b"secret\r\n");
     assert_eq!(outcome, SendOutcome::Sent { rejected: vec![] });

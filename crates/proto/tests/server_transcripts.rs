@@ -560,7 +560,10 @@ fn plaintext_arriving_before_the_handshake_is_dropped() {
     let mut out = Vec::new();
     session.poll_output(&mut out);
     let out = String::from_utf8(out).unwrap();
-    assert!(out.ends_with("250 STARTTLS\r\n220 ready to start TLS\r\n"), "{out}");
+    assert!(
+        out.ends_with("250 STARTTLS\r\n220 ready to start TLS\r\n"),
+        "{out}"
+    );
     assert!(!session.is_closed());
     assert_eq!(session.poll_event(), None);
 }

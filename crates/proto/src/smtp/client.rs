@@ -361,9 +361,9 @@ impl ClientSession {
                 self.state = State::Handshake;
                 self.events.push_back(ClientEvent::StartTls);
             }
-            State::StartTls if self.config.tls == TlsPolicy::Required => {
-                self.fail(tls_unavailable(&format!("the server refused STARTTLS: {reply}")))
-            }
+            State::StartTls if self.config.tls == TlsPolicy::Required => self.fail(
+                tls_unavailable(&format!("the server refused STARTTLS: {reply}")),
+            ),
             State::StartTls => {
                 // Opportunistic TLS refused: carry on in clear with what the
                 // EHLO reply offered.
@@ -391,6 +391,12 @@ impl ClientSession {
                 self.done(outcome);
             }
             State::Quit => {}
+            // A positive reply nobody asked for: the peer is out of step,
+            // so stop here and keep the message for a later attempt.
+            _ if reply.code < 400 => self.fail(Reply::new(
+                451,
+                format!("protocol error: unexpected reply from the server: {reply}"),
+            )),
             _ => self.fail(reply),
         }
     }
