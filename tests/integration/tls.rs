@@ -860,7 +860,10 @@ fn s_server_demanding_a_client_certificate_refuses_a_client_without_one() {
     submit_one(&spool);
     let (code, err) = forward_tls_once(&spool, server.port, &[]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("emailrelay: warning: cannot forward ["), "{err}");
+    assert!(
+        err.contains("emailrelay: warning: cannot forward ["),
+        "{err}"
+    );
     assert!(
         err.contains("]: received fatal alert: CertificateRequired\n"),
         "{err}"
@@ -936,6 +939,11 @@ fn forging_upstream(pki: &Pki) -> (u16, Arc<Mutex<Vec<String>>>) {
                 break;
             }
             let line = line.trim_end().to_string();
+            if log.lock().unwrap().is_empty() {
+                // The name our client asked for (SNI), once the handshake is done.
+                let sni = tls.get_ref().conn.server_name().unwrap_or("none");
+                log.lock().unwrap().push(format!("SNI {sni}"));
+            }
             let reply: &[u8] = match line.as_str() {
                 "." if in_data => {
                     in_data = false;
@@ -974,7 +982,7 @@ fn upstream_replies_sent_before_the_handshake_are_discarded() {
                 "--client-tls-verify",
                 &pki.path("ca.pem"),
                 "--client-tls-server-name",
-                "localhost",
+                "upstream.example.net",
             ])
             .arg("--spool-dir")
             .arg(&spool),
@@ -986,10 +994,11 @@ fn upstream_replies_sent_before_the_handshake_are_discarded() {
     // In lock step: had the forged 250 counted as the reply to the second
     // EHLO, MAIL would have gone out before the real reply and the rest of
     // the dialogue would be one reply out of step.
-    assert_eq!(received.len(), 7, "{received:?}");
-    assert!(received[0].starts_with("EHLO "));
-    assert_eq!(&received[1..4], ["MAIL FROM:<>", "RCPT TO:<x@y.z>", "DATA"]);
-    assert_eq!(&received[4..], ["Subject: help", ".", "QUIT"]);
+    assert_eq!(received.len(), 8, "{received:?}");
+    assert_eq!(received[0], "SNI upstream.example.net");
+    assert!(received[1].starts_with("EHLO "));
+    assert_eq!(&received[2..5], ["MAIL FROM:<>", "RCPT TO:<x@y.z>", "DATA"]);
+    assert_eq!(&received[5..], ["Subject: help", ".", "QUIT"]);
     assert!(spool_files(&spool, "").is_empty());
 }
 
