@@ -6,7 +6,9 @@
 //! the I/O-free `emailrelay-proto` crate.
 
 pub mod admin;
+pub mod child;
 pub mod config;
+pub mod filter;
 pub mod log;
 pub mod net;
 pub mod run;
@@ -15,5 +17,6 @@ pub mod store;
 pub mod submit;
 mod sys;
 pub mod tls;
+pub mod verify;
 
 pub use sys::canonical_hostname;

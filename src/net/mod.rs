@@ -3,6 +3,7 @@
 //!
 //! Speaks no protocol but SOCKS 4a; it hands out connected or listening sockets.
 
+pub mod line;
 pub mod socks;
 
 use std::fmt;

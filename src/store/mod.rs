@@ -119,14 +119,46 @@ impl Spool {
         self.dir.join(format!("{}{suffix}", id.0))
     }
 
-    /// Starts a new message: creates its content file (exclusively).
-    pub fn new_message(self: &Arc<Self>) -> Result<NewMessage, StoreError> {
+    /// A fresh message id, unique within this process.
+    pub fn new_id(&self) -> MessageId {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let id = MessageId(format!("emailrelay.{}.{secs}.{seq}", std::process::id()));
+        MessageId(format!("emailrelay.{}.{secs}.{seq}", std::process::id()))
+    }
+
+    /// Adds a message made from an existing content file (hard-linked where
+    /// possible, else copied) and `envelope`, durably, ready for forwarding.
+    /// Used by filters that split one message into several.
+    pub fn add_copy(&self, content: &Path, envelope: &Envelope) -> Result<MessageId, StoreError> {
+        let id = self.new_id();
+        let content_path = self.path(&id, ".content");
+        let result = link_or_copy(content, &content_path)
+            .map_err(io_err("cannot create content file", &content_path))
+            .and_then(|()| {
+                let new_path = self.path(&id, ".envelope.new");
+                let mut file = create_exclusive(&new_path)
+                    .map_err(io_err("cannot create envelope file", &new_path))?;
+                file.write_all(&envelope.to_bytes())
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_err("cannot write envelope file", &new_path))?;
+                fs::rename(&new_path, self.path(&id, ".envelope"))
+                    .map_err(io_err("cannot commit envelope file", &new_path))?;
+                self.dir_sync
+                    .sync_now()
+                    .map_err(io_err("cannot sync spool directory", &self.dir))
+            });
+        if result.is_err() {
+            remove_message_files(self, &id);
+        }
+        result.map(|()| id)
+    }
+
+    /// Starts a new message: creates its content file (exclusively).
+    pub fn new_message(self: &Arc<Self>) -> Result<NewMessage, StoreError> {
+        let id = self.new_id();
         let path = self.path(&id, ".content");
         let file = create_exclusive(&path).map_err(io_err("cannot create content file", &path))?;
         Ok(NewMessage {
@@ -302,13 +334,20 @@ impl NewMessage {
     /// From the start of the commit the blocking task owns the files and
     /// removes them itself if it fails, so cancelling this future (say, at
     /// shutdown) can never delete a message that the task goes on to commit.
-    pub async fn commit(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
-        let content = self.content.take().expect("commit once");
+    pub async fn commit(self, envelope: Envelope) -> Result<MessageId, StoreError> {
+        self.prepare(envelope).await?.commit(false).await
+    }
+
+    /// The first half of a commit, for a filter to run in between: the
+    /// content and the `.envelope.new` file are written and fsynced. The
+    /// returned [`Prepared`] commits, discards or abandons them.
+    pub async fn prepare(mut self, envelope: Envelope) -> Result<Prepared, StoreError> {
+        let content = self.content.take().expect("prepare once");
         let id = std::mem::replace(&mut self.id, MessageId(String::new()));
         let spool = Arc::clone(&self.spool);
         let task_id = id.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let result = write_durably(&spool, &task_id, content, &envelope);
+            let result = write_prepared(&spool, &task_id, content, &envelope);
             if result.is_err() {
                 remove_message_files(&spool, &task_id);
             }
@@ -321,12 +360,11 @@ impl NewMessage {
             ))
         });
         written?;
-        if let Err(e) = self.spool.dir_sync.sync().await {
-            // Not durable, and the client will be told so: take it back.
-            remove_message_files(&self.spool, &id);
-            return Err(io_err("cannot sync spool directory", &self.spool.dir)(e));
-        }
-        Ok(id)
+        Ok(Prepared {
+            spool: Arc::clone(&self.spool),
+            id,
+            settled: false,
+        })
     }
 
     /// Throws the partial message away.
@@ -343,6 +381,91 @@ impl Drop for NewMessage {
     }
 }
 
+/// A received message whose files are durable but whose envelope is still
+/// `.envelope.new`, invisible to forwarding. Dropping it unsettled removes
+/// the files: the client has not been told 250.
+#[derive(Debug)]
+pub struct Prepared {
+    spool: Arc<Spool>,
+    id: MessageId,
+    settled: bool,
+}
+
+impl Prepared {
+    /// The id.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// The content file's path.
+    pub fn content_path(&self) -> PathBuf {
+        self.spool.path(&self.id, ".content")
+    }
+
+    /// The `.envelope.new` path.
+    pub fn envelope_path(&self) -> PathBuf {
+        self.spool.path(&self.id, ".envelope.new")
+    }
+
+    /// Renames `.envelope.new` to `.envelope` and fsyncs the directory.
+    /// `resync`: fsync both files again first, because a filter edited them.
+    pub async fn commit(mut self, resync: bool) -> Result<MessageId, StoreError> {
+        let new_path = self.envelope_path();
+        let content_path = self.content_path();
+        let final_path = self.spool.path(&self.id, ".envelope");
+        let renamed = tokio::task::spawn_blocking(move || {
+            if resync {
+                for path in [&content_path, &new_path] {
+                    File::open(path)
+                        .and_then(|f| f.sync_data())
+                        .map_err(io_err("cannot sync message file", path))?;
+                }
+            }
+            fs::rename(&new_path, &final_path)
+                .map_err(io_err("cannot commit envelope file", &new_path))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(io_err("commit task failed", &self.spool.dir)(
+                io::Error::other(e.to_string()),
+            ))
+        });
+        renamed?;
+        if let Err(e) = self.spool.dir_sync.sync().await {
+            // Not durable, and the client will be told so: take it back.
+            return Err(io_err("cannot sync spool directory", &self.spool.dir)(e));
+        }
+        self.settled = true;
+        Ok(self.id.clone())
+    }
+
+    /// Leaves the files to whoever took them over (a filter that exited
+    /// 100, or a built-in that moved the message elsewhere).
+    pub fn abandon(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.settled {
+            remove_message_files(&self.spool, &self.id);
+        }
+    }
+}
+
+/// Hard-links `from` to `to`, or copies and fsyncs it where a link is not
+/// possible (another file system).
+pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
+    if fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    let mut source = File::open(from)?;
+    let mut target = create_exclusive(to)?;
+    io::copy(&mut source, &mut target)?;
+    target.sync_data()
+}
+
 /// Removes whatever exists of a message that was never acknowledged.
 fn remove_message_files(spool: &Spool, id: &MessageId) {
     for suffix in [".envelope.new", ".envelope", ".content"] {
@@ -350,9 +473,9 @@ fn remove_message_files(spool: &Spool, id: &MessageId) {
     }
 }
 
-/// Content fsync, envelope written to `.new` and fsynced, renamed to
-/// `.envelope`. The caller then fsyncs the directory.
-fn write_durably(
+/// Content fsync, envelope written to `.new` and fsynced. The caller then
+/// renames it to `.envelope` and fsyncs the directory.
+fn write_prepared(
     spool: &Spool,
     id: &MessageId,
     content: BufWriter<File>,
@@ -372,9 +495,7 @@ fn write_durably(
         .map_err(io_err("cannot write envelope file", &new_path))?;
     env_file
         .sync_data()
-        .map_err(io_err("cannot sync envelope file", &new_path))?;
-    let final_path = spool.path(id, ".envelope");
-    fs::rename(&new_path, &final_path).map_err(io_err("cannot commit envelope file", &new_path))
+        .map_err(io_err("cannot sync envelope file", &new_path))
 }
 
 /// A message locked for forwarding. Dropping it without `delete` or `fail`

@@ -1,0 +1,167 @@
+//! Running the external programs that filters and address verifiers name:
+//! started directly (execve, no shell, no PATH search of peer text) with a
+//! two-variable environment (PATH and IFS), stdin and stderr on /dev/null
+//! and stdout on a pipe, in a process group of their own so that a timeout
+//! kills everything they started. Arguments are passed as separate words,
+//! so nothing a peer sent can become shell syntax.
+
+use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How much of a program's stdout is kept; the rest is read and dropped so
+/// that a program that floods its stdout never blocks on a full pipe.
+const KEPT_OUTPUT: usize = 8 * 1024;
+
+/// How long stdout may stay open after the program exits (a child it left
+/// behind may hold it): then it is closed.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// A program that ran to its exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i32,
+    /// The first few kilobytes of stdout.
+    pub output: String,
+}
+
+/// Why a program has no exit code to go by.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChildError {
+    /// It could not be started.
+    #[error("cannot run [{path}]: {reason}")]
+    Spawn { path: String, reason: String },
+    /// It ran past the time limit; its process group was killed.
+    #[error("timed out after {0}s")]
+    Timeout(u64),
+    /// It was killed by a signal.
+    #[error("killed by signal {0}")]
+    Signal(i32),
+    /// Waiting for it failed.
+    #[error("wait failed: {0}")]
+    Wait(String),
+}
+
+/// Runs `path` with `args` to its exit, within `timeout`.
+pub async fn run(path: &Path, args: &[&OsStr], timeout: Duration) -> Result<Exit, ChildError> {
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("IFS", " \t\n")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| ChildError::Spawn {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let group = child.id();
+    let reader = tokio::spawn(read_capped(child.stdout.take()));
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
+            kill_group(group);
+            return Err(ChildError::Wait(e.to_string()));
+        }
+        Err(_) => {
+            kill_group(group);
+            let _ = child.wait().await;
+            reader.abort();
+            return Err(ChildError::Timeout(timeout.as_secs()));
+        }
+    };
+    let output = match tokio::time::timeout(OUTPUT_GRACE, reader).await {
+        Ok(Ok(output)) => output,
+        _ => String::new(),
+    };
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Ok(Exit { code, output }),
+        (None, signal) => Err(ChildError::Signal(signal.unwrap_or(0))),
+    }
+}
+
+/// Reads a pipe to its end, keeping the first [`KEPT_OUTPUT`] bytes.
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = KEPT_OUTPUT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Kills the program's whole process group.
+fn kill_group(pid: Option<u32>) {
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> (std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prog");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        (path, dir)
+    }
+
+    #[tokio::test]
+    async fn arguments_are_words_and_the_environment_is_reduced() {
+        let (path, _dir) = sh("echo \"[$1] [$2]\"; env | sort; exit 7");
+        let exit = run(&path, &[OsStr::new("a b;$(id)"), OsStr::new("")], Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(exit.code, 7);
+        let lines: Vec<&str> = exit.output.lines().collect();
+        assert_eq!(lines[0], "[a b;$(id)] []");
+        // PATH and IFS, and what the shell sets itself (PWD).
+        assert!(lines.contains(&"PATH=/usr/local/bin:/usr/bin:/bin"), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("HOME=")), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_program_and_its_children_are_killed() {
+        let (path, dir) = sh("sleep 30 & echo $! > \"$1\"; sleep 30");
+        let pidfile = dir.path().join("child.pid");
+        let result = run(&path, &[pidfile.as_os_str()], Duration::from_millis(500)).await;
+        assert_eq!(result, Err(ChildError::Timeout(0)));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        // The background child went with the group (reaped by init or a zombie).
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.contains(") Z ")
+        });
+        assert!(gone, "child {pid} still running");
+    }
+
+    #[tokio::test]
+    async fn a_flood_on_stdout_is_capped_and_does_not_block() {
+        let (path, _dir) = sh("head -c 10000000 /dev/zero | tr '\\0' x; exit 0");
+        let exit = run(&path, &[], Duration::from_secs(30)).await.unwrap();
+        assert_eq!((exit.code, exit.output.len()), (0, KEPT_OUTPUT));
+    }
+}

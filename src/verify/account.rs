@@ -1,0 +1,148 @@
+//! `account:`: recipients checked against the system's account names
+//! (those with a uid in the range, 1000-32767 by default) and our domain.
+//! `lowercase` compares with account names lower-cased; `check` accepts
+//! every address but marks account holders local; `remote` accepts only
+//! account holders, as remote addresses.
+
+use std::ops::RangeInclusive;
+
+use super::{Answer, VerifyRequest};
+
+/// `account:` parameters, `;`-separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountOptions {
+    pub uids: RangeInclusive<u32>,
+    pub lowercase: bool,
+    pub check: bool,
+    pub remote: bool,
+    /// The account database (a test may point elsewhere).
+    pub passwd: std::path::PathBuf,
+}
+
+impl Default for AccountOptions {
+    fn default() -> Self {
+        AccountOptions {
+            uids: 1000..=32767,
+            lowercase: false,
+            check: false,
+            remote: false,
+            passwd: "/etc/passwd".into(),
+        }
+    }
+}
+
+impl AccountOptions {
+    /// Parses `1000-1002;lowercase;check;remote`; `Err` names a stranger.
+    pub fn parse(text: &str) -> Result<AccountOptions, &str> {
+        let mut options = AccountOptions::default();
+        for word in text.split(';').filter(|w| !w.is_empty()) {
+            match word {
+                "lowercase" => options.lowercase = true,
+                "check" => options.check = true,
+                "remote" => options.remote = true,
+                range => {
+                    let (low, high) = range.split_once('-').ok_or(range)?;
+                    let low = low.parse().map_err(|_| range)?;
+                    let high = high.parse().map_err(|_| range)?;
+                    options.uids = low..=high;
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The verdict on one address.
+pub fn verify(options: &AccountOptions, request: &VerifyRequest) -> Answer {
+    let account = find_account(options, request);
+    match (account, options.check, options.remote) {
+        (Some(_), _, true) => Answer::code(1, "", &request.address),
+        (Some((name, full_name)), _, false) => Answer::code(0, &full_name, &name),
+        (None, true, _) => Answer::code(1, "", &request.address),
+        (None, false, _) => Answer::code(2, "mailbox unavailable", "no such account"),
+    }
+}
+
+/// The account (name, full name) the address names, if any.
+fn find_account(options: &AccountOptions, request: &VerifyRequest) -> Option<(String, String)> {
+    let (local, domain) = request.address.rsplit_once('@')?;
+    if !domain.eq_ignore_ascii_case(&request.domain) {
+        return None;
+    }
+    let passwd = std::fs::read_to_string(&options.passwd).ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let uid: u32 = fields.get(2)?.parse().ok()?;
+        if !options.uids.contains(&uid) {
+            return None;
+        }
+        let name = if options.lowercase {
+            fields[0].to_ascii_lowercase()
+        } else {
+            fields[0].to_string()
+        };
+        if name != local {
+            return None;
+        }
+        let gecos = fields.get(4).and_then(|g| g.split(',').next()).unwrap_or("");
+        let full_name = if gecos.is_empty() { name.clone() } else { gecos.to_string() };
+        Some((name, full_name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &std::path::Path, params: &str) -> AccountOptions {
+        let passwd = dir.join("passwd");
+        std::fs::write(
+            &passwd,
+            "root:x:0:0:root:/root:/bin/sh\nAlice:x:1000:1000:Alice Liddell,,,:/home/a:/bin/sh\n\
+             bob:x:1001:1001::/home/b:/bin/sh\ncarol:x:40000:40000:Carol:/home/c:/bin/sh\n",
+        )
+        .unwrap();
+        AccountOptions {
+            passwd,
+            ..AccountOptions::parse(params).unwrap()
+        }
+    }
+
+    fn ask(options: &AccountOptions, address: &str) -> Answer {
+        verify(
+            options,
+            &VerifyRequest {
+                address: address.into(),
+                domain: "example.com".into(),
+                ..VerifyRequest::default()
+            },
+        )
+    }
+
+    #[test]
+    fn accounts_in_the_uid_range_on_our_domain_are_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(dir.path(), "");
+        assert_eq!(ask(&o, "bob@Example.COM"), Answer::code(0, "bob", "bob"));
+        assert_eq!(ask(&o, "Alice@example.com"), Answer::code(0, "Alice Liddell", "Alice"));
+        for refused in ["root@example.com", "carol@example.com", "bob@other.com", "alice@example.com"] {
+            assert_eq!(ask(&o, refused).code, 2, "{refused}");
+        }
+        let o = options(dir.path(), "lowercase");
+        assert_eq!(ask(&o, "alice@example.com").code, 0);
+        let o = options(dir.path(), "0-50000");
+        assert_eq!(ask(&o, "carol@example.com").code, 0);
+        assert_eq!(ask(&o, "root@example.com").code, 0);
+    }
+
+    #[test]
+    fn check_and_remote_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = options(dir.path(), "check");
+        assert_eq!(ask(&o, "bob@example.com").code, 0);
+        assert_eq!(ask(&o, "zed@example.com"), Answer::code(1, "", "zed@example.com"));
+        let o = options(dir.path(), "remote");
+        assert_eq!(ask(&o, "bob@example.com"), Answer::code(1, "", "bob@example.com"));
+        assert_eq!(ask(&o, "zed@example.com").code, 2);
+    }
+}
