@@ -131,14 +131,21 @@ mod tests {
     #[tokio::test]
     async fn arguments_are_words_and_the_environment_is_reduced() {
         let (path, _dir) = sh("echo \"[$1] [$2]\"; env | sort; exit 7");
-        let exit = run(&path, &[OsStr::new("a b;$(id)"), OsStr::new("")], Duration::from_secs(10))
-            .await
-            .unwrap();
+        let exit = run(
+            &path,
+            &[OsStr::new("a b;$(id)"), OsStr::new("")],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         assert_eq!(exit.code, 7);
         let lines: Vec<&str> = exit.output.lines().collect();
         assert_eq!(lines[0], "[a b;$(id)] []");
         // PATH and IFS, and what the shell sets itself (PWD).
-        assert!(lines.contains(&"PATH=/usr/local/bin:/usr/bin:/bin"), "{lines:?}");
+        assert!(
+            lines.contains(&"PATH=/usr/local/bin:/usr/bin:/bin"),
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("HOME=")), "{lines:?}");
     }
 
@@ -148,7 +155,11 @@ mod tests {
         let pidfile = dir.path().join("child.pid");
         let result = run(&path, &[pidfile.as_os_str()], Duration::from_millis(500)).await;
         assert_eq!(result, Err(ChildError::Timeout(0)));
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The background child went with the group (reaped by init or a zombie).
         let gone = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(20));

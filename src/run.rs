@@ -10,10 +10,12 @@ use tokio::sync::watch;
 
 use crate::admin::AdminContext;
 use crate::config::Settings;
+use crate::filter::{Filter, FilterSpec};
 use crate::net::{self, BoundListener, Listen};
 use crate::smtp::forward::Forwarder;
 use crate::smtp::server::Shared;
 use crate::store::Spool;
+use crate::verify::Verifier;
 use crate::{error, info, warning};
 
 /// Exit code when a listening socket cannot be bound (E-MailRelay's 2).
@@ -135,7 +137,24 @@ async fn serve(
         Ok(n) => info!("recovered {n} message(s) left locked by a previous run"),
         Err(e) => warning!("{e}"),
     }
-    let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool));
+    let filters = &settings.filters;
+    let filter = |label, specs: &Vec<FilterSpec>| {
+        (!specs.is_empty()).then(|| {
+            Filter::new(
+                label,
+                specs.clone(),
+                filters.settings.clone(),
+                Arc::clone(&spool),
+            )
+        })
+    };
+    let server_filter = filter("filter", &filters.server);
+    let client_filter = filter("client filter", &filters.client);
+    let verifier = settings
+        .verifier
+        .clone()
+        .map(|spec| Arc::new(Verifier::new(spec, filters.settings.timeout)));
+    let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool), client_filter);
     if settings.forward.exit_when_done {
         return Ok(forward_and_exit(&forwarder, settings.forward.on_start).await);
     }
@@ -148,6 +167,8 @@ async fn serve(
         settings: smtp_settings,
         spool: Arc::clone(&spool),
         forwarder: Arc::clone(&forwarder),
+        filter: server_filter,
+        verifier,
         enabled: AtomicBool::new(true),
         in_started: Default::default(),
         in_finished: Default::default(),

@@ -60,6 +60,12 @@ pub enum ConfigError {
     /// Options that do not make sense together.
     #[error("{0}")]
     Conflict(String),
+    /// A `--filter` or `--client-filter` value that cannot be used.
+    #[error("{0}")]
+    Filter(#[from] crate::filter::FilterError),
+    /// An `--address-verifier` value that cannot be used.
+    #[error("{0}")]
+    Verifier(#[from] crate::verify::VerifierError),
     /// A TLS file or setting is unusable.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -387,11 +393,19 @@ mod tests {
             Err(ConfigError::Tls(_))
         ));
         assert!(matches!(
-            build(&["--filter", "x"]),
+            build(&["--dnsbl", "x"]),
             Err(ConfigError::NotYet {
-                option: "filter",
+                option: "dnsbl",
                 ..
             })
+        ));
+        assert!(matches!(
+            build(&["--filter", "exit:x"]),
+            Err(ConfigError::Filter(_))
+        ));
+        assert!(matches!(
+            build(&["--address-verifier", "net:"]),
+            Err(ConfigError::Verifier(_))
         ));
         assert!(build(&["--server-smtp-config", "chunking,pipelining"]).is_ok());
         assert!(matches!(

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use super::{Args, ConfigError, Support, OPTIONS};
 use crate::admin::AdminSettings;
+use crate::filter::{FilterConfig, FilterSettings, FilterSpec};
 use crate::log::LogSettings;
 use crate::net::{self, Service};
 use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, Versions};
+use crate::verify::VerifierSpec;
 use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 
 /// E-MailRelay's default spool directory.
@@ -31,6 +33,10 @@ pub struct Settings {
     pub smtp: Option<ServerSettings>,
     pub admin: Option<AdminSettings>,
     pub forward: ForwardSettings,
+    /// `--filter`, `--client-filter` and what their built-ins need.
+    pub filters: FilterConfig,
+    /// `--address-verifier`.
+    pub verifier: Option<VerifierSpec>,
     /// Options accepted but meaningless here, for a startup warning.
     pub ignored: Vec<&'static str>,
     /// Other startup warnings (options that have no effect as given).
@@ -93,6 +99,29 @@ impl Settings {
             parse_client_tls(args, &versions, &mut warnings)?;
         let server_tls = parse_server_tls(args, &versions)?;
 
+        let spool_dir = PathBuf::from(args.value("spool-dir").unwrap_or(DEFAULT_SPOOL_DIR));
+        let chain = |name| {
+            args.value(name)
+                .map(FilterSpec::parse_chain)
+                .transpose()
+                .map(Option::unwrap_or_default)
+        };
+        let filters = FilterConfig {
+            server: chain("filter")?,
+            client: chain("client-filter")?,
+            settings: FilterSettings {
+                timeout: seconds(args, "filter-timeout", 60)?,
+                delivery_dir: args
+                    .value("delivery-dir")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| spool_dir.clone()),
+                domain: domain.clone(),
+            },
+        };
+        let verifier = args
+            .value("address-verifier")
+            .map(VerifierSpec::parse)
+            .transpose()?;
         let forward = ForwardSettings {
             forward_to: forward_to.clone(),
             on_start: args.has("forward") || as_client.is_some(),
@@ -163,7 +192,7 @@ impl Settings {
             None => Some("daemon".to_string()),
         };
         Ok(Settings {
-            spool_dir: PathBuf::from(args.value("spool-dir").unwrap_or(DEFAULT_SPOOL_DIR)),
+            spool_dir,
             daemon: !(args.has("no-daemon") || as_client.is_some()),
             pid_file: args.value("pid-file").map(PathBuf::from),
             close_stderr: args.has("close-stderr") || as_server || as_proxy.is_some(),
@@ -174,6 +203,8 @@ impl Settings {
             forward,
             ignored,
             warnings,
+            filters,
+            verifier,
         })
     }
 }

@@ -65,7 +65,12 @@ impl DeliverOptions {
 }
 
 /// Runs one built-in.
-pub fn run(spec: &FilterSpec, job: &FilterJob, settings: &FilterSettings, spool: &Spool) -> FilterOutcome {
+pub fn run(
+    spec: &FilterSpec,
+    job: &FilterJob,
+    settings: &FilterSettings,
+    spool: &Spool,
+) -> FilterOutcome {
     let result = match spec {
         FilterSpec::Copy(options) => copy(job, spool.dir(), options),
         FilterSpec::Deliver(options) => deliver(job, &settings.delivery_dir, options),
@@ -110,7 +115,10 @@ fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<Filt
     targets.sort();
     if targets.is_empty() {
         // Copying nowhere and then deleting would lose the message.
-        crate::warning!("copy: no sub-directories in [{}]: message kept", spool_dir.display());
+        crate::warning!(
+            "copy: no sub-directories in [{}]: message kept",
+            spool_dir.display()
+        );
         return Ok(FilterOutcome::Ok);
     }
     for dir in &targets {
@@ -132,7 +140,11 @@ fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<Filt
 
 /// `deliver:`: a copy for each local recipient's mailbox under the
 /// delivery directory; the original goes if no remote recipient is left.
-fn deliver(job: &FilterJob, base: &Path, options: &DeliverOptions) -> Result<FilterOutcome, String> {
+fn deliver(
+    job: &FilterJob,
+    base: &Path,
+    options: &DeliverOptions,
+) -> Result<FilterOutcome, String> {
     let envelope = read_envelope(&job.envelope)?;
     if envelope.to_local.is_empty() {
         return Ok(FilterOutcome::Ok);
@@ -174,7 +186,11 @@ fn split(job: &FilterJob, spool: &Spool, raw: bool) -> Result<FilterOutcome, Str
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for rcpt in &envelope.to_remote {
         let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        let key = if raw { domain.to_string() } else { domain.to_ascii_lowercase() };
+        let key = if raw {
+            domain.to_string()
+        } else {
+            domain.to_ascii_lowercase()
+        };
         match groups.iter_mut().find(|(d, _)| *d == key) {
             Some((_, list)) => list.push(rcpt.clone()),
             None => groups.push((key, vec![rcpt.clone()])),
@@ -190,7 +206,9 @@ fn split(job: &FilterJob, spool: &Spool, raw: bool) -> Result<FilterOutcome, Str
             forward_to: domain.clone(),
             ..envelope.clone()
         };
-        let id = spool.add_copy(&job.content, &copy).map_err(|e| e.to_string())?;
+        let id = spool
+            .add_copy(&job.content, &copy)
+            .map_err(|e| e.to_string())?;
         crate::info!("split: new message [{id}] for [{domain}]");
     }
     envelope.to_remote = first;
@@ -274,7 +292,13 @@ fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), String> {
 
 /// Copies the envelope (as `<id>.envelope`) and, if `with_content`, the
 /// content into `dir`, fsynced.
-fn copy_message(job: &FilterJob, dir: &Path, id: &str, with_content: bool, hardlink: bool) -> Result<(), String> {
+fn copy_message(
+    job: &FilterJob,
+    dir: &Path,
+    id: &str,
+    with_content: bool,
+    hardlink: bool,
+) -> Result<(), String> {
     let err = |e: io::Error| format!("cannot copy to [{}]: {e}", dir.display());
     if with_content {
         let target = dir.join(format!("{id}.content"));
@@ -319,7 +343,11 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 fn create_new(path: &Path) -> io::Result<File> {
     let _ = fs::remove_file(path);
-    OpenOptions::new().write(true).create_new(true).mode(0o660).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -339,7 +367,11 @@ mod tests {
     #[test]
     fn msgid_adds_a_header_only_when_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let j = job(dir.path(), &Envelope::default(), "Subject: x\r\n\r\nbody\r\n");
+        let j = job(
+            dir.path(),
+            &Envelope::default(),
+            "Subject: x\r\n\r\nbody\r\n",
+        );
         assert_eq!(msgid(&j, "relay.example.com"), Ok(FilterOutcome::Ok));
         let text = fs::read_to_string(&j.content).unwrap();
         assert_eq!(
@@ -349,9 +381,15 @@ mod tests {
         msgid(&j, "relay.example.com").unwrap();
         assert_eq!(fs::read_to_string(&j.content).unwrap(), text);
         // A Message-ID in the body does not count.
-        let j = job(dir.path(), &Envelope::default(), "Subject: y\r\n\r\nMessage-ID: <no>\r\n");
+        let j = job(
+            dir.path(),
+            &Envelope::default(),
+            "Subject: y\r\n\r\nMessage-ID: <no>\r\n",
+        );
         msgid(&j, "d").unwrap();
-        assert!(fs::read_to_string(&j.content).unwrap().starts_with("Message-ID: <emailrelay.1.2.3@d>\r\n"));
+        assert!(fs::read_to_string(&j.content)
+            .unwrap()
+            .starts_with("Message-ID: <emailrelay.1.2.3@d>\r\n"));
     }
 
     #[test]
@@ -360,7 +398,11 @@ mod tests {
         let spool = Spool::open(dir.path()).unwrap();
         let envelope = Envelope {
             from: "a@x".into(),
-            to_remote: vec!["b@One.example".into(), "c@two.example".into(), "d@one.example".into()],
+            to_remote: vec![
+                "b@One.example".into(),
+                "c@two.example".into(),
+                "d@one.example".into(),
+            ],
             ..Envelope::default()
         };
         let j = job(dir.path(), &envelope, "Subject: s\r\n\r\n");
@@ -396,7 +438,10 @@ mod tests {
     fn copy_with_no_destination_keeps_the_message() {
         let dir = tempfile::tempdir().unwrap();
         let j = job(dir.path(), &Envelope::default(), "x");
-        assert_eq!(copy(&j, dir.path(), &CopyOptions::default()), Ok(FilterOutcome::Ok));
+        assert_eq!(
+            copy(&j, dir.path(), &CopyOptions::default()),
+            Ok(FilterOutcome::Ok)
+        );
         assert!(j.envelope.exists() && j.content.exists());
     }
 }

@@ -68,7 +68,9 @@ pub enum FilterSpec {
 impl FilterSpec {
     /// Parses a comma-separated chain.
     pub fn parse_chain(text: &str) -> Result<Vec<FilterSpec>, FilterError> {
-        text.split(',').map(|part| FilterSpec::parse(part.trim(), text)).collect()
+        text.split(',')
+            .map(|part| FilterSpec::parse(part.trim(), text))
+            .collect()
     }
 
     fn parse(part: &str, whole: &str) -> Result<FilterSpec, FilterError> {
@@ -136,7 +138,10 @@ pub enum FilterOutcome {
     Abandon,
     /// Refused (exit 1-99): the reply for the client or the `.bad` reason,
     /// and a detail line that is only logged.
-    Reject { reply: Reply, detail: Option<String> },
+    Reject {
+        reply: Reply,
+        detail: Option<String>,
+    },
     /// The filter could not run or did not finish (timeout, signal,
     /// reserved exit code): treated as a failure with this reason.
     Error(String),
@@ -161,6 +166,16 @@ pub struct FilterSettings {
     pub delivery_dir: PathBuf,
     /// `--domain`, for Message-ID.
     pub domain: String,
+}
+
+/// Both filter chains as configured, for `run` to build once the spool is open.
+#[derive(Clone, Debug)]
+pub struct FilterConfig {
+    /// `--filter`: run as each message is stored.
+    pub server: Vec<FilterSpec>,
+    /// `--client-filter`: run as each message is forwarded.
+    pub client: Vec<FilterSpec>,
+    pub settings: FilterSettings,
 }
 
 /// The files one filter run is about.
@@ -284,18 +299,26 @@ mod tests {
     #[test]
     fn bad_specs_say_what_is_wrong() {
         let err = |t: &str| FilterSpec::parse_chain(t).unwrap_err().to_string();
-        assert_eq!(err("exit:x"), "invalid filter [exit:x]: exit: needs a number from 0 to 255");
+        assert_eq!(
+            err("exit:x"),
+            "invalid filter [exit:x]: exit: needs a number from 0 to 255"
+        );
         assert_eq!(err("a,,b"), "invalid filter [a,,b]: empty filter name");
         assert_eq!(
             FilterSpec::parse_chain("filter.sh").unwrap(),
-            [FilterSpec::Program(std::env::current_dir().unwrap().join("filter.sh"))]
+            [FilterSpec::Program(
+                std::env::current_dir().unwrap().join("filter.sh")
+            )]
         );
         assert_eq!(
             err("copy:nodelete;bogus"),
             "invalid filter [copy:nodelete;bogus]: unknown parameter [bogus]"
         );
         assert_eq!(err("net:"), "invalid filter [net:]: no address");
-        assert_eq!(err("mx:"), "the [mx:] filter is not supported by this build");
+        assert_eq!(
+            err("mx:"),
+            "the [mx:] filter is not supported by this build"
+        );
     }
 
     #[test]

@@ -76,15 +76,24 @@ mod tests {
         assert_eq!(detail, None);
         assert_eq!(parse_response("").0, Reply::new(550, "rejected by filter"));
         // Not a code: out of range, or no space after it.
-        assert_eq!(parse_response("<<250 fine>>").0, Reply::new(550, "250 fine"));
+        assert_eq!(
+            parse_response("<<250 fine>>").0,
+            Reply::new(550, "250 fine")
+        );
         assert_eq!(parse_response("<<5500 x>>").0, Reply::new(550, "5500 x"));
     }
 
     #[test]
     fn exit_codes_follow_e_mailrelay() {
         assert_eq!(outcome_of_exit(0, ""), FilterOutcome::Ok);
-        assert!(matches!(outcome_of_exit(1, ""), FilterOutcome::Reject { .. }));
-        assert!(matches!(outcome_of_exit(99, ""), FilterOutcome::Reject { .. }));
+        assert!(matches!(
+            outcome_of_exit(1, ""),
+            FilterOutcome::Reject { .. }
+        ));
+        assert!(matches!(
+            outcome_of_exit(99, ""),
+            FilterOutcome::Reject { .. }
+        ));
         assert_eq!(outcome_of_exit(100, ""), FilterOutcome::Abandon);
         assert_eq!(outcome_of_exit(102, ""), FilterOutcome::StopScanning);
         assert_eq!(outcome_of_exit(103, ""), FilterOutcome::Rescan);

@@ -8,7 +8,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use emailrelay_proto::smtp::{
 use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
+use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
@@ -93,6 +94,12 @@ pub struct Forwarder {
     spool: Arc<Spool>,
     wake: Notify,
     pass_lock: tokio::sync::Mutex<()>,
+    /// `--client-filter`, run on each message before it is sent.
+    client_filter: Option<Arc<Filter>>,
+    /// A client filter exited 102: take no more messages in this pass.
+    stop_pass: AtomicBool,
+    /// A client filter exited 103: another pass after this one.
+    rescan: AtomicBool,
     pub stats: Stats,
     /// Event lines for the admin `notify` command (stored, forwarded, failed).
     pub events: tokio::sync::broadcast::Sender<String>,
@@ -100,13 +107,20 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// A scheduler over `spool`.
-    pub fn new(settings: ForwardSettings, spool: Arc<Spool>) -> Arc<Forwarder> {
+    pub fn new(
+        settings: ForwardSettings,
+        spool: Arc<Spool>,
+        client_filter: Option<Arc<Filter>>,
+    ) -> Arc<Forwarder> {
         let (events, _) = tokio::sync::broadcast::channel(256);
         Arc::new(Forwarder {
             settings,
             spool,
             wake: Notify::new(),
             pass_lock: tokio::sync::Mutex::new(()),
+            client_filter,
+            stop_pass: AtomicBool::new(false),
+            rescan: AtomicBool::new(false),
             stats: Stats::default(),
             events,
         })
@@ -167,6 +181,7 @@ impl Forwarder {
             crate::debug!("forwarding pass: spool is empty");
             return PassSummary::default();
         }
+        self.stop_pass.store(false, Ordering::Relaxed);
         let workers = self.settings.max_connections.clamp(1, ids.len());
         crate::debug!(
             "forwarding pass: {} message(s) over {workers} connection(s)",
@@ -188,6 +203,9 @@ impl Forwarder {
                 summary.failed += s.failed;
                 summary.deferred += s.deferred;
             }
+        }
+        if self.rescan.swap(false, Ordering::Relaxed) {
+            self.trigger();
         }
         summary
     }
@@ -215,7 +233,12 @@ impl Forwarder {
         let mut summary = PassSummary::default();
         let mut conn: Option<(String, Connection)> = None;
         // The queue's lock lives only inside this closure, never across an await.
-        let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+        let next = || {
+            if self.stop_pass.load(Ordering::Relaxed) {
+                return None;
+            }
+            queue.lock().ok().and_then(|mut q| q.pop_front())
+        };
         while let Some(id) = next() {
             let locked = match self.spool.lock(&id) {
                 Ok(Some(locked)) => locked,
@@ -240,10 +263,24 @@ impl Forwarder {
 
     async fn forward_message(
         &self,
-        locked: Locked,
+        mut locked: Locked,
         conn: &mut Option<(String, Connection)>,
         unreachable: &Mutex<HashSet<String>>,
     ) -> Verdict {
+        // Before connecting, so that a filter can route the message by
+        // setting ForwardToAddress (E-MailRelay runs it early when
+        // ForwardTo is set; here it always runs first).
+        if self.stop_pass.load(Ordering::Relaxed) {
+            // A client filter ended the pass while this one was being
+            // picked up: it waits for the next pass, unfiltered.
+            return Verdict::Deferred(None);
+        }
+        if let Some(filter) = &self.client_filter {
+            locked = match self.client_filter(filter, locked).await {
+                Ok(locked) => locked,
+                Err(verdict) => return verdict,
+            };
+        }
         let envelope = locked.envelope.clone();
         if envelope.to_remote.is_empty() {
             return self.fail(locked, Reply::new(550, "no remote recipients"));
@@ -304,6 +341,38 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Runs `--client-filter`; `Err` is the message's verdict if the
+    /// filter decided it.
+    async fn client_filter(&self, filter: &Filter, mut locked: Locked) -> Result<Locked, Verdict> {
+        let job = FilterJob {
+            content: locked.content_path(),
+            envelope: locked.envelope_path(),
+        };
+        let id = locked.id().clone();
+        match filter.run(&job).await {
+            FilterOutcome::Ok => {}
+            FilterOutcome::StopScanning => self.stop_pass.store(true, Ordering::Relaxed),
+            FilterOutcome::Rescan => self.rescan.store(true, Ordering::Relaxed),
+            FilterOutcome::Abandon => {
+                info!("client filter: [{id}] abandoned");
+                // Dropping the lock puts back whatever the filter left.
+                return Err(Verdict::Deferred(None));
+            }
+            FilterOutcome::Reject { reply, detail } => {
+                if let Some(detail) = detail {
+                    info!("client filter: [{id}]: {detail}");
+                }
+                return Err(self.fail(locked, reply));
+            }
+            FilterOutcome::Error(reason) => return Err(self.fail(locked, Reply::new(554, reason))),
+        }
+        if let Err(e) = locked.reload() {
+            error!("{e}");
+            return Err(Verdict::Deferred(None));
+        }
+        Ok(locked)
     }
 
     async fn connect(&self, target: &str) -> Result<Connection, ConnectionError> {

@@ -26,10 +26,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::forward::{Forwarder, Verdict};
+use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::log::{self, Level};
 use crate::net::{display_addr, Listen, Stream};
-use crate::store::{Envelope, NewMessage, Spool, StoreError};
+use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
+use crate::verify::{Verifier, VerifyRequest};
 
 /// The longest a DATA phase may take.
 const DATA_DEADLINE: Duration = Duration::from_secs(3600);
@@ -73,6 +75,10 @@ pub struct Shared {
     pub settings: ServerSettings,
     pub spool: Arc<Spool>,
     pub forwarder: Arc<Forwarder>,
+    /// `--filter`: run on each message before it is committed.
+    pub filter: Option<Arc<Filter>>,
+    /// `--address-verifier`: asked about each RCPT and VRFY.
+    pub verifier: Option<Arc<Verifier>>,
     /// Cleared by the admin `smtp disable` command.
     pub enabled: AtomicBool,
     pub in_started: AtomicU64,
@@ -169,6 +175,7 @@ impl Conn {
             starttls: settings.tls.is_some() && !settings.tls_connection,
             tls_required: settings.tls_required,
             implicit_tls: settings.tls_connection,
+            verify_recipients: shared.verifier.is_some(),
             ..ServerConfig::default()
         });
         let idle = settings.idle_timeout;
@@ -282,8 +289,19 @@ impl Conn {
         let mut starttls = false;
         while let Some(event) = session.poll_event() {
             match event {
-                Event::Verify { address, .. } => {
-                    session.answer_verify(VerifyResult::Remote(address))
+                Event::Verify { address, from } => {
+                    let result = self.verify(address, from).await;
+                    if result == VerifyResult::Abort {
+                        log::write(
+                            Level::Warning,
+                            Some(&self.peer_text),
+                            format_args!(
+                                "address verifier: dropping the connection from {}",
+                                self.peer_text
+                            ),
+                        );
+                    }
+                    session.answer_verify(result)
                 }
                 Event::MessageStart => {
                     let result = self.start_message(session.transaction());
@@ -300,6 +318,24 @@ impl Conn {
             }
         }
         starttls
+    }
+
+    async fn verify(&self, address: String, from: Option<String>) -> VerifyResult {
+        let Some(verifier) = &self.shared.verifier else {
+            return VerifyResult::Remote(address);
+        };
+        let request = VerifyRequest {
+            address,
+            from: from.unwrap_or_default(),
+            peer: self
+                .peer
+                .map(|p| format!("{}:{}", p.ip().to_canonical(), p.port()))
+                .unwrap_or_default(),
+            domain: self.shared.settings.domain.clone(),
+            mechanism: String::new(),
+            auth_name: String::new(),
+        };
+        verifier.verify(&request).await
     }
 
     fn start_message(&mut self, transaction: &Transaction) -> Result<(), Reply> {
@@ -350,7 +386,17 @@ impl Conn {
             format_args!("new envelope file [{id}.envelope.new]"),
         );
         let envelope = self.envelope(&transaction);
-        match message.commit(envelope).await {
+        let committed = match &self.shared.filter {
+            None => message.commit(envelope).await,
+            Some(filter) => match message.prepare(envelope).await {
+                Ok(prepared) => match self.filter(filter, prepared).await {
+                    Ok(committed) => committed,
+                    Err(result) => return result,
+                },
+                Err(e) => Err(e),
+            },
+        };
+        match committed {
             Ok(id) => {
                 crate::debug!("committed [{id}]: content, envelope and directory fsynced");
                 self.stored += 1;
@@ -363,6 +409,52 @@ impl Conn {
             Err(e) => {
                 crate::error!("{e}");
                 MessageResult::Rejected(storage_reply(&e))
+            }
+        }
+    }
+
+    /// Runs `--filter` on a prepared message. `Ok` carries the commit's
+    /// result on; `Err` is the answer already decided (rejected, abandoned).
+    async fn filter(
+        &self,
+        filter: &Filter,
+        prepared: Prepared,
+    ) -> Result<Result<crate::store::MessageId, StoreError>, MessageResult> {
+        let job = FilterJob {
+            content: prepared.content_path(),
+            envelope: prepared.envelope_path(),
+        };
+        let id = prepared.id().clone();
+        let outcome = filter.run(&job).await;
+        let peer = Some(self.peer_text.as_str());
+        match outcome {
+            FilterOutcome::Ok | FilterOutcome::StopScanning => Ok(prepared.commit(true).await),
+            FilterOutcome::Rescan => {
+                let committed = prepared.commit(true).await;
+                self.shared.forwarder.trigger();
+                Ok(committed)
+            }
+            FilterOutcome::Abandon => {
+                prepared.abandon();
+                log::write(Level::Info, peer, format_args!("filter: [{id}] abandoned"));
+                Err(MessageResult::Accepted)
+            }
+            FilterOutcome::Reject { reply, detail } => {
+                let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
+                log::write(
+                    Level::Warning,
+                    peer,
+                    format_args!("filter: [{id}] rejected: {reply}{detail}"),
+                );
+                Err(MessageResult::Rejected(reply))
+            }
+            FilterOutcome::Error(reason) => {
+                log::write(
+                    Level::Warning,
+                    peer,
+                    format_args!("filter: [{id}] failed: {reason}"),
+                );
+                Err(MessageResult::Rejected(Reply::new(451, reason)))
             }
         }
     }

@@ -520,6 +520,20 @@ impl Locked {
         self.spool.path(&self.id, ".content")
     }
 
+    /// The `.envelope.busy` path, for a client filter.
+    pub fn envelope_path(&self) -> PathBuf {
+        self.spool.path(&self.id, ".envelope.busy")
+    }
+
+    /// Reads the envelope again after a client filter may have edited it.
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        let busy = self.envelope_path();
+        let bytes = fs::read(&busy).map_err(io_err("cannot read envelope", &busy))?;
+        self.envelope = Envelope::parse(&bytes)
+            .map_err(|source| StoreError::Envelope { path: busy, source })?;
+        Ok(())
+    }
+
     /// Forwarded: removes the envelope, then the content. In that order a
     /// crash in between leaves only an orphan content file, never an
     /// envelope that would be forwarded again without its content.

@@ -84,8 +84,15 @@ fn find_account(options: &AccountOptions, request: &VerifyRequest) -> Option<(St
         if name != local {
             return None;
         }
-        let gecos = fields.get(4).and_then(|g| g.split(',').next()).unwrap_or("");
-        let full_name = if gecos.is_empty() { name.clone() } else { gecos.to_string() };
+        let gecos = fields
+            .get(4)
+            .and_then(|g| g.split(',').next())
+            .unwrap_or("");
+        let full_name = if gecos.is_empty() {
+            name.clone()
+        } else {
+            gecos.to_string()
+        };
         Some((name, full_name))
     })
 }
@@ -124,8 +131,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let o = options(dir.path(), "");
         assert_eq!(ask(&o, "bob@Example.COM"), Answer::code(0, "bob", "bob"));
-        assert_eq!(ask(&o, "Alice@example.com"), Answer::code(0, "Alice Liddell", "Alice"));
-        for refused in ["root@example.com", "carol@example.com", "bob@other.com", "alice@example.com"] {
+        assert_eq!(
+            ask(&o, "Alice@example.com"),
+            Answer::code(0, "Alice Liddell", "Alice")
+        );
+        for refused in [
+            "root@example.com",
+            "carol@example.com",
+            "bob@other.com",
+            "alice@example.com",
+        ] {
             assert_eq!(ask(&o, refused).code, 2, "{refused}");
         }
         let o = options(dir.path(), "lowercase");
@@ -140,9 +155,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let o = options(dir.path(), "check");
         assert_eq!(ask(&o, "bob@example.com").code, 0);
-        assert_eq!(ask(&o, "zed@example.com"), Answer::code(1, "", "zed@example.com"));
+        assert_eq!(
+            ask(&o, "zed@example.com"),
+            Answer::code(1, "", "zed@example.com")
+        );
         let o = options(dir.path(), "remote");
-        assert_eq!(ask(&o, "bob@example.com"), Answer::code(1, "", "bob@example.com"));
+        assert_eq!(
+            ask(&o, "bob@example.com"),
+            Answer::code(1, "", "bob@example.com")
+        );
         assert_eq!(ask(&o, "zed@example.com").code, 2);
     }
 }

@@ -102,7 +102,10 @@ impl Verifier {
             Kind::Account(options) => Ok(account::verify(options, request)),
         };
         let answer = answer.unwrap_or_else(|reason| {
-            crate::warning!("address verifier failed for <{}>: {reason}", request.address);
+            crate::warning!(
+                "address verifier failed for <{}>: {reason}",
+                request.address
+            );
             Answer::code(3, "address verifier failed", "")
         });
         answer.into_result(&request.address)
@@ -149,7 +152,11 @@ impl Verifier {
         if fields.iter().any(|f| f.contains(['|', '\r', '\n'])) {
             return Ok(Answer::code(2, "invalid character in address", ""));
         }
-        let request = fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("|");
+        let request = fields
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("|");
         let line = client
             .exchange(&request, self.timeout)
             .await
@@ -158,7 +165,12 @@ impl Verifier {
         let code = parts
             .next()
             .and_then(|c| c.trim().parse::<i32>().ok())
-            .ok_or_else(|| format!("net verifier [{}]: invalid answer [{line}]", client.address()))?;
+            .ok_or_else(|| {
+                format!(
+                    "net verifier [{}]: invalid answer [{line}]",
+                    client.address()
+                )
+            })?;
         let second = parts.next().unwrap_or("");
         let first = parts.next().unwrap_or("");
         // For refusals the one field after the code is the reason.
@@ -233,7 +245,9 @@ impl Answer {
 fn is_plain_address(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 512
-        && !text.chars().any(|c| c.is_control() || c.is_whitespace() || "<>".contains(c))
+        && !text
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "<>".contains(c))
 }
 
 #[cfg(test)]
@@ -251,7 +265,9 @@ mod tests {
             Ok(VerifierSpec::Program("/usr/local/bin/verify".into()))
         );
         assert_eq!(
-            VerifierSpec::parse("account:bogus").unwrap_err().to_string(),
+            VerifierSpec::parse("account:bogus")
+                .unwrap_err()
+                .to_string(),
             "invalid address verifier [account:bogus]: unknown parameter [bogus]"
         );
     }
@@ -266,14 +282,32 @@ mod tests {
                 full_name: "Local Postmaster <postmaster@localhost>".into()
             }
         );
-        assert_eq!(r(1, "", "bob@example.com"), VerifyResult::Remote("bob@example.com".into()));
+        assert_eq!(
+            r(1, "", "bob@example.com"),
+            VerifyResult::Remote("bob@example.com".into())
+        );
         assert_eq!(r(1, "", ""), VerifyResult::Remote("Bob@Example.com".into()));
-        assert_eq!(r(2, "invalid mailbox: x", "why"), VerifyResult::Reject(Reply::new(550, "invalid mailbox: x")));
-        assert_eq!(r(3, "try later", ""), VerifyResult::Reject(Reply::new(450, "try later")));
+        assert_eq!(
+            r(2, "invalid mailbox: x", "why"),
+            VerifyResult::Reject(Reply::new(550, "invalid mailbox: x"))
+        );
+        assert_eq!(
+            r(3, "try later", ""),
+            VerifyResult::Reject(Reply::new(450, "try later"))
+        );
         assert_eq!(r(100, "", ""), VerifyResult::Abort);
-        assert_eq!(r(42, "", ""), VerifyResult::Reject(Reply::new(550, "mailbox unavailable")));
+        assert_eq!(
+            r(42, "", ""),
+            VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+        );
         // What comes back is checked.
-        assert_eq!(r(0, "x", "../etc"), VerifyResult::Reject(Reply::new(550, "mailbox unavailable")));
-        assert_eq!(r(1, "", "a@b> NOTIFY=x"), VerifyResult::Reject(Reply::new(550, "mailbox unavailable")));
+        assert_eq!(
+            r(0, "x", "../etc"),
+            VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+        );
+        assert_eq!(
+            r(1, "", "a@b> NOTIFY=x"),
+            VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+        );
     }
 }

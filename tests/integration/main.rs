@@ -4,6 +4,7 @@
 //! - `server`: swaks and Python smtplib submitting; the spool files.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
 //! - `durability`: SIGKILL under load, disk full.
+//! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `postfix`: Postfix as the smarthost.
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
@@ -11,6 +12,7 @@
 
 mod cli;
 mod durability;
+mod filter;
 mod forward;
 mod harness;
 mod load;

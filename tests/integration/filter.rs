@@ -1,0 +1,629 @@
+//! Filters and address verifiers: shell-script filters for every exit
+//! code, on both sides; chains; timeouts that kill the whole process group;
+//! `net:` filters and verifiers against servers written here; the built-ins
+//! `deliver:` (a maildir read back by Python's mailbox module), `copy:`,
+//! `split:` and `msgid:`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{
+    free_port, run, send_one, spool_files, submit_to, wait_until, Client, Relay, Sink, RELAY,
+};
+
+/// Writes an executable /bin/sh script and returns its path.
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+const BODY: &str = "Subject: filtered\r\n\r\nhello\r\n";
+
+#[test]
+fn a_filter_that_exits_0_sees_the_new_files_and_a_reduced_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    let filter = script(
+        dir.path(),
+        "filter.sh",
+        &format!(
+            "echo \"$#|$1|$2\" > {r}; env | sort >> {r}; test -f \"$1\" && test -f \"$2\" || exit 9; exit 0",
+            r = record.display()
+        ),
+    );
+    let relay = Relay::start(dir.path(), &["--filter", &filter]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "250 message processed"
+    );
+    let record = std::fs::read_to_string(&record).unwrap();
+    let mut lines = record.lines();
+    let args: Vec<&str> = lines.next().unwrap().split('|').collect();
+    assert_eq!(args[0], "2");
+    assert!(
+        args[1].ends_with(".content") && args[2].ends_with(".envelope.new"),
+        "{args:?}"
+    );
+    let env: Vec<&str> = lines.collect();
+    assert!(
+        env.contains(&"PATH=/usr/local/bin:/usr/bin:/bin"),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter()
+            .any(|l| l.starts_with("HOME=") || l.starts_with("USER=")),
+        "{env:?}"
+    );
+    // Committed after the filter: one envelope, ready for forwarding.
+    assert_eq!(relay.files(".envelope").len(), 1);
+    assert!(relay.files(".envelope.new").is_empty());
+}
+
+#[test]
+fn a_rejecting_filter_gives_the_client_its_reason_and_removes_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = script(
+        dir.path(),
+        "filter.sh",
+        "echo 'some noise'; echo '<<550 rejected by local policy>>'; echo '[[spam score 12]]'; exit 1",
+    );
+    let relay = Relay::start(dir.path(), &["--filter", &filter]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "550 rejected by local policy"
+    );
+    assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
+    let log = relay.wait_log("rejected: 550");
+    assert!(
+        log.contains("] rejected: 550 rejected by local policy: spam score 12\n"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_filter_may_take_the_message_over_with_exit_100() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = script(dir.path(), "filter.sh", "rm -f \"$1\" \"$2\"; exit 100");
+    let relay = Relay::start(dir.path(), &["--filter", &filter]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "250 message processed"
+    );
+    assert!(relay.files("").is_empty());
+    relay.wait_log("] abandoned");
+}
+
+#[test]
+fn a_filter_that_deletes_the_files_without_exit_100_does_not_get_a_250() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = script(dir.path(), "filter.sh", "rm -f \"$1\" \"$2\"; exit 0");
+    let relay = Relay::start(dir.path(), &["--filter", &filter]);
+    let reply = send_one(relay.port, "a@example.com", &["b@example.org"], BODY);
+    // The client keeps the message: nothing it was told was accepted is lost.
+    assert_eq!(reply, "451 local error in processing");
+}
+
+#[test]
+fn a_hanging_filter_times_out_with_its_children_killed_and_the_relay_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let filter = script(
+        dir.path(),
+        "filter.sh",
+        &format!(
+            "sleep 60 & echo $! > {}; head -c 1000000 /dev/zero; sleep 60",
+            pidfile.display()
+        ),
+    );
+    let relay = Relay::start(dir.path(), &["--filter", &filter, "--filter-timeout", "1"]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "451 filter timed out after 1s"
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.contains(") Z ")
+        }),
+        "the filter's child {pid} is still running"
+    );
+    assert!(relay.files("").is_empty());
+    assert!(relay
+        .log_text()
+        .contains("] failed: filter timed out after 1s\n"));
+}
+
+#[test]
+fn a_chain_runs_in_order_and_stops_at_a_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    let r = record.display();
+    let first = script(dir.path(), "first.sh", &format!("echo first >> {r}"));
+    let second = script(
+        dir.path(),
+        "second.sh",
+        &format!("echo second >> {r}; echo '<<no>>'; exit 5"),
+    );
+    let third = script(dir.path(), "third.sh", &format!("echo third >> {r}"));
+    let relay = Relay::start(
+        dir.path(),
+        &["--filter", &format!("{first},exit:0,{second},{third}")],
+    );
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "550 no"
+    );
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "first\nsecond\n");
+}
+
+#[test]
+fn exit_103_rescans_the_spool_for_forwarding() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    // No --forward-on-disconnect and no --poll: only the filter's 103 forwards.
+    let relay = Relay::start(
+        dir.path(),
+        &["--filter", "exit:103", "--forward-to", &sink.address()],
+    );
+    assert!(send_one(relay.port, "a@example.com", &["b@example.org"], BODY).starts_with("250"));
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.messages().len() == 1),
+        "{}",
+        relay.log_text()
+    );
+}
+
+/// Forwards `spool` once with `args`; returns (exit code, log).
+fn forward_once(spool: &Path, args: &[&str]) -> (i32, String) {
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args(args)
+            .args(["--user", "root", "--spool-dir"])
+            .arg(spool),
+        Duration::from_secs(60),
+    );
+    (code, err)
+}
+
+#[test]
+fn client_filter_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    // A filter that decides by recipient, and may route by editing the envelope.
+    let filter = script(
+        dir.path(),
+        "client.sh",
+        "case \"$(grep To-Remote \"$2\")\" in\n\
+         *reject*) echo '<<policy says no>>'; exit 1 ;;\n\
+         *abandon*) exit 100 ;;\n\
+         *) case \"$2\" in *.envelope.busy) exit 0 ;; esac; exit 9 ;;\n\
+         esac",
+    );
+    for to in [
+        "ok@example.org",
+        "reject@example.org",
+        "abandon@example.org",
+    ] {
+        submit_to(&spool, to);
+    }
+    let (code, log) = forward_once(
+        &spool,
+        &["--as-client", &sink.address(), "--client-filter", &filter],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 1));
+    assert!(log.contains("emailrelay: info: forwarded ["), "{log}");
+    // Rejected: to .bad with the filter's reason.
+    let bad = spool_files(&spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{log}");
+    let text = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    assert!(
+        text.contains("X-MailRelay-Reason: policy says no\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("X-MailRelay-ReasonCode: 550\r\n"), "{text}");
+    // Abandoned: left alone, back to .envelope, not sent.
+    assert!(text.contains("To-Remote: reject@example.org\r\n"), "{text}");
+    let waiting = spool_files(&spool, ".envelope");
+    assert_eq!(waiting.len(), 1, "{log}");
+    let text = std::fs::read_to_string(spool.join(&waiting[0])).unwrap();
+    assert!(
+        text.contains("To-Remote: abandon@example.org\r\n"),
+        "{text}"
+    );
+    assert!(log.contains("client filter: ["), "{log}");
+}
+
+#[test]
+fn client_filter_exit_102_ends_the_pass_after_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    for _ in 0..6 {
+        submit_to(&spool, "b@example.org");
+    }
+    let (_, log) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &sink.address(),
+            "--client-filter",
+            "exit:102",
+        ],
+    );
+    // A pass uses up to four connections; each stops after the message
+    // it is on, so at most four of the six go.
+    let left = spool_files(&spool, ".envelope").len();
+    assert!((2..6).contains(&left), "{left} left: {log}");
+    assert_eq!(sink.messages().len(), 6 - left);
+}
+
+#[test]
+fn a_client_filter_can_route_with_forward_to_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "b@example.org");
+    let filter = script(
+        dir.path(),
+        "route.sh",
+        &format!(
+            "sed -i 's/^X-MailRelay-ForwardToAddress: .*/X-MailRelay-ForwardToAddress: {}\\r/' \"$2\"",
+            sink.address()
+        ),
+    );
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (code, log) = forward_once(&spool, &["--as-client", &dead, "--client-filter", &filter]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("smtp connection to {}", sink.address())),
+        "{log}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 1));
+}
+
+/// A line server: answers each request with `answer(request)`, on one
+/// connection; records the requests and the number of connections.
+fn line_server(answer: fn(&str) -> String) -> (u16, Arc<Mutex<Vec<String>>>, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(Mutex::new(0));
+    let (log, count) = (Arc::clone(&requests), Arc::clone(&connections));
+    std::thread::spawn(move || {
+        for _ in 0..4 {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            *count.lock().unwrap() += 1;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            for line in BufReader::new(stream).lines().take(100) {
+                let Ok(line) = line else { break };
+                log.lock().unwrap().push(line.clone());
+                if writer
+                    .write_all(format!("{}\n", answer(&line)).as_bytes())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    (port, requests, connections)
+}
+
+#[test]
+fn net_filter_keeps_one_connection_and_passes_on_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests, connections) = line_server(|path| {
+        let content = std::fs::read_to_string(path).unwrap_or_default();
+        if content.contains("spam") {
+            "rejected as spam\tscore 99".into()
+        } else {
+            "ok".into()
+        }
+    });
+    let relay = Relay::start(dir.path(), &["--filter", &format!("net:127.0.0.1:{port}")]);
+    let mut client = Client::connect(relay.port);
+    client.reply();
+    client.command("EHLO me");
+    assert_eq!(
+        client.send_message("a@example.com", &["b@example.org"], BODY),
+        "250 message processed"
+    );
+    assert_eq!(
+        client.send_message(
+            "a@example.com",
+            &["b@example.org"],
+            "Subject: spam\r\n\r\nspam\r\n"
+        ),
+        "550 rejected as spam"
+    );
+    client.command("QUIT");
+    assert_eq!(*connections.lock().unwrap(), 1);
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests.iter().all(|r| r.ends_with(".content")),
+        "{requests:?}"
+    );
+    assert!(relay
+        .wait_log("score 99")
+        .contains("rejected: 550 rejected as spam: score 99\n"));
+    assert_eq!(relay.files(".envelope").len(), 1);
+}
+
+#[test]
+fn verifier_exit_codes_shape_the_replies_and_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("args");
+    let verifier = script(
+        dir.path(),
+        "verify.sh",
+        &format!(
+            "printf '%s|' \"$@\" >> {}; echo >> {0}\n\
+             case \"$1\" in\n\
+             postmaster@*) echo 'Local Postmaster <postmaster@localhost>'; echo postmaster; exit 0 ;;\n\
+             Upper@*) echo; echo upper@example.org; exit 1 ;;\n\
+             bad@*) echo 'no such user here'; echo 'logged only'; exit 2 ;;\n\
+             later@*) echo 'try again later'; exit 3 ;;\n\
+             drop@*) exit 100 ;;\n\
+             evil@*) echo x; echo ../../etc; exit 0 ;;\n\
+             odd@*) exit 42 ;;\n\
+             *) echo; echo \"$1\"; exit 1 ;;\n\
+             esac",
+            record.display()
+        ),
+    );
+    let relay = Relay::start(dir.path(), &["--address-verifier", &verifier]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO me");
+    assert_eq!(
+        c.command("MAIL FROM:<a@example.com>"),
+        "250 sender <a@example.com> OK"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<bad@example.org>"),
+        "550 no such user here"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<later@example.org>"),
+        "450 try again later"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<odd@example.org>"),
+        "550 mailbox unavailable"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<evil@example.org>"),
+        "550 mailbox unavailable"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<postmaster@example.org>"),
+        "250 recipient <postmaster> OK"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<Upper@example.org>"),
+        "250 recipient <upper@example.org> OK"
+    );
+    assert_eq!(
+        c.command("VRFY postmaster@example.org"),
+        "250 Local Postmaster <postmaster@localhost>"
+    );
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
+    c.send(BODY);
+    assert_eq!(c.command("."), "250 message processed");
+    assert_eq!(
+        c.command("RCPT TO:<drop@example.org>"),
+        "503 command out of sequence -- use RSET to resynchronise"
+    );
+    c.command("MAIL FROM:<a@example.com>");
+    // Exit 100: the connection is dropped without a reply.
+    assert_eq!(c.command("RCPT TO:<drop@example.org>"), "");
+    let envelope = std::fs::read_to_string(relay.spool.join(&relay.files(".envelope")[0])).unwrap();
+    assert!(
+        envelope.contains("X-MailRelay-To-Local: postmaster\r\n"),
+        "{envelope}"
+    );
+    assert!(
+        envelope.contains("X-MailRelay-To-Remote: upper@example.org\r\n"),
+        "{envelope}"
+    );
+    let args = std::fs::read_to_string(&record).unwrap();
+    let first = args.lines().next().unwrap();
+    let fields: Vec<&str> = first.split('|').collect();
+    assert_eq!(fields[0..2], ["bad@example.org", "a@example.com"]);
+    assert!(fields[2].starts_with("127.0.0.1:"), "{first}");
+    assert_eq!(fields[3..6], ["relay.example.com", "", ""]);
+    // VRFY passes an empty sender.
+    assert!(
+        args.lines()
+            .any(|l| l.starts_with("postmaster@example.org||127.0.0.1:")),
+        "{args}"
+    );
+    let log = relay.wait_log("dropping the connection");
+    assert!(
+        log.contains("address verifier: <bad@example.org>: logged only\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains("address verifier gave an unusable mailbox name [../../etc]"),
+        "{log}"
+    );
+}
+
+#[test]
+fn net_verifier_fields_never_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests, _) = line_server(|line| {
+        let fields: Vec<&str> = line.split('|').collect();
+        match fields[0] {
+            a if a.starts_with("postmaster@") => "0|postmaster|Local Postmaster".into(),
+            a if a.starts_with("bad@") => "2|mailbox unavailable".into(),
+            a => format!("1|{a}"),
+        }
+    });
+    let relay = Relay::start(
+        dir.path(),
+        &["--address-verifier", &format!("net:127.0.0.1:{port}")],
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO me");
+    c.command("MAIL FROM:<a@example.com>");
+    assert_eq!(
+        c.command("RCPT TO:<postmaster@example.org>"),
+        "250 recipient <postmaster> OK"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<bad@example.org>"),
+        "550 mailbox unavailable"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<x|1|y@example.org>"),
+        "550 invalid character in address"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<ok@example.org>"),
+        "250 recipient <ok@example.org> OK"
+    );
+    c.command("QUIT");
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    let fields: Vec<&str> = requests[0].split('|').collect();
+    assert_eq!(fields.len(), 6, "{requests:?}");
+    assert_eq!(fields[..2], ["postmaster@example.org", "a@example.com"]);
+    assert!(!requests.iter().any(|r| r.contains("x|1|y")));
+}
+
+#[test]
+fn deliver_puts_local_recipients_in_a_maildir_read_by_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let boxes = dir.path().join("boxes");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(boxes.join("alice").join(sub)).unwrap();
+    }
+    let verifier = script(
+        dir.path(),
+        "verify.sh",
+        "case \"$1\" in alice@*) echo Alice; echo alice; exit 0 ;; bob@*) echo Bob; echo bob; exit 0 ;; esac; echo; echo \"$1\"; exit 1",
+    );
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--address-verifier",
+            &verifier,
+            "--filter",
+            "deliver:",
+            "--delivery-dir",
+            &boxes.display().to_string(),
+        ],
+    );
+    // All local: delivered and removed from the spool.
+    assert!(send_one(
+        relay.port,
+        "a@example.com",
+        &["alice@example.com", "bob@example.com"],
+        BODY
+    )
+    .starts_with("250"));
+    assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
+    // Bob has no maildir: a plain mailbox directory with both files.
+    assert_eq!(spool_files(&boxes.join("bob"), ".envelope").len(), 1);
+    assert_eq!(spool_files(&boxes.join("bob"), ".content").len(), 1);
+    // Mixed: delivered to Alice and kept for the remote recipient.
+    assert!(send_one(
+        relay.port,
+        "a@example.com",
+        &["alice@example.com", "carol@example.org"],
+        BODY
+    )
+    .starts_with("250"));
+    assert_eq!(relay.files(".envelope").len(), 1);
+    let (code, out, err) = run(
+        Command::new("python3").arg("-c").arg(format!(
+            "import mailbox\nbox = mailbox.Maildir('{}', create=False)\n\
+             print(len(box)); print(sorted(m['Subject'] for m in box))",
+            boxes.join("alice").display()
+        )),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "2\n['filtered', 'filtered']\n");
+}
+
+#[test]
+fn copy_split_and_msgid_builtins() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(spool.join("box1")).unwrap();
+    std::fs::create_dir_all(spool.join("postmaster")).unwrap();
+    let relay = Relay::launch(
+        &spool,
+        &dir.path().join("relay.log"),
+        free_port(),
+        &["--filter", "msgid:,copy:nodelete,split:"],
+    );
+    assert!(send_one(
+        relay.port,
+        "a@example.com",
+        &["b@One.example", "c@two.example", "d@one.example"],
+        BODY
+    )
+    .starts_with("250"));
+    // copy: into box1, not postmaster; nodelete keeps the original.
+    assert_eq!(spool_files(&spool.join("box1"), ".envelope").len(), 1);
+    assert!(spool_files(&spool.join("postmaster"), "").is_empty());
+    // split: two messages, each with its domain in ForwardTo.
+    let envelopes: Vec<String> = relay
+        .files(".envelope")
+        .iter()
+        .map(|n| std::fs::read_to_string(spool.join(n)).unwrap())
+        .collect();
+    assert_eq!(envelopes.len(), 2);
+    let one = envelopes
+        .iter()
+        .find(|e| e.contains("ForwardTo: one.example\r\n"))
+        .unwrap();
+    assert!(
+        one.contains("To-Remote: b@One.example\r\nX-MailRelay-To-Remote: d@one.example\r\n"),
+        "{one}"
+    );
+    let two = envelopes
+        .iter()
+        .find(|e| e.contains("ForwardTo: two.example\r\n"))
+        .unwrap();
+    assert!(two.contains("X-MailRelay-ToCount: 1\r\n"), "{two}");
+    // msgid: ran first, so every copy has the header.
+    let content = std::fs::read_to_string(spool.join(&relay.files(".content")[0])).unwrap();
+    assert!(content.starts_with("Message-ID: <emailrelay."), "{content}");
+    assert!(
+        content.contains("@relay.example.com>\r\nReceived: "),
+        "{content}"
+    );
+}
