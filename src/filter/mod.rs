@@ -15,6 +15,7 @@
 mod builtin;
 mod network;
 mod program;
+mod spam;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub enum FilterSpec {
     Program(PathBuf),
     /// `net:<address>`: the line protocol to a filter server.
     Net(String),
+    /// `spam:<address>` (reject spam) or `spam-edit:<address>` (let
+    /// SpamAssassin rewrite the content): a spamd server.
+    Spam { address: String, edit: bool },
     /// `exit:<n>`: as a program that exits with `n` at once.
     Exit(i32),
     /// `copy:` into every sub-directory of the spool.
@@ -102,7 +106,12 @@ impl FilterSpec {
             },
             "msgid" if rest.is_empty() => Ok(FilterSpec::MsgId),
             "msgid" => Err(bad_param(part, rest)),
-            "spam" | "spam-edit" | "mx" => Err(FilterError::Unsupported(format!("{scheme}:"))),
+            "spam" | "spam-edit" if rest.is_empty() => Err(FilterError::Address(part.to_string())),
+            "spam" | "spam-edit" => Ok(FilterSpec::Spam {
+                address: rest.to_string(),
+                edit: scheme == "spam-edit",
+            }),
+            "mx" => Err(FilterError::Unsupported(format!("{scheme}:"))),
             // Anything else with a colon is a program path (a Windows drive
             // letter cannot occur here).
             _ => program(part),
@@ -246,6 +255,9 @@ impl Filter {
                 program::run(self.label, path, job, timeout).await
             }
             Link::Spec(FilterSpec::Exit(code)) => program::outcome_of_exit(*code, ""),
+            Link::Spec(FilterSpec::Spam { address, edit }) => {
+                spam::run(address, *edit, job, timeout).await
+            }
             Link::Spec(spec) => {
                 let (spec, job) = (spec.clone(), job.clone());
                 let (settings, spool) = (self.settings.clone(), Arc::clone(&self.spool));

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::{
-    free_port, run, send_one, spool_files, submit_to, wait_until, Client, Relay, Sink, RELAY,
+    free_port, run, send_one, spool_files, submit_to, wait_until, Client, Relay, Sink, Spamd, RELAY,
 };
 
 /// Writes an executable /bin/sh script and returns its path.
@@ -300,9 +300,18 @@ fn a_client_filter_can_route_with_forward_to_address() {
         == 1));
 }
 
-/// A line server: answers each request with `answer(request)`, on one
-/// connection; records the requests and the number of connections.
-fn line_server(answer: fn(&str) -> String) -> (u16, Arc<Mutex<Vec<String>>>, Arc<Mutex<usize>>) {
+/// A line server on loopback, seen from the test.
+struct LineServer {
+    port: u16,
+    /// Every request line received.
+    requests: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted.
+    connections: Arc<Mutex<usize>>,
+}
+
+/// A line server: answers each request with `answer(request)`, keeping
+/// each connection open; records the requests and the connections.
+fn line_server(answer: fn(&str) -> String) -> LineServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -330,13 +339,21 @@ fn line_server(answer: fn(&str) -> String) -> (u16, Arc<Mutex<Vec<String>>>, Arc
             }
         }
     });
-    (port, requests, connections)
+    LineServer {
+        port,
+        requests,
+        connections,
+    }
 }
 
 #[test]
 fn net_filter_keeps_one_connection_and_passes_on_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, requests, connections) = line_server(|path| {
+    let LineServer {
+        port,
+        requests,
+        connections,
+    } = line_server(|path| {
         let content = std::fs::read_to_string(path).unwrap_or_default();
         if content.contains("spam") {
             "rejected as spam\tscore 99".into()
@@ -480,7 +497,7 @@ fn verifier_exit_codes_shape_the_replies_and_the_envelope() {
 #[test]
 fn net_verifier_fields_never_shift() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, requests, _) = line_server(|line| {
+    let LineServer { port, requests, .. } = line_server(|line| {
         let fields: Vec<&str> = line.split('|').collect();
         match fields[0] {
             a if a.starts_with("postmaster@") => "0|postmaster|Local Postmaster".into(),
@@ -624,6 +641,51 @@ fn copy_split_and_msgid_builtins() {
     assert!(content.starts_with("Message-ID: <emailrelay."), "{content}");
     assert!(
         content.contains("@relay.example.com>\r\nReceived: "),
+        "{content}"
+    );
+}
+
+/// SpamAssassin's test string: any SpamAssassin scores it 1000.
+const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+#[test]
+fn spam_rejects_gtube_and_spam_edit_marks_it_with_real_spamd() {
+    let dir = tempfile::tempdir().unwrap();
+    let spamd = Spamd::start(dir.path());
+    let gtube = format!("Subject: offer\r\n\r\n{GTUBE}\r\n");
+    let check_dir = dir.path().join("check");
+    std::fs::create_dir_all(&check_dir).unwrap();
+    let relay = Relay::start(
+        &check_dir,
+        &["--filter", &format!("spam:{}", spamd.address())],
+    );
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], &gtube),
+        "550 message rejected as spam"
+    );
+    assert!(relay.files("").is_empty());
+    assert!(relay
+        .wait_log("spam score")
+        .contains("rejected: 550 message rejected as spam: spam score 10"));
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "250 message processed"
+    );
+
+    let edit_dir = dir.path().join("edit");
+    std::fs::create_dir_all(&edit_dir).unwrap();
+    let relay = Relay::start(
+        &edit_dir,
+        &["--filter", &format!("spam-edit:{}", spamd.address())],
+    );
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], &gtube),
+        "250 message processed"
+    );
+    let content = std::fs::read_to_string(relay.spool.join(&relay.files(".content")[0])).unwrap();
+    assert!(content.contains("X-Spam-Flag: YES\r\n"), "{content}");
+    assert!(
+        content.contains("X-Spam-Status: Yes, score=100"),
         "{content}"
     );
 }

@@ -527,3 +527,44 @@ impl Drop for Postfix {
             .status();
     }
 }
+
+/// SpamAssassin's spamd on a loopback port, local tests only (no network
+/// rules), one child. Stopped by PID on drop.
+pub struct Spamd {
+    pub _proc: Proc,
+    pub port: u16,
+}
+
+impl Spamd {
+    pub fn start(dir: &Path) -> Spamd {
+        let port = free_port();
+        let mut cmd = Command::new(program("spamd"));
+        cmd.arg(format!("--listen=127.0.0.1:{port}"))
+            .args([
+                "--username=nobody",
+                "--nouser-config",
+                "--local",
+                "--max-children=1",
+            ])
+            .arg(format!("--pidfile={}", dir.join("spamd.pid").display()))
+            .arg("--syslog=stderr")
+            .stderr(Stdio::null());
+        let spamd = Spamd {
+            _proc: Proc::spawn(&mut cmd),
+            port,
+        };
+        assert!(
+            wait_until(Duration::from_secs(60), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "spamd did not start"
+        );
+        spamd
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

@@ -1,0 +1,200 @@
+//! `spam:` and `spam-edit:`: SpamAssassin's spamd protocol (SPAMC/1.5).
+//! `spam:` sends CHECK and rejects the message when spamd says
+//! `Spam: True`; `spam-edit:` sends PROCESS and replaces the content with
+//! what spamd returns (headers added, spam wrapped as an attachment),
+//! without rejecting. One connection per message, as spamd expects.
+//!
+//! Like spamc, messages above [`MAX_SIZE`] are not sent: spamd would load
+//! them whole, and spam is small.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use emailrelay_proto::smtp::Reply;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::{FilterJob, FilterOutcome};
+
+/// spamc's default size limit.
+pub const MAX_SIZE: u64 = 512 * 1024;
+
+/// Runs one spamd exchange for `job` within `timeout`.
+pub async fn run(address: &str, edit: bool, job: &FilterJob, timeout: Duration) -> FilterOutcome {
+    let size = match tokio::fs::metadata(&job.content).await {
+        Ok(m) => m.len(),
+        Err(e) => return FilterOutcome::Error(format!("spam filter: {e}")),
+    };
+    if size > MAX_SIZE {
+        crate::info!(
+            "spam filter: [{}] not checked: {size} bytes is over {MAX_SIZE}",
+            job.content.display()
+        );
+        return FilterOutcome::Ok;
+    }
+    let exchange = exchange(address, edit, &job.content, size);
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => FilterOutcome::Error(format!("spam filter [{address}]: {e}")),
+        Err(_) => FilterOutcome::Error(format!(
+            "spam filter [{address}] timed out after {}s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+async fn exchange(
+    address: &str,
+    edit: bool,
+    content: &Path,
+    size: u64,
+) -> std::io::Result<FilterOutcome> {
+    let mut stream = crate::net::connect(address, None, Duration::from_secs(30))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let command = if edit { "PROCESS" } else { "CHECK" };
+    stream
+        .write_all(format!("{command} SPAMC/1.5\r\nContent-length: {size}\r\n\r\n").as_bytes())
+        .await?;
+    let mut file = tokio::fs::File::open(content).await?;
+    tokio::io::copy(&mut (&mut file).take(size), &mut stream).await?;
+    stream.flush().await?;
+    let mut reader = BufReader::new(stream);
+    let head = read_head(&mut reader).await?;
+    let verdict = parse_head(&head).map_err(std::io::Error::other)?;
+    if !edit {
+        return Ok(match verdict.spam {
+            true => FilterOutcome::Reject {
+                reply: Reply::new(550, "message rejected as spam"),
+                detail: Some(format!("spam score {}", verdict.score)),
+            },
+            false => FilterOutcome::Ok,
+        });
+    }
+    let length = verdict
+        .length
+        .ok_or_else(|| std::io::Error::other("spamd sent no Content-length"))?;
+    replace_content(&mut reader, content, length).await?;
+    crate::info!(
+        "spam filter: [{}] spam {}: score {}",
+        content.display(),
+        verdict.spam,
+        verdict.score
+    );
+    Ok(FilterOutcome::Ok)
+}
+
+/// The response line and headers, up to the blank line.
+async fn read_head(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> std::io::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for _ in 0..64 {
+        let mut line = Vec::new();
+        reader.take(4096).read_until(b'\n', &mut line).await?;
+        if line.is_empty() {
+            return Err(std::io::Error::other("spamd closed the connection"));
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if text.is_empty() {
+            return Ok(lines);
+        }
+        lines.push(text);
+    }
+    Err(std::io::Error::other("spamd sent too many header lines"))
+}
+
+/// What spamd said.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    spam: bool,
+    /// `score / threshold`, as spamd wrote it.
+    score: String,
+    length: Option<u64>,
+}
+
+fn parse_head(lines: &[String]) -> Result<Verdict, String> {
+    let status = lines.first().ok_or("empty response")?;
+    let mut words = status.split_whitespace();
+    let (protocol, code) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if !protocol.starts_with("SPAMD/") || code != "0" {
+        return Err(format!("spamd error: {status}"));
+    }
+    let mut verdict = Verdict {
+        spam: false,
+        score: String::new(),
+        length: None,
+    };
+    for line in &lines[1..] {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "spam" => {
+                let (flag, score) = value.split_once(';').unwrap_or((value, ""));
+                verdict.spam = flag.trim().eq_ignore_ascii_case("true")
+                    || flag.trim().eq_ignore_ascii_case("yes");
+                verdict.score = score.trim().to_string();
+            }
+            "content-length" => verdict.length = value.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    Ok(verdict)
+}
+
+/// Writes `length` bytes from spamd over the content file, atomically.
+async fn replace_content(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    content: &Path,
+    length: u64,
+) -> std::io::Result<()> {
+    let mut tmp = content.as_os_str().to_owned();
+    tmp.push(".spam.tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = async {
+        let mut out = tokio::fs::File::create(&tmp).await?;
+        let copied = tokio::io::copy(&mut reader.take(length), &mut out).await?;
+        if copied != length {
+            return Err(std::io::Error::other("spamd sent a short message"));
+        }
+        out.sync_data().await?;
+        tokio::fs::rename(&tmp, content).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spamd_headers_parse() {
+        let head = |t: &str| t.lines().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            parse_head(&head("SPAMD/1.1 0 EX_OK\nSpam: True ; 1003.7 / 5.0")),
+            Ok(Verdict {
+                spam: true,
+                score: "1003.7 / 5.0".into(),
+                length: None
+            })
+        );
+        assert_eq!(
+            parse_head(&head(
+                "SPAMD/1.1 0 EX_OK\nContent-length: 12\nSpam: False ; 0.1 / 5.0"
+            )),
+            Ok(Verdict {
+                spam: false,
+                score: "0.1 / 5.0".into(),
+                length: Some(12)
+            })
+        );
+        assert_eq!(
+            parse_head(&head("SPAMD/1.0 76 Bad header line")),
+            Err("spamd error: SPAMD/1.0 76 Bad header line".into())
+        );
+    }
+}
