@@ -58,7 +58,7 @@ pub async fn run(path: &Path, args: &[&OsStr], timeout: Duration) -> Result<Exit
         .stderr(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| ChildError::Spawn {
+    let mut child = spawn(&mut cmd).await.map_err(|e| ChildError::Spawn {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
@@ -85,6 +85,22 @@ pub async fn run(path: &Path, args: &[&OsStr], timeout: Duration) -> Result<Exit
         (Some(code), _) => Ok(Exit { code, output }),
         (None, signal) => Err(ChildError::Signal(signal.unwrap_or(0))),
     }
+}
+
+/// Starts the program, retrying briefly on ETXTBSY: a script that was
+/// just written (or is being replaced) can be held open for writing for a
+/// moment by a process forked elsewhere before it execs.
+async fn spawn(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let busy = nix::errno::Errno::ETXTBSY as i32;
+    for attempt in 1..=5 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(busy) => {
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
 }
 
 /// Reads a pipe to its end, keeping the first [`KEPT_OUTPUT`] bytes.
