@@ -249,6 +249,7 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
         tls: None,
         tls_connection: false,
         tls_required: false,
+        dnsbl: None,
     }
 }
 

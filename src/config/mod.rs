@@ -393,8 +393,12 @@ mod tests {
             Err(ConfigError::Tls(_))
         ));
         assert!(matches!(
-            build(&["--dnsbl", "x"]),
-            Err(ConfigError::NotYet {
+            build(&["--pop"]),
+            Err(ConfigError::NotYet { option: "pop", .. })
+        ));
+        assert!(matches!(
+            build(&["--dnsbl", "1,2"]),
+            Err(ConfigError::BadValue {
                 option: "dnsbl",
                 ..
             })

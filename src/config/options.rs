@@ -108,7 +108,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("address-verifier", None, R, "<program>", "Runs the given program to verify recipient addresses"),
     opt("anonymous", Some('A'), O, "<scope>", "Reduces the information given out: any of vrfy, server, content, client"),
     opt("delivery-dir", None, R, "<dir>", "Specifies the base directory for local mailboxes"),
-    later(opt("dnsbl", None, R, "<config>", "Checks connecting addresses against DNSBL servers"), "DNSBL checking (--dnsbl)"),
+    opt("dnsbl", None, R, "<config>", "Checks connecting addresses against DNSBL servers"),
     basic(opt("domain", Some('D'), R, "<fqdn>", "Sets the domain name used in greetings, EHLO and Received lines")),
     opt("filter", Some('z'), R, "<program>", "Runs the given filter program as each message is stored"),
     opt("filter-timeout", Some('W'), R, "<time>", "Timeout in seconds for filter programs (default 60)"),

@@ -9,6 +9,7 @@ use super::{Args, ConfigError, Support, OPTIONS};
 use crate::admin::AdminSettings;
 use crate::filter::{FilterConfig, FilterSettings, FilterSpec};
 use crate::log::LogSettings;
+use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, Service};
 use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
@@ -175,6 +176,10 @@ impl Settings {
                     tls: server_tls.clone(),
                     tls_connection: args.has("server-tls-connection"),
                     tls_required: args.has("server-tls-required"),
+                    dnsbl: args
+                        .value("dnsbl")
+                        .map(|v| DnsblConfig::parse(v).map_err(|e| bad("dnsbl", v, e)))
+                        .transpose()?,
                 })
             },
         );

@@ -317,7 +317,7 @@ fn copy_message(
 }
 
 /// Replaces `path` with `bytes` atomically (temporary file, fsync, rename).
-fn rewrite(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(super) fn rewrite(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = with_suffix(path, ".tmp");
     let written = (|| {
         let mut out = create_new(&tmp)?;

@@ -13,6 +13,7 @@
 //! a peer's text to a shell: programs are started with execve semantics.
 
 mod builtin;
+mod mx;
 mod network;
 mod program;
 mod spam;
@@ -42,9 +43,6 @@ pub enum FilterError {
     /// `net:` without an address.
     #[error("invalid filter [{0}]: no address")]
     Address(String),
-    /// A built-in that this build does not have yet.
-    #[error("the [{0}] filter is not supported by this build")]
-    Unsupported(String),
 }
 
 /// One filter of a chain, parsed from the option text.
@@ -67,6 +65,8 @@ pub enum FilterSpec {
     Split { raw: bool },
     /// `msgid:`: adds a Message-ID header if there is none.
     MsgId,
+    /// `mx:`: `ForwardToAddress` from a DNS lookup of `ForwardTo`.
+    Mx(mx::MxOptions),
 }
 
 impl FilterSpec {
@@ -111,7 +111,9 @@ impl FilterSpec {
                 address: rest.to_string(),
                 edit: scheme == "spam-edit",
             }),
-            "mx" => Err(FilterError::Unsupported(format!("{scheme}:"))),
+            "mx" => mx::MxOptions::parse(rest)
+                .map(FilterSpec::Mx)
+                .map_err(|param| bad_param(part, param)),
             // Anything else with a colon is a program path (a Windows drive
             // letter cannot occur here).
             _ => program(part),
@@ -154,6 +156,9 @@ pub enum FilterOutcome {
     /// The filter could not run or did not finish (timeout, signal,
     /// reserved exit code): treated as a failure with this reason.
     Error(String),
+    /// Not now (a DNS failure, say): the message waits for a later
+    /// attempt; a client is told 451.
+    Retry(String),
 }
 
 impl FilterOutcome {
@@ -255,6 +260,7 @@ impl Filter {
                 program::run(self.label, path, job, timeout).await
             }
             Link::Spec(FilterSpec::Exit(code)) => program::outcome_of_exit(*code, ""),
+            Link::Spec(FilterSpec::Mx(options)) => mx::run(options, job).await,
             Link::Spec(FilterSpec::Spam { address, edit }) => {
                 spam::run(address, *edit, job, timeout).await
             }

@@ -3,6 +3,8 @@
 //!
 //! Speaks no protocol but SOCKS 4a; it hands out connected or listening sockets.
 
+pub mod dns;
+pub mod dnsbl;
 pub mod line;
 pub mod socks;
 

@@ -355,6 +355,10 @@ impl Forwarder {
             FilterOutcome::Ok => {}
             FilterOutcome::StopScanning => self.stop_pass.store(true, Ordering::Relaxed),
             FilterOutcome::Rescan => self.rescan.store(true, Ordering::Relaxed),
+            FilterOutcome::Retry(reason) => {
+                warning!("client filter: [{id}] deferred: {reason}");
+                return Err(Verdict::Deferred(None));
+            }
             FilterOutcome::Abandon => {
                 info!("client filter: [{id}] abandoned");
                 // Dropping the lock puts back whatever the filter left.

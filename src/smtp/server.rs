@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::forward::{Forwarder, Verdict};
 use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::log::{self, Level};
+use crate::net::dnsbl::{self, DnsblConfig, DnsblVerdict};
 use crate::net::{display_addr, Listen, Stream};
 use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
@@ -68,6 +69,8 @@ pub struct ServerSettings {
     pub tls_connection: bool,
     /// `--server-tls-required`: no MAIL before STARTTLS.
     pub tls_required: bool,
+    /// `--dnsbl`: connections from listed addresses are dropped.
+    pub dnsbl: Option<DnsblConfig>,
 }
 
 /// What every connection shares.
@@ -106,6 +109,11 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         let _ = stream.write_all(b"421 service not available\r\n").await;
         return;
     }
+    if let (Some(config), Some(addr)) = (&settings.dnsbl, peer) {
+        if !dnsbl_allows(config, addr.ip(), &peer_text).await {
+            return;
+        }
+    }
     crate::info!("smtp connection from {peer_text}");
     shared.in_started.fetch_add(1, Ordering::Relaxed);
     let mut conn = Conn {
@@ -122,6 +130,43 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
     crate::info!("smtp connection closed: {reason}: {peer_text}");
     if conn.stored > 0 && shared.forwarder.on_disconnect() {
         shared.forwarder.trigger();
+    }
+}
+
+/// The DNSBL check of a new connection; false drops it without a word.
+async fn dnsbl_allows(config: &DnsblConfig, ip: std::net::IpAddr, peer_text: &str) -> bool {
+    let because = |listed_by: &[String], timed_out: bool| match (listed_by.is_empty(), timed_out) {
+        (true, true) => "no answer in time".to_string(),
+        (false, true) => format!(
+            "listed by {} (then no more answers in time)",
+            listed_by.join(",")
+        ),
+        (_, false) => format!("listed by {}", listed_by.join(",")),
+    };
+    match dnsbl::check(config, ip).await {
+        DnsblVerdict::Local => true,
+        DnsblVerdict::Block {
+            listed_by,
+            timed_out,
+        } => {
+            crate::warning!(
+                "dnsbl: connection from {peer_text} blocked: {}",
+                because(&listed_by, timed_out)
+            );
+            false
+        }
+        DnsblVerdict::Allow {
+            listed_by,
+            timed_out,
+        } => {
+            if !listed_by.is_empty() || timed_out {
+                crate::info!(
+                    "dnsbl: connection from {peer_text} allowed: {}",
+                    because(&listed_by, timed_out)
+                );
+            }
+            true
+        }
     }
 }
 
@@ -448,7 +493,7 @@ impl Conn {
                 );
                 Err(MessageResult::Rejected(reply))
             }
-            FilterOutcome::Error(reason) => {
+            FilterOutcome::Error(reason) | FilterOutcome::Retry(reason) => {
                 log::write(
                     Level::Warning,
                     peer,

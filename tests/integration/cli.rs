@@ -117,7 +117,6 @@ fn later_features_and_instances_are_refused_by_name() {
     for (args, name) in [
         (&["--client-auth", "x"][..], "--client-auth"),
         (&["--pop"], "--pop"),
-        (&["--dnsbl", "x"], "--dnsbl"),
     ] {
         let (code, _, err) = relay(args);
         assert_eq!(code, 1);

@@ -2,7 +2,8 @@
 //! code, on both sides; chains; timeouts that kill the whole process group;
 //! `net:` filters and verifiers against servers written here; the built-ins
 //! `deliver:` (a maildir read back by Python's mailbox module), `copy:`,
-//! `split:` and `msgid:`.
+//! `split:` and `msgid:`; `spam:` against a real spamd; `split:` + `mx:`
+//! routing and `--dnsbl` against dnsmasq.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -12,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::{
-    free_port, run, send_one, spool_files, submit_to, wait_until, Client, Relay, Sink, Spamd, RELAY,
+    free_port, greets, run, send_one, spool_files, submit_to, wait_until, Client, Dnsmasq, Relay,
+    RemoteHost, Sink, Spamd, RELAY,
 };
 
 /// Writes an executable /bin/sh script and returns its path.
@@ -688,4 +690,139 @@ fn spam_rejects_gtube_and_spam_edit_marks_it_with_real_spamd() {
         content.contains("X-Spam-Status: Yes, score=100"),
         "{content}"
     );
+}
+
+#[test]
+fn split_and_mx_route_each_domain_to_its_own_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(
+        dir.path(),
+        &["one.example", "two.example", "three.example"],
+        &[
+            "--mx-host=one.example,mx1.one.example,10".into(),
+            "--host-record=mx1.one.example,127.0.0.1".into(),
+            // No MX: the domain's own address is used.
+            "--host-record=two.example,127.0.0.1".into(),
+        ],
+    );
+    let (one, two) = (
+        Sink::start(&dir.path().join("one")),
+        Sink::start(&dir.path().join("two")),
+    );
+    let spool = dir.path().join("spool");
+    let relay = Relay::launch(
+        &spool,
+        &dir.path().join("relay.log"),
+        free_port(),
+        &["--filter", "split:"],
+    );
+    assert!(send_one(
+        relay.port,
+        "a@example.com",
+        &["b@one.example", "c@two.example", "d@three.example"],
+        BODY
+    )
+    .starts_with("250"));
+    assert_eq!(relay.files(".envelope").len(), 3);
+    // Ports for the test's sinks, added to ForwardTo by a filter ahead of mx:.
+    let ports = script(
+        dir.path(),
+        "ports.sh",
+        &format!(
+            "sed -i -e 's/^X-MailRelay-ForwardTo: one.example/&:{}/' -e 's/^X-MailRelay-ForwardTo: two.example/&:{}/' \"$2\"",
+            one.port, two.port
+        ),
+    );
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (code, log) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &dead,
+            "--client-filter",
+            &format!("{ports},mx:nst=5;rt=10;{}", dns.address()),
+        ],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(&format!("mx: [one.example] -> [127.0.0.1:{}]", one.port)),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("mx: [two.example] -> [127.0.0.1:{}]", two.port)),
+        "{log}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || one.messages().len()
+        == 1
+        && two.messages().len() == 1));
+    // A domain with no mail host fails, with the reason.
+    let bad = spool_files(&spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{log}");
+    let text = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    assert!(
+        text.contains("X-MailRelay-Reason: no mail host for [three.example]\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dnsbl_drops_listed_remote_clients() {
+    let remote = RemoteHost::create();
+    let dir = tempfile::tempdir().unwrap();
+    let remote_ip = remote.remote_ip();
+    let listed: Vec<&str> = remote_ip.split('.').rev().collect();
+    let dns = Dnsmasq::start(
+        dir.path(),
+        &["bl.example", "clean.example"],
+        &[format!(
+            "--address=/{}.bl.example/127.0.0.2",
+            listed.join(".")
+        )],
+    );
+    // A DNS server that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().unwrap();
+    let start = |name: &str, dnsbl: String| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        Relay::start(
+            &sub,
+            &[
+                "--interface",
+                &remote.local_ip(),
+                "--remote-clients",
+                "--dnsbl",
+                &dnsbl,
+            ],
+        )
+    };
+    let blocked = start(
+        "blocked",
+        format!("clean.example,bl.example,1,5000,{}", dns.address()),
+    );
+    assert_eq!(remote.greeting_from(blocked.port), "");
+    let log = blocked.wait_log("blocked");
+    assert!(
+        log.contains(&format!(
+            "emailrelay: warning: dnsbl: connection from {}:",
+            remote.remote_ip()
+        )) && log.contains(" blocked: listed by bl.example\n"),
+        "{log}"
+    );
+    // Loopback is never looked up.
+    assert!(greets(blocked.port));
+    let clean = start("clean", format!("clean.example,1,5000,{}", dns.address()));
+    assert!(remote.greeting_from(clean.port).starts_with("220 "));
+    let counting = start("counting", format!("bl.example,0,5000,{}", dns.address()));
+    assert!(remote.greeting_from(counting.port).starts_with("220 "));
+    assert!(counting
+        .wait_log("allowed")
+        .contains(" allowed: listed by bl.example\n"));
+    let strict = start("strict", format!("bl.example,1,-300,{silent}"));
+    assert_eq!(remote.greeting_from(strict.port), "");
+    assert!(strict
+        .wait_log("blocked")
+        .contains(" blocked: no answer in time\n"));
+    let lenient = start("lenient", format!("bl.example,1,300,{silent}"));
+    assert!(remote.greeting_from(lenient.port).starts_with("220 "));
 }

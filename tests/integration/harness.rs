@@ -568,3 +568,135 @@ impl Spamd {
         format!("127.0.0.1:{}", self.port)
     }
 }
+
+/// A network namespace joined to this one by a veth pair: a "remote" host
+/// at 198.18.N.2 (a benchmarking range, not a local one) that reaches us at
+/// 198.18.N.1, N different for each one made. Removed on drop.
+pub struct RemoteHost {
+    name: String,
+    link: String,
+    subnet: u32,
+}
+
+impl RemoteHost {
+    pub fn create() -> RemoteHost {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id() % 10_000);
+        let (name, link, peer) = (format!("errs{id}"), format!("er{id}h"), format!("er{id}p"));
+        let host = RemoteHost {
+            name: name.clone(),
+            link: link.clone(),
+            subnet: n % 250,
+        };
+        let (local, remote) = (
+            format!("{}/30", host.local_ip()),
+            format!("{}/30", host.remote_ip()),
+        );
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &name],
+            vec!["link", "add", &link, "type", "veth", "peer", "name", &peer],
+            vec!["link", "set", &peer, "netns", &name],
+            vec!["addr", "add", &local, "dev", &link],
+            vec!["link", "set", &link, "up"],
+            vec![
+                "netns", "exec", &name, "ip", "addr", "add", &remote, "dev", &peer,
+            ],
+            vec!["netns", "exec", &name, "ip", "link", "set", &peer, "up"],
+            vec!["netns", "exec", &name, "ip", "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            let (code, _, err) = run(
+                Command::new(program("ip")).args(&step),
+                Duration::from_secs(10),
+            );
+            assert_eq!(
+                code, 0,
+                "ip {step:?}: {err} (this test needs root and iproute2, as scripts/test provides)"
+            );
+        }
+        host
+    }
+
+    /// Our address on the link.
+    pub fn local_ip(&self) -> String {
+        format!("198.18.{}.1", self.subnet)
+    }
+
+    /// The remote host's address.
+    pub fn remote_ip(&self) -> String {
+        format!("198.18.{}.2", self.subnet)
+    }
+
+    /// Connects from the remote host to us and returns the first line it
+    /// is sent ("" if the connection is closed without a word).
+    pub fn greeting_from(&self, port: u16) -> String {
+        let script = format!(
+            "import socket; s=socket.create_connection(('{}',{port}),timeout=10); print(s.recv(200).decode().strip())",
+            self.local_ip()
+        );
+        let (code, out, err) = run(
+            Command::new(program("ip"))
+                .args(["netns", "exec", &self.name, "python3", "-c", &script]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        let ip = program("ip");
+        let _ = Command::new(&ip).args(["link", "del", &self.link]).status();
+        let _ = Command::new(&ip)
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// dnsmasq as a DNS server on a loopback port, answering from `records`
+/// (dnsmasq options such as `--mx-host=...`) and NXDOMAIN for the rest of
+/// the `local` domains. Stopped by PID on drop.
+pub struct Dnsmasq {
+    pub _proc: Proc,
+    pub port: u16,
+}
+
+impl Dnsmasq {
+    pub fn start(dir: &Path, local: &[&str], records: &[String]) -> Dnsmasq {
+        let port = free_port();
+        let log = dir.join(format!("dnsmasq-{port}.log"));
+        let mut cmd = Command::new(program("dnsmasq"));
+        cmd.args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+        ])
+        .args(["--listen-address=127.0.0.1", "--user=root", "--log-queries"])
+        .arg(format!("--port={port}"))
+        .arg(format!(
+            "--pid-file={}",
+            dir.join(format!("dnsmasq-{port}.pid")).display()
+        ))
+        .arg(format!("--log-facility={}", log.display()))
+        .args(local.iter().map(|d| format!("--local=/{d}/")))
+        .args(records);
+        let dnsmasq = Dnsmasq {
+            _proc: Proc::spawn(&mut cmd),
+            port,
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("started")),
+            "dnsmasq did not start"
+        );
+        dnsmasq
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

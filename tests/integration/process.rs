@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{free_port, run, wait_until, Client, Proc, Relay, Sink, RELAY};
+use crate::harness::{free_port, run, wait_until, Client, Proc, Relay, RemoteHost, Sink, RELAY};
 
 #[test]
 fn sigterm_shuts_down_cleanly_with_exit_code_0() {
@@ -246,85 +246,11 @@ fn sigterm_during_data_lets_the_message_finish_first() {
     assert_eq!(relay.files(".envelope").len(), 1);
 }
 
-/// A network namespace joined to this one by a veth pair: a "remote" host
-/// at 198.18.0.2 (a benchmarking range, not a local one) that can reach us
-/// at 198.18.0.1. Removed on drop.
-struct RemoteHost {
-    name: String,
-    link: String,
-}
-
-impl RemoteHost {
-    fn create() -> RemoteHost {
-        let id = std::process::id() % 100_000;
-        let (name, link, peer) = (format!("errs{id}"), format!("er{id}h"), format!("er{id}p"));
-        let host = RemoteHost {
-            name: name.clone(),
-            link: link.clone(),
-        };
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", &name],
-            vec!["link", "add", &link, "type", "veth", "peer", "name", &peer],
-            vec!["link", "set", &peer, "netns", &name],
-            vec!["addr", "add", "198.18.0.1/30", "dev", &link],
-            vec!["link", "set", &link, "up"],
-            vec![
-                "netns",
-                "exec",
-                &name,
-                "ip",
-                "addr",
-                "add",
-                "198.18.0.2/30",
-                "dev",
-                &peer,
-            ],
-            vec!["netns", "exec", &name, "ip", "link", "set", &peer, "up"],
-            vec!["netns", "exec", &name, "ip", "link", "set", "lo", "up"],
-        ];
-        for step in steps {
-            let (code, _, err) = run(
-                Command::new(crate::harness::program("ip")).args(&step),
-                Duration::from_secs(10),
-            );
-            assert_eq!(
-                code, 0,
-                "ip {step:?}: {err} (this test needs root and iproute2, as scripts/test provides)"
-            );
-        }
-        host
-    }
-
-    /// Connects from the remote host and returns the first line it is sent.
-    fn greeting_from(&self, port: u16) -> String {
-        let script = format!(
-            "import socket; s=socket.create_connection(('198.18.0.1',{port}),timeout=10); print(s.recv(200).decode().strip())"
-        );
-        let (code, out, err) = run(
-            Command::new(crate::harness::program("ip"))
-                .args(["netns", "exec", &self.name, "python3", "-c", &script]),
-            Duration::from_secs(20),
-        );
-        assert_eq!(code, 0, "{err}");
-        out.trim().to_string()
-    }
-}
-
-impl Drop for RemoteHost {
-    fn drop(&mut self) {
-        let ip = crate::harness::program("ip");
-        let _ = Command::new(&ip).args(["link", "del", &self.link]).status();
-        let _ = Command::new(&ip)
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 #[test]
 fn remote_clients_are_refused_unless_allowed() {
     let remote = RemoteHost::create();
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(dir.path(), &["--interface", "198.18.0.1"]);
+    let relay = Relay::start(dir.path(), &["--interface", &remote.local_ip()]);
     assert_eq!(
         remote.greeting_from(relay.port),
         "554 connection refused: remote clients not allowed"
@@ -332,14 +258,17 @@ fn remote_clients_are_refused_unless_allowed() {
     assert!(
         relay
             .wait_log("smtp connection rejected")
-            .contains("emailrelay: warning: smtp connection rejected from 198.18.0.2:"),
+            .contains(&format!(
+                "emailrelay: warning: smtp connection rejected from {}:",
+                remote.remote_ip()
+            )),
         "{}",
         relay.log_text()
     );
     drop(relay);
     let open = Relay::start(
         &dir.path().join("spool"),
-        &["--interface", "198.18.0.1", "--remote-clients"],
+        &["--interface", &remote.local_ip(), "--remote-clients"],
     );
     assert!(remote
         .greeting_from(open.port)
