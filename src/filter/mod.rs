@@ -334,9 +334,10 @@ mod tests {
         );
         assert_eq!(err("net:"), "invalid filter [net:]: no address");
         assert_eq!(
-            err("mx:"),
-            "the [mx:] filter is not supported by this build"
+            err("mx:x;y"),
+            "invalid filter [mx:x;y]: unknown parameter [x]"
         );
+        assert_eq!(err("spam:"), "invalid filter [spam:]: no address");
     }
 
     #[test]
