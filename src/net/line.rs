@@ -83,3 +83,19 @@ impl LineClient {
         Ok(String::from_utf8_lossy(&line).trim_end().to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_with_a_line_break_is_never_sent() {
+        // Nothing listens here: refusing must not even try to connect.
+        let client = LineClient::new("127.0.0.1:1".into());
+        let e = client
+            .exchange("/spool/x.content\nrm -rf /", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "request contains a line break");
+    }
+}

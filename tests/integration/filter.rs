@@ -826,3 +826,68 @@ fn dnsbl_drops_listed_remote_clients() {
     let lenient = start("lenient", format!("bl.example,1,300,{silent}"));
     assert!(remote.greeting_from(lenient.port).starts_with("220 "));
 }
+
+#[test]
+fn account_verifier_knows_the_system_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The relay sees its own /etc/passwd, bind-mounted in a private mount
+    // namespace, so the test makes no accounts on the machine.
+    let passwd = dir.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice Liddell,,,:/home/alice:/bin/sh\n",
+    )
+    .unwrap();
+    let passwd = passwd.display().to_string();
+    let relay = Relay::launch_under(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/passwd && exec \"$@\"",
+            &passwd,
+        ],
+        &dir.path().join("spool"),
+        &dir.path().join("relay.log"),
+        free_port(),
+        &["--address-verifier", "account:", "--filter", "deliver:"],
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO me");
+    assert_eq!(
+        c.command("VRFY alice@relay.example.com"),
+        "250 Alice Liddell"
+    );
+    c.command("MAIL FROM:<a@example.com>");
+    assert_eq!(
+        c.command("RCPT TO:<root@relay.example.com>"),
+        "550 mailbox unavailable"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<alice@other.example>"),
+        "550 mailbox unavailable"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<alice@Relay.Example.com>"),
+        "250 recipient <alice> OK"
+    );
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
+    c.send(BODY);
+    assert_eq!(c.command("."), "250 message processed");
+    c.command("QUIT");
+    // Delivered to the spool's alice mailbox, and gone from the spool.
+    let mailbox = relay.spool.join("alice");
+    assert_eq!(spool_files(&mailbox, ".content").len(), 1);
+    assert!(relay.files(".envelope").is_empty());
+    // The machine's own /etc/passwd was never touched.
+    assert!(!std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .contains("Alice Liddell"));
+}

@@ -134,8 +134,27 @@ impl Relay {
     /// log file name: then `log_text` reads nothing and the test reads the
     /// dated file itself).
     pub fn launch(spool: &Path, log: &Path, port: u16, extra: &[&str]) -> Relay {
+        Self::launch_under(&[], spool, log, port, extra)
+    }
+
+    /// As `launch`, with the relay's command line appended to `wrapper`
+    /// (a program that ends by exec'ing it, so the PID stays the relay's).
+    pub fn launch_under(
+        wrapper: &[&str],
+        spool: &Path,
+        log: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> Relay {
         let (spool, log) = (spool.to_path_buf(), log.to_path_buf());
-        let mut cmd = Command::new(RELAY);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(RELAY);
+                cmd
+            }
+            None => Command::new(RELAY),
+        };
         cmd.args([
             "--no-daemon",
             "--log",
