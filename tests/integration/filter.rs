@@ -891,3 +891,36 @@ fn account_verifier_knows_the_system_accounts() {
         .unwrap()
         .contains("Alice Liddell"));
 }
+
+#[test]
+fn every_other_exit_code_of_a_server_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = script(
+        dir.path(),
+        "code.sh",
+        "code=$(sed -n 's/^Subject: code //p' \"$1\" | tr -d '\\r'); exit $code",
+    );
+    let relay = Relay::start(dir.path(), &["--filter", &filter]);
+    for (code, reply, kept) in [
+        (2, "550 rejected by filter", false),
+        (99, "550 rejected by filter", false),
+        (101, "250 message processed", true),
+        (102, "250 message processed", true),
+        (104, "451 filter exit code 104 is reserved", false),
+        (255, "451 filter exit code 255 is reserved", false),
+    ] {
+        let before = relay.files(".envelope").len();
+        let body = format!("Subject: code {code}\r\n\r\nx\r\n");
+        assert_eq!(
+            send_one(relay.port, "a@example.com", &["b@example.org"], &body),
+            reply,
+            "exit {code}"
+        );
+        assert_eq!(
+            relay.files(".envelope").len(),
+            before + usize::from(kept),
+            "exit {code}"
+        );
+    }
+    assert!(relay.files(".envelope.new").is_empty());
+}
