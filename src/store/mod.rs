@@ -334,8 +334,36 @@ impl NewMessage {
     /// From the start of the commit the blocking task owns the files and
     /// removes them itself if it fails, so cancelling this future (say, at
     /// shutdown) can never delete a message that the task goes on to commit.
-    pub async fn commit(self, envelope: Envelope) -> Result<MessageId, StoreError> {
-        self.prepare(envelope).await?.commit(false).await
+    pub async fn commit(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
+        let content = self.content.take().expect("commit once");
+        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
+        let spool = Arc::clone(&self.spool);
+        let task_id = id.clone();
+        // One blocking task for the whole write, as this is every message's path.
+        let written = tokio::task::spawn_blocking(move || {
+            let result = write_prepared(&spool, &task_id, content, &envelope).and_then(|()| {
+                let new_path = spool.path(&task_id, ".envelope.new");
+                fs::rename(&new_path, spool.path(&task_id, ".envelope"))
+                    .map_err(io_err("cannot commit envelope file", &new_path))
+            });
+            if result.is_err() {
+                remove_message_files(&spool, &task_id);
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(io_err("commit task failed", &self.spool.dir)(
+                io::Error::other(e.to_string()),
+            ))
+        });
+        written?;
+        if let Err(e) = self.spool.dir_sync.sync().await {
+            // Not durable, and the client will be told so: take it back.
+            remove_message_files(&self.spool, &id);
+            return Err(io_err("cannot sync spool directory", &self.spool.dir)(e));
+        }
+        Ok(id)
     }
 
     /// The first half of a commit, for a filter to run in between: the
