@@ -435,6 +435,77 @@ mod tests {
     }
 
     #[test]
+    fn copy_options_pop_and_hardlink() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("box")).unwrap();
+        fs::create_dir(dir.path().join(".hidden")).unwrap();
+        let j = job(dir.path(), &Envelope::default(), "x");
+        let pop = CopyOptions::parse("pop").unwrap();
+        assert_eq!(copy(&j, dir.path(), &pop), Ok(FilterOutcome::Abandon));
+        // The envelope moved into the box; the content stays for POP.
+        assert!(!j.envelope.exists() && j.content.exists());
+        assert!(dir.path().join("box/emailrelay.1.2.3.envelope").exists());
+        assert!(!dir.path().join("box/emailrelay.1.2.3.content").exists());
+        assert!(fs::read_dir(dir.path().join(".hidden"))
+            .unwrap()
+            .next()
+            .is_none());
+
+        let j = job(dir.path(), &Envelope::default(), "y");
+        let hardlink = CopyOptions::parse("hardlink;nodelete").unwrap();
+        assert_eq!(copy(&j, dir.path(), &hardlink), Ok(FilterOutcome::Ok));
+        let copied = dir.path().join("box/emailrelay.1.2.3.content");
+        assert_eq!(
+            fs::metadata(&copied).unwrap().ino(),
+            fs::metadata(&j.content).unwrap().ino()
+        );
+    }
+
+    #[test]
+    fn deliver_options_hardlink_and_nodelete() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let envelope = Envelope {
+            to_local: vec!["alice".into()],
+            ..Envelope::default()
+        };
+        let j = job(dir.path(), &envelope, "x");
+        let options = DeliverOptions::parse("hardlink;nodelete").unwrap();
+        assert_eq!(deliver(&j, dir.path(), &options), Ok(FilterOutcome::Ok));
+        let delivered = dir.path().join("alice/emailrelay.1.2.3.content");
+        assert_eq!(
+            fs::metadata(&delivered).unwrap().ino(),
+            fs::metadata(&j.content).unwrap().ino()
+        );
+        assert!(j.envelope.exists());
+        // Without nodelete an all-local message leaves the spool.
+        assert_eq!(
+            deliver(&j, dir.path(), &DeliverOptions::default()),
+            Ok(FilterOutcome::Abandon)
+        );
+        assert!(!j.envelope.exists() && !j.content.exists());
+        assert!(delivered.exists());
+    }
+
+    #[test]
+    fn split_raw_compares_domains_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let envelope = Envelope {
+            to_remote: vec!["b@One.example".into(), "d@one.example".into()],
+            ..Envelope::default()
+        };
+        let j = job(dir.path(), &envelope, "x");
+        assert_eq!(split(&j, &spool, true), Ok(FilterOutcome::Ok));
+        assert_eq!(
+            read_envelope(&j.envelope).unwrap().forward_to,
+            "One.example"
+        );
+        assert_eq!(spool.ready().unwrap().len(), 1);
+    }
+
+    #[test]
     fn copy_with_no_destination_keeps_the_message() {
         let dir = tempfile::tempdir().unwrap();
         let j = job(dir.path(), &Envelope::default(), "x");

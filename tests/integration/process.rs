@@ -26,7 +26,26 @@ fn user_drops_root_and_new_files_belong_to_that_user() {
     std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
     let port = free_port();
     let log = dir.path().join("log");
+    // Filters and verifiers run as the --user account too.
+    let record = dir.path().join("ids");
+    let script = dir.path().join("record-id.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$(id -u)\" >> {}\ncase \"$2\" in *.envelope.new) exit 0 ;; esac\necho; echo \"$1\"; exit 1\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = script.display().to_string();
     let mut cmd = Command::new(RELAY);
+    cmd.args([
+        "--address-verifier",
+        &script,
+        "--filter",
+        &format!("{script},exit:0"),
+    ]);
     cmd.args([
         "--no-daemon",
         "--log",
@@ -57,6 +76,11 @@ fn user_drops_root_and_new_files_belong_to_that_user() {
         .unwrap()
         .uid
         .as_raw();
+    // The verifier (exit 1: valid remote) and the filter both ran as nobody.
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        format!("{nobody}\n{nobody}\n")
+    );
     let content = crate::harness::spool_files(&spool, ".content");
     assert_eq!(
         std::fs::metadata(spool.join(&content[0])).unwrap().uid(),
