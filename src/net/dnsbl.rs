@@ -175,6 +175,43 @@ pub async fn check(config: &DnsblConfig, ip: IpAddr) -> DnsblVerdict {
     }
 }
 
+/// The DNSBL check of a new connection; false drops it without a word.
+pub async fn admit(config: &DnsblConfig, ip: std::net::IpAddr, peer_text: &str) -> bool {
+    let because = |listed_by: &[String], timed_out: bool| match (listed_by.is_empty(), timed_out) {
+        (true, true) => "no answer in time".to_string(),
+        (false, true) => format!(
+            "listed by {} (then no more answers in time)",
+            listed_by.join(",")
+        ),
+        (_, false) => format!("listed by {}", listed_by.join(",")),
+    };
+    match check(config, ip).await {
+        DnsblVerdict::Local => true,
+        DnsblVerdict::Block {
+            listed_by,
+            timed_out,
+        } => {
+            crate::warning!(
+                "dnsbl: connection from {peer_text} blocked: {}",
+                because(&listed_by, timed_out)
+            );
+            false
+        }
+        DnsblVerdict::Allow {
+            listed_by,
+            timed_out,
+        } => {
+            if !listed_by.is_empty() || timed_out {
+                crate::info!(
+                    "dnsbl: connection from {peer_text} allowed: {}",
+                    because(&listed_by, timed_out)
+                );
+            }
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

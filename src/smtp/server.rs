@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::forward::{Forwarder, Verdict};
 use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::log::{self, Level};
-use crate::net::dnsbl::{self, DnsblConfig, DnsblVerdict};
+use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
 use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
@@ -110,7 +110,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         return;
     }
     if let (Some(config), Some(addr)) = (&settings.dnsbl, peer) {
-        if !dnsbl_allows(config, addr.ip(), &peer_text).await {
+        if !dnsbl::admit(config, addr.ip(), &peer_text).await {
             return;
         }
     }
@@ -130,43 +130,6 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
     crate::info!("smtp connection closed: {reason}: {peer_text}");
     if conn.stored > 0 && shared.forwarder.on_disconnect() {
         shared.forwarder.trigger();
-    }
-}
-
-/// The DNSBL check of a new connection; false drops it without a word.
-async fn dnsbl_allows(config: &DnsblConfig, ip: std::net::IpAddr, peer_text: &str) -> bool {
-    let because = |listed_by: &[String], timed_out: bool| match (listed_by.is_empty(), timed_out) {
-        (true, true) => "no answer in time".to_string(),
-        (false, true) => format!(
-            "listed by {} (then no more answers in time)",
-            listed_by.join(",")
-        ),
-        (_, false) => format!("listed by {}", listed_by.join(",")),
-    };
-    match dnsbl::check(config, ip).await {
-        DnsblVerdict::Local => true,
-        DnsblVerdict::Block {
-            listed_by,
-            timed_out,
-        } => {
-            crate::warning!(
-                "dnsbl: connection from {peer_text} blocked: {}",
-                because(&listed_by, timed_out)
-            );
-            false
-        }
-        DnsblVerdict::Allow {
-            listed_by,
-            timed_out,
-        } => {
-            if !listed_by.is_empty() || timed_out {
-                crate::info!(
-                    "dnsbl: connection from {peer_text} allowed: {}",
-                    because(&listed_by, timed_out)
-                );
-            }
-            true
-        }
     }
 }
 
