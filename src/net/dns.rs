@@ -125,6 +125,12 @@ impl DnsClient {
     }
 }
 
+/// Decodes an answer to question `id` of type `qtype`, as `query` does;
+/// `None` for anything unusable. For fuzzing and tests.
+pub fn decode(msg: &[u8], id: u16, qtype: u16) -> Option<Vec<Record>> {
+    decode_answer(msg, id, qtype).ok()
+}
+
 /// The DNSBL name for `ip` under `zone` (RFC 5782): reversed octets, or
 /// reversed nibbles for IPv6.
 pub fn dnsbl_name(ip: IpAddr, zone: &str) -> String {
