@@ -143,18 +143,8 @@ pub async fn check(config: &DnsblConfig, ip: IpAddr) -> DnsblVerdict {
             Err(_) => {
                 // No collective answer in time (a listing would have ended
                 // the loop already).
-                let timed_out = true;
-                return if config.block_on_timeout && config.threshold > 0 {
-                    DnsblVerdict::Block {
-                        listed_by,
-                        timed_out,
-                    }
-                } else {
-                    DnsblVerdict::Allow {
-                        listed_by,
-                        timed_out,
-                    }
-                };
+                unanswered = true;
+                break;
             }
         }
     }

@@ -52,29 +52,8 @@ impl NewMessage {
     /// removes them itself if it fails, so cancelling this future (say, at
     /// shutdown) can never delete a message that the task goes on to commit.
     pub async fn commit(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
-        let content = self.content.take().expect("commit once");
-        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
-        let spool = Arc::clone(&self.spool);
-        let task_id = id.clone();
-        // One blocking task for the whole write, as this is every message's path.
-        let written = tokio::task::spawn_blocking(move || {
-            let result = write_prepared(&spool, &task_id, content, &envelope).and_then(|()| {
-                let new_path = spool.path(&task_id, ".envelope.new");
-                fs::rename(&new_path, spool.path(&task_id, ".envelope"))
-                    .map_err(io_err("cannot commit envelope file", &new_path))
-            });
-            if result.is_err() {
-                remove_message_files(&spool, &task_id);
-            }
-            result
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(io_err("commit task failed", &self.spool.dir)(
-                io::Error::other(e.to_string()),
-            ))
-        });
-        written?;
+        // One blocking task for the whole write: this is every message's path.
+        let id = self.write_files(envelope, true).await?;
         if let Err(e) = self.spool.dir_sync.sync().await {
             // Not durable, and the client will be told so: take it back.
             remove_message_files(&self.spool, &id);
@@ -87,24 +66,7 @@ impl NewMessage {
     /// content and the `.envelope.new` file are written and fsynced. The
     /// returned [`Prepared`] commits, discards or abandons them.
     pub async fn prepare(mut self, envelope: Envelope) -> Result<Prepared, StoreError> {
-        let content = self.content.take().expect("prepare once");
-        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
-        let spool = Arc::clone(&self.spool);
-        let task_id = id.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let result = write_prepared(&spool, &task_id, content, &envelope);
-            if result.is_err() {
-                remove_message_files(&spool, &task_id);
-            }
-            result
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(io_err("commit task failed", &self.spool.dir)(
-                io::Error::other(e.to_string()),
-            ))
-        });
-        written?;
+        let id = self.write_files(envelope, false).await?;
         Ok(Prepared {
             spool: Arc::clone(&self.spool),
             id,
@@ -196,6 +158,43 @@ impl Drop for Prepared {
         if !self.settled {
             remove_message_files(&self.spool, &self.id);
         }
+    }
+}
+
+impl NewMessage {
+    /// Hands the files to a blocking task that fsyncs them (and, with
+    /// `rename`, makes the envelope final) and removes them itself if that
+    /// fails. From here on `self` owns nothing, so its drop removes nothing.
+    async fn write_files(
+        &mut self,
+        envelope: Envelope,
+        rename: bool,
+    ) -> Result<MessageId, StoreError> {
+        let content = self.content.take().expect("written once");
+        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
+        let spool = Arc::clone(&self.spool);
+        let task_id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut result = write_prepared(&spool, &task_id, content, &envelope);
+            if rename {
+                result = result.and_then(|()| {
+                    let new_path = spool.path(&task_id, ".envelope.new");
+                    fs::rename(&new_path, spool.path(&task_id, ".envelope"))
+                        .map_err(io_err("cannot commit envelope file", &new_path))
+                });
+            }
+            if result.is_err() {
+                remove_message_files(&spool, &task_id);
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(io_err("commit task failed", &self.spool.dir)(
+                io::Error::other(e.to_string()),
+            ))
+        })?;
+        Ok(id)
     }
 }
 

@@ -72,6 +72,20 @@ pub struct VerifyRequest {
     pub auth_name: String,
 }
 
+impl VerifyRequest {
+    /// The six fields in E-MailRelay's order.
+    fn fields(&self) -> [&str; 6] {
+        [
+            &self.address,
+            &self.from,
+            &self.peer,
+            &self.domain,
+            &self.mechanism,
+            &self.auth_name,
+        ]
+    }
+}
+
 /// A verifier, ready to ask.
 pub struct Verifier {
     kind: Kind,
@@ -116,17 +130,7 @@ impl Verifier {
         path: &std::path::Path,
         r: &VerifyRequest,
     ) -> Result<Answer, String> {
-        let args: Vec<&std::ffi::OsStr> = [
-            &r.address,
-            &r.from,
-            &r.peer,
-            &r.domain,
-            &r.mechanism,
-            &r.auth_name,
-        ]
-        .iter()
-        .map(|s| std::ffi::OsStr::new(s.as_str()))
-        .collect();
+        let args = r.fields().map(std::ffi::OsStr::new);
         let exit = crate::child::run(path, &args, self.timeout)
             .await
             .map_err(|e| e.to_string())?;
@@ -141,22 +145,11 @@ impl Verifier {
     /// line break) cannot be sent without shifting the others, so such an
     /// address is refused here.
     async fn ask_net(&self, client: &LineClient, r: &VerifyRequest) -> Result<Answer, String> {
-        let fields = [
-            &r.address,
-            &r.from,
-            &r.peer,
-            &r.domain,
-            &r.mechanism,
-            &r.auth_name,
-        ];
+        let fields = r.fields();
         if fields.iter().any(|f| f.contains(['|', '\r', '\n'])) {
             return Ok(Answer::code(2, "invalid character in address", ""));
         }
-        let request = fields
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join("|");
+        let request = fields.join("|");
         let line = client
             .exchange(&request, self.timeout)
             .await

@@ -204,12 +204,11 @@ fn folded(pem: &str) -> String {
     )
 }
 
-#[test]
-fn starttls_with_s_client_checks_the_client_certificate_and_records_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    let relay = Relay::start(
-        dir.path(),
+/// A relay offering STARTTLS that checks client certificates against the
+/// test CA.
+fn verifying_relay(dir: &Path, pki: &Pki) -> Relay {
+    Relay::start(
+        dir,
         &[
             "--server-tls",
             "--server-tls-certificate",
@@ -217,7 +216,14 @@ fn starttls_with_s_client_checks_the_client_certificate_and_records_it() {
             "--server-tls-verify",
             &pki.path("ca.pem"),
         ],
-    );
+    )
+}
+
+#[test]
+fn starttls_with_s_client_checks_the_client_certificate_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let relay = verifying_relay(dir.path(), &pki);
     let address = format!("127.0.0.1:{}", relay.port);
     let (code, out, err) = s_client(
         &[
@@ -259,16 +265,7 @@ fn starttls_with_s_client_checks_the_client_certificate_and_records_it() {
 fn server_tls_verify_refuses_missing_and_foreign_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    let relay = Relay::start(
-        dir.path(),
-        &[
-            "--server-tls",
-            "--server-tls-certificate",
-            &pki.path("server-all.pem"),
-            "--server-tls-verify",
-            &pki.path("ca.pem"),
-        ],
-    );
+    let relay = verifying_relay(dir.path(), &pki);
     let address = format!("127.0.0.1:{}", relay.port);
     let base = [
         "-starttls",
