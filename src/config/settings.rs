@@ -123,6 +123,13 @@ impl Settings {
             .value("address-verifier")
             .map(VerifierSpec::parse)
             .transpose()?;
+        check_programs(&filters, verifier.as_ref())?;
+        let delivers =
+            |specs: &[FilterSpec]| specs.iter().any(|f| matches!(f, FilterSpec::Deliver(_)));
+        if args.has("delivery-dir") && !delivers(&filters.server) && !delivers(&filters.client) {
+            warnings
+                .push("the --delivery-dir option has no effect without a deliver: filter".into());
+        }
         let forward = ForwardSettings {
             forward_to: forward_to.clone(),
             on_start: args.has("forward") || as_client.is_some(),
@@ -212,6 +219,38 @@ impl Settings {
             verifier,
         })
     }
+}
+
+/// Filter and verifier programs must exist and be executable: better a
+/// startup error than a 451 for every message.
+fn check_programs(
+    filters: &FilterConfig,
+    verifier: Option<&VerifierSpec>,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let programs = filters
+        .server
+        .iter()
+        .map(|f| ("filter", f))
+        .chain(filters.client.iter().map(|f| ("client-filter", f)))
+        .filter_map(|(option, f)| match f {
+            FilterSpec::Program(path) => Some((option, path)),
+            _ => None,
+        })
+        .chain(verifier.and_then(|v| match v {
+            VerifierSpec::Program(path) => Some(("address-verifier", path)),
+            _ => None,
+        }));
+    for (option, path) in programs {
+        let why = match std::fs::metadata(path) {
+            Err(e) => e.to_string(),
+            Ok(m) if !m.is_file() => "not a file".into(),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".into(),
+            Ok(_) => continue,
+        };
+        return Err(bad(option, &path.display().to_string(), why));
+    }
+    Ok(())
 }
 
 /// `--client-tls*`: the context (loaded now, before any privilege drop),

@@ -204,6 +204,8 @@ impl Forwarder {
                 summary.deferred += s.deferred;
             }
         }
+        // A 102 ends this pass only, not a later --immediate forward.
+        self.stop_pass.store(false, Ordering::Relaxed);
         if self.rescan.swap(false, Ordering::Relaxed) {
             self.trigger();
         }

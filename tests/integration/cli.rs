@@ -263,3 +263,22 @@ fn daemon_mode_forks_and_writes_the_pid_file() {
         nix::sys::signal::kill(pid, None).is_err()
     }));
 }
+
+#[test]
+fn filter_and_verifier_programs_are_checked_at_startup() {
+    let (code, _, err) = relay(&["--filter", "/nonexistent/filter.sh"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "emailrelay: error: invalid value for --filter: [/nonexistent/filter.sh]: No such file or directory (os error 2)\n"
+    );
+    let (code, _, err) = relay(&["--address-verifier", "/etc/passwd"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "emailrelay: error: invalid value for --address-verifier: [/etc/passwd]: not executable\n"
+    );
+    let (code, _, err) = relay(&["--filter", "exit:0,spam:"]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "emailrelay: error: invalid filter [spam:]: no address\n");
+}

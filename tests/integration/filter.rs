@@ -98,7 +98,7 @@ fn a_filter_may_take_the_message_over_with_exit_100() {
         "250 message processed"
     );
     assert!(relay.files("").is_empty());
-    relay.wait_log("] abandoned");
+    relay.expect_log("] abandoned");
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn client_filter_exit_codes() {
 }
 
 #[test]
-fn client_filter_exit_102_ends_the_pass_after_one_message() {
+fn client_filter_exit_102_ends_the_pass_after_the_messages_in_hand() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
     let spool = dir.path().join("spool");

@@ -207,6 +207,13 @@ impl Relay {
         self.log_text()
     }
 
+    /// As `wait_log`, failing the test if `needle` never appears.
+    pub fn expect_log(&self, needle: &str) -> String {
+        let log = self.wait_log(needle);
+        assert!(log.contains(needle), "no [{needle}] in the log:\n{log}");
+        log
+    }
+
     /// Spool file names with this suffix.
     pub fn files(&self, suffix: &str) -> Vec<String> {
         spool_files(&self.spool, suffix)

@@ -277,7 +277,7 @@ fn server_tls_verify_refuses_missing_and_foreign_client_certificates() {
     ];
     let (_, out, _) = s_client(&base, SESSION);
     assert!(!out.contains("250 message processed"), "{out}");
-    relay.wait_log("peer sent no certificates");
+    relay.expect_log("peer sent no certificates");
     let (cert, key) = (pki.path("rogueclient.pem"), pki.path("rogueclient.key"));
     let rogue = [&base[..], &["-cert", &cert, "-key", &key]].concat();
     let (_, out, _) = s_client(&rogue, SESSION);
@@ -345,7 +345,7 @@ fn implicit_tls_with_key_and_certificate_given_separately() {
     let mut reply = Vec::new();
     let _ = plain.read_to_end(&mut reply);
     assert!(!reply.starts_with(b"220"), "{reply:?}");
-    relay.wait_log("emailrelay: warning: tls handshake failed: ");
+    relay.expect_log("emailrelay: warning: tls handshake failed: ");
     let (code, out, err) = s_client(
         &[
             "-connect",
@@ -412,7 +412,7 @@ fn tls_config_sets_the_minimum_version_and_refuses_what_rustls_cannot_do() {
     let (code, out, _) = s_client(&["-connect", &address, "-tls1_2"], "QUIT\r\n");
     assert_ne!(code, 0, "{out}");
     assert!(!out.contains("220 "), "{out}");
-    relay.wait_log("emailrelay: warning: tls handshake failed: peer is incompatible: ");
+    relay.expect_log("emailrelay: warning: tls handshake failed: peer is incompatible: ");
     let (code, out, _) = s_client(&["-connect", &address, "-tls1_3"], "QUIT\r\n");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("221 OK"), "{out}");
