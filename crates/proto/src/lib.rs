@@ -10,4 +10,5 @@
 
 pub mod admin;
 pub mod line;
+pub mod sasl;
 pub mod smtp;
