@@ -280,5 +280,8 @@ fn filter_and_verifier_programs_are_checked_at_startup() {
     );
     let (code, _, err) = relay(&["--filter", "exit:0,spam:"]);
     assert_eq!(code, 1);
-    assert_eq!(err, "emailrelay: error: invalid filter [spam:]: no address\n");
+    assert_eq!(
+        err,
+        "emailrelay: error: invalid filter [spam:]: no address\n"
+    );
 }

@@ -1,6 +1,9 @@
 //! The client session against the server session, in memory: pipelining,
-//! dot-stuffing end to end, refusals and their outcomes, HELO fallback.
+//! dot-stuffing end to end, refusals and their outcomes, HELO fallback,
+//! and AUTH with every mechanism both sides speak.
 
+use emailrelay_proto::sasl::{ClientSecret, Credentials, HmacMd5Key, Mechanism, MechanismPolicy};
+use emailrelay_proto::smtp::{AuthConfig, AuthResult, ClientAuth};
 use emailrelay_proto::smtp::{
     ClientConfig, ClientEvent, ClientSession, DotStuffer, Event, MessageResult, OutgoingMessage,
     Reply, SendOutcome, ServerConfig, ServerSession, VerifyResult,
@@ -95,6 +98,17 @@ impl Pair {
                     Event::MessageAbort => self.current.clear(),
                     Event::Close => {}
                     Event::StartTls => self.server_handshake = true,
+                    Event::AuthNonce => self.server.answer_auth_nonce("77.1795530688"),
+                    Event::Authenticate { credentials, .. } => {
+                        let result = if check(&credentials) {
+                            AuthResult::Accepted {
+                                name: credentials.user().to_string(),
+                            }
+                        } else {
+                            AuthResult::Rejected
+                        };
+                        self.server.answer_auth(result)
+                    }
                 }
             }
         }
@@ -291,7 +305,9 @@ fn a_missing_greeting_is_skipped_after_the_prompt_timeout() {
 #[test]
 fn mail_parameters_follow_the_server_capabilities() {
     let mut client = ClientSession::new(client_config());
-    client.handle_input(b"220 x\r\n250-x\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250 SMTPUTF8\r\n");
+    client.handle_input(
+        b"220 x\r\n250-x\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250-AUTH CRAM-MD5\r\n250 SMTPUTF8\r\n",
+    );
     assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
     let mut out = Vec::new();
     client.poll_output(&mut out);
@@ -464,4 +480,196 @@ fn replies_injected_before_the_client_handshake_are_discarded() {
     assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
     assert!(client.capabilities().pipelining);
     assert!(client.is_secure());
+}
+
+// ---- AUTH ----
+
+/// The stand-in server's one account.
+const USER: &str = "bob";
+const PASSWORD: &str = "password123";
+
+fn check(credentials: &Credentials) -> bool {
+    match credentials {
+        Credentials::Password { user, password, .. } => user == USER && password == PASSWORD,
+        Credentials::CramMd5 {
+            user,
+            challenge,
+            digest,
+        } => {
+            user == USER
+                && HmacMd5Key::new(PASSWORD.as_bytes())
+                    .mac(challenge.as_bytes())
+                    .as_slice()
+                    == digest
+        }
+    }
+}
+
+fn auth_server(mechanisms: &[Mechanism]) -> ServerConfig {
+    ServerConfig {
+        auth: Some(AuthConfig {
+            clear: mechanisms.to_vec(),
+            secure: mechanisms.to_vec(),
+            trusted: false,
+            max_failures: 3,
+        }),
+        ..ServerConfig::default()
+    }
+}
+
+fn auth_client(secret: ClientSecret, policy: &str) -> ClientConfig {
+    ClientConfig {
+        auth: Some(ClientAuth {
+            secret,
+            policy: MechanismPolicy::parse(policy).unwrap(),
+        }),
+        trace: true,
+        ..client_config()
+    }
+}
+
+fn password(pw: &str) -> ClientSecret {
+    ClientSecret::Password {
+        user: USER.into(),
+        password: pw.into(),
+    }
+}
+
+/// The AUTH command the server saw and the name it accepted.
+fn authenticate(server: ServerConfig, client: ClientConfig) -> (Pair, Option<String>) {
+    let mut pair = Pair::new(server, client);
+    pair.pump();
+    let auth = pair
+        .commands
+        .iter()
+        .find(|c| c.starts_with("AUTH"))
+        .cloned();
+    (pair, auth)
+}
+
+#[test]
+fn each_mechanism_authenticates_and_mail_then_flows() {
+    use Mechanism::*;
+    let all = [Plain, Login, CramMd5];
+    for (offered, policy, expected) in [
+        (&all[..], "", "AUTH CRAM-MD5"),
+        (&[Plain, Login][..], "", "AUTH PLAIN"),
+        (&[Login][..], "", "AUTH LOGIN"),
+        (&all[..], "m:login,plain", "AUTH LOGIN"),
+    ] {
+        let (mut pair, auth) = authenticate(
+            auth_server(offered),
+            auth_client(password(PASSWORD), policy),
+        );
+        assert!(auth.unwrap().starts_with(expected), "{offered:?} {policy}");
+        assert_eq!(pair.client_events, vec![ClientEvent::Ready]);
+        assert_eq!(pair.client.authenticated(), Some(USER));
+        assert_eq!(pair.server.authentication().unwrap().name, USER);
+        assert_eq!(
+            pair.send(&["c@d"], b"hi\r\n"),
+            SendOutcome::Sent { rejected: vec![] }
+        );
+    }
+}
+
+#[test]
+fn a_stored_md5_secret_authenticates_with_cram_md5() {
+    let secret = ClientSecret::Md5 {
+        user: USER.into(),
+        key: HmacMd5Key::from_base64("9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=").unwrap(),
+    };
+    let (pair, auth) = authenticate(
+        auth_server(&[Mechanism::CramMd5, Mechanism::Plain]),
+        auth_client(secret, ""),
+    );
+    assert_eq!(auth.as_deref(), Some("AUTH CRAM-MD5"));
+    assert_eq!(pair.client.authenticated(), Some(USER));
+}
+
+#[test]
+fn a_wrong_password_fails_the_session_with_the_servers_reason() {
+    let (pair, _) = authenticate(
+        auth_server(&[Mechanism::Plain]),
+        auth_client(password("nope"), ""),
+    );
+    assert_eq!(
+        pair.client_events,
+        vec![ClientEvent::Failed(Reply::new(
+            535,
+            "authentication failed (PLAIN): authentication failed"
+        ))]
+    );
+}
+
+#[test]
+fn no_usable_mechanism_fails_before_mail() {
+    let md5 = ClientSecret::Md5 {
+        user: USER.into(),
+        key: HmacMd5Key::new(PASSWORD.as_bytes()),
+    };
+    let (pair, auth) = authenticate(auth_server(&[Mechanism::Plain]), auth_client(md5, ""));
+    assert_eq!(auth, None);
+    assert_eq!(
+        pair.client_events,
+        vec![ClientEvent::Failed(Reply::new(
+            530,
+            "cannot authenticate: the server offers AUTH PLAIN (without TLS), none usable with the client secret"
+        ))]
+    );
+    let (pair, _) = authenticate(ServerConfig::default(), auth_client(password(PASSWORD), ""));
+    assert!(
+        matches!(&pair.client_events[..], [ClientEvent::Failed(r)] if r.text().contains("offers no AUTH"))
+    );
+}
+
+#[test]
+fn the_client_trace_masks_responses() {
+    let (mut pair, _) = authenticate(
+        auth_server(&[Mechanism::Login]),
+        auth_client(password(PASSWORD), ""),
+    );
+    let trace = pair.client.poll_trace().join("\n");
+    assert!(
+        trace.contains(
+            "tx>>: \"AUTH LOGIN\"\nrx<<: \"334 VXNlcm5hbWU6\"\ntx>>: \"[response not logged]\""
+        ),
+        "{trace}"
+    );
+    assert!(!trace.contains("cGFzc3dvcmQxMjM="), "{trace}");
+    let (mut pair, _) = authenticate(
+        auth_server(&[Mechanism::Plain]),
+        auth_client(password(PASSWORD), ""),
+    );
+    let trace = pair.client.poll_trace().join("\n");
+    assert!(
+        trace.contains("tx>>: \"AUTH PLAIN [response not logged]\""),
+        "{trace}"
+    );
+}
+
+#[test]
+fn the_auth_parameter_goes_only_to_servers_that_offer_auth() {
+    let mut client = ClientSession::new(client_config());
+    client.handle_input(b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    out.clear();
+    client.send_message(OutgoingMessage {
+        from: "a@b".into(),
+        to: vec!["c@d".into()],
+        auth: Some("bob".into()),
+        ..OutgoingMessage::default()
+    });
+    client.poll_output(&mut out);
+    assert_eq!(out, b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+}
+
+#[test]
+fn an_old_style_auth_capability_is_understood() {
+    let mut client = ClientSession::new(auth_client(password(PASSWORD), ""));
+    client.handle_input(b"220 x\r\n250-x\r\n250 AUTH=LOGIN\r\n");
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    assert_eq!(out, b"EHLO relay.example.com\r\nAUTH LOGIN\r\n");
 }

@@ -2,8 +2,10 @@
 //! ever writes whole CRLF reply lines, and never lets stored content differ
 //! from what the client meant; dot-stuffing round-trips through the server.
 
+use emailrelay_proto::sasl::Mechanism;
 use emailrelay_proto::smtp::{
-    DotStuffer, Event, MessageResult, ServerConfig, ServerSession, VerifyResult,
+    AuthConfig, AuthResult, DotStuffer, Event, MessageResult, ServerConfig, ServerSession,
+    VerifyResult,
 };
 use proptest::prelude::*;
 
@@ -22,6 +24,17 @@ fn drive(session: &mut ServerSession, stored: &mut Vec<Vec<u8>>, current: &mut V
             }
             Event::MessageAbort => current.clear(),
             Event::Close | Event::StartTls => {}
+            Event::AuthNonce => session.answer_auth_nonce("n"),
+            Event::Authenticate { credentials, .. } => {
+                let result = if credentials.user() == "good" {
+                    AuthResult::Accepted {
+                        name: "good".into(),
+                    }
+                } else {
+                    AuthResult::Rejected
+                };
+                session.answer_auth(result)
+            }
         }
     }
 }
@@ -31,6 +44,13 @@ fn config() -> ServerConfig {
         max_size: 5000,
         chunking: true,
         verify_recipients: true,
+        // Trusted, so that arbitrary input reaches both AUTH and DATA.
+        auth: Some(AuthConfig {
+            clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            secure: vec![Mechanism::Plain],
+            trusted: true,
+            max_failures: 3,
+        }),
         ..ServerConfig::default()
     }
 }
@@ -55,6 +75,30 @@ proptest! {
             let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
             prop_assert!((200..600).contains(&code), "bad reply line {:?}", line);
             prop_assert!(matches!(line.as_bytes().get(3), Some(b' ') | Some(b'-')), "bad separator {:?}", line);
+        }
+    }
+
+    #[test]
+    fn command_soup_with_auth_gives_well_formed_replies(picks in proptest::collection::vec((0usize..14, "[ -~]{0,40}"), 0..40)) {
+        let vocabulary = [
+            "EHLO x", "AUTH PLAIN", "AUTH LOGIN", "AUTH CRAM-MD5", "AUTH PLAIN AGdvb2QAcHc=",
+            "AUTH PLAIN AGJhZABwdw==", "AUTH XOAUTH2 eA==", "*", "=", "Z29vZA==",
+            "MAIL FROM:<a@b> AUTH=x", "RCPT TO:<c@d>", "DATA", "STARTTLS",
+        ];
+        let mut session = ServerSession::new(config());
+        let (mut stored, mut current) = (Vec::new(), Vec::new());
+        let mut out = Vec::new();
+        session.poll_output(&mut out);
+        for (pick, noise) in &picks {
+            let line = if pick % 3 == 0 { noise.as_str() } else { vocabulary[*pick] };
+            session.handle_input(format!("{line}\r\n").as_bytes());
+            drive(&mut session, &mut stored, &mut current);
+            session.poll_output(&mut out);
+        }
+        let text = String::from_utf8_lossy(&out);
+        for line in text.split_terminator("\r\n") {
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            prop_assert!((200..600).contains(&code), "bad reply line {:?}", line);
         }
     }
 

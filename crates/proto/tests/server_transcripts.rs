@@ -5,8 +5,9 @@
 //! (exact expected server reply line) entries. The driver stand-in accepts
 //! every recipient and stores every message in a Vec.
 
+use emailrelay_proto::sasl::{base64_encode, Credentials, HmacMd5Key, Mechanism};
 use emailrelay_proto::smtp::{
-    Event, MessageResult, Reply, ServerConfig, ServerSession, VerifyResult,
+    AuthConfig, AuthResult, Event, MessageResult, Reply, ServerConfig, ServerSession, VerifyResult,
 };
 
 struct Harness {
@@ -16,6 +17,10 @@ struct Harness {
     closed: bool,
     verify: Box<dyn Fn(&str) -> VerifyResult>,
     commit: MessageResult,
+    /// Accounts the stand-in driver accepts: (name, password).
+    accounts: Vec<(&'static str, &'static str)>,
+    /// What the driver was asked to check, name and mechanism.
+    checked: Vec<(Mechanism, String)>,
 }
 
 impl Harness {
@@ -27,6 +32,8 @@ impl Harness {
             closed: false,
             verify: Box::new(|a| VerifyResult::Remote(a.to_string())),
             commit: MessageResult::Accepted,
+            accounts: vec![("alice", "e=mc2"), ("carol", "my password")],
+            checked: Vec::new(),
         }
     }
 
@@ -64,7 +71,46 @@ impl Harness {
                 Event::Close => self.closed = true,
                 // The handshake itself is the driver's; here it always succeeds.
                 Event::StartTls => self.session.tls_started(),
+                Event::AuthNonce => self.session.answer_auth_nonce("4f1c9a.1795530688"),
+                Event::Authenticate {
+                    mechanism,
+                    credentials,
+                } => {
+                    self.checked
+                        .push((mechanism, credentials.user().to_string()));
+                    let result = match self.check(&credentials) {
+                        true => AuthResult::Accepted {
+                            name: credentials.user().to_string(),
+                        },
+                        false => AuthResult::Rejected,
+                    };
+                    self.session.answer_auth(result)
+                }
             }
+        }
+    }
+
+    fn check(&self, credentials: &Credentials) -> bool {
+        let password = |user: &str| {
+            self.accounts
+                .iter()
+                .find(|(u, _)| *u == user)
+                .map(|(_, p)| *p)
+        };
+        match credentials {
+            Credentials::Password {
+                user, password: p, ..
+            } => password(user) == Some(p),
+            Credentials::CramMd5 {
+                user,
+                challenge,
+                digest,
+            } => password(user).is_some_and(|p| {
+                HmacMd5Key::new(p.as_bytes())
+                    .mac(challenge.as_bytes())
+                    .as_slice()
+                    == digest
+            }),
         }
     }
 
@@ -618,4 +664,232 @@ fn starttls_is_unknown_without_server_tls() {
          C: STARTTLS
          S: 502 command not implemented",
     );
+}
+
+// ---- SMTP AUTH (RFC 4954) ----
+
+fn auth_config(trusted: bool) -> ServerConfig {
+    ServerConfig {
+        auth: Some(AuthConfig {
+            clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            secure: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            trusted,
+            max_failures: 3,
+        }),
+        trace: true,
+        ..relay_config()
+    }
+}
+
+fn b64(text: &str) -> String {
+    base64_encode(text.as_bytes())
+}
+
+#[test]
+fn auth_is_advertised_and_required_before_mail() {
+    let mut h = Harness::new(auth_config(false));
+    h.run(&format!(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250-8BITMIME
+         S: 250 AUTH PLAIN LOGIN CRAM-MD5
+         C: MAIL FROM:<a@b.c>
+         S: 530 authentication required
+         C: AUTH PLAIN {}
+         S: 235 authentication successful
+         C: AUTH PLAIN {}
+         S: 503 already authenticated
+         C: MAIL FROM:<a@b.c> AUTH=alice
+         S: 250 sender <a@b.c> OK",
+        b64("\0alice\0e=mc2"),
+        b64("\0alice\0e=mc2"),
+    ));
+    let auth = h.session.authentication().unwrap();
+    assert_eq!(
+        (auth.mechanism, auth.name.as_str()),
+        (Mechanism::Plain, "alice")
+    );
+    assert_eq!(
+        h.session.transaction().params.auth.as_deref(),
+        Some("alice")
+    );
+}
+
+#[test]
+fn login_and_cram_md5_exchanges() {
+    let mut h = Harness::new(auth_config(false));
+    h.run(&format!(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250-8BITMIME
+         S: 250 AUTH PLAIN LOGIN CRAM-MD5
+         C: AUTH LOGIN
+         S: 334 VXNlcm5hbWU6
+         C: {}
+         S: 334 UGFzc3dvcmQ6
+         C: {}
+         S: 235 authentication successful",
+        b64("carol"),
+        b64("my password"),
+    ));
+    let mut h = Harness::new(auth_config(false));
+    h.feed(b"EHLO vm\r\n");
+    let challenge_text = "<4f1c9a.1795530688@relay.example.com>";
+    assert_eq!(
+        h.feed(b"AUTH CRAM-MD5\r\n"),
+        format!("334 {}\r\n", b64(challenge_text))
+    );
+    let digest = HmacMd5Key::new(b"e=mc2").mac(challenge_text.as_bytes());
+    let response = b64(&format!("alice {}", emailrelay_proto::sasl::hex(&digest)));
+    assert_eq!(
+        h.feed(format!("{response}\r\n").as_bytes()),
+        "235 authentication successful\r\n"
+    );
+    assert_eq!(h.checked, [(Mechanism::CramMd5, "alice".to_string())]);
+}
+
+#[test]
+fn failures_get_535_then_421_and_close_on_the_third() {
+    let mut h = Harness::new(auth_config(false));
+    h.feed(b"EHLO vm\r\n");
+    let wrong = format!("AUTH PLAIN {}\r\n", b64("\0alice\0wrong"));
+    assert_eq!(h.feed(wrong.as_bytes()), "535 authentication failed\r\n");
+    assert_eq!(
+        h.feed(b"AUTH LOGIN\r\n*\r\n"),
+        "334 VXNlcm5hbWU6\r\n501 authentication cancelled\r\n"
+    );
+    assert_eq!(
+        h.feed(wrong.as_bytes()),
+        "421 relay.example.com too many authentication failures -- closing connection\r\n"
+    );
+    assert!(h.closed && h.session.is_closed());
+}
+
+#[test]
+fn mechanism_errors_have_their_own_codes() {
+    let mut h = Harness::new(ServerConfig {
+        auth: Some(AuthConfig {
+            clear: vec![Mechanism::CramMd5],
+            secure: vec![Mechanism::Plain, Mechanism::CramMd5],
+            trusted: false,
+            max_failures: 3,
+        }),
+        starttls: true,
+        ..relay_config()
+    });
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: AUTH CRAM-MD5
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250-8BITMIME
+         S: 250-STARTTLS
+         S: 250 AUTH CRAM-MD5
+         C: AUTH PLAIN
+         S: 538 encryption required for requested authentication mechanism
+         C: AUTH SCRAM-SHA-256
+         S: 504 unsupported authentication mechanism
+         C: AUTH XOAUTH2
+         S: 504 unsupported authentication mechanism
+         C: STARTTLS
+         S: 220 ready to start TLS
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250-8BITMIME
+         S: 250 AUTH PLAIN CRAM-MD5",
+    );
+}
+
+#[test]
+fn tls_required_hides_auth_until_starttls() {
+    let mut h = Harness::new(ServerConfig {
+        starttls: true,
+        tls_required: true,
+        ..auth_config(false)
+    });
+    h.feed(b"EHLO vm\r\n");
+    let got = h.feed(format!("AUTH PLAIN {}\r\nEHLO vm\r\n", b64("\0alice\0e=mc2")).as_bytes());
+    assert_eq!(
+        got.lines().next(),
+        Some("530 must issue a STARTTLS command first")
+    );
+    assert!(!got.contains("AUTH"), "{got}");
+    h.feed(b"STARTTLS\r\n");
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed(format!("AUTH PLAIN {}\r\n", b64("\0alice\0e=mc2")).as_bytes()),
+        "235 authentication successful\r\n"
+    );
+}
+
+#[test]
+fn starttls_forgets_the_identity() {
+    let mut h = Harness::new(ServerConfig {
+        starttls: true,
+        ..auth_config(false)
+    });
+    h.feed(format!("EHLO vm\r\nAUTH PLAIN {}\r\n", b64("\0alice\0e=mc2")).as_bytes());
+    assert!(h.session.authentication().is_some());
+    h.feed(b"STARTTLS\r\n");
+    assert!(h.session.authentication().is_none());
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b>\r\n"),
+        "530 authentication required\r\n"
+    );
+}
+
+#[test]
+fn a_trusted_client_needs_no_auth_and_its_auth_parameter_becomes_empty() {
+    let mut h = Harness::new(auth_config(true));
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> AUTH=mallory\r\n"),
+        "250 sender <a@b> OK\r\n"
+    );
+    // RFC 4954 section 5: an unauthenticated client's AUTH= is not trusted.
+    assert_eq!(h.session.transaction().params.auth.as_deref(), Some(""));
+}
+
+#[test]
+fn the_trace_never_shows_a_response() {
+    let mut h = Harness::new(auth_config(false));
+    h.feed(format!("EHLO vm\r\nAUTH PLAIN {}\r\n", b64("\0alice\0e=mc2")).as_bytes());
+    let mut trace = h.session.poll_trace().join("\n");
+    let mut h = Harness::new(auth_config(false));
+    h.feed(format!("EHLO vm\r\nAUTH LOGIN\r\n{}\r\n", b64("carol")).as_bytes());
+    trace.push('\n');
+    trace.push_str(&h.session.poll_trace().join("\n"));
+    assert!(
+        trace.contains("rx<<: \"AUTH PLAIN [response not logged]\""),
+        "{trace}"
+    );
+    assert!(
+        trace.contains(
+            "rx<<: \"AUTH LOGIN\"\ntx>>: \"334 VXNlcm5hbWU6\"\nrx<<: [response not logged]"
+        ),
+        "{trace}"
+    );
+    assert!(
+        !trace.contains(&b64("\0alice\0e=mc2")) && !trace.contains(&b64("carol")),
+        "{trace}"
+    );
+}
+
+#[test]
+fn without_server_auth_the_command_is_not_implemented() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "502 command not implemented\r\n");
 }

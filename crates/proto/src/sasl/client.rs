@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn plain_and_xoauth2_use_an_initial_response() {
         let (_, command) = ClientExchange::start(Mechanism::Plain, password("bob", "pw"));
-        assert_eq!(command, format!("AUTH PLAIN {}", base64_encode(b"\0bob\0pw")));
+        assert_eq!(
+            command,
+            format!("AUTH PLAIN {}", base64_encode(b"\0bob\0pw"))
+        );
         let bearer = ClientSecret::Bearer {
             user: "bob@example.com".into(),
             token: "ya29.abc".into(),

@@ -59,7 +59,12 @@ impl HmacMd5Key {
             return None;
         }
         let word = |i: usize| {
-            u32::from_le_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]])
+            u32::from_le_bytes([
+                bytes[i * 4],
+                bytes[i * 4 + 1],
+                bytes[i * 4 + 2],
+                bytes[i * 4 + 3],
+            ])
         };
         Some(HmacMd5Key {
             inner: [word(0), word(1), word(2), word(3)],
@@ -97,7 +102,11 @@ fn resume(mut state: [u32; 4], message: &[u8]) -> [u8; 16] {
     let mut tail = [0u8; 2 * BLOCK];
     tail[..rest.len()].copy_from_slice(rest);
     tail[rest.len()] = 0x80;
-    let end = if rest.len() < BLOCK - 8 { BLOCK } else { 2 * BLOCK };
+    let end = if rest.len() < BLOCK - 8 {
+        BLOCK
+    } else {
+        2 * BLOCK
+    };
     tail[end - 8..end].copy_from_slice(&bits.to_le_bytes());
     for block in tail[..end].chunks_exact(BLOCK) {
         let block: [u8; BLOCK] = block.try_into().unwrap_or([0; BLOCK]);
@@ -120,9 +129,15 @@ mod tests {
         // The md5 lines of E-MailRelay's reference guide, for the plain
         // passwords of the same guide.
         let cases = [
-            ("password123", "9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E="),
+            (
+                "password123",
+                "9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=",
+            ),
             ("e=mc2", "v1HOpuLIbbvgoJjhueeoqwfvtIp2C+gMA285ke+xxow="),
-            ("my password", "x6UJKQF9f7HfhS1M+PW4s8rXIoT+L+WoqLz+rBwSKbw="),
+            (
+                "my password",
+                "x6UJKQF9f7HfhS1M+PW4s8rXIoT+L+WoqLz+rBwSKbw=",
+            ),
         ];
         for (password, stored) in cases {
             let key = HmacMd5Key::new(password.as_bytes());

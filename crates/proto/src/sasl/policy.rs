@@ -37,11 +37,7 @@ impl MechanismPolicy {
                 "x" => policy.clear_deny = names,
                 "a" => policy.tls_allow = Some(names),
                 "d" => policy.tls_deny = Some(names),
-                other => {
-                    return Err(format!(
-                        "unknown key \"{other}:\": use m:, x:, a: or d:"
-                    ))
-                }
+                other => return Err(format!("unknown key \"{other}:\": use m:, x:, a: or d:")),
             }
         }
         Ok(policy)

@@ -247,15 +247,24 @@ mod tests {
             panic!("{step:?}");
         };
         assert_eq!(user, "tim");
-        assert_eq!(crate::sasl::hex(&digest), "b913a602c7eda7a495b4e6e7334d3890");
+        assert_eq!(
+            crate::sasl::hex(&digest),
+            "b913a602c7eda7a495b4e6e7334d3890"
+        );
     }
 
     #[test]
     fn bad_responses_fail_with_a_reason() {
         let (mut x, _) = ServerExchange::start(Mechanism::Plain, None, String::new());
-        assert_eq!(x.handle_response("*"), Step::Failed(501, "authentication cancelled"));
+        assert_eq!(
+            x.handle_response("*"),
+            Step::Failed(501, "authentication cancelled")
+        );
         let (mut x, _) = ServerExchange::start(Mechanism::Plain, None, String::new());
-        assert_eq!(x.handle_response("!!!"), Step::Failed(501, "invalid base64 encoding"));
+        assert_eq!(
+            x.handle_response("!!!"),
+            Step::Failed(501, "invalid base64 encoding")
+        );
         let (mut x, _) = ServerExchange::start(Mechanism::Plain, None, String::new());
         assert_eq!(
             x.handle_response(&b64("no nuls here")),

@@ -10,7 +10,17 @@
 //!  Ready --quit--> [QUIT] Quit
 //!  Ehlo --250 with STARTTLS, TLS wanted--> [STARTTLS] StartTls --220--> Handshake
 //!     --tls_started--> [EHLO] Ehlo (secure)
+//!  Ehlo --250, secret configured--> [AUTH] Auth --334--> [response] Auth
+//!     --235--> Ready        --4xx/5xx--> Failed (kept / failed)
 //! ```
+//!
+//! AUTH (RFC 4954): with a [`ClientAuth`] the session authenticates after
+//! EHLO (and after STARTTLS, if any), with the first mechanism in the
+//! secret's preference order, filtered by the `--client-auth-config`
+//! policy, that the server offers. If there is none, the session fails: a
+//! relay told to authenticate must not send unauthenticated. Responses
+//! never appear in the trace. The MAIL `AUTH=` parameter is sent only to a
+//! server that offers AUTH, since others refuse unknown parameters.
 //!
 //! STARTTLS (RFC 3207): whatever the server sent after its 220 and before
 //! the handshake is discarded, never read as a reply inside TLS. With
@@ -26,6 +36,7 @@ use std::mem;
 use super::command::Body;
 use super::reply::{Reply, ReplyLine, ReplyParser};
 use crate::line::{scan_line, Scan, Terminator};
+use crate::sasl::{ClientExchange, ClientSecret, Mechanism, MechanismPolicy};
 
 /// Longest reply line we accept from a server.
 const MAX_REPLY_LINE: usize = 4096;
@@ -47,6 +58,16 @@ pub struct ClientConfig {
     pub tls: TlsPolicy,
     /// The connection is already encrypted (implicit TLS): no STARTTLS.
     pub implicit_tls: bool,
+    /// Authenticate with this secret (`--client-auth`); `None` does not.
+    pub auth: Option<ClientAuth>,
+}
+
+/// How the client authenticates.
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    pub secret: ClientSecret,
+    /// `--client-auth-config`.
+    pub policy: MechanismPolicy,
 }
 
 /// When the client uses STARTTLS.
@@ -132,6 +153,7 @@ enum State {
     Helo,
     StartTls,
     Handshake,
+    Auth,
     Ready,
     Envelope,
     Data,
@@ -167,6 +189,8 @@ pub struct ClientSession {
     accepted: usize,
     outcome: Option<SendOutcome>,
     secure: bool,
+    exchange: Option<ClientExchange>,
+    authenticated: Option<String>,
 }
 
 impl ClientSession {
@@ -188,6 +212,8 @@ impl ClientSession {
             accepted: 0,
             outcome: None,
             secure: config.implicit_tls,
+            exchange: None,
+            authenticated: None,
             config,
         }
     }
@@ -244,6 +270,11 @@ impl ClientSession {
         self.secure
     }
 
+    /// The name the server accepted in AUTH, if the session authenticated.
+    pub fn authenticated(&self) -> Option<&str> {
+        self.authenticated.as_deref()
+    }
+
     /// The handshake after [`ClientEvent::StartTls`] succeeded: say EHLO
     /// again, encrypted.
     pub fn tls_started(&mut self) {
@@ -290,7 +321,7 @@ impl ClientSession {
         if message.smtputf8 && self.caps.smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
-        if let Some(auth) = &message.auth {
+        if let Some(auth) = message.auth.as_ref().filter(|_| !self.caps.auth.is_empty()) {
             mail.push_str(&format!(" AUTH={auth}"));
         }
         self.command(&mail);
@@ -370,6 +401,7 @@ impl ClientSession {
                 self.state = State::Ready;
                 self.events.push_back(ClientEvent::Ready);
             }
+            State::Auth => self.auth_reply(reply),
             State::Envelope => self.envelope_reply(reply),
             State::Data if reply.code == 354 => {
                 self.state = State::Content;
@@ -476,8 +508,66 @@ impl ClientSession {
                 _ => {}
             }
         }
+        if self.config.auth.is_some() {
+            return self.start_auth();
+        }
         self.state = State::Ready;
         self.events.push_back(ClientEvent::Ready);
+    }
+
+    fn start_auth(&mut self) {
+        let Some(auth) = &self.config.auth else {
+            return;
+        };
+        let offered: Vec<Mechanism> = self
+            .caps
+            .auth
+            .iter()
+            .filter_map(|name| Mechanism::parse(name))
+            .collect();
+        let ours = auth.policy.apply(auth.secret.mechanisms(), self.secure);
+        let Some(mechanism) = ours.into_iter().find(|m| offered.contains(m)) else {
+            let offers = match self.caps.auth.join(" ") {
+                list if list.is_empty() => "no AUTH".to_string(),
+                list => format!("AUTH {list}"),
+            };
+            let hint = if self.secure { "" } else { " (without TLS)" };
+            return self.fail(Reply::new(
+                530,
+                format!("cannot authenticate: the server offers {offers}{hint}, none usable with the client secret"),
+            ));
+        };
+        let (exchange, command) = ClientExchange::start(mechanism, auth.secret.clone());
+        self.exchange = Some(exchange);
+        self.command_masked(&command);
+        self.state = State::Auth;
+    }
+
+    fn auth_reply(&mut self, reply: Reply) {
+        if reply.code == 334 {
+            let challenge = reply.lines.first().map(String::as_str).unwrap_or("");
+            let response = match self.exchange.as_mut() {
+                Some(exchange) => exchange.handle_challenge(challenge),
+                None => "*".to_string(),
+            };
+            return self.command_masked(&response);
+        }
+        let exchange = self.exchange.take();
+        if reply.is_positive() {
+            self.authenticated = self
+                .config
+                .auth
+                .as_ref()
+                .map(|a| a.secret.user().to_string());
+            self.state = State::Ready;
+            self.events.push_back(ClientEvent::Ready);
+            return;
+        }
+        let mechanism = exchange.map(|e| e.mechanism().name()).unwrap_or("AUTH");
+        self.fail(Reply::new(
+            reply.code,
+            format!("authentication failed ({mechanism}): {}", reply.text()),
+        ));
     }
 
     fn fail(&mut self, reply: Reply) {
@@ -501,6 +591,20 @@ impl ClientSession {
     fn send_rcpt(&mut self, rcpt: String) {
         self.command(&format!("RCPT TO:<{rcpt}>"));
         self.expecting.push_back(Expect::Rcpt(rcpt));
+    }
+
+    /// Sends an AUTH line; the trace keeps the verb and mechanism only.
+    fn command_masked(&mut self, line: &str) {
+        let shown = match line.split_once(' ') {
+            Some(("AUTH", rest)) => match rest.split_once(' ') {
+                Some((mechanism, _)) => format!("AUTH {mechanism} [response not logged]"),
+                None => line.to_string(),
+            },
+            _ => "[response not logged]".to_string(),
+        };
+        self.trace_tx(&shown);
+        self.output.extend_from_slice(line.as_bytes());
+        self.output.extend_from_slice(b"\r\n");
     }
 
     fn command(&mut self, line: &str) {
@@ -543,6 +647,13 @@ fn parse_capabilities(reply: &Reply) -> Capabilities {
             "STARTTLS" => caps.starttls = true,
             "SIZE" => caps.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
             "AUTH" => caps.auth = words.map(|w| w.to_ascii_uppercase()).collect(),
+            // The pre-RFC "AUTH=LOGIN PLAIN" form some old servers still send.
+            k if k.starts_with("AUTH=") && caps.auth.is_empty() => {
+                let first = k.trim_start_matches("AUTH=").to_string();
+                caps.auth = std::iter::once(first)
+                    .chain(words.map(|w| w.to_ascii_uppercase()))
+                    .collect();
+            }
             _ => {}
         }
     }

@@ -11,9 +11,13 @@ pub mod server;
 
 pub use address::{xtext_decode, xtext_encode, Mailbox};
 pub use client::{
-    ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome, Strictness, TlsPolicy,
+    ClientAuth, ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome, Strictness,
+    TlsPolicy,
 };
 pub use command::{Body, Command, MailParams};
 pub use dot::DotStuffer;
 pub use reply::Reply;
-pub use server::{Event, MessageResult, ServerConfig, ServerSession, Transaction, VerifyResult};
+pub use server::{
+    AuthConfig, AuthResult, Authenticated, Event, MessageResult, ServerConfig, ServerSession,
+    Transaction, VerifyResult,
+};

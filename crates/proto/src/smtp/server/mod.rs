@@ -10,6 +10,7 @@
 //!   Rcpt --BDAT n--> [MessageStart?] --> Bdat (n octets) --BDAT n LAST--> [MessageEnd?] --250--> Ready
 //!   any --QUIT--> Closed (221)      any --too many errors--> Closed (421)
 //!   Start/Ready --STARTTLS--> [StartTls?] --tls_started--> Start (secure; EHLO again)
+//!   Ready --AUTH--> exchange --> [Authenticate?] --235--> Ready   (see auth.rs)
 //! ```
 //!
 //! States in brackets wait for the driver: the session emits an [`Event`]
@@ -30,13 +31,18 @@
 //! on), `max_size` octets of content (552), `max_recipients` (452) and
 //! `max_bad_commands` (then 421 and close). Deadlines are the driver's.
 
+mod auth;
+
 use std::collections::VecDeque;
 use std::mem;
+
+pub use auth::{AuthConfig, AuthResult, Authenticated};
 
 use super::address::Mailbox;
 use super::command::{Command, MailParams};
 use super::reply::Reply;
 use crate::line::{partial_terminator, scan_line, skip_to_terminator, Scan, Terminator};
+use crate::sasl::{Credentials, Mechanism};
 
 /// Longest command line, terminator included (RFC 5321 section 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -78,6 +84,8 @@ pub struct ServerConfig {
     pub implicit_tls: bool,
     /// Record command and reply lines for the protocol trace.
     pub trace: bool,
+    /// SMTP AUTH (`--server-auth`); `None` answers AUTH with 502.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +106,7 @@ impl Default for ServerConfig {
             tls_required: false,
             implicit_tls: false,
             trace: false,
+            auth: None,
         }
     }
 }
@@ -118,6 +127,14 @@ pub enum Event {
     MessageEnd,
     /// Throw the partial message away (too large, overlong line); the client has been told.
     MessageAbort,
+    /// A CRAM-MD5 exchange needs an unpredictable challenge: answer with
+    /// [`ServerSession::answer_auth_nonce`].
+    AuthNonce,
+    /// Check these credentials; answer with [`ServerSession::answer_auth`].
+    Authenticate {
+        mechanism: Mechanism,
+        credentials: Credentials,
+    },
     /// The client asked for TLS and was told 220: flush the output, do the
     /// server side of the handshake, then call [`ServerSession::tls_started`].
     StartTls,
@@ -200,6 +217,8 @@ enum Waiting {
     MessageEnd,
     /// The TLS handshake, after the 220 to STARTTLS.
     Tls,
+    AuthNonce(Mechanism),
+    Auth(Mechanism),
 }
 
 /// A BDAT chunk being consumed: its octets are always read as data, never
@@ -239,6 +258,7 @@ pub struct ServerSession {
     chunk: Option<Chunk>,
     bad_commands: u32,
     secure: bool,
+    auth: auth::AuthState,
 }
 
 impl ServerSession {
@@ -263,6 +283,7 @@ impl ServerSession {
             chunk: None,
             bad_commands: 0,
             secure,
+            auth: auth::AuthState::default(),
         };
         session.reply(220, &greeting);
         session
@@ -316,6 +337,7 @@ impl ServerSession {
         }
         self.waiting = None;
         self.secure = true;
+        self.reset_auth();
         self.input.clear();
         self.transaction = Transaction::default();
         self.state = State::Start;
@@ -432,6 +454,8 @@ impl ServerSession {
                 self.consume_chunk()
             } else if self.state == State::Data {
                 self.process_data()
+            } else if self.in_auth_exchange() {
+                self.process_auth_response()
             } else {
                 self.process_command()
             };
@@ -460,7 +484,10 @@ impl ServerSession {
             Scan::Line { content, total } => {
                 let line = String::from_utf8_lossy(&self.input[..content]).into_owned();
                 self.input.drain(..total);
-                self.trace_rx(&line);
+                match auth::masked_auth_line(&line) {
+                    Some(masked) => self.trace_rx(&masked),
+                    None => self.trace_rx(&line),
+                }
                 self.execute(&line);
                 true
             }
@@ -515,7 +542,8 @@ impl ServerSession {
             Command::Vrfy(address) => self.vrfy(address),
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::StartTls => self.starttls(),
-            Command::Help | Command::Auth(_) => self.reply(502, "command not implemented"),
+            Command::Auth(args) => self.auth_command(&args),
+            Command::Help => self.reply(502, "command not implemented"),
             Command::Invalid(text) => self.bad_command(501, text),
             Command::Unknown => self.bad_command(500, "command unrecognized"),
         }
@@ -550,6 +578,11 @@ impl ServerSession {
         if self.config.starttls && !self.secure {
             lines.push("STARTTLS".into());
         }
+        let mechanisms = self.offered_mechanisms();
+        if !mechanisms.is_empty() {
+            let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
+            lines.push(format!("AUTH {}", names.join(" ")));
+        }
         self.send(&Reply { code: 250, lines });
     }
 
@@ -560,11 +593,20 @@ impl ServerSession {
         if self.config.tls_required && !self.secure {
             return self.reply(530, "must issue a STARTTLS command first");
         }
+        if self.needs_auth() {
+            return self.reply(530, "authentication required");
+        }
         if self.config.max_size > 0 && params.size.is_some_and(|s| s > self.config.max_size) {
             return self.reply(552, "message size exceeds fixed maximum message size");
         }
         if self.config.smtputf8_strict && from.is_utf8() && !params.smtputf8 {
             return self.reply(553, "mailbox name not allowed: SMTPUTF8 required");
+        }
+        let mut params = params;
+        if self.config.auth.is_some() && self.auth.done.is_none() && params.auth.is_some() {
+            // RFC 4954 section 5: an AUTH= identity from a client that has
+            // not authenticated is not passed on; it becomes AUTH=<>.
+            params.auth = Some(String::new());
         }
         self.reply(250, &format!("sender <{from}> OK"));
         self.transaction.from = Some(from);

@@ -1,0 +1,259 @@
+//! SMTP AUTH in the server session (RFC 4954).
+//!
+//! ```text
+//!   Ready --AUTH mech [ir]--> [AuthNonce?] (CRAM-MD5 only) --334--> Exchange
+//!   Exchange --response--> ... --> [Authenticate?] --235--> Ready (authenticated)
+//!                                                  --535--> Ready (failures + 1)
+//!                                                  --421--> Closed (too many failures)
+//! ```
+//!
+//! The session never judges a password: it hands [`Credentials`](crate::sasl::Credentials) to the
+//! driver in [`Event::Authenticate`] and acts on the [`AuthResult`]. The
+//! CRAM-MD5 challenge's unpredictable part comes from the driver too
+//! ([`Event::AuthNonce`]), which has a cryptographic random source.
+//!
+//! Response lines are never traced: the trace shows `AUTH PLAIN` and
+//! `[response not logged]` in their place.
+
+use super::{Event, ServerSession, State, Waiting};
+use crate::line::{scan_line, Scan, Terminator};
+use crate::sasl::{Mechanism, ServerExchange, Step};
+
+/// Longest AUTH response line (RFC 4954 section 4: 12288 octets).
+const MAX_AUTH_LINE: usize = 12288;
+
+/// What the server offers; `None` in [`super::ServerConfig::auth`] turns AUTH off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Mechanisms offered in clear, in EHLO order.
+    pub clear: Vec<Mechanism>,
+    /// Mechanisms offered once TLS is active.
+    pub secure: Vec<Mechanism>,
+    /// The client's address is trusted: MAIL needs no AUTH first.
+    pub trusted: bool,
+    /// Failed attempts on one connection before 421 and close.
+    pub max_failures: u32,
+}
+
+/// The driver's verdict on [`Event::Authenticate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthResult {
+    /// Good credentials; `name` is the authenticated identity.
+    Accepted { name: String },
+    /// Wrong name or password.
+    Rejected,
+    /// The check could not be done now (PAM or a token service down): 454.
+    Unavailable,
+}
+
+/// Who the client proved to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    pub mechanism: Mechanism,
+    pub name: String,
+}
+
+/// Per-session AUTH state.
+#[derive(Debug, Default)]
+pub(super) struct AuthState {
+    /// The exchange waiting for the client's next response line.
+    exchange: Option<(Mechanism, ServerExchange)>,
+    pub(super) done: Option<Authenticated>,
+    failures: u32,
+}
+
+impl ServerSession {
+    /// The authenticated identity, once AUTH has succeeded.
+    pub fn authentication(&self) -> Option<&Authenticated> {
+        self.auth.done.as_ref()
+    }
+
+    /// True if MAIL must wait for AUTH.
+    pub(super) fn needs_auth(&self) -> bool {
+        self.config
+            .auth
+            .as_ref()
+            .is_some_and(|a| !a.trusted && self.auth.done.is_none())
+    }
+
+    /// The mechanisms to offer now; empty hides AUTH.
+    pub(super) fn offered_mechanisms(&self) -> &[Mechanism] {
+        match &self.config.auth {
+            Some(_) if self.config.tls_required && !self.secure => &[],
+            Some(a) if self.secure => &a.secure,
+            Some(a) => &a.clear,
+            None => &[],
+        }
+    }
+
+    /// Answers [`Event::AuthNonce`] with fresh random text (hex, say).
+    pub fn answer_auth_nonce(&mut self, nonce: &str) {
+        let Some(Waiting::AuthNonce(mechanism)) = self.waiting else {
+            return;
+        };
+        self.waiting = None;
+        let challenge = format!("<{nonce}@{}>", self.config.domain);
+        let (exchange, step) = ServerExchange::start(mechanism, None, challenge);
+        self.auth.exchange = Some((mechanism, exchange));
+        self.auth_step(mechanism, step);
+        self.process();
+    }
+
+    /// Answers [`Event::Authenticate`].
+    pub fn answer_auth(&mut self, result: AuthResult) {
+        let Some(Waiting::Auth(mechanism)) = self.waiting else {
+            return;
+        };
+        self.waiting = None;
+        match result {
+            AuthResult::Accepted { name } => {
+                self.reply(235, "authentication successful");
+                self.auth.done = Some(Authenticated { mechanism, name });
+            }
+            AuthResult::Rejected => self.auth_failed(535, "authentication failed"),
+            AuthResult::Unavailable => self.reply(454, "temporary authentication failure"),
+        }
+        self.process();
+    }
+
+    /// The AUTH command.
+    pub(super) fn auth_command(&mut self, args: &str) {
+        if self.config.auth.is_none() {
+            return self.reply(502, "command not implemented");
+        }
+        if self.config.tls_required && !self.secure {
+            return self.reply(530, "must issue a STARTTLS command first");
+        }
+        if self.auth.done.is_some() {
+            return self.bad_command(503, "already authenticated");
+        }
+        if self.state != State::Ready {
+            return self.out_of_sequence();
+        }
+        let mut words = args.split_whitespace();
+        let name = words.next().unwrap_or("");
+        let initial = words.next();
+        let Some(mechanism) = Mechanism::parse(name) else {
+            return self.reply(504, "unsupported authentication mechanism");
+        };
+        if !self.offered_mechanisms().contains(&mechanism) {
+            return self.unoffered(mechanism);
+        }
+        if mechanism == Mechanism::CramMd5 && initial.is_none() {
+            self.events.push_back(Event::AuthNonce);
+            self.waiting = Some(Waiting::AuthNonce(mechanism));
+            return;
+        }
+        let (exchange, step) = ServerExchange::start(mechanism, initial, String::new());
+        self.auth.exchange = Some((mechanism, exchange));
+        self.auth_step(mechanism, step);
+    }
+
+    /// Reads one response line of an exchange in progress; false if none
+    /// is complete yet.
+    pub(super) fn process_auth_response(&mut self) -> bool {
+        let (content, total) = match scan_line(&self.input, MAX_AUTH_LINE, Terminator::Lf) {
+            Scan::Incomplete => return false,
+            Scan::Overflow => {
+                self.input.clear();
+                self.auth.exchange = None;
+                self.reply(500, "line too long");
+                self.count_bad_command();
+                return true;
+            }
+            Scan::Line { content, total } => (content, total),
+        };
+        let line = String::from_utf8_lossy(&self.input[..content]).into_owned();
+        self.input.drain(..total);
+        if self.config.trace {
+            self.trace.push("rx<<: [response not logged]".into());
+        }
+        let Some((mechanism, mut exchange)) = self.auth.exchange.take() else {
+            return true;
+        };
+        let step = exchange.handle_response(&line);
+        self.auth.exchange = Some((mechanism, exchange));
+        self.auth_step(mechanism, step);
+        true
+    }
+
+    /// True while an exchange waits for the client's next response.
+    pub(super) fn in_auth_exchange(&self) -> bool {
+        self.auth.exchange.is_some()
+    }
+
+    /// Forgets the identity: RFC 3207 section 4.2, after STARTTLS.
+    pub(super) fn reset_auth(&mut self) {
+        self.auth.done = None;
+        self.auth.exchange = None;
+    }
+
+    fn auth_step(&mut self, mechanism: Mechanism, step: Step) {
+        match step {
+            Step::Challenge(text) => self.reply(334, &text),
+            Step::Done(credentials) => {
+                self.auth.exchange = None;
+                self.events.push_back(Event::Authenticate {
+                    mechanism,
+                    credentials,
+                });
+                self.waiting = Some(Waiting::Auth(mechanism));
+            }
+            Step::Failed(code, text) => {
+                self.auth.exchange = None;
+                self.auth_failed(code, text);
+            }
+        }
+    }
+
+    /// 538 when TLS would make the mechanism available, else 504.
+    fn unoffered(&mut self, mechanism: Mechanism) {
+        let under_tls = self
+            .config
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.secure.contains(&mechanism));
+        if !self.secure && under_tls {
+            self.reply(
+                538,
+                "encryption required for requested authentication mechanism",
+            );
+        } else {
+            self.reply(504, "unsupported authentication mechanism");
+        }
+    }
+
+    /// Counts a failed attempt; the last one allowed ends the session.
+    fn auth_failed(&mut self, code: u16, text: &str) {
+        self.auth.failures += 1;
+        let limit = self
+            .config
+            .auth
+            .as_ref()
+            .map_or(3, |a| a.max_failures.max(1));
+        if self.auth.failures >= limit {
+            let text = format!(
+                "{} too many authentication failures -- closing connection",
+                self.config.domain
+            );
+            self.reply(421, &text);
+            return self.close();
+        }
+        self.reply(code, text);
+    }
+}
+
+/// The trace text of an AUTH command line: the mechanism, never the
+/// initial response.
+pub(super) fn masked_auth_line(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    let verb = words.next()?;
+    if !verb.eq_ignore_ascii_case("AUTH") {
+        return None;
+    }
+    let mechanism = words.next().unwrap_or("");
+    Some(match words.next() {
+        Some(_) => format!("{verb} {mechanism} [response not logged]"),
+        None => format!("{verb} {mechanism}"),
+    })
+}
