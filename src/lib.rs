@@ -6,6 +6,7 @@
 //! the I/O-free `emailrelay-proto` crate.
 
 pub mod admin;
+pub mod auth;
 pub mod child;
 pub mod config;
 pub mod filter;

@@ -155,6 +155,11 @@ async fn serve(
         .clone()
         .map(|spec| Arc::new(Verifier::new(spec, filters.settings.timeout)));
     let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool), client_filter);
+    if let Some(auth) = &settings.forward.auth {
+        for account in auth.oauth_accounts() {
+            tokio::spawn(Arc::clone(account).keep_fresh());
+        }
+    }
     if settings.forward.exit_when_done {
         return Ok(forward_and_exit(&forwarder, settings.forward.on_start).await);
     }
@@ -250,6 +255,7 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
         tls_connection: false,
         tls_required: false,
         dnsbl: None,
+        auth: None,
     }
 }
 

@@ -69,6 +69,9 @@ pub enum ConfigError {
     /// A TLS file or setting is unusable.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A secrets file, PAM or OAuth account is unusable.
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// Options as given: name -> values (flags have one empty value per use).

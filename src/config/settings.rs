@@ -3,10 +3,12 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Args, ConfigError, Support, OPTIONS};
 use crate::admin::AdminSettings;
+use crate::auth::{ClientAuth, ServerAuth};
 use crate::filter::{FilterConfig, FilterSettings, FilterSpec};
 use crate::log::LogSettings;
 use crate::net::dnsbl::DnsblConfig;
@@ -15,6 +17,7 @@ use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, Versions};
 use crate::verify::VerifierSpec;
+use emailrelay_proto::sasl::MechanismPolicy;
 use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 
 /// E-MailRelay's default spool directory.
@@ -99,6 +102,7 @@ impl Settings {
         let (client_tls, tls_policy, tls_connection) =
             parse_client_tls(args, &versions, &mut warnings)?;
         let server_tls = parse_server_tls(args, &versions)?;
+        let (server_auth, client_auth) = parse_auth(args)?;
 
         let spool_dir = PathBuf::from(args.value("spool-dir").unwrap_or(DEFAULT_SPOOL_DIR));
         let chain = |name| {
@@ -151,6 +155,7 @@ impl Settings {
             tls: client_tls,
             tls_policy,
             tls_connection,
+            auth: client_auth,
         };
         let needs_target = forward.on_start
             || forward.on_disconnect
@@ -183,6 +188,7 @@ impl Settings {
                     tls: server_tls.clone(),
                     tls_connection: args.has("server-tls-connection"),
                     tls_required: args.has("server-tls-required"),
+                    auth: server_auth.clone(),
                     dnsbl: args
                         .value("dnsbl")
                         .map(|v| DnsblConfig::parse(v).map_err(|e| bad("dnsbl", v, e)))
@@ -219,6 +225,43 @@ impl Settings {
             verifier,
         })
     }
+}
+
+/// `--server-auth`, `--client-auth` and their `-config` lists. The
+/// secrets files are read here, at startup and before any privilege drop,
+/// so a root-only secrets file works and a malformed one stops the start.
+fn parse_auth(
+    args: &Args,
+) -> Result<(Option<Arc<ServerAuth>>, Option<Arc<ClientAuth>>), ConfigError> {
+    let policy = |option: &'static str| match args.value(option) {
+        None => Ok(MechanismPolicy::default()),
+        Some(v) => MechanismPolicy::parse(v).map_err(|e| bad(option, v, e)),
+    };
+    for (config, main) in [
+        ("server-auth-config", "server-auth"),
+        ("client-auth-config", "client-auth"),
+    ] {
+        if args.has(config) && !args.has(main) {
+            return Err(ConfigError::Conflict(format!(
+                "the --{config} option requires --{main}"
+            )));
+        }
+    }
+    let server = match args.value("server-auth") {
+        Some(spec) => Some(Arc::new(ServerAuth::load(
+            spec,
+            policy("server-auth-config")?,
+        )?)),
+        None => None,
+    };
+    let client = match args.value("client-auth") {
+        Some(spec) => Some(Arc::new(ClientAuth::load(
+            spec,
+            policy("client-auth-config")?,
+        )?)),
+        None => None,
+    };
+    Ok((server, client))
 }
 
 /// Filter and verifier programs must exist and be executable: better a

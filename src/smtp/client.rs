@@ -82,7 +82,12 @@ impl Connection {
         loop {
             if let Some(event) = conn.session.poll_event() {
                 match event {
-                    ClientEvent::Ready => return Ok(conn),
+                    ClientEvent::Ready => {
+                        if let Some(name) = conn.session.authenticated() {
+                            crate::info!("smtp client authenticated as {name:?}");
+                        }
+                        return Ok(conn);
+                    }
                     ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
                     ClientEvent::StartTls => {
                         conn.start_tls().await?;
@@ -130,6 +135,11 @@ impl Connection {
             }
             self.read_some(self.timeouts.response).await?;
         }
+    }
+
+    /// The name the server accepted in AUTH, if the connection authenticated.
+    pub fn authenticated(&self) -> Option<&str> {
+        self.session.authenticated()
     }
 
     /// Says QUIT and closes, without waiting long for the reply.

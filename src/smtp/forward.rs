@@ -12,12 +12,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use emailrelay_proto::sasl::ClientSecret;
 use emailrelay_proto::smtp::{
     xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome, Strictness, TlsPolicy,
 };
+
+/// A connection is reused only for messages to the same place with the
+/// same client account: (target address, account selector).
+type Key = (String, String);
 use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
+use crate::auth::{AccountError, ClientAuth};
 use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
@@ -61,6 +67,8 @@ pub struct ForwardSettings {
     pub tls_policy: TlsPolicy,
     /// `--client-tls-connection`: TLS from the first byte.
     pub tls_connection: bool,
+    /// `--client-auth`: the accounts to authenticate with.
+    pub auth: Option<Arc<ClientAuth>>,
 }
 
 /// Counts of one forwarding pass.
@@ -233,7 +241,7 @@ impl Forwarder {
         unreachable: Arc<Mutex<HashSet<String>>>,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
-        let mut conn: Option<(String, Connection)> = None;
+        let mut conn: Option<(Key, Connection)> = None;
         // The queue's lock lives only inside this closure, never across an await.
         let next = || {
             if self.stop_pass.load(Ordering::Relaxed) {
@@ -266,7 +274,7 @@ impl Forwarder {
     async fn forward_message(
         &self,
         mut locked: Locked,
-        conn: &mut Option<(String, Connection)>,
+        conn: &mut Option<(Key, Connection)>,
         unreachable: &Mutex<HashSet<String>>,
     ) -> Verdict {
         // Before connecting, so that a filter can route the message by
@@ -298,14 +306,24 @@ impl Forwarder {
         if unreachable.lock().is_ok_and(|u| u.contains(&target)) {
             return Verdict::Deferred(None);
         }
-        if conn.as_ref().is_some_and(|(t, _)| *t != target) {
+        let key = (target.clone(), envelope.client_account_selector.clone());
+        if conn.as_ref().is_some_and(|(k, _)| *k != key) {
             if let Some((_, old)) = conn.take() {
                 old.quit().await;
             }
         }
         if conn.is_none() {
-            match self.connect(&target).await {
-                Ok(c) => *conn = Some((target.clone(), c)),
+            let secret = match self.client_secret(&key.1).await {
+                Ok(secret) => secret,
+                Err(AccountError::NoAccount(selector)) => {
+                    let reason = format!("no client account for selector \"{selector}\"");
+                    return self.fail(locked, Reply::new(554, reason));
+                }
+                // Logged once by the account; the message waits.
+                Err(AccountError::Token(_)) => return Verdict::Deferred(None),
+            };
+            match self.connect(&target, secret).await {
+                Ok(c) => *conn = Some((key, c)),
                 Err(e) => {
                     warning!("cannot forward [{}]: {e}", locked.id());
                     if let Ok(mut u) = unreachable.lock() {
@@ -325,9 +343,8 @@ impl Forwarder {
             return Verdict::Deferred(None);
         };
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
-        let result = connection
-            .send(self.outgoing(&envelope), &locked.content_path())
-            .await;
+        let message = self.outgoing(&envelope, connection.authenticated());
+        let result = connection.send(message, &locked.content_path()).await;
         self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(outcome) => self.apply(locked, outcome),
@@ -381,7 +398,20 @@ impl Forwarder {
         Ok(locked)
     }
 
-    async fn connect(&self, target: &str) -> Result<Connection, ConnectionError> {
+    /// The secret for an account selector; `Ok(None)` without
+    /// `--client-auth` or for an account that says not to authenticate.
+    async fn client_secret(&self, selector: &str) -> Result<Option<ClientSecret>, AccountError> {
+        match &self.settings.auth {
+            None => Ok(None),
+            Some(auth) => auth.secret(selector).await,
+        }
+    }
+
+    async fn connect(
+        &self,
+        target: &str,
+        secret: Option<ClientSecret>,
+    ) -> Result<Connection, ConnectionError> {
         let s = &self.settings;
         info!("smtp connection to {target}");
         let mut stream = crate::net::connect(target, s.client_interface, s.connection_timeout)
@@ -409,6 +439,14 @@ impl Forwarder {
             strict: s.strict,
             tls: s.tls_policy,
             implicit_tls: implicit,
+            auth: secret.map(|secret| emailrelay_proto::smtp::ClientAuth {
+                secret,
+                policy: s
+                    .auth
+                    .as_ref()
+                    .map(|a| a.policy.clone())
+                    .unwrap_or_default(),
+            }),
         };
         Connection::open(
             stream,
@@ -422,14 +460,20 @@ impl Forwarder {
         .await
     }
 
-    fn outgoing(&self, envelope: &crate::store::Envelope) -> OutgoingMessage {
-        // E-MailRelay compatibility: without client authentication the AUTH=
-        // parameter carries the MailFromAuthOut override only.
+    fn outgoing(
+        &self,
+        envelope: &crate::store::Envelope,
+        authenticated: Option<&str>,
+    ) -> OutgoingMessage {
+        // E-MailRelay's policy: an empty MailFromAuthOut sends the name we
+        // authenticated with (nothing if we did not), `<>` sends AUTH=<>,
+        // anything else is an xtext name sent as it is.
         let auth = match (
             self.settings.anonymous_client,
             envelope.mail_from_auth_out.as_str(),
         ) {
-            (true, _) | (false, "") => None,
+            (true, _) => None,
+            (false, "") => authenticated.map(xtext_encode),
             (false, "<>") => Some("<>".to_string()),
             (false, name) => Some(xtext_encode(&emailrelay_proto::smtp::xtext_decode(name))),
         };

@@ -18,14 +18,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use emailrelay_proto::sasl::{Credentials, Mechanism};
 use emailrelay_proto::smtp::{
-    Event, MessageResult, Reply, ServerConfig, ServerSession, Transaction, VerifyResult,
+    AuthResult, Event, MessageResult, Reply, ServerConfig, ServerSession, Transaction, VerifyResult,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::forward::{Forwarder, Verdict};
+use crate::auth::{ServerAuth, FAILURE_DELAY, MAX_FAILURES};
 use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::log::{self, Level};
 use crate::net::dnsbl::{self, DnsblConfig};
@@ -71,6 +73,8 @@ pub struct ServerSettings {
     pub tls_required: bool,
     /// `--dnsbl`: connections from listed addresses are dropped.
     pub dnsbl: Option<DnsblConfig>,
+    /// `--server-auth`: AUTH required, except from trusted addresses.
+    pub auth: Option<Arc<ServerAuth>>,
 }
 
 /// What every connection shares.
@@ -124,6 +128,8 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         write_error: None,
         stored: 0,
         tls: None,
+        trusted: None,
+        auth_failures: 0,
     };
     let reason = conn.run(stream).await;
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +163,9 @@ struct Conn {
     write_error: Option<StoreError>,
     stored: usize,
     tls: Option<TlsInfo>,
+    /// The keyword of the trusted-address line that matched the peer.
+    trusted: Option<String>,
+    auth_failures: u32,
 }
 
 impl Conn {
@@ -169,6 +178,11 @@ impl Conn {
                 None => return "tls handshake failed",
             };
         }
+        let auth = settings.auth.as_ref().map(|auth| {
+            let (config, keyword) = auth.session_config(self.peer.map(|p| p.ip()));
+            self.trusted = keyword;
+            config
+        });
         let mut session = ServerSession::new(ServerConfig {
             domain: settings.domain.clone(),
             ident: (!settings.anonymous.server)
@@ -184,6 +198,7 @@ impl Conn {
             tls_required: settings.tls_required,
             implicit_tls: settings.tls_connection,
             verify_recipients: shared.verifier.is_some(),
+            auth,
             ..ServerConfig::default()
         });
         let idle = settings.idle_timeout;
@@ -298,7 +313,8 @@ impl Conn {
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Verify { address, from } => {
-                    let result = self.verify(address, from).await;
+                    let who = self.who(session);
+                    let result = self.verify(address, from, who).await;
                     if result == VerifyResult::Abort {
                         log::write(
                             Level::Warning,
@@ -312,13 +328,23 @@ impl Conn {
                     session.answer_verify(result)
                 }
                 Event::MessageStart => {
-                    let result = self.start_message(session.transaction());
+                    let authenticated = session.authentication().is_some();
+                    let result = self.start_message(session.transaction(), authenticated);
                     session.answer_message_start(result);
                 }
                 Event::MessageData(chunk) => self.write(&chunk),
                 Event::MessageEnd => {
-                    let result = self.end_message(session.transaction().clone()).await;
+                    let name = session.authentication().map(|a| a.name.clone());
+                    let result = self.end_message(session.transaction().clone(), name).await;
                     session.answer_message(result);
+                }
+                Event::AuthNonce => session.answer_auth_nonce(&nonce()),
+                Event::Authenticate {
+                    mechanism,
+                    credentials,
+                } => {
+                    let result = self.authenticate(mechanism, credentials).await;
+                    session.answer_auth(result);
                 }
                 Event::MessageAbort => self.message = None,
                 Event::Close => {}
@@ -328,7 +354,64 @@ impl Conn {
         starttls
     }
 
-    async fn verify(&self, address: String, from: Option<String>) -> VerifyResult {
+    /// Checks AUTH credentials; a failure is answered only after a pause,
+    /// and the last one allowed is logged with the client's address.
+    async fn authenticate(&mut self, mechanism: Mechanism, credentials: Credentials) -> AuthResult {
+        let Some(auth) = self.shared.settings.auth.clone() else {
+            return AuthResult::Rejected;
+        };
+        let user = credentials.user().to_string();
+        let result = auth.check(credentials).await;
+        let peer = Some(self.peer_text.as_str());
+        match &result {
+            AuthResult::Accepted { name } => log::write(
+                Level::Info,
+                peer,
+                format_args!("smtp authentication: {name:?} authenticated with {mechanism}"),
+            ),
+            AuthResult::Rejected => {
+                self.auth_failures += 1;
+                log::write(
+                    Level::Warning,
+                    peer,
+                    format_args!(
+                        "smtp authentication: {user:?} failed with {mechanism} from {}",
+                        self.peer_text
+                    ),
+                );
+                tokio::time::sleep(FAILURE_DELAY * self.auth_failures).await;
+                if self.auth_failures >= MAX_FAILURES {
+                    log::write(
+                        Level::Warning,
+                        peer,
+                        format_args!(
+                            "smtp authentication: too many failures from {}: disconnecting",
+                            self.peer_text
+                        ),
+                    );
+                }
+            }
+            AuthResult::Unavailable => {}
+        }
+        result
+    }
+
+    /// The verifier's fifth and sixth fields: the AUTH mechanism and name,
+    /// or `none` and the keyword of a trusted address.
+    fn who(&self, session: &ServerSession) -> (String, String) {
+        match (session.authentication(), &self.trusted) {
+            (Some(a), _) => (a.mechanism.name().to_string(), a.name.clone()),
+            (None, Some(keyword)) => ("none".to_string(), keyword.clone()),
+            (None, None) => (String::new(), String::new()),
+        }
+    }
+
+    async fn verify(
+        &self,
+        address: String,
+        from: Option<String>,
+        (mechanism, auth_name): (String, String),
+    ) -> VerifyResult {
         let Some(verifier) = &self.shared.verifier else {
             return VerifyResult::Remote(address);
         };
@@ -340,13 +423,17 @@ impl Conn {
                 .map(|p| format!("{}:{}", p.ip().to_canonical(), p.port()))
                 .unwrap_or_default(),
             domain: self.shared.settings.domain.clone(),
-            mechanism: String::new(),
-            auth_name: String::new(),
+            mechanism,
+            auth_name,
         };
         verifier.verify(&request).await
     }
 
-    fn start_message(&mut self, transaction: &Transaction) -> Result<(), Reply> {
+    fn start_message(
+        &mut self,
+        transaction: &Transaction,
+        authenticated: bool,
+    ) -> Result<(), Reply> {
         self.write_error = None;
         let mut message = self
             .shared
@@ -359,7 +446,7 @@ impl Conn {
             format_args!("new content file [{}.content]", message.id()),
         );
         if !self.shared.settings.anonymous.content {
-            let received = self.received_line(transaction);
+            let received = self.received_line(transaction, authenticated);
             message
                 .write(received.as_bytes())
                 .map_err(|e| storage_reply(&e))?;
@@ -379,7 +466,11 @@ impl Conn {
         }
     }
 
-    async fn end_message(&mut self, transaction: Transaction) -> MessageResult {
+    async fn end_message(
+        &mut self,
+        transaction: Transaction,
+        authenticated: Option<String>,
+    ) -> MessageResult {
         let Some(message) = self.message.take() else {
             return MessageResult::Rejected(Reply::new(451, "local error in processing"));
         };
@@ -393,7 +484,8 @@ impl Conn {
             Some(&self.peer_text),
             format_args!("new envelope file [{id}.envelope.new]"),
         );
-        let envelope = self.envelope(&transaction);
+        let mut envelope = self.envelope(&transaction);
+        envelope.authentication = authenticated.clone().unwrap_or_default();
         let committed = match &self.shared.filter {
             None => message.commit(envelope).await,
             Some(filter) => match message.prepare(envelope).await {
@@ -513,7 +605,7 @@ impl Conn {
         }
     }
 
-    fn received_line(&self, t: &Transaction) -> String {
+    fn received_line(&self, t: &Transaction, authenticated: bool) -> String {
         let helo = if t.helo.is_empty() {
             "unknown"
         } else {
@@ -524,10 +616,12 @@ impl Conn {
             .map(|p| p.ip().to_canonical().to_string())
             .unwrap_or_else(|| "127.0.0.1".into());
         // RFC 3848 protocol names.
-        let with = match (t.esmtp, self.tls.is_some()) {
-            (true, true) => "ESMTPS",
-            (true, false) => "ESMTP",
-            (false, _) => "SMTP",
+        let with = match (t.esmtp, self.tls.is_some(), authenticated) {
+            (true, true, true) => "ESMTPSA",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, false, false) => "ESMTP",
+            (false, _, _) => "SMTP",
         };
         let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
         format!(
@@ -545,6 +639,30 @@ impl Conn {
             );
         }
     }
+}
+
+/// Fresh random text for a CRAM-MD5 challenge: 128 bits from the
+/// operating system's generator, and the time, as RFC 2195's
+/// `<random.timestamp@host>` shape suggests.
+fn nonce() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    // getrandom(2) does not fail once the kernel is seeded; should it, a
+    // per-process counter still keeps every challenge distinct.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let random = match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => emailrelay_proto::sasl::hex(&bytes),
+        Err(_) => format!(
+            "{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{random}.{now}")
 }
 
 /// Ends the connection cleanly: a TLS close_notify (so that the peer can

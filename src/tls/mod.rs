@@ -258,6 +258,20 @@ impl ClientTls {
         })
     }
 
+    /// A context for HTTPS (OAuth 2.0 token endpoints): the system's CA
+    /// roots, and the certificate must carry the host name.
+    pub fn web() -> Result<ClientTls, TlsError> {
+        let roots = load_roots("<default>")?;
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ClientTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name: None,
+        })
+    }
+
     /// The client side of a handshake on `stream`; `host` is the
     /// forwarding host, the SNI name unless `--client-tls-server-name` says
     /// otherwise.

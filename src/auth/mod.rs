@@ -1,0 +1,372 @@
+//! SMTP AUTH policy: which secrets the server checks claims against
+//! (`--server-auth`: a secrets file or `pam:`), and which account the
+//! client authenticates with (`--client-auth`, the envelope's
+//! `ClientAccountSelector`), including OAuth 2.0 accounts whose tokens the
+//! relay renews itself.
+//!
+//! Must not: log a password, token or response; compare secrets in
+//! variable time; fail a message because a token service is down.
+
+mod http;
+pub mod network;
+pub mod oauth;
+#[cfg(feature = "pam")]
+mod pam;
+pub mod secrets;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use emailrelay_proto::sasl::{ClientSecret, Credentials, HmacMd5Key, Mechanism, MechanismPolicy};
+use emailrelay_proto::smtp::{AuthConfig, AuthResult};
+use subtle::ConstantTimeEq;
+
+pub use oauth::{OAuthAccount, OAuthError};
+pub use secrets::{ClientAccount, Secrets, SecretsError, ServerSecret};
+
+/// Failed attempts on one connection before the 421.
+pub const MAX_FAILURES: u32 = 3;
+/// The pause before answering a failed attempt: slows down guessing.
+pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// An authentication setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// `--server-auth` names a file with no `server` lines.
+    #[error("secrets file {0} has no server entries")]
+    NoServerEntries(String),
+    /// `--client-auth` names a file with no `client` lines.
+    #[error("secrets file {0} has no client entries")]
+    NoClientEntries(String),
+    /// `pam:` in a build without PAM.
+    #[error("pam: authentication is not available: this build has no PAM support")]
+    NoPam,
+}
+
+/// Where the server checks credentials.
+enum Source {
+    Secrets(Secrets),
+    /// The PAM service (`emailrelay`).
+    Pam(String),
+}
+
+/// The server side: `--server-auth` and `--server-auth-config`.
+pub struct ServerAuth {
+    source: Source,
+    policy: MechanismPolicy,
+}
+
+impl std::fmt::Debug for ServerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets themselves.
+        f.write_str("ServerAuth(..)")
+    }
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientAuth(..)")
+    }
+}
+
+impl ServerAuth {
+    /// `spec` is a secrets file path or `pam:`.
+    pub fn load(spec: &str, policy: MechanismPolicy) -> Result<ServerAuth, AuthError> {
+        let source = if spec == "pam:" {
+            if !cfg!(feature = "pam") {
+                return Err(AuthError::NoPam);
+            }
+            Source::Pam("emailrelay".into())
+        } else {
+            let secrets = Secrets::load(Path::new(spec))?;
+            for warning in &secrets.warnings {
+                crate::warning!("{spec}: {warning}");
+            }
+            if !secrets.has_server_entries() {
+                return Err(AuthError::NoServerEntries(spec.into()));
+            }
+            Source::Secrets(secrets)
+        };
+        Ok(ServerAuth { source, policy })
+    }
+
+    /// What a session from `peer` is offered, and the trusted keyword if
+    /// the address is trusted.
+    pub fn session_config(&self, peer: Option<IpAddr>) -> (AuthConfig, Option<String>) {
+        let available = self.available();
+        let keyword = match (&self.source, peer) {
+            (Source::Secrets(s), Some(ip)) => s.trusted_keyword(ip).map(str::to_string),
+            _ => None,
+        };
+        let config = AuthConfig {
+            clear: self.policy.apply(&available, false),
+            secure: self.policy.apply(&available, true),
+            trusted: keyword.is_some(),
+            max_failures: MAX_FAILURES,
+        };
+        (config, keyword)
+    }
+
+    /// Checks what a client claimed.
+    pub async fn check(&self, credentials: Credentials) -> AuthResult {
+        let user = credentials.user().to_string();
+        let good = match &self.source {
+            Source::Secrets(secrets) => check_secret(secrets.server.get(&user), &credentials),
+            Source::Pam(service) => match pam_check(service.clone(), credentials).await {
+                Ok(good) => good,
+                Err(reason) => {
+                    crate::error!("pam: {reason}");
+                    return AuthResult::Unavailable;
+                }
+            },
+        };
+        if good {
+            AuthResult::Accepted { name: user }
+        } else {
+            AuthResult::Rejected
+        }
+    }
+
+    /// Mechanisms the secrets can serve: a plain password serves all
+    /// three, a stored hash only CRAM-MD5, PAM only clear-text ones.
+    fn available(&self) -> Vec<Mechanism> {
+        use Mechanism::*;
+        match &self.source {
+            Source::Pam(_) => vec![Plain, Login],
+            Source::Secrets(s) => {
+                let plain = s
+                    .server
+                    .values()
+                    .any(|v| matches!(v, ServerSecret::Plain(_)));
+                let md5 = s.server.values().any(|v| matches!(v, ServerSecret::Md5(_)));
+                match (plain, md5) {
+                    (true, _) => vec![Plain, Login, CramMd5],
+                    (false, true) => vec![CramMd5],
+                    (false, false) => vec![],
+                }
+            }
+        }
+    }
+}
+
+/// Constant-time check of one claim against one stored secret. An
+/// unknown user is checked against a dummy, so timing does not tell
+/// which names exist.
+fn check_secret(secret: Option<&ServerSecret>, credentials: &Credentials) -> bool {
+    let dummy = ServerSecret::Plain(String::new());
+    let known = secret.is_some();
+    let secret = secret.unwrap_or(&dummy);
+    let matches = match (secret, credentials) {
+        (ServerSecret::Plain(stored), Credentials::Password { password, .. }) => {
+            same(stored.as_bytes(), password.as_bytes())
+        }
+        (
+            stored,
+            Credentials::CramMd5 {
+                challenge, digest, ..
+            },
+        ) => {
+            let key = match stored {
+                ServerSecret::Plain(p) => HmacMd5Key::new(p.as_bytes()),
+                ServerSecret::Md5(key) => key.clone(),
+            };
+            key.mac(challenge.as_bytes())
+                .ct_eq(digest.as_slice())
+                .into()
+        }
+        // A stored hash cannot check a clear-text password.
+        (ServerSecret::Md5(_), Credentials::Password { .. }) => false,
+    };
+    known && matches
+}
+
+/// Equal, in time that depends on neither value: both are hashed to a
+/// fixed length first.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let digest = |x: &[u8]| ring::digest::digest(&ring::digest::SHA256, x);
+    digest(a).as_ref().ct_eq(digest(b).as_ref()).into()
+}
+
+#[cfg(feature = "pam")]
+async fn pam_check(service: String, credentials: Credentials) -> Result<bool, String> {
+    let Credentials::Password { user, password, .. } = credentials else {
+        return Ok(false);
+    };
+    tokio::task::spawn_blocking(move || pam::authenticate(&service, &user, &password))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+#[cfg(not(feature = "pam"))]
+async fn pam_check(_service: String, _credentials: Credentials) -> Result<bool, String> {
+    Err("this build has no PAM support".into())
+}
+
+/// Why no client secret could be had for a message.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The envelope names a selector the secrets file does not have: the
+    /// message fails.
+    #[error("no client account for selector \"{0}\" in the client secrets")]
+    NoAccount(String),
+    /// An OAuth 2.0 token could not be renewed: the message waits.
+    #[error(transparent)]
+    Token(#[from] OAuthError),
+}
+
+/// The client side: `--client-auth` and `--client-auth-config`.
+pub struct ClientAuth {
+    accounts: HashMap<String, ClientAccount>,
+    oauth: HashMap<String, Arc<OAuthAccount>>,
+    pub policy: MechanismPolicy,
+}
+
+impl ClientAuth {
+    /// `spec` is a secrets file path or `plain:<base64-id>:<base64-pw>`.
+    pub fn load(spec: &str, policy: MechanismPolicy) -> Result<ClientAuth, AuthError> {
+        let secrets = if spec.starts_with("plain:") && !Path::new(spec).exists() {
+            Secrets::inline_client(spec)?
+        } else {
+            Secrets::load(Path::new(spec))?
+        };
+        for warning in &secrets.warnings {
+            crate::warning!("{spec}: {warning}");
+        }
+        if secrets.client.is_empty() {
+            return Err(AuthError::NoClientEntries(spec.into()));
+        }
+        let mut oauth = HashMap::new();
+        for (selector, account) in &secrets.client {
+            if let ClientAccount::OAuth2 { user, file } = account {
+                oauth.insert(selector.clone(), Arc::new(OAuthAccount::load(user, file)?));
+            }
+        }
+        Ok(ClientAuth {
+            accounts: secrets.client,
+            oauth,
+            policy,
+        })
+    }
+
+    /// The renewing OAuth 2.0 accounts, for the background renewal tasks.
+    pub fn oauth_accounts(&self) -> impl Iterator<Item = &Arc<OAuthAccount>> {
+        self.oauth.values()
+    }
+
+    /// The secret for a message's `ClientAccountSelector`; `Ok(None)` means
+    /// the account says not to authenticate.
+    pub async fn secret(&self, selector: &str) -> Result<Option<ClientSecret>, AccountError> {
+        let account = self
+            .accounts
+            .get(selector)
+            .ok_or_else(|| AccountError::NoAccount(selector.to_string()))?;
+        Ok(Some(match account {
+            ClientAccount::None => return Ok(None),
+            ClientAccount::Password { user, password } => ClientSecret::Password {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            ClientAccount::Md5 { user, key } => ClientSecret::Md5 {
+                user: user.clone(),
+                key: key.clone(),
+            },
+            ClientAccount::Token { user, token } => ClientSecret::Bearer {
+                user: user.clone(),
+                token: token.clone(),
+            },
+            ClientAccount::OAuth2 { user, .. } => {
+                let token = match self.oauth.get(selector) {
+                    Some(account) => account.access_token().await?,
+                    None => return Err(AccountError::NoAccount(selector.to_string())),
+                };
+                ClientSecret::Bearer {
+                    user: user.clone(),
+                    token,
+                }
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(text: &str) -> ServerAuth {
+        ServerAuth {
+            source: Source::Secrets(Secrets::parse(text, Path::new("test")).unwrap()),
+            policy: MechanismPolicy::default(),
+        }
+    }
+
+    fn password(user: &str, password: &str) -> Credentials {
+        Credentials::Password {
+            authzid: String::new(),
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn mechanisms_follow_what_the_secrets_can_serve() {
+        use Mechanism::*;
+        let plain = secrets(
+            "server plain alice pw\nserver md5 bob 9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\n",
+        );
+        assert_eq!(plain.session_config(None).0.clear, [Plain, Login, CramMd5]);
+        let md5 = secrets("server md5 bob 9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\n");
+        assert_eq!(md5.session_config(None).0.clear, [CramMd5]);
+        let trusted_only = secrets("server none 127.0.0.1 local\n");
+        let (config, keyword) = trusted_only.session_config(Some("127.0.0.1".parse().unwrap()));
+        assert!(config.clear.is_empty() && config.trusted);
+        assert_eq!(keyword.as_deref(), Some("local"));
+    }
+
+    #[tokio::test]
+    async fn plain_and_md5_secrets_check_their_claims() {
+        let auth = secrets("server plain alice e+3Dmc2\nserver md5 bob 9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\n");
+        let accepted = |name: &str| AuthResult::Accepted { name: name.into() };
+        assert_eq!(
+            auth.check(password("alice", "e=mc2")).await,
+            accepted("alice")
+        );
+        assert_eq!(
+            auth.check(password("alice", "e=mc3")).await,
+            AuthResult::Rejected
+        );
+        assert_eq!(
+            auth.check(password("nobody", "")).await,
+            AuthResult::Rejected
+        );
+        // A hash cannot check a clear password, even the right one.
+        assert_eq!(
+            auth.check(password("bob", "password123")).await,
+            AuthResult::Rejected
+        );
+        let challenge = "<1.2@relay>".to_string();
+        let digest = HmacMd5Key::new(b"password123")
+            .mac(challenge.as_bytes())
+            .to_vec();
+        let cram = Credentials::CramMd5 {
+            user: "bob".into(),
+            challenge,
+            digest,
+        };
+        assert_eq!(auth.check(cram).await, accepted("bob"));
+    }
+
+    #[test]
+    fn same_is_equality() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(same(b"", b""));
+    }
+}

@@ -1,0 +1,526 @@
+//! OAuth 2.0 accounts whose access tokens the relay obtains and renews
+//! itself (RFC 6749), for XOAUTH2 to Microsoft 365 and Google.
+//!
+//! A secrets line `client oauth2 <user> <account-file>` names an account
+//! file of `key = value` lines:
+//!
+//! ```text
+//! provider = microsoft        # or google, or leave out and give token-url
+//! tenant = contoso.onmicrosoft.com   # microsoft only; default "common"
+//! client-id = 00000000-0000-0000-0000-000000000000
+//! client-secret = ...         # confidential clients only
+//! grant = refresh_token       # or client_credentials
+//! scope = https://outlook.office.com/SMTP.Send offline_access
+//! refresh-token = ...         # written by `emailrelay-passwd --oauth`
+//! ```
+//!
+//! Tokens are renewed ahead of expiry by a background task, so a
+//! forwarding pass normally finds a fresh one. A renewal that fails is
+//! logged once, as one error, and retried with back-off; messages meanwhile
+//! stay in the spool. A rotated refresh token is written back to the
+//! account file (mode 0600, by atomic rename).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::http::{self, Url};
+
+/// How long before expiry a token is renewed, at most.
+const RENEW_AHEAD: Duration = Duration::from_secs(300);
+/// Wait after a failed renewal before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Deadline for one token request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An OAuth account that cannot be used, or a renewal that failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The account file is missing or malformed.
+    #[error("oauth2 account file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    /// The token endpoint refused or could not be reached.
+    #[error("oauth2: cannot get an access token for {user} from {url}: {reason}")]
+    Renewal {
+        user: String,
+        url: String,
+        reason: String,
+    },
+}
+
+/// The grant used to get access tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    RefreshToken,
+    ClientCredentials,
+}
+
+/// An account file's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountFile {
+    pub token_url: String,
+    pub device_url: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scope: String,
+    pub grant: Grant,
+    pub refresh_token: Option<String>,
+    /// Every line as read, for rewriting with a new refresh token.
+    lines: Vec<String>,
+}
+
+impl AccountFile {
+    /// Reads and checks an account file.
+    pub fn load(path: &Path) -> Result<AccountFile, OAuthError> {
+        let err = |reason: String| OAuthError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        AccountFile::parse(&text).map_err(err)
+    }
+
+    /// Parses account-file text.
+    pub fn parse(text: &str) -> Result<AccountFile, String> {
+        let mut values = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let content = line.split(" #").next().unwrap_or("").trim();
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            let (key, value) = content
+                .split_once('=')
+                .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+            values.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+        let get = |k: &str| values.get(k).filter(|v| !v.is_empty()).cloned();
+        let tenant = get("tenant").unwrap_or_else(|| "common".into());
+        let provider = get("provider").unwrap_or_default().to_ascii_lowercase();
+        let (token_url, device_url, scope) = match provider.as_str() {
+            "microsoft" => {
+                let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
+                (
+                    format!("{base}/token"),
+                    Some(format!("{base}/devicecode")),
+                    "https://outlook.office.com/SMTP.Send offline_access",
+                )
+            }
+            "google" => (
+                "https://oauth2.googleapis.com/token".to_string(),
+                Some("https://oauth2.googleapis.com/device/code".to_string()),
+                "https://mail.google.com/",
+            ),
+            "" => (
+                get("token-url").ok_or("give a provider (microsoft, google) or a token-url")?,
+                None,
+                "",
+            ),
+            other => {
+                return Err(format!(
+                    "unknown provider \"{other}\": use microsoft, google or token-url"
+                ))
+            }
+        };
+        let grant = match get("grant").as_deref() {
+            None | Some("refresh_token") => Grant::RefreshToken,
+            Some("client_credentials") => Grant::ClientCredentials,
+            Some(other) => {
+                return Err(format!(
+                    "unknown grant \"{other}\": use refresh_token or client_credentials"
+                ))
+            }
+        };
+        let file = AccountFile {
+            token_url: get("token-url").unwrap_or(token_url),
+            device_url: get("device-url").or(device_url),
+            client_id: get("client-id").ok_or("no client-id")?,
+            client_secret: get("client-secret"),
+            scope: get("scope").unwrap_or_else(|| scope.to_string()),
+            grant,
+            refresh_token: get("refresh-token"),
+            lines: text.lines().map(str::to_string).collect(),
+        };
+        Url::parse(&file.token_url)?;
+        if file.grant == Grant::ClientCredentials && file.client_secret.is_none() {
+            return Err("the client_credentials grant needs a client-secret".into());
+        }
+        Ok(file)
+    }
+
+    /// Rewrites the file with a new refresh token: private, and atomic.
+    pub fn save_refresh_token(&mut self, path: &Path, token: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut replaced = false;
+        let mut text = String::new();
+        for line in &self.lines {
+            let key = line
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if key == "refresh-token" {
+                if !replaced {
+                    text.push_str(&format!("refresh-token = {token}\n"));
+                }
+                replaced = true;
+            } else {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        if !replaced {
+            text.push_str(&format!("refresh-token = {token}\n"));
+        }
+        let temp = path.with_extension("new");
+        let _ = std::fs::remove_file(&temp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        self.lines = text.lines().map(str::to_string).collect();
+        self.refresh_token = Some(token.to_string());
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    access: String,
+    renew_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    token: Option<Token>,
+    /// The last renewal failed: its error, and when to try again.
+    failure: Option<(OAuthError, Instant)>,
+}
+
+/// One renewing account. Share it as `Arc<OAuthAccount>`.
+pub struct OAuthAccount {
+    user: String,
+    path: PathBuf,
+    file: Mutex<AccountFile>,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl OAuthAccount {
+    /// Loads the account file; checks that it can be used.
+    pub fn load(user: &str, path: &Path) -> Result<OAuthAccount, OAuthError> {
+        let file = AccountFile::load(path)?;
+        if file.grant == Grant::RefreshToken && file.refresh_token.is_none() {
+            return Err(OAuthError::File {
+                path: path.to_path_buf(),
+                reason: "no refresh-token yet: run emailrelay-passwd --oauth on it first".into(),
+            });
+        }
+        Ok(OAuthAccount {
+            user: user.to_string(),
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            state: tokio::sync::Mutex::new(State::default()),
+        })
+    }
+
+    /// A valid access token: the cached one, or a new one.
+    pub async fn access_token(&self) -> Result<String, OAuthError> {
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        if let Some(token) = state.token.as_ref().filter(|t| now < t.renew_at) {
+            return Ok(token.access.clone());
+        }
+        if let Some((error, retry_at)) = &state.failure {
+            if now < *retry_at {
+                return Err(error.clone());
+            }
+        }
+        match self.renew().await {
+            Ok(token) => {
+                if state.failure.take().is_some() {
+                    crate::info!("oauth2: access token for {} renewed again", self.user);
+                }
+                let access = token.access.clone();
+                state.token = Some(token);
+                Ok(access)
+            }
+            Err(error) => {
+                // One error line per outage, not one per message.
+                if state.failure.is_none() {
+                    crate::error!("{error}: mail for this account stays in the spool");
+                }
+                state.failure = Some((error.clone(), now + RETRY_AFTER));
+                Err(error)
+            }
+        }
+    }
+
+    /// Keeps the token fresh until the runtime stops: renews it when it is
+    /// due, so that forwarding never waits for the token endpoint.
+    pub async fn keep_fresh(self: std::sync::Arc<Self>) {
+        loop {
+            let _ = self.access_token().await;
+            let wake = {
+                let state = self.state.lock().await;
+                match (&state.token, &state.failure) {
+                    (_, Some((_, retry_at))) => *retry_at,
+                    (Some(token), None) => token.renew_at,
+                    (None, None) => Instant::now() + RETRY_AFTER,
+                }
+            };
+            tokio::time::sleep_until(wake.max(Instant::now() + Duration::from_secs(1))).await;
+        }
+    }
+
+    async fn renew(&self) -> Result<Token, OAuthError> {
+        let file = self
+            .file
+            .lock()
+            .map(|f| f.clone())
+            .map_err(|_| self.failed("lock poisoned"))?;
+        let url = Url::parse(&file.token_url).map_err(|e| self.failed(&e))?;
+        let mut form: Vec<(&str, &str)> = vec![("client_id", &file.client_id)];
+        if let Some(secret) = &file.client_secret {
+            form.push(("client_secret", secret));
+        }
+        if !file.scope.is_empty() {
+            form.push(("scope", &file.scope));
+        }
+        let refresh = file.refresh_token.clone().unwrap_or_default();
+        match file.grant {
+            Grant::RefreshToken => {
+                form.push(("grant_type", "refresh_token"));
+                form.push(("refresh_token", &refresh));
+            }
+            Grant::ClientCredentials => form.push(("grant_type", "client_credentials")),
+        }
+        let (status, json) = http::post_form(&url, &form, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let access = json["access_token"].as_str().filter(|t| !t.is_empty());
+        let Some(access) = access.filter(|_| status == 200) else {
+            return Err(self.failed(&describe_error(status, &json)));
+        };
+        let lifetime = Duration::from_secs(json["expires_in"].as_u64().unwrap_or(3600));
+        if let Some(new_refresh) = json["refresh_token"].as_str() {
+            if new_refresh != refresh {
+                self.save_refresh_token(new_refresh);
+            }
+        }
+        crate::verbose!(
+            "oauth2: new access token for {}, valid for {}s",
+            self.user,
+            lifetime.as_secs()
+        );
+        Ok(Token {
+            access: access.to_string(),
+            renew_at: Instant::now() + lifetime.saturating_sub(renew_ahead(lifetime)),
+        })
+    }
+
+    fn save_refresh_token(&self, token: &str) {
+        let Ok(mut file) = self.file.lock() else {
+            return;
+        };
+        if let Err(e) = file.save_refresh_token(&self.path, token) {
+            crate::warning!(
+                "oauth2: cannot save the new refresh token to {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+
+    fn failed(&self, reason: &str) -> OAuthError {
+        let url = self
+            .file
+            .lock()
+            .map(|f| f.token_url.clone())
+            .unwrap_or_default();
+        OAuthError::Renewal {
+            user: self.user.clone(),
+            url,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Renew at the earlier of five minutes before expiry and 80% of the way.
+fn renew_ahead(lifetime: Duration) -> Duration {
+    RENEW_AHEAD.min(lifetime / 5)
+}
+
+/// RFC 6749 section 5.2 error fields, in one line.
+pub fn describe_error(status: u16, json: &serde_json::Value) -> String {
+    let code = json["error"]
+        .as_str()
+        .unwrap_or("no access_token in the answer");
+    match json["error_description"].as_str() {
+        Some(text) => format!(
+            "HTTP {status}: {code}: {}",
+            text.lines().next().unwrap_or("")
+        ),
+        None => format!("HTTP {status}: {code}"),
+    }
+}
+
+/// The device-code consent (RFC 8628), for `emailrelay-passwd --oauth`:
+/// prints where to sign in, polls until the user has, and saves the
+/// refresh token in the account file.
+pub async fn device_consent(path: &Path) -> Result<(), String> {
+    let mut file = AccountFile::load(path).map_err(|e| e.to_string())?;
+    let device_url = file
+        .device_url
+        .clone()
+        .ok_or("the account file needs a provider or a device-url for the consent")?;
+    let device = Url::parse(&device_url)?;
+    let token = Url::parse(&file.token_url)?;
+    let mut form = vec![
+        ("client_id", file.client_id.as_str()),
+        ("scope", file.scope.as_str()),
+    ];
+    let (status, json) = http::post_form(&device, &form, REQUEST_TIMEOUT).await?;
+    let (Some(device_code), Some(user_code)) =
+        (json["device_code"].as_str(), json["user_code"].as_str())
+    else {
+        return Err(format!(
+            "device authorization refused: {}",
+            describe_error(status, &json)
+        ));
+    };
+    let verification = json["verification_uri"]
+        .as_str()
+        .or(json["verification_url"].as_str())
+        .unwrap_or("the provider's device login page");
+    println!("To allow emailrelay to send mail as this account, open\n\n    {verification}\n\nand enter the code {user_code}");
+    let mut interval = Duration::from_secs(json["interval"].as_u64().unwrap_or(5).max(1));
+    let deadline = Instant::now() + Duration::from_secs(json["expires_in"].as_u64().unwrap_or(900));
+    form = vec![
+        ("client_id", file.client_id.as_str()),
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code),
+    ];
+    let secret = file.client_secret.clone();
+    if let Some(secret) = &secret {
+        form.push(("client_secret", secret));
+    }
+    while Instant::now() < deadline {
+        tokio::time::sleep(interval).await;
+        let (status, json) = http::post_form(&token, &form, REQUEST_TIMEOUT).await?;
+        match (json["refresh_token"].as_str(), json["error"].as_str()) {
+            (Some(refresh), _) => {
+                let refresh = refresh.to_string();
+                file.save_refresh_token(path, &refresh)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                println!(
+                    "Signed in: the refresh token is saved in {}",
+                    path.display()
+                );
+                return Ok(());
+            }
+            (None, Some("authorization_pending")) => {}
+            (None, Some("slow_down")) => interval += Duration::from_secs(5),
+            _ => return Err(format!("sign-in failed: {}", describe_error(status, &json))),
+        }
+    }
+    Err("the code expired before sign-in finished: run the command again".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_fill_in_the_endpoints_and_scope() {
+        let f = AccountFile::parse(
+            "provider = microsoft\ntenant = contoso.com\nclient-id = abc\nrefresh-token = r1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.token_url,
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            f.device_url.as_deref(),
+            Some("https://login.microsoftonline.com/contoso.com/oauth2/v2.0/devicecode")
+        );
+        assert_eq!(
+            f.scope,
+            "https://outlook.office.com/SMTP.Send offline_access"
+        );
+        assert_eq!(
+            (f.grant, f.refresh_token.as_deref()),
+            (Grant::RefreshToken, Some("r1"))
+        );
+        let g =
+            AccountFile::parse("provider = google\nclient-id = abc\nclient-secret = s # secret\n")
+                .unwrap();
+        assert_eq!(g.token_url, "https://oauth2.googleapis.com/token");
+        assert_eq!(
+            (g.scope.as_str(), g.client_secret.as_deref()),
+            ("https://mail.google.com/", Some("s"))
+        );
+    }
+
+    #[test]
+    fn bad_account_files_say_what_is_wrong() {
+        let cases = [
+            ("client-id = a\n", "give a provider"),
+            (
+                "provider = yahoo\nclient-id = a\n",
+                "unknown provider \"yahoo\"",
+            ),
+            ("provider = google\n", "no client-id"),
+            (
+                "provider = google\nclient-id = a\ngrant = password\n",
+                "unknown grant",
+            ),
+            (
+                "token-url = http://x/t\nclient-id = a\ngrant = client_credentials\n",
+                "needs a client-secret",
+            ),
+            ("token-url = ftp://x/t\nclient-id = a\n", "not an http"),
+            ("provider google\n", "line 1: expected key = value"),
+        ];
+        for (text, expected) in cases {
+            let e = AccountFile::parse(text).unwrap_err();
+            assert!(e.contains(expected), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_new_refresh_token_replaces_the_old_line_privately() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bob.oauth2");
+        let text = "# bob\nprovider = google\nclient-id = abc\nrefresh-token = old\n";
+        std::fs::write(&path, text).unwrap();
+        let mut f = AccountFile::load(&path).unwrap();
+        f.save_refresh_token(&path, "new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# bob\nprovider = google\nclient-id = abc\nrefresh-token = new\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn renewal_comes_ahead_of_expiry() {
+        assert_eq!(
+            renew_ahead(Duration::from_secs(3600)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(renew_ahead(Duration::from_secs(10)), Duration::from_secs(2));
+    }
+}

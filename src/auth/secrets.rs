@@ -1,0 +1,425 @@
+//! E-MailRelay secrets files (`--client-auth`, `--server-auth`).
+//!
+//! One entry per line, `#` to the end of a line is a comment:
+//!
+//! ```text
+//! client plain bob password123             (xtext name and password)
+//! client plain:b Ym9i cGFzc3dvcmQxMjM=     (base64; "=" is empty)
+//! client md5 bob <base64 HMAC-MD5 state>   (from emailrelay-passwd)
+//! client oauth bob <xtext access token>    (oauth:b for base64)
+//! client oauth2 bob /etc/emailrelay/bob.oauth2   (ours: a renewing account)
+//! client plain alice e+3Dmc2 use_alice     (fifth field: account selector)
+//! server plain alice e+3Dmc2
+//! server none 192.168.0.* localipv4        (trusted address, keyword)
+//! ```
+//!
+//! `oauth2` is this project's addition: the fourth field names an account
+//! file (see `oauth.rs`) and the relay keeps the access token fresh. Every
+//! other line means what it means to E-MailRelay 2.6. A malformed line
+//! is an error naming the file and the line number.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use emailrelay_proto::sasl::{base64_decode, HmacMd5Key};
+use emailrelay_proto::smtp::xtext_decode;
+
+use super::network::AddressPattern;
+
+/// A secrets file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The file cannot be read.
+    #[error("cannot read secrets file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    /// A line is malformed.
+    #[error("secrets file {path} line {line}: {reason}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// `plain:<id>:<pw>` on the command line does not decode.
+    #[error("invalid --client-auth value: {0}")]
+    Inline(String),
+}
+
+/// What a server-side account may be checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerSecret {
+    /// Serves PLAIN, LOGIN and CRAM-MD5.
+    Plain(String),
+    /// Serves CRAM-MD5 only.
+    Md5(HmacMd5Key),
+}
+
+/// A client-side account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientAccount {
+    /// `plain:b = =` and the like: do not authenticate.
+    None,
+    Password {
+        user: String,
+        password: String,
+    },
+    Md5 {
+        user: String,
+        key: HmacMd5Key,
+    },
+    /// A static access token, as E-MailRelay's `oauth` lines give it.
+    Token {
+        user: String,
+        token: String,
+    },
+    /// A renewing OAuth 2.0 account (`oauth2`): its account file.
+    OAuth2 {
+        user: String,
+        file: PathBuf,
+    },
+}
+
+/// A trusted address range and its keyword.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trusted {
+    pub pattern: AddressPattern,
+    pub keyword: String,
+}
+
+/// A parsed secrets file.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets {
+    pub server: HashMap<String, ServerSecret>,
+    pub trusted: Vec<Trusted>,
+    /// Keyed by account selector; "" is the default account.
+    pub client: HashMap<String, ClientAccount>,
+    /// Lines that were accepted with a doubt (duplicates).
+    pub warnings: Vec<String>,
+}
+
+impl Secrets {
+    /// Reads and parses a secrets file.
+    pub fn load(path: &Path) -> Result<Secrets, SecretsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SecretsError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Secrets::parse(&text, path)
+    }
+
+    /// Parses secrets text; `path` is for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Secrets, SecretsError> {
+        let mut secrets = Secrets::default();
+        for (index, raw) in text.lines().enumerate() {
+            let content = raw.split('#').next().unwrap_or("");
+            let fields: Vec<&str> = content.split_whitespace().collect();
+            if fields.is_empty() {
+                continue;
+            }
+            secrets
+                .add_line(&fields, path)
+                .map_err(|reason| SecretsError::Line {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    reason,
+                })?;
+        }
+        Ok(secrets)
+    }
+
+    /// `--client-auth plain:<base64-id>:<base64-password>`.
+    pub fn inline_client(value: &str) -> Result<Secrets, SecretsError> {
+        let rest = value.strip_prefix("plain:").unwrap_or_default();
+        let (user, password) = rest.split_once(':').ok_or_else(|| {
+            SecretsError::Inline("expected plain:<base64-id>:<base64-password>".into())
+        })?;
+        let decode = |what: &str, text: &str| {
+            decode_base64(text)
+                .ok_or_else(|| SecretsError::Inline(format!("the {what} is not valid base64")))
+        };
+        let account = password_account(decode("user-id", user)?, decode("password", password)?);
+        let mut secrets = Secrets::default();
+        secrets.client.insert(String::new(), account);
+        Ok(secrets)
+    }
+
+    /// True if the file has any `server` account or trusted range.
+    pub fn has_server_entries(&self) -> bool {
+        !self.server.is_empty() || !self.trusted.is_empty()
+    }
+
+    /// The keyword of the first trusted range holding `ip`.
+    pub fn trusted_keyword(&self, ip: IpAddr) -> Option<&str> {
+        self.trusted
+            .iter()
+            .find(|t| t.pattern.contains(ip))
+            .map(|t| t.keyword.as_str())
+    }
+
+    fn add_line(&mut self, fields: &[&str], path: &Path) -> Result<(), String> {
+        if !(4..=5).contains(&fields.len()) {
+            return Err(format!(
+                "expected 4 or 5 fields (side, type, user-id, password[, selector]), found {}",
+                fields.len()
+            ));
+        }
+        let side = fields[0].to_ascii_lowercase();
+        let kind = fields[1].to_ascii_lowercase();
+        match side.as_str() {
+            "server" if fields.len() == 5 => {
+                Err("a fifth field (account selector) is for client lines only".into())
+            }
+            "server" => self.add_server(&kind, fields[2], fields[3]),
+            "client" => {
+                let selector = fields.get(4).copied().unwrap_or("");
+                let account = client_account(&kind, fields[2], fields[3], path)?;
+                if self.client.contains_key(selector) {
+                    self.warnings.push(format!(
+                        "duplicate client entry for selector \"{selector}\": the first is used"
+                    ));
+                } else {
+                    self.client.insert(selector.to_string(), account);
+                }
+                Ok(())
+            }
+            other => Err(format!(
+                "the first field must be \"client\" or \"server\", not \"{other}\""
+            )),
+        }
+    }
+
+    fn add_server(&mut self, kind: &str, id: &str, secret: &str) -> Result<(), String> {
+        let (user, secret) = match kind {
+            "none" => {
+                let pattern = AddressPattern::parse(id).ok_or_else(|| {
+                    format!("\"{id}\" is not an address, CIDR range or wildcard address")
+                })?;
+                self.trusted.push(Trusted {
+                    pattern,
+                    keyword: secret.to_string(),
+                });
+                return Ok(());
+            }
+            "plain" => (xtext(id)?, ServerSecret::Plain(xtext(secret)?)),
+            "plain:b" => (
+                base64("user-id", id)?,
+                ServerSecret::Plain(base64("password", secret)?),
+            ),
+            "md5" => (xtext(id)?, ServerSecret::Md5(md5(secret)?)),
+            "md5:b" => (base64("user-id", id)?, ServerSecret::Md5(md5(secret)?)),
+            other => return Err(unknown_type(other, "plain, plain:b, md5 or none")),
+        };
+        if self.server.contains_key(&user) {
+            self.warnings.push(format!(
+                "duplicate server entry for \"{user}\": the first is used"
+            ));
+        } else {
+            self.server.insert(user, secret);
+        }
+        Ok(())
+    }
+}
+
+fn client_account(
+    kind: &str,
+    id: &str,
+    secret: &str,
+    path: &Path,
+) -> Result<ClientAccount, String> {
+    Ok(match kind {
+        "plain" => password_account(xtext(id)?, xtext(secret)?),
+        "plain:b" => password_account(base64("user-id", id)?, base64("password", secret)?),
+        "md5" | "md5:b" => {
+            let user = if kind == "md5" {
+                xtext(id)?
+            } else {
+                base64("user-id", id)?
+            };
+            ClientAccount::Md5 {
+                user,
+                key: md5(secret)?,
+            }
+        }
+        "oauth" => ClientAccount::Token {
+            user: xtext(id)?,
+            token: xtext(secret)?,
+        },
+        "oauth:b" => ClientAccount::Token {
+            user: base64("user-id", id)?,
+            token: base64("token", secret)?,
+        },
+        "oauth2" => {
+            // A relative account file is relative to the secrets file.
+            let file = Path::new(secret);
+            let file = match path.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file.to_path_buf(),
+            };
+            ClientAccount::OAuth2 {
+                user: xtext(id)?,
+                file,
+            }
+        }
+        other => {
+            return Err(unknown_type(
+                other,
+                "plain, plain:b, md5, oauth, oauth:b or oauth2",
+            ))
+        }
+    })
+}
+
+/// An empty user-id means "no authentication" (`client plain:b = = noauth`).
+fn password_account(user: String, password: String) -> ClientAccount {
+    if user.is_empty() {
+        ClientAccount::None
+    } else {
+        ClientAccount::Password { user, password }
+    }
+}
+
+fn unknown_type(kind: &str, allowed: &str) -> String {
+    format!("unknown password type \"{kind}\": use {allowed}")
+}
+
+fn xtext(text: &str) -> Result<String, String> {
+    Ok(xtext_decode(text))
+}
+
+fn base64(what: &str, text: &str) -> Result<String, String> {
+    decode_base64(text).ok_or_else(|| format!("the {what} is not valid base64"))
+}
+
+/// E-MailRelay writes an empty value as `=`.
+fn decode_base64(text: &str) -> Option<String> {
+    if text == "=" {
+        return Some(String::new());
+    }
+    base64_decode(text).and_then(|b| String::from_utf8(b).ok())
+}
+
+fn md5(text: &str) -> Result<HmacMd5Key, String> {
+    HmacMd5Key::from_base64(text)
+        .ok_or_else(|| "the md5 password is not a 44-character hash from emailrelay-passwd".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Secrets, SecretsError> {
+        Secrets::parse(text, Path::new("/etc/emailrelay.auth"))
+    }
+
+    #[test]
+    fn the_reference_guides_examples_parse() {
+        let s = parse(
+            "# emailrelay secrets file\n\
+             client plain bob password123 # no selector, authenticate as bob\n\
+             client plain alice e+3Dmc2 use_alice # selector 'use_alice'\n\
+             client plain:b = = noauth # selector 'noauth', no authentication\n\
+             server plain:b YWxpY2U= ZT1tYzI= # alice\n\
+             server plain carol my+20password\n\
+             server md5 dave x6UJKQF9f7HfhS1M+PW4s8rXIoT+L+WoqLz+rBwSKbw=\n\
+             server none 192.168.0.* localipv4\n\
+             server none fe80::/64 localipv6\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.client[""],
+            ClientAccount::Password {
+                user: "bob".into(),
+                password: "password123".into()
+            }
+        );
+        assert_eq!(
+            s.client["use_alice"],
+            ClientAccount::Password {
+                user: "alice".into(),
+                password: "e=mc2".into()
+            }
+        );
+        assert_eq!(s.client["noauth"], ClientAccount::None);
+        assert_eq!(s.server["alice"], ServerSecret::Plain("e=mc2".into()));
+        assert_eq!(s.server["carol"], ServerSecret::Plain("my password".into()));
+        assert_eq!(
+            s.server["dave"],
+            ServerSecret::Md5(HmacMd5Key::new(b"my password"))
+        );
+        assert_eq!(
+            s.trusted_keyword("192.168.0.7".parse().unwrap()),
+            Some("localipv4")
+        );
+        assert_eq!(
+            s.trusted_keyword("fe80::1".parse().unwrap()),
+            Some("localipv6")
+        );
+        assert_eq!(s.trusted_keyword("192.168.1.7".parse().unwrap()), None);
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn oauth_lines_keep_e_mailrelays_meaning_and_oauth2_names_a_file() {
+        let s = parse(
+            "client oauth bob@example.com ya29.a0AfH6SM+2B\n\
+             client oauth2 carol@example.com carol.oauth2 renewing\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.client[""],
+            ClientAccount::Token {
+                user: "bob@example.com".into(),
+                token: "ya29.a0AfH6SM+".into()
+            }
+        );
+        assert_eq!(
+            s.client["renewing"],
+            ClientAccount::OAuth2 {
+                user: "carol@example.com".into(),
+                file: PathBuf::from("/etc/carol.oauth2")
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_lines_name_the_file_and_line() {
+        let cases = [
+            ("client plain bob\n", "expected 4 or 5 fields"),
+            ("\n\nserver plain alice pw extra\n", "line 3: a fifth field"),
+            ("clients plain bob pw\n", "\"client\" or \"server\""),
+            ("server login bob pw\n", "unknown password type \"login\""),
+            ("server md5 bob notahash\n", "emailrelay-passwd"),
+            ("server plain:b !!! cHc=\n", "user-id is not valid base64"),
+            ("server none 300.1.2.3 x\n", "not an address"),
+        ];
+        for (text, expected) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("secrets file /etc/emailrelay.auth line "),
+                "{e}"
+            );
+            assert!(e.contains(expected), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_form_decodes_base64() {
+        let s = Secrets::inline_client("plain:Ym9i:cGFzc3dvcmQxMjM=").unwrap();
+        assert_eq!(
+            s.client[""],
+            ClientAccount::Password {
+                user: "bob".into(),
+                password: "password123".into()
+            }
+        );
+        assert!(Secrets::inline_client("plain:Ym9i").is_err());
+        assert!(Secrets::inline_client("plain:!!:cHc=").is_err());
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_and_warn() {
+        let s = parse("server plain alice one\nserver plain alice two\n").unwrap();
+        assert_eq!(s.server["alice"], ServerSecret::Plain("one".into()));
+        assert_eq!(s.warnings.len(), 1);
+    }
+}
