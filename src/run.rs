@@ -155,13 +155,15 @@ async fn serve(
         .clone()
         .map(|spec| Arc::new(Verifier::new(spec, filters.settings.timeout)));
     let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool), client_filter);
+    if settings.forward.exit_when_done {
+        return Ok(forward_and_exit(&forwarder, settings.forward.on_start).await);
+    }
+    // A long-running relay keeps its OAuth tokens fresh in the background;
+    // a one-shot --as-client run gets them as it needs them.
     if let Some(auth) = &settings.forward.auth {
         for account in auth.oauth_accounts() {
             tokio::spawn(Arc::clone(account).keep_fresh());
         }
-    }
-    if settings.forward.exit_when_done {
-        return Ok(forward_and_exit(&forwarder, settings.forward.on_start).await);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let smtp_settings = settings

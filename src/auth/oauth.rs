@@ -32,7 +32,7 @@ use super::http::{self, Url};
 /// How long before expiry a token is renewed, at most.
 const RENEW_AHEAD: Duration = Duration::from_secs(300);
 /// Wait after a failed renewal before the next try.
-const RETRY_AFTER: Duration = Duration::from_secs(60);
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Deadline for one token request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -199,6 +199,7 @@ impl AccountFile {
 struct Token {
     access: String,
     renew_at: Instant,
+    expires_at: Instant,
 }
 
 #[derive(Default)]
@@ -241,9 +242,16 @@ impl OAuthAccount {
         if let Some(token) = state.token.as_ref().filter(|t| now < t.renew_at) {
             return Ok(token.access.clone());
         }
+        // A token that is due for renewal but not yet expired still works
+        // while the renewal is failing.
+        let still_valid = state
+            .token
+            .as_ref()
+            .filter(|t| now < t.expires_at)
+            .map(|t| t.access.clone());
         if let Some((error, retry_at)) = &state.failure {
             if now < *retry_at {
-                return Err(error.clone());
+                return still_valid.ok_or_else(|| error.clone());
             }
         }
         match self.renew().await {
@@ -261,7 +269,7 @@ impl OAuthAccount {
                     crate::error!("{error}: mail for this account stays in the spool");
                 }
                 state.failure = Some((error.clone(), now + RETRY_AFTER));
-                Err(error)
+                still_valid.ok_or(error)
             }
         }
     }
@@ -323,9 +331,11 @@ impl OAuthAccount {
             self.user,
             lifetime.as_secs()
         );
+        let now = Instant::now();
         Ok(Token {
             access: access.to_string(),
-            renew_at: Instant::now() + lifetime.saturating_sub(renew_ahead(lifetime)),
+            renew_at: now + lifetime.saturating_sub(renew_ahead(lifetime)),
+            expires_at: now + lifetime,
         })
     }
 

@@ -379,7 +379,7 @@ impl Conn {
                         self.peer_text
                     ),
                 );
-                tokio::time::sleep(FAILURE_DELAY * self.auth_failures).await;
+                tokio::time::sleep(FAILURE_DELAY).await;
                 if self.auth_failures >= MAX_FAILURES {
                     log::write(
                         Level::Warning,

@@ -1,5 +1,7 @@
 //! The integration tests: our binaries against real programs on loopback.
 //!
+//! - `auth`: SMTP AUTH on our server (swaks, PAM), trusted addresses.
+//! - `client_auth`: AUTH on our client (relay, Postfix with Dovecot SASL), OAuth 2.0.
 //! - `cli`: option spellings, config files, help/version, startup errors.
 //! - `server`: swaks and Python smtplib submitting; the spool files.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
@@ -10,7 +12,9 @@
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 
+mod auth;
 mod cli;
+mod client_auth;
 mod durability;
 mod filter;
 mod forward;

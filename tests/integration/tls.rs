@@ -21,12 +21,12 @@ use crate::harness::{
 
 /// A test PKI: a CA with a server certificate (localhost, 127.0.0.1) and a
 /// client certificate, and a second, untrusted CA with one of each.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
-    fn new(dir: &Path) -> Pki {
+    pub(crate) fn new(dir: &Path) -> Pki {
         let dir = dir.join("pki");
         std::fs::create_dir_all(&dir).unwrap();
         let pki = Pki { dir };
@@ -55,7 +55,7 @@ impl Pki {
         pki
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 
