@@ -173,13 +173,9 @@ impl Secrets {
             "client" => {
                 let selector = fields.get(4).copied().unwrap_or("");
                 let account = client_account(&kind, fields[2], fields[3], path)?;
-                if self.client.contains_key(selector) {
-                    self.warnings.push(format!(
-                        "duplicate client entry for selector \"{selector}\": the first is used"
-                    ));
-                } else {
-                    self.client.insert(selector.to_string(), account);
-                }
+                let what = format!("client entry for selector \"{selector}\"");
+                let key = selector.to_string();
+                insert_first(&mut self.client, key, account, &mut self.warnings, &what);
                 Ok(())
             }
             other => Err(format!(
@@ -200,22 +196,17 @@ impl Secrets {
                 });
                 return Ok(());
             }
-            "plain" => (xtext(id)?, ServerSecret::Plain(xtext(secret)?)),
+            "plain" => (xtext_decode(id), ServerSecret::Plain(xtext_decode(secret))),
             "plain:b" => (
                 base64("user-id", id)?,
                 ServerSecret::Plain(base64("password", secret)?),
             ),
-            "md5" => (xtext(id)?, ServerSecret::Md5(md5(secret)?)),
+            "md5" => (xtext_decode(id), ServerSecret::Md5(md5(secret)?)),
             "md5:b" => (base64("user-id", id)?, ServerSecret::Md5(md5(secret)?)),
             other => return Err(unknown_type(other, "plain, plain:b, md5 or none")),
         };
-        if self.server.contains_key(&user) {
-            self.warnings.push(format!(
-                "duplicate server entry for \"{user}\": the first is used"
-            ));
-        } else {
-            self.server.insert(user, secret);
-        }
+        let what = format!("server entry for \"{user}\"");
+        insert_first(&mut self.server, user, secret, &mut self.warnings, &what);
         Ok(())
     }
 }
@@ -227,11 +218,11 @@ fn client_account(
     path: &Path,
 ) -> Result<ClientAccount, String> {
     Ok(match kind {
-        "plain" => password_account(xtext(id)?, xtext(secret)?),
+        "plain" => password_account(xtext_decode(id), xtext_decode(secret)),
         "plain:b" => password_account(base64("user-id", id)?, base64("password", secret)?),
         "md5" | "md5:b" => {
             let user = if kind == "md5" {
-                xtext(id)?
+                xtext_decode(id)
             } else {
                 base64("user-id", id)?
             };
@@ -241,8 +232,8 @@ fn client_account(
             }
         }
         "oauth" => ClientAccount::Token {
-            user: xtext(id)?,
-            token: xtext(secret)?,
+            user: xtext_decode(id),
+            token: xtext_decode(secret),
         },
         "oauth:b" => ClientAccount::Token {
             user: base64("user-id", id)?,
@@ -256,7 +247,7 @@ fn client_account(
                 _ => file.to_path_buf(),
             };
             ClientAccount::OAuth2 {
-                user: xtext(id)?,
+                user: xtext_decode(id),
                 file,
             }
         }
@@ -267,6 +258,24 @@ fn client_account(
             ))
         }
     })
+}
+
+/// Keeps the first entry for a key and warns about later ones.
+fn insert_first<V>(
+    map: &mut HashMap<String, V>,
+    key: String,
+    value: V,
+    warnings: &mut Vec<String>,
+    what: &str,
+) {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(_) => {
+            warnings.push(format!("duplicate {what}: the first is used"))
+        }
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(value);
+        }
+    }
 }
 
 /// An empty user-id means "no authentication" (`client plain:b = = noauth`).
@@ -280,10 +289,6 @@ fn password_account(user: String, password: String) -> ClientAccount {
 
 fn unknown_type(kind: &str, allowed: &str) -> String {
     format!("unknown password type \"{kind}\": use {allowed}")
-}
-
-fn xtext(text: &str) -> Result<String, String> {
-    Ok(xtext_decode(text))
 }
 
 fn base64(what: &str, text: &str) -> Result<String, String> {

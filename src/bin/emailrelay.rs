@@ -79,11 +79,17 @@ fn version_text(verbose: bool) -> String {
     );
     if verbose {
         text.push_str(&format!("TLS library: {}\n", emailrelay::tls::library()));
-        text.push_str("Authentication: none (not yet built in)\n");
-        text.push_str("PAM: disabled\n");
+        text.push_str(
+            "Authentication: PLAIN, LOGIN, CRAM-MD5 both ways; XOAUTH2 client, with OAuth 2.0 token renewal\n",
+        );
+        text.push_str(if cfg!(feature = "pam") {
+            "PAM: enabled (libpam loaded when pam: is used)\n"
+        } else {
+            "PAM: disabled\n"
+        });
         text.push_str("POP server: disabled\n");
         text.push_str("Admin server: enabled\n");
-        text.push_str("Filters: disabled\n");
+        text.push_str("Filters: enabled\n");
         text.push_str("Fsync before 250: enabled\n");
         text.push_str("License: GPL-3.0-or-later\n");
     }

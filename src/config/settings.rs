@@ -227,12 +227,13 @@ impl Settings {
     }
 }
 
+/// The server's and the client's authentication, each optional.
+type AuthPair = (Option<Arc<ServerAuth>>, Option<Arc<ClientAuth>>);
+
 /// `--server-auth`, `--client-auth` and their `-config` lists. The
 /// secrets files are read here, at startup and before any privilege drop,
 /// so a root-only secrets file works and a malformed one stops the start.
-fn parse_auth(
-    args: &Args,
-) -> Result<(Option<Arc<ServerAuth>>, Option<Arc<ClientAuth>>), ConfigError> {
+fn parse_auth(args: &Args) -> Result<AuthPair, ConfigError> {
     let policy = |option: &'static str| match args.value(option) {
         None => Ok(MechanismPolicy::default()),
         Some(v) => MechanismPolicy::parse(v).map_err(|e| bad(option, v, e)),

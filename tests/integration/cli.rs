@@ -115,7 +115,7 @@ fn startup_errors_carry_the_time_with_log_time() {
 #[test]
 fn later_features_and_instances_are_refused_by_name() {
     for (args, name) in [
-        (&["--client-auth", "x"][..], "--client-auth"),
+        (&["--pop-auth", "x"][..], "--pop-auth"),
         (&["--pop"], "--pop"),
     ] {
         let (code, _, err) = relay(args);
