@@ -1,6 +1,10 @@
 //! What filters, verifiers and DNS servers send back: DNS answers, filter
-//! stdout and the option parsers must never panic on arbitrary input.
+//! stdout, the option parsers, secrets files and OAuth account files must
+//! never panic on arbitrary input.
 #![no_main]
+use emailrelay::auth::oauth::AccountFile;
+use emailrelay::auth::Secrets;
+use emailrelay_proto::sasl::MechanismPolicy;
 use emailrelay::filter::{parse_response, FilterSpec};
 use emailrelay::net::dns;
 use emailrelay::net::dnsbl::DnsblConfig;
@@ -16,4 +20,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = FilterSpec::parse_chain(&text);
     let _ = VerifierSpec::parse(&text);
     let _ = DnsblConfig::parse(&text);
+    let _ = Secrets::parse(&text, std::path::Path::new("fuzz"));
+    let _ = Secrets::inline_client(&text);
+    let _ = AccountFile::parse(&text);
+    let _ = MechanismPolicy::parse(&text);
 });

@@ -400,3 +400,39 @@ fn pam_authenticates_system_accounts_through_the_emailrelay_service() {
         .all(|e| e.contains("X-MailRelay-Authentication: erpamtest\r\n")));
     relay.expect_log("smtp authentication: \"erpamtest\" authenticated with LOGIN");
 }
+
+#[test]
+fn cram_md5_challenges_are_random_and_never_repeat() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let file = secrets(dir.path(), "server.auth", SERVER_SECRETS);
+    let relay = Relay::start(dir.path(), &["--server-auth", file.to_str().unwrap()]);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(relay.port);
+        c.reply();
+        c.command("EHLO me");
+        let reply = c.command("AUTH CRAM-MD5");
+        let text = reply
+            .strip_prefix("334 ")
+            .unwrap_or_else(|| panic!("{reply}"));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
+        let challenge = String::from_utf8(decoded).unwrap();
+        // <128 random bits in hex.unix-time@domain>
+        let inner = challenge
+            .strip_prefix('<')
+            .and_then(|c| c.strip_suffix("@relay.example.com>"))
+            .unwrap_or_else(|| panic!("{challenge}"));
+        let (random, time) = inner.split_once('.').unwrap();
+        assert!(
+            random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{challenge}"
+        );
+        assert!(time.parse::<u64>().is_ok(), "{challenge}");
+        assert!(!seen.contains(&random.to_string()), "repeated: {challenge}");
+        seen.push(random.to_string());
+        assert_eq!(c.command("*"), "501 authentication cancelled");
+    }
+}
