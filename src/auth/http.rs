@@ -97,7 +97,8 @@ async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::
         .await
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
-    let mut buf = [0u8; 8192];
+    // On the heap: this future sits inside every forwarding future.
+    let mut buf = vec![0u8; 8192];
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(n) => n,

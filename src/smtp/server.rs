@@ -361,7 +361,7 @@ impl Conn {
             return AuthResult::Rejected;
         };
         let user = credentials.user().to_string();
-        let result = auth.check(credentials).await;
+        let result = Box::pin(auth.check(credentials)).await;
         let peer = Some(self.peer_text.as_str());
         match &result {
             AuthResult::Accepted { name } => log::write(
@@ -426,7 +426,7 @@ impl Conn {
             mechanism,
             auth_name,
         };
-        verifier.verify(&request).await
+        Box::pin(verifier.verify(&request)).await
     }
 
     fn start_message(
@@ -525,7 +525,9 @@ impl Conn {
             envelope: prepared.envelope_path(),
         };
         let id = prepared.id().clone();
-        let outcome = filter.run(&job).await;
+        // Boxed, as are the verifier and AUTH checks: an idle connection's
+        // future then holds none of their state.
+        let outcome = Box::pin(filter.run(&job)).await;
         let peer = Some(self.peer_text.as_str());
         match outcome {
             FilterOutcome::Ok | FilterOutcome::StopScanning => Ok(prepared.commit(true).await),
@@ -563,7 +565,9 @@ impl Conn {
     /// upstream refused for now is removed (the client keeps and retries
     /// it); one that could not be sent at all stays queued and is accepted.
     async fn forward_now(&mut self, id: &crate::store::MessageId) -> MessageResult {
-        match self.shared.forwarder.forward_now(id).await {
+        // Boxed: the forwarding future is large and only proxy mode needs
+        // it, so it is not carried inside every idle connection's future.
+        match Box::pin(self.shared.forwarder.forward_now(id)).await {
             Verdict::Sent | Verdict::Deferred(None) => MessageResult::Accepted,
             Verdict::Failed(reply) => MessageResult::Rejected(reply),
             Verdict::Deferred(Some(reply)) => {
