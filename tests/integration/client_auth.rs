@@ -94,9 +94,14 @@ fn relay_to_relay_with_accounts_chosen_by_the_envelope() {
         "alice@example.org",
         "none@example.org",
         "nosuch@example.org",
+        "override@example.org",
+        "anonymous@example.org",
     ] {
         submit_to(&spool, to);
     }
+    // MailFromAuthOut: a name sent as given, and <> for none.
+    set_field(&spool, "override@", "MailFromAuthOut", "carol+2Bx");
+    set_field(&spool, "anonymous@", "MailFromAuthOut", "<>");
     set_field(&spool, "alice@", "ClientAccountSelector", "use_alice");
     set_field(&spool, "none@", "ClientAccountSelector", "noauth");
     set_field(&spool, "nosuch@", "ClientAccountSelector", "nosuch");
@@ -116,15 +121,20 @@ fn relay_to_relay_with_accounts_chosen_by_the_envelope() {
         .iter()
         .map(|n| read(&upstream.spool, n))
         .collect();
-    assert_eq!(stored.len(), 2, "{log}");
-    for (to, name) in [("default@", "bob"), ("alice@", "alice")] {
+    assert_eq!(stored.len(), 4, "{log}");
+    for (to, name, auth_in) in [
+        ("default@", "bob", "bob"),
+        ("alice@", "alice", "alice"),
+        ("override@", "bob", "carol+2Bx"),
+        ("anonymous@", "bob", "<>"),
+    ] {
         let envelope = stored.iter().find(|e| e.contains(to)).unwrap();
         assert!(
             envelope.contains(&format!("X-MailRelay-Authentication: {name}\r\n")),
             "{envelope}"
         );
         assert!(
-            envelope.contains(&format!("X-MailRelay-MailFromAuthIn: {name}\r\n")),
+            envelope.contains(&format!("X-MailRelay-MailFromAuthIn: {auth_in}\r\n")),
             "{envelope}"
         );
     }
