@@ -261,12 +261,15 @@ impl ClientAuth {
     }
 
     /// The secret for a message's `ClientAccountSelector`; `Ok(None)` means
-    /// the account says not to authenticate.
+    /// no authentication: the account says so, or the message names no
+    /// selector and the file has only selector lines. A selector the file
+    /// does not have is an error.
     pub async fn secret(&self, selector: &str) -> Result<Option<ClientSecret>, AccountError> {
-        let account = self
-            .accounts
-            .get(selector)
-            .ok_or_else(|| AccountError::NoAccount(selector.to_string()))?;
+        let account = match self.accounts.get(selector) {
+            Some(account) => account,
+            None if selector.is_empty() => return Ok(None),
+            None => return Err(AccountError::NoAccount(selector.to_string())),
+        };
         Ok(Some(match account {
             ClientAccount::None => return Ok(None),
             ClientAccount::Password { user, password } => ClientSecret::Password {
@@ -360,6 +363,24 @@ mod tests {
             digest,
         };
         assert_eq!(auth.check(cram).await, accepted("bob"));
+    }
+
+    #[tokio::test]
+    async fn selectors_choose_the_client_account() {
+        let text = "client plain alice e+3Dmc2 use_alice\nclient plain:b = = noauth\n";
+        let auth = ClientAuth {
+            accounts: Secrets::parse(text, Path::new("test")).unwrap().client,
+            oauth: HashMap::new(),
+            policy: MechanismPolicy::default(),
+        };
+        let alice = auth.secret("use_alice").await.unwrap().unwrap();
+        assert_eq!(alice.user(), "alice");
+        assert_eq!(auth.secret("noauth").await.unwrap(), None);
+        // No default line: a message without a selector goes unauthenticated.
+        assert_eq!(auth.secret("").await.unwrap(), None);
+        assert!(
+            matches!(auth.secret("other").await, Err(AccountError::NoAccount(s)) if s == "other")
+        );
     }
 
     #[test]

@@ -16,10 +16,6 @@ use emailrelay_proto::sasl::ClientSecret;
 use emailrelay_proto::smtp::{
     xtext_encode, ClientConfig, OutgoingMessage, Reply, SendOutcome, Strictness, TlsPolicy,
 };
-
-/// A connection is reused only for messages to the same place with the
-/// same client account: (target address, account selector).
-type Key = (String, String);
 use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
@@ -28,6 +24,10 @@ use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
+
+/// A connection is reused only for messages to the same place with the
+/// same client account: (target address, account selector).
+type Key = (String, String);
 
 /// Forwarding settings; built by `config`.
 #[derive(Clone, Debug, Default)]
