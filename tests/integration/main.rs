@@ -1,13 +1,14 @@
 //! The integration tests: our binaries against real programs on loopback.
 //!
 //! - `auth`: SMTP AUTH on our server (swaks, PAM), trusted addresses.
-//! - `client_auth`: AUTH on our client (relay, Postfix with Dovecot SASL), OAuth 2.0.
+//! - `client_auth`: AUTH on our client (relay, Postfix with Dovecot SASL).
 //! - `cli`: option spellings, config files, help/version, startup errors.
 //! - `server`: swaks and Python smtplib submitting; the spool files.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
 //! - `durability`: SIGKILL under load, disk full.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
+//! - `oauth`: OAuth 2.0 tokens (loopback token endpoint), XOAUTH2, emailrelay-passwd --oauth.
 //! - `postfix`: Postfix as the smarthost.
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
@@ -20,6 +21,7 @@ mod filter;
 mod forward;
 mod harness;
 mod load;
+mod oauth;
 mod postfix;
 mod process;
 mod server;
