@@ -51,6 +51,19 @@ pub enum OAuthError {
     },
 }
 
+/// The keys an account file may hold.
+const KEYS: [&str; 9] = [
+    "provider",
+    "tenant",
+    "token-url",
+    "device-url",
+    "client-id",
+    "client-secret",
+    "grant",
+    "scope",
+    "refresh-token",
+];
+
 /// The grant used to get access tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grant {
@@ -94,7 +107,15 @@ impl AccountFile {
             let (key, value) = content
                 .split_once('=')
                 .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
-            values.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+            let key = key.trim().to_ascii_lowercase();
+            if !KEYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "line {}: unknown key \"{key}\": use {}",
+                    n + 1,
+                    KEYS.join(", ")
+                ));
+            }
+            values.insert(key, value.trim().to_string());
         }
         let get = |k: &str| values.get(k).filter(|v| !v.is_empty()).cloned();
         let tenant = get("tenant").unwrap_or_else(|| "common".into());
@@ -501,6 +522,10 @@ mod tests {
             ),
             ("token-url = ftp://x/t\nclient-id = a\n", "not an http"),
             ("provider google\n", "line 1: expected key = value"),
+            (
+                "provider = google\nclient_id = a\n",
+                "line 2: unknown key \"client_id\"",
+            ),
         ];
         for (text, expected) in cases {
             let e = AccountFile::parse(text).unwrap_err();

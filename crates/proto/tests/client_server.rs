@@ -137,6 +137,16 @@ impl Pair {
     }
 }
 
+/// A client past the greeting and EHLO (`replies` holds both), with its
+/// output so far drained.
+fn ready_client(config: ClientConfig, replies: &[u8]) -> ClientSession {
+    let mut client = ClientSession::new(config);
+    client.handle_input(replies);
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    client.poll_output(&mut Vec::new());
+    client
+}
+
 fn client_config() -> ClientConfig {
     ClientConfig {
         strict: Strictness::default(),
@@ -304,14 +314,11 @@ fn a_missing_greeting_is_skipped_after_the_prompt_timeout() {
 
 #[test]
 fn mail_parameters_follow_the_server_capabilities() {
-    let mut client = ClientSession::new(client_config());
-    client.handle_input(
+    let mut client = ready_client(
+        client_config(),
         b"220 x\r\n250-x\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250-AUTH CRAM-MD5\r\n250 SMTPUTF8\r\n",
     );
-    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
     let mut out = Vec::new();
-    client.poll_output(&mut out);
-    out.clear();
     client.send_message(OutgoingMessage {
         from: "a@b".into(),
         to: vec!["c@d".into()],
@@ -334,15 +341,12 @@ fn strict_keywords_fail_what_the_server_cannot_take_without_sending_it() {
         smtputf8: true,
         binarymime: false,
     };
-    let mut client = ClientSession::new(ClientConfig {
+    let config = ClientConfig {
         strict,
         ..client_config()
-    });
-    client.handle_input(b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
-    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    };
+    let mut client = ready_client(config, b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
     let mut out = Vec::new();
-    client.poll_output(&mut out);
-    out.clear();
     let message = OutgoingMessage {
         from: "a@b".into(),
         to: vec!["c@d".into()],
@@ -649,12 +653,8 @@ fn the_client_trace_masks_responses() {
 
 #[test]
 fn the_auth_parameter_goes_only_to_servers_that_offer_auth() {
-    let mut client = ClientSession::new(client_config());
-    client.handle_input(b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
-    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    let mut client = ready_client(client_config(), b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
     let mut out = Vec::new();
-    client.poll_output(&mut out);
-    out.clear();
     client.send_message(OutgoingMessage {
         from: "a@b".into(),
         to: vec!["c@d".into()],
