@@ -1,14 +1,19 @@
 //! The admin interface driver (`--admin PORT`): a telnet-friendly line
 //! dialogue with the `E-MailRelay> ` prompt, parsed by the proto crate.
+//! Answers are byte for byte E-MailRelay 2.6.1's (see
+//! `emailrelay_proto::admin` for the rules).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use emailrelay_proto::admin::{AdminCommand, PROMPT};
+use emailrelay_proto::admin::{
+    line_ending, reply, AdminCommand, DnsblAction, DNSBL_USAGE, ERROR_LIMIT, SMTP_USAGE,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
+use crate::control::Connections;
 use crate::net::{display_addr, Listen, Stream};
 use crate::smtp::server::Shared;
 
@@ -26,193 +31,218 @@ pub struct AdminSettings {
 pub struct AdminContext {
     pub settings: AdminSettings,
     pub smtp: Arc<Shared>,
-    /// Listening endpoints, for `status`.
-    pub listening: Vec<String>,
     /// Set to request a clean shutdown (`terminate`).
     pub terminate: watch::Sender<bool>,
+    /// The pid the pid file holds, for `pid`.
+    pub pid: u32,
+    /// The process's listeners and connections, for `status` and `notify`.
+    pub connections: Arc<Connections>,
+}
+
+/// Why an admin connection ended, for the log line.
+enum End {
+    Quit,
+    PeerClosed,
+    TooManyErrors,
+    WriteFailed,
 }
 
 /// Serves one admin connection. Lines are read by a separate task so that
 /// `notify` events can be written while waiting for the next command.
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<AdminContext>) {
+    let peer_text = peer
+        .as_ref()
+        .map(display_addr)
+        .unwrap_or_else(|| "unix".into());
     if let Some(addr) = peer {
         if !ctx.settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
             crate::warning!(
-                "admin connection rejected from {}: not a local address",
-                display_addr(&addr)
+                "admin connection rejected from {peer_text}: not a local address"
             );
             return;
         }
     }
+    crate::info!("admin connection from {peer_text}");
+    let end = dialogue(stream, &ctx).await;
+    let reason = match end {
+        End::Quit => "",
+        End::PeerClosed => "peer disconnected: ",
+        End::TooManyErrors => "too many errors: ",
+        End::WriteFailed => "write failed: ",
+    };
+    crate::info!("admin connection closed: {reason}{peer_text}");
+}
+
+async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext) -> End {
     let (reader, mut writer) = tokio::io::split(stream);
-    let (line_tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    let (line_tx, mut lines) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let reader_task = tokio::spawn(read_lines(reader, line_tx));
-    let mut events: Option<tokio::sync::broadcast::Receiver<String>> = None;
-    let mut out = PROMPT.to_string();
-    loop {
-        if !out.is_empty() && writer.write_all(out.as_bytes()).await.is_err() {
-            break;
-        }
-        out.clear();
+    let mut events = None;
+    // E-MailRelay compatibility: no prompt until the first command, and
+    // answers end the way the client's first line ended.
+    let mut eol: Option<&'static str> = None;
+    let mut errors = 0;
+    let end = loop {
         let event = async {
             match events.as_mut() {
-                Some(rx) => rx.recv().await.ok(),
+                Some(rx) => recv_event(rx).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let out = tokio::select! {
             line = lines.recv() => {
-                let Some(line) = line else { break };
-                let command = AdminCommand::parse(&line);
-                if command == AdminCommand::Quit {
-                    break;
+                let Some(raw) = line else { break End::PeerClosed };
+                let eol = *eol.get_or_insert_with(|| line_ending(&raw));
+                let text = String::from_utf8_lossy(&raw);
+                let command = AdminCommand::parse(text.trim_end_matches(['\r', '\n']), ctx.settings.terminate);
+                match command {
+                    AdminCommand::Quit => break End::Quit,
+                    AdminCommand::Notify => {
+                        events = Some(ctx.connections.subscribe());
+                        continue;
+                    }
+                    AdminCommand::Terminate => {
+                        crate::info!("received a terminate command");
+                        let _ = ctx.terminate.send(true);
+                        continue;
+                    }
+                    AdminCommand::Unrecognised => errors += 1,
+                    _ => {}
                 }
-                if command == AdminCommand::Notify {
-                    events = Some(ctx.smtp.forwarder.events.subscribe());
-                    out = format!("OK\r\n{PROMPT}");
-                    continue;
-                }
-                let answer = run_command(&command, &ctx).await.unwrap_or_default();
-                if !answer.is_empty() {
-                    out = answer.replace('\n', "\r\n") + "\r\n";
-                }
-                out.push_str(PROMPT);
+                let answer = run_command(&command, ctx, eol).await;
+                reply(&answer, eol)
             }
-            Some(event) = event => out = format!("EVENT: {event}\r\n"),
+            Some(event) = event => event.render(eol.unwrap_or("\r\n")),
+        };
+        if writer.write_all(out.as_bytes()).await.is_err() {
+            break End::WriteFailed;
         }
-    }
+        if errors >= ERROR_LIMIT {
+            break End::TooManyErrors;
+        }
+    };
     reader_task.abort();
+    end
 }
 
-/// Reads bounded lines until the peer closes.
+async fn recv_event(
+    rx: &mut tokio::sync::broadcast::Receiver<crate::control::Event>,
+) -> Option<crate::control::Event> {
+    loop {
+        match rx.recv().await {
+            Ok(event) => return Some(event),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reads bounded lines, with their line endings, until the peer closes.
 async fn read_lines(
     reader: tokio::io::ReadHalf<Box<dyn Stream>>,
-    tx: tokio::sync::mpsc::Sender<String>,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) {
     let mut reader = BufReader::new(reader);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
         // Each line is bounded, so a peer cannot grow the buffer without limit.
         match tokio::io::AsyncReadExt::take(&mut reader, 4096)
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .await
         {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        if tx
-            .send(line.trim_end_matches(['\r', '\n']).to_string())
-            .await
-            .is_err()
-        {
+        if tx.send(line.clone()).await.is_err() {
             return;
         }
     }
 }
 
-async fn run_command(command: &AdminCommand, ctx: &AdminContext) -> Option<String> {
+/// The answer to one command, without line ending or prompt.
+async fn run_command(command: &AdminCommand, ctx: &AdminContext, eol: &str) -> String {
     let spool = &ctx.smtp.spool;
     let forwarder = &ctx.smtp.forwarder;
-    Some(match command {
-        AdminCommand::Empty | AdminCommand::Quit => return None,
-        AdminCommand::Help => AdminCommand::help_text(),
-        AdminCommand::Forward if !forwarder.enabled() => {
-            "error: no remote server configured: use --forward-to".into()
-        }
+    match command {
+        AdminCommand::Empty
+        | AdminCommand::Quit
+        | AdminCommand::Notify
+        | AdminCommand::Terminate => String::new(),
+        AdminCommand::Help => AdminCommand::help_text(ctx.settings.terminate),
+        AdminCommand::Forward if !forwarder.enabled() => no_remote(),
         AdminCommand::Forward => {
             forwarder.trigger();
             "OK".into()
         }
-        AdminCommand::Flush if !forwarder.enabled() => {
-            "error: no remote server configured: use --forward-to".into()
-        }
+        AdminCommand::Flush if !forwarder.enabled() => no_remote(),
         AdminCommand::Flush => match spool.ready() {
             Ok(ids) if ids.is_empty() => "error: no messages to send".into(),
-            Ok(_) => {
-                let s = forwarder.pass().await;
-                if s.failed + s.deferred == 0 {
-                    "OK".into()
-                } else {
-                    format!(
-                        "error: {} sent, {} failed, {} deferred",
-                        s.sent, s.failed, s.deferred
-                    )
-                }
-            }
+            Ok(_) => match forwarder.pass().await.error {
+                None => "OK".into(),
+                Some(error) => format!("error: {error}"),
+            },
             Err(e) => format!("error: {e}"),
         },
-        AdminCommand::List => id_list(spool.ready().and_then(|mut r| {
-            r.extend(spool.busy()?);
-            Ok(r)
-        })),
-        AdminCommand::Failures => id_list(spool.failed()),
-        AdminCommand::UnfailAll => match spool.unfail_all() {
-            Ok(_) => "OK".into(),
-            Err(e) => format!("error: {e}"),
-        },
-        AdminCommand::SmtpDisable => {
-            ctx.smtp.enabled.store(false, Ordering::Relaxed);
-            "OK".into()
-        }
-        AdminCommand::SmtpEnable => {
-            ctx.smtp.enabled.store(true, Ordering::Relaxed);
-            "OK".into()
-        }
-        AdminCommand::Status => status(ctx),
-        AdminCommand::Pid => std::process::id().to_string(),
-        AdminCommand::Info => format!(
-            "E-MailRelay-rs V{}\nspool: {}",
-            env!("CARGO_PKG_VERSION"),
-            spool.dir().display()
+        AdminCommand::List => id_list(
+            spool.ready().and_then(|mut r| {
+                r.extend(spool.busy()?);
+                Ok(r)
+            }),
+            eol,
         ),
-        AdminCommand::Notify => "OK".into(),
-        AdminCommand::Dnsbl(_) => "error: no dnsbl configured".into(),
-        AdminCommand::Terminate if !ctx.settings.terminate => {
-            "error: terminate is disabled: use --admin-terminate".into()
-        }
-        AdminCommand::Terminate => {
-            let _ = ctx.terminate.send(true);
+        AdminCommand::Failures => id_list(spool.failed(), eol),
+        AdminCommand::UnfailAll => match spool.unfail_all() {
+            Ok(_) => String::new(),
+            Err(e) => format!("error: {e}"),
+        },
+        AdminCommand::Smtp(Some(enable)) => {
+            ctx.smtp.enabled.store(*enable, Ordering::Relaxed);
             "OK".into()
         }
-        AdminCommand::Invalid(why) => format!("error: {why}"),
-    })
+        AdminCommand::Smtp(None) => SMTP_USAGE.into(),
+        // E-MailRelay compatibility: report lines are joined with the
+        // client's line ending before its newlines are turned into line
+        // endings again, so a CRLF client sees CR CR LF between them.
+        AdminCommand::Status => ctx.connections.report().join(eol),
+        AdminCommand::Pid => ctx.pid.to_string(),
+        AdminCommand::Info(None) => AdminCommand::info_usage(),
+        AdminCommand::Info(Some(key)) => info(key),
+        AdminCommand::Dnsbl(DnsblAction::Usage) => DNSBL_USAGE.into(),
+        AdminCommand::Dnsbl(action) => {
+            ctx.smtp.dnsbl_control(*action);
+            "OK".into()
+        }
+        AdminCommand::Unrecognised => "error: unrecognised command".into(),
+    }
 }
 
-fn id_list(ids: Result<Vec<crate::store::MessageId>, crate::store::StoreError>) -> String {
+fn no_remote() -> String {
+    "error: no remote server configured: use --forward-to".into()
+}
+
+/// `info <key>`: facts about this program, in our own words.
+fn info(key: &str) -> String {
+    match key {
+        "version" => env!("CARGO_PKG_VERSION").into(),
+        "copyright" => "emailrelay-rs, an E-MailRelay-compatible mail relay; copyright its authors".into(),
+        "credit" => format!("TLS by {}", crate::tls::library()),
+        _ => "This program comes with ABSOLUTELY NO WARRANTY; it is free software under the\nGNU General Public License, version 3 or later.".into(),
+    }
+}
+
+fn id_list(
+    ids: Result<Vec<crate::store::MessageId>, crate::store::StoreError>,
+    eol: &str,
+) -> String {
     match ids {
         Ok(ids) if ids.is_empty() => "<none>".into(),
+        // Joined like the status report (see there).
         Ok(ids) => ids
             .iter()
             .map(|i| i.as_str())
             .collect::<Vec<_>>()
-            .join("\n"),
+            .join(eol),
         Err(e) => format!("error: {e}"),
     }
-}
-
-fn status(ctx: &AdminContext) -> String {
-    let mut lines: Vec<String> = ctx
-        .listening
-        .iter()
-        .map(|l| format!("LISTEN: {l}"))
-        .collect();
-    let f = &ctx.smtp.forwarder.stats;
-    lines.push(format!(
-        "OUT started: {}",
-        f.out_started.load(Ordering::Relaxed)
-    ));
-    lines.push(format!(
-        "OUT finished: {}",
-        f.out_finished.load(Ordering::Relaxed)
-    ));
-    lines.push(format!(
-        "IN started: {}",
-        ctx.smtp.in_started.load(Ordering::Relaxed)
-    ));
-    lines.push(format!(
-        "IN finished: {}",
-        ctx.smtp.in_finished.load(Ordering::Relaxed)
-    ));
-    lines.join("\n")
 }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod child;
 pub mod config;
+pub mod control;
 pub mod filter;
 pub mod log;
 pub mod net;

@@ -1,16 +1,32 @@
-//! E-MailRelay-compatible logging: `emailrelay: [time: ][address: ]level: text`
-//! to standard error (or `--log-file`, `%d` daily) and to syslog.
+//! E-MailRelay-compatible logging, to standard error (or `--log-file`)
+//! and to syslog. A line is
 //!
-//! Admins point fail2ban and log watchers at these lines, so their shape
-//! is part of the compatibility contract (shared/compat.md). Must never
-//! panic or block for long: a failed write is dropped, not retried.
+//! ```text
+//! emailrelay: [<time>: ]<level>: [[<unit>] ][<address>; |<address>;<port>: ][(<msgid>) ]<text>
+//! ```
+//!
+//! where the time comes with `--log-time`, the unit (instance name) with
+//! `--log-format=unit`, the client address with `--log-address` and the
+//! message id with `--log-format=msgid`. Admins point fail2ban and log
+//! watchers at these lines (E-MailRelay's own fail2ban filter matches
+//! `emailrelay: warning: <HOST>; failed authentication`), so the shape is
+//! part of the compatibility contract.
+//!
+//! The context (unit, client address, message id) travels with the task
+//! that logs, in a task-local [`Context`], so that every line a session
+//! writes carries it without being passed around.
+//!
+//! Must never panic or block for long: a failed write is dropped, not retried.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How and where to log; built by `config`.
 #[derive(Clone, Debug, Default)]
@@ -21,11 +37,17 @@ pub struct LogSettings {
     pub verbose: bool,
     /// `--debug`.
     pub debug: bool,
-    /// `--log-time`.
+    /// `--log-time` or `--log-format=time`.
     pub time: bool,
-    /// `--log-address`.
+    /// `--log-address` or `--log-format=address`.
     pub address: bool,
-    /// `--log-file`, with `%d` for the date.
+    /// `--log-format=port`.
+    pub port: bool,
+    /// `--log-format=unit`: the instance name.
+    pub unit: bool,
+    /// `--log-format=msgid`: the message id in forwarding lines.
+    pub msgid: bool,
+    /// `--log-file`, with `%d` for the date and `%h` for the hour.
     pub file: Option<String>,
     /// The syslog facility, if syslog is on.
     pub syslog: Option<String>,
@@ -39,6 +61,225 @@ pub enum Level {
     Info,
     Verbose,
     Debug,
+}
+
+/// What a line is about, shown as `--log-format` asks.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// The instance name, when there are several.
+    pub unit: Option<Arc<str>>,
+    /// The client of a server session.
+    pub peer: Option<SocketAddr>,
+    /// The message being forwarded.
+    pub msgid: Option<Arc<str>>,
+}
+
+tokio::task_local! {
+    static CONTEXT: Context;
+}
+
+/// Runs `future` with `context` for every line it logs.
+pub async fn scope<F: Future>(context: Context, future: F) -> F::Output {
+    CONTEXT.scope(context, future).await
+}
+
+/// The context of the current task, for a task it spawns.
+pub fn context() -> Context {
+    CONTEXT.try_with(Context::clone).unwrap_or_default()
+}
+
+/// Errors in setting up logging.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log file cannot be opened for appending.
+    #[error("cannot open log file [{path}]: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Sets up logging once; later calls are ignored. The log file is opened
+/// now, so that a file that cannot be written is a startup error rather
+/// than lost lines.
+pub fn init(settings: LogSettings, program: &str) -> Result<(), LogError> {
+    let syslog = settings
+        .syslog
+        .as_deref()
+        .and_then(facility_code)
+        .map(|f| Mutex::new(Syslog::connect(f)));
+    let file = match &settings.file {
+        None => None,
+        Some(pattern) => {
+            let path = expand(pattern, &chrono::Local::now());
+            let file = open_append(&path).map_err(|source| LogError::File {
+                path: path.clone(),
+                source,
+            })?;
+            Some((path, file))
+        }
+    };
+    let _ = LOGGER.set(Logger {
+        settings,
+        program: program.to_string(),
+        stderr: AtomicBool::new(true),
+        file: Mutex::new(file),
+        syslog,
+    });
+    Ok(())
+}
+
+/// Stops writing to standard error (`--close-stderr`); a log file is unaffected.
+pub fn close_stderr() {
+    if let Some(logger) = LOGGER.get() {
+        logger.stderr.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Opens the log file again (SIGHUP, after logrotate moved it away).
+pub fn reopen() {
+    let Some(logger) = LOGGER.get() else { return };
+    let (Some(pattern), Ok(mut guard)) = (&logger.settings.file, logger.file.lock()) else {
+        return;
+    };
+    let path = expand(pattern, &chrono::Local::now());
+    match open_append(&path) {
+        Ok(file) => *guard = Some((path, file)),
+        Err(e) => {
+            drop(guard);
+            crate::error!("cannot open log file [{path}]: {e}");
+        }
+    }
+}
+
+/// True if lines of this level are written.
+pub fn enabled(level: Level) -> bool {
+    match LOGGER.get() {
+        None => level <= Level::Warning,
+        Some(l) => match level {
+            Level::Error | Level::Warning => true,
+            Level::Info => l.settings.enabled,
+            Level::Verbose => l.settings.enabled && l.settings.verbose,
+            Level::Debug => l.settings.debug,
+        },
+    }
+}
+
+/// Writes one line.
+pub fn write(level: Level, text: fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    let Some(logger) = LOGGER.get() else {
+        eprintln!("emailrelay: {}: {text}", level.label());
+        return;
+    };
+    let now = chrono::Local::now();
+    let mut line = format!("{}: ", logger.program);
+    if logger.settings.time {
+        line.push_str(&now.format("%Y%m%d.%H%M%S%.3f: ").to_string());
+    }
+    let body_start = line.len();
+    line.push_str(level.label());
+    line.push_str(": ");
+    logger.push_context(&mut line);
+    use fmt::Write as _;
+    let _ = write!(line, "{text}");
+    if let Some(syslog) = &logger.syslog {
+        if let Ok(mut syslog) = syslog.lock() {
+            syslog.send(level, &logger.program, &line[body_start..]);
+        }
+    }
+    line.push('\n');
+    if logger.settings.file.is_some() {
+        logger.write_file(&now, &line);
+    } else if logger.stderr.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
+struct Logger {
+    settings: LogSettings,
+    program: String,
+    stderr: AtomicBool,
+    /// The open log file and the path it was opened as.
+    file: Mutex<Option<(String, File)>>,
+    syslog: Option<Mutex<Syslog>>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+impl Logger {
+    fn push_context(&self, line: &mut String) {
+        let Ok(context) = CONTEXT.try_with(Context::clone) else {
+            return;
+        };
+        let s = &self.settings;
+        if let (true, Some(unit)) = (s.unit, &context.unit) {
+            line.push_str(&format!("[{unit}] "));
+        }
+        if let Some(peer) = context.peer {
+            match (s.address, s.port) {
+                (true, true) => line.push_str(&format!("{};{}: ", peer.ip(), peer.port())),
+                (true, false) => line.push_str(&format!("{}; ", peer.ip())),
+                (false, true) => line.push_str(&format!("{}: ", peer.port())),
+                (false, false) => {}
+            }
+        }
+        if let (true, Some(id)) = (s.msgid, &context.msgid) {
+            // The sequence part of the message id, as E-MailRelay shows it.
+            let tail = id.rsplit('.').next().unwrap_or(id);
+            line.push_str(&format!("({tail}) "));
+        }
+    }
+
+    /// Appends to the log file, moving to a new file when `%d` or `%h`
+    /// expand differently.
+    fn write_file(&self, now: &chrono::DateTime<chrono::Local>, line: &str) {
+        let (Some(pattern), Ok(mut guard)) = (&self.settings.file, self.file.lock()) else {
+            return;
+        };
+        let path = expand(pattern, now);
+        if guard.as_ref().is_none_or(|(open, _)| *open != path) {
+            if let Ok(file) = open_append(&path) {
+                *guard = Some((path, file));
+            }
+        }
+        if let Some((_, file)) = guard.as_mut() {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// The syslog socket, connected again after syslogd restarts.
+struct Syslog {
+    socket: Option<UnixDatagram>,
+    facility: u8,
+}
+
+impl Syslog {
+    fn connect(facility: u8) -> Syslog {
+        let socket = UnixDatagram::unbound()
+            .and_then(|s| s.connect("/dev/log").map(|()| s))
+            .ok();
+        Syslog { socket, facility }
+    }
+
+    fn send(&mut self, level: Level, program: &str, body: &str) {
+        let pri = self.facility * 8 + level.syslog_severity();
+        let msg = format!("<{pri}>{program}[{}]: {body}", std::process::id());
+        let sent = self
+            .socket
+            .as_ref()
+            .is_some_and(|s| s.send(msg.as_bytes()).is_ok());
+        if !sent {
+            // The log socket went away (syslogd restarted): connect once more.
+            *self = Syslog::connect(self.facility);
+            if let Some(socket) = &self.socket {
+                let _ = socket.send(msg.as_bytes());
+            }
+        }
+    }
 }
 
 impl Level {
@@ -61,107 +302,19 @@ impl Level {
     }
 }
 
-struct Logger {
-    settings: LogSettings,
-    program: String,
-    stderr: AtomicBool,
-    file: Mutex<Option<(String, File)>>,
-    syslog: Option<(UnixDatagram, u8)>,
+/// `%d` -> `YYYYMMDD`, `%h` -> `HH`, in local time.
+fn expand(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> String {
+    pattern
+        .replace("%d", &now.format("%Y%m%d").to_string())
+        .replace("%h", &now.format("%H").to_string())
 }
 
-static LOGGER: OnceLock<Logger> = OnceLock::new();
-
-/// Sets up logging once; later calls are ignored.
-pub fn init(settings: LogSettings, program: &str) {
-    let syslog = settings.syslog.as_deref().and_then(|facility| {
-        let socket = UnixDatagram::unbound().ok()?;
-        socket.connect("/dev/log").ok()?;
-        Some((socket, facility_code(facility)?))
-    });
-    let _ = LOGGER.set(Logger {
-        settings,
-        program: program.to_string(),
-        stderr: AtomicBool::new(true),
-        file: Mutex::new(None),
-        syslog,
-    });
-}
-
-/// Stops writing to standard error (`--close-stderr`); a log file is unaffected.
-pub fn close_stderr() {
-    if let Some(logger) = LOGGER.get() {
-        logger.stderr.store(false, Ordering::Relaxed);
-    }
-}
-
-/// True if lines of this level are written.
-pub fn enabled(level: Level) -> bool {
-    match LOGGER.get() {
-        None => level <= Level::Warning,
-        Some(l) => match level {
-            Level::Error | Level::Warning => true,
-            Level::Info => l.settings.enabled,
-            Level::Verbose => l.settings.enabled && l.settings.verbose,
-            Level::Debug => l.settings.debug,
-        },
-    }
-}
-
-/// Writes one line; `address` is shown with `--log-address`.
-pub fn write(level: Level, address: Option<&str>, text: fmt::Arguments<'_>) {
-    if !enabled(level) {
-        return;
-    }
-    let Some(logger) = LOGGER.get() else {
-        eprintln!("emailrelay: {}: {text}", level.label());
-        return;
-    };
-    let mut line = format!("{}: ", logger.program);
-    let now = chrono::Local::now();
-    if logger.settings.time {
-        line.push_str(&now.format("%Y%m%d.%H%M%S%.3f: ").to_string());
-    }
-    if let (true, Some(address)) = (logger.settings.address, address) {
-        line.push_str(&format!("{address}: "));
-    }
-    let body_start = line.len();
-    line.push_str(&format!("{}: {text}", level.label()));
-    if let Some((socket, facility)) = &logger.syslog {
-        let pri = facility * 8 + level.syslog_severity();
-        let msg = format!(
-            "<{pri}>{}[{}]: {}",
-            logger.program,
-            std::process::id(),
-            &line[body_start..]
-        );
-        let _ = socket.send(msg.as_bytes());
-    }
-    line.push('\n');
-    if let Some(pattern) = &logger.settings.file {
-        logger.write_file(pattern, &now.format("%Y%m%d").to_string(), &line);
-    } else if logger.stderr.load(Ordering::Relaxed) {
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
-}
-
-impl Logger {
-    fn write_file(&self, pattern: &str, date: &str, line: &str) {
-        let Ok(mut guard) = self.file.lock() else {
-            return;
-        };
-        let path = pattern.replace("%d", date);
-        if guard.as_ref().is_none_or(|(open, _)| *open != path) {
-            *guard = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .ok()
-                .map(|f| (path, f));
-        }
-        if let Some((_, file)) = guard.as_mut() {
-            let _ = file.write_all(line.as_bytes());
-        }
-    }
+fn open_append(path: &str) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 /// True for a syslog facility name we know.
@@ -197,16 +350,32 @@ fn facility_code(name: &str) -> Option<u8> {
 
 /// `info:` line (shown with `--log`).
 #[macro_export]
-macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, None, format_args!($($t)*)) } }
+macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($t)*)) } }
 /// `info:` line shown only with `--log --verbose`.
 #[macro_export]
-macro_rules! verbose { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Verbose, None, format_args!($($t)*)) } }
+macro_rules! verbose { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Verbose, format_args!($($t)*)) } }
 /// `debug:` line (shown with `--debug`).
 #[macro_export]
-macro_rules! debug { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Debug, None, format_args!($($t)*)) } }
+macro_rules! debug { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Debug, format_args!($($t)*)) } }
 /// `warning:` line.
 #[macro_export]
-macro_rules! warning { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warning, None, format_args!($($t)*)) } }
+macro_rules! warning { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warning, format_args!($($t)*)) } }
 /// `error:` line.
 #[macro_export]
-macro_rules! error { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, None, format_args!($($t)*)) } }
+macro_rules! error { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($t)*)) } }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn log_file_patterns_expand_date_and_hour() {
+        let t = chrono::Local
+            .with_ymd_and_hms(2026, 11, 26, 7, 5, 0)
+            .single()
+            .expect("a valid local time");
+        assert_eq!(expand("/var/log/e-%d.%h.log", &t), "/var/log/e-20261126.07.log");
+        assert_eq!(expand("/var/log/e.log", &t), "/var/log/e.log");
+    }
+}

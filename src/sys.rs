@@ -5,26 +5,170 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
-/// Forks into the background: the parent exits 0 at once, the child
-/// becomes a session leader. Must be called before any thread is started
+/// The daemon's promise to its waiting parent: [`Ready::notify`] once
+/// the relay is listening, or nothing (the pipe closes) if it fails first.
+#[derive(Debug)]
+pub struct Ready(std::os::fd::OwnedFd);
+
+impl Ready {
+    /// Tells the waiting parent that startup succeeded.
+    pub fn notify(self) {
+        let _ = nix::unistd::write(&self.0, b"1");
+    }
+}
+
+/// Forks into the background. The parent waits until the child says it is
+/// ready and then exits 0, or exits 1 if the child ends first, so that the
+/// caller (a shell, an init script, systemd's forking type) learns whether
+/// startup worked. The child becomes a session leader with standard input
+/// and output on /dev/null. Must be called before any thread is started
 /// (the tokio runtime is built after this).
-pub fn daemonise() -> io::Result<()> {
+pub fn daemonise() -> io::Result<Ready> {
+    let (read_end, write_end) = nix::unistd::pipe().map_err(io::Error::from)?;
     // SAFETY: called while the process is single-threaded (before the
     // runtime exists), so the child has a consistent copy of all state.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
+            drop(read_end);
             nix::unistd::setsid().map_err(io::Error::from)?;
+            // Relative file names were made absolute for this (config).
+            nix::unistd::chdir("/").map_err(io::Error::from)?;
             // Detach from the caller's terminal or pipes: a daemon that keeps
             // them open makes `$(emailrelay ...)` or a test harness wait forever.
-            redirect_to_null(&[0, 1])
+            redirect_to_null(&[0, 1])?;
+            Ok(Ready(write_end))
         }
-        // SAFETY: _exit is async-signal-safe and skips the parent's atexit
-        // handlers and buffered output, which belong to the child now.
-        _ => unsafe { libc::_exit(0) },
+        _ => {
+            drop(write_end);
+            let mut byte = [0u8; 1];
+            let code = loop {
+                match nix::unistd::read(read_end.as_raw_fd(), &mut byte) {
+                    Ok(1) => break 0,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => break 1,
+                }
+            };
+            // SAFETY: _exit is async-signal-safe and skips the parent's atexit
+            // handlers and buffered output, which belong to the child now.
+            unsafe { libc::_exit(code) }
+        }
     }
+}
+
+/// An account to run as, looked up once.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub name: String,
+    pub uid: nix::unistd::Uid,
+    pub gid: nix::unistd::Gid,
+}
+
+impl Account {
+    /// Looks an account up by name.
+    pub fn find(name: &str) -> io::Result<Account> {
+        let user = nix::unistd::User::from_name(name)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user: {name}")))?;
+        Ok(Account {
+            name: user.name,
+            uid: user.uid,
+            gid: user.gid,
+        })
+    }
+}
+
+/// Which side of [`fork_monitor`] this process is.
+pub enum Role {
+    /// The parent: keeps the pid and waits for the worker.
+    Monitor(nix::unistd::Pid),
+    /// The child: the relay.
+    Worker,
+}
+
+/// The signals a monitor passes on to its worker (and SIGCHLD).
+fn monitored_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGCHLD,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Splits into a monitor (this process, the parent) and the relay (a
+/// child). Signals are blocked across the fork so that none sent to the
+/// monitor in between is lost; the worker unblocks them again. Must be
+/// called while single-threaded.
+pub fn fork_monitor() -> io::Result<Role> {
+    let set = monitored_signals();
+    set.thread_block().map_err(io::Error::from)?;
+    // SAFETY: called before any thread exists (no runtime yet).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            set.thread_unblock().map_err(io::Error::from)?;
+            // The relay does not outlive its monitor.
+            // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number only.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+            Ok(Role::Worker)
+        }
+        pid => Ok(Role::Monitor(nix::unistd::Pid::from_raw(pid))),
+    }
+}
+
+/// The monitor's life: take E-MailRelay's identity (real user root,
+/// effective user and group `user`), pass signals on to the worker, and
+/// return its exit code once it has ended.
+pub fn monitor(worker: nix::unistd::Pid, user: &Account) -> i32 {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let _ = nix::unistd::setegid(user.gid);
+    let _ = nix::unistd::seteuid(user.uid);
+    let set = monitored_signals();
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => loop {
+                match waitpid(worker, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, code)) => return code,
+                    Ok(WaitStatus::Signaled(_, signal, _)) => {
+                        crate::error!("the relay process was ended by {signal}");
+                        return 128 + signal as i32;
+                    }
+                    Ok(WaitStatus::StillAlive) => break,
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return 1,
+                }
+            },
+            Ok(signal) => {
+                let _ = kill(worker, signal);
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Runs `f` with the effective user root again (the monitor's real user
+/// is root), then goes back.
+pub fn with_root<T>(f: impl FnOnce() -> T) -> T {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let _ = nix::unistd::seteuid(nix::unistd::Uid::from_raw(0));
+    let _ = nix::unistd::setegid(nix::unistd::Gid::from_raw(0));
+    let result = f();
+    let _ = nix::unistd::setegid(gid);
+    let _ = nix::unistd::seteuid(uid);
+    result
 }
 
 /// Points the given descriptors at /dev/null (`--close-stderr` uses fd 2).
@@ -54,15 +198,13 @@ pub fn inherited_listener(fd: i32) -> io::Result<std::net::TcpListener> {
     Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
 }
 
-/// Drops root for good: supplementary groups, group, then user.
-pub fn drop_privileges(name: &str) -> io::Result<()> {
-    use nix::unistd::{setgid, setgroups, setuid, User};
-    let user = User::from_name(name)
-        .map_err(io::Error::from)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user: {name}")))?;
+/// Drops root for good: supplementary groups, group, then user (real,
+/// effective and saved ids alike), so the relay can never regain it.
+pub fn drop_privileges(user: &Account) -> io::Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid};
     setgroups(&[user.gid]).map_err(io::Error::from)?;
-    setgid(user.gid).map_err(io::Error::from)?;
-    setuid(user.uid).map_err(io::Error::from)?;
+    setresgid(user.gid, user.gid, user.gid).map_err(io::Error::from)?;
+    setresuid(user.uid, user.uid, user.uid).map_err(io::Error::from)?;
     Ok(())
 }
 

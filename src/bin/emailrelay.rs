@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use emailrelay::config::{Arg, Args, Settings, Support, OPTIONS};
+use emailrelay::config::{help_text, Args, Config, ConfigError};
+
+const PROGRAM: &str = "emailrelay";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -13,71 +15,68 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let args = match Args::parse(&argv, &app_dir) {
         Ok(args) => args,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(&e, false),
     };
     if args.has("help") {
-        print!("{}", help_text(args.has("verbose")));
+        print!("{}", help_text(PROGRAM, &banner(), args.has("verbose")));
         return ExitCode::SUCCESS;
     }
     if args.has("version") {
         print!("{}", version_text(args.has("verbose")));
         return ExitCode::SUCCESS;
     }
-    let settings = match Settings::build(&args, emailrelay::canonical_hostname) {
-        Ok(s) => s,
-        // E-MailRelay's startup error shape: with --log-time the line is timed.
-        Err(e) if args.has("log-time") => {
-            let time = chrono::Local::now().format("%Y%m%d.%H%M%S%.3f");
-            eprintln!("emailrelay: {time}: error: {e}");
-            return ExitCode::from(1);
-        }
-        Err(e) => return fail(&e.to_string()),
+    let config = match Config::build(&args, emailrelay::canonical_hostname) {
+        Ok(config) => config,
+        Err(e) => return fail(&e, args.has("log-time")),
     };
-    match emailrelay::run::run(settings) {
+    match emailrelay::run::run(config) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => fail(&format!("{e:#}")),
+        Err(e) => {
+            emailrelay::error!("{e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
-fn fail(text: &str) -> ExitCode {
-    eprintln!("emailrelay: error: {text}");
+/// E-MailRelay's startup error shape: `emailrelay: [<time>: ]error: <text>`,
+/// and for command-line syntax a pointer to the full help; exit code 1.
+fn fail(error: &ConfigError, with_time: bool) -> ExitCode {
+    let time = if with_time {
+        chrono::Local::now()
+            .format("%Y%m%d.%H%M%S%.3f: ")
+            .to_string()
+    } else {
+        String::new()
+    };
+    for line in error.lines() {
+        eprintln!("{PROGRAM}: {time}{line}");
+    }
+    if error.is_usage() {
+        eprintln!(
+            "{:indent$}try \"{PROGRAM} --help --verbose\" for more information",
+            "",
+            indent = PROGRAM.len() + 2
+        );
+    }
     ExitCode::from(1)
 }
 
-fn help_text(verbose: bool) -> String {
-    let mut text = String::from("usage: emailrelay [<option> [<option> ...]] [<config-file>]\n\n");
-    for spec in OPTIONS.iter().filter(|o| verbose || o.basic) {
-        let short = spec
-            .short
-            .map(|c| format!("-{c}, "))
-            .unwrap_or_else(|| "    ".into());
-        let value = match spec.arg {
-            Arg::None => String::new(),
-            Arg::Required => format!(" {}", spec.value_name),
-            Arg::Optional => format!("[={}]", spec.value_name),
-        };
-        let note = match spec.support {
-            Support::Yes => "",
-            Support::Later(_) => " (not yet supported)",
-            Support::WindowsOnly => " (Windows only, ignored)",
-        };
-        text.push_str(&format!(
-            "  {short}--{}{value}\n        {}{note}\n",
-            spec.name, spec.help
-        ));
-    }
-    if !verbose {
-        text.push_str("\nFor complete usage information run \"emailrelay --help --verbose\"\n");
-    }
-    text
+fn banner() -> String {
+    format!(
+        "E-MailRelay-rs V{} (compatible with E-MailRelay 2.6)",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn version_text(verbose: bool) -> String {
-    let mut text = format!(
-        "E-MailRelay-rs V{} (compatible with E-MailRelay 2.6)\n",
-        env!("CARGO_PKG_VERSION")
-    );
+    let mut text = format!("{}\n", banner());
     if verbose {
+        text.push('\n');
+        // The feature lines E-MailRelay prints, which its test suite reads.
+        text.push_str("Multi-threading: enabled\n");
+        text.push_str("Unix domain sockets: enabled\n");
+        text.push_str("POP server: disabled\n");
+        text.push_str("Admin server: enabled\n");
         text.push_str(&format!("TLS library: {}\n", emailrelay::tls::library()));
         text.push_str(
             "Authentication: PLAIN, LOGIN, CRAM-MD5 both ways; XOAUTH2 client, with OAuth 2.0 token renewal\n",
@@ -87,11 +86,9 @@ fn version_text(verbose: bool) -> String {
         } else {
             "PAM: disabled\n"
         });
-        text.push_str("POP server: disabled\n");
-        text.push_str("Admin server: enabled\n");
         text.push_str("Filters: enabled\n");
         text.push_str("Fsync before 250: enabled\n");
-        text.push_str("License: GPL-3.0-or-later\n");
+        text.push_str("\nLicense: GPL-3.0-or-later\n");
     }
     text
 }

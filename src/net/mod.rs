@@ -235,8 +235,9 @@ pub enum ConnectError {
     /// The address text does not parse.
     #[error("invalid address [{0}]")]
     Syntax(String),
-    /// Name resolution failed or found nothing usable.
-    #[error("cannot resolve [{0}]: {1}")]
+    /// Name resolution failed or found nothing usable (E-MailRelay's words:
+    /// `dns error: no such host: "example.invalid" (name or service not known)`).
+    #[error("dns error: no such host: \"{0}\" ({1})")]
     Resolve(String, String),
     /// The TCP connect failed.
     #[error("cannot connect to {0}: {1}")]
@@ -363,13 +364,27 @@ async fn resolve(
     let failed = |why: String| ConnectError::Resolve(host.to_string(), why);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(resolver_words(&e)))?
         .filter(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
         .collect();
     if addrs.is_empty() {
         return Err(failed("no address of the right family".into()));
     }
     Ok(addrs)
+}
+
+/// The resolver's reason, as E-MailRelay words it: the library's text
+/// without Rust's preamble, starting in lower case.
+fn resolver_words(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

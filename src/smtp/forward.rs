@@ -6,7 +6,7 @@
 //! 5xx fails it to `.bad` with the reason; 4xx and connection failures
 //! leave it in the spool for the next attempt.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,11 +72,14 @@ pub struct ForwardSettings {
 }
 
 /// Counts of one forwarding pass.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassSummary {
     pub sent: usize,
     pub failed: usize,
     pub deferred: usize,
+    /// The first error that kept a connection from being made, for the
+    /// admin `flush` answer.
+    pub error: Option<String>,
 }
 
 /// What happened to one message.
@@ -196,7 +199,7 @@ impl Forwarder {
             ids.len()
         );
         let queue = Arc::new(Mutex::new(VecDeque::from(ids)));
-        let unreachable = Arc::new(Mutex::new(HashSet::new()));
+        let unreachable = Arc::new(Mutex::new(HashMap::new()));
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
                 let this = Arc::clone(self);
@@ -210,8 +213,13 @@ impl Forwarder {
                 summary.sent += s.sent;
                 summary.failed += s.failed;
                 summary.deferred += s.deferred;
+                summary.error = summary.error.or(s.error);
             }
         }
+        summary.error = unreachable
+            .lock()
+            .ok()
+            .and_then(|u| u.values().next().cloned());
         // A 102 ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
         if self.rescan.swap(false, Ordering::Relaxed) {
@@ -231,14 +239,14 @@ impl Forwarder {
             }
         };
         let mut conn = None;
-        self.forward_message(locked, &mut conn, &Mutex::new(HashSet::new()))
+        self.forward_message(locked, &mut conn, &Mutex::new(HashMap::new()))
             .await
     }
 
     async fn worker(
         &self,
         queue: Arc<Mutex<VecDeque<MessageId>>>,
-        unreachable: Arc<Mutex<HashSet<String>>>,
+        unreachable: Arc<Mutex<HashMap<String, String>>>,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
         let mut conn: Option<(Key, Connection)> = None;
@@ -275,7 +283,7 @@ impl Forwarder {
         &self,
         mut locked: Locked,
         conn: &mut Option<(Key, Connection)>,
-        unreachable: &Mutex<HashSet<String>>,
+        unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
         // Before connecting, so that a filter can route the message by
         // setting ForwardToAddress (E-MailRelay runs it early when
@@ -303,7 +311,7 @@ impl Forwarder {
             ("", None) => return Verdict::Deferred(None),
             (address, _) => address.to_string(),
         };
-        if unreachable.lock().is_ok_and(|u| u.contains(&target)) {
+        if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
             return Verdict::Deferred(None);
         }
         let key = (target.clone(), envelope.client_account_selector.clone());
@@ -327,7 +335,7 @@ impl Forwarder {
                 Err(e) => {
                     warning!("cannot forward [{}]: {e}", locked.id());
                     if let Ok(mut u) = unreachable.lock() {
-                        u.insert(target);
+                        u.insert(target, e.to_string());
                     }
                     return match e {
                         ConnectionError::Refused(reply) if reply.is_permanent() => {

@@ -91,6 +91,32 @@ pub struct Shared {
     pub in_started: AtomicU64,
     pub in_finished: AtomicU64,
     pub shutdown: watch::Receiver<bool>,
+    /// Admin `dnsbl stop`: no DNSBL checks until this Unix time (`u64::MAX`:
+    /// until `dnsbl start`).
+    pub dnsbl_off_until: AtomicU64,
+}
+
+impl Shared {
+    /// Admin `dnsbl start` and `dnsbl stop [<seconds>]`.
+    pub fn dnsbl_control(&self, action: emailrelay_proto::admin::DnsblAction) {
+        use emailrelay_proto::admin::DnsblAction;
+        let until = match action {
+            DnsblAction::Start | DnsblAction::Usage => 0,
+            DnsblAction::Stop(None) => u64::MAX,
+            DnsblAction::Stop(Some(seconds)) => unix_now().saturating_add(u64::from(seconds)),
+        };
+        self.dnsbl_off_until.store(until, Ordering::Relaxed);
+    }
+
+    fn dnsbl_active(&self) -> bool {
+        self.dnsbl_off_until.load(Ordering::Relaxed) <= unix_now()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Serves one accepted connection to its end.
@@ -113,7 +139,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         let _ = stream.write_all(b"421 service not available\r\n").await;
         return;
     }
-    if let (Some(config), Some(addr)) = (&settings.dnsbl, peer) {
+    if let (Some(config), Some(addr), true) = (&settings.dnsbl, peer, shared.dnsbl_active()) {
         if !dnsbl::admit(config, addr.ip(), &peer_text).await {
             return;
         }
@@ -288,19 +314,13 @@ impl Conn {
         };
         match result {
             Ok((stream, info)) => {
-                log::write(
-                    Level::Info,
-                    Some(&self.peer_text),
-                    format_args!("tls session established: {info}"),
+                log::write(Level::Info, format_args!("tls session established: {info}"),
                 );
                 self.tls = Some(info);
                 Some(stream)
             }
             Err(e) => {
-                log::write(
-                    Level::Warning,
-                    Some(&self.peer_text),
-                    format_args!("tls handshake failed: {e}: {}", self.peer_text),
+                log::write(Level::Warning, format_args!("tls handshake failed: {e}: {}", self.peer_text),
                 );
                 None
             }
@@ -316,10 +336,7 @@ impl Conn {
                     let who = self.who(session);
                     let result = self.verify(address, from, who).await;
                     if result == VerifyResult::Abort {
-                        log::write(
-                            Level::Warning,
-                            Some(&self.peer_text),
-                            format_args!(
+                        log::write(Level::Warning, format_args!(
                                 "address verifier: dropping the connection from {}",
                                 self.peer_text
                             ),
@@ -362,29 +379,19 @@ impl Conn {
         };
         let user = credentials.user().to_string();
         let result = Box::pin(auth.check(credentials)).await;
-        let peer = Some(self.peer_text.as_str());
         match &result {
-            AuthResult::Accepted { name } => log::write(
-                Level::Info,
-                peer,
-                format_args!("smtp authentication: {name:?} authenticated with {mechanism}"),
+            AuthResult::Accepted { name } => log::write(Level::Info, format_args!("smtp authentication: {name:?} authenticated with {mechanism}"),
             ),
             AuthResult::Rejected => {
                 self.auth_failures += 1;
-                log::write(
-                    Level::Warning,
-                    peer,
-                    format_args!(
+                log::write(Level::Warning, format_args!(
                         "smtp authentication: {user:?} failed with {mechanism} from {}",
                         self.peer_text
                     ),
                 );
                 tokio::time::sleep(FAILURE_DELAY).await;
                 if self.auth_failures >= MAX_FAILURES {
-                    log::write(
-                        Level::Warning,
-                        peer,
-                        format_args!(
+                    log::write(Level::Warning, format_args!(
                             "smtp authentication: too many failures from {}: disconnecting",
                             self.peer_text
                         ),
@@ -440,10 +447,7 @@ impl Conn {
             .spool
             .new_message()
             .map_err(|e| storage_reply(&e))?;
-        log::write(
-            Level::Info,
-            Some(&self.peer_text),
-            format_args!("new content file [{}.content]", message.id()),
+        log::write(Level::Info, format_args!("new content file [{}.content]", message.id()),
         );
         if !self.shared.settings.anonymous.content {
             let received = self.received_line(transaction, authenticated);
@@ -479,10 +483,7 @@ impl Conn {
             return MessageResult::Rejected(storage_reply(&e));
         }
         let id = message.id().clone();
-        log::write(
-            Level::Info,
-            Some(&self.peer_text),
-            format_args!("new envelope file [{id}.envelope.new]"),
+        log::write(Level::Info, format_args!("new envelope file [{id}.envelope.new]"),
         );
         let mut envelope = self.envelope(&transaction);
         envelope.authentication = authenticated.clone().unwrap_or_default();
@@ -528,7 +529,6 @@ impl Conn {
         // Boxed, as are the verifier and AUTH checks: an idle connection's
         // future then holds none of their state.
         let outcome = Box::pin(filter.run(&job)).await;
-        let peer = Some(self.peer_text.as_str());
         match outcome {
             FilterOutcome::Ok | FilterOutcome::StopScanning => Ok(prepared.commit(true).await),
             FilterOutcome::Rescan => {
@@ -538,23 +538,17 @@ impl Conn {
             }
             FilterOutcome::Abandon => {
                 prepared.abandon();
-                log::write(Level::Info, peer, format_args!("filter: [{id}] abandoned"));
+                log::write(Level::Info, format_args!("filter: [{id}] abandoned"));
                 Err(MessageResult::Accepted)
             }
             FilterOutcome::Reject { reply, detail } => {
                 let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
-                log::write(
-                    Level::Warning,
-                    peer,
-                    format_args!("filter: [{id}] rejected: {reply}{detail}"),
+                log::write(Level::Warning, format_args!("filter: [{id}] rejected: {reply}{detail}"),
                 );
                 Err(MessageResult::Rejected(reply))
             }
             FilterOutcome::Error(reason) | FilterOutcome::Retry(reason) => {
-                log::write(
-                    Level::Warning,
-                    peer,
-                    format_args!("filter: [{id}] failed: {reason}"),
+                log::write(Level::Warning, format_args!("filter: [{id}] failed: {reason}"),
                 );
                 Err(MessageResult::Rejected(Reply::new(451, reason)))
             }
@@ -636,10 +630,7 @@ impl Conn {
 
     fn trace(&self, session: &mut ServerSession) {
         for line in session.poll_trace() {
-            log::write(
-                Level::Verbose,
-                Some(&self.peer_text),
-                format_args!("{line}"),
+            log::write(Level::Verbose, format_args!("{line}"),
             );
         }
     }

@@ -1,0 +1,700 @@
+//! argv and config file -> [`Args`]: the options of each instance, as
+//! E-MailRelay 2.6.1 parses them.
+//!
+//! The rules, observed from the reference binary:
+//!
+//! - `--name value`, `--name=value`, `-x value`; a run of letters `-ltv`
+//!   sets flags only (a letter that needs a value is an error there);
+//!   `--flag=yes|no` (also y/n, true/false, t/f, 1/0, on/off) turns a flag
+//!   on or off; `--name -v` is refused as probably a mistake; `--` ends
+//!   the options.
+//! - A single-valued option given twice with different values is an error
+//!   (`duplicate use of "--port"`), the same value twice is fine; the
+//!   many-valued ones (`--filter`, `--interface`, ...) accumulate.
+//! - The config file is the last argument. Its lines hold an option name
+//!   and a value separated by spaces, tabs or `=`, with `#` lines skipped
+//!   and one pair of double quotes taken off the value; they are appended
+//!   to the command line, so a duplicate there is a duplicate here too.
+//! - `--<name>-spool-dir` starts an instance called `<name>`, and
+//!   `--<name>-<option>` configures it; options without a prefix belong to
+//!   the first instance.
+//!
+//! Must not interpret values: that is the settings builders' job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::options::{find_long, find_short, Arg, OptionSpec};
+use super::ConfigError;
+
+/// The options given to one instance.
+#[derive(Clone, Debug, Default)]
+pub struct Instance {
+    /// The instance's name (the option prefix); empty for the unnamed one.
+    pub name: String,
+    values: BTreeMap<&'static str, Value>,
+    /// The executable's directory, for `@app` in file names.
+    app_dir: PathBuf,
+    /// The working directory at startup, for relative file names.
+    base_dir: PathBuf,
+}
+
+/// What was given for one option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Value {
+    /// A flag that is on (`--log`, `--log=yes`).
+    On,
+    /// A flag explicitly off (`--log=no`): as if not given.
+    Off,
+    /// One or more values, in order.
+    Text(Vec<String>),
+}
+
+/// The parsed command line and config file.
+#[derive(Clone, Debug)]
+pub struct Args {
+    /// One entry per instance, the first one first; never empty.
+    pub instances: Vec<Instance>,
+    /// The config file, if one was given.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// Parses the command line (without argv\[0\]) and then any config file.
+    pub fn parse(argv: &[String], app_dir: &Path) -> Result<Args, ConfigError> {
+        let config_file = find_config_file(argv);
+        let mut words = argv.to_vec();
+        if let Some(path) = &config_file {
+            // E-MailRelay compatibility: the config file is taken to be the
+            // last argument, whatever it is.
+            words.pop();
+            words.extend(read_config_file(&expand_app(path, app_dir))?);
+        }
+        let names = instance_names(&words);
+        let base_dir = std::env::current_dir().unwrap_or_default();
+        let mut errors = Vec::new();
+        let mut instances = Vec::new();
+        let mut stray = false;
+        for (i, name) in names.iter().enumerate() {
+            let mut instance = Instance {
+                name: name.trim_end_matches('-').to_string(),
+                values: BTreeMap::new(),
+                app_dir: app_dir.to_path_buf(),
+                base_dir: base_dir.clone(),
+            };
+            let resolve = |word: &str| resolve(word, i, &names);
+            stray |= !instance.parse_words(&words, resolve, &mut errors).is_empty();
+            instances.push(instance);
+        }
+        errors.sort();
+        errors.dedup();
+        if !errors.is_empty() {
+            return Err(ConfigError::Usage(errors));
+        }
+        if stray {
+            return Err(ConfigError::TooManyArgs);
+        }
+        Ok(Args {
+            instances,
+            config_file,
+        })
+    }
+
+    /// The first instance, which also holds the process-wide options.
+    pub fn first(&self) -> &Instance {
+        &self.instances[0]
+    }
+
+    /// True if the option is on (or has a value) in the first instance.
+    pub fn has(&self, name: &str) -> bool {
+        self.first().has(name)
+    }
+}
+
+impl Instance {
+    /// True if the option was given (and not turned off).
+    pub fn has(&self, name: &str) -> bool {
+        matches!(self.values.get(name), Some(Value::On | Value::Text(_)))
+    }
+
+    /// The value of an option; a many-valued option's values joined with
+    /// commas, as E-MailRelay reads them. `Some("")` for a flag.
+    pub fn value(&self, name: &str) -> Option<String> {
+        match self.values.get(name)? {
+            Value::On => Some(String::new()),
+            Value::Off => None,
+            Value::Text(v) => Some(v.join(",")),
+        }
+    }
+
+    /// The values of an option, one per use.
+    pub fn values(&self, name: &str) -> &[String] {
+        match self.values.get(name) {
+            Some(Value::Text(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// A file name option's value with `@app` replaced by the program's
+    /// directory and, for a daemon (which works from `/`), made absolute.
+    /// E-MailRelay compatibility: the special values `<none>`,
+    /// `<default>`, `pam:` and `plain:...` are left alone.
+    pub fn path(&self, name: &str, daemon: bool) -> Option<PathBuf> {
+        let value = self.value(name)?;
+        let special = (value.starts_with('<') && value.ends_with('>'))
+            || (name.ends_with("-auth") && (value == "pam:" || value == "/pam"))
+            || (name == "client-auth" && value.starts_with("plain:"));
+        if special {
+            return Some(PathBuf::from(value));
+        }
+        Some(self.absolute(&self.expand_app(&value), daemon))
+    }
+
+    /// `@app` replaced by the program's directory.
+    pub fn expand_app(&self, text: &str) -> String {
+        text.replace("@app", &self.app_dir.to_string_lossy())
+    }
+
+    /// A relative path made absolute against the startup directory when
+    /// `daemon` (E-MailRelay's rule).
+    pub fn absolute(&self, path: &str, daemon: bool) -> PathBuf {
+        let path = PathBuf::from(path);
+        if path.is_absolute() || !daemon {
+            path
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Every option given, by name.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.values
+            .iter()
+            .filter(|(_, v)| **v != Value::Off)
+            .map(|(k, _)| *k)
+    }
+
+    /// Parses `words` into this instance; returns the words left over
+    /// after the first non-option.
+    fn parse_words(
+        &mut self,
+        words: &[String],
+        resolve: impl Fn(&str) -> Resolved,
+        errors: &mut Vec<String>,
+    ) -> Vec<String> {
+        let mut i = 0;
+        while i < words.len() {
+            let word = &words[i];
+            i += 1;
+            if word == "--" {
+                break;
+            }
+            if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
+                self.parse_long(long, words, &mut i, &resolve, errors);
+            } else if word.len() > 1 && word.starts_with('-') {
+                self.parse_short(&word[1..], words, &mut i, &resolve, errors);
+            } else {
+                i -= 1;
+                break;
+            }
+        }
+        words[i..].to_vec()
+    }
+
+    fn parse_long(
+        &mut self,
+        long: &str,
+        words: &[String],
+        i: &mut usize,
+        resolve: &impl Fn(&str) -> Resolved,
+        errors: &mut Vec<String>,
+    ) {
+        let (key, inline) = split_eq(long);
+        let spec = match resolve(key) {
+            Resolved::Unknown => return errors.push(format!("invalid option: \"--{key}\"")),
+            Resolved::Other(spec) => {
+                // Another instance's option: skip its value too.
+                if spec.arg == Arg::Required && inline.is_none() {
+                    *i += 1;
+                }
+                return;
+            }
+            Resolved::Own(spec) => spec,
+        };
+        let result = match (spec.arg, inline) {
+            (Arg::None, Some(v)) if is_positive(v) => self.set_flag(spec, Value::On),
+            (Arg::None, Some(v)) if is_negative(v) => self.set_flag(spec, Value::Off),
+            (_, Some(v)) => self.set_value(spec, v, Spelling::Long),
+            (Arg::Optional, None) => self.set_value(spec, "", Spelling::Long),
+            (Arg::Required, None) => match words.get(*i) {
+                None => Err(format!("no value supplied for \"--{}\"", spec.name)),
+                Some(v) if v.starts_with('-') => {
+                    *i += 1;
+                    Err(format!(
+                        "\"--{0} {v}\" is probably a mistake, use \"--{0}=... {v}\" or \"--{0}={v}\"",
+                        spec.name
+                    ))
+                }
+                Some(v) => {
+                    *i += 1;
+                    self.set_value(spec, v, Spelling::Long)
+                }
+            },
+            (Arg::None, None) => self.set_flag(spec, Value::On),
+        };
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+
+    fn parse_short(
+        &mut self,
+        letters: &str,
+        words: &[String],
+        i: &mut usize,
+        resolve: &impl Fn(&str) -> Resolved,
+        errors: &mut Vec<String>,
+    ) {
+        let single = letters.chars().count() == 1;
+        for letter in letters.chars() {
+            let Some(spec) = find_short(letter) else {
+                errors.push(format!("invalid option: \"-{letter}\""));
+                continue;
+            };
+            let own = match resolve(spec.name) {
+                Resolved::Own(_) => true,
+                Resolved::Other(_) => false,
+                Resolved::Unknown => unreachable!("an option found by letter is known"),
+            };
+            let result = match spec.arg {
+                // E-MailRelay compatibility: `-p25` and `-lp 25` are errors;
+                // only a letter on its own takes the next word as its value.
+                Arg::Required if !single => Err(format!("no value supplied for -{letter}")),
+                Arg::Required => match words.get(*i) {
+                    None if own => Err(format!("no value supplied for -{letter}")),
+                    None => Ok(()),
+                    Some(v) => {
+                        *i += 1;
+                        if own {
+                            self.set_value(spec, v, Spelling::Short(letter))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+                _ if !own => Ok(()),
+                Arg::Optional => self.set_value(spec, "", Spelling::Short(letter)),
+                Arg::None => self.set_flag(spec, Value::On),
+            };
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+    }
+
+    fn set_flag(&mut self, spec: &'static OptionSpec, value: Value) -> Result<(), String> {
+        match self.values.get(spec.name) {
+            Some(old) if *old != value => Err(format!("conflicting values: \"--{}\"", spec.name)),
+            _ => {
+                self.values.insert(spec.name, value);
+                Ok(())
+            }
+        }
+    }
+
+    fn set_value(
+        &mut self,
+        spec: &'static OptionSpec,
+        value: &str,
+        spelling: Spelling,
+    ) -> Result<(), String> {
+        if spec.arg == Arg::None {
+            return Err(format!(
+                "cannot give a value with \"--{}\" ({value})",
+                spec.name
+            ));
+        }
+        let entry = self
+            .values
+            .entry(spec.name)
+            .or_insert_with(|| Value::Text(Vec::new()));
+        let Value::Text(list) = entry else {
+            return Err(format!("conflicting values: \"--{}\"", spec.name));
+        };
+        if spec.many || list.is_empty() {
+            list.push(value.to_string());
+            return Ok(());
+        }
+        if list.iter().any(|v| v == value) {
+            return Ok(());
+        }
+        Err(match spelling {
+            Spelling::Long => format!("duplicate use of \"--{}\"", spec.name),
+            Spelling::Short(c) => format!("duplicate use of \"-{c}\""),
+        })
+    }
+}
+
+/// How an option was spelt, for the duplicate error.
+#[derive(Clone, Copy)]
+enum Spelling {
+    Long,
+    Short(char),
+}
+
+/// Whose option a word names, for the instance being parsed.
+enum Resolved {
+    /// This instance's.
+    Own(&'static OptionSpec),
+    /// A known option of another instance: skipped.
+    Other(&'static OptionSpec),
+    /// No such option (or an unknown prefix).
+    Unknown,
+}
+
+/// Resolves `word` for instance `index` of `names` (the prefixes with
+/// their dash, `""` for the unnamed instance).
+fn resolve(word: &str, index: usize, names: &[String]) -> Resolved {
+    let Some((spec, prefix)) = find_prefixed(word) else {
+        return Resolved::Unknown;
+    };
+    match prefix {
+        None if index == 0 => Resolved::Own(spec),
+        None => Resolved::Other(spec),
+        Some(p) if names[index].strip_suffix('-') == Some(p) => Resolved::Own(spec),
+        Some(p) if names.iter().any(|n| n.strip_suffix('-') == Some(p)) => Resolved::Other(spec),
+        Some(_) => Resolved::Unknown,
+    }
+}
+
+/// An option by its name, or by `<prefix>-<name>`.
+fn find_prefixed(word: &str) -> Option<(&'static OptionSpec, Option<&str>)> {
+    if let Some(spec) = find_long(word) {
+        return Some((spec, None));
+    }
+    let (prefix, tail) = word.split_once('-')?;
+    find_long(tail).map(|spec| (spec, Some(prefix)))
+}
+
+/// The instances' prefixes (with their dash), in the order their
+/// `spool-dir` options appear; `[""]` when there is none.
+fn instance_names(words: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        i += 1;
+        let Some(long) = word.strip_prefix("--") else {
+            if word.len() == 2 && word.starts_with('-') {
+                // Skip a single letter's value.
+                let needs = word[1..]
+                    .chars()
+                    .next()
+                    .and_then(find_short)
+                    .is_some_and(|s| s.arg == Arg::Required);
+                i += usize::from(needs);
+            }
+            continue;
+        };
+        let (key, inline) = split_eq(long);
+        let Some((spec, prefix)) = find_prefixed(key) else {
+            continue;
+        };
+        if spec.arg == Arg::Required && inline.is_none() {
+            i += 1;
+        }
+        if spec.name == "spool-dir" {
+            let name = prefix.map(|p| format!("{p}-")).unwrap_or_default();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    if names.is_empty() {
+        names.push(String::new());
+    }
+    names
+}
+
+/// The config file: the first argument that is not an option or an
+/// option's value, provided the options before it are all known.
+/// E-MailRelay compatibility: it is then taken off the end of the command
+/// line, so it must be the last argument.
+fn find_config_file(argv: &[String]) -> Option<PathBuf> {
+    let takes_value = |spec: &OptionSpec| spec.arg == Arg::Required;
+    let mut candidate = None;
+    let mut i = 0;
+    while i < argv.len() {
+        let word = &argv[i];
+        i += 1;
+        if word == "--" {
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
+            let (key, inline) = split_eq(long);
+            match find_prefixed(key) {
+                Some((spec, _)) if takes_value(spec) && inline.is_none() => i += 1,
+                Some(_) => {}
+                None => return None,
+            }
+        } else if word.len() > 1 && word.starts_with('-') {
+            let letters: Vec<char> = word[1..].chars().collect();
+            for letter in &letters {
+                match find_short(*letter) {
+                    Some(spec) if letters.len() == 1 && takes_value(spec) => i += 1,
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        } else if candidate.is_none() {
+            candidate = Some(PathBuf::from(word));
+        } else {
+            break;
+        }
+    }
+    candidate
+}
+
+/// Reads a config file into `--name[=value]` words.
+fn read_config_file(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|_| ConfigError::ConfigFile(path.to_path_buf()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut words = Vec::new();
+    for line in text.split('\n') {
+        if line.contains('\0') {
+            return Err(ConfigError::ConfigFileNul(path.to_path_buf()));
+        }
+        if let Some(word) = config_line(line.trim_end_matches('\r')) {
+            words.push(word);
+        }
+    }
+    Ok(words)
+}
+
+/// One config file line as a `--name[=value]` word; `None` for blank and
+/// comment lines.
+fn config_line(line: &str) -> Option<String> {
+    let is_sep = |c: char| matches!(c, ' ' | '=' | '\t');
+    let line = line.trim_start_matches(is_sep);
+    let key_end = line.find(is_sep).unwrap_or(line.len());
+    let key = &line[..key_end];
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let mut value = line[key_end..]
+        .trim_start_matches(is_sep)
+        .trim_end_matches([' ', '\t']);
+    if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+        value = &value[1..value.len() - 1];
+    }
+    Some(if value.is_empty() {
+        format!("--{key}")
+    } else {
+        format!("--{key}={value}")
+    })
+}
+
+/// `@app` in a path is the directory of the executable.
+pub fn expand_app(path: &Path, app_dir: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains("@app") {
+        return path.to_path_buf();
+    }
+    PathBuf::from(text.replace("@app", &app_dir.to_string_lossy()))
+}
+
+/// `name=value` -> (`name`, `Some(value)`), where a name is made of
+/// lower-case letters, digits, `-` and `_`.
+fn split_eq(long: &str) -> (&str, Option<&str>) {
+    let end = long
+        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+        .unwrap_or(long.len());
+    match long[end..].strip_prefix('=') {
+        Some(value) => (&long[..end], Some(value)),
+        None => (long, None),
+    }
+}
+
+fn is_positive(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes" | "t" | "true" | "1" | "on"
+    )
+}
+
+fn is_negative(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "n" | "no" | "f" | "false" | "0" | "off"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, ConfigError> {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Args::parse(&argv, Path::new("/opt/emailrelay"))
+    }
+
+    fn usage(args: &[&str]) -> Vec<String> {
+        match parse(args) {
+            Err(ConfigError::Usage(e)) => e,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_short_and_inline_spellings() {
+        let a = parse(&["--port", "1", "--spool-dir=/s", "-dt", "-D", "x.example"]).unwrap();
+        let a = a.first();
+        assert_eq!(a.value("port").as_deref(), Some("1"));
+        assert_eq!(a.value("spool-dir").as_deref(), Some("/s"));
+        assert!(a.has("as-server") && a.has("no-daemon"));
+        assert_eq!(a.value("domain").as_deref(), Some("x.example"));
+        let a = parse(&["--anonymous", "-k"]).unwrap();
+        assert_eq!(a.first().value("anonymous").as_deref(), Some(""));
+        assert_eq!(a.first().value("syslog").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn letters_in_a_run_are_flags_only() {
+        assert_eq!(
+            usage(&["-p25"]),
+            [
+                "invalid option: \"-2\"",
+                "invalid option: \"-5\"",
+                "no value supplied for -p"
+            ]
+        );
+        assert_eq!(usage(&["-ltp"]), ["no value supplied for -p"]);
+        // As in E-MailRelay, the word after the run is then the config file.
+        assert!(matches!(parse(&["-ltp", "25"]), Err(ConfigError::ConfigFile(_))));
+        assert_eq!(usage(&["--nosuch", "25"]), ["invalid option: \"--nosuch\""]);
+    }
+
+    #[test]
+    fn flags_take_yes_and_no() {
+        let a = parse(&["--no-daemon=yes", "--log=no"]).unwrap();
+        assert!(a.has("no-daemon") && !a.has("log"));
+        assert_eq!(
+            usage(&["--no-daemon=maybe"]),
+            ["cannot give a value with \"--no-daemon\" (maybe)"]
+        );
+        assert_eq!(
+            usage(&["--log=no", "--log"]),
+            ["conflicting values: \"--log\""]
+        );
+    }
+
+    #[test]
+    fn duplicates_many_valued_options_and_mistakes() {
+        assert_eq!(usage(&["-p", "1", "--port=2"]), ["duplicate use of \"--port\""]);
+        assert!(parse(&["--port=1", "--port", "1", "-v", "--verbose"]).is_ok());
+        let a = parse(&["--filter", "exit:0", "-z", "/bin/f", "-I", "127.0.0.1"]).unwrap();
+        assert_eq!(a.first().values("filter"), ["exit:0", "/bin/f"]);
+        assert_eq!(a.first().value("filter").as_deref(), Some("exit:0,/bin/f"));
+        assert_eq!(
+            usage(&["--port", "-5"]),
+            ["\"--port -5\" is probably a mistake, use \"--port=... -5\" or \"--port=-5\""]
+        );
+        assert!(parse(&["--port=-5"]).is_ok());
+        assert_eq!(usage(&["--port"]), ["no value supplied for \"--port\""]);
+        assert_eq!(usage(&["--nosuch"]), ["invalid option: \"--nosuch\""]);
+        assert_eq!(usage(&["--in-port", "1"]), ["invalid option: \"--in-port\""]);
+    }
+
+    #[test]
+    fn s_is_the_delivery_dir_as_in_e_mailrelay() {
+        // E-MailRelay 2.6.1 lists -s for both; its parser picks --delivery-dir.
+        let a = parse(&["-s", "/d"]).unwrap();
+        assert_eq!(a.first().value("delivery-dir").as_deref(), Some("/d"));
+        assert!(!a.has("spool-dir"));
+    }
+
+    #[test]
+    fn config_file_line_forms() {
+        assert_eq!(config_line("port 25").as_deref(), Some("--port=25"));
+        assert_eq!(config_line("port=25").as_deref(), Some("--port=25"));
+        assert_eq!(config_line("  port = 25  ").as_deref(), Some("--port=25"));
+        assert_eq!(config_line("port\t\t25").as_deref(), Some("--port=25"));
+        assert_eq!(config_line("domain \"a b\"").as_deref(), Some("--domain=a b"));
+        assert_eq!(config_line("domain 'a'").as_deref(), Some("--domain='a'"));
+        assert_eq!(
+            config_line("filter /f.sh # not a comment").as_deref(),
+            Some("--filter=/f.sh # not a comment")
+        );
+        assert_eq!(config_line("domain=a=b").as_deref(), Some("--domain=a=b"));
+        assert_eq!(config_line("log").as_deref(), Some("--log"));
+        assert_eq!(config_line("domain=").as_deref(), Some("--domain"));
+        assert_eq!(config_line("# port 25"), None);
+        assert_eq!(config_line("#port 25"), None);
+        assert_eq!(config_line("   "), None);
+    }
+
+    #[test]
+    fn config_file_joins_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.conf");
+        std::fs::write(&file, "# c\r\n\r\nlog\r\nport=25\nspool-dir @app/spool\n").unwrap();
+        let a = parse(&["--verbose", file.to_str().unwrap()]).unwrap();
+        assert_eq!(a.first().value("port").as_deref(), Some("25"));
+        assert_eq!(a.first().value("spool-dir").as_deref(), Some("@app/spool"));
+        assert!(a.has("log") && a.has("verbose"));
+        assert_eq!(a.config_file.as_deref(), Some(file.as_path()));
+        assert_eq!(
+            usage(&["--port", "10025", file.to_str().unwrap()]),
+            ["duplicate use of \"--port\""]
+        );
+        std::fs::write(&file, "port\n").unwrap();
+        assert_eq!(
+            usage(&[file.to_str().unwrap()]),
+            ["no value supplied for \"--port\""]
+        );
+        std::fs::write(&file, "log\0\n").unwrap();
+        assert!(matches!(
+            parse(&[file.to_str().unwrap()]),
+            Err(ConfigError::ConfigFileNul(_))
+        ));
+        assert!(matches!(
+            parse(&["/nonexistent/e.conf"]),
+            Err(ConfigError::ConfigFile(_))
+        ));
+        assert!(matches!(
+            parse(&["a.conf", "--log"]),
+            Err(ConfigError::ConfigFile(p)) if p == Path::new("a.conf")
+        ));
+    }
+
+    #[test]
+    fn named_instances() {
+        let a = parse(&[
+            "--log",
+            "--in-spool-dir=/in",
+            "--in-port",
+            "25",
+            "--out-spool-dir",
+            "/out",
+            "--out-port=587",
+            "--domain",
+            "d.example",
+            "--out-forward-to",
+            "smarthost:25",
+        ])
+        .unwrap();
+        let names: Vec<_> = a.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["in", "out"]);
+        let (inn, out) = (&a.instances[0], &a.instances[1]);
+        assert_eq!(inn.value("spool-dir").as_deref(), Some("/in"));
+        assert_eq!(inn.value("port").as_deref(), Some("25"));
+        assert!(inn.has("log") && inn.has("domain") && !inn.has("forward-to"));
+        assert_eq!(out.value("port").as_deref(), Some("587"));
+        assert_eq!(out.value("forward-to").as_deref(), Some("smarthost:25"));
+        assert!(!out.has("log") && !out.has("domain"));
+        assert_eq!(
+            usage(&["--in-spool-dir=/in", "--other-port=1"]),
+            ["invalid option: \"--other-port\""]
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! One instance's settings: its spool, servers, forwarding, filters and
+//! verifier, each built by its subsystem's builder.
+
+use std::path::PathBuf;
+
+use super::process::{Mode, ProcessSettings};
+use super::values::seconds;
+use super::{client, server, ConfigError, Instance};
+use crate::admin::AdminSettings;
+use crate::filter::{FilterConfig, FilterSettings, FilterSpec};
+use crate::smtp::forward::ForwardSettings;
+use crate::smtp::server::ServerSettings;
+use crate::verify::VerifierSpec;
+
+/// E-MailRelay's default spool directory.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/emailrelay";
+
+/// Everything one relay instance needs, typed.
+#[derive(Clone, Debug)]
+pub struct InstanceSettings {
+    /// The instance's name; empty for the unnamed one.
+    pub name: String,
+    pub spool_dir: PathBuf,
+    /// `None` with `--no-smtp` or `--dont-serve`.
+    pub smtp: Option<ServerSettings>,
+    pub admin: Option<AdminSettings>,
+    pub forward: ForwardSettings,
+    /// `--filter`, `--client-filter` and what their built-ins need.
+    pub filters: FilterConfig,
+    /// `--address-verifier`.
+    pub verifier: Option<VerifierSpec>,
+    /// Startup warnings (options that have no effect as given).
+    pub warnings: Vec<String>,
+}
+
+/// What the builders of one instance share.
+pub struct Common<'a> {
+    pub args: &'a Instance,
+    pub mode: Mode,
+    pub domain: String,
+    /// Protocol traces in the log (`--log --verbose`).
+    pub trace: bool,
+    pub dont_serve: bool,
+    /// The process runs as a daemon, so relative file names are made absolute.
+    pub daemon: bool,
+    /// `--tls-config`'s protocol versions, for both sides.
+    pub versions: crate::tls::Versions,
+}
+
+impl Common<'_> {
+    /// A file name option's value (see [`Instance::path`]).
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.args.path(name, self.daemon)
+    }
+
+    /// A many-valued file name option's values.
+    pub fn paths(&self, name: &str) -> Vec<PathBuf> {
+        self.args
+            .values(name)
+            .iter()
+            .map(|v| self.args.absolute(&self.args.expand_app(v), self.daemon))
+            .collect()
+    }
+}
+
+impl InstanceSettings {
+    /// Builds one instance's settings; `default_domain` is called only
+    /// without `--domain`.
+    pub fn build(
+        args: &Instance,
+        default_domain: &dyn Fn() -> String,
+        process: &ProcessSettings,
+    ) -> Result<InstanceSettings, ConfigError> {
+        let mode = Mode::of(args)?;
+        let mut warnings = Vec::new();
+        let common = Common {
+            versions: client::tls_versions(args, &mut warnings)?,
+            args,
+            mode,
+            domain: args.value("domain").unwrap_or_else(default_domain),
+            trace: process.log.verbose && process.log.enabled,
+            dont_serve: args.has("dont-serve") || mode == Mode::Client,
+            daemon: process.daemon,
+        };
+        let spool_dir = common
+            .path("spool-dir")
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
+        let filters = filter_config(&common, &spool_dir, &mut warnings)?;
+        let verifier = args
+            .value("address-verifier")
+            .map(|v| VerifierSpec::parse(&args.expand_app(&v)))
+            .transpose()?;
+        check_programs(&filters, verifier.as_ref())?;
+        let forward: ForwardSettings = client::forward_settings(&common, &mut warnings)?;
+        let smtp: Option<ServerSettings> = server::smtp_settings(&common, &mut warnings)?;
+        let admin: Option<AdminSettings> = server::admin_settings(&common)?;
+        Ok(InstanceSettings {
+            name: args.name.clone(),
+            spool_dir,
+            smtp,
+            admin,
+            forward,
+            filters,
+            verifier,
+            warnings,
+        })
+    }
+}
+
+/// `--filter`, `--client-filter`, `--filter-timeout` and `--delivery-dir`.
+fn filter_config(
+    common: &Common<'_>,
+    spool_dir: &std::path::Path,
+    warnings: &mut Vec<String>,
+) -> Result<FilterConfig, ConfigError> {
+    let args = common.args;
+    let chain = |name| {
+        args.value(name)
+            .map(|v| FilterSpec::parse_chain(&args.expand_app(&v)))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let filters = FilterConfig {
+        server: chain("filter")?,
+        client: chain("client-filter")?,
+        settings: FilterSettings {
+            timeout: seconds(args, "filter-timeout", 60)?,
+            delivery_dir: common
+                .path("delivery-dir")
+                .unwrap_or_else(|| spool_dir.to_path_buf()),
+            domain: common.domain.clone(),
+        },
+    };
+    let delivers =
+        |specs: &[FilterSpec]| specs.iter().any(|f| matches!(f, FilterSpec::Deliver(_)));
+    if args.has("delivery-dir") && !delivers(&filters.server) && !delivers(&filters.client) {
+        warnings.push("the --delivery-dir option has no effect without a deliver: filter".into());
+    }
+    Ok(filters)
+}
+
+/// Filter and verifier programs must exist and be executable: better a
+/// startup error than a 451 for every message.
+fn check_programs(
+    filters: &FilterConfig,
+    verifier: Option<&VerifierSpec>,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let programs = filters
+        .server
+        .iter()
+        .map(|f| ("filter", f))
+        .chain(filters.client.iter().map(|f| ("client-filter", f)))
+        .filter_map(|(option, f)| match f {
+            FilterSpec::Program(path) => Some((option, path)),
+            _ => None,
+        })
+        .chain(verifier.and_then(|v| match v {
+            VerifierSpec::Program(path) => Some(("address-verifier", path)),
+            _ => None,
+        }));
+    for (option, path) in programs {
+        let why = match std::fs::metadata(path) {
+            Err(e) => e.to_string(),
+            Ok(m) if !m.is_file() => "not a file".into(),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".into(),
+            Ok(_) => continue,
+        };
+        return Err(super::values::bad(option, &path.display().to_string(), why));
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Process-wide settings: logging, daemon, pid file, user. Read from the
+//! first instance only: E-MailRelay ignores them with another prefix.
+
+use std::path::PathBuf;
+
+use super::values::{bad, keywords};
+use super::{ConfigError, Instance, Support, OPTIONS};
+use crate::log::LogSettings;
+
+/// What the process as a whole does, whatever its instances.
+#[derive(Clone, Debug)]
+pub struct ProcessSettings {
+    /// Runs in the background (not `--no-daemon` or `--as-client`).
+    pub daemon: bool,
+    pub pid_file: Option<PathBuf>,
+    /// `--close-stderr`, implied by `--as-server` and `--as-proxy`.
+    pub close_stderr: bool,
+    /// The account to switch to when started as root; `None` for `--user root`.
+    pub user: Option<String>,
+    pub log: LogSettings,
+    /// Options accepted but meaningless here, for a startup warning.
+    pub ignored: Vec<&'static str>,
+    /// Other startup warnings (options that have no effect as given).
+    pub warnings: Vec<String>,
+}
+
+impl ProcessSettings {
+    /// Builds the process settings from the first instance's options.
+    pub fn build(args: &Instance) -> Result<ProcessSettings, ConfigError> {
+        let ignored = check_support(args)?;
+        let mode = Mode::of(args)?;
+        let mut warnings = Vec::new();
+        let daemon = !(args.has("no-daemon") || mode == Mode::Client);
+        let pid_files: Vec<PathBuf> = args
+            .values("pid-file")
+            .iter()
+            .map(|v| args.absolute(&args.expand_app(v), daemon))
+            .collect();
+        if pid_files.len() > 1 {
+            warnings.push("more than one --pid-file: using the first".to_string());
+        }
+        let user = match args.value("user").as_deref() {
+            Some("root") => None,
+            Some(name) => Some(name.to_string()),
+            None => Some("daemon".to_string()),
+        };
+        Ok(ProcessSettings {
+            daemon,
+            pid_file: pid_files.into_iter().next(),
+            close_stderr: args.has("close-stderr") || matches!(mode, Mode::Server | Mode::Proxy),
+            user,
+            log: log_settings(args, mode, daemon)?,
+            ignored,
+            warnings,
+        })
+    }
+}
+
+/// Which of `--as-client`, `--as-proxy` and `--as-server` was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Client,
+    Proxy,
+    Server,
+}
+
+impl Mode {
+    /// The mode of an instance's options; more than one is a conflict.
+    pub fn of(args: &Instance) -> Result<Mode, ConfigError> {
+        let given: Vec<Mode> = [
+            ("as-client", Mode::Client),
+            ("as-proxy", Mode::Proxy),
+            ("as-server", Mode::Server),
+        ]
+        .into_iter()
+        .filter(|(name, _)| args.has(name))
+        .map(|(_, mode)| mode)
+        .collect();
+        match given.as_slice() {
+            [] => Ok(Mode::Plain),
+            [mode] => Ok(*mode),
+            _ => Err(ConfigError::Conflict(
+                "use only one of --as-client, --as-proxy and --as-server".into(),
+            )),
+        }
+    }
+}
+
+/// Refuses options that need a later feature; lists the Windows-only ones.
+fn check_support(args: &Instance) -> Result<Vec<&'static str>, ConfigError> {
+    let mut ignored = Vec::new();
+    for name in args.names() {
+        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else {
+            continue;
+        };
+        match spec.support {
+            Support::Yes => {}
+            Support::Later(feature) => {
+                return Err(ConfigError::NotYet {
+                    option: spec.name,
+                    feature,
+                })
+            }
+            Support::WindowsOnly => ignored.push(spec.name),
+        }
+    }
+    Ok(ignored)
+}
+
+fn log_settings(args: &Instance, mode: Mode, daemon: bool) -> Result<LogSettings, ConfigError> {
+    let enabled = args.has("log") || mode != Mode::Plain;
+    let mut time = args.has("log-time");
+    let mut address = args.has("log-address");
+    let (mut port, mut unit, mut msgid) = (false, false, false);
+    for field in keywords(args, "log-format") {
+        match field.as_str() {
+            "time" => time = true,
+            "address" => address = true,
+            "port" => port = true,
+            "unit" => unit = true,
+            "msgid" => msgid = true,
+            other => {
+                return Err(bad(
+                    "log-format",
+                    other,
+                    "expecting time, unit, address, port or msgid",
+                ))
+            }
+        }
+    }
+    let syslog_wanted =
+        (enabled && !args.has("no-syslog") && mode != Mode::Client) || args.has("syslog");
+    let facility = args
+        .value("syslog")
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "mail".to_string());
+    if !crate::log::is_facility(&facility) {
+        return Err(bad("syslog", &facility, "unknown syslog facility"));
+    }
+    Ok(LogSettings {
+        enabled,
+        verbose: args.has("verbose"),
+        debug: args.has("debug"),
+        time,
+        address,
+        port,
+        unit,
+        msgid,
+        file: args
+            .path("log-file", daemon)
+            .map(|p| p.display().to_string()),
+        syslog: syslog_wanted.then_some(facility),
+    })
+}

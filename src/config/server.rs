@@ -1,0 +1,165 @@
+//! The serving side of an instance: the SMTP server (`--port`,
+//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`) and the
+//! admin server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::instance::Common;
+use super::values::{bad, number, port, seconds, Switches};
+use super::{ConfigError, Instance};
+use crate::admin::AdminSettings;
+use crate::auth::ServerAuth;
+use crate::net::dnsbl::DnsblConfig;
+use crate::net::{self, InterfaceSpec, Service};
+use crate::smtp::server::{Anonymous, ServerSettings};
+use crate::tls::{ServerTls, ServerTlsOptions};
+use emailrelay_proto::sasl::MechanismPolicy;
+
+/// The SMTP server's settings, or `None` with `--no-smtp`/`--dont-serve`.
+pub fn smtp_settings(
+    common: &Common<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<ServerSettings>, ConfigError> {
+    let args = common.args;
+    if common.dont_serve || args.has("no-smtp") {
+        return Ok(None);
+    }
+    let config = SmtpConfig::parse(args, warnings);
+    Ok(Some(ServerSettings {
+        listen: net::listen_addresses(&interfaces(args)?, Service::Smtp, port(args, "port", 25)?),
+        remote_clients: args.has("remote-clients"),
+        domain: common.domain.clone(),
+        anonymous: anonymous(args)?,
+        max_size: number(args, "size", 0)?,
+        idle_timeout: seconds(args, "idle-timeout", 60)?,
+        pipelining: config.pipelining,
+        smtputf8: config.smtputf8 || config.smtputf8_strict,
+        smtputf8_strict: config.smtputf8_strict,
+        chunking: config.chunking,
+        trace: common.trace,
+        immediate: args.has("immediate"),
+        tls: server_tls(common)?,
+        tls_connection: args.has("server-tls-connection"),
+        tls_required: args.has("server-tls-required"),
+        auth: server_auth(common)?,
+        dnsbl: args
+            .value("dnsbl")
+            .map(|v| DnsblConfig::parse(&v).map_err(|e| bad("dnsbl", &v, e)))
+            .transpose()?,
+    }))
+}
+
+/// The admin server's settings, or `None` without `--admin`.
+pub fn admin_settings(common: &Common<'_>) -> Result<Option<AdminSettings>, ConfigError> {
+    let args = common.args;
+    if common.dont_serve || !args.has("admin") {
+        return Ok(None);
+    }
+    Ok(Some(AdminSettings {
+        listen: net::listen_addresses(&interfaces(args)?, Service::Admin, port(args, "admin", 0)?),
+        terminate: args.has("admin-terminate"),
+        remote_clients: args.has("remote-clients"),
+    }))
+}
+
+/// `--anonymous[=<scope>]`: everything without a scope.
+pub fn anonymous(args: &Instance) -> Result<Anonymous, ConfigError> {
+    let Some(scope) = args.value("anonymous") else {
+        return Ok(Anonymous::default());
+    };
+    if scope.is_empty() {
+        return Ok(Anonymous {
+            vrfy: true,
+            server: true,
+            content: true,
+            client: true,
+        });
+    }
+    let mut anonymous = Anonymous::default();
+    for word in scope.split(',').map(str::trim) {
+        match word {
+            "vrfy" => anonymous.vrfy = true,
+            "server" => anonymous.server = true,
+            "content" => anonymous.content = true,
+            "client" => anonymous.client = true,
+            other => {
+                return Err(bad(
+                    "anonymous",
+                    other,
+                    "expecting vrfy, server, content or client",
+                ))
+            }
+        }
+    }
+    Ok(anonymous)
+}
+
+fn interfaces(args: &Instance) -> Result<Vec<InterfaceSpec>, ConfigError> {
+    net::parse_interfaces(args.values("interface"))
+        .map_err(|e| bad("interface", &args.values("interface").join(","), e))
+}
+
+/// `--server-smtp-config`.
+struct SmtpConfig {
+    pipelining: bool,
+    smtputf8: bool,
+    smtputf8_strict: bool,
+    chunking: bool,
+}
+
+impl SmtpConfig {
+    /// `strictparsing` and `alabels` are taken and change nothing here:
+    /// addresses are always parsed tolerantly, and domains in addresses are
+    /// always kept as A-labels. Unknown items are warnings.
+    fn parse(args: &Instance, warnings: &mut Vec<String>) -> SmtpConfig {
+        let mut switches = Switches::new(args, "server-smtp-config");
+        let config = SmtpConfig {
+            pipelining: switches.take("pipelining", true),
+            chunking: switches.take("chunking", false),
+            smtputf8: switches.take("smtputf8", false),
+            smtputf8_strict: switches.take("smtputf8strict", false),
+        };
+        switches.take("strictparsing", true);
+        switches.take("alabels", true);
+        switches.take("linger", true);
+        warnings.extend(switches.leftovers());
+        config
+    }
+}
+
+/// `--server-tls*`: the context, loaded now, or `None` without TLS.
+fn server_tls(common: &Common<'_>) -> Result<Option<ServerTls>, ConfigError> {
+    let args = common.args;
+    if !(args.has("server-tls") || args.has("server-tls-connection")) {
+        return Ok(None);
+    }
+    let certificate: Vec<PathBuf> = common.paths("server-tls-certificate");
+    let options = ServerTlsOptions {
+        certificate,
+        verify: common
+            .path("server-tls-verify")
+            .map(|p| p.display().to_string()),
+        versions: common.versions.clone(),
+    };
+    Ok(Some(ServerTls::new(&options)?))
+}
+
+/// `--server-auth` and `--server-auth-config`, read now (see
+/// `client::client_auth`).
+fn server_auth(common: &Common<'_>) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
+    let args = common.args;
+    let Some(spec) = common.path("server-auth").map(|p| p.display().to_string()) else {
+        if args.has("server-auth-config") {
+            return Err(ConfigError::Conflict(
+                "the --server-auth-config option requires --server-auth".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let policy = match args.value("server-auth-config") {
+        None => MechanismPolicy::default(),
+        Some(v) => MechanismPolicy::parse(&v).map_err(|e| bad("server-auth-config", &v, e))?,
+    };
+    Ok(Some(Arc::new(ServerAuth::load(&spec, policy)?)))
+}

@@ -1,0 +1,176 @@
+//! One relay instance at run time: its spool, filters, verifier,
+//! forwarder, SMTP and admin listeners, started from its settings.
+//!
+//! Several instances run side by side in one runtime; nothing here is
+//! shared between them but the stop signal.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{spawn_acceptor, Accept, Bound};
+use crate::control::Connections;
+use crate::admin::AdminContext;
+use crate::config::InstanceSettings;
+use crate::filter::{Filter, FilterSpec};
+use crate::smtp::forward::Forwarder;
+use crate::smtp::server::{ServerSettings, Shared};
+use crate::store::Spool;
+use crate::verify::Verifier;
+use crate::{info, warning};
+
+/// The listeners one instance bound before the privilege drop.
+pub struct Listeners {
+    pub smtp: Bound,
+    pub admin: Bound,
+}
+
+/// A started instance.
+pub struct Running {
+    pub shared: Arc<Shared>,
+    pub forward_task: tokio::task::JoinHandle<()>,
+}
+
+/// The parts of an instance that exist before it serves anyone.
+pub struct Prepared {
+    pub settings: InstanceSettings,
+    pub spool: Arc<Spool>,
+    pub forwarder: Arc<Forwarder>,
+    server_filter: Option<Arc<Filter>>,
+    verifier: Option<Arc<Verifier>>,
+}
+
+impl Prepared {
+    /// Opens the spool (recovering messages a crash left locked) and
+    /// builds the filters, verifier and forwarder.
+    pub fn new(settings: InstanceSettings) -> anyhow::Result<Prepared> {
+        let spool = Spool::open(&settings.spool_dir)?;
+        match spool.recover_busy() {
+            Ok(0) => {}
+            Ok(n) => info!("recovered {n} message(s) left locked by a previous run"),
+            Err(e) => warning!("{e}"),
+        }
+        let filters = &settings.filters;
+        let filter = |label, specs: &Vec<FilterSpec>| {
+            (!specs.is_empty()).then(|| {
+                Filter::new(
+                    label,
+                    specs.clone(),
+                    filters.settings.clone(),
+                    Arc::clone(&spool),
+                )
+            })
+        };
+        let server_filter = filter("filter", &filters.server);
+        let client_filter = filter("client filter", &filters.client);
+        let verifier = settings
+            .verifier
+            .clone()
+            .map(|spec| Arc::new(Verifier::new(spec, filters.settings.timeout)));
+        let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool), client_filter);
+        Ok(Prepared {
+            settings,
+            spool,
+            forwarder,
+            server_filter,
+            verifier,
+        })
+    }
+
+    /// Starts the listeners and the forwarder.
+    pub fn start(
+        self,
+        listeners: Listeners,
+        stop: &watch::Sender<bool>,
+        pid: u32,
+        connections: &Arc<Connections>,
+        unit: Option<Arc<str>>,
+    ) -> anyhow::Result<Running> {
+        let settings = &self.settings;
+        // A long-running relay keeps its OAuth tokens fresh in the background.
+        if let Some(auth) = &settings.forward.auth {
+            for account in auth.oauth_accounts() {
+                tokio::spawn(Arc::clone(account).keep_fresh());
+            }
+        }
+        let stop_rx = stop.subscribe();
+        let smtp_settings = settings
+            .smtp
+            .clone()
+            .unwrap_or_else(|| idle_smtp_settings(settings));
+        let shared = Arc::new(Shared {
+            settings: smtp_settings,
+            spool: Arc::clone(&self.spool),
+            forwarder: Arc::clone(&self.forwarder),
+            filter: self.server_filter,
+            verifier: self.verifier,
+            enabled: AtomicBool::new(true),
+            in_started: Default::default(),
+            in_finished: Default::default(),
+            shutdown: stop_rx.clone(),
+            dnsbl_off_until: Default::default(),
+        });
+        let accept = Accept {
+            connections: Arc::clone(connections),
+            unit,
+        };
+        for (listen, listener) in listeners.smtp {
+            info!("smtp server on {listen}");
+            connections.listening(listen.to_string());
+            let shared = Arc::clone(&shared);
+            spawn_acceptor(listener, stop_rx.clone(), accept.clone(), move |stream, peer| {
+                crate::smtp::server::serve(stream, peer, Arc::clone(&shared))
+            })?;
+        }
+        if let Some(admin) = settings.admin.clone() {
+            let ctx = Arc::new(AdminContext {
+                settings: admin,
+                smtp: Arc::clone(&shared),
+                terminate: stop.clone(),
+                pid,
+                connections: Arc::clone(connections),
+            });
+            for (listen, listener) in listeners.admin {
+                info!("admin server on {listen}");
+                connections.listening(listen.to_string());
+                let ctx = Arc::clone(&ctx);
+                spawn_acceptor(listener, stop_rx.clone(), accept.clone(), move |stream, peer| {
+                    crate::admin::serve(stream, peer, Arc::clone(&ctx))
+                })?;
+            }
+        }
+        let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
+        if settings.forward.on_start {
+            self.forwarder.trigger();
+        }
+        Ok(Running {
+            shared,
+            forward_task,
+        })
+    }
+}
+
+/// Server settings for an instance that does not serve SMTP: the admin
+/// interface still needs a `Shared` to act on.
+fn idle_smtp_settings(settings: &InstanceSettings) -> ServerSettings {
+    ServerSettings {
+        listen: Vec::new(),
+        remote_clients: false,
+        domain: settings.forward.helo_domain.clone(),
+        anonymous: Default::default(),
+        max_size: 0,
+        idle_timeout: std::time::Duration::from_secs(60),
+        pipelining: true,
+        smtputf8: false,
+        smtputf8_strict: false,
+        chunking: false,
+        trace: false,
+        immediate: false,
+        tls: None,
+        tls_connection: false,
+        tls_required: false,
+        dnsbl: None,
+        auth: None,
+    }
+}

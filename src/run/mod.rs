@@ -1,0 +1,388 @@
+//! Assembly: bind, daemonise, pid file, privilege drop, then build the
+//! runtime and run every instance (listeners, forwarder) and the signal
+//! handling until shutdown. Exit codes: 0 success, 1 error, 2 a port
+//! could not be bound.
+//!
+//! Started as root with a `--user` other than root, the process splits in
+//! two after binding: a small monitor that keeps E-MailRelay's identity
+//! (real user root, effective user `--user`), owns the pid file, passes
+//! signals on and removes the pid file at the end; and the relay itself,
+//! which drops root for good before it reads a byte from the network.
+//!
+//! ```text
+//!   start (root) -- bind -- [daemonise: parent waits for "ready"] -- pid file
+//!        |
+//!        +-- no --user drop needed: relay ........ exit: remove pid file
+//!        |
+//!        +-- fork: monitor (pid file's pid) --------- wait, forward signals
+//!                  \-- relay (setuid --user) ..... exit -> monitor removes
+//!                                                  pid file, exits alike
+//! ```
+
+mod instance;
+mod pidfile;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::{Config, InstanceSettings, ProcessSettings};
+use crate::control::Connections;
+use crate::net::{self, BoundListener, Listen};
+use crate::sys::{self, Ready, Role};
+use crate::{error, info, warning};
+use instance::{Listeners, Prepared};
+use pidfile::PidFile;
+
+/// Exit code when a listening socket cannot be bound (E-MailRelay's 2).
+pub const EXIT_BIND: i32 = 2;
+
+/// Runs the relay; returns the process exit code.
+pub fn run(config: Config) -> anyhow::Result<i32> {
+    let Config { process, instances } = config;
+    crate::log::init(process.log.clone(), "emailrelay")?;
+    // E-MailRelay's spool permissions: files rw-rw----, whatever the caller's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+    log_warnings(&process, &instances);
+    sys::raise_file_limit();
+    let mut bound = Vec::new();
+    for settings in &instances {
+        match bind_instance(settings) {
+            Ok(listeners) => bound.push(listeners),
+            Err(code) => return Ok(code),
+        }
+    }
+    let ready = if process.daemon {
+        Some(sys::daemonise().context("cannot run in the background")?)
+    } else {
+        None
+    };
+    let drop_to = process.user.as_deref().filter(|_| sys::is_root());
+    let pid_file = match &process.pid_file {
+        Some(path) => Some(PidFile::create(path, drop_to)?),
+        None => None,
+    };
+    for settings in &instances {
+        create_spool_dir(settings, drop_to)?;
+    }
+    let Some(user) = drop_to else {
+        let code = relay(process, instances, bound, ready, std::process::id());
+        if let Some(pid_file) = pid_file {
+            pid_file.remove();
+        }
+        return code;
+    };
+    let user = sys::Account::find(user).with_context(|| format!("cannot switch to user {user}"))?;
+    match sys::fork_monitor().context("cannot start the relay process")? {
+        Role::Monitor(worker) => {
+            // The monitor keeps no socket, spool or readiness pipe of the relay's.
+            drop((bound, instances, ready));
+            let code = sys::monitor(worker, &user);
+            if let Some(pid_file) = pid_file {
+                sys::with_root(|| pid_file.remove());
+            }
+            Ok(code)
+        }
+        Role::Worker => {
+            // The pid file is the monitor's to remove.
+            drop(pid_file);
+            let monitor_pid = nix::unistd::getppid().as_raw().unsigned_abs();
+            sys::drop_privileges(&user)
+                .with_context(|| format!("cannot switch to user {}", user.name))?;
+            for settings in &instances {
+                check_spool_writable(settings, &user.name)?;
+            }
+            relay(process, instances, bound, ready, monitor_pid)
+        }
+    }
+}
+
+/// The relay proper, once the process is what it will stay: the runtime
+/// and every instance, until a signal or `terminate`. `pid` is the one the
+/// pid file holds, for the admin `pid` command.
+fn relay(
+    process: ProcessSettings,
+    instances: Vec<InstanceSettings>,
+    bound: Vec<Listeners>,
+    ready: Option<Ready>,
+    pid: u32,
+) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(process, instances, bound, ready, pid))
+}
+
+async fn serve(
+    process: ProcessSettings,
+    instances: Vec<InstanceSettings>,
+    bound: Vec<Listeners>,
+    ready: Option<Ready>,
+    pid: u32,
+) -> anyhow::Result<i32> {
+    // Signal handlers go in before anything can accept a connection, so a
+    // SIGTERM that follows a successful connect always shuts down cleanly.
+    let mut signals = Signals::install()?;
+    let mut prepared = Vec::new();
+    for settings in instances {
+        prepared.push(Prepared::new(settings)?);
+    }
+    if prepared.iter().all(|p| p.settings.forward.exit_when_done) {
+        if let Some(ready) = ready {
+            ready.notify();
+        }
+        return Ok(forward_and_exit(&prepared).await);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = Connections::new();
+    let named = prepared.len() > 1;
+    let mut running = Vec::new();
+    for (instance, listeners) in prepared.into_iter().zip(bound) {
+        let unit: Option<Arc<str>> = named.then(|| Arc::from(instance.settings.name.as_str()));
+        let context = crate::log::Context {
+            unit: unit.clone(),
+            ..Default::default()
+        };
+        // Each instance's startup lines carry its name too.
+        let started = crate::log::scope(context, async {
+            instance.start(listeners, &stop_tx, pid, &connections, unit)
+        });
+        running.push(started.await?);
+    }
+    if process.close_stderr {
+        crate::log::close_stderr();
+        let _ = sys::redirect_to_null(&[2]);
+    }
+    if let Some(ready) = ready {
+        ready.notify();
+    }
+    signals.wait_for_stop(stop_rx).await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    // Idle sessions get 421 at once; a session inside DATA finishes its
+    // message (and gets its 250) first. Wait a bounded time for them all.
+    for instance in &running {
+        let drained =
+            crate::smtp::server::wait_for_sessions(&instance.shared, Duration::from_secs(10))
+                .await;
+        if !drained {
+            warning!("shutting down with sessions still active");
+        }
+    }
+    for instance in running {
+        let _ = tokio::time::timeout(Duration::from_secs(5), instance.forward_task).await;
+    }
+    Ok(0)
+}
+
+/// `--as-client` (or `--dont-serve --forward`): one forwarding pass per
+/// instance, then exit 1 if anything was left unsent.
+async fn forward_and_exit(instances: &[Prepared]) -> i32 {
+    let mut unsent = 0;
+    for instance in instances {
+        let forwarder = &instance.forwarder;
+        if !instance.settings.forward.on_start || !forwarder.enabled() {
+            continue;
+        }
+        let summary = forwarder.pass().await;
+        info!(
+            "forwarding done: {} sent, {} failed, {} deferred",
+            summary.sent, summary.failed, summary.deferred
+        );
+        unsent += summary.failed + summary.deferred;
+    }
+    i32::from(unsent > 0)
+}
+
+fn log_warnings(process: &ProcessSettings, instances: &[InstanceSettings]) {
+    for name in &process.ignored {
+        warning!("the --{name} option is for Windows only and is ignored");
+    }
+    let per_instance = instances.iter().flat_map(|i| &i.warnings);
+    for text in process.warnings.iter().chain(per_instance) {
+        warning!("{text}");
+    }
+}
+
+type Bound = Vec<(Listen, BoundListener)>;
+
+fn bind_instance(settings: &InstanceSettings) -> Result<Listeners, i32> {
+    let smtp = settings.smtp.as_ref().map_or(&[][..], |s| &s.listen[..]);
+    let admin = settings.admin.as_ref().map_or(&[][..], |a| &a.listen[..]);
+    Ok(Listeners {
+        smtp: bind_all(smtp)?,
+        admin: bind_all(admin)?,
+    })
+}
+
+fn bind_all(listen: &[Listen]) -> Result<Bound, i32> {
+    let mut bound = Vec::new();
+    let wildcard_pair = listen.len() == 2
+        && listen
+            .iter()
+            .all(|l| matches!(l, Listen::Tcp(a) if a.ip().is_unspecified()));
+    for l in listen {
+        match net::bind(l) {
+            Ok(b) => bound.push((l.clone(), b)),
+            // The IPv6 wildcard is optional when IPv6 is not available at all.
+            Err(e)
+                if wildcard_pair
+                    && matches!(l, Listen::Tcp(a) if a.is_ipv6())
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                    ) => {}
+            Err(e) => {
+                error!("cannot bind the listening port {l}: {e}");
+                return Err(EXIT_BIND);
+            }
+        }
+    }
+    Ok(bound)
+}
+
+/// Creates a missing spool directory (one level), before any privilege
+/// drop, and gives it to the account that will write it.
+fn create_spool_dir(settings: &InstanceSettings, user: Option<&str>) -> anyhow::Result<()> {
+    let dir = &settings.spool_dir;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir(dir)
+        .with_context(|| format!("cannot create spool directory [{}]", dir.display()))?;
+    if let Some(user) = user {
+        sys::give_to_user(dir, user).with_context(|| {
+            format!("cannot give spool directory [{}] to user {user}", dir.display())
+        })?;
+    }
+    Ok(())
+}
+
+fn check_spool_writable(settings: &InstanceSettings, user: &str) -> anyhow::Result<()> {
+    let dir = &settings.spool_dir;
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(|e| {
+        anyhow::anyhow!(
+            "spool directory [{}] is not writable by user {user}: {e} (use --user root or change its group)",
+            dir.display()
+        )
+    })
+}
+
+/// What every accepted connection is given: the registry it is counted
+/// in, and the instance name its log lines carry.
+#[derive(Clone)]
+pub(crate) struct Accept {
+    pub connections: Arc<Connections>,
+    pub unit: Option<Arc<str>>,
+}
+
+/// Accepts connections until `stop` changes, running the future that
+/// `on_accept` makes for each in a task of its own, registered for the
+/// admin `status` and with the client's address in its log lines.
+pub(crate) fn spawn_acceptor<F, Fut>(
+    listener: BoundListener,
+    mut stop: watch::Receiver<bool>,
+    accept: Accept,
+    on_accept: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let start = move |stream: Box<dyn net::Stream>, local: String, peer: Option<SocketAddr>| {
+        let peer_text = peer.as_ref().map_or_else(|| "unix".into(), net::display_addr);
+        let registered = accept.connections.incoming(local, peer_text);
+        let context = crate::log::Context {
+            unit: accept.unit.clone(),
+            peer,
+            msgid: None,
+        };
+        let session = on_accept(stream, peer);
+        tokio::spawn(crate::log::scope(context, async move {
+            session.await;
+            drop(registered);
+        }));
+    };
+    match listener {
+        BoundListener::Tcp(std) => {
+            let listener = tokio::net::TcpListener::from_std(std)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let _ = stream.set_nodelay(true);
+                                let local = stream
+                                    .local_addr()
+                                    .map(|a| net::display_addr(&a))
+                                    .unwrap_or_default();
+                                start(Box::new(stream), local, Some(peer));
+                            }
+                            Err(e) => {
+                                warning!("accept failed: {e}");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+        BoundListener::Unix(std) => {
+            let listener = tokio::net::UnixListener::from_std(std)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                            let local = stream
+                                .local_addr()
+                                .ok()
+                                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                                .unwrap_or_default();
+                            start(Box::new(stream), local, None);
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM, SIGINT and SIGHUP, registered with the runtime.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// Waits for SIGTERM, SIGINT or a stop request; SIGHUP (logrotate)
+    /// opens the log file again and goes on.
+    async fn wait_for_stop(&mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = stop.changed() => return,
+                _ = self.hup.recv() => crate::log::reopen(),
+            }
+        }
+    }
+}
