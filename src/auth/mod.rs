@@ -20,7 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emailrelay_proto::sasl::{ClientSecret, Credentials, HmacMd5Key, Mechanism, MechanismPolicy};
+use emailrelay_proto::sasl::{
+    apop_digest, ClientSecret, Credentials, HmacMd5Key, Mechanism, MechanismPolicy,
+};
 use emailrelay_proto::smtp::{AuthConfig, AuthResult};
 use subtle::ConstantTimeEq;
 
@@ -181,8 +183,16 @@ fn check_secret(secret: Option<&ServerSecret>, credentials: &Credentials) -> boo
                 .ct_eq(digest.as_slice())
                 .into()
         }
-        // A stored hash cannot check a clear-text password.
-        (ServerSecret::Md5(_), Credentials::Password { .. }) => false,
+        (
+            ServerSecret::Plain(stored),
+            Credentials::Apop {
+                challenge, digest, ..
+            },
+        ) => apop_digest(challenge, stored.as_bytes())
+            .ct_eq(digest.as_slice())
+            .into(),
+        // A stored hash cannot check a clear-text password, nor APOP.
+        (ServerSecret::Md5(_), Credentials::Password { .. } | Credentials::Apop { .. }) => false,
     };
     known && matches
 }
