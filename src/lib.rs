@@ -13,6 +13,7 @@ pub mod filter;
 pub mod log;
 pub mod net;
 pub mod run;
+pub mod serve;
 pub mod smtp;
 pub mod store;
 pub mod submit;

@@ -186,7 +186,7 @@ async fn serve(
         info!("smtp server on {listen}");
         listening.push(listen.to_string());
         let shared = Arc::clone(&shared);
-        spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
+        crate::serve::spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
             tokio::spawn(crate::smtp::server::serve(
                 stream,
                 peer,
@@ -204,7 +204,7 @@ async fn serve(
         for (listen, listener) in admin_listeners {
             info!("admin server on {listen}");
             let ctx = Arc::clone(&ctx);
-            spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
+            crate::serve::spawn_acceptor(listener, stop_rx.clone(), move |stream, peer| {
                 tokio::spawn(crate::admin::serve(stream, peer, Arc::clone(&ctx)));
             })?;
         }
@@ -259,52 +259,6 @@ fn dummy_smtp_settings(settings: &Settings) -> crate::smtp::server::ServerSettin
         dnsbl: None,
         auth: None,
     }
-}
-
-fn spawn_acceptor<F>(
-    listener: BoundListener,
-    mut stop: watch::Receiver<bool>,
-    on_accept: F,
-) -> anyhow::Result<()>
-where
-    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) + Send + 'static,
-{
-    match listener {
-        BoundListener::Tcp(std) => {
-            let listener = tokio::net::TcpListener::from_std(std)?;
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, peer)) => {
-                                let _ = stream.set_nodelay(true);
-                                on_accept(Box::new(stream), Some(peer));
-                            }
-                            Err(e) => {
-                                warning!("accept failed: {e}");
-                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                            }
-                        },
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
-        }
-        BoundListener::Unix(std) => {
-            let listener = tokio::net::UnixListener::from_std(std)?;
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => if let Ok((stream, _)) = accepted {
-                            on_accept(Box::new(stream), None);
-                        },
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
-        }
-    }
-    Ok(())
 }
 
 /// SIGTERM and SIGINT, registered with the runtime.
