@@ -12,6 +12,7 @@ pub mod config;
 pub mod filter;
 pub mod log;
 pub mod net;
+pub mod pop;
 pub mod run;
 pub mod serve;
 pub mod smtp;

@@ -116,6 +116,24 @@ impl ServerAuth {
         (config, keyword)
     }
 
+    /// The SASL mechanisms offered in clear or under TLS, for POP's CAPA.
+    pub fn mechanisms(&self, secure: bool) -> Vec<Mechanism> {
+        self.policy.apply(&self.available(), secure)
+    }
+
+    /// Whether POP3's APOP can be offered: it needs a plain password (a
+    /// stored hash or PAM cannot check it), and `x:apop` turns it off.
+    pub fn offers_apop(&self, secure: bool) -> bool {
+        let plain = match &self.source {
+            Source::Secrets(s) => s
+                .server
+                .values()
+                .any(|v| matches!(v, ServerSecret::Plain(_))),
+            Source::Pam(_) => false,
+        };
+        plain && self.policy.allows_apop(secure)
+    }
+
     /// Checks what a client claimed.
     pub async fn check(&self, credentials: Credentials) -> AuthResult {
         let user = credentials.user().to_string();

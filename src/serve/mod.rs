@@ -1,7 +1,8 @@
 //! What the SMTP and POP servers share: the accept loop, admission of a
-//! new connection (`--remote-clients`), the TLS handshake (implicit or
-//! upgraded), the clean close, session counting for shutdown, and the
-//! random part of authentication challenges.
+//! new connection (`--remote-clients`), reads and writes bounded by
+//! deadlines, the TLS handshake (implicit or upgraded), the clean close,
+//! session counting for shutdown, and the random part of authentication
+//! challenges.
 //!
 //! Must not: know either protocol. Each driver says its own words (SMTP's
 //! 554, POP's silence) around these.
@@ -13,13 +14,58 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use accept::spawn_acceptor;
 pub use tls::handshake;
 
 use crate::net::Stream;
+
+/// What one bounded read brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes.
+    Data(usize),
+    /// The peer closed the connection, or it failed.
+    Closed,
+    /// The deadline passed first.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Reads what the peer sends next, unless `deadline` or a shutdown comes
+/// first. The deadline is the driver's: a whole command's, not one read's,
+/// so a peer trickling one byte at a time cannot hold a session.
+pub async fn read_by(
+    stream: &mut Box<dyn Stream>,
+    buf: &mut [u8],
+    deadline: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Read {
+    if *shutdown.borrow() {
+        return Read::Shutdown;
+    }
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, stream.read(buf)) => match r {
+            Err(_) => Read::Timeout,
+            Ok(Ok(0)) | Ok(Err(_)) => Read::Closed,
+            Ok(Ok(n)) => Read::Data(n),
+        },
+        _ = shutdown.changed() => Read::Shutdown,
+    }
+}
+
+/// Writes all of `bytes` within `limit`: a peer that stops reading must
+/// not hold a session. False if it could not.
+pub async fn write_within(stream: &mut Box<dyn Stream>, bytes: &[u8], limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
 
 /// True if the peer is not local and `--remote-clients` was not given.
 pub fn refused_as_remote(peer: Option<SocketAddr>, remote_clients: bool) -> bool {

@@ -246,13 +246,12 @@ impl PopSession {
     }
 
     /// Ends the session from the driver's side (idle timeout, shutdown):
-    /// `-ERR <reason>`, and nothing is deleted.
-    pub fn shutdown(&mut self, reason: &str) {
-        if self.state == State::Closed {
-            return;
+    /// nothing is deleted and nothing is said (RFC 1939 section 3, the
+    /// autologout timer).
+    pub fn shutdown(&mut self) {
+        if self.state != State::Closed {
+            self.close();
         }
-        self.line(&format!("-ERR {reason}"));
-        self.close();
     }
 
     /// Answers [`Event::AuthNonce`] with fresh random text (hex, say);
