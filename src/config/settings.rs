@@ -13,6 +13,7 @@ use crate::filter::{FilterConfig, FilterSettings, FilterSpec};
 use crate::log::LogSettings;
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, Service};
+use crate::pop::PopSettings;
 use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, Versions};
@@ -35,6 +36,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `None` with `--no-smtp` or `--dont-serve`.
     pub smtp: Option<ServerSettings>,
+    /// `--pop`.
+    pub pop: Option<PopSettings>,
     pub admin: Option<AdminSettings>,
     pub forward: ForwardSettings,
     /// `--filter`, `--client-filter` and what their built-ins need.
@@ -196,6 +199,15 @@ impl Settings {
                 })
             },
         );
+        let pop_trace = verbose && log_enabled;
+        let pop = parse_pop(
+            args,
+            dont_serve,
+            &interfaces,
+            &domain,
+            &server_tls,
+            pop_trace,
+        )?;
         let admin = match (args.value("admin"), dont_serve) {
             (Some(_), false) => Some(AdminSettings {
                 listen: net::listen_addresses(&interfaces, Service::Admin, port(args, "admin", 0)?),
@@ -217,6 +229,7 @@ impl Settings {
             user,
             log: parse_log(args, log_enabled, as_client.is_some())?,
             smtp: smtp.transpose()?,
+            pop,
             admin,
             forward,
             ignored,
@@ -242,7 +255,9 @@ fn parse_auth(args: &Args) -> Result<AuthPair, ConfigError> {
         ("server-auth-config", "server-auth"),
         ("client-auth-config", "client-auth"),
     ] {
-        if args.has(config) && !args.has(main) {
+        // E-MailRelay compatibility: POP follows --server-auth-config too.
+        let pop = config == "server-auth-config" && args.has("pop-auth");
+        if args.has(config) && !args.has(main) && !pop {
             return Err(ConfigError::Conflict(format!(
                 "the --{config} option requires --{main}"
             )));
@@ -263,6 +278,52 @@ fn parse_auth(args: &Args) -> Result<AuthPair, ConfigError> {
         None => None,
     };
     Ok((server, client))
+}
+
+/// `--pop` and its options, checked as E-MailRelay checks them. The
+/// `--pop-auth` secrets are read now, before any privilege drop; the
+/// mechanisms follow `--server-auth-config`, as in 2.6.1.
+fn parse_pop(
+    args: &Args,
+    dont_serve: bool,
+    interfaces: &[net::InterfaceSpec],
+    domain: &str,
+    server_tls: &Option<ServerTls>,
+    trace: bool,
+) -> Result<Option<PopSettings>, ConfigError> {
+    let others = ["pop-port", "pop-auth", "pop-by-name", "pop-no-delete"];
+    if !args.has("pop") {
+        if others.iter().any(|o| args.has(o)) {
+            return Err(ConfigError::Conflict("pop options require --pop".into()));
+        }
+        return Ok(None);
+    }
+    if dont_serve {
+        return Err(ConfigError::Conflict(
+            "the --pop option cannot be used with --as-client or --dont-serve".into(),
+        ));
+    }
+    let Some(spec) = args.value("pop-auth") else {
+        return Err(ConfigError::Conflict(
+            "the --pop option requires --pop-auth".into(),
+        ));
+    };
+    let policy = match args.value("server-auth-config") {
+        None => MechanismPolicy::default(),
+        Some(v) => MechanismPolicy::parse(v).map_err(|e| bad("server-auth-config", v, e))?,
+    };
+    Ok(Some(PopSettings {
+        listen: net::listen_addresses(interfaces, Service::Pop, port(args, "pop-port", 110)?),
+        remote_clients: args.has("remote-clients"),
+        domain: domain.to_string(),
+        idle_timeout: seconds(args, "idle-timeout", 60)?,
+        auth: Arc::new(ServerAuth::load(spec, policy)?),
+        by_name: args.has("pop-by-name"),
+        no_delete: args.has("pop-no-delete"),
+        tls: server_tls.clone(),
+        tls_required: args.has("server-tls-required"),
+        trace,
+    }))
 }
 
 /// Filter and verifier programs must exist and be executable: better a
