@@ -47,6 +47,14 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
         Ok(bound) => bound,
         Err(code) => return Ok(code),
     };
+    let pop_listen = settings
+        .pop
+        .as_ref()
+        .map_or(&[][..], |p| p.listen.as_slice());
+    let pop_listeners = match bind_all(pop_listen) {
+        Ok(bound) => bound,
+        Err(code) => return Ok(code),
+    };
     if settings.daemon {
         crate::sys::daemonise().context("cannot run in the background")?;
     }
@@ -84,7 +92,12 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(settings, smtp_listeners, admin_listeners))
+    runtime.block_on(serve(
+        settings,
+        smtp_listeners,
+        admin_listeners,
+        pop_listeners,
+    ))
 }
 
 type Bound = Vec<(Listen, BoundListener)>;
@@ -127,6 +140,7 @@ async fn serve(
     settings: Settings,
     smtp_listeners: Bound,
     admin_listeners: Bound,
+    pop_listeners: Bound,
 ) -> anyhow::Result<i32> {
     // Signal handlers go in before anything can accept a connection, so a
     // SIGTERM that follows a successful connect always shuts down cleanly.
@@ -194,6 +208,7 @@ async fn serve(
             ));
         })?;
     }
+    let pop = start_pop(&settings, pop_listeners, stop_rx.clone())?;
     if let Some(admin) = settings.admin.clone() {
         let ctx = Arc::new(AdminContext {
             settings: admin,
@@ -220,11 +235,38 @@ async fn serve(
     // message (and gets its 250) first. Wait a bounded time for them all.
     let drained =
         crate::smtp::server::wait_for_sessions(&shared, std::time::Duration::from_secs(10)).await;
-    if !drained {
+    let pop_drained = match &pop {
+        Some(pop) => {
+            pop.wait_for_sessions(std::time::Duration::from_secs(2))
+                .await
+        }
+        None => true,
+    };
+    if !drained || !pop_drained {
         warning!("shutting down with sessions still active");
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forward_task).await;
     Ok(0)
+}
+
+/// `--pop`: a POP server on its listeners, sharing the spool directory.
+fn start_pop(
+    settings: &Settings,
+    listeners: Bound,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<crate::pop::PopShared>>> {
+    let Some(pop) = settings.pop.clone() else {
+        return Ok(None);
+    };
+    let shared = crate::pop::PopShared::new(pop, settings.spool_dir.clone(), stop.clone());
+    for (listen, listener) in listeners {
+        info!("pop server on {listen}");
+        let shared = Arc::clone(&shared);
+        crate::serve::spawn_acceptor(listener, stop.clone(), move |stream, peer| {
+            tokio::spawn(crate::pop::serve(stream, peer, Arc::clone(&shared)));
+        })?;
+    }
+    Ok(Some(shared))
 }
 
 async fn forward_and_exit(forwarder: &Arc<Forwarder>, on_start: bool) -> i32 {

@@ -87,7 +87,7 @@ fn version_text(verbose: bool) -> String {
         } else {
             "PAM: disabled\n"
         });
-        text.push_str("POP server: disabled\n");
+        text.push_str("POP server: enabled\n");
         text.push_str("Admin server: enabled\n");
         text.push_str("Filters: enabled\n");
         text.push_str("Fsync before 250: enabled\n");
