@@ -92,12 +92,18 @@ pub fn run(settings: Settings) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(
+    let pid_file = settings.pid_file.clone();
+    let result = runtime.block_on(serve(
         settings,
         smtp_listeners,
         admin_listeners,
         pop_listeners,
-    ))
+    ));
+    // E-MailRelay removes its pid file at exit (its test suite checks).
+    if let Some(path) = pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
 }
 
 type Bound = Vec<(Listen, BoundListener)>;
