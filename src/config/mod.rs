@@ -396,9 +396,22 @@ mod tests {
             Err(ConfigError::Tls(_))
         ));
         assert!(matches!(
-            build(&["--pop"]),
-            Err(ConfigError::NotYet { option: "pop", .. })
+            build(&["--localedir", "x"]),
+            Err(ConfigError::NotYet { option: "localedir", .. })
         ));
+        for (args, text) in [
+            (&["--pop"][..], "the --pop option requires --pop-auth"),
+            (&["--pop-port", "1"], "pop options require --pop"),
+            (
+                &["--pop", "--pop-auth", "x", "--dont-serve"],
+                "the --pop option cannot be used with --as-client or --dont-serve",
+            ),
+        ] {
+            assert!(
+                matches!(build(args), Err(ConfigError::Conflict(ref t)) if t == text),
+                "{args:?}"
+            );
+        }
         assert!(matches!(
             build(&["--dnsbl", "1,2"]),
             Err(ConfigError::BadValue {
