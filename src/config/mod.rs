@@ -397,7 +397,10 @@ mod tests {
         ));
         assert!(matches!(
             build(&["--localedir", "x"]),
-            Err(ConfigError::NotYet { option: "localedir", .. })
+            Err(ConfigError::NotYet {
+                option: "localedir",
+                ..
+            })
         ));
         for (args, text) in [
             (&["--pop"][..], "the --pop option requires --pop-auth"),
