@@ -114,14 +114,12 @@ fn startup_errors_carry_the_time_with_log_time() {
 
 #[test]
 fn later_features_and_instances_are_refused_by_name() {
-    for (args, name) in [(&["--localedir", "x"][..], "--localedir")] {
-        let (code, _, err) = relay(args);
-        assert_eq!(code, 1);
-        assert!(
-            err.contains(&format!("the {name} option is not supported by this build")),
-            "{err}"
-        );
-    }
+    let (code, _, err) = relay(&["--localedir", "x"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the --localedir option is not supported by this build"),
+        "{err}"
+    );
     let (code, _, err) = relay(&["--in-port", "25"]);
     assert_eq!(code, 1);
     assert_eq!(

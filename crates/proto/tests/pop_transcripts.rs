@@ -627,3 +627,74 @@ fn the_trace_never_shows_a_password() {
         ["tx>>: [8 line(s) of content]", "tx>>: \".\""]
     );
 }
+
+mod properties {
+    //! Over arbitrary content and input: RETR's reply un-stuffs back to
+    //! the content (line ends made CRLF), no bare "." line comes before the
+    //! end, and the session only ever writes whole CRLF lines.
+
+    use super::*;
+    use emailrelay_proto::pop::ContentEncoder;
+    use proptest::prelude::*;
+
+    fn encode(content: &[u8], chunk: usize) -> Vec<u8> {
+        let mut encoder = ContentEncoder::retr();
+        let mut out = Vec::new();
+        for piece in content.chunks(chunk.max(1)) {
+            assert!(encoder.encode(piece, &mut out));
+        }
+        encoder.finish(&mut out);
+        out
+    }
+
+    /// What a client gets back: lines un-stuffed, the "." dropped.
+    fn unstuff(reply: &[u8]) -> Vec<u8> {
+        let text = reply.strip_suffix(b".\r\n").expect("terminated");
+        let mut out = Vec::new();
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            assert!(line.ends_with(b"\r\n"), "{line:?}");
+            assert_ne!(line, b".\r\n", "a bare dot line inside");
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        out
+    }
+
+    /// The content with every line ending made CRLF and a last line
+    /// terminated.
+    fn crlf_lines(content: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in content.split_inclusive(|&b| b == b'\n') {
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            let text = if line.ends_with(b"\n") {
+                text.strip_suffix(b"\r").unwrap_or(text)
+            } else {
+                text
+            };
+            out.extend_from_slice(text);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn retr_round_trips_any_content(
+            content in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a')], 0..200),
+            chunk in 1usize..17,
+        ) {
+            let reply = encode(&content, chunk);
+            prop_assert_eq!(unstuff(&reply), crlf_lines(&content));
+        }
+
+        #[test]
+        fn the_session_writes_only_whole_lines(input in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut h = Harness::new(config());
+            let mut all = h.output();
+            h.feed(b"USER alice\r\nPASS secret1\r\n");
+            for piece in input.chunks(13) {
+                all.push_str(&h.feed(piece));
+            }
+            prop_assert!(all.is_empty() || all.ends_with("\r\n"));
+        }
+    }
+}
