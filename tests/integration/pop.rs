@@ -501,7 +501,12 @@ fn fetchmail_with_pop_by_name_and_copy_pop() {
         relay.wait_closed(n + 1);
         assert!(crate::harness::spool_files(&spool.join(user), "").is_empty());
         let expected = if n == 0 { 1 } else { 0 };
-        assert_eq!(content().len(), expected, "after {user}: {:?}", spool_tree(&spool));
+        assert_eq!(
+            content().len(),
+            expected,
+            "after {user}: {:?}",
+            spool_tree(&spool)
+        );
     }
     assert_eq!(
         crate::harness::spool_files(&spool.join("carol"), "").len(),
