@@ -705,3 +705,22 @@ fn the_idle_timeout_bounds_a_whole_command() {
     );
     assert_eq!(relay.relay.files(".envelope").len(), 1, "nothing deleted");
 }
+
+/// `pop=` in `--interface` gives POP an address of its own.
+#[test]
+fn pop_prefixed_interfaces_listen_for_pop_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = secrets(dir.path(), "server plain alice secret1\n");
+    let relay = PopRelay::start(dir.path(), &auth, &["--interface", "pop=127.0.0.2"]);
+    let log = relay.relay.expect_log("pop server on 127.0.0.2:");
+    assert!(!log.contains("smtp server on 127.0.0.2:"), "{log}");
+    let stream = TcpStream::connect(("127.0.0.2", relay.pop_port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut pop = Pop {
+        stream: BufReader::new(stream),
+    };
+    assert!(pop.line().starts_with("+OK POP3 server ready <"));
+    assert!(TcpStream::connect(("127.0.0.2", relay.relay.port)).is_err());
+}
