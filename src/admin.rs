@@ -56,9 +56,7 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<A
         .unwrap_or_else(|| "unix".into());
     if let Some(addr) = peer {
         if !ctx.settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
-            crate::warning!(
-                "admin connection rejected from {peer_text}: not a local address"
-            );
+            crate::warning!("admin connection rejected from {peer_text}: not a local address");
             return;
         }
     }
@@ -238,11 +236,7 @@ fn id_list(
     match ids {
         Ok(ids) if ids.is_empty() => "<none>".into(),
         // Joined like the status report (see there).
-        Ok(ids) => ids
-            .iter()
-            .map(|i| i.as_str())
-            .collect::<Vec<_>>()
-            .join(eol),
+        Ok(ids) => ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(eol),
         Err(e) => format!("error: {e}"),
     }
 }

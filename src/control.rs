@@ -195,7 +195,15 @@ mod tests {
             ]
         );
         drop((a, b));
-        assert_eq!(c.report()[1..], ["OUT started: 1", "OUT finished: 1", "IN started: 1", "IN finished: 1"]);
+        assert_eq!(
+            c.report()[1..],
+            [
+                "OUT started: 1",
+                "OUT finished: 1",
+                "IN started: 1",
+                "IN finished: 1"
+            ]
+        );
     }
 
     #[test]

@@ -375,7 +375,10 @@ mod tests {
             .with_ymd_and_hms(2026, 11, 26, 7, 5, 0)
             .single()
             .expect("a valid local time");
-        assert_eq!(expand("/var/log/e-%d.%h.log", &t), "/var/log/e-20261126.07.log");
+        assert_eq!(
+            expand("/var/log/e-%d.%h.log", &t),
+            "/var/log/e-20261126.07.log"
+        );
         assert_eq!(expand("/var/log/e.log", &t), "/var/log/e.log");
     }
 }

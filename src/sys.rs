@@ -71,7 +71,9 @@ impl Account {
     pub fn find(name: &str) -> io::Result<Account> {
         let user = nix::unistd::User::from_name(name)
             .map_err(io::Error::from)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user: {name}")))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no such user: {name}"))
+            })?;
         Ok(Account {
             name: user.name,
             uid: user.uid,

@@ -20,7 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emailrelay_proto::sasl::{ClientSecret, Credentials, HmacMd5Key, Mechanism, MechanismPolicy};
+use emailrelay_proto::sasl::{
+    apop_digest, ClientSecret, Credentials, HmacMd5Key, Mechanism, MechanismPolicy,
+};
 use emailrelay_proto::smtp::{AuthConfig, AuthResult};
 use subtle::ConstantTimeEq;
 
@@ -114,6 +116,24 @@ impl ServerAuth {
         (config, keyword)
     }
 
+    /// The SASL mechanisms offered in clear or under TLS, for POP's CAPA.
+    pub fn mechanisms(&self, secure: bool) -> Vec<Mechanism> {
+        self.policy.apply(&self.available(), secure)
+    }
+
+    /// Whether POP3's APOP can be offered: it needs a plain password (a
+    /// stored hash or PAM cannot check it), and `x:apop` turns it off.
+    pub fn offers_apop(&self, secure: bool) -> bool {
+        let plain = match &self.source {
+            Source::Secrets(s) => s
+                .server
+                .values()
+                .any(|v| matches!(v, ServerSecret::Plain(_))),
+            Source::Pam(_) => false,
+        };
+        plain && self.policy.allows_apop(secure)
+    }
+
     /// Checks what a client claimed.
     pub async fn check(&self, credentials: Credentials) -> AuthResult {
         let user = credentials.user().to_string();
@@ -181,8 +201,16 @@ fn check_secret(secret: Option<&ServerSecret>, credentials: &Credentials) -> boo
                 .ct_eq(digest.as_slice())
                 .into()
         }
-        // A stored hash cannot check a clear-text password.
-        (ServerSecret::Md5(_), Credentials::Password { .. }) => false,
+        (
+            ServerSecret::Plain(stored),
+            Credentials::Apop {
+                challenge, digest, ..
+            },
+        ) => apop_digest(challenge, stored.as_bytes())
+            .ct_eq(digest.as_slice())
+            .into(),
+        // A stored hash cannot check a clear-text password, nor APOP.
+        (ServerSecret::Md5(_), Credentials::Password { .. } | Credentials::Apop { .. }) => false,
     };
     known && matches
 }

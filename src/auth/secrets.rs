@@ -164,7 +164,7 @@ impl Secrets {
             ));
         }
         let side = fields[0].to_ascii_lowercase();
-        let kind = fields[1].to_ascii_lowercase();
+        let kind = canonical_kind(&fields[1].to_ascii_lowercase());
         match side.as_str() {
             "server" if fields.len() == 5 => {
                 Err("a fifth field (account selector) is for client lines only".into())
@@ -209,6 +209,18 @@ impl Secrets {
         insert_first(&mut self.server, user, secret, &mut self.warnings, &what);
         Ok(())
     }
+}
+
+/// E-MailRelay compatibility: the old type names still read as 2.6.1
+/// reads them, `login` as `plain` and `cram-md5` or `apop` as `md5` (its
+/// own test suite writes `server login me secret`).
+fn canonical_kind(kind: &str) -> String {
+    match kind {
+        "login" => "plain",
+        "cram-md5" | "apop" => "md5",
+        other => other,
+    }
+    .to_string()
 }
 
 fn client_account(
@@ -387,12 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn old_type_names_read_as_e_mailrelay_reads_them() {
+        let s = parse("server login me secret\nclient LOGIN bob pw\n").unwrap();
+        assert_eq!(s.server["me"], ServerSecret::Plain("secret".into()));
+        assert_eq!(
+            s.client[""],
+            ClientAccount::Password {
+                user: "bob".into(),
+                password: "pw".into()
+            }
+        );
+    }
+
+    #[test]
     fn malformed_lines_name_the_file_and_line() {
         let cases = [
             ("client plain bob\n", "expected 4 or 5 fields"),
             ("\n\nserver plain alice pw extra\n", "line 3: a fifth field"),
             ("clients plain bob pw\n", "\"client\" or \"server\""),
-            ("server login bob pw\n", "unknown password type \"login\""),
+            ("server sha1 bob pw\n", "unknown password type \"sha1\""),
             ("server md5 bob notahash\n", "emailrelay-passwd"),
             ("server plain:b !!! cHc=\n", "user-id is not valid base64"),
             ("server none 300.1.2.3 x\n", "not an address"),

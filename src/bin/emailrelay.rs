@@ -75,7 +75,7 @@ fn version_text(verbose: bool) -> String {
         // The feature lines E-MailRelay prints, which its test suite reads.
         text.push_str("Multi-threading: enabled\n");
         text.push_str("Unix domain sockets: enabled\n");
-        text.push_str("POP server: disabled\n");
+        text.push_str("POP server: enabled\n");
         text.push_str("Admin server: enabled\n");
         text.push_str(&format!("TLS library: {}\n", emailrelay::tls::library()));
         text.push_str(

@@ -83,7 +83,9 @@ impl Args {
                 base_dir: base_dir.clone(),
             };
             let resolve = |word: &str| resolve(word, i, &names);
-            stray |= !instance.parse_words(&words, resolve, &mut errors).is_empty();
+            stray |= !instance
+                .parse_words(&words, resolve, &mut errors)
+                .is_empty();
             instances.push(instance);
         }
         errors.sort();
@@ -570,7 +572,10 @@ mod tests {
         );
         assert_eq!(usage(&["-ltp"]), ["no value supplied for -p"]);
         // As in E-MailRelay, the word after the run is then the config file.
-        assert!(matches!(parse(&["-ltp", "25"]), Err(ConfigError::ConfigFile(_))));
+        assert!(matches!(
+            parse(&["-ltp", "25"]),
+            Err(ConfigError::ConfigFile(_))
+        ));
         assert_eq!(usage(&["--nosuch", "25"]), ["invalid option: \"--nosuch\""]);
     }
 
@@ -590,7 +595,10 @@ mod tests {
 
     #[test]
     fn duplicates_many_valued_options_and_mistakes() {
-        assert_eq!(usage(&["-p", "1", "--port=2"]), ["duplicate use of \"--port\""]);
+        assert_eq!(
+            usage(&["-p", "1", "--port=2"]),
+            ["duplicate use of \"--port\""]
+        );
         assert!(parse(&["--port=1", "--port", "1", "-v", "--verbose"]).is_ok());
         let a = parse(&["--filter", "exit:0", "-z", "/bin/f", "-I", "127.0.0.1"]).unwrap();
         assert_eq!(a.first().values("filter"), ["exit:0", "/bin/f"]);
@@ -602,7 +610,10 @@ mod tests {
         assert!(parse(&["--port=-5"]).is_ok());
         assert_eq!(usage(&["--port"]), ["no value supplied for \"--port\""]);
         assert_eq!(usage(&["--nosuch"]), ["invalid option: \"--nosuch\""]);
-        assert_eq!(usage(&["--in-port", "1"]), ["invalid option: \"--in-port\""]);
+        assert_eq!(
+            usage(&["--in-port", "1"]),
+            ["invalid option: \"--in-port\""]
+        );
     }
 
     #[test]
@@ -619,7 +630,10 @@ mod tests {
         assert_eq!(config_line("port=25").as_deref(), Some("--port=25"));
         assert_eq!(config_line("  port = 25  ").as_deref(), Some("--port=25"));
         assert_eq!(config_line("port\t\t25").as_deref(), Some("--port=25"));
-        assert_eq!(config_line("domain \"a b\"").as_deref(), Some("--domain=a b"));
+        assert_eq!(
+            config_line("domain \"a b\"").as_deref(),
+            Some("--domain=a b")
+        );
         assert_eq!(config_line("domain 'a'").as_deref(), Some("--domain='a'"));
         assert_eq!(
             config_line("filter /f.sh # not a comment").as_deref(),

@@ -11,7 +11,9 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
     let has = |name: &str| args.has(name);
     let conflict = |text: &str| Err(ConfigError::Conflict(text.to_string()));
     if has("poll") && args.value("poll").is_some_and(|v| v.trim() == "0") {
-        return conflict("the --poll period must be at least one second (or use --forward-on-disconnect)");
+        return conflict(
+            "the --poll period must be at least one second (or use --forward-on-disconnect)",
+        );
     }
     let pop_options = ["pop-port", "pop-auth", "pop-by-name", "pop-no-delete"];
     if !has("pop") {
@@ -59,7 +61,10 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
     if args.value("domain").is_some_and(|d| d.is_empty()) {
         return Err(bad("domain", "", "the domain must not be empty"));
     }
-    if args.value("interface").is_some_and(|v| v.contains("client=")) {
+    if args
+        .value("interface")
+        .is_some_and(|v| v.contains("client="))
+    {
         return conflict("--interface no longer takes client=: use --client-interface");
     }
     Ok(())
@@ -107,11 +112,15 @@ fn check_tls(args: &Instance) -> Result<(), ConfigError> {
     for side in ["server", "client"] {
         let name = format!("{side}-tls-certificate");
         if args.values(&name).len() > 2 {
-            return conflict(&format!("the --{name} option can be given at most twice (key, then certificate)"));
+            return conflict(&format!(
+                "the --{name} option can be given at most twice (key, then certificate)"
+            ));
         }
     }
     if has("client-tls-verify-name") && !has("client-tls-verify") {
-        return conflict("--client-tls-verify-name needs --client-tls-verify (the CA list to check against)");
+        return conflict(
+            "--client-tls-verify-name needs --client-tls-verify (the CA list to check against)",
+        );
     }
     if has("server-tls-required") && !server_tls {
         return conflict("--server-tls-required needs --server-tls or --server-tls-connection");

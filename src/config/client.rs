@@ -100,9 +100,7 @@ fn client_smtp_config(common: &Common<'_>, warnings: &mut Vec<String>) -> (bool,
 
 /// `--client-tls*`: the context (loaded now, before any privilege drop),
 /// the STARTTLS policy and whether TLS is implicit.
-fn client_tls(
-    common: &Common<'_>,
-) -> Result<(Option<ClientTls>, TlsPolicy, bool), ConfigError> {
+fn client_tls(common: &Common<'_>) -> Result<(Option<ClientTls>, TlsPolicy, bool), ConfigError> {
     let args = common.args;
     let connection = args.has("client-tls-connection");
     let policy = if args.has("client-tls-required") {

@@ -17,7 +17,11 @@ pub fn help_text(program: &str, banner: &str, verbose: bool) -> String {
         .collect();
     options.sort_by_key(|o| (o.level, o.name));
     let mut text = format!("{banner}\n\n");
-    let label = if verbose { "usage:" } else { "abbreviated usage:" };
+    let label = if verbose {
+        "usage:"
+    } else {
+        "abbreviated usage:"
+    };
     text.push_str(&usage_line(label, program, &options));
     text.push('\n');
     if verbose {
@@ -171,7 +175,10 @@ mod tests {
         for section in Section::ALL {
             assert!(text.contains(&format!("\n{}\n", section.title())));
         }
-        assert!(!text.contains("--hidden"), "Windows-only options are not shown");
+        assert!(
+            !text.contains("--hidden"),
+            "Windows-only options are not shown"
+        );
         let long: Vec<&str> = text
             .lines()
             .filter(|l| l.len() > WIDTH && l.trim().contains(' '))

@@ -24,6 +24,8 @@ pub struct InstanceSettings {
     /// `None` with `--no-smtp` or `--dont-serve`.
     pub smtp: Option<ServerSettings>,
     pub admin: Option<AdminSettings>,
+    /// `--pop`.
+    pub pop: Option<crate::pop::PopSettings>,
     pub forward: ForwardSettings,
     /// `--filter`, `--client-filter` and what their built-ins need.
     pub filters: FilterConfig,
@@ -94,11 +96,13 @@ impl InstanceSettings {
         let forward: ForwardSettings = client::forward_settings(&common, &mut warnings)?;
         let smtp: Option<ServerSettings> = server::smtp_settings(&common, &mut warnings)?;
         let admin: Option<AdminSettings> = server::admin_settings(&common)?;
+        let pop = server::pop_settings(&common)?;
         Ok(InstanceSettings {
             name: args.name.clone(),
             spool_dir,
             smtp,
             admin,
+            pop,
             forward,
             filters,
             verifier,
@@ -131,8 +135,7 @@ fn filter_config(
             domain: common.domain.clone(),
         },
     };
-    let delivers =
-        |specs: &[FilterSpec]| specs.iter().any(|f| matches!(f, FilterSpec::Deliver(_)));
+    let delivers = |specs: &[FilterSpec]| specs.iter().any(|f| matches!(f, FilterSpec::Deliver(_)));
     if args.has("delivery-dir") && !delivers(&filters.server) && !delivers(&filters.client) {
         warnings.push("the --delivery-dir option has no effect without a deliver: filter".into());
     }

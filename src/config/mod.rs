@@ -123,9 +123,6 @@ impl Config {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Config {
-            process,
-            instances,
-        })
+        Ok(Config { process, instances })
     }
 }

@@ -12,6 +12,7 @@ use crate::admin::AdminSettings;
 use crate::auth::ServerAuth;
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, InterfaceSpec, Service};
+use crate::pop::PopSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ServerTls, ServerTlsOptions};
 use emailrelay_proto::sasl::MechanismPolicy;
@@ -60,6 +61,37 @@ pub fn admin_settings(common: &Common<'_>) -> Result<Option<AdminSettings>, Conf
         listen: net::listen_addresses(&interfaces(args)?, Service::Admin, port(args, "admin", 0)?),
         terminate: args.has("admin-terminate"),
         remote_clients: args.has("remote-clients"),
+    }))
+}
+
+/// The POP server's settings, or `None` without `--pop`. The `--pop-auth`
+/// secrets are read now, before any privilege drop; the mechanisms follow
+/// `--server-auth-config`, as in 2.6.1.
+pub fn pop_settings(common: &Common<'_>) -> Result<Option<PopSettings>, ConfigError> {
+    let args = common.args;
+    if common.dont_serve || !args.has("pop") {
+        return Ok(None);
+    }
+    let Some(spec) = common.path("pop-auth").map(|p| p.display().to_string()) else {
+        return Err(ConfigError::Conflict(
+            "the --pop option needs --pop-auth".into(),
+        ));
+    };
+    Ok(Some(PopSettings {
+        listen: net::listen_addresses(
+            &interfaces(args)?,
+            Service::Pop,
+            port(args, "pop-port", 110)?,
+        ),
+        remote_clients: args.has("remote-clients"),
+        domain: common.domain.clone(),
+        idle_timeout: seconds(args, "idle-timeout", 60)?,
+        auth: Arc::new(ServerAuth::load(&spec, auth_policy(args)?)?),
+        by_name: args.has("pop-by-name"),
+        no_delete: args.has("pop-no-delete"),
+        tls: server_tls(common)?,
+        tls_required: args.has("server-tls-required"),
+        trace: common.trace,
     }))
 }
 
@@ -150,16 +182,21 @@ fn server_tls(common: &Common<'_>) -> Result<Option<ServerTls>, ConfigError> {
 fn server_auth(common: &Common<'_>) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
     let args = common.args;
     let Some(spec) = common.path("server-auth").map(|p| p.display().to_string()) else {
-        if args.has("server-auth-config") {
+        // E-MailRelay compatibility: POP follows --server-auth-config too.
+        if args.has("server-auth-config") && !args.has("pop-auth") {
             return Err(ConfigError::Conflict(
                 "the --server-auth-config option requires --server-auth".into(),
             ));
         }
         return Ok(None);
     };
-    let policy = match args.value("server-auth-config") {
-        None => MechanismPolicy::default(),
-        Some(v) => MechanismPolicy::parse(&v).map_err(|e| bad("server-auth-config", &v, e))?,
-    };
-    Ok(Some(Arc::new(ServerAuth::load(&spec, policy)?)))
+    Ok(Some(Arc::new(ServerAuth::load(&spec, auth_policy(args)?)?)))
+}
+
+/// `--server-auth-config`, for SMTP and POP alike.
+fn auth_policy(args: &Instance) -> Result<MechanismPolicy, ConfigError> {
+    match args.value("server-auth-config") {
+        None => Ok(MechanismPolicy::default()),
+        Some(v) => MechanismPolicy::parse(&v).map_err(|e| bad("server-auth-config", &v, e)),
+    }
 }

@@ -57,7 +57,10 @@ pub fn optional_seconds(args: &Instance, name: &str) -> Result<Option<Duration>,
 
 pub fn ip(args: &Instance, name: &str) -> Result<Option<IpAddr>, ConfigError> {
     args.value(name)
-        .map(|v| v.parse().map_err(|_| bad(name, &v, "expecting an IP address")))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad(name, &v, "expecting an IP address"))
+        })
         .transpose()
 }
 
@@ -91,8 +94,16 @@ impl Switches {
     /// Whether the feature is on, taking every spelling of it out of the list.
     pub fn take(&mut self, feature: &str, default: bool) -> bool {
         let mut result = default;
-        let on = [feature.to_string(), format!("+{feature}"), format!("with-{feature}")];
-        let off = [format!("-{feature}"), format!("no{feature}"), format!("without-{feature}")];
+        let on = [
+            feature.to_string(),
+            format!("+{feature}"),
+            format!("with-{feature}"),
+        ];
+        let off = [
+            format!("-{feature}"),
+            format!("no{feature}"),
+            format!("without-{feature}"),
+        ];
         self.items.retain(|item| {
             if on.contains(item) {
                 result = true;

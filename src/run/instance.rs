@@ -10,10 +10,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{spawn_acceptor, Accept, Bound};
-use crate::control::Connections;
 use crate::admin::AdminContext;
 use crate::config::InstanceSettings;
+use crate::control::Connections;
 use crate::filter::{Filter, FilterSpec};
+use crate::pop::PopShared;
 use crate::smtp::forward::Forwarder;
 use crate::smtp::server::{ServerSettings, Shared};
 use crate::store::Spool;
@@ -24,11 +25,13 @@ use crate::{info, warning};
 pub struct Listeners {
     pub smtp: Bound,
     pub admin: Bound,
+    pub pop: Bound,
 }
 
 /// A started instance.
 pub struct Running {
     pub shared: Arc<Shared>,
+    pub pop: Option<Arc<PopShared>>,
     pub forward_task: tokio::task::JoinHandle<()>,
 }
 
@@ -119,9 +122,12 @@ impl Prepared {
             info!("smtp server on {listen}");
             connections.listening(listen.to_string());
             let shared = Arc::clone(&shared);
-            spawn_acceptor(listener, stop_rx.clone(), accept.clone(), move |stream, peer| {
-                crate::smtp::server::serve(stream, peer, Arc::clone(&shared))
-            })?;
+            spawn_acceptor(
+                listener,
+                stop_rx.clone(),
+                accept.clone(),
+                move |stream, peer| crate::smtp::server::serve(stream, peer, Arc::clone(&shared)),
+            )?;
         }
         if let Some(admin) = settings.admin.clone() {
             let ctx = Arc::new(AdminContext {
@@ -135,17 +141,39 @@ impl Prepared {
                 info!("admin server on {listen}");
                 connections.listening(listen.to_string());
                 let ctx = Arc::clone(&ctx);
-                spawn_acceptor(listener, stop_rx.clone(), accept.clone(), move |stream, peer| {
-                    crate::admin::serve(stream, peer, Arc::clone(&ctx))
-                })?;
+                spawn_acceptor(
+                    listener,
+                    stop_rx.clone(),
+                    accept.clone(),
+                    move |stream, peer| crate::admin::serve(stream, peer, Arc::clone(&ctx)),
+                )?;
             }
         }
+        let pop = match settings.pop.clone() {
+            None => None,
+            Some(pop) => {
+                let shared = PopShared::new(pop, settings.spool_dir.clone(), stop_rx.clone());
+                for (listen, listener) in listeners.pop {
+                    info!("pop server on {listen}");
+                    connections.listening(listen.to_string());
+                    let shared = Arc::clone(&shared);
+                    spawn_acceptor(
+                        listener,
+                        stop_rx.clone(),
+                        accept.clone(),
+                        move |stream, peer| crate::pop::serve(stream, peer, Arc::clone(&shared)),
+                    )?;
+                }
+                Some(shared)
+            }
+        };
         let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
         if settings.forward.on_start {
             self.forwarder.trigger();
         }
         Ok(Running {
             shared,
+            pop,
             forward_task,
         })
     }

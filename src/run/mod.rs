@@ -22,7 +22,6 @@
 mod instance;
 mod pidfile;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use tokio::sync::watch;
 use crate::config::{Config, InstanceSettings, ProcessSettings};
 use crate::control::Connections;
 use crate::net::{self, BoundListener, Listen};
+pub(crate) use crate::serve::{spawn_acceptor, Accept};
 use crate::sys::{self, Ready, Role};
 use crate::{error, info, warning};
 use instance::{Listeners, Prepared};
@@ -169,9 +169,12 @@ async fn serve(
     // message (and gets its 250) first. Wait a bounded time for them all.
     for instance in &running {
         let drained =
-            crate::smtp::server::wait_for_sessions(&instance.shared, Duration::from_secs(10))
-                .await;
-        if !drained {
+            crate::smtp::server::wait_for_sessions(&instance.shared, Duration::from_secs(10)).await;
+        let pop_drained = match &instance.pop {
+            Some(pop) => pop.wait_for_sessions(Duration::from_secs(2)).await,
+            None => true,
+        };
+        if !drained || !pop_drained {
             warning!("shutting down with sessions still active");
         }
     }
@@ -215,9 +218,11 @@ type Bound = Vec<(Listen, BoundListener)>;
 fn bind_instance(settings: &InstanceSettings) -> Result<Listeners, i32> {
     let smtp = settings.smtp.as_ref().map_or(&[][..], |s| &s.listen[..]);
     let admin = settings.admin.as_ref().map_or(&[][..], |a| &a.listen[..]);
+    let pop = settings.pop.as_ref().map_or(&[][..], |p| &p.listen[..]);
     Ok(Listeners {
         smtp: bind_all(smtp)?,
         admin: bind_all(admin)?,
+        pop: bind_all(pop)?,
     })
 }
 
@@ -258,7 +263,10 @@ fn create_spool_dir(settings: &InstanceSettings, user: Option<&str>) -> anyhow::
         .with_context(|| format!("cannot create spool directory [{}]", dir.display()))?;
     if let Some(user) = user {
         sys::give_to_user(dir, user).with_context(|| {
-            format!("cannot give spool directory [{}] to user {user}", dir.display())
+            format!(
+                "cannot give spool directory [{}] to user {user}",
+                dir.display()
+            )
         })?;
     }
     Ok(())
@@ -272,88 +280,6 @@ fn check_spool_writable(settings: &InstanceSettings, user: &str) -> anyhow::Resu
             dir.display()
         )
     })
-}
-
-/// What every accepted connection is given: the registry it is counted
-/// in, and the instance name its log lines carry.
-#[derive(Clone)]
-pub(crate) struct Accept {
-    pub connections: Arc<Connections>,
-    pub unit: Option<Arc<str>>,
-}
-
-/// Accepts connections until `stop` changes, running the future that
-/// `on_accept` makes for each in a task of its own, registered for the
-/// admin `status` and with the client's address in its log lines.
-pub(crate) fn spawn_acceptor<F, Fut>(
-    listener: BoundListener,
-    mut stop: watch::Receiver<bool>,
-    accept: Accept,
-    on_accept: F,
-) -> anyhow::Result<()>
-where
-    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let start = move |stream: Box<dyn net::Stream>, local: String, peer: Option<SocketAddr>| {
-        let peer_text = peer.as_ref().map_or_else(|| "unix".into(), net::display_addr);
-        let registered = accept.connections.incoming(local, peer_text);
-        let context = crate::log::Context {
-            unit: accept.unit.clone(),
-            peer,
-            msgid: None,
-        };
-        let session = on_accept(stream, peer);
-        tokio::spawn(crate::log::scope(context, async move {
-            session.await;
-            drop(registered);
-        }));
-    };
-    match listener {
-        BoundListener::Tcp(std) => {
-            let listener = tokio::net::TcpListener::from_std(std)?;
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, peer)) => {
-                                let _ = stream.set_nodelay(true);
-                                let local = stream
-                                    .local_addr()
-                                    .map(|a| net::display_addr(&a))
-                                    .unwrap_or_default();
-                                start(Box::new(stream), local, Some(peer));
-                            }
-                            Err(e) => {
-                                warning!("accept failed: {e}");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        },
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
-        }
-        BoundListener::Unix(std) => {
-            let listener = tokio::net::UnixListener::from_std(std)?;
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => if let Ok((stream, _)) = accepted {
-                            let local = stream
-                                .local_addr()
-                                .ok()
-                                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                                .unwrap_or_default();
-                            start(Box::new(stream), local, None);
-                        },
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
-        }
-    }
-    Ok(())
 }
 
 /// SIGTERM, SIGINT and SIGHUP, registered with the runtime.

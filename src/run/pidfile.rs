@@ -34,8 +34,15 @@ impl PidFile {
             // Whatever the umask: readable by the admin scripts that kill by it.
             file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
             if let Some(name) = group_of {
-                if let Some(user) = nix::unistd::User::from_name(name).map_err(std::io::Error::from)? {
-                    nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), None, Some(user.gid)).map_err(std::io::Error::from)?;
+                if let Some(user) =
+                    nix::unistd::User::from_name(name).map_err(std::io::Error::from)?
+                {
+                    nix::unistd::fchown(
+                        std::os::fd::AsRawFd::as_raw_fd(&file),
+                        None,
+                        Some(user.gid),
+                    )
+                    .map_err(std::io::Error::from)?;
                 }
             }
             writeln!(file, "{}", std::process::id())?;

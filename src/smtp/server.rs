@@ -32,6 +32,7 @@ use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::log::{self, Level};
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
+use crate::serve;
 use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
 use crate::verify::{Verifier, VerifyRequest};
@@ -126,14 +127,12 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         .map(display_addr)
         .unwrap_or_else(|| "unix".into());
     let settings = &shared.settings;
-    if let Some(addr) = peer {
-        if !settings.remote_clients && !crate::net::is_local_address(addr.ip()) {
-            crate::warning!("smtp connection rejected from {peer_text}: not a local address: use --remote-clients to allow it");
-            let _ = stream
-                .write_all(b"554 connection refused: remote clients not allowed\r\n")
-                .await;
-            return;
-        }
+    if serve::refused_as_remote(peer, settings.remote_clients) {
+        crate::warning!("smtp connection rejected from {peer_text}: not a local address: use --remote-clients to allow it");
+        let _ = stream
+            .write_all(b"554 connection refused: remote clients not allowed\r\n")
+            .await;
+        return;
     }
     if !shared.enabled.load(Ordering::Relaxed) {
         let _ = stream.write_all(b"421 service not available\r\n").await;
@@ -167,18 +166,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
 
 /// Waits until every session has ended, or `limit` passes; true if all ended.
 pub async fn wait_for_sessions(shared: &Shared, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        let active =
-            shared.in_started.load(Ordering::Relaxed) - shared.in_finished.load(Ordering::Relaxed);
-        if active == 0 {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    serve::wait_for_sessions(&shared.in_started, &shared.in_finished, limit).await
 }
 
 struct Conn {
@@ -244,7 +232,7 @@ impl Conn {
                 }
             }
             if session.is_closed() {
-                close(&mut stream).await;
+                serve::close(&mut stream).await;
                 return "smtp protocol done";
             }
             data_deadline = match (session.in_data(), data_deadline) {
@@ -272,7 +260,7 @@ impl Conn {
                     out.clear();
                     session.poll_output(&mut out);
                     let _ = stream.write_all(&out).await;
-                    close(&mut stream).await;
+                    serve::close(&mut stream).await;
                     return "timeout";
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => {
@@ -308,23 +296,9 @@ impl Conn {
     async fn handshake(&mut self, stream: Box<dyn Stream>) -> Option<Box<dyn Stream>> {
         let tls = self.shared.settings.tls.as_ref()?;
         let limit = self.shared.settings.idle_timeout;
-        let result = match tokio::time::timeout(limit, tls.accept(stream)).await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::other("timeout")),
-        };
-        match result {
-            Ok((stream, info)) => {
-                log::write(Level::Info, format_args!("tls session established: {info}"),
-                );
-                self.tls = Some(info);
-                Some(stream)
-            }
-            Err(e) => {
-                log::write(Level::Warning, format_args!("tls handshake failed: {e}: {}", self.peer_text),
-                );
-                None
-            }
-        }
+        let (stream, info) = serve::handshake(tls, stream, limit, &self.peer_text).await?;
+        self.tls = Some(info);
+        Some(stream)
     }
 
     /// Acts on the session's events; true if the session asked for TLS.
@@ -336,7 +310,9 @@ impl Conn {
                     let who = self.who(session);
                     let result = self.verify(address, from, who).await;
                     if result == VerifyResult::Abort {
-                        log::write(Level::Warning, format_args!(
+                        log::write(
+                            Level::Warning,
+                            format_args!(
                                 "address verifier: dropping the connection from {}",
                                 self.peer_text
                             ),
@@ -355,7 +331,7 @@ impl Conn {
                     let result = self.end_message(session.transaction().clone(), name).await;
                     session.answer_message(result);
                 }
-                Event::AuthNonce => session.answer_auth_nonce(&nonce()),
+                Event::AuthNonce => session.answer_auth_nonce(&serve::nonce()),
                 Event::Authenticate {
                     mechanism,
                     credentials,
@@ -380,18 +356,24 @@ impl Conn {
         let user = credentials.user().to_string();
         let result = Box::pin(auth.check(credentials)).await;
         match &result {
-            AuthResult::Accepted { name } => log::write(Level::Info, format_args!("smtp authentication: {name:?} authenticated with {mechanism}"),
+            AuthResult::Accepted { name } => log::write(
+                Level::Info,
+                format_args!("smtp authentication: {name:?} authenticated with {mechanism}"),
             ),
             AuthResult::Rejected => {
                 self.auth_failures += 1;
-                log::write(Level::Warning, format_args!(
+                log::write(
+                    Level::Warning,
+                    format_args!(
                         "smtp authentication: {user:?} failed with {mechanism} from {}",
                         self.peer_text
                     ),
                 );
                 tokio::time::sleep(FAILURE_DELAY).await;
                 if self.auth_failures >= MAX_FAILURES {
-                    log::write(Level::Warning, format_args!(
+                    log::write(
+                        Level::Warning,
+                        format_args!(
                             "smtp authentication: too many failures from {}: disconnecting",
                             self.peer_text
                         ),
@@ -447,7 +429,9 @@ impl Conn {
             .spool
             .new_message()
             .map_err(|e| storage_reply(&e))?;
-        log::write(Level::Info, format_args!("new content file [{}.content]", message.id()),
+        log::write(
+            Level::Info,
+            format_args!("new content file [{}.content]", message.id()),
         );
         if !self.shared.settings.anonymous.content {
             let received = self.received_line(transaction, authenticated);
@@ -483,7 +467,9 @@ impl Conn {
             return MessageResult::Rejected(storage_reply(&e));
         }
         let id = message.id().clone();
-        log::write(Level::Info, format_args!("new envelope file [{id}.envelope.new]"),
+        log::write(
+            Level::Info,
+            format_args!("new envelope file [{id}.envelope.new]"),
         );
         let mut envelope = self.envelope(&transaction);
         envelope.authentication = authenticated.clone().unwrap_or_default();
@@ -543,12 +529,16 @@ impl Conn {
             }
             FilterOutcome::Reject { reply, detail } => {
                 let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
-                log::write(Level::Warning, format_args!("filter: [{id}] rejected: {reply}{detail}"),
+                log::write(
+                    Level::Warning,
+                    format_args!("filter: [{id}] rejected: {reply}{detail}"),
                 );
                 Err(MessageResult::Rejected(reply))
             }
             FilterOutcome::Error(reason) | FilterOutcome::Retry(reason) => {
-                log::write(Level::Warning, format_args!("filter: [{id}] failed: {reason}"),
+                log::write(
+                    Level::Warning,
+                    format_args!("filter: [{id}] failed: {reason}"),
                 );
                 Err(MessageResult::Rejected(Reply::new(451, reason)))
             }
@@ -630,41 +620,9 @@ impl Conn {
 
     fn trace(&self, session: &mut ServerSession) {
         for line in session.poll_trace() {
-            log::write(Level::Verbose, format_args!("{line}"),
-            );
+            log::write(Level::Verbose, format_args!("{line}"));
         }
     }
-}
-
-/// Fresh random text for a CRAM-MD5 challenge: 128 bits from the
-/// operating system's generator, and the time, as RFC 2195's
-/// `<random.timestamp@host>` shape suggests.
-fn nonce() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 16];
-    // getrandom(2) does not fail once the kernel is seeded; should it, a
-    // per-process counter still keeps every challenge distinct.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let random = match ring::rand::SystemRandom::new().fill(&mut bytes) {
-        Ok(()) => emailrelay_proto::sasl::hex(&bytes),
-        Err(_) => format!(
-            "{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{random}.{now}")
-}
-
-/// Ends the connection cleanly: a TLS close_notify (so that the peer can
-/// tell our close from a truncation attack), then the TCP FIN. Bounded,
-/// because a peer that stopped reading must not hold the session.
-async fn close(stream: &mut Box<dyn Stream>) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
 }
 
 /// Storage failures are 4xx so that the client keeps the message.

@@ -1,5 +1,6 @@
 //! The spool directory, file-compatible with E-MailRelay: message ids,
-//! new-message writing, lock-by-rename, fail/unfail and crash recovery.
+//! new-message writing, lock-by-rename, fail/unfail and crash recovery,
+//! and the POP3 maildrop view ([`Maildrop`]).
 //!
 //! Durability rule: [`NewMessage::commit`] returns only after the content
 //! and envelope are fsynced, the envelope renamed to its final name and the
@@ -17,6 +18,7 @@ mod dirsync;
 mod envelope;
 mod incoming;
 mod locked;
+mod maildrop;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -30,6 +32,7 @@ pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
 pub use locked::Locked;
+pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
 
 /// Spool files are created `rw-rw----`, as E-MailRelay does.
 const FILE_MODE: u32 = 0o660;

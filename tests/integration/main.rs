@@ -9,6 +9,7 @@
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `oauth`: OAuth 2.0 tokens (loopback token endpoint), XOAUTH2, emailrelay-passwd --oauth.
+//! - `pop`: the POP3 server: golden transcripts, poplib, mpop, fetchmail, s_client.
 //! - `postfix`: Postfix as the smarthost.
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
@@ -22,6 +23,7 @@ mod forward;
 mod harness;
 mod load;
 mod oauth;
+mod pop;
 mod postfix;
 mod process;
 mod server;

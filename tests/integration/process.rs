@@ -91,16 +91,16 @@ fn user_drops_root_and_new_files_belong_to_that_user() {
     let ids = |pid: i32, field: &str| -> Vec<String> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line.split_whitespace().skip(1).map(str::to_string).collect()
+        line.split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
     };
     let n = nobody.to_string();
     assert_eq!(ids(relay.pid(), "Uid:"), ["0", n.as_str(), "0", n.as_str()]);
     // The relay itself, its only child, is nobody through and through.
-    let children = std::fs::read_to_string(format!(
-        "/proc/{0}/task/{0}/children",
-        relay.pid()
-    ))
-    .unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", relay.pid())).unwrap();
     let worker: i32 = children.trim().parse().unwrap();
     assert_eq!(ids(worker, "Uid:"), [n.as_str(); 4]);
 }

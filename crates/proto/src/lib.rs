@@ -10,5 +10,6 @@
 
 pub mod admin;
 pub mod line;
+pub mod pop;
 pub mod sasl;
 pub mod smtp;

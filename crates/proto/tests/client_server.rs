@@ -506,6 +506,8 @@ fn check(credentials: &Credentials) -> bool {
                     .as_slice()
                     == digest
         }
+        // SMTP has no APOP.
+        Credentials::Apop { .. } => false,
     }
 }
 

@@ -111,6 +111,8 @@ impl Harness {
                     .as_slice()
                     == digest
             }),
+            // SMTP has no APOP.
+            Credentials::Apop { .. } => false,
         }
     }
 

@@ -129,14 +129,12 @@ fn dnsbl_action(action: Option<&str>, arg: Option<&str>) -> DnsblAction {
     match (action, arg) {
         (Some(a), None) if a.eq_ignore_ascii_case("start") => DnsblAction::Start,
         (Some(a), None) if a.eq_ignore_ascii_case("stop") => DnsblAction::Stop(None),
-        (Some(a), Some(n)) if a.eq_ignore_ascii_case("stop") => {
-            match n.parse::<u32>() {
-                Ok(seconds) if n.bytes().all(|c| c.is_ascii_digit()) => {
-                    DnsblAction::Stop(Some(seconds))
-                }
-                _ => DnsblAction::Usage,
+        (Some(a), Some(n)) if a.eq_ignore_ascii_case("stop") => match n.parse::<u32>() {
+            Ok(seconds) if n.bytes().all(|c| c.is_ascii_digit()) => {
+                DnsblAction::Stop(Some(seconds))
             }
-        }
+            _ => DnsblAction::Usage,
+        },
         _ => DnsblAction::Usage,
     }
 }
@@ -170,20 +168,38 @@ mod tests {
     fn parses_whole_words_without_regard_to_case() {
         assert_eq!(AdminCommand::parse("forward", false), AdminCommand::Forward);
         assert_eq!(AdminCommand::parse("FLUSH", false), AdminCommand::Flush);
-        assert_eq!(AdminCommand::parse("unfail-all x", false), AdminCommand::UnfailAll);
-        assert_eq!(AdminCommand::parse("unfail", false), AdminCommand::Unrecognised);
+        assert_eq!(
+            AdminCommand::parse("unfail-all x", false),
+            AdminCommand::UnfailAll
+        );
+        assert_eq!(
+            AdminCommand::parse("unfail", false),
+            AdminCommand::Unrecognised
+        );
         assert_eq!(AdminCommand::parse("f", false), AdminCommand::Unrecognised);
         assert_eq!(AdminCommand::parse("  ", false), AdminCommand::Empty);
         assert_eq!(AdminCommand::parse(" \t", false), AdminCommand::Empty);
-        assert_eq!(AdminCommand::parse("Smtp Disable", false), AdminCommand::Smtp(Some(false)));
-        assert_eq!(AdminCommand::parse("smtp enable", false), AdminCommand::Smtp(Some(true)));
+        assert_eq!(
+            AdminCommand::parse("Smtp Disable", false),
+            AdminCommand::Smtp(Some(false))
+        );
+        assert_eq!(
+            AdminCommand::parse("smtp enable", false),
+            AdminCommand::Smtp(Some(true))
+        );
         assert_eq!(AdminCommand::parse("smtp", false), AdminCommand::Smtp(None));
     }
 
     #[test]
     fn terminate_exists_only_when_enabled() {
-        assert_eq!(AdminCommand::parse("terminate", false), AdminCommand::Unrecognised);
-        assert_eq!(AdminCommand::parse("terminate", true), AdminCommand::Terminate);
+        assert_eq!(
+            AdminCommand::parse("terminate", false),
+            AdminCommand::Unrecognised
+        );
+        assert_eq!(
+            AdminCommand::parse("terminate", true),
+            AdminCommand::Terminate
+        );
         assert!(!AdminCommand::help_text(false).contains("terminate"));
         assert_eq!(
             AdminCommand::help_text(true),
@@ -194,14 +210,35 @@ mod tests {
     #[test]
     fn info_and_dnsbl_arguments() {
         assert_eq!(AdminCommand::parse("info", false), AdminCommand::Info(None));
-        assert_eq!(AdminCommand::parse("info Version", false), AdminCommand::Info(Some("version")));
-        assert_eq!(AdminCommand::info_usage(), "usage: info {copyright|credit|version|warranty}");
+        assert_eq!(
+            AdminCommand::parse("info Version", false),
+            AdminCommand::Info(Some("version"))
+        );
+        assert_eq!(
+            AdminCommand::info_usage(),
+            "usage: info {copyright|credit|version|warranty}"
+        );
         let dnsbl = |l| AdminCommand::parse(l, false);
-        assert_eq!(dnsbl("dnsbl start"), AdminCommand::Dnsbl(DnsblAction::Start));
-        assert_eq!(dnsbl("dnsbl stop"), AdminCommand::Dnsbl(DnsblAction::Stop(None)));
-        assert_eq!(dnsbl("dnsbl stop 60"), AdminCommand::Dnsbl(DnsblAction::Stop(Some(60))));
-        assert_eq!(dnsbl("dnsbl stop -1"), AdminCommand::Dnsbl(DnsblAction::Usage));
-        assert_eq!(dnsbl("dnsbl start 5"), AdminCommand::Dnsbl(DnsblAction::Usage));
+        assert_eq!(
+            dnsbl("dnsbl start"),
+            AdminCommand::Dnsbl(DnsblAction::Start)
+        );
+        assert_eq!(
+            dnsbl("dnsbl stop"),
+            AdminCommand::Dnsbl(DnsblAction::Stop(None))
+        );
+        assert_eq!(
+            dnsbl("dnsbl stop 60"),
+            AdminCommand::Dnsbl(DnsblAction::Stop(Some(60)))
+        );
+        assert_eq!(
+            dnsbl("dnsbl stop -1"),
+            AdminCommand::Dnsbl(DnsblAction::Usage)
+        );
+        assert_eq!(
+            dnsbl("dnsbl start 5"),
+            AdminCommand::Dnsbl(DnsblAction::Usage)
+        );
         assert_eq!(dnsbl("dnsbl"), AdminCommand::Dnsbl(DnsblAction::Usage));
     }
 

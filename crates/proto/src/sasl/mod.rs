@@ -1,4 +1,5 @@
-//! SMTP AUTH mechanisms (RFC 4954) without I/O: PLAIN (RFC 4616), LOGIN
+//! SASL mechanisms for SMTP AUTH (RFC 4954) and POP3 AUTH (RFC 5034),
+//! without I/O: PLAIN (RFC 4616), LOGIN
 //! (draft-murchison-sasl-login), CRAM-MD5 (RFC 2195) on both sides, and
 //! XOAUTH2 (Google's and Microsoft's bearer-token profile) as a client.
 //!
@@ -7,6 +8,8 @@
 //! client side turns a [`ClientSecret`] into responses. CRAM-MD5 works from
 //! E-MailRelay's stored HMAC-MD5 state ([`HmacMd5Key`]) as well as from a
 //! plain password, so `md5` secrets from `emailrelay-passwd` serve it.
+//! POP3's APOP (RFC 1939 section 7) is not SASL, but its claim is checked
+//! the same way, so it is a [`Credentials`] variant too.
 
 mod client;
 mod hmac;
@@ -16,7 +19,18 @@ mod server;
 pub use client::{ClientExchange, ClientSecret};
 pub use hmac::HmacMd5Key;
 pub use policy::MechanismPolicy;
-pub use server::{Credentials, ServerExchange, Step};
+pub use server::{apop_credentials, apop_digest, Credentials, ServerExchange, Step};
+
+/// The driver's verdict on credentials, for SMTP AUTH and POP alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthResult {
+    /// Good credentials; `name` is the authenticated identity.
+    Accepted { name: String },
+    /// Wrong name or password.
+    Rejected,
+    /// The check could not be done now (PAM or a token service down).
+    Unavailable,
+}
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

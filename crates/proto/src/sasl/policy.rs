@@ -17,6 +17,9 @@ pub struct MechanismPolicy {
     clear_deny: Vec<Mechanism>,
     tls_allow: Option<Vec<Mechanism>>,
     tls_deny: Option<Vec<Mechanism>>,
+    /// Whether each list names APOP, which POP3 offers beside the SASL
+    /// mechanisms: (m, x, a, d); `None` for an absent list.
+    apop: [Option<bool>; 4],
 }
 
 impl MechanismPolicy {
@@ -32,15 +35,27 @@ impl MechanismPolicy {
                 .map(str::trim)
                 .filter_map(Mechanism::parse)
                 .collect();
+            let apop = Some(
+                list.split(',')
+                    .any(|n| n.trim().eq_ignore_ascii_case("apop")),
+            );
             match key.trim().to_ascii_lowercase().as_str() {
-                "m" => policy.clear_allow = Some(names),
-                "x" => policy.clear_deny = names,
-                "a" => policy.tls_allow = Some(names),
-                "d" => policy.tls_deny = Some(names),
+                "m" => (policy.clear_allow, policy.apop[0]) = (Some(names), apop),
+                "x" => (policy.clear_deny, policy.apop[1]) = (names, apop),
+                "a" => (policy.tls_allow, policy.apop[2]) = (Some(names), apop),
+                "d" => (policy.tls_deny, policy.apop[3]) = (Some(names), apop),
                 other => return Err(format!("unknown key \"{other}:\": use m:, x:, a: or d:")),
             }
         }
         Ok(policy)
+    }
+
+    /// Whether POP3's APOP is allowed, by the same rules as the SASL
+    /// mechanisms (E-MailRelay lists it among them: `x:apop` turns it off).
+    pub fn allows_apop(&self, secure: bool) -> bool {
+        let [m, x, a, d] = self.apop;
+        let (allow, deny) = if secure { (a.or(m), d.or(x)) } else { (m, x) };
+        allow.unwrap_or(true) && !deny.unwrap_or(false)
     }
 
     /// The mechanisms of `available` this policy allows, in order: the
@@ -102,6 +117,17 @@ mod tests {
         let p = MechanismPolicy::parse("x:plain;d:").unwrap();
         assert_eq!(p.apply(&ALL, false), [Login, CramMd5]);
         assert_eq!(p.apply(&ALL, true), ALL);
+    }
+
+    #[test]
+    fn apop_follows_the_same_lists() {
+        assert!(MechanismPolicy::parse("").unwrap().allows_apop(false));
+        let p = MechanismPolicy::parse("m:;a:plain,apop").unwrap();
+        assert!(!p.allows_apop(false));
+        assert!(p.allows_apop(true));
+        let p = MechanismPolicy::parse("x:APOP").unwrap();
+        assert!(!p.allows_apop(false));
+        assert!(!p.allows_apop(true), "no d: list: TLS follows x:");
     }
 
     #[test]

@@ -29,13 +29,22 @@ pub enum Credentials {
         challenge: String,
         digest: Vec<u8>,
     },
+    /// POP3 APOP (RFC 1939 section 7): the client's plain MD5 of the
+    /// greeting's `challenge` followed by the password.
+    Apop {
+        user: String,
+        challenge: String,
+        digest: Vec<u8>,
+    },
 }
 
 impl Credentials {
     /// The authentication name the client gave.
     pub fn user(&self) -> &str {
         match self {
-            Credentials::Password { user, .. } | Credentials::CramMd5 { user, .. } => user,
+            Credentials::Password { user, .. }
+            | Credentials::CramMd5 { user, .. }
+            | Credentials::Apop { user, .. } => user,
         }
     }
 }
@@ -182,6 +191,27 @@ fn cram_md5(text: &str, challenge: String) -> Step {
     }
 }
 
+/// The `APOP name digest` arguments (RFC 1939 section 7): `None` unless
+/// the digest is 32 hex digits.
+pub fn apop_credentials(user: &str, digest: &str, challenge: &str) -> Option<Credentials> {
+    let digest = parse_hex(digest).filter(|d| d.len() == 16)?;
+    (!user.is_empty()).then(|| Credentials::Apop {
+        user: user.into(),
+        challenge: challenge.into(),
+        digest,
+    })
+}
+
+/// What APOP's digest should be: MD5 of the challenge and then the
+/// password (RFC 1939 section 7).
+pub fn apop_digest(challenge: &str, password: &[u8]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    let mut md5 = Md5::new();
+    md5.update(challenge.as_bytes());
+    md5.update(password);
+    md5.finalize().into()
+}
+
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 || !text.is_ascii() {
         return None;
@@ -274,6 +304,22 @@ mod tests {
         assert_eq!(
             x.handle_response(&b64("tim nothex")),
             Step::Failed(501, "invalid CRAM-MD5 response")
+        );
+    }
+
+    #[test]
+    fn apop_matches_rfc_1939s_example() {
+        let challenge = "<1896.697170952@dbc.mtview.ca.us>";
+        assert_eq!(
+            crate::sasl::hex(&apop_digest(challenge, b"tanstaaf")),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+        let c = apop_credentials("mrose", "c4c9334bac560ecc979e58001b3e22fb", challenge);
+        assert!(matches!(c, Some(Credentials::Apop { ref user, .. }) if user == "mrose"));
+        assert_eq!(apop_credentials("mrose", "c4c9", challenge), None);
+        assert_eq!(
+            apop_credentials("", "c4c9334bac560ecc979e58001b3e22fb", challenge),
+            None
         );
     }
 

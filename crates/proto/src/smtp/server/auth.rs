@@ -35,16 +35,9 @@ pub struct AuthConfig {
     pub max_failures: u32,
 }
 
-/// The driver's verdict on [`Event::Authenticate`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthResult {
-    /// Good credentials; `name` is the authenticated identity.
-    Accepted { name: String },
-    /// Wrong name or password.
-    Rejected,
-    /// The check could not be done now (PAM or a token service down): 454.
-    Unavailable,
-}
+/// The driver's verdict on [`Event::Authenticate`]; shared with POP, so it
+/// lives in [`crate::sasl`].
+pub use crate::sasl::AuthResult;
 
 /// Who the client proved to be.
 #[derive(Clone, Debug, PartialEq, Eq)]

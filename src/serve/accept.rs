@@ -1,0 +1,101 @@
+//! The accept loop of one listening socket: TCP or Unix, until shutdown.
+//! Each accepted connection runs in a task of its own, counted in the
+//! process's connection registry (admin `status`) and with the client's
+//! address (and the instance name) in every log line it writes.
+//!
+//! Must not: decide anything about the peer (that is admission's job, in
+//! the protocol driver's task), or stop on a failed accept (EMFILE passes).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::control::Connections;
+use crate::net::{self, BoundListener};
+use crate::warning;
+
+/// What every accepted connection is given: the registry it is counted
+/// in, and the instance name its log lines carry.
+#[derive(Clone)]
+pub struct Accept {
+    pub connections: Arc<Connections>,
+    pub unit: Option<Arc<str>>,
+}
+
+/// Accepts connections until `stop` changes, running the future that
+/// `on_accept` makes for each in a task of its own, registered for the
+/// admin `status` and with the client's address in its log lines.
+pub fn spawn_acceptor<F, Fut>(
+    listener: BoundListener,
+    mut stop: watch::Receiver<bool>,
+    accept: Accept,
+    on_accept: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let start = move |stream: Box<dyn net::Stream>, local: String, peer: Option<SocketAddr>| {
+        let peer_text = peer
+            .as_ref()
+            .map_or_else(|| "unix".into(), net::display_addr);
+        let registered = accept.connections.incoming(local, peer_text);
+        let context = crate::log::Context {
+            unit: accept.unit.clone(),
+            peer,
+            msgid: None,
+        };
+        let session = on_accept(stream, peer);
+        tokio::spawn(crate::log::scope(context, async move {
+            session.await;
+            drop(registered);
+        }));
+    };
+    match listener {
+        BoundListener::Tcp(std) => {
+            let listener = tokio::net::TcpListener::from_std(std)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let _ = stream.set_nodelay(true);
+                                let local = stream
+                                    .local_addr()
+                                    .map(|a| net::display_addr(&a))
+                                    .unwrap_or_default();
+                                start(Box::new(stream), local, Some(peer));
+                            }
+                            Err(e) => {
+                                warning!("accept failed: {e}");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+        BoundListener::Unix(std) => {
+            let listener = tokio::net::UnixListener::from_std(std)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                            let local = stream
+                                .local_addr()
+                                .ok()
+                                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                                .unwrap_or_default();
+                            start(Box::new(stream), local, None);
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
