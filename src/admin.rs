@@ -170,7 +170,7 @@ async fn run_command(command: &AdminCommand, ctx: &AdminContext, eol: &str) -> S
         AdminCommand::Help => AdminCommand::help_text(ctx.settings.terminate),
         AdminCommand::Forward if !forwarder.enabled() => no_remote(),
         AdminCommand::Forward => {
-            forwarder.trigger();
+            forwarder.trigger("admin");
             "OK".into()
         }
         AdminCommand::Flush if !forwarder.enabled() => no_remote(),

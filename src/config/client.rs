@@ -7,7 +7,7 @@ use super::instance::Common;
 use super::process::Mode;
 use super::values::{bad, ip, optional_seconds, seconds, Switches};
 use super::ConfigError;
-use crate::auth::ClientAuth;
+use crate::auth::{AuthError, ClientAuth};
 use crate::smtp::forward::ForwardSettings;
 use crate::tls::{ClientTls, ClientTlsOptions, Versions};
 use emailrelay_proto::sasl::MechanismPolicy;
@@ -142,5 +142,10 @@ fn client_auth(common: &Common<'_>) -> Result<Option<Arc<ClientAuth>>, ConfigErr
         None => MechanismPolicy::default(),
         Some(v) => MechanismPolicy::parse(&v).map_err(|e| bad("client-auth-config", &v, e))?,
     };
-    Ok(Some(Arc::new(ClientAuth::load(&spec, policy)?)))
+    match ClientAuth::load(&spec, policy) {
+        Ok(auth) => Ok(Some(Arc::new(auth))),
+        // E-MailRelay compatibility: no `client` lines, no authentication.
+        Err(AuthError::NoClientEntries(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }

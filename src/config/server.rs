@@ -9,7 +9,7 @@ use super::instance::Common;
 use super::values::{bad, number, port, seconds, Switches};
 use super::{ConfigError, Instance};
 use crate::admin::AdminSettings;
-use crate::auth::ServerAuth;
+use crate::auth::{AuthError, ServerAuth};
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, InterfaceSpec, Service};
 use crate::pop::PopSettings;
@@ -43,7 +43,7 @@ pub fn smtp_settings(
         tls: server_tls(common)?,
         tls_connection: args.has("server-tls-connection"),
         tls_required: args.has("server-tls-required"),
-        auth: server_auth(common)?,
+        auth: server_auth(common, warnings)?,
         dnsbl: args
             .value("dnsbl")
             .map(|v| DnsblConfig::parse(&v).map_err(|e| bad("dnsbl", &v, e)))
@@ -179,7 +179,10 @@ fn server_tls(common: &Common<'_>) -> Result<Option<ServerTls>, ConfigError> {
 
 /// `--server-auth` and `--server-auth-config`, read now (see
 /// `client::client_auth`).
-fn server_auth(common: &Common<'_>) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
+fn server_auth(
+    common: &Common<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
     let args = common.args;
     let Some(spec) = common.path("server-auth").map(|p| p.display().to_string()) else {
         // E-MailRelay compatibility: POP follows --server-auth-config too.
@@ -190,7 +193,18 @@ fn server_auth(common: &Common<'_>) -> Result<Option<Arc<ServerAuth>>, ConfigErr
         }
         return Ok(None);
     };
-    Ok(Some(Arc::new(ServerAuth::load(&spec, auth_policy(args)?)?)))
+    match ServerAuth::load(&spec, auth_policy(args)?) {
+        Ok(auth) => Ok(Some(Arc::new(auth))),
+        // E-MailRelay compatibility: a file without `server` lines asks no
+        // client to authenticate. Said out loud, since it may be a mistake.
+        Err(AuthError::NoServerEntries(file)) => {
+            warnings.push(format!(
+                "secrets file {file} has no server entries: SMTP clients are not asked to authenticate"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `--server-auth-config`, for SMTP and POP alike.

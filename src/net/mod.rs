@@ -305,19 +305,38 @@ pub async fn connect(
     local: Option<IpAddr>,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>, ConnectError> {
+    connect_from(target, local, timeout).await.map(|c| c.stream)
+}
+
+/// An outgoing connection and the local address it came from (none for a
+/// unix socket).
+pub struct Connected {
+    pub stream: Box<dyn Stream>,
+    pub local: Option<SocketAddr>,
+}
+
+/// As [`connect`], also telling the local address.
+pub async fn connect_from(
+    target: &str,
+    local: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<Connected, ConnectError> {
     let (target, proxy) = split_proxy(target);
     let attempt = async {
         if let Some(proxy) = proxy {
             let (host, port) = split_host_port(target)?;
-            let mut stream = connect_tcp(proxy, local).await?;
-            socks::connect(&mut stream, &host, port).await?;
-            return Ok(stream);
+            let mut connected = connect_tcp(proxy, local).await?;
+            socks::connect(&mut connected.stream, &host, port).await?;
+            return Ok(connected);
         }
         if target.starts_with('/') {
             let stream = UnixStream::connect(target)
                 .await
                 .map_err(|e| ConnectError::Connect(target.into(), e))?;
-            return Ok(Box::new(stream) as Box<dyn Stream>);
+            return Ok(Connected {
+                stream: Box::new(stream),
+                local: None,
+            });
         }
         connect_tcp(target, local).await
     };
@@ -327,12 +346,17 @@ pub async fn connect(
 }
 
 /// Resolves `target` and tries every address in turn.
-async fn connect_tcp(target: &str, local: Option<IpAddr>) -> Result<Box<dyn Stream>, ConnectError> {
+async fn connect_tcp(target: &str, local: Option<IpAddr>) -> Result<Connected, ConnectError> {
     let (host, port) = split_host_port(target)?;
     let mut last = None;
     for addr in resolve(&host, port, local).await? {
         match connect_one(addr, local).await {
-            Ok(stream) => return Ok(Box::new(stream) as Box<dyn Stream>),
+            Ok(stream) => {
+                return Ok(Connected {
+                    local: stream.local_addr().ok(),
+                    stream: Box::new(stream),
+                })
+            }
             Err(e) => last = Some(ConnectError::Connect(display_addr(&addr), e)),
         }
     }

@@ -167,9 +167,12 @@ impl Prepared {
                 Some(shared)
             }
         };
+        if let Some(target) = &settings.forward.forward_to {
+            info!("forwarding to {target}");
+        }
         let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
         if settings.forward.on_start {
-            self.forwarder.trigger();
+            self.forwarder.trigger("startup");
         }
         Ok(Running {
             shared,

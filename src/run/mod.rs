@@ -193,11 +193,7 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         if !instance.settings.forward.on_start || !forwarder.enabled() {
             continue;
         }
-        let summary = forwarder.pass().await;
-        info!(
-            "forwarding done: {} sent, {} failed, {} deferred",
-            summary.sent, summary.failed, summary.deferred
-        );
+        let summary = forwarder.pass_for("startup").await;
         unsent += summary.failed + summary.deferred;
     }
     i32::from(unsent > 0)

@@ -5,6 +5,13 @@
 //! Outcome rules: the upstream's 2xx to end-of-data deletes the message;
 //! 5xx fails it to `.bad` with the reason; 4xx and connection failures
 //! leave it in the spool for the next attempt.
+//!
+//! Log lines follow E-MailRelay's: `forwarding: [<reason>]` when a pass
+//! starts (not for `poll`), `forwarding [<id>]` and `smtp connection to
+//! <address>` for each message, `deleting envelope [...]` and `deleting
+//! content [...]` once it is sent, `failing envelope [...] -> [...]`,
+//! `smtp client error: <reason>` when a connection fails, and
+//! `forwarding: no more messages to send` at the end of a pass.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -59,7 +66,8 @@ pub struct ForwardSettings {
     pub anonymous_client: bool,
     /// Protocol trace lines in the log.
     pub trace: bool,
-    /// Connections used at once in one forwarding pass.
+    /// Connections used at once in one forwarding pass, at most; a pass
+    /// opens one for every [`MESSAGES_PER_CONNECTION`] waiting messages.
     pub max_connections: usize,
     /// The TLS context, for STARTTLS or implicit TLS.
     pub tls: Option<ClientTls>,
@@ -92,6 +100,15 @@ pub enum Verdict {
     Deferred(Option<Reply>),
 }
 
+/// A pass opens another connection for every so many waiting messages
+/// (up to `max_connections`): a few messages go down one connection, one
+/// after the other in spool order, as E-MailRelay sends them, while a long
+/// queue is drained over several.
+pub const MESSAGES_PER_CONNECTION: usize = 16;
+
+/// Why a forwarding pass runs, as the log line says it.
+pub type Reason = &'static str;
+
 /// Activity counters for the admin `status` command.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -104,6 +121,9 @@ pub struct Forwarder {
     settings: ForwardSettings,
     spool: Arc<Spool>,
     wake: Notify,
+    /// The reason of the latest request for a pass (`startup`, `poll`,
+    /// `client disconnect`, `admin`, `rescan`).
+    reason: Mutex<Reason>,
     pass_lock: tokio::sync::Mutex<()>,
     /// `--client-filter`, run on each message before it is sent.
     client_filter: Option<Arc<Filter>>,
@@ -128,6 +148,7 @@ impl Forwarder {
             settings,
             spool,
             wake: Notify::new(),
+            reason: Mutex::new("startup"),
             pass_lock: tokio::sync::Mutex::new(()),
             client_filter,
             stop_pass: AtomicBool::new(false),
@@ -142,9 +163,13 @@ impl Forwarder {
         self.settings.forward_to.is_some()
     }
 
-    /// Asks for a forwarding pass soon (client disconnect, admin `forward`).
-    pub fn trigger(&self) {
+    /// Asks for a forwarding pass soon, for this reason (`startup`,
+    /// `client disconnect`, `admin`, `rescan`).
+    pub fn trigger(&self, reason: Reason) {
         if self.enabled() {
+            if let Ok(mut r) = self.reason.lock() {
+                *r = reason;
+            }
             self.wake.notify_one();
         }
     }
@@ -169,18 +194,47 @@ impl Forwarder {
                 .settings
                 .poll
                 .unwrap_or(Duration::from_secs(365 * 24 * 3600));
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+            let reason = tokio::select! {
+                _ = self.wake.notified() => self.reason.lock().map_or("startup", |r| *r),
+                _ = tokio::time::sleep(poll) => "poll",
                 _ = shutdown.changed() => return,
+            };
+            if self.pass_lock.try_lock().is_err() {
+                // E-MailRelay compatibility: the request waits for the pass
+                // under way (the lock), and runs after it.
+                info!("forwarding: [{reason}]: still busy from last time");
+                info!("forwarding: queued request [{reason}]");
             }
-            self.pass().await;
+            self.pass_for(reason).await;
         }
     }
 
-    /// One pass over the spool, several connections at once; returns counts.
+    /// One pass over the spool, as the admin `flush` asks for it.
     pub async fn pass(self: &Arc<Self>) -> PassSummary {
         let _only_one_pass = self.pass_lock.lock().await;
+        self.pass_locked().await
+    }
+
+    /// One pass for `reason`, logged as E-MailRelay logs it.
+    pub async fn pass_for(self: &Arc<Self>, reason: Reason) -> PassSummary {
+        let _only_one_pass = self.pass_lock.lock().await;
+        // E-MailRelay compatibility: a poll is not worth a line each time.
+        let log = reason != "poll";
+        if log {
+            info!("forwarding: [{reason}]");
+        }
+        if self.spool.ready().is_ok_and(|ids| ids.is_empty()) {
+            if log {
+                info!("forwarding: no messages to send");
+            }
+            return PassSummary::default();
+        }
+        self.pass_locked().await
+    }
+
+    /// One pass over the spool, a connection for every few messages;
+    /// returns counts. The caller holds the pass lock.
+    async fn pass_locked(self: &Arc<Self>) -> PassSummary {
         let ids = match self.spool.ready() {
             Ok(ids) => ids,
             Err(e) => {
@@ -189,11 +243,13 @@ impl Forwarder {
             }
         };
         if ids.is_empty() {
-            crate::debug!("forwarding pass: spool is empty");
             return PassSummary::default();
         }
         self.stop_pass.store(false, Ordering::Relaxed);
-        let workers = self.settings.max_connections.clamp(1, ids.len());
+        let workers = ids
+            .len()
+            .div_ceil(MESSAGES_PER_CONNECTION)
+            .clamp(1, self.settings.max_connections.max(1));
         crate::debug!(
             "forwarding pass: {} message(s) over {workers} connection(s)",
             ids.len()
@@ -220,10 +276,11 @@ impl Forwarder {
             .lock()
             .ok()
             .and_then(|u| u.values().next().cloned());
+        info!("forwarding: no more messages to send");
         // A 102 ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
         if self.rescan.swap(false, Ordering::Relaxed) {
-            self.trigger();
+            self.trigger("rescan");
         }
         summary
     }
@@ -314,13 +371,15 @@ impl Forwarder {
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
             return Verdict::Deferred(None);
         }
+        info!("forwarding [{}]", locked.id());
         let key = (target.clone(), envelope.client_account_selector.clone());
         if conn.as_ref().is_some_and(|(k, _)| *k != key) {
             if let Some((_, old)) = conn.take() {
                 old.quit().await;
             }
         }
-        if conn.is_none() {
+        let fresh = conn.is_none();
+        if fresh {
             let secret = match self.client_secret(&key.1).await {
                 Ok(secret) => secret,
                 Err(AccountError::NoAccount(selector)) => {
@@ -333,7 +392,9 @@ impl Forwarder {
             match self.connect(&target, secret).await {
                 Ok(c) => *conn = Some((key, c)),
                 Err(e) => {
-                    warning!("cannot forward [{}]: {e}", locked.id());
+                    // E-MailRelay's two lines for a connection that failed.
+                    warning!("smtp client error: {e}");
+                    error!("forwarding: {e}");
                     if let Ok(mut u) = unreachable.lock() {
                         u.insert(target, e.to_string());
                     }
@@ -350,6 +411,11 @@ impl Forwarder {
         let Some((_, connection)) = conn.as_mut() else {
             return Verdict::Deferred(None);
         };
+        if !fresh {
+            // E-MailRelay compatibility: the line comes with every message,
+            // on a new connection or not.
+            info!("smtp connection to {target}");
+        }
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
         let message = self.outgoing(&envelope, connection.authenticated());
         let result = connection.send(message, &locked.content_path()).await;
@@ -357,7 +423,7 @@ impl Forwarder {
         match result {
             Ok(outcome) => self.apply(locked, outcome),
             Err(e) => {
-                warning!("forwarding [{}] interrupted: {e}", locked.id());
+                warning!("smtp client error: {e}");
                 *conn = None;
                 match e {
                     ConnectionError::Refused(reply) if reply.is_permanent() => {
@@ -422,9 +488,11 @@ impl Forwarder {
     ) -> Result<Connection, ConnectionError> {
         let s = &self.settings;
         info!("smtp connection to {target}");
-        let mut stream = crate::net::connect(target, s.client_interface, s.connection_timeout)
-            .await
-            .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        let connected =
+            crate::net::connect_from(target, s.client_interface, s.connection_timeout)
+                .await
+                .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        let mut stream = connected.stream;
         let host = crate::net::target_host(target);
         let implicit = match (&s.tls, s.tls_connection) {
             (Some(tls), true) => {
@@ -439,8 +507,14 @@ impl Forwarder {
             }
             _ => false,
         };
+        // E-MailRelay compatibility (RFC 5321 4.1.4): a domain that is not
+        // a fully qualified name gives way to the connection's own address.
+        let helo_domain = match connected.local {
+            Some(local) if !s.helo_domain.contains('.') => local.ip().to_string(),
+            _ => s.helo_domain.clone(),
+        };
         let config = ClientConfig {
-            helo_domain: s.helo_domain.clone(),
+            helo_domain,
             pipelining: s.pipelining,
             forward_to_some: s.to_some,
             trace: s.trace,
@@ -499,9 +573,10 @@ impl Forwarder {
         match outcome {
             SendOutcome::Sent { rejected } if rejected.is_empty() => {
                 let id = locked.id().clone();
+                info!("deleting envelope [{id}.envelope.busy]");
+                info!("deleting content [{id}.content]");
                 match locked.delete() {
                     Ok(()) => {
-                        info!("forwarded [{id}]");
                         let _ = self.events.send(format!("forwarded {id}"));
                         Verdict::Sent
                     }
@@ -533,8 +608,7 @@ impl Forwarder {
 
     fn fail(&self, locked: Locked, reply: Reply) -> Verdict {
         let id = locked.id().clone();
-        // E-MailRelay compatibility: this exact line shape, then the reason.
-        warning!("forwarding [{id}] failed: {reply}");
+        // E-MailRelay compatibility: this exact line shape.
         info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
         if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
             error!("{e}");

@@ -160,7 +160,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
     crate::info!("smtp connection closed: {reason}: {peer_text}");
     if conn.stored > 0 && shared.forwarder.on_disconnect() {
-        shared.forwarder.trigger();
+        shared.forwarder.trigger("client disconnect");
     }
 }
 
@@ -519,7 +519,7 @@ impl Conn {
             FilterOutcome::Ok | FilterOutcome::StopScanning => Ok(prepared.commit(true).await),
             FilterOutcome::Rescan => {
                 let committed = prepared.commit(true).await;
-                self.shared.forwarder.trigger();
+                self.shared.forwarder.trigger("rescan");
                 Ok(committed)
             }
             FilterOutcome::Abandon => {
