@@ -392,7 +392,7 @@ mod tests {
             Err(ConfigError::Conflict(_))
         ));
         assert!(matches!(
-            build(&["--client-tls", "--tls-config", "tlsv1.1"]),
+            build(&["--client-tls", "--tls-config", "-tlsv1.1"]),
             Err(ConfigError::Tls(_))
         ));
         assert!(matches!(

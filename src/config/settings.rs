@@ -15,7 +15,7 @@ use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, Service};
 use crate::smtp::forward::ForwardSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
-use crate::tls::{ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, Versions};
+use crate::tls::{ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, TlsConfig};
 use crate::verify::VerifierSpec;
 use emailrelay_proto::sasl::MechanismPolicy;
 use emailrelay_proto::smtp::{Strictness, TlsPolicy};
@@ -87,21 +87,17 @@ impl Settings {
         let server_config = parse_server_config(args)?;
         let (client_pipelining, client_strict) = parse_client_config(args)?;
         let mut warnings = Vec::new();
-        let versions = match args.value("tls-config") {
-            None => Versions::default(),
+        let tls_config = match args.value("tls-config") {
+            None => TlsConfig::default(),
             Some(v) => {
-                let (versions, ignored) = Versions::parse(v)?;
-                for word in ignored {
-                    warnings.push(format!(
-                        "--tls-config keyword [{word}] ignored: this build uses rustls"
-                    ));
-                }
-                versions
+                let (config, tls_warnings) = TlsConfig::parse(v)?;
+                warnings.extend(tls_warnings);
+                config
             }
         };
         let (client_tls, tls_policy, tls_connection) =
-            parse_client_tls(args, &versions, &mut warnings)?;
-        let server_tls = parse_server_tls(args, &versions)?;
+            parse_client_tls(args, &tls_config, &mut warnings)?;
+        let server_tls = parse_server_tls(args, &tls_config)?;
         let (server_auth, client_auth) = parse_auth(args)?;
 
         let spool_dir = PathBuf::from(args.value("spool-dir").unwrap_or(DEFAULT_SPOOL_DIR));
@@ -301,7 +297,7 @@ fn check_programs(
 /// the STARTTLS policy and whether TLS is implicit.
 fn parse_client_tls(
     args: &Args,
-    versions: &Versions,
+    tls_config: &TlsConfig,
     warnings: &mut Vec<String>,
 ) -> Result<(Option<ClientTls>, TlsPolicy, bool), ConfigError> {
     let connection = args.has("client-tls-connection");
@@ -336,7 +332,7 @@ fn parse_client_tls(
         verify: args.value("client-tls-verify").map(str::to_string),
         verify_name: args.value("client-tls-verify-name").map(str::to_string),
         server_name: args.value("client-tls-server-name").map(str::to_string),
-        versions: versions.clone(),
+        config: tls_config.clone(),
     };
     if options.verify_name.is_some() && options.verify.is_none() {
         return Err(ConfigError::Conflict(
@@ -348,7 +344,7 @@ fn parse_client_tls(
 }
 
 /// `--server-tls*`: the context, loaded now, or `None` without TLS.
-fn parse_server_tls(args: &Args, versions: &Versions) -> Result<Option<ServerTls>, ConfigError> {
+fn parse_server_tls(args: &Args, tls_config: &TlsConfig) -> Result<Option<ServerTls>, ConfigError> {
     let wanted = args.has("server-tls") || args.has("server-tls-connection");
     if !wanted {
         if args.has("server-tls-required") {
@@ -371,7 +367,7 @@ fn parse_server_tls(args: &Args, versions: &Versions) -> Result<Option<ServerTls
     let options = ServerTlsOptions {
         certificate,
         verify: args.value("server-tls-verify").map(str::to_string),
-        versions: versions.clone(),
+        config: tls_config.clone(),
     };
     Ok(Some(ServerTls::new(&options)?))
 }
