@@ -6,7 +6,7 @@
 //! greeting; with `--server-tls` the session asks for it after its 220 to
 //! STARTTLS, and the driver swaps the plain stream for the encrypted one.
 //! A handshake has the idle timeout as its deadline; a failed one is logged
-//! with rustls' reason and ends only that connection.
+//! with the tls module's reason and ends only that connection.
 //!
 //! Deadlines: a command must be complete within `--idle-timeout` of the
 //! previous reply, however the bytes trickle in, and a DATA phase within
@@ -284,7 +284,9 @@ impl Conn {
         let limit = self.shared.settings.idle_timeout;
         let result = match tokio::time::timeout(limit, tls.accept(stream)).await {
             Ok(result) => result,
-            Err(_) => Err(std::io::Error::other("timeout")),
+            Err(_) => Err(std::io::Error::other(
+                "tls error: no handshake within the idle timeout",
+            )),
         };
         match result {
             Ok((stream, info)) => {
@@ -300,7 +302,7 @@ impl Conn {
                 log::write(
                     Level::Warning,
                     Some(&self.peer_text),
-                    format_args!("tls handshake failed: {e}: {}", self.peer_text),
+                    format_args!("{e}: {}", self.peer_text),
                 );
                 None
             }
