@@ -334,6 +334,13 @@ impl Forwarder {
                             self.fail(locked, reply)
                         }
                         ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+                        // E-MailRelay compatibility: a TLS refusal (a
+                        // certificate, no common version) fails the message.
+                        ConnectionError::Tls(e) | ConnectionError::Io(e)
+                            if crate::tls::is_refusal(&e) =>
+                        {
+                            self.fail(locked, Reply::new(554, e.to_string()))
+                        }
                         _ => Verdict::Deferred(None),
                     };
                 }
