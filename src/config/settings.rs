@@ -98,6 +98,7 @@ impl Settings {
         let (client_tls, tls_policy, tls_connection) =
             parse_client_tls(args, &tls_config, &mut warnings)?;
         let server_tls = parse_server_tls(args, &tls_config)?;
+        warnings.extend(tls_config.legacy_warnings(server_tls.is_some(), client_tls.is_some()));
         let (server_auth, client_auth) = parse_auth(args)?;
 
         let spool_dir = PathBuf::from(args.value("spool-dir").unwrap_or(DEFAULT_SPOOL_DIR));

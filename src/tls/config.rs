@@ -179,13 +179,14 @@ impl TlsConfig {
                 ignored.join(",")
             ));
         }
-        warnings.extend(config.legacy_warnings());
         Ok((config, warnings))
     }
 
-    fn legacy_warnings(&self) -> Vec<String> {
+    /// The startup warnings for old versions, for the directions in use:
+    /// the listener (`server`) and forwarding (`client`).
+    pub fn legacy_warnings(&self, server: bool, client: bool) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.server.is_legacy() {
+        if server && self.server.is_legacy() {
             let upstream = if self.client.is_some_and(|c| c.is_legacy()) {
                 ""
             } else {
@@ -197,7 +198,7 @@ impl TlsConfig {
                 legacy_names(&self.server)
             ));
         }
-        if let Some(client) = self.client.filter(Range::is_legacy) {
+        if let Some(client) = self.client.filter(|c| client && c.is_legacy()) {
             warnings.push(format!(
                 "--tls-config: forwarding may use {}: old, weak versions (RFC 8996) for \
                  smarthosts that can do no better; OpenSSL's security level is 0 there",
@@ -268,11 +269,12 @@ mod tests {
 
     #[test]
     fn old_versions_reach_the_listener_and_upstream_only_when_asked() {
-        let (c, warnings) = TlsConfig::parse("tlsv1.0").unwrap();
+        let c = parse("tlsv1.0");
         assert_eq!(c.server, range(Version::Tls10, None));
         assert_eq!(c.client, Some(range(Version::Tls12, None)));
+        assert!(c.legacy_warnings(false, true).is_empty());
         assert_eq!(
-            warnings,
+            c.legacy_warnings(true, true),
             [
                 "--tls-config: the TLS listener accepts TLS 1.0 and TLS 1.1: old, weak versions \
               (RFC 8996) for devices that can do no better; OpenSSL's security level is 0 \
@@ -280,11 +282,19 @@ mod tests {
               client-tlsv1.1 to change that)"
             ]
         );
-        let (c, warnings) = TlsConfig::parse("tlsv1.1,client-tlsv1.1").unwrap();
+        let c = parse("tlsv1.1,client-tlsv1.1");
         assert_eq!(c.server, range(Version::Tls11, None));
         assert_eq!(c.client, Some(range(Version::Tls11, None)));
+        let warnings = c.legacy_warnings(true, true);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[1].starts_with("--tls-config: forwarding may use TLS 1.1:"));
+        assert!(warnings[0].starts_with("--tls-config: the TLS listener accepts TLS 1.1:"));
+        assert_eq!(
+            c.legacy_warnings(false, true),
+            [
+                "--tls-config: forwarding may use TLS 1.1: old, weak versions (RFC 8996) for \
+              smarthosts that can do no better; OpenSSL's security level is 0 there"
+            ]
+        );
         // A maximum below TLS 1.2 leaves forwarding nothing unless asked.
         let c = parse("-tlsv1.1");
         assert!(c.server.is_legacy());
