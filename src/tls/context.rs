@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use openssl::pkey::PKey;
 use openssl::ssl::{
-    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode,
-    SslVersion,
+    SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslSessionCacheMode,
+    SslVerifyMode, SslVersion,
 };
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::X509;
@@ -93,6 +93,9 @@ fn set_protocol(builder: &mut SslContextBuilder, spec: &Spec<'_>) -> Result<(), 
         }
     }
     builder.set_options(options);
+    // An idle SMTP session holds no 17 KB record buffers: freed between
+    // records, as rustls keeps them small.
+    builder.set_mode(SslMode::RELEASE_BUFFERS);
     builder.set_session_cache_mode(SslSessionCacheMode::OFF);
     if spec.peer == Peer::Client {
         builder
