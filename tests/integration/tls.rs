@@ -1599,3 +1599,85 @@ fn forwarding_uses_tls_1_0_only_when_asked() {
     );
     assert!(spool_files(&spool, "").is_empty(), "{err}");
 }
+
+/// An HTTPS OAuth 2.0 endpoint (device code, then tokens) in Python, with
+/// the test PKI's server certificate; prints its port.
+const HTTPS_TOKEN_ENDPOINT: &str = r#"
+import http.server, json, ssl, sys
+class Endpoint(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/devicecode":
+            body = {"device_code": "dev-1", "user_code": "WDJB-MJHT", "expires_in": 30,
+                    "verification_uri": "https://localhost/device", "interval": 1}
+        else:
+            body = {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 3600,
+                    "token_type": "Bearer"}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Endpoint)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn oauth_over_https_checks_the_endpoint_against_the_default_ca_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let mut endpoint = Proc {
+        child: Command::new("python3")
+            .args(["-c", HTTPS_TOKEN_ENDPOINT])
+            .args([pki.path("server.pem"), pki.path("server.key")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    };
+    let mut line = String::new();
+    BufReader::new(endpoint.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let account = dir.path().join("carol.oauth2");
+    let passwd = |ca: &str| {
+        std::fs::write(
+            &account,
+            format!(
+                "token-url = https://localhost:{port}/token\n\
+                 device-url = https://localhost:{port}/devicecode\n\
+                 client-id = cid\nscope = https://mail.google.com/\n"
+            ),
+        )
+        .unwrap();
+        // OpenSSL's default paths honour SSL_CERT_FILE.
+        run(
+            Command::new(env!("CARGO_BIN_EXE_emailrelay-passwd"))
+                .env("SSL_CERT_FILE", pki.path(ca))
+                .arg("--oauth")
+                .arg(&account),
+            Duration::from_secs(30),
+        )
+    };
+    let (code, out, err) = passwd("rogue.pem");
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "tls error: certificate of the server [localhost] refused: unable to get local \
+             issuer certificate"
+        ),
+        "{out}{err}"
+    );
+    let (code, out, err) = passwd("ca.pem");
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&account).unwrap();
+    assert!(text.ends_with("refresh-token = rt-1\n"), "{text}");
+}
