@@ -229,7 +229,10 @@ fn legacy_names(range: &Range) -> String {
         .filter(|v| **v >= range.min && range.max.is_none_or(|max| **v <= max))
         .map(|v| v.name())
         .collect();
-    names.join(" and ")
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +299,8 @@ mod tests {
             ]
         );
         // A maximum below TLS 1.2 leaves forwarding nothing unless asked.
+        assert!(parse("sslv3").legacy_warnings(true, false)[0]
+            .starts_with("--tls-config: the TLS listener accepts SSL 3.0, TLS 1.0 and TLS 1.1:"));
         let c = parse("-tlsv1.1");
         assert!(c.server.is_legacy());
         assert_eq!(c.client, None);
