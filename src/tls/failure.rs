@@ -51,6 +51,11 @@ pub fn handshake(error: &ssl::Error, ssl: &SslRef, peer: &PeerName) -> TlsError 
             result.error_string()
         ));
     }
+    if error.io_error().is_none()
+        && (error.code() == ErrorCode::SYSCALL || error.code() == ErrorCode::ZERO_RETURN)
+    {
+        return lost(format!("{peer} closed the connection during the handshake"));
+    }
     stream(error, peer)
 }
 
@@ -61,7 +66,7 @@ pub fn stream(error: &ssl::Error, peer: &PeerName) -> TlsError {
         return lost(format!("connection to {peer} lost: {io}"));
     }
     if error.code() == ErrorCode::SYSCALL || error.code() == ErrorCode::ZERO_RETURN {
-        return lost(format!("{peer} closed the connection during the handshake"));
+        return lost(format!("{peer} closed the connection"));
     }
     from_reason(first_reason(error).unwrap_or("unknown error"), peer)
 }
