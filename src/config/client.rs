@@ -9,7 +9,7 @@ use super::values::{bad, ip, optional_seconds, seconds, Switches};
 use super::ConfigError;
 use crate::auth::{AuthError, ClientAuth};
 use crate::smtp::forward::ForwardSettings;
-use crate::tls::{ClientTls, ClientTlsOptions, Versions};
+use crate::tls::{ClientTls, ClientTlsOptions, TlsConfig};
 use emailrelay_proto::sasl::MechanismPolicy;
 use emailrelay_proto::smtp::{Strictness, TlsPolicy};
 
@@ -67,21 +67,17 @@ pub fn forward_settings(
     Ok(forward)
 }
 
-/// `--tls-config`: the protocol versions, shared by both sides.
-pub fn tls_versions(
+/// `--tls-config`: protocol versions and options, shared by both sides.
+pub fn tls_config(
     args: &super::Instance,
     warnings: &mut Vec<String>,
-) -> Result<Versions, ConfigError> {
-    let Some(config) = args.value("tls-config") else {
-        return Ok(Versions::default());
+) -> Result<TlsConfig, ConfigError> {
+    let Some(text) = args.value("tls-config") else {
+        return Ok(TlsConfig::default());
     };
-    let (versions, ignored) = Versions::parse(&config)?;
-    for word in ignored {
-        warnings.push(format!(
-            "--tls-config keyword [{word}] ignored: this build uses rustls"
-        ));
-    }
-    Ok(versions)
+    let (config, tls_warnings) = TlsConfig::parse(&text)?;
+    warnings.extend(tls_warnings);
+    Ok(config)
 }
 
 /// `--client-smtp-config`: pipelining (on unless `nopipelining`) and the
@@ -120,7 +116,7 @@ fn client_tls(common: &Common<'_>) -> Result<(Option<ClientTls>, TlsPolicy, bool
             .map(|p| p.display().to_string()),
         verify_name: args.value("client-tls-verify-name"),
         server_name: args.value("client-tls-server-name"),
-        versions: common.versions.clone(),
+        config: common.tls_config.clone(),
     };
     Ok((Some(ClientTls::new(&options)?), policy, connection))
 }

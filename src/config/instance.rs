@@ -45,8 +45,8 @@ pub struct Common<'a> {
     pub dont_serve: bool,
     /// The process runs as a daemon, so relative file names are made absolute.
     pub daemon: bool,
-    /// `--tls-config`'s protocol versions, for both sides.
-    pub versions: crate::tls::Versions,
+    /// `--tls-config`, for both sides.
+    pub tls_config: crate::tls::TlsConfig,
 }
 
 impl Common<'_> {
@@ -76,7 +76,7 @@ impl InstanceSettings {
         let mode = Mode::of(args)?;
         let mut warnings = Vec::new();
         let common = Common {
-            versions: client::tls_versions(args, &mut warnings)?,
+            tls_config: client::tls_config(args, &mut warnings)?,
             args,
             mode,
             domain: args.value("domain").unwrap_or_else(default_domain),
@@ -97,6 +97,10 @@ impl InstanceSettings {
         let smtp: Option<ServerSettings> = server::smtp_settings(&common, &mut warnings)?;
         let admin: Option<AdminSettings> = server::admin_settings(&common)?;
         let pop = server::pop_settings(&common)?;
+        warnings.extend(common.tls_config.legacy_warnings(
+            smtp.as_ref().is_some_and(|s| s.tls.is_some()),
+            forward.tls.is_some(),
+        ));
         Ok(InstanceSettings {
             name: args.name.clone(),
             spool_dir,

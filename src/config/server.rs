@@ -172,7 +172,7 @@ fn server_tls(common: &Common<'_>) -> Result<Option<ServerTls>, ConfigError> {
         verify: common
             .path("server-tls-verify")
             .map(|p| p.display().to_string()),
-        versions: common.versions.clone(),
+        config: common.tls_config.clone(),
     };
     Ok(Some(ServerTls::new(&options)?))
 }

@@ -18,7 +18,9 @@ pub async fn handshake(
 ) -> Option<(Box<dyn Stream>, TlsInfo)> {
     let result = match tokio::time::timeout(limit, tls.accept(stream)).await {
         Ok(result) => result,
-        Err(_) => Err(std::io::Error::other("timeout")),
+        Err(_) => Err(std::io::Error::other(
+            "tls error: no handshake within the idle timeout",
+        )),
     };
     match result {
         Ok((stream, info)) => {
@@ -26,10 +28,7 @@ pub async fn handshake(
             Some((stream, info))
         }
         Err(e) => {
-            log::write(
-                Level::Warning,
-                format_args!("tls handshake failed: {e}: {peer_text}"),
-            );
+            log::write(Level::Warning, format_args!("{e}: {peer_text}"));
             None
         }
     }

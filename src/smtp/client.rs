@@ -39,7 +39,7 @@ pub enum ConnectionError {
     #[error("cannot read content file: {0}")]
     Content(std::io::Error),
     /// The TLS handshake failed (bad certificate, protocol mismatch).
-    #[error("tls handshake failed: {0}")]
+    #[error("{0}")]
     Tls(std::io::Error),
 }
 
@@ -157,7 +157,7 @@ impl Connection {
     async fn start_tls(&mut self) -> Result<(), ConnectionError> {
         let Some((tls, host)) = &self.tls else {
             return Err(ConnectionError::Tls(std::io::Error::other(
-                "TLS is not configured",
+                "tls error: TLS is not configured",
             )));
         };
         let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));

@@ -403,6 +403,13 @@ impl Forwarder {
                             self.fail(locked, reply)
                         }
                         ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+                        // E-MailRelay compatibility: a TLS refusal (a
+                        // certificate, no common version) fails the message.
+                        ConnectionError::Tls(e) | ConnectionError::Io(e)
+                            if crate::tls::is_refusal(&e) =>
+                        {
+                            self.fail(locked, Reply::new(554, e.to_string()))
+                        }
                         _ => Verdict::Deferred(None),
                     };
                 }
@@ -488,10 +495,9 @@ impl Forwarder {
     ) -> Result<Connection, ConnectionError> {
         let s = &self.settings;
         info!("smtp connection to {target}");
-        let connected =
-            crate::net::connect_from(target, s.client_interface, s.connection_timeout)
-                .await
-                .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        let connected = crate::net::connect_from(target, s.client_interface, s.connection_timeout)
+            .await
+            .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
         let mut stream = connected.stream;
         let host = crate::net::target_host(target);
         let implicit = match (&s.tls, s.tls_connection) {

@@ -6,7 +6,7 @@
 //! greeting; with `--server-tls` the session asks for it after its 220 to
 //! STARTTLS, and the driver swaps the plain stream for the encrypted one.
 //! A handshake has the idle timeout as its deadline; a failed one is logged
-//! with rustls' reason and ends only that connection.
+//! with the tls module's reason and ends only that connection.
 //!
 //! Deadlines: a command must be complete within `--idle-timeout` of the
 //! previous reply, however the bytes trickle in, and a DATA phase within

@@ -129,6 +129,80 @@ impl Pki {
         ]);
     }
 
+    /// A version-1 end-entity certificate signed by `ca` (a version-3 CA),
+    /// as E-MailRelay's suite and countless how-tos make them: `openssl x509
+    /// -req` without an extensions file.
+    pub(crate) fn v1_leaf(&self, name: &str, cn: &str, ca: &str) {
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+        assert_eq!(self.x509_version(name), 1);
+    }
+
+    /// A self-signed certificate made as E-MailRelay's reference guide
+    /// shows (`openssl req -x509 -noenc -newkey rsa:2048`), key apart.
+    pub(crate) fn self_signed(&self, name: &str, cn: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-noenc",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-newkey",
+            "rsa:2048",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+
+    /// The X.509 version of `{name}.pem`, as openssl prints it.
+    fn x509_version(&self, name: &str) -> u32 {
+        let (code, out, err) = run(
+            Command::new("openssl").current_dir(&self.dir).args([
+                "x509",
+                "-noout",
+                "-text",
+                "-in",
+                &format!("{name}.pem"),
+            ]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("Version: "))
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     fn rustls_client(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(self.dir.join("ca.pem")).unwrap() {
@@ -254,7 +328,9 @@ fn starttls_with_s_client_checks_the_client_certificate_and_records_it() {
         "{log}"
     );
     assert!(log.contains("emailrelay: info: tx>>: \"220 ready to start TLS\"\n"));
-    assert!(log.contains("emailrelay: info: tls session established: TLSv1.3 TLS13_"));
+    assert!(
+        log.contains("emailrelay: info: tls session established: TLSv1.3 TLS_AES_256_GCM_SHA384\n")
+    );
     let client_pem = std::fs::read_to_string(pki.dir.join("client.pem")).unwrap();
     let envelope = the_envelope(&relay);
     assert!(envelope.contains(&folded(&client_pem)), "{envelope}");
@@ -277,20 +353,25 @@ fn server_tls_verify_refuses_missing_and_foreign_client_certificates() {
     ];
     let (_, out, _) = s_client(&base, SESSION);
     assert!(!out.contains("250 message processed"), "{out}");
-    relay.expect_log("peer sent no certificates");
+    relay.expect_log("the client sent no certificate");
     let (cert, key) = (pki.path("rogueclient.pem"), pki.path("rogueclient.key"));
     let rogue = [&base[..], &["-cert", &cert, "-key", &key]].concat();
     let (_, out, _) = s_client(&rogue, SESSION);
     assert!(!out.contains("250 message processed"), "{out}");
-    let log = relay.wait_log("invalid peer certificate: UnknownIssuer");
+    let log = relay.wait_log("client certificate [CN=rogueclient]");
     assert!(
         log.contains(
-            "emailrelay: warning: tls handshake failed: peer sent no certificates: 127.0.0.1:"
+            "emailrelay: warning: tls error: the client sent no certificate, and \
+             --server-tls-verify requires one: 127.0.0.1:"
         ),
         "{log}"
     );
     assert!(
-        log.contains("emailrelay: warning: tls handshake failed: invalid peer certificate: UnknownIssuer: 127.0.0.1:"),
+        log.contains(
+            "emailrelay: warning: tls error: client certificate [CN=rogueclient] issued by \
+             [CN=rogue] refused: unable to get local issuer certificate: its issuer is not in \
+             the CA list of --server-tls-verify: 127.0.0.1:"
+        ),
         "{log}"
     );
     assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
@@ -345,7 +426,10 @@ fn implicit_tls_with_key_and_certificate_given_separately() {
     let mut reply = Vec::new();
     let _ = plain.read_to_end(&mut reply);
     assert!(!reply.starts_with(b"220"), "{reply:?}");
-    relay.expect_log("emailrelay: warning: tls handshake failed: ");
+    relay.expect_log(
+        "emailrelay: warning: tls error: the client does not speak TLS here: OpenSSL says \
+         [wrong version number]: 127.0.0.1:",
+    );
     let (code, out, err) = s_client(
         &[
             "-connect",
@@ -395,7 +479,7 @@ fn swaks_tls_submits_a_message() {
 }
 
 #[test]
-fn tls_config_sets_the_minimum_version_and_refuses_what_rustls_cannot_do() {
+fn tls_config_sets_the_minimum_version_and_a_maximum_can_leave_forwarding_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let relay = Relay::start(
@@ -412,11 +496,16 @@ fn tls_config_sets_the_minimum_version_and_refuses_what_rustls_cannot_do() {
     let (code, out, _) = s_client(&["-connect", &address, "-tls1_2"], "QUIT\r\n");
     assert_ne!(code, 0, "{out}");
     assert!(!out.contains("220 "), "{out}");
-    relay.expect_log("emailrelay: warning: tls handshake failed: peer is incompatible: ");
+    relay.expect_log(
+        "emailrelay: warning: tls error: no TLS version in common with the client (see \
+         --tls-config): OpenSSL says [unsupported protocol]: 127.0.0.1:",
+    );
     let (code, out, _) = s_client(&["-connect", &address, "-tls1_3"], "QUIT\r\n");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("221 OK"), "{out}");
 
+    // A maximum below TLS 1.2 leaves forwarding no version unless the
+    // client-* keywords allow old ones upstream.
     let (code, _, err) = run(
         Command::new(RELAY)
             .args([
@@ -424,7 +513,7 @@ fn tls_config_sets_the_minimum_version_and_refuses_what_rustls_cannot_do() {
                 "127.0.0.1:1",
                 "--client-tls",
                 "--tls-config",
-                "tlsv1.1",
+                "-tlsv1.1",
                 "--spool-dir",
             ])
             .arg(dir.path()),
@@ -433,8 +522,9 @@ fn tls_config_sets_the_minimum_version_and_refuses_what_rustls_cannot_do() {
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "emailrelay: error: invalid --tls-config keyword [tlsv1.1]: rustls speaks only TLS 1.2 \
-         and 1.3; TLS 1.0 and 1.1 are obsolete (RFC 8996) and not supported\n"
+        "emailrelay: error: --tls-config leaves forwarding no TLS version: its maximum is older \
+         than TLS 1.2, the oldest forwarding uses unless client-tlsv1.0 or client-tlsv1.1 is \
+         given\n"
     );
 }
 
@@ -631,12 +721,12 @@ fn client_refuses_a_postfix_whose_certificate_names_another_host() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("tls handshake failed: invalid peer certificate: certificate not valid for name \"smarthost.example.net\""),
-        "{err}"
-    );
-    // Kept for another attempt, never sent in clear.
-    assert_eq!(spool_files(&spool, ".envelope").len(), 1);
+    let reason = "tls error: server [127.0.0.1] certificate [CN=server] issued by [CN=ca] \
+                  refused: it does not carry the name [smarthost.example.net]: see \
+                  --client-tls-verify-name";
+    assert!(err.contains(&format!("]: {reason}\n")), "{err}");
+    // Failed as E-MailRelay fails it, kept in the spool, never sent in clear.
+    assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
     assert!(postfix.delivered().is_empty());
 }
 
@@ -792,6 +882,25 @@ fn listening(port: u16) -> bool {
         })
 }
 
+/// The reason and reason code of the one failed envelope in `spool`,
+/// CRLF between them.
+fn failure_reason(spool: &Path) -> String {
+    let bad = spool_files(spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{:?}", spool_files(spool, ""));
+    let text = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    let value = |key: &str| {
+        text.split("\r\n")
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    format!(
+        "{}\r\n{}",
+        value("X-MailRelay-Reason: "),
+        value("X-MailRelay-ReasonCode: ")
+    )
+}
+
 /// Forwards the spool once with `--client-tls-connection` and `args`.
 fn forward_tls_once(spool: &Path, port: u16, args: &[&str]) -> (i32, String) {
     let (code, _, err) = run(
@@ -857,15 +966,19 @@ fn s_server_demanding_a_client_certificate_refuses_a_client_without_one() {
     submit_one(&spool);
     let (code, err) = forward_tls_once(&spool, server.port, &[]);
     assert_eq!(code, 1, "{err}");
+    // Under TLS 1.3 the refusal comes after our side of the handshake.
+    let reason = "tls error: the server [127.0.0.1] refused the handshake with alert \
+                  [certificate required]: it wants a client certificate \
+                  (--client-tls-certificate)";
     assert!(
-        err.contains("emailrelay: warning: cannot forward ["),
+        err.contains(&format!(
+            "emailrelay: info: tls session established: TLSv1.3 TLS_AES_256_GCM_SHA384\n\
+             emailrelay: warning: cannot forward [{}]: {reason}\n",
+            spool_files(&spool, ".envelope.bad")[0].trim_end_matches(".envelope.bad")
+        )),
         "{err}"
     );
-    assert!(
-        err.contains("]: received fatal alert: CertificateRequired\n"),
-        "{err}"
-    );
-    assert_eq!(spool_files(&spool, ".envelope").len(), 1, "{err}");
+    assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
     assert!(!server
         .received
         .lock()
@@ -887,11 +1000,15 @@ fn client_tls_verify_refuses_a_server_certificate_from_an_unknown_ca() {
         &["--client-tls-verify", &pki.path("ca.pem")],
     );
     assert_eq!(code, 1, "{err}");
+    let reason = "tls error: server [127.0.0.1] certificate [CN=rogueserver] issued by \
+                  [CN=rogue] refused: unable to get local issuer certificate: its issuer is \
+                  not in the CA list of --client-tls-verify";
+    assert!(err.contains(&format!("]: {reason}\n")), "{err}");
     assert!(
-        err.contains("tls handshake failed: invalid peer certificate: UnknownIssuer"),
+        err.contains("emailrelay: info: failing envelope ["),
         "{err}"
     );
-    assert_eq!(spool_files(&spool, ".envelope").len(), 1, "{err}");
+    assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
     assert!(server.received.lock().unwrap().is_empty());
 }
 
@@ -1126,4 +1243,441 @@ fn forward_to_address_through_a_socks4a_proxy() {
         requests.lock().unwrap().as_slice(),
         [("localhost".to_string(), sink.port)]
     );
+}
+
+// ---- E-MailRelay users' set-ups: old TLS versions, version-1 and
+// self-signed certificates (issue 12) ----
+
+/// The warning a listener configured for TLS 1.0 logs at startup.
+const TLS10_WARNING: &str = "emailrelay: warning: --tls-config: the TLS listener accepts TLS 1.0 \
+    and TLS 1.1: old, weak versions (RFC 8996) for devices that can do no better; OpenSSL's \
+    security level is 0 there; forwarding stays at TLS 1.2 or later (keyword client-tlsv1.0 or \
+    client-tlsv1.1 to change that)\n";
+
+/// s_client options for an old device; Debian's OpenSSL needs security
+/// level 0 for TLS 1.0 and 1.1.
+fn old_device(version: &str) -> [&str; 3] {
+    [version, "-cipher", "DEFAULT@SECLEVEL=0"]
+}
+
+#[test]
+fn tls_1_0_and_1_1_devices_are_served_by_a_listener_configured_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--server-tls",
+            "--server-tls-certificate",
+            &pki.path("server-all.pem"),
+            "--tls-config",
+            "tlsv1.0",
+        ],
+    );
+    assert!(
+        relay.log_text().starts_with(TLS10_WARNING),
+        "{}",
+        relay.log_text()
+    );
+    let address = format!("127.0.0.1:{}", relay.port);
+    for (flag, shown, logged) in [
+        ("-tls1", "TLSv1\n", "TLSv1.0"),
+        ("-tls1_1", "TLSv1.1\n", "TLSv1.1"),
+    ] {
+        let args = [
+            &["-starttls", "smtp", "-connect", &address][..],
+            &old_device(flag),
+        ]
+        .concat();
+        let (code, out, err) = s_client(&args, SESSION);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(err.contains(&format!("Protocol version: {shown}")), "{err}");
+        assert!(out.contains("250 message processed\n221 OK\n"), "{out}");
+        relay.expect_log(&format!(
+            "emailrelay: info: tls session established: {logged} ECDHE-ECDSA-AES256-SHA\n"
+        ));
+    }
+    assert_eq!(relay.files(".envelope").len(), 2);
+    assert!(
+        !relay.log_text().contains("tls error"),
+        "{}",
+        relay.log_text()
+    );
+}
+
+#[test]
+fn implicit_tls_listener_takes_its_minimum_from_tls_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--server-tls-connection",
+            "--server-tls-certificate",
+            &pki.path("server-all.pem"),
+            "--tls-config",
+            "tlsv1.1",
+        ],
+    );
+    let address = format!("127.0.0.1:{}", relay.port);
+    let args = [&["-connect", &address][..], &old_device("-tls1_1")].concat();
+    let (code, out, err) = s_client(&args, SESSION);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("220 "), "{out}");
+    assert!(out.contains("250 message processed\n221 OK\n"), "{out}");
+    // TLS 1.0 is below this listener's minimum.
+    let args = [&["-connect", &address][..], &old_device("-tls1")].concat();
+    let (code, out, _) = s_client(&args, SESSION);
+    assert_ne!(code, 0, "{out}");
+    assert!(!out.contains("220 "), "{out}");
+    relay.expect_log(
+        "emailrelay: warning: tls error: no TLS version in common with the client (see \
+         --tls-config): OpenSSL says [unsupported protocol]: 127.0.0.1:",
+    );
+    assert_eq!(relay.files(".envelope").len(), 1);
+}
+
+#[test]
+fn tls_1_0_and_1_1_devices_are_refused_by_a_default_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--server-tls",
+            "--server-tls-certificate",
+            &pki.path("server-all.pem"),
+        ],
+    );
+    let address = format!("127.0.0.1:{}", relay.port);
+    for flag in ["-tls1", "-tls1_1"] {
+        let args = [
+            &["-starttls", "smtp", "-connect", &address][..],
+            &old_device(flag),
+        ]
+        .concat();
+        let (code, out, _) = s_client(&args, SESSION);
+        assert_ne!(code, 0, "{out}");
+        assert!(!out.contains("250 message processed"), "{out}");
+    }
+    let log = relay.log_text();
+    let refused = "emailrelay: warning: tls error: no TLS version in common with the client (see \
+                   --tls-config): OpenSSL says [unsupported protocol]: 127.0.0.1:";
+    assert_eq!(log.matches(refused).count(), 2, "{log}");
+    assert!(!log.contains("--tls-config:"), "{log}");
+    assert!(relay.files("").is_empty());
+}
+
+/// A Python `ssl` client: STARTTLS with a client certificate, the server's
+/// certificate checked against `ca` (not its name: a version-1 certificate
+/// has no subjectAltName); prints each reply code.
+const PYTHON_CLIENT: &str = r#"
+import smtplib, ssl, sys
+port, ca, cert, key = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
+s.ehlo("python.example.com")
+print(s.starttls(context=ctx)[0])
+print(s.sock.version(), dict(x[0] for x in s.sock.getpeercert()["subject"])["commonName"])
+s.ehlo("python.example.com")
+print(s.mail("a@example.com")[0])
+print(s.rcpt("b@example.org")[0])
+print(s.data(b"Subject: v1\r\n\r\nhello\r\n")[0])
+print(s.quit()[0])
+"#;
+
+#[test]
+fn version_1_certificates_serve_swaks_and_python_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.v1_leaf("v1server", "relay.example.com", "ca");
+    pki.v1_leaf("v1client", "device.example.com", "ca");
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--server-tls",
+            "--server-tls-certificate",
+            &pki.path("v1server.key"),
+            "--server-tls-certificate",
+            &pki.path("v1server.pem"),
+            "--server-tls-verify",
+            &pki.path("ca.pem"),
+        ],
+    );
+    let (code, out, err) = run(
+        Command::new(program("swaks")).args([
+            "--tls",
+            "--tls-cert",
+            &pki.path("v1client.pem"),
+            "--tls-key",
+            &pki.path("v1client.key"),
+            "--server",
+            &format!("127.0.0.1:{}", relay.port),
+            "--from",
+            "a@example.com",
+            "--to",
+            "b@example.org",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("=== TLS started with cipher TLSv1.3:"),
+        "{out}"
+    );
+    assert!(out.contains("<~  250 message processed"), "{out}");
+    let (code, out, err) = run(
+        Command::new("python3").args([
+            "-c",
+            PYTHON_CLIENT,
+            &relay.port.to_string(),
+            &pki.path("ca.pem"),
+            &pki.path("v1client.pem"),
+            &pki.path("v1client.key"),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "220\nTLSv1.3 relay.example.com\n250\n250\n250\n221\n");
+    let log = relay.wait_log("smtp connection closed");
+    assert_eq!(
+        log.matches("emailrelay: info: tls session established: TLSv1.3 TLS_AES_256_GCM_SHA384\n")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains("tls error"), "{log}");
+    // Both messages carry the device's version-1 certificate.
+    let client_pem = std::fs::read_to_string(pki.dir.join("v1client.pem")).unwrap();
+    let envelopes = relay.files(".envelope");
+    assert_eq!(envelopes.len(), 2, "{envelopes:?}");
+    for name in envelopes {
+        let envelope = std::fs::read_to_string(relay.spool.join(name)).unwrap();
+        assert!(envelope.contains(&folded(&client_pem)), "{envelope}");
+    }
+}
+
+#[test]
+fn s_server_with_a_version_1_certificate_behind_a_ca_file_or_a_hashed_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.v1_leaf("v1server", "smarthost.example.net", "ca");
+    pki.v1_leaf("v1client", "relay.example.com", "ca");
+    let hashed = dir.path().join("cadir");
+    std::fs::create_dir(&hashed).unwrap();
+    std::fs::copy(pki.dir.join("ca.pem"), hashed.join("ca.pem")).unwrap();
+    let (code, _, err) = run(
+        Command::new("openssl").arg("rehash").arg(&hashed),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    for ca in [pki.path("ca.pem"), hashed.display().to_string()] {
+        let server = SServer::start(
+            &pki,
+            "v1server",
+            &["-Verify", "1", "-CAfile", &pki.path("ca.pem")],
+        );
+        let spool = dir.path().join("spool");
+        submit_one(&spool);
+        let (code, err) = forward_tls_once(
+            &spool,
+            server.port,
+            &[
+                "--client-tls-certificate",
+                &pki.path("v1client.key"),
+                "--client-tls-certificate",
+                &pki.path("v1client.pem"),
+                "--client-tls-verify",
+                &ca,
+                // E-MailRelay compatibility: the subject's CN.
+                "--client-tls-verify-name",
+                "smarthost.example.net",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains("emailrelay: info: tls session established: TLSv1.3 "),
+            "{err}"
+        );
+        assert!(spool_files(&spool, "").is_empty(), "{err}");
+        let received = server.received.lock().unwrap().clone();
+        assert_eq!(
+            &received[1..3],
+            ["MAIL FROM:<>", "RCPT TO:<x@y.z>"],
+            "{received:?}"
+        );
+    }
+}
+
+#[test]
+fn a_self_signed_smarthost_pinned_as_its_own_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.self_signed("pinned", "smarthost.example.net");
+    pki.self_signed("impostor", "smarthost.example.net");
+    let pin = ["--client-tls-verify", &pki.path("pinned.pem")];
+    let server = SServer::start(&pki, "pinned", &[]);
+    let spool = dir.path().join("spool");
+    submit_one(&spool);
+    let (code, err) = forward_tls_once(&spool, server.port, &pin);
+    assert_eq!(code, 0, "{err}");
+    assert!(spool_files(&spool, "").is_empty(), "{err}");
+    assert_eq!(server.received.lock().unwrap()[1], "MAIL FROM:<>");
+
+    // Another certificate with the same name is not the pinned one.
+    let server = SServer::start(&pki, "impostor", &[]);
+    submit_one(&spool);
+    let (code, err) = forward_tls_once(&spool, server.port, &pin);
+    assert_eq!(code, 1, "{err}");
+    let reason = "tls error: server [127.0.0.1] certificate [CN=smarthost.example.net] issued \
+                  by [CN=smarthost.example.net] refused: self-signed certificate: it is \
+                  self-signed and not in the CA list of --client-tls-verify";
+    assert!(err.contains(&format!("]: {reason}\n")), "{err}");
+    assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
+    assert!(server.received.lock().unwrap().is_empty());
+}
+
+#[test]
+fn noverify_keyword_forwards_whatever_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let server = SServer::start(&pki, "rogueserver", &[]);
+    let spool = dir.path().join("spool");
+    submit_one(&spool);
+    let (code, err) = forward_tls_once(
+        &spool,
+        server.port,
+        &[
+            "--client-tls-verify",
+            &pki.path("ca.pem"),
+            "--tls-config",
+            "noverify",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(spool_files(&spool, "").is_empty(), "{err}");
+}
+
+#[test]
+fn forwarding_uses_tls_1_0_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let old_smarthost = ["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"];
+    // tlsv1.0 opens the listener to old devices, not forwarding.
+    let server = SServer::start(&pki, "server", &old_smarthost);
+    let spool = dir.path().join("spool");
+    submit_one(&spool);
+    let (code, err) = forward_tls_once(&spool, server.port, &["--tls-config", "tlsv1.0"]);
+    assert_eq!(code, 1, "{err}");
+    let reason = "tls error: the server [127.0.0.1] refused the handshake with alert [protocol \
+                  version]: no TLS version in common (see --tls-config)";
+    assert!(err.contains(&format!("]: {reason}\n")), "{err}");
+    assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
+
+    let server = SServer::start(&pki, "server", &old_smarthost);
+    let spool = dir.path().join("spool2");
+    submit_one(&spool);
+    let (code, err) = forward_tls_once(
+        &spool,
+        server.port,
+        &["--tls-config", "tlsv1.0,client-tlsv1.0"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with(
+            "emailrelay: warning: --tls-config: forwarding may use TLS 1.0 and TLS 1.1: old, \
+             weak versions (RFC 8996) for smarthosts that can do no better; OpenSSL's security \
+             level is 0 there\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("emailrelay: info: tls session established: TLSv1.0 ECDHE-ECDSA-AES256-SHA\n"),
+        "{err}"
+    );
+    assert!(spool_files(&spool, "").is_empty(), "{err}");
+}
+
+/// An HTTPS OAuth 2.0 endpoint (device code, then tokens) in Python, with
+/// the test PKI's server certificate; prints its port.
+const HTTPS_TOKEN_ENDPOINT: &str = r#"
+import http.server, json, ssl, sys
+class Endpoint(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/devicecode":
+            body = {"device_code": "dev-1", "user_code": "WDJB-MJHT", "expires_in": 30,
+                    "verification_uri": "https://localhost/device", "interval": 1}
+        else:
+            body = {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 3600,
+                    "token_type": "Bearer"}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Endpoint)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn oauth_over_https_checks_the_endpoint_against_the_default_ca_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let mut endpoint = Proc {
+        child: Command::new("python3")
+            .args(["-c", HTTPS_TOKEN_ENDPOINT])
+            .args([pki.path("server.pem"), pki.path("server.key")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    };
+    let mut line = String::new();
+    BufReader::new(endpoint.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let account = dir.path().join("carol.oauth2");
+    let passwd = |ca: &str| {
+        std::fs::write(
+            &account,
+            format!(
+                "token-url = https://localhost:{port}/token\n\
+                 device-url = https://localhost:{port}/devicecode\n\
+                 client-id = cid\nscope = https://mail.google.com/\n"
+            ),
+        )
+        .unwrap();
+        // OpenSSL's default paths honour SSL_CERT_FILE.
+        run(
+            Command::new(env!("CARGO_BIN_EXE_emailrelay-passwd"))
+                .env("SSL_CERT_FILE", pki.path(ca))
+                .arg("--oauth")
+                .arg(&account),
+            Duration::from_secs(30),
+        )
+    };
+    let (code, out, err) = passwd("rogue.pem");
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "tls error: certificate of the server [localhost] refused: unable to get local \
+             issuer certificate"
+        ),
+        "{out}{err}"
+    );
+    let (code, out, err) = passwd("ca.pem");
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&account).unwrap();
+    assert!(text.ends_with("refresh-token = rt-1\n"), "{text}");
 }
