@@ -239,6 +239,9 @@ pub enum ConnectError {
     /// `dns error: no such host: "example.invalid" (name or service not known)`).
     #[error("dns error: no such host: \"{0}\" ({1})")]
     Resolve(String, String),
+    /// The same, as the startup check words it.
+    #[error("no such host: \"{0}\" ({1})")]
+    NoSuchHost(String, String),
     /// The TCP connect failed.
     #[error("cannot connect to {0}: {1}")]
     Connect(String, io::Error),
@@ -376,6 +379,16 @@ async fn connect_one(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpS
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Resolves a `host:port` forwarding address, for an early check; the
+/// error is the one a connection would give (`no such host: ...`).
+pub async fn resolve_target(target: &str) -> Result<Vec<SocketAddr>, ConnectError> {
+    let (host, port) = split_host_port(target)?;
+    resolve(&host, port, None).await.map_err(|e| match e {
+        ConnectError::Resolve(host, why) => ConnectError::NoSuchHost(host, why),
+        other => other,
+    })
 }
 
 /// Resolves a host to the addresses worth trying, in resolver order; with

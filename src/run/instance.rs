@@ -81,6 +81,30 @@ impl Prepared {
         })
     }
 
+    /// Early warnings about forwarding, as E-MailRelay gives them: a proxy
+    /// that makes clients wait, and a `--forward-to` name that does not
+    /// resolve (a long-running relay only: a one-shot run will say so soon
+    /// enough).
+    pub async fn warn_early(&self) {
+        let forward = &self.settings.forward;
+        if forward.immediate {
+            warning!("using --immediate can result in client timeout errors: try --forward-on-disconnect instead");
+        }
+        let Some(target) = &forward.forward_to else {
+            return;
+        };
+        let (target, _) = crate::net::split_proxy(target);
+        if forward.on_start
+            || target.starts_with('/')
+            || !crate::log::enabled(crate::log::Level::Info)
+        {
+            return;
+        }
+        if let Err(e) = crate::net::resolve_target(target).await {
+            warning!("dns lookup of forward-to address failed: {e}");
+        }
+    }
+
     /// Starts the listeners and the forwarder.
     pub fn start(
         self,

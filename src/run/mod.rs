@@ -131,7 +131,9 @@ async fn serve(
     let mut signals = Signals::install()?;
     let mut prepared = Vec::new();
     for settings in instances {
-        prepared.push(Prepared::new(settings)?);
+        let instance = Prepared::new(settings)?;
+        instance.warn_early().await;
+        prepared.push(instance);
     }
     if prepared.iter().all(|p| p.settings.forward.exit_when_done) {
         if let Some(ready) = ready {

@@ -79,6 +79,19 @@ pub struct ForwardSettings {
     pub auth: Option<Arc<ClientAuth>>,
 }
 
+/// A proxy session's upstream connection, reused for each of its messages.
+#[derive(Default)]
+pub struct ProxyLink(Option<(Key, Connection)>);
+
+impl ProxyLink {
+    /// Ends the upstream connection (QUIT), if there is one.
+    pub async fn close(&mut self) {
+        if let Some((_, connection)) = self.0.take() {
+            connection.quit().await;
+        }
+    }
+}
+
 /// Counts of one forwarding pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassSummary {
@@ -285,8 +298,13 @@ impl Forwarder {
         summary
     }
 
-    /// Forwards one just-stored message now (`--immediate`, proxy mode).
-    pub async fn forward_now(self: &Arc<Self>, id: &MessageId) -> Verdict {
+    /// Forwards one just-stored message now (`--immediate`, proxy mode),
+    /// over the client session's own upstream connection, which `link`
+    /// keeps open for the session's next message (E-MailRelay connects once
+    /// per session). A message the upstream refuses, for now or for good,
+    /// is kept as `.bad` with the reason, as E-MailRelay keeps it: the
+    /// client hears the refusal and keeps its own copy.
+    pub async fn forward_now(self: &Arc<Self>, id: &MessageId, link: &mut ProxyLink) -> Verdict {
         let locked = match self.spool.lock(id) {
             Ok(Some(locked)) => locked,
             Ok(None) => return Verdict::Deferred(None),
@@ -295,9 +313,19 @@ impl Forwarder {
                 return Verdict::Deferred(None);
             }
         };
-        let mut conn = None;
-        self.forward_message(locked, &mut conn, &Mutex::new(HashMap::new()))
-            .await
+        let verdict = self
+            .forward_message(locked, &mut link.0, &Mutex::new(HashMap::new()))
+            .await;
+        if let Verdict::Deferred(Some(reply)) = &verdict {
+            match self.spool.lock(id) {
+                Ok(Some(locked)) => {
+                    self.fail(locked, reply.clone());
+                }
+                Ok(None) => {}
+                Err(e) => error!("{e}"),
+            }
+        }
+        verdict
     }
 
     async fn worker(
@@ -384,6 +412,14 @@ impl Forwarder {
                 Ok(secret) => secret,
                 Err(AccountError::NoAccount(selector)) => {
                     let reason = format!("no client account for selector \"{selector}\"");
+                    // E-MailRelay compatibility: 2.6.1 finds the account
+                    // missing once connected (so the upstream sees a
+                    // session without MAIL), and that ends the pass; the
+                    // messages after it wait for the next one.
+                    if let Ok(c) = self.connect(&target, None).await {
+                        c.quit().await;
+                    }
+                    self.stop_pass.store(true, Ordering::Relaxed);
                     return self.fail(locked, Reply::new(554, reason));
                 }
                 // Logged once by the account; the message waits.

@@ -155,8 +155,15 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         tls: None,
         trusted: None,
         auth_failures: 0,
+        proxy: None,
     };
     let reason = conn.run(stream).await;
+    if let Some(link) = conn.proxy.take() {
+        let mut link = link
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        link.close().await;
+    }
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
     crate::info!("smtp connection closed: {reason}: {peer_text}");
     if conn.stored > 0 && shared.forwarder.on_disconnect() {
@@ -180,6 +187,11 @@ struct Conn {
     /// The keyword of the trusted-address line that matched the peer.
     trusted: Option<String>,
     auth_failures: u32,
+    /// `--immediate`: the upstream connection this session's messages go
+    /// down, opened with the first of them.
+    /// (A mutex only so that the connection stays `Sync`; it is reached
+    /// through `&mut self`, never locked.)
+    proxy: Option<Box<std::sync::Mutex<crate::smtp::forward::ProxyLink>>>,
 }
 
 impl Conn {
@@ -546,18 +558,19 @@ impl Conn {
     }
 
     /// Proxy mode: the client hears the upstream's verdict. A message the
-    /// upstream refused for now is removed (the client keeps and retries
-    /// it); one that could not be sent at all stays queued and is accepted.
+    /// upstream refused is kept as `.bad` (the client keeps its copy too);
+    /// one that could not be sent at all stays queued and is accepted.
     async fn forward_now(&mut self, id: &crate::store::MessageId) -> MessageResult {
+        let link = self
+            .proxy
+            .get_or_insert_with(Default::default)
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Boxed: the forwarding future is large and only proxy mode needs
         // it, so it is not carried inside every idle connection's future.
-        match Box::pin(self.shared.forwarder.forward_now(id)).await {
+        match Box::pin(self.shared.forwarder.forward_now(id, link)).await {
             Verdict::Sent | Verdict::Deferred(None) => MessageResult::Accepted,
-            Verdict::Failed(reply) => MessageResult::Rejected(reply),
-            Verdict::Deferred(Some(reply)) => {
-                if let Ok(Some(locked)) = self.shared.spool.lock(id) {
-                    let _ = locked.delete();
-                }
+            Verdict::Failed(reply) | Verdict::Deferred(Some(reply)) => {
                 MessageResult::Rejected(reply)
             }
         }

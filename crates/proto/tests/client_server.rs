@@ -619,7 +619,7 @@ fn no_usable_mechanism_fails_before_mail() {
         pair.client_events,
         vec![ClientEvent::Failed(Reply::new(
             530,
-            "cannot authenticate: the server offers AUTH PLAIN (without TLS), none usable with the client secret"
+            "cannot do authentication: the server offers AUTH PLAIN (without TLS), none usable with the client secret"
         ))]
     );
     let (pair, _) = authenticate(ServerConfig::default(), auth_client(password(PASSWORD), ""));

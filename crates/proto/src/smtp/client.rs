@@ -534,7 +534,7 @@ impl ClientSession {
             let hint = if self.secure { "" } else { " (without TLS)" };
             return self.fail(Reply::new(
                 530,
-                format!("cannot authenticate: the server offers {offers}{hint}, none usable with the client secret"),
+                format!("cannot do authentication: the server offers {offers}{hint}, none usable with the client secret"),
             ));
         };
         let (exchange, command) = ClientExchange::start(mechanism, auth.secret.clone());
