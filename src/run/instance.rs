@@ -47,7 +47,10 @@ pub struct Prepared {
 impl Prepared {
     /// Opens the spool (recovering messages a crash left locked) and
     /// builds the filters, verifier and forwarder.
-    pub fn new(settings: InstanceSettings) -> anyhow::Result<Prepared> {
+    pub fn new(
+        settings: InstanceSettings,
+        connections: &Arc<Connections>,
+    ) -> anyhow::Result<Prepared> {
         let spool = Spool::open(&settings.spool_dir)?;
         match spool.recover_busy() {
             Ok(0) => {}
@@ -71,7 +74,12 @@ impl Prepared {
             .verifier
             .clone()
             .map(|spec| Arc::new(Verifier::new(spec, filters.settings.timeout)));
-        let forwarder = Forwarder::new(settings.forward.clone(), Arc::clone(&spool), client_filter);
+        let forwarder = Forwarder::new(
+            settings.forward.clone(),
+            Arc::clone(&spool),
+            client_filter,
+            Arc::clone(connections),
+        );
         Ok(Prepared {
             settings,
             spool,

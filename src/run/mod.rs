@@ -129,9 +129,10 @@ async fn serve(
     // Signal handlers go in before anything can accept a connection, so a
     // SIGTERM that follows a successful connect always shuts down cleanly.
     let mut signals = Signals::install()?;
+    let connections = Connections::new();
     let mut prepared = Vec::new();
     for settings in instances {
-        let instance = Prepared::new(settings)?;
+        let instance = Prepared::new(settings, &connections)?;
         instance.warn_early().await;
         prepared.push(instance);
     }
@@ -142,7 +143,6 @@ async fn serve(
         return Ok(forward_and_exit(&prepared).await);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let connections = Connections::new();
     let named = prepared.len() > 1;
     let mut running = Vec::new();
     for (instance, listeners) in prepared.into_iter().zip(bound) {

@@ -29,6 +29,7 @@ use super::client::{Connection, ConnectionError, Timeouts};
 use crate::auth::{AccountError, ClientAuth};
 use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::store::{Locked, MessageId, Spool};
+use crate::control::{Connections, Registered};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
 
@@ -81,12 +82,12 @@ pub struct ForwardSettings {
 
 /// A proxy session's upstream connection, reused for each of its messages.
 #[derive(Default)]
-pub struct ProxyLink(Option<(Key, Connection)>);
+pub struct ProxyLink(Option<(Key, Connection, Registered)>);
 
 impl ProxyLink {
     /// Ends the upstream connection (QUIT), if there is one.
     pub async fn close(&mut self) {
-        if let Some((_, connection)) = self.0.take() {
+        if let Some((_, connection, _)) = self.0.take() {
             connection.quit().await;
         }
     }
@@ -145,8 +146,9 @@ pub struct Forwarder {
     /// A client filter exited 103: another pass after this one.
     rescan: AtomicBool,
     pub stats: Stats,
-    /// Event lines for the admin `notify` command (stored, forwarded, failed).
-    pub events: tokio::sync::broadcast::Sender<String>,
+    /// The process's connection registry: outgoing connections are counted
+    /// there, and `notify` events go out through it.
+    connections: Arc<Connections>,
 }
 
 impl Forwarder {
@@ -155,8 +157,8 @@ impl Forwarder {
         settings: ForwardSettings,
         spool: Arc<Spool>,
         client_filter: Option<Arc<Filter>>,
+        connections: Arc<Connections>,
     ) -> Arc<Forwarder> {
-        let (events, _) = tokio::sync::broadcast::channel(256);
         Arc::new(Forwarder {
             settings,
             spool,
@@ -167,7 +169,7 @@ impl Forwarder {
             stop_pass: AtomicBool::new(false),
             rescan: AtomicBool::new(false),
             stats: Stats::default(),
-            events,
+            connections,
         })
     }
 
@@ -240,9 +242,15 @@ impl Forwarder {
             if log {
                 info!("forwarding: no messages to send");
             }
+            self.connections
+                .emit(&["client", "forward", "end", "no messages"]);
             return PassSummary::default();
         }
-        self.pass_locked().await
+        self.connections.emit(&["client", "forward", "start", reason]);
+        let summary = self.pass_locked().await;
+        let error = summary.error.clone().unwrap_or_default();
+        self.connections.emit(&["client", "forward", "end", &error]);
+        summary
     }
 
     /// One pass over the spool, a connection for every few messages;
@@ -334,7 +342,7 @@ impl Forwarder {
         unreachable: Arc<Mutex<HashMap<String, String>>>,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
-        let mut conn: Option<(Key, Connection)> = None;
+        let mut conn: Option<(Key, Connection, Registered)> = None;
         // The queue's lock lives only inside this closure, never across an await.
         let next = || {
             if self.stop_pass.load(Ordering::Relaxed) {
@@ -358,7 +366,7 @@ impl Forwarder {
                 Verdict::Deferred(_) => summary.deferred += 1,
             }
         }
-        if let Some((_, c)) = conn {
+        if let Some((_, c, _)) = conn {
             c.quit().await;
         }
         summary
@@ -367,7 +375,7 @@ impl Forwarder {
     async fn forward_message(
         &self,
         mut locked: Locked,
-        conn: &mut Option<(Key, Connection)>,
+        conn: &mut Option<(Key, Connection, Registered)>,
         unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
         // Before connecting, so that a filter can route the message by
@@ -401,8 +409,8 @@ impl Forwarder {
         }
         info!("forwarding [{}]", locked.id());
         let key = (target.clone(), envelope.client_account_selector.clone());
-        if conn.as_ref().is_some_and(|(k, _)| *k != key) {
-            if let Some((_, old)) = conn.take() {
+        if conn.as_ref().is_some_and(|(k, _, _)| *k != key) {
+            if let Some((_, old, _)) = conn.take() {
                 old.quit().await;
             }
         }
@@ -416,7 +424,7 @@ impl Forwarder {
                     // missing once connected (so the upstream sees a
                     // session without MAIL), and that ends the pass; the
                     // messages after it wait for the next one.
-                    if let Ok(c) = self.connect(&target, None).await {
+                    if let Ok((c, _)) = self.connect(&target, None).await {
                         c.quit().await;
                     }
                     self.stop_pass.store(true, Ordering::Relaxed);
@@ -426,7 +434,7 @@ impl Forwarder {
                 Err(AccountError::Token(_)) => return Verdict::Deferred(None),
             };
             match self.connect(&target, secret).await {
-                Ok(c) => *conn = Some((key, c)),
+                Ok((c, registered)) => *conn = Some((key, c, registered)),
                 Err(e) => {
                     // E-MailRelay's two lines for a connection that failed.
                     warning!("smtp client error: {e}");
@@ -451,7 +459,7 @@ impl Forwarder {
                 }
             }
         }
-        let Some((_, connection)) = conn.as_mut() else {
+        let Some((_, connection, _)) = conn.as_mut() else {
             return Verdict::Deferred(None);
         };
         if !fresh {
@@ -459,6 +467,8 @@ impl Forwarder {
             // on a new connection or not.
             info!("smtp connection to {target}");
         }
+        self.connections
+            .emit(&["client", "sending", locked.id().as_str()]);
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
         let message = self.outgoing(&envelope, connection.authenticated());
         let result = connection.send(message, &locked.content_path()).await;
@@ -524,16 +534,25 @@ impl Forwarder {
         }
     }
 
+    /// Connects, greets and authenticates; the connection is counted in
+    /// the registry (admin `status`) for as long as the second value lives.
     async fn connect(
         &self,
         target: &str,
         secret: Option<ClientSecret>,
-    ) -> Result<Connection, ConnectionError> {
+    ) -> Result<(Connection, Registered), ConnectionError> {
         let s = &self.settings;
         info!("smtp connection to {target}");
+        self.connections.emit(&["client", "connecting", target]);
         let connected = crate::net::connect_from(target, s.client_interface, s.connection_timeout)
             .await
             .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        let local = connected
+            .local
+            .as_ref()
+            .map(crate::net::display_addr)
+            .unwrap_or_default();
+        let registered = self.connections.outgoing(local, target.to_string());
         let mut stream = connected.stream;
         let host = crate::net::target_host(target);
         let implicit = match (&s.tls, s.tls_connection) {
@@ -572,7 +591,7 @@ impl Forwarder {
                     .unwrap_or_default(),
             }),
         };
-        Connection::open(
+        let connection = Connection::open(
             stream,
             config,
             Timeouts {
@@ -581,7 +600,9 @@ impl Forwarder {
             },
             s.tls.clone().map(|tls| (tls, host)),
         )
-        .await
+        .await?;
+        self.connections.emit(&["client", "connected", target]);
+        Ok((connection, registered))
     }
 
     fn outgoing(
@@ -619,7 +640,7 @@ impl Forwarder {
                 info!("deleting content [{id}.content]");
                 match locked.delete() {
                     Ok(()) => {
-                        let _ = self.events.send(format!("forwarded {id}"));
+                        self.connections.emit(&["client", "sent", id.as_str()]);
                         Verdict::Sent
                     }
                     Err(e) => {
@@ -655,7 +676,8 @@ impl Forwarder {
         if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
             error!("{e}");
         }
-        let _ = self.events.send(format!("failed {id}: {reply}"));
+        self.connections
+            .emit(&["client", "sent", id.as_str(), &reply.to_string()]);
         Verdict::Failed(reply)
     }
 }

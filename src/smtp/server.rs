@@ -499,7 +499,6 @@ impl Conn {
             Ok(id) => {
                 crate::debug!("committed [{id}]: content, envelope and directory fsynced");
                 self.stored += 1;
-                let _ = self.shared.forwarder.events.send(format!("stored {id}"));
                 if self.shared.settings.immediate {
                     return self.forward_now(&id).await;
                 }

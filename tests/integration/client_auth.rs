@@ -88,13 +88,14 @@ fn relay_to_relay_with_accounts_chosen_by_the_envelope() {
     );
     let spool = dir.path().join("outgoing");
     std::fs::create_dir_all(&spool).unwrap();
+    // An unknown selector ends the pass, as in 2.6.1, so it comes last.
     for to in [
         "default@example.org",
         "alice@example.org",
         "none@example.org",
-        "nosuch@example.org",
         "override@example.org",
         "anonymous@example.org",
+        "nosuch@example.org",
     ] {
         submit_to(&spool, to);
     }

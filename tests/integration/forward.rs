@@ -237,7 +237,7 @@ fn a_5xx_fails_the_message_to_bad_with_the_reason() {
         log.contains(&format!(
             "emailrelay: info: failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]\n"
         )) && log.contains(&format!(
-            "emailrelay: warning: forwarding [{id}] failed: 550 one or more recipients rejected\n"
+            "emailrelay: info: forwarding [{id}]\n"
         )),
         "{log}"
     );
@@ -334,7 +334,7 @@ fn as_client_with_nothing_listening_keeps_mail_and_exits_1() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("emailrelay: warning: cannot forward [emailrelay."),
+        err.contains(&format!("emailrelay: warning: smtp client error: cannot connect to 127.0.0.1:{dead}: Connection refused")),
         "{err}"
     );
     assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
@@ -384,28 +384,26 @@ fn admin_commands() {
             &sink.address(),
         ],
     );
+    // E-MailRelay 2.6.1's dialogue: no prompt until the first command.
     let mut a = Client::connect(admin);
-    assert_eq!(a.read_until("E-MailRelay> "), "E-MailRelay> ");
     let mut ask = |cmd: &str| {
         a.send(&format!("{cmd}\r\n"));
         a.read_until("E-MailRelay> ")
             .trim_end_matches("E-MailRelay> ")
-            .trim_end()
             .to_string()
     };
-    assert_eq!(ask("help"), "commands: dnsbl, failures, flush, forward, help, info, list, notify, pid, quit, smtp, status, terminate, unfail-all");
-    assert_eq!(ask("list"), "<none>");
-    assert_eq!(ask("failures"), "<none>");
-    assert_eq!(ask("flush"), "error: no messages to send");
-    assert_eq!(ask("pid"), relay.proc.pid().to_string());
-    assert_eq!(
-        ask("terminate"),
-        "error: terminate is disabled: use --admin-terminate"
-    );
-    assert_eq!(ask("smtp disable"), "OK");
+    assert_eq!(ask("help"), "commands: dnsbl, failures, flush, forward, help, info, list, notify, pid, quit, smtp, status, unfail-all\r\n");
+    assert_eq!(ask("list"), "<none>\r\n");
+    assert_eq!(ask("failures"), "<none>\r\n");
+    assert_eq!(ask("flush"), "error: no messages to send\r\n");
+    assert_eq!(ask("pid"), format!("{}\r\n", relay.proc.pid()));
+    assert_eq!(ask("terminate"), "error: unrecognised command\r\n");
+    assert_eq!(ask(""), "");
+    assert_eq!(ask("smtp"), "usage: smtp {disable|enable}\r\n");
+    assert_eq!(ask("smtp disable"), "OK\r\n");
     let mut c = Client::connect(relay.port);
     assert_eq!(c.reply(), "421 service not available\r\n");
-    assert_eq!(ask("smtp enable"), "OK");
+    assert_eq!(ask("smtp enable"), "OK\r\n");
     let mut c = Client::connect(relay.port);
     c.reply();
     assert_eq!(
@@ -415,33 +413,48 @@ fn admin_commands() {
     c.command("QUIT");
     let listed = ask("list");
     assert!(
-        listed.starts_with("emailrelay.") && !listed.contains('\n'),
+        listed.starts_with("emailrelay.") && listed.ends_with(".1\r\n") && listed.matches('\n').count() == 1,
         "{listed}"
     );
+    // The report's lines end CR CR LF, as 2.6.1's do; its last line is
+    // this admin connection itself.
     let status = ask("status");
     assert!(
-        status.contains(&format!("LISTEN: 127.0.0.1:{}", relay.port)),
-        "{status}"
+        status.starts_with(&format!("LISTEN: 127.0.0.1:{}\r\r\nLISTEN: 127.0.0.1:{admin}\r\r\nOUT started: 0\r\r\nOUT finished: 0\r\r\nIN started: 4\r\r\nIN finished: 3\r\r\nIN: 127.0.0.1:{admin} <- 127.0.0.1:", relay.port)),
+        "{status:?}"
     );
-    assert!(status.contains("IN started: 2"), "{status}");
-    assert_eq!(ask("flush"), "OK");
+    assert_eq!(ask("flush"), "OK\r\n");
     assert_eq!(sink.messages().len(), 1);
-    assert_eq!(ask("list"), "<none>");
-    assert_eq!(ask("forward"), "OK");
-    assert_eq!(ask("xyzzy"), "error: unknown command");
-    assert_eq!(ask("notify"), "OK");
+    assert_eq!(ask("list"), "<none>\r\n");
+    assert_eq!(ask("forward"), "OK\r\n");
+    assert_eq!(ask("xyzzy"), "error: unrecognised command\r\n");
+    assert_eq!(ask("info"), "usage: info {copyright|credit|version|warranty}\r\n");
+    // notify has no answer; events follow as things happen. (The empty
+    // line's prompt shows that notify has been taken.)
+    assert_eq!(ask("notify\r\n"), "");
     let mut c = Client::connect(relay.port);
     c.reply();
     assert_eq!(
         c.send_message("a@b.c", &["x@y.z"], "hi\r\n"),
         "250 message processed"
     );
-    let event = a.read_until("\r\n");
-    assert!(event.starts_with("EVENT: stored emailrelay."), "{event}");
+    c.command("QUIT");
     a.send("forward\r\n");
-    let answer = a.read_until("forwarded emailrelay.");
-    assert!(answer.contains("OK\r\nE-MailRelay> "), "{answer}");
-    assert!(answer.ends_with("EVENT: forwarded emailrelay."), "{answer}");
+    let answer = a.read_until("EVENT: client: forward: end  ");
+    for event in [
+        "\r\nEVENT: network: in: start  ",
+        "\r\nEVENT: network: in: stop  ",
+        "OK\r\nE-MailRelay> ",
+        "\r\nEVENT: client: forward: start: admin  ",
+        "\r\nEVENT: network: out: start  ",
+        &format!("\r\nEVENT: client: connecting: {}  ", sink.address()),
+        "\r\nEVENT: client: sending: emailrelay.",
+        &format!("\r\nEVENT: client: connected: {}  ", sink.address()),
+        "\r\nEVENT: client: sent: emailrelay.",
+        "\r\nEVENT: network: out: stop  ",
+    ] {
+        assert!(answer.contains(event), "{event:?} in {answer:?}");
+    }
 }
 
 #[test]
@@ -599,7 +612,7 @@ fn dont_serve_with_forward_sends_the_spool_and_exits() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("emailrelay: info: forwarding done: 2 sent, 0 failed, 0 deferred"),
+        err.ends_with("emailrelay: info: forwarding: no more messages to send\n"),
         "{err}"
     );
     assert!(wait_until(Duration::from_secs(10), || sink
