@@ -292,16 +292,35 @@ fn end_of_data_split_across_reads_is_found() {
 }
 
 #[test]
-fn overlong_lines_get_500_and_the_session_goes_on() {
+fn overlong_command_lines_get_500_and_the_session_goes_on() {
     let mut h = Harness::new(relay_config());
     h.output();
     let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(600));
     assert_eq!(h.feed(long.as_bytes()), "500 line too long\r\n250 noop\r\n");
-    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-    let text = format!("ok\r\n{}\r\nafter\r\n.\r\n", "y".repeat(1200));
-    assert_eq!(h.feed(text.as_bytes()), "500 line too long\r\n");
-    assert!(h.stored.is_empty());
-    assert_eq!(h.feed(b"NOOP\r\n"), "250 noop\r\n");
+}
+
+#[test]
+fn text_lines_over_1000_octets_pass_through_unchanged() {
+    // E-MailRelay compatibility: old devices send unwrapped HTML and long
+    // base64; 2.6.1 accepts them, and so do we, a byte at a time or whole.
+    for step in [1, 7, 4096] {
+        let mut h = Harness::new(relay_config());
+        h.output();
+        h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+        let long = format!(".{}.\r\n", "y".repeat(5000));
+        let text = format!("ok\r\n{long}after\r\n..dot\r\n.\r\n");
+        let mut out = String::new();
+        for piece in text.as_bytes().chunks(step) {
+            out.push_str(&h.feed(piece));
+        }
+        assert_eq!(out, "250 message processed\r\n", "step {step}");
+        let stored = String::from_utf8(h.stored.concat()).unwrap();
+        assert_eq!(
+            stored,
+            format!("ok\r\n{}after\r\n.dot\r\n", &long[1..]),
+            "step {step}"
+        );
+    }
 }
 
 #[test]

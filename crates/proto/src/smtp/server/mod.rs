@@ -26,10 +26,13 @@
 //! CVE-2011-0411 class of attack). The handshake then forgets everything
 //! said before it: the client must say EHLO again.
 //!
-//! Limits a peer cannot exceed: 512-octet command lines and 1000-octet text
-//! lines (RFC 5321 section 4.5.3.1; longer gets 500 and the session goes
-//! on), `max_size` octets of content (552), `max_recipients` (452) and
-//! `max_bad_commands` (then 421 and close). Deadlines are the driver's.
+//! Limits a peer cannot exceed: 512-octet command lines (RFC 5321 section
+//! 4.5.3.1; longer gets 500 and the session goes on), `max_size` octets of
+//! content (552), `max_recipients` (452) and `max_bad_commands` (then 421
+//! and close). Deadlines are the driver's. Text lines inside DATA may be
+//! longer than RFC 5321's 1000 octets: old devices send unwrapped HTML and
+//! long base64 lines, and E-MailRelay 2.6.1 passes them on unchanged, so
+//! such a line is streamed through in pieces and never held whole.
 
 mod auth;
 
@@ -46,7 +49,8 @@ use crate::sasl::{Credentials, Mechanism};
 
 /// Longest command line, terminator included (RFC 5321 section 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
-/// Longest text line, terminator included (RFC 5321 section 4.5.3.1.6).
+/// Text is scanned for line ends this many octets at a time; a longer line
+/// (beyond RFC 5321 section 4.5.3.1.6) is passed on in pieces.
 pub const MAX_TEXT_LINE: usize = 1000;
 /// Message text is handed out in chunks of about this size.
 const DATA_CHUNK: usize = 64 * 1024;
@@ -238,8 +242,9 @@ struct DataPhase {
     chunk: Vec<u8>,
     size: u64,
     too_large: bool,
-    line_too_long: bool,
-    discarding: bool,
+    /// Inside a line longer than [`MAX_TEXT_LINE`]: the rest of it is
+    /// content, up to its CRLF, whatever it holds.
+    in_long_line: bool,
 }
 
 /// A server-side SMTP session. See the module documentation.
@@ -801,16 +806,16 @@ impl ServerSession {
     // ---- DATA phase ----
 
     fn process_data(&mut self) -> bool {
-        if self.data.discarding {
-            return self.skip_overlong_text();
+        if self.data.in_long_line {
+            return self.continue_long_line();
         }
         match scan_line(&self.input, MAX_TEXT_LINE, Terminator::CrLf) {
             Scan::Incomplete => false,
             Scan::Overflow => {
-                self.data.discarding = true;
-                self.data.line_too_long = true;
+                // E-MailRelay compatibility: accepted, and passed on as it came.
+                self.data.in_long_line = true;
                 let keep = partial_terminator(&self.input[..MAX_TEXT_LINE], Terminator::CrLf);
-                self.input.drain(..MAX_TEXT_LINE - keep);
+                self.take_text(MAX_TEXT_LINE - keep, true);
                 true
             }
             Scan::Line { content, total } => {
@@ -818,38 +823,42 @@ impl ServerSession {
                     self.input.drain(..total);
                     self.end_of_data();
                 } else {
-                    self.take_text_line(total);
+                    self.take_text(total, true);
                 }
                 true
             }
         }
     }
 
-    fn skip_overlong_text(&mut self) -> bool {
+    /// The rest of a long line: everything up to and including its CRLF.
+    fn continue_long_line(&mut self) -> bool {
         match skip_to_terminator(&self.input, Terminator::CrLf) {
             Some(n) => {
-                self.input.drain(..n);
-                self.data.discarding = false;
+                self.take_text(n, false);
+                self.data.in_long_line = false;
                 true
             }
             None => {
                 let keep = partial_terminator(&self.input, Terminator::CrLf);
-                self.input.drain(..self.input.len() - keep);
+                let n = self.input.len() - keep;
+                if n > 0 {
+                    self.take_text(n, false);
+                }
                 false
             }
         }
     }
 
-    /// Moves one text line (with its CRLF) into the chunk, removing the
-    /// stuffed dot (RFC 5321 section 4.5.2).
-    fn take_text_line(&mut self, total: usize) {
-        let start = usize::from(self.input[0] == b'.');
+    /// Moves `total` octets of text into the chunk; at the start of a line
+    /// the stuffed dot is removed (RFC 5321 section 4.5.2).
+    fn take_text(&mut self, total: usize, line_start: bool) {
+        let start = usize::from(line_start && self.input[0] == b'.');
         let len = (total - start) as u64;
         self.data.size += len;
         if self.config.max_size > 0 && self.data.size > self.config.max_size {
             self.data.too_large = true;
         }
-        if !self.data.too_large && !self.data.line_too_long {
+        if !self.data.too_large {
             self.data.chunk.extend_from_slice(&self.input[start..total]);
         }
         self.input.drain(..total);
@@ -874,10 +883,6 @@ impl ServerSession {
         if self.data.too_large {
             self.events.push_back(Event::MessageAbort);
             self.reply(552, "message size exceeds fixed maximum message size");
-            self.reset_transaction();
-        } else if self.data.line_too_long {
-            self.events.push_back(Event::MessageAbort);
-            self.reply(500, "line too long");
             self.reset_transaction();
         } else {
             self.events.push_back(Event::MessageEnd);
