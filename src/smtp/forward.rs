@@ -27,9 +27,9 @@ use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
 use crate::auth::{AccountError, ClientAuth};
+use crate::control::{Connections, Registered};
 use crate::filter::{Filter, FilterJob, FilterOutcome};
 use crate::store::{Locked, MessageId, Spool};
-use crate::control::{Connections, Registered};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
 
@@ -246,7 +246,8 @@ impl Forwarder {
                 .emit(&["client", "forward", "end", "no messages"]);
             return PassSummary::default();
         }
-        self.connections.emit(&["client", "forward", "start", reason]);
+        self.connections
+            .emit(&["client", "forward", "start", reason]);
         let summary = self.pass_locked().await;
         let error = summary.error.clone().unwrap_or_default();
         self.connections.emit(&["client", "forward", "end", &error]);
@@ -391,6 +392,13 @@ impl Forwarder {
                 Ok(locked) => locked,
                 Err(verdict) => return verdict,
             };
+        }
+        // A content file we cannot read (another user's, say) will not
+        // become readable by trying again: set it aside with the reason.
+        if let Err(e) = std::fs::File::open(locked.content_path()) {
+            let reason = format!("cannot read content file: {e}");
+            error!("{reason}: [{}]", locked.content_path().display());
+            return self.fail(locked, Reply::new(554, reason));
         }
         let envelope = locked.envelope.clone();
         if envelope.to_remote.is_empty() {

@@ -213,13 +213,19 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("cannot lock envelope", &from)(e)),
         }
-        let file = File::open(&busy).map_err(io_err("cannot open envelope", &busy))?;
+        let file = match File::open(&busy) {
+            Ok(file) => file,
+            Err(e) => return Err(self.set_aside(id, &busy, "cannot open envelope", e)),
+        };
         let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         {
             Ok(lock) => lock,
             Err((_, _)) => return Ok(None),
         };
-        let bytes = fs::read(&busy).map_err(io_err("cannot read envelope", &busy))?;
+        let bytes = match fs::read(&busy) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.set_aside(id, &busy, "cannot read envelope", e)),
+        };
         let mut locked = Locked {
             spool: Arc::clone(self),
             id: id.clone(),
@@ -243,6 +249,26 @@ impl Spool {
                 Err(StoreError::Envelope { path: busy, source })
             }
         }
+    }
+
+    /// An envelope we locked but cannot read (written by another user, say)
+    /// is renamed to `.bad` so that it is neither stuck as `.busy` nor tried
+    /// again and again; the reason goes to the log, since the file cannot
+    /// take it.
+    fn set_aside(
+        &self,
+        id: &MessageId,
+        busy: &Path,
+        what: &'static str,
+        e: io::Error,
+    ) -> StoreError {
+        let bad = self.path(id, ".envelope.bad");
+        let error = io_err(what, busy)(e);
+        match fs::rename(busy, &bad) {
+            Ok(()) => crate::error!("{error}: moved aside to [{}]", bad.display()),
+            Err(e) => crate::error!("{error}, and it cannot be moved aside: {e}"),
+        }
+        error
     }
 
     /// Renames every `.bad` envelope back to `.envelope`; returns how many.

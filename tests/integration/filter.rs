@@ -229,7 +229,10 @@ fn client_filter_exit_codes() {
         .messages()
         .len()
         == 1));
-    assert!(log.contains("emailrelay: info: deleting envelope ["), "{log}");
+    assert!(
+        log.contains("emailrelay: info: deleting envelope ["),
+        "{log}"
+    );
     // Rejected: to .bad with the filter's reason.
     let bad = spool_files(&spool, ".envelope.bad");
     assert_eq!(bad.len(), 1, "{log}");

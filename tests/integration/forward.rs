@@ -236,9 +236,7 @@ fn a_5xx_fails_the_message_to_bad_with_the_reason() {
     assert!(
         log.contains(&format!(
             "emailrelay: info: failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]\n"
-        )) && log.contains(&format!(
-            "emailrelay: info: forwarding [{id}]\n"
-        )),
+        )) && log.contains(&format!("emailrelay: info: forwarding [{id}]\n")),
         "{log}"
     );
     assert_eq!(
@@ -413,7 +411,9 @@ fn admin_commands() {
     c.command("QUIT");
     let listed = ask("list");
     assert!(
-        listed.starts_with("emailrelay.") && listed.ends_with(".1\r\n") && listed.matches('\n').count() == 1,
+        listed.starts_with("emailrelay.")
+            && listed.ends_with(".1\r\n")
+            && listed.matches('\n').count() == 1,
         "{listed}"
     );
     // The report's lines end CR CR LF, as 2.6.1's do; its last line is
@@ -428,7 +428,10 @@ fn admin_commands() {
     assert_eq!(ask("list"), "<none>\r\n");
     assert_eq!(ask("forward"), "OK\r\n");
     assert_eq!(ask("xyzzy"), "error: unrecognised command\r\n");
-    assert_eq!(ask("info"), "usage: info {copyright|credit|version|warranty}\r\n");
+    assert_eq!(
+        ask("info"),
+        "usage: info {copyright|credit|version|warranty}\r\n"
+    );
     // notify has no answer; events follow as things happen. (The empty
     // line's prompt shows that notify has been taken.)
     assert_eq!(ask("notify\r\n"), "");

@@ -406,3 +406,67 @@ fn syslog_gets_the_same_lines_with_the_facility() {
     }
     assert!(seen.contains(&wanted), "{seen:?}");
 }
+
+#[test]
+fn spool_files_the_relay_user_cannot_read_are_moved_aside_with_the_reason_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Two messages written by root: one readable by root only, and one
+    // whose envelope is open to all but whose content is root's.
+    crate::harness::submit_to(&spool, "a@example.org");
+    crate::harness::submit_to(&spool, "b@example.org");
+    let envelopes = crate::harness::spool_files(&spool, ".envelope");
+    assert_eq!(envelopes.len(), 2);
+    for name in crate::harness::spool_files(&spool, "") {
+        std::fs::set_permissions(spool.join(&name), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
+    std::fs::set_permissions(
+        spool.join(&envelopes[1]),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let sink = Sink::start(dir.path());
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args([
+                "--as-client",
+                &sink.address(),
+                "--user",
+                "nobody",
+                "--spool-dir",
+            ])
+            .arg(&spool),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    // Nothing is left stuck as .busy, nothing went out, and each is in the log.
+    assert_eq!(
+        crate::harness::spool_files(&spool, ".envelope.bad"),
+        envelopes
+            .iter()
+            .map(|e| format!("{e}.bad"))
+            .collect::<Vec<_>>(),
+        "{err}"
+    );
+    assert!(crate::harness::spool_files(&spool, ".busy").is_empty());
+    assert!(sink.messages().is_empty());
+    let busy = spool.join(format!("{}.busy", envelopes[0]));
+    let bad = spool.join(format!("{}.bad", envelopes[0]));
+    assert!(
+        err.contains(&format!(
+            "emailrelay: error: cannot open envelope [{}]: Permission denied (os error 13): moved aside to [{}]\n",
+            busy.display(),
+            bad.display()
+        )),
+        "{err}"
+    );
+    let bad = std::fs::read_to_string(spool.join(format!("{}.bad", envelopes[1]))).unwrap();
+    assert!(
+        bad.ends_with("X-MailRelay-Reason: cannot read content file: Permission denied (os error 13)\r\nX-MailRelay-ReasonCode: 554\r\n"),
+        "{bad}"
+    );
+}

@@ -725,7 +725,12 @@ fn client_refuses_a_postfix_whose_certificate_names_another_host() {
     let reason = "tls error: server [127.0.0.1] certificate [CN=server] issued by [CN=ca] \
                   refused: it does not carry the name [smarthost.example.net]: see \
                   --client-tls-verify-name";
-    assert!(err.contains(&format!("emailrelay: warning: smtp client error: {reason}\n")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "emailrelay: warning: smtp client error: {reason}\n"
+        )),
+        "{err}"
+    );
     // Failed as E-MailRelay fails it, kept in the spool, never sent in clear.
     assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
     assert!(postfix.delivered().is_empty());
@@ -1003,7 +1008,12 @@ fn client_tls_verify_refuses_a_server_certificate_from_an_unknown_ca() {
     let reason = "tls error: server [127.0.0.1] certificate [CN=rogueserver] issued by \
                   [CN=rogue] refused: unable to get local issuer certificate: its issuer is \
                   not in the CA list of --client-tls-verify";
-    assert!(err.contains(&format!("emailrelay: warning: smtp client error: {reason}\n")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "emailrelay: warning: smtp client error: {reason}\n"
+        )),
+        "{err}"
+    );
     assert!(
         err.contains("emailrelay: info: failing envelope ["),
         "{err}"
@@ -1534,7 +1544,12 @@ fn a_self_signed_smarthost_pinned_as_its_own_ca() {
     let reason = "tls error: server [127.0.0.1] certificate [CN=smarthost.example.net] issued \
                   by [CN=smarthost.example.net] refused: self-signed certificate: it is \
                   self-signed and not in the CA list of --client-tls-verify";
-    assert!(err.contains(&format!("emailrelay: warning: smtp client error: {reason}\n")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "emailrelay: warning: smtp client error: {reason}\n"
+        )),
+        "{err}"
+    );
     assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
     assert!(server.received.lock().unwrap().is_empty());
 }
@@ -1573,7 +1588,12 @@ fn forwarding_uses_tls_1_0_only_when_asked() {
     assert_eq!(code, 1, "{err}");
     let reason = "tls error: the server [127.0.0.1] refused the handshake with alert [protocol \
                   version]: no TLS version in common (see --tls-config)";
-    assert!(err.contains(&format!("emailrelay: warning: smtp client error: {reason}\n")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "emailrelay: warning: smtp client error: {reason}\n"
+        )),
+        "{err}"
+    );
     assert_eq!(failure_reason(&spool), format!("{reason}\r\n554"));
 
     let server = SServer::start(&pki, "server", &old_smarthost);
