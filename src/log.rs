@@ -92,10 +92,10 @@ pub fn context() -> Context {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// The log file cannot be opened for appending.
-    #[error("cannot open log file [{path}]: {source}")]
+    #[error("cannot open log file [{path}]: {reason}")]
     File {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -112,9 +112,9 @@ pub fn init(settings: LogSettings, program: &str) -> Result<(), LogError> {
         None => None,
         Some(pattern) => {
             let path = expand(pattern, &chrono::Local::now());
-            let file = open_append(&path).map_err(|source| LogError::File {
+            let file = open_append(&path).map_err(|reason| LogError::File {
                 path: path.clone(),
-                source,
+                reason,
             })?;
             Some((path, file))
         }

@@ -39,6 +39,20 @@ impl ProcessSettings {
         if pid_files.len() > 1 {
             warnings.push("more than one --pid-file: using the first".to_string());
         }
+        let close_stderr = args.has("close-stderr") || matches!(mode, Mode::Server | Mode::Proxy);
+        let log = log_settings(args, mode, daemon)?;
+        if log.enabled && close_stderr && log.file.is_none() && log.syslog.is_none() {
+            let option = if args.has("close-stderr") {
+                "--close-stderr"
+            } else if mode == Mode::Server {
+                "--as-server"
+            } else {
+                "--as-proxy"
+            };
+            warnings.push(format!(
+                "logging will stop because {option} closes the standard error stream soon after startup"
+            ));
+        }
         let user = match args.value("user").as_deref() {
             Some("root") => None,
             Some(name) => Some(name.to_string()),
@@ -47,9 +61,9 @@ impl ProcessSettings {
         Ok(ProcessSettings {
             daemon,
             pid_file: pid_files.into_iter().next(),
-            close_stderr: args.has("close-stderr") || matches!(mode, Mode::Server | Mode::Proxy),
+            close_stderr,
             user,
-            log: log_settings(args, mode, daemon)?,
+            log,
             ignored,
             warnings,
         })

@@ -236,38 +236,140 @@ fn a_port_in_use_exits_with_code_2() {
 }
 
 #[test]
-fn daemon_mode_forks_and_writes_the_pid_file() {
+fn daemon_mode_forks_returns_once_ready_and_removes_the_pid_file_at_exit() {
     let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    // Several starts: the parent must never return before the pid file
+    // is there and the port listens (E-MailRelay's forking unit relies on it).
+    for _ in 0..3 {
+        let port = free_port();
+        let pid_file = dir.path().join("run").join("emailrelay.pid");
+        let (code, out, err) = relay(&[
+            "--as-server",
+            "--user",
+            "root",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--spool-dir",
+            spool.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ]);
+        // Startup lines reach the terminal until standard error is closed.
+        assert_eq!((code, out.as_str()), (0, ""), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "emailrelay: info: smtp server on 127.0.0.1:{port}\n"
+            )),
+            "{err}"
+        );
+        let text = std::fs::read_to_string(&pid_file).expect("the pid file exists on return");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let pid = nix::unistd::Pid::from_raw(text.trim().parse().unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(crate::harness::wait_until(Duration::from_secs(10), || {
+            nix::sys::signal::kill(pid, None).is_err()
+        }));
+        assert!(
+            !pid_file.exists(),
+            "the pid file is removed at a clean exit"
+        );
+    }
+}
+
+#[test]
+fn with_user_the_pid_file_has_its_group_and_goes_at_exit() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A directory only root may write, as 2.6.1's test suite makes it.
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let pid_file = run_dir.join("pid");
     let port = free_port();
-    let pid_file = dir.path().join("run").join("emailrelay.pid");
-    let (code, _, _) = relay(&[
+    let mut cmd = Command::new(RELAY);
+    cmd.args([
+        "--no-daemon",
+        "--user",
+        "nobody",
+        "--interface",
+        "127.0.0.1",
+    ])
+    .args(["--port", &port.to_string(), "--spool-dir"])
+    .arg(&spool)
+    .arg("--pid-file")
+    .arg(&pid_file);
+    let mut proc = crate::harness::Proc::spawn(&mut cmd);
+    assert!(crate::harness::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let meta = std::fs::metadata(&pid_file).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, nobody.gid.as_raw()));
+    assert_eq!(meta.mode() & 0o777, 0o644);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", proc.pid())
+    );
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(!pid_file.exists());
+}
+
+#[test]
+fn a_daemon_that_fails_after_forking_makes_its_parent_exit_1() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pid_file = dir.path().join("pid");
+    // The spool is found unwritable only once the relay has become nobody,
+    // after the fork: the waiting parent must report it.
+    let (code, _, err) = relay(&[
         "--as-server",
         "--user",
-        "root",
+        "nobody",
         "--interface",
         "127.0.0.1",
         "--port",
-        &port.to_string(),
+        &free_port().to_string(),
         "--spool-dir",
-        dir.path().join("spool").to_str().unwrap(),
+        spool.to_str().unwrap(),
         "--pid-file",
         pid_file.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0);
-    assert!(crate::harness::wait_until(
-        Duration::from_secs(10),
-        || pid_file.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    ));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not writable by user nobody"), "{err}");
     assert!(crate::harness::wait_until(Duration::from_secs(10), || {
-        nix::sys::signal::kill(pid, None).is_err()
+        !pid_file.exists()
     }));
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = relay(&[
+        "--no-daemon",
+        "--log",
+        "--user",
+        "root",
+        "--port",
+        &free_port().to_string(),
+        "--spool-dir",
+        dir.path().to_str().unwrap(),
+        "--log-file",
+        "/nonexistent/dir/emailrelay.log",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "emailrelay: error: cannot open log file [/nonexistent/dir/emailrelay.log]: No such file or directory (os error 2)\n"
+    );
 }
 
 #[test]
