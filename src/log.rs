@@ -184,7 +184,15 @@ pub fn write(level: Level, text: fmt::Arguments<'_>) {
     line.push_str(": ");
     logger.push_context(&mut line);
     use fmt::Write as _;
+    let start = line.len();
     let _ = write!(line, "{text}");
+    // Whatever a peer or a file put into the text, a log line stays one
+    // line: control characters become escapes (as E-MailRelay writes them).
+    if line[start..].contains(|c: char| c.is_control()) {
+        let escaped = emailrelay_proto::printable::printable(line[start..].as_bytes());
+        line.truncate(start);
+        line.push_str(&escaped);
+    }
     if let Some(syslog) = &logger.syslog {
         if let Ok(mut syslog) = syslog.lock() {
             syslog.send(level, &logger.program, &line[body_start..]);

@@ -167,7 +167,8 @@ impl ServerAuth {
                     .any(|v| matches!(v, ServerSecret::Plain(_)));
                 let md5 = s.server.values().any(|v| matches!(v, ServerSecret::Md5(_)));
                 match (plain, md5) {
-                    (true, _) => vec![Plain, Login, CramMd5],
+                    // E-MailRelay's order (it also lists CRAM-SHA ones first).
+                    (true, _) => vec![CramMd5, Plain, Login],
                     (false, true) => vec![CramMd5],
                     (false, false) => vec![],
                 }

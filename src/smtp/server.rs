@@ -606,10 +606,12 @@ impl Conn {
     }
 
     fn received_line(&self, t: &Transaction, authenticated: bool) -> String {
+        // The client's own name, made one printable ASCII word as
+        // E-MailRelay makes it, so that it can never start a header.
         let helo = if t.helo.is_empty() {
-            "unknown"
+            "unknown".to_string()
         } else {
-            &t.helo
+            emailrelay_proto::printable::printable_ascii(t.helo.replace(' ', "-").as_bytes())
         };
         let ip = self
             .peer

@@ -305,6 +305,10 @@ impl Client {
         self.stream.get_mut().write_all(text.as_bytes()).unwrap();
     }
 
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.get_mut().write_all(bytes).unwrap();
+    }
+
     /// Reads one whole SMTP reply (all its lines).
     pub fn reply(&mut self) -> String {
         let mut all = String::new();

@@ -294,3 +294,61 @@ fn mail_parameters_are_recorded_in_the_envelope() {
         "{envelope}"
     );
 }
+
+#[test]
+fn a_hostile_ehlo_name_never_becomes_a_header_or_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = crate::harness::Sink::start(dir.path());
+    let relay = Relay::start(
+        dir.path(),
+        &["--immediate", "--forward-to", &sink.address()],
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.send("EHLO evil\rX-Spam-Flag: NO\0x\r\n");
+    c.reply();
+    assert_eq!(
+        c.send_message("a@b.example", &["c@d.example"], "Subject: hi\r\n\r\nhi\r\n"),
+        "250 message processed"
+    );
+    // 2.6.1's escaping: control bytes as \r and \0, spaces as dashes.
+    let received = "Received: from evil\\rX-Spam-Flag:-NO\\0x ([127.0.0.1]) by relay.example.com with ESMTP ; ";
+    let delivered = sink.messages();
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].contains(received), "{}", delivered[0]);
+    assert!(
+        !delivered[0].contains("\r\nX-Spam-Flag"),
+        "{}",
+        delivered[0]
+    );
+    let log = relay.log_text();
+    assert!(
+        log.contains("emailrelay: info: rx<<: \"EHLO evil\\rX-Spam-Flag: NO\\0x\"\n"),
+        "{log}"
+    );
+    assert!(!log.contains('\r') && !log.contains('\0'));
+}
+
+#[test]
+fn addresses_that_are_not_utf8_or_hold_control_bytes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO vm");
+    c.send("MAIL FROM:<a\u{1}@b>\r\n");
+    assert_eq!(
+        c.reply(),
+        "553 mailbox name not allowed: invalid character in mailbox name\r\n"
+    );
+    let mut raw = b"MAIL FROM:<a".to_vec();
+    raw.extend_from_slice(b"\xff\xfe@b>\r\n");
+    c.send_bytes(&raw);
+    assert_eq!(
+        c.reply(),
+        "553 mailbox name not allowed: invalid character in mailbox name\r\n"
+    );
+    assert_eq!(c.command("MAIL FROM:<a@b>"), "250 sender <a@b> OK");
+    c.send("RCPT TO:<c\td@e>\r\n");
+    assert_eq!(c.reply(), "550 invalid character in mailbox name\r\n");
+}

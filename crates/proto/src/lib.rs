@@ -11,5 +11,6 @@
 pub mod admin;
 pub mod line;
 pub mod pop;
+pub mod printable;
 pub mod sasl;
 pub mod smtp;

@@ -206,7 +206,7 @@ fn helo_gets_a_one_line_reply_and_anonymous_hides_vrfy_and_ident() {
     h.run(
         "S: 220 relay.example.com -- Service ready
          C: HELO vm
-         S: 250 relay.example.com says hello
+         S: 250 hello
          C: EHLO vm
          S: 250-relay.example.com says hello
          S: 250-PIPELINING
@@ -226,8 +226,8 @@ fn size_is_advertised_and_enforced_both_ways() {
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: EHLO vm
          S: 250-relay.example.com says hello
-         S: 250-VRFY
          S: 250-SIZE 20
+         S: 250-VRFY
          S: 250-PIPELINING
          S: 250 8BITMIME
          C: MAIL FROM:<a@b> SIZE=21
@@ -438,7 +438,7 @@ fn a_trickle_of_single_bytes_is_reassembled() {
     for b in b"HELO vm\r\nNOOP\r\n" {
         got.push_str(&h.feed(&[*b]));
     }
-    assert_eq!(got, "250 relay.example.com says hello\r\n250 noop\r\n");
+    assert_eq!(got, "250 hello\r\n250 noop\r\n");
     assert!(!h.session.has_partial_input());
 }
 
@@ -568,10 +568,10 @@ fn starttls_is_offered_once_and_the_handshake_resets_the_session() {
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: EHLO vm
          S: 250-relay.example.com says hello
+         S: 250-STARTTLS
          S: 250-VRFY
          S: 250-PIPELINING
-         S: 250-8BITMIME
-         S: 250 STARTTLS
+         S: 250 8BITMIME
          C: STARTTLS now
          S: 501 unexpected argument
          C: MAIL FROM:<a@b>
@@ -600,7 +600,7 @@ fn starttls_is_offered_once_and_the_handshake_resets_the_session() {
 fn plaintext_pipelined_behind_starttls_is_never_executed() {
     let mut h = Harness::new(tls_config());
     h.output();
-    assert!(h.feed(b"EHLO vm\r\n").ends_with("250 STARTTLS\r\n"));
+    assert!(h.feed(b"EHLO vm\r\n").contains("250-STARTTLS\r\n"));
     // One packet: STARTTLS plus an injected envelope (CVE-2011-0411).
     let reply = h.feed(b"STARTTLS\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<x@y>\r\n");
     assert_eq!(reply, "220 ready to start TLS\r\n");
@@ -628,7 +628,7 @@ fn plaintext_arriving_before_the_handshake_is_dropped() {
     session.poll_output(&mut out);
     let out = String::from_utf8(out).unwrap();
     assert!(
-        out.ends_with("250 STARTTLS\r\n220 ready to start TLS\r\n"),
+        out.ends_with("250 8BITMIME\r\n220 ready to start TLS\r\n"),
         "{out}"
     );
     assert!(!session.is_closed());
@@ -644,13 +644,13 @@ fn tls_required_refuses_mail_in_clear_but_not_after_starttls() {
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: HELO vm
-         S: 250 relay.example.com says hello
+         S: 250 hello
          C: MAIL FROM:<a@b>
          S: 530 must issue a STARTTLS command first
          C: STARTTLS
          S: 220 ready to start TLS
          C: HELO vm
-         S: 250 relay.example.com says hello
+         S: 250 hello
          C: MAIL FROM:<a@b>
          S: 250 sender <a@b> OK",
     );
@@ -713,10 +713,10 @@ fn auth_is_advertised_and_required_before_mail() {
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: EHLO vm
          S: 250-relay.example.com says hello
+         S: 250-AUTH PLAIN LOGIN CRAM-MD5
          S: 250-VRFY
          S: 250-PIPELINING
-         S: 250-8BITMIME
-         S: 250 AUTH PLAIN LOGIN CRAM-MD5
+         S: 250 8BITMIME
          C: MAIL FROM:<a@b.c>
          S: 530 authentication required
          C: AUTH PLAIN {}
@@ -746,10 +746,10 @@ fn login_and_cram_md5_exchanges() {
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: EHLO vm
          S: 250-relay.example.com says hello
+         S: 250-AUTH PLAIN LOGIN CRAM-MD5
          S: 250-VRFY
          S: 250-PIPELINING
-         S: 250-8BITMIME
-         S: 250 AUTH PLAIN LOGIN CRAM-MD5
+         S: 250 8BITMIME
          C: AUTH LOGIN
          S: 334 VXNlcm5hbWU6
          C: {}
@@ -810,11 +810,11 @@ fn mechanism_errors_have_their_own_codes() {
          S: 503 command out of sequence -- use RSET to resynchronise
          C: EHLO vm
          S: 250-relay.example.com says hello
+         S: 250-AUTH CRAM-MD5
+         S: 250-STARTTLS
          S: 250-VRFY
          S: 250-PIPELINING
-         S: 250-8BITMIME
-         S: 250-STARTTLS
-         S: 250 AUTH CRAM-MD5
+         S: 250 8BITMIME
          C: AUTH PLAIN
          S: 538 encryption required for requested authentication mechanism
          C: AUTH SCRAM-SHA-256
@@ -825,10 +825,10 @@ fn mechanism_errors_have_their_own_codes() {
          S: 220 ready to start TLS
          C: EHLO vm
          S: 250-relay.example.com says hello
+         S: 250-AUTH PLAIN CRAM-MD5
          S: 250-VRFY
          S: 250-PIPELINING
-         S: 250-8BITMIME
-         S: 250 AUTH PLAIN CRAM-MD5",
+         S: 250 8BITMIME",
     );
 }
 
@@ -913,4 +913,59 @@ fn without_server_auth_the_command_is_not_implemented() {
     let mut h = Harness::new(relay_config());
     h.feed(b"EHLO vm\r\n");
     assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "502 command not implemented\r\n");
+}
+
+// ---- hostile input (issue 18) ----
+
+#[test]
+fn addresses_with_invalid_utf8_or_control_characters_get_553() {
+    let mut h = Harness::new(relay_config());
+    h.output();
+    // E-MailRelay 2.6.1's replies.
+    let bad = "553 mailbox name not allowed: invalid character in mailbox name\r\n";
+    assert_eq!(h.feed(b"MAIL FROM:<a\xff\xfe@b>\r\n"), bad);
+    assert_eq!(h.feed(b"MAIL FROM:<a\x01@b>\r\n"), bad);
+    assert_eq!(h.feed(b"MAIL FROM:<a@b>\r\n"), "250 sender <a@b> OK\r\n");
+    let bad = "550 invalid character in mailbox name\r\n";
+    assert_eq!(h.feed(b"RCPT TO:<c\xc3\x28@d>\r\n"), bad);
+    assert_eq!(h.feed(b"RCPT TO:<c\t@d>\r\n"), bad);
+    assert_eq!(h.feed(b"RCPT TO:<c\x7f@d>\r\n"), bad);
+    assert_eq!(
+        h.feed("RCPT TO:<b\u{fc}cher@d>\r\n".as_bytes()),
+        "250 recipient <b\u{fc}cher@d> OK\r\n"
+    );
+}
+
+#[test]
+fn peer_bytes_in_the_trace_are_escaped_onto_one_line() {
+    let mut h = Harness::new(ServerConfig {
+        trace: true,
+        ..relay_config()
+    });
+    h.feed(b"EHLO evil\rX-Spam-Flag: NO\r\nNOOP \x00\x1b\xff\r\n");
+    let trace = h.session.poll_trace();
+    assert!(
+        trace.contains(&"rx<<: \"EHLO evil\\rX-Spam-Flag: NO\"".to_string()),
+        "{trace:?}"
+    );
+    assert!(
+        trace.contains(&"rx<<: \"NOOP \\0\\x1b\\xff\"".to_string()),
+        "{trace:?}"
+    );
+    assert!(trace.iter().all(|l| !l.contains(['\r', '\n', '\0'])));
+}
+
+#[test]
+fn binarymime_goes_by_bdat_only_and_an_empty_chunk_must_be_last() {
+    let mut h = Harness::new(chunking_config());
+    h.output();
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+        "250 sender <a@b> OK\r\n250 recipient <c@d> OK\r\n\
+         503 invalid data command with binarymime -- use RSET to resynchronise\r\n"
+    );
+    assert_eq!(h.feed(b"BDAT 0\r\n"), "501 invalid argument\r\n");
+    assert_eq!(h.feed(b"BDAT 3 LAST\r\nabc"), "250 message processed\r\n");
+    assert_eq!(h.stored, [b"abc".to_vec()]);
 }

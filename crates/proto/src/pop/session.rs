@@ -801,13 +801,5 @@ impl PopSession {
 
 /// Control characters as escapes, so a log line stays one line.
 fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::printable::printable(text.as_bytes())
 }

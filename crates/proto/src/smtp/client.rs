@@ -369,7 +369,7 @@ impl ClientSession {
     fn handle_line(&mut self, line: &[u8]) {
         if self.config.trace {
             self.trace
-                .push(format!("rx<<: \"{}\"", String::from_utf8_lossy(line)));
+                .push(format!("rx<<: \"{}\"", crate::printable::printable(line)));
         }
         match self.parser.handle_line(line) {
             ReplyLine::More => {}
@@ -615,7 +615,10 @@ impl ClientSession {
 
     fn trace_tx(&mut self, line: &str) {
         if self.config.trace {
-            self.trace.push(format!("tx>>: \"{line}\""));
+            self.trace.push(format!(
+                "tx>>: \"{}\"",
+                crate::printable::printable(line.as_bytes())
+            ));
         }
     }
 }

@@ -79,8 +79,12 @@ impl Command {
             None => (line, ""),
         };
         match verb.to_ascii_uppercase().as_str() {
-            "HELO" => domain_arg(args).map_or(Command::Invalid("missing domain"), Command::Helo),
-            "EHLO" => domain_arg(args).map_or(Command::Invalid("missing domain"), Command::Ehlo),
+            "HELO" => {
+                domain_arg(args).map_or(Command::Invalid("parameter required"), Command::Helo)
+            }
+            "EHLO" => {
+                domain_arg(args).map_or(Command::Invalid("parameter required"), Command::Ehlo)
+            }
             "MAIL" => parse_mail(args),
             "RCPT" => parse_rcpt(args),
             "DATA" => no_args(args, Command::Data),
@@ -114,8 +118,10 @@ fn parse_bdat(args: &str) -> Command {
     Command::Bdat { size, last }
 }
 
+/// The HELO/EHLO argument. E-MailRelay compatibility: all of it, words
+/// and all (the `Received` line shows the spaces as dashes).
 fn domain_arg(args: &str) -> Option<String> {
-    let domain = args.split(' ').next().unwrap_or("");
+    let domain = args.trim();
     (!domain.is_empty()).then(|| domain.to_string())
 }
 
@@ -204,8 +210,14 @@ mod tests {
     #[test]
     fn parses_verbs_case_insensitively() {
         assert_eq!(Command::parse("ehlo vm"), Command::Ehlo("vm".into()));
-        assert_eq!(Command::parse("HELO vm extra"), Command::Helo("vm".into()));
-        assert_eq!(Command::parse("EHLO"), Command::Invalid("missing domain"));
+        assert_eq!(
+            Command::parse("HELO vm extra"),
+            Command::Helo("vm extra".into())
+        );
+        assert_eq!(
+            Command::parse("EHLO"),
+            Command::Invalid("parameter required")
+        );
         assert_eq!(Command::parse("data"), Command::Data);
         assert_eq!(
             Command::parse("DATA x"),

@@ -42,9 +42,10 @@ use std::mem;
 pub use auth::{AuthConfig, AuthResult, Authenticated};
 
 use super::address::Mailbox;
-use super::command::{Command, MailParams};
+use super::command::{Body, Command, MailParams};
 use super::reply::Reply;
 use crate::line::{partial_terminator, scan_line, skip_to_terminator, Scan, Terminator};
+use crate::printable::printable;
 use crate::sasl::{Credentials, Mechanism};
 
 /// Longest command line, terminator included (RFC 5321 section 4.5.3.1.4).
@@ -487,13 +488,16 @@ impl ServerSession {
                 true
             }
             Scan::Line { content, total } => {
-                let line = String::from_utf8_lossy(&self.input[..content]).into_owned();
+                let raw = &self.input[..content];
+                let utf8 = std::str::from_utf8(raw).is_ok();
+                let line = String::from_utf8_lossy(raw).into_owned();
+                let traced = match auth::masked_auth_line(&line) {
+                    Some(masked) => printable(masked.as_bytes()),
+                    None => printable(raw),
+                };
                 self.input.drain(..total);
-                match auth::masked_auth_line(&line) {
-                    Some(masked) => self.trace_rx(&masked),
-                    None => self.trace_rx(&line),
-                }
-                self.execute(&line);
+                self.trace_rx(&traced);
+                self.execute(&line, utf8);
                 true
             }
         }
@@ -516,7 +520,24 @@ impl ServerSession {
         }
     }
 
-    fn execute(&mut self, line: &str) {
+    /// Runs one command line; `utf8` is false if its bytes were not valid
+    /// UTF-8 (and `line` has replacement characters).
+    fn execute(&mut self, line: &str, utf8: bool) {
+        // An address must never be stored with bytes it did not have, nor
+        // with control characters that would reach a header or a command.
+        // E-MailRelay 2.6.1's replies: 553 to MAIL, 550 to RCPT.
+        if !utf8 || line.chars().any(|c| c.is_control()) {
+            let verb = line.get(..4).unwrap_or("");
+            if verb.eq_ignore_ascii_case("MAIL") {
+                return self.reply(
+                    553,
+                    "mailbox name not allowed: invalid character in mailbox name",
+                );
+            }
+            if verb.eq_ignore_ascii_case("RCPT") {
+                return self.reply(550, "invalid character in mailbox name");
+            }
+        }
         let command = Command::parse(line);
         // Between BDAT chunks only more chunks, RSET, NOOP and QUIT make sense.
         let between_chunks_ok = matches!(
@@ -559,35 +580,37 @@ impl ServerSession {
         self.transaction.helo = name;
         self.transaction.esmtp = esmtp;
         self.state = State::Ready;
-        let greeting = format!("{} says hello", self.config.domain);
         if !esmtp {
-            return self.reply(250, &greeting);
+            // E-MailRelay compatibility: HELO gets a bare "250 hello".
+            return self.reply(250, "hello");
         }
-        let mut lines = vec![greeting];
-        if self.config.vrfy {
-            lines.push("VRFY".into());
-        }
+        // E-MailRelay 2.6.1's order of keywords, 8BITMIME always last.
+        let mut lines = vec![format!("{} says hello", self.config.domain)];
         if self.config.max_size > 0 {
             lines.push(format!("SIZE {}", self.config.max_size));
-        }
-        if self.config.pipelining {
-            lines.push("PIPELINING".into());
-        }
-        lines.push("8BITMIME".into());
-        if self.config.smtputf8 {
-            lines.push("SMTPUTF8".into());
-        }
-        if self.config.chunking {
-            lines.push("CHUNKING".into());
-        }
-        if self.config.starttls && !self.secure {
-            lines.push("STARTTLS".into());
         }
         let mechanisms = self.offered_mechanisms();
         if !mechanisms.is_empty() {
             let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
             lines.push(format!("AUTH {}", names.join(" ")));
         }
+        if self.config.starttls && !self.secure {
+            lines.push("STARTTLS".into());
+        }
+        if self.config.vrfy {
+            lines.push("VRFY".into());
+        }
+        if self.config.chunking {
+            lines.push("CHUNKING".into());
+            lines.push("BINARYMIME".into());
+        }
+        if self.config.pipelining {
+            lines.push("PIPELINING".into());
+        }
+        if self.config.smtputf8 {
+            lines.push("SMTPUTF8".into());
+        }
+        lines.push("8BITMIME".into());
         self.send(&Reply { code: 250, lines });
     }
 
@@ -689,6 +712,11 @@ impl ServerSession {
 
     fn data_command(&mut self) {
         match self.state {
+            // RFC 3030 section 3: a BINARYMIME message goes by BDAT only.
+            State::Rcpt if self.transaction.params.body == Body::BinaryMime => self.reply(
+                503,
+                "invalid data command with binarymime -- use RSET to resynchronise",
+            ),
             State::Rcpt => {
                 self.events.push_back(Event::MessageStart);
                 self.waiting = Some(Waiting::MessageStart { first_chunk: None });
@@ -704,6 +732,11 @@ impl ServerSession {
         let Some(size) = size else {
             return self.bad_command(501, "invalid BDAT size");
         };
+        // E-MailRelay compatibility: an empty chunk that is not the last
+        // carries nothing and is refused.
+        if size == 0 && !last && self.config.chunking {
+            return self.bad_command(501, "invalid argument");
+        }
         let refuse = |s: &mut Self, code, text| {
             s.chunk = Some(Chunk {
                 size,
@@ -943,9 +976,13 @@ impl ServerSession {
         let start = self.output.len();
         reply.write_to(&mut self.output);
         if self.config.trace {
-            let text = String::from_utf8_lossy(&self.output[start..]).into_owned();
-            for line in text.split_terminator("\r\n") {
-                self.trace.push(format!("tx>>: \"{line}\""));
+            let written = &self.output[start..];
+            for line in written
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| !l.is_empty())
+            {
+                self.trace.push(format!("tx>>: \"{}\"", printable(line)));
             }
         }
     }

@@ -1,0 +1,90 @@
+//! Peer bytes made safe for one log line or one header field, escaped the
+//! way E-MailRelay 2.6.1 escapes them, so that log watchers see the same
+//! text: `\\` for a backslash, `\r`, `\n`, `\t`, `\0`, and `\xHH` for any
+//! other control byte (and, for [`printable_ascii`], any byte that is not
+//! ASCII). Nothing that came from a peer may start a new log line or a new
+//! header (issue: EHLO `evil<CR>X-Spam-Flag: NO`).
+
+/// Escapes control bytes; valid UTF-8 stays as it is (2.6.1 passes 8-bit
+/// bytes through), invalid UTF-8 bytes are escaped as `\xHH`.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_ascii() {
+                push_ascii(&mut out, c as u8);
+            } else if c.is_control() {
+                // C1 controls, as 2.6.1 would see their bytes.
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    push_hex(&mut out, b);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for &b in chunk.invalid() {
+            push_hex(&mut out, b);
+        }
+    }
+    out
+}
+
+/// As [`printable`], with every byte outside printable ASCII escaped too
+/// (2.6.1's `toPrintableAscii`, used for the `Received` line).
+pub fn printable_ascii(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii() {
+            push_ascii(&mut out, b);
+        } else {
+            push_hex(&mut out, b);
+        }
+    }
+    out
+}
+
+fn push_ascii(out: &mut String, b: u8) {
+    match b {
+        b'\\' => out.push_str("\\\\"),
+        b'\n' => out.push_str("\\n"),
+        b'\r' => out.push_str("\\r"),
+        b'\t' => out.push_str("\\t"),
+        0 => out.push_str("\\0"),
+        0x20..=0x7e => out.push(char::from(b)),
+        _ => push_hex(out, b),
+    }
+}
+
+fn push_hex(out: &mut String, b: u8) {
+    out.push_str(&format!("\\x{b:02x}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_bytes_become_escapes_and_text_stays() {
+        assert_eq!(
+            printable(b"EHLO evil\rX-Spam-Flag: NO"),
+            "EHLO evil\\rX-Spam-Flag: NO"
+        );
+        assert_eq!(printable(b"a\0b\nc\td\\e\x1b"), "a\\0b\\nc\\td\\\\e\\x1b");
+        assert_eq!(printable("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(printable(b"a\xff\xfe@b"), "a\\xff\\xfe@b");
+        assert_eq!(
+            printable_ascii("caf\u{e9}\r".as_bytes()),
+            "caf\\xc3\\xa9\\r"
+        );
+    }
+
+    #[test]
+    fn the_result_is_always_one_line() {
+        for b in 0u8..=255 {
+            let text = printable(&[b'x', b, b'y']);
+            assert!(!text.contains(['\r', '\n']), "{b}");
+            assert!(!printable_ascii(&[b]).contains(['\r', '\n']), "{b}");
+        }
+    }
+}
