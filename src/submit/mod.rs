@@ -1,0 +1,463 @@
+//! `emailrelay-submit`: writes a message (or one per Bcc recipient) into
+//! the spool directory, option for option as E-MailRelay 2.6.1's tool
+//! does: envelope recipients from the command line, else from the To, Cc
+//! and Bcc header fields; the sender from `--from`, else from From or
+//! Sender; content from standard input, `--input-file` and `--content`
+//! lines, with the `--content-*` header edits.
+//!
+//! Every message is durable before its path is printed: content and
+//! envelope fsynced, the envelope renamed to its final name and the
+//! directory fsynced (`store::NewMessage::commit_now`). A message not yet
+//! committed is removed on any error and on SIGINT, SIGTERM or SIGHUP
+//! ([`remove_on_signal`]), so nothing half-written is left behind.
+//!
+//! Must not talk SMTP: the relay picks the files up like any other.
+
+mod address;
+mod content;
+mod idn;
+mod options;
+mod spool;
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+pub use options::{help_text, request, Request, Show, SubmitRequest, OPTIONS};
+pub use spool::Pending;
+
+use crate::codec::base64_decode_strict;
+use crate::store::Envelope;
+use address::{style, Style};
+use content::{HeaderRecipients, Lines, Part};
+
+/// Why a submission failed: each is printed after the program name, and
+/// the exit code is 1.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Option syntax errors, one line each (`error: ...`).
+    #[error("option errors")]
+    Usage(Vec<Vec<u8>>),
+    /// `--input-file` cannot be opened.
+    #[error("cannot open input file [{0}]")]
+    InputFile(String),
+    /// Standard input or the input file failed part-way. (2.6.1 would
+    /// submit what it had read; a truncated message is worse than none.)
+    #[error("cannot read input: {0}")]
+    Read(std::io::Error),
+    /// A `--content` value is not base64.
+    #[error("base64 encoding error")]
+    Base64,
+    /// A header's addresses cannot be read.
+    #[error("{0}")]
+    Header(#[from] address::ParseError),
+    /// `--content-to` with no recipients.
+    #[error("content-to option used but no envelope-to addresses have been defined")]
+    ContentToWithoutRecipients,
+    /// The spool directory cannot be used.
+    #[error("invalid spool directory{0}")]
+    SpoolDir(String),
+    /// An envelope address 2.6.1 would refuse; `kind` is `sender`,
+    /// `recipient`, `bcc` or `bcc-recipient`.
+    #[error("invalid {kind} address: [{address}]")]
+    Address { kind: &'static str, address: String },
+    /// Writing the message failed; nothing of it is left.
+    #[error("message store error: {0}")]
+    Store(String),
+}
+
+/// Where the submission reads and writes, so tests can supply their own.
+pub struct Io<'a> {
+    pub stdin: &'a mut dyn BufRead,
+    /// True if standard input is a terminal: then a line holding only a
+    /// dot ends the body, as in 2.6.1.
+    pub stdin_is_tty: bool,
+    pub stdout: &'a mut dyn Write,
+    /// Where `--debug` lines go.
+    pub stderr: &'a mut dyn Write,
+    /// The program name that starts `--debug` lines.
+    pub program: &'a str,
+    /// Files to remove if a signal ends the process.
+    pub pending: &'a Pending,
+}
+
+/// Submits; returns the ids written, in order.
+pub fn submit(request: &SubmitRequest, io: &mut Io) -> Result<Vec<String>, SubmitError> {
+    let mut log = Log {
+        out: &mut *io.stderr,
+        program: io.program,
+        on: request.debug,
+    };
+    let mut input_file = match &request.input_file {
+        Some(path) => Some(open_input(path)?),
+        None => None,
+    };
+    let reads_input = request.read_stdin || input_file.is_some();
+    let stream: &mut dyn BufRead = match input_file.as_mut() {
+        Some(file) => file,
+        None => &mut *io.stdin,
+    };
+    let (mut lines, body_words) = header_lines(request, reads_input, stream)?;
+    let mut from = request.from.clone();
+    if from.is_empty() {
+        from = lines.sender()?;
+        log.line(&[b"submit: content: from/sender: [", &from, b"]"]);
+    }
+    let recipients = recipients(request, &lines, &mut log)?;
+    edit_headers(request, &from, &recipients.to, &mut lines, &mut log)?;
+    for word in body_words {
+        lines.0.push(decode_line(word)?);
+    }
+    let spool = spool::open(&request.spool_dir)?;
+    let parts = parts(request, &recipients);
+    let mut messages = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let envelope = envelope(request, &from, &recipients, part)?;
+        let mut message = spool::Message::create(&spool, envelope, io.pending)?;
+        let name = message.content_name();
+        log.line(&[
+            b"GStore::NewFile: new content file [",
+            name.as_bytes(),
+            b"]",
+        ]);
+        for line in lines.for_part(part) {
+            message.write_line(&line)?;
+        }
+        messages.push(message);
+    }
+    if reads_input {
+        copy_body(stream, io.stdin_is_tty, &mut messages)?;
+    }
+    let mut ids = Vec::with_capacity(messages.len());
+    for message in messages {
+        let name = message.envelope_new_name();
+        log.line(&[
+            b"GStore::NewFile: new envelope file [",
+            name.as_bytes(),
+            b"]",
+        ]);
+        let id = message.commit(request.copy, io.pending)?;
+        match request.show {
+            Show::Path => {
+                let _ = writeln!(
+                    io.stdout,
+                    "{}",
+                    spool.display_path(&format!("{id}.content"))
+                );
+            }
+            Show::Name => {
+                let _ = writeln!(io.stdout, "{id}.content");
+            }
+            Show::Nothing => {}
+        }
+        let _ = io.stdout.flush();
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Prints a failure the way 2.6.1 does; returns the exit code.
+pub fn report(program: &str, error: &SubmitError, stderr: &mut dyn Write) -> u8 {
+    match error {
+        SubmitError::Usage(lines) => {
+            for line in lines {
+                let _ = stderr.write_all(format!("{program}: error: ").as_bytes());
+                let _ = stderr.write_all(line);
+                let _ = stderr.write_all(b"\n");
+            }
+            // E-MailRelay 2.6.1 exits 0 here, having submitted nothing; a
+            // caller must not take that for success (docs/compatibility.md).
+            1
+        }
+        other => {
+            let _ = writeln!(stderr, "{program}: {other}");
+            1
+        }
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this and every later thread, and
+/// starts a thread that waits for them: it removes the files of messages
+/// not yet committed (waiting for a commit under way to finish) and then
+/// lets the signal end the process as it would have.
+pub fn remove_on_signal(pending: Arc<Pending>) -> std::io::Result<()> {
+    use nix::sys::signal::{pthread_sigmask, raise, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Ok(signal) = set.wait() else {
+                return;
+            };
+            pending.remove_all();
+            let mut one = SigSet::empty();
+            one.add(signal);
+            let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&one), None);
+            let _ = raise(signal);
+        })?;
+    Ok(())
+}
+
+fn open_input(path: &[u8]) -> Result<Box<dyn BufRead>, SubmitError> {
+    let shown = spool::normalise(path);
+    let file = std::fs::File::open(spool::os_path(path))
+        .map_err(|_| SubmitError::InputFile(String::from_utf8_lossy(&shown).into_owned()))?;
+    Ok(Box::new(std::io::BufReader::new(file)))
+}
+
+/// The header lines: `--content` lines up to the first blank one, then
+/// the input's up to its first blank line (unless `--body`). Returns the
+/// `--content` words left for the body.
+fn header_lines<'r>(
+    request: &'r SubmitRequest,
+    reads_input: bool,
+    stream: &mut dyn BufRead,
+) -> Result<(Lines, &'r [Vec<u8>]), SubmitError> {
+    let mut lines = Lines::default();
+    let mut rest = &request.content[..];
+    while let Some((word, tail)) = rest.split_first() {
+        let line = decode_line(word)?;
+        if line.is_empty() {
+            break;
+        }
+        lines.0.push(line);
+        rest = tail;
+    }
+    if reads_input && !request.body {
+        while let Some(line) = read_line(stream)? {
+            if line.is_empty() {
+                break;
+            }
+            lines.0.push(line);
+        }
+    }
+    Ok((lines, rest))
+}
+
+/// A `--content` word as a line: one character or none is a blank line.
+fn decode_line(word: &[u8]) -> Result<Vec<u8>, SubmitError> {
+    if word.len() <= 1 {
+        return Ok(Vec::new());
+    }
+    base64_decode_strict(word).map_err(|_| SubmitError::Base64)
+}
+
+/// One line without its LF and at most one CR; `None` at the end.
+fn read_line(stream: &mut dyn BufRead) -> Result<Option<Vec<u8>>, SubmitError> {
+    let mut line = Vec::new();
+    if stream
+        .read_until(b'\n', &mut line)
+        .map_err(SubmitError::Read)?
+        == 0
+    {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
+/// The command line's recipients (`\` taken off the front of each), or
+/// if there are none the header fields'.
+fn recipients(
+    request: &SubmitRequest,
+    lines: &Lines,
+    log: &mut Log,
+) -> Result<HeaderRecipients, SubmitError> {
+    let given: Vec<Vec<u8>> = request
+        .to
+        .iter()
+        .map(|to| to.strip_prefix(b"\\").unwrap_or(to).to_vec())
+        .collect();
+    if !given.is_empty() {
+        return Ok(HeaderRecipients {
+            to: given,
+            ..HeaderRecipients::default()
+        });
+    }
+    let found = lines.recipients()?;
+    log.line(&[b"submit: content: to/cc: [", &found.to.join(&b','), b"]"]);
+    log.line(&[b"submit: content: bcc: [", &found.bcc.join(&b','), b"]"]);
+    Ok(found)
+}
+
+/// `--content-date`, `--content-message-id`, `--content-from` and
+/// `--content-to`, each putting its field first.
+fn edit_headers(
+    request: &SubmitRequest,
+    from: &[u8],
+    to: &[Vec<u8>],
+    lines: &mut Lines,
+    log: &mut Log,
+) -> Result<(), SubmitError> {
+    if request.content_date && !lines.has(b"Date") {
+        lines.insert_first(date_field().into_bytes());
+    }
+    if let Some(domain) = request
+        .message_id
+        .as_ref()
+        .filter(|_| !lines.has(b"Message-ID"))
+    {
+        let field = [message_id_field().as_bytes(), domain, b">"].concat();
+        log.line(&[b"submit: added: message-id: [", &field, b"]"]);
+        lines.insert_first(field);
+    }
+    if request.content_from {
+        lines.truncate_at_first(&[b"From", b"Sender"]);
+        let from: &[u8] = if from.is_empty() {
+            b"anonymous:;"
+        } else {
+            from
+        };
+        log.line(&[b"submit: added: from: [", from, b"]"]);
+        lines.insert_first([b"From: ", from].concat());
+    }
+    if request.content_to {
+        if to.is_empty() {
+            return Err(SubmitError::ContentToWithoutRecipients);
+        }
+        lines.truncate_at_first(&[b"To", b"cc", b"bcc"]);
+        let list = to.join(&b',');
+        log.line(&[b"submit: added: to: [", &list, b"]"]);
+        lines.insert_first([&b"To: "[..], &list].concat());
+    }
+    Ok(())
+}
+
+/// `Date: 26 Nov 2026 04:33:40 +0000`, local time, as 2.6.1 writes it
+/// (no day of the week).
+fn date_field() -> String {
+    use chrono::Offset;
+    let now = chrono::Local::now();
+    let offset = now.offset().fix().local_minus_utc();
+    let seconds = offset.unsigned_abs() + 30;
+    let (hh, mm) = (seconds / 3600, (seconds / 60) % 60);
+    let sign = if offset >= 0 || (hh == 0 && mm == 0) {
+        '+'
+    } else {
+        '-'
+    };
+    format!(
+        "Date: {} {sign}{hh:02}{mm:02}",
+        now.format("%d %b %Y %H:%M:%S")
+    )
+}
+
+/// `Message-ID: <seconds.microseconds.pid@`, the domain and `>` to follow.
+fn message_id_field() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "Message-ID: <{}.{:06}.{}@",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    )
+}
+
+/// One message, or with `--bcc-split` and two or more Bcc recipients one
+/// for To and Cc and one per Bcc recipient (RFC 5322 section 3.6.3).
+fn parts(request: &SubmitRequest, recipients: &HeaderRecipients) -> Vec<Part> {
+    if !request.bcc_split || recipients.bcc.len() <= 1 {
+        return vec![Part::All];
+    }
+    let mut parts = vec![Part::ToAndCc];
+    for (address, text) in recipients.bcc.iter().zip(&recipients.bcc_text) {
+        parts.push(Part::OneBcc(address.clone(), text.clone()));
+    }
+    parts
+}
+
+/// The envelope of one part, every address checked as 2.6.1 checks it.
+fn envelope(
+    request: &SubmitRequest,
+    from: &[u8],
+    recipients: &HeaderRecipients,
+    part: &Part,
+) -> Result<Envelope, SubmitError> {
+    let from: &[u8] = if from.is_empty() { b"anonymous" } else { from };
+    let mut utf8 = checked(from, "sender")? == Style::Utf8Mailbox;
+    let mut to_remote = Vec::new();
+    let mut add = |address: &[u8], kind: &'static str| -> Result<(), SubmitError> {
+        utf8 |= checked(address, kind)? == Style::Utf8Mailbox;
+        to_remote.push(text(address));
+        Ok(())
+    };
+    match part {
+        Part::All | Part::ToAndCc => {
+            for to in &recipients.to {
+                add(to, "recipient")?;
+            }
+        }
+        Part::OneBcc(bcc, _) => add(bcc, "bcc")?,
+    }
+    if *part == Part::All {
+        for bcc in &recipients.bcc {
+            add(bcc, "bcc-recipient")?;
+        }
+    }
+    Ok(Envelope {
+        from: text(from),
+        to_remote,
+        client: "127.0.0.1".into(),
+        mail_from_auth_in: request.from_auth_in.as_ref().map(|v| text(v)),
+        mail_from_auth_out: request.from_auth_out.clone().unwrap_or_default(),
+        utf8_mailbox_names: utf8,
+        ..Envelope::default()
+    })
+}
+
+fn checked(address: &[u8], kind: &'static str) -> Result<Style, SubmitError> {
+    style(address).ok_or_else(|| SubmitError::Address {
+        kind,
+        address: address::printable(address),
+    })
+}
+
+/// Envelope text. Checked addresses are UTF-8; an `--from-auth-in` name
+/// that is not is written as its lossy conversion.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The rest of the input, line by line, into every message.
+fn copy_body(
+    stream: &mut dyn BufRead,
+    stdin_is_tty: bool,
+    messages: &mut [spool::Message],
+) -> Result<(), SubmitError> {
+    while let Some(line) = read_line(stream)? {
+        if stdin_is_tty && line == b"." {
+            break;
+        }
+        for message in messages.iter_mut() {
+            message.write_line(&line)?;
+        }
+    }
+    Ok(())
+}
+
+/// `--debug` lines on standard error.
+struct Log<'a> {
+    out: &'a mut dyn Write,
+    program: &'a str,
+    on: bool,
+}
+
+impl Log<'_> {
+    fn line(&mut self, parts: &[&[u8]]) {
+        if self.on {
+            let _ = self.out.write_all(format!("{}: ", self.program).as_bytes());
+            let _ = self.out.write_all(&parts.concat());
+            let _ = self.out.write_all(b"\n");
+        }
+    }
+}
