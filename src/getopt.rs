@@ -418,7 +418,8 @@ fn option_entry(option: &ToolOption, width: usize) -> String {
     const COLUMN: usize = 30;
     let mut syntax = match option.letter {
         Some(c) => format!("-{}, --{}", char::from(c), option.name),
-        None => format!("    --{}", option.name),
+        // Placeholders, so that wrapping keeps the indent (as 2.6.1's).
+        None => format!("\u{1}\u{1}\u{1}\u{1}--{}", option.name),
     };
     match option.takes {
         Takes::Nothing => {}
@@ -439,7 +440,7 @@ fn option_entry(option: &ToolOption, width: usize) -> String {
         let text = format!("{syntax}{}{}", " ".repeat(gap), option.help);
         wrap(&text, "", &" ".repeat(COLUMN - MARGIN), inner)
     };
-    format!("{margin}{}", body.replace('\n', &format!("\n{margin}")))
+    format!("{margin}{}", body.replace('\n', &format!("\n{margin}"))).replace('\u{1}', " ")
 }
 
 /// Greedy word wrap that keeps the spaces between words on a line, each

@@ -197,8 +197,8 @@ pub fn help_text(program: &str, verbose: bool) -> String {
 }
 
 /// The licence notice after the help.
-pub const NOTICE: &str = "emailrelay-rs is free software under the GNU GPL version 3 or later, \
-and comes with ABSOLUTELY NO WARRANTY.\n";
+pub const NOTICE: &str = "emailrelay-rs is free software under the GNU GPL version 3 or later,\n\
+                          and comes with ABSOLUTELY NO WARRANTY.\n";
 
 /// Prints a failure the way 2.6.1 does; returns the exit code.
 pub fn report(program: &str, error: &PasswdError) -> u8 {

@@ -85,7 +85,7 @@ pub fn submit(request: &SubmitRequest, io: &mut Io) -> Result<Vec<String>, Submi
     let mut log = Log {
         out: &mut *io.stderr,
         program: io.program,
-        on: request.debug,
+        level: request.debug,
     };
     let mut input_file = match &request.input_file {
         Some(path) => Some(open_input(path)?),
@@ -114,7 +114,7 @@ pub fn submit(request: &SubmitRequest, io: &mut Io) -> Result<Vec<String>, Submi
         let envelope = envelope(request, &from, &recipients, part)?;
         let mut message = spool::Message::create(&spool, envelope, io.pending)?;
         let name = message.content_name();
-        log.line(&[
+        log.file_line(&[
             b"GStore::NewFile: new content file [",
             name.as_bytes(),
             b"]",
@@ -130,7 +130,7 @@ pub fn submit(request: &SubmitRequest, io: &mut Io) -> Result<Vec<String>, Submi
     let mut ids = Vec::with_capacity(messages.len());
     for message in messages {
         let name = message.envelope_new_name();
-        log.line(&[
+        log.file_line(&[
             b"GStore::NewFile: new envelope file [",
             name.as_bytes(),
             b"]",
@@ -449,12 +449,23 @@ fn copy_body(
 struct Log<'a> {
     out: &'a mut dyn Write,
     program: &'a str,
-    on: bool,
+    /// How many `--debug` words were given.
+    level: u8,
 }
 
 impl Log<'_> {
+    /// A line for one `--debug` or more.
     fn line(&mut self, parts: &[&[u8]]) {
-        if self.on {
+        self.write(1, parts);
+    }
+
+    /// A line for two `--debug`s.
+    fn file_line(&mut self, parts: &[&[u8]]) {
+        self.write(2, parts);
+    }
+
+    fn write(&mut self, level: u8, parts: &[&[u8]]) {
+        if self.level >= level {
             let _ = self.out.write_all(format!("{}: ", self.program).as_bytes());
             let _ = self.out.write_all(&parts.concat());
             let _ = self.out.write_all(b"\n");

@@ -3,7 +3,8 @@
 //! descriptions, and what they ask for as a [`SubmitRequest`].
 //!
 //! E-MailRelay compatibility: up to two `--debug` words anywhere on the
-//! command line are taken out before parsing and turn on diagnostic lines;
+//! command line are taken out before parsing and turn on diagnostic lines
+//! (one: what was found and added; two: the files as well);
 //! `--auth` is accepted and, as in 2.6.1, has no effect.
 
 use std::path::Path;
@@ -111,7 +112,7 @@ pub static OPTIONS: &[ToolOption] = &[
         Takes::Nothing,
         2,
         "",
-        "moves the envelope into every subdirectory of the spool directory (one copy each)",
+        "copies the envelope into each subdirectory of the spool directory, and removes it from the spool directory if every copy succeeds",
     ),
     opt(
         b'n',
@@ -247,8 +248,9 @@ pub struct SubmitRequest {
     /// `--to` values and the arguments after the options.
     pub to: Vec<Vec<u8>>,
     pub show: Show,
-    /// `--debug`: diagnostic lines on standard error.
-    pub debug: bool,
+    /// How many `--debug` words: 1 for 2.6.1's summary lines on standard
+    /// error, 2 for its file lines as well.
+    pub debug: u8,
 }
 
 /// Interprets the command line (without argv\[0\]); `app_dir` replaces
@@ -259,11 +261,11 @@ pub fn request(
     default_spool: &str,
 ) -> Result<Request, SubmitError> {
     let mut argv = argv.to_vec();
-    let mut debug = false;
+    let mut debug = 0;
     for _ in 0..2 {
         if let Some(i) = argv.iter().position(|a| a == b"--debug") {
             argv.remove(i);
-            debug = true;
+            debug += 1;
         }
     }
     let p = getopt::parse(OPTIONS, &argv);
@@ -334,7 +336,10 @@ pub fn help_text(program: &str, verbose: bool) -> String {
         abbreviated: !verbose,
     };
     let mut text = getopt::usage(OPTIONS, program, layout, " [<envelope-to-address> ...]");
-    text.push_str("\nEnd a message typed at the terminal with ^D (a line holding only \".\" also ends its body).\n");
+    text.push_str(
+        "\nEnd a message typed at the terminal with ^D; there a line holding only \".\"\n\
+         also ends its body.\n",
+    );
     if !verbose {
         text.push_str("\nFor every option use \"--help -v\".\n");
     }
@@ -416,7 +421,7 @@ mod tests {
         let r = submit_request(&[
             "--debug", "--to", "a,,b", "--to=c", "-I", "-o", "", "-i", "x y", "d", "--debug",
         ]);
-        assert!(r.debug);
+        assert_eq!(r.debug, 2);
         assert_eq!(
             r.to,
             [b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
