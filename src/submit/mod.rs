@@ -43,7 +43,7 @@ pub enum SubmitError {
     /// Standard input or the input file failed part-way. (2.6.1 would
     /// submit what it had read; a truncated message is worse than none.)
     #[error("cannot read input: {0}")]
-    Read(std::io::Error),
+    Read(String),
     /// A `--content` value is not base64.
     #[error("base64 encoding error")]
     Base64,
@@ -248,11 +248,8 @@ fn decode_line(word: &[u8]) -> Result<Vec<u8>, SubmitError> {
 /// One line without its LF and at most one CR; `None` at the end.
 fn read_line(stream: &mut dyn BufRead) -> Result<Option<Vec<u8>>, SubmitError> {
     let mut line = Vec::new();
-    if stream
-        .read_until(b'\n', &mut line)
-        .map_err(SubmitError::Read)?
-        == 0
-    {
+    let read = stream.read_until(b'\n', &mut line);
+    if read.map_err(|e| SubmitError::Read(spool::strerror(&e)))? == 0 {
         return Ok(None);
     }
     if line.last() == Some(&b'\n') {
@@ -470,5 +467,99 @@ impl Log<'_> {
             let _ = self.out.write_all(&parts.concat());
             let _ = self.out.write_all(b"\n");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `args` with `input` against a spool in a fresh directory;
+    /// returns the directory, the result and what was printed.
+    fn run(
+        args: &[&str],
+        input: &mut dyn BufRead,
+        tty: bool,
+    ) -> (tempfile::TempDir, Result<Vec<String>, SubmitError>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("s");
+        std::fs::create_dir(&spool).unwrap();
+        let mut argv = vec![
+            b"-s".to_vec(),
+            spool.as_os_str().as_encoded_bytes().to_vec(),
+        ];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let Ok(Request::Submit(request)) = request(&argv, std::path::Path::new("/"), "/none")
+        else {
+            panic!("not a submission");
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let pending = Pending::default();
+        let mut io = Io {
+            stdin: input,
+            stdin_is_tty: tty,
+            stdout: &mut out,
+            stderr: &mut err,
+            program: "test",
+            pending: &pending,
+        };
+        let result = submit(&request, &mut io);
+        (dir, result, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn content(dir: &tempfile::TempDir, id: &str) -> String {
+        std::fs::read_to_string(dir.path().join("s").join(format!("{id}.content"))).unwrap()
+    }
+
+    #[test]
+    fn a_dot_line_ends_the_body_only_at_a_terminal() {
+        let input = "Subject: s\n\none\n.\ntwo\n";
+        let (dir, ids, _) = run(&["r@x"], &mut input.as_bytes(), true);
+        let ids = ids.unwrap();
+        assert_eq!(content(&dir, &ids[0]), "Subject: s\r\n\r\none\r\n");
+        let (dir, ids, _) = run(&["r@x"], &mut input.as_bytes(), false);
+        assert_eq!(
+            content(&dir, &ids.unwrap()[0]),
+            "Subject: s\r\n\r\none\r\n.\r\ntwo\r\n"
+        );
+    }
+
+    /// Input that fails after its first read.
+    struct Failing(bool);
+
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if std::mem::replace(&mut self.0, true) {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            buf[..14].copy_from_slice(b"Sub: s\n\nbody\nb");
+            Ok(14)
+        }
+    }
+
+    #[test]
+    fn a_failed_read_leaves_no_message() {
+        let mut input = std::io::BufReader::new(Failing(false));
+        let (dir, result, out) = run(&["-n", "r@x"], &mut input, false);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "cannot read input: input/output error"
+        );
+        assert_eq!(out, "");
+        assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn printed_paths_follow_the_commits() {
+        let input = &mut &b"Bcc: a@x, b@y\n\nbody\n"[..];
+        let (dir, ids, out) = run(&["-v", "--bcc-split"], input, false);
+        let ids = ids.unwrap();
+        assert_eq!(ids.len(), 3);
+        let spool = dir.path().join("s");
+        let want: String = ids
+            .iter()
+            .map(|id| format!("{}/{id}.content\n", spool.display()))
+            .collect();
+        assert_eq!(out, want);
     }
 }

@@ -259,11 +259,21 @@ fn store_error(shown_dir: &[u8], e: StoreError) -> SubmitError {
     })
 }
 
-/// The C library's text for an error, in lower case as 2.6.1 prints it.
-fn strerror(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_lowercase(),
-        None => e.to_string(),
+/// The C library's text for an error (`strerror`), in lower case as
+/// 2.6.1 prints it.
+pub(super) fn strerror(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    };
+    if text.is_ascii() {
+        text.to_lowercase()
+    } else {
+        text
     }
 }
 
