@@ -11,7 +11,8 @@
 //!
 //! Must not do I/O.
 
-use super::address::{code_points, is_printable, utf8_valid};
+use super::address::is_printable;
+use super::lex::{code_points, utf8_valid};
 
 /// True if 2.6.1 accepts `domain` for encoding.
 pub fn valid(domain: &[u8]) -> bool {

@@ -16,6 +16,7 @@
 mod address;
 mod content;
 mod idn;
+mod lex;
 mod options;
 mod spool;
 

@@ -1,6 +1,6 @@
 //! The command line of `emailrelay-submit` and `emailrelay-passwd`, parsed
 //! by the rules of E-MailRelay 2.6.1's `G::GetOpt`, and their `--help`
-//! laid out as its `G::OptionsUsage` lays it out.
+//! laid out as its `G::OptionsUsage` lays it out (`usage`).
 //!
 //! The rules (the relay's own parser, `config::args`, follows the same
 //! ones and adds config files and named instances):
@@ -21,6 +21,10 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+
+mod usage;
+
+pub use usage::{usage, HelpLayout};
 
 /// Whether an option takes a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,140 +346,6 @@ fn is_negative(v: &[u8]) -> bool {
     )
 }
 
-/// How much of the table `--help` shows.
-#[derive(Clone, Copy, Debug)]
-pub struct HelpLayout {
-    /// Options of levels 1 to this are listed.
-    pub level_max: u8,
-    /// `abbreviated usage:` rather than `usage:`.
-    pub abbreviated: bool,
-}
-
-/// The usage summary and the option list, as `G::OptionsUsage` lays them
-/// out: the summary wrapped with a two-space indent, then one entry per
-/// option with the descriptions in a column at 30, all within the
-/// terminal width (`$COLUMNS`, else 79).
-pub fn usage(table: &[ToolOption], program: &str, layout: HelpLayout, trailer: &str) -> String {
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse::<usize>().ok())
-        .unwrap_or(79);
-    let mut options: Vec<&ToolOption> = table
-        .iter()
-        .filter(|o| o.level >= 1 && o.level <= layout.level_max)
-        .collect();
-    options.sort_by(|a, b| {
-        (a.level, a.name.to_ascii_lowercase()).cmp(&(b.level, b.name.to_ascii_lowercase()))
-    });
-    let mut text = summary(&options, program, layout, trailer, width);
-    text.push_str("\n\n");
-    for option in options {
-        text.push_str(&option_entry(option, width));
-        text.push('\n');
-    }
-    text
-}
-
-fn summary(
-    options: &[&ToolOption],
-    program: &str,
-    layout: HelpLayout,
-    trailer: &str,
-    width: usize,
-) -> String {
-    let label = if layout.abbreviated {
-        "abbreviated usage: "
-    } else {
-        "usage: "
-    };
-    let flags: String = options
-        .iter()
-        .filter(|o| o.takes == Takes::Nothing)
-        .filter_map(|o| o.letter.map(char::from))
-        .collect();
-    let mut line = format!("{label}{program} ");
-    if !flags.is_empty() {
-        line.push_str(&format!("[-{flags}] "));
-    }
-    let long: Vec<String> = options
-        .iter()
-        .map(|o| match o.takes {
-            Takes::Nothing => format!("[--{}]", o.name),
-            _ => format!("[--{}=<{}>]", o.name, o.value_name),
-        })
-        .collect();
-    line.push_str(&long.join(" "));
-    if !trailer.is_empty() && !trailer.starts_with(' ') {
-        line.push(' ');
-    }
-    line.push_str(trailer);
-    wrap(&line, "", "  ", width)
-}
-
-/// `  -x, --name=<value>   description...`, wrapped.
-fn option_entry(option: &ToolOption, width: usize) -> String {
-    const MARGIN: usize = 2;
-    const COLUMN: usize = 30;
-    let mut syntax = match option.letter {
-        Some(c) => format!("-{}, --{}", char::from(c), option.name),
-        // Placeholders, so that wrapping keeps the indent (as 2.6.1's).
-        None => format!("\u{1}\u{1}\u{1}\u{1}--{}", option.name),
-    };
-    match option.takes {
-        Takes::Nothing => {}
-        Takes::Value => syntax.push_str(&format!("=<{}>", option.value_name)),
-        Takes::OptionalValue => syntax.push_str(&format!("[=<{}>]", option.value_name)),
-    }
-    let inner = width.saturating_sub(MARGIN).max(1);
-    let margin = " ".repeat(MARGIN);
-    let body = if inner <= 20 {
-        // E-MailRelay's 'overflow' layout for very narrow terminals.
-        format!("{syntax}\n{}", wrap(option.help, " ", " ", inner))
-    } else {
-        let gap = if MARGIN + syntax.len() >= COLUMN {
-            1
-        } else {
-            COLUMN - MARGIN - syntax.len()
-        };
-        let text = format!("{syntax}{}{}", " ".repeat(gap), option.help);
-        wrap(&text, "", &" ".repeat(COLUMN - MARGIN), inner)
-    };
-    format!("{margin}{}", body.replace('\n', &format!("\n{margin}"))).replace('\u{1}', " ")
-}
-
-/// Greedy word wrap that keeps the spaces between words on a line, each
-/// line (prefix included) at most `width` long unless one word is longer.
-fn wrap(text: &str, first_prefix: &str, other_prefix: &str, width: usize) -> String {
-    let mut out = String::new();
-    let mut column = 0;
-    let mut emit = |word: &str, space: usize, out: &mut String| {
-        if column == 0 {
-            out.push_str(first_prefix);
-            out.push_str(word);
-            column = first_prefix.len() + word.len();
-        } else if column + space.max(1) + word.len() > width {
-            out.push('\n');
-            out.push_str(other_prefix);
-            out.push_str(word);
-            column = other_prefix.len() + word.len();
-        } else {
-            out.push_str(&" ".repeat(space.max(1)));
-            out.push_str(word);
-            column += space.max(1) + word.len();
-        }
-    };
-    let mut space = 0;
-    for word in text.split(' ') {
-        if word.is_empty() {
-            space += 1;
-            continue;
-        }
-        emit(word, space + 1, &mut out);
-        space = 0;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,28 +474,5 @@ mod tests {
         );
         assert_eq!(program_name(b"/tmp/submit.123.tmp", "x"), "submit.123");
         assert_eq!(program_name(b"", "fallback"), "fallback");
-    }
-
-    #[test]
-    fn help_layout() {
-        let text = usage(
-            TABLE,
-            "prog",
-            HelpLayout {
-                level_max: 2,
-                abbreviated: false,
-            },
-            " [<to> ...]",
-        );
-        assert_eq!(
-            text,
-            "usage: prog [-v] [--from=<address>] [--verbose] [--message-id=<domain>]\n  \
-             [--to=<address>] [<to> ...]\n\n  \
-             -f, --from=<address>        the sender\n  \
-             -v, --verbose               says more\n  \
-             -I, --message-id[=<domain>] adds a Message-ID\n      \
-             --to=<address>          a recipient\n"
-        );
-        assert_eq!(wrap("aaa bbb  ccc", "", "  ", 9), "aaa bbb\n  ccc");
     }
 }
