@@ -202,11 +202,31 @@ pub fn remove_on_signal(pending: Arc<Pending>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens `--input-file` with the caller's own permissions: a set-group-id
+/// (or set-user-id) install must not read files for its caller that only
+/// the spool group may read. (2.6.1 opens it with the borrowed ones.)
 fn open_input(path: &[u8]) -> Result<Box<dyn BufRead>, SubmitError> {
     let shown = spool::normalise(path);
-    let file = std::fs::File::open(spool::os_path(path))
+    let file = as_caller(|| std::fs::File::open(spool::os_path(path)))
         .map_err(|_| SubmitError::InputFile(String::from_utf8_lossy(&shown).into_owned()))?;
     Ok(Box::new(std::io::BufReader::new(file)))
+}
+
+/// Runs `f` with the effective group and user ids set to the real ones,
+/// then puts them back.
+fn as_caller<T>(f: impl FnOnce() -> T) -> T {
+    use nix::unistd::{getegid, geteuid, getgid, getuid, setegid, seteuid};
+    let (egid, euid) = (getegid(), geteuid());
+    let swap_gid = egid != getgid() && setegid(getgid()).is_ok();
+    let swap_uid = euid != getuid() && seteuid(getuid()).is_ok();
+    let result = f();
+    if swap_uid {
+        let _ = seteuid(euid);
+    }
+    if swap_gid {
+        let _ = setegid(egid);
+    }
+    result
 }
 
 /// The header lines: `--content` lines up to the first blank one, then

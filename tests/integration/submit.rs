@@ -503,6 +503,33 @@ fn set_group_id_installs_write_files_the_relay_can_read() {
         }
     };
     check(nobody.uid.as_raw(), group.gid.as_raw());
+    // The caller's own permissions for --input-file: a file only the spool
+    // group may read is not read for them (2.6.1 reads it).
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "Subject: secret\n\n").unwrap();
+    nix::unistd::chown(&secret, None, Some(group.gid)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, _, err) = run_bytes(
+        Command::new("setpriv")
+            .arg(format!("--reuid={}", nobody.uid))
+            .arg(format!("--regid={}", nobody.gid))
+            .arg("--clear-groups")
+            .arg(&exe)
+            .arg("-s")
+            .arg(&spool)
+            .arg("-x")
+            .arg(&secret)
+            .arg("r@x"),
+        b"",
+    );
+    assert_eq!(
+        (code, latin1(&err)),
+        (
+            1,
+            format!("submit: cannot open input file [{}]\n", secret.display())
+        )
+    );
+    assert!(names(&spool).is_empty());
     // Root, plain copy, set-group-id spool directory of the spool group.
     nix::unistd::chown(&spool, None, Some(group.gid)).unwrap();
     std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o2775)).unwrap();
