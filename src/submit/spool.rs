@@ -70,13 +70,6 @@ impl Pending {
             let _ = fs::remove_file(path);
         }
     }
-
-    fn add(&self, paths: [PathBuf; 2]) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(paths);
-    }
 }
 
 /// A message being written.
@@ -94,12 +87,15 @@ impl Message {
         envelope: Envelope,
         pending: &Pending,
     ) -> Result<Message, SubmitError> {
+        // Under the lock, so a signal cannot fall between the file's
+        // creation and its registration.
+        let mut files = pending.0.lock().unwrap_or_else(|p| p.into_inner());
         let new = spool
             .spool
             .new_message()
             .map_err(|e| store_error(&spool.shown, e))?;
-        let paths = [".content", ".envelope.new"].map(|s| spool.spool.path(new.id(), s));
-        pending.add(paths);
+        files.extend([".content", ".envelope.new"].map(|s| spool.spool.path(new.id(), s)));
+        drop(files);
         Ok(Message {
             spool: Arc::clone(&spool.spool),
             new,
@@ -126,7 +122,7 @@ impl Message {
             .map_err(|e| store_error(&shown, e))
     }
 
-    /// Commits, and with `copy` moves the envelope into the
+    /// Commits, and with `copy` copies the envelope into the
     /// subdirectories; returns the id. Holds `pending`'s lock throughout.
     pub fn commit(self, copy: bool, pending: &Pending) -> Result<String, SubmitError> {
         let mut files = pending.0.lock().unwrap_or_else(|p| p.into_inner());
