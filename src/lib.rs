@@ -8,11 +8,14 @@
 pub mod admin;
 pub mod auth;
 pub mod child;
+pub mod codec;
 pub mod config;
 pub mod control;
 pub mod filter;
+pub mod getopt;
 pub mod log;
 pub mod net;
+pub mod passwd;
 pub mod pop;
 pub mod run;
 pub mod serve;

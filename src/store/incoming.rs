@@ -74,6 +74,24 @@ impl NewMessage {
         })
     }
 
+    /// As [`NewMessage::commit`], for a caller without a runtime
+    /// (`emailrelay-submit`): the same writes and fsyncs, in this thread,
+    /// with the directory fsynced at once rather than in a group.
+    pub fn commit_now(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
+        let content = self.content.take().expect("written once");
+        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
+        let result = write_committed(&self.spool, &id, content, &envelope).and_then(|()| {
+            self.spool
+                .dir_sync
+                .sync_now()
+                .map_err(io_err("cannot sync spool directory", &self.spool.dir))
+        });
+        if result.is_err() {
+            remove_message_files(&self.spool, &id);
+        }
+        result.map(|()| id)
+    }
+
     /// Throws the partial message away.
     pub fn discard(self) {}
 }
@@ -175,14 +193,11 @@ impl NewMessage {
         let spool = Arc::clone(&self.spool);
         let task_id = id.clone();
         tokio::task::spawn_blocking(move || {
-            let mut result = write_prepared(&spool, &task_id, content, &envelope);
-            if rename {
-                result = result.and_then(|()| {
-                    let new_path = spool.path(&task_id, ".envelope.new");
-                    fs::rename(&new_path, spool.path(&task_id, ".envelope"))
-                        .map_err(io_err("cannot commit envelope file", &new_path))
-                });
-            }
+            let result = if rename {
+                write_committed(&spool, &task_id, content, &envelope)
+            } else {
+                write_prepared(&spool, &task_id, content, &envelope)
+            };
             if result.is_err() {
                 remove_message_files(&spool, &task_id);
             }
@@ -215,6 +230,20 @@ pub(super) fn remove_message_files(spool: &Spool, id: &MessageId) {
     for suffix in [".envelope.new", ".envelope", ".content"] {
         let _ = fs::remove_file(spool.path(id, suffix));
     }
+}
+
+/// [`write_prepared`], then the envelope renamed to its final name; the
+/// caller fsyncs the directory.
+fn write_committed(
+    spool: &Spool,
+    id: &MessageId,
+    content: BufWriter<File>,
+    envelope: &Envelope,
+) -> Result<(), StoreError> {
+    write_prepared(spool, id, content, envelope)?;
+    let new_path = spool.path(id, ".envelope.new");
+    fs::rename(&new_path, spool.path(id, ".envelope"))
+        .map_err(io_err("cannot commit envelope file", &new_path))
 }
 
 /// Content fsync, envelope written to `.new` and fsynced. The caller then

@@ -375,8 +375,10 @@ pub fn submit_one(spool: &Path) {
     submit_to(spool, "x@y.z");
 }
 
-/// Submits one small message for `to` into `spool` with emailrelay-submit.
+/// Submits one small message for `to` into `spool` (created if need be:
+/// emailrelay-submit, like 2.6.1's, wants it to exist) with emailrelay-submit.
 pub fn submit_to(spool: &Path, to: &str) {
+    std::fs::create_dir_all(spool).unwrap();
     let (code, _, err) = run(
         Command::new(SUBMIT)
             .arg("-s")

@@ -4,6 +4,7 @@
 //! - `client_auth`: AUTH on our client (relay, Postfix with Dovecot SASL).
 //! - `cli`: option spellings, config files, help/version, startup errors.
 //! - `server`: swaks and Python smtplib submitting; the spool files.
+//! - `submit`: emailrelay-submit and emailrelay-passwd against 2.6.1's golden fixtures.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
 //! - `durability`: SIGKILL under load, disk full.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
@@ -27,4 +28,5 @@ mod pop;
 mod postfix;
 mod process;
 mod server;
+mod submit;
 mod tls;

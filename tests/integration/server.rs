@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{program, run, Client, Relay, SUBMIT};
+use crate::harness::{program, run, Client, Relay};
 
 #[test]
 fn swaks_submission_writes_emailrelay_spool_files() {
@@ -170,72 +170,6 @@ fn idle_clients_are_cut_off_with_421() {
     assert!(relay
         .wait_log("smtp connection closed: timeout")
         .contains("smtp connection closed: timeout: 127.0.0.1:"));
-}
-
-#[test]
-fn emailrelay_submit_writes_messages_and_splits_bcc() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let message = dir.path().join("m.eml");
-    std::fs::write(&message, "From: Alice <alice@example.com>\nTo: bob@example.org\nBcc: <carol@example.net>, dave@example.net\nSubject: s\n\nbody\n").unwrap();
-    let (code, _, err) = run(
-        Command::new(SUBMIT)
-            .arg("--spool-dir")
-            .arg(&spool)
-            .arg("--bcc-split")
-            .arg("--input-file")
-            .arg(&message),
-        Duration::from_secs(10),
-    );
-    assert_eq!(code, 0, "{err}");
-    let envelopes = crate::harness::spool_files(&spool, ".envelope");
-    assert_eq!(envelopes.len(), 3);
-    let mut recipients: Vec<String> = envelopes
-        .iter()
-        .map(|e| std::fs::read_to_string(spool.join(e)).unwrap())
-        .map(|t| {
-            t.lines()
-                .filter(|l| l.starts_with("X-MailRelay-To-Remote: "))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect();
-    recipients.sort();
-    assert_eq!(
-        recipients,
-        [
-            "X-MailRelay-To-Remote: bob@example.org",
-            "X-MailRelay-To-Remote: carol@example.net",
-            "X-MailRelay-To-Remote: dave@example.net"
-        ]
-    );
-    let content =
-        std::fs::read_to_string(spool.join(envelopes[0].replace(".envelope", ".content"))).unwrap();
-    assert!(!content.contains("Bcc"), "{content}");
-    assert!(content.contains("Subject: s\r\n\r\nbody\r\n"));
-    // --content lines, header flags, recipients on the command line.
-    let (code, _, err) = run(
-        Command::new(SUBMIT).arg("-s").arg(&spool).args([
-            "-dtFN",
-            "--from",
-            "me@example.com",
-            "--content",
-            "U3ViamVjdDogaGVscA",
-            "--content=",
-            "--content=ZXJyb3I",
-            "you@example.com",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run(
-        Command::new(SUBMIT)
-            .arg("-s")
-            .arg(&spool)
-            .args(["--content", "U3ViamVjdDogaGVscA"]),
-        Duration::from_secs(10),
-    );
-    assert_eq!((code, err.trim()), (1, "emailrelay-submit: error: no recipients: give them on the command line or use --bcc-split"));
 }
 
 #[test]

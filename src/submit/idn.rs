@@ -1,0 +1,139 @@
+//! Internationalised domain names for the envelope: each non-ASCII label
+//! becomes `xn--` and its punycode (RFC 3492), as `emailrelay-submit`
+//! 2.6.1 writes the domains it takes from header fields. Like 2.6.1, no
+//! IDNA mapping (case folding, normalisation) is applied.
+//!
+//! E-MailRelay compatibility: labels are what lies between dots, empty
+//! ones skipped (`a..b` is `a.b` once encoded); a domain is valid if it is
+//! printable and each label is printable ASCII or UTF-8. Not copied: 2.6.1
+//! carries the code points of one label over into the next, so a second
+//! non-ASCII label comes out wrong; here each label is encoded alone.
+//!
+//! Must not do I/O.
+
+use super::address::is_printable;
+use super::lex::{code_points, utf8_valid};
+
+/// True if 2.6.1 accepts `domain` for encoding.
+pub fn valid(domain: &[u8]) -> bool {
+    !domain.is_empty()
+        && is_printable(domain)
+        && labels(domain).all(|label| label.is_ascii() || utf8_valid(label))
+}
+
+/// The domain with each non-ASCII label punycoded; an ASCII domain as it is.
+pub fn encode(domain: &[u8]) -> Vec<u8> {
+    if domain.is_ascii() {
+        return domain.to_vec();
+    }
+    let mut out = Vec::with_capacity(domain.len() * 2);
+    for (i, label) in labels(domain).enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if label.is_ascii() {
+            out.extend_from_slice(label);
+        } else {
+            out.extend_from_slice(b"xn--");
+            out.extend_from_slice(punycode(&code_points(label)).as_bytes());
+        }
+    }
+    out
+}
+
+fn labels(domain: &[u8]) -> impl Iterator<Item = &[u8]> {
+    domain.split(|&c| c == b'.').filter(|l| !l.is_empty())
+}
+
+/// RFC 3492 section 6.3, for one label.
+fn punycode(input: &[u32]) -> String {
+    const BASE: u64 = 36;
+    const T_MIN: u64 = 1;
+    const T_MAX: u64 = 26;
+    let digit = |d: u64| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[d as usize]);
+    let mut out: String = input
+        .iter()
+        .filter(|&&c| c < 0x80)
+        .map(|&c| char::from(c as u8))
+        .collect();
+    let basic = out.len();
+    if basic > 0 {
+        out.push('-');
+    }
+    let (mut n, mut delta, mut bias, mut handled) = (0x80u64, 0u64, 72u64, basic);
+    while handled < input.len() {
+        let Some(m) = input
+            .iter()
+            .map(|&c| u64::from(c))
+            .filter(|&c| c >= n)
+            .min()
+        else {
+            break;
+        };
+        delta += (m - n) * (handled as u64 + 1);
+        n = m;
+        for &c in input {
+            let c = u64::from(c);
+            if c < n {
+                delta += 1;
+            }
+            if c != n {
+                continue;
+            }
+            let mut q = delta;
+            let mut k = BASE;
+            loop {
+                let t = k.saturating_sub(bias).clamp(T_MIN, T_MAX);
+                if q < t {
+                    break;
+                }
+                out.push(digit(t + (q - t) % (BASE - t)));
+                q = (q - t) / (BASE - t);
+                k += BASE;
+            }
+            out.push(digit(q));
+            bias = adapt(delta, handled as u64 + 1, handled == basic);
+            delta = 0;
+            handled += 1;
+        }
+        delta += 1;
+        n += 1;
+    }
+    out
+}
+
+fn adapt(delta: u64, points: u64, first: bool) -> u64 {
+    let mut delta = delta / if first { 700 } else { 2 };
+    delta += delta / points;
+    let mut k = 0;
+    while delta > ((36 - 1) * 26) / 2 {
+        delta /= 36 - 1;
+        k += 36;
+    }
+    k + (36 * delta) / (delta + 38)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(domain: &str) -> String {
+        String::from_utf8(encode(domain.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn punycode_labels() {
+        assert_eq!(enc("example.com"), "example.com");
+        assert_eq!(enc("münchen.de"), "xn--mnchen-3ya.de");
+        assert_eq!(enc("Bücher.example"), "xn--Bcher-kva.example");
+        assert_eq!(enc("bü.de"), "xn--b-eha.de");
+        assert_eq!(enc("ü"), "xn--tda");
+        assert_eq!(enc("ü.ü.de"), "xn--tda.xn--tda.de");
+        assert_eq!(enc("ü..de."), "xn--tda.de");
+        // RFC 3492 section 7.1 (A): Arabic (Egyptian).
+        let arabic = "\u{644}\u{64A}\u{647}\u{645}\u{627}\u{628}\u{62A}\u{643}\u{644}\u{645}\u{648}\u{634}\u{639}\u{631}\u{628}\u{64A}\u{61F}";
+        assert_eq!(enc(arabic), "xn--egbpdaj6bu4bxfgehfvwxn");
+        assert!(valid(b"a..b") && valid("ü.de".as_bytes()));
+        assert!(!valid(b"") && !valid(b"a\x01") && !valid(b"\xe9.de"));
+    }
+}

@@ -1,0 +1,297 @@
+//! Writing `emailrelay-submit`'s messages: the spool directory checked as
+//! 2.6.1 checks it, each message through `store::NewMessage` (exclusive
+//! creation, fsync before the envelope is visible), `--copy` into the
+//! subdirectories, and the list of files a signal must take back.
+//!
+//! E-MailRelay compatibility: paths are shown as 2.6.1's `G::Path` shows
+//! them (`.` parts and doubled or trailing slashes dropped); store errors
+//! are reported in its words.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::SubmitError;
+use crate::store::{Envelope, NewMessage, Spool, StoreError};
+
+/// The spool, and the directory as 2.6.1 would print it.
+pub struct OpenSpool {
+    spool: Arc<Spool>,
+    shown: Vec<u8>,
+}
+
+impl OpenSpool {
+    /// `dir/name` as 2.6.1 prints it.
+    pub fn display_path(&self, name: &str) -> String {
+        let mut path = self.shown.clone();
+        if path != b"/" {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.as_bytes());
+        String::from_utf8_lossy(&path).into_owned()
+    }
+}
+
+/// Opens the spool directory, which must exist and be searchable and
+/// readable (2.6.1 opens `dir/.`); never creates it.
+pub fn open(dir: &[u8]) -> Result<OpenSpool, SubmitError> {
+    let shown = normalise(dir);
+    if dir.is_empty() {
+        return Err(SubmitError::SpoolDir(": not a directory".into()));
+    }
+    let mut dot = shown.clone();
+    if dot != b"/" {
+        dot.push(b'/');
+    }
+    dot.push(b'.');
+    if let Err(e) = fs::read_dir(os_path(&dot)) {
+        return Err(spool_dir_error(&shown, &e));
+    }
+    let spool = Spool::open(&os_path(dir)).map_err(|e| match e {
+        StoreError::Io { source, .. } => spool_dir_error(&shown, &source),
+        other => SubmitError::Store(other.to_string()),
+    })?;
+    Ok(OpenSpool { spool, shown })
+}
+
+/// Files of messages not yet committed, removed if a signal ends the
+/// process; a commit holds the lock, so a signal waits for it.
+#[derive(Debug, Default)]
+pub struct Pending(Mutex<Vec<PathBuf>>);
+
+impl Pending {
+    /// Removes every pending file (called when a signal arrives).
+    pub fn remove_all(&self) {
+        let mut files = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for path in files.drain(..) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// A message being written.
+pub struct Message {
+    spool: Arc<Spool>,
+    new: NewMessage,
+    envelope: Envelope,
+    shown_dir: Vec<u8>,
+}
+
+impl Message {
+    /// Creates the content file, and registers it with `pending`.
+    pub fn create(
+        spool: &OpenSpool,
+        envelope: Envelope,
+        pending: &Pending,
+    ) -> Result<Message, SubmitError> {
+        // Under the lock, so a signal cannot fall between the file's
+        // creation and its registration.
+        let mut files = pending.0.lock().unwrap_or_else(|p| p.into_inner());
+        let new = spool
+            .spool
+            .new_message()
+            .map_err(|e| store_error(&spool.shown, e))?;
+        files.extend([".content", ".envelope.new"].map(|s| spool.spool.path(new.id(), s)));
+        drop(files);
+        Ok(Message {
+            spool: Arc::clone(&spool.spool),
+            new,
+            envelope,
+            shown_dir: spool.shown.clone(),
+        })
+    }
+
+    /// The content file's name.
+    pub fn content_name(&self) -> String {
+        format!("{}.content", self.new.id())
+    }
+
+    /// The name the envelope is first written under.
+    pub fn envelope_new_name(&self) -> String {
+        format!("{}.envelope.new", self.new.id())
+    }
+
+    /// Appends a line and CRLF.
+    pub fn write_line(&mut self, line: &[u8]) -> Result<(), SubmitError> {
+        let shown = self.shown_dir.clone();
+        self.new
+            .write(&[line, b"\r\n"].concat())
+            .map_err(|e| store_error(&shown, e))
+    }
+
+    /// Commits, and with `copy` copies the envelope into the
+    /// subdirectories; returns the id. Holds `pending`'s lock throughout.
+    pub fn commit(self, copy: bool, pending: &Pending) -> Result<String, SubmitError> {
+        let mut files = pending.0.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!("{}.", self.new.id());
+        files.retain(|f| {
+            !f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        });
+        let id = self
+            .new
+            .commit_now(self.envelope)
+            .map_err(|e| store_error(&self.shown_dir, e))?;
+        if copy {
+            copy_into_subdirectories(&self.spool, &self.spool.path(&id, ".envelope"));
+        }
+        drop(files);
+        Ok(id.to_string())
+    }
+}
+
+/// `--copy`: the envelope copied into every subdirectory of the spool
+/// directory (symbolic links not followed), and removed from the spool
+/// directory itself if every copy was made. Each copy is written under a
+/// temporary name, fsynced and renamed, so a relay never reads half of one.
+fn copy_into_subdirectories(spool: &Spool, envelope: &Path) {
+    let Ok(entries) = fs::read_dir(spool.dir()) else {
+        return;
+    };
+    let Ok(bytes) = fs::read(envelope) else {
+        return;
+    };
+    let Some(name) = envelope.file_name() else {
+        return;
+    };
+    let (mut dirs, mut copies) = (0, 0);
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        dirs += 1;
+        if copy_into(&entry.path(), name, &bytes).is_ok() {
+            copies += 1;
+        }
+    }
+    if dirs > 0 && dirs == copies && fs::remove_file(envelope).is_ok() {
+        let _ = fs::File::open(spool.dir()).and_then(|d| d.sync_all());
+    }
+}
+
+fn copy_into(dir: &Path, name: &OsStr, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let target = dir.join(name);
+    let mut temporary = target.clone().into_os_string();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(&temporary)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&temporary, &target))
+        .and_then(|()| fs::File::open(dir).and_then(|d| d.sync_all()));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// A path as 2.6.1's `G::Path` prints it: empty and `.` parts dropped,
+/// `.` or `/` if nothing is left.
+pub fn normalise(path: &[u8]) -> Vec<u8> {
+    let absolute = path.first() == Some(&b'/');
+    let parts: Vec<&[u8]> = path
+        .split(|&c| c == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .collect();
+    let joined = parts.join(&b'/');
+    match (absolute, joined.is_empty()) {
+        (true, _) => [&b"/"[..], &joined].concat(),
+        (false, true) if !path.is_empty() => b".".to_vec(),
+        (false, _) => joined,
+    }
+}
+
+/// Bytes as a path.
+pub fn os_path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+fn spool_dir_error(shown: &[u8], e: &std::io::Error) -> SubmitError {
+    SubmitError::SpoolDir(format!(
+        ": {}: {}",
+        String::from_utf8_lossy(shown),
+        strerror(e)
+    ))
+}
+
+/// 2.6.1's wording of a store failure: which file could not be written.
+fn store_error(shown_dir: &[u8], e: StoreError) -> SubmitError {
+    let StoreError::Io { op, path, source } = &e else {
+        return SubmitError::Store(e.to_string());
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shown = |name: &str| {
+        let mut p = String::from_utf8_lossy(shown_dir).into_owned();
+        if p != "/" {
+            p.push('/');
+        }
+        p + name
+    };
+    SubmitError::Store(if op.contains("content") {
+        format!("cannot write content file {}", shown(&name))
+    } else if op.contains("commit") {
+        format!(
+            "cannot rename envelope file to {}",
+            shown(name.trim_end_matches(".new"))
+        )
+    } else if op.contains("envelope") {
+        format!("cannot write envelope file: {}", shown(&name))
+    } else {
+        format!(
+            "{op} {}: {}",
+            String::from_utf8_lossy(shown_dir),
+            strerror(source)
+        )
+    })
+}
+
+/// The C library's text for an error (`strerror`), in lower case as
+/// 2.6.1 prints it.
+pub(super) fn strerror(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    };
+    if text.is_ascii() {
+        text.to_lowercase()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_as_g_path_prints_them() {
+        for (given, shown) in [
+            ("s", "s"),
+            ("s/", "s"),
+            ("./s", "s"),
+            ("s/./t", "s/t"),
+            ("s//t", "s/t"),
+            ("s/../s/t", "s/../s/t"),
+            (".", "."),
+            ("./", "."),
+            ("/", "/"),
+            ("//tmp/x//", "/tmp/x"),
+        ] {
+            assert_eq!(normalise(given.as_bytes()), shown.as_bytes(), "{given}");
+        }
+    }
+}
