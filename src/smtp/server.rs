@@ -233,13 +233,17 @@ impl Conn {
         let mut out = Vec::new();
         let mut command_deadline = Instant::now() + idle;
         let mut data_deadline: Option<Instant> = None;
+        // Inside DATA or BDAT, a client that stops sending is cut off after
+        // the idle timeout too (2.6.1 does), not only at the DATA deadline.
+        let mut last_read = Instant::now();
         loop {
             out.clear();
             session.poll_output(&mut out);
             self.trace(&mut session);
             if !out.is_empty() {
                 command_deadline = Instant::now() + idle;
-                if stream.write_all(&out).await.is_err() {
+                // A client that stops reading must not hold the session.
+                if !serve::write_within(&mut stream, &out, idle).await {
                     return "peer disconnected";
                 }
             }
@@ -253,7 +257,9 @@ impl Conn {
                 (false, _) => None,
             };
             let deadline = if session.in_data() {
-                data_deadline.unwrap_or(command_deadline)
+                data_deadline
+                    .unwrap_or(command_deadline)
+                    .min(last_read + idle)
             } else {
                 command_deadline
             };
@@ -279,7 +285,10 @@ impl Conn {
                     self.message = None;
                     return "peer disconnected";
                 }
-                Ok(Ok(n)) => session.handle_input(&buf[..n]),
+                Ok(Ok(n)) => {
+                    last_read = Instant::now();
+                    session.handle_input(&buf[..n]);
+                }
             }
             // Trace the commands before acting on them, so the log reads in order.
             self.trace(&mut session);

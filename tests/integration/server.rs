@@ -286,3 +286,32 @@ fn addresses_that_are_not_utf8_or_hold_control_bytes_are_refused() {
     c.send("RCPT TO:<c\td@e>\r\n");
     assert_eq!(c.reply(), "550 invalid character in mailbox name\r\n");
 }
+
+#[test]
+fn a_client_that_stalls_inside_data_is_cut_off_at_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--idle-timeout", "2"]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO vm");
+    c.command("MAIL FROM:<a@b>");
+    c.command("RCPT TO:<c@d>");
+    assert_eq!(
+        c.command("DATA"),
+        "354 start mail input -- end with <CRLF>.<CRLF>"
+    );
+    c.send("Subject: half a message\r\n");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        c.reply(),
+        "421 relay.example.com idle timeout -- closing connection\r\n"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(relay
+        .wait_log("smtp connection closed: timeout")
+        .contains("smtp connection closed: timeout: 127.0.0.1:"));
+    // The half message is not left behind.
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || relay
+        .files("")
+        .is_empty()));
+}
