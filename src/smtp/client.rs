@@ -59,6 +59,10 @@ pub struct Connection {
     out: Vec<u8>,
     /// For STARTTLS: the context and the forwarding host name.
     tls: Option<(ClientTls, String)>,
+    /// When the reply to what we last sent must be complete: a server that
+    /// trickles a reply a byte at a time, or sends `250-` lines forever,
+    /// is given up on at `--response-timeout` however busy it looks.
+    reply_deadline: tokio::time::Instant,
 }
 
 impl Connection {
@@ -77,6 +81,7 @@ impl Connection {
             buf: vec![0; 16 * 1024],
             out: Vec::new(),
             tls,
+            reply_deadline: tokio::time::Instant::now() + timeouts.prompt,
         };
         let mut greeted = false;
         loop {
@@ -96,12 +101,7 @@ impl Connection {
                     _ => continue,
                 }
             }
-            let wait = if greeted {
-                timeouts.response
-            } else {
-                timeouts.prompt
-            };
-            match conn.read_some(wait).await {
+            match conn.read_some().await {
                 Err(ConnectionError::Timeout) if !greeted => {
                     conn.session.handle_prompt_timeout();
                     conn.flush().await?;
@@ -133,7 +133,7 @@ impl Connection {
                     ClientEvent::Ready | ClientEvent::StartTls => {}
                 }
             }
-            self.read_some(self.timeouts.response).await?;
+            self.read_some().await?;
         }
     }
 
@@ -193,8 +193,9 @@ impl Connection {
         self.write_out().await
     }
 
-    async fn read_some(&mut self, wait: Duration) -> Result<(), ConnectionError> {
-        let n = match tokio::time::timeout(wait, self.stream.read(&mut self.buf)).await {
+    async fn read_some(&mut self) -> Result<(), ConnectionError> {
+        let read = self.stream.read(&mut self.buf);
+        let n = match tokio::time::timeout_at(self.reply_deadline, read).await {
             Err(_) => return Err(ConnectionError::Timeout),
             Ok(result) => result?,
         };
@@ -215,6 +216,7 @@ impl Connection {
 
     async fn write_out(&mut self) -> Result<(), ConnectionError> {
         if !self.out.is_empty() {
+            self.reply_deadline = tokio::time::Instant::now() + self.timeouts.response;
             tokio::time::timeout(self.timeouts.response, self.stream.write_all(&self.out))
                 .await
                 .map_err(|_| ConnectionError::Timeout)??;

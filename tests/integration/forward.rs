@@ -623,3 +623,77 @@ fn dont_serve_with_forward_sends_the_spool_and_exits() {
         .len()
         == 2));
 }
+
+/// A hostile upstream: greets, then answers EHLO with `after_ehlo`, one
+/// write of `chunk` every `every`, for at most `limit`.
+fn hostile_upstream(chunk: &'static [u8], every: Duration, limit: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = stream.write_all(b"220 hostile\r\n");
+        let mut ehlo = [0u8; 64];
+        let _ = std::io::Read::read(&mut stream, &mut ehlo);
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end && stream.write_all(chunk).is_ok() {
+            std::thread::sleep(every);
+        }
+    });
+    port
+}
+
+#[test]
+fn an_endless_multi_line_reply_is_given_up_and_the_message_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    crate::harness::submit_to(&spool, "a@example.com");
+    let port = hostile_upstream(
+        b"250-more\r\n",
+        Duration::from_millis(1),
+        Duration::from_secs(20),
+    );
+    let started = std::time::Instant::now();
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &format!("127.0.0.1:{port}"),
+            "--response-timeout",
+            "5",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    assert!(
+        err.contains("emailrelay: warning: smtp client error: 421 response from server too long\n"),
+        "{err}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
+}
+
+#[test]
+fn a_reply_trickled_a_byte_at_a_time_meets_the_response_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    crate::harness::submit_to(&spool, "a@example.com");
+    let port = hostile_upstream(b"2", Duration::from_millis(500), Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &format!("127.0.0.1:{port}"),
+            "--response-timeout",
+            "2",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(
+        err.contains("emailrelay: warning: smtp client error: response timeout\n"),
+        "{err}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
+}

@@ -281,7 +281,7 @@ fn a_bad_greeting_or_garbage_fails_the_session() {
     assert_eq!(
         client.poll_event(),
         Some(ClientEvent::Failed(Reply::new(
-            500,
+            421,
             "invalid response from server"
         )))
     );

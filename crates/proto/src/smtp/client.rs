@@ -228,7 +228,7 @@ impl ClientSession {
         while self.state != State::Failed {
             match scan_line(&self.input, MAX_REPLY_LINE, Terminator::Lf) {
                 Scan::Incomplete => break,
-                Scan::Overflow => return self.fail(Reply::new(500, "reply line too long")),
+                Scan::Overflow => return self.fail(Reply::new(421, "reply line too long")),
                 Scan::Line { content, total } => {
                     let line: Vec<u8> = self.input.drain(..total).take(content).collect();
                     self.handle_line(&line);
@@ -373,7 +373,10 @@ impl ClientSession {
         }
         match self.parser.handle_line(line) {
             ReplyLine::More => {}
-            ReplyLine::Invalid => self.fail(Reply::new(500, "invalid response from server")),
+            // A server that speaks nonsense is a broken connection, not a
+            // verdict on the message: transient codes, so it stays queued.
+            ReplyLine::Invalid => self.fail(Reply::new(421, "invalid response from server")),
+            ReplyLine::TooLong => self.fail(Reply::new(421, "response from server too long")),
             ReplyLine::Complete(reply) => self.handle_reply(reply),
         }
     }

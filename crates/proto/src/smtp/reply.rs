@@ -60,6 +60,10 @@ impl fmt::Display for Reply {
     }
 }
 
+/// The most lines one reply may have: an upstream that sends `250-`
+/// lines forever must not grow our memory forever.
+pub const MAX_REPLY_LINES: usize = 200;
+
 /// Assembles replies from lines of server output.
 #[derive(Debug, Default)]
 pub struct ReplyParser {
@@ -75,6 +79,8 @@ pub enum ReplyLine {
     More,
     /// Not a reply line at all.
     Invalid,
+    /// More than [`MAX_REPLY_LINES`] lines in one reply.
+    TooLong,
 }
 
 impl ReplyParser {
@@ -94,6 +100,10 @@ impl ReplyParser {
         if reply.code != code {
             self.partial = None;
             return ReplyLine::Invalid;
+        }
+        if reply.lines.len() >= MAX_REPLY_LINES {
+            self.partial = None;
+            return ReplyLine::TooLong;
         }
         reply.lines.push(body);
         match sep {
@@ -143,5 +153,20 @@ mod tests {
         assert_eq!(parser.handle_line(b"hello"), ReplyLine::Invalid);
         assert_eq!(parser.handle_line(b"250-a"), ReplyLine::More);
         assert_eq!(parser.handle_line(b"354 b"), ReplyLine::Invalid);
+    }
+
+    #[test]
+    fn an_endless_reply_is_cut_off() {
+        let mut parser = ReplyParser::default();
+        for _ in 1..MAX_REPLY_LINES {
+            assert_eq!(parser.handle_line(b"250-more"), ReplyLine::More);
+        }
+        assert_eq!(parser.handle_line(b"250-more"), ReplyLine::More);
+        assert_eq!(parser.handle_line(b"250-more"), ReplyLine::TooLong);
+        // And the parser starts afresh.
+        assert_eq!(
+            parser.handle_line(b"221 bye"),
+            ReplyLine::Complete(Reply::new(221, "bye"))
+        );
     }
 }
