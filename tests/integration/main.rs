@@ -5,6 +5,7 @@
 //! - `cli`: option spellings, config files, help/version, startup errors.
 //! - `server`: swaks and Python smtplib submitting; the spool files.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
+//! - `golden`: transcripts recorded from E-MailRelay 2.6.1, replayed (tests/golden).
 //! - `durability`: SIGKILL under load, disk full.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
@@ -19,6 +20,7 @@ mod client_auth;
 mod durability;
 mod filter;
 mod forward;
+mod golden;
 mod harness;
 mod load;
 mod oauth;
