@@ -64,8 +64,10 @@ fn golden_transcripts() {
                 };
                 let text = std::fs::read_to_string(&path).unwrap();
                 let fixture = Fixture::parse(&fixture_name(&path), &text);
+                let started = Instant::now();
                 let outcome = Replay::run(&fixture);
-                results.lock().unwrap().push((fixture.name.clone(), outcome));
+                let took = started.elapsed();
+                results.lock().unwrap().push((fixture.name.clone(), outcome, took));
             })
         })
         .collect();
@@ -75,9 +77,12 @@ fn golden_transcripts() {
 
     let mut results = std::mem::take(&mut *results.lock().unwrap());
     results.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut slow: Vec<_> = results.iter().map(|(n, _, t)| (*t, n.clone())).collect();
+    slow.sort();
+    let slow: Vec<String> = slow.iter().rev().take(5).map(|(t, n)| format!("{n} {:.1}s", t.as_secs_f64())).collect();
     let verbose = std::env::var("GOLDEN_VERBOSE").is_ok_and(|v| !v.is_empty() && v != "0");
     let (mut same, mut listed) = (0, 0);
-    for (name, diffs) in &results {
+    for (name, diffs, _) in &results {
         let expected = known.parts(name);
         for (part, detail) in diffs {
             if expected.contains(part.as_str()) {
@@ -104,9 +109,10 @@ fn golden_transcripts() {
         }
     }
     eprintln!(
-        "golden: {} scenarios, {same} identical to 2.6.1, {listed} known differences, {} problems",
+        "golden: {} scenarios, {same} identical to 2.6.1, {listed} known differences, {} problems; slowest: {}",
         results.len(),
-        problems.len()
+        problems.len(),
+        slow.join(", ")
     );
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
 }
@@ -213,7 +219,8 @@ struct Fixture {
     ports: Vec<String>,
     mkdirs: Vec<String>,
     inputs: Vec<(String, u32, Vec<u8>)>,
-    sinks: Vec<(String, String, String)>,
+    /// (name, port name, behaviour, reply for `lines`).
+    sinks: Vec<(String, String, String, Vec<u8>)>,
     stdin: Option<Vec<u8>>,
     /// `Some(ports)`: a server to wait for; `None`: run to completion.
     start: Option<Vec<String>>,
@@ -320,6 +327,7 @@ impl Fixture {
                     fields[0].to_string(),
                     fields[1].to_string(),
                     fields[2].to_string(),
+                    fields.get(3).map(|r| unescape(r)).unwrap_or_default(),
                 )),
                 "stdin" => f.stdin = Some(data(&mut i)),
                 "start" => f.start = Some(fields.iter().map(|s| s.to_string()).collect()),
@@ -783,12 +791,12 @@ struct SinkServer {
 }
 
 impl SinkServer {
-    fn start(port: u16, behaviour: &str) -> SinkServer {
+    fn start(port: u16, behaviour: &str, reply: &[u8]) -> SinkServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("sink port");
         listener.set_nonblocking(true).unwrap();
         let conns = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (c, s, behaviour) = (conns.clone(), stop.clone(), behaviour.to_string());
+        let (c, s, behaviour, reply) = (conns.clone(), stop.clone(), behaviour.to_string(), reply.to_vec());
         let thread = std::thread::spawn(move || {
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
@@ -799,7 +807,14 @@ impl SinkServer {
                             list.len() - 1
                         };
                         let _ = stream.set_nonblocking(false);
-                        sink_session(stream, &behaviour, &c, index);
+                        let (c, reply, behaviour) = (c.clone(), reply.clone(), behaviour.clone());
+                        std::thread::spawn(move || {
+                            if behaviour == "lines" {
+                                line_session(stream, &reply, &c, index)
+                            } else {
+                                sink_session(stream, &behaviour, &c, index)
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -818,6 +833,24 @@ impl Drop for SinkServer {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// A net: filter or verifier: `reply` after each line received.
+fn line_session(mut stream: TcpStream, reply: &[u8], conns: &Mutex<Vec<(u16, Vec<u8>)>>, index: usize) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        conns.lock().unwrap()[index].1.extend(&chunk[..n]);
+        for _ in chunk[..n].iter().filter(|&&b| b == b'\n') {
+            if stream.write_all(reply).is_err() {
+                return;
+            }
         }
     }
 }
@@ -986,9 +1019,9 @@ impl<'a> Replay<'a> {
         if let Some(port) = self.values.get("BUSY") {
             self._busy = Some(TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap());
         }
-        for (name, port, behaviour) in &f.sinks {
+        for (name, port, behaviour, reply) in &f.sinks {
             let port: u16 = self.values[port].parse().unwrap();
-            self.sinks.insert(name.clone(), SinkServer::start(port, behaviour));
+            self.sinks.insert(name.clone(), SinkServer::start(port, behaviour, reply));
         }
         if !self.spawn() {
             return;
@@ -1003,7 +1036,7 @@ impl<'a> Replay<'a> {
                 // 2.6.1 still ran after run_limit seconds, or exited before.
                 let limit = match expected {
                     "timeout" => f.run_limit,
-                    _ => f.run_limit + 5,
+                    _ => f.run_limit.min(8),
                 };
                 let code = self.wait_exit(Duration::from_secs(limit));
                 self.check_exit(expected, &code);
@@ -1018,18 +1051,16 @@ impl<'a> Replay<'a> {
                     if ports.iter().all(|&p| listening(p)) {
                         break;
                     }
-                    let exited = self.child.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_))));
-                    if exited == Some(true) || Instant::now() > limit {
+                    let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                    if exited.is_some() || Instant::now() > limit {
                         let err = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
                         let log = std::fs::read(self.path("log")).unwrap_or_default();
-                        self.differ(
-                            "start",
-                            format!(
-                                "ours did not listen on every port within 10 s; stderr:\n{}\nlog:\n{}",
-                                show(&err),
-                                show(&log)
-                            ),
-                        );
+                        let what = match exited {
+                            Some(status) => format!("2.6.1 starts and listens, ours exits ({status}) with"),
+                            None => "2.6.1 listens, ours does not within 10 s; ours says".to_string(),
+                        };
+                        let said = show(&self.norm.normalise(&[err, log].concat()));
+                        self.differ("start", format!("{what} `{}`", said.trim_end().replace("\\n\n", " / ")));
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -1131,10 +1162,9 @@ impl<'a> Replay<'a> {
     fn check_exit(&mut self, expected: &str, got: &str) {
         if expected != got {
             let stderr = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
-            self.differ(
-                "exit",
-                format!("2.6.1 exit {expected}, ours exit {got}; our stderr:\n{}", show(&self.norm.normalise(&stderr))),
-            );
+            let said = show(&self.norm.normalise(&stderr));
+            let first = said.lines().next().unwrap_or("").trim_end_matches("\\n").to_string();
+            self.differ("exit", format!("2.6.1 exit {expected}, ours exit {got} (ours said `{first}`)"));
         }
     }
 
