@@ -117,20 +117,39 @@ fn golden_transcripts() {
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
 }
 
-/// A one-line draft description of a difference: the first line 2.6.1
-/// said and the first line ours said instead.
+/// A one-line draft description of a difference: where (the command just
+/// sent, or the file), the first line 2.6.1 said and the first line ours
+/// said instead.
 fn summary(detail: &str) -> String {
-    let first = |mark: char| {
-        detail
-            .lines()
-            .find_map(|l| l.strip_prefix("  ").and_then(|l| l.strip_prefix(mark)))
-            .map(|l| l.trim_end_matches("\\n").chars().take(110).collect::<String>())
+    let clip = |l: &str| {
+        let l = l.trim_end_matches("\\n").trim_end_matches("\\r");
+        let mut out: String = l.chars().take(100).collect();
+        if l.chars().count() > 100 {
+            out.push_str("...");
+        }
+        out
     };
-    match (first('-'), first('+')) {
-        (Some(a), Some(b)) => format!("2.6.1 `{a}`, ours `{b}`"),
-        (Some(a), None) => format!("2.6.1 `{a}`, ours nothing"),
-        (None, Some(b)) => format!("2.6.1 nothing, ours `{b}`"),
-        (None, None) => detail.lines().next().unwrap_or("").chars().take(160).collect(),
+    let mut lines = detail.lines().peekable();
+    let mut context = String::new();
+    let (mut minus, mut plus) = (None, None);
+    while let Some(line) = lines.next() {
+        if minus.is_none() && plus.is_none() && !line.starts_with("  ") {
+            context = line.trim_end_matches(':').to_string();
+        }
+        if let Some(l) = line.strip_prefix("  -") {
+            minus.get_or_insert_with(|| clip(l));
+        } else if let Some(l) = line.strip_prefix("  +") {
+            plus.get_or_insert_with(|| clip(l));
+        } else if minus.is_some() || plus.is_some() {
+            break;
+        }
+    }
+    let context = if context.is_empty() { String::new() } else { format!("{}: ", clip(&context)) };
+    match (minus, plus) {
+        (Some(a), Some(b)) => format!("{context}2.6.1 `{a}`, ours `{b}`"),
+        (Some(a), None) => format!("{context}2.6.1 `{a}`, ours nothing"),
+        (None, Some(b)) => format!("{context}2.6.1 nothing, ours `{b}`"),
+        (None, None) => clip(detail.lines().next().unwrap_or("")),
     }
 }
 
@@ -476,6 +495,7 @@ impl Normaliser {
         data = replace_angle_ids(&data);
         data = replace_log_times(&data);
         data = replace_dates(&data);
+        data = replace_challenges(&data);
         self.replace_numbers(&data)
     }
 
@@ -704,19 +724,18 @@ fn replace_log_times(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// RFC 5322 dates `Tue, 24 Nov 2026 14:31:28 +0000` -> `{DATE}`.
+/// RFC 5322 dates `Tue, 24 Nov 2026 14:31:28 +0000` (the weekday
+/// optional) -> `{DATE}`.
 fn replace_dates(data: &[u8]) -> Vec<u8> {
     const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
     const MONTHS: [&[u8]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
+    // Length of `D Mon YYYY HH:MM:SS +ZZZZ` at the start of d.
     let date_len = |d: &[u8]| -> Option<usize> {
-        if d.len() < 5 || !DAYS.iter().any(|w| d.starts_with(w)) || &d[3..5] != b", " {
-            return None;
-        }
-        let mut j = 5;
-        let day = digits(&d[j..]);
+        let mut j = 0;
+        let day = digits(d);
         if !(1..=2).contains(&day) || d.get(j + day) != Some(&b' ') {
             return None;
         }
@@ -750,7 +769,16 @@ fn replace_dates(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut i = 0;
     while i < data.len() {
-        if let Some(len) = date_len(&data[i..]) {
+        let rest = &data[i..];
+        let weekday = rest.len() > 5 && DAYS.iter().any(|w| rest.starts_with(w)) && &rest[3..5] == b", ";
+        let found = if weekday {
+            date_len(&rest[5..]).map(|n| n + 5)
+        } else if i == 0 || !data[i - 1].is_ascii_digit() {
+            date_len(rest)
+        } else {
+            None
+        };
+        if let Some(len) = found {
             out.extend(b"{DATE}");
             i += len;
         } else {
@@ -761,16 +789,25 @@ fn replace_dates(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A CRAM-MD5 challenge line `334 <base64>` -> `334 {CHALLENGE}`.
-fn mask_challenge(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for line in data.split_inclusive(|&b| b == b'\n') {
-        let text = line.strip_prefix(b"334 ").and_then(|t| t.strip_suffix(b"\r\n"));
-        let base64 = |t: &[u8]| !t.is_empty() && t.iter().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b));
-        match text {
-            Some(t) if base64(t) => out.extend(b"334 {CHALLENGE}\r\n"),
-            _ => out.extend(line),
+/// `334 ` and a base64 run of 20 or more characters (a CRAM-MD5
+/// challenge; LOGIN's prompts are shorter) -> `334 {CHALLENGE}`.
+fn replace_challenges(data: &[u8]) -> Vec<u8> {
+    let b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i..].starts_with(b"334 ") {
+            let run = data[i + 4..].iter().take_while(|&&b| b64(b)).count();
+            let pad = data[i + 4 + run..].iter().take_while(|&&b| b == b'=').count();
+            let next = data.get(i + 4 + run + pad).copied();
+            if run >= 20 && !next.is_some_and(|b| b64(b) || b == b'=') {
+                out.extend(b"334 {CHALLENGE}");
+                i += 4 + run + pad;
+                continue;
+            }
         }
+        out.push(data[i]);
+        i += 1;
     }
     out
 }
@@ -862,14 +899,18 @@ fn sink_session(
     index: usize,
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    if behaviour == "greet-421" {
-        let _ = stream.write_all(b"421 sink.example busy\r\n");
+    let greeting: &[u8] = match behaviour {
+        "greet-421" => {
+            let _ = stream.write_all(b"421 sink.example busy\r\n");
+            return;
+        }
+        "silent" => b"",
+        _ => b"220 sink.example ESMTP\r\n",
+    };
+    if stream.write_all(greeting).is_err() {
         return;
     }
-    if stream.write_all(b"220 sink.example ESMTP\r\n").is_err() {
-        return;
-    }
-    let (mut buf, mut in_data) = (Vec::new(), false);
+    let (mut buf, mut state) = (Vec::new(), SinkState::default());
     let mut chunk = [0u8; 65536];
     loop {
         let n = match stream.read(&mut chunk) {
@@ -877,43 +918,87 @@ fn sink_session(
             Ok(n) => n,
         };
         conns.lock().unwrap()[index].1.extend(&chunk[..n]);
+        if behaviour == "silent" {
+            continue;
+        }
         buf.extend(&chunk[..n]);
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = &line[..line.len() - 1];
-            if in_data {
-                if line == b".\r" || line == b"." {
-                    in_data = false;
-                    let _ = stream.write_all(b"250 sink.example queued\r\n");
-                }
-                continue;
-            }
-            let text = String::from_utf8_lossy(line);
-            let verb = text
-                .trim()
-                .split([' ', ':'])
-                .next()
-                .unwrap_or("")
-                .to_ascii_uppercase();
-            let reply: &[u8] = match verb.as_str() {
-                "EHLO" => b"250-sink.example\r\n250 8BITMIME\r\n",
-                "HELO" => b"250 sink.example\r\n",
-                "RCPT" if behaviour == "reject-rcpt" => b"550 no such user\r\n",
-                "DATA" => {
-                    in_data = true;
-                    b"354 go ahead\r\n"
-                }
-                "QUIT" => {
-                    let _ = stream.write_all(b"221 sink.example bye\r\n");
-                    return;
-                }
-                "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
-                _ => b"500 unknown\r\n",
-            };
-            if stream.write_all(reply).is_err() {
+            let reply = sink_reply(behaviour, &mut state, &line[..line.len() - 1]);
+            if stream.write_all(reply).is_err() || state.quit {
                 return;
             }
         }
+    }
+}
+
+#[derive(Default)]
+struct SinkState {
+    data: bool,
+    /// Waiting for a SASL response: "plain", "login-user" or "login-pass".
+    auth: Option<&'static str>,
+    quit: bool,
+}
+
+/// The scripted SMTP server's answer to one line (without its LF): the
+/// same function as `sink_reply` in scripts/record-golden.
+fn sink_reply(behaviour: &str, state: &mut SinkState, line: &[u8]) -> &'static [u8] {
+    if state.data {
+        if line == b".\r" || line == b"." {
+            state.data = false;
+            if behaviour == "silent-after-data" {
+                return b"";
+            }
+            return b"250 sink.example queued\r\n";
+        }
+        return b"";
+    }
+    if let Some(step) = state.auth.take() {
+        if step == "login-user" {
+            state.auth = Some("login-pass");
+            return b"334 UGFzc3dvcmQ6\r\n";
+        }
+        return b"235 authenticated\r\n";
+    }
+    let text = String::from_utf8_lossy(line);
+    let words: Vec<&str> = text.trim().split(' ').collect();
+    let verb = words[0].split(':').next().unwrap_or("").to_ascii_uppercase();
+    match verb.as_str() {
+        "EHLO" if behaviour == "auth" => b"250-sink.example\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n",
+        "EHLO" => b"250-sink.example\r\n250 8BITMIME\r\n",
+        "HELO" => b"250 sink.example\r\n",
+        "AUTH" if behaviour == "auth" => {
+            let mech = words.get(1).map(|m| m.to_ascii_uppercase()).unwrap_or_default();
+            match (mech.as_str(), words.len() > 2) {
+                ("PLAIN", true) => b"235 authenticated\r\n",
+                ("PLAIN", false) => {
+                    state.auth = Some("plain");
+                    b"334 \r\n"
+                }
+                ("LOGIN", true) => {
+                    state.auth = Some("login-pass");
+                    b"334 UGFzc3dvcmQ6\r\n"
+                }
+                ("LOGIN", false) => {
+                    state.auth = Some("login-user");
+                    b"334 VXNlcm5hbWU6\r\n"
+                }
+                _ => b"504 unsupported\r\n",
+            }
+        }
+        "RCPT" if behaviour == "reject-rcpt" && text.to_ascii_lowercase().contains("bob") => {
+            b"550 no such user\r\n"
+        }
+        "DATA" => {
+            state.data = true;
+            b"354 go ahead\r\n"
+        }
+        "QUIT" => {
+            state.quit = true;
+            b"221 sink.example bye\r\n"
+        }
+        "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
+        _ => b"500 unknown\r\n",
     }
 }
 
@@ -1257,15 +1342,7 @@ impl<'a> Replay<'a> {
             return;
         };
         let norm = &self.norm;
-        let challenge = expected.windows(11).any(|w| w == b"{CHALLENGE}");
-        let normalise = |buf: &[u8]| {
-            let got = norm.normalise(buf);
-            if challenge {
-                mask_challenge(&got)
-            } else {
-                got
-            }
-        };
+        let normalise = |buf: &[u8]| norm.normalise(buf);
         let mut buf = Vec::new();
         let start = Instant::now();
         let mut eof = false;
@@ -1402,6 +1479,14 @@ impl<'a> Replay<'a> {
     }
 
     fn compare_capture(&mut self, items: &[Captured]) {
+        // A daemon's pid, from its pid file, is {DAEMONPID}.
+        for step in &self.fixture.steps {
+            if let Step::StopPidfile(rel) = step {
+                if let Some(pid) = std::fs::read_to_string(self.path(rel)).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+                    self.norm.numbers.insert(pid.to_string(), "{DAEMONPID}".to_string());
+                }
+            }
+        }
         let stdout = std::fs::read(self.capdir.path().join("stdout")).unwrap_or_default();
         let stderr = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
         let ours_files = self.our_files();
