@@ -481,6 +481,7 @@ struct Normaliser {
     numbers: BTreeMap<String, String>,
     /// The UTC date (`%d`) and hour (`%h`) when the scenario started.
     started: (String, String),
+    hostname: String,
 }
 
 impl Normaliser {
@@ -499,15 +500,19 @@ impl Normaliser {
         self.replace_numbers(&data)
     }
 
-    /// A file's path: as `normalise`, and in a component starting with
-    /// "log" (a --log-file name), the `%d` date and `%h` hour (UTC, as the
-    /// programs run with TZ=UTC) at the start or end of the scenario.
+    /// A file's path: as `normalise`; a maildir file name's time and
+    /// hostname; and in a component starting with "log" (a --log-file
+    /// name), the `%d` date and `%h` hour (UTC, as the programs run with
+    /// TZ=UTC) at the start or end of the scenario.
     fn normalise_path(&self, rel: &str) -> String {
         let text = String::from_utf8_lossy(&self.normalise(rel.as_bytes())).into_owned();
         let now = date_and_hour();
         let dates = [&self.started.0, &now.0];
         let hours = [&self.started.1, &now.1];
         let component = |c: &str| -> String {
+            if let Some(name) = maildir_name(c, &self.hostname) {
+                return name;
+            }
             if !c.starts_with("log") {
                 return c.to_string();
             }
@@ -812,6 +817,18 @@ fn replace_challenges(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A maildir file name `<secs>.<usecs>.<pid>.<hostname>.<n>` ->
+/// `{SECS}.{USECS}.<pid>.{HOSTNAME}.<n>`.
+fn maildir_name(c: &str, hostname: &str) -> Option<String> {
+    let is_num = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let (secs, rest) = c.split_once('.')?;
+    let (usecs, rest) = rest.split_once('.')?;
+    let (middle, n) = rest.rsplit_once('.')?;
+    let pid = middle.strip_suffix(hostname)?.strip_suffix('.')?;
+    let ok = is_num(secs) && is_num(usecs) && is_num(n) && !pid.is_empty() && !pid.contains('.');
+    ok.then(|| format!("{{SECS}}.{{USECS}}.{pid}.{{HOSTNAME}}.{n}"))
+}
+
 /// The UTC date as `YYYYMMDD` and hour as `HH`.
 fn date_and_hour() -> (String, String) {
     let now = chrono::Utc::now();
@@ -1040,6 +1057,9 @@ impl<'a> Replay<'a> {
                 dirs: vec![real, path],
                 numbers: BTreeMap::new(),
                 started: date_and_hour(),
+                hostname: nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             },
             dir,
             child: None,
