@@ -16,7 +16,10 @@
 //! that no longer occurs (so the list only shrinks). `GOLDEN_ONLY=<text>`
 //! runs the scenarios whose name contains the text; `GOLDEN_VERBOSE=1`
 //! prints the differences of listed parts too; `GOLDEN_JOBS=<n>` sets how
-//! many scenarios run at once (default 3).
+//! many scenarios run at once (default 3). `GOLDEN_BIN_DIR=<dir>` with
+//! `GOLDEN_VERSION=<x.y.z>` replays against other binaries: against the
+//! reference itself (`/work/ref/src/main`, `2.6.1`) every scenario should
+//! match, which checks the fixtures and the replay.
 //!
 //! It must not: touch anything outside its temporary directories, leave a
 //! process running (every child is stopped by PID), or wait without a bound.
@@ -473,11 +476,10 @@ fn diff(expected: &[u8], got: &[u8]) -> String {
 // ---------------------------------------------------------------------------
 // Normalisation: the same rules as scripts/record-golden (README.md).
 
-/// Our version number (2.6.1's is replaced by the recorder).
-const OUR_VERSION: &str = env!("CARGO_PKG_VERSION");
-
 struct Normaliser {
     dirs: Vec<String>,
+    /// Our version number (2.6.1's is replaced by the recorder).
+    version: String,
     numbers: BTreeMap<String, String>,
     /// The UTC date (`%d`) and hour (`%h`) when the scenario started.
     started: (String, String),
@@ -491,7 +493,7 @@ impl Normaliser {
             data = replace(&data, dir.as_bytes(), b"{DIR}");
         }
         data = replace_version_strings(&data);
-        data = replace_version(&data, OUR_VERSION.as_bytes());
+        data = replace_version(&data, self.version.as_bytes());
         data = replace_spool_ids(&data);
         data = replace_angle_ids(&data);
         data = replace_log_times(&data);
@@ -921,7 +923,10 @@ fn sink_session(
             let _ = stream.write_all(b"421 sink.example busy\r\n");
             return;
         }
-        "silent" => b"",
+        "silent" => {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+            b""
+        }
         _ => b"220 sink.example ESMTP\r\n",
     };
     if stream.write_all(greeting).is_err() {
@@ -1055,6 +1060,8 @@ impl<'a> Replay<'a> {
             values: BTreeMap::from([("DIR".to_string(), path.clone())]),
             norm: Normaliser {
                 dirs: vec![real, path],
+                version: std::env::var("GOLDEN_VERSION")
+                    .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string()),
                 numbers: BTreeMap::new(),
                 started: date_and_hour(),
                 hostname: nix::unistd::gethostname()
@@ -1183,15 +1190,16 @@ impl<'a> Replay<'a> {
 
     fn spawn(&mut self) -> bool {
         let f = self.fixture;
-        let program = match f.program.as_str() {
-            "emailrelay" => env!("CARGO_BIN_EXE_emailrelay"),
-            "emailrelay-submit" => env!("CARGO_BIN_EXE_emailrelay-submit"),
-            "emailrelay-passwd" => env!("CARGO_BIN_EXE_emailrelay-passwd"),
-            other => panic!("{}: unknown program {other}", f.name),
+        let program = match (std::env::var("GOLDEN_BIN_DIR"), f.program.as_str()) {
+            (Ok(dir), name) if !dir.is_empty() => format!("{dir}/{name}"),
+            (_, "emailrelay") => env!("CARGO_BIN_EXE_emailrelay").to_string(),
+            (_, "emailrelay-submit") => env!("CARGO_BIN_EXE_emailrelay-submit").to_string(),
+            (_, "emailrelay-passwd") => env!("CARGO_BIN_EXE_emailrelay-passwd").to_string(),
+            (_, other) => panic!("{}: unknown program {other}", f.name),
         };
         let stdout = std::fs::File::create(self.capdir.path().join("stdout")).unwrap();
         let stderr = std::fs::File::create(self.capdir.path().join("stderr")).unwrap();
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(&program);
         cmd.args(f.args.iter().map(|a| self.subst(a)))
             .current_dir(self.dir.path())
             .env_clear()
