@@ -87,7 +87,7 @@ fn golden_transcripts() {
     let (mut same, mut listed) = (0, 0);
     for (name, diffs, _) in &results {
         let expected = known.parts(name);
-        for (part, detail) in diffs {
+        for (part, (summary, detail)) in diffs {
             if expected.contains(part.as_str()) {
                 listed += 1;
                 if verbose {
@@ -95,8 +95,7 @@ fn golden_transcripts() {
                 }
             } else {
                 problems.push(format!(
-                    "NEW difference {name} {part}:\n{detail}\n  suggested known-differences line:\n{name} {part}: {}",
-                    summary(detail)
+                    "NEW difference {name} {part}:\n{detail}\n  suggested known-differences line:\n{name} {part}: {summary}"
                 ));
             }
         }
@@ -120,39 +119,26 @@ fn golden_transcripts() {
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
 }
 
-/// A one-line draft description of a difference: where (the command just
-/// sent, or the file), the first line 2.6.1 said and the first line ours
-/// said instead.
-fn summary(detail: &str) -> String {
-    let clip = |l: &str| {
-        let l = l.trim_end_matches("\\n").trim_end_matches("\\r");
-        let mut out: String = l.chars().take(100).collect();
-        if l.chars().count() > 100 {
-            out.push_str("...");
+/// The first line where two texts differ, for a one-line description:
+/// "line N: 2.6.1 `...`, ours `...`".
+fn first_difference(want: &[u8], got: &[u8]) -> String {
+    let clip = |l: &[u8]| {
+        let text = show_inline(l);
+        if text.chars().count() > 120 {
+            format!("{}...", text.chars().take(120).collect::<String>())
+        } else {
+            text
         }
-        out
     };
-    let mut lines = detail.lines().peekable();
-    let mut context = String::new();
-    let (mut minus, mut plus) = (None, None);
-    while let Some(line) = lines.next() {
-        if minus.is_none() && plus.is_none() && !line.starts_with("  ") {
-            context = line.trim_end_matches(':').to_string();
-        }
-        if let Some(l) = line.strip_prefix("  -") {
-            minus.get_or_insert_with(|| clip(l));
-        } else if let Some(l) = line.strip_prefix("  +") {
-            plus.get_or_insert_with(|| clip(l));
-        } else if minus.is_some() || plus.is_some() {
-            break;
-        }
-    }
-    let context = if context.is_empty() { String::new() } else { format!("{}: ", clip(&context)) };
-    match (minus, plus) {
-        (Some(a), Some(b)) => format!("{context}2.6.1 `{a}`, ours `{b}`"),
-        (Some(a), None) => format!("{context}2.6.1 `{a}`, ours nothing"),
-        (None, Some(b)) => format!("{context}2.6.1 nothing, ours `{b}`"),
-        (None, None) => clip(detail.lines().next().unwrap_or("")),
+    let a: Vec<&[u8]> = want.split_inclusive(|&b| b == b'\n').collect();
+    let b: Vec<&[u8]> = got.split_inclusive(|&b| b == b'\n').collect();
+    let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let line = if a.len().max(b.len()) > 1 { format!("line {}: ", n + 1) } else { String::new() };
+    match (a.get(n), b.get(n)) {
+        (Some(x), Some(y)) => format!("{line}2.6.1 `{}`, ours `{}`", clip(x), clip(y)),
+        (Some(x), None) => format!("{line}2.6.1 `{}`, ours nothing more", clip(x)),
+        (None, Some(y)) => format!("{line}2.6.1 nothing more, ours `{}`", clip(y)),
+        (None, None) => "the same".to_string(),
     }
 }
 
@@ -434,6 +420,19 @@ fn show(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Bytes as the fixture shows them, on one line; long ones shortened in
+/// the middle.
+fn show_inline(data: &[u8]) -> String {
+    let text = show(data).replace('\n', "");
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 90 {
+        return text;
+    }
+    let head: String = chars[..40].iter().collect();
+    let tail: String = chars[chars.len() - 40..].iter().collect();
+    format!("{head}...{tail}")
 }
 
 /// A line diff of two texts (as shown), marking removed `-` (2.6.1 said)
@@ -1041,12 +1040,15 @@ struct Replay<'a> {
     last_sent: BTreeMap<String, String>,
     sinks: BTreeMap<String, SinkServer>,
     _busy: Option<TcpListener>,
-    diffs: BTreeMap<String, String>,
+    /// part -> (one-line summary, full detail).
+    diffs: BTreeMap<String, (String, String)>,
+    /// part -> how many differences it has.
+    counts: BTreeMap<String, usize>,
 }
 
 impl<'a> Replay<'a> {
     /// Runs the fixture; returns the parts that differ, with their diffs.
-    fn run(fixture: &'a Fixture) -> BTreeMap<String, String> {
+    fn run(fixture: &'a Fixture) -> BTreeMap<String, (String, String)> {
         let dir = tempfile::Builder::new().prefix("golden-").tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let capdir = tempfile::Builder::new().prefix("golden-cap-").tempdir().unwrap();
@@ -1076,20 +1078,46 @@ impl<'a> Replay<'a> {
             sinks: BTreeMap::new(),
             _busy: None,
             diffs: BTreeMap::new(),
+            counts: BTreeMap::new(),
         };
         replay.play();
         replay.stop();
-        replay.diffs
+        let mut diffs = std::mem::take(&mut replay.diffs);
+        for (part, (summary, _)) in diffs.iter_mut() {
+            let more = replay.counts.get(part).copied().unwrap_or(1).saturating_sub(1);
+            if more > 0 {
+                summary.push_str(&format!(" (and {more} more)"));
+            }
+        }
+        diffs
     }
 
+    /// Records a difference in `part`; the first one's summary (by
+    /// default the detail's first line) describes the part.
     fn differ(&mut self, part: &str, detail: String) {
+        let summary = detail.lines().next().unwrap_or("").to_string();
+        self.differ_with(part, summary, detail);
+    }
+
+    fn differ_with(&mut self, part: &str, summary: String, detail: String) {
+        *self.counts.entry(part.to_string()).or_default() += 1;
         let entry = self.diffs.entry(part.to_string()).or_default();
-        if entry.len() < 20_000 {
-            if !entry.is_empty() {
-                entry.push('\n');
-            }
-            entry.push_str(&detail);
+        if entry.0.is_empty() {
+            entry.0 = summary;
         }
+        if entry.1.len() < 20_000 {
+            if !entry.1.is_empty() {
+                entry.1.push('\n');
+            }
+            entry.1.push_str(&detail);
+        }
+    }
+
+    /// A difference between what 2.6.1 said and what ours said.
+    fn differ_text(&mut self, part: &str, context: &str, want: &[u8], got: &[u8]) {
+        let summary = format!("{context}{}", first_difference(want, got));
+        let detail = format!("{context}\n{}", diff(want, got));
+        self.differ_with(part, summary, detail.trim_start_matches('\n').to_string());
     }
 
     fn subst(&self, text: &str) -> String {
@@ -1307,11 +1335,7 @@ impl<'a> Replay<'a> {
                 if let Some(Some(stream)) = self.conns.get_mut(c) {
                     let _ = stream.write_all(&data);
                 }
-                let mut shown = show(&data);
-                if shown.len() > 200 {
-                    shown = format!("{}...", &shown[..shown.char_indices().nth(200).map_or(shown.len(), |(i, _)| i)]);
-                }
-                self.last_sent.insert(c.clone(), shown);
+                self.last_sent.insert(c.clone(), show_inline(&data));
             }
             Step::Expect { c, data } => self.expect(c, data),
             Step::Eof(c) => self.expect_eof(c),
@@ -1322,7 +1346,7 @@ impl<'a> Replay<'a> {
                         let got = self.norm.normalise(&extra);
                         self.differ(
                             "dialog",
-                            format!("{c}: before the client closed, ours also said:\n{}", show(&got)),
+                            format!("{c}: before the client closed, ours also said `{}`", show_inline(&got)),
                         );
                     }
                 }
@@ -1399,11 +1423,13 @@ impl<'a> Replay<'a> {
         let got = normalise(&buf);
         if got != expected {
             let after = self.last_sent.get(c).cloned().unwrap_or_default();
-            let mut detail = format!("{c}: after [{}]:\n{}", after.trim_end(), diff(expected, &got));
+            let context = format!("{c} after `{after}`: ");
+            self.differ_text("dialog", &context, expected, &got);
             if eof {
-                detail.push_str("\n  (ours closed the connection)");
+                if let Some(entry) = self.diffs.get_mut("dialog") {
+                    entry.1.push_str("\n  (ours closed the connection)");
+                }
             }
-            self.differ("dialog", detail);
         }
         if eof {
             self.conns.insert(c.to_string(), None);
@@ -1417,13 +1443,17 @@ impl<'a> Replay<'a> {
         let (extra, closed) = read_for(&mut stream, Duration::from_secs(5));
         if !extra.is_empty() {
             let got = self.norm.normalise(&extra);
-            self.differ("dialog", format!("{c}: where 2.6.1 closed the connection, ours said:\n{}", show(&got)));
+            let after = self.last_sent.get(c).cloned().unwrap_or_default();
+            self.differ(
+                "dialog",
+                format!("{c} after `{after}`: 2.6.1 closed the connection, ours said `{}`", show_inline(&got)),
+            );
         }
         if !closed {
             let after = self.last_sent.get(c).cloned().unwrap_or_default();
             self.differ(
                 "dialog",
-                format!("{c}: after [{}] 2.6.1 closed the connection; ours kept it open", after.trim_end()),
+                format!("{c} after `{after}`: 2.6.1 closed the connection, ours kept it open"),
             );
         }
     }
@@ -1534,13 +1564,13 @@ impl<'a> Replay<'a> {
                 Captured::Stdout(want) => {
                     let got = self.norm.normalise(&stdout);
                     if &got != want {
-                        self.differ("stdout", diff(want, &got));
+                        self.differ_text("stdout", "", want, &got);
                     }
                 }
                 Captured::Stderr(want) => {
                     let got = self.norm.normalise(&stderr);
                     if &got != want {
-                        self.differ("stderr", diff(want, &got));
+                        self.differ_text("stderr", "", want, &got);
                     }
                 }
                 Captured::File { path, meta, data } => {
@@ -1553,13 +1583,16 @@ impl<'a> Replay<'a> {
                             }
                             let got = self.norm.normalise(&std::fs::read(full).unwrap_or_default());
                             if &got != data {
-                                self.differ(part, format!("{path}:\n{}", diff(data, &got)));
+                                self.differ_text(part, &format!("{path}: "), data, &got);
                             }
                         }
                         Some(Entry::Dir { .. }) => self.differ(part, format!("{path}: ours is a directory")),
                         None => self.differ(
                             part,
-                            format!("{path}: 2.6.1 wrote it ({meta}), ours did not; ours wrote {:?}", ours_files.keys().collect::<Vec<_>>()),
+                            format!(
+                                "{path}: 2.6.1 wrote it ({meta}), ours did not (ours wrote {})",
+                                ours_files.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
                         ),
                     }
                 }
@@ -1588,7 +1621,7 @@ impl<'a> Replay<'a> {
                         .map(|(_, d)| self.norm.normalise(d));
                     match got {
                         Some(got) if &got == data => {}
-                        Some(got) => self.differ("sink", format!("connection {index}:\n{}", diff(data, &got))),
+                        Some(got) => self.differ_text("sink", &format!("connection {index}: "), data, &got),
                         None => self.differ("sink", format!("2.6.1 made connection {index} to the sink, ours did not")),
                     }
                 }
