@@ -42,7 +42,9 @@ fn golden_transcripts() {
     // Against other binaries (the reference itself) every part must match.
     let other_binaries = std::env::var("GOLDEN_BIN_DIR").is_ok_and(|d| !d.is_empty());
     let known = if other_binaries {
-        KnownDifferences { entries: BTreeMap::new() }
+        KnownDifferences {
+            entries: BTreeMap::new(),
+        }
     } else {
         KnownDifferences::load()
     };
@@ -76,7 +78,10 @@ fn golden_transcripts() {
                 let started = Instant::now();
                 let outcome = Replay::run(&fixture);
                 let took = started.elapsed();
-                results.lock().unwrap().push((fixture.name.clone(), outcome, took));
+                results
+                    .lock()
+                    .unwrap()
+                    .push((fixture.name.clone(), outcome, took));
             })
         })
         .collect();
@@ -88,7 +93,12 @@ fn golden_transcripts() {
     results.sort_by(|a, b| a.0.cmp(&b.0));
     let mut slow: Vec<_> = results.iter().map(|(n, _, t)| (*t, n.clone())).collect();
     slow.sort();
-    let slow: Vec<String> = slow.iter().rev().take(5).map(|(t, n)| format!("{n} {:.1}s", t.as_secs_f64())).collect();
+    let slow: Vec<String> = slow
+        .iter()
+        .rev()
+        .take(5)
+        .map(|(t, n)| format!("{n} {:.1}s", t.as_secs_f64()))
+        .collect();
     let verbose = std::env::var("GOLDEN_VERBOSE").is_ok_and(|v| !v.is_empty() && v != "0");
     let (mut same, mut listed) = (0, 0);
     for (name, diffs, _) in &results {
@@ -139,7 +149,11 @@ fn first_difference(want: &[u8], got: &[u8]) -> String {
     let a: Vec<&[u8]> = want.split_inclusive(|&b| b == b'\n').collect();
     let b: Vec<&[u8]> = got.split_inclusive(|&b| b == b'\n').collect();
     let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let line = if a.len().max(b.len()) > 1 { format!("line {}: ", n + 1) } else { String::new() };
+    let line = if a.len().max(b.len()) > 1 {
+        format!("line {}: ", n + 1)
+    } else {
+        String::new()
+    };
     match (a.get(n), b.get(n)) {
         (Some(x), Some(y)) => format!("{line}2.6.1 `{}`, ours `{}`", clip(x), clip(y)),
         (Some(x), None) => format!("{line}2.6.1 `{}`, ours nothing more", clip(x)),
@@ -174,8 +188,8 @@ struct KnownDifferences {
 
 impl KnownDifferences {
     fn load() -> KnownDifferences {
-        let text = std::fs::read_to_string(format!("{GOLDEN_DIR}/known-differences"))
-            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(format!("{GOLDEN_DIR}/known-differences")).unwrap_or_default();
         let mut entries: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for line in text.lines() {
             let line = line.trim();
@@ -245,9 +259,19 @@ struct Fixture {
 
 enum Step {
     Exit(String),
-    Connect { c: String, port: String, cport: String },
-    Send { c: String, data: Vec<u8> },
-    Expect { c: String, data: Vec<u8> },
+    Connect {
+        c: String,
+        port: String,
+        cport: String,
+    },
+    Send {
+        c: String,
+        data: Vec<u8>,
+    },
+    Expect {
+        c: String,
+        data: Vec<u8>,
+    },
     Eof(String),
     Close(String),
     Settle,
@@ -263,10 +287,21 @@ enum Step {
 enum Captured {
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
-    File { path: String, meta: String, data: Vec<u8> },
-    Dir { path: String, meta: String },
+    File {
+        path: String,
+        meta: String,
+        data: Vec<u8>,
+    },
+    Dir {
+        path: String,
+        meta: String,
+    },
     Gone(String),
-    Sink { name: String, index: usize, data: Vec<u8> },
+    Sink {
+        name: String,
+        index: usize,
+        data: Vec<u8>,
+    },
 }
 
 impl Fixture {
@@ -325,7 +360,9 @@ impl Fixture {
             match word {
                 "scenario" | "note" => {}
                 "program" => f.program = rest.to_string(),
-                "arg" => f.args.push(String::from_utf8_lossy(&unescape(rest)).into_owned()),
+                "arg" => f
+                    .args
+                    .push(String::from_utf8_lossy(&unescape(rest)).into_owned()),
                 "env" => {
                     let (k, v) = rest.split_once('=').unwrap();
                     f.env.push((k.to_string(), v.to_string()));
@@ -782,7 +819,8 @@ fn replace_dates(data: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < data.len() {
         let rest = &data[i..];
-        let weekday = rest.len() > 5 && DAYS.iter().any(|w| rest.starts_with(w)) && &rest[3..5] == b", ";
+        let weekday =
+            rest.len() > 5 && DAYS.iter().any(|w| rest.starts_with(w)) && &rest[3..5] == b", ";
         let found = if weekday {
             date_len(&rest[5..]).map(|n| n + 5)
         } else if i == 0 || !data[i - 1].is_ascii_digit() {
@@ -810,7 +848,10 @@ fn replace_challenges(data: &[u8]) -> Vec<u8> {
     while i < data.len() {
         if data[i..].starts_with(b"334 ") {
             let run = data[i + 4..].iter().take_while(|&&b| b64(b)).count();
-            let pad = data[i + 4 + run..].iter().take_while(|&&b| b == b'=').count();
+            let pad = data[i + 4 + run..]
+                .iter()
+                .take_while(|&&b| b == b'=')
+                .count();
             let next = data.get(i + 4 + run + pad).copied();
             if run >= 20 && !next.is_some_and(|b| b64(b) || b == b'=') {
                 out.extend(b"334 {CHALLENGE}");
@@ -839,14 +880,20 @@ fn maildir_name(c: &str, hostname: &str) -> Option<String> {
 /// The UTC date as `YYYYMMDD` and hour as `HH`.
 fn date_and_hour() -> (String, String) {
     let now = chrono::Utc::now();
-    (now.format("%Y%m%d").to_string(), now.format("%H").to_string())
+    (
+        now.format("%Y%m%d").to_string(),
+        now.format("%H").to_string(),
+    )
 }
 
 // ---------------------------------------------------------------------------
 // The scripted SMTP sink (the same behaviours as the recorder's).
 
+/// Per connection to a sink: the peer's port and the bytes it sent.
+type SinkConns = Vec<(u16, Vec<u8>)>;
+
 struct SinkServer {
-    conns: Arc<Mutex<Vec<(u16, Vec<u8>)>>>,
+    conns: Arc<Mutex<SinkConns>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -857,7 +904,12 @@ impl SinkServer {
         listener.set_nonblocking(true).unwrap();
         let conns = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (c, s, behaviour, reply) = (conns.clone(), stop.clone(), behaviour.to_string(), reply.to_vec());
+        let (c, s, behaviour, reply) = (
+            conns.clone(),
+            stop.clone(),
+            behaviour.to_string(),
+            reply.to_vec(),
+        );
         let thread = std::thread::spawn(move || {
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
@@ -899,7 +951,7 @@ impl Drop for SinkServer {
 }
 
 /// A net: filter or verifier: `reply` after each line received.
-fn line_session(mut stream: TcpStream, reply: &[u8], conns: &Mutex<Vec<(u16, Vec<u8>)>>, index: usize) {
+fn line_session(mut stream: TcpStream, reply: &[u8], conns: &Mutex<SinkConns>, index: usize) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut chunk = [0u8; 65536];
     loop {
@@ -916,12 +968,7 @@ fn line_session(mut stream: TcpStream, reply: &[u8], conns: &Mutex<Vec<(u16, Vec
     }
 }
 
-fn sink_session(
-    mut stream: TcpStream,
-    behaviour: &str,
-    conns: &Mutex<Vec<(u16, Vec<u8>)>>,
-    index: usize,
-) {
+fn sink_session(mut stream: TcpStream, behaviour: &str, conns: &Mutex<SinkConns>, index: usize) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let greeting: &[u8] = match behaviour {
         "greet-421" => {
@@ -989,13 +1036,22 @@ fn sink_reply(behaviour: &str, state: &mut SinkState, line: &[u8]) -> &'static [
     }
     let text = String::from_utf8_lossy(line);
     let words: Vec<&str> = text.trim().split(' ').collect();
-    let verb = words[0].split(':').next().unwrap_or("").to_ascii_uppercase();
+    let verb = words[0]
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
     match verb.as_str() {
-        "EHLO" if behaviour == "auth" => b"250-sink.example\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n",
+        "EHLO" if behaviour == "auth" => {
+            b"250-sink.example\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+        }
         "EHLO" => b"250-sink.example\r\n250 8BITMIME\r\n",
         "HELO" => b"250 sink.example\r\n",
         "AUTH" if behaviour == "auth" => {
-            let mech = words.get(1).map(|m| m.to_ascii_uppercase()).unwrap_or_default();
+            let mech = words
+                .get(1)
+                .map(|m| m.to_ascii_uppercase())
+                .unwrap_or_default();
             match (mech.as_str(), words.len() > 2) {
                 ("PLAIN", true) => b"235 authenticated\r\n",
                 ("PLAIN", false) => {
@@ -1055,9 +1111,15 @@ struct Replay<'a> {
 impl<'a> Replay<'a> {
     /// Runs the fixture; returns the parts that differ, with their diffs.
     fn run(fixture: &'a Fixture) -> BTreeMap<String, (String, String)> {
-        let dir = tempfile::Builder::new().prefix("golden-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("golden-")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let capdir = tempfile::Builder::new().prefix("golden-cap-").tempdir().unwrap();
+        let capdir = tempfile::Builder::new()
+            .prefix("golden-cap-")
+            .tempdir()
+            .unwrap();
         let path = dir.path().to_string_lossy().into_owned();
         let real = std::fs::canonicalize(dir.path())
             .map(|p| p.to_string_lossy().into_owned())
@@ -1090,7 +1152,12 @@ impl<'a> Replay<'a> {
         replay.stop();
         let mut diffs = std::mem::take(&mut replay.diffs);
         for (part, (summary, _)) in diffs.iter_mut() {
-            let more = replay.counts.get(part).copied().unwrap_or(1).saturating_sub(1);
+            let more = replay
+                .counts
+                .get(part)
+                .copied()
+                .unwrap_or(1)
+                .saturating_sub(1);
             if more > 0 {
                 summary.push_str(&format!(" (and {more} more)"));
             }
@@ -1151,7 +1218,9 @@ impl<'a> Replay<'a> {
         for name in &f.ports {
             let port = free_port();
             self.values.insert(name.clone(), port.to_string());
-            self.norm.numbers.insert(port.to_string(), format!("{{{name}}}"));
+            self.norm
+                .numbers
+                .insert(port.to_string(), format!("{{{name}}}"));
         }
         for d in &f.mkdirs {
             std::fs::create_dir_all(self.path(d)).unwrap();
@@ -1163,11 +1232,13 @@ impl<'a> Replay<'a> {
             std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
         if let Some(port) = self.values.get("BUSY") {
-            self._busy = Some(TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap());
+            self._busy =
+                Some(TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap());
         }
         for (name, port, behaviour, reply) in &f.sinks {
             let port: u16 = self.values[port].parse().unwrap();
-            self.sinks.insert(name.clone(), SinkServer::start(port, behaviour, reply));
+            self.sinks
+                .insert(name.clone(), SinkServer::start(port, behaviour, reply));
         }
         if !self.spawn() {
             return;
@@ -1191,22 +1262,36 @@ impl<'a> Replay<'a> {
                 if let Some(mut stdin) = self.child.as_mut().and_then(|c| c.stdin.take()) {
                     let _ = stdin.flush();
                 }
-                let ports: Vec<u16> = ports.iter().map(|p| self.values[p].parse().unwrap()).collect();
+                let ports: Vec<u16> = ports
+                    .iter()
+                    .map(|p| self.values[p].parse().unwrap())
+                    .collect();
                 let limit = Instant::now() + Duration::from_secs(10);
                 loop {
                     if ports.iter().all(|&p| listening(p)) {
                         break;
                     }
-                    let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                    let exited = self
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
                     if exited.is_some() || Instant::now() > limit {
-                        let err = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
+                        let err =
+                            std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
                         let log = std::fs::read(self.path("log")).unwrap_or_default();
                         let what = match exited {
-                            Some(status) => format!("2.6.1 starts and listens, ours exits ({status}) with"),
-                            None => "2.6.1 listens, ours does not within 10 s; ours says".to_string(),
+                            Some(status) => {
+                                format!("2.6.1 starts and listens, ours exits ({status}) with")
+                            }
+                            None => {
+                                "2.6.1 listens, ours does not within 10 s; ours says".to_string()
+                            }
                         };
                         let said = show(&self.norm.normalise(&[err, log].concat()));
-                        self.differ("start", format!("{what} `{}`", said.trim_end().replace("\\n\n", " / ")));
+                        self.differ(
+                            "start",
+                            format!("{what} `{}`", said.trim_end().replace("\\n\n", " / ")),
+                        );
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -1271,7 +1356,9 @@ impl<'a> Replay<'a> {
         }
         match cmd.spawn() {
             Ok(child) => {
-                self.norm.numbers.insert(child.id().to_string(), "{PID}".to_string());
+                self.norm
+                    .numbers
+                    .insert(child.id().to_string(), "{PID}".to_string());
                 self.child = Some(child);
                 true
             }
@@ -1319,8 +1406,16 @@ impl<'a> Replay<'a> {
         if expected != got {
             let stderr = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
             let said = show(&self.norm.normalise(&stderr));
-            let first = said.lines().next().unwrap_or("").trim_end_matches("\\n").to_string();
-            self.differ("exit", format!("2.6.1 exit {expected}, ours exit {got} (ours said `{first}`)"));
+            let first = said
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches("\\n")
+                .to_string();
+            self.differ(
+                "exit",
+                format!("2.6.1 exit {expected}, ours exit {got} (ours said `{first}`)"),
+            );
         }
     }
 
@@ -1335,7 +1430,9 @@ impl<'a> Replay<'a> {
                 match TcpStream::connect(("127.0.0.1", port)) {
                     Ok(stream) => {
                         let local = stream.local_addr().unwrap().port();
-                        self.norm.numbers.insert(local.to_string(), format!("{{{cport}}}"));
+                        self.norm
+                            .numbers
+                            .insert(local.to_string(), format!("{{{cport}}}"));
                         self.conns.insert(c.clone(), Some(stream));
                     }
                     Err(e) => {
@@ -1361,7 +1458,10 @@ impl<'a> Replay<'a> {
                         let got = self.norm.normalise(&extra);
                         self.differ(
                             "dialog",
-                            format!("{c}: before the client closed, ours also said `{}`", show_inline(&got)),
+                            format!(
+                                "{c}: before the client closed, ours also said `{}`",
+                                show_inline(&got)
+                            ),
                         );
                     }
                 }
@@ -1396,7 +1496,8 @@ impl<'a> Replay<'a> {
                     other => panic!("unknown signal {other}"),
                 };
                 if let Some(child) = &self.child {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
                 }
             }
             Step::StopPidfile(rel) => self.stop_pidfile(rel),
@@ -1461,7 +1562,10 @@ impl<'a> Replay<'a> {
             let after = self.last_sent.get(c).cloned().unwrap_or_default();
             self.differ(
                 "dialog",
-                format!("{c} after `{after}`: 2.6.1 closed the connection, ours said `{}`", show_inline(&got)),
+                format!(
+                    "{c} after `{after}`: 2.6.1 closed the connection, ours said `{}`",
+                    show_inline(&got)
+                ),
             );
         }
         if !closed {
@@ -1476,7 +1580,10 @@ impl<'a> Replay<'a> {
     fn watched(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.capdir.path().join("stderr")];
         walk(self.dir.path(), &mut |p, is_dir| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if !is_dir && name.starts_with(PARTS_OF_FILES) {
                 paths.push(p.to_path_buf());
             }
@@ -1508,11 +1615,17 @@ impl<'a> Replay<'a> {
                     let got = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
                     self.norm.normalise(&got) == *want
                 }
-                Captured::File { path, data, .. } if file_part(path) == "log" => self.watched().iter().any(|p| {
-                    let rel = p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned();
-                    self.norm.normalise_path(&rel) == *path
-                        && self.norm.normalise(&std::fs::read(p).unwrap_or_default()) == *data
-                }),
+                Captured::File { path, data, .. } if file_part(path) == "log" => {
+                    self.watched().iter().any(|p| {
+                        let rel = p
+                            .strip_prefix(root)
+                            .unwrap_or(p)
+                            .to_string_lossy()
+                            .into_owned();
+                        self.norm.normalise_path(&rel) == *path
+                            && self.norm.normalise(&std::fs::read(p).unwrap_or_default()) == *data
+                    })
+                }
                 _ => true,
             })
         };
@@ -1526,7 +1639,9 @@ impl<'a> Replay<'a> {
                 continue;
             }
             let quiet = since.elapsed();
-            if quiet >= Duration::from_millis(1000) || (quiet >= Duration::from_millis(100) && complete()) {
+            if quiet >= Duration::from_millis(1000)
+                || (quiet >= Duration::from_millis(100) && complete())
+            {
                 break;
             }
         }
@@ -1537,7 +1652,11 @@ impl<'a> Replay<'a> {
         let (dir, name) = pattern.rsplit_once('/').unwrap_or((".", pattern));
         let parts: Vec<&str> = name.split('*').collect();
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(self.path(dir)).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.path(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let n = entry.file_name().to_string_lossy().into_owned();
             if wildcard(&parts, &n) {
                 out.push(entry.path());
@@ -1551,7 +1670,9 @@ impl<'a> Replay<'a> {
         let end = Instant::now() + Duration::from_secs(10);
         let mut pid = None;
         while Instant::now() < end {
-            pid = std::fs::read_to_string(&full).ok().and_then(|t| t.trim().parse::<i32>().ok());
+            pid = std::fs::read_to_string(&full)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
             if pid.is_some() {
                 break;
             }
@@ -1562,7 +1683,9 @@ impl<'a> Replay<'a> {
             return;
         };
         self.daemon_pid = Some(pid);
-        self.norm.numbers.insert(pid.to_string(), "{DAEMONPID}".to_string());
+        self.norm
+            .numbers
+            .insert(pid.to_string(), "{DAEMONPID}".to_string());
         let target = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
         let end = Instant::now() + Duration::from_secs(10);
@@ -1575,8 +1698,13 @@ impl<'a> Replay<'a> {
         // A daemon's pid, from its pid file, is {DAEMONPID}.
         for step in &self.fixture.steps {
             if let Step::StopPidfile(rel) = step {
-                if let Some(pid) = std::fs::read_to_string(self.path(rel)).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
-                    self.norm.numbers.insert(pid.to_string(), "{DAEMONPID}".to_string());
+                if let Some(pid) = std::fs::read_to_string(self.path(rel))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                {
+                    self.norm
+                        .numbers
+                        .insert(pid.to_string(), "{DAEMONPID}".to_string());
                 }
             }
         }
@@ -1584,14 +1712,16 @@ impl<'a> Replay<'a> {
         let stderr = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
         let ours_files = self.our_files();
         let mut expected_paths = BTreeSet::new();
-        let sink_conns: Vec<(String, Vec<(u16, Vec<u8>)>)> = self
+        let sink_conns: Vec<(String, SinkConns)> = self
             .sinks
             .iter()
             .map(|(n, s)| (n.clone(), s.conns.lock().unwrap().clone()))
             .collect();
         for (_, conns) in &sink_conns {
             for (i, (port, _)) in conns.iter().enumerate() {
-                self.norm.numbers.insert(port.to_string(), format!("{{OPORT{}}}", i + 1));
+                self.norm
+                    .numbers
+                    .insert(port.to_string(), format!("{{OPORT{}}}", i + 1));
             }
         }
         for item in items {
@@ -1614,14 +1744,21 @@ impl<'a> Replay<'a> {
                     match ours_files.get(path) {
                         Some(Entry::File { meta: m, full }) => {
                             if m != meta {
-                                self.differ(part, format!("{path}: 2.6.1 made it {meta}, ours {m}"));
+                                self.differ(
+                                    part,
+                                    format!("{path}: 2.6.1 made it {meta}, ours {m}"),
+                                );
                             }
-                            let got = self.norm.normalise(&std::fs::read(full).unwrap_or_default());
+                            let got = self
+                                .norm
+                                .normalise(&std::fs::read(full).unwrap_or_default());
                             if &got != data {
                                 self.differ_text(part, &format!("{path}: "), data, &got);
                             }
                         }
-                        Some(Entry::Dir { .. }) => self.differ(part, format!("{path}: ours is a directory")),
+                        Some(Entry::Dir { .. }) => {
+                            self.differ(part, format!("{path}: ours is a directory"))
+                        }
                         None => self.differ(
                             part,
                             format!(
@@ -1639,25 +1776,39 @@ impl<'a> Replay<'a> {
                         Some(Entry::Dir { meta: m }) => {
                             self.differ(part, format!("{path}/: 2.6.1 made it {meta}, ours {m}"))
                         }
-                        _ => self.differ(part, format!("{path}/: 2.6.1 made this directory, ours did not")),
+                        _ => self.differ(
+                            part,
+                            format!("{path}/: 2.6.1 made this directory, ours did not"),
+                        ),
                     }
                 }
                 Captured::Gone(path) => {
                     expected_paths.insert(path.clone());
                     if self.path(path).exists() {
-                        self.differ("files", format!("{path}: 2.6.1 removed this input, ours kept it"));
+                        self.differ(
+                            "files",
+                            format!("{path}: 2.6.1 removed this input, ours kept it"),
+                        );
                     }
                 }
                 Captured::Sink { name, index, data } => {
-                    let conns = sink_conns.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
+                    let conns = sink_conns
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, c)| c.clone());
                     let got = conns
                         .as_ref()
                         .and_then(|c| c.get(index - 1))
                         .map(|(_, d)| self.norm.normalise(d));
                     match got {
                         Some(got) if &got == data => {}
-                        Some(got) => self.differ_text("sink", &format!("connection {index}: "), data, &got),
-                        None => self.differ("sink", format!("2.6.1 made connection {index} to the sink, ours did not")),
+                        Some(got) => {
+                            self.differ_text("sink", &format!("connection {index}: "), data, &got)
+                        }
+                        None => self.differ(
+                            "sink",
+                            format!("2.6.1 made connection {index} to the sink, ours did not"),
+                        ),
                     }
                 }
             }
@@ -1668,11 +1819,23 @@ impl<'a> Replay<'a> {
                 .filter(|i| matches!(i, Captured::Sink { name: n, .. } if n == name))
                 .count();
             if conns.len() > recorded {
-                self.differ("sink", format!("ours made {} connections to the sink, 2.6.1 {recorded}", conns.len()));
+                self.differ(
+                    "sink",
+                    format!(
+                        "ours made {} connections to the sink, 2.6.1 {recorded}",
+                        conns.len()
+                    ),
+                );
             }
         }
-        for (path, _) in ours_files.iter().filter(|(p, _)| !expected_paths.contains(*p)) {
-            self.differ(file_part(path), format!("{path}: ours wrote it, 2.6.1 did not"));
+        for (path, _) in ours_files
+            .iter()
+            .filter(|(p, _)| !expected_paths.contains(*p))
+        {
+            self.differ(
+                file_part(path),
+                format!("{path}: ours wrote it, 2.6.1 did not"),
+            );
         }
     }
 
@@ -1682,7 +1845,11 @@ impl<'a> Replay<'a> {
         let mut out = BTreeMap::new();
         let root = self.dir.path().to_path_buf();
         walk(&root, &mut |p, is_dir| {
-            let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let Ok(meta) = std::fs::symlink_metadata(p) else {
                 return;
             };
@@ -1705,7 +1872,13 @@ impl<'a> Replay<'a> {
                     return;
                 }
             }
-            out.insert(key, Entry::File { meta: shape, full: p.to_path_buf() });
+            out.insert(
+                key,
+                Entry::File {
+                    meta: shape,
+                    full: p.to_path_buf(),
+                },
+            );
         });
         out
     }
@@ -1730,7 +1903,10 @@ impl<'a> Replay<'a> {
         }
         if let Some(pid) = self.daemon_pid.take() {
             if Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         self.sinks.clear();
@@ -1752,7 +1928,11 @@ fn file_part(path: &str) -> &'static str {
 }
 
 fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, bool)) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
@@ -1802,16 +1982,20 @@ fn group_name(gid: u32) -> String {
 /// so the relay logs nothing).
 fn listening(port: u16) -> bool {
     ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|name| {
-        std::fs::read_to_string(name).unwrap_or_default().lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3
-                && fields[3] == "0A"
-                && fields[1]
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| u16::from_str_radix(p, 16).ok())
-                    == Some(port)
-        })
+        std::fs::read_to_string(name)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3
+                    && fields[3] == "0A"
+                    && fields[1]
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| u16::from_str_radix(p, 16).ok())
+                        == Some(port)
+            })
     })
 }
 
@@ -1822,7 +2006,12 @@ fn read_some(stream: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
     match stream.read(&mut chunk) {
         Ok(0) => (Vec::new(), true),
         Ok(n) => (chunk[..n].to_vec(), false),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             (Vec::new(), false)
         }
         Err(_) => (Vec::new(), true),
