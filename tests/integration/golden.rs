@@ -14,7 +14,8 @@
 //! A part that differs must be listed in tests/golden/known-differences;
 //! the test fails on a difference not listed there, and on a listed one
 //! that no longer occurs (so the list only shrinks). `GOLDEN_ONLY=<text>`
-//! runs the scenarios whose name contains the text; `GOLDEN_VERBOSE=1`
+//! runs the scenarios whose name contains the text; `GOLDEN_PRUNE=1`
+//! deletes the lines of parts that now match; `GOLDEN_VERBOSE=1`
 //! prints the differences of listed parts too; `GOLDEN_JOBS=<n>` sets how
 //! many scenarios run at once (default 4). `GOLDEN_BIN_DIR=<dir>` with
 //! `GOLDEN_VERSION=<x.y.z>` replays against other binaries, ignoring the
@@ -101,6 +102,7 @@ fn golden_transcripts() {
         .collect();
     let verbose = std::env::var("GOLDEN_VERBOSE").is_ok_and(|v| !v.is_empty() && v != "0");
     let (mut same, mut listed) = (0, 0);
+    let mut fixed: Vec<(String, String)> = Vec::new();
     for (name, diffs, _) in &results {
         let expected = known.parts(name);
         for (part, (summary, detail)) in diffs {
@@ -117,6 +119,7 @@ fn golden_transcripts() {
         }
         for part in &expected {
             if !diffs.contains_key(*part) {
+                fixed.push((name.clone(), part.to_string()));
                 problems.push(format!(
                     "FIXED {name} {part}: now matches the reference; remove it from tests/golden/known-differences"
                 ));
@@ -132,6 +135,15 @@ fn golden_transcripts() {
         problems.len(),
         slow.join(", ")
     );
+    if std::env::var("GOLDEN_PRUNE").is_ok_and(|v| v == "1") && !fixed.is_empty() && !other_binaries
+    {
+        KnownDifferences::prune(&fixed);
+        eprintln!(
+            "golden: removed {} fixed lines from known-differences",
+            fixed.len()
+        );
+        problems.retain(|p| !p.starts_with("FIXED "));
+    }
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
 }
 
@@ -207,6 +219,22 @@ impl KnownDifferences {
                 .insert(part.to_string());
         }
         KnownDifferences { entries }
+    }
+
+    /// Rewrites the file without the lines of these (scenario, part)s.
+    fn prune(fixed: &[(String, String)]) {
+        let path = format!("{GOLDEN_DIR}/known-differences");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                let head = line.split(':').next().unwrap_or("");
+                let mut words = head.split_whitespace();
+                let key = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                line.starts_with('#') || !fixed.iter().any(|(n, p)| (n.as_str(), p.as_str()) == key)
+            })
+            .collect();
+        std::fs::write(&path, kept.join("\n") + "\n").expect("rewrite known-differences");
     }
 
     fn parts(&self, name: &str) -> BTreeSet<&str> {
