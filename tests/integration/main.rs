@@ -6,6 +6,7 @@
 //! - `server`: swaks and Python smtplib submitting; the spool files.
 //! - `submit`: emailrelay-submit and emailrelay-passwd against 2.6.1's golden fixtures.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
+//! - `golden`: transcripts recorded from E-MailRelay 2.6.1, replayed (tests/golden).
 //! - `durability`: SIGKILL under load, disk full.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
@@ -21,6 +22,7 @@ mod client_auth;
 mod durability;
 mod filter;
 mod forward;
+mod golden;
 mod harness;
 mod load;
 mod oauth;
