@@ -321,7 +321,7 @@ fn open_append(path: &str) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o640)
+        .mode(0o660)
         .open(path)
 }
 

@@ -43,9 +43,10 @@ pub const EXIT_BIND: i32 = 2;
 /// Runs the relay; returns the process exit code.
 pub fn run(config: Config) -> anyhow::Result<i32> {
     let Config { process, instances } = config;
-    crate::log::init(process.log.clone(), "emailrelay")?;
-    // E-MailRelay's spool permissions: files rw-rw----, whatever the caller's umask.
+    // E-MailRelay's permissions: spool and log files rw-rw----, whatever
+    // the caller's umask.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+    crate::log::init(process.log.clone(), "emailrelay")?;
     log_warnings(&process, &instances);
     sys::raise_file_limit();
     let mut bound = Vec::new();

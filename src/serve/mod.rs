@@ -98,7 +98,8 @@ pub fn nonce() -> String {
     // per-process counter still keeps every challenge distinct.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let random = match ring::rand::SystemRandom::new().fill(&mut bytes) {
-        Ok(()) => emailrelay_proto::sasl::hex(&bytes),
+        // Decimal, as E-MailRelay's challenges are `<digits.digits@host>`.
+        Ok(()) => u128::from_be_bytes(bytes).to_string(),
         Err(_) => format!(
             "{}x{}",
             std::process::id(),
