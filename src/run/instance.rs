@@ -55,18 +55,12 @@ impl Prepared {
             Err(e) => warning!("{e}"),
         }
         let filters = &settings.filters;
-        let filter = |label, specs: &Vec<FilterSpec>| {
-            (!specs.is_empty()).then(|| {
-                Filter::new(
-                    label,
-                    specs.clone(),
-                    filters.settings.clone(),
-                    Arc::clone(&spool),
-                )
-            })
+        let filter = |specs: &Vec<FilterSpec>| {
+            (!specs.is_empty())
+                .then(|| Filter::new(specs.clone(), filters.settings.clone(), Arc::clone(&spool)))
         };
-        let server_filter = filter("filter", &filters.server);
-        let client_filter = filter("client filter", &filters.client);
+        let server_filter = filter(&filters.server);
+        let client_filter = filter(&filters.client);
         let verifier = settings
             .verifier
             .clone()
@@ -169,7 +163,7 @@ impl Prepared {
         };
         let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
         if settings.forward.on_start {
-            self.forwarder.trigger();
+            self.forwarder.trigger_for("startup");
         }
         Ok(Running {
             shared,

@@ -5,6 +5,12 @@
 //! Outcome rules: the upstream's 2xx to end-of-data deletes the message;
 //! 5xx fails it to `.bad` with the reason; 4xx and connection failures
 //! leave it in the spool for the next attempt.
+//!
+//! `--client-filter` runs before each message is sent: as the routing
+//! filter when the envelope has a `ForwardTo`, as the client filter
+//! otherwise (2.6.1's names, exit codes and log lines). Passes are logged
+//! as 2.6.1 logs them: `forwarding: [<reason>]`, `forwarding [<id>]` for
+//! each message, `forwarding: no more messages to send` at the end.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,7 +26,7 @@ use tokio::sync::{watch, Notify};
 
 use super::client::{Connection, ConnectionError, Timeouts};
 use crate::auth::{AccountError, ClientAuth};
-use crate::filter::{Filter, FilterJob, FilterOutcome};
+use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
@@ -107,10 +113,13 @@ pub struct Forwarder {
     pass_lock: tokio::sync::Mutex<()>,
     /// `--client-filter`, run on each message before it is sent.
     client_filter: Option<Arc<Filter>>,
-    /// A client filter exited 102: take no more messages in this pass.
+    /// A client filter asked to stop scanning: take no more messages in
+    /// this pass.
     stop_pass: AtomicBool,
-    /// A client filter exited 103: another pass after this one.
-    rescan: AtomicBool,
+    /// Why the next pass was asked for (`admin`, `rescan`, ...), for the log.
+    reason: Mutex<Option<&'static str>>,
+    /// Messages taken up in the current pass.
+    started: AtomicU64,
     pub stats: Stats,
     /// Event lines for the admin `notify` command (stored, forwarded, failed).
     pub events: tokio::sync::broadcast::Sender<String>,
@@ -131,7 +140,8 @@ impl Forwarder {
             pass_lock: tokio::sync::Mutex::new(()),
             client_filter,
             stop_pass: AtomicBool::new(false),
-            rescan: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            started: AtomicU64::new(0),
             stats: Stats::default(),
             events,
         })
@@ -142,9 +152,18 @@ impl Forwarder {
         self.settings.forward_to.is_some()
     }
 
-    /// Asks for a forwarding pass soon (client disconnect, admin `forward`).
+    /// Asks for a forwarding pass soon (admin `forward`).
     pub fn trigger(&self) {
+        self.trigger_for("admin");
+    }
+
+    /// Asks for a forwarding pass soon, for `reason` (`startup`, `admin`,
+    /// `client disconnect`, `rescan`): the pass is logged with it.
+    pub fn trigger_for(&self, reason: &'static str) {
         if self.enabled() {
+            if let Ok(mut pending) = self.reason.lock() {
+                *pending = Some(reason);
+            }
             self.wake.notify_one();
         }
     }
@@ -174,6 +193,16 @@ impl Forwarder {
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => return,
             }
+            // E-MailRelay compatibility: a pass asked for is logged with
+            // its reason; polling passes are not.
+            let reason = self.reason.lock().ok().and_then(|mut r| r.take());
+            if let Some(reason) = reason {
+                info!("forwarding: [{reason}]");
+                if self.spool.ready().is_ok_and(|ids| ids.is_empty()) {
+                    info!("forwarding: no messages to send");
+                    continue;
+                }
+            }
             self.pass().await;
         }
     }
@@ -193,6 +222,7 @@ impl Forwarder {
             return PassSummary::default();
         }
         self.stop_pass.store(false, Ordering::Relaxed);
+        self.started.store(0, Ordering::Relaxed);
         let workers = self.settings.max_connections.clamp(1, ids.len());
         crate::debug!(
             "forwarding pass: {} message(s) over {workers} connection(s)",
@@ -220,10 +250,10 @@ impl Forwarder {
             .lock()
             .ok()
             .and_then(|u| u.values().next().cloned());
-        // A 102 ends this pass only, not a later --immediate forward.
+        // A stop request ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
-        if self.rescan.swap(false, Ordering::Relaxed) {
-            self.trigger();
+        if self.started.load(Ordering::Relaxed) > 0 {
+            info!("forwarding: no more messages to send");
         }
         summary
     }
@@ -285,14 +315,21 @@ impl Forwarder {
         conn: &mut Option<(Key, Connection)>,
         unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
-        // Before connecting, so that a filter can route the message by
-        // setting ForwardToAddress (E-MailRelay runs it early when
-        // ForwardTo is set; here it always runs first).
         if self.stop_pass.load(Ordering::Relaxed) {
             // A client filter ended the pass while this one was being
             // picked up: it waits for the next pass, unfiltered.
             return Verdict::Deferred(None);
         }
+        self.started.fetch_add(1, Ordering::Relaxed);
+        info!(
+            "forwarding [{}]{}",
+            locked.id(),
+            message_info(&locked.envelope)
+        );
+        // Before connecting, so that a filter can route the message by
+        // setting ForwardToAddress (E-MailRelay runs the routing filter
+        // early, when ForwardTo is set, and the client filter after
+        // connecting; here both run first).
         if let Some(filter) = &self.client_filter {
             locked = match self.client_filter(filter, locked).await {
                 Ok(locked) => locked,
@@ -370,34 +407,52 @@ impl Forwarder {
         }
     }
 
-    /// Runs `--client-filter`; `Err` is the message's verdict if the
-    /// filter decided it.
+    /// Runs `--client-filter`, as the routing filter if the message has a
+    /// `ForwardTo`; `Err` is the message's verdict if the filter decided
+    /// it. As 2.6.1: a client filter's failure fails the message with its
+    /// reason and code 550, and a proxy's client hears `452 <response>`; a
+    /// routing filter's failure fails it with `routing filter failed:
+    /// <response>: <reason>`, and a proxy's client hears `452 routing
+    /// failed`; abandon leaves the message where the filter left it; only a
+    /// client filter's special flag stops the pass.
     async fn client_filter(&self, filter: &Filter, mut locked: Locked) -> Result<Locked, Verdict> {
         let job = FilterJob {
             content: locked.content_path(),
             envelope: locked.envelope_path(),
         };
-        let id = locked.id().clone();
-        match filter.run(&job).await {
-            FilterOutcome::Ok => {}
-            FilterOutcome::StopScanning => self.stop_pass.store(true, Ordering::Relaxed),
-            FilterOutcome::Rescan => self.rescan.store(true, Ordering::Relaxed),
-            FilterOutcome::Retry(reason) => {
-                warning!("client filter: [{id}] deferred: {reason}");
+        let ty = match locked.envelope.forward_to.is_empty() {
+            true => FilterType::Client,
+            false => FilterType::Routing,
+        };
+        let outcome = filter.run(&job, ty).await;
+        if outcome.special && ty == FilterType::Client {
+            self.stop_pass.store(true, Ordering::Relaxed);
+        }
+        match (outcome.result, ty) {
+            (FilterResult::Ok, _) => {}
+            (FilterResult::Retry, _) => {
+                warning!(
+                    "{}: [{}] deferred: {}",
+                    ty.name(),
+                    locked.id(),
+                    outcome.reason
+                );
                 return Err(Verdict::Deferred(None));
             }
-            FilterOutcome::Abandon => {
-                info!("client filter: [{id}] abandoned");
-                // Dropping the lock puts back whatever the filter left.
-                return Err(Verdict::Deferred(None));
+            // Dropping the lock puts back whatever the filter left.
+            (FilterResult::Abandon, _) => return Err(Verdict::Deferred(None)),
+            (FilterResult::Fail, FilterType::Routing) => {
+                let reason = format!(
+                    "routing filter failed: {}: {}",
+                    outcome.response, outcome.reason
+                );
+                let heard = Reply::new(452, "routing failed");
+                return Err(self.fail_as(locked, &reason, None, heard));
             }
-            FilterOutcome::Reject { reply, detail } => {
-                if let Some(detail) = detail {
-                    info!("client filter: [{id}]: {detail}");
-                }
-                return Err(self.fail(locked, reply));
+            (FilterResult::Fail, _) => {
+                let heard = Reply::new(452, outcome.response.clone());
+                return Err(self.fail_as(locked, &outcome.reason, Some(550), heard));
             }
-            FilterOutcome::Error(reason) => return Err(self.fail(locked, Reply::new(554, reason))),
         }
         if let Err(e) = locked.reload() {
             error!("{e}");
@@ -532,14 +587,39 @@ impl Forwarder {
     }
 
     fn fail(&self, locked: Locked, reply: Reply) -> Verdict {
+        let (reason, code) = (reply.text(), Some(reply.code));
+        self.fail_as(locked, &reason, code, reply)
+    }
+
+    /// Fails the message to `.bad` with `reason` and `code`; a proxy's
+    /// client is told `heard`.
+    fn fail_as(&self, locked: Locked, reason: &str, code: Option<u16>, heard: Reply) -> Verdict {
         let id = locked.id().clone();
         // E-MailRelay compatibility: this exact line shape, then the reason.
-        warning!("forwarding [{id}] failed: {reply}");
+        match code {
+            Some(code) => warning!("forwarding [{id}] failed: {code} {reason}"),
+            None => warning!("forwarding [{id}] failed: {reason}"),
+        }
         info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
-        if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
+        if let Err(e) = locked.fail(reason, code) {
             error!("{e}");
         }
-        let _ = self.events.send(format!("failed {id}: {reply}"));
-        Verdict::Failed(reply)
+        let _ = self.events.send(format!("failed {id}: {reason}"));
+        Verdict::Failed(heard)
     }
+}
+
+/// What 2.6.1 adds to `forwarding [<id>]`: the routing fields that are set.
+fn message_info(envelope: &crate::store::Envelope) -> String {
+    let mut info = String::new();
+    for (name, value) in [
+        ("selector", &envelope.client_account_selector),
+        ("forward-to", &envelope.forward_to),
+        ("forward-to-address", &envelope.forward_to_address),
+    ] {
+        if !value.is_empty() {
+            info.push_str(&format!(" {name}=[{value}]"));
+        }
+    }
+    info
 }
