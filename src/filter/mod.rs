@@ -34,22 +34,33 @@ use crate::store::Spool;
 pub use builtin::{CopyOptions, DeliverOptions, SplitOptions};
 pub use outcome::{parse_output, FilterOutcome, FilterResult, FilterType};
 
-/// A `--filter` / `--client-filter` value that cannot be used. The texts
-/// follow 2.6.1's "invalid filter specification" errors.
+/// A `--filter` / `--client-filter` value that cannot be used, worded as
+/// 2.6.1 words it (`invalid filter specification: ...`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
-    /// `exit:` or `sleepms:` without a usable number.
-    #[error("invalid filter specification: {why}: [{spec}]")]
-    Number { spec: String, why: &'static str },
+    /// `exit:` or `sleepms:` with nothing after it.
+    #[error("invalid filter specification: numeric value missing")]
+    NumberMissing,
+    /// `exit:` or `sleepms:` with something other than a small number.
+    #[error("invalid filter specification: {why}: {value}")]
+    Number { value: String, why: &'static str },
     /// `net:`, `spam:` or `spam-edit:` without a `host:port` or path.
-    #[error("invalid filter specification: invalid host:service format: [{0}]")]
+    #[error("invalid filter specification: invalid host:service format{}", colon(.0))]
     Address(String),
     /// `file:` with nothing after it.
-    #[error("invalid filter specification: empty file path: [{0}]")]
-    EmptyPath(String),
-    /// `deliver:` with a parameter that 2.6.1 also refuses.
-    #[error("invalid filter specification: unknown parameter [{param}]: [{spec}]")]
-    Parameter { spec: String, param: String },
+    #[error("invalid filter specification: empty file path")]
+    EmptyPath,
+    /// `deliver:` with a parameter it does not know (2.6.1 refuses these too).
+    #[error("invalid filter specification: unknown deliver: parameter: {0}")]
+    Parameter(String),
+}
+
+/// `: <text>`, or nothing for an empty text.
+fn colon(text: &str) -> String {
+    match text.is_empty() {
+        true => String::new(),
+        false => format!(": {text}"),
+    }
 }
 
 /// One filter of a chain, parsed from the option text.
@@ -97,26 +108,23 @@ impl FilterSpec {
             return Ok(program(part));
         };
         match scheme {
-            "exit" => number(part, rest)
-                .and_then(|n| u32::try_from(n).map_err(|_| too_big(part)))
+            "exit" => number(rest)
+                .and_then(|n| u32::try_from(n).map_err(|_| too_big(rest)))
                 .map(FilterSpec::Exit),
-            "sleepms" => number(part, rest).map(FilterSpec::Sleep),
-            "net" => address(part, rest).map(FilterSpec::Net),
-            "spam" | "spam-edit" => address(part, rest).map(|address| FilterSpec::Spam {
+            "sleepms" => number(rest).map(FilterSpec::Sleep),
+            "net" => address(rest).map(FilterSpec::Net),
+            "spam" | "spam-edit" => address(rest).map(|address| FilterSpec::Spam {
                 address,
                 edit: scheme == "spam-edit",
             }),
             "copy" => Ok(FilterSpec::Copy(CopyOptions::parse(rest))),
             "deliver" => DeliverOptions::parse(rest)
                 .map(FilterSpec::Deliver)
-                .map_err(|param| FilterError::Parameter {
-                    spec: part.to_string(),
-                    param: param.to_string(),
-                }),
+                .map_err(|param| FilterError::Parameter(param.to_string())),
             "split" => Ok(FilterSpec::Split(SplitOptions::parse(rest))),
             "msgid" => Ok(FilterSpec::MsgId),
             "mx" => Ok(FilterSpec::Mx(mx::MxOptions::parse(rest))),
-            "file" if rest.is_empty() => Err(FilterError::EmptyPath(part.to_string())),
+            "file" if rest.is_empty() => Err(FilterError::EmptyPath),
             "file" => Ok(program(rest)),
             // Anything else with a colon is a program path.
             _ => Ok(program(part)),
@@ -164,39 +172,42 @@ fn program(part: &str) -> FilterSpec {
     FilterSpec::Program(std::path::absolute(part).unwrap_or_else(|_| PathBuf::from(part)))
 }
 
-fn number(spec: &str, text: &str) -> Result<u64, FilterError> {
-    let err = |why| FilterError::Number {
-        spec: spec.to_string(),
-        why,
-    };
+fn number(text: &str) -> Result<u64, FilterError> {
     if text.is_empty() {
-        return Err(err("numeric value missing"));
+        return Err(FilterError::NumberMissing);
     }
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(err("invalid numeric value"));
-    }
-    match text.parse::<u64>() {
-        Ok(n) if n < NUMBER_LIMIT => Ok(n),
-        _ => Err(too_big(spec)),
+    // E-MailRelay compatibility: digits that fit an unsigned 32-bit
+    // number, and "too big" from a thousandth of its range up.
+    let parsed = match text.bytes().all(|b| b.is_ascii_digit()) {
+        true => text.parse::<u32>().ok(),
+        false => None,
+    };
+    match parsed.map(u64::from) {
+        Some(n) if n < NUMBER_LIMIT => Ok(n),
+        Some(_) => Err(too_big(text)),
+        None => Err(FilterError::Number {
+            value: text.to_string(),
+            why: "invalid numeric value",
+        }),
     }
 }
 
-fn too_big(spec: &str) -> FilterError {
+fn too_big(text: &str) -> FilterError {
     FilterError::Number {
-        spec: spec.to_string(),
+        value: text.to_string(),
         why: "numeric value too big",
     }
 }
 
 /// `host:port` or a unix-domain socket path.
-fn address(spec: &str, text: &str) -> Result<String, FilterError> {
+fn address(text: &str) -> Result<String, FilterError> {
     let usable = text.starts_with('/')
         || text
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && !port.is_empty());
     match usable {
         true => Ok(text.to_string()),
-        false => Err(FilterError::Address(spec.to_string())),
+        false => Err(FilterError::Address(text.to_string())),
     }
 }
 
@@ -272,10 +283,10 @@ impl Filter {
     pub fn new(specs: Vec<FilterSpec>, settings: FilterSettings, spool: Arc<Spool>) -> Arc<Filter> {
         for spec in &specs {
             for word in spec.ignored() {
-                crate::warning!(
-                    "invalid {} filter configuration: ignoring [{word}]",
-                    spec.id()
-                );
+                // 2.6.1 words this line for `mx:`; it ignores the rest silently.
+                let name = spec.id();
+                let name = name.trim_end_matches(':');
+                crate::warning!("invalid {name} filter configuration: ignoring [{word}]");
             }
         }
         let id = specs
@@ -425,17 +436,26 @@ mod tests {
     #[test]
     fn bad_specs_say_what_is_wrong() {
         let err = |t: &str| FilterSpec::parse_chain(t).unwrap_err().to_string();
+        // 2.6.1's words.
         assert_eq!(
             err("exit:x"),
-            "invalid filter specification: invalid numeric value: [exit:x]"
+            "invalid filter specification: invalid numeric value: x"
         );
         assert_eq!(
             err("exit:"),
-            "invalid filter specification: numeric value missing: [exit:]"
+            "invalid filter specification: numeric value missing"
+        );
+        assert_eq!(
+            err("exit:+1"),
+            "invalid filter specification: invalid numeric value: +1"
         );
         assert_eq!(
             err("sleepms:99999999"),
-            "invalid filter specification: numeric value too big: [sleepms:99999999]"
+            "invalid filter specification: numeric value too big: 99999999"
+        );
+        assert_eq!(
+            err("exit:99999999999"),
+            "invalid filter specification: invalid numeric value: 99999999999"
         );
         assert_eq!(
             FilterSpec::parse_chain("filter.sh").unwrap(),
@@ -445,19 +465,19 @@ mod tests {
         );
         assert_eq!(
             err("net:"),
-            "invalid filter specification: invalid host:service format: [net:]"
+            "invalid filter specification: invalid host:service format"
         );
         assert_eq!(
             err("spam:host"),
-            "invalid filter specification: invalid host:service format: [spam:host]"
+            "invalid filter specification: invalid host:service format: host"
         );
         assert_eq!(
             err("file:"),
-            "invalid filter specification: empty file path: [file:]"
+            "invalid filter specification: empty file path"
         );
         assert_eq!(
             err("deliver:bogus"),
-            "invalid filter specification: unknown parameter [bogus]: [deliver:bogus]"
+            "invalid filter specification: unknown deliver: parameter: bogus"
         );
     }
 

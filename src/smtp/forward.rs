@@ -349,7 +349,7 @@ impl Forwarder {
             (address, _) => address.to_string(),
         };
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
-            return Verdict::Deferred(None);
+            return self.skip_unconnectable(locked.id(), &target);
         }
         let key = (target.clone(), envelope.client_account_selector.clone());
         if conn.as_ref().is_some_and(|(k, _)| *k != key) {
@@ -370,10 +370,18 @@ impl Forwarder {
             match self.connect(&target, secret).await {
                 Ok(c) => *conn = Some((key, c)),
                 Err(e) => {
-                    warning!("cannot forward [{}]: {e}", locked.id());
-                    if let Ok(mut u) = unreachable.lock() {
-                        u.insert(target, e.to_string());
+                    // Several connections may try the same dead address at
+                    // once: only the first failure is a warning, as with
+                    // 2.6.1's one connection at a time.
+                    let first = unreachable.lock().map_or(true, |mut u| {
+                        let known = u.contains_key(&target);
+                        u.entry(target.clone()).or_insert_with(|| e.to_string());
+                        !known
+                    });
+                    if !first {
+                        return self.skip_unconnectable(locked.id(), &target);
                     }
+                    warning!("cannot forward [{}]: {e}", locked.id());
                     return match e {
                         ConnectionError::Refused(reply) if reply.is_permanent() => {
                             self.fail(locked, reply)
@@ -405,6 +413,13 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// A message for an address that could not be reached earlier in the
+    /// pass waits for the next one, logged as 2.6.1 logs it.
+    fn skip_unconnectable(&self, id: &MessageId, target: &str) -> Verdict {
+        info!("forwarding [{id}]: skipping message with unconnectable address [{target}]");
+        Verdict::Deferred(None)
     }
 
     /// Runs `--client-filter`, as the routing filter if the message has a

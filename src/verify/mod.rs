@@ -23,15 +23,30 @@ use crate::net::line::LineClient;
 
 pub use account::AccountOptions;
 
-/// A `--address-verifier` value that cannot be used.
+/// A `--address-verifier` value that cannot be used, worded as 2.6.1
+/// words it (`invalid verifier specification: ...`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifierError {
-    /// `net:` without an address.
-    #[error("invalid address verifier [{0}]: no address")]
+    /// `net:` without a `host:port` or path.
+    #[error("invalid verifier specification: invalid host:service format{}", colon(.0))]
     Address(String),
-    /// `account:` with a parameter it does not know.
-    #[error("invalid address verifier [{spec}]: unknown parameter [{param}]")]
-    Parameter { spec: String, param: String },
+    /// `exit:` without a number.
+    #[error("invalid verifier specification: not a numeric exit code: {0}")]
+    Exit(String),
+    /// `account:` with a uid range that does not parse.
+    #[error("invalid verifier specification: not a valid numeric range: {0}")]
+    Range(String),
+    /// `file:` with nothing after it.
+    #[error("invalid verifier specification: empty file path")]
+    EmptyPath,
+}
+
+/// `: <text>`, or nothing for an empty text.
+fn colon(text: &str) -> String {
+    match text.is_empty() {
+        true => String::new(),
+        false => format!(": {text}"),
+    }
 }
 
 /// A parsed `--address-verifier`.
@@ -40,20 +55,36 @@ pub enum VerifierSpec {
     Program(PathBuf),
     Net(String),
     Account(AccountOptions),
+    /// `exit:<n>`: every address accepted as remote, as 2.6.1's internal
+    /// verifier does.
+    Exit(u32),
 }
 
 impl VerifierSpec {
     pub fn parse(text: &str) -> Result<VerifierSpec, VerifierError> {
         match text.split_once(':') {
-            Some(("net", "")) => Err(VerifierError::Address(text.to_string())),
-            Some(("net", address)) => Ok(VerifierSpec::Net(address.to_string())),
+            Some(("exit", code)) => code
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| code.parse().ok())
+                .flatten()
+                .map(VerifierSpec::Exit)
+                .ok_or_else(|| VerifierError::Exit(code.to_string())),
+            Some(("net", address)) => {
+                let usable = address.starts_with('/')
+                    || address
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty());
+                match usable {
+                    true => Ok(VerifierSpec::Net(address.to_string())),
+                    false => Err(VerifierError::Address(address.to_string())),
+                }
+            }
             Some(("account", params)) => AccountOptions::parse(params)
                 .map(VerifierSpec::Account)
-                .map_err(|param| VerifierError::Parameter {
-                    spec: text.to_string(),
-                    param: param.to_string(),
-                }),
-            Some(("file", path)) if !path.is_empty() => Ok(program(path)),
+                .map_err(|range| VerifierError::Range(range.to_string())),
+            Some(("file", "")) => Err(VerifierError::EmptyPath),
+            Some(("file", path)) => Ok(program(path)),
             _ => Ok(program(text)),
         }
     }
@@ -107,6 +138,7 @@ enum Kind {
     Program(PathBuf),
     Net(LineClient),
     Account(AccountOptions),
+    AcceptAll,
 }
 
 impl Verifier {
@@ -115,6 +147,7 @@ impl Verifier {
             VerifierSpec::Program(path) => Kind::Program(path),
             VerifierSpec::Net(address) => Kind::Net(LineClient::new(address)),
             VerifierSpec::Account(options) => Kind::Account(options),
+            VerifierSpec::Exit(_) => Kind::AcceptAll,
         };
         Verifier { kind, timeout }
     }
@@ -125,6 +158,7 @@ impl Verifier {
             Kind::Program(path) => self.ask_program(path, request).await,
             Kind::Net(client) => self.ask_net(client, request).await,
             Kind::Account(options) => account::verify(options, request).status(),
+            Kind::AcceptAll => Status::Remote(String::new()),
         };
         if let Status::Invalid {
             response, reason, ..
@@ -387,11 +421,28 @@ mod tests {
             VerifierSpec::parse("file:/usr/local/bin/verify"),
             Ok(VerifierSpec::Program("/usr/local/bin/verify".into()))
         );
+        assert_eq!(VerifierSpec::parse("exit:0"), Ok(VerifierSpec::Exit(0)));
+        let err = |t: &str| VerifierSpec::parse(t).unwrap_err().to_string();
+        // 2.6.1's words.
         assert_eq!(
-            VerifierSpec::parse("account:bogus")
-                .unwrap_err()
-                .to_string(),
-            "invalid address verifier [account:bogus]: unknown parameter [bogus]"
+            err("net:"),
+            "invalid verifier specification: invalid host:service format"
+        );
+        assert_eq!(
+            err("net:localhost"),
+            "invalid verifier specification: invalid host:service format: localhost"
+        );
+        assert_eq!(
+            err("exit:x"),
+            "invalid verifier specification: not a numeric exit code: x"
+        );
+        assert_eq!(
+            err("account:1000-x"),
+            "invalid verifier specification: not a valid numeric range: 1000-x"
+        );
+        assert_eq!(
+            err("file:"),
+            "invalid verifier specification: empty file path"
         );
     }
 

@@ -416,9 +416,11 @@ fn client_and_routing_filters_fail_messages_with_2_6_1_reasons() {
 fn client_filter_exit_103_is_ok_and_104_and_105_end_the_pass() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path());
-    for (code, sent, bad) in [(103, 3, 0), (104, 0, 0), (105, 0, 1)] {
+    // Six messages over up to four connections: a stop request leaves at
+    // least two never taken up.
+    for code in [103, 104, 105] {
         let spool = dir.path().join(format!("spool{code}"));
-        for _ in 0..3 {
+        for _ in 0..6 {
             submit_to(&spool, "b@example.org");
         }
         let before = sink.messages().len();
@@ -429,26 +431,24 @@ fn client_filter_exit_103_is_ok_and_104_and_105_end_the_pass() {
                 &sink.address(),
                 "--client-filter",
                 &format!("exit:{code}"),
-                "--connection-timeout",
-                "5",
             ],
         );
-        assert!(
-            wait_until(Duration::from_secs(10), || sink.messages().len()
-                == before + sent),
-            "exit {code}: {log}"
-        );
-        assert_eq!(
-            spool_files(&spool, ".envelope.bad").len(),
-            bad,
-            "exit {code}: {log}"
-        );
+        let bad = spool_files(&spool, ".envelope.bad").len();
+        let waiting = spool_files(&spool, ".envelope").len();
+        match code {
+            // 103 is a plain ok on the client side: all sent.
+            103 => assert!(
+                wait_until(Duration::from_secs(10), || sink.messages().len()
+                    == before + 6),
+                "{log}"
+            ),
+            // 104 abandons and stops: nothing sent or failed.
+            104 => assert_eq!((bad, waiting), (0, 6), "{log}"),
+            // 105 fails and stops: those taken up fail, the rest wait.
+            _ => assert!((1..=4).contains(&bad) && bad + waiting == 6, "{log}"),
+        }
         if code != 103 {
-            // Stopped: some messages were never taken up.
-            assert!(
-                !spool_files(&spool, ".envelope").is_empty(),
-                "exit {code}: {log}"
-            );
+            assert_eq!(sink.messages().len(), before, "exit {code}: {log}");
             assert!(log.contains(" +break response=["), "exit {code}: {log}");
         }
     }
@@ -1239,4 +1239,98 @@ fn every_other_exit_code_of_a_server_filter() {
         );
     }
     assert!(relay.files(".envelope.new").is_empty());
+}
+
+#[test]
+fn filter_and_verifier_options_take_2_6_1_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    let program = script(
+        dir.path(),
+        "program.sh",
+        &format!("echo ran >> {}", record.display()),
+    );
+    // Empty chain elements are skipped, `file:` names a program, `split:`
+    // takes a port and ignores what it does not know, and `exit:0` is a
+    // verifier that accepts everything as remote.
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--filter",
+            &format!("exit:0,,file:{program},split:2525;bogus"),
+            "--address-verifier",
+            "exit:0",
+        ],
+    );
+    let log = relay.wait_log("ignoring");
+    assert!(
+        log.contains("warning: invalid split filter configuration: ignoring [bogus]\n"),
+        "{log}"
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO me");
+    assert_eq!(
+        c.command("VRFY x@one.example"),
+        "252 cannot verify but will accept: x@one.example"
+    );
+    assert_eq!(
+        c.send_message("a@example.com", &["b@one.example", "c@Two.example"], BODY),
+        "250 message processed"
+    );
+    c.command("QUIT");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "ran\n");
+    let mut forward_to: Vec<String> = relay
+        .files(".envelope")
+        .iter()
+        .map(|n| std::fs::read_to_string(relay.spool.join(n)).unwrap())
+        .filter_map(|e| {
+            e.lines()
+                .find_map(|l| l.strip_prefix("X-MailRelay-ForwardTo: "))
+                .map(str::to_string)
+        })
+        .collect();
+    forward_to.sort();
+    assert_eq!(forward_to, ["Two.example:2525", "one.example:2525"]);
+    let log = relay.log_text();
+    assert!(
+        log.contains("info: filter [split:] creating [emailrelay."),
+        "{log}"
+    );
+    assert!(log.contains("]: forward-to=[two.example]\n"), "{log}");
+}
+
+#[test]
+fn a_dead_routed_address_is_warned_about_once_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    let dead = format!("127.0.0.1:{}", free_port());
+    for _ in 0..3 {
+        submit_to(&spool, "b@example.org");
+    }
+    // A client filter routes every message to the dead address.
+    let route = script(
+        dir.path(),
+        "route.sh",
+        &format!("sed -i 's/^X-MailRelay-ForwardToAddress: .*/X-MailRelay-ForwardToAddress: {dead}\\r/' \"$2\""),
+    );
+    let (code, log) = forward_once(
+        &spool,
+        &["--as-client", &sink.address(), "--client-filter", &route],
+    );
+    assert_eq!(code, 1, "{log}");
+    // E-MailRelay 2.6.1 tries each address once a pass: one warning, and
+    // the other messages are skipped, whichever connection had them.
+    assert_eq!(log.matches("warning: cannot forward [").count(), 1, "{log}");
+    assert_eq!(
+        log.matches(&format!(
+            "]: skipping message with unconnectable address [{dead}]\n"
+        ))
+        .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(spool_files(&spool, ".envelope").len(), 3, "{log}");
+    assert!(sink.messages().is_empty());
 }
