@@ -352,7 +352,7 @@ mod tests {
         let plain = secrets(
             "server plain alice pw\nserver md5 bob 9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\n",
         );
-        assert_eq!(plain.session_config(None).0.clear, [Plain, Login, CramMd5]);
+        assert_eq!(plain.session_config(None).0.clear, [CramMd5, Plain, Login]);
         let md5 = secrets("server md5 bob 9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\n");
         assert_eq!(md5.session_config(None).0.clear, [CramMd5]);
         let trusted_only = secrets("server none 127.0.0.1 local\n");

@@ -12,10 +12,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{is_safe_mailbox_name, FilterJob, FilterOutcome, FilterSettings, FilterSpec};
-use crate::store::{link_or_copy, Envelope, Spool};
+use super::{
+    is_safe_mailbox_name, FilterJob, FilterOutcome, FilterSettings, FilterSpec, FilterType,
+};
+use crate::store::{link_or_copy, Envelope, MessageId, Spool};
 
-/// `copy:` parameters.
+/// `copy:` parameters. E-MailRelay compatibility: the one-letter forms
+/// and `no_delete` are accepted, anything else is ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CopyOptions {
     /// Keep the original in the main spool.
@@ -24,21 +27,23 @@ pub struct CopyOptions {
     pub pop: bool,
     /// Hard-link the content instead of copying it.
     pub hardlink: bool,
+    /// Parameters that were not understood.
+    pub ignored: Vec<String>,
 }
 
 impl CopyOptions {
-    /// Parses `nodelete;pop;hardlink` in any order; `Err` names a stranger.
-    pub fn parse(text: &str) -> Result<CopyOptions, &str> {
+    /// Parses `nodelete;pop;hardlink` in any order.
+    pub fn parse(text: &str) -> CopyOptions {
         let mut options = CopyOptions::default();
         for word in text.split(';').filter(|w| !w.is_empty()) {
             match word {
-                "nodelete" => options.nodelete = true,
-                "pop" => options.pop = true,
-                "hardlink" => options.hardlink = true,
-                other => return Err(other),
+                "n" | "nodelete" | "no_delete" => options.nodelete = true,
+                "p" | "pop" => options.pop = true,
+                "h" | "hardlink" => options.hardlink = true,
+                other => options.ignored.push(other.to_string()),
             }
         }
-        Ok(options)
+        options
     }
 }
 
@@ -50,13 +55,17 @@ pub struct DeliverOptions {
 }
 
 impl DeliverOptions {
-    /// Parses `nodelete;hardlink`; `Err` names a stranger.
+    /// Parses `nodelete;hardlink` (and 2.6.1's `n`, `h`, `no_delete`; `p`
+    /// and `pop` are accepted and mean nothing here); `Err` names a
+    /// stranger. 2.6.1 refuses strangers too (it reads the text as a
+    /// numeric range, and so also refuses `hardlink`: we take its words).
     pub fn parse(text: &str) -> Result<DeliverOptions, &str> {
         let mut options = DeliverOptions::default();
         for word in text.split(';').filter(|w| !w.is_empty()) {
             match word {
-                "nodelete" => options.nodelete = true,
-                "hardlink" => options.hardlink = true,
+                "n" | "nodelete" | "no_delete" => options.nodelete = true,
+                "h" | "hardlink" => options.hardlink = true,
+                "p" | "pop" => {}
                 other => return Err(other),
             }
         }
@@ -64,21 +73,49 @@ impl DeliverOptions {
     }
 }
 
-/// Runs one built-in.
+/// `split:` parameters: `raw` compares domains exactly, a number is the
+/// port put after the domain in `ForwardTo`; anything else is ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SplitOptions {
+    pub raw: bool,
+    pub port: Option<String>,
+    /// Parameters that were not understood.
+    pub ignored: Vec<String>,
+}
+
+impl SplitOptions {
+    pub fn parse(text: &str) -> SplitOptions {
+        let mut options = SplitOptions::default();
+        for word in text.split(';').filter(|w| !w.is_empty()) {
+            if word == "raw" {
+                options.raw = true;
+            } else if word.bytes().all(|b| b.is_ascii_digit()) {
+                options.port = Some(word.to_string());
+            } else {
+                options.ignored.push(word.to_string());
+            }
+        }
+        options
+    }
+}
+
+/// Runs one built-in. E-MailRelay compatibility: a built-in that cannot
+/// do its work answers `failed`, with the error as the reason.
 pub fn run(
     spec: &FilterSpec,
     job: &FilterJob,
+    ty: FilterType,
     settings: &FilterSettings,
     spool: &Spool,
 ) -> FilterOutcome {
     let result = match spec {
         FilterSpec::Copy(options) => copy(job, spool.dir(), options),
         FilterSpec::Deliver(options) => deliver(job, &settings.delivery_dir, options),
-        FilterSpec::Split { raw } => split(job, spool, *raw),
+        FilterSpec::Split(options) => split(job, spool, options, ty),
         FilterSpec::MsgId => msgid(job, &settings.domain),
-        _ => return FilterOutcome::Error("not a built-in filter".into()),
+        _ => return FilterOutcome::failed("not a built-in filter"),
     };
-    result.unwrap_or_else(FilterOutcome::Error)
+    result.unwrap_or_else(|e| FilterOutcome::failed(&e))
 }
 
 /// The message id in a spool file path (`<id>.envelope.new` and so on).
@@ -119,7 +156,7 @@ fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<Filt
             "copy: no sub-directories in [{}]: message kept",
             spool_dir.display()
         );
-        return Ok(FilterOutcome::Ok);
+        return Ok(FilterOutcome::ok());
     }
     for dir in &targets {
         if is_maildir(dir) {
@@ -129,13 +166,13 @@ fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<Filt
         }
     }
     if options.nodelete {
-        return Ok(FilterOutcome::Ok);
+        return Ok(FilterOutcome::ok());
     }
     remove(&job.envelope)?;
     if !options.pop {
         remove(&job.content)?;
     }
-    Ok(FilterOutcome::Abandon)
+    Ok(FilterOutcome::abandon())
 }
 
 /// `deliver:`: a copy for each local recipient's mailbox under the
@@ -147,7 +184,7 @@ fn deliver(
 ) -> Result<FilterOutcome, String> {
     let envelope = read_envelope(&job.envelope)?;
     if envelope.to_local.is_empty() {
-        return Ok(FilterOutcome::Ok);
+        return Ok(FilterOutcome::ok());
     }
     let id = message_id(&job.envelope)?;
     let mut mailboxes = envelope.to_local.clone();
@@ -159,6 +196,7 @@ fn deliver(
     for mailbox in &mailboxes {
         let dir = base.join(mailbox);
         if !dir.is_dir() {
+            crate::info!("delivery: creating mailbox [{mailbox}]");
             fs::DirBuilder::new()
                 .recursive(true)
                 .create(&dir)
@@ -172,49 +210,86 @@ fn deliver(
         crate::info!("deliver: [{id}] delivered to mailbox [{mailbox}]");
     }
     if !envelope.to_remote.is_empty() || options.nodelete {
-        return Ok(FilterOutcome::Ok);
+        return Ok(FilterOutcome::ok());
     }
     remove(&job.envelope)?;
     remove(&job.content)?;
-    Ok(FilterOutcome::Abandon)
+    Ok(FilterOutcome::abandon())
 }
 
-/// `split:`: one message per recipient domain, each with that domain in
-/// `ForwardTo`. The first group keeps the original files.
-fn split(job: &FilterJob, spool: &Spool, raw: bool) -> Result<FilterOutcome, String> {
+/// `split:`: one message per recipient domain, as 2.6.1 splits: domains
+/// sorted (lower-cased unless `raw`), the first keeps the original files,
+/// each message's `ForwardTo` is the domain of its first recipient as
+/// written (plus `:<port>` if given), and when there is more than one
+/// message every envelope lists the group in `SplitGroupCount` and
+/// `SplitGroup` lines after the end marker.
+fn split(
+    job: &FilterJob,
+    spool: &Spool,
+    options: &SplitOptions,
+    ty: FilterType,
+) -> Result<FilterOutcome, String> {
+    let prefix = format!("{} [split:]", ty.name());
     let mut envelope = read_envelope(&job.envelope)?;
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for rcpt in &envelope.to_remote {
-        let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        let key = if raw {
-            domain.to_string()
-        } else {
-            domain.to_ascii_lowercase()
-        };
-        match groups.iter_mut().find(|(d, _)| *d == key) {
-            Some((_, list)) => list.push(rcpt.clone()),
-            None => groups.push((key, vec![rcpt.clone()])),
+    let key = |rcpt: &str| {
+        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+        match options.raw {
+            true => domain.to_string(),
+            false => domain.to_ascii_lowercase(),
         }
-    }
-    let Some((first_domain, first)) = groups.first().cloned() else {
-        return Ok(FilterOutcome::Ok);
     };
-    for (domain, recipients) in groups.iter().skip(1) {
+    let mut domains: Vec<String> = envelope.to_remote.iter().map(|r| key(r)).collect();
+    domains.sort();
+    domains.dedup();
+    if domains.is_empty() {
+        crate::info!("{prefix}: no remote domains: nothing to do");
+        return Ok(FilterOutcome::ok());
+    }
+    let forward_to = |recipients: &[String]| {
+        let domain = recipients[0].rsplit_once('@').map_or("", |(_, d)| d);
+        match &options.port {
+            Some(port) => format!("{domain}:{port}"),
+            None => domain.to_string(),
+        }
+    };
+    let new_ids: Vec<MessageId> = (1..domains.len()).map(|_| spool.new_id()).collect();
+    let mut ids = vec![message_id(&job.envelope)?];
+    ids.extend(new_ids.iter().map(MessageId::to_string));
+    let extra = match ids.len() {
+        1 => Vec::new(),
+        n => std::iter::once(format!("X-MailRelay-SplitGroupCount: {n}"))
+            .chain(ids.iter().map(|id| format!("X-MailRelay-SplitGroup: {id}")))
+            .collect(),
+    };
+    let group = |domain: &str| -> Vec<String> {
+        let recipients = envelope.to_remote.iter().filter(|r| key(r) == domain);
+        recipients.cloned().collect()
+    };
+    for (domain, id) in domains.iter().skip(1).zip(&new_ids) {
+        let recipients = group(domain);
+        crate::info!("{prefix} creating [{id}]: forward-to=[{domain}]");
         let copy = Envelope {
             to_local: Vec::new(),
-            to_remote: recipients.clone(),
-            forward_to: domain.clone(),
+            forward_to: forward_to(&recipients),
+            to_remote: recipients,
+            extra: extra.clone(),
             ..envelope.clone()
         };
-        let id = spool
-            .add_copy(&job.content, &copy)
+        spool
+            .add_copy_as(id, &job.content, &copy)
             .map_err(|e| e.to_string())?;
-        crate::info!("split: new message [{id}] for [{domain}]");
     }
-    envelope.to_remote = first;
-    envelope.forward_to = first_domain;
+    crate::info!(
+        "{prefix} updating [{}]: forward-to=[{}]",
+        ids[0],
+        domains[0]
+    );
+    let recipients = group(&domains[0]);
+    envelope.forward_to = forward_to(&recipients);
+    envelope.to_remote = recipients;
+    envelope.extra.extend(extra);
     rewrite(&job.envelope, &envelope.to_bytes())?;
-    Ok(FilterOutcome::Ok)
+    Ok(FilterOutcome::ok())
 }
 
 /// `msgid:`: a Message-ID header in front of the content if the header
@@ -236,7 +311,7 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
             break;
         }
         if text.len() > 11 && text[..11].eq_ignore_ascii_case("message-id:") {
-            return Ok(FilterOutcome::Ok);
+            return Ok(FilterOutcome::ok());
         }
     }
     let id = message_id(&job.envelope)?;
@@ -253,7 +328,7 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
         let _ = fs::remove_file(&tmp);
         return Err(err(e));
     }
-    Ok(FilterOutcome::Ok)
+    Ok(FilterOutcome::ok())
 }
 
 fn is_maildir(dir: &Path) -> bool {
@@ -372,7 +447,7 @@ mod tests {
             &Envelope::default(),
             "Subject: x\r\n\r\nbody\r\n",
         );
-        assert_eq!(msgid(&j, "relay.example.com"), Ok(FilterOutcome::Ok));
+        assert_eq!(msgid(&j, "relay.example.com"), Ok(FilterOutcome::ok()));
         let text = fs::read_to_string(&j.content).unwrap();
         assert_eq!(
             text,
@@ -406,16 +481,28 @@ mod tests {
             ..Envelope::default()
         };
         let j = job(dir.path(), &envelope, "Subject: s\r\n\r\n");
-        assert_eq!(split(&j, &spool, false), Ok(FilterOutcome::Ok));
+        let options = SplitOptions::parse("");
+        assert_eq!(
+            split(&j, &spool, &options, FilterType::Server),
+            Ok(FilterOutcome::ok())
+        );
+        // Domains in sorted order; the first keeps the original; ForwardTo
+        // is the first recipient's domain as written.
         let first = read_envelope(&j.envelope).unwrap();
         assert_eq!(first.to_remote, ["b@One.example", "d@one.example"]);
-        assert_eq!(first.forward_to, "one.example");
+        assert_eq!(first.forward_to, "One.example");
         let others = spool.ready().unwrap();
         assert_eq!(others.len(), 1);
         let other = read_envelope(&spool.path(&others[0], ".envelope")).unwrap();
         assert_eq!(other.to_remote, ["c@two.example"]);
         assert_eq!(other.forward_to, "two.example");
         assert_eq!(other.from, "a@x");
+        let group = vec![
+            "X-MailRelay-SplitGroupCount: 2".to_string(),
+            "X-MailRelay-SplitGroup: emailrelay.1.2.3".to_string(),
+            format!("X-MailRelay-SplitGroup: {}", others[0]),
+        ];
+        assert_eq!((first.extra, other.extra), (group.clone(), group));
     }
 
     #[test]
@@ -441,8 +528,8 @@ mod tests {
         fs::create_dir(dir.path().join("box")).unwrap();
         fs::create_dir(dir.path().join(".hidden")).unwrap();
         let j = job(dir.path(), &Envelope::default(), "x");
-        let pop = CopyOptions::parse("pop").unwrap();
-        assert_eq!(copy(&j, dir.path(), &pop), Ok(FilterOutcome::Abandon));
+        let pop = CopyOptions::parse("pop");
+        assert_eq!(copy(&j, dir.path(), &pop), Ok(FilterOutcome::abandon()));
         // The envelope moved into the box; the content stays for POP.
         assert!(!j.envelope.exists() && j.content.exists());
         assert!(dir.path().join("box/emailrelay.1.2.3.envelope").exists());
@@ -453,8 +540,8 @@ mod tests {
             .is_none());
 
         let j = job(dir.path(), &Envelope::default(), "y");
-        let hardlink = CopyOptions::parse("hardlink;nodelete").unwrap();
-        assert_eq!(copy(&j, dir.path(), &hardlink), Ok(FilterOutcome::Ok));
+        let hardlink = CopyOptions::parse("h;no_delete");
+        assert_eq!(copy(&j, dir.path(), &hardlink), Ok(FilterOutcome::ok()));
         let copied = dir.path().join("box/emailrelay.1.2.3.content");
         assert_eq!(
             fs::metadata(&copied).unwrap().ino(),
@@ -472,7 +559,7 @@ mod tests {
         };
         let j = job(dir.path(), &envelope, "x");
         let options = DeliverOptions::parse("hardlink;nodelete").unwrap();
-        assert_eq!(deliver(&j, dir.path(), &options), Ok(FilterOutcome::Ok));
+        assert_eq!(deliver(&j, dir.path(), &options), Ok(FilterOutcome::ok()));
         let delivered = dir.path().join("alice/emailrelay.1.2.3.content");
         assert_eq!(
             fs::metadata(&delivered).unwrap().ino(),
@@ -482,7 +569,7 @@ mod tests {
         // Without nodelete an all-local message leaves the spool.
         assert_eq!(
             deliver(&j, dir.path(), &DeliverOptions::default()),
-            Ok(FilterOutcome::Abandon)
+            Ok(FilterOutcome::abandon())
         );
         assert!(!j.envelope.exists() && !j.content.exists());
         assert!(delivered.exists());
@@ -497,12 +584,20 @@ mod tests {
             ..Envelope::default()
         };
         let j = job(dir.path(), &envelope, "x");
-        assert_eq!(split(&j, &spool, true), Ok(FilterOutcome::Ok));
+        let options = SplitOptions::parse("raw;2525;bogus");
+        assert_eq!(options.ignored, ["bogus"]);
+        assert_eq!(
+            split(&j, &spool, &options, FilterType::Server),
+            Ok(FilterOutcome::ok())
+        );
         assert_eq!(
             read_envelope(&j.envelope).unwrap().forward_to,
-            "One.example"
+            "One.example:2525"
         );
-        assert_eq!(spool.ready().unwrap().len(), 1);
+        let other = spool.ready().unwrap();
+        assert_eq!(other.len(), 1);
+        let other = read_envelope(&spool.path(&other[0], ".envelope")).unwrap();
+        assert_eq!(other.forward_to, "one.example:2525");
     }
 
     #[test]
@@ -511,7 +606,7 @@ mod tests {
         let j = job(dir.path(), &Envelope::default(), "x");
         assert_eq!(
             copy(&j, dir.path(), &CopyOptions::default()),
-            Ok(FilterOutcome::Ok)
+            Ok(FilterOutcome::ok())
         );
         assert!(j.envelope.exists() && j.content.exists());
     }

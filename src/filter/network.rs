@@ -1,10 +1,17 @@
 //! `net:` filters: a line protocol to a filter server (E-MailRelay's
 //! reference, "Network filters"). We send the content file's path in one
-//! line; the server answers `ok`, or an error text in which anything after
-//! a tab is logged only. The connection is kept open between messages.
+//! line; the server answers with a line starting `ok`, or
+//! `[<code> ]<response>[<tab><reason>]`, where a code of 100 abandons the
+//! message and a 4xx/5xx code is the reply code. The connection is kept
+//! open between messages.
+//!
+//! E-MailRelay compatibility: when the server cannot be reached or does
+//! not answer in time, the outcome is the response `failed` with the error
+//! as the reason, and the error is logged as a warning (`error: ...`).
 
 use std::time::Duration;
 
+use super::outcome::printable;
 use super::{FilterJob, FilterOutcome};
 use crate::net::line::LineClient;
 
@@ -25,46 +32,77 @@ impl NetFilter {
         let path = job.content.to_string_lossy();
         match self.client.exchange(&path, timeout).await {
             Ok(line) => outcome_of_line(&line),
-            Err(e) => FilterOutcome::Error(format!("net filter [{}]: {e}", self.client.address())),
+            Err(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::TimedOut => format!(
+                        "response timeout: no response after {}s while connected to {}",
+                        timeout.as_secs(),
+                        self.client.address()
+                    ),
+                    _ => format!("{}: {e}", self.client.address()),
+                };
+                crate::warning!("error: {reason}");
+                FilterOutcome::failed(&reason)
+            }
         }
     }
 }
 
-/// `ok` carries on; anything else rejects, with the text after a tab kept
-/// for the log only.
+/// An answer line read as 2.6.1 reads it.
 fn outcome_of_line(line: &str) -> FilterOutcome {
-    if line.eq_ignore_ascii_case("ok") {
-        return FilterOutcome::Ok;
+    if line.starts_with("ok") {
+        return FilterOutcome::ok();
     }
-    let (text, detail) = match line.split_once('\t') {
-        Some((text, detail)) => (text, Some(detail.to_string())),
-        None => (line, None),
+    let (head, reason) = match line.split_once('\t') {
+        Some((head, tail)) => (head, printable(tail)),
+        None => (line, printable(line)),
     };
-    let (reply, _) = super::parse_response(&format!("<<{text}>>"));
-    FilterOutcome::Reject { reply, detail }
+    let mut response = printable(head);
+    let bytes = response.as_bytes();
+    let coded = bytes.len() >= 3
+        && (bytes.len() == 3 || bytes[3] == b' ')
+        && (bytes[..3] == *b"100"
+            || (matches!(bytes[0], b'4' | b'5')
+                && bytes[1].is_ascii_digit()
+                && bytes[2].is_ascii_digit()));
+    let mut code = 0;
+    if coded {
+        code = response[..3].parse().unwrap_or(0);
+        response = response.get(4..).unwrap_or("").to_string();
+    }
+    if code == 100 {
+        return FilterOutcome::abandon();
+    }
+    FilterOutcome::fail(&response, code, &reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use emailrelay_proto::smtp::Reply;
+    use crate::filter::FilterResult;
 
     #[test]
-    fn replies_ok_or_a_reason_with_a_logged_part() {
-        assert_eq!(outcome_of_line("ok"), FilterOutcome::Ok);
+    fn answers_are_read_as_2_6_1_reads_them() {
+        assert_eq!(outcome_of_line("ok"), FilterOutcome::ok());
+        assert_eq!(outcome_of_line("ok, fine"), FilterOutcome::ok());
         assert_eq!(
             outcome_of_line("rejected\tscore 12"),
-            FilterOutcome::Reject {
-                reply: Reply::new(550, "rejected"),
-                detail: Some("score 12".into())
-            }
+            FilterOutcome::fail("rejected", 0, "score 12")
         );
         assert_eq!(
             outcome_of_line("452 busy"),
-            FilterOutcome::Reject {
-                reply: Reply::new(452, "busy"),
-                detail: None
-            }
+            FilterOutcome::fail("busy", 452, "452 busy")
         );
+        assert_eq!(
+            outcome_of_line("foobar"),
+            FilterOutcome::fail("foobar", 0, "foobar")
+        );
+        assert_eq!(
+            outcome_of_line("100 mine now").result,
+            FilterResult::Abandon
+        );
+        // Not a code: 2xx, or no space after it.
+        assert_eq!(outcome_of_line("250 x").response, "250 x");
+        assert_eq!(outcome_of_line("5501 x").response, "5501 x");
     }
 }

@@ -4,13 +4,16 @@
 //! what spamd returns (headers added, spam wrapped as an attachment),
 //! without rejecting. One connection per message, as spamd expects.
 //!
+//! E-MailRelay compatibility: a rejection, or a spamd that cannot be
+//! used, is the response `rejected` with the reason (`spam: <score>` or
+//! the error) for the log and the envelope.
+//!
 //! Like spamc, messages above [`MAX_SIZE`] are not sent: spamd would load
 //! them whole, and spam is small.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use emailrelay_proto::smtp::Reply;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{FilterJob, FilterOutcome};
@@ -22,24 +25,35 @@ pub const MAX_SIZE: u64 = 512 * 1024;
 pub async fn run(address: &str, edit: bool, job: &FilterJob, timeout: Duration) -> FilterOutcome {
     let size = match tokio::fs::metadata(&job.content).await {
         Ok(m) => m.len(),
-        Err(e) => return FilterOutcome::Error(format!("spam filter: {e}")),
+        Err(e) => return rejected(&format!("spam filter: {e}")),
     };
     if size > MAX_SIZE {
         crate::info!(
             "spam filter: [{}] not checked: {size} bytes is over {MAX_SIZE}",
             job.content.display()
         );
-        return FilterOutcome::Ok;
+        return FilterOutcome::ok();
     }
     let exchange = exchange(address, edit, &job.content, size);
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => FilterOutcome::Error(format!("spam filter [{address}]: {e}")),
-        Err(_) => FilterOutcome::Error(format!(
-            "spam filter [{address}] timed out after {}s",
-            timeout.as_secs()
-        )),
+        Ok(Err(e)) => {
+            crate::warning!("spamd interaction failed: {address}: {e}");
+            rejected(&format!("{address}: {e}"))
+        }
+        Err(_) => {
+            let reason = format!(
+                "response timeout: no response after {}s while connected to {address}",
+                timeout.as_secs()
+            );
+            crate::warning!("spamd interaction failed: {reason}");
+            rejected(&reason)
+        }
     }
+}
+
+fn rejected(reason: &str) -> FilterOutcome {
+    FilterOutcome::fail("rejected", 0, reason)
 }
 
 async fn exchange(
@@ -63,11 +77,8 @@ async fn exchange(
     let verdict = parse_head(&head).map_err(std::io::Error::other)?;
     if !edit {
         return Ok(match verdict.spam {
-            true => FilterOutcome::Reject {
-                reply: Reply::new(550, "message rejected as spam"),
-                detail: Some(format!("spam score {}", verdict.score)),
-            },
-            false => FilterOutcome::Ok,
+            true => rejected(&format!("spam: {}", verdict.score)),
+            false => FilterOutcome::ok(),
         });
     }
     let length = verdict
@@ -80,7 +91,7 @@ async fn exchange(
         verdict.spam,
         verdict.score
     );
-    Ok(FilterOutcome::Ok)
+    Ok(FilterOutcome::ok())
 }
 
 /// The response line and headers, up to the blank line.

@@ -58,18 +58,12 @@ impl Prepared {
             Err(e) => warning!("{e}"),
         }
         let filters = &settings.filters;
-        let filter = |label, specs: &Vec<FilterSpec>| {
-            (!specs.is_empty()).then(|| {
-                Filter::new(
-                    label,
-                    specs.clone(),
-                    filters.settings.clone(),
-                    Arc::clone(&spool),
-                )
-            })
+        let filter = |specs: &Vec<FilterSpec>| {
+            (!specs.is_empty())
+                .then(|| Filter::new(specs.clone(), filters.settings.clone(), Arc::clone(&spool)))
         };
-        let server_filter = filter("filter", &filters.server);
-        let client_filter = filter("client filter", &filters.client);
+        let server_filter = filter(&filters.server);
+        let client_filter = filter(&filters.client);
         let verifier = settings
             .verifier
             .clone()

@@ -12,6 +12,10 @@
 //! content [...]` once it is sent, `failing envelope [...] -> [...]`,
 //! `smtp client error: <reason>` when a connection fails, and
 //! `forwarding: no more messages to send` at the end of a pass.
+//!
+//! `--client-filter` runs before each message is sent: as the routing
+//! filter when the envelope has a `ForwardTo`, as the client filter
+//! otherwise (2.6.1's names, exit codes and log lines).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -28,7 +32,7 @@ use tokio::sync::{watch, Notify};
 use super::client::{Connection, ConnectionError, Timeouts};
 use crate::auth::{AccountError, ClientAuth};
 use crate::control::{Connections, Registered};
-use crate::filter::{Filter, FilterJob, FilterOutcome};
+use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
@@ -135,16 +139,16 @@ pub struct Forwarder {
     settings: ForwardSettings,
     spool: Arc<Spool>,
     wake: Notify,
-    /// The reason of the latest request for a pass (`startup`, `poll`,
-    /// `client disconnect`, `admin`, `rescan`).
-    reason: Mutex<Reason>,
     pass_lock: tokio::sync::Mutex<()>,
     /// `--client-filter`, run on each message before it is sent.
     client_filter: Option<Arc<Filter>>,
-    /// A client filter exited 102: take no more messages in this pass.
+    /// A client filter asked to stop scanning: take no more messages in
+    /// this pass.
     stop_pass: AtomicBool,
-    /// A client filter exited 103: another pass after this one.
-    rescan: AtomicBool,
+    /// Why the next pass was asked for (`admin`, `rescan`, ...), for the log.
+    reason: Mutex<Option<&'static str>>,
+    /// Messages taken up in the current pass.
+    started: AtomicU64,
     pub stats: Stats,
     /// The process's connection registry: outgoing connections are counted
     /// there, and `notify` events go out through it.
@@ -163,11 +167,11 @@ impl Forwarder {
             settings,
             spool,
             wake: Notify::new(),
-            reason: Mutex::new("startup"),
             pass_lock: tokio::sync::Mutex::new(()),
             client_filter,
             stop_pass: AtomicBool::new(false),
-            rescan: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            started: AtomicU64::new(0),
             stats: Stats::default(),
             connections,
         })
@@ -179,11 +183,11 @@ impl Forwarder {
     }
 
     /// Asks for a forwarding pass soon, for this reason (`startup`,
-    /// `client disconnect`, `admin`, `rescan`).
+    /// `client disconnect`, `admin`, `rescan`): the pass is logged with it.
     pub fn trigger(&self, reason: Reason) {
         if self.enabled() {
-            if let Ok(mut r) = self.reason.lock() {
-                *r = reason;
+            if let Ok(mut pending) = self.reason.lock() {
+                *pending = Some(reason);
             }
             self.wake.notify_one();
         }
@@ -210,7 +214,9 @@ impl Forwarder {
                 .poll
                 .unwrap_or(Duration::from_secs(365 * 24 * 3600));
             let reason = tokio::select! {
-                _ = self.wake.notified() => self.reason.lock().map_or("startup", |r| *r),
+                _ = self.wake.notified() => {
+                    self.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or("startup")
+                }
                 _ = tokio::time::sleep(poll) => "poll",
                 _ = shutdown.changed() => return,
             };
@@ -268,6 +274,7 @@ impl Forwarder {
             return PassSummary::default();
         }
         self.stop_pass.store(false, Ordering::Relaxed);
+        self.started.store(0, Ordering::Relaxed);
         let workers = ids
             .len()
             .div_ceil(MESSAGES_PER_CONNECTION)
@@ -298,11 +305,10 @@ impl Forwarder {
             .lock()
             .ok()
             .and_then(|u| u.values().next().cloned());
-        info!("forwarding: no more messages to send");
-        // A 102 ends this pass only, not a later --immediate forward.
+        // A stop request ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
-        if self.rescan.swap(false, Ordering::Relaxed) {
-            self.trigger("rescan");
+        if self.started.load(Ordering::Relaxed) > 0 {
+            info!("forwarding: no more messages to send");
         }
         summary
     }
@@ -379,14 +385,21 @@ impl Forwarder {
         conn: &mut Option<(Key, Connection, Registered)>,
         unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
-        // Before connecting, so that a filter can route the message by
-        // setting ForwardToAddress (E-MailRelay runs it early when
-        // ForwardTo is set; here it always runs first).
         if self.stop_pass.load(Ordering::Relaxed) {
             // A client filter ended the pass while this one was being
             // picked up: it waits for the next pass, unfiltered.
             return Verdict::Deferred(None);
         }
+        self.started.fetch_add(1, Ordering::Relaxed);
+        info!(
+            "forwarding [{}]{}",
+            locked.id(),
+            message_info(&locked.envelope)
+        );
+        // Before connecting, so that a filter can route the message by
+        // setting ForwardToAddress (E-MailRelay runs the routing filter
+        // early, when ForwardTo is set, and the client filter after
+        // connecting; here both run first).
         if let Some(filter) = &self.client_filter {
             locked = match self.client_filter(filter, locked).await {
                 Ok(locked) => locked,
@@ -413,9 +426,8 @@ impl Forwarder {
             (address, _) => address.to_string(),
         };
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
-            return Verdict::Deferred(None);
+            return self.skip_unconnectable(locked.id(), &target);
         }
-        info!("forwarding [{}]", locked.id());
         let key = (target.clone(), envelope.client_account_selector.clone());
         if conn.as_ref().is_some_and(|(k, _, _)| *k != key) {
             if let Some((_, old, _)) = conn.take() {
@@ -444,12 +456,20 @@ impl Forwarder {
             match self.connect(&target, secret).await {
                 Ok((c, registered)) => *conn = Some((key, c, registered)),
                 Err(e) => {
+                    // Several connections may try the same dead address at
+                    // once: only the first failure is reported, as with
+                    // 2.6.1's one connection at a time.
+                    let first = unreachable.lock().map_or(true, |mut u| {
+                        let known = u.contains_key(&target);
+                        u.entry(target.clone()).or_insert_with(|| e.to_string());
+                        !known
+                    });
+                    if !first {
+                        return self.skip_unconnectable(locked.id(), &target);
+                    }
                     // E-MailRelay's two lines for a connection that failed.
                     warning!("smtp client error: {e}");
                     error!("forwarding: {e}");
-                    if let Ok(mut u) = unreachable.lock() {
-                        u.insert(target, e.to_string());
-                    }
                     return match e {
                         ConnectionError::Refused(reply) if reply.is_permanent() => {
                             self.fail(locked, reply)
@@ -497,34 +517,59 @@ impl Forwarder {
         }
     }
 
-    /// Runs `--client-filter`; `Err` is the message's verdict if the
-    /// filter decided it.
+    /// A message for an address that could not be reached earlier in the
+    /// pass waits for the next one, logged as 2.6.1 logs it.
+    fn skip_unconnectable(&self, id: &MessageId, target: &str) -> Verdict {
+        info!("forwarding [{id}]: skipping message with unconnectable address [{target}]");
+        Verdict::Deferred(None)
+    }
+
+    /// Runs `--client-filter`, as the routing filter if the message has a
+    /// `ForwardTo`; `Err` is the message's verdict if the filter decided
+    /// it. As 2.6.1: a client filter's failure fails the message with its
+    /// reason and code 550, and a proxy's client hears `452 <response>`; a
+    /// routing filter's failure fails it with `routing filter failed:
+    /// <response>: <reason>`, and a proxy's client hears `452 routing
+    /// failed`; abandon leaves the message where the filter left it; only a
+    /// client filter's special flag stops the pass.
     async fn client_filter(&self, filter: &Filter, mut locked: Locked) -> Result<Locked, Verdict> {
         let job = FilterJob {
             content: locked.content_path(),
             envelope: locked.envelope_path(),
         };
-        let id = locked.id().clone();
-        match filter.run(&job).await {
-            FilterOutcome::Ok => {}
-            FilterOutcome::StopScanning => self.stop_pass.store(true, Ordering::Relaxed),
-            FilterOutcome::Rescan => self.rescan.store(true, Ordering::Relaxed),
-            FilterOutcome::Retry(reason) => {
-                warning!("client filter: [{id}] deferred: {reason}");
+        let ty = match locked.envelope.forward_to.is_empty() {
+            true => FilterType::Client,
+            false => FilterType::Routing,
+        };
+        let outcome = filter.run(&job, ty).await;
+        if outcome.special && ty == FilterType::Client {
+            self.stop_pass.store(true, Ordering::Relaxed);
+        }
+        match (outcome.result, ty) {
+            (FilterResult::Ok, _) => {}
+            (FilterResult::Retry, _) => {
+                warning!(
+                    "{}: [{}] deferred: {}",
+                    ty.name(),
+                    locked.id(),
+                    outcome.reason
+                );
                 return Err(Verdict::Deferred(None));
             }
-            FilterOutcome::Abandon => {
-                info!("client filter: [{id}] abandoned");
-                // Dropping the lock puts back whatever the filter left.
-                return Err(Verdict::Deferred(None));
+            // Dropping the lock puts back whatever the filter left.
+            (FilterResult::Abandon, _) => return Err(Verdict::Deferred(None)),
+            (FilterResult::Fail, FilterType::Routing) => {
+                let reason = format!(
+                    "routing filter failed: {}: {}",
+                    outcome.response, outcome.reason
+                );
+                let heard = Reply::new(452, "routing failed");
+                return Err(self.fail_as(locked, &reason, None, heard));
             }
-            FilterOutcome::Reject { reply, detail } => {
-                if let Some(detail) = detail {
-                    info!("client filter: [{id}]: {detail}");
-                }
-                return Err(self.fail(locked, reply));
+            (FilterResult::Fail, _) => {
+                let heard = Reply::new(452, outcome.response.clone());
+                return Err(self.fail_as(locked, &outcome.reason, Some(550), heard));
             }
-            FilterOutcome::Error(reason) => return Err(self.fail(locked, Reply::new(554, reason))),
         }
         if let Err(e) = locked.reload() {
             error!("{e}");
@@ -678,14 +723,36 @@ impl Forwarder {
     }
 
     fn fail(&self, locked: Locked, reply: Reply) -> Verdict {
+        let (reason, code) = (reply.text(), Some(reply.code));
+        self.fail_as(locked, &reason, code, reply)
+    }
+
+    /// Fails the message to `.bad` with `reason` and `code`; a proxy's
+    /// client is told `heard`.
+    fn fail_as(&self, locked: Locked, reason: &str, code: Option<u16>, heard: Reply) -> Verdict {
         let id = locked.id().clone();
         // E-MailRelay compatibility: this exact line shape.
         info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
-        if let Err(e) = locked.fail(&reply.text(), Some(reply.code)) {
+        if let Err(e) = locked.fail(reason, code) {
             error!("{e}");
         }
         self.connections
-            .emit(&["client", "sent", id.as_str(), &reply.to_string()]);
-        Verdict::Failed(reply)
+            .emit(&["client", "sent", id.as_str(), &format!("{heard}")]);
+        Verdict::Failed(heard)
     }
+}
+
+/// What 2.6.1 adds to `forwarding [<id>]`: the routing fields that are set.
+fn message_info(envelope: &crate::store::Envelope) -> String {
+    let mut info = String::new();
+    for (name, value) in [
+        ("selector", &envelope.client_account_selector),
+        ("forward-to", &envelope.forward_to),
+        ("forward-to-address", &envelope.forward_to_address),
+    ] {
+        if !value.is_empty() {
+            info.push_str(&format!(" {name}=[{value}]"));
+        }
+    }
+    info
 }

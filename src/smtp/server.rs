@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::forward::{Forwarder, Verdict};
 use crate::auth::{ServerAuth, FAILURE_DELAY, MAX_FAILURES};
-use crate::filter::{Filter, FilterJob, FilterOutcome};
+use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::log::{self, Level};
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
@@ -406,13 +406,13 @@ impl Conn {
         result
     }
 
-    /// The verifier's fifth and sixth fields: the AUTH mechanism and name,
-    /// or `none` and the keyword of a trusted address.
+    /// The verifier's fifth and sixth fields: the AUTH mechanism in lower
+    /// case and the AUTH name; E-MailRelay compatibility: `none` and the
+    /// keyword of a trusted address (or "") when not authenticated.
     fn who(&self, session: &ServerSession) -> (String, String) {
         match (session.authentication(), &self.trusted) {
-            (Some(a), _) => (a.mechanism.name().to_string(), a.name.clone()),
-            (None, Some(keyword)) => ("none".to_string(), keyword.clone()),
-            (None, None) => (String::new(), String::new()),
+            (Some(a), _) => (a.mechanism.name().to_ascii_lowercase(), a.name.clone()),
+            (None, keyword) => ("none".to_string(), keyword.clone().unwrap_or_default()),
         }
     }
 
@@ -427,10 +427,11 @@ impl Conn {
         };
         let request = VerifyRequest {
             address,
+            vrfy: from.is_none(),
             from: from.unwrap_or_default(),
             peer: self
                 .peer
-                .map(|p| format!("{}:{}", p.ip().to_canonical(), p.port()))
+                .map(|p| display_addr(&SocketAddr::new(p.ip().to_canonical(), p.port())))
                 .unwrap_or_default(),
             domain: self.shared.settings.domain.clone(),
             mechanism,
@@ -498,6 +499,13 @@ impl Conn {
             None => message.commit(envelope).await,
             Some(filter) => match message.prepare(envelope).await {
                 Ok(prepared) => match self.filter(filter, prepared).await {
+                    Ok(Err(e)) if !e.is_no_space() => {
+                        // E-MailRelay compatibility: a message the filter
+                        // left uncommittable (files removed, exit 0) is
+                        // answered `452 rejected`.
+                        crate::warning!("filter exception: {e}");
+                        return MessageResult::Rejected(Reply::new(452, "rejected"));
+                    }
                     Ok(committed) => committed,
                     Err(result) => return result,
                 },
@@ -520,8 +528,13 @@ impl Conn {
         }
     }
 
-    /// Runs `--filter` on a prepared message. `Ok` carries the commit's
-    /// result on; `Err` is the answer already decided (rejected, abandoned).
+    /// Runs `--filter` on a prepared message, as 2.6.1's message store
+    /// does: ok commits; abandon commits whatever the filter left, if it
+    /// can, and answers 250; a failure removes the files and answers with
+    /// the filter's response (452 unless it gave a 4xx/5xx code). A server
+    /// filter's special flag asks for a forwarding rescan whatever the
+    /// result. `Ok` carries the commit's result on; `Err` is the answer
+    /// already decided.
     async fn filter(
         &self,
         filter: &Filter,
@@ -531,38 +544,30 @@ impl Conn {
             content: prepared.content_path(),
             envelope: prepared.envelope_path(),
         };
-        let id = prepared.id().clone();
         // Boxed, as are the verifier and AUTH checks: an idle connection's
         // future then holds none of their state.
-        let outcome = Box::pin(filter.run(&job)).await;
-        match outcome {
-            FilterOutcome::Ok | FilterOutcome::StopScanning => Ok(prepared.commit(true).await),
-            FilterOutcome::Rescan => {
-                let committed = prepared.commit(true).await;
-                self.shared.forwarder.trigger("rescan");
-                Ok(committed)
-            }
-            FilterOutcome::Abandon => {
-                prepared.abandon();
-                log::write(Level::Info, format_args!("filter: [{id}] abandoned"));
+        let outcome = Box::pin(filter.run(&job, FilterType::Server)).await;
+        let decided = match outcome.result {
+            FilterResult::Ok => Ok(prepared.commit(true).await),
+            FilterResult::Abandon => {
+                if job.envelope.exists() {
+                    let _ = prepared.commit(true).await;
+                } else {
+                    prepared.abandon();
+                }
                 Err(MessageResult::Accepted)
             }
-            FilterOutcome::Reject { reply, detail } => {
-                let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
-                log::write(
-                    Level::Warning,
-                    format_args!("filter: [{id}] rejected: {reply}{detail}"),
-                );
-                Err(MessageResult::Rejected(reply))
+            FilterResult::Fail | FilterResult::Retry => {
+                // E-MailRelay compatibility: this line, in this shape.
+                crate::info!("rejected by filter: [{}]", outcome.reason);
+                drop(prepared);
+                Err(MessageResult::Rejected(outcome.reply()))
             }
-            FilterOutcome::Error(reason) | FilterOutcome::Retry(reason) => {
-                log::write(
-                    Level::Warning,
-                    format_args!("filter: [{id}] failed: {reason}"),
-                );
-                Err(MessageResult::Rejected(Reply::new(451, reason)))
-            }
+        };
+        if outcome.special {
+            self.shared.forwarder.trigger("rescan");
         }
+        decided
     }
 
     /// Proxy mode: the client hears the upstream's verdict. A message the

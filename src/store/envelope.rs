@@ -32,6 +32,10 @@ pub struct Envelope {
     pub forward_to_address: String,
     pub client_account_selector: String,
     pub utf8_mailbox_names: bool,
+    /// Lines after the end marker other than the reason, kept as they are
+    /// (E-MailRelay 2.6.1's `split:` writes `X-MailRelay-SplitGroup` lines
+    /// there, and its tools keep what they do not know).
+    pub extra: Vec<String>,
     /// Set when the message has failed.
     pub reason: Option<String>,
     pub reason_code: Option<u16>,
@@ -55,10 +59,13 @@ impl Envelope {
     /// The file's bytes, as E-MailRelay writes them.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = String::with_capacity(512);
+        // An empty name writes `value` as the whole line (extra lines).
         let mut field = |name: &str, value: &str| {
-            out.push_str("X-MailRelay-");
-            out.push_str(name);
-            out.push_str(": ");
+            if !name.is_empty() {
+                out.push_str("X-MailRelay-");
+                out.push_str(name);
+                out.push_str(": ");
+            }
             out.push_str(value);
             out.push_str("\r\n");
         };
@@ -96,6 +103,9 @@ impl Envelope {
             if self.utf8_mailbox_names { "1" } else { "0" },
         );
         field("End", "1");
+        for line in &self.extra {
+            field("", &sanitise(line));
+        }
         if let Some(reason) = &self.reason {
             field("Reason", &sanitise(reason));
             field(
@@ -132,8 +142,15 @@ impl Envelope {
                 .strip_prefix("X-MailRelay-")
                 .and_then(|l| l.split_once(':'))
             else {
+                if ended && !line.is_empty() {
+                    env.extra.push(line.to_string());
+                }
                 continue;
             };
+            if ended && !matches!(name, "Reason" | "ReasonCode") {
+                env.extra.push(line.to_string());
+                continue;
+            }
             let value = value.strip_prefix(' ').unwrap_or(value).to_string();
             last_field = name;
             match name {
@@ -226,6 +243,25 @@ mod tests {
         assert_eq!(back.to_local, ["postmaster"]);
         assert_eq!(back.authentication, "bob=x");
         assert_eq!(back.reason_code, Some(550));
+    }
+
+    #[test]
+    fn lines_after_the_end_marker_are_kept() {
+        let mut env = sample();
+        env.extra = vec![
+            "X-MailRelay-SplitGroupCount: 2".into(),
+            "X-MailRelay-SplitGroup: emailrelay.1.2.3".into(),
+        ];
+        env.reason = Some("failed".into());
+        let text = String::from_utf8(env.to_bytes()).unwrap();
+        assert!(text.ends_with(
+            "X-MailRelay-End: 1\r\nX-MailRelay-SplitGroupCount: 2\r\n\
+             X-MailRelay-SplitGroup: emailrelay.1.2.3\r\nX-MailRelay-Reason: failed\r\n\
+             X-MailRelay-ReasonCode: \r\n"
+        ));
+        let back = Envelope::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.extra, env.extra);
+        assert_eq!(back.reason.as_deref(), Some("failed"));
     }
 
     #[test]

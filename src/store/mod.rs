@@ -142,6 +142,19 @@ impl Spool {
     /// Used by filters that split one message into several.
     pub fn add_copy(&self, content: &Path, envelope: &Envelope) -> Result<MessageId, StoreError> {
         let id = self.new_id();
+        self.add_copy_as(&id, content, envelope).map(|()| id)
+    }
+
+    /// As [`Spool::add_copy`], under an id from [`Spool::new_id`] that the
+    /// caller needed to know first (`split:` lists the ids of a group in
+    /// every envelope of it).
+    pub fn add_copy_as(
+        &self,
+        id: &MessageId,
+        content: &Path,
+        envelope: &Envelope,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
         let content_path = self.path(&id, ".content");
         let result = link_or_copy(content, &content_path)
             .map_err(io_err("cannot create content file", &content_path))
@@ -161,7 +174,7 @@ impl Spool {
         if result.is_err() {
             remove_message_files(self, &id);
         }
-        result.map(|()| id)
+        result
     }
 
     /// Starts a new message: creates its content file (exclusively).

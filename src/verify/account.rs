@@ -32,24 +32,37 @@ impl Default for AccountOptions {
 }
 
 impl AccountOptions {
-    /// Parses `1000-1002;lowercase;check;remote`; `Err` names a stranger.
+    /// Parses `1000-1002;lowercase;check;remote` as 2.6.1 does: a word
+    /// starting with a digit is the uid range (`Err` names it if it does
+    /// not parse), a word of up to three letters sets the first of
+    /// lowercase, remote or check whose letter it holds (so `lc` is only
+    /// lowercase, as in 2.6.1), and anything else is ignored.
     pub fn parse(text: &str) -> Result<AccountOptions, &str> {
         let mut options = AccountOptions::default();
         for word in text.split(';').filter(|w| !w.is_empty()) {
-            match word {
-                "lowercase" => options.lowercase = true,
-                "check" => options.check = true,
-                "remote" => options.remote = true,
-                range => {
-                    let (low, high) = range.split_once('-').ok_or(range)?;
-                    let low = low.parse().map_err(|_| range)?;
-                    let high = high.parse().map_err(|_| range)?;
-                    options.uids = low..=high;
-                }
+            if word.starts_with(|c: char| c.is_ascii_digit()) {
+                options.uids = parse_range(word).ok_or(word)?;
+                continue;
+            }
+            let short = word.len() <= 3;
+            let has = |letter: char, name: &str| (short && word.contains(letter)) || word == name;
+            if has('l', "lowercase") {
+                options.lowercase = true;
+            } else if has('r', "remote") {
+                options.remote = true;
+            } else if has('c', "check") {
+                options.check = true;
             }
         }
         Ok(options)
     }
+}
+
+/// `low-high`, or a single uid.
+fn parse_range(text: &str) -> Option<RangeInclusive<u32>> {
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let (low, high) = (low.parse().ok()?, high.parse().ok()?);
+    (low <= high).then_some(low..=high)
 }
 
 /// The verdict on one address.
@@ -148,6 +161,17 @@ mod tests {
         let o = options(dir.path(), "0-50000");
         assert_eq!(ask(&o, "carol@example.com").code, 0);
         assert_eq!(ask(&o, "root@example.com").code, 0);
+    }
+
+    #[test]
+    fn parameters_are_read_as_2_6_1_reads_them() {
+        let o = AccountOptions::parse("lc;500-600;bogus").unwrap();
+        assert!(o.lowercase && !o.check && !o.remote);
+        assert_eq!(o.uids, 500..=600);
+        assert!(AccountOptions::parse("r").unwrap().remote);
+        assert!(AccountOptions::parse("check").unwrap().check);
+        assert_eq!(AccountOptions::parse("2000").unwrap().uids, 2000..=2000);
+        assert_eq!(AccountOptions::parse("10-5"), Err("10-5"));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! invalid (550), unavailable for now (450), or a reason to drop the
 //! connection (E-MailRelay's reference, "Address verifiers").
 //!
+//! Requests and answers are read and written as E-MailRelay 2.6.1 does,
+//! log lines included; the fifth field is the AUTH mechanism in lower case
+//! (`none` when the client has not authenticated) and the sixth the AUTH
+//! name, or the keyword of a trusted address.
+//!
 //! What comes back is checked before use: a mailbox name must be one plain
 //! directory name, and a rewritten address must be a single SMTP path.
 
@@ -18,15 +23,30 @@ use crate::net::line::LineClient;
 
 pub use account::AccountOptions;
 
-/// A `--address-verifier` value that cannot be used.
+/// A `--address-verifier` value that cannot be used, worded as 2.6.1
+/// words it (`invalid verifier specification: ...`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifierError {
-    /// `net:` without an address.
-    #[error("invalid address verifier [{0}]: no address")]
+    /// `net:` without a `host:port` or path.
+    #[error("invalid verifier specification: invalid host:service format{}", colon(.0))]
     Address(String),
-    /// `account:` with a parameter it does not know.
-    #[error("invalid address verifier [{spec}]: unknown parameter [{param}]")]
-    Parameter { spec: String, param: String },
+    /// `exit:` without a number.
+    #[error("invalid verifier specification: not a numeric exit code: {0}")]
+    Exit(String),
+    /// `account:` with a uid range that does not parse.
+    #[error("invalid verifier specification: not a valid numeric range: {0}")]
+    Range(String),
+    /// `file:` with nothing after it.
+    #[error("invalid verifier specification: empty file path")]
+    EmptyPath,
+}
+
+/// `: <text>`, or nothing for an empty text.
+fn colon(text: &str) -> String {
+    match text.is_empty() {
+        true => String::new(),
+        false => format!(": {text}"),
+    }
 }
 
 /// A parsed `--address-verifier`.
@@ -35,24 +55,43 @@ pub enum VerifierSpec {
     Program(PathBuf),
     Net(String),
     Account(AccountOptions),
+    /// `exit:<n>`: every address accepted as remote, as 2.6.1's internal
+    /// verifier does.
+    Exit(u32),
 }
 
 impl VerifierSpec {
     pub fn parse(text: &str) -> Result<VerifierSpec, VerifierError> {
         match text.split_once(':') {
-            Some(("net", "")) => Err(VerifierError::Address(text.to_string())),
-            Some(("net", address)) => Ok(VerifierSpec::Net(address.to_string())),
+            Some(("exit", code)) => code
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| code.parse().ok())
+                .flatten()
+                .map(VerifierSpec::Exit)
+                .ok_or_else(|| VerifierError::Exit(code.to_string())),
+            Some(("net", address)) => {
+                let usable = address.starts_with('/')
+                    || address
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty());
+                match usable {
+                    true => Ok(VerifierSpec::Net(address.to_string())),
+                    false => Err(VerifierError::Address(address.to_string())),
+                }
+            }
             Some(("account", params)) => AccountOptions::parse(params)
                 .map(VerifierSpec::Account)
-                .map_err(|param| VerifierError::Parameter {
-                    spec: text.to_string(),
-                    param: param.to_string(),
-                }),
-            _ => Ok(VerifierSpec::Program(
-                std::path::absolute(text).unwrap_or_else(|_| PathBuf::from(text)),
-            )),
+                .map_err(|range| VerifierError::Range(range.to_string())),
+            Some(("file", "")) => Err(VerifierError::EmptyPath),
+            Some(("file", path)) => Ok(program(path)),
+            _ => Ok(program(text)),
         }
     }
+}
+
+fn program(path: &str) -> VerifierSpec {
+    VerifierSpec::Program(std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path)))
 }
 
 /// One question for the verifier: E-MailRelay's six arguments.
@@ -62,14 +101,17 @@ pub struct VerifyRequest {
     pub address: String,
     /// MAIL FROM, or "" for VRFY.
     pub from: String,
-    /// The client's `ip:port`.
+    /// The client's address as 2.6.1 shows it (`ip:port`, or `ip.port`
+    /// for IPv6).
     pub peer: String,
     /// Our domain (`--domain`).
     pub domain: String,
-    /// The AUTH mechanism used, `none` for a trusted address, "" if neither.
+    /// The AUTH mechanism in lower case, `none` if not authenticated.
     pub mechanism: String,
     /// The AUTH name, or the trusted address's keyword.
     pub auth_name: String,
+    /// A VRFY rather than a RCPT: refusals are not logged.
+    pub vrfy: bool,
 }
 
 impl VerifyRequest {
@@ -96,6 +138,7 @@ enum Kind {
     Program(PathBuf),
     Net(LineClient),
     Account(AccountOptions),
+    AcceptAll,
 }
 
 impl Verifier {
@@ -104,77 +147,210 @@ impl Verifier {
             VerifierSpec::Program(path) => Kind::Program(path),
             VerifierSpec::Net(address) => Kind::Net(LineClient::new(address)),
             VerifierSpec::Account(options) => Kind::Account(options),
+            VerifierSpec::Exit(_) => Kind::AcceptAll,
         };
         Verifier { kind, timeout }
     }
 
     /// The verdict on one address.
     pub async fn verify(&self, request: &VerifyRequest) -> VerifyResult {
-        let answer = match &self.kind {
+        let status = match &self.kind {
             Kind::Program(path) => self.ask_program(path, request).await,
             Kind::Net(client) => self.ask_net(client, request).await,
-            Kind::Account(options) => Ok(account::verify(options, request)),
+            Kind::Account(options) => account::verify(options, request).status(),
+            Kind::AcceptAll => Status::Remote(String::new()),
         };
-        let answer = answer.unwrap_or_else(|reason| {
-            crate::warning!(
-                "address verifier failed for <{}>: {reason}",
-                request.address
-            );
-            Answer::code(3, "address verifier failed", "")
-        });
-        answer.into_result(&request.address)
+        if let Status::Invalid {
+            response, reason, ..
+        } = &status
+        {
+            if !request.vrfy {
+                // E-MailRelay compatibility: this line, in this shape.
+                let reason = match reason.is_empty() {
+                    true => String::new(),
+                    false => format!(": {reason}"),
+                };
+                crate::warning!(
+                    "rejecting recipient \"{}\": {response}{reason}",
+                    request.address
+                );
+            }
+        }
+        status.into_result(&request.address)
     }
 
-    async fn ask_program(
-        &self,
-        path: &std::path::Path,
-        r: &VerifyRequest,
-    ) -> Result<Answer, String> {
+    async fn ask_program(&self, path: &std::path::Path, r: &VerifyRequest) -> Status {
+        let words: Vec<String> = std::iter::once(path.display().to_string())
+            .chain(r.fields().iter().map(|f| f.to_string()))
+            .map(|w| format!("[{w}]"))
+            .collect();
+        crate::info!("address verifier: executing {}", words.join(" "));
         let args = r.fields().map(std::ffi::OsStr::new);
-        let exit = crate::child::run(path, &args, self.timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut lines = exit.output.lines();
-        let first = lines.next().unwrap_or("").trim();
-        let second = lines.next().unwrap_or("").trim();
-        Ok(Answer::code(exit.code, first, second))
+        match crate::child::run(path, &args, self.timeout).await {
+            Ok(exit) => program_status(exit.code, &exit.output),
+            Err(crate::child::ChildError::Timeout(_)) => {
+                Status::invalid(true, "timeout", "timeout")
+            }
+            Err(e @ crate::child::ChildError::Spawn { .. }) => {
+                crate::warning!("address verifier: exec error: {e}");
+                Status::invalid(false, "error", "exec error")
+            }
+            Err(e) => Status::invalid(false, "error", &e.to_string()),
+        }
     }
 
     /// `net:`: the six fields joined by `|`, answered by `code|...` with
     /// the program's two lines in reverse order. A field holding `|` (or a
     /// line break) cannot be sent without shifting the others, so such an
     /// address is refused here.
-    async fn ask_net(&self, client: &LineClient, r: &VerifyRequest) -> Result<Answer, String> {
+    async fn ask_net(&self, client: &LineClient, r: &VerifyRequest) -> Status {
         let fields = r.fields();
         if fields.iter().any(|f| f.contains(['|', '\r', '\n'])) {
-            return Ok(Answer::code(2, "invalid character in address", ""));
+            return Status::invalid(false, "invalid character in address", "");
         }
-        let request = fields.join("|");
-        let line = client
-            .exchange(&request, self.timeout)
-            .await
-            .map_err(|e| format!("net verifier [{}]: {e}", client.address()))?;
-        let mut parts = line.splitn(3, '|');
-        let code = parts
-            .next()
-            .and_then(|c| c.trim().parse::<i32>().ok())
-            .ok_or_else(|| {
-                format!(
-                    "net verifier [{}]: invalid answer [{line}]",
-                    client.address()
-                )
-            })?;
-        let second = parts.next().unwrap_or("");
-        let first = parts.next().unwrap_or("");
-        // For refusals the one field after the code is the reason.
-        Ok(match code {
-            0 | 1 => Answer::code(code, first, second),
-            _ => Answer::code(code, second, first),
-        })
+        crate::info!("verification request: [{}] ({})", r.address, r.peer);
+        match client.exchange(&fields.join("|"), self.timeout).await {
+            Ok(line) => {
+                crate::info!("verification response: [{}]", printable(&line));
+                net_status(&line)
+            }
+            Err(e) => {
+                crate::warning!("error: {}: {e}", client.address());
+                Status::invalid(true, "cannot verify", "network verifier peer disconnected")
+            }
+        }
     }
 }
 
-/// A verifier's answer in program form: exit code, first and second line.
+/// A verifier's decision, as 2.6.1's `VerifierStatus` has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Status {
+    Local {
+        full_name: String,
+        mailbox: String,
+    },
+    /// Remote, with the address to use ("" for the one asked about).
+    Remote(String),
+    Invalid {
+        temporary: bool,
+        response: String,
+        reason: String,
+    },
+    Abort,
+}
+
+impl Status {
+    fn invalid(temporary: bool, response: &str, reason: &str) -> Status {
+        Status::Invalid {
+            temporary,
+            response: response.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The result for the SMTP session, after the safety checks.
+    fn into_result(self, address: &str) -> VerifyResult {
+        match self {
+            Status::Local { mailbox, full_name }
+                if crate::filter::is_safe_mailbox_name(&mailbox) =>
+            {
+                VerifyResult::Local { mailbox, full_name }
+            }
+            Status::Local { mailbox, .. } => {
+                crate::warning!(
+                    "address verifier gave an unusable mailbox name [{}] for <{address}>",
+                    mailbox.escape_debug()
+                );
+                VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+            }
+            Status::Remote(rewritten) if rewritten.is_empty() => {
+                VerifyResult::Remote(address.to_string())
+            }
+            Status::Remote(rewritten) if is_plain_address(&rewritten) => {
+                VerifyResult::Remote(rewritten)
+            }
+            Status::Remote(rewritten) => {
+                crate::warning!(
+                    "address verifier gave an unusable address [{}] for <{address}>",
+                    rewritten.escape_debug()
+                );
+                VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+            }
+            Status::Invalid {
+                temporary,
+                response,
+                ..
+            } => {
+                let text = match response.is_empty() {
+                    true => "mailbox unavailable".to_string(),
+                    false => response,
+                };
+                VerifyResult::Reject(Reply::new(if temporary { 450 } else { 550 }, text))
+            }
+            Status::Abort => VerifyResult::Abort,
+        }
+    }
+}
+
+/// A program's exit code and output, read as 2.6.1 reads them: trailing
+/// white space trimmed, lines split, and 0 (local) and 1 (remote) only
+/// with two lines.
+fn program_status(code: i32, output: &str) -> Status {
+    let text = output
+        .replace("\r\n", "\n")
+        .replace('\r', "")
+        .trim_end_matches([' ', '\n', '\t'])
+        .to_string();
+    let lines: Vec<String> = match text.is_empty() {
+        true => Vec::new(),
+        false => text.split('\n').map(printable).collect(),
+    };
+    let line = |i: usize| lines.get(i).cloned().unwrap_or_default();
+    crate::info!(
+        "address verifier: exit code {code}: [{}] [{}]",
+        line(0),
+        line(1)
+    );
+    match (code, lines.len() >= 2) {
+        (0, true) => Status::Local {
+            full_name: line(0),
+            mailbox: line(1),
+        },
+        (1, true) => Status::Remote(line(1)),
+        (100, _) => Status::Abort,
+        _ => Status::Invalid {
+            temporary: code == 3,
+            response: lines
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "mailbox unavailable".into()),
+            reason: lines
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| format!("exit code {code}")),
+        },
+    }
+}
+
+/// A `net:` server's answer line: `0|mailbox|full name`, `1|address`,
+/// `2|response[|reason]`, `3|...` (temporary) or `100`.
+fn net_status(line: &str) -> Status {
+    let parts: Vec<&str> = line.split('|').collect();
+    let part = |i: usize| parts.get(i).copied().unwrap_or("").to_string();
+    match (parts[0], parts.len()) {
+        ("100", _) => Status::Abort,
+        ("1", 2..) => Status::Remote(part(1)),
+        ("0", 3..) => Status::Local {
+            mailbox: part(1),
+            full_name: part(2),
+        },
+        ("2" | "3", 2..) => Status::invalid(parts[0] == "3", &part(1), &part(2)),
+        _ => Status::invalid(false, "", ""),
+    }
+}
+
+/// A verifier's answer in program form: exit code, first and second line
+/// (both present).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     code: i32,
@@ -191,47 +367,31 @@ impl Answer {
         }
     }
 
-    /// E-MailRelay's exit codes: 0 local (full name, mailbox), 1 remote
-    /// (the address to use), 2 invalid (550), 3 temporary (450), 100 drop
-    /// the connection, anything else as 2. For refusals the first line is
-    /// the reply text and the second is logged.
-    fn into_result(self, address: &str) -> VerifyResult {
+    fn status(self) -> Status {
         match self.code {
-            0 if crate::filter::is_safe_mailbox_name(&self.second) => VerifyResult::Local {
-                mailbox: self.second,
+            0 => Status::Local {
                 full_name: self.first,
+                mailbox: self.second,
             },
-            0 => {
-                crate::warning!(
-                    "address verifier gave an unusable mailbox name [{}] for <{address}>",
-                    self.second.escape_debug()
-                );
-                VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
-            }
-            1 if self.second.is_empty() => VerifyResult::Remote(address.to_string()),
-            1 if is_plain_address(&self.second) => VerifyResult::Remote(self.second),
-            1 => {
-                crate::warning!(
-                    "address verifier gave an unusable address [{}] for <{address}>",
-                    self.second.escape_debug()
-                );
-                VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
-            }
-            100 => VerifyResult::Abort,
-            code => {
-                let temporary = code == 3;
-                if !self.second.is_empty() {
-                    crate::info!("address verifier: <{address}>: {}", self.second);
-                }
-                let text = if self.first.is_empty() {
-                    "mailbox unavailable".to_string()
-                } else {
-                    self.first
-                };
-                VerifyResult::Reject(Reply::new(if temporary { 450 } else { 550 }, text))
-            }
+            1 => Status::Remote(self.second),
+            100 => Status::Abort,
+            code => Status::Invalid {
+                temporary: code == 3,
+                response: self.first,
+                reason: self.second,
+            },
         }
     }
+}
+
+/// Control characters escaped, so that a verifier's text stays on one line.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_default().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect()
 }
 
 /// True for something that can stand between `<` and `>` in RCPT TO.
@@ -258,49 +418,107 @@ mod tests {
             Ok(VerifierSpec::Program("/usr/local/bin/verify".into()))
         );
         assert_eq!(
-            VerifierSpec::parse("account:bogus")
-                .unwrap_err()
-                .to_string(),
-            "invalid address verifier [account:bogus]: unknown parameter [bogus]"
+            VerifierSpec::parse("file:/usr/local/bin/verify"),
+            Ok(VerifierSpec::Program("/usr/local/bin/verify".into()))
+        );
+        assert_eq!(VerifierSpec::parse("exit:0"), Ok(VerifierSpec::Exit(0)));
+        let err = |t: &str| VerifierSpec::parse(t).unwrap_err().to_string();
+        // 2.6.1's words.
+        assert_eq!(
+            err("net:"),
+            "invalid verifier specification: invalid host:service format"
+        );
+        assert_eq!(
+            err("net:localhost"),
+            "invalid verifier specification: invalid host:service format: localhost"
+        );
+        assert_eq!(
+            err("exit:x"),
+            "invalid verifier specification: not a numeric exit code: x"
+        );
+        assert_eq!(
+            err("account:1000-x"),
+            "invalid verifier specification: not a valid numeric range: 1000-x"
+        );
+        assert_eq!(
+            err("file:"),
+            "invalid verifier specification: empty file path"
         );
     }
 
     #[test]
-    fn answers_map_to_results_as_documented() {
-        let r = |code, a: &str, b: &str| Answer::code(code, a, b).into_result("Bob@Example.com");
+    fn program_output_is_read_as_2_6_1_reads_it() {
+        let r = |code, out: &str| program_status(code, out).into_result("Bob@Example.com");
         assert_eq!(
-            r(0, "Local Postmaster <postmaster@localhost>", "postmaster"),
+            r(0, "Local Postmaster <postmaster@localhost>\npostmaster\n"),
             VerifyResult::Local {
                 mailbox: "postmaster".into(),
                 full_name: "Local Postmaster <postmaster@localhost>".into()
             }
         );
         assert_eq!(
-            r(1, "", "bob@example.com"),
+            r(1, "\nbob@example.com\n"),
             VerifyResult::Remote("bob@example.com".into())
         );
-        assert_eq!(r(1, "", ""), VerifyResult::Remote("Bob@Example.com".into()));
+        // Remote needs the second line; with one line it is a refusal.
         assert_eq!(
-            r(2, "invalid mailbox: x", "why"),
+            r(1, "bob@example.com\n"),
+            VerifyResult::Reject(Reply::new(550, "bob@example.com"))
+        );
+        assert_eq!(
+            r(2, "invalid mailbox: x\nwhy\n"),
             VerifyResult::Reject(Reply::new(550, "invalid mailbox: x"))
         );
         assert_eq!(
-            r(3, "try later", ""),
+            r(3, "try later"),
             VerifyResult::Reject(Reply::new(450, "try later"))
         );
-        assert_eq!(r(100, "", ""), VerifyResult::Abort);
+        assert_eq!(r(100, ""), VerifyResult::Abort);
         assert_eq!(
-            r(42, "", ""),
+            r(42, ""),
             VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+        );
+        assert_eq!(
+            program_status(42, ""),
+            Status::invalid(false, "mailbox unavailable", "exit code 42")
         );
         // What comes back is checked.
         assert_eq!(
-            r(0, "x", "../etc"),
+            r(0, "x\n../etc"),
             VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
         );
         assert_eq!(
-            r(1, "", "a@b> NOTIFY=x"),
+            r(1, "\na@b> NOTIFY=x"),
             VerifyResult::Reject(Reply::new(550, "mailbox unavailable"))
+        );
+    }
+
+    #[test]
+    fn net_answers_are_read_as_2_6_1_reads_them() {
+        assert_eq!(
+            net_status("1|alice@here"),
+            Status::Remote("alice@here".into())
+        );
+        assert_eq!(
+            net_status("0|alice|Alice Liddell"),
+            Status::Local {
+                mailbox: "alice".into(),
+                full_name: "Alice Liddell".into()
+            }
+        );
+        assert_eq!(
+            net_status("2|VerifierError"),
+            Status::invalid(false, "VerifierError", "")
+        );
+        assert_eq!(
+            net_status("3|busy|queue full"),
+            Status::invalid(true, "busy", "queue full")
+        );
+        assert_eq!(net_status("100"), Status::Abort);
+        assert_eq!(net_status("0|alice"), Status::invalid(false, "", ""));
+        assert_eq!(
+            net_status("1|").into_result("x@y"),
+            VerifyResult::Remote("x@y".into())
         );
     }
 }

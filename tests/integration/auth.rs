@@ -60,7 +60,8 @@ fn swaks_authenticates_with_plain_login_and_cram_md5() {
             ],
         );
         assert_eq!(code, 0, "{mechanism}: {out}");
-        assert!(out.contains("<-  250 AUTH PLAIN LOGIN CRAM-MD5"), "{out}");
+        // E-MailRelay's order: AUTH first after the greeting, CRAM-MD5 first.
+        assert!(out.contains("<-  250-AUTH CRAM-MD5 PLAIN LOGIN"), "{out}");
         assert!(out.contains("<-  235 authentication successful"), "{out}");
     }
     // An md5 secret from emailrelay-passwd serves CRAM-MD5, and only that.
@@ -185,7 +186,8 @@ fn trusted_addresses_need_no_auth_and_reach_the_verifier_with_their_keyword() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
-        "none|loopback4\nnone|loopback6\nPLAIN|alice\n"
+        // E-MailRelay 2.6.1 passes the mechanism in lower case.
+        "none|loopback4\nnone|loopback6\nplain|alice\n"
     );
     let envelopes = envelopes(&relay);
     let anonymous = envelopes
@@ -233,13 +235,13 @@ fn mechanisms_can_be_offered_only_under_tls() {
     let alice = ["--auth-user", "alice", "--auth-password", "e=mc2"];
     let (code, out) = swaks(relay.port, &[&["--auth", "PLAIN"][..], &alice].concat());
     assert_ne!(code, 0);
-    assert!(!out.contains("250 AUTH"), "AUTH offered in clear: {out}");
+    assert!(!out.contains("250-AUTH"), "AUTH offered in clear: {out}");
     let (code, out) = swaks(
         relay.port,
         &[&["--tls", "--auth", "PLAIN"][..], &alice].concat(),
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("<~  250 AUTH PLAIN"), "{out}");
+    assert!(out.contains("<~  250-AUTH PLAIN"), "{out}");
     assert!(out.contains("<~  235 authentication successful"), "{out}");
     let mut c = Client::connect(relay.port);
     c.reply();
@@ -384,7 +386,7 @@ fn pam_authenticates_system_accounts_through_the_emailrelay_service() {
             .concat(),
         );
         assert_eq!(code, 0, "{mechanism}: {out}");
-        assert!(out.contains("<-  250 AUTH PLAIN LOGIN"), "{out}");
+        assert!(out.contains("<-  250-AUTH PLAIN LOGIN"), "{out}");
         assert!(out.contains("<-  235 authentication successful"), "{out}");
     }
     let (code, out) = swaks(
@@ -420,14 +422,14 @@ fn cram_md5_challenges_are_random_and_never_repeat() {
             .decode(text)
             .unwrap();
         let challenge = String::from_utf8(decoded).unwrap();
-        // <128 random bits in hex.unix-time@domain>
+        // <128 random bits in decimal.unix-time@domain>, E-MailRelay's shape
         let inner = challenge
             .strip_prefix('<')
             .and_then(|c| c.strip_suffix("@relay.example.com>"))
             .unwrap_or_else(|| panic!("{challenge}"));
         let (random, time) = inner.split_once('.').unwrap();
         assert!(
-            random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+            random.len() >= 20 && random.bytes().all(|b| b.is_ascii_digit()),
             "{challenge}"
         );
         assert!(time.parse::<u64>().is_ok(), "{challenge}");

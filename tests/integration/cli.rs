@@ -390,6 +390,6 @@ fn filter_and_verifier_programs_are_checked_at_startup() {
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "emailrelay: error: invalid filter [spam:]: no address\n"
+        "emailrelay: error: invalid filter specification: invalid host:service format\n"
     );
 }

@@ -81,10 +81,56 @@ fn a_rejecting_filter_gives_the_client_its_reason_and_removes_the_files() {
         "550 rejected by local policy"
     );
     assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
-    let log = relay.wait_log("rejected: 550");
+    // E-MailRelay 2.6.1's lines: the program's failure, the chain's
+    // summary, and the reason (the second marked line).
+    let log = relay.wait_log("rejected by filter");
     assert!(
-        log.contains("] rejected: 550 rejected by local policy: spam score 12\n"),
+        log.contains(
+            "warning: filter [filter.sh] failed: exit code 1: [rejected by local policy](550)\n"
+        ),
         "{log}"
+    );
+    assert!(
+        log.contains("]: failed response=[rejected by local policy] reason=[spam score 12]\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains("info: rejected by filter: [spam score 12]\n"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_failing_filter_without_a_code_gets_452_and_its_marked_text() {
+    let dir = tempfile::tempdir().unwrap();
+    // As E-MailRelay's own suite writes it: text after `>>` is ignored,
+    // and so are lines without markers.
+    let filter = script(
+        dir.path(),
+        "filter.sh",
+        "echo aaa; echo '<<foo bar>> yy'; echo zzz; exit 3",
+    );
+    let quiet = script(dir.path(), "quiet.sh", "exit 7");
+    let relay = Relay::start(dir.path(), &["--filter", &format!("exit:0,{filter}")]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "452 foo bar"
+    );
+    assert!(relay.files("").is_empty(), "{:?}", relay.files(""));
+    let log = relay.wait_log("rejected by filter");
+    assert!(
+        log.contains("emailrelay: info: filter [exit:0,filter.sh]: [emailrelay."),
+        "{log}"
+    );
+    assert!(log.contains("]: failed response=[foo bar]\n"), "{log}");
+    assert!(log.contains("rejected by filter: [foo bar]\n"), "{log}");
+    // No marked line at all: `rejected`.
+    let quiet_dir = dir.path().join("quiet");
+    std::fs::create_dir_all(&quiet_dir).unwrap();
+    let relay = Relay::start(&quiet_dir, &["--filter", &quiet]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "452 rejected"
     );
 }
 
@@ -98,7 +144,21 @@ fn a_filter_may_take_the_message_over_with_exit_100() {
         "250 message processed"
     );
     assert!(relay.files("").is_empty());
-    relay.expect_log("] abandoned");
+    relay.expect_log("]: ok(abandon) response=[]");
+}
+
+#[test]
+fn exit_100_with_the_files_left_in_place_still_stores_the_message() {
+    // E-MailRelay 2.6.1 makes a token effort to commit an abandoned
+    // message: whatever the filter left is kept, not stranded as `.new`.
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--filter", "exit:100"]);
+    assert_eq!(
+        send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
+        "250 message processed"
+    );
+    assert_eq!(relay.files(".envelope").len(), 1);
+    assert!(relay.files(".envelope.new").is_empty());
 }
 
 #[test]
@@ -107,8 +167,9 @@ fn a_filter_that_deletes_the_files_without_exit_100_does_not_get_a_250() {
     let filter = script(dir.path(), "filter.sh", "rm -f \"$1\" \"$2\"; exit 0");
     let relay = Relay::start(dir.path(), &["--filter", &filter]);
     let reply = send_one(relay.port, "a@example.com", &["b@example.org"], BODY);
-    // The client keeps the message: nothing it was told was accepted is lost.
-    assert_eq!(reply, "451 local error in processing");
+    // The client keeps the message: nothing it was told was accepted is
+    // lost. E-MailRelay 2.6.1 words it `452 rejected`.
+    assert_eq!(reply, "452 rejected");
 }
 
 #[test]
@@ -126,7 +187,7 @@ fn a_hanging_filter_times_out_with_its_children_killed_and_the_relay_carries_on(
     let relay = Relay::start(dir.path(), &["--filter", &filter, "--filter-timeout", "1"]);
     assert_eq!(
         send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
-        "451 filter timed out after 1s"
+        "452 error"
     );
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
@@ -141,9 +202,15 @@ fn a_hanging_filter_times_out_with_its_children_killed_and_the_relay_carries_on(
         "the filter's child {pid} is still running"
     );
     assert!(relay.files("").is_empty());
-    assert!(relay
-        .log_text()
-        .contains("] failed: filter timed out after 1s\n"));
+    let log = relay.log_text();
+    assert!(
+        log.contains("warning: filter [filter.sh] timed out after 1s\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains("]: failed response=[error] reason=[timeout]\n"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -164,9 +231,20 @@ fn a_chain_runs_in_order_and_stops_at_a_rejection() {
     );
     assert_eq!(
         send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
-        "550 no"
+        "452 no"
     );
     assert_eq!(std::fs::read_to_string(&record).unwrap(), "first\nsecond\n");
+    // Each program says it is running; the summary names the whole chain.
+    let log = relay.wait_log("rejected by filter");
+    assert!(
+        log.contains("info: filter [first.sh]: [emailrelay."),
+        "{log}"
+    );
+    assert!(!log.contains("filter [third.sh]"), "{log}");
+    assert!(
+        log.contains("info: filter [first.sh,exit:0,second.sh,third.sh]: [emailrelay."),
+        "{log}"
+    );
 }
 
 #[test]
@@ -183,6 +261,15 @@ fn exit_103_rescans_the_spool_for_forwarding() {
         wait_until(Duration::from_secs(20), || sink.messages().len() == 1),
         "{}",
         relay.log_text()
+    );
+    // Logged as E-MailRelay 2.6.1 logs a pass and its reason.
+    let log = relay.wait_log("no more messages to send");
+    assert!(log.contains("]: ok +rescan response=[]\n"), "{log}");
+    assert!(log.contains("info: forwarding: [rescan]\n"), "{log}");
+    assert!(log.contains("info: forwarding [emailrelay."), "{log}");
+    assert!(
+        log.contains("info: forwarding: no more messages to send\n"),
+        "{log}"
     );
 }
 
@@ -251,7 +338,123 @@ fn client_filter_exit_codes() {
         text.contains("To-Remote: abandon@example.org\r\n"),
         "{text}"
     );
-    assert!(log.contains("client filter: ["), "{log}");
+    assert!(
+        log.contains("info: client-filter [client.sh]: [emailrelay."),
+        "{log}"
+    );
+    assert!(log.contains("]: running "), "{log}");
+    assert!(log.contains("]: ok(abandon) response=[]\n"), "{log}");
+    assert!(
+        log.contains("]: failed response=[policy says no]\n"),
+        "{log}"
+    );
+}
+
+#[test]
+fn client_and_routing_filters_fail_messages_with_2_6_1_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "client@example.org");
+    submit_to(&spool, "routed@example.org");
+    // The second message has a ForwardTo, so the filter runs as the
+    // routing filter for it.
+    let routed = spool_files(&spool, ".envelope")
+        .into_iter()
+        .map(|n| spool.join(n))
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("routed@example.org")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&routed).unwrap();
+    std::fs::write(
+        &routed,
+        text.replace(
+            "X-MailRelay-ForwardTo: \r\n",
+            "X-MailRelay-ForwardTo: example.org\r\n",
+        ),
+    )
+    .unwrap();
+    let (code, log) = forward_once(
+        &spool,
+        &["--as-client", &sink.address(), "--client-filter", "exit:1"],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert!(sink.messages().is_empty());
+    let reasons: Vec<String> = spool_files(&spool, ".envelope.bad")
+        .iter()
+        .map(|n| std::fs::read_to_string(spool.join(n)).unwrap())
+        .map(|t| t[t.find("X-MailRelay-Reason").unwrap()..].to_string())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{log}");
+    assert!(
+        reasons.contains(&"X-MailRelay-Reason: exit:1\r\nX-MailRelay-ReasonCode: 550\r\n".into()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(
+            &"X-MailRelay-Reason: routing filter failed: rejected: exit:1\r\nX-MailRelay-ReasonCode: \r\n"
+                .into()
+        ),
+        "{reasons:?}"
+    );
+    assert!(
+        log.contains("info: client-filter [exit:1]: [emailrelay."),
+        "{log}"
+    );
+    assert!(
+        log.contains("info: routing-filter [exit:1]: [emailrelay."),
+        "{log}"
+    );
+    assert!(
+        log.contains("]: failed response=[rejected] reason=[exit:1]\n"),
+        "{log}"
+    );
+    assert!(log.contains(" forward-to=[example.org]\n"), "{log}");
+}
+
+#[test]
+fn client_filter_exit_103_is_ok_and_104_and_105_end_the_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    // Six messages over up to four connections: a stop request leaves at
+    // least two never taken up.
+    for code in [103, 104, 105] {
+        let spool = dir.path().join(format!("spool{code}"));
+        for _ in 0..6 {
+            submit_to(&spool, "b@example.org");
+        }
+        let before = sink.messages().len();
+        let (_, log) = forward_once(
+            &spool,
+            &[
+                "--as-client",
+                &sink.address(),
+                "--client-filter",
+                &format!("exit:{code}"),
+            ],
+        );
+        let bad = spool_files(&spool, ".envelope.bad").len();
+        let waiting = spool_files(&spool, ".envelope").len();
+        match code {
+            // 103 is a plain ok on the client side: all sent.
+            103 => assert!(
+                wait_until(Duration::from_secs(10), || sink.messages().len()
+                    == before + 6),
+                "{log}"
+            ),
+            // 104 abandons and stops: nothing sent or failed.
+            104 => assert_eq!((bad, waiting), (0, 6), "{log}"),
+            // 105 fails and stops: those taken up fail, the rest wait.
+            _ => assert!((1..=4).contains(&bad) && bad + waiting == 6, "{log}"),
+        }
+        if code != 103 {
+            assert_eq!(sink.messages().len(), before, "exit {code}: {log}");
+            assert!(log.contains(" +break response=["), "exit {code}: {log}");
+        }
+    }
 }
 
 #[test]
@@ -380,7 +583,7 @@ fn net_filter_keeps_one_connection_and_passes_on_the_reason() {
             &["b@example.org"],
             "Subject: spam\r\n\r\nspam\r\n"
         ),
-        "550 rejected as spam"
+        "452 rejected as spam"
     );
     client.command("QUIT");
     assert_eq!(*connections.lock().unwrap(), 1);
@@ -390,10 +593,57 @@ fn net_filter_keeps_one_connection_and_passes_on_the_reason() {
         requests.iter().all(|r| r.ends_with(".content")),
         "{requests:?}"
     );
-    assert!(relay
-        .wait_log("score 99")
-        .contains("rejected: 550 rejected as spam: score 99\n"));
+    let log = relay.wait_log("rejected by filter");
+    assert!(
+        log.contains(&format!("info: filter [127.0.0.1/{port}/ip]: [emailrelay.")),
+        "{log}"
+    );
+    assert!(
+        log.contains("]: failed response=[rejected as spam] reason=[score 99]\n"),
+        "{log}"
+    );
     assert_eq!(relay.files(".envelope").len(), 1);
+}
+
+#[test]
+fn net_filter_codes_abandon_and_a_silent_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let LineServer { port, .. } = line_server(|path| {
+        let content = std::fs::read_to_string(path).unwrap_or_default();
+        if content.contains("mine") {
+            // Abandon: the server took the message over.
+            let _ = std::fs::remove_file(path);
+            "100 taken".into()
+        } else if content.contains("coded") {
+            "554 go away\tblocklisted".into()
+        } else {
+            std::thread::sleep(Duration::from_secs(3));
+            "ok".into()
+        }
+    });
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--filter",
+            &format!("net:127.0.0.1:{port}"),
+            "--filter-timeout",
+            "1",
+        ],
+    );
+    let send = |body: &str| send_one(relay.port, "a@example.com", &["b@example.org"], body);
+    assert_eq!(send("Subject: coded\r\n\r\nx\r\n"), "554 go away");
+    assert_eq!(send("Subject: mine\r\n\r\nx\r\n"), "250 message processed");
+    // No answer in time: `452 failed`, the reason logged.
+    assert_eq!(send("Subject: slow\r\n\r\nx\r\n"), "452 failed");
+    let log = relay.wait_log("reason=[response timeout");
+    assert!(log.contains("]: ok(abandon) response=[]\n"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "]: failed response=[failed] reason=[response timeout: no response after 1s while connected to 127.0.0.1:{port}]\n"
+        )),
+        "{log}"
+    );
+    assert!(relay.files(".envelope").is_empty(), "{:?}", relay.files(""));
 }
 
 #[test]
@@ -442,17 +692,23 @@ fn verifier_exit_codes_shape_the_replies_and_the_envelope() {
         c.command("RCPT TO:<evil@example.org>"),
         "550 mailbox unavailable"
     );
+    // E-MailRelay 2.6.1: the reply names the address given, with two
+    // spaces before OK for a local one.
     assert_eq!(
         c.command("RCPT TO:<postmaster@example.org>"),
-        "250 recipient <postmaster> OK"
+        "250 recipient <postmaster@example.org>  OK"
     );
     assert_eq!(
         c.command("RCPT TO:<Upper@example.org>"),
-        "250 recipient <upper@example.org> OK"
+        "250 recipient <Upper@example.org> OK"
     );
     assert_eq!(
         c.command("VRFY postmaster@example.org"),
         "250 Local Postmaster <postmaster@localhost>"
+    );
+    assert_eq!(
+        c.command("VRFY Upper@example.org"),
+        "252 cannot verify but will accept: Upper@example.org"
     );
     assert_eq!(
         c.command("DATA"),
@@ -481,7 +737,8 @@ fn verifier_exit_codes_shape_the_replies_and_the_envelope() {
     let fields: Vec<&str> = first.split('|').collect();
     assert_eq!(fields[0..2], ["bad@example.org", "a@example.com"]);
     assert!(fields[2].starts_with("127.0.0.1:"), "{first}");
-    assert_eq!(fields[3..6], ["relay.example.com", "", ""]);
+    // Not authenticated: the mechanism is `none`.
+    assert_eq!(fields[3..6], ["relay.example.com", "none", ""]);
     // VRFY passes an empty sender.
     assert!(
         args.lines()
@@ -490,7 +747,24 @@ fn verifier_exit_codes_shape_the_replies_and_the_envelope() {
     );
     let log = relay.wait_log("dropping the connection");
     assert!(
-        log.contains("address verifier: <bad@example.org>: logged only\n"),
+        log.contains(
+            "warning: rejecting recipient \"bad@example.org\": no such user here: logged only\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "warning: rejecting recipient \"odd@example.org\": mailbox unavailable: exit code 42\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("info: address verifier: exit code 2: [no such user here] [logged only]\n"),
+        "{log}"
+    );
+    assert!(log.contains("info: address verifier: executing ["), "{log}");
+    assert!(
+        log.contains("] [bad@example.org] [a@example.com] [127.0.0.1:"),
         "{log}"
     );
     assert!(
@@ -520,7 +794,7 @@ fn net_verifier_fields_never_shift() {
     c.command("MAIL FROM:<a@example.com>");
     assert_eq!(
         c.command("RCPT TO:<postmaster@example.org>"),
-        "250 recipient <postmaster> OK"
+        "250 recipient <postmaster@example.org>  OK"
     );
     assert_eq!(
         c.command("RCPT TO:<bad@example.org>"),
@@ -540,6 +814,17 @@ fn net_verifier_fields_never_shift() {
     let fields: Vec<&str> = requests[0].split('|').collect();
     assert_eq!(fields.len(), 6, "{requests:?}");
     assert_eq!(fields[..2], ["postmaster@example.org", "a@example.com"]);
+    assert!(fields[2].starts_with("127.0.0.1:"), "{requests:?}");
+    assert_eq!(fields[3..], ["relay.example.com", "none", ""]);
+    let log = relay.wait_log("verification response: [2|");
+    assert!(
+        log.contains("info: verification request: [postmaster@example.org] (127.0.0.1:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("info: verification response: [0|postmaster|Local Postmaster]\n"),
+        "{log}"
+    );
     assert!(!requests.iter().any(|r| r.contains("x|1|y")));
 }
 
@@ -621,16 +906,17 @@ fn copy_split_and_msgid_builtins() {
     // copy: into box1, not postmaster; nodelete keeps the original.
     assert_eq!(spool_files(&spool.join("box1"), ".envelope").len(), 1);
     assert!(spool_files(&spool.join("postmaster"), "").is_empty());
-    // split: two messages, each with its domain in ForwardTo.
-    let envelopes: Vec<String> = relay
-        .files(".envelope")
+    // split: two messages, each with its domain in ForwardTo, as the
+    // group's first recipient wrote it, and the group listed in both.
+    let names = relay.files(".envelope");
+    let envelopes: Vec<String> = names
         .iter()
         .map(|n| std::fs::read_to_string(spool.join(n)).unwrap())
         .collect();
     assert_eq!(envelopes.len(), 2);
     let one = envelopes
         .iter()
-        .find(|e| e.contains("ForwardTo: one.example\r\n"))
+        .find(|e| e.contains("ForwardTo: One.example\r\n"))
         .unwrap();
     assert!(
         one.contains("To-Remote: b@One.example\r\nX-MailRelay-To-Remote: d@one.example\r\n"),
@@ -641,6 +927,19 @@ fn copy_split_and_msgid_builtins() {
         .find(|e| e.contains("ForwardTo: two.example\r\n"))
         .unwrap();
     assert!(two.contains("X-MailRelay-ToCount: 1\r\n"), "{two}");
+    for envelope in [one, two] {
+        assert!(
+            envelope.contains("X-MailRelay-End: 1\r\nX-MailRelay-SplitGroupCount: 2\r\n"),
+            "{envelope}"
+        );
+        for name in &names {
+            let id = name.strip_suffix(".envelope").unwrap();
+            assert!(
+                envelope.contains(&format!("X-MailRelay-SplitGroup: {id}\r\n")),
+                "{envelope}"
+            );
+        }
+    }
     // msgid: ran first, so every copy has the header.
     let content = std::fs::read_to_string(spool.join(&relay.files(".content")[0])).unwrap();
     assert!(content.starts_with("Message-ID: <emailrelay."), "{content}");
@@ -666,12 +965,12 @@ fn spam_rejects_gtube_and_spam_edit_marks_it_with_real_spamd() {
     );
     assert_eq!(
         send_one(relay.port, "a@example.com", &["b@example.org"], &gtube),
-        "550 message rejected as spam"
+        "452 rejected"
     );
     assert!(relay.files("").is_empty());
     assert!(relay
-        .wait_log("spam score")
-        .contains("rejected: 550 message rejected as spam: spam score 10"));
+        .wait_log("rejected by filter")
+        .contains("rejected by filter: [spam: 10"));
     assert_eq!(
         send_one(relay.port, "a@example.com", &["b@example.org"], BODY),
         "250 message processed"
@@ -748,11 +1047,21 @@ fn split_and_mx_route_each_domain_to_its_own_server() {
     );
     assert_eq!(code, 1, "{log}");
     assert!(
-        log.contains(&format!("mx: [one.example] -> [127.0.0.1:{}]", one.port)),
+        log.contains("info: routing-filter [mx:] looking up [one.example]\n"),
         "{log}"
     );
     assert!(
-        log.contains(&format!("mx: [two.example] -> [127.0.0.1:{}]", two.port)),
+        log.contains(&format!(
+            "]: setting forward-to-address [127.0.0.1:{}]\n",
+            one.port
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "]: setting forward-to-address [127.0.0.1:{}]\n",
+            two.port
+        )),
         "{log}"
     );
     assert!(wait_until(Duration::from_secs(10), || one.messages().len()
@@ -763,7 +1072,9 @@ fn split_and_mx_route_each_domain_to_its_own_server() {
     assert_eq!(bad.len(), 1, "{log}");
     let text = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
     assert!(
-        text.contains("X-MailRelay-Reason: no mail host for [three.example]\r\n"),
+        text.contains(
+            "X-MailRelay-Reason: routing filter failed: failed: no mail host for [three.example]\r\n"
+        ),
         "{text}"
     );
 }
@@ -876,7 +1187,7 @@ fn account_verifier_knows_the_system_accounts() {
     );
     assert_eq!(
         c.command("RCPT TO:<alice@Relay.Example.com>"),
-        "250 recipient <alice> OK"
+        "250 recipient <alice@Relay.Example.com>  OK"
     );
     assert_eq!(
         c.command("DATA"),
@@ -904,13 +1215,18 @@ fn every_other_exit_code_of_a_server_filter() {
         "code=$(sed -n 's/^Subject: code //p' \"$1\" | tr -d '\\r'); exit $code",
     );
     let relay = Relay::start(dir.path(), &["--filter", &filter]);
+    // E-MailRelay 2.6.1's server side: 102 abandons (what the filter
+    // left is kept) and 104 fails, both asking for a rescan; other codes
+    // from 105 up fail.
     for (code, reply, kept) in [
-        (2, "550 rejected by filter", false),
-        (99, "550 rejected by filter", false),
+        (2, "452 rejected", false),
+        (99, "452 rejected", false),
         (101, "250 message processed", true),
         (102, "250 message processed", true),
-        (104, "451 filter exit code 104 is reserved", false),
-        (255, "451 filter exit code 255 is reserved", false),
+        (103, "250 message processed", true),
+        (104, "452 rejected", false),
+        (105, "452 rejected", false),
+        (255, "452 rejected", false),
     ] {
         let before = relay.files(".envelope").len();
         let body = format!("Subject: code {code}\r\n\r\nx\r\n");
@@ -926,4 +1242,102 @@ fn every_other_exit_code_of_a_server_filter() {
         );
     }
     assert!(relay.files(".envelope.new").is_empty());
+}
+
+#[test]
+fn filter_and_verifier_options_take_2_6_1_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    let program = script(
+        dir.path(),
+        "program.sh",
+        &format!("echo ran >> {}", record.display()),
+    );
+    // Empty chain elements are skipped, `file:` names a program, `split:`
+    // takes a port and ignores what it does not know, and `exit:0` is a
+    // verifier that accepts everything as remote.
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--filter",
+            &format!("exit:0,,file:{program},split:2525;bogus"),
+            "--address-verifier",
+            "exit:0",
+        ],
+    );
+    let log = relay.wait_log("ignoring");
+    assert!(
+        log.contains("warning: invalid split filter configuration: ignoring [bogus]\n"),
+        "{log}"
+    );
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO me");
+    assert_eq!(
+        c.command("VRFY x@one.example"),
+        "252 cannot verify but will accept: x@one.example"
+    );
+    assert_eq!(
+        c.send_message("a@example.com", &["b@one.example", "c@Two.example"], BODY),
+        "250 message processed"
+    );
+    c.command("QUIT");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "ran\n");
+    let mut forward_to: Vec<String> = relay
+        .files(".envelope")
+        .iter()
+        .map(|n| std::fs::read_to_string(relay.spool.join(n)).unwrap())
+        .filter_map(|e| {
+            e.lines()
+                .find_map(|l| l.strip_prefix("X-MailRelay-ForwardTo: "))
+                .map(str::to_string)
+        })
+        .collect();
+    forward_to.sort();
+    assert_eq!(forward_to, ["Two.example:2525", "one.example:2525"]);
+    let log = relay.log_text();
+    assert!(
+        log.contains("info: filter [split:] creating [emailrelay."),
+        "{log}"
+    );
+    assert!(log.contains("]: forward-to=[two.example]\n"), "{log}");
+}
+
+#[test]
+fn a_dead_routed_address_is_warned_about_once_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    let dead = format!("127.0.0.1:{}", free_port());
+    for _ in 0..3 {
+        submit_to(&spool, "b@example.org");
+    }
+    // A client filter routes every message to the dead address.
+    let route = script(
+        dir.path(),
+        "route.sh",
+        &format!("sed -i 's/^X-MailRelay-ForwardToAddress: .*/X-MailRelay-ForwardToAddress: {dead}\\r/' \"$2\""),
+    );
+    let (code, log) = forward_once(
+        &spool,
+        &["--as-client", &sink.address(), "--client-filter", &route],
+    );
+    assert_eq!(code, 1, "{log}");
+    // E-MailRelay 2.6.1 tries each address once a pass: one warning, and
+    // the other messages are skipped, whichever connection had them.
+    assert_eq!(
+        log.matches("warning: smtp client error: ").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches(&format!(
+            "]: skipping message with unconnectable address [{dead}]\n"
+        ))
+        .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(spool_files(&spool, ".envelope").len(), 3, "{log}");
+    assert!(sink.messages().is_empty());
 }

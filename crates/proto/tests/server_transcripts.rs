@@ -389,11 +389,13 @@ fn verifier_answers_shape_the_replies_and_envelope() {
         other => VerifyResult::Remote(other.to_ascii_lowercase()),
     });
     h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
-    let got = h.feed(b"RCPT TO:<postmaster>\r\nRCPT TO:<bad@x>\r\nRCPT TO:<later@x>\r\nRCPT TO:<Bob@X>\r\nVRFY postmaster\r\n");
+    let got = h.feed(b"RCPT TO:<postmaster>\r\nRCPT TO:<bad@x>\r\nRCPT TO:<later@x>\r\nRCPT TO:<Bob@X>\r\nVRFY postmaster\r\nVRFY Carol@X\r\n");
+    // E-MailRelay 2.6.1: replies name the address as given (not the
+    // mailbox or the rewrite), with two spaces before OK for a local one.
     assert_eq!(
         got,
-        "250 recipient <pm> OK\r\n550 invalid mailbox: bad@x\r\n450 mailbox unavailable: later@x\r\n\
-         250 recipient <bob@x> OK\r\n250 Post Master <pm@x>\r\n"
+        "250 recipient <postmaster>  OK\r\n550 invalid mailbox: bad@x\r\n450 mailbox unavailable: later@x\r\n\
+         250 recipient <Bob@X> OK\r\n250 Post Master <pm@x>\r\n252 cannot verify but will accept: Carol@X\r\n"
     );
     let rcpts = &h.session.transaction().recipients;
     assert_eq!(rcpts.len(), 2);

@@ -254,6 +254,8 @@ pub struct ServerSession {
     config: ServerConfig,
     state: State,
     waiting: Option<Waiting>,
+    /// The address a pending [`Event::Verify`] is about, as the client gave it.
+    verifying: String,
     input: Vec<u8>,
     output: Vec<u8>,
     events: VecDeque<Event>,
@@ -279,6 +281,7 @@ impl ServerSession {
             config,
             state: State::Start,
             waiting: None,
+            verifying: String::new(),
             input: Vec::new(),
             output: Vec::new(),
             events: VecDeque::new(),
@@ -370,6 +373,7 @@ impl ServerSession {
         let Some(Waiting::Verify { vrfy }) = self.waiting.take() else {
             return;
         };
+        let asked = std::mem::take(&mut self.verifying);
         match (vrfy, result) {
             (_, VerifyResult::Abort) => return self.close(),
             (_, VerifyResult::Reject(reply)) => {
@@ -379,20 +383,26 @@ impl ServerSession {
                 }
             }
             (true, VerifyResult::Local { full_name, .. }) => self.reply(250, &full_name),
-            (true, VerifyResult::Remote(address)) => {
-                self.reply(252, &format!("cannot verify but will accept: {address}"))
+            (true, VerifyResult::Remote(_)) => {
+                self.reply(252, &format!("cannot verify but will accept: {asked}"))
             }
             (false, VerifyResult::Local { mailbox, .. }) => {
                 let address = mailbox.clone();
-                self.add_recipient(Recipient {
-                    address,
-                    local: Some(mailbox),
-                })
+                self.add_verified_recipient(
+                    &asked,
+                    Recipient {
+                        address,
+                        local: Some(mailbox),
+                    },
+                )
             }
-            (false, VerifyResult::Remote(address)) => self.add_recipient(Recipient {
-                address,
-                local: None,
-            }),
+            (false, VerifyResult::Remote(address)) => self.add_verified_recipient(
+                &asked,
+                Recipient {
+                    address,
+                    local: None,
+                },
+            ),
         }
         self.process();
     }
@@ -657,6 +667,7 @@ impl ServerSession {
         }
         if self.config.verify_recipients {
             let from = self.transaction.from.as_ref().map(|f| f.to_string());
+            self.verifying = to.to_string();
             self.events.push_back(Event::Verify {
                 address: to.to_string(),
                 from: Some(from.unwrap_or_default()),
@@ -671,7 +682,16 @@ impl ServerSession {
     }
 
     fn add_recipient(&mut self, recipient: Recipient) {
-        self.reply(250, &format!("recipient <{}> OK", recipient.address));
+        let asked = recipient.address.clone();
+        self.add_verified_recipient(&asked, recipient);
+    }
+
+    /// E-MailRelay compatibility: the reply names the address the client
+    /// gave, not a verifier's rewrite or mailbox, and has two spaces before
+    /// `OK` for a local recipient.
+    fn add_verified_recipient(&mut self, asked: &str, recipient: Recipient) {
+        let gap = if recipient.local.is_some() { "  " } else { " " };
+        self.reply(250, &format!("recipient <{asked}>{gap}OK"));
         self.transaction.recipients.push(recipient);
         self.state = State::Rcpt;
     }
@@ -681,6 +701,7 @@ impl ServerSession {
             return self.reply(502, "command not implemented");
         }
         if self.config.verify_recipients {
+            self.verifying = address.clone();
             self.events.push_back(Event::Verify {
                 address,
                 from: None,
