@@ -15,7 +15,8 @@
 //! the test fails on a difference not listed there, and on a listed one
 //! that no longer occurs (so the list only shrinks). `GOLDEN_ONLY=<text>`
 //! runs the scenarios whose name contains the text; `GOLDEN_PRUNE=1`
-//! deletes the lines of parts that now match; `GOLDEN_VERBOSE=1`
+//! deletes the lines of parts that now match; `GOLDEN_REWRITE=1` writes
+//! the list afresh from the current differences; `GOLDEN_VERBOSE=1`
 //! prints the differences of listed parts too; `GOLDEN_JOBS=<n>` sets how
 //! many scenarios run at once (default 4). `GOLDEN_BIN_DIR=<dir>` with
 //! `GOLDEN_VERSION=<x.y.z>` replays against other binaries, ignoring the
@@ -135,6 +136,21 @@ fn golden_transcripts() {
         problems.len(),
         slow.join(", ")
     );
+    // GOLDEN_REWRITE=1: the list written afresh from this run, each line
+    // with its current first difference (after a batch of fixes).
+    if std::env::var("GOLDEN_REWRITE").is_ok_and(|v| v == "1") && !other_binaries {
+        let lines: Vec<String> = results
+            .iter()
+            .flat_map(|(name, diffs, _)| {
+                diffs
+                    .iter()
+                    .map(move |(part, (summary, _))| format!("{name} {part}: {summary}"))
+            })
+            .collect();
+        KnownDifferences::rewrite(&lines);
+        eprintln!("golden: rewrote known-differences with {} lines", lines.len());
+        return;
+    }
     if std::env::var("GOLDEN_PRUNE").is_ok_and(|v| v == "1") && !fixed.is_empty() && !other_binaries
     {
         KnownDifferences::prune(&fixed);
@@ -219,6 +235,21 @@ impl KnownDifferences {
                 .insert(part.to_string());
         }
         KnownDifferences { entries }
+    }
+
+    /// Rewrites the file: its comment header, then `lines` sorted.
+    fn rewrite(lines: &[String]) {
+        let path = format!("{GOLDEN_DIR}/known-differences");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut out: Vec<String> = text
+            .lines()
+            .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut sorted = lines.to_vec();
+        sorted.sort();
+        out.extend(sorted);
+        std::fs::write(&path, out.join("\n") + "\n").expect("rewrite known-differences");
     }
 
     /// Rewrites the file without the lines of these (scenario, part)s.
