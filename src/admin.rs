@@ -61,7 +61,7 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<A
         }
     }
     crate::info!("admin connection from {peer_text}");
-    let end = dialogue(stream, &ctx).await;
+    let end = dialogue(stream, &ctx, &peer_text).await;
     let reason = match end {
         End::Quit => "",
         End::PeerClosed => "peer disconnected: ",
@@ -71,7 +71,7 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<A
     crate::info!("admin connection closed: {reason}{peer_text}");
 }
 
-async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext) -> End {
+async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext, peer_text: &str) -> End {
     let (reader, mut writer) = tokio::io::split(stream);
     let (line_tx, mut lines) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let reader_task = tokio::spawn(read_lines(reader, line_tx));
@@ -100,7 +100,7 @@ async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext) -> End {
                         continue;
                     }
                     AdminCommand::Terminate => {
-                        crate::info!("received a terminate command");
+                        crate::info!("received a terminate command from {peer_text}");
                         let _ = ctx.terminate.send(true);
                         continue;
                     }

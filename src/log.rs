@@ -92,7 +92,8 @@ pub fn context() -> Context {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// The log file cannot be opened for appending.
-    #[error("cannot open log file [{path}]: {reason}")]
+    /// (E-MailRelay's words.)
+    #[error("cannot open log file: {path}")]
     File {
         path: String,
         reason: std::io::Error,

@@ -229,6 +229,21 @@ pub fn give_to_user(path: &std::path::Path, name: &str) -> io::Result<()> {
     nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(io::Error::from)
 }
 
+/// True when running set-user-id root: effective user root, real user not.
+pub fn is_setuid_root() -> bool {
+    nix::unistd::geteuid().is_root() && !nix::unistd::getuid().is_root()
+}
+
+/// Becomes the real user (and group) for good: real, effective and saved
+/// ids alike, and no supplementary groups but the real group.
+pub fn give_up_setuid_root() -> io::Result<()> {
+    use nix::unistd::{getgid, getuid, setgroups, setresgid, setresuid};
+    let (uid, gid) = (getuid(), getgid());
+    setgroups(&[gid]).map_err(io::Error::from)?;
+    setresgid(gid, gid, gid).map_err(io::Error::from)?;
+    setresuid(uid, uid, uid).map_err(io::Error::from)
+}
+
 /// True when running as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
                     to: vec!["c@d".into(), "e@f".into()],
                     ..OutgoingMessage::default()
                 }),
-                ClientEvent::SendContent => client.content_sent(),
+                ClientEvent::SendContent => client.content_sent(1),
                 ClientEvent::StartTls => client.tls_started(),
                 ClientEvent::Failed(_) => {}
             }

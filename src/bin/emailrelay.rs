@@ -31,8 +31,9 @@ fn main() -> ExitCode {
     };
     match emailrelay::run::run(config) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        // E-MailRelay's startup errors go to standard error only.
         Err(e) => {
-            emailrelay::error!("{e:#}");
+            eprintln!("{PROGRAM}: error: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -62,10 +63,7 @@ fn fail(error: &ConfigError, with_time: bool) -> ExitCode {
 }
 
 fn banner() -> String {
-    format!(
-        "E-MailRelay-rs V{} (compatible with E-MailRelay 2.6)",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))
 }
 
 fn version_text(verbose: bool) -> String {

@@ -1,5 +1,6 @@
-//! Options that make no sense together, refused at startup with a reason,
-//! as E-MailRelay 2.6.1 refuses them (the same combinations; our words).
+//! Options that make no sense together, refused at startup as E-MailRelay
+//! 2.6.1 refuses them: the same combinations, in its words (a script or a
+//! person comparing the two sees the same `usage error:` line).
 
 use super::process::Mode;
 use super::values::bad;
@@ -9,63 +10,69 @@ use super::{ConfigError, Instance};
 pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
     let mode = Mode::of(args)?;
     let has = |name: &str| args.has(name);
-    let conflict = |text: &str| Err(ConfigError::Conflict(text.to_string()));
     if has("poll") && args.value("poll").is_some_and(|v| v.trim() == "0") {
-        return conflict(
-            "the --poll period must be at least one second (or use --forward-on-disconnect)",
-        );
+        return usage("invalid --poll period: try --forward-on-disconnect");
     }
     let pop_options = ["pop-port", "pop-auth", "pop-by-name", "pop-no-delete"];
-    if !has("pop") {
-        if let Some(name) = pop_options.iter().find(|n| has(n)) {
-            return conflict(&format!("the --{name} option needs --pop"));
-        }
-    } else if !has("pop-auth") {
-        return conflict("the --pop option needs --pop-auth");
+    if !has("pop") && pop_options.iter().any(|n| has(n)) {
+        return usage("pop options require --pop");
+    }
+    if has("pop") && !has("pop-auth") {
+        return usage("the --pop option requires --pop-auth");
     }
     if has("admin-terminate") && !has("admin") {
-        return conflict("the --admin-terminate option needs --admin");
+        return usage("the --admin-terminate option requires --admin");
     }
-    let forward_to = has("forward-to") || matches!(mode, Mode::Client | Mode::Proxy);
-    if has("forward-to") && matches!(mode, Mode::Client | Mode::Proxy) {
-        return conflict("--forward-to cannot be used with --as-client or --as-proxy");
+    let relayed = matches!(mode, Mode::Client | Mode::Proxy);
+    if has("forward-to") && relayed {
+        return usage("--forward-to cannot be used with --as-client or --as-proxy");
     }
-    if !forward_to {
+    if !(has("forward-to") || relayed) {
         for name in ["forward", "forward-on-disconnect", "client-filter"] {
             if has(name) {
-                return conflict(&format!("the --{name} option needs --forward-to"));
+                return usage(&format!("--{name} requires --forward-to"));
             }
         }
     }
     let not_serving = has("dont-serve") || mode == Mode::Client;
-    for (condition, why) in [
-        (not_serving, "--as-client or --dont-serve"),
-        (has("no-smtp"), "--no-smtp"),
-    ] {
-        if !condition {
-            continue;
+    if not_serving {
+        for name in ["filter", "port", "server-auth", "pop", "admin"] {
+            if has(name) {
+                return usage(&format!(
+                    "the --{name} option cannot be used with --as-client or --dont-serve"
+                ));
+            }
         }
-        let serving_only: &[&str] = if not_serving {
-            &["filter", "port", "server-auth", "pop", "admin"]
-        } else {
-            &["filter", "port", "server-auth"]
-        };
-        if let Some(name) = serving_only.iter().find(|n| has(n)) {
-            return conflict(&format!("the --{name} option cannot be used with {why}"));
+    }
+    if has("no-smtp") {
+        for name in ["filter", "port", "server-auth"] {
+            if has(name) {
+                return usage(&format!(
+                    "the --{name} option cannot be used with --no-smtp"
+                ));
+            }
         }
+    }
+    if has("server-auth-config") && !has("server-auth") && !has("pop-auth") {
+        return usage("the --server-auth-config option requires --server-auth");
+    }
+    if has("client-auth-config") && !has("client-auth") {
+        return usage("the --client-auth-config option requires --client-auth");
     }
     check_tls(args)?;
-    if has("dnsbl") && !has("remote-clients") {
-        return conflict("the --dnsbl option needs --remote-clients");
-    }
-    if args.value("domain").is_some_and(|d| d.is_empty()) {
-        return Err(bad("domain", "", "the domain must not be empty"));
-    }
     if args
         .value("interface")
         .is_some_and(|v| v.contains("client="))
     {
-        return conflict("--interface no longer takes client=: use --client-interface");
+        return usage(
+            "using --interface with client= is no longer supported: use --client-interface instead",
+        );
+    }
+    if has("dnsbl") && !has("remote-clients") {
+        return usage("--dnsbl requires --remote-clients or -r");
+    }
+    if args.value("domain").is_some_and(|d| d.is_empty()) {
+        return Err(bad("domain", "", "the --domain value must not be empty"));
     }
     Ok(())
 }
@@ -74,56 +81,61 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
 pub fn check_logging(args: &Instance) -> Result<(), ConfigError> {
     let log = args.has("log") || Mode::of(args)? != Mode::Plain;
     if args.has("verbose") && !(args.has("help") || log) {
-        return Err(ConfigError::Conflict(
-            "the --verbose option needs --log (or --help, --as-client, --as-server, --as-proxy)"
-                .into(),
-        ));
+        return usage("the --verbose option must be used with --log, --help, --as-client, --as-server or --as-proxy");
     }
     if args.has("debug") && !log {
-        return Err(ConfigError::Conflict(
-            "the --debug option needs --log (or --as-client, --as-server, --as-proxy)".into(),
-        ));
+        return usage("the --debug option requires --log, --as-client, --as-server or --as-proxy");
     }
     Ok(())
 }
 
 fn check_tls(args: &Instance) -> Result<(), ConfigError> {
     let has = |name: &str| args.has(name);
-    let conflict = |text: &str| Err(ConfigError::Conflict(text.to_string()));
     if has("client-tls") && has("client-tls-connection") {
-        return conflict("use either --client-tls or --client-tls-connection, not both");
+        return usage(
+            "the --client-tls and --client-tls-connection options cannot be used together",
+        );
     }
     if has("server-tls") && has("server-tls-connection") {
-        return conflict("use either --server-tls or --server-tls-connection, not both");
+        return usage(
+            "the --server-tls and --server-tls-connection options cannot be used together",
+        );
+    }
+    if has("server-tls") && !has("server-tls-certificate") {
+        return usage("the --server-tls option requires --server-tls-certificate");
+    }
+    if has("server-tls-connection") && !has("server-tls-certificate") {
+        return usage("the --server-tls-connection option requires --server-tls-certificate");
     }
     let server_tls = has("server-tls") || has("server-tls-connection");
-    if server_tls && !has("server-tls-certificate") {
-        return conflict("--server-tls and --server-tls-connection need --server-tls-certificate");
-    }
     if (has("server-tls-certificate") || has("server-tls-verify")) && !server_tls {
-        return conflict("the --server-tls-certificate and --server-tls-verify options need --server-tls or --server-tls-connection");
+        return usage(
+            "the --server-tls options require either --server-tls or --server-tls-connection",
+        );
     }
     let client_tls = has("client-tls") || has("client-tls-connection");
     if (has("client-tls-certificate") || has("client-tls-verify") || has("client-tls-required"))
         && !client_tls
     {
-        return conflict("the --client-tls-certificate, --client-tls-verify and --client-tls-required options need --client-tls or --client-tls-connection");
+        return usage("the --client-tls- options require --client-tls or --client-tls-connection");
     }
     for side in ["server", "client"] {
         let name = format!("{side}-tls-certificate");
         if args.values(&name).len() > 2 {
-            return conflict(&format!(
-                "the --{name} option can be given at most twice (key, then certificate)"
+            return usage(&format!(
+                "the --{name} option cannot be used more than twice"
             ));
         }
     }
     if has("client-tls-verify-name") && !has("client-tls-verify") {
-        return conflict(
-            "--client-tls-verify-name needs --client-tls-verify (the CA list to check against)",
-        );
+        return usage("the --client-tls-verify-name options requires --client-tls-verify");
     }
     if has("server-tls-required") && !server_tls {
-        return conflict("--server-tls-required needs --server-tls or --server-tls-connection");
+        return usage("--server-tls-required requires --server-tls or --server-tls-connection");
     }
     Ok(())
+}
+
+fn usage(text: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Conflict(text.to_string()))
 }

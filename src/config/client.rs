@@ -7,7 +7,7 @@ use super::instance::Common;
 use super::process::Mode;
 use super::values::{bad, ip, optional_seconds, seconds, Switches};
 use super::ConfigError;
-use crate::auth::{AuthError, ClientAuth};
+use crate::auth::ClientAuth;
 use crate::smtp::forward::ForwardSettings;
 use crate::tls::{ClientTls, ClientTlsOptions, TlsConfig};
 use emailrelay_proto::sasl::MechanismPolicy;
@@ -57,12 +57,19 @@ pub fn forward_settings(
         auth: client_auth(common)?,
         forward_to,
     };
-    let needs_target =
-        forward.on_start || forward.on_disconnect || forward.poll.is_some() || forward.immediate;
-    if needs_target && forward.forward_to.is_none() {
-        return Err(ConfigError::Conflict(
-            "forwarding options need --forward-to (or --as-client/--as-proxy)".into(),
-        ));
+    // E-MailRelay 2.6.1 starts anyway and never forwards; a clear error
+    // is better than mail that silently stays.
+    if forward.forward_to.is_none() {
+        for (given, name) in [
+            (forward.poll.is_some(), "poll"),
+            (forward.immediate, "immediate"),
+        ] {
+            if given {
+                return Err(ConfigError::Conflict(format!(
+                    "--{name} requires --forward-to"
+                )));
+            }
+        }
     }
     Ok(forward)
 }
@@ -138,10 +145,5 @@ fn client_auth(common: &Common<'_>) -> Result<Option<Arc<ClientAuth>>, ConfigErr
         None => MechanismPolicy::default(),
         Some(v) => MechanismPolicy::parse(&v).map_err(|e| bad("client-auth-config", &v, e))?,
     };
-    match ClientAuth::load(&spec, policy) {
-        Ok(auth) => Ok(Some(Arc::new(auth))),
-        // E-MailRelay compatibility: no `client` lines, no authentication.
-        Err(AuthError::NoClientEntries(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Some(Arc::new(ClientAuth::load(&spec, policy)?)))
 }

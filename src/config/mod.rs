@@ -87,6 +87,8 @@ impl ConfigError {
         match self {
             ConfigError::Usage(errors) => errors.iter().map(|e| format!("error: {e}")).collect(),
             ConfigError::TooManyArgs => vec![self.to_string()],
+            // E-MailRelay's words for options that do not go together.
+            ConfigError::Conflict(text) => vec![format!("usage error: {text}")],
             other => vec![format!("error: {other}")],
         }
     }

@@ -92,6 +92,7 @@ pub fn pop_settings(common: &Common<'_>) -> Result<Option<PopSettings>, ConfigEr
         tls: server_tls(common)?,
         tls_required: args.has("server-tls-required"),
         trace: common.trace,
+        secrets: args.value("pop-auth").unwrap_or_default(),
     }))
 }
 

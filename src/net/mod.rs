@@ -242,8 +242,9 @@ pub enum ConnectError {
     /// The same, as the startup check words it.
     #[error("no such host: \"{0}\" ({1})")]
     NoSuchHost(String, String),
-    /// The TCP connect failed.
-    #[error("cannot connect to {0}: {1}")]
+    /// The TCP connect failed (E-MailRelay's words, which leave out the
+    /// system's reason).
+    #[error("connect failure: cannot connect to {0}")]
     Connect(String, io::Error),
     /// No answer within the connection timeout.
     #[error("connection timeout connecting to {0}")]

@@ -42,6 +42,8 @@ pub struct PopSettings {
     pub tls_required: bool,
     /// `--verbose` with logging: the protocol trace.
     pub trace: bool,
+    /// Where the accounts came from (`--pop-auth` as given), for the log.
+    pub secrets: String,
 }
 
 /// What every POP connection shares.

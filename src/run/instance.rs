@@ -190,6 +190,11 @@ impl Prepared {
                         move |stream, peer| crate::pop::serve(stream, peer, Arc::clone(&shared)),
                     )?;
                 }
+                // E-MailRelay's line, after the listeners'.
+                info!(
+                    "pop server authentication secrets from \"{}\"",
+                    shared.settings.secrets
+                );
                 Some(shared)
             }
         };

@@ -33,7 +33,7 @@ use crate::control::Connections;
 use crate::net::{self, BoundListener, Listen};
 pub(crate) use crate::serve::{spawn_acceptor, Accept};
 use crate::sys::{self, Ready, Role};
-use crate::{error, info, warning};
+use crate::{info, warning};
 use instance::{Listeners, Prepared};
 use pidfile::PidFile;
 
@@ -61,6 +61,11 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     } else {
         None
     };
+    // Set-user-id root (started by an ordinary user): root was only for
+    // binding, and goes for good now, back to that user, as 2.6.1 does.
+    if sys::is_setuid_root() {
+        sys::give_up_setuid_root().context("cannot give up set-user-id root")?;
+    }
     let drop_to = process.user.as_deref().filter(|_| sys::is_root());
     let pid_file = match &process.pid_file {
         Some(path) => Some(PidFile::create(path, drop_to)?),
@@ -76,7 +81,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         }
         return code;
     };
-    let user = sys::Account::find(user).with_context(|| format!("cannot switch to user {user}"))?;
+    let user = sys::Account::find(user)?;
     match sys::fork_monitor().context("cannot start the relay process")? {
         Role::Monitor(worker) => {
             // The monitor keeps no socket, spool or readiness pipe of the relay's.
@@ -166,7 +171,6 @@ async fn serve(
         ready.notify();
     }
     signals.wait_for_stop(stop_rx).await;
-    info!("shutting down");
     let _ = stop_tx.send(true);
     // Idle sessions get 421 at once; a session inside DATA finishes its
     // message (and gets its 250) first. Wait a bounded time for them all.
@@ -190,16 +194,46 @@ async fn serve(
 /// `--as-client` (or `--dont-serve --forward`): one forwarding pass per
 /// instance, then exit 1 if anything was left unsent.
 async fn forward_and_exit(instances: &[Prepared]) -> i32 {
-    let mut unsent = 0;
+    let mut worked = false;
+    let mut code = 0;
     for instance in instances {
         let forwarder = &instance.forwarder;
-        if !instance.settings.forward.on_start || !forwarder.enabled() {
+        let forward = &instance.settings.forward;
+        let (true, Some(target)) = (forward.on_start, &forward.forward_to) else {
+            continue;
+        };
+        worked = true;
+        info!("forwarding to {target}");
+        if instance.spool.ready().is_ok_and(|ids| ids.is_empty()) {
+            // E-MailRelay compatibility: said on standard error, not logged.
+            eprintln!("emailrelay: no messages to send");
             continue;
         }
-        let summary = forwarder.pass_for("startup").await;
-        unsent += summary.failed + summary.deferred;
+        // E-MailRelay compatibility: a message the upstream refused is a
+        // .bad file, not a failed run; a connection that failed is.
+        if let Some(error) = forwarder.pass_for("startup").await.error {
+            eprintln!("emailrelay: error: {error}");
+            code = 1;
+        }
     }
-    i32::from(unsent > 0)
+    if !worked {
+        eprintln!("emailrelay: nothing to do");
+    }
+    code
+}
+
+/// An I/O error's words without Rust's `(os error N)`.
+fn os_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
+/// E-MailRelay writes system error texts in lower case.
+fn lower_first(text: &str) -> String {
+    text.to_lowercase()
 }
 
 fn log_warnings(process: &ProcessSettings, instances: &[InstanceSettings]) {
@@ -243,7 +277,12 @@ fn bind_all(listen: &[Listen]) -> Result<Bound, i32> {
                         Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
                     ) => {}
             Err(e) => {
-                error!("cannot bind the listening port {l}: {e}");
+                // E-MailRelay's words, on standard error only (the log may
+                // belong to the instance already running on the port).
+                eprintln!(
+                    "emailrelay: error: socket bind error: {}",
+                    lower_first(&os_words(&e))
+                );
                 return Err(EXIT_BIND);
             }
         }

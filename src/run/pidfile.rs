@@ -3,7 +3,7 @@
 //! as E-MailRelay makes it, readable by all, and removed at a clean exit.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -22,7 +22,9 @@ impl PidFile {
         let write = || -> std::io::Result<()> {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 if !parent.exists() {
-                    std::fs::create_dir(parent)?;
+                    // rwxrwxr-x, as E-MailRelay makes it.
+                    std::fs::DirBuilder::new().mode(0o775).create(parent)?;
+                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o775))?;
                 }
             }
             let mut file = std::fs::OpenOptions::new()
@@ -32,7 +34,7 @@ impl PidFile {
                 .mode(0o644)
                 .open(path)?;
             // Whatever the umask: readable by the admin scripts that kill by it.
-            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
             if let Some(name) = group_of {
                 if let Some(user) =
                     nix::unistd::User::from_name(name).map_err(std::io::Error::from)?

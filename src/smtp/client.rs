@@ -124,8 +124,8 @@ impl Connection {
             while let Some(event) = self.session.poll_event() {
                 match event {
                     ClientEvent::SendContent => {
-                        self.send_content(content).await?;
-                        self.session.content_sent();
+                        let lines = self.send_content(content).await?;
+                        self.session.content_sent(lines);
                         self.log_trace();
                     }
                     ClientEvent::Done(outcome) => return Ok(outcome),
@@ -172,7 +172,8 @@ impl Connection {
         self.flush().await
     }
 
-    async fn send_content(&mut self, path: &Path) -> Result<(), ConnectionError> {
+    /// Sends the content, dot-stuffed; returns how many lines it had.
+    async fn send_content(&mut self, path: &Path) -> Result<u64, ConnectionError> {
         // Spool reads come from the page cache in microseconds, so they are
         // done in place rather than through the blocking pool.
         use std::io::Read;
@@ -190,7 +191,8 @@ impl Connection {
         }
         self.out.clear();
         stuffer.finish(&mut self.out);
-        self.write_out().await
+        self.write_out().await?;
+        Ok(stuffer.lines())
     }
 
     async fn read_some(&mut self) -> Result<(), ConnectionError> {

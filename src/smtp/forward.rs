@@ -153,6 +153,9 @@ pub struct Forwarder {
     /// The process's connection registry: outgoing connections are counted
     /// there, and `notify` events go out through it.
     connections: Arc<Connections>,
+    /// The first error of the current pass that was not a verdict on one
+    /// message (a missing account), for `--as-client`'s last word.
+    pass_error: Mutex<Option<String>>,
 }
 
 impl Forwarder {
@@ -174,6 +177,7 @@ impl Forwarder {
             started: AtomicU64::new(0),
             stats: Stats::default(),
             connections,
+            pass_error: Mutex::new(None),
         })
     }
 
@@ -301,10 +305,12 @@ impl Forwarder {
                 summary.error = summary.error.or(s.error);
             }
         }
+        let noted = self.pass_error.lock().ok().and_then(|mut e| e.take());
         summary.error = unreachable
             .lock()
             .ok()
-            .and_then(|u| u.values().next().cloned());
+            .and_then(|u| u.values().next().cloned())
+            .or(noted);
         // A stop request ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
         if self.started.load(Ordering::Relaxed) > 0 {
@@ -439,7 +445,9 @@ impl Forwarder {
             let secret = match self.client_secret(&key.1).await {
                 Ok(secret) => secret,
                 Err(AccountError::NoAccount(selector)) => {
-                    let reason = format!("no client account for selector \"{selector}\"");
+                    // E-MailRelay's words.
+                    let reason = format!("no client authentication account: selector [{selector}]");
+                    self.note_error(&reason);
                     // E-MailRelay compatibility: 2.6.1 finds the account
                     // missing once connected (so the upstream sees a
                     // session without MAIL), and that ends the pass; the
@@ -587,6 +595,13 @@ impl Forwarder {
         }
     }
 
+    /// Remembers the first error of the pass that is not about one message.
+    fn note_error(&self, error: &str) {
+        if let Ok(mut noted) = self.pass_error.lock() {
+            noted.get_or_insert_with(|| error.to_string());
+        }
+    }
+
     /// Connects, greets and authenticates; the connection is counted in
     /// the registry (admin `status`) for as long as the second value lives.
     async fn connect(
@@ -663,18 +678,22 @@ impl Forwarder {
         envelope: &crate::store::Envelope,
         authenticated: Option<&str>,
     ) -> OutgoingMessage {
-        // E-MailRelay's policy: an empty MailFromAuthOut sends the name we
-        // authenticated with (nothing if we did not), `<>` sends AUTH=<>,
-        // anything else is an xtext name sent as it is.
-        let auth = match (
-            self.settings.anonymous_client,
-            envelope.mail_from_auth_out.as_str(),
-        ) {
-            (true, _) => None,
-            (false, "") => authenticated.map(xtext_encode),
-            (false, "<>") => Some("<>".to_string()),
-            (false, name) => Some(xtext_encode(&emailrelay_proto::smtp::xtext_decode(name))),
-        };
+        // E-MailRelay's policy, only on a connection that authenticated:
+        // `--anonymous=client` sends AUTH=<>, an empty MailFromAuthOut the
+        // name we authenticated with, a valid xtext name itself, anything
+        // else AUTH=<>. Without authentication there is no AUTH= at all.
+        let out = envelope.mail_from_auth_out.as_str();
+        let auth = authenticated.map(|id| {
+            if self.settings.anonymous_client {
+                "<>".to_string()
+            } else if out.is_empty() {
+                xtext_encode(id)
+            } else if is_xtext(out) {
+                out.to_string()
+            } else {
+                "<>".to_string()
+            }
+        });
         OutgoingMessage {
             from: envelope.from.clone(),
             to: envelope.to_remote.clone(),
@@ -740,6 +759,30 @@ impl Forwarder {
             .emit(&["client", "sent", id.as_str(), &format!("{heard}")]);
         Verdict::Failed(heard)
     }
+}
+
+/// True for RFC 3461 xtext: printable ASCII but `+` and `=`, with `+XX`
+/// hex escapes.
+fn is_xtext(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                let hex = |b: u8| b.is_ascii_digit() || (b'A'..=b'F').contains(&b);
+                let escaped = bytes.get(i + 1).copied().is_some_and(hex)
+                    && bytes.get(i + 2).copied().is_some_and(hex);
+                if !escaped {
+                    return false;
+                }
+                i += 3;
+            }
+            b'=' => return false,
+            33..=126 => i += 1,
+            _ => return false,
+        }
+    }
+    !bytes.is_empty()
 }
 
 /// What 2.6.1 adds to `forwarding [<id>]`: the routing fields that are set.

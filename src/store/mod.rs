@@ -40,13 +40,17 @@ const FILE_MODE: u32 = 0o660;
 /// Errors from the spool; each carries the path at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file system call failed.
-    #[error("{op} [{path}]: {source}")]
+    /// A file system call failed. (The I/O error is part of the text,
+    /// not a separate source, so that it is not printed twice.)
+    #[error("{op} [{path}]: {reason}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: io::Error,
+        reason: io::Error,
     },
+    /// The spool directory is something else (E-MailRelay's words).
+    #[error("invalid spool directory: {}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
     /// An envelope file is malformed.
     #[error("invalid envelope [{path}]: {source}")]
     Envelope {
@@ -58,14 +62,14 @@ pub enum StoreError {
 impl StoreError {
     /// True for "out of space" conditions (ENOSPC, EDQUOT): SMTP 452.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. }
-            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+        matches!(self, StoreError::Io { reason, .. }
+            if matches!(reason.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
     }
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.to_path_buf();
-    move |source| StoreError::Io { op, path, source }
+    move |reason| StoreError::Io { op, path, reason }
 }
 
 /// A message id: `emailrelay.<pid>.<unix-seconds>.<sequence>`.
@@ -106,8 +110,7 @@ impl Spool {
             fs::create_dir(dir).map_err(io_err("cannot create spool directory", dir))?;
         }
         if !dir.is_dir() {
-            let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
-            return Err(io_err("invalid spool directory", dir)(e));
+            return Err(StoreError::NotADirectory(dir.to_path_buf()));
         }
         let dir_sync = DirSync::open(dir).map_err(io_err("cannot open spool directory", dir))?;
         Ok(Arc::new(Spool {

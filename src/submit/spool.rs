@@ -51,7 +51,7 @@ pub fn open(dir: &[u8]) -> Result<OpenSpool, SubmitError> {
         return Err(spool_dir_error(&shown, &e));
     }
     let spool = Spool::open(&os_path(dir)).map_err(|e| match e {
-        StoreError::Io { source, .. } => spool_dir_error(&shown, &source),
+        StoreError::Io { reason, .. } => spool_dir_error(&shown, &reason),
         other => SubmitError::Store(other.to_string()),
     })?;
     Ok(OpenSpool { spool, shown })
@@ -223,7 +223,12 @@ fn spool_dir_error(shown: &[u8], e: &std::io::Error) -> SubmitError {
 
 /// 2.6.1's wording of a store failure: which file could not be written.
 fn store_error(shown_dir: &[u8], e: StoreError) -> SubmitError {
-    let StoreError::Io { op, path, source } = &e else {
+    let StoreError::Io {
+        op,
+        path,
+        reason: source,
+    } = &e
+    else {
         return SubmitError::Store(e.to_string());
     };
     let name = path

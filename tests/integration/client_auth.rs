@@ -167,7 +167,9 @@ fn relay_to_relay_with_accounts_chosen_by_the_envelope() {
     assert!(none.contains("X-MailRelay-ReasonCode: 530\r\n"), "{none}");
     let nosuch = bad.iter().find(|e| e.contains("nosuch@")).unwrap();
     assert!(
-        nosuch.contains("X-MailRelay-Reason: no client account for selector \"nosuch\"\r\n"),
+        nosuch.contains(
+            "X-MailRelay-Reason: no client authentication account: selector [nosuch]\r\n"
+        ),
         "{nosuch}"
     );
 }

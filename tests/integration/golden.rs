@@ -148,7 +148,10 @@ fn golden_transcripts() {
             })
             .collect();
         KnownDifferences::rewrite(&lines);
-        eprintln!("golden: rewrote known-differences with {} lines", lines.len());
+        eprintln!(
+            "golden: rewrote known-differences with {} lines",
+            lines.len()
+        );
         return;
     }
     if std::env::var("GOLDEN_PRUNE").is_ok_and(|v| v == "1") && !fixed.is_empty() && !other_binaries

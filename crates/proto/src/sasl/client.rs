@@ -70,12 +70,20 @@ impl ClientExchange {
                 let response = format!("user={user}\x01auth=Bearer {token}\x01\x01");
                 format!("AUTH XOAUTH2 {}", base64_encode(response.as_bytes()))
             }
+            // E-MailRelay compatibility: the user name goes as an initial
+            // response, so the server's first 334 asks for the password.
+            (ClientSecret::Password { user, .. }, Mechanism::Login) => {
+                format!("AUTH LOGIN {}", base64_encode(user.as_bytes()))
+            }
             _ => format!("AUTH {mechanism}"),
         };
         let exchange = ClientExchange {
             mechanism,
+            challenges: u32::from(matches!(
+                (&secret, mechanism),
+                (ClientSecret::Password { .. }, Mechanism::Login)
+            )),
             secret,
-            challenges: 0,
         };
         (exchange, command)
     }
@@ -180,10 +188,9 @@ mod tests {
     }
 
     #[test]
-    fn login_answers_two_prompts_then_cancels() {
+    fn login_sends_the_user_at_once_answers_the_password_prompt_then_cancels() {
         let (mut x, command) = ClientExchange::start(Mechanism::Login, password("bob", "pw"));
-        assert_eq!(command, "AUTH LOGIN");
-        assert_eq!(x.handle_challenge("VXNlcm5hbWU6"), base64_encode(b"bob"));
+        assert_eq!(command, format!("AUTH LOGIN {}", base64_encode(b"bob")));
         assert_eq!(x.handle_challenge("UGFzc3dvcmQ6"), base64_encode(b"pw"));
         assert_eq!(x.handle_challenge("VXNlcm5hbWU6"), "*");
     }

@@ -334,10 +334,16 @@ impl ClientSession {
         }
     }
 
-    /// The driver has written the whole text and the end-of-data marker.
-    pub fn content_sent(&mut self) {
+    /// The driver has written the whole text (`lines` lines) and the
+    /// end-of-data marker.
+    pub fn content_sent(&mut self, lines: u64) {
         if self.state == State::Content {
-            self.trace_tx("[message content not logged]");
+            // E-MailRelay's trace: a count, then the dot.
+            if self.config.trace {
+                self.trace
+                    .push(format!("tx>>: [{lines} line(s) of content]"));
+            }
+            self.trace_tx(".");
             self.state = State::Dot;
         }
     }
@@ -596,10 +602,12 @@ impl ClientSession {
         self.expecting.push_back(Expect::Rcpt(rcpt));
     }
 
-    /// Sends an AUTH line; the trace keeps the verb and mechanism only.
+    /// Sends an AUTH line; the trace keeps the verb and mechanism only
+    /// (and LOGIN's user name, which is no secret: E-MailRelay shows it).
     fn command_masked(&mut self, line: &str) {
         let shown = match line.split_once(' ') {
             Some(("AUTH", rest)) => match rest.split_once(' ') {
+                Some(("LOGIN", _)) => line.to_string(),
                 Some((mechanism, _)) => format!("AUTH {mechanism} [response not logged]"),
                 None => line.to_string(),
             },

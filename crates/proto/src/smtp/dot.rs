@@ -11,6 +11,7 @@
 pub struct DotStuffer {
     at_line_start: bool,
     pending_cr: bool,
+    lines: u64,
 }
 
 impl Default for DotStuffer {
@@ -18,6 +19,7 @@ impl Default for DotStuffer {
         DotStuffer {
             at_line_start: true,
             pending_cr: false,
+            lines: 0,
         }
     }
 }
@@ -60,9 +62,16 @@ impl DotStuffer {
         out.extend_from_slice(b".\r\n");
     }
 
+    /// Lines of text written so far (not counting the end-of-data marker),
+    /// for the protocol trace.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
     fn end_line(&mut self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
         self.at_line_start = true;
+        self.lines += 1;
     }
 }
 
@@ -95,6 +104,15 @@ mod tests {
             b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n"
         );
         assert_eq!(stuff_all(&[b"a\r.\rb"]), b"a\r\n..\r\nb\r\n.\r\n");
+    }
+
+    #[test]
+    fn lines_are_counted_for_the_trace() {
+        let mut stuffer = DotStuffer::default();
+        let mut out = Vec::new();
+        stuffer.stuff(b"a\r\nb\nc", &mut out);
+        stuffer.finish(&mut out);
+        assert_eq!(stuffer.lines(), 3);
     }
 
     #[test]
