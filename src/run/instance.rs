@@ -140,12 +140,15 @@ impl Prepared {
             shutdown: stop_rx.clone(),
             dnsbl_off_until: Default::default(),
         });
+        // E-MailRelay compatibility: with several instances, the startup
+        // lines say whose they are.
+        let tag = unit.as_ref().map(|u| format!("[{u}] ")).unwrap_or_default();
         let accept = Accept {
             connections: Arc::clone(connections),
             unit,
         };
         for (listen, listener) in listeners.smtp {
-            info!("smtp server on {listen}");
+            info!("{tag}smtp server on {listen}");
             connections.listening(listen.to_string());
             let shared = Arc::clone(&shared);
             spawn_acceptor(
@@ -164,7 +167,7 @@ impl Prepared {
                 connections: Arc::clone(connections),
             });
             for (listen, listener) in listeners.admin {
-                info!("admin server on {listen}");
+                info!("{tag}admin server on {listen}");
                 connections.listening(listen.to_string());
                 let ctx = Arc::clone(&ctx);
                 spawn_acceptor(
@@ -180,7 +183,7 @@ impl Prepared {
             Some(pop) => {
                 let shared = PopShared::new(pop, settings.spool_dir.clone(), stop_rx.clone());
                 for (listen, listener) in listeners.pop {
-                    info!("pop server on {listen}");
+                    info!("{tag}pop server on {listen}");
                     connections.listening(listen.to_string());
                     let shared = Arc::clone(&shared);
                     spawn_acceptor(
@@ -192,14 +195,14 @@ impl Prepared {
                 }
                 // E-MailRelay's line, after the listeners'.
                 info!(
-                    "pop server authentication secrets from \"{}\"",
+                    "{tag}pop server authentication secrets from \"{}\"",
                     shared.settings.secrets
                 );
                 Some(shared)
             }
         };
         if let Some(target) = &settings.forward.forward_to {
-            info!("forwarding to {target}");
+            info!("{tag}forwarding to {target}");
         }
         let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
         if settings.forward.on_start {

@@ -153,15 +153,7 @@ async fn serve(
     let mut running = Vec::new();
     for (instance, listeners) in prepared.into_iter().zip(bound) {
         let unit: Option<Arc<str>> = named.then(|| Arc::from(instance.settings.name.as_str()));
-        let context = crate::log::Context {
-            unit: unit.clone(),
-            ..Default::default()
-        };
-        // Each instance's startup lines carry its name too.
-        let started = crate::log::scope(context, async {
-            instance.start(listeners, &stop_tx, pid, &connections, unit)
-        });
-        running.push(started.await?);
+        running.push(instance.start(listeners, &stop_tx, pid, &connections, unit)?);
     }
     if process.close_stderr {
         crate::log::close_stderr();
