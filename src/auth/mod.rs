@@ -151,6 +151,35 @@ impl ServerAuth {
         }
     }
 
+    /// E-MailRelay's line for an authentication attempt, which fail2ban
+    /// filters match (`failed authentication` after the address):
+    /// `successful authentication of remote client using mechanism
+    /// [plain] and plaintext secret for [alice] from line 1`.
+    pub fn outcome_text(&self, mechanism: &str, user: &str, accepted: bool) -> String {
+        let verdict = if accepted { "successful" } else { "failed" };
+        let shown = emailrelay_proto::printable::printable(user.as_bytes());
+        let secret = match &self.source {
+            Source::Secrets(secrets) => {
+                let kind = match secrets.server.get(user) {
+                    Some(ServerSecret::Plain(_)) => "plaintext",
+                    Some(ServerSecret::Md5(_)) => "md5",
+                    None => "missing",
+                };
+                let line = secrets
+                    .server_lines
+                    .get(user)
+                    .map(|n| format!(" from line {n}"))
+                    .unwrap_or_default();
+                format!("{kind} secret for [{shown}]{line}")
+            }
+            Source::Pam(service) => format!("pam service [{service}] for [{shown}]"),
+        };
+        format!(
+            "{verdict} authentication of remote client using mechanism [{}] and {secret}",
+            mechanism.to_ascii_lowercase()
+        )
+    }
+
     /// Mechanisms the secrets can serve: a plain password serves all
     /// three, a stored hash only CRAM-MD5, PAM only clear-text ones.
     fn available(&self) -> Vec<Mechanism> {
@@ -250,6 +279,8 @@ pub enum AccountError {
 /// The client side: `--client-auth` and `--client-auth-config`.
 pub struct ClientAuth {
     accounts: HashMap<String, ClientAccount>,
+    /// Where each account came from in the secrets file, by selector.
+    lines: HashMap<String, usize>,
     oauth: HashMap<String, Arc<OAuthAccount>>,
     pub policy: MechanismPolicy,
 }
@@ -273,9 +304,31 @@ impl ClientAuth {
         }
         Ok(ClientAuth {
             accounts: secrets.client,
+            lines: secrets.client_lines,
             oauth,
             policy,
         })
+    }
+
+    /// E-MailRelay's line once the upstream accepted an account:
+    /// `successful authentication with remote server using mechanism
+    /// [plain] and plaintext secret for [alice] from line 1`.
+    pub fn success_text(&self, selector: &str, mechanism: &str, user: &str) -> String {
+        let kind = match self.accounts.get(selector) {
+            Some(ClientAccount::Md5 { .. }) => "md5",
+            Some(ClientAccount::OAuth2 { .. }) => "oauth2",
+            _ => "plaintext",
+        };
+        let line = self
+            .lines
+            .get(selector)
+            .map(|n| format!(" from line {n}"))
+            .unwrap_or_default();
+        format!(
+            "successful authentication with remote server using mechanism [{}] and {kind} secret for [{}]{line}",
+            mechanism.to_ascii_lowercase(),
+            emailrelay_proto::printable::printable(user.as_bytes())
+        )
     }
 
     /// The renewing OAuth 2.0 accounts, for the background renewal tasks.
@@ -394,8 +447,10 @@ mod tests {
     #[tokio::test]
     async fn selectors_choose_the_client_account() {
         let text = "client plain alice e+3Dmc2 use_alice\nclient plain:b = = noauth\n";
+        let secrets = Secrets::parse(text, Path::new("test")).unwrap();
         let auth = ClientAuth {
-            accounts: Secrets::parse(text, Path::new("test")).unwrap().client,
+            accounts: secrets.client,
+            lines: secrets.client_lines,
             oauth: HashMap::new(),
             policy: MechanismPolicy::default(),
         };

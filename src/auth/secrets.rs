@@ -90,9 +90,13 @@ pub struct Trusted {
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
     pub server: HashMap<String, ServerSecret>,
+    /// The line of each server entry, for the authentication log lines.
+    pub server_lines: HashMap<String, usize>,
     pub trusted: Vec<Trusted>,
     /// Keyed by account selector; "" is the default account.
     pub client: HashMap<String, ClientAccount>,
+    /// The line of each client entry, by selector, for the log.
+    pub client_lines: HashMap<String, usize>,
     /// Lines that were accepted with a doubt (duplicates).
     pub warnings: Vec<String>,
 }
@@ -117,7 +121,7 @@ impl Secrets {
                 continue;
             }
             secrets
-                .add_line(&fields, path)
+                .add_line(&fields, path, index + 1)
                 .map_err(|reason| SecretsError::Line {
                     path: path.to_path_buf(),
                     line: index + 1,
@@ -156,7 +160,7 @@ impl Secrets {
             .map(|t| t.keyword.as_str())
     }
 
-    fn add_line(&mut self, fields: &[&str], path: &Path) -> Result<(), String> {
+    fn add_line(&mut self, fields: &[&str], path: &Path, line: usize) -> Result<(), String> {
         if !(4..=5).contains(&fields.len()) {
             return Err(format!(
                 "expected 4 or 5 fields (side, type, user-id, password[, selector]), found {}",
@@ -169,12 +173,13 @@ impl Secrets {
             "server" if fields.len() == 5 => {
                 Err("a fifth field (account selector) is for client lines only".into())
             }
-            "server" => self.add_server(&kind, fields[2], fields[3]),
+            "server" => self.add_server(&kind, fields[2], fields[3], line),
             "client" => {
                 let selector = fields.get(4).copied().unwrap_or("");
                 let account = client_account(&kind, fields[2], fields[3], path)?;
                 let what = format!("client entry for selector \"{selector}\"");
                 let key = selector.to_string();
+                self.client_lines.entry(key.clone()).or_insert(line);
                 insert_first(&mut self.client, key, account, &mut self.warnings, &what);
                 Ok(())
             }
@@ -184,7 +189,13 @@ impl Secrets {
         }
     }
 
-    fn add_server(&mut self, kind: &str, id: &str, secret: &str) -> Result<(), String> {
+    fn add_server(
+        &mut self,
+        kind: &str,
+        id: &str,
+        secret: &str,
+        line: usize,
+    ) -> Result<(), String> {
         let (user, secret) = match kind {
             "none" => {
                 let pattern = AddressPattern::parse(id).ok_or_else(|| {
@@ -206,6 +217,7 @@ impl Secrets {
             other => return Err(unknown_type(other, "plain, plain:b, md5 or none")),
         };
         let what = format!("server entry for \"{user}\"");
+        self.server_lines.entry(user.clone()).or_insert(line);
         insert_first(&mut self.server, user, secret, &mut self.warnings, &what);
         Ok(())
     }

@@ -197,21 +197,33 @@ impl Conn {
         let user = credentials.user().to_string();
         let auth = Arc::clone(&self.shared.settings.auth);
         let result = Box::pin(auth.check(credentials)).await;
+        // E-MailRelay's mechanism names: USER/PASS is checked as PLAIN.
+        let mechanism = match method {
+            AuthMethod::UserPass => "plain".to_string(),
+            AuthMethod::Apop => "apop".to_string(),
+            AuthMethod::Sasl(m) => m.name().to_string(),
+        };
         match &result {
-            AuthResult::Accepted { name } => log::write(
-                Level::Info,
-                format_args!(
-                    "pop authentication of {name} connected from {}",
-                    self.peer_text
-                ),
-            ),
+            AuthResult::Accepted { name } => {
+                log::write(
+                    Level::Info,
+                    format_args!("{}", auth.outcome_text(&mechanism, &user, true)),
+                );
+                // E-MailRelay compatibility: a second line after AUTH.
+                if matches!(method, AuthMethod::Sasl(_)) {
+                    log::write(
+                        Level::Info,
+                        format_args!(
+                            "pop authentication of {name} connected from {}",
+                            self.peer_text
+                        ),
+                    );
+                }
+            }
             AuthResult::Rejected => {
                 log::write(
                     Level::Warning,
-                    format_args!(
-                        "pop authentication: {user:?} failed with {method} from {}",
-                        self.peer_text
-                    ),
+                    format_args!("{}", auth.outcome_text(&mechanism, &user, false)),
                 );
                 tokio::time::sleep(FAILURE_DELAY).await;
             }

@@ -147,16 +147,19 @@ impl Prepared {
             connections: Arc::clone(connections),
             unit,
         };
+        // E-MailRelay compatibility: every startup line is out before the
+        // first connection can be accepted (and logged), so the listeners
+        // start only once the lines are written.
+        let mut acceptors: Vec<Box<dyn FnOnce() -> anyhow::Result<()>>> = Vec::new();
         for (listen, listener) in listeners.smtp {
             info!("{tag}smtp server on {listen}");
             connections.listening(listen.to_string());
-            let shared = Arc::clone(&shared);
-            spawn_acceptor(
-                listener,
-                stop_rx.clone(),
-                accept.clone(),
-                move |stream, peer| crate::smtp::server::serve(stream, peer, Arc::clone(&shared)),
-            )?;
+            let (shared, stop_rx, accept) = (Arc::clone(&shared), stop_rx.clone(), accept.clone());
+            acceptors.push(Box::new(move || {
+                spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
+                    crate::smtp::server::serve(stream, peer, Arc::clone(&shared))
+                })
+            }));
         }
         if let Some(admin) = settings.admin.clone() {
             let ctx = Arc::new(AdminContext {
@@ -169,13 +172,12 @@ impl Prepared {
             for (listen, listener) in listeners.admin {
                 info!("{tag}admin server on {listen}");
                 connections.listening(listen.to_string());
-                let ctx = Arc::clone(&ctx);
-                spawn_acceptor(
-                    listener,
-                    stop_rx.clone(),
-                    accept.clone(),
-                    move |stream, peer| crate::admin::serve(stream, peer, Arc::clone(&ctx)),
-                )?;
+                let (ctx, stop_rx, accept) = (Arc::clone(&ctx), stop_rx.clone(), accept.clone());
+                acceptors.push(Box::new(move || {
+                    spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
+                        crate::admin::serve(stream, peer, Arc::clone(&ctx))
+                    })
+                }));
             }
         }
         let pop = match settings.pop.clone() {
@@ -185,13 +187,13 @@ impl Prepared {
                 for (listen, listener) in listeners.pop {
                     info!("{tag}pop server on {listen}");
                     connections.listening(listen.to_string());
-                    let shared = Arc::clone(&shared);
-                    spawn_acceptor(
-                        listener,
-                        stop_rx.clone(),
-                        accept.clone(),
-                        move |stream, peer| crate::pop::serve(stream, peer, Arc::clone(&shared)),
-                    )?;
+                    let (shared, stop_rx, accept) =
+                        (Arc::clone(&shared), stop_rx.clone(), accept.clone());
+                    acceptors.push(Box::new(move || {
+                        spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
+                            crate::pop::serve(stream, peer, Arc::clone(&shared))
+                        })
+                    }));
                 }
                 // E-MailRelay's line, after the listeners'.
                 info!(
@@ -203,6 +205,9 @@ impl Prepared {
         };
         if let Some(target) = &settings.forward.forward_to {
             info!("{tag}forwarding to {target}");
+        }
+        for start in acceptors {
+            start()?;
         }
         let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
         if settings.forward.on_start {

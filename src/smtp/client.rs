@@ -26,11 +26,11 @@ pub enum ConnectionError {
     /// The socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// No reply in time.
-    #[error("response timeout")]
-    Timeout,
-    /// The server closed the connection.
-    #[error("connection closed by the server")]
+    /// No reply in time (the timeout in seconds); E-MailRelay's words.
+    #[error("smtp error: response timeout after {0}s")]
+    Timeout(u64),
+    /// The server closed the connection; E-MailRelay's words.
+    #[error("peer disconnected")]
     Closed,
     /// The server refused the session (greeting, EHLO, 421) or spoke nonsense.
     #[error("{0}")]
@@ -87,12 +87,7 @@ impl Connection {
         loop {
             if let Some(event) = conn.session.poll_event() {
                 match event {
-                    ClientEvent::Ready => {
-                        if let Some(name) = conn.session.authenticated() {
-                            crate::info!("smtp client authenticated as {name:?}");
-                        }
-                        return Ok(conn);
-                    }
+                    ClientEvent::Ready => return Ok(conn),
                     ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
                     ClientEvent::StartTls => {
                         conn.start_tls().await?;
@@ -102,7 +97,12 @@ impl Connection {
                 }
             }
             match conn.read_some().await {
-                Err(ConnectionError::Timeout) if !greeted => {
+                Err(ConnectionError::Timeout(_)) if !greeted => {
+                    // E-MailRelay's words.
+                    crate::warning!(
+                        "timeout: no greeting from remote server after {}s: continuing",
+                        timeouts.prompt.as_secs()
+                    );
                     conn.session.handle_prompt_timeout();
                     conn.flush().await?;
                 }
@@ -142,6 +142,11 @@ impl Connection {
         self.session.authenticated()
     }
 
+    /// The mechanism the connection authenticated with, if it did.
+    pub fn auth_mechanism(&self) -> Option<emailrelay_proto::sasl::Mechanism> {
+        self.session.auth_mechanism()
+    }
+
     /// Says QUIT and closes, without waiting long for the reply.
     pub async fn quit(mut self) {
         self.session.quit();
@@ -164,7 +169,7 @@ impl Connection {
         let handshake = tls.connect(plain, host);
         let (stream, info) = tokio::time::timeout(self.timeouts.response, handshake)
             .await
-            .map_err(|_| ConnectionError::Timeout)?
+            .map_err(|_| ConnectionError::Timeout(self.timeouts.response.as_secs()))?
             .map_err(ConnectionError::Tls)?;
         crate::info!("tls session established: {info}");
         self.stream = stream;
@@ -198,7 +203,7 @@ impl Connection {
     async fn read_some(&mut self) -> Result<(), ConnectionError> {
         let read = self.stream.read(&mut self.buf);
         let n = match tokio::time::timeout_at(self.reply_deadline, read).await {
-            Err(_) => return Err(ConnectionError::Timeout),
+            Err(_) => return Err(ConnectionError::Timeout(self.timeouts.response.as_secs())),
             Ok(result) => result?,
         };
         if n == 0 {
@@ -221,7 +226,7 @@ impl Connection {
             self.reply_deadline = tokio::time::Instant::now() + self.timeouts.response;
             tokio::time::timeout(self.timeouts.response, self.stream.write_all(&self.out))
                 .await
-                .map_err(|_| ConnectionError::Timeout)??;
+                .map_err(|_| ConnectionError::Timeout(self.timeouts.response.as_secs()))??;
         }
         Ok(())
     }

@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -259,6 +259,11 @@ impl Forwarder {
         self.connections
             .emit(&["client", "forward", "start", reason]);
         let summary = self.pass_locked().await;
+        // E-MailRelay's last word on a pass that failed, unless the process
+        // is about to say it on its way out (`--as-client`).
+        if let (Some(error), false) = (&summary.error, self.settings.exit_when_done) {
+            error!("forwarding: {error}");
+        }
         let error = summary.error.clone().unwrap_or_default();
         self.connections.emit(&["client", "forward", "end", &error]);
         summary
@@ -289,11 +294,16 @@ impl Forwarder {
         );
         let queue = Arc::new(Mutex::new(VecDeque::from(ids)));
         let unreachable = Arc::new(Mutex::new(HashMap::new()));
+        let busy = Arc::new(AtomicUsize::new(workers));
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
                 let this = Arc::clone(self);
-                let (queue, unreachable) = (Arc::clone(&queue), Arc::clone(&unreachable));
-                tokio::spawn(async move { this.worker(queue, unreachable).await })
+                let (queue, unreachable, busy) = (
+                    Arc::clone(&queue),
+                    Arc::clone(&unreachable),
+                    Arc::clone(&busy),
+                );
+                tokio::spawn(async move { this.worker(queue, unreachable, busy).await })
             })
             .collect();
         let mut summary = PassSummary::default();
@@ -313,9 +323,6 @@ impl Forwarder {
             .or(noted);
         // A stop request ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
-        if self.started.load(Ordering::Relaxed) > 0 {
-            info!("forwarding: no more messages to send");
-        }
         summary
     }
 
@@ -349,10 +356,13 @@ impl Forwarder {
         verdict
     }
 
+    /// Takes messages off the pass's queue until it is empty; `busy`
+    /// counts the workers still at it.
     async fn worker(
         &self,
         queue: Arc<Mutex<VecDeque<MessageId>>>,
         unreachable: Arc<Mutex<HashMap<String, String>>>,
+        busy: Arc<AtomicUsize>,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
         let mut conn: Option<(Key, Connection, Registered)> = None;
@@ -378,6 +388,16 @@ impl Forwarder {
                 Verdict::Failed(_) => summary.failed += 1,
                 Verdict::Deferred(_) => summary.deferred += 1,
             }
+        }
+        // E-MailRelay compatibility: the pass's last word comes before the
+        // last connection's QUIT.
+        // A pass that a broken connection cut short ends with that error
+        // instead (2.6.1 gives up the pass at the first one).
+        let last = busy.fetch_sub(1, Ordering::AcqRel) == 1;
+        let broken = unreachable.lock().map_or(true, |u| !u.is_empty())
+            || self.pass_error.lock().map_or(true, |e| e.is_some());
+        if last && !broken && self.started.load(Ordering::Relaxed) > 0 {
+            info!("forwarding: no more messages to send");
         }
         if let Some((_, c, _)) = conn {
             c.quit().await;
@@ -462,7 +482,14 @@ impl Forwarder {
                 Err(AccountError::Token(_)) => return Verdict::Deferred(None),
             };
             match self.connect(&target, secret).await {
-                Ok((c, registered)) => *conn = Some((key, c, registered)),
+                Ok((c, registered)) => {
+                    if let (Some(user), Some(mechanism), Some(auth)) =
+                        (c.authenticated(), c.auth_mechanism(), &self.settings.auth)
+                    {
+                        info!("{}", auth.success_text(&key.1, mechanism.name(), user));
+                    }
+                    *conn = Some((key, c, registered));
+                }
                 Err(e) => {
                     // Several connections may try the same dead address at
                     // once: only the first failure is reported, as with
@@ -475,9 +502,8 @@ impl Forwarder {
                     if !first {
                         return self.skip_unconnectable(locked.id(), &target);
                     }
-                    // E-MailRelay's two lines for a connection that failed.
+                    // E-MailRelay's line for a connection that failed.
                     warning!("smtp client error: {e}");
-                    error!("forwarding: {e}");
                     return match e {
                         ConnectionError::Refused(reply) if reply.is_permanent() => {
                             self.fail(locked, reply)
@@ -511,8 +537,20 @@ impl Forwarder {
         self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(outcome) => self.apply(locked, outcome),
+            Err(ConnectionError::Content(e)) => {
+                // The content cannot be read (a directory, an I/O error):
+                // trying again will not help, and the half-sent message
+                // left the connection unusable.
+                *conn = None;
+                let reason = format!("cannot read content file: {e}");
+                error!("{reason}: [{}]", locked.content_path().display());
+                self.fail(locked, Reply::new(554, reason))
+            }
             Err(e) => {
                 warning!("smtp client error: {e}");
+                // The session broke: that is the pass's error too (for
+                // `--as-client`'s exit code and the admin `flush` answer).
+                self.note_error(&e.to_string());
                 *conn = None;
                 match e {
                     ConnectionError::Refused(reply) if reply.is_permanent() => {
@@ -610,11 +648,12 @@ impl Forwarder {
         secret: Option<ClientSecret>,
     ) -> Result<(Connection, Registered), ConnectionError> {
         let s = &self.settings;
-        info!("smtp connection to {target}");
         self.connections.emit(&["client", "connecting", target]);
         let connected = crate::net::connect_from(target, s.client_interface, s.connection_timeout)
             .await
             .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+        // E-MailRelay compatibility: said once the connection is made.
+        info!("smtp connection to {target}");
         let local = connected
             .local
             .as_ref()
@@ -628,7 +667,7 @@ impl Forwarder {
                 let (tls_stream, info) =
                     tokio::time::timeout(s.response_timeout, tls.connect(stream, &host))
                         .await
-                        .map_err(|_| ConnectionError::Timeout)?
+                        .map_err(|_| ConnectionError::Timeout(s.response_timeout.as_secs()))?
                         .map_err(ConnectionError::Tls)?;
                 info!("tls session established: {info}");
                 stream = tls_stream;
@@ -725,7 +764,10 @@ impl Forwarder {
                 let remaining: Vec<String> = rejected.iter().map(|(a, _)| a.clone()).collect();
                 let code = rejected.first().map(|(_, r)| r.code);
                 let id = locked.id().clone();
-                info!("forwarded [{id}] to some recipients: failing the rest");
+                // E-MailRelay's words for a message that went to some of
+                // its recipients: the rest stay behind as `.bad`.
+                warning!("smtp client protocol: one or more recipients rejected");
+                info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
                 if let Err(e) =
                     locked.fail_recipients(remaining, "one or more recipients rejected", code)
                 {

@@ -376,19 +376,18 @@ impl Conn {
         };
         let user = credentials.user().to_string();
         let result = Box::pin(auth.check(credentials)).await;
+        // E-MailRelay's lines, which its fail2ban filter matches.
+        let mechanism = mechanism.name();
         match &result {
-            AuthResult::Accepted { name } => log::write(
+            AuthResult::Accepted { .. } => log::write(
                 Level::Info,
-                format_args!("smtp authentication: {name:?} authenticated with {mechanism}"),
+                format_args!("{}", auth.outcome_text(mechanism, &user, true)),
             ),
             AuthResult::Rejected => {
                 self.auth_failures += 1;
                 log::write(
                     Level::Warning,
-                    format_args!(
-                        "smtp authentication: {user:?} failed with {mechanism} from {}",
-                        self.peer_text
-                    ),
+                    format_args!("{}", auth.outcome_text(mechanism, &user, false)),
                 );
                 tokio::time::sleep(FAILURE_DELAY).await;
                 if self.auth_failures >= MAX_FAILURES {

@@ -85,7 +85,9 @@ fn swaks_authenticates_with_plain_login_and_cram_md5() {
     let content = std::fs::read_to_string(relay.spool.join(&relay.files(".content")[0])).unwrap();
     assert!(content.contains(" with ESMTPA ;"), "{content}");
 
-    let log = relay.expect_log("smtp authentication: \"carol\" authenticated with CRAM-MD5");
+    let log = relay.expect_log(
+        "info: successful authentication of remote client using mechanism [cram-md5] and md5 secret for [carol] from line 3\n",
+    );
     assert!(
         log.contains("rx<<: \"AUTH PLAIN [response not logged]\""),
         "{log}"
@@ -125,7 +127,9 @@ fn repeated_failures_are_slowed_then_disconnected_with_421() {
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(c.reply(), "", "the connection should be closed");
     relay.expect_log("smtp authentication: too many failures from 127.0.0.1:");
-    relay.expect_log("smtp authentication: \"alice\" failed with PLAIN from 127.0.0.1:");
+    relay.expect_log(
+        "warning: failed authentication of remote client using mechanism [plain] and plaintext secret for [alice] from line 2\n",
+    );
 }
 
 #[test]
@@ -400,7 +404,9 @@ fn pam_authenticates_system_accounts_through_the_emailrelay_service() {
     assert!(envelopes
         .iter()
         .all(|e| e.contains("X-MailRelay-Authentication: erpamtest\r\n")));
-    relay.expect_log("smtp authentication: \"erpamtest\" authenticated with LOGIN");
+    relay.expect_log(
+        "info: successful authentication of remote client using mechanism [login] and pam service [emailrelay] for [erpamtest]\n",
+    );
 }
 
 #[test]

@@ -1374,6 +1374,16 @@ impl<'a> Replay<'a> {
                 self.settle(next.unwrap_or(&[]));
                 continue;
             }
+            // 2.6.1 has one event loop and acts on what one connection sent
+            // before it accepts the next; ours serves connections in
+            // parallel. A moment's pause lets a command sent just before a
+            // new connection (an admin `notify`, say) take effect first, as
+            // any client that waits for it would see.
+            if n > 0 && matches!(step, Step::Connect { .. }) {
+                if let Some(Step::Send { .. }) = f.steps.get(n - 1) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
             self.step(step);
         }
     }

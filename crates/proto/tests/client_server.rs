@@ -637,7 +637,7 @@ fn the_client_trace_masks_responses() {
     let trace = pair.client.poll_trace().join("\n");
     assert!(
         trace.contains(
-            "tx>>: \"AUTH LOGIN Ym9i\"\nrx<<: \"334 UGFzc3dvcmQ6\"\ntx>>: \"[response not logged]\""
+            "tx>>: \"AUTH LOGIN Ym9i\"\nrx<<: \"334 UGFzc3dvcmQ6\"\ntx>>: [response not logged]"
         ),
         "{trace}"
     );
@@ -648,7 +648,7 @@ fn the_client_trace_masks_responses() {
     );
     let trace = pair.client.poll_trace().join("\n");
     assert!(
-        trace.contains("tx>>: \"AUTH PLAIN [response not logged]\""),
+        trace.contains("tx>>: \"AUTH PLAIN [not logged]\""),
         "{trace}"
     );
 }

@@ -191,6 +191,8 @@ pub struct ClientSession {
     secure: bool,
     exchange: Option<ClientExchange>,
     authenticated: Option<String>,
+    /// The mechanism the session authenticated with.
+    auth_mechanism: Option<Mechanism>,
 }
 
 impl ClientSession {
@@ -214,6 +216,7 @@ impl ClientSession {
             secure: config.implicit_tls,
             exchange: None,
             authenticated: None,
+            auth_mechanism: None,
             config,
         }
     }
@@ -273,6 +276,11 @@ impl ClientSession {
     /// The name the server accepted in AUTH, if the session authenticated.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
+    }
+
+    /// The mechanism the session authenticated with, if it did.
+    pub fn auth_mechanism(&self) -> Option<Mechanism> {
+        self.auth_mechanism
     }
 
     /// The handshake after [`ClientEvent::StartTls`] succeeded: say EHLO
@@ -568,6 +576,7 @@ impl ClientSession {
                 .auth
                 .as_ref()
                 .map(|a| a.secret.user().to_string());
+            self.auth_mechanism = exchange.as_ref().map(|e| e.mechanism());
             self.state = State::Ready;
             self.events.push_back(ClientEvent::Ready);
             return;
@@ -603,17 +612,21 @@ impl ClientSession {
     }
 
     /// Sends an AUTH line; the trace keeps the verb and mechanism only
-    /// (and LOGIN's user name, which is no secret: E-MailRelay shows it).
+    /// (and LOGIN's user name, which is no secret: E-MailRelay shows it),
+    /// in E-MailRelay's words: `"AUTH PLAIN [not logged]"`, and a bare
+    /// `[response not logged]` for a response to a challenge.
     fn command_masked(&mut self, line: &str) {
-        let shown = match line.split_once(' ') {
+        match line.split_once(' ') {
             Some(("AUTH", rest)) => match rest.split_once(' ') {
-                Some(("LOGIN", _)) => line.to_string(),
-                Some((mechanism, _)) => format!("AUTH {mechanism} [response not logged]"),
-                None => line.to_string(),
+                Some(("LOGIN", _)) | None => self.trace_tx(line),
+                Some((mechanism, _)) => self.trace_tx(&format!("AUTH {mechanism} [not logged]")),
             },
-            _ => "[response not logged]".to_string(),
-        };
-        self.trace_tx(&shown);
+            _ => {
+                if self.config.trace {
+                    self.trace.push("tx>>: [response not logged]".to_string());
+                }
+            }
+        }
         self.output.extend_from_slice(line.as_bytes());
         self.output.extend_from_slice(b"\r\n");
     }
