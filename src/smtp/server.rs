@@ -72,6 +72,9 @@ pub struct ServerSettings {
     pub tls_connection: bool,
     /// `--server-tls-required`: no MAIL before STARTTLS.
     pub tls_required: bool,
+    /// `--server-smtp-config=nostrictparsing`: MAIL and RCPT paths without
+    /// angle brackets are accepted.
+    pub lenient_addresses: bool,
     /// `--dnsbl`: connections from listed addresses are dropped.
     pub dnsbl: Option<DnsblConfig>,
     /// `--server-auth`: AUTH required, except from trusted addresses.
