@@ -13,14 +13,16 @@
 //! ([`Event::AuthNonce`]), which has a cryptographic random source.
 //!
 //! Response lines are never traced: the trace shows `AUTH PLAIN` and
-//! `[response not logged]` in their place.
+//! `[response not logged]` for an initial response, and
+//! `[authentication response not logged]` for a response line (as 2.6.1
+//! does for the latter; it logs an initial response in clear, which we do
+//! not). A response line is a command line as far as length goes.
+//! E-MailRelay compatibility: AUTH before EHLO, or during a transaction,
+//! is out of sequence (503, counted); a second AUTH too; AUTH that was
+//! not offered is 502 with a warning.
 
-use super::{Event, ServerSession, State, Waiting};
-use crate::line::{scan_line, Scan, Terminator};
+use super::{Event, LogLine, ServerSession, State, Waiting};
 use crate::sasl::{Mechanism, ServerExchange, Step};
-
-/// Longest AUTH response line (RFC 4954 section 4: 12288 octets).
-const MAX_AUTH_LINE: usize = 12288;
 
 /// What the server offers; `None` in [`super::ServerConfig::auth`] turns AUTH off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,24 +111,41 @@ impl ServerSession {
         self.process();
     }
 
-    /// The AUTH command.
+    /// The AUTH command, checked in 2.6.1's order, with its warnings.
     pub(super) fn auth_command(&mut self, args: &str) {
-        if self.config.auth.is_none() {
-            return self.reply(502, "command not implemented");
-        }
-        if self.config.tls_required && !self.secure {
-            return self.reply(530, "must issue a STARTTLS command first");
-        }
-        if self.auth.done.is_some() {
-            return self.bad_command(503, "already authenticated");
-        }
         if self.state != State::Ready {
             return self.out_of_sequence();
+        }
+        if self.auth.done.is_some() {
+            // RFC 4954 section 4: no second AUTH.
+            self.warn("too many AUTH requests");
+            return self.out_of_sequence();
+        }
+        if self.offered_mechanisms().is_empty() {
+            let under_tls = self
+                .config
+                .auth
+                .as_ref()
+                .is_some_and(|a| !a.secure.is_empty());
+            if !self.secure && under_tls {
+                self.warn("rejecting authentication attempt without encryption");
+                let text = match self.starttls_offered() {
+                    true => "unsupported authentication mechanism: use starttls",
+                    false => "unsupported authentication mechanism",
+                };
+                return self.reply(504, text);
+            }
+            self.warn("client protocol error: AUTH requested but not advertised");
+            return self.reply(502, "command not implemented");
         }
         let mut words = args.split_whitespace();
         let name = words.next().unwrap_or("");
         let initial = words.next();
         let Some(mechanism) = Mechanism::parse(name) else {
+            self.warn(&format!(
+                "request for unsupported server AUTH mechanism: {}",
+                name.to_ascii_uppercase()
+            ));
             return self.reply(504, "unsupported authentication mechanism");
         };
         if !self.offered_mechanisms().contains(&mechanism) {
@@ -142,32 +161,14 @@ impl ServerSession {
         self.auth_step(mechanism, step);
     }
 
-    /// Reads one response line of an exchange in progress; false if none
-    /// is complete yet.
-    pub(super) fn process_auth_response(&mut self) -> bool {
-        let (content, total) = match scan_line(&self.input, MAX_AUTH_LINE, Terminator::Lf) {
-            Scan::Incomplete => return false,
-            Scan::Overflow => {
-                self.input.clear();
-                self.auth.exchange = None;
-                self.reply(500, "line too long");
-                self.count_bad_command();
-                return true;
-            }
-            Scan::Line { content, total } => (content, total),
-        };
-        let line = String::from_utf8_lossy(&self.input[..content]).into_owned();
-        self.input.drain(..total);
-        if self.config.trace {
-            self.trace.push("rx<<: [response not logged]".into());
-        }
+    /// One response line of an exchange in progress (never traced).
+    pub(super) fn auth_response(&mut self, line: &str) {
         let Some((mechanism, mut exchange)) = self.auth.exchange.take() else {
-            return true;
+            return;
         };
-        let step = exchange.handle_response(&line);
+        let step = exchange.handle_response(line);
         self.auth.exchange = Some((mechanism, exchange));
         self.auth_step(mechanism, step);
-        true
     }
 
     /// True while an exchange waits for the client's next response.
@@ -199,6 +200,10 @@ impl ServerSession {
         }
     }
 
+    fn warn(&mut self, text: &str) {
+        self.log.push(LogLine::Warning(text.to_string()));
+    }
+
     /// 538 when TLS would make the mechanism available, else 504.
     fn unoffered(&mut self, mechanism: Mechanism) {
         let under_tls = self
@@ -206,6 +211,10 @@ impl ServerSession {
             .auth
             .as_ref()
             .is_some_and(|a| a.secure.contains(&mechanism));
+        self.warn(&format!(
+            "request for unsupported server AUTH mechanism: {}",
+            mechanism.name()
+        ));
         if !self.secure && under_tls {
             self.reply(
                 538,
@@ -230,7 +239,7 @@ impl ServerSession {
                 self.config.domain
             );
             self.reply(421, &text);
-            return self.close();
+            return self.close("smtp protocol done: too many authentication failures");
         }
         self.reply(code, text);
     }
