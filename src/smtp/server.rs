@@ -172,8 +172,10 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         trusted: None,
         auth_failures: 0,
         proxy: None,
+        closed_logged: false,
     };
     let reason = conn.run(stream).await;
+    conn.log_closed(&reason);
     if let Some(link) = conn.proxy.take() {
         let mut link = link
             .into_inner()
@@ -181,7 +183,6 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         link.close().await;
     }
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
-    crate::info!("smtp connection closed: {reason}: {peer_text}");
     if conn.stored > 0 && shared.forwarder.on_disconnect() {
         shared.forwarder.trigger("client disconnect");
     }
@@ -210,6 +211,7 @@ struct Conn {
     /// (A mutex only so that the connection stays `Sync`; it is reached
     /// through `&mut self`, never locked.)
     proxy: Option<Box<std::sync::Mutex<crate::smtp::forward::ProxyLink>>>,
+    closed_logged: bool,
 }
 
 impl Conn {
@@ -262,16 +264,22 @@ impl Conn {
             out.clear();
             session.poll_output(&mut out);
             self.log(&mut session);
+            if session.is_closed() {
+                // E-MailRelay compatibility: the close is logged before the
+                // last reply goes out, so a client that reconnects at once
+                // finds it above its own lines in the log, as with 2.6.1.
+                let reason = session.close_reason();
+                self.log_closed(reason);
+                serve::write_within(&mut stream, &out, idle).await;
+                serve::close(&mut stream).await;
+                return reason.into();
+            }
             if !out.is_empty() {
                 command_deadline = Instant::now() + idle;
                 // A client that stops reading must not hold the session.
                 if !serve::write_within(&mut stream, &out, idle).await {
                     return "peer disconnected".into();
                 }
-            }
-            if session.is_closed() {
-                serve::close(&mut stream).await;
-                return session.close_reason().into();
             }
             data_deadline = match (session.in_data(), data_deadline) {
                 (true, None) => Some(Instant::now() + DATA_DEADLINE),
@@ -711,6 +719,14 @@ impl Conn {
             "Received: from {helo} ([{ip}]) by {} with {with}{tls} ; {date}\r\n",
             self.shared.settings.domain
         )
+    }
+
+    /// The `smtp connection closed` line, once.
+    fn log_closed(&mut self, reason: &str) {
+        if !self.closed_logged {
+            self.closed_logged = true;
+            crate::info!("smtp connection closed: {reason}: {}", self.peer_text);
+        }
     }
 
     /// Writes the session's trace lines and warnings.
