@@ -149,10 +149,6 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
             .await;
         return;
     }
-    if !shared.enabled.load(Ordering::Relaxed) {
-        let _ = stream.write_all(b"421 service not available\r\n").await;
-        return;
-    }
     if let (Some(config), Some(addr), true) = (&settings.dnsbl, peer, shared.dnsbl_active()) {
         if !dnsbl::admit(config, addr.ip(), &peer_text).await {
             return;
@@ -173,6 +169,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         auth_failures: 0,
         proxy: None,
         closed_logged: false,
+        reason_override: None,
     };
     let reason = conn.run(stream).await;
     conn.log_closed(&reason);
@@ -212,6 +209,8 @@ struct Conn {
     /// through `&mut self`, never locked.)
     proxy: Option<Box<std::sync::Mutex<crate::smtp::forward::ProxyLink>>>,
     closed_logged: bool,
+    /// The close reason to log instead of the session's.
+    reason_override: Option<&'static str>,
 }
 
 impl Conn {
@@ -231,6 +230,13 @@ impl Conn {
         });
         let mut session = ServerSession::new(ServerConfig {
             domain: settings.domain.clone(),
+            client: self
+                .peer
+                .map(|p| p.ip().to_canonical().to_string())
+                .unwrap_or_default(),
+            // E-MailRelay compatibility: a session begun while the admin
+            // `smtp disable` holds greets with 421 and stays disabled.
+            enabled: shared.enabled.load(Ordering::Relaxed),
             ident: (!settings.anonymous.server)
                 .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
             vrfy: !settings.anonymous.vrfy,
@@ -268,7 +274,7 @@ impl Conn {
                 // E-MailRelay compatibility: the close is logged before the
                 // last reply goes out, so a client that reconnects at once
                 // finds it above its own lines in the log, as with 2.6.1.
-                let reason = session.close_reason();
+                let reason = self.reason_override.unwrap_or(session.close_reason());
                 self.log_closed(reason);
                 serve::write_within(&mut stream, &out, idle).await;
                 serve::close(&mut stream).await;
@@ -360,13 +366,7 @@ impl Conn {
                     let who = self.who(session);
                     let result = self.verify(address, from, who).await;
                     if result == VerifyResult::Abort {
-                        log::write(
-                            Level::Warning,
-                            format_args!(
-                                "address verifier: dropping the connection from {}",
-                                self.peer_text
-                            ),
-                        );
+                        self.verifier_abort();
                     }
                     session.answer_verify(result)
                 }
@@ -402,6 +402,22 @@ impl Conn {
             }
         }
         starttls
+    }
+
+    /// E-MailRelay compatibility: 2.6.1's lines for a verifier that asks
+    /// for the connection to be dropped (its exception handlers' words).
+    fn verifier_abort(&mut self) {
+        let text = "smtp protocol done: address verifier abort";
+        match self
+            .shared
+            .verifier
+            .as_ref()
+            .is_some_and(|v| v.is_network())
+        {
+            true => crate::warning!("error: {text}"),
+            false => log::write(Level::Verbose, format_args!("exception: {text}")),
+        }
+        self.reason_override = Some("peer disconnected");
     }
 
     /// Checks AUTH credentials; a failure is answered only after a pause,

@@ -1306,3 +1306,65 @@ fn binarymime_goes_by_bdat_only_and_an_empty_chunk_must_be_last() {
     assert_eq!(h.feed(b"BDAT 3 LAST\r\nabc"), "250 message processed\r\n");
     assert_eq!(h.stored, [b"abc".to_vec()]);
 }
+
+#[test]
+fn auth_argument_errors_are_2_6_1_s() {
+    let mut h = Harness::new(ServerConfig {
+        client: "192.0.2.7".into(),
+        ..auth_config(false)
+    });
+    h.feed(b"EHLO vm\r\n");
+    h.log();
+    h.run(
+        "C: AUTH
+         S: 504 unsupported authentication mechanism
+         C: AUTH PLAIN !!!
+         S: 501 invalid argument
+         C: AUTH CRAM-MD5 YWJj
+         S: 501 invalid argument",
+    );
+    assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(h.feed(b"not base64 !\r\n"), "535 authentication failed\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b>\r\n"),
+        "530 authentication required\r\n"
+    );
+    let log = h.log();
+    let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with("warning")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: request for unsupported server AUTH mechanism: ",
+            "warning: invalid base64 encoding of AUTH parameter",
+            "warning: unexpected initial-response with a server-first AUTH mechanism",
+            "warning: invalid base64 encoding of authentication response",
+        ]
+    );
+    assert!(log.contains(&"rx<<: \"AUTH\"".to_string()), "{log:?}");
+    assert!(log.contains(&"rx<<: [authentication response not logged]".to_string()));
+    assert!(log.contains(
+        &"server authentication enabled but not a trusted address: 192.0.2.7".to_string()
+    ));
+}
+
+#[test]
+fn a_disabled_server_greets_with_421_and_refuses_mail() {
+    let mut h = Harness::new(ServerConfig {
+        enabled: false,
+        ..relay_config()
+    });
+    // E-MailRelay 2.6.1 after the admin `smtp disable`.
+    h.run(
+        "S: 421 service not available
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: MAIL FROM:<a@b>
+         S: 421 service not available
+         C: NOOP
+         S: 250 noop",
+    );
+    assert!(!h.closed && h.opened == 0);
+}

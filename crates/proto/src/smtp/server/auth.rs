@@ -22,7 +22,7 @@
 //! not offered is 502 with a warning.
 
 use super::{Event, LogLine, ServerSession, State, Waiting};
-use crate::sasl::{Mechanism, ServerExchange, Step};
+use crate::sasl::{base64_decode, Mechanism, ServerExchange, Step};
 
 /// What the server offers; `None` in [`super::ServerConfig::auth`] turns AUTH off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,7 +151,18 @@ impl ServerSession {
         if !self.offered_mechanisms().contains(&mechanism) {
             return self.unoffered(mechanism);
         }
-        if mechanism == Mechanism::CramMd5 && initial.is_none() {
+        // E-MailRelay compatibility: a bad initial response is an argument
+        // error (501), not an authentication failure.
+        let initial = initial.map(|i| if i == "=" { "" } else { i });
+        if mechanism == Mechanism::CramMd5 && initial.is_some() {
+            self.warn("unexpected initial-response with a server-first AUTH mechanism");
+            return self.reply(501, "invalid argument");
+        }
+        if initial.is_some_and(|i| base64_decode(i).is_none()) {
+            self.warn("invalid base64 encoding of AUTH parameter");
+            return self.reply(501, "invalid argument");
+        }
+        if mechanism == Mechanism::CramMd5 {
             self.events.push_back(Event::AuthNonce);
             self.waiting = Some(Waiting::AuthNonce(mechanism));
             return;
@@ -166,6 +177,11 @@ impl ServerSession {
         let Some((mechanism, mut exchange)) = self.auth.exchange.take() else {
             return;
         };
+        if line != "*" && base64_decode(line).is_none() {
+            // E-MailRelay compatibility: a failed attempt, not a syntax error.
+            self.warn("invalid base64 encoding of authentication response");
+            return self.auth_failed(535, "authentication failed");
+        }
         let step = exchange.handle_response(line);
         self.auth.exchange = Some((mechanism, exchange));
         self.auth_step(mechanism, step);
@@ -245,17 +261,15 @@ impl ServerSession {
     }
 }
 
-/// The trace text of an AUTH command line: the mechanism, never the
-/// initial response.
+/// The trace text of an AUTH command line with an initial response: the
+/// mechanism, never the response. `None` for any other line.
 pub(super) fn masked_auth_line(line: &str) -> Option<String> {
     let mut words = line.split_whitespace();
     let verb = words.next()?;
     if !verb.eq_ignore_ascii_case("AUTH") {
         return None;
     }
-    let mechanism = words.next().unwrap_or("");
-    Some(match words.next() {
-        Some(_) => format!("{verb} {mechanism} [response not logged]"),
-        None => format!("{verb} {mechanism}"),
-    })
+    let mechanism = words.next()?;
+    words.next()?;
+    Some(format!("{verb} {mechanism} [response not logged]"))
 }

@@ -77,6 +77,11 @@ pub const MAX_PROTOCOL_ERRORS: u32 = 8;
 pub struct ServerConfig {
     /// Our name in the greeting and the EHLO reply.
     pub domain: String,
+    /// The client's address as log lines name it (`127.0.0.1`).
+    pub client: String,
+    /// False while the admin `smtp disable` holds: the greeting and every
+    /// MAIL get `421 service not available`, as in 2.6.1.
+    pub enabled: bool,
     /// Software name and version in the greeting; `None` hides the domain
     /// and the software (`--anonymous=server`: `220 greeting`).
     pub ident: Option<String>,
@@ -116,6 +121,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             domain: "localhost".into(),
+            client: String::new(),
+            enabled: true,
             ident: Some("E-MailRelay-rs".into()),
             vrfy: true,
             max_size: 0,
@@ -175,7 +182,8 @@ pub enum Event {
 /// A line for the log, in order with the protocol trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogLine {
-    /// `rx<<: ...`/`tx>>: ...`, recorded only with [`ServerConfig::trace`].
+    /// Verbose lines, recorded only with [`ServerConfig::trace`]: the
+    /// protocol trace (`rx<<: ...`, `tx>>: ...`) and notes on it.
     Trace(String),
     /// A warning, whatever the verbosity.
     Warning(String),
@@ -303,6 +311,7 @@ impl ServerSession {
             None => "greeting".to_string(),
         };
         let secure = config.implicit_tls;
+        let enabled = config.enabled;
         let mut session = ServerSession {
             config,
             state: State::Start,
@@ -322,7 +331,10 @@ impl ServerSession {
             close_reason: "smtp protocol done",
             auth: auth::AuthState::default(),
         };
-        session.reply(220, &greeting);
+        match enabled {
+            true => session.reply(220, &greeting),
+            false => session.reply(421, "service not available"),
+        }
         session
     }
 
@@ -674,6 +686,16 @@ impl ServerSession {
     fn mail(&mut self, parsed: Result<MailFrom, AddressError>) {
         if self.state != State::Ready {
             return self.out_of_sequence();
+        }
+        if !self.config.enabled {
+            return self.reply(421, "service not available");
+        }
+        if self.needs_auth() {
+            let note = format!(
+                "server authentication enabled but not a trusted address: {}",
+                self.config.client
+            );
+            self.trace_line(note);
         }
         if let Some(text) = self.refusal_before_mail() {
             return self.reply(530, text);
