@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Verify { address, .. } => session.answer_verify(VerifyResult::Remote(address)),
-                Event::MessageStart => session.answer_message_start(Ok(())),
+                Event::MessageOpen => session.answer_message_open(),
+                Event::MessageStart => session.answer_message_start(Ok(0)),
                 Event::MessageEnd => session.answer_message(MessageResult::Accepted),
                 Event::StartTls => session.tls_started(),
                 Event::AuthNonce => session.answer_auth_nonce("0123.45"),

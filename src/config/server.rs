@@ -38,6 +38,7 @@ pub fn smtp_settings(
         smtputf8: config.smtputf8 || config.smtputf8_strict,
         smtputf8_strict: config.smtputf8_strict,
         chunking: config.chunking,
+        lenient_addresses: !config.strict_parsing,
         trace: common.trace,
         immediate: args.has("immediate"),
         tls: server_tls(common)?,
@@ -139,12 +140,14 @@ struct SmtpConfig {
     smtputf8: bool,
     smtputf8_strict: bool,
     chunking: bool,
+    /// `nostrictparsing` turns it off: MAIL and RCPT paths without brackets.
+    strict_parsing: bool,
 }
 
 impl SmtpConfig {
-    /// `strictparsing` and `alabels` are taken and change nothing here:
-    /// addresses are always parsed tolerantly, and domains in addresses are
-    /// always kept as A-labels. Unknown items are warnings.
+    /// `alabels` is taken and changes nothing: as in 2.6.1, a UTF-8 domain
+    /// in an address is always stored in A-labels. Unknown items are
+    /// warnings.
     fn parse(args: &Instance, warnings: &mut Vec<String>) -> SmtpConfig {
         let mut switches = Switches::new(args, "server-smtp-config");
         let config = SmtpConfig {
@@ -152,8 +155,8 @@ impl SmtpConfig {
             chunking: switches.take("chunking", false),
             smtputf8: switches.take("smtputf8", false),
             smtputf8_strict: switches.take("smtputf8strict", false),
+            strict_parsing: switches.take("strictparsing", true),
         };
-        switches.take("strictparsing", true);
         switches.take("alabels", true);
         switches.take("linger", true);
         warnings.extend(switches.leftovers());

@@ -235,6 +235,7 @@ fn idle_smtp_settings(settings: &InstanceSettings) -> ServerSettings {
         smtputf8: false,
         smtputf8_strict: false,
         chunking: false,
+        lenient_addresses: false,
         trace: false,
         immediate: false,
         tls: None,

@@ -8,10 +8,18 @@
 //! A handshake has the idle timeout as its deadline; a failed one is logged
 //! with the tls module's reason and ends only that connection.
 //!
-//! Deadlines: a command must be complete within `--idle-timeout` of the
-//! previous reply, however the bytes trickle in, and a DATA phase within
-//! `DATA_DEADLINE`; both end the session with 421 (E-MailRelay 2.6.1 only
-//! times out single reads).
+//! Deadlines: a client that sends nothing for `--idle-timeout` is cut off
+//! without a reply, as E-MailRelay 2.6.1 does (`idle timeout: no activity
+//! after <n>s`); beyond 2.6.1, which only times out single reads, a
+//! command must also be complete within `--idle-timeout` of the previous
+//! reply however its bytes trickle in, and a DATA phase within
+//! `DATA_DEADLINE`.
+//!
+//! Log lines: the session's protocol trace and warnings are written before
+//! each event is acted on, so that the driver's own lines (`new content
+//! file`, the verifier's, the filter's) fall where 2.6.1 writes them. As
+//! in 2.6.1, the content file is made when MAIL is accepted, and removed
+//! if the transaction goes no further.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +28,8 @@ use std::time::Duration;
 
 use emailrelay_proto::sasl::{Credentials, Mechanism};
 use emailrelay_proto::smtp::{
-    AuthResult, Event, MessageResult, Reply, ServerConfig, ServerSession, Transaction, VerifyResult,
+    AddressSyntax, AuthResult, Event, LogLine, MessageResult, Reply, ServerConfig, ServerSession,
+    Transaction, VerifyResult,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -36,6 +45,9 @@ use crate::serve;
 use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
 use crate::verify::{Verifier, VerifyRequest};
+
+/// The close reason after a failed TLS handshake, in 2.6.1's words.
+const TLS_FAILED: &str = "peer disconnected: ssl accept";
 
 /// The longest a DATA phase may take.
 const DATA_DEADLINE: Duration = Duration::from_secs(3600);
@@ -72,6 +84,9 @@ pub struct ServerSettings {
     pub tls_connection: bool,
     /// `--server-tls-required`: no MAIL before STARTTLS.
     pub tls_required: bool,
+    /// `--server-smtp-config=nostrictparsing`: MAIL and RCPT paths without
+    /// angle brackets are accepted.
+    pub lenient_addresses: bool,
     /// `--dnsbl`: connections from listed addresses are dropped.
     pub dnsbl: Option<DnsblConfig>,
     /// `--server-auth`: AUTH required, except from trusted addresses.
@@ -134,10 +149,6 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
             .await;
         return;
     }
-    if !shared.enabled.load(Ordering::Relaxed) {
-        let _ = stream.write_all(b"421 service not available\r\n").await;
-        return;
-    }
     if let (Some(config), Some(addr), true) = (&settings.dnsbl, peer, shared.dnsbl_active()) {
         if !dnsbl::admit(config, addr.ip(), &peer_text).await {
             return;
@@ -151,13 +162,17 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         peer_text: peer_text.clone(),
         message: None,
         write_error: None,
+        open_error: None,
         stored: 0,
         tls: None,
         trusted: None,
         auth_failures: 0,
         proxy: None,
+        closed_logged: false,
+        reason_override: None,
     };
     let reason = conn.run(stream).await;
+    conn.log_closed(&reason);
     if let Some(link) = conn.proxy.take() {
         let mut link = link
             .into_inner()
@@ -165,7 +180,6 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         link.close().await;
     }
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
-    crate::info!("smtp connection closed: {reason}: {peer_text}");
     if conn.stored > 0 && shared.forwarder.on_disconnect() {
         shared.forwarder.trigger("client disconnect");
     }
@@ -182,6 +196,8 @@ struct Conn {
     peer_text: String,
     message: Option<NewMessage>,
     write_error: Option<StoreError>,
+    /// The content file could not be made at MAIL: DATA gets this reply.
+    open_error: Option<Reply>,
     stored: usize,
     tls: Option<TlsInfo>,
     /// The keyword of the trusted-address line that matched the peer.
@@ -192,16 +208,19 @@ struct Conn {
     /// (A mutex only so that the connection stays `Sync`; it is reached
     /// through `&mut self`, never locked.)
     proxy: Option<Box<std::sync::Mutex<crate::smtp::forward::ProxyLink>>>,
+    closed_logged: bool,
+    /// The close reason to log instead of the session's.
+    reason_override: Option<&'static str>,
 }
 
 impl Conn {
-    async fn run(&mut self, mut stream: Box<dyn Stream>) -> &'static str {
+    async fn run(&mut self, mut stream: Box<dyn Stream>) -> String {
         let shared = Arc::clone(&self.shared);
         let settings = &shared.settings;
         if settings.tls_connection {
             stream = match self.handshake(stream).await {
                 Some(stream) => stream,
-                None => return "tls handshake failed",
+                None => return TLS_FAILED.into(),
             };
         }
         let auth = settings.auth.as_ref().map(|auth| {
@@ -211,6 +230,13 @@ impl Conn {
         });
         let mut session = ServerSession::new(ServerConfig {
             domain: settings.domain.clone(),
+            client: self
+                .peer
+                .map(|p| p.ip().to_canonical().to_string())
+                .unwrap_or_default(),
+            // E-MailRelay compatibility: a session begun while the admin
+            // `smtp disable` holds greets with 421 and stays disabled.
+            enabled: shared.enabled.load(Ordering::Relaxed),
             ident: (!settings.anonymous.server)
                 .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
             vrfy: !settings.anonymous.vrfy,
@@ -219,6 +245,10 @@ impl Conn {
             smtputf8: settings.smtputf8,
             smtputf8_strict: settings.smtputf8_strict,
             chunking: settings.chunking,
+            address_syntax: match settings.lenient_addresses {
+                true => AddressSyntax::Lenient,
+                false => AddressSyntax::Strict,
+            },
             trace: settings.trace,
             starttls: settings.tls.is_some() && !settings.tls_connection,
             tls_required: settings.tls_required,
@@ -233,35 +263,39 @@ impl Conn {
         let mut out = Vec::new();
         let mut command_deadline = Instant::now() + idle;
         let mut data_deadline: Option<Instant> = None;
-        // Inside DATA or BDAT, a client that stops sending is cut off after
-        // the idle timeout too (2.6.1 does), not only at the DATA deadline.
+        // No bytes for the idle timeout ends the session anywhere, inside
+        // DATA or BDAT too (2.6.1 does).
         let mut last_read = Instant::now();
         loop {
             out.clear();
             session.poll_output(&mut out);
-            self.trace(&mut session);
+            self.log(&mut session);
+            if session.is_closed() {
+                // E-MailRelay compatibility: the close is logged before the
+                // last reply goes out, so a client that reconnects at once
+                // finds it above its own lines in the log, as with 2.6.1.
+                let reason = self.reason_override.unwrap_or(session.close_reason());
+                self.log_closed(reason);
+                serve::write_within(&mut stream, &out, idle).await;
+                serve::close(&mut stream).await;
+                return reason.into();
+            }
             if !out.is_empty() {
                 command_deadline = Instant::now() + idle;
                 // A client that stops reading must not hold the session.
                 if !serve::write_within(&mut stream, &out, idle).await {
-                    return "peer disconnected";
+                    return "peer disconnected".into();
                 }
-            }
-            if session.is_closed() {
-                serve::close(&mut stream).await;
-                return "smtp protocol done";
             }
             data_deadline = match (session.in_data(), data_deadline) {
                 (true, None) => Some(Instant::now() + DATA_DEADLINE),
                 (true, d) => d,
                 (false, _) => None,
             };
-            let deadline = if session.in_data() {
-                data_deadline
-                    .unwrap_or(command_deadline)
-                    .min(last_read + idle)
-            } else {
-                command_deadline
+            let silence = last_read + idle;
+            let deadline = match (session.in_data(), data_deadline) {
+                (true, Some(d)) => d.min(silence),
+                _ => command_deadline.min(silence),
             };
             let read = tokio::select! {
                 r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => r,
@@ -273,39 +307,35 @@ impl Conn {
             };
             match read {
                 Err(_) => {
-                    session.shutdown("idle timeout -- closing connection");
-                    self.handle_events(&mut session).await;
-                    out.clear();
-                    session.poll_output(&mut out);
-                    let _ = stream.write_all(&out).await;
+                    // E-MailRelay compatibility: no 421, just the close.
+                    self.message = None;
                     serve::close(&mut stream).await;
-                    return "timeout";
+                    return timeout_reason(Instant::now() >= silence, session.in_data(), idle);
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     self.message = None;
-                    return "peer disconnected";
+                    return "peer disconnected".into();
                 }
                 Ok(Ok(n)) => {
                     last_read = Instant::now();
                     session.handle_input(&buf[..n]);
                 }
             }
-            // Trace the commands before acting on them, so the log reads in order.
-            self.trace(&mut session);
             if self.handle_events(&mut session).await {
                 // The 220 goes out in clear, then the handshake.
                 out.clear();
                 session.poll_output(&mut out);
-                self.trace(&mut session);
+                self.log(&mut session);
                 if stream.write_all(&out).await.is_err() {
-                    return "peer disconnected";
+                    return "peer disconnected".into();
                 }
                 stream = match self.handshake(stream).await {
                     Some(stream) => stream,
-                    None => return "tls handshake failed",
+                    None => return TLS_FAILED.into(),
                 };
                 session.tls_started();
                 command_deadline = Instant::now() + idle;
+                last_read = Instant::now();
             }
             if buf.len() < 16 * 1024 && session.in_data() {
                 buf.resize(16 * 1024, 0);
@@ -325,21 +355,24 @@ impl Conn {
     /// Acts on the session's events; true if the session asked for TLS.
     async fn handle_events(&mut self, session: &mut ServerSession) -> bool {
         let mut starttls = false;
-        while let Some(event) = session.poll_event() {
+        loop {
+            // The trace up to this event first, so the log reads in order.
+            self.log(session);
+            let Some(event) = session.poll_event() else {
+                break;
+            };
             match event {
                 Event::Verify { address, from } => {
                     let who = self.who(session);
                     let result = self.verify(address, from, who).await;
                     if result == VerifyResult::Abort {
-                        log::write(
-                            Level::Warning,
-                            format_args!(
-                                "address verifier: dropping the connection from {}",
-                                self.peer_text
-                            ),
-                        );
+                        self.verifier_abort();
                     }
                     session.answer_verify(result)
+                }
+                Event::MessageOpen => {
+                    self.open_message(session.transaction());
+                    session.answer_message_open();
                 }
                 Event::MessageStart => {
                     let authenticated = session.authentication().is_some();
@@ -360,12 +393,31 @@ impl Conn {
                     let result = self.authenticate(mechanism, credentials).await;
                     session.answer_auth(result);
                 }
-                Event::MessageAbort => self.message = None,
+                Event::MessageAbort => {
+                    self.message = None;
+                    self.open_error = None;
+                }
                 Event::Close => {}
                 Event::StartTls => starttls = true,
             }
         }
         starttls
+    }
+
+    /// E-MailRelay compatibility: 2.6.1's lines for a verifier that asks
+    /// for the connection to be dropped (its exception handlers' words).
+    fn verifier_abort(&mut self) {
+        let text = "smtp protocol done: address verifier abort";
+        match self
+            .shared
+            .verifier
+            .as_ref()
+            .is_some_and(|v| v.is_network())
+        {
+            true => crate::warning!("error: {text}"),
+            false => log::write(Level::Verbose, format_args!("exception: {text}")),
+        }
+        self.reason_override = Some("peer disconnected");
     }
 
     /// Checks AUTH credentials; a failure is answered only after a pause,
@@ -439,29 +491,57 @@ impl Conn {
         Box::pin(verifier.verify(&request)).await
     }
 
+    /// MAIL was accepted: the content file is made now, as 2.6.1 makes
+    /// it (and logs it); a failure is answered at DATA.
+    fn open_message(&mut self, transaction: &Transaction) {
+        self.message = None;
+        self.write_error = None;
+        self.open_error = None;
+        if transaction.from.as_ref().is_some_and(|f| f.is_empty()) {
+            // E-MailRelay compatibility: probably a bounce, worth a note.
+            crate::warning!("empty MAIL-FROM return path");
+        }
+        match self.shared.spool.new_message() {
+            Ok(message) => {
+                log::write(
+                    Level::Verbose,
+                    format_args!("new content file [{}.content]", message.id()),
+                );
+                self.message = Some(message);
+            }
+            Err(e) => {
+                crate::error!("{e}");
+                self.open_error = Some(storage_reply(&e));
+            }
+        }
+    }
+
+    /// DATA or the first BDAT: the `Received` line goes first; its length
+    /// counts towards `--size`, as in 2.6.1.
     fn start_message(
         &mut self,
         transaction: &Transaction,
         authenticated: bool,
-    ) -> Result<(), Reply> {
-        self.write_error = None;
-        let mut message = self
-            .shared
-            .spool
-            .new_message()
-            .map_err(|e| storage_reply(&e))?;
-        log::write(
-            Level::Info,
-            format_args!("new content file [{}.content]", message.id()),
-        );
-        if !self.shared.settings.anonymous.content {
-            let received = self.received_line(transaction, authenticated);
-            message
-                .write(received.as_bytes())
-                .map_err(|e| storage_reply(&e))?;
+    ) -> Result<u64, Reply> {
+        if let Some(reply) = self.open_error.take() {
+            return Err(reply);
         }
-        self.message = Some(message);
-        Ok(())
+        if self.message.is_none() {
+            return Err(Reply::new(451, "local error in processing"));
+        }
+        if self.shared.settings.anonymous.content {
+            return Ok(0);
+        }
+        let received = self.received_line(transaction, authenticated);
+        let written = self.message.as_mut().map(|m| m.write(received.as_bytes()));
+        match written.unwrap_or(Ok(())) {
+            Ok(()) => Ok(received.len() as u64),
+            Err(e) => {
+                crate::error!("{e}");
+                self.message = None;
+                Err(storage_reply(&e))
+            }
+        }
     }
 
     fn write(&mut self, chunk: &[u8]) {
@@ -489,7 +569,7 @@ impl Conn {
         }
         let id = message.id().clone();
         log::write(
-            Level::Info,
+            Level::Verbose,
             format_args!("new envelope file [{id}.envelope.new]"),
         );
         let mut envelope = self.envelope(&transaction);
@@ -630,25 +710,99 @@ impl Conn {
             .peer
             .map(|p| p.ip().to_canonical().to_string())
             .unwrap_or_else(|| "127.0.0.1".into());
-        // RFC 3848 protocol names.
-        let with = match (t.esmtp, self.tls.is_some(), authenticated) {
-            (true, true, true) => "ESMTPSA",
-            (true, true, false) => "ESMTPS",
-            (true, false, true) => "ESMTPA",
-            (true, false, false) => "ESMTP",
-            (false, _, _) => "SMTP",
+        // RFC 3848 protocol names. E-MailRelay compatibility: ESMTP after
+        // HELO too, and the TLS cipher (RFC 8314 section 4.3).
+        let with = format!(
+            "ESMTP{}{}",
+            if self.tls.is_some() { "S" } else { "" },
+            if authenticated { "A" } else { "" }
+        );
+        let cipher: String = self
+            .tls
+            .as_ref()
+            .map(|t| t.cipher.replace('-', "_"))
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let tls = match cipher.is_empty() {
+            true => String::new(),
+            false => format!(" tls {cipher}"),
         };
         let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
         format!(
-            "Received: from {helo} ([{ip}]) by {} with {with} ; {date}\r\n",
+            "Received: from {helo} ([{ip}]) by {} with {with}{tls} ; {date}\r\n",
             self.shared.settings.domain
         )
     }
 
-    fn trace(&self, session: &mut ServerSession) {
-        for line in session.poll_trace() {
-            log::write(Level::Verbose, format_args!("{line}"));
+    /// The `smtp connection closed` line, once.
+    fn log_closed(&mut self, reason: &str) {
+        if !self.closed_logged {
+            self.closed_logged = true;
+            crate::info!("smtp connection closed: {reason}: {}", self.peer_text);
         }
+    }
+
+    /// Writes the session's trace lines and warnings.
+    fn log(&self, session: &mut ServerSession) {
+        for line in session.poll_log() {
+            match line {
+                LogLine::Trace(text) => {
+                    log::write(Level::Verbose, format_args!("{}", cut_trace(&text)))
+                }
+                LogLine::Warning(text) => crate::warning!("{text}"),
+                LogLine::WarningOnce(text) => {
+                    if first_time(text) {
+                        crate::warning!("{text}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// E-MailRelay compatibility: 2.6.1's logger cuts a line at 1040 octets,
+/// its hidden method name (`GSmtp::ServerProtocol: `) and the `emailrelay:
+/// info: ` prefix included, and marks the cut with ` ...`; so a trace line
+/// of a long command shows its first 999 octets (fewer in 2.6.1 with
+/// `--log-time` or `--log-address`). It also keeps an 80 KB command line
+/// from making an 80 KB log line.
+fn cut_trace(text: &str) -> std::borrow::Cow<'_, str> {
+    const LIMIT: usize = 999;
+    if text.len() <= LIMIT {
+        return text.into();
+    }
+    let mut end = LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} ...", &text[..end]).into()
+}
+
+/// True the first time a once-per-process warning comes up.
+fn first_time(text: &'static str) -> bool {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.contains(&text) {
+        return false;
+    }
+    seen.push(text);
+    true
+}
+
+/// Why a deadline ended the session, for its log line; 2.6.1's words when
+/// the client went silent.
+fn timeout_reason(silent: bool, in_data: bool, idle: Duration) -> String {
+    match (silent, in_data) {
+        (true, _) => format!("idle timeout: no activity after {}s", idle.as_secs()),
+        (false, true) => format!(
+            "timeout: message content not complete after {}s",
+            DATA_DEADLINE.as_secs()
+        ),
+        (false, false) => format!("timeout: command not complete after {}s", idle.as_secs()),
     }
 }
 

@@ -152,6 +152,11 @@ impl Verifier {
         Verifier { kind, timeout }
     }
 
+    /// True for a `net:` verifier (2.6.1 logs its abort differently).
+    pub fn is_network(&self) -> bool {
+        matches!(self.kind, Kind::Net(_))
+    }
+
     /// The verdict on one address.
     pub async fn verify(&self, request: &VerifyRequest) -> VerifyResult {
         let status = match &self.kind {

@@ -198,6 +198,7 @@ fn a_read_only_spool_answers_451_and_the_session_goes_on() {
     assert_eq!(code, 0, "{err}");
     let mut c = Client::connect(port);
     c.reply();
+    c.command("EHLO vm");
     assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
     assert_eq!(c.command("RCPT TO:<d@e.f>"), "250 recipient <d@e.f> OK");
     assert_eq!(c.command("DATA"), "451 local error in processing");

@@ -285,6 +285,9 @@ impl Sink {
 /// A raw SMTP or admin client: send lines, read replies.
 pub struct Client {
     stream: BufReader<TcpStream>,
+    /// HELO or EHLO has been sent: [`Client::send_message`] says EHLO
+    /// first otherwise (the server, as E-MailRelay 2.6.1, wants it).
+    greeted: bool,
 }
 
 impl Client {
@@ -298,10 +301,13 @@ impl Client {
             .unwrap();
         Client {
             stream: BufReader::new(stream),
+            greeted: false,
         }
     }
 
     pub fn send(&mut self, text: &str) {
+        let verb = text.get(..4).unwrap_or("").to_ascii_uppercase();
+        self.greeted |= verb == "EHLO" || verb == "HELO";
         self.stream.get_mut().write_all(text.as_bytes()).unwrap();
     }
 
@@ -345,6 +351,9 @@ impl Client {
 
     /// A whole SMTP transaction; returns the final reply's first line.
     pub fn send_message(&mut self, from: &str, to: &[&str], body: &str) -> String {
+        if !self.greeted {
+            self.command("EHLO client.example");
+        }
         let mut r = self.command(&format!("MAIL FROM:<{from}>"));
         for t in to {
             r = self.command(&format!("RCPT TO:<{t}>"));

@@ -1,5 +1,6 @@
-//! The SMTP server against real clients (swaks, Python smtplib), and the
-//! spool files it writes, byte for byte.
+//! The SMTP server against real clients (swaks, Python smtplib, raw
+//! sockets), the spool files it writes, byte for byte, and the log lines
+//! E-MailRelay 2.6.1 writes for the same dialogue.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -73,14 +74,20 @@ fn swaks_submission_writes_emailrelay_spool_files() {
     assert_eq!(mode, 0o660);
     assert!(relay.files(".new").is_empty());
     let log = relay.wait_log("smtp protocol done");
+    // E-MailRelay 2.6.1: the content file is made when MAIL is accepted.
     assert!(
         log.contains(&format!(
-            "emailrelay: info: new content file [{content_name}]"
+            "emailrelay: info: rx<<: \"MAIL FROM:<alice@example.com>\"\n\
+             emailrelay: info: tx>>: \"250 sender <alice@example.com> OK\"\n\
+             emailrelay: info: new content file [{content_name}]\n"
         )),
         "{log}"
     );
-    assert!(log.contains("emailrelay: info: rx<<: \"MAIL FROM:<alice@example.com>\""));
-    assert!(log.contains("emailrelay: info: rx<<: [message content not logged]"));
+    assert!(log.contains(
+        "emailrelay: info: rx<<: [message content not logged]\n\
+         emailrelay: info: rx<<: \".\"\n\
+         emailrelay: info: new envelope file ["
+    ));
     assert!(
         log.contains("emailrelay: info: smtp connection closed: smtp protocol done: 127.0.0.1:")
     );
@@ -132,15 +139,19 @@ fn raw_dialogue_limits_and_bare_lf() {
     let relay = Relay::start(dir.path(), &[]);
     let mut c = Client::connect(relay.port);
     c.reply();
-    c.command("EHLO vm");
     assert_eq!(
-        c.command(&format!("NOOP {}", "x".repeat(600))),
-        "500 line too long"
+        c.command("MAIL FROM:<a@b>"),
+        "503 command out of sequence -- use RSET to resynchronise"
     );
+    c.command("EHLO vm");
+    // E-MailRelay 2.6.1: a long command line is fine, with a warning.
+    assert_eq!(c.command(&format!("NOOP {}", "x".repeat(2000))), "250 noop");
     assert_eq!(
         c.command("RCPT TO:<a@b>"),
         "503 command out of sequence -- use RSET to resynchronise"
     );
+    assert_eq!(c.command("MAIL FROM:<a@b>"), "250 sender <a@b> OK");
+    assert_eq!(c.command("DATA"), "554 no valid recipients");
     assert_eq!(c.command("MAIL FROM:<a@b>"), "250 sender <a@b> OK");
     assert_eq!(c.command("RCPT TO:<c@d>"), "250 recipient <c@d> OK");
     assert_eq!(
@@ -149,13 +160,79 @@ fn raw_dialogue_limits_and_bare_lf() {
     );
     c.send("line one\n.\nQUIT\n\r\n");
     assert_eq!(c.command("."), "250 message processed");
-    assert_eq!(c.command("QUIT"), "221 OK");
+    assert_eq!(c.command("QUIT now"), "221 OK");
     let content = std::fs::read_to_string(relay.spool.join(&relay.files(".content")[0])).unwrap();
     assert!(content.ends_with("line one\n.\nQUIT\n\r\n"), "{content:?}");
+    let log = relay.wait_log("smtp protocol done");
+    assert_eq!(
+        log.matches("emailrelay: warning: very long line detected: 2005 > 1000\n")
+            .count(),
+        1,
+        "{log}"
+    );
+    // The trace of the long line is cut as 2.6.1's logger cuts it.
+    let traced = log.lines().find(|l| l.contains("rx<<: \"NOOP x")).unwrap();
+    assert_eq!(
+        traced.len(),
+        "emailrelay: info: ".len() + 999 + " ...".len()
+    );
+    assert!(traced.ends_with("xxx ..."), "{traced}");
 }
 
 #[test]
-fn idle_clients_are_cut_off_with_421() {
+fn a_huge_command_line_ends_the_session_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.send(&format!("NOOP {}", "n".repeat(100_000)));
+    // E-MailRelay 2.6.1: no reply, just the close.
+    assert_eq!(c.reply(), "");
+    assert!(relay.wait_log("server protocol overflow").contains(
+        "emailrelay: info: smtp connection closed: server protocol overflow: 127.0.0.1:"
+    ));
+}
+
+#[test]
+fn the_eighth_protocol_error_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    for i in 0..7 {
+        assert_eq!(c.command(&format!("XYZZY{i}")), "500 command unrecognized");
+    }
+    // Syntax errors in arguments are not counted.
+    assert_eq!(c.command("EHLO"), "501 parameter required");
+    assert_eq!(
+        c.command("DATA"),
+        "503 command out of sequence -- use RSET to resynchronise"
+    );
+    assert_eq!(c.reply(), "");
+    assert!(relay.wait_log("too many protocol errors").contains(
+        "emailrelay: info: smtp connection closed: smtp protocol done: \
+         too many protocol errors from the client: 127.0.0.1:"
+    ));
+}
+
+#[test]
+fn silent_clients_are_cut_off_without_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--idle-timeout", "1"]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO vm");
+    let started = std::time::Instant::now();
+    // E-MailRelay 2.6.1: the connection just closes.
+    assert_eq!(c.reply(), "");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(relay
+        .wait_log("idle timeout")
+        .contains("smtp connection closed: idle timeout: no activity after 1s: 127.0.0.1:"));
+}
+
+#[test]
+fn a_trickled_command_must_be_complete_within_the_idle_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::start(dir.path(), &["--idle-timeout", "1"]);
     let mut c = Client::connect(relay.port);
@@ -163,13 +240,10 @@ fn idle_clients_are_cut_off_with_421() {
     c.send("NO");
     std::thread::sleep(Duration::from_millis(600));
     c.send("O");
-    assert_eq!(
-        c.reply(),
-        "421 relay.example.com idle timeout -- closing connection\r\n"
-    );
+    assert_eq!(c.reply(), "");
     assert!(relay
-        .wait_log("smtp connection closed: timeout")
-        .contains("smtp connection closed: timeout: 127.0.0.1:"));
+        .wait_log("command not complete")
+        .contains("smtp connection closed: timeout: command not complete after 1s: 127.0.0.1:"));
 }
 
 #[test]
@@ -223,10 +297,103 @@ fn mail_parameters_are_recorded_in_the_envelope() {
         envelope.contains("X-MailRelay-MailFromAuthIn: bob+2Bsmith\r\n"),
         "{envelope}"
     );
+    // E-MailRelay 2.6.1: the flag is about UTF-8 local parts, not the keyword.
     assert!(
-        envelope.contains("X-MailRelay-Utf8MailboxNames: 1\r\n"),
+        envelope.contains("X-MailRelay-Utf8MailboxNames: 0\r\n"),
         "{envelope}"
     );
+}
+
+#[test]
+fn utf8_domains_are_stored_in_a_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--server-smtp-config", "smtputf8"]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO vm");
+    assert_eq!(
+        c.command("MAIL FROM:<j\u{f6}rg@b\u{fc}cher.example> SMTPUTF8"),
+        "250 sender <j\u{f6}rg@b\u{fc}cher.example> OK"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<bob@b\u{fc}cher.example>"),
+        "250 recipient <bob@b\u{fc}cher.example> OK"
+    );
+    c.command("DATA");
+    assert_eq!(c.command("x\r\n."), "250 message processed");
+    let envelope = std::fs::read_to_string(relay.spool.join(&relay.files(".envelope")[0])).unwrap();
+    assert!(
+        envelope.contains(
+            "X-MailRelay-From: j\u{f6}rg@xn--bcher-kva.example\r\n\
+             X-MailRelay-ToCount: 1\r\nX-MailRelay-To-Remote: bob@xn--bcher-kva.example\r\n"
+        ),
+        "{envelope}"
+    );
+    assert!(envelope.contains("X-MailRelay-Utf8MailboxNames: 1\r\n"));
+}
+
+#[test]
+fn paths_without_brackets_need_nostrictparsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let strict = Relay::start(dir.path(), &[]);
+    let mut c = Client::connect(strict.port);
+    c.reply();
+    c.command("EHLO vm");
+    for _ in 0..2 {
+        assert_eq!(
+            c.command("MAIL FROM:a@b.c"),
+            "553 mailbox name not allowed: missing angle brackets in mailbox name"
+        );
+    }
+    assert_eq!(c.command("MAIL FROM: <a@b.c>"), "250 sender <a@b.c> OK");
+    // The hint, once for the process.
+    let hint = "emailrelay: warning: invalid smtp command syntax from remote client: \
+                use --server-smtp-config=nostrictparsing to allow\n";
+    assert_eq!(strict.wait_log("nostrictparsing").matches(hint).count(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let lenient = Relay::start(dir.path(), &["--server-smtp-config", "nostrictparsing"]);
+    let mut c = Client::connect(lenient.port);
+    c.reply();
+    c.command("EHLO vm");
+    assert_eq!(c.command("MAIL FROM:a@b.c"), "250 sender <a@b.c> OK");
+    assert_eq!(c.command("RCPT TO:d@e.f"), "250 recipient <d@e.f> OK");
+}
+
+#[test]
+fn the_content_file_lives_from_mail_to_the_end_of_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--size", "200"]);
+    let mut c = Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO vm");
+    assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
+    assert_eq!(relay.files(".content").len(), 1);
+    assert_eq!(c.command("RSET"), "250 state reset");
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || relay
+        .files("")
+        .is_empty()));
+    // --size counts the Received line too, as 2.6.1 counts it: 120 octets
+    // of text do not fit in 200 with it.
+    c.command("MAIL FROM:<a@b.c>");
+    c.command("RCPT TO:<d@e.f>");
+    c.command("DATA");
+    let text = format!("{}\r\n.", "x".repeat(118));
+    assert_eq!(
+        c.command(&text),
+        "552 message size exceeds fixed maximum message size"
+    );
+    assert!(relay
+        .wait_log("message content too big")
+        .contains("emailrelay: warning: message content too big\n"));
+    assert!(relay.files("").is_empty());
+    // A client that goes away mid-transaction leaves nothing either.
+    assert_eq!(c.command("MAIL FROM:<a@b.c>"), "250 sender <a@b.c> OK");
+    assert_eq!(relay.files(".content").len(), 1);
+    drop(c);
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || relay
+        .files("")
+        .is_empty()));
 }
 
 #[test]
@@ -302,14 +469,12 @@ fn a_client_that_stalls_inside_data_is_cut_off_at_the_idle_timeout() {
     );
     c.send("Subject: half a message\r\n");
     let started = std::time::Instant::now();
-    assert_eq!(
-        c.reply(),
-        "421 relay.example.com idle timeout -- closing connection\r\n"
-    );
+    // E-MailRelay 2.6.1: the connection just closes.
+    assert_eq!(c.reply(), "");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(relay
-        .wait_log("smtp connection closed: timeout")
-        .contains("smtp connection closed: timeout: 127.0.0.1:"));
+        .wait_log("idle timeout")
+        .contains("smtp connection closed: idle timeout: no activity after 2s: 127.0.0.1:"));
     // The half message is not left behind.
     assert!(crate::harness::wait_until(Duration::from_secs(5), || relay
         .files("")

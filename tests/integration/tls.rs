@@ -327,14 +327,15 @@ fn starttls_with_s_client_checks_the_client_certificate_and_records_it() {
         log.contains("emailrelay: info: tx>>: \"250-STARTTLS\"\n"),
         "{log}"
     );
-    assert!(log.contains("emailrelay: info: tx>>: \"220 ready to start TLS\"\n"));
+    assert!(log.contains("emailrelay: info: tx>>: \"220 ready to start tls\"\n"));
     assert!(
         log.contains("emailrelay: info: tls session established: TLSv1.3 TLS_AES_256_GCM_SHA384\n")
     );
     let client_pem = std::fs::read_to_string(pki.dir.join("client.pem")).unwrap();
     let envelope = the_envelope(&relay);
     assert!(envelope.contains(&folded(&client_pem)), "{envelope}");
-    assert!(the_content(&relay).contains(" with ESMTPS ;"));
+    // E-MailRelay 2.6.1's Received line names the cipher (RFC 8314 4.3).
+    assert!(the_content(&relay).contains(" with ESMTPS tls TLS_"));
 }
 
 #[test]
@@ -415,7 +416,8 @@ fn implicit_tls_with_key_and_certificate_given_separately() {
     assert!(out.starts_with("220 "), "{out}");
     assert!(!out.contains("STARTTLS"), "{out}");
     assert!(out.contains("250 message processed\n221 OK\n"), "{out}");
-    assert!(the_content(&relay).contains(" with ESMTPS ;"));
+    // E-MailRelay 2.6.1's Received line names the cipher (RFC 8314 4.3).
+    assert!(the_content(&relay).contains(" with ESMTPS tls TLS_"));
     // A client that speaks plain SMTP to the TLS port gets nothing, is
     // logged, and does not harm the next one.
     let mut plain = TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
@@ -469,13 +471,14 @@ fn swaks_tls_submits_a_message() {
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("<-  220 ready to start TLS"), "{out}");
+    assert!(out.contains("<-  220 ready to start tls"), "{out}");
     assert!(
         out.contains("=== TLS started with cipher TLSv1.3:"),
         "{out}"
     );
     assert!(out.contains("<~  250 message processed"), "{out}");
-    assert!(the_content(&relay).contains(" with ESMTPS ;"));
+    // E-MailRelay 2.6.1's Received line names the cipher (RFC 8314 4.3).
+    assert!(the_content(&relay).contains(" with ESMTPS tls TLS_"));
 }
 
 #[test]
@@ -546,7 +549,7 @@ fn server_tls_required_refuses_mail_in_clear_with_530() {
     assert!(client.command("EHLO me").ends_with("250 8BITMIME"));
     assert_eq!(
         client.command("MAIL FROM:<a@example.com>"),
-        "530 must issue a STARTTLS command first"
+        "530 encryption required: use starttls"
     );
     // Encrypted, the same client may send.
     let (code, out, err) = s_client(
@@ -600,7 +603,7 @@ fn commands_pipelined_behind_starttls_are_discarded_not_run_encrypted() {
         .get_mut()
         .write_all(b"STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n")
         .unwrap();
-    assert_eq!(read_reply(&mut reader), "220 ready to start TLS\r\n");
+    assert_eq!(read_reply(&mut reader), "220 ready to start tls\r\n");
     assert!(reader.buffer().is_empty(), "{:?}", reader.buffer());
     let tcp = reader.into_inner();
     let conn = rustls::ClientConnection::new(

@@ -89,7 +89,8 @@ impl Pair {
                         };
                         self.server.answer_verify(result)
                     }
-                    Event::MessageStart => self.server.answer_message_start(Ok(())),
+                    Event::MessageOpen => self.server.answer_message_open(),
+                    Event::MessageStart => self.server.answer_message_start(Ok(0)),
                     Event::MessageData(d) => self.current.extend_from_slice(&d),
                     Event::MessageEnd => {
                         self.stored.push(std::mem::take(&mut self.current));

@@ -13,9 +13,10 @@ fn drive(session: &mut ServerSession, stored: &mut Vec<Vec<u8>>, current: &mut V
     while let Some(event) = session.poll_event() {
         match event {
             Event::Verify { address, .. } => session.answer_verify(VerifyResult::Remote(address)),
+            Event::MessageOpen => session.answer_message_open(),
             Event::MessageStart => {
                 current.clear();
-                session.answer_message_start(Ok(()))
+                session.answer_message_start(Ok(0))
             }
             Event::MessageData(d) => current.extend_from_slice(&d),
             Event::MessageEnd => {

@@ -1,5 +1,6 @@
-//! Server session transcripts: the E-MailRelay 2.6.1 dialogue of
-//! shared/compat.md, pipelining, DATA edge cases and limits, all in memory.
+//! Server session transcripts: the E-MailRelay 2.6.1 dialogue (as its
+//! golden transcripts record it), pipelining, DATA edge cases and limits,
+//! all in memory.
 //!
 //! A transcript is a list of `C:` (client sends, CRLF added) and `S:`
 //! (exact expected server reply line) entries. The driver stand-in accepts
@@ -7,7 +8,8 @@
 
 use emailrelay_proto::sasl::{base64_encode, Credentials, HmacMd5Key, Mechanism};
 use emailrelay_proto::smtp::{
-    AuthConfig, AuthResult, Event, MessageResult, Reply, ServerConfig, ServerSession, VerifyResult,
+    AddressSyntax, AuthConfig, AuthResult, Event, LogLine, MessageResult, Reply, ServerConfig,
+    ServerSession, VerifyResult,
 };
 
 struct Harness {
@@ -21,6 +23,12 @@ struct Harness {
     accounts: Vec<(&'static str, &'static str)>,
     /// What the driver was asked to check, name and mechanism.
     checked: Vec<(Mechanism, String)>,
+    /// How many content files the stand-in driver made (at MAIL).
+    opened: usize,
+    /// The octets the stand-in driver writes first (a `Received` line).
+    prefix: u64,
+    /// Every event, in order, for tests of the sequence.
+    events: Vec<Event>,
 }
 
 impl Harness {
@@ -34,7 +42,23 @@ impl Harness {
             commit: MessageResult::Accepted,
             accounts: vec![("alice", "e=mc2"), ("carol", "my password")],
             checked: Vec::new(),
+            opened: 0,
+            prefix: 0,
+            events: Vec::new(),
         }
+    }
+
+    /// The log lines so far, warnings marked as the log marks them.
+    fn log(&mut self) -> Vec<String> {
+        self.session
+            .poll_log()
+            .into_iter()
+            .map(|line| match line {
+                LogLine::Trace(text) => text,
+                LogLine::Warning(text) => format!("warning: {text}"),
+                LogLine::WarningOnce(text) => format!("warning (once): {text}"),
+            })
+            .collect()
     }
 
     fn feed(&mut self, bytes: &[u8]) -> String {
@@ -51,14 +75,19 @@ impl Harness {
 
     fn drive(&mut self) {
         while let Some(event) = self.session.poll_event() {
+            self.events.push(event.clone());
             match event {
                 Event::Verify { address, .. } => {
                     let result = (self.verify)(&address);
                     self.session.answer_verify(result)
                 }
+                Event::MessageOpen => {
+                    self.opened += 1;
+                    self.session.answer_message_open()
+                }
                 Event::MessageStart => {
                     self.current.clear();
-                    self.session.answer_message_start(Ok(()))
+                    self.session.answer_message_start(Ok(self.prefix))
                 }
                 Event::MessageData(chunk) => self.current.extend_from_slice(&chunk),
                 Event::MessageEnd => {
@@ -203,16 +232,17 @@ fn helo_gets_a_one_line_reply_and_anonymous_hides_vrfy_and_ident() {
         ..relay_config()
     };
     let mut h = Harness::new(config);
+    // E-MailRelay 2.6.1 with --anonymous.
     h.run(
-        "S: 220 relay.example.com -- Service ready
+        "S: 220 greeting
          C: HELO vm
          S: 250 hello
          C: EHLO vm
-         S: 250-relay.example.com says hello
+         S: 250-smtp says hello
          S: 250-PIPELINING
          S: 250 8BITMIME
          C: VRFY bob
-         S: 502 command not implemented",
+         S: 252 cannot vrfy",
     );
 }
 
@@ -292,11 +322,78 @@ fn end_of_data_split_across_reads_is_found() {
 }
 
 #[test]
-fn overlong_command_lines_get_500_and_the_session_goes_on() {
+fn long_command_lines_are_fine_with_one_warning() {
+    let mut h = Harness::new(ServerConfig {
+        trace: true,
+        ..relay_config()
+    });
+    h.output();
+    h.log();
+    let long = format!(
+        "NOOP {}\r\nNOOP {}\r\nNOOP\r\n",
+        "x".repeat(2000),
+        "y".repeat(1500)
+    );
+    assert_eq!(
+        h.feed(long.as_bytes()),
+        "250 noop\r\n250 noop\r\n250 noop\r\n"
+    );
+    let log = h.log();
+    // E-MailRelay 2.6.1: a warning for the first line over 1000 octets only.
+    assert_eq!(log[0], "warning: very long line detected: 2005 > 1000");
+    assert_eq!(log.iter().filter(|l| l.starts_with("warning")).count(), 1);
+    assert!(log[1].starts_with("rx<<: \"NOOP xxxx"));
+}
+
+#[test]
+fn input_without_crlf_is_held_only_so_far_then_the_session_ends() {
+    for step in [1000, 80_000, 100_000] {
+        let mut h = Harness::new(relay_config());
+        h.output();
+        let mut got = String::new();
+        for piece in format!("NOOP {}", "n".repeat(100_000))
+            .as_bytes()
+            .chunks(step)
+        {
+            got.push_str(&h.feed(piece));
+        }
+        // E-MailRelay 2.6.1: no reply, the connection closes.
+        assert_eq!(got, "", "step {step}");
+        assert!(h.closed && h.session.is_closed(), "step {step}");
+        assert_eq!(h.session.close_reason(), "server protocol overflow");
+        assert!(!h.session.has_partial_input(), "the buffer is released");
+    }
+    // Just under the limit, with its CRLF, is still a command.
     let mut h = Harness::new(relay_config());
     h.output();
-    let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(600));
-    assert_eq!(h.feed(long.as_bytes()), "500 line too long\r\n250 noop\r\n");
+    let line = format!("NOOP {}\r\n", "n".repeat(79_000));
+    assert_eq!(h.feed(line.as_bytes()), "250 noop\r\n");
+}
+
+#[test]
+fn command_lines_end_at_crlf_only() {
+    let mut h = Harness::new(ServerConfig {
+        trace: true,
+        ..relay_config()
+    });
+    h.output();
+    // E-MailRelay 2.6.1: bare LFs are part of one long EHLO line.
+    let got = h.feed(b"EHLO client.example\nNOOP\nMAIL FROM:<a@b>\nDATA\nx\n.\n\r\n");
+    assert!(
+        got.starts_with("250-relay.example.com says hello\r\n"),
+        "{got}"
+    );
+    assert!(got.ends_with("250 8BITMIME\r\n"), "{got}");
+    assert_eq!(
+        h.feed(b".\r\nQUIT\nQUIT\r\n"),
+        "500 command unrecognized\r\n500 command unrecognized\r\n"
+    );
+    assert!(h.log().contains(&"rx<<: \"QUIT\\nQUIT\"".to_string()));
+    assert_eq!(
+        h.session.transaction().helo,
+        "client.example\nNOOP\nMAIL FROM:<a@b>\nDATA\nx\n.\n"
+    );
+    assert!(h.stored.is_empty() && h.opened == 0);
 }
 
 #[test]
@@ -306,7 +403,7 @@ fn text_lines_over_1000_octets_pass_through_unchanged() {
     for step in [1, 7, 4096] {
         let mut h = Harness::new(relay_config());
         h.output();
-        h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+        h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
         let long = format!(".{}.\r\n", "y".repeat(5000));
         let text = format!("ok\r\n{long}after\r\n..dot\r\n.\r\n");
         let mut out = String::new();
@@ -336,26 +433,81 @@ fn a_998_octet_text_line_is_accepted() {
 }
 
 #[test]
-fn sequence_errors_and_the_bad_command_cap() {
-    let mut h = Harness::new(ServerConfig {
-        max_bad_commands: 3,
-        ..relay_config()
-    });
+fn sequence_errors_as_2_6_1_answers_them() {
+    let mut h = Harness::new(relay_config());
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: MAIL FROM:<a@b>
+         S: 503 command out of sequence -- use RSET to resynchronise
          C: RCPT TO:<a@b>
          S: 503 command out of sequence -- use RSET to resynchronise
+         C: DATA
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: RSET
+         S: 250 state reset
+         C: MAIL FROM:<a@b>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
          C: MAIL FROM:<a@b>
          S: 250 sender <a@b> OK
          C: DATA
-         S: 503 no recipients
-         C: MAIL FROM:<a b@c>
-         S: 501 invalid character in address
-         C: FOO
-         S: 500 command unrecognized
-         S: 421 relay.example.com too many errors -- closing connection",
+         S: 554 no valid recipients
+         C: RCPT TO:<c@d>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: QUIT now
+         S: 221 OK",
     );
     assert!(h.closed);
+    assert_eq!(h.opened, 1);
+    // The message opened at MAIL was dropped at the 554.
+    assert!(h.events.contains(&Event::MessageAbort));
+}
+
+#[test]
+fn the_eighth_protocol_error_ends_the_session_silently() {
+    let mut h = Harness::new(relay_config());
+    // Argument errors are not counted, as in 2.6.1.
+    h.run(
+        "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: EHLO
+         S: 501 parameter required
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: MAIL TO:<a@b>
+         S: 553 mailbox name not allowed: invalid mail-from command
+         C: MAIL FROM:<a b@c>
+         S: 553 mailbox name not allowed: invalid character in mailbox name
+         C: RCPT TO:<c@d>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: VRFY
+         S: 550 invalid mailbox
+         C: X1
+         S: 500 command unrecognized
+         C: X2
+         S: 500 command unrecognized
+         C: X3
+         S: 500 command unrecognized
+         C:
+         S: 500 command unrecognized
+         C:  \t
+         S: 500 command unrecognized
+         C: DATA
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: X8
+         S: 500 command unrecognized",
+    );
+    assert!(h.closed && h.session.is_closed());
+    assert_eq!(
+        h.session.close_reason(),
+        "smtp protocol done: too many protocol errors from the client"
+    );
     assert_eq!(h.feed(b"NOOP\r\n"), "");
 }
 
@@ -413,11 +565,15 @@ fn storage_failure_is_a_4xx_and_the_session_goes_on() {
 }
 
 #[test]
-fn bdat_chunks_are_consumed_as_data_not_commands() {
+fn without_chunking_bdat_is_an_unknown_command() {
     let mut h = Harness::new(relay_config());
     h.feed(b"HELO vm\r\n");
-    let got = h.feed(b"BDAT 20 LAST\r\nMAIL FROM:<evil@x>\r\nNOOP\r\n");
-    assert_eq!(got, "500 command unrecognized\r\n250 noop\r\n");
+    // E-MailRelay 2.6.1: nothing was offered, so nothing is read as a chunk.
+    let got = h.feed(b"BDAT 10 LAST\r\nSTARTTLS\r\nNOOP\r\n");
+    assert_eq!(
+        got,
+        "500 command unrecognized\r\n500 command unrecognized\r\n250 noop\r\n"
+    );
 }
 
 #[test]
@@ -427,9 +583,40 @@ fn mail_parameters_are_recorded() {
     let t = h.session.transaction();
     assert!(t.esmtp);
     assert_eq!(t.helo, "vm");
-    assert!(t.params.smtputf8 && t.is_utf8());
+    // E-MailRelay compatibility: Utf8MailboxNames is about local parts.
+    assert!(t.params.smtputf8 && !t.is_utf8());
     assert_eq!(t.params.auth.as_deref(), Some("bob"));
     assert_eq!(t.params.body.envelope_keyword(), "8bit");
+}
+
+#[test]
+fn malformed_mail_parameters_are_ignored_as_2_6_1_ignores_them() {
+    let mut h = Harness::new(ServerConfig {
+        max_size: 100,
+        ..relay_config()
+    });
+    h.output();
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> BODY=NONSENSE SIZE=xyz X-FOO=1\r\n"),
+        "250 sender <a@b> OK\r\n"
+    );
+    let t = h.session.transaction();
+    assert_eq!(t.params.body.envelope_keyword(), "unknown");
+    assert_eq!(t.params.size, Some(0));
+    h.feed(b"RSET\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> SMTPUTF8=yes\r\n"),
+        "553 mailbox name not allowed: invalid mail-from parameter\r\n"
+    );
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> SIZE=101\r\n"),
+        "552 message size exceeds fixed maximum message size\r\n"
+    );
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> SIZE=100\r\n"),
+        "250 sender <a@b> OK\r\n"
+    );
 }
 
 #[test]
@@ -451,11 +638,51 @@ fn trace_lines_never_include_content() {
         ..relay_config()
     });
     h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nsecret\r\n.\r\n");
-    let trace = h.session.poll_trace().join("\n");
+    let trace = h.log().join("\n");
     assert!(trace.contains("rx<<: \"HELO vm\""));
-    assert!(trace.contains("tx>>: \"250 message processed\""));
-    assert!(trace.contains("rx<<: [message content not logged]"));
+    assert!(trace.ends_with(
+        "rx<<: [message content not logged]\nrx<<: \".\"\ntx>>: \"250 message processed\""
+    ));
     assert!(!trace.contains("secret"));
+}
+
+#[test]
+fn the_session_waits_at_mail_so_the_content_file_is_logged_in_order() {
+    let mut h = Harness::new(ServerConfig {
+        trace: true,
+        ..relay_config()
+    });
+    h.output();
+    h.log();
+    h.session
+        .handle_input(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    // E-MailRelay 2.6.1 makes the content file when MAIL is accepted:
+    // nothing after MAIL is looked at until the driver has made it.
+    let log = h.log();
+    assert_eq!(log.last().unwrap(), "tx>>: \"250 sender <a@b> OK\"");
+    assert_eq!(h.session.poll_event(), Some(Event::MessageOpen));
+    assert_eq!(h.session.poll_event(), None);
+    h.session.answer_message_open();
+    assert_eq!(
+        h.log(),
+        [
+            "rx<<: \"RCPT TO:<c@d>\"",
+            "tx>>: \"250 recipient <c@d> OK\""
+        ]
+    );
+    // A transaction given up is a message the driver throws away.
+    h.feed(b"RSET\r\nMAIL FROM:<a@b>\r\nEHLO vm\r\nMAIL FROM:<a@b>\r\nQUIT\r\n");
+    let opens = h
+        .events
+        .iter()
+        .filter(|e| **e == Event::MessageOpen)
+        .count();
+    let aborts = h
+        .events
+        .iter()
+        .filter(|e| **e == Event::MessageAbort)
+        .count();
+    assert_eq!((opens, aborts), (2, 3));
 }
 
 fn chunking_config() -> ServerConfig {
@@ -512,20 +739,63 @@ fn bdat_sizes_are_checked_against_the_limit_and_overflow() {
 fn bdat_out_of_sequence_is_refused_but_still_consumed() {
     let mut h = Harness::new(chunking_config());
     h.feed(b"EHLO vm\r\n");
-    // The 10 octets "MAIL FROM:" are the chunk; the NOOP after them is a command.
+    // The 10 octets "MAIL FROM:" are the chunk; the NOOP after them is a
+    // command (2.6.1 would read the chunk as commands).
     let got = h.feed(b"BDAT 10 LAST\r\nMAIL FROM:NOOP\r\n");
     assert_eq!(
         got,
         "503 command out of sequence -- use RSET to resynchronise\r\n250 noop\r\n"
     );
-    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1\r\nx");
+    // As in 2.6.1, only RSET, HELO or EHLO go on from there.
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b>\r\n"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
+    h.feed(b"RSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1\r\nx");
     assert_eq!(
         h.feed(b"DATA\r\n"),
         "503 command out of sequence -- use RSET to resynchronise\r\n"
     );
     assert_eq!(h.feed(b"RSET\r\n"), "250 state reset\r\n");
-    assert_eq!(h.feed(b"BDAT x\r\n"), "501 invalid BDAT size\r\n");
+    assert!(h.events.contains(&Event::MessageAbort));
+    // E-MailRelay 2.6.1's chunking transcript: BDAT outside a transaction.
+    assert_eq!(
+        h.feed(b"BDAT\r\nBDAT x\r\n"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n\
+         503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
     assert!(h.stored.is_empty());
+}
+
+#[test]
+fn bdat_argument_errors_and_no_recipients() {
+    let mut h = Harness::new(chunking_config());
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        h.feed(b"BDAT 3 LAST\r\nabcNOOP\r\n"),
+        "554 no valid recipients\r\n250 noop\r\n"
+    );
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    assert_eq!(h.feed(b"BDAT x\r\n"), "501 invalid argument\r\n");
+    assert_eq!(
+        h.feed(b"BDAT 1 LAST\r\n"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
+    h.feed(b"xRSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 2\r\nab");
+    assert_eq!(h.feed(b"BDAT 0\r\n"), "501 invalid argument\r\n");
+    assert!(h.stored.is_empty());
+    // The bad chunk ended that message too.
+    let opens = h
+        .events
+        .iter()
+        .filter(|e| **e == Event::MessageOpen)
+        .count();
+    let aborts = h
+        .events
+        .iter()
+        .filter(|e| **e == Event::MessageAbort)
+        .count();
+    assert_eq!((opens, aborts), (3, 3));
 }
 
 #[test]
@@ -536,14 +806,20 @@ fn smtputf8_strict_refuses_utf8_addresses_without_the_parameter() {
         ..relay_config()
     });
     h.feed(b"EHLO vm\r\n");
+    // E-MailRelay 2.6.1's words, "smptutf8" and all.
     assert_eq!(
         h.feed("MAIL FROM:<jörg@example.com>\r\n".as_bytes()),
-        "553 mailbox name not allowed: SMTPUTF8 required\r\n"
+        "553 mailbox name not allowed: invalid character in mailbox name: not using smptutf8\r\n"
     );
     assert_eq!(h.feed(b"MAIL FROM:<a@b>\r\n"), "250 sender <a@b> OK\r\n");
     assert_eq!(
         h.feed("RCPT TO:<zoë@example.com>\r\n".as_bytes()),
-        "553 mailbox name not allowed: SMTPUTF8 required\r\n"
+        "550 invalid character in mailbox name: not using smtputf8\r\n"
+    );
+    // A UTF-8 domain is not a UTF-8 mailbox name.
+    assert_eq!(
+        h.feed("RCPT TO:<zoe@exämple.com>\r\n".as_bytes()),
+        "250 recipient <zoe@exämple.com> OK\r\n"
     );
     h.feed(b"RSET\r\n");
     assert_eq!(
@@ -554,6 +830,28 @@ fn smtputf8_strict_refuses_utf8_addresses_without_the_parameter() {
         h.feed("RCPT TO:<zoë@example.com>\r\n".as_bytes()),
         "250 recipient <zoë@example.com> OK\r\n"
     );
+    assert!(h.session.transaction().is_utf8());
+}
+
+#[test]
+fn utf8_domains_are_stored_in_a_labels_and_replies_say_them_as_given() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"EHLO vm\r\n");
+    assert_eq!(
+        h.feed("MAIL FROM:<alice@bücher.example>\r\n".as_bytes()),
+        "250 sender <alice@bücher.example> OK\r\n"
+    );
+    assert_eq!(
+        h.feed("RCPT TO:<bob@bücher.example>\r\n".as_bytes()),
+        "250 recipient <bob@bücher.example> OK\r\n"
+    );
+    let t = h.session.transaction();
+    assert_eq!(
+        t.from.as_ref().unwrap().as_str(),
+        "alice@xn--bcher-kva.example"
+    );
+    assert_eq!(t.recipients[0].address, "bob@xn--bcher-kva.example");
+    assert!(!t.is_utf8());
 }
 
 fn tls_config() -> ServerConfig {
@@ -568,22 +866,22 @@ fn starttls_is_offered_once_and_the_handshake_resets_the_session() {
     let mut h = Harness::new(tls_config());
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
+         C: STARTTLS
+         S: 503 command out of sequence -- use RSET to resynchronise
          C: EHLO vm
          S: 250-relay.example.com says hello
          S: 250-STARTTLS
          S: 250-VRFY
          S: 250-PIPELINING
          S: 250 8BITMIME
-         C: STARTTLS now
-         S: 501 unexpected argument
          C: MAIL FROM:<a@b>
          S: 250 sender <a@b> OK
          C: STARTTLS
          S: 503 command out of sequence -- use RSET to resynchronise
          C: RSET
          S: 250 state reset
-         C: STARTTLS
-         S: 220 ready to start TLS
+         C: STARTTLS now
+         S: 220 ready to start tls
          C: RCPT TO:<c@d>
          S: 503 command out of sequence -- use RSET to resynchronise
          C: EHLO vm
@@ -592,10 +890,18 @@ fn starttls_is_offered_once_and_the_handshake_resets_the_session() {
          S: 250-PIPELINING
          S: 250 8BITMIME
          C: STARTTLS
-         S: 503 TLS already active",
+         S: 503 command out of sequence -- use RSET to resynchronise",
     );
     assert!(h.session.is_secure());
     assert_eq!(h.session.transaction().helo, "vm");
+}
+
+#[test]
+fn after_the_handshake_mail_may_come_without_ehlo() {
+    let mut h = Harness::new(tls_config());
+    h.feed(b"EHLO vm\r\nSTARTTLS\r\n");
+    // E-MailRelay compatibility: the session is ready, as 2.6.1's is.
+    assert_eq!(h.feed(b"MAIL FROM:<a@b>\r\n"), "250 sender <a@b> OK\r\n");
 }
 
 #[test]
@@ -605,7 +911,7 @@ fn plaintext_pipelined_behind_starttls_is_never_executed() {
     assert!(h.feed(b"EHLO vm\r\n").contains("250-STARTTLS\r\n"));
     // One packet: STARTTLS plus an injected envelope (CVE-2011-0411).
     let reply = h.feed(b"STARTTLS\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<x@y>\r\n");
-    assert_eq!(reply, "220 ready to start TLS\r\n");
+    assert_eq!(reply, "220 ready to start tls\r\n");
     assert!(h.session.is_secure());
     assert_eq!(h.session.transaction().from, None);
     // Had the injected MAIL run, this RCPT would be accepted.
@@ -630,7 +936,7 @@ fn plaintext_arriving_before_the_handshake_is_dropped() {
     session.poll_output(&mut out);
     let out = String::from_utf8(out).unwrap();
     assert!(
-        out.ends_with("250 8BITMIME\r\n220 ready to start TLS\r\n"),
+        out.ends_with("250 8BITMIME\r\n220 ready to start tls\r\n"),
         "{out}"
     );
     assert!(!session.is_closed());
@@ -643,14 +949,21 @@ fn tls_required_refuses_mail_in_clear_but_not_after_starttls() {
         tls_required: true,
         ..tls_config()
     });
+    // E-MailRelay 2.6.1 with --server-tls-required.
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: HELO vm
          S: 250 hello
          C: MAIL FROM:<a@b>
-         S: 530 must issue a STARTTLS command first
+         S: 530 encryption required: use starttls
+         C: RCPT TO:<c@d>
+         S: 503 command out of sequence -- use RSET to resynchronise
+         C: VRFY bob
+         S: 530 encryption required: use starttls
+         C: AUTH PLAIN
+         S: 502 command not implemented
          C: STARTTLS
-         S: 220 ready to start TLS
+         S: 220 ready to start tls
          C: HELO vm
          S: 250 hello
          C: MAIL FROM:<a@b>
@@ -673,7 +986,7 @@ fn implicit_tls_is_secure_from_the_start_and_offers_no_starttls() {
          S: 250-PIPELINING
          S: 250 8BITMIME
          C: STARTTLS
-         S: 503 TLS already active
+         S: 500 command unrecognized
          C: MAIL FROM:<a@b>
          S: 250 sender <a@b> OK",
     );
@@ -685,7 +998,7 @@ fn starttls_is_unknown_without_server_tls() {
     h.run(
         "S: 220 relay.example.com -- E-MailRelay-rs V0.1.0 -- Service ready
          C: STARTTLS
-         S: 502 command not implemented",
+         S: 500 command unrecognized",
     );
 }
 
@@ -724,7 +1037,7 @@ fn auth_is_advertised_and_required_before_mail() {
          C: AUTH PLAIN {}
          S: 235 authentication successful
          C: AUTH PLAIN {}
-         S: 503 already authenticated
+         S: 503 command out of sequence -- use RSET to resynchronise
          C: MAIL FROM:<a@b.c> AUTH=alice
          S: 250 sender <a@b.c> OK",
         b64("\0alice\0e=mc2"),
@@ -824,7 +1137,7 @@ fn mechanism_errors_have_their_own_codes() {
          C: AUTH XOAUTH2
          S: 504 unsupported authentication mechanism
          C: STARTTLS
-         S: 220 ready to start TLS
+         S: 220 ready to start tls
          C: EHLO vm
          S: 250-relay.example.com says hello
          S: 250-AUTH PLAIN CRAM-MD5
@@ -845,9 +1158,12 @@ fn tls_required_hides_auth_until_starttls() {
     let got = h.feed(format!("AUTH PLAIN {}\r\nEHLO vm\r\n", b64("\0alice\0e=mc2")).as_bytes());
     assert_eq!(
         got.lines().next(),
-        Some("530 must issue a STARTTLS command first")
+        Some("504 unsupported authentication mechanism: use starttls")
     );
     assert!(!got.contains("AUTH"), "{got}");
+    assert!(h
+        .log()
+        .contains(&"warning: rejecting authentication attempt without encryption".to_string()));
     h.feed(b"STARTTLS\r\n");
     h.feed(b"EHLO vm\r\n");
     assert_eq!(
@@ -889,18 +1205,18 @@ fn a_trusted_client_needs_no_auth_and_its_auth_parameter_becomes_empty() {
 fn the_trace_never_shows_a_response() {
     let mut h = Harness::new(auth_config(false));
     h.feed(format!("EHLO vm\r\nAUTH PLAIN {}\r\n", b64("\0alice\0e=mc2")).as_bytes());
-    let mut trace = h.session.poll_trace().join("\n");
+    let mut trace = h.log().join("\n");
     let mut h = Harness::new(auth_config(false));
     h.feed(format!("EHLO vm\r\nAUTH LOGIN\r\n{}\r\n", b64("carol")).as_bytes());
     trace.push('\n');
-    trace.push_str(&h.session.poll_trace().join("\n"));
+    trace.push_str(&h.log().join("\n"));
     assert!(
         trace.contains("rx<<: \"AUTH PLAIN [response not logged]\""),
         "{trace}"
     );
     assert!(
         trace.contains(
-            "rx<<: \"AUTH LOGIN\"\ntx>>: \"334 VXNlcm5hbWU6\"\nrx<<: [response not logged]"
+            "rx<<: \"AUTH LOGIN\"\ntx>>: \"334 VXNlcm5hbWU6\"\nrx<<: [authentication response not logged]"
         ),
         "{trace}"
     );
@@ -913,8 +1229,19 @@ fn the_trace_never_shows_a_response() {
 #[test]
 fn without_server_auth_the_command_is_not_implemented() {
     let mut h = Harness::new(relay_config());
+    h.output();
+    // E-MailRelay 2.6.1: out of sequence before EHLO, then 502 and a warning.
+    assert_eq!(
+        h.feed(b"AUTH PLAIN\r\n"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
     h.feed(b"EHLO vm\r\n");
+    h.log();
     assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "502 command not implemented\r\n");
+    assert_eq!(
+        h.log(),
+        ["warning: client protocol error: AUTH requested but not advertised"]
+    );
 }
 
 // ---- hostile input (issue 18) ----
@@ -922,6 +1249,7 @@ fn without_server_auth_the_command_is_not_implemented() {
 #[test]
 fn addresses_with_invalid_utf8_or_control_characters_get_553() {
     let mut h = Harness::new(relay_config());
+    h.feed(b"EHLO vm\r\n");
     h.output();
     // E-MailRelay 2.6.1's replies.
     let bad = "553 mailbox name not allowed: invalid character in mailbox name\r\n";
@@ -945,7 +1273,7 @@ fn peer_bytes_in_the_trace_are_escaped_onto_one_line() {
         ..relay_config()
     });
     h.feed(b"EHLO evil\rX-Spam-Flag: NO\r\nNOOP \x00\x1b\xff\r\n");
-    let trace = h.session.poll_trace();
+    let trace = h.log();
     assert!(
         trace.contains(&"rx<<: \"EHLO evil\\rX-Spam-Flag: NO\"".to_string()),
         "{trace:?}"
@@ -967,7 +1295,76 @@ fn binarymime_goes_by_bdat_only_and_an_empty_chunk_must_be_last() {
         "250 sender <a@b> OK\r\n250 recipient <c@d> OK\r\n\
          503 invalid data command with binarymime -- use RSET to resynchronise\r\n"
     );
+    // As in 2.6.1, the transaction is over until RSET.
+    assert_eq!(
+        h.feed(b"BDAT 3 LAST\r\nabc"),
+        "503 command out of sequence -- use RSET to resynchronise\r\n"
+    );
+    h.feed(b"RSET\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\n");
     assert_eq!(h.feed(b"BDAT 0\r\n"), "501 invalid argument\r\n");
+    h.feed(b"RSET\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\n");
     assert_eq!(h.feed(b"BDAT 3 LAST\r\nabc"), "250 message processed\r\n");
     assert_eq!(h.stored, [b"abc".to_vec()]);
+}
+
+#[test]
+fn auth_argument_errors_are_2_6_1_s() {
+    let mut h = Harness::new(ServerConfig {
+        client: "192.0.2.7".into(),
+        ..auth_config(false)
+    });
+    h.feed(b"EHLO vm\r\n");
+    h.log();
+    h.run(
+        "C: AUTH
+         S: 504 unsupported authentication mechanism
+         C: AUTH PLAIN !!!
+         S: 501 invalid argument
+         C: AUTH CRAM-MD5 YWJj
+         S: 501 invalid argument",
+    );
+    assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(h.feed(b"not base64 !\r\n"), "535 authentication failed\r\n");
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b>\r\n"),
+        "530 authentication required\r\n"
+    );
+    let log = h.log();
+    let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with("warning")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: request for unsupported server AUTH mechanism: ",
+            "warning: invalid base64 encoding of AUTH parameter",
+            "warning: unexpected initial-response with a server-first AUTH mechanism",
+            "warning: invalid base64 encoding of authentication response",
+        ]
+    );
+    assert!(log.contains(&"rx<<: \"AUTH\"".to_string()), "{log:?}");
+    assert!(log.contains(&"rx<<: [authentication response not logged]".to_string()));
+    assert!(log.contains(
+        &"server authentication enabled but not a trusted address: 192.0.2.7".to_string()
+    ));
+}
+
+#[test]
+fn a_disabled_server_greets_with_421_and_refuses_mail() {
+    let mut h = Harness::new(ServerConfig {
+        enabled: false,
+        ..relay_config()
+    });
+    // E-MailRelay 2.6.1 after the admin `smtp disable`.
+    h.run(
+        "S: 421 service not available
+         C: EHLO vm
+         S: 250-relay.example.com says hello
+         S: 250-VRFY
+         S: 250-PIPELINING
+         S: 250 8BITMIME
+         C: MAIL FROM:<a@b>
+         S: 421 service not available
+         C: NOOP
+         S: 250 noop",
+    );
+    assert!(!h.closed && h.opened == 0);
 }

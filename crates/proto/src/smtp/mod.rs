@@ -6,6 +6,7 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod dot;
+pub mod idn;
 pub mod reply;
 pub mod server;
 
@@ -14,10 +15,10 @@ pub use client::{
     ClientAuth, ClientConfig, ClientEvent, ClientSession, OutgoingMessage, SendOutcome, Strictness,
     TlsPolicy,
 };
-pub use command::{Body, Command, MailParams};
+pub use command::{AddressSyntax, Body, Command, MailParams};
 pub use dot::DotStuffer;
 pub use reply::Reply;
 pub use server::{
-    AuthConfig, AuthResult, Authenticated, Event, MessageResult, ServerConfig, ServerSession,
-    Transaction, VerifyResult,
+    AuthConfig, AuthResult, Authenticated, Event, LogLine, MessageResult, ServerConfig,
+    ServerSession, Transaction, VerifyResult,
 };

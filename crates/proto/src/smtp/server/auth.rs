@@ -13,14 +13,16 @@
 //! ([`Event::AuthNonce`]), which has a cryptographic random source.
 //!
 //! Response lines are never traced: the trace shows `AUTH PLAIN` and
-//! `[response not logged]` in their place.
+//! `[response not logged]` for an initial response, and
+//! `[authentication response not logged]` for a response line (as 2.6.1
+//! does for the latter; it logs an initial response in clear, which we do
+//! not). A response line is a command line as far as length goes.
+//! E-MailRelay compatibility: AUTH before EHLO, or during a transaction,
+//! is out of sequence (503, counted); a second AUTH too; AUTH that was
+//! not offered is 502 with a warning.
 
-use super::{Event, ServerSession, State, Waiting};
-use crate::line::{scan_line, Scan, Terminator};
-use crate::sasl::{Mechanism, ServerExchange, Step};
-
-/// Longest AUTH response line (RFC 4954 section 4: 12288 octets).
-const MAX_AUTH_LINE: usize = 12288;
+use super::{Event, LogLine, ServerSession, State, Waiting};
+use crate::sasl::{base64_decode, Mechanism, ServerExchange, Step};
 
 /// What the server offers; `None` in [`super::ServerConfig::auth`] turns AUTH off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,30 +111,58 @@ impl ServerSession {
         self.process();
     }
 
-    /// The AUTH command.
+    /// The AUTH command, checked in 2.6.1's order, with its warnings.
     pub(super) fn auth_command(&mut self, args: &str) {
-        if self.config.auth.is_none() {
-            return self.reply(502, "command not implemented");
-        }
-        if self.config.tls_required && !self.secure {
-            return self.reply(530, "must issue a STARTTLS command first");
-        }
-        if self.auth.done.is_some() {
-            return self.bad_command(503, "already authenticated");
-        }
         if self.state != State::Ready {
             return self.out_of_sequence();
+        }
+        if self.auth.done.is_some() {
+            // RFC 4954 section 4: no second AUTH.
+            self.warn("too many AUTH requests");
+            return self.out_of_sequence();
+        }
+        if self.offered_mechanisms().is_empty() {
+            let under_tls = self
+                .config
+                .auth
+                .as_ref()
+                .is_some_and(|a| !a.secure.is_empty());
+            if !self.secure && under_tls {
+                self.warn("rejecting authentication attempt without encryption");
+                let text = match self.starttls_offered() {
+                    true => "unsupported authentication mechanism: use starttls",
+                    false => "unsupported authentication mechanism",
+                };
+                return self.reply(504, text);
+            }
+            self.warn("client protocol error: AUTH requested but not advertised");
+            return self.reply(502, "command not implemented");
         }
         let mut words = args.split_whitespace();
         let name = words.next().unwrap_or("");
         let initial = words.next();
         let Some(mechanism) = Mechanism::parse(name) else {
+            self.warn(&format!(
+                "request for unsupported server AUTH mechanism: {}",
+                name.to_ascii_uppercase()
+            ));
             return self.reply(504, "unsupported authentication mechanism");
         };
         if !self.offered_mechanisms().contains(&mechanism) {
             return self.unoffered(mechanism);
         }
-        if mechanism == Mechanism::CramMd5 && initial.is_none() {
+        // E-MailRelay compatibility: a bad initial response is an argument
+        // error (501), not an authentication failure.
+        let initial = initial.map(|i| if i == "=" { "" } else { i });
+        if mechanism == Mechanism::CramMd5 && initial.is_some() {
+            self.warn("unexpected initial-response with a server-first AUTH mechanism");
+            return self.reply(501, "invalid argument");
+        }
+        if initial.is_some_and(|i| base64_decode(i).is_none()) {
+            self.warn("invalid base64 encoding of AUTH parameter");
+            return self.reply(501, "invalid argument");
+        }
+        if mechanism == Mechanism::CramMd5 {
             self.events.push_back(Event::AuthNonce);
             self.waiting = Some(Waiting::AuthNonce(mechanism));
             return;
@@ -142,32 +172,19 @@ impl ServerSession {
         self.auth_step(mechanism, step);
     }
 
-    /// Reads one response line of an exchange in progress; false if none
-    /// is complete yet.
-    pub(super) fn process_auth_response(&mut self) -> bool {
-        let (content, total) = match scan_line(&self.input, MAX_AUTH_LINE, Terminator::Lf) {
-            Scan::Incomplete => return false,
-            Scan::Overflow => {
-                self.input.clear();
-                self.auth.exchange = None;
-                self.reply(500, "line too long");
-                self.count_bad_command();
-                return true;
-            }
-            Scan::Line { content, total } => (content, total),
-        };
-        let line = String::from_utf8_lossy(&self.input[..content]).into_owned();
-        self.input.drain(..total);
-        if self.config.trace {
-            self.trace.push("rx<<: [response not logged]".into());
-        }
+    /// One response line of an exchange in progress (never traced).
+    pub(super) fn auth_response(&mut self, line: &str) {
         let Some((mechanism, mut exchange)) = self.auth.exchange.take() else {
-            return true;
+            return;
         };
-        let step = exchange.handle_response(&line);
+        if line != "*" && base64_decode(line).is_none() {
+            // E-MailRelay compatibility: a failed attempt, not a syntax error.
+            self.warn("invalid base64 encoding of authentication response");
+            return self.auth_failed(535, "authentication failed");
+        }
+        let step = exchange.handle_response(line);
         self.auth.exchange = Some((mechanism, exchange));
         self.auth_step(mechanism, step);
-        true
     }
 
     /// True while an exchange waits for the client's next response.
@@ -199,6 +216,10 @@ impl ServerSession {
         }
     }
 
+    fn warn(&mut self, text: &str) {
+        self.log.push(LogLine::Warning(text.to_string()));
+    }
+
     /// 538 when TLS would make the mechanism available, else 504.
     fn unoffered(&mut self, mechanism: Mechanism) {
         let under_tls = self
@@ -206,6 +227,10 @@ impl ServerSession {
             .auth
             .as_ref()
             .is_some_and(|a| a.secure.contains(&mechanism));
+        self.warn(&format!(
+            "request for unsupported server AUTH mechanism: {}",
+            mechanism.name()
+        ));
         if !self.secure && under_tls {
             self.reply(
                 538,
@@ -230,23 +255,21 @@ impl ServerSession {
                 self.config.domain
             );
             self.reply(421, &text);
-            return self.close();
+            return self.close("smtp protocol done: too many authentication failures");
         }
         self.reply(code, text);
     }
 }
 
-/// The trace text of an AUTH command line: the mechanism, never the
-/// initial response.
+/// The trace text of an AUTH command line with an initial response: the
+/// mechanism, never the response. `None` for any other line.
 pub(super) fn masked_auth_line(line: &str) -> Option<String> {
     let mut words = line.split_whitespace();
     let verb = words.next()?;
     if !verb.eq_ignore_ascii_case("AUTH") {
         return None;
     }
-    let mechanism = words.next().unwrap_or("");
-    Some(match words.next() {
-        Some(_) => format!("{verb} {mechanism} [response not logged]"),
-        None => format!("{verb} {mechanism}"),
-    })
+    let mechanism = words.next()?;
+    words.next()?;
+    Some(format!("{verb} {mechanism} [response not logged]"))
 }

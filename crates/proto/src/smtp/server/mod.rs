@@ -1,89 +1,113 @@
-//! The SMTP server session (RFC 5321 sections 3 and 4), without I/O.
+//! The SMTP server session (RFC 5321 sections 3 and 4), without I/O, as
+//! E-MailRelay 2.6.1 conducts it: the same replies, the same states, the
+//! same log lines.
 //!
 //! ```text
-//!   new() --220--> Start --HELO/EHLO--> Ready --MAIL--> Mail --RCPT--> Rcpt
-//!                    \__________MAIL (tolerated)__/^        ^   |  RCPT   |
-//!                                                 |         |   v         |
-//!            RSET, HELO, EHLO, end of data  ------+       [Verify?]<------+
-//!                                                              |
+//!   new() --220--> Start --HELO/EHLO--> Ready --MAIL--> [MessageOpen?] --> Mail
+//!   Mail --RCPT--> [Verify?] --250--> Rcpt --RCPT--> [Verify?] --> Rcpt
 //!   Rcpt --DATA--> [MessageStart?] --354--> Data --"."--> [MessageEnd?] --250--> Ready
-//!   Rcpt --BDAT n--> [MessageStart?] --> Bdat (n octets) --BDAT n LAST--> [MessageEnd?] --250--> Ready
-//!   any --QUIT--> Closed (221)      any --too many errors--> Closed (421)
-//!   Start/Ready --STARTTLS--> [StartTls?] --tls_started--> Start (secure; EHLO again)
+//!   Rcpt --BDAT n--> [MessageStart?] --> (n octets) --250--> Bdat --BDAT n--> ... (see data.rs)
+//!   Mail --DATA--> 554 no valid recipients --> Ready
+//!   bad BDAT, DATA after BODY=BINARYMIME --> MustReset --RSET/HELO/EHLO--> Ready
+//!   any --RSET--> Ready (Start stays Start)     any --HELO/EHLO--> Ready
+//!   any --QUIT--> Closed (221)     any --8th protocol error--> Closed (silently)
+//!   Ready --STARTTLS--> [StartTls?] --tls_started--> Ready (secure)
 //!   Ready --AUTH--> exchange --> [Authenticate?] --235--> Ready   (see auth.rs)
 //! ```
 //!
 //! States in brackets wait for the driver: the session emits an [`Event`]
 //! and does nothing more with the input until the matching `answer_*` call,
-//! so pipelined commands (RFC 2920) queue up in order. Message text is
-//! handed out as [`Event::MessageData`] chunks as it arrives and is never
-//! held whole, so memory does not grow with message size.
+//! so pipelined commands (RFC 2920) queue up in order, and the driver's own
+//! log lines (the new content file, the verifier, the filter) fall between
+//! the right protocol trace lines. Message text is handed out as
+//! [`Event::MessageData`] chunks as it arrives and is never held whole, so
+//! memory does not grow with message size.
+//!
+//! E-MailRelay compatibility: command lines end at CRLF only (a bare LF is
+//! part of the line, as in 2.6.1, which also keeps `<LF>.<LF>` from ever
+//! meaning anything); a command out of sequence gets 503 and an unknown
+//! one 500, and the eighth of those ends the session without a reply
+//! (`too many protocol errors from the client`); syntax errors in
+//! arguments (501, 553, 550) are not counted. A command line may be long
+//! (a 2000-octet NOOP is fine, with a one-time warning for a line over
+//! 1000 octets), but input without CRLF is held for at most
+//! [`MAX_COMMAND_BUFFER`] octets: then the session ends silently
+//! (`server protocol overflow`), so memory stays bounded.
 //!
 //! STARTTLS (RFC 3207): after the 220 the session discards whatever
 //! plaintext is already buffered and ignores input until the driver calls
 //! [`ServerSession::tls_started`], so commands pipelined behind STARTTLS in
 //! clear are never executed inside the encrypted session (the
-//! CVE-2011-0411 class of attack). The handshake then forgets everything
-//! said before it: the client must say EHLO again.
+//! CVE-2011-0411 class of attack). An authentication made before the
+//! handshake is forgotten (RFC 3207 section 4.2).
 //!
-//! Limits a peer cannot exceed: 512-octet command lines (RFC 5321 section
-//! 4.5.3.1; longer gets 500 and the session goes on), `max_size` octets of
-//! content (552), `max_recipients` (452) and `max_bad_commands` (then 421
-//! and close). Deadlines are the driver's. Text lines inside DATA may be
-//! longer than RFC 5321's 1000 octets: old devices send unwrapped HTML and
-//! long base64 lines, and E-MailRelay 2.6.1 passes them on unchanged, so
-//! such a line is streamed through in pieces and never held whole.
+//! Limits a peer cannot exceed: the command buffer, `max_size` octets of
+//! content (552), `max_recipients` (452) and `max_bad_commands`. Deadlines
+//! are the driver's. Text lines inside DATA may be longer than RFC 5321's
+//! 1000 octets: old devices send unwrapped HTML and long base64 lines, and
+//! E-MailRelay 2.6.1 passes them on unchanged, so such a line is streamed
+//! through in pieces and never held whole.
 
 mod auth;
+mod data;
 
 use std::collections::VecDeque;
 use std::mem;
 
 pub use auth::{AuthConfig, AuthResult, Authenticated};
 
-use super::address::Mailbox;
-use super::command::{Body, Command, MailParams};
+use super::address::{AddressError, Mailbox};
+use super::command::{AddressSyntax, Command, MailFrom, MailParams, RcptTo};
 use super::reply::Reply;
-use crate::line::{partial_terminator, scan_line, skip_to_terminator, Scan, Terminator};
 use crate::printable::printable;
 use crate::sasl::{Credentials, Mechanism};
 
-/// Longest command line, terminator included (RFC 5321 section 4.5.3.1.4).
-pub const MAX_COMMAND_LINE: usize = 512;
-/// Text is scanned for line ends this many octets at a time; a longer line
-/// (beyond RFC 5321 section 4.5.3.1.6) is passed on in pieces.
-pub const MAX_TEXT_LINE: usize = 1000;
-/// Message text is handed out in chunks of about this size.
-const DATA_CHUNK: usize = 64 * 1024;
+/// Input without a CRLF is held up to this many octets, then the session
+/// ends. E-MailRelay compatibility: 2.6.1's hard limit on its input buffer
+/// (four reads of 20000 octets).
+pub const MAX_COMMAND_BUFFER: usize = 80_000;
+/// A line longer than this (CRLF not counted) is worth a warning, once
+/// per session (E-MailRelay 2.6.1: RFC 2822's 998 plus CRLF).
+pub const LONG_LINE: usize = 1000;
+/// E-MailRelay 2.6.1's limit on protocol errors per session.
+pub const MAX_PROTOCOL_ERRORS: u32 = 8;
 
 /// What the server says and allows; built by the driver from its settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Our name in the greeting and the EHLO reply.
     pub domain: String,
-    /// Software name and version in the greeting; `None` hides it (`--anonymous=server`).
+    /// The client's address as log lines name it (`127.0.0.1`).
+    pub client: String,
+    /// False while the admin `smtp disable` holds: the greeting and every
+    /// MAIL get `421 service not available`, as in 2.6.1.
+    pub enabled: bool,
+    /// Software name and version in the greeting; `None` hides the domain
+    /// and the software (`--anonymous=server`: `220 greeting`).
     pub ident: Option<String>,
     /// Whether VRFY is answered (`--anonymous=vrfy` turns it off).
     pub vrfy: bool,
-    /// Largest message in octets; 0 for no limit (`--size`).
+    /// Largest message in octets, `Received` line included; 0 for no limit (`--size`).
     pub max_size: u64,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
-    /// Unknown, invalid or out-of-sequence commands tolerated before 421.
+    /// Unknown and out-of-sequence commands tolerated; the next one ends the session.
     pub max_bad_commands: u32,
     /// Advertise PIPELINING.
     pub pipelining: bool,
     /// Advertise SMTPUTF8.
     pub smtputf8: bool,
-    /// Refuse non-ASCII addresses unless MAIL said SMTPUTF8 (`smtputf8strict`).
+    /// Refuse non-ASCII local parts unless MAIL said SMTPUTF8 (`smtputf8strict`).
     pub smtputf8_strict: bool,
     /// Advertise CHUNKING and accept BDAT (RFC 3030).
     pub chunking: bool,
+    /// Paths without angle brackets (`nostrictparsing`).
+    pub address_syntax: AddressSyntax,
     /// Ask the driver about every recipient ([`Event::Verify`]); otherwise all are accepted.
     pub verify_recipients: bool,
     /// Offer STARTTLS (`--server-tls`).
     pub starttls: bool,
-    /// Refuse MAIL and AUTH until TLS is active (`--server-tls-required`).
+    /// Refuse MAIL and VRFY until TLS is active (`--server-tls-required`).
     pub tls_required: bool,
     /// The connection is encrypted from the start (`--server-tls-connection`).
     pub implicit_tls: bool,
@@ -97,15 +121,18 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             domain: "localhost".into(),
+            client: String::new(),
+            enabled: true,
             ident: Some("E-MailRelay-rs".into()),
             vrfy: true,
             max_size: 0,
             max_recipients: 1000,
-            max_bad_commands: 10,
+            max_bad_commands: MAX_PROTOCOL_ERRORS,
             pipelining: true,
             smtputf8: false,
             smtputf8_strict: false,
             chunking: false,
+            address_syntax: AddressSyntax::Strict,
             verify_recipients: false,
             starttls: false,
             tls_required: false,
@@ -124,13 +151,18 @@ pub enum Event {
         address: String,
         from: Option<String>,
     },
-    /// DATA was accepted in principle: open the spool file; answer with [`ServerSession::answer_message_start`].
+    /// MAIL was accepted (its 250 is already out): create the content file
+    /// now, as 2.6.1 does, and answer with [`ServerSession::answer_message_open`].
+    /// A failure is the driver's to remember and to answer at [`Event::MessageStart`].
+    MessageOpen,
+    /// DATA or the first BDAT: write the `Received` line and answer with
+    /// [`ServerSession::answer_message_start`].
     MessageStart,
     /// The next chunk of message text, un-stuffed, CRLF line endings as received.
     MessageData(Vec<u8>),
     /// The text is complete: commit it and answer with [`ServerSession::answer_message`].
     MessageEnd,
-    /// Throw the partial message away (too large, overlong line); the client has been told.
+    /// Throw the open message away (RSET, too large, QUIT, ...).
     MessageAbort,
     /// A CRAM-MD5 exchange needs an unpredictable challenge: answer with
     /// [`ServerSession::answer_auth_nonce`].
@@ -145,6 +177,18 @@ pub enum Event {
     StartTls,
     /// The session is over; flush the output and close the connection.
     Close,
+}
+
+/// A line for the log, in order with the protocol trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogLine {
+    /// Verbose lines, recorded only with [`ServerConfig::trace`]: the
+    /// protocol trace (`rx<<: ...`, `tx>>: ...`) and notes on it.
+    Trace(String),
+    /// A warning, whatever the verbosity.
+    Warning(String),
+    /// A warning to log once per process (2.6.1's `G_WARNING_ONCE`).
+    WarningOnce(&'static str),
 }
 
 /// The driver's verdict on one recipient.
@@ -190,11 +234,16 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// True if the envelope needs SMTPUTF8.
+    /// The envelope's `Utf8MailboxNames`. E-MailRelay compatibility: a
+    /// non-ASCII local part of the sender or of a remote recipient, not
+    /// the SMTPUTF8 keyword and not a domain (stored in A-labels).
     pub fn is_utf8(&self) -> bool {
-        self.params.smtputf8
-            || self.from.as_ref().is_some_and(Mailbox::is_utf8)
-            || self.recipients.iter().any(|r| !r.address.is_ascii())
+        let utf8_local = |a: &str| !a.rsplit_once('@').map_or(a, |(l, _)| l).is_ascii();
+        self.from.as_ref().is_some_and(Mailbox::has_utf8_local_part)
+            || self
+                .recipients
+                .iter()
+                .any(|r| r.local.is_none() && utf8_local(&r.address))
     }
 }
 
@@ -207,6 +256,8 @@ enum State {
     Data,
     /// Between BDAT chunks of one message.
     Bdat,
+    /// After a bad BDAT or DATA with BINARYMIME: RSET, HELO or EHLO to go on.
+    MustReset,
     Closed,
 }
 
@@ -215,6 +266,7 @@ enum Waiting {
     Verify {
         vrfy: bool,
     },
+    MessageOpen,
     /// `first_chunk` is set when the message starts with BDAT rather than DATA.
     MessageStart {
         first_chunk: Option<(u64, bool)>,
@@ -226,28 +278,6 @@ enum Waiting {
     Auth(Mechanism),
 }
 
-/// A BDAT chunk being consumed: its octets are always read as data, never
-/// as commands, whether or not they are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Chunk {
-    size: u64,
-    remaining: u64,
-    last: bool,
-    /// False for a refused BDAT: the octets are thrown away.
-    keep: bool,
-}
-
-/// State of the DATA phase.
-#[derive(Debug, Default)]
-struct DataPhase {
-    chunk: Vec<u8>,
-    size: u64,
-    too_large: bool,
-    /// Inside a line longer than [`MAX_TEXT_LINE`]: the rest of it is
-    /// content, up to its CRLF, whatever it holds.
-    in_long_line: bool,
-}
-
 /// A server-side SMTP session. See the module documentation.
 #[derive(Debug)]
 pub struct ServerSession {
@@ -257,15 +287,19 @@ pub struct ServerSession {
     /// The address a pending [`Event::Verify`] is about, as the client gave it.
     verifying: String,
     input: Vec<u8>,
+    /// How much of `input` is known to hold no CRLF (so a trickled long
+    /// line is not scanned over and over).
+    scanned: usize,
     output: Vec<u8>,
     events: VecDeque<Event>,
-    trace: Vec<String>,
+    log: Vec<LogLine>,
     transaction: Transaction,
-    data: DataPhase,
-    discarding_command: bool,
-    chunk: Option<Chunk>,
+    data: data::DataPhase,
+    chunk: Option<data::Chunk>,
     bad_commands: u32,
     secure: bool,
+    warned_long_line: bool,
+    close_reason: &'static str,
     auth: auth::AuthState,
 }
 
@@ -274,27 +308,33 @@ impl ServerSession {
     pub fn new(config: ServerConfig) -> ServerSession {
         let greeting = match &config.ident {
             Some(ident) => format!("{} -- {ident} -- Service ready", config.domain),
-            None => format!("{} -- Service ready", config.domain),
+            None => "greeting".to_string(),
         };
         let secure = config.implicit_tls;
+        let enabled = config.enabled;
         let mut session = ServerSession {
             config,
             state: State::Start,
             waiting: None,
             verifying: String::new(),
             input: Vec::new(),
+            scanned: 0,
             output: Vec::new(),
             events: VecDeque::new(),
-            trace: Vec::new(),
+            log: Vec::new(),
             transaction: Transaction::default(),
-            data: DataPhase::default(),
-            discarding_command: false,
+            data: data::DataPhase::default(),
             chunk: None,
             bad_commands: 0,
             secure,
+            warned_long_line: false,
+            close_reason: "smtp protocol done",
             auth: auth::AuthState::default(),
         };
-        session.reply(220, &greeting);
+        match enabled {
+            true => session.reply(220, &greeting),
+            false => session.reply(421, "service not available"),
+        }
         session
     }
 
@@ -318,9 +358,9 @@ impl ServerSession {
         self.events.pop_front()
     }
 
-    /// Protocol trace lines (`rx<<: ...` / `tx>>: ...` texts) since the last call.
-    pub fn poll_trace(&mut self) -> Vec<String> {
-        mem::take(&mut self.trace)
+    /// Log lines (protocol trace and warnings) since the last call, in order.
+    pub fn poll_log(&mut self) -> Vec<LogLine> {
+        mem::take(&mut self.log)
     }
 
     /// The envelope of the transaction in progress.
@@ -333,13 +373,21 @@ impl ServerSession {
         self.state == State::Closed
     }
 
+    /// Why the session ended, in 2.6.1's words for its log line:
+    /// `smtp protocol done` after QUIT, with the reason after a colon when
+    /// the session gave up on the client; `server protocol overflow`.
+    pub fn close_reason(&self) -> &'static str {
+        self.close_reason
+    }
+
     /// True once TLS is active (STARTTLS done, or implicit TLS).
     pub fn is_secure(&self) -> bool {
         self.secure
     }
 
     /// The TLS handshake after [`Event::StartTls`] succeeded: the session
-    /// starts afresh, encrypted, waiting for EHLO.
+    /// goes on encrypted. E-MailRelay compatibility: ready for MAIL (a
+    /// client should say EHLO again, but need not).
     pub fn tls_started(&mut self) {
         if self.waiting != Some(Waiting::Tls) {
             return;
@@ -348,8 +396,8 @@ impl ServerSession {
         self.secure = true;
         self.reset_auth();
         self.input.clear();
-        self.transaction = Transaction::default();
-        self.state = State::Start;
+        self.scanned = 0;
+        self.state = State::Ready;
     }
 
     /// True while the session waits for an `answer_*` call.
@@ -359,13 +407,15 @@ impl ServerSession {
 
     /// True while message text is being received.
     pub fn in_data(&self) -> bool {
-        matches!(self.state, State::Data | State::Bdat) || self.waiting == Some(Waiting::MessageEnd)
+        matches!(self.state, State::Data | State::Bdat)
+            || self.chunk.is_some()
+            || self.waiting == Some(Waiting::MessageEnd)
     }
 
     /// True if a command or text line has started but not finished: the
     /// driver's per-command deadline runs while this is so.
     pub fn has_partial_input(&self) -> bool {
-        !self.input.is_empty() || self.discarding_command
+        !self.input.is_empty()
     }
 
     /// Answers [`Event::Verify`].
@@ -373,22 +423,19 @@ impl ServerSession {
         let Some(Waiting::Verify { vrfy }) = self.waiting.take() else {
             return;
         };
-        let asked = std::mem::take(&mut self.verifying);
+        let asked = mem::take(&mut self.verifying);
         match (vrfy, result) {
-            (_, VerifyResult::Abort) => return self.close(),
-            (_, VerifyResult::Reject(reply)) => {
-                self.send(&reply);
-                if !vrfy {
-                    self.count_bad_command();
-                }
+            (_, VerifyResult::Abort) => {
+                return self.close("smtp protocol done: address verifier abort")
             }
+            (_, VerifyResult::Reject(reply)) => self.send(&reply),
             (true, VerifyResult::Local { full_name, .. }) => self.reply(250, &full_name),
             (true, VerifyResult::Remote(_)) => {
                 self.reply(252, &format!("cannot verify but will accept: {asked}"))
             }
             (false, VerifyResult::Local { mailbox, .. }) => {
                 let address = mailbox.clone();
-                self.add_verified_recipient(
+                self.add_recipient(
                     &asked,
                     Recipient {
                         address,
@@ -396,7 +443,7 @@ impl ServerSession {
                     },
                 )
             }
-            (false, VerifyResult::Remote(address)) => self.add_verified_recipient(
+            (false, VerifyResult::Remote(address)) => self.add_recipient(
                 &asked,
                 Recipient {
                     address,
@@ -407,35 +454,12 @@ impl ServerSession {
         self.process();
     }
 
-    /// Answers [`Event::MessageStart`]: `Err` refuses DATA with that reply.
-    pub fn answer_message_start(&mut self, result: Result<(), Reply>) {
-        let Some(Waiting::MessageStart { first_chunk }) = self.waiting else {
-            return;
-        };
-        self.waiting = None;
-        self.data = DataPhase::default();
-        match (result, first_chunk) {
-            (Ok(()), None) => {
-                self.state = State::Data;
-                self.reply(354, "start mail input -- end with <CRLF>.<CRLF>");
-            }
-            (Ok(()), Some((size, last))) => {
-                self.state = State::Bdat;
-                self.start_chunk(size, last, true);
-            }
-            (Err(reply), chunk) => {
-                self.send(&reply);
-                if let Some((size, last)) = chunk {
-                    self.chunk = Some(Chunk {
-                        size,
-                        remaining: size,
-                        last,
-                        keep: false,
-                    });
-                }
-            }
+    /// Answers [`Event::MessageOpen`].
+    pub fn answer_message_open(&mut self) {
+        if self.waiting == Some(Waiting::MessageOpen) {
+            self.waiting = None;
+            self.process();
         }
-        self.process();
     }
 
     /// Answers [`Event::MessageEnd`].
@@ -447,18 +471,16 @@ impl ServerSession {
             MessageResult::Accepted => self.reply(250, "message processed"),
             MessageResult::Rejected(reply) => self.send(&reply),
         }
-        self.reset_transaction();
+        self.clear_transaction();
+        self.state = State::Ready;
         self.process();
     }
 
-    /// Ends the session with a 421 (idle timeout, shutdown, too many errors).
+    /// Ends the session with a 421 (service shutting down).
     pub fn shutdown(&mut self, text: &str) {
         if self.state != State::Closed {
-            if self.in_data() {
-                self.events.push_back(Event::MessageAbort);
-            }
             self.reply(421, &format!("{} {text}", self.config.domain));
-            self.close();
+            self.close("smtp protocol done");
         }
     }
 
@@ -470,10 +492,8 @@ impl ServerSession {
                 self.consume_chunk()
             } else if self.state == State::Data {
                 self.process_data()
-            } else if self.in_auth_exchange() {
-                self.process_auth_response()
             } else {
-                self.process_command()
+                self.process_line()
             };
             if !progressed {
                 break;
@@ -484,118 +504,113 @@ impl ServerSession {
         }
     }
 
-    fn process_command(&mut self) -> bool {
-        if self.discarding_command {
-            return self.skip_overlong(Terminator::Lf);
-        }
-        match scan_line(&self.input, MAX_COMMAND_LINE, Terminator::Lf) {
-            Scan::Incomplete => false,
-            Scan::Overflow => {
-                // The first MAX_COMMAND_LINE bytes hold no terminator: drop
-                // them and skip the rest of the line.
-                self.discarding_command = true;
-                self.input.drain(..MAX_COMMAND_LINE);
-                true
+    /// Takes one CRLF-terminated line: a command, or a response inside an
+    /// AUTH exchange. False if none is complete yet.
+    fn process_line(&mut self) -> bool {
+        let from = self.scanned.saturating_sub(1);
+        let Some(cr) = self.input[from..].windows(2).position(|w| w == b"\r\n") else {
+            self.scanned = self.input.len();
+            if self.input.len() >= MAX_COMMAND_BUFFER {
+                self.close("server protocol overflow");
             }
-            Scan::Line { content, total } => {
-                let raw = &self.input[..content];
-                let utf8 = std::str::from_utf8(raw).is_ok();
-                let line = String::from_utf8_lossy(raw).into_owned();
-                let traced = match auth::masked_auth_line(&line) {
-                    Some(masked) => printable(masked.as_bytes()),
-                    None => printable(raw),
-                };
-                self.input.drain(..total);
-                self.trace_rx(&traced);
-                self.execute(&line, utf8);
-                true
-            }
+            return false;
+        };
+        let content = from + cr;
+        self.warn_long_line(content);
+        let raw: Vec<u8> = self.input.drain(..content + 2).take(content).collect();
+        self.scanned = 0;
+        let utf8 = std::str::from_utf8(&raw).is_ok();
+        let line = String::from_utf8_lossy(&raw).into_owned();
+        if self.in_auth_exchange() {
+            self.trace_line("rx<<: [authentication response not logged]".into());
+            self.auth_response(&line);
+            return true;
         }
+        let traced = match auth::masked_auth_line(&line) {
+            Some(masked) => printable(masked.as_bytes()),
+            None => printable(&raw),
+        };
+        self.trace_line(format!("rx<<: \"{traced}\""));
+        self.execute(&line, utf8);
+        true
     }
 
-    /// Drops the rest of an overlong command line, then answers 500 once.
-    fn skip_overlong(&mut self, terminator: Terminator) -> bool {
-        match skip_to_terminator(&self.input, terminator) {
-            Some(n) => {
-                self.input.drain(..n);
-                self.discarding_command = false;
-                self.reply(500, "line too long");
-                self.count_bad_command();
-                true
-            }
-            None => {
-                self.input.clear();
-                false
-            }
+    /// E-MailRelay compatibility: one warning per session, for the first
+    /// line (command or text) longer than [`LONG_LINE`] octets.
+    fn warn_long_line(&mut self, length: usize) {
+        if length > LONG_LINE && !self.warned_long_line {
+            self.warned_long_line = true;
+            self.log.push(LogLine::Warning(format!(
+                "very long line detected: {length} > {LONG_LINE}"
+            )));
         }
     }
 
     /// Runs one command line; `utf8` is false if its bytes were not valid
     /// UTF-8 (and `line` has replacement characters).
     fn execute(&mut self, line: &str, utf8: bool) {
+        let mut command = Command::parse(line, self.config.address_syntax);
         // An address must never be stored with bytes it did not have, nor
         // with control characters that would reach a header or a command.
-        // E-MailRelay 2.6.1's replies: 553 to MAIL, 550 to RCPT.
-        if !utf8 || line.chars().any(|c| c.is_control()) {
-            let verb = line.get(..4).unwrap_or("");
-            if verb.eq_ignore_ascii_case("MAIL") {
-                return self.reply(
-                    553,
-                    "mailbox name not allowed: invalid character in mailbox name",
-                );
-            }
-            if verb.eq_ignore_ascii_case("RCPT") {
-                return self.reply(550, "invalid character in mailbox name");
-            }
-        }
-        let command = Command::parse(line);
-        // Between BDAT chunks only more chunks, RSET, NOOP and QUIT make sense.
-        let between_chunks_ok = matches!(
-            command,
-            Command::Rset | Command::Quit | Command::Noop | Command::Bdat { .. }
-        );
-        if self.state == State::Bdat && !between_chunks_ok {
-            return self.out_of_sequence();
+        if !utf8 || line.contains(|c: char| c.is_control() && c != '\t') {
+            command = match command {
+                Command::Mail(_) => Command::Mail(Err(AddressError::BadCharacter)),
+                Command::Rcpt(_) => Command::Rcpt(Err(AddressError::BadCharacter)),
+                other => other,
+            };
         }
         match command {
-            Command::Helo(name) => self.hello(name, false),
-            Command::Ehlo(name) => self.hello(name, true),
-            Command::Mail(from, params) => self.mail(from, params),
-            Command::Rcpt(to) => self.rcpt(to),
-            Command::Data => self.data_command(),
+            Command::Quit => {
+                self.reply(221, "OK");
+                self.close("smtp protocol done");
+            }
+            Command::Unknown => self.unrecognized(),
+            Command::StartTls if !self.starttls_offered() => self.unrecognized(),
+            Command::Bdat { .. } if !self.config.chunking => self.unrecognized(),
             Command::Rset => {
-                if self.state == State::Bdat {
-                    self.events.push_back(Event::MessageAbort);
+                self.abort_transaction();
+                if self.state != State::Start {
+                    self.state = State::Ready;
                 }
-                self.reset_transaction();
                 self.reply(250, "state reset");
             }
             Command::Noop => self.reply(250, "noop"),
-            Command::Quit => {
-                self.reply(221, "OK");
-                self.close();
-            }
+            Command::Help | Command::Expn => self.reply(502, "command not implemented"),
+            Command::Helo(name) => self.hello(name, false),
+            Command::Ehlo(name) => self.hello(name, true),
             Command::Vrfy(address) => self.vrfy(address),
+            Command::Mail(parsed) => self.mail(parsed),
+            Command::Rcpt(parsed) => self.rcpt(parsed),
+            Command::Data => self.data_command(),
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::StartTls => self.starttls(),
             Command::Auth(args) => self.auth_command(&args),
-            Command::Help => self.reply(502, "command not implemented"),
-            Command::Invalid(text) => self.bad_command(501, text),
-            Command::Unknown => self.bad_command(500, "command unrecognized"),
         }
     }
 
+    fn starttls_offered(&self) -> bool {
+        self.config.starttls && !self.config.implicit_tls
+    }
+
     fn hello(&mut self, name: String, esmtp: bool) {
-        self.reset_transaction();
+        if name.is_empty() {
+            return self.reply(501, "parameter required");
+        }
+        self.abort_transaction();
         self.transaction.helo = name;
         self.transaction.esmtp = esmtp;
         self.state = State::Ready;
         if !esmtp {
-            // E-MailRelay compatibility: HELO gets a bare "250 hello".
             return self.reply(250, "hello");
         }
+        // E-MailRelay compatibility: EHLO starts authentication afresh.
+        self.reset_auth();
+        let hello = match self.config.ident {
+            Some(_) => format!("{} says hello", self.config.domain),
+            None => "smtp says hello".to_string(),
+        };
         // E-MailRelay 2.6.1's order of keywords, 8BITMIME always last.
-        let mut lines = vec![format!("{} says hello", self.config.domain)];
+        let mut lines = vec![hello];
         if self.config.max_size > 0 {
             lines.push(format!("SIZE {}", self.config.max_size));
         }
@@ -604,7 +619,7 @@ impl ServerSession {
             let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
             lines.push(format!("AUTH {}", names.join(" ")));
         }
-        if self.config.starttls && !self.secure {
+        if self.starttls_offered() && !self.secure {
             lines.push("STARTTLS".into());
         }
         if self.config.vrfy {
@@ -624,81 +639,37 @@ impl ServerSession {
         self.send(&Reply { code: 250, lines });
     }
 
-    fn mail(&mut self, from: Mailbox, params: MailParams) {
-        if !matches!(self.state, State::Start | State::Ready) {
-            return self.out_of_sequence();
+    /// The 530 for MAIL and VRFY from a client that has not authenticated
+    /// or has not started TLS when it must; `None` if it may go on.
+    fn refusal_before_mail(&self) -> Option<&'static str> {
+        let need_tls = self.config.tls_required && !self.secure;
+        let hint = self.starttls_offered();
+        match () {
+            _ if self.needs_auth() && need_tls && hint => {
+                Some("authentication required: use starttls")
+            }
+            _ if self.needs_auth() => Some("authentication required"),
+            _ if need_tls && hint => Some("encryption required: use starttls"),
+            _ if need_tls => Some("encryption required"),
+            _ => None,
         }
-        if self.config.tls_required && !self.secure {
-            return self.reply(530, "must issue a STARTTLS command first");
-        }
-        if self.needs_auth() {
-            return self.reply(530, "authentication required");
-        }
-        if self.config.max_size > 0 && params.size.is_some_and(|s| s > self.config.max_size) {
-            return self.reply(552, "message size exceeds fixed maximum message size");
-        }
-        if self.config.smtputf8_strict && from.is_utf8() && !params.smtputf8 {
-            return self.reply(553, "mailbox name not allowed: SMTPUTF8 required");
-        }
-        let mut params = params;
-        if self.config.auth.is_some() && self.auth.done.is_none() && params.auth.is_some() {
-            // RFC 4954 section 5: an AUTH= identity from a client that has
-            // not authenticated is not passed on; it becomes AUTH=<>.
-            params.auth = Some(String::new());
-        }
-        self.reply(250, &format!("sender <{from}> OK"));
-        self.transaction.from = Some(from);
-        self.transaction.params = params;
-        self.state = State::Mail;
-    }
-
-    fn rcpt(&mut self, to: Mailbox) {
-        if !matches!(self.state, State::Mail | State::Rcpt) {
-            return self.out_of_sequence();
-        }
-        if to.is_empty() {
-            return self.reply(550, "invalid empty mailbox");
-        }
-        if self.config.smtputf8_strict && to.is_utf8() && !self.transaction.params.smtputf8 {
-            return self.reply(553, "mailbox name not allowed: SMTPUTF8 required");
-        }
-        if self.transaction.recipients.len() >= self.config.max_recipients {
-            return self.reply(452, "too many recipients");
-        }
-        if self.config.verify_recipients {
-            let from = self.transaction.from.as_ref().map(|f| f.to_string());
-            self.verifying = to.to_string();
-            self.events.push_back(Event::Verify {
-                address: to.to_string(),
-                from: Some(from.unwrap_or_default()),
-            });
-            self.waiting = Some(Waiting::Verify { vrfy: false });
-        } else {
-            self.add_recipient(Recipient {
-                address: to.to_string(),
-                local: None,
-            });
-        }
-    }
-
-    fn add_recipient(&mut self, recipient: Recipient) {
-        let asked = recipient.address.clone();
-        self.add_verified_recipient(&asked, recipient);
-    }
-
-    /// E-MailRelay compatibility: the reply names the address the client
-    /// gave, not a verifier's rewrite or mailbox, and has two spaces before
-    /// `OK` for a local recipient.
-    fn add_verified_recipient(&mut self, asked: &str, recipient: Recipient) {
-        let gap = if recipient.local.is_some() { "  " } else { " " };
-        self.reply(250, &format!("recipient <{asked}>{gap}OK"));
-        self.transaction.recipients.push(recipient);
-        self.state = State::Rcpt;
     }
 
     fn vrfy(&mut self, address: String) {
+        if !matches!(
+            self.state,
+            State::Start | State::Ready | State::Mail | State::Rcpt
+        ) {
+            return self.out_of_sequence();
+        }
         if !self.config.vrfy {
-            return self.reply(502, "command not implemented");
+            return self.reply(252, "cannot vrfy");
+        }
+        if let Some(text) = self.refusal_before_mail() {
+            return self.reply(530, text);
+        }
+        if address.is_empty() {
+            return self.reply(550, "invalid mailbox");
         }
         if self.config.verify_recipients {
             self.verifying = address.clone();
@@ -712,241 +683,130 @@ impl ServerSession {
         }
     }
 
-    /// STARTTLS (RFC 3207 section 4). Anything the client pipelined behind
-    /// it is discarded here, before the handshake.
-    fn starttls(&mut self) {
-        if !self.config.starttls {
-            return self.reply(502, "command not implemented");
-        }
-        if self.secure {
-            return self.bad_command(503, "TLS already active");
-        }
-        if !matches!(self.state, State::Start | State::Ready) {
+    fn mail(&mut self, parsed: Result<MailFrom, AddressError>) {
+        if self.state != State::Ready {
             return self.out_of_sequence();
         }
-        self.reply(220, "ready to start TLS");
+        if !self.config.enabled {
+            return self.reply(421, "service not available");
+        }
+        if self.needs_auth() {
+            let note = format!(
+                "server authentication enabled but not a trusted address: {}",
+                self.config.client
+            );
+            self.trace_line(note);
+        }
+        if let Some(text) = self.refusal_before_mail() {
+            return self.reply(530, text);
+        }
+        let mail = match parsed {
+            Ok(mail) => mail,
+            Err(e) => {
+                self.warn_no_brackets(e);
+                return self.reply(553, &format!("mailbox name not allowed: {e}"));
+            }
+        };
+        let MailFrom { path, mut params } = mail;
+        if self.config.max_size > 0 && params.size.unwrap_or(0) > self.config.max_size {
+            return self.reply(552, "message size exceeds fixed maximum message size");
+        }
+        if self.config.smtputf8_strict && path.has_utf8_local_part() && !params.smtputf8 {
+            // E-MailRelay compatibility: "smptutf8" sic.
+            return self.reply(
+                553,
+                "mailbox name not allowed: invalid character in mailbox name: not using smptutf8",
+            );
+        }
+        if self.config.auth.is_some() && self.auth.done.is_none() && params.auth.is_some() {
+            // RFC 4954 section 5: an AUTH= identity from a client that has
+            // not authenticated is not passed on; it becomes AUTH=<>.
+            params.auth = Some(String::new());
+        }
+        self.reply(250, &format!("sender <{}> OK", path.raw));
+        self.transaction.from = Some(path.mailbox);
+        self.transaction.params = params;
+        self.state = State::Mail;
+        self.events.push_back(Event::MessageOpen);
+        self.waiting = Some(Waiting::MessageOpen);
+    }
+
+    fn rcpt(&mut self, parsed: Result<RcptTo, AddressError>) {
+        if !matches!(self.state, State::Mail | State::Rcpt) {
+            return self.out_of_sequence();
+        }
+        let path = match parsed {
+            Ok(rcpt) => rcpt.path,
+            Err(e) => {
+                self.warn_no_brackets(e);
+                return self.reply(550, e.text());
+            }
+        };
+        if self.config.smtputf8_strict
+            && path.has_utf8_local_part()
+            && !self.transaction.params.smtputf8
+        {
+            return self.reply(550, "invalid character in mailbox name: not using smtputf8");
+        }
+        if self.transaction.recipients.len() >= self.config.max_recipients {
+            return self.reply(452, "too many recipients");
+        }
+        let address = path.mailbox.to_string();
+        if self.config.verify_recipients {
+            let from = self.transaction.from.as_ref().map(|f| f.to_string());
+            self.verifying = path.raw;
+            self.events.push_back(Event::Verify {
+                address,
+                from: Some(from.unwrap_or_default()),
+            });
+            self.waiting = Some(Waiting::Verify { vrfy: false });
+        } else {
+            let recipient = Recipient {
+                address,
+                local: None,
+            };
+            self.add_recipient(&path.raw, recipient);
+        }
+    }
+
+    /// E-MailRelay compatibility: the reply names the address the client
+    /// gave, not a verifier's rewrite or mailbox, and has two spaces before
+    /// `OK` for a local recipient.
+    fn add_recipient(&mut self, asked: &str, recipient: Recipient) {
+        let gap = if recipient.local.is_some() { "  " } else { " " };
+        self.reply(250, &format!("recipient <{asked}>{gap}OK"));
+        self.transaction.recipients.push(recipient);
+        self.state = State::Rcpt;
+    }
+
+    /// E-MailRelay compatibility: a path without brackets is worth a hint
+    /// in the log, once per process.
+    fn warn_no_brackets(&mut self, e: AddressError) {
+        if e == AddressError::NoBrackets {
+            self.log.push(LogLine::WarningOnce(
+                "invalid smtp command syntax from remote client: use --server-smtp-config=nostrictparsing to allow",
+            ));
+        }
+    }
+
+    /// STARTTLS (RFC 3207 section 4). Anything the client pipelined behind
+    /// it is discarded here, before the handshake. E-MailRelay
+    /// compatibility: arguments are ignored.
+    fn starttls(&mut self) {
+        if self.state != State::Ready || self.secure {
+            return self.out_of_sequence();
+        }
+        self.reply(220, "ready to start tls");
         self.input.clear();
-        self.discarding_command = false;
+        self.scanned = 0;
         self.events.push_back(Event::StartTls);
         self.waiting = Some(Waiting::Tls);
     }
 
-    fn data_command(&mut self) {
-        match self.state {
-            // RFC 3030 section 3: a BINARYMIME message goes by BDAT only.
-            State::Rcpt if self.transaction.params.body == Body::BinaryMime => self.reply(
-                503,
-                "invalid data command with binarymime -- use RSET to resynchronise",
-            ),
-            State::Rcpt => {
-                self.events.push_back(Event::MessageStart);
-                self.waiting = Some(Waiting::MessageStart { first_chunk: None });
-            }
-            State::Mail => self.reply(503, "no recipients"),
-            _ => self.out_of_sequence(),
-        }
-    }
-
-    /// BDAT (RFC 3030). Whatever the verdict, the chunk's octets are
-    /// consumed as data and never executed as commands (a 2.6.1 gap).
-    fn bdat(&mut self, size: Option<u64>, last: bool) {
-        let Some(size) = size else {
-            return self.bad_command(501, "invalid BDAT size");
-        };
-        // E-MailRelay compatibility: an empty chunk that is not the last
-        // carries nothing and is refused.
-        if size == 0 && !last && self.config.chunking {
-            return self.bad_command(501, "invalid argument");
-        }
-        let refuse = |s: &mut Self, code, text| {
-            s.chunk = Some(Chunk {
-                size,
-                remaining: size,
-                last,
-                keep: false,
-            });
-            s.bad_command(code, text);
-        };
-        match self.state {
-            _ if !self.config.chunking => refuse(self, 500, "command unrecognized"),
-            State::Rcpt => {
-                self.events.push_back(Event::MessageStart);
-                self.waiting = Some(Waiting::MessageStart {
-                    first_chunk: Some((size, last)),
-                });
-            }
-            State::Bdat => self.start_chunk(size, last, true),
-            State::Mail => refuse(self, 503, "no recipients"),
-            _ => refuse(
-                self,
-                503,
-                "command out of sequence -- use RSET to resynchronise",
-            ),
-        }
-    }
-
-    fn start_chunk(&mut self, size: u64, last: bool, keep: bool) {
-        self.chunk = Some(Chunk {
-            size,
-            remaining: size,
-            last,
-            keep,
-        });
-        let total = self.data.size.checked_add(size);
-        if total.is_none_or(|t| self.config.max_size > 0 && t > self.config.max_size) {
-            self.data.too_large = true;
-        }
-        self.data.size = total.unwrap_or(u64::MAX);
-        if size == 0 {
-            self.end_chunk();
-        }
-    }
-
-    /// Takes as many of the chunk's octets as have arrived.
-    fn consume_chunk(&mut self) -> bool {
-        let Some(mut chunk) = self.chunk else {
-            return false;
-        };
-        let n = self
-            .input
-            .len()
-            .min(usize::try_from(chunk.remaining).unwrap_or(usize::MAX));
-        if n == 0 && chunk.remaining > 0 {
-            return false;
-        }
-        if chunk.keep && !self.data.too_large {
-            self.data.chunk.extend_from_slice(&self.input[..n]);
-            if self.data.chunk.len() >= DATA_CHUNK {
-                self.flush_data();
-            }
-        }
-        self.input.drain(..n);
-        chunk.remaining -= n as u64;
-        self.chunk = Some(chunk);
-        if chunk.remaining == 0 {
-            self.end_chunk();
-        }
-        true
-    }
-
-    fn end_chunk(&mut self) {
-        let Some(chunk) = self.chunk.take() else {
-            return;
-        };
-        if !chunk.keep {
-            return;
-        }
-        self.flush_data();
-        if self.config.trace {
-            self.trace.push(format!(
-                "rx<<: [{} octets of message content not logged]",
-                chunk.size
-            ));
-        }
-        if !chunk.last {
-            return self.reply(250, &format!("{} bytes received", chunk.size));
-        }
-        self.state = State::Ready;
-        if self.data.too_large {
-            self.events.push_back(Event::MessageAbort);
-            self.reply(552, "message size exceeds fixed maximum message size");
-            self.reset_transaction();
-        } else {
-            self.events.push_back(Event::MessageEnd);
-            self.waiting = Some(Waiting::MessageEnd);
-        }
-    }
-
-    // ---- DATA phase ----
-
-    fn process_data(&mut self) -> bool {
-        if self.data.in_long_line {
-            return self.continue_long_line();
-        }
-        match scan_line(&self.input, MAX_TEXT_LINE, Terminator::CrLf) {
-            Scan::Incomplete => false,
-            Scan::Overflow => {
-                // E-MailRelay compatibility: accepted, and passed on as it came.
-                self.data.in_long_line = true;
-                let keep = partial_terminator(&self.input[..MAX_TEXT_LINE], Terminator::CrLf);
-                self.take_text(MAX_TEXT_LINE - keep, true);
-                true
-            }
-            Scan::Line { content, total } => {
-                if &self.input[..content] == b"." {
-                    self.input.drain(..total);
-                    self.end_of_data();
-                } else {
-                    self.take_text(total, true);
-                }
-                true
-            }
-        }
-    }
-
-    /// The rest of a long line: everything up to and including its CRLF.
-    fn continue_long_line(&mut self) -> bool {
-        match skip_to_terminator(&self.input, Terminator::CrLf) {
-            Some(n) => {
-                self.take_text(n, false);
-                self.data.in_long_line = false;
-                true
-            }
-            None => {
-                let keep = partial_terminator(&self.input, Terminator::CrLf);
-                let n = self.input.len() - keep;
-                if n > 0 {
-                    self.take_text(n, false);
-                }
-                false
-            }
-        }
-    }
-
-    /// Moves `total` octets of text into the chunk; at the start of a line
-    /// the stuffed dot is removed (RFC 5321 section 4.5.2).
-    fn take_text(&mut self, total: usize, line_start: bool) {
-        let start = usize::from(line_start && self.input[0] == b'.');
-        let len = (total - start) as u64;
-        self.data.size += len;
-        if self.config.max_size > 0 && self.data.size > self.config.max_size {
-            self.data.too_large = true;
-        }
-        if !self.data.too_large {
-            self.data.chunk.extend_from_slice(&self.input[start..total]);
-        }
-        self.input.drain(..total);
-        if self.data.chunk.len() >= DATA_CHUNK {
-            self.flush_data();
-        }
-    }
-
-    fn flush_data(&mut self) {
-        if !self.data.chunk.is_empty() {
-            self.events
-                .push_back(Event::MessageData(mem::take(&mut self.data.chunk)));
-        }
-    }
-
-    fn end_of_data(&mut self) {
-        self.flush_data();
-        if self.config.trace {
-            self.trace.push("rx<<: [message content not logged]".into());
-        }
-        self.state = State::Ready;
-        if self.data.too_large {
-            self.events.push_back(Event::MessageAbort);
-            self.reply(552, "message size exceeds fixed maximum message size");
-            self.reset_transaction();
-        } else {
-            self.events.push_back(Event::MessageEnd);
-            self.waiting = Some(Waiting::MessageEnd);
-        }
-    }
-
     // ---- helpers ----
 
-    fn reset_transaction(&mut self) {
+    /// Forgets the transaction; the driver has the message already.
+    fn clear_transaction(&mut self) {
         let helo = mem::take(&mut self.transaction.helo);
         let esmtp = self.transaction.esmtp;
         self.transaction = Transaction {
@@ -954,38 +814,42 @@ impl ServerSession {
             esmtp,
             ..Transaction::default()
         };
-        if self.state != State::Closed && self.state != State::Start {
-            self.state = State::Ready;
+    }
+
+    /// Forgets the transaction and tells the driver to drop its message.
+    fn abort_transaction(&mut self) {
+        if self.transaction.from.is_some() {
+            self.events.push_back(Event::MessageAbort);
         }
+        self.clear_transaction();
     }
 
     fn out_of_sequence(&mut self) {
-        self.bad_command(503, "command out of sequence -- use RSET to resynchronise");
+        self.reply(503, "command out of sequence -- use RSET to resynchronise");
+        self.protocol_error();
     }
 
-    fn bad_command(&mut self, code: u16, text: &str) {
-        self.reply(code, text);
-        self.count_bad_command();
+    fn unrecognized(&mut self) {
+        self.reply(500, "command unrecognized");
+        self.protocol_error();
     }
 
-    fn count_bad_command(&mut self) {
+    /// E-MailRelay compatibility: the last error allowed ends the session
+    /// after its reply, with no 421.
+    fn protocol_error(&mut self) {
         self.bad_commands += 1;
         if self.bad_commands >= self.config.max_bad_commands {
-            self.reply(
-                421,
-                &format!(
-                    "{} too many errors -- closing connection",
-                    self.config.domain
-                ),
-            );
-            self.close();
+            self.close("smtp protocol done: too many protocol errors from the client");
         }
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, reason: &'static str) {
+        self.abort_transaction();
+        self.close_reason = reason;
         self.state = State::Closed;
         self.waiting = None;
         self.input.clear();
+        self.scanned = 0;
         self.events.push_back(Event::Close);
     }
 
@@ -998,19 +862,19 @@ impl ServerSession {
         reply.write_to(&mut self.output);
         if self.config.trace {
             let written = &self.output[start..];
-            for line in written
+            let lines: Vec<String> = written
                 .split(|&b| b == b'\n')
                 .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
                 .filter(|l| !l.is_empty())
-            {
-                self.trace.push(format!("tx>>: \"{}\"", printable(line)));
-            }
+                .map(|l| format!("tx>>: \"{}\"", printable(l)))
+                .collect();
+            self.log.extend(lines.into_iter().map(LogLine::Trace));
         }
     }
 
-    fn trace_rx(&mut self, line: &str) {
+    fn trace_line(&mut self, line: String) {
         if self.config.trace {
-            self.trace.push(format!("rx<<: \"{line}\""));
+            self.log.push(LogLine::Trace(line));
         }
     }
 }

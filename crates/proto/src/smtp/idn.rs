@@ -1,0 +1,102 @@
+//! Internationalised domain names in envelope addresses: each non-ASCII
+//! label becomes `xn--` and its punycode (RFC 3492), as E-MailRelay 2.6.1
+//! stores the domain of a MAIL or RCPT address. Like 2.6.1, no IDNA
+//! mapping (case folding, normalisation) is applied, and empty labels are
+//! skipped (`a..b` is `a.b` once encoded). Each label is encoded on its
+//! own (2.6.1 carries code points over into the next non-ASCII label,
+//! which gives a wrong A-label; that is not copied).
+//!
+//! Must not do I/O. Inputs are bounded by the caller (a path is at most
+//! 256 octets), so the arithmetic cannot overflow.
+
+/// The domain with each non-ASCII label punycoded; an ASCII domain as it is.
+pub fn encode(domain: &str) -> String {
+    if domain.is_ascii() {
+        return domain.to_string();
+    }
+    let labels: Vec<String> = domain
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .map(|label| match label.is_ascii() {
+            true => label.to_string(),
+            false => format!("xn--{}", punycode(label)),
+        })
+        .collect();
+    labels.join(".")
+}
+
+/// RFC 3492 section 6.3, for one label.
+fn punycode(label: &str) -> String {
+    const BASE: u64 = 36;
+    const T_MIN: u64 = 1;
+    const T_MAX: u64 = 26;
+    let digit = |d: u64| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(d % BASE) as usize]);
+    let input: Vec<u64> = label.chars().map(|c| u64::from(u32::from(c))).collect();
+    let mut out: String = label.chars().filter(char::is_ascii).collect();
+    let basic = out.len();
+    if basic > 0 {
+        out.push('-');
+    }
+    let (mut n, mut delta, mut bias, mut handled) = (0x80u64, 0u64, 72u64, basic);
+    while handled < input.len() {
+        let Some(m) = input.iter().copied().filter(|&c| c >= n).min() else {
+            break;
+        };
+        delta += (m - n) * (handled as u64 + 1);
+        n = m;
+        for &c in &input {
+            if c < n {
+                delta += 1;
+            }
+            if c != n {
+                continue;
+            }
+            let mut q = delta;
+            let mut k = BASE;
+            loop {
+                let t = k.saturating_sub(bias).clamp(T_MIN, T_MAX);
+                if q < t {
+                    break;
+                }
+                out.push(digit(t + (q - t) % (BASE - t)));
+                q = (q - t) / (BASE - t);
+                k += BASE;
+            }
+            out.push(digit(q));
+            bias = adapt(delta, handled as u64 + 1, handled == basic);
+            delta = 0;
+            handled += 1;
+        }
+        delta += 1;
+        n += 1;
+    }
+    out
+}
+
+fn adapt(delta: u64, points: u64, first: bool) -> u64 {
+    let mut delta = delta / if first { 700 } else { 2 };
+    delta += delta / points;
+    let mut k = 0;
+    while delta > ((36 - 1) * 26) / 2 {
+        delta /= 36 - 1;
+        k += 36;
+    }
+    k + (36 * delta) / (delta + 38)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn punycode_labels() {
+        assert_eq!(encode("example.com"), "example.com");
+        assert_eq!(encode("b\u{fc}cher.example"), "xn--bcher-kva.example");
+        assert_eq!(encode("m\u{fc}nchen.de"), "xn--mnchen-3ya.de");
+        assert_eq!(encode("\u{fc}.\u{fc}.de"), "xn--tda.xn--tda.de");
+        assert_eq!(encode("\u{fc}..de."), "xn--tda.de");
+        // RFC 3492 section 7.1 (A): Arabic (Egyptian).
+        let arabic = "\u{644}\u{64A}\u{647}\u{645}\u{627}\u{628}\u{62A}\u{643}\u{644}\u{645}\u{648}\u{634}\u{639}\u{631}\u{628}\u{64A}\u{61F}";
+        assert_eq!(encode(arabic), "xn--egbpdaj6bu4bxfgehfvwxn");
+    }
+}
