@@ -316,10 +316,16 @@ impl Forwarder {
             }
         }
         let noted = self.pass_error.lock().ok().and_then(|mut e| e.take());
+        // Only the forward-to address's failure is the pass's error (and
+        // `--as-client`'s exit code); routed ones were warned about.
         summary.error = unreachable
             .lock()
             .ok()
-            .and_then(|u| u.values().next().cloned())
+            .and_then(|u| {
+                u.iter()
+                    .find(|(k, _)| self.is_default(k))
+                    .map(|(_, e)| e.clone())
+            })
             .or(noted);
         // A stop request ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
@@ -391,13 +397,23 @@ impl Forwarder {
         }
         // E-MailRelay compatibility: the pass's last word comes before the
         // last connection's QUIT.
-        // A pass that a broken connection cut short ends with that error
-        // instead (2.6.1 gives up the pass at the first one).
+        // A pass that a broken connection to the forward-to address cut
+        // short ends with that error instead (2.6.1 gives up the pass at
+        // the first one); a dead address that a message was routed to
+        // only has its messages skipped, and the pass ends as usual.
         let last = busy.fetch_sub(1, Ordering::AcqRel) == 1;
-        let broken = unreachable.lock().map_or(true, |u| !u.is_empty())
-            || self.pass_error.lock().map_or(true, |e| e.is_some());
+        let (default_dead, routed_dead) = unreachable.lock().map_or((true, false), |u| {
+            let default_dead = u.keys().any(|k| self.is_default(k));
+            (default_dead, u.len() > usize::from(default_dead))
+        });
+        let broken = default_dead || self.pass_error.lock().map_or(true, |e| e.is_some());
         if last && !broken && self.started.load(Ordering::Relaxed) > 0 {
             info!("forwarding: no more messages to send");
+            // E-MailRelay compatibility: 2.6.1 ends a pass whose last
+            // connection was a routed one that failed with this warning.
+            if conn.is_none() && routed_dead {
+                warning!("smtp client error: done");
+            }
         }
         if let Some((_, c, _)) = conn {
             c.quit().await;
@@ -456,8 +472,22 @@ impl Forwarder {
         }
         let key = (target.clone(), envelope.client_account_selector.clone());
         if conn.as_ref().is_some_and(|(k, _, _)| *k != key) {
-            if let Some((_, old, _)) = conn.take() {
+            if let Some((old_key, old, _)) = conn.take() {
                 old.quit().await;
+                // E-MailRelay's line for a change of upstream mid-pass.
+                let (new_address, new_selector) = (old_key.0 != key.0, old_key.1 != key.1);
+                let mut what = Vec::new();
+                if new_address {
+                    what.push(format!("[{}]", envelope.forward_to_address.trim()));
+                }
+                if new_selector {
+                    what.push(format!("account selector [{}]", key.1));
+                }
+                info!(
+                    "forwarding [{}]: new connection for {}",
+                    locked.id(),
+                    what.join(" and ")
+                );
             }
         }
         let fresh = conn.is_none();
@@ -502,8 +532,15 @@ impl Forwarder {
                     if !first {
                         return self.skip_unconnectable(locked.id(), &target);
                     }
-                    // E-MailRelay's line for a connection that failed.
-                    warning!("smtp client error: {e}");
+                    // E-MailRelay's lines for a connection that failed:
+                    // to a routed address it only costs that address's
+                    // messages their turn; to the forward-to address it is
+                    // the pass's error.
+                    if self.is_default(&target) {
+                        warning!("smtp client error: {e}");
+                    } else {
+                        warning!("smtp connection failed: {e}");
+                    }
                     return match e {
                         ConnectionError::Refused(reply) if reply.is_permanent() => {
                             self.fail(locked, reply)
@@ -565,6 +602,11 @@ impl Forwarder {
 
     /// A message for an address that could not be reached earlier in the
     /// pass waits for the next one, logged as 2.6.1 logs it.
+    /// True if `target` is the `--forward-to` address.
+    fn is_default(&self, target: &str) -> bool {
+        self.settings.forward_to.as_deref() == Some(target)
+    }
+
     fn skip_unconnectable(&self, id: &MessageId, target: &str) -> Verdict {
         info!("forwarding [{id}]: skipping message with unconnectable address [{target}]");
         Verdict::Deferred(None)

@@ -1328,12 +1328,24 @@ fn a_dead_routed_address_is_warned_about_once_per_pass() {
         &spool,
         &["--as-client", &sink.address(), "--client-filter", &route],
     );
-    assert_eq!(code, 1, "{log}");
-    // E-MailRelay 2.6.1 tries each address once a pass: one warning, and
-    // the other messages are skipped, whichever connection had them.
+    // As E-MailRelay 2.6.1 (observed): a routed address that cannot be
+    // reached is tried once a pass, with one warning, and the other
+    // messages for it are skipped, whichever connection had them; the
+    // pass ends as usual, with 2.6.1's odd last word for a pass whose last
+    // connection failed, and it is no error of the run.
+    assert_eq!(code, 0, "{log}");
     assert_eq!(
-        log.matches("warning: smtp client error: ").count(),
+        log.matches(&format!(
+            "warning: smtp connection failed: connect failure: cannot connect to {dead}\n"
+        ))
+        .count(),
         1,
+        "{log}"
+    );
+    assert!(
+        log.ends_with(
+            "info: forwarding: no more messages to send\nemailrelay: warning: smtp client error: done\n"
+        ),
         "{log}"
     );
     assert_eq!(
