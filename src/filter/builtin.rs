@@ -110,7 +110,18 @@ pub fn run(
 ) -> FilterOutcome {
     let result = match spec {
         FilterSpec::Copy(options) => copy(job, spool.dir(), options),
-        FilterSpec::Deliver(options) => deliver(job, &settings.delivery_dir, options),
+        FilterSpec::Deliver(options) => {
+            // E-MailRelay's line when --delivery-dir names another place.
+            if settings.delivery_dir != spool.dir() {
+                if let Ok(id) = message_id(&job.envelope) {
+                    crate::info!(
+                        "delivery: delivering {id} to [{}/<mbox>]",
+                        settings.delivery_dir.display()
+                    );
+                }
+            }
+            deliver(job, &settings.delivery_dir, options)
+        }
         FilterSpec::Split(options) => split(job, spool, options, ty),
         FilterSpec::MsgId => msgid(job, &settings.domain),
         _ => return FilterOutcome::failed("not a built-in filter"),
@@ -139,17 +150,21 @@ fn read_envelope(path: &Path) -> Result<Envelope, String> {
 /// hidden ones; maildirs get the content only.
 fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<FilterOutcome, String> {
     let id = message_id(&job.envelope)?;
-    let mut targets: Vec<PathBuf> = fs::read_dir(spool_dir)
+    let (mut targets, mut skipped) = (Vec::<PathBuf>::new(), Vec::<String>::new());
+    for entry in fs::read_dir(spool_dir)
         .map_err(|e| format!("cannot read [{}]: {e}", spool_dir.display()))?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name != "postmaster" && is_safe_mailbox_name(&name)
-        })
-        .map(|e| e.path())
-        .collect();
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "postmaster" && is_safe_mailbox_name(&name) {
+            targets.push(entry.path());
+        } else {
+            skipped.push(name);
+        }
+    }
     targets.sort();
+    skipped.sort();
     if targets.is_empty() {
         // Copying nowhere and then deleting would lose the message.
         crate::warning!(
@@ -165,6 +180,21 @@ fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<Filt
             copy_message(job, dir, &id, !options.pop, options.hardlink)?;
         }
     }
+    // E-MailRelay's line: where the copies went, and which directories
+    // were passed over.
+    let names = |dirs: &[PathBuf]| {
+        dirs.iter()
+            .filter_map(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let not = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(" not [{}]", skipped.join(","))
+    };
+    crate::info!("filter [copy:]: {id} copied to [{}]{not}", names(&targets));
     if options.nodelete {
         return Ok(FilterOutcome::ok());
     }
@@ -195,6 +225,7 @@ fn deliver(
     }
     for mailbox in &mailboxes {
         let dir = base.join(mailbox);
+        crate::info!("delivery: recipient [{mailbox}]: delivery to mailbox [{mailbox}]");
         if !dir.is_dir() {
             crate::info!("delivery: creating mailbox [{mailbox}]");
             fs::DirBuilder::new()
@@ -207,7 +238,6 @@ fn deliver(
         } else {
             copy_message(job, &dir, &id, true, options.hardlink)?;
         }
-        crate::info!("deliver: [{id}] delivered to mailbox [{mailbox}]");
     }
     if !envelope.to_remote.is_empty() || options.nodelete {
         return Ok(FilterOutcome::ok());

@@ -69,45 +69,60 @@ fn parse_range(text: &str) -> Option<RangeInclusive<u32>> {
 pub fn verify(options: &AccountOptions, request: &VerifyRequest) -> Answer {
     let account = find_account(options, request);
     match (account, options.check, options.remote) {
-        (Some(_), _, true) => Answer::code(1, "", &request.address),
-        (Some((name, full_name)), _, false) => Answer::code(0, &full_name, &name),
-        (None, true, _) => Answer::code(1, "", &request.address),
-        (None, false, _) => Answer::code(2, "mailbox unavailable", "no such account"),
+        (Ok(_), _, true) => Answer::code(1, "", &request.address),
+        (Ok((name, full_name)), _, false) => Answer::code(0, &full_name, &name),
+        (Err(_), true, _) => Answer::code(1, "", &request.address),
+        // E-MailRelay's reply and reasons.
+        (Err(reason), false, _) => Answer::code(2, "rejected", &reason),
     }
 }
 
-/// The account (name, full name) the address names, if any.
-fn find_account(options: &AccountOptions, request: &VerifyRequest) -> Option<(String, String)> {
-    let (local, domain) = request.address.rsplit_once('@')?;
+/// The account (name, full name) the address names, or why it names none,
+/// in E-MailRelay's words.
+fn find_account(
+    options: &AccountOptions,
+    request: &VerifyRequest,
+) -> Result<(String, String), String> {
+    let (local, domain) = request
+        .address
+        .rsplit_once('@')
+        .unwrap_or((request.address.as_str(), ""));
     if !domain.eq_ignore_ascii_case(&request.domain) {
-        return None;
+        return Err(format!("[{domain}] does not match [{}]", request.domain));
     }
-    let passwd = std::fs::read_to_string(&options.passwd).ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        let uid: u32 = fields.get(2)?.parse().ok()?;
-        if !options.uids.contains(&uid) {
-            return None;
-        }
-        let name = if options.lowercase {
-            fields[0].to_ascii_lowercase()
-        } else {
-            fields[0].to_string()
-        };
-        if name != local {
-            return None;
-        }
-        let gecos = fields
-            .get(4)
-            .and_then(|g| g.split(',').next())
-            .unwrap_or("");
-        let full_name = if gecos.is_empty() {
-            name.clone()
-        } else {
-            gecos.to_string()
-        };
-        Some((name, full_name))
-    })
+    let not_valid = || format!("[{local}] is not a valid account name");
+    let passwd = std::fs::read_to_string(&options.passwd).map_err(|_| not_valid())?;
+    let (fields, name) = passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<&str>>())
+        .filter(|fields| fields.len() > 2)
+        .find_map(|fields| {
+            let name = if options.lowercase {
+                fields[0].to_ascii_lowercase()
+            } else {
+                fields[0].to_string()
+            };
+            (name == local).then_some((fields, name))
+        })
+        .ok_or_else(not_valid)?;
+    let uid: u32 = fields[2].parse().map_err(|_| not_valid())?;
+    if !options.uids.contains(&uid) {
+        return Err(format!(
+            "uid {uid} is not in the range {}-{}",
+            options.uids.start(),
+            options.uids.end()
+        ));
+    }
+    let gecos = fields
+        .get(4)
+        .and_then(|g| g.split(',').next())
+        .unwrap_or("");
+    let full_name = if gecos.is_empty() {
+        name.clone()
+    } else {
+        gecos.to_string()
+    };
+    Ok((name, full_name))
 }
 
 #[cfg(test)]
@@ -148,13 +163,17 @@ mod tests {
             ask(&o, "Alice@example.com"),
             Answer::code(0, "Alice Liddell", "Alice")
         );
-        for refused in [
-            "root@example.com",
-            "carol@example.com",
-            "bob@other.com",
-            "alice@example.com",
+        // Refused with 2.6.1's reasons.
+        for (refused, reason) in [
+            ("root@example.com", "uid 0 is not in the range 1000-32767"),
+            (
+                "carol@example.com",
+                "uid 40000 is not in the range 1000-32767",
+            ),
+            ("bob@other.com", "[other.com] does not match [example.com]"),
+            ("alice@example.com", "[alice] is not a valid account name"),
         ] {
-            assert_eq!(ask(&o, refused).code, 2, "{refused}");
+            assert_eq!(ask(&o, refused), Answer::code(2, "rejected", reason));
         }
         let o = options(dir.path(), "lowercase");
         assert_eq!(ask(&o, "alice@example.com").code, 0);

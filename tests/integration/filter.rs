@@ -1183,13 +1183,17 @@ fn account_verifier_knows_the_system_accounts() {
         "250 Alice Liddell"
     );
     c.command("MAIL FROM:<a@example.com>");
+    // 2.6.1's reply, and its reasons in the log.
     assert_eq!(
         c.command("RCPT TO:<root@relay.example.com>"),
-        "550 mailbox unavailable"
+        "550 rejected"
     );
-    assert_eq!(
-        c.command("RCPT TO:<alice@other.example>"),
-        "550 mailbox unavailable"
+    assert_eq!(c.command("RCPT TO:<alice@other.example>"), "550 rejected");
+    relay.expect_log(
+        "warning: rejecting recipient \"root@relay.example.com\": rejected: uid 0 is not in the range 1000-32767\n",
+    );
+    relay.expect_log(
+        "warning: rejecting recipient \"alice@other.example\": rejected: [other.example] does not match [relay.example.com]\n",
     );
     assert_eq!(
         c.command("RCPT TO:<alice@Relay.Example.com>"),
