@@ -84,6 +84,13 @@ pub async fn scope<F: Future>(context: Context, future: F) -> F::Output {
     CONTEXT.scope(context, future).await
 }
 
+/// Runs `f` with the current context less the client's address.
+pub fn without_peer<R>(f: impl FnOnce() -> R) -> R {
+    let mut context = context();
+    context.peer = None;
+    CONTEXT.sync_scope(context, f)
+}
+
 /// The context of the current task, for a task it spawns.
 pub fn context() -> Context {
     CONTEXT.try_with(Context::clone).unwrap_or_default()

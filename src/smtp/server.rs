@@ -169,6 +169,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         auth_failures: 0,
         proxy: None,
         closed_logged: false,
+        reply_outside_context: false,
         reason_override: None,
     };
     let reason = conn.run(stream).await;
@@ -209,6 +210,9 @@ struct Conn {
     /// through `&mut self`, never locked.)
     proxy: Option<Box<std::sync::Mutex<crate::smtp::forward::ProxyLink>>>,
     closed_logged: bool,
+    /// The next reply's trace line is logged without the client's address
+    /// (`--log-address`), as 2.6.1 logs its reply to the end of a message.
+    reply_outside_context: bool,
     /// The close reason to log instead of the session's.
     reason_override: Option<&'static str>,
 }
@@ -384,6 +388,7 @@ impl Conn {
                     let name = session.authentication().map(|a| a.name.clone());
                     let result = self.end_message(session.transaction().clone(), name).await;
                     session.answer_message(result);
+                    self.reply_outside_context = true;
                 }
                 Event::AuthNonce => session.answer_auth_nonce(&serve::nonce()),
                 Event::Authenticate {
@@ -745,9 +750,17 @@ impl Conn {
     }
 
     /// Writes the session's trace lines and warnings.
-    fn log(&self, session: &mut ServerSession) {
+    fn log(&mut self, session: &mut ServerSession) {
         for line in session.poll_log() {
             match line {
+                // E-MailRelay compatibility: 2.6.1 answers the end of a
+                // message from outside the session's logging context.
+                LogLine::Trace(text) if self.reply_outside_context && text.starts_with("tx>>") => {
+                    self.reply_outside_context = false;
+                    log::without_peer(|| {
+                        log::write(Level::Verbose, format_args!("{}", cut_trace(&text)))
+                    })
+                }
                 LogLine::Trace(text) => {
                     log::write(Level::Verbose, format_args!("{}", cut_trace(&text)))
                 }

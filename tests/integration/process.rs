@@ -173,6 +173,16 @@ fn log_time_address_and_daily_log_files() {
         fields[3].starts_with("127.0.0.1; new content file [emailrelay."),
         "{line}"
     );
+    // 2.6.1 answers the end of the message outside the session's logging
+    // context: that one line has no address.
+    let reply = log
+        .lines()
+        .find(|l| l.contains("\"250 message processed\""))
+        .unwrap();
+    assert!(
+        reply.ends_with(": info: tx>>: \"250 message processed\""),
+        "{reply}"
+    );
     assert!(
         log.lines()
             .any(|l| l.ends_with(&format!("info: smtp server on 127.0.0.1:{port}"))),
