@@ -108,10 +108,37 @@ fn monitored_signals() -> nix::sys::signal::SigSet {
     set
 }
 
+/// The signals that stop the relay or reopen its log.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Holds SIGTERM, SIGINT and SIGHUP back from the start, before any port
+/// listens, so that one sent as soon as a connection succeeds waits for
+/// the handlers instead of killing the process. Called while
+/// single-threaded; `release_stop_signals` lets them in.
+pub fn hold_stop_signals() -> io::Result<()> {
+    stop_signals().thread_block().map_err(io::Error::from)
+}
+
+/// Lets SIGTERM, SIGINT and SIGHUP in to this thread again, once their
+/// handlers are installed (a pending one is delivered now). The runtime's
+/// other threads keep them blocked, so they always reach this one; child
+/// processes start with an empty mask (the standard library resets it).
+pub fn release_stop_signals() -> io::Result<()> {
+    stop_signals().thread_unblock().map_err(io::Error::from)
+}
+
 /// Splits into a monitor (this process, the parent) and the relay (a
 /// child). Signals are blocked across the fork so that none sent to the
-/// monitor in between is lost; the worker unblocks them again. Must be
-/// called while single-threaded.
+/// monitor in between is lost; the worker unblocks them again, except the
+/// stop signals, which wait for its handlers. Must be called while
+/// single-threaded.
 pub fn fork_monitor() -> io::Result<Role> {
     let set = monitored_signals();
     set.thread_block().map_err(io::Error::from)?;
@@ -119,7 +146,11 @@ pub fn fork_monitor() -> io::Result<Role> {
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
-            set.thread_unblock().map_err(io::Error::from)?;
+            let mut others = set;
+            for signal in stop_signals().iter() {
+                others.remove(signal);
+            }
+            others.thread_unblock().map_err(io::Error::from)?;
             // The relay does not outlive its monitor.
             // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number only.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };

@@ -46,6 +46,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     // E-MailRelay's permissions: spool and log files rw-rw----, whatever
     // the caller's umask.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+    sys::hold_stop_signals().context("cannot block signals")?;
     crate::log::init(process.log.clone(), "emailrelay")?;
     log_warnings(&process, &instances);
     sys::raise_file_limit();
@@ -135,6 +136,7 @@ async fn serve(
     // Signal handlers go in before anything can accept a connection, so a
     // SIGTERM that follows a successful connect always shuts down cleanly.
     let mut signals = Signals::install()?;
+    sys::release_stop_signals().context("cannot unblock signals")?;
     let connections = Connections::new();
     let mut prepared = Vec::new();
     for settings in instances {
@@ -148,16 +150,19 @@ async fn serve(
         }
         return Ok(forward_and_exit(&prepared).await);
     }
+    // E-MailRelay compatibility: standard error closes before the
+    // listening lines (they still go to a log file or syslog); the sockets
+    // are bound already, so what can still fail is rare.
+    if process.close_stderr {
+        crate::log::close_stderr();
+        let _ = sys::redirect_to_null(&[2]);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let named = prepared.len() > 1;
     let mut running = Vec::new();
     for (instance, listeners) in prepared.into_iter().zip(bound) {
         let unit: Option<Arc<str>> = named.then(|| Arc::from(instance.settings.name.as_str()));
         running.push(instance.start(listeners, &stop_tx, pid, &connections, unit)?);
-    }
-    if process.close_stderr {
-        crate::log::close_stderr();
-        let _ = sys::redirect_to_null(&[2]);
     }
     if let Some(ready) = ready {
         ready.notify();

@@ -1329,9 +1329,16 @@ impl<'a> Replay<'a> {
                     .map(|p| self.values[p].parse().unwrap())
                     .collect();
                 let limit = Instant::now() + Duration::from_secs(10);
+                let mut seen_listening = None;
                 loop {
+                    // Listening counts once it lasts: a relay that binds
+                    // its ports and then gives up on a later check (the
+                    // spool's permissions, say) has not started.
                     if ports.iter().all(|&p| listening(p)) {
-                        break;
+                        let since = *seen_listening.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= Duration::from_millis(100) {
+                            break;
+                        }
                     }
                     let exited = self
                         .child
