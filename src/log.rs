@@ -198,7 +198,7 @@ pub fn write(level: Level, text: fmt::Arguments<'_>) {
     // Whatever a peer or a file put into the text, a log line stays one
     // line: control characters become escapes (as E-MailRelay writes them).
     if line[start..].contains(|c: char| c.is_control()) {
-        let escaped = emailrelay_proto::printable::printable(line[start..].as_bytes());
+        let escaped = emailrelay_proto::printable::printable(&line.as_bytes()[start..]);
         line.truncate(start);
         line.push_str(&escaped);
     }

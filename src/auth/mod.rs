@@ -51,7 +51,7 @@ pub enum AuthError {
 
 /// Where the server checks credentials.
 enum Source {
-    Secrets(Secrets),
+    Secrets(Box<Secrets>),
     /// The PAM service (`emailrelay`).
     Pam(String),
 }
@@ -91,7 +91,7 @@ impl ServerAuth {
             if !secrets.has_server_entries() {
                 return Err(AuthError::NoServerEntries(spec.into()));
             }
-            Source::Secrets(secrets)
+            Source::Secrets(Box::new(secrets))
         };
         Ok(ServerAuth { source, policy })
     }
@@ -383,7 +383,7 @@ mod tests {
 
     fn secrets(text: &str) -> ServerAuth {
         ServerAuth {
-            source: Source::Secrets(Secrets::parse(text, Path::new("test")).unwrap()),
+            source: Source::Secrets(Box::new(Secrets::parse(text, Path::new("test")).unwrap())),
             policy: MechanismPolicy::default(),
         }
     }
