@@ -8,8 +8,8 @@
 
 use emailrelay_proto::sasl::{base64_encode, Credentials, HmacMd5Key, Mechanism};
 use emailrelay_proto::smtp::{
-    AddressSyntax, AuthConfig, AuthResult, Event, LogLine, MessageResult, Reply, ServerConfig,
-    ServerSession, VerifyResult,
+    AuthConfig, AuthResult, Event, LogLine, MessageResult, Reply, ServerConfig, ServerSession,
+    VerifyResult,
 };
 
 struct Harness {
