@@ -67,7 +67,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
     /// An error in one of several named instances.
-    #[error("{instance}: {source}")]
+    #[error("[{instance}] {source}")]
     InInstance {
         instance: String,
         source: Box<ConfigError>,
@@ -89,6 +89,16 @@ impl ConfigError {
             ConfigError::TooManyArgs => vec![self.to_string()],
             // E-MailRelay's words for options that do not go together.
             ConfigError::Conflict(text) => vec![format!("usage error: {text}")],
+            // 2.6.1 does not say which instance; the tag is the one the
+            // instance's startup log lines carry.
+            ConfigError::InInstance { instance, source } => source
+                .lines()
+                .into_iter()
+                .map(|line| match line.split_once(": ") {
+                    Some((kind, text)) => format!("{kind}: [{instance}] {text}"),
+                    None => format!("[{instance}] {line}"),
+                })
+                .collect(),
             other => vec![format!("error: {other}")],
         }
     }

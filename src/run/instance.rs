@@ -146,6 +146,7 @@ impl Prepared {
         let accept = Accept {
             connections: Arc::clone(connections),
             unit,
+            log_peer: true,
         };
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
@@ -172,7 +173,11 @@ impl Prepared {
             for (listen, listener) in listeners.admin {
                 info!("{tag}admin server on {listen}");
                 connections.listening(listen.to_string());
-                let (ctx, stop_rx, accept) = (Arc::clone(&ctx), stop_rx.clone(), accept.clone());
+                let accept = Accept {
+                    log_peer: false,
+                    ..accept.clone()
+                };
+                let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
                 acceptors.push(Box::new(move || {
                     spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
                         crate::admin::serve(stream, peer, Arc::clone(&ctx))
