@@ -121,8 +121,16 @@ impl Config {
         let process = ProcessSettings::build(args.first())?;
         let named = args.instances.len() > 1;
         let mut instances = Vec::new();
-        for options in &args.instances {
-            let built = checks::check_combinations(options)
+        for (i, options) in args.instances.iter().enumerate() {
+            // E-MailRelay compatibility: 2.6.1 checks the logging options
+            // of every instance, so `--out-verbose` alone is refused even
+            // though it would be ignored.
+            let logging = match i {
+                0 => Ok(()),
+                _ => checks::check_logging(options),
+            };
+            let built = logging
+                .and_then(|()| checks::check_combinations(options))
                 .and_then(|()| InstanceSettings::build(options, &default_domain, &process));
             match built {
                 Ok(settings) => instances.push(settings),

@@ -19,7 +19,7 @@ use crate::smtp::forward::Forwarder;
 use crate::smtp::server::{ServerSettings, Shared};
 use crate::store::Spool;
 use crate::verify::Verifier;
-use crate::{info, warning};
+use crate::{info, verbose, warning};
 
 /// The listeners one instance bound before the privilege drop.
 pub struct Listeners {
@@ -209,7 +209,9 @@ impl Prepared {
             }
         };
         if let Some(target) = &settings.forward.forward_to {
-            info!("{tag}forwarding to {target}");
+            // E-MailRelay compatibility: a --verbose line, unlike the
+            // listeners' lines.
+            verbose!("{tag}forwarding to {target}");
         }
         for start in acceptors {
             start()?;
