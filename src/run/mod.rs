@@ -280,9 +280,9 @@ fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
                     None => eprintln!("emailrelay: error: socket bind error: {words}"),
                     // Several instances: which one, and which of its
                     // addresses (2.6.1 says neither).
-                    Some(name) => eprintln!(
-                        "emailrelay: error: [{name}] socket bind error: {words}: {l}"
-                    ),
+                    Some(name) => {
+                        eprintln!("emailrelay: error: [{name}] socket bind error: {words}: {l}")
+                    }
                 }
                 return Err(EXIT_BIND);
             }
