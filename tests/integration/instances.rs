@@ -428,11 +428,11 @@ fn process_wide_options_under_the_second_prefix_are_ignored() {
     let mut c = Client::connect(out_port);
     c.reply();
     assert_eq!(c.command("QUIT"), "221 OK");
-    let closed = format!("info: smtp connection closed: smtp protocol done: 127.0.0.1:");
+    let closed = "info: smtp connection closed: smtp protocol done: 127.0.0.1:";
     assert!(wait_until(Duration::from_secs(10), || relay
         .log_lines()
         .iter()
-        .any(|l| l.starts_with(&closed))));
+        .any(|l| l.starts_with(closed))));
     // 2.6.1 checks every instance's logging options, so --out-verbose
     // without --out-log is refused (though it would be ignored).
     let (code, err) = start_fails(d, &["--out-verbose"]);
