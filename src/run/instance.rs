@@ -216,7 +216,16 @@ impl Prepared {
         for start in acceptors {
             start()?;
         }
-        let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
+        // E-MailRelay compatibility: with --log-format=unit, forwarding
+        // lines say whose they are too.
+        let context = crate::log::Context {
+            unit: accept.unit.clone(),
+            ..Default::default()
+        };
+        let forward_task = tokio::spawn(crate::log::scope(
+            context,
+            Arc::clone(&self.forwarder).run(stop_rx),
+        ));
         if settings.forward.on_start {
             self.forwarder.trigger("startup");
         }

@@ -176,6 +176,9 @@ fn in_filters_and_forwards_to_out_which_relays_to_smtp_sink() {
         has("info: [out] ", "smtp connection from 127.0.0.1:"),
         "{lines:#?}"
     );
+    // Forwarding lines too, as 2.6.1 tags them.
+    assert!(has("info: [in] ", "forwarding [emailrelay."), "{lines:#?}");
+    assert!(has("info: [out] ", "forwarding [emailrelay."), "{lines:#?}");
     assert!(
         has("info: [out] ", "rx<<: \"MAIL FROM:<alice@example.com>"),
         "{lines:#?}"
