@@ -67,7 +67,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
     /// An error in one of several named instances.
-    #[error("{instance}: {source}")]
+    #[error("[{instance}] {source}")]
     InInstance {
         instance: String,
         source: Box<ConfigError>,
@@ -89,6 +89,16 @@ impl ConfigError {
             ConfigError::TooManyArgs => vec![self.to_string()],
             // E-MailRelay's words for options that do not go together.
             ConfigError::Conflict(text) => vec![format!("usage error: {text}")],
+            // 2.6.1 does not say which instance; the tag is the one the
+            // instance's startup log lines carry.
+            ConfigError::InInstance { instance, source } => source
+                .lines()
+                .into_iter()
+                .map(|line| match line.split_once(": ") {
+                    Some((kind, text)) => format!("{kind}: [{instance}] {text}"),
+                    None => format!("[{instance}] {line}"),
+                })
+                .collect(),
             other => vec![format!("error: {other}")],
         }
     }
@@ -111,8 +121,16 @@ impl Config {
         let process = ProcessSettings::build(args.first())?;
         let named = args.instances.len() > 1;
         let mut instances = Vec::new();
-        for options in &args.instances {
-            let built = checks::check_combinations(options)
+        for (i, options) in args.instances.iter().enumerate() {
+            // E-MailRelay compatibility: 2.6.1 checks the logging options
+            // of every instance, so `--out-verbose` alone is refused even
+            // though it would be ignored.
+            let logging = match i {
+                0 => Ok(()),
+                _ => checks::check_logging(options),
+            };
+            let built = logging
+                .and_then(|()| checks::check_combinations(options))
                 .and_then(|()| InstanceSettings::build(options, &default_domain, &process));
             match built {
                 Ok(settings) => instances.push(settings),

@@ -19,7 +19,7 @@ use crate::smtp::forward::Forwarder;
 use crate::smtp::server::{ServerSettings, Shared};
 use crate::store::Spool;
 use crate::verify::Verifier;
-use crate::{info, warning};
+use crate::{info, verbose, warning};
 
 /// The listeners one instance bound before the privilege drop.
 pub struct Listeners {
@@ -146,6 +146,7 @@ impl Prepared {
         let accept = Accept {
             connections: Arc::clone(connections),
             unit,
+            log_peer: true,
         };
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
@@ -172,7 +173,11 @@ impl Prepared {
             for (listen, listener) in listeners.admin {
                 info!("{tag}admin server on {listen}");
                 connections.listening(listen.to_string());
-                let (ctx, stop_rx, accept) = (Arc::clone(&ctx), stop_rx.clone(), accept.clone());
+                let accept = Accept {
+                    log_peer: false,
+                    ..accept.clone()
+                };
+                let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
                 acceptors.push(Box::new(move || {
                     spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
                         crate::admin::serve(stream, peer, Arc::clone(&ctx))
@@ -204,12 +209,23 @@ impl Prepared {
             }
         };
         if let Some(target) = &settings.forward.forward_to {
-            info!("{tag}forwarding to {target}");
+            // E-MailRelay compatibility: a --verbose line, unlike the
+            // listeners' lines.
+            verbose!("{tag}forwarding to {target}");
         }
         for start in acceptors {
             start()?;
         }
-        let forward_task = tokio::spawn(Arc::clone(&self.forwarder).run(stop_rx));
+        // E-MailRelay compatibility: with --log-format=unit, forwarding
+        // lines say whose they are too.
+        let context = crate::log::Context {
+            unit: accept.unit.clone(),
+            ..Default::default()
+        };
+        let forward_task = tokio::spawn(crate::log::scope(
+            context,
+            Arc::clone(&self.forwarder).run(stop_rx),
+        ));
         if settings.forward.on_start {
             self.forwarder.trigger("startup");
         }

@@ -51,8 +51,9 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     log_warnings(&process, &instances);
     sys::raise_file_limit();
     let mut bound = Vec::new();
+    let named = instances.len() > 1;
     for settings in &instances {
-        match bind_instance(settings) {
+        match bind_instance(settings, named) {
             Ok(listeners) => bound.push(listeners),
             Err(code) => return Ok(code),
         }
@@ -245,18 +246,21 @@ fn log_warnings(process: &ProcessSettings, instances: &[InstanceSettings]) {
 
 type Bound = Vec<(Listen, BoundListener)>;
 
-fn bind_instance(settings: &InstanceSettings) -> Result<Listeners, i32> {
+/// Binds one instance's listeners; `named` when there are several
+/// instances, so that a failure says whose listener it was.
+fn bind_instance(settings: &InstanceSettings, named: bool) -> Result<Listeners, i32> {
     let smtp = settings.smtp.as_ref().map_or(&[][..], |s| &s.listen[..]);
     let admin = settings.admin.as_ref().map_or(&[][..], |a| &a.listen[..]);
     let pop = settings.pop.as_ref().map_or(&[][..], |p| &p.listen[..]);
+    let name = named.then_some(settings.name.as_str());
     Ok(Listeners {
-        smtp: bind_all(smtp)?,
-        admin: bind_all(admin)?,
-        pop: bind_all(pop)?,
+        smtp: bind_all(smtp, name)?,
+        admin: bind_all(admin, name)?,
+        pop: bind_all(pop, name)?,
     })
 }
 
-fn bind_all(listen: &[Listen]) -> Result<Bound, i32> {
+fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
     let mut bound = Vec::new();
     let wildcard_pair = listen.len() == 2
         && listen
@@ -276,10 +280,15 @@ fn bind_all(listen: &[Listen]) -> Result<Bound, i32> {
             Err(e) => {
                 // E-MailRelay's words, on standard error only (the log may
                 // belong to the instance already running on the port).
-                eprintln!(
-                    "emailrelay: error: socket bind error: {}",
-                    lower_first(&os_words(&e))
-                );
+                let words = lower_first(&os_words(&e));
+                match instance {
+                    None => eprintln!("emailrelay: error: socket bind error: {words}"),
+                    // Several instances: which one, and which of its
+                    // addresses (2.6.1 says neither).
+                    Some(name) => {
+                        eprintln!("emailrelay: error: [{name}] socket bind error: {words}: {l}")
+                    }
+                }
                 return Err(EXIT_BIND);
             }
         }

@@ -22,6 +22,10 @@ use crate::warning;
 pub struct Accept {
     pub connections: Arc<Connections>,
     pub unit: Option<Arc<str>>,
+    /// Whether `--log-address` shows the client's address on the
+    /// session's lines. E-MailRelay compatibility: 2.6.1 shows it on SMTP
+    /// and POP lines, never on admin lines.
+    pub log_peer: bool,
 }
 
 /// Accepts connections until `stop` changes, running the future that
@@ -44,7 +48,7 @@ where
         let registered = accept.connections.incoming(local, peer_text);
         let context = crate::log::Context {
             unit: accept.unit.clone(),
-            peer,
+            peer: peer.filter(|_| accept.log_peer),
             msgid: None,
         };
         let session = on_accept(stream, peer);

@@ -303,7 +303,11 @@ impl Forwarder {
                     Arc::clone(&unreachable),
                     Arc::clone(&busy),
                 );
-                tokio::spawn(async move { this.worker(queue, unreachable, busy).await })
+                // The pass's log context (the instance name) goes with it.
+                let context = crate::log::context();
+                tokio::spawn(crate::log::scope(context, async move {
+                    this.worker(queue, unreachable, busy).await
+                }))
             })
             .collect();
         let mut summary = PassSummary::default();

@@ -100,8 +100,14 @@ impl std::fmt::Display for MessageId {
 pub struct Spool {
     dir: PathBuf,
     dir_sync: DirSync,
-    sequence: AtomicU64,
 }
+
+/// The last sequence number given out, process-wide: several instances
+/// (several spools, or one spool shared by two instances) in one process
+/// must never make the same file name.
+/// E-MailRelay compatibility: 2.6.1 counts per spool, so its two
+/// instances both start at `.1`; ids stay unique here instead.
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl Spool {
     /// Opens a spool directory, creating it (one level) if it is missing.
@@ -116,7 +122,6 @@ impl Spool {
         Ok(Arc::new(Spool {
             dir: dir.to_path_buf(),
             dir_sync,
-            sequence: AtomicU64::new(0),
         }))
     }
 
@@ -130,9 +135,9 @@ impl Spool {
         self.dir.join(format!("{}{suffix}", id.0))
     }
 
-    /// A fresh message id, unique within this process.
+    /// A fresh message id, unique within this process whatever the spool.
     pub fn new_id(&self) -> MessageId {
-        let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -6,6 +6,7 @@
 //! - `server`: swaks and Python smtplib submitting; the spool files.
 //! - `submit`: emailrelay-submit and emailrelay-passwd against 2.6.1's golden fixtures.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
+//! - `instances`: several named instances in one process (`--in-spool-dir`...).
 //! - `golden`: transcripts recorded from E-MailRelay 2.6.1, replayed (tests/golden).
 //! - `durability`: SIGKILL under load, disk full.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
@@ -24,6 +25,7 @@ mod filter;
 mod forward;
 mod golden;
 mod harness;
+mod instances;
 mod load;
 mod oauth;
 mod pop;
