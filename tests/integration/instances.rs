@@ -476,3 +476,69 @@ fn two_instances_on_one_port_is_a_startup_error() {
         "emailrelay: usage error: [out] --forward requires --forward-to\n"
     );
 }
+
+#[test]
+fn the_guides_in_out_example_runs_with_the_account_verifier() {
+    // The reference guide's example, with test ports, spools and
+    // smarthost, the listeners kept on loopback, and its `in-filter
+    // account:` written as the address verifier it is meant to be (2.6.1
+    // too has no such filter program; we refuse it at startup).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sink = Sink::start(d);
+    let (in_port, out_port) = (free_port(), free_port());
+    let conf = format!(
+        "# in...\n\
+         in-spool-dir {d}/in\n\
+         in-port {in_port}\n\
+         in-remote-clients\n\
+         in-address-verifier account:\n\
+         in-domain example.com\n\
+         # out...\n\
+         out-spool-dir {d}/out\n\
+         out-port {out_port}\n\
+         out-forward-on-disconnect\n\
+         out-forward-to {sink}\n\
+         in-interface 127.0.0.1\n\
+         out-interface 127.0.0.1\n",
+        d = d.display(),
+        sink = sink.address(),
+    );
+    let relay = Instances::start(d, &conf, &[], &[in_port, out_port]);
+    let lines = relay.log_lines();
+    for wanted in [
+        format!("info: [in] smtp server on 127.0.0.1:{in_port}"),
+        format!("info: [out] smtp server on 127.0.0.1:{out_port}"),
+    ] {
+        assert!(lines.contains(&wanted), "{lines:#?}");
+    }
+    // `out` relays to the smarthost once the client disconnects.
+    let mut c = Client::connect(out_port);
+    c.reply();
+    c.command("EHLO device.example");
+    assert_eq!(
+        c.send_message(
+            "scanner@example.com",
+            &["admin@example.net"],
+            "Subject: scan\r\n\r\nx\r\n"
+        ),
+        "250 message processed"
+    );
+    assert_eq!(c.command("QUIT"), "221 OK");
+    assert!(wait_until(Duration::from_secs(20), || sink
+        .messages()
+        .len()
+        == 1));
+    assert!(sink.messages()[0].contains("Subject: scan"));
+    // `in` takes mail for system accounts only: `nobody` is outside the
+    // uid range, so it is refused with 2.6.1's reply.
+    let mut c = Client::connect(in_port);
+    c.reply();
+    c.command("EHLO mx.example");
+    assert_eq!(
+        c.command("MAIL FROM:<a@example.org>"),
+        "250 sender <a@example.org> OK"
+    );
+    assert_eq!(c.command("RCPT TO:<nobody@example.com>"), "550 rejected");
+    assert!(spool_files(&d.join("in"), ".envelope").is_empty());
+}
