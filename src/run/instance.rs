@@ -33,6 +33,22 @@ pub struct Running {
     pub shared: Arc<Shared>,
     pub pop: Option<Arc<PopShared>>,
     pub forward_task: tokio::task::JoinHandle<()>,
+    /// What starts serving (the listeners, a forwarding pass at startup),
+    /// held back until every instance has written its startup lines.
+    pub deferred: Vec<Deferred>,
+}
+
+/// A start held back by `Running::deferred`.
+pub type Deferred = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+
+impl Running {
+    /// Starts what was held back.
+    pub fn go(&mut self) -> anyhow::Result<()> {
+        for start in self.deferred.drain(..) {
+            start()?;
+        }
+        Ok(())
+    }
 }
 
 /// The parts of an instance that exist before it serves anyone.
@@ -151,7 +167,7 @@ impl Prepared {
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
         // start only once the lines are written.
-        let mut acceptors: Vec<Box<dyn FnOnce() -> anyhow::Result<()>>> = Vec::new();
+        let mut acceptors: Vec<Deferred> = Vec::new();
         for (listen, listener) in listeners.smtp {
             info!("{tag}smtp server on {listen}");
             connections.listening(listen.to_string());
@@ -213,9 +229,6 @@ impl Prepared {
             // listeners' lines.
             verbose!("{tag}forwarding to {target}");
         }
-        for start in acceptors {
-            start()?;
-        }
         // E-MailRelay compatibility: with --log-format=unit, forwarding
         // lines say whose they are too.
         let context = crate::log::Context {
@@ -227,12 +240,17 @@ impl Prepared {
             Arc::clone(&self.forwarder).run(stop_rx),
         ));
         if settings.forward.on_start {
-            self.forwarder.trigger("startup");
+            let forwarder = Arc::clone(&self.forwarder);
+            acceptors.push(Box::new(move || {
+                forwarder.trigger("startup");
+                Ok(())
+            }));
         }
         Ok(Running {
             shared,
             pop,
             forward_task,
+            deferred: acceptors,
         })
     }
 }

@@ -165,6 +165,12 @@ async fn serve(
         let unit: Option<Arc<str>> = named.then(|| Arc::from(instance.settings.name.as_str()));
         running.push(instance.start(listeners, &stop_tx, pid, &connections, unit)?);
     }
+    // E-MailRelay compatibility: every instance's startup lines come
+    // before the first connection is accepted (2.6.1 logs them all before
+    // its event loop runs).
+    for instance in &mut running {
+        instance.go()?;
+    }
     if let Some(ready) = ready {
         ready.notify();
     }
