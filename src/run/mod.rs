@@ -20,6 +20,7 @@
 //! ```
 
 mod instance;
+mod notify;
 mod pidfile;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub(crate) use crate::serve::{spawn_acceptor, Accept};
 use crate::sys::{self, Ready, Role};
 use crate::{info, warning};
 use instance::{Listeners, Prepared};
+use notify::Notifier;
 use pidfile::PidFile;
 
 /// Exit code when a listening socket cannot be bound (E-MailRelay's 2).
@@ -48,6 +50,8 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
     sys::hold_stop_signals().context("cannot block signals")?;
     crate::log::init(process.log.clone(), "emailrelay")?;
+    // Taken now, while single-threaded: it leaves the environment.
+    let notifier = Notifier::from_env();
     log_warnings(&process, &instances);
     sys::raise_file_limit();
     let mut bound = Vec::new();
@@ -77,7 +81,12 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         create_spool_dir(settings, drop_to)?;
     }
     let Some(user) = drop_to else {
-        let code = relay(process, instances, bound, ready, std::process::id());
+        let started = Started {
+            ready,
+            notifier,
+            pid: std::process::id(),
+        };
+        let code = relay(process, instances, bound, started);
         if let Some(pid_file) = pid_file {
             pid_file.remove();
         }
@@ -86,8 +95,9 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     let user = sys::Account::find(user)?;
     match sys::fork_monitor().context("cannot start the relay process")? {
         Role::Monitor(worker) => {
-            // The monitor keeps no socket, spool or readiness pipe of the relay's.
-            drop((bound, instances, ready));
+            // The monitor keeps no socket, spool or readiness pipe of the
+            // relay's; the relay notifies systemd itself (NotifyAccess=all).
+            drop((bound, instances, ready, notifier));
             let code = sys::monitor(worker, &user);
             if let Some(pid_file) = pid_file {
                 sys::with_root(|| pid_file.remove());
@@ -103,20 +113,61 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
             for settings in &instances {
                 check_spool_writable(settings, &user.name)?;
             }
-            relay(process, instances, bound, ready, monitor_pid)
+            let started = Started {
+                ready,
+                notifier,
+                pid: monitor_pid,
+            };
+            relay(process, instances, bound, started)
+        }
+    }
+}
+
+/// Whom the relay tells that it has started, and how it is known.
+struct Started {
+    /// The daemon's waiting parent.
+    ready: Option<Ready>,
+    /// systemd (`NOTIFY_SOCKET`).
+    notifier: Option<Notifier>,
+    /// The pid the pid file holds, for the admin `pid` command and
+    /// systemd's `MAINPID=`.
+    pid: u32,
+}
+
+impl Started {
+    /// Tells systemd, then the daemon's parent, that the relay serves.
+    /// systemd hears first: once the parent exits, systemd would otherwise
+    /// see the process it started end before it was ready.
+    fn notify(&mut self, status: &str, daemon: bool) {
+        if let Some(notifier) = &self.notifier {
+            let mut state = format!("READY=1\n{status}");
+            // Daemonised, the process systemd started is gone: say which
+            // one stays (the monitor with --user, else the relay).
+            if daemon {
+                state.push_str(&format!("\nMAINPID={}", self.pid));
+            }
+            notifier.send(&state);
+        }
+        if let Some(ready) = self.ready.take() {
+            ready.notify();
+        }
+    }
+
+    /// Tells systemd that the relay has begun to shut down.
+    fn stopping(&self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send("STOPPING=1\nSTATUS=Shutting down");
         }
     }
 }
 
 /// The relay proper, once the process is what it will stay: the runtime
-/// and every instance, until a signal or `terminate`. `pid` is the one the
-/// pid file holds, for the admin `pid` command.
+/// and every instance, until a signal or `terminate`.
 fn relay(
     process: ProcessSettings,
     instances: Vec<InstanceSettings>,
     bound: Vec<Listeners>,
-    ready: Option<Ready>,
-    pid: u32,
+    started: Started,
 ) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -124,16 +175,16 @@ fn relay(
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(process, instances, bound, ready, pid))
+    runtime.block_on(serve(process, instances, bound, started))
 }
 
 async fn serve(
     process: ProcessSettings,
     instances: Vec<InstanceSettings>,
     bound: Vec<Listeners>,
-    ready: Option<Ready>,
-    pid: u32,
+    mut started: Started,
 ) -> anyhow::Result<i32> {
+    let pid = started.pid;
     // Signal handlers go in before anything can accept a connection, so a
     // SIGTERM that follows a successful connect always shuts down cleanly.
     let mut signals = Signals::install()?;
@@ -146,11 +197,13 @@ async fn serve(
         prepared.push(instance);
     }
     if prepared.iter().all(|p| p.settings.forward.exit_when_done) {
-        if let Some(ready) = ready {
-            ready.notify();
-        }
+        started.notify("STATUS=Forwarding", process.daemon);
         return Ok(forward_and_exit(&prepared).await);
     }
+    let queued: usize = prepared
+        .iter()
+        .map(|p| p.spool.ready().map_or(0, |ids| ids.len()))
+        .sum();
     // E-MailRelay compatibility: standard error closes before the
     // listening lines (they still go to a log file or syslog); the sockets
     // are bound already, so what can still fail is rare.
@@ -171,10 +224,9 @@ async fn serve(
     for instance in &mut running {
         instance.go()?;
     }
-    if let Some(ready) = ready {
-        ready.notify();
-    }
+    started.notify(&notify::serving_status(queued), process.daemon);
     signals.wait_for_stop(stop_rx).await;
+    started.stopping();
     let _ = stop_tx.send(true);
     // Idle sessions get 421 at once; a session inside DATA finishes its
     // message (and gets its 250) first. Wait a bounded time for them all.

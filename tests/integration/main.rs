@@ -15,6 +15,7 @@
 //! - `pop`: the POP3 server: golden transcripts, poplib, mpop, fetchmail, s_client.
 //! - `postfix`: Postfix as the smarthost.
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
+//! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 
 mod auth;
@@ -32,5 +33,6 @@ mod pop;
 mod postfix;
 mod process;
 mod server;
+mod service;
 mod submit;
 mod tls;
