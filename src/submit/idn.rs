@@ -13,6 +13,7 @@
 
 use super::address::is_printable;
 use super::lex::{code_points, utf8_valid};
+use emailrelay_proto::smtp::idn::punycode;
 
 /// True if 2.6.1 accepts `domain` for encoding.
 pub fn valid(domain: &[u8]) -> bool {
@@ -43,74 +44,6 @@ pub fn encode(domain: &[u8]) -> Vec<u8> {
 
 fn labels(domain: &[u8]) -> impl Iterator<Item = &[u8]> {
     domain.split(|&c| c == b'.').filter(|l| !l.is_empty())
-}
-
-/// RFC 3492 section 6.3, for one label.
-fn punycode(input: &[u32]) -> String {
-    const BASE: u64 = 36;
-    const T_MIN: u64 = 1;
-    const T_MAX: u64 = 26;
-    let digit = |d: u64| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[d as usize]);
-    let mut out: String = input
-        .iter()
-        .filter(|&&c| c < 0x80)
-        .map(|&c| char::from(c as u8))
-        .collect();
-    let basic = out.len();
-    if basic > 0 {
-        out.push('-');
-    }
-    let (mut n, mut delta, mut bias, mut handled) = (0x80u64, 0u64, 72u64, basic);
-    while handled < input.len() {
-        let Some(m) = input
-            .iter()
-            .map(|&c| u64::from(c))
-            .filter(|&c| c >= n)
-            .min()
-        else {
-            break;
-        };
-        delta += (m - n) * (handled as u64 + 1);
-        n = m;
-        for &c in input {
-            let c = u64::from(c);
-            if c < n {
-                delta += 1;
-            }
-            if c != n {
-                continue;
-            }
-            let mut q = delta;
-            let mut k = BASE;
-            loop {
-                let t = k.saturating_sub(bias).clamp(T_MIN, T_MAX);
-                if q < t {
-                    break;
-                }
-                out.push(digit(t + (q - t) % (BASE - t)));
-                q = (q - t) / (BASE - t);
-                k += BASE;
-            }
-            out.push(digit(q));
-            bias = adapt(delta, handled as u64 + 1, handled == basic);
-            delta = 0;
-            handled += 1;
-        }
-        delta += 1;
-        n += 1;
-    }
-    out
-}
-
-fn adapt(delta: u64, points: u64, first: bool) -> u64 {
-    let mut delta = delta / if first { 700 } else { 2 };
-    delta += delta / points;
-    let mut k = 0;
-    while delta > ((36 - 1) * 26) / 2 {
-        delta /= 36 - 1;
-        k += 36;
-    }
-    k + (36 * delta) / (delta + 38)
 }
 
 #[cfg(test)]

@@ -19,32 +19,46 @@ pub fn encode(domain: &str) -> String {
         .filter(|l| !l.is_empty())
         .map(|label| match label.is_ascii() {
             true => label.to_string(),
-            false => format!("xn--{}", punycode(label)),
+            false => {
+                let points: Vec<u32> = label.chars().map(u32::from).collect();
+                format!("xn--{}", punycode(&points))
+            }
         })
         .collect();
     labels.join(".")
 }
 
-/// RFC 3492 section 6.3, for one label.
-fn punycode(label: &str) -> String {
+/// RFC 3492 section 6.3: the punycode of one label, given as code points
+/// (without the `xn--`). Shared with `emailrelay-submit`, whose labels come
+/// from header bytes.
+pub fn punycode(input: &[u32]) -> String {
     const BASE: u64 = 36;
     const T_MIN: u64 = 1;
     const T_MAX: u64 = 26;
-    let digit = |d: u64| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(d % BASE) as usize]);
-    let input: Vec<u64> = label.chars().map(|c| u64::from(u32::from(c))).collect();
-    let mut out: String = label.chars().filter(char::is_ascii).collect();
+    let digit = |d: u64| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[d as usize]);
+    let mut out: String = input
+        .iter()
+        .filter(|&&c| c < 0x80)
+        .map(|&c| char::from(c as u8))
+        .collect();
     let basic = out.len();
     if basic > 0 {
         out.push('-');
     }
     let (mut n, mut delta, mut bias, mut handled) = (0x80u64, 0u64, 72u64, basic);
     while handled < input.len() {
-        let Some(m) = input.iter().copied().filter(|&c| c >= n).min() else {
+        let Some(m) = input
+            .iter()
+            .map(|&c| u64::from(c))
+            .filter(|&c| c >= n)
+            .min()
+        else {
             break;
         };
         delta += (m - n) * (handled as u64 + 1);
         n = m;
-        for &c in &input {
+        for &c in input {
+            let c = u64::from(c);
             if c < n {
                 delta += 1;
             }
