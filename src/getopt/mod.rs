@@ -347,10 +347,10 @@ fn is_negative(v: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    static TABLE: &[ToolOption] = &[
+    pub(crate) static TABLE: &[ToolOption] = &[
         ToolOption {
             letter: Some(b'v'),
             name: "verbose",
@@ -386,6 +386,15 @@ mod tests {
             level: 2,
             value_name: "domain",
             help: "adds a Message-ID",
+        },
+        ToolOption {
+            letter: None,
+            name: "hidden",
+            takes: Takes::Nothing,
+            many: false,
+            level: 0,
+            value_name: "",
+            help: "never listed",
         },
     ];
 

@@ -145,53 +145,9 @@ fn wrap(text: &str, first_prefix: &str, other_prefix: &str, width: usize) -> Str
 mod tests {
     use super::*;
 
-    static TABLE: &[ToolOption] = &[
-        ToolOption {
-            letter: Some(b'v'),
-            name: "verbose",
-            takes: Takes::Nothing,
-            many: false,
-            level: 1,
-            value_name: "",
-            help: "says more",
-        },
-        ToolOption {
-            letter: Some(b'f'),
-            name: "from",
-            takes: Takes::Value,
-            many: false,
-            level: 1,
-            value_name: "address",
-            help: "the sender",
-        },
-        ToolOption {
-            letter: None,
-            name: "to",
-            takes: Takes::Value,
-            many: true,
-            level: 2,
-            value_name: "address",
-            help: "a recipient",
-        },
-        ToolOption {
-            letter: Some(b'I'),
-            name: "message-id",
-            takes: Takes::OptionalValue,
-            many: false,
-            level: 2,
-            value_name: "domain",
-            help: "adds a Message-ID",
-        },
-        ToolOption {
-            letter: Some(b'x'),
-            name: "hidden",
-            takes: Takes::Nothing,
-            many: false,
-            level: 0,
-            value_name: "",
-            help: "never listed",
-        },
-    ];
+    // The option table of getopt's own tests, which includes a hidden
+    // (level 0) option.
+    use crate::getopt::tests::TABLE;
 
     #[test]
     fn help_layout() {
