@@ -1,5 +1,5 @@
 //! The serving side of an instance: the SMTP server (`--port`,
-//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`) and the
+//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`) and the
 //! admin server.
 
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use crate::pop::PopSettings;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ServerTls, ServerTlsOptions};
 use emailrelay_proto::sasl::MechanismPolicy;
+use emailrelay_proto::smtp::server::DEFAULT_MAX_HOPS;
 
 /// The SMTP server's settings, or `None` with `--no-smtp`/`--dont-serve`.
 pub fn smtp_settings(
@@ -33,6 +34,8 @@ pub fn smtp_settings(
         domain: common.domain.clone(),
         anonymous: anonymous(args)?,
         max_size: number(args, "size", 0)?,
+        max_hops: usize::try_from(number(args, "max-hops", DEFAULT_MAX_HOPS as u64)?)
+            .unwrap_or(usize::MAX),
         idle_timeout: seconds(args, "idle-timeout", 60)?,
         pipelining: config.pipelining,
         smtputf8: config.smtputf8 || config.smtputf8_strict,

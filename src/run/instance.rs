@@ -264,6 +264,7 @@ fn idle_smtp_settings(settings: &InstanceSettings) -> ServerSettings {
         domain: settings.forward.helo_domain.clone(),
         anonymous: Default::default(),
         max_size: 0,
+        max_hops: 0,
         idle_timeout: std::time::Duration::from_secs(60),
         pipelining: true,
         smtputf8: false,

@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub domain: String,
     pub anonymous: Anonymous,
     pub max_size: u64,
+    /// Most `Received:` lines an incoming message may carry (`--max-hops`).
+    pub max_hops: usize,
     pub idle_timeout: Duration,
     pub pipelining: bool,
     pub smtputf8: bool,
@@ -245,6 +247,7 @@ impl Conn {
                 .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
             vrfy: !settings.anonymous.vrfy,
             max_size: settings.max_size,
+            max_hops: settings.max_hops,
             pipelining: settings.pipelining,
             smtputf8: settings.smtputf8,
             smtputf8_strict: settings.smtputf8_strict,

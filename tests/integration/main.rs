@@ -9,6 +9,7 @@
 //! - `instances`: several named instances in one process (`--in-spool-dir`...).
 //! - `golden`: transcripts recorded from E-MailRelay 2.6.1, replayed (tests/golden).
 //! - `durability`: SIGKILL under load, disk full.
+//! - `hostile`: hostile input, upstreams and spool files (issue 18).
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `oauth`: OAuth 2.0 tokens (loopback token endpoint), XOAUTH2, emailrelay-passwd --oauth.
@@ -26,6 +27,7 @@ mod filter;
 mod forward;
 mod golden;
 mod harness;
+mod hostile;
 mod instances;
 mod load;
 mod oauth;

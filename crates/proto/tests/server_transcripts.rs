@@ -1368,3 +1368,52 @@ fn a_disabled_server_greets_with_421_and_refuses_mail() {
     );
     assert!(!h.closed && h.opened == 0);
 }
+
+#[test]
+fn a_message_over_the_hop_limit_is_refused_with_554() {
+    let mut h = Harness::new(ServerConfig {
+        max_hops: 3,
+        ..relay_config()
+    });
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    h.log();
+    let hops = "Received: from x by y\r\n".repeat(4);
+    let got = h.feed(format!("{hops}\r\nbody\r\n.\r\n").as_bytes());
+    assert_eq!(
+        got,
+        "554 too many hops: 4 Received header lines (mail loop?)\r\n"
+    );
+    assert!(h.stored.is_empty());
+    assert!(h
+        .log()
+        .contains(&"warning: message refused: 4 Received lines, more than 3: a mail loop?".into()));
+    // At the limit, and with more in the body, a message goes through.
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let text = "Received: a\r\n".repeat(3) + "\r\n" + &"Received: b\r\n".repeat(9);
+    let got = h.feed(format!("{text}.\r\n").as_bytes());
+    assert_eq!(got, "250 message processed\r\n");
+    assert_eq!(h.stored, vec![text.into_bytes()]);
+}
+
+#[test]
+fn the_hop_limit_applies_to_bdat_and_zero_turns_it_off() {
+    let mut h = Harness::new(ServerConfig {
+        max_hops: 1,
+        max_size: 0,
+        ..chunking_config()
+    });
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    // The second Received line is split across the two chunks.
+    let got = h.feed(b"BDAT 17\r\nReceived: a\r\nReceBDAT 9 LAST\r\nived: b\r\n");
+    assert_eq!(
+        got,
+        "250 17 bytes received\r\n554 too many hops: 2 Received header lines (mail loop?)\r\n"
+    );
+    let mut h = Harness::new(ServerConfig {
+        max_hops: 0,
+        ..relay_config()
+    });
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let got = h.feed(format!("{}\r\n.\r\n", "Received: x\r\n".repeat(500)).as_bytes());
+    assert_eq!(got, "250 message processed\r\n");
+}

@@ -6,6 +6,7 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod dot;
+pub mod hops;
 pub mod idn;
 pub mod reply;
 pub mod server;
@@ -17,6 +18,7 @@ pub use client::{
 };
 pub use command::{AddressSyntax, Body, Command, MailParams};
 pub use dot::DotStuffer;
+pub use hops::HopCounter;
 pub use reply::Reply;
 pub use server::{
     AuthConfig, AuthResult, Authenticated, Event, LogLine, MessageResult, ServerConfig,

@@ -7,6 +7,7 @@
 //!   Bdat --BDAT n--> n octets --> 250 ... --> Bdat
 //!   Bdat --BDAT n LAST--> n octets --> [MessageEnd?] --250--> Ready
 //!   too large at the end: 552 (MessageAbort)     bad BDAT size: 501 --> MustReset
+//!   more Received lines than max_hops at the end: 554 (MessageAbort)
 //! ```
 //!
 //! Sizes: as in E-MailRelay 2.6.1, everything written to the content file
@@ -21,6 +22,7 @@ use std::mem;
 use super::{Event, LogLine, Reply, ServerSession, State, Waiting};
 use crate::line::{partial_terminator, scan_line, skip_to_terminator, Scan, Terminator};
 use crate::smtp::command::Body;
+use crate::smtp::hops::HopCounter;
 
 /// Text is scanned for line ends this many octets at a time; a longer line
 /// (beyond RFC 5321 section 4.5.3.1.6) is passed on in pieces.
@@ -42,6 +44,8 @@ pub(super) struct DataPhase {
     in_long_line: bool,
     /// Octets of that long line so far.
     long_line: usize,
+    /// `Received:` lines in the header so far (loop detection).
+    hops: HopCounter,
 }
 
 /// A BDAT chunk being consumed: its octets are always read as data, never
@@ -190,6 +194,7 @@ impl ServerSession {
             return false;
         }
         if chunk.keep && !self.data.too_large {
+            self.data.hops.handle_text(&self.input[..n]);
             self.data.chunk.extend_from_slice(&self.input[..n]);
             if self.data.chunk.len() >= DATA_CHUNK {
                 self.flush_data();
@@ -275,6 +280,7 @@ impl ServerSession {
         let start = usize::from(line_start && self.input[0] == b'.');
         self.add_size((total - start) as u64);
         if !self.data.too_large {
+            self.data.hops.handle_text(&self.input[start..total]);
             self.data.chunk.extend_from_slice(&self.input[start..total]);
         }
         self.input.drain(..total);
@@ -292,6 +298,12 @@ impl ServerSession {
             self.data.too_large = true;
             self.data.chunk.clear();
         }
+    }
+
+    /// The `Received:` count when it is over `max_hops` (0: no limit).
+    fn too_many_hops(&self) -> Option<usize> {
+        let hops = self.data.hops.count();
+        (self.config.max_hops > 0 && hops > self.config.max_hops).then_some(hops)
     }
 
     pub(super) fn flush_data(&mut self) {
@@ -315,6 +327,17 @@ impl ServerSession {
             self.log
                 .push(LogLine::Warning("message content too big".into()));
             self.reply(552, "message size exceeds fixed maximum message size");
+            self.abort_transaction();
+        } else if let Some(hops) = self.too_many_hops() {
+            // Not in E-MailRelay 2.6.1, which relays a looping message for ever.
+            self.log.push(LogLine::Warning(format!(
+                "message refused: {hops} Received lines, more than {}: a mail loop?",
+                self.config.max_hops
+            )));
+            self.reply(
+                554,
+                &format!("too many hops: {hops} Received header lines (mail loop?)"),
+            );
             self.abort_transaction();
         } else {
             self.events.push_back(Event::MessageEnd);

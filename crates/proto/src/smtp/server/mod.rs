@@ -69,6 +69,8 @@ pub const MAX_COMMAND_BUFFER: usize = 80_000;
 /// A line longer than this (CRLF not counted) is worth a warning, once
 /// per session (E-MailRelay 2.6.1: RFC 2822's 998 plus CRLF).
 pub const LONG_LINE: usize = 1000;
+/// `--max-hops` by default: Postfix's `hopcount_limit`.
+pub const DEFAULT_MAX_HOPS: usize = 50;
 /// E-MailRelay 2.6.1's limit on protocol errors per session.
 pub const MAX_PROTOCOL_ERRORS: u32 = 8;
 
@@ -91,6 +93,9 @@ pub struct ServerConfig {
     pub max_size: u64,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
+    /// Most `Received:` header lines a message may arrive with (a mail
+    /// loop otherwise); 0 for no limit (`--max-hops`).
+    pub max_hops: usize,
     /// Unknown and out-of-sequence commands tolerated; the next one ends the session.
     pub max_bad_commands: u32,
     /// Advertise PIPELINING.
@@ -127,6 +132,7 @@ impl Default for ServerConfig {
             vrfy: true,
             max_size: 0,
             max_recipients: 1000,
+            max_hops: DEFAULT_MAX_HOPS,
             max_bad_commands: MAX_PROTOCOL_ERRORS,
             pipelining: true,
             smtputf8: false,
