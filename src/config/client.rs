@@ -92,10 +92,12 @@ pub fn tls_config(
 fn client_smtp_config(common: &Common<'_>, warnings: &mut Vec<String>) -> (bool, Strictness) {
     let mut switches = Switches::new(common.args, "client-smtp-config");
     let pipelining = switches.take("pipelining", true);
+    // E-MailRelay compatibility: 2.6.1's defaults, strict about SMTPUTF8
+    // and BINARYMIME, lenient about 8BITMIME.
     let strict = Strictness {
-        smtputf8: switches.take("smtputf8strict", false),
+        smtputf8: switches.take("smtputf8strict", true),
         eightbit: switches.take("eightbitstrict", false),
-        binarymime: switches.take("binarymimestrict", false),
+        binarymime: switches.take("binarymimestrict", true),
     };
     warnings.extend(switches.leftovers());
     (pipelining, strict)

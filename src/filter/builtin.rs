@@ -142,7 +142,10 @@ fn message_id(envelope: &Path) -> Result<String, String> {
 }
 
 fn read_envelope(path: &Path) -> Result<Envelope, String> {
-    let bytes = fs::read(path).map_err(|e| format!("cannot read [{}]: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    crate::store::open_regular(path)
+        .and_then(|mut f| io::Read::read_to_end(&mut f, &mut bytes))
+        .map_err(|e| format!("cannot read [{}]: {e}", path.display()))?;
     Envelope::parse(&bytes).map_err(|e| format!("[{}]: {e}", path.display()))
 }
 
@@ -174,7 +177,7 @@ fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<Filt
         return Ok(FilterOutcome::ok());
     }
     for dir in &targets {
-        if is_maildir(dir) {
+        if is_maildir(dir)? {
             deliver_maildir(&job.content, dir)?;
         } else {
             copy_message(job, dir, &id, !options.pop, options.hardlink)?;
@@ -226,6 +229,14 @@ fn deliver(
     for mailbox in &mailboxes {
         let dir = base.join(mailbox);
         crate::info!("delivery: recipient [{mailbox}]: delivery to mailbox [{mailbox}]");
+        // A mailbox that is a symbolic link could lead anywhere the relay
+        // may write: it is refused, not followed.
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "mailbox [{}] is a symbolic link: not delivered",
+                dir.display()
+            ));
+        }
         if !dir.is_dir() {
             crate::info!("delivery: creating mailbox [{mailbox}]");
             fs::DirBuilder::new()
@@ -233,7 +244,7 @@ fn deliver(
                 .create(&dir)
                 .map_err(|e| format!("cannot create mailbox [{}]: {e}", dir.display()))?;
         }
-        if is_maildir(&dir) {
+        if is_maildir(&dir)? {
             deliver_maildir(&job.content, &dir)?;
         } else {
             copy_message(job, &dir, &id, true, options.hardlink)?;
@@ -361,8 +372,24 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
     Ok(FilterOutcome::ok())
 }
 
-fn is_maildir(dir: &Path) -> bool {
-    ["new", "cur", "tmp"].iter().all(|d| dir.join(d).is_dir())
+/// A maildir has `new`, `cur` and `tmp` directories. One of them being a
+/// symbolic link is an error: delivery would go through it to wherever it
+/// points.
+fn is_maildir(dir: &Path) -> Result<bool, String> {
+    let mut all = true;
+    for sub in ["new", "cur", "tmp"].map(|d| dir.join(d)) {
+        match fs::symlink_metadata(&sub) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "maildir [{}] is a symbolic link: not delivered",
+                    sub.display()
+                ))
+            }
+            Ok(m) => all &= m.is_dir(),
+            Err(_) => all = false,
+        }
+    }
+    Ok(all)
 }
 
 /// Maildir delivery: the content written under `tmp`, fsynced, then
@@ -383,7 +410,7 @@ fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), String> {
     let err = |e: io::Error| format!("cannot deliver to maildir [{}]: {e}", dir.display());
     let written = (|| {
         let mut out = create_new(&tmp)?;
-        io::copy(&mut File::open(content)?, &mut out)?;
+        io::copy(&mut crate::store::open_regular(content)?, &mut out)?;
         out.sync_data()?;
         fs::rename(&tmp, dir.join("new").join(&name))?;
         File::open(dir.join("new"))?.sync_all()
@@ -412,7 +439,8 @@ fn copy_message(
             link_or_copy(&job.content, &target).map_err(err)?;
         } else {
             let mut out = create_new(&target).map_err(err)?;
-            io::copy(&mut File::open(&job.content).map_err(err)?, &mut out).map_err(err)?;
+            let mut source = crate::store::open_regular(&job.content).map_err(err)?;
+            io::copy(&mut source, &mut out).map_err(err)?;
             out.sync_data().map_err(err)?;
         }
     }

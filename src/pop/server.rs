@@ -271,7 +271,9 @@ impl Conn {
     ) -> bool {
         let path = self.maildrop.as_ref().and_then(|m| m.content_path(index));
         let file = match path {
-            Some(path) => tokio::fs::File::open(&path).await.ok(),
+            Some(path) => crate::store::open_regular(&path)
+                .ok()
+                .map(tokio::fs::File::from_std),
             None => None,
         };
         session.answer_retrieve(file.is_some());

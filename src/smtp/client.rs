@@ -182,7 +182,7 @@ impl Connection {
         // Spool reads come from the page cache in microseconds, so they are
         // done in place rather than through the blocking pool.
         use std::io::Read;
-        let mut file = std::fs::File::open(path).map_err(ConnectionError::Content)?;
+        let mut file = crate::store::open_regular(path).map_err(ConnectionError::Content)?;
         let mut stuffer = DotStuffer::default();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {

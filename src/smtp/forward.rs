@@ -454,7 +454,7 @@ impl Forwarder {
         }
         // A content file we cannot read (another user's, say) will not
         // become readable by trying again: set it aside with the reason.
-        if let Err(e) = std::fs::File::open(locked.content_path()) {
+        if let Err(e) = crate::store::open_regular(&locked.content_path()) {
             let reason = format!("cannot read content file: {e}");
             error!("{reason}: [{}]", locked.content_path().display());
             return self.fail(locked, Reply::new(554, reason));
@@ -822,6 +822,11 @@ impl Forwarder {
                 Verdict::Sent
             }
             SendOutcome::Failed(reply) => self.fail(locked, reply),
+            SendOutcome::Unsendable(reason) => {
+                // E-MailRelay compatibility: this warning, and no reason code.
+                warning!("smtp client protocol: failed: {reason}");
+                self.fail_as(locked, reason, None, Reply::new(554, reason))
+            }
             SendOutcome::Retry(reply) => {
                 warning!("forwarding [{}] deferred: {reply}", locked.id());
                 Verdict::Deferred(Some(reply))

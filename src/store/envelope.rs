@@ -5,7 +5,8 @@
 //! optional fields, unknown fields ignored) so that any E-MailRelay spool
 //! forwards unchanged; writing is exact.
 
-use emailrelay_proto::smtp::{xtext_decode, xtext_encode, Body};
+use emailrelay_proto::smtp::address::AddressError;
+use emailrelay_proto::smtp::{xtext_decode, xtext_encode, Body, Mailbox};
 
 /// The format written.
 pub const FORMAT: &str = "#2821.8";
@@ -53,6 +54,20 @@ pub enum EnvelopeError {
     /// A required field is missing.
     #[error("envelope file has no {0} field")]
     Missing(&'static str),
+    /// A field that may appear once appears again.
+    #[error("envelope file has more than one {0} field")]
+    Duplicate(&'static str),
+    /// `ToCount` does not match the recipient lines.
+    #[error("envelope file says ToCount {said} but has {found} recipients")]
+    ToCount { said: String, found: usize },
+    /// An address that would not make a valid SMTP command (control
+    /// characters, a space outside quotes, extra parameters, too long):
+    /// a filter or a person edited the file wrongly, or maliciously.
+    #[error("envelope file has an invalid {field} address: {reason}")]
+    Address {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl Envelope {
@@ -129,6 +144,7 @@ impl Envelope {
         }
         let mut env = Envelope::default();
         let (mut have_from, mut ended) = (false, false);
+        let mut to_count = None;
         let mut last_field = "";
         for line in lines {
             if let Some(more) = line.strip_prefix(' ') {
@@ -155,10 +171,12 @@ impl Envelope {
             last_field = name;
             match name {
                 "Content" => env.body = Body::from_envelope_keyword(&value),
+                "From" if have_from => return Err(EnvelopeError::Duplicate("From")),
                 "From" => {
                     env.from = value;
                     have_from = true;
                 }
+                "ToCount" => to_count = Some(value),
                 "To-Local" => env.to_local.push(value),
                 "To-Remote" => env.to_remote.push(value),
                 "Authentication" => env.authentication = xtext_decode(&value),
@@ -182,8 +200,45 @@ impl Envelope {
         if !have_from {
             return Err(EnvelopeError::Missing("From"));
         }
+        env.check(to_count)?;
         Ok(env)
     }
+
+    /// The checks that keep a wrongly edited file from becoming a wrong
+    /// SMTP command upstream: every address a valid path (the server's own
+    /// rules), recipients not empty, and as many as `ToCount` says.
+    fn check(&self, to_count: Option<String>) -> Result<(), EnvelopeError> {
+        let found = self.to_local.len() + self.to_remote.len();
+        if let Some(said) = to_count.filter(|said| said.trim().parse() != Ok(found)) {
+            return Err(EnvelopeError::ToCount { said, found });
+        }
+        check_address("From", &self.from)?;
+        for (field, list) in [("To-Local", &self.to_local), ("To-Remote", &self.to_remote)] {
+            for to in list {
+                if to.is_empty() {
+                    return Err(EnvelopeError::Address {
+                        field,
+                        reason: "empty",
+                    });
+                }
+                check_address(field, to)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_address(field: &'static str, address: &str) -> Result<(), EnvelopeError> {
+    Mailbox::new(address)
+        .map(|_| ())
+        .map_err(|e| EnvelopeError::Address {
+            field,
+            reason: match e {
+                AddressError::TooLong => "too long",
+                AddressError::Quoting => "unclosed quote",
+                _ => "control character, space or misplaced @",
+            },
+        })
 }
 
 fn parse_auth_in(value: &str) -> Option<String> {

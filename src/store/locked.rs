@@ -37,7 +37,10 @@ impl Locked {
     /// Reads the envelope again after a client filter may have edited it.
     pub fn reload(&mut self) -> Result<(), StoreError> {
         let busy = self.envelope_path();
-        let bytes = fs::read(&busy).map_err(io_err("cannot read envelope", &busy))?;
+        let mut bytes = Vec::new();
+        super::open_regular(&busy)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+            .map_err(io_err("cannot read envelope", &busy))?;
         self.envelope = Envelope::parse(&bytes)
             .map_err(|source| StoreError::Envelope { path: busy, source })?;
         Ok(())

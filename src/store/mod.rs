@@ -83,9 +83,14 @@ impl MessageId {
     }
 
     /// Recognises a spool file name and the id in it.
+    /// A name with control characters (or invalid UTF-8, seen here as
+    /// U+FFFD) is none of ours, and is ignored: listed by `list` or
+    /// `failures` it could forge lines of the answer, and in a log line it
+    /// could forge a line of the log.
     pub fn from_file_name(name: &str, suffix: &str) -> Option<MessageId> {
         let id = name.strip_suffix(suffix)?;
-        (id.starts_with("emailrelay.") && !id.contains('/')).then(|| MessageId(id.to_string()))
+        let plain = !id.contains(|c: char| c == '/' || c == '\u{fffd}' || c.is_control());
+        (id.starts_with("emailrelay.") && plain).then(|| MessageId(id.to_string()))
     }
 }
 
@@ -234,19 +239,25 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("cannot lock envelope", &from)(e)),
         }
-        let file = match File::open(&busy) {
+        let file = match open_regular(&busy) {
             Ok(file) => file,
             Err(e) => return Err(self.set_aside(id, &busy, "cannot open envelope", e)),
         };
-        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        {
-            Ok(lock) => lock,
-            Err((_, _)) => return Ok(None),
-        };
-        let bytes = match fs::read(&busy) {
-            Ok(bytes) => bytes,
-            Err(e) => return Err(self.set_aside(id, &busy, "cannot read envelope", e)),
-        };
+        let mut lock =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((_, _)) => return Ok(None),
+            };
+        // Between our rename and our flock another process's crash
+        // recovery may have found the file unlocked and put it back: then
+        // the name no longer leads to the file we hold, and it is not ours.
+        if !same_file(&lock, &busy) {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = io::Read::read_to_end(&mut *lock, &mut bytes) {
+            return Err(self.set_aside(id, &busy, "cannot read envelope", e));
+        }
         let mut locked = Locked {
             spool: Arc::clone(self),
             id: id.clone(),
@@ -293,14 +304,21 @@ impl Spool {
     }
 
     /// Renames every `.bad` envelope back to `.envelope`; returns how many.
+    /// A `.bad` name that is not a regular file (a planted symbolic link,
+    /// say) stays where it is, with a warning: it is not ours to forward.
     pub fn unfail_all(&self) -> Result<usize, StoreError> {
-        let ids = self.failed()?;
-        for id in &ids {
-            let from = self.path(id, ".envelope.bad");
-            fs::rename(&from, self.path(id, ".envelope"))
+        let mut count = 0;
+        for id in self.failed()? {
+            let from = self.path(&id, ".envelope.bad");
+            if !is_regular(&from) {
+                crate::warning!("not a regular file: left failed: [{}]", from.display());
+                continue;
+            }
+            fs::rename(&from, self.path(&id, ".envelope"))
                 .map_err(io_err("cannot unfail envelope", &from))?;
+            count += 1;
         }
-        Ok(ids.len())
+        Ok(count)
     }
 
     /// Crash recovery: every `.busy` envelope that no live process holds
@@ -309,7 +327,7 @@ impl Spool {
         let mut recovered = 0;
         for id in self.busy()? {
             let busy = self.path(&id, ".envelope.busy");
-            let Ok(file) = File::open(&busy) else {
+            let Ok(file) = open_regular(&busy) else {
                 continue;
             };
             let Ok(lock) =
@@ -339,6 +357,40 @@ fn sort_key(id: &MessageId) -> (u64, u64, u64) {
     let secs = parts.next().unwrap_or(0);
     let seq = parts.next().unwrap_or(0);
     (secs, seq, pid)
+}
+
+/// Opens a spool file for reading only if it is a regular file and not a
+/// symbolic link. Nothing in a spool directory is trusted to be what we
+/// wrote: a planted link would send or copy a file from outside the spool,
+/// and a FIFO would block the reader for ever (hence `O_NONBLOCK`, which
+/// changes nothing for a regular file).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other("a symbolic link, not a spool file"),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// True if `path` is a regular file (a symbolic link is not, wherever it points).
+pub fn is_regular(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// True if `path` still names the file open as `file` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 fn create_exclusive(path: &Path) -> io::Result<File> {

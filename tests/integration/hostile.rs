@@ -44,7 +44,10 @@ fn a_message_with_more_received_lines_than_max_hops_gets_554() {
     std::fs::create_dir(dir.path().join("strict")).unwrap();
     let strict = Relay::start(&dir.path().join("strict"), &["--max-hops", "2"]);
     let (code, out) = swaks_with_headers(strict.port, &hops[..3]);
-    assert!(code != 0 && out.contains("<** 554 too many hops: 3 Received"), "{out}");
+    assert!(
+        code != 0 && out.contains("<** 554 too many hops: 3 Received"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -55,7 +58,13 @@ fn a_relay_forwarding_to_itself_stops_the_loop_at_the_hop_limit() {
     let relay = Relay::start_on(
         dir.path(),
         port,
-        &["--forward-to", &own, "--forward-on-disconnect", "--max-hops", "10"],
+        &[
+            "--forward-to",
+            &own,
+            "--forward-on-disconnect",
+            "--max-hops",
+            "10",
+        ],
     );
     let (code, out) = swaks_with_headers(port, &[]);
     assert_eq!(code, 0, "{out}");
@@ -70,16 +79,258 @@ fn a_relay_forwarding_to_itself_stops_the_loop_at_the_hop_limit() {
     assert_eq!(bad.len(), 1, "{bad:?}");
     let envelope = std::fs::read_to_string(relay.spool.join(&bad[0])).unwrap();
     assert!(
-        envelope.contains("X-MailRelay-Reason: too many hops: 11 Received header lines (mail loop?)\r\n"),
+        envelope.contains(
+            "X-MailRelay-Reason: too many hops: 11 Received header lines (mail loop?)\r\n"
+        ),
         "{envelope}"
     );
-    assert!(envelope.contains("X-MailRelay-ReasonCode: 554\r\n"), "{envelope}");
+    assert!(
+        envelope.contains("X-MailRelay-ReasonCode: 554\r\n"),
+        "{envelope}"
+    );
     let content = bad[0].replace(".envelope.bad", ".content");
     let text = std::fs::read_to_string(relay.spool.join(content)).unwrap();
     let header = text.split("\r\n\r\n").next().unwrap();
-    let received = header.lines().filter(|l| l.starts_with("Received: ")).count();
+    let received = header
+        .lines()
+        .filter(|l| l.starts_with("Received: "))
+        .count();
     assert_eq!(received, 11, "{header}");
     // Nothing else is left circulating.
     std::thread::sleep(Duration::from_millis(500));
     assert!(spool_files(&relay.spool, ".envelope").is_empty());
+}
+
+/// Runs `emailrelay --as-client` once over `spool`.
+fn forward_once(spool: &std::path::Path, to: &str) -> (i32, String) {
+    let log = spool.with_extension("client.log");
+    let (code, _, err) = run(
+        Command::new(crate::harness::RELAY)
+            .args(["--as-client", to, "--user", "root", "--log-file"])
+            .arg(&log)
+            .arg("--spool-dir")
+            .arg(spool),
+        Duration::from_secs(60),
+    );
+    (
+        code,
+        std::fs::read_to_string(&log).unwrap_or_default() + &err,
+    )
+}
+
+/// One message submitted into `spool`; returns its envelope's path.
+fn submitted(spool: &std::path::Path) -> std::path::PathBuf {
+    let before = spool_files(spool, ".envelope");
+    crate::harness::submit_one(spool);
+    let after = spool_files(spool, ".envelope");
+    let name = after.iter().find(|n| !before.contains(n)).unwrap();
+    spool.join(name)
+}
+
+#[test]
+fn edited_envelopes_never_become_upstream_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = crate::harness::Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    let long = format!("{}@example.com", "x".repeat(100_000));
+    let cases: Vec<(Box<dyn Fn(&str) -> String>, &str)> = vec![
+        (
+            Box::new(|e| e.replace("To-Remote: x@y.z", "To-Remote: x@y.z\rRCPT TO:<evil@example.com>")),
+            "envelope file has an invalid To-Remote address: control character, space or misplaced @",
+        ),
+        (
+            Box::new(|e| e.replace("To-Remote: x@y.z", "To-Remote: x@y.z NOTIFY=NEVER")),
+            "envelope file has an invalid To-Remote address: control character, space or misplaced @",
+        ),
+        (
+            Box::new(|e| e.replace("From: ", "From: a\0b@example.com")),
+            "envelope file has an invalid From address: control character, space or misplaced @",
+        ),
+        (
+            Box::new(move |e| e.replace("To-Remote: x@y.z", &format!("To-Remote: {long}"))),
+            "envelope file has an invalid To-Remote address: too long",
+        ),
+        (
+            Box::new(|e| e.replace("X-MailRelay-ToCount", "X-MailRelay-From: b@example.com\r\nX-MailRelay-ToCount")),
+            "envelope file has more than one From field",
+        ),
+        (
+            Box::new(|e| e.replace("ToCount: 1", "ToCount: 2")),
+            "envelope file says ToCount 2 but has 1 recipients",
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (edit, reason) in &cases {
+        let path = submitted(&spool);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = edit(&text);
+        assert_ne!(edited, text, "the edit applies");
+        std::fs::write(&path, edited).unwrap();
+        expected.push((path, *reason));
+    }
+    // And an envelope whose content file is gone.
+    let orphan = submitted(&spool);
+    std::fs::remove_file(orphan.to_string_lossy().replace(".envelope", ".content")).unwrap();
+
+    let (code, log) = forward_once(&spool, &sink.address());
+    assert_eq!(code, 0, "{log}");
+    for (path, reason) in expected {
+        let bad = format!("{}.bad", path.display());
+        let envelope = std::fs::read(&bad).unwrap_or_else(|e| panic!("{bad}: {e}\n{log}"));
+        let envelope = String::from_utf8_lossy(&envelope);
+        assert!(
+            envelope.contains(&format!("X-MailRelay-Reason: {reason}\r\n")),
+            "{reason}: {envelope}"
+        );
+    }
+    let bad = std::fs::read_to_string(format!("{}.bad", orphan.display())).unwrap();
+    assert!(
+        bad.contains("X-MailRelay-Reason: cannot read content file: No such file or directory (os error 2)\r\n"),
+        "{bad}"
+    );
+    assert!(sink.messages().is_empty(), "nothing reached the sink");
+    assert!(spool_files(&spool, ".envelope").is_empty());
+    assert!(spool_files(&spool, ".envelope.busy").is_empty());
+}
+
+#[test]
+fn planted_symbolic_links_are_neither_unfailed_nor_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = crate::harness::Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // A secret outside the spool, and a message whose files are links to it.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(
+        &secret,
+        "Subject: secret\r\n\r\nthe password is hunter2\r\n",
+    )
+    .unwrap();
+    let real = submitted(&spool);
+    let text = std::fs::read_to_string(&real).unwrap();
+    let outside = dir.path().join("outside.envelope");
+    std::fs::write(&outside, &text).unwrap();
+    let planted = spool.join("emailrelay.1.2.3");
+    std::os::unix::fs::symlink(&outside, format!("{}.envelope.bad", planted.display())).unwrap();
+    std::os::unix::fs::symlink(&secret, format!("{}.content", planted.display())).unwrap();
+    // A name that would forge a line of the admin answer.
+    std::fs::write(
+        spool.join("emailrelay.4.5.6\r\nemailrelay.forged.envelope"),
+        &text,
+    )
+    .unwrap();
+    std::fs::remove_file(&real).unwrap();
+
+    let admin = crate::harness::free_port();
+    let relay = Relay::launch(
+        &spool,
+        &dir.path().join("relay.log"),
+        crate::harness::free_port(),
+        &[
+            "--admin",
+            &admin.to_string(),
+            "--forward-to",
+            &sink.address(),
+        ],
+    );
+    let mut a = crate::harness::Client::connect(admin);
+    let mut ask = |cmd: &str| {
+        a.send(&format!("{cmd}\r\n"));
+        a.read_until("E-MailRelay> ")
+            .trim_end_matches("E-MailRelay> ")
+            .to_string()
+    };
+    assert_eq!(ask("unfail-all"), "");
+    assert_eq!(ask("list"), "<none>\r\n");
+    assert_eq!(ask("failures"), "emailrelay.1.2.3\r\n");
+    assert_eq!(ask("flush"), "error: no messages to send\r\n");
+    relay.expect_log(&format!(
+        "emailrelay: warning: not a regular file: left failed: [{}.envelope.bad]",
+        planted.display()
+    ));
+    assert!(sink.messages().is_empty());
+    // Even renamed by hand, the link is not followed: it is failed again.
+    std::fs::rename(
+        format!("{}.envelope.bad", planted.display()),
+        format!("{}.envelope", planted.display()),
+    )
+    .unwrap();
+    assert_eq!(ask("flush"), "OK\r\n");
+    let log = relay.expect_log("cannot open envelope");
+    assert!(log.contains("a symbolic link, not a spool file"), "{log}");
+    assert!(sink.messages().is_empty(), "the secret never left");
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        text,
+        "the target is untouched"
+    );
+}
+
+#[test]
+fn deliver_refuses_mailboxes_and_maildirs_that_are_symbolic_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let boxes = dir.path().join("boxes");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(&boxes).unwrap();
+    // bob's mailbox is a link out of the delivery directory; alice's
+    // maildir has a `new` that is one.
+    std::os::unix::fs::symlink(&outside, boxes.join("bob")).unwrap();
+    for sub in ["cur", "tmp"] {
+        std::fs::create_dir_all(boxes.join("alice").join(sub)).unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, boxes.join("alice").join("new")).unwrap();
+    let verifier = dir.path().join("verify.sh");
+    std::fs::write(
+        &verifier,
+        "#!/bin/sh\ncase \"$1\" in alice@*|bob@*) echo Local; echo \"${1%@*}\"; exit 0 ;; esac; echo; echo \"$1\"; exit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &verifier,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let verifier = verifier.display().to_string();
+    let boxes_arg = boxes.display().to_string();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--address-verifier",
+            &verifier,
+            "--filter",
+            "deliver:",
+            "--delivery-dir",
+            &boxes_arg,
+        ],
+    );
+    for (to, what) in [
+        (
+            "bob@example.com",
+            format!(
+                "mailbox [{}] is a symbolic link",
+                boxes.join("bob").display()
+            ),
+        ),
+        (
+            "alice@example.com",
+            format!(
+                "maildir [{}] is a symbolic link",
+                boxes.join("alice/new").display()
+            ),
+        ),
+    ] {
+        let reply = crate::harness::send_one(
+            relay.port,
+            "a@example.com",
+            &[to],
+            "Subject: s\r\n\r\nbody\r\n",
+        );
+        assert!(reply.starts_with("4"), "{to}: {reply}");
+        relay.expect_log(&what);
+    }
+    assert!(
+        spool_files(&outside, "").is_empty(),
+        "nothing written through a link"
+    );
 }

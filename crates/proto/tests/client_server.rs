@@ -359,23 +359,82 @@ fn strict_keywords_fail_what_the_server_cannot_take_without_sending_it() {
     assert!(out.is_empty(), "nothing is sent");
     assert_eq!(
         client.poll_event(),
-        Some(ClientEvent::Done(SendOutcome::Failed(Reply::new(
-            554,
-            "cannot send: the server does not offer 8BITMIME"
-        ))))
+        Some(ClientEvent::Done(SendOutcome::Unsendable(
+            "cannot send 8-bit message to 7-bit server"
+        )))
     );
     client.send_message(OutgoingMessage {
         body: Default::default(),
         smtputf8: true,
-        ..message
+        ..message.clone()
     });
     assert_eq!(
         client.poll_event(),
-        Some(ClientEvent::Done(SendOutcome::Failed(Reply::new(
-            554,
-            "cannot send: the server does not offer SMTPUTF8"
-        ))))
+        Some(ClientEvent::Done(SendOutcome::Unsendable(
+            "cannot send utf8 message to non-smtputf8 server"
+        )))
     );
+}
+
+#[test]
+fn binarymime_needs_binarymime_and_chunking_when_strict() {
+    let strict = Strictness {
+        binarymime: true,
+        ..Strictness::default()
+    };
+    let config = ClientConfig {
+        strict,
+        ..client_config()
+    };
+    let message = OutgoingMessage {
+        from: "a@b".into(),
+        to: vec!["c@d".into()],
+        body: emailrelay_proto::smtp::Body::BinaryMime,
+        ..OutgoingMessage::default()
+    };
+    // BINARYMIME without CHUNKING is not enough (RFC 3030 section 3).
+    let mut client = ready_client(config, b"220 x\r\n250-x\r\n250 BINARYMIME\r\n");
+    client.send_message(message);
+    let mut out = Vec::new();
+    client.poll_output(&mut out);
+    assert!(out.is_empty(), "nothing is sent");
+    assert_eq!(
+        client.poll_event(),
+        Some(ClientEvent::Done(SendOutcome::Unsendable(
+            "cannot send binarymime message to a non-chunking server"
+        )))
+    );
+}
+
+#[test]
+fn an_address_that_is_not_a_valid_path_never_becomes_a_command() {
+    for (from, to) in [
+        ("a@b\r\nRSET", "c@d"),
+        ("a@b", "c@d\rDATA"),
+        ("a@b", "c@d NOTIFY=NEVER"),
+        ("a\0@b", "c@d"),
+        ("a@b", ""),
+    ] {
+        let mut client = ready_client(client_config(), b"220 x\r\n250-x\r\n250 PIPELINING\r\n");
+        client.send_message(OutgoingMessage {
+            from: from.into(),
+            to: vec![to.into()],
+            ..OutgoingMessage::default()
+        });
+        let mut out = Vec::new();
+        client.poll_output(&mut out);
+        assert!(
+            out.is_empty(),
+            "{from:?} {to:?}: {}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(
+            client.poll_event(),
+            Some(ClientEvent::Done(SendOutcome::Unsendable(
+                "invalid address in the envelope"
+            )))
+        );
+    }
 }
 
 fn tls_server() -> ServerConfig {

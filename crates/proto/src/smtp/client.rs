@@ -33,6 +33,7 @@
 use std::collections::VecDeque;
 use std::mem;
 
+use super::address::Mailbox;
 use super::command::Body;
 use super::reply::{Reply, ReplyLine, ReplyParser};
 use crate::line::{scan_line, Scan, Terminator};
@@ -116,6 +117,11 @@ pub enum SendOutcome {
     Failed(Reply),
     /// Refused for now: keep the message for the next attempt.
     Retry(Reply),
+    /// Not sent at all, for a reason of ours (E-MailRelay 2.6.1's words):
+    /// the message needs an extension the server does not offer, or its
+    /// envelope holds an address no command may carry. Fail it; there is
+    /// no reply code.
+    Unsendable(&'static str),
 }
 
 /// Something the driver must act on.
@@ -141,6 +147,7 @@ pub struct Capabilities {
     pub eightbitmime: bool,
     pub smtputf8: bool,
     pub binarymime: bool,
+    pub chunking: bool,
     pub size: Option<u64>,
     pub starttls: bool,
     pub auth: Vec<String>,
@@ -300,12 +307,8 @@ impl ClientSession {
         if self.state != State::Ready {
             return;
         }
-        if let Some(missing) = self.missing_extension(&message) {
-            let reply = Reply::new(
-                554,
-                format!("cannot send: the server does not offer {missing}"),
-            );
-            return self.done(SendOutcome::Failed(reply));
+        if let Some(reason) = self.unsendable(&message) {
+            return self.done(SendOutcome::Unsendable(reason));
         }
         self.state = State::Envelope;
         self.rejected.clear();
@@ -364,18 +367,33 @@ impl ClientSession {
         }
     }
 
-    fn missing_extension(&self, message: &OutgoingMessage) -> Option<&'static str> {
+    /// Why the message cannot go to this server, in E-MailRelay 2.6.1's
+    /// words and order: an extension it needs and the server lacks (with
+    /// the `*strict` switches), or an address that is not a valid path,
+    /// the last line of defence against command injection from an edited
+    /// envelope.
+    fn unsendable(&self, message: &OutgoingMessage) -> Option<&'static str> {
         let strict = self.config.strict;
-        match message.body {
-            Body::EightBitMime if strict.eightbit && !self.caps.eightbitmime => {
-                return Some("8BITMIME")
-            }
-            Body::BinaryMime if strict.binarymime && !self.caps.binarymime => {
-                return Some("BINARYMIME")
-            }
-            _ => {}
+        let caps = &self.caps;
+        if message.body == Body::EightBitMime && strict.eightbit && !caps.eightbitmime {
+            return Some("cannot send 8-bit message to 7-bit server");
         }
-        (message.smtputf8 && strict.smtputf8 && !self.caps.smtputf8).then_some("SMTPUTF8")
+        // RFC 3030 section 3: BINARYMIME needs CHUNKING as well.
+        let binary_ok = caps.binarymime && caps.chunking;
+        if message.body == Body::BinaryMime && strict.binarymime && !binary_ok {
+            return Some("cannot send binarymime message to a non-chunking server");
+        }
+        if message.smtputf8 && strict.smtputf8 && !caps.smtputf8 {
+            return Some("cannot send utf8 message to non-smtputf8 server");
+        }
+        let bad_to = message
+            .to
+            .iter()
+            .any(|to| to.is_empty() || Mailbox::new(to).is_err());
+        let bad_auth = (message.auth.as_deref())
+            .is_some_and(|a| a.contains(|c: char| c.is_control() || c == ' '));
+        (Mailbox::new(&message.from).is_err() || bad_to || bad_auth)
+            .then_some("invalid address in the envelope")
     }
 
     // ---- replies ----
@@ -671,6 +689,7 @@ fn parse_capabilities(reply: &Reply) -> Capabilities {
             "8BITMIME" => caps.eightbitmime = true,
             "SMTPUTF8" => caps.smtputf8 = true,
             "BINARYMIME" => caps.binarymime = true,
+            "CHUNKING" => caps.chunking = true,
             "STARTTLS" => caps.starttls = true,
             "SIZE" => caps.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
             "AUTH" => caps.auth = words.map(|w| w.to_ascii_uppercase()).collect(),
