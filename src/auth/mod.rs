@@ -8,6 +8,7 @@
 //! variable time; fail a message because a token service is down.
 
 mod http;
+pub mod lockout;
 pub mod network;
 pub mod oauth;
 #[cfg(feature = "pam")]
@@ -60,6 +61,8 @@ enum Source {
 pub struct ServerAuth {
     source: Source,
     policy: MechanismPolicy,
+    /// Failures per client address, across connections.
+    lockout: lockout::Lockout,
 }
 
 impl std::fmt::Debug for ServerAuth {
@@ -93,7 +96,11 @@ impl ServerAuth {
             }
             Source::Secrets(Box::new(secrets))
         };
-        Ok(ServerAuth { source, policy })
+        Ok(ServerAuth {
+            source,
+            policy,
+            lockout: lockout::Lockout::default(),
+        })
     }
 
     /// What a session from `peer` is offered, and the trusted keyword if
@@ -131,8 +138,31 @@ impl ServerAuth {
         plain && self.policy.allows_apop(secure)
     }
 
-    /// Checks what a client claimed.
-    pub async fn check(&self, credentials: Credentials) -> AuthResult {
+    /// Checks what a client at `peer` claimed. An address with too many
+    /// recent failures is refused without a check (see [`lockout`]).
+    pub async fn check(&self, peer: Option<IpAddr>, credentials: Credentials) -> AuthResult {
+        let now = std::time::Instant::now();
+        if let Some(ip) = peer {
+            if self.lockout.admit(ip, now) == lockout::Admission::LockedOut {
+                return AuthResult::Rejected;
+            }
+        }
+        let result = self.check_credentials(credentials).await;
+        match (&result, peer) {
+            (AuthResult::Accepted { .. }, Some(ip)) => self.lockout.succeeded(ip),
+            (AuthResult::Rejected, Some(ip)) if self.lockout.failed(ip, now) => {
+                crate::warning!(
+                    "authentication: too many failures from {}: all authentication from it refused for {}s",
+                    ip.to_canonical(),
+                    lockout::WINDOW.as_secs()
+                );
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn check_credentials(&self, credentials: Credentials) -> AuthResult {
         let user = credentials.user().to_string();
         let good = match &self.source {
             Source::Secrets(secrets) => check_secret(secrets.server.get(&user), &credentials),
@@ -385,6 +415,7 @@ mod tests {
         ServerAuth {
             source: Source::Secrets(Box::new(Secrets::parse(text, Path::new("test")).unwrap())),
             policy: MechanismPolicy::default(),
+            lockout: lockout::Lockout::default(),
         }
     }
 
@@ -416,20 +447,20 @@ mod tests {
         let auth = secrets("server plain alice e+3Dmc2\nserver md5 bob 9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\n");
         let accepted = |name: &str| AuthResult::Accepted { name: name.into() };
         assert_eq!(
-            auth.check(password("alice", "e=mc2")).await,
+            auth.check(None, password("alice", "e=mc2")).await,
             accepted("alice")
         );
         assert_eq!(
-            auth.check(password("alice", "e=mc3")).await,
+            auth.check(None, password("alice", "e=mc3")).await,
             AuthResult::Rejected
         );
         assert_eq!(
-            auth.check(password("nobody", "")).await,
+            auth.check(None, password("nobody", "")).await,
             AuthResult::Rejected
         );
         // A hash cannot check a clear password, even the right one.
         assert_eq!(
-            auth.check(password("bob", "password123")).await,
+            auth.check(None, password("bob", "password123")).await,
             AuthResult::Rejected
         );
         let challenge = "<1.2@relay>".to_string();
@@ -441,7 +472,7 @@ mod tests {
             challenge,
             digest,
         };
-        assert_eq!(auth.check(cram).await, accepted("bob"));
+        assert_eq!(auth.check(None, cram).await, accepted("bob"));
     }
 
     #[tokio::test]

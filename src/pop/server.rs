@@ -47,6 +47,7 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared: Ar
     shared.started.fetch_add(1, Ordering::Relaxed);
     let mut conn = Conn {
         shared: Arc::clone(&shared),
+        peer: peer.map(|p| p.ip()),
         peer_text: peer_text.clone(),
         maildrop: None,
     };
@@ -57,6 +58,7 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared: Ar
 
 struct Conn {
     shared: Arc<PopShared>,
+    peer: Option<std::net::IpAddr>,
     peer_text: String,
     maildrop: Option<Maildrop>,
 }
@@ -196,7 +198,7 @@ impl Conn {
     async fn authenticate(&mut self, method: AuthMethod, credentials: Credentials) -> AuthResult {
         let user = credentials.user().to_string();
         let auth = Arc::clone(&self.shared.settings.auth);
-        let result = Box::pin(auth.check(credentials)).await;
+        let result = Box::pin(auth.check(self.peer, credentials)).await;
         // E-MailRelay's mechanism names: USER/PASS is checked as PLAIN.
         let mechanism = match method {
             AuthMethod::UserPass => "plain".to_string(),

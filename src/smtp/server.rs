@@ -435,7 +435,7 @@ impl Conn {
             return AuthResult::Rejected;
         };
         let user = credentials.user().to_string();
-        let result = Box::pin(auth.check(credentials)).await;
+        let result = Box::pin(auth.check(self.peer.map(|p| p.ip()), credentials)).await;
         // E-MailRelay's lines, which its fail2ban filter matches.
         let mechanism = mechanism.name();
         match &result {

@@ -334,3 +334,61 @@ fn deliver_refuses_mailboxes_and_maildirs_that_are_symbolic_links() {
         "nothing written through a link"
     );
 }
+
+/// Python smtplib logins from `source` (an address on loopback), `n` at
+/// once; prints one reply code per attempt, in order of the attempts.
+const LOGINS: &str = r#"
+import smtplib, sys, threading
+port, source, user, password, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+codes = [None] * n
+def login(i):
+    s = smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=20)
+    s.ehlo("probe")
+    s.esmtp_features["auth"] = "PLAIN"  # one attempt per connection
+    try:
+        codes[i] = s.login(user, password)[0]
+    except smtplib.SMTPAuthenticationError as e:
+        codes[i] = e.smtp_code
+    s.quit()
+threads = [threading.Thread(target=login, args=(i,)) for i in range(n)]
+for t in threads: t.start()
+for t in threads: t.join(30)
+print(" ".join(str(c) for c in codes))
+"#;
+
+fn logins(port: u16, source: &str, password: &str, n: usize) -> String {
+    let (code, out, err) = run(
+        Command::new("python3").args([
+            "-c",
+            LOGINS,
+            &port.to_string(),
+            source,
+            "alice",
+            password,
+            &n.to_string(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn an_address_that_fails_authentication_ten_times_is_locked_out_across_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("server.auth");
+    std::fs::write(&secrets, "server plain alice e+3Dmc2\n").unwrap();
+    let relay = Relay::start(dir.path(), &["--server-auth", secrets.to_str().unwrap()]);
+    // Ten guesses from ten connections at once: each fails on its own.
+    assert_eq!(
+        logins(relay.port, "127.0.0.1", "guess", 10),
+        ["535"; 10].join(" ")
+    );
+    relay.expect_log(
+        "emailrelay: warning: authentication: too many failures from 127.0.0.1: all authentication from it refused for 900s",
+    );
+    // Now even the right password is refused from that address...
+    assert_eq!(logins(relay.port, "127.0.0.1", "e=mc2", 1), "535");
+    // ...but not from another.
+    assert_eq!(logins(relay.port, "127.0.0.2", "e=mc2", 1), "235");
+}

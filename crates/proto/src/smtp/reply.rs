@@ -44,12 +44,29 @@ impl Reply {
         self.lines.join(" ")
     }
 
-    /// Appends the wire form, CRLF after every line.
+    /// Appends the wire form, CRLF after every line. Reply text can come
+    /// from a filter, a verifier or an upstream: a control character in it
+    /// (a CR or LF that would start a forged reply or header above all)
+    /// goes out as a space, so one line of text is always one reply line.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
+        let code = self.code.min(999);
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{sep}{line}\r\n", self.code).as_bytes());
+            let sep = if i == last { b' ' } else { b'-' };
+            out.extend_from_slice(&[
+                b'0' + (code / 100) as u8,
+                b'0' + (code / 10 % 10) as u8,
+                b'0' + (code % 10) as u8,
+                sep,
+            ]);
+            let start = out.len();
+            out.extend_from_slice(line.as_bytes());
+            for byte in &mut out[start..] {
+                if byte.is_ascii_control() && *byte != b'\t' {
+                    *byte = b' ';
+                }
+            }
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
@@ -120,6 +137,20 @@ impl ReplyParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_reply_text_never_make_a_second_line() {
+        let mut out = Vec::new();
+        Reply::new(452, "multi\rX-Injected: 1\n250 ok\0").write_to(&mut out);
+        assert_eq!(out, b"452 multi X-Injected: 1 250 ok \r\n");
+        out.clear();
+        Reply {
+            code: 250,
+            lines: vec!["a\tb".into(), "c".into()],
+        }
+        .write_to(&mut out);
+        assert_eq!(out, b"250-a\tb\r\n250 c\r\n");
+    }
 
     #[test]
     fn formats_multi_line_replies() {
