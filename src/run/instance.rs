@@ -15,6 +15,7 @@ use crate::config::InstanceSettings;
 use crate::control::Connections;
 use crate::filter::{Filter, FilterSpec};
 use crate::pop::PopShared;
+use crate::serve::SessionLimit;
 use crate::smtp::forward::Forwarder;
 use crate::smtp::server::{ServerSettings, Shared};
 use crate::store::Spool;
@@ -130,6 +131,7 @@ impl Prepared {
         stop: &watch::Sender<bool>,
         pid: u32,
         connections: &Arc<Connections>,
+        sessions: &Arc<SessionLimit>,
         unit: Option<Arc<str>>,
     ) -> anyhow::Result<Running> {
         let settings = &self.settings;
@@ -159,10 +161,15 @@ impl Prepared {
         // E-MailRelay compatibility: with several instances, the startup
         // lines say whose they are.
         let tag = unit.as_ref().map(|u| format!("[{u}] ")).unwrap_or_default();
+        let busy = format!(
+            "421 {} too many connections: try again later\r\n",
+            shared.settings.domain
+        );
         let accept = Accept {
             connections: Arc::clone(connections),
             unit,
             log_peer: true,
+            limit: Some((Arc::clone(sessions), Arc::from(busy.into_bytes()))),
         };
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
@@ -191,6 +198,7 @@ impl Prepared {
                 connections.listening(listen.to_string());
                 let accept = Accept {
                     log_peer: false,
+                    limit: None,
                     ..accept.clone()
                 };
                 let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
@@ -208,8 +216,14 @@ impl Prepared {
                 for (listen, listener) in listeners.pop {
                     info!("{tag}pop server on {listen}");
                     connections.listening(listen.to_string());
-                    let (shared, stop_rx, accept) =
-                        (Arc::clone(&shared), stop_rx.clone(), accept.clone());
+                    let accept = Accept {
+                        limit: Some((
+                            Arc::clone(sessions),
+                            Arc::from(&b"-ERR too many connections: try again later\r\n"[..]),
+                        )),
+                        ..accept.clone()
+                    };
+                    let (shared, stop_rx) = (Arc::clone(&shared), stop_rx.clone());
                     acceptors.push(Box::new(move || {
                         spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
                             crate::pop::serve(stream, peer, Arc::clone(&shared))

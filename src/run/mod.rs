@@ -212,11 +212,12 @@ async fn serve(
         let _ = sys::redirect_to_null(&[2]);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let sessions = crate::serve::SessionLimit::from_file_limit();
     let named = prepared.len() > 1;
     let mut running = Vec::new();
     for (instance, listeners) in prepared.into_iter().zip(bound) {
         let unit: Option<Arc<str>> = named.then(|| Arc::from(instance.settings.name.as_str()));
-        running.push(instance.start(listeners, &stop_tx, pid, &connections, unit)?);
+        running.push(instance.start(listeners, &stop_tx, pid, &connections, &sessions, unit)?);
     }
     // E-MailRelay compatibility: every instance's startup lines come
     // before the first connection is accepted (2.6.1 logs them all before

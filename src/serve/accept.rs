@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::{SessionLimit, SessionPermit};
 use crate::control::Connections;
 use crate::net::{self, BoundListener};
 use crate::warning;
@@ -26,6 +27,27 @@ pub struct Accept {
     /// session's lines. E-MailRelay compatibility: 2.6.1 shows it on SMTP
     /// and POP lines, never on admin lines.
     pub log_peer: bool,
+    /// The process's cap on client sessions and what a client over it is
+    /// told before the close (`421 ...` or `-ERR ...`); `None` for the
+    /// admin port, which is never refused.
+    pub limit: Option<(Arc<SessionLimit>, Arc<[u8]>)>,
+}
+
+impl Accept {
+    /// A place for a session from `peer_text`, or `None` once the client
+    /// has been told to come back later.
+    fn admit(&self, peer_text: &str, tell: impl FnOnce(&[u8])) -> Option<Option<SessionPermit>> {
+        let Some((limit, busy)) = &self.limit else {
+            return Some(None);
+        };
+        match limit.try_admit(peer_text) {
+            Some(permit) => Some(Some(permit)),
+            None => {
+                tell(busy);
+                None
+            }
+        }
+    }
 }
 
 /// Accepts connections until `stop` changes, running the future that
@@ -41,7 +63,11 @@ where
     F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let start = move |stream: Box<dyn net::Stream>, local: String, peer: Option<SocketAddr>| {
+    let limit = accept.clone();
+    let start = move |stream: Box<dyn net::Stream>,
+                      local: String,
+                      peer: Option<SocketAddr>,
+                      permit: Option<SessionPermit>| {
         let peer_text = peer
             .as_ref()
             .map_or_else(|| "unix".into(), net::display_addr);
@@ -55,6 +81,7 @@ where
         tokio::spawn(crate::log::scope(context, async move {
             session.await;
             drop(registered);
+            drop(permit);
         }));
     };
     match listener {
@@ -65,12 +92,19 @@ where
                     tokio::select! {
                         accepted = listener.accept() => match accepted {
                             Ok((stream, peer)) => {
+                                // Over the cap: told with one non-blocking
+                                // write (it fits any socket buffer), closed.
+                                let Some(permit) = limit.admit(&net::display_addr(&peer), |busy| {
+                                    let _ = stream.try_write(busy);
+                                }) else {
+                                    continue;
+                                };
                                 let _ = stream.set_nodelay(true);
                                 let local = stream
                                     .local_addr()
                                     .map(|a| net::display_addr(&a))
                                     .unwrap_or_default();
-                                start(Box::new(stream), local, Some(peer));
+                                start(Box::new(stream), local, Some(peer), permit);
                             }
                             Err(e) => {
                                 warning!("accept failed: {e}");
@@ -88,12 +122,17 @@ where
                 loop {
                     tokio::select! {
                         accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                            let Some(permit) = limit.admit("unix", |busy| {
+                                let _ = stream.try_write(busy);
+                            }) else {
+                                continue;
+                            };
                             let local = stream
                                 .local_addr()
                                 .ok()
                                 .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
                                 .unwrap_or_default();
-                            start(Box::new(stream), local, None);
+                            start(Box::new(stream), local, None, permit);
                         },
                         _ = stop.changed() => return,
                     }

@@ -1,13 +1,14 @@
 //! What the SMTP and POP servers share: the accept loop, admission of a
 //! new connection (`--remote-clients`), reads and writes bounded by
 //! deadlines, the TLS handshake (implicit or upgraded), the clean close,
-//! session counting for shutdown, and the random part of authentication
-//! challenges.
+//! session counting for shutdown, the cap on open sessions, and the random
+//! part of authentication challenges.
 //!
 //! Must not: know either protocol. Each driver says its own words (SMTP's
 //! 554, POP's silence) around these.
 
 mod accept;
+mod limit;
 mod tls;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use accept::{spawn_acceptor, Accept};
+pub use limit::{SessionLimit, SessionPermit};
 pub use tls::handshake;
 
 use crate::net::Stream;

@@ -392,3 +392,61 @@ fn an_address_that_fails_authentication_ten_times_is_locked_out_across_connectio
     // ...but not from another.
     assert_eq!(logins(relay.port, "127.0.0.2", "e=mc2", 1), "235");
 }
+
+#[test]
+fn a_connection_flood_under_a_low_file_limit_leaves_the_admin_port_and_new_clients_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = crate::harness::free_port();
+    let port = crate::harness::free_port();
+    let relay = Relay::launch_under(
+        &["sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\""],
+        &dir.path().join("spool"),
+        &dir.path().join("relay.log"),
+        port,
+        &["--admin", &admin.to_string()],
+    );
+    // 64 descriptors leave room for (64 - 32) / 4 = 8 sessions.
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    for _ in 0..60 {
+        let mut c = crate::harness::Client::connect(port);
+        let greeting = c.reply();
+        if greeting.starts_with("220 ") {
+            flood.push(c);
+        } else {
+            assert_eq!(
+                greeting,
+                "421 relay.example.com too many connections: try again later\r\n"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!((flood.len(), refused), (8, 52));
+    relay.expect_log("emailrelay: warning: too many connections: 8 sessions open, the most the open-file limit allows: refusing 127.0.0.1:");
+    // The admin port still answers, and so does a session in the flood.
+    let mut a = crate::harness::Client::connect(admin);
+    a.send("pid\r\n");
+    assert!(a
+        .read_until("E-MailRelay> ")
+        .starts_with(&relay.proc.pid().to_string()));
+    assert!(flood[0]
+        .send_message(
+            "a@example.com",
+            &["b@example.com"],
+            "Subject: s\r\n\r\nx\r\n"
+        )
+        .starts_with("250"));
+    // When the flood ends, new clients are served again.
+    drop(flood);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let mut c = crate::harness::Client::connect(port);
+        c.reply().starts_with("220 ")
+    }));
+    let reply = crate::harness::send_one(
+        port,
+        "a@example.com",
+        &["b@example.com"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+}
