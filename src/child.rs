@@ -63,20 +63,24 @@ pub async fn run(path: &Path, args: &[&OsStr], timeout: Duration) -> Result<Exit
         reason: e.to_string(),
     })?;
     let group = child.id();
+    // Dropped before the program exits (a timeout, or the relay shutting
+    // down with the session's task still waiting): the whole group goes,
+    // not only the program, so nothing it started outlives the relay.
+    let mut guard = GroupGuard(group);
     let reader = tokio::spawn(read_capped(child.stdout.take()));
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status,
-        Ok(Err(e)) => {
-            kill_group(group);
-            return Err(ChildError::Wait(e.to_string()));
-        }
+        Ok(Err(e)) => return Err(ChildError::Wait(e.to_string())),
         Err(_) => {
-            kill_group(group);
+            guard.kill();
             let _ = child.wait().await;
             reader.abort();
             return Err(ChildError::Timeout(timeout.as_secs()));
         }
     };
+    // E-MailRelay compatibility: what a program that exited by itself
+    // left running in the background is its own business.
+    guard.0 = None;
     let output = match tokio::time::timeout(OUTPUT_GRACE, reader).await {
         Ok(Ok(output)) => output,
         _ => String::new(),
@@ -120,15 +124,26 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-/// Kills the program's whole process group.
-fn kill_group(pid: Option<u32>) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
-        return;
-    };
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+/// Kills the program's whole process group when dropped, unless disarmed
+/// (its `Option` taken) once the program has exited by itself.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +198,68 @@ mod tests {
             stat.is_empty() || stat.contains(") Z ")
         });
         assert!(gone, "child {pid} still running");
+    }
+
+    /// Waits (bounded) for the pid in `pidfile` and then for it to be gone.
+    fn gone_after_start(pidfile: &Path) -> bool {
+        let mut pid = None;
+        for _ in 0..250 {
+            pid = std::fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            if pid.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = pid.expect("the program wrote its child's pid");
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.contains(") Z ")
+        })
+    }
+
+    #[tokio::test]
+    async fn abandoning_the_wait_kills_the_group_too() {
+        let (path, dir) = sh("sleep 30 & echo $! > \"$1\"; sleep 30");
+        let pidfile = dir.path().join("child.pid");
+        let running = tokio::spawn({
+            let (path, pidfile) = (path.clone(), pidfile.clone());
+            async move { run(&path, &[pidfile.as_os_str()], Duration::from_secs(60)).await }
+        });
+        let started = pidfile.clone();
+        let wait = tokio::task::spawn_blocking(move || {
+            (0..250).any(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                started.exists()
+            })
+        });
+        assert!(wait.await.unwrap());
+        running.abort();
+        let _ = running.await;
+        assert!(
+            tokio::task::spawn_blocking(move || gone_after_start(&pidfile))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_program_leaves_behind_when_it_exits_is_left_alone() {
+        let (path, dir) = sh("sleep 2 & echo $! > \"$1\"; exit 0");
+        let pidfile = dir.path().join("child.pid");
+        // The background sleep holds stdout: the grace period ends the read.
+        let exit = run(&path, &[pidfile.as_os_str()], Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(exit.code, 0);
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .to_string();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.contains(") S ") || stat.contains(") R "), "{stat}");
     }
 
     #[tokio::test]

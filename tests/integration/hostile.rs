@@ -450,3 +450,58 @@ fn a_connection_flood_under_a_low_file_limit_leaves_the_admin_port_and_new_clien
     );
     assert!(reply.starts_with("250"), "{reply}");
 }
+
+#[test]
+fn a_filter_and_what_it_started_do_not_outlive_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("background.pid");
+    let filter = dir.path().join("filter.sh");
+    std::fs::write(
+        &filter,
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nsleep 300\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&filter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut relay = Relay::start(dir.path(), &["--filter", filter.to_str().unwrap()]);
+    let port = relay.port;
+    // The client waits for the reply to its message while the filter runs.
+    let client = std::thread::spawn(move || {
+        crate::harness::send_one(
+            port,
+            "a@example.com",
+            &["b@example.com"],
+            "Subject: s\r\n\r\nx\r\n",
+        )
+    });
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|t| t.ends_with('\n'))
+    }));
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        relay.proc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        relay.log_text()
+    );
+    let gone = wait_until(Duration::from_secs(5), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.contains(") Z ")
+    });
+    assert!(
+        gone,
+        "the filter's background child {pid} survived the relay"
+    );
+    let reply = client.join().unwrap();
+    assert!(!reply.starts_with("250"), "{reply}");
+    assert!(
+        relay.files(".envelope").is_empty(),
+        "nothing was acknowledged, nothing is kept"
+    );
+}
