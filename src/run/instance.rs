@@ -105,6 +105,12 @@ impl Prepared {
     /// resolve (a long-running relay only: a one-shot run will say so soon
     /// enough).
     pub async fn warn_early(&self) {
+        // Not in E-MailRelay 2.6.1: an open relay is worth a line at startup.
+        let open = (self.settings.smtp.as_ref())
+            .is_some_and(|s| s.remote_clients && s.auth.is_none() && self.verifier.is_none());
+        if open {
+            warning!("--remote-clients with neither --server-auth nor --address-verifier: any host that can connect can relay mail through this server");
+        }
         let forward = &self.settings.forward;
         if forward.immediate {
             warning!("using --immediate can result in client timeout errors: try --forward-on-disconnect instead");

@@ -505,3 +505,24 @@ fn a_filter_and_what_it_started_do_not_outlive_the_relay() {
         "nothing was acknowledged, nothing is kept"
     );
 }
+
+#[test]
+fn an_open_relay_is_warned_about_at_startup() {
+    const WARNING: &str = "emailrelay: warning: --remote-clients with neither --server-auth nor --address-verifier: any host that can connect can relay mail through this server";
+    let dir = tempfile::tempdir().unwrap();
+    let open = Relay::start(dir.path(), &["--remote-clients"]);
+    open.expect_log(WARNING);
+    let secrets = dir.path().join("server.auth");
+    std::fs::write(&secrets, "server plain alice e+3Dmc2\n").unwrap();
+    let closed = Relay::start(
+        dir.path(),
+        &[
+            "--remote-clients",
+            "--server-auth",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    assert!(!closed.log_text().contains(WARNING));
+    let local = Relay::start(dir.path(), &[]);
+    assert!(!local.log_text().contains(WARNING));
+}
