@@ -264,6 +264,7 @@ impl Conn {
             auth,
             ..ServerConfig::default()
         });
+        session.set_free_space(shared.spool.free_space());
         let idle = settings.idle_timeout;
         let mut shutdown = self.shared.shutdown.clone();
         let mut buf = vec![0u8; 4096];
@@ -390,6 +391,7 @@ impl Conn {
                 Event::MessageEnd => {
                     let name = session.authentication().map(|a| a.name.clone());
                     let result = self.end_message(session.transaction().clone(), name).await;
+                    session.set_free_space(self.shared.spool.free_space());
                     session.answer_message(result);
                     self.reply_outside_context = true;
                 }

@@ -34,6 +34,10 @@ pub use incoming::{link_or_copy, NewMessage, Prepared};
 pub use locked::Locked;
 pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
 
+/// Space kept free on the spool's file system when judging MAIL's `SIZE=`:
+/// envelopes, log files and messages already arriving need room too.
+pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
 /// Spool files are created `rw-rw----`, as E-MailRelay does.
 const FILE_MODE: u32 = 0o660;
 
@@ -201,6 +205,15 @@ impl Spool {
             content: Some(BufWriter::with_capacity(32 * 1024, file)),
             size: 0,
         })
+    }
+
+    /// Octets a new message may take now: the space available to us on
+    /// the spool's file system less [`FREE_SPACE_RESERVE`], or `None` if
+    /// it cannot be told.
+    pub fn free_space(&self) -> Option<u64> {
+        let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
+        let free = u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size());
+        Some(free.saturating_sub(FREE_SPACE_RESERVE))
     }
 
     /// Ids of messages waiting to be forwarded (`.envelope`), oldest first.

@@ -526,3 +526,25 @@ fn an_open_relay_is_warned_about_at_startup() {
     let local = Relay::start(dir.path(), &[]);
     assert!(!local.log_text().contains(WARNING));
 }
+
+#[test]
+fn mail_size_beyond_the_free_space_of_the_spool_gets_452() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let mut c = crate::harness::Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO client.example");
+    // An exabyte does not fit on this machine's disk.
+    assert_eq!(
+        c.command("MAIL FROM:<a@example.com> SIZE=1000000000000000000"),
+        "452 insufficient system storage"
+    );
+    assert_eq!(
+        c.command("MAIL FROM:<a@example.com> SIZE=1000"),
+        "250 sender <a@example.com> OK"
+    );
+    assert!(
+        relay.files(".content").len() == 1,
+        "the content file is made only for the second"
+    );
+}

@@ -1417,3 +1417,22 @@ fn the_hop_limit_applies_to_bdat_and_zero_turns_it_off() {
     let got = h.feed(format!("{}\r\n.\r\n", "Received: x\r\n".repeat(500)).as_bytes());
     assert_eq!(got, "250 message processed\r\n");
 }
+
+#[test]
+fn a_declared_size_the_spool_cannot_take_is_refused_for_now() {
+    let mut h = Harness::new(relay_config());
+    h.session.set_free_space(Some(1000));
+    h.feed(b"EHLO vm\r\n");
+    let got = h.feed(b"MAIL FROM:<a@b> SIZE=1001\r\nMAIL FROM:<a@b> SIZE=1000\r\n");
+    assert_eq!(
+        got,
+        "452 insufficient system storage\r\n250 sender <a@b> OK\r\n"
+    );
+    // Unknown space, or no SIZE=: no check.
+    h.feed(b"RSET\r\n");
+    h.session.set_free_space(None);
+    assert_eq!(
+        h.feed(b"MAIL FROM:<a@b> SIZE=99999999\r\n"),
+        "250 sender <a@b> OK\r\n"
+    );
+}

@@ -307,9 +307,18 @@ pub struct ServerSession {
     warned_long_line: bool,
     close_reason: &'static str,
     auth: auth::AuthState,
+    /// Octets the driver last said the spool can take (`None`: unknown).
+    free_space: Option<u64>,
 }
 
 impl ServerSession {
+    /// How many octets the spool can take now, for MAIL's `SIZE=`: a
+    /// message declared larger is refused for now (452) before any of it
+    /// is sent. The driver says it at the start and after each message.
+    pub fn set_free_space(&mut self, octets: Option<u64>) {
+        self.free_space = octets;
+    }
+
     /// A new session; the 220 greeting is already in the output.
     pub fn new(config: ServerConfig) -> ServerSession {
         let greeting = match &config.ident {
@@ -336,6 +345,7 @@ impl ServerSession {
             warned_long_line: false,
             close_reason: "smtp protocol done",
             auth: auth::AuthState::default(),
+            free_space: None,
         };
         match enabled {
             true => session.reply(220, &greeting),
@@ -716,6 +726,14 @@ impl ServerSession {
         let MailFrom { path, mut params } = mail;
         if self.config.max_size > 0 && params.size.unwrap_or(0) > self.config.max_size {
             return self.reply(552, "message size exceeds fixed maximum message size");
+        }
+        // RFC 1870 section 6.1: a declared size the spool cannot take now.
+        if params
+            .size
+            .zip(self.free_space)
+            .is_some_and(|(size, free)| size > free)
+        {
+            return self.reply(452, "insufficient system storage");
         }
         if self.config.smtputf8_strict && path.has_utf8_local_part() && !params.smtputf8 {
             // E-MailRelay compatibility: "smptutf8" sic.
