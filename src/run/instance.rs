@@ -74,6 +74,7 @@ impl Prepared {
             Ok(n) => info!("recovered {n} message(s) left locked by a previous run"),
             Err(e) => warning!("{e}"),
         }
+        spool.sweep(std::time::SystemTime::now());
         let filters = &settings.filters;
         let filter = |specs: &Vec<FilterSpec>| {
             (!specs.is_empty())
@@ -255,6 +256,10 @@ impl Prepared {
             unit: accept.unit.clone(),
             ..Default::default()
         };
+        tokio::spawn(crate::log::scope(
+            context.clone(),
+            sweep_spool(Arc::clone(&self.spool), stop_rx.clone()),
+        ));
         let forward_task = tokio::spawn(crate::log::scope(
             context,
             Arc::clone(&self.forwarder).run(stop_rx),
@@ -272,6 +277,20 @@ impl Prepared {
             forward_task,
             deferred: acceptors,
         })
+    }
+}
+
+/// Sweeps the spool every [`crate::store::SWEEP_INTERVAL`] until shutdown
+/// (see `store::sweep`: stale locks and orphans a crash left behind).
+async fn sweep_spool(spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(crate::store::SWEEP_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        let spool = Arc::clone(&spool);
+        let _ =
+            tokio::task::spawn_blocking(move || spool.sweep(std::time::SystemTime::now())).await;
     }
 }
 

@@ -19,6 +19,7 @@ mod envelope;
 mod incoming;
 mod locked;
 mod maildrop;
+mod sweep;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -33,6 +34,7 @@ use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
 pub use locked::Locked;
 pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
+pub use sweep::{Swept, SWEEP_INTERVAL};
 
 /// Space kept free on the spool's file system when judging MAIL's `SIZE=`:
 /// envelopes, log files and messages already arriving need room too.

@@ -548,3 +548,47 @@ fn mail_size_beyond_the_free_space_of_the_spool_gets_452() {
         "the content file is made only for the second"
     );
 }
+
+#[test]
+fn orphans_a_crash_left_are_swept_at_startup_and_fresh_files_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let name = |n: u32, suffix: &str| spool.join(format!("emailrelay.9.9.{n}{suffix}"));
+    for path in [
+        name(1, ".envelope.new"),
+        name(1, ".content"),
+        name(2, ".content"),
+        name(3, ".content"),
+    ] {
+        std::fs::write(&path, "Subject: x\r\n\r\n").unwrap();
+    }
+    // 1 and 2 are two days old; 3 is fresh (a session may still own it).
+    let (code, _, err) = run(
+        Command::new("touch").args(["-d", "2 days ago"]).args([
+            name(1, ".envelope.new"),
+            name(1, ".content"),
+            name(2, ".content"),
+        ]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{err}");
+    let relay = Relay::launch(
+        &spool,
+        &dir.path().join("relay.log"),
+        crate::harness::free_port(),
+        &[],
+    );
+    let log = relay.expect_log(&format!(
+        "emailrelay: warning: removed [{}]: left behind by an interrupted message and unchanged for 24h",
+        name(2, ".content").display()
+    ));
+    for gone in [
+        name(1, ".envelope.new"),
+        name(1, ".content"),
+        name(2, ".content"),
+    ] {
+        assert!(!gone.exists(), "{} survived:\n{log}", gone.display());
+    }
+    assert!(name(3, ".content").exists());
+}
