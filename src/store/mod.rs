@@ -214,7 +214,10 @@ impl Spool {
     /// it cannot be told.
     pub fn free_space(&self) -> Option<u64> {
         let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
-        let free = u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size());
+        // Both are u64 on Linux; other systems' narrower types widen.
+        #[allow(clippy::useless_conversion)]
+        let free =
+            u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
         Some(free.saturating_sub(FREE_SPACE_RESERVE))
     }
 

@@ -70,10 +70,11 @@ impl Spool {
         }
         for (id, suffixes) in messages {
             let has = |s: &str| suffixes.contains(&s);
-            if has(".envelope.busy") && self.unchanged(&id, ".envelope.busy", now, BUSY_AGE, true) {
-                if self.put_back(&id) {
-                    swept.recovered.push(id.clone());
-                }
+            if has(".envelope.busy")
+                && self.unchanged(&id, ".envelope.busy", now, BUSY_AGE, true)
+                && self.put_back(&id)
+            {
+                swept.recovered.push(id.clone());
             }
             if has(".envelope.new") && self.unchanged(&id, ".envelope.new", now, ORPHAN_AGE, false)
             {

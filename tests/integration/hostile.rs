@@ -133,7 +133,8 @@ fn edited_envelopes_never_become_upstream_commands() {
     let sink = crate::harness::Sink::start(dir.path());
     let spool = dir.path().join("spool");
     let long = format!("{}@example.com", "x".repeat(100_000));
-    let cases: Vec<(Box<dyn Fn(&str) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|e| e.replace("To-Remote: x@y.z", "To-Remote: x@y.z\rRCPT TO:<evil@example.com>")),
             "envelope file has an invalid To-Remote address: control character, space or misplaced @",
