@@ -41,6 +41,8 @@ pub struct AdminContext {
 
 /// Why an admin connection ended, for the log line.
 enum End {
+    /// `terminate`: the relay is on its way out.
+    Terminated,
     Quit,
     PeerClosed,
     TooManyErrors,
@@ -63,6 +65,10 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<A
     crate::info!("admin connection from {peer_text}");
     let end = dialogue(stream, &ctx, &peer_text).await;
     let reason = match end {
+        // E-MailRelay compatibility: 2.6.1 exits with the connection
+        // still open, so no line says it closed (and however quickly the
+        // client hangs up, none can race the exit here).
+        End::Terminated => return,
         End::Quit => "",
         End::PeerClosed => "peer disconnected: ",
         End::TooManyErrors => "too many errors: ",
@@ -102,7 +108,7 @@ async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext, peer_text: &str) 
                     AdminCommand::Terminate => {
                         crate::info!("received a terminate command from {peer_text}");
                         let _ = ctx.terminate.send(true);
-                        continue;
+                        break End::Terminated;
                     }
                     AdminCommand::Unrecognised => errors += 1,
                     _ => {}

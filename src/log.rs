@@ -71,8 +71,33 @@ pub struct Context {
     pub unit: Option<Arc<str>>,
     /// The client of a server session.
     pub peer: Option<SocketAddr>,
-    /// The message being forwarded.
-    pub msgid: Option<Arc<str>>,
+    /// The message a forwarding task is on (`--log-format=msgid`), set as
+    /// the task moves from message to message; `None` outside forwarding.
+    pub msgid: Option<MsgIdSlot>,
+}
+
+/// Where a forwarding task keeps the id of its current message. E-MailRelay
+/// compatibility: 2.6.1 goes on showing the last message's id on the
+/// lines that follow it (the pass's last words, the QUIT), until the next.
+pub type MsgIdSlot = Arc<Mutex<Option<Arc<str>>>>;
+
+impl Context {
+    /// This context with a message-id slot of its own, for a forwarding task.
+    pub fn with_msgid_slot(mut self) -> Context {
+        self.msgid = Some(MsgIdSlot::default());
+        self
+    }
+}
+
+/// Says which message the current forwarding task is on: its lines show
+/// `(<pid>.<time>.<sequence>)` with `--log-format=msgid`.
+pub fn set_msgid(id: &str) {
+    let shown: Arc<str> = Arc::from(id.strip_prefix("emailrelay.").unwrap_or(id));
+    let _ = CONTEXT.try_with(|context| {
+        if let Some(Ok(mut slot)) = context.msgid.as_ref().map(|s| s.lock()) {
+            *slot = Some(shown);
+        }
+    });
 }
 
 tokio::task_local! {
@@ -243,10 +268,11 @@ impl Logger {
                 (false, false) => {}
             }
         }
-        if let (true, Some(id)) = (s.msgid, &context.msgid) {
-            // The sequence part of the message id, as E-MailRelay shows it.
-            let tail = id.rsplit('.').next().unwrap_or(id);
-            line.push_str(&format!("({tail}) "));
+        let msgid = (context.msgid.as_ref())
+            .filter(|_| s.msgid)
+            .and_then(|slot| slot.lock().ok().and_then(|id| id.clone()));
+        if let Some(id) = msgid {
+            line.push_str(&format!("({id}) "));
         }
     }
 

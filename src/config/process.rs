@@ -40,7 +40,7 @@ impl ProcessSettings {
             warnings.push("more than one --pid-file: using the first".to_string());
         }
         let close_stderr = args.has("close-stderr") || matches!(mode, Mode::Server | Mode::Proxy);
-        let log = log_settings(args, mode, daemon)?;
+        let log = log_settings(args, mode, daemon, &mut warnings)?;
         if log.enabled && close_stderr && log.file.is_none() && log.syslog.is_none() {
             let option = if args.has("close-stderr") {
                 "--close-stderr"
@@ -122,7 +122,12 @@ fn check_support(args: &Instance) -> Result<Vec<&'static str>, ConfigError> {
     Ok(ignored)
 }
 
-fn log_settings(args: &Instance, mode: Mode, daemon: bool) -> Result<LogSettings, ConfigError> {
+fn log_settings(
+    args: &Instance,
+    mode: Mode,
+    daemon: bool,
+    warnings: &mut Vec<String>,
+) -> Result<LogSettings, ConfigError> {
     let enabled = args.has("log") || mode != Mode::Plain;
     let mut time = args.has("log-time");
     let mut address = args.has("log-address");
@@ -134,13 +139,9 @@ fn log_settings(args: &Instance, mode: Mode, daemon: bool) -> Result<LogSettings
             "port" => port = true,
             "unit" => unit = true,
             "msgid" => msgid = true,
-            other => {
-                return Err(bad(
-                    "log-format",
-                    other,
-                    "expecting time, unit, address, port or msgid",
-                ))
-            }
+            // E-MailRelay compatibility: 2.6.1 ignores what it does not
+            // know; a wrong field loses no mail, so it is a warning here.
+            other => warnings.push(format!("unknown --log-format field ignored: [{other}]")),
         }
     }
     let syslog_wanted =

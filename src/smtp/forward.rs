@@ -303,8 +303,9 @@ impl Forwarder {
                     Arc::clone(&unreachable),
                     Arc::clone(&busy),
                 );
-                // The pass's log context (the instance name) goes with it.
-                let context = crate::log::context();
+                // The pass's log context (the instance name) goes with it,
+                // and each worker shows its own message's id.
+                let context = crate::log::context().with_msgid_slot();
                 tokio::spawn(crate::log::scope(context, async move {
                     this.worker(queue, unreachable, busy).await
                 }))
@@ -437,6 +438,7 @@ impl Forwarder {
             return Verdict::Deferred(None);
         }
         self.started.fetch_add(1, Ordering::Relaxed);
+        crate::log::set_msgid(locked.id().as_str());
         info!(
             "forwarding [{}]{}",
             locked.id(),

@@ -709,3 +709,41 @@ fn a_reply_trickled_a_byte_at_a_time_meets_the_response_timeout() {
     );
     assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
 }
+
+#[test]
+fn log_format_msgid_marks_forwarding_lines_as_2_6_1_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    crate::harness::submit_one(&spool);
+    let id = crate::harness::spool_files(&spool, ".envelope")[0]
+        .trim_end_matches(".envelope")
+        .to_string();
+    let shown = id.trim_start_matches("emailrelay.");
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &sink.address(),
+            "--log-format=msgid,colour",
+            "--verbose",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // E-MailRelay 2.6.1's lines (recorded by hand against its binary):
+    // from the `forwarding [...]` line on, each carries the message's id,
+    // to the pass's last words and the QUIT.
+    for line in [
+        "emailrelay: info: forwarding: [startup]\n".to_string(),
+        format!("emailrelay: info: ({shown}) forwarding [{id}]\n"),
+        format!(
+            "emailrelay: info: ({shown}) smtp connection to {}\n",
+            sink.address()
+        ),
+        format!("emailrelay: info: ({shown}) deleting envelope [{id}.envelope.busy]\n"),
+        format!("emailrelay: info: ({shown}) forwarding: no more messages to send\n"),
+        format!("emailrelay: info: ({shown}) tx>>: \"QUIT\"\n"),
+    ] {
+        assert!(err.contains(&line), "no [{line}] in:\n{err}");
+    }
+}
