@@ -132,7 +132,13 @@ pub fn anonymous(args: &Instance) -> Result<Anonymous, ConfigError> {
     Ok(anonymous)
 }
 
+/// `--interface`, or else the sockets systemd passed (socket activation).
 fn interfaces(args: &Instance) -> Result<Vec<InterfaceSpec>, ConfigError> {
+    if args.values("interface").is_empty() {
+        if let Some(specs) = net::systemd_listeners(&args.name) {
+            return Ok(specs);
+        }
+    }
     net::parse_interfaces(args.values("interface"))
         .map_err(|e| bad("interface", &args.values("interface").join(","), e))
 }

@@ -142,6 +142,48 @@ fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, String> {
     Ok(found)
 }
 
+/// Listening sockets that systemd passed (socket activation, as
+/// `sd_listen_fds(3)` describes it: `LISTEN_PID` is ours, `LISTEN_FDS`
+/// descriptors from 3, named by `LISTEN_FDNAMES` from each socket's
+/// `FileDescriptorName=`): `smtp`, `pop` and `admin` go to that service,
+/// any other name (or none) to SMTP.
+///
+/// Given to one instance only, the first that asks (`instance` is its
+/// name), which is the first without an `--interface` of its own: two
+/// owners of one descriptor would close it twice. `None` when there are
+/// none, or they belong to another instance.
+pub fn systemd_listeners(instance: &str) -> Option<Vec<InterfaceSpec>> {
+    static OWNER: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let ours = std::env::var("LISTEN_PID").ok()?.parse::<u32>().ok()? == std::process::id();
+    let count: i32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if !ours || count <= 0 {
+        return None;
+    }
+    let mut owner = OWNER.lock().unwrap_or_else(|e| e.into_inner());
+    if owner.get_or_insert_with(|| instance.to_string()) != instance {
+        return None;
+    }
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':');
+    let specs = (0..count.min(1024))
+        .map(|i| {
+            let service = match names.next() {
+                Some("pop") => Service::Pop,
+                Some("admin") => Service::Admin,
+                _ => Service::Smtp,
+            };
+            InterfaceSpec {
+                service: Some(service),
+                listen: ListenOn::Fd(SD_LISTEN_FDS_START + i),
+            }
+        })
+        .collect();
+    Some(specs)
+}
+
+/// The first descriptor systemd passes.
+const SD_LISTEN_FDS_START: i32 = 3;
+
 /// The endpoints a service listens on: its own and unprefixed entries, or
 /// the IPv4 and IPv6 wildcards if there are none.
 pub fn listen_addresses(specs: &[InterfaceSpec], service: Service, port: u16) -> Vec<Listen> {

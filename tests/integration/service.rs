@@ -1,7 +1,8 @@
 //! Running under systemd: the `Type=notify` protocol against a datagram
 //! socket the test owns (READY=1 with STATUS=, STOPPING=1 on SIGTERM,
-//! with and without `--user`), and `systemd-analyze verify` on the units
-//! in packaging/systemd.
+//! with and without `--user`), socket activation through `LISTEN_FDS`
+//! with systemd's own `systemd-socket-activate`, and `systemd-analyze
+//! verify` on the units in packaging/systemd.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -94,8 +95,9 @@ fn with_user_the_relay_child_notifies() {
 }
 
 #[test]
-fn systemd_analyze_verifies_the_service_unit() {
-    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/emailrelay.service");
+fn systemd_analyze_verifies_the_service_and_socket_units() {
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
+    let unit = units.join("emailrelay.service");
     // The unit's ExecStart names /usr/sbin/emailrelay, which need not be
     // installed here: verify a copy that names the binary under test.
     let dir = tempfile::tempdir().unwrap();
@@ -107,11 +109,14 @@ fn systemd_analyze_verifies_the_service_unit() {
         text.replace("/usr/sbin/emailrelay ", &format!("{RELAY} ")),
     )
     .unwrap();
+    let socket = dir.path().join("emailrelay.socket");
+    std::fs::copy(units.join("emailrelay.socket"), &socket).unwrap();
     let (code, out, err) = run(
         Command::new(program("systemd-analyze"))
             .arg("verify")
             .arg("--man=no")
-            .arg(&copy),
+            .arg(&copy)
+            .arg(&socket),
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "systemd-analyze verify failed:\n{out}{err}");
@@ -119,7 +124,45 @@ fn systemd_analyze_verifies_the_service_unit() {
     // the machine's own units, which verify also loads).
     let ours: Vec<&str> = err
         .lines()
-        .filter(|l| l.contains("emailrelay.service"))
+        .filter(|l| l.contains("emailrelay.service") || l.contains("emailrelay.socket"))
         .collect();
     assert!(ours.is_empty(), "{err}");
+}
+
+/// systemd's own socket activator hands the relay a listening socket
+/// through LISTEN_FDS (named smtp), and mail goes through it.
+#[test]
+fn socket_activation_through_listen_fds() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::harness::free_port();
+    let log = dir.path().join("relay.log");
+    let spool = dir.path().join("spool");
+    let mut activator = crate::harness::Proc::spawn(
+        Command::new(program("systemd-socket-activate"))
+            .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=smtp", RELAY])
+            .args(["--no-daemon", "--user", "root", "--log", "--log-file"])
+            .arg(&log)
+            .arg("--spool-dir")
+            .arg(&spool),
+    );
+    assert!(crate::harness::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    // The first connection starts the relay, which greets on the socket.
+    let reply = crate::harness::send_one(
+        port,
+        "a@example.com",
+        &["b@example.com"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert_eq!(reply, "250 message processed");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("emailrelay: info: smtp server on fd#3\n"),
+        "{text}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
+    // The activator exec'd the relay: its PID is the relay's.
+    activator.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(activator.wait_exit(Duration::from_secs(20)), Some(0));
 }
