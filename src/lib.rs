@@ -14,6 +14,7 @@ pub mod control;
 pub mod filter;
 pub mod getopt;
 pub mod log;
+pub mod man;
 pub mod net;
 pub mod passwd;
 pub mod pop;
@@ -26,4 +27,4 @@ mod sys;
 pub mod tls;
 pub mod verify;
 
-pub use sys::canonical_hostname;
+pub use sys::{canonical_hostname, help_columns};

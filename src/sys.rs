@@ -241,6 +241,27 @@ pub fn drop_privileges(user: &Account) -> io::Result<()> {
     Ok(())
 }
 
+/// The width `--help` wraps to: `$COLUMNS` if set (as E-MailRelay 2.6.1
+/// reads it), else the width of the terminal on standard output, else 80.
+pub fn help_columns() -> usize {
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()) {
+        return columns;
+    }
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass; a
+    // descriptor that is not a terminal makes it fail, touching nothing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    match ok && size.ws_col > 0 {
+        true => usize::from(size.ws_col),
+        false => 80,
+    }
+}
+
 /// Raises the open-file limit to its hard maximum: every SMTP session is
 /// a descriptor, and a burst of connections must not hit a low soft limit.
 pub fn raise_file_limit() {

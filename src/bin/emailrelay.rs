@@ -18,7 +18,8 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e, false),
     };
     if args.has("help") {
-        print!("{}", help_text(PROGRAM, &banner(), args.has("verbose")));
+        let width = emailrelay::help_columns();
+        print!("{}", help_text(PROGRAM, &banner(), args.has("verbose"), width));
         return ExitCode::SUCCESS;
     }
     if args.has("version") {

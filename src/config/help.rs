@@ -6,10 +6,12 @@ use super::options::{Arg, OptionSpec, Section, Support, OPTIONS};
 
 /// Plain `--help` shows the options up to this level.
 const BASIC_LEVEL: u8 = 20;
-const WIDTH: usize = 80;
+/// Descriptions are never squeezed narrower than this.
+const MIN_DESCRIPTION: usize = 20;
 
-/// The help text; `verbose` for every option, by section.
-pub fn help_text(program: &str, banner: &str, verbose: bool) -> String {
+/// The help text, wrapped to `width` columns; `verbose` for every option,
+/// by section.
+pub fn help_text(program: &str, banner: &str, verbose: bool, width: usize) -> String {
     let mut options: Vec<&OptionSpec> = OPTIONS
         .iter()
         .filter(|o| o.support != Support::WindowsOnly)
@@ -22,7 +24,7 @@ pub fn help_text(program: &str, banner: &str, verbose: bool) -> String {
     } else {
         "abbreviated usage:"
     };
-    text.push_str(&usage_line(label, program, &options));
+    text.push_str(&usage_line(label, program, &options, width));
     text.push('\n');
     if verbose {
         for section in Section::ALL {
@@ -35,7 +37,7 @@ pub fn help_text(program: &str, banner: &str, verbose: bool) -> String {
                 continue;
             }
             text.push_str(&format!("{}\n", section.title()));
-            push_options(&mut text, &in_section, 42);
+            push_options(&mut text, &in_section, 42, width);
             text.push('\n');
         }
         text.push_str(&format!(
@@ -45,7 +47,7 @@ pub fn help_text(program: &str, banner: &str, verbose: bool) -> String {
         ));
     } else {
         text.push('\n');
-        push_options(&mut text, &options, 30);
+        push_options(&mut text, &options, 30, width);
         text.push_str(&format!(
             "\nFor complete usage information run \"{program} --help --verbose\"\n"
         ));
@@ -55,7 +57,7 @@ pub fn help_text(program: &str, banner: &str, verbose: bool) -> String {
 
 /// `usage: emailrelay [-dvh...] [--as-client=<host:port>] ... [<config-file>]`,
 /// wrapped with a two-space indent.
-fn usage_line(label: &str, program: &str, options: &[&OptionSpec]) -> String {
+fn usage_line(label: &str, program: &str, options: &[&OptionSpec], width: usize) -> String {
     let flags: String = options
         .iter()
         .filter(|o| o.arg == Arg::None)
@@ -70,7 +72,7 @@ fn usage_line(label: &str, program: &str, options: &[&OptionSpec]) -> String {
     let mut text = String::new();
     let mut line = String::new();
     for word in words {
-        if !line.is_empty() && line.len() + 1 + word.len() > WIDTH {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
             text.push_str(&line);
             text.push('\n');
             line = "  ".into();
@@ -95,7 +97,7 @@ fn long_form(o: &OptionSpec) -> String {
 
 /// One entry per option: `  -x, --name=<value>` then the description
 /// wrapped in a column starting at `column`.
-fn push_options(text: &mut String, options: &[&OptionSpec], column: usize) {
+fn push_options(text: &mut String, options: &[&OptionSpec], column: usize, width: usize) {
     for o in options {
         let short = o.short.map_or("    ".to_string(), |c| format!("-{c}, "));
         let head = format!("  {short}{}", long_form(o));
@@ -103,7 +105,7 @@ fn push_options(text: &mut String, options: &[&OptionSpec], column: usize) {
         if let Support::Later(feature) = o.support {
             description.push_str(&format!(" (not supported yet: {feature})"));
         }
-        let lines = wrap(&description, WIDTH - column);
+        let lines = wrap(&description, width.saturating_sub(column).max(MIN_DESCRIPTION));
         let mut first = true;
         for line in lines {
             if first && head.len() < column {
@@ -143,7 +145,7 @@ mod tests {
 
     #[test]
     fn plain_help_lists_the_basic_options_in_e_mailrelay_order() {
-        let text = help_text("emailrelay", "banner", false);
+        let text = help_text("emailrelay", "banner", false, 80);
         let names: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("  -"))
@@ -170,7 +172,7 @@ mod tests {
 
     #[test]
     fn verbose_help_has_every_section_and_the_full_flag_cluster() {
-        let text = help_text("emailrelay", "banner", true);
+        let text = help_text("emailrelay", "banner", true, 80);
         assert!(text.starts_with("banner\n\nusage: emailrelay [-dvhlrVQjbgxf1LtXnBJGKem]"));
         for section in Section::ALL {
             assert!(text.contains(&format!("\n{}\n", section.title())));
@@ -181,8 +183,22 @@ mod tests {
         );
         let long: Vec<&str> = text
             .lines()
-            .filter(|l| l.len() > WIDTH && l.trim().contains(' '))
+            .filter(|l| l.len() > 80 && l.trim().contains(' '))
             .collect();
         assert!(long.is_empty(), "{long:?}");
+    }
+
+    #[test]
+    fn help_wraps_to_the_width_it_is_given() {
+        for width in [62, 100, 132] {
+            let text = help_text("emailrelay", "banner", true, width);
+            let long: Vec<&str> = text
+                .lines()
+                .filter(|l| l.len() > width && l.trim().contains(' '))
+                .collect();
+            assert!(long.is_empty(), "{width}: {long:?}");
+        }
+        let wide = help_text("emailrelay", "banner", true, 132);
+        assert!(wide.lines().count() < help_text("emailrelay", "banner", true, 80).lines().count());
     }
 }

@@ -17,7 +17,7 @@ mod address;
 mod content;
 mod idn;
 mod lex;
-mod options;
+pub mod options;
 mod spool;
 
 use std::io::{BufRead, Write};

@@ -388,3 +388,34 @@ fn filter_and_verifier_programs_are_checked_at_startup() {
         "emailrelay: error: invalid filter specification: invalid host:service format\n"
     );
 }
+
+/// The manual pages (generated from the option tables, see src/man.rs)
+/// pass groff's checks with every warning on, and render.
+#[test]
+fn manual_pages_render_with_groff_without_warnings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man");
+    for page in ["emailrelay.1", "emailrelay-submit.1", "emailrelay-passwd.1"] {
+        let path = dir.join(page);
+        let (code, out, err) = crate::harness::run(
+            Command::new(crate::harness::program("groff"))
+                .args(["-man", "-Tascii", "-ww"])
+                .arg(&path),
+            Duration::from_secs(30),
+        );
+        assert_eq!((code, err.as_str()), (0, ""), "{page}");
+        // Bold and underline are overstrikes (`X\x08X`): keep the last.
+        let mut plain = String::new();
+        for c in out.chars() {
+            match c {
+                '\x08' => {
+                    plain.pop();
+                }
+                c => plain.push(c),
+            }
+        }
+        let out = plain;
+        let name = page.trim_end_matches(".1");
+        assert!(out.contains(&format!("{name} - ")), "{page}: {out}");
+        assert!(out.contains("--help"), "{page}: {out}");
+    }
+}
