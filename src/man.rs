@@ -200,7 +200,10 @@ mod tests {
                 std::fs::write(&path, &text).unwrap();
             }
             let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(committed == text, "{file} is stale: run UPDATE_MAN=1 cargo test man");
+            assert!(
+                committed == text,
+                "{file} is stale: run UPDATE_MAN=1 cargo test man"
+            );
         }
     }
 
@@ -208,7 +211,11 @@ mod tests {
     fn every_listed_option_of_help_is_on_the_page() {
         let page = emailrelay_page();
         for o in OPTIONS.iter().filter(|o| o.support != Support::WindowsOnly) {
-            assert!(page.contains(&escape(&format!("--{}", o.name))), "--{} missing", o.name);
+            assert!(
+                page.contains(&escape(&format!("--{}", o.name))),
+                "--{} missing",
+                o.name
+            );
         }
     }
 

@@ -244,7 +244,10 @@ pub fn drop_privileges(user: &Account) -> io::Result<()> {
 /// The width `--help` wraps to: `$COLUMNS` if set (as E-MailRelay 2.6.1
 /// reads it), else the width of the terminal on standard output, else 80.
 pub fn help_columns() -> usize {
-    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()) {
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+    {
         return columns;
     }
     let mut size = libc::winsize {

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     };
     if args.has("help") {
         let width = emailrelay::help_columns();
-        print!("{}", help_text(PROGRAM, &banner(), args.has("verbose"), width));
+        print!(
+            "{}",
+            help_text(PROGRAM, &banner(), args.has("verbose"), width)
+        );
         return ExitCode::SUCCESS;
     }
     if args.has("version") {

@@ -105,7 +105,10 @@ fn push_options(text: &mut String, options: &[&OptionSpec], column: usize, width
         if let Support::Later(feature) = o.support {
             description.push_str(&format!(" (not supported yet: {feature})"));
         }
-        let lines = wrap(&description, width.saturating_sub(column).max(MIN_DESCRIPTION));
+        let lines = wrap(
+            &description,
+            width.saturating_sub(column).max(MIN_DESCRIPTION),
+        );
         let mut first = true;
         for line in lines {
             if first && head.len() < column {

@@ -415,10 +415,18 @@ fn syslog_gets_the_same_lines_with_the_facility() {
     // Read from the start, in the background: relays of other tests that
     // run meanwhile log here too, and the socket's queue is short.
     let reader = syslog.0.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let reading = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
-        while let Ok(n) = reader.recv(&mut buf) {
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(n) = reader.recv(&mut buf) else {
+                continue;
+            };
             if tx
                 .send(String::from_utf8_lossy(&buf[..n]).into_owned())
                 .is_err()
@@ -442,6 +450,60 @@ fn syslog_gets_the_same_lines_with_the_facility() {
         }
     }
     assert!(seen.contains(&wanted), "{seen:?}");
+
+    // The syslog daemon restarts: its socket goes and a new one comes. The
+    // relay's next line fails on the old connection, and it connects again.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reading.join().unwrap();
+    drop(syslog);
+    let restarted = FakeSyslog(std::os::unix::net::UnixDatagram::bind("/dev/log").unwrap());
+    restarted
+        .0
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let wanted = format!(
+        "<158>emailrelay[{}]: info: smtp connection from 127.0.0.1:",
+        relay.proc.pid()
+    );
+    let mut buf = [0u8; 2048];
+    let mut heard = false;
+    for _ in 0..10 {
+        // Each connection makes the relay log a line.
+        drop(std::net::TcpStream::connect(("127.0.0.1", relay.port)));
+        for _ in 0..50 {
+            let Ok(n) = restarted.0.recv(&mut buf) else {
+                break;
+            };
+            heard |= String::from_utf8_lossy(&buf[..n]).starts_with(&wanted);
+        }
+        if heard {
+            break;
+        }
+    }
+    assert!(heard, "no line reached the new syslog socket");
+}
+
+#[test]
+fn sighup_reopens_the_log_file_that_logrotate_moved_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let rotated = relay.log.with_extension("log.1");
+    std::fs::rename(&relay.log, &rotated).unwrap();
+    relay.proc.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || relay.log.exists()));
+    // The relay lives on, and writes to a new file of the old name.
+    let reply = crate::harness::send_one(
+        relay.port,
+        "a@example.com",
+        &["b@example.com"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert_eq!(reply, "250 message processed");
+    let fresh = relay.expect_log("emailrelay: info: tx>>: \"250 message processed\"");
+    assert!(!fresh.contains("smtp server on"), "{fresh}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("smtp server on"), "{old}");
+    assert!(!old.contains("message processed"), "{old}");
 }
 
 #[test]
