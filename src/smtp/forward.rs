@@ -4,7 +4,9 @@
 //!
 //! Outcome rules: the upstream's 2xx to end-of-data deletes the message;
 //! 5xx fails it to `.bad` with the reason; 4xx and connection failures
-//! leave it in the spool for the next attempt.
+//! leave it in the spool for a later attempt; after a 4xx, a wait that
+//! grows with each deferral (`super::backoff`) comes first, unless an
+//! admin command forces the pass.
 //!
 //! Log lines follow E-MailRelay's: `forwarding: [<reason>]` when a pass
 //! starts (not for `poll`), `forwarding [<id>]` and `smtp connection to
@@ -29,6 +31,7 @@ use emailrelay_proto::smtp::{
 };
 use tokio::sync::{watch, Notify};
 
+use super::backoff::Backoff;
 use super::client::{Connection, ConnectionError, Timeouts};
 use crate::auth::{AccountError, ClientAuth};
 use crate::control::{Connections, Registered};
@@ -156,6 +159,8 @@ pub struct Forwarder {
     /// The first error of the current pass that was not a verdict on one
     /// message (a missing account), for `--as-client`'s last word.
     pass_error: Mutex<Option<String>>,
+    /// When each deferred message may be tried again.
+    backoff: Mutex<Backoff>,
 }
 
 impl Forwarder {
@@ -178,6 +183,7 @@ impl Forwarder {
             stats: Stats::default(),
             connections,
             pass_error: Mutex::new(None),
+            backoff: Mutex::new(Backoff::default()),
         })
     }
 
@@ -234,10 +240,11 @@ impl Forwarder {
         }
     }
 
-    /// One pass over the spool, as the admin `flush` asks for it.
+    /// One pass over the spool, as the admin `flush` asks for it: every
+    /// message is tried, whatever its retry time.
     pub async fn pass(self: &Arc<Self>) -> PassSummary {
         let _only_one_pass = self.pass_lock.lock().await;
-        self.pass_locked().await
+        self.pass_locked(true).await
     }
 
     /// One pass for `reason`, logged as E-MailRelay logs it.
@@ -258,7 +265,9 @@ impl Forwarder {
         }
         self.connections
             .emit(&["client", "forward", "start", reason]);
-        let summary = self.pass_locked().await;
+        // The admin `forward` tries everything now; polls, disconnects and
+        // rescans leave deferred messages to their retry times.
+        let summary = self.pass_locked(reason == "admin").await;
         // E-MailRelay's last word on a pass that failed, unless the process
         // is about to say it on its way out (`--as-client`).
         if let (Some(error), false) = (&summary.error, self.settings.exit_when_done) {
@@ -270,15 +279,23 @@ impl Forwarder {
     }
 
     /// One pass over the spool, a connection for every few messages;
-    /// returns counts. The caller holds the pass lock.
-    async fn pass_locked(self: &Arc<Self>) -> PassSummary {
-        let ids = match self.spool.ready() {
+    /// returns counts. Deferred messages whose retry time has not come are
+    /// left for a later pass unless `force`. The caller holds the pass lock.
+    async fn pass_locked(self: &Arc<Self>, force: bool) -> PassSummary {
+        let mut ids = match self.spool.ready() {
             Ok(ids) => ids,
             Err(e) => {
                 error!("{e}");
                 return PassSummary::default();
             }
         };
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.retain_queued(&ids);
+            let now = std::time::Instant::now();
+            if !force {
+                ids.retain(|id| backoff.is_due(id, now));
+            }
+        }
         if ids.is_empty() {
             return PassSummary::default();
         }
@@ -335,6 +352,31 @@ impl Forwarder {
         // A stop request ends this pass only, not a later --immediate forward.
         self.stop_pass.store(false, Ordering::Relaxed);
         summary
+    }
+
+    /// Updates the retry schedule after a verdict on `id`.
+    fn schedule(&self, id: &MessageId, verdict: &Verdict) {
+        let Ok(mut backoff) = self.backoff.lock() else {
+            return;
+        };
+        match verdict {
+            // The upstream takes mail again: nothing waits any longer.
+            Verdict::Sent => backoff.clear(),
+            Verdict::Failed(_) => backoff.forget(id),
+            // No reply: the upstream could not be reached (or a token not
+            // renewed). Each pass then costs one failed connect for the
+            // whole route, and the queue must flow the moment it is back,
+            // so the message keeps no wait of its own.
+            Verdict::Deferred(None) => backoff.forget(id),
+            Verdict::Deferred(Some(_)) => {
+                let wait = backoff.deferred(id, std::time::Instant::now());
+                crate::debug!(
+                    "forwarding [{id}]: attempt {} deferred: next in {}s",
+                    backoff.attempts(id),
+                    wait.as_secs()
+                );
+            }
+        }
     }
 
     /// Forwards one just-stored message now (`--immediate`, proxy mode),
@@ -394,7 +436,9 @@ impl Forwarder {
                     continue;
                 }
             };
-            match self.forward_message(locked, &mut conn, &unreachable).await {
+            let verdict = self.forward_message(locked, &mut conn, &unreachable).await;
+            self.schedule(&id, &verdict);
+            match verdict {
                 Verdict::Sent => summary.sent += 1,
                 Verdict::Failed(_) => summary.failed += 1,
                 Verdict::Deferred(_) => summary.deferred += 1,

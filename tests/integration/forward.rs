@@ -747,3 +747,56 @@ fn log_format_msgid_marks_forwarding_lines_as_2_6_1_does() {
         assert!(err.contains(&line), "no [{line}] in:\n{err}");
     }
 }
+
+/// A deferred message waits for its retry time: polls every second do not
+/// retry it (2.6.1 would fail it at once; a relay that retried on every
+/// tick would hammer a throttling upstream), and the admin `forward`
+/// forces an attempt now.
+#[test]
+fn a_deferred_message_waits_for_its_retry_time_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = refusing_peer("450 4.7.0 throttled, try later\r\n");
+    let admin = free_port();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            &format!("127.0.0.1:{peer}"),
+            "--poll",
+            "1",
+            "--admin",
+            &admin.to_string(),
+        ],
+    );
+    let reply = crate::harness::send_one(
+        relay.port,
+        "a@example.com",
+        &["bob@example.com"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert_eq!(reply, "250 message processed");
+    let attempts = || {
+        relay
+            .log_text()
+            .matches("info: forwarding [emailrelay.")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || attempts() == 1),
+        "{}",
+        relay.log_text()
+    );
+    relay.expect_log("forwarding [emailrelay.");
+    // Three poll ticks later: still one attempt (the first retry is a minute away).
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(attempts(), 1, "{}", relay.log_text());
+    assert_eq!(relay.files(".envelope").len(), 1, "the message is kept");
+    let mut a = Client::connect(admin);
+    a.send("forward\r\n");
+    a.read_until("E-MailRelay> ");
+    assert!(
+        wait_until(Duration::from_secs(10), || attempts() == 2),
+        "{}",
+        relay.log_text()
+    );
+}
