@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::instance::Common;
 use super::process::Mode;
-use super::values::{bad, ip, optional_seconds, seconds, Switches};
+use super::values::{bad, ip, number, optional_period, optional_seconds, seconds, Switches};
 use super::ConfigError;
 use crate::auth::ClientAuth;
 use crate::smtp::forward::ForwardSettings;
@@ -50,7 +50,11 @@ pub fn forward_settings(
         helo_domain: common.domain.clone(),
         anonymous_client: super::server::anonymous(args)?.client,
         trace: common.trace,
-        max_connections: 4,
+        max_connections: match number(args, "client-connections", 3)? {
+            0 => return Err(bad("client-connections", "0", "expecting at least 1")),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        },
+        max_age: optional_period(args, "max-age")?,
         tls,
         tls_policy,
         tls_connection,

@@ -150,6 +150,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("response-timeout", Some('T'), R, "<time>", Section::SmtpClient, 31, "Timeout in seconds for replies from a remote SMTP server (default 60)"),
     opt("forward-to-all", None, F, "", Section::SmtpClient, 32, "Requires every recipient to be accepted by the remote server (the default)"),
     opt("forward-to-some", None, F, "", Section::SmtpClient, 32, "Forwards to the accepted recipients even if some are rejected"),
+    opt("client-connections", None, R, "<count>", Section::SmtpClient, 32, "Opens at most this many connections at once to forward a queue (default 3, as Microsoft 365 allows per mailbox)"),
+    opt("max-age", None, R, "<time>", Section::SmtpClient, 32, "Fails a message to .bad that is still deferred this long after it was received: seconds, or a number with m, h or d (default: no limit)"),
     opt("immediate", Some('m'), F, "", Section::SmtpClient, 32, "Forwards each message as it is received, before it is acknowledged"),
     opt("port", Some('p'), R, "<port>", Section::SmtpServer, 20, "Specifies the SMTP listening port (default 25)"),
     opt("remote-clients", Some('r'), F, "", Section::SmtpServer, 20, "Allows connections from addresses that are not local"),

@@ -55,6 +55,41 @@ pub fn optional_seconds(args: &Instance, name: &str) -> Result<Option<Duration>,
     }
 }
 
+/// A period given as seconds or with a unit (`90`, `90s`, `30m`, `12h`,
+/// `5d`), or `None` when absent; zero is refused.
+pub fn optional_period(args: &Instance, name: &str) -> Result<Option<Duration>, ConfigError> {
+    let Some(text) = args.value(name) else {
+        return Ok(None);
+    };
+    let trimmed = text.trim();
+    let (number, unit) = match trimmed.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&trimmed[..i], c.to_ascii_lowercase()),
+        _ => (trimmed, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => {
+            return Err(bad(
+                name,
+                &text,
+                "expecting seconds, or a number with s, m, h or d",
+            ))
+        }
+    };
+    match number.parse::<u64>() {
+        Ok(0) => Err(bad(name, &text, "the period must be at least one second")),
+        Ok(n) => Ok(Some(Duration::from_secs(n.saturating_mul(scale)))),
+        Err(_) => Err(bad(
+            name,
+            &text,
+            "expecting seconds, or a number with s, m, h or d",
+        )),
+    }
+}
+
 pub fn ip(args: &Instance, name: &str) -> Result<Option<IpAddr>, ConfigError> {
     args.value(name)
         .map(|v| {

@@ -74,9 +74,13 @@ pub struct ForwardSettings {
     pub anonymous_client: bool,
     /// Protocol trace lines in the log.
     pub trace: bool,
-    /// Connections used at once in one forwarding pass, at most; a pass
-    /// opens one for every [`MESSAGES_PER_CONNECTION`] waiting messages.
+    /// Connections used at once in one forwarding pass, at most
+    /// (`--client-connections`); a pass opens one for every
+    /// [`MESSAGES_PER_CONNECTION`] waiting messages.
     pub max_connections: usize,
+    /// `--max-age`: a message still deferred this long after it was
+    /// received is failed.
+    pub max_age: Option<Duration>,
     /// The TLS context, for STARTTLS or implicit TLS.
     pub tls: Option<ClientTls>,
     /// `--client-tls` (offered) or `--client-tls-required`.
@@ -354,6 +358,36 @@ impl Forwarder {
         summary
     }
 
+    /// `--max-age`: a deferred message received longer ago than that is
+    /// failed, with the last reply's text and code if there was one; the
+    /// new verdict, or `None` if the message may wait on.
+    fn expire(&self, id: &MessageId, last: Option<&Reply>) -> Option<Verdict> {
+        let max_age = self.settings.max_age?;
+        let age = std::time::SystemTime::now()
+            .duration_since(id.created()?)
+            .ok()?;
+        if age < max_age {
+            return None;
+        }
+        let locked = match self.spool.lock(id) {
+            Ok(Some(locked)) => locked,
+            Ok(None) => return None,
+            Err(e) => {
+                error!("{e}");
+                return None;
+            }
+        };
+        let why = last.map_or_else(|| "the upstream was not reached".to_string(), |r| r.text());
+        let reason = format!("not sent within --max-age={}s: {why}", max_age.as_secs());
+        warning!("forwarding [{id}]: {reason}");
+        Some(self.fail_as(
+            locked,
+            &reason,
+            last.map(|r| r.code),
+            Reply::new(554, &reason),
+        ))
+    }
+
     /// Updates the retry schedule after a verdict on `id`.
     fn schedule(&self, id: &MessageId, verdict: &Verdict) {
         let Ok(mut backoff) = self.backoff.lock() else {
@@ -436,7 +470,12 @@ impl Forwarder {
                     continue;
                 }
             };
-            let verdict = self.forward_message(locked, &mut conn, &unreachable).await;
+            let mut verdict = self.forward_message(locked, &mut conn, &unreachable).await;
+            if let Verdict::Deferred(reply) = &verdict {
+                if let Some(expired) = self.expire(&id, reply.as_ref()) {
+                    verdict = expired;
+                }
+            }
             self.schedule(&id, &verdict);
             match verdict {
                 Verdict::Sent => summary.sent += 1,

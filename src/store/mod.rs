@@ -89,6 +89,13 @@ impl MessageId {
     }
 
     /// Recognises a spool file name and the id in it.
+    /// When the message was received: the time part of the id (as in
+    /// E-MailRelay's ids too); `None` for an id of another shape.
+    pub fn created(&self) -> Option<std::time::SystemTime> {
+        let secs: u64 = self.0.split('.').nth(2)?.parse().ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+
     /// A name with control characters (or invalid UTF-8, seen here as
     /// U+FFFD) is none of ours, and is ignored: listed by `list` or
     /// `failures` it could forge lines of the answer, and in a log line it

@@ -800,3 +800,67 @@ fn a_deferred_message_waits_for_its_retry_time_unless_forced() {
         relay.log_text()
     );
 }
+
+/// `--max-age`: a message still deferred that long after it was received
+/// (the time in its id) goes to `.bad` with the last reply; a young one
+/// stays for the next attempt.
+#[test]
+fn max_age_fails_an_old_deferred_message_and_keeps_a_young_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = refusing_peer("450 4.2.2 mailbox full\r\n");
+    let spool = dir.path().join("spool");
+    crate::harness::submit_one(&spool);
+    crate::harness::submit_one(&spool);
+    let ids: Vec<String> = crate::harness::spool_files(&spool, ".envelope")
+        .iter()
+        .map(|n| n.trim_end_matches(".envelope").to_string())
+        .collect();
+    // The first was received two days ago (E-MailRelay ids carry the time).
+    let old = "emailrelay.4242.1700000000.1";
+    for suffix in [".envelope", ".content"] {
+        std::fs::rename(
+            spool.join(format!("{}{suffix}", ids[0])),
+            spool.join(format!("{old}{suffix}")),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = forward_once(
+        &spool,
+        &[
+            "--as-client",
+            &format!("127.0.0.1:{peer}"),
+            "--max-age",
+            "1d",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let bad = std::fs::read_to_string(spool.join(format!("{old}.envelope.bad"))).unwrap();
+    assert!(
+        bad.ends_with("X-MailRelay-Reason: not sent within --max-age=86400s: one or more recipients rejected\r\nX-MailRelay-ReasonCode: 450\r\n"),
+        "{bad}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: forwarding [{old}]: not sent within --max-age=86400s"
+        )),
+        "{err}"
+    );
+    assert!(
+        spool.join(format!("{}.envelope", ids[1])).exists(),
+        "the young one waits"
+    );
+    let (code, _, err) = run(
+        Command::new(RELAY)
+            .args([
+                "--as-client",
+                "127.0.0.1:1",
+                "--max-age",
+                "soon",
+                "--spool-dir",
+            ])
+            .arg(&spool),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid value for --max-age: [soon]"), "{err}");
+}
