@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 pub const RELAY: &str = env!("CARGO_BIN_EXE_emailrelay");
 pub const SUBMIT: &str = env!("CARGO_BIN_EXE_emailrelay-submit");
 
+/// Held by tests that change machine-wide state another test reads (the
+/// default spool directory, installed packages).
+pub fn machine_lock() -> std::sync::MutexGuard<'static, ()> {
+    static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A free loopback port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -13,6 +13,7 @@
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `oauth`: OAuth 2.0 tokens (loopback token endpoint), XOAUTH2, emailrelay-passwd --oauth.
+//! - `package`: the Debian package: cargo-deb, dpkg-deb, lintian, install, upgrade, purge.
 //! - `pop`: the POP3 server: golden transcripts, poplib, mpop, fetchmail, s_client.
 //! - `postfix`: Postfix as the smarthost.
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
@@ -31,6 +32,7 @@ mod hostile;
 mod instances;
 mod load;
 mod oauth;
+mod package;
 mod pop;
 mod postfix;
 mod process;
