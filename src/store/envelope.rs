@@ -131,7 +131,10 @@ impl Envelope {
         let (mut have_from, mut ended) = (false, false);
         let mut last_field = "";
         for line in lines {
-            if let Some(more) = line.strip_prefix(' ') {
+            // Only fields before the end marker are folded: after it, a line
+            // starting with a space is an extra line like any other (the
+            // writer makes one of a line that started with a control).
+            if let Some(more) = line.strip_prefix(' ').filter(|_| !ended) {
                 if last_field == "ClientCertificate" {
                     env.client_certificate.push('\n');
                     env.client_certificate.push_str(more);
@@ -262,6 +265,20 @@ mod tests {
         let back = Envelope::parse(text.as_bytes()).unwrap();
         assert_eq!(back.extra, env.extra);
         assert_eq!(back.reason.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn extra_lines_made_to_start_with_a_space_read_back() {
+        // Found by fuzz/fuzz_targets/envelope.rs: a tab became a space when
+        // written, and the line then read back as a folded continuation and
+        // was dropped, so a second write differed from the first.
+        let mut text = String::from_utf8(sample().to_bytes()).unwrap();
+        text.push_str("\tX-MailRelay-SplitGroup: a\r\n \r\n");
+        let env = Envelope::parse(text.as_bytes()).unwrap();
+        assert_eq!(env.extra, ["\tX-MailRelay-SplitGroup: a", " "]);
+        let again = Envelope::parse(&env.to_bytes()).unwrap();
+        assert_eq!(again.extra, [" X-MailRelay-SplitGroup: a", " "]);
+        assert_eq!(again.to_bytes(), env.to_bytes());
     }
 
     #[test]
