@@ -85,8 +85,15 @@ impl Envelope {
         field("Authentication", &xtext_encode(&self.authentication));
         field("Client", &self.client);
         // E-MailRelay compatibility: a PEM certificate is folded, each line
-        // after the first starting with a space.
-        let certificate: Vec<&str> = self.client_certificate.lines().collect();
+        // after the first starting with a space. Trailing line ends go
+        // first: `lines` drops only the last one, and a folded empty line
+        // would read back as one line end less, so a second write would
+        // differ.
+        let certificate: Vec<&str> = self
+            .client_certificate
+            .trim_end_matches(['\r', '\n'])
+            .lines()
+            .collect();
         field("ClientCertificate", &certificate.join("\r\n "));
         let auth_in = match &self.mail_from_auth_in {
             None => String::new(),
@@ -296,6 +303,25 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
         );
         assert_eq!(back.to_remote, env.to_remote);
+    }
+
+    #[test]
+    fn folded_empty_lines_at_the_end_of_a_certificate_write_stably() {
+        // Found by fuzz/fuzz_targets/envelope.rs: "A\n\n" was written as "A"
+        // and one folded empty line, which read back as "A\n" and was then
+        // written without it.
+        let mut env = sample();
+        env.client_certificate = "A\n\n".into();
+        let once = env.to_bytes();
+        assert!(String::from_utf8_lossy(&once)
+            .contains("X-MailRelay-ClientCertificate: A\r\nX-MailRelay-MailFromAuthIn"));
+        let back = Envelope::parse(&once).unwrap();
+        assert_eq!(back.client_certificate, "A");
+        assert_eq!(back.to_bytes(), once);
+        env.client_certificate = "A\n\nB\n".into();
+        let back = Envelope::parse(&env.to_bytes()).unwrap();
+        assert_eq!(back.client_certificate, "A\n\nB");
+        assert_eq!(back.to_bytes(), env.to_bytes());
     }
 
     #[test]
