@@ -14,8 +14,14 @@ fuzz_target!(|data: &[u8]| {
         let text = String::from_utf8_lossy(raw);
         let line = text.trim_end_matches(['\r', '\n']);
         let command = AdminCommand::parse(line, false);
-        assert_eq!(command, AdminCommand::parse(&line.to_ascii_uppercase(), false));
-        assert_eq!(command, AdminCommand::parse(&line.to_ascii_lowercase(), false));
+        assert_eq!(
+            command,
+            AdminCommand::parse(&line.to_ascii_uppercase(), false)
+        );
+        assert_eq!(
+            command,
+            AdminCommand::parse(&line.to_ascii_lowercase(), false)
+        );
         assert_eq!(command, AdminCommand::parse(&format!(" \t{line} "), false));
         match AdminCommand::parse(line, true) {
             AdminCommand::Terminate => assert_eq!(command, AdminCommand::Unrecognised),
@@ -37,7 +43,10 @@ fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
             return None;
         }
         let window = &rest[..rest.len().min(4096)];
-        let end = window.iter().position(|&b| b == b'\n').map_or(window.len(), |i| i + 1);
+        let end = window
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(window.len(), |i| i + 1);
         let (line, tail) = rest.split_at(end);
         rest = tail;
         Some(line)

@@ -37,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
 fn scratch() -> &'static (PathBuf, PathBuf) {
     static SCRATCH: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     SCRATCH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("emailrelay-fuzz-config.{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("emailrelay-fuzz-config.{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch directory");
         let file = dir.join("emailrelay.conf");
         (dir, file)
