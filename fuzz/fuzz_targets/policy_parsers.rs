@@ -5,7 +5,7 @@
 use emailrelay::auth::oauth::AccountFile;
 use emailrelay::auth::Secrets;
 use emailrelay_proto::sasl::MechanismPolicy;
-use emailrelay::filter::{parse_response, FilterSpec};
+use emailrelay::filter::{parse_output, FilterSpec};
 use emailrelay::net::dns;
 use emailrelay::net::dnsbl::DnsblConfig;
 use emailrelay::verify::VerifierSpec;
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = dns::decode(data, id, dns::MX);
     let _ = dns::decode(data, id, dns::A);
     let text = String::from_utf8_lossy(data);
-    let _ = parse_response(&text);
+    let _ = parse_output(&text, "rejected");
     let _ = FilterSpec::parse_chain(&text);
     let _ = VerifierSpec::parse(&text);
     let _ = DnsblConfig::parse(&text);

@@ -215,8 +215,9 @@ impl Instance {
         let spec = match resolve(key) {
             Resolved::Unknown => return errors.push(format!("invalid option: \"--{key}\"")),
             Resolved::Other(spec) => {
-                // Another instance's option: skip its value too.
-                if spec.arg == Arg::Required && inline.is_none() {
+                // Another instance's option: skip its value too, if there
+                // is one (that instance reports a missing one).
+                if spec.arg == Arg::Required && inline.is_none() && *i < words.len() {
                     *i += 1;
                 }
                 return;
@@ -709,6 +710,20 @@ mod tests {
         assert_eq!(
             usage(&["--in-spool-dir=/in", "--other-port=1"]),
             ["invalid option: \"--other-port\""]
+        );
+    }
+
+    #[test]
+    fn another_instances_option_without_a_value_at_the_end() {
+        // Found by fuzz/fuzz_targets/config_file.rs: skipping the missing
+        // value of another instance's option ran past the last word.
+        assert_eq!(
+            usage(&["--spool-dir=/s", "--in-spool-dir=/in", "--port"]),
+            ["no value supplied for \"--port\""]
+        );
+        assert_eq!(
+            usage(&["--in-spool-dir=/in", "--out-spool-dir=/out", "--out-port"]),
+            ["no value supplied for \"--port\""]
         );
     }
 }

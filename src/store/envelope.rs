@@ -100,8 +100,15 @@ impl Envelope {
         field("Authentication", &xtext_encode(&self.authentication));
         field("Client", &self.client);
         // E-MailRelay compatibility: a PEM certificate is folded, each line
-        // after the first starting with a space.
-        let certificate: Vec<&str> = self.client_certificate.lines().collect();
+        // after the first starting with a space. Trailing line ends go
+        // first: `lines` drops only the last one, and a folded empty line
+        // would read back as one line end less, so a second write would
+        // differ.
+        let certificate: Vec<&str> = self
+            .client_certificate
+            .trim_end_matches(['\r', '\n'])
+            .lines()
+            .collect();
         field("ClientCertificate", &certificate.join("\r\n "));
         let auth_in = match &self.mail_from_auth_in {
             None => String::new(),
@@ -147,7 +154,10 @@ impl Envelope {
         let mut to_count = None;
         let mut last_field = "";
         for line in lines {
-            if let Some(more) = line.strip_prefix(' ') {
+            // Only fields before the end marker are folded: after it, a line
+            // starting with a space is an extra line like any other (the
+            // writer makes one of a line that started with a control).
+            if let Some(more) = line.strip_prefix(' ').filter(|_| !ended) {
                 if last_field == "ClientCertificate" {
                     env.client_certificate.push('\n');
                     env.client_certificate.push_str(more);
@@ -320,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn extra_lines_made_to_start_with_a_space_read_back() {
+        // Found by fuzz/fuzz_targets/envelope.rs: a tab became a space when
+        // written, and the line then read back as a folded continuation and
+        // was dropped, so a second write differed from the first.
+        let mut text = String::from_utf8(sample().to_bytes()).unwrap();
+        text.push_str("\tX-MailRelay-SplitGroup: a\r\n \r\n");
+        let env = Envelope::parse(text.as_bytes()).unwrap();
+        assert_eq!(env.extra, ["\tX-MailRelay-SplitGroup: a", " "]);
+        let again = Envelope::parse(&env.to_bytes()).unwrap();
+        assert_eq!(again.extra, [" X-MailRelay-SplitGroup: a", " "]);
+        assert_eq!(again.to_bytes(), env.to_bytes());
+    }
+
+    #[test]
     fn client_certificates_are_folded_and_unfolded() {
         let mut env = sample();
         env.client_certificate =
@@ -334,6 +358,25 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
         );
         assert_eq!(back.to_remote, env.to_remote);
+    }
+
+    #[test]
+    fn folded_empty_lines_at_the_end_of_a_certificate_write_stably() {
+        // Found by fuzz/fuzz_targets/envelope.rs: "A\n\n" was written as "A"
+        // and one folded empty line, which read back as "A\n" and was then
+        // written without it.
+        let mut env = sample();
+        env.client_certificate = "A\n\n".into();
+        let once = env.to_bytes();
+        assert!(String::from_utf8_lossy(&once)
+            .contains("X-MailRelay-ClientCertificate: A\r\nX-MailRelay-MailFromAuthIn"));
+        let back = Envelope::parse(&once).unwrap();
+        assert_eq!(back.client_certificate, "A");
+        assert_eq!(back.to_bytes(), once);
+        env.client_certificate = "A\n\nB\n".into();
+        let back = Envelope::parse(&env.to_bytes()).unwrap();
+        assert_eq!(back.client_certificate, "A\n\nB");
+        assert_eq!(back.to_bytes(), env.to_bytes());
     }
 
     #[test]
