@@ -123,18 +123,40 @@ fn the_debian_package_installs_runs_upgrades_and_purges_cleanly() {
         template.replace("\nport 25\n", &format!("\nport {port}\n")),
     )
     .unwrap();
-    let log = dir.path().join("relay.log");
-    let mut relay = Proc::spawn(
-        Command::new("/usr/sbin/emailrelay")
-            .args(["--no-daemon", "--log", "--log-file"])
-            .arg(&log)
-            .arg(&conf),
+    // First with forwarding switched on, as an administrator would: the
+    // message reaches the smarthost (smtp-sink) and leaves the spool.
+    let sink = crate::harness::Sink::start(dir.path());
+    let forwarding = dir.path().join("forwarding.conf");
+    std::fs::write(
+        &forwarding,
+        std::fs::read_to_string(&conf).unwrap()
+            + &format!("forward-to {}\nforward-on-disconnect\n", sink.address()),
+    )
+    .unwrap();
+    let (mut relay, log) = start_installed(&forwarding, port, dir.path());
+    let reply = send_one(
+        port,
+        "a@example.com",
+        &["b@example.com"],
+        "Subject: forwarded\r\n\r\nx\r\n",
     );
+    assert_eq!(reply, "250 message processed");
     assert!(
-        wait_until(Duration::from_secs(20), || greets(port)),
+        wait_until(Duration::from_secs(20), || sink
+            .messages()
+            .iter()
+            .any(|m| m.contains("Subject: forwarded"))),
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    relay.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(relay.wait_exit(Duration::from_secs(20)), Some(0));
+    let mut left = spool_files(Path::new(SPOOL), ".envelope");
+    left.retain(|name| !foreign.contains(name));
+    assert!(left.is_empty(), "{left:?}");
+
+    // Then as installed: the message waits in the spool.
+    let (mut relay, _log) = start_installed(&conf, port, dir.path());
     let reply = send_one(
         port,
         "a@example.com",
@@ -142,7 +164,8 @@ fn the_debian_package_installs_runs_upgrades_and_purges_cleanly() {
         "Subject: packaged\r\n\r\nx\r\n",
     );
     assert_eq!(reply, "250 message processed");
-    let envelopes = spool_files(Path::new(SPOOL), ".envelope");
+    let mut envelopes = spool_files(Path::new(SPOOL), ".envelope");
+    envelopes.retain(|name| !foreign.contains(name));
     assert_eq!(envelopes.len(), 1);
     let envelope = std::fs::metadata(Path::new(SPOOL).join(&envelopes[0])).unwrap();
     assert_eq!(
@@ -198,6 +221,27 @@ fn the_debian_package_installs_runs_upgrades_and_purges_cleanly() {
         !Path::new(SPOOL).exists(),
         "an empty spool goes with the purge"
     );
+}
+
+/// Starts the installed relay in the foreground with `conf`; returns it
+/// once it greets on `port`, with its log file.
+fn start_installed(conf: &Path, port: u16, dir: &Path) -> (Proc, PathBuf) {
+    let log = dir.join(format!(
+        "relay-{}.log",
+        conf.file_stem().unwrap().to_string_lossy()
+    ));
+    let relay = Proc::spawn(
+        Command::new("/usr/sbin/emailrelay")
+            .args(["--no-daemon", "--log", "--log-file"])
+            .arg(&log)
+            .arg(conf),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || greets(port)),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    (relay, log)
 }
 
 /// Purges the package if the test stops half-way, so that the machine is
