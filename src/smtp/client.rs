@@ -35,6 +35,9 @@ pub enum ConnectionError {
     /// The server refused the session (greeting, EHLO, 421) or spoke nonsense.
     #[error("{0}")]
     Refused(Reply),
+    /// The server refused our authentication (535, 5.7.x, or a 4xx to AUTH).
+    #[error("{0}")]
+    AuthRefused(Reply),
     /// The content file could not be read.
     #[error("cannot read content file: {0}")]
     Content(std::io::Error),
@@ -88,6 +91,9 @@ impl Connection {
             if let Some(event) = conn.session.poll_event() {
                 match event {
                     ClientEvent::Ready => return Ok(conn),
+                    ClientEvent::Failed(reply) if conn.session.auth_refused() => {
+                        return Err(ConnectionError::AuthRefused(reply))
+                    }
                     ClientEvent::Failed(reply) => return Err(ConnectionError::Refused(reply)),
                     ClientEvent::StartTls => {
                         conn.start_tls().await?;

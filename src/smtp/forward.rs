@@ -165,6 +165,8 @@ pub struct Forwarder {
     pass_error: Mutex<Option<String>>,
     /// When each deferred message may be tried again.
     backoff: Mutex<Backoff>,
+    /// Upstreams that refused our authentication, until one takes a message.
+    paused: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Forwarder {
@@ -188,6 +190,7 @@ impl Forwarder {
             connections,
             pass_error: Mutex::new(None),
             backoff: Mutex::new(Backoff::default()),
+            paused: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -625,6 +628,9 @@ impl Forwarder {
                     // to a routed address it only costs that address's
                     // messages their turn; to the forward-to address it is
                     // the pass's error.
+                    if let ConnectionError::AuthRefused(reply) = e {
+                        return self.pause(&target, reply);
+                    }
                     if self.is_default(&target) {
                         warning!("smtp client error: {e}");
                     } else {
@@ -662,7 +668,13 @@ impl Forwarder {
         let result = connection.send(message, &locked.content_path()).await;
         self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok(outcome) => self.apply(locked, outcome),
+            Ok(outcome) => {
+                let verdict = self.apply(locked, outcome);
+                if matches!(verdict, Verdict::Sent) {
+                    self.resume(&target);
+                }
+                verdict
+            }
             Err(ConnectionError::Content(e)) => {
                 // The content cannot be read (a directory, an I/O error):
                 // trying again will not help, and the half-sent message
@@ -689,8 +701,32 @@ impl Forwarder {
         }
     }
 
-    /// A message for an address that could not be reached earlier in the
-    /// pass waits for the next one, logged as 2.6.1 logs it.
+    /// The upstream refused our authentication: the route is paused, not
+    /// the mail failed. Its messages stay queued (the rest of this pass
+    /// skips them, later passes retry with backoff) and one error says so
+    /// per outage, with the upstream's words. Not in 2.6.1, which fails
+    /// every message to `.bad` until the password is fixed.
+    fn pause(&self, target: &str, reply: Reply) -> Verdict {
+        self.note_error(&format!("authentication refused by {target}: {reply}"));
+        let newly = self
+            .paused
+            .lock()
+            .is_ok_and(|mut p| p.insert(target.to_string()));
+        if newly {
+            error!(
+                "forwarding to {target} paused: the server refused our authentication: {reply}: mail stays queued"
+            );
+        }
+        Verdict::Deferred(Some(reply))
+    }
+
+    /// A message went to `target`: a pause on it is over.
+    fn resume(&self, target: &str) {
+        if self.paused.lock().is_ok_and(|mut p| p.remove(target)) {
+            info!("forwarding to {target} resumed: authentication accepted");
+        }
+    }
+
     /// True if `target` is the `--forward-to` address.
     fn is_default(&self, target: &str) -> bool {
         self.settings.forward_to.as_deref() == Some(target)

@@ -176,46 +176,83 @@ fn relay_to_relay_with_accounts_chosen_by_the_envelope() {
 }
 
 #[test]
-fn a_wrong_password_fails_the_message_with_the_reason() {
+fn a_refused_password_pauses_the_route_keeps_the_mail_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
+    let upstream_dir = dir.path().join("upstream");
+    std::fs::create_dir_all(&upstream_dir).unwrap();
     let upstream_secrets = secrets(
-        dir.path(),
+        &upstream_dir,
         "upstream.auth",
         "server plain bob password123\n",
     );
-    let upstream = Relay::start(
-        dir.path(),
+    let upstream_port = crate::harness::free_port();
+    let upstream = Relay::start_on(
+        &upstream_dir,
+        upstream_port,
         &["--server-auth", upstream_secrets.to_str().unwrap()],
     );
-    let spool = dir.path().join("outgoing");
-    std::fs::create_dir_all(&spool).unwrap();
-    submit_to(&spool, "x@example.org");
-    // The command-line form, base64 of "bob" and "wrong", and PLAIN forced.
-    forward_once(
+    // Our relay authenticates as bob with the password "wrong", PLAIN.
+    let admin = crate::harness::free_port();
+    let relay = Relay::start(
         dir.path(),
-        &spool,
-        &format!("127.0.0.1:{}", upstream.port),
         &[
+            "--forward-to",
+            &format!("127.0.0.1:{upstream_port}"),
+            "--forward-on-disconnect",
             "--client-auth",
             "plain:Ym9i:d3Jvbmc=",
             "--client-auth-config",
             "m:plain",
+            "--admin",
+            &admin.to_string(),
         ],
+    );
+    let reply = crate::harness::send_one(
+        relay.port,
+        "a@example.com",
+        &["x@example.org"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert_eq!(reply, "250 message processed");
+    relay.expect_log(&format!(
+        "emailrelay: error: forwarding to 127.0.0.1:{upstream_port} paused: the server refused our authentication: \
+         535 authentication failed (PLAIN): authentication failed: mail stays queued"
+    ));
+    // Nothing failed: the message waits, and a second try says no more.
+    assert_eq!(relay.files(".envelope").len(), 1);
+    assert!(relay.files(".envelope.bad").is_empty());
+    let mut a = crate::harness::Client::connect(admin);
+    a.send("forward\r\n");
+    a.read_until("E-MailRelay> ");
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .log_text()
+        .matches("info: forwarding [emailrelay.")
+        .count()
+        == 2));
+    assert_eq!(
+        relay.log_text().matches("paused").count(),
         1,
+        "{}",
+        relay.log_text()
     );
-    let bad = spool_files(&spool, ".envelope.bad");
-    assert_eq!(bad.len(), 1);
-    let envelope = read(&spool, &bad[0]);
-    assert!(
-        envelope.contains(
-            "X-MailRelay-Reason: authentication failed (PLAIN): authentication failed\r\n"
-        ),
-        "{envelope}"
+    // The upstream now takes bob's "wrong": the route resumes by itself on
+    // the next attempt, and the mail goes.
+    drop(upstream);
+    std::fs::write(&upstream_secrets, "server plain bob wrong\n").unwrap();
+    let upstream = Relay::start_on(
+        &upstream_dir,
+        upstream_port,
+        &["--server-auth", upstream_secrets.to_str().unwrap()],
     );
-    assert!(
-        envelope.contains("X-MailRelay-ReasonCode: 535\r\n"),
-        "{envelope}"
-    );
+    a.send("forward\r\n");
+    a.read_until("E-MailRelay> ");
+    relay.expect_log(&format!(
+        "emailrelay: info: forwarding to 127.0.0.1:{upstream_port} resumed: authentication accepted"
+    ));
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .files(".envelope")
+        .is_empty()));
+    assert_eq!(upstream.files(".envelope").len(), 1);
 }
 
 /// Dovecot as Postfix's SASL service, with one passwd-file account.

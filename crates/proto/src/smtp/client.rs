@@ -198,6 +198,8 @@ pub struct ClientSession {
     secure: bool,
     exchange: Option<ClientExchange>,
     authenticated: Option<String>,
+    /// The server refused our AUTH (the session then fails).
+    auth_refused: bool,
     /// The mechanism the session authenticated with.
     auth_mechanism: Option<Mechanism>,
 }
@@ -223,6 +225,7 @@ impl ClientSession {
             secure: config.implicit_tls,
             exchange: None,
             authenticated: None,
+            auth_refused: false,
             auth_mechanism: None,
             config,
         }
@@ -283,6 +286,13 @@ impl ClientSession {
     /// The name the server accepted in AUTH, if the session authenticated.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
+    }
+
+    /// True once the server has refused our authentication: the
+    /// [`ClientEvent::Failed`] that follows is about our credentials, not
+    /// about a message.
+    pub fn auth_refused(&self) -> bool {
+        self.auth_refused
     }
 
     /// The mechanism the session authenticated with, if it did.
@@ -600,6 +610,7 @@ impl ClientSession {
             return;
         }
         let mechanism = exchange.map(|e| e.mechanism().name()).unwrap_or("AUTH");
+        self.auth_refused = true;
         self.fail(Reply::new(
             reply.code,
             format!("authentication failed ({mechanism}): {}", reply.text()),
