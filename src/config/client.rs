@@ -55,6 +55,13 @@ pub fn forward_settings(
             n => usize::try_from(n).unwrap_or(usize::MAX),
         },
         max_age: optional_period(args, "max-age")?,
+        rate: match args.value("client-rate") {
+            None => None,
+            Some(_) => match number(args, "client-rate", 0)? {
+                0 => return Err(bad("client-rate", "0", "expecting at least 1")),
+                n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+        },
         tls,
         tls_policy,
         tls_connection,

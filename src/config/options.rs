@@ -151,6 +151,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("forward-to-all", None, F, "", Section::SmtpClient, 32, "Requires every recipient to be accepted by the remote server (the default)"),
     opt("forward-to-some", None, F, "", Section::SmtpClient, 32, "Forwards to the accepted recipients even if some are rejected"),
     opt("client-connections", None, R, "<count>", Section::SmtpClient, 32, "Opens at most this many connections at once to forward a queue (default 3, as Microsoft 365 allows per mailbox)"),
+    opt("client-rate", None, R, "<count>", Section::SmtpClient, 32, "Sends at most this many messages a minute to one server with one account, waiting when the limit is reached (default: no limit; Microsoft 365 takes 30)"),
     opt("max-age", None, R, "<time>", Section::SmtpClient, 32, "Fails a message to .bad that is still deferred this long after it was received: seconds, or a number with m, h or d (default: no limit)"),
     opt("immediate", Some('m'), F, "", Section::SmtpClient, 32, "Forwards each message as it is received, before it is acknowledged"),
     opt("port", Some('p'), R, "<port>", Section::SmtpServer, 20, "Specifies the SMTP listening port (default 25)"),

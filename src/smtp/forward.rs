@@ -33,6 +33,7 @@ use tokio::sync::{watch, Notify};
 
 use super::backoff::Backoff;
 use super::client::{Connection, ConnectionError, Timeouts};
+use super::rate::RateLimit;
 use crate::auth::{AccountError, ClientAuth};
 use crate::control::{Connections, Registered};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
@@ -81,6 +82,8 @@ pub struct ForwardSettings {
     /// `--max-age`: a message still deferred this long after it was
     /// received is failed.
     pub max_age: Option<Duration>,
+    /// `--client-rate`: messages a minute per upstream and account.
+    pub rate: Option<usize>,
     /// The TLS context, for STARTTLS or implicit TLS.
     pub tls: Option<ClientTls>,
     /// `--client-tls` (offered) or `--client-tls-required`.
@@ -167,6 +170,8 @@ pub struct Forwarder {
     backoff: Mutex<Backoff>,
     /// Upstreams that refused our authentication, until one takes a message.
     paused: Mutex<std::collections::HashSet<String>>,
+    /// `--client-rate`.
+    rate: Option<RateLimit>,
 }
 
 impl Forwarder {
@@ -178,7 +183,6 @@ impl Forwarder {
         connections: Arc<Connections>,
     ) -> Arc<Forwarder> {
         Arc::new(Forwarder {
-            settings,
             spool,
             wake: Notify::new(),
             pass_lock: tokio::sync::Mutex::new(()),
@@ -191,6 +195,8 @@ impl Forwarder {
             pass_error: Mutex::new(None),
             backoff: Mutex::new(Backoff::default()),
             paused: Mutex::new(std::collections::HashSet::new()),
+            rate: settings.rate.map(RateLimit::new),
+            settings,
         })
     }
 
@@ -664,6 +670,10 @@ impl Forwarder {
         self.connections
             .emit(&["client", "sending", locked.id().as_str()]);
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
+        if let Some(rate) = &self.rate {
+            let key = (target.clone(), envelope.client_account_selector.clone());
+            self.wait_for_rate(rate, &key).await;
+        }
         let message = self.outgoing(&envelope, connection.authenticated());
         let result = connection.send(message, &locked.content_path()).await;
         self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
@@ -698,6 +708,24 @@ impl Forwarder {
                     _ => Verdict::Deferred(None),
                 }
             }
+        }
+    }
+
+    /// `--client-rate`: waits until one more message a minute may go to
+    /// this upstream with this account.
+    async fn wait_for_rate(&self, rate: &RateLimit, key: &Key) {
+        let mut said = false;
+        while let Err(wait) = rate.admit(key, std::time::Instant::now()) {
+            if !said {
+                info!(
+                    "forwarding to {}: --client-rate of {} a minute reached: waiting {}s",
+                    key.0,
+                    rate.per_minute(),
+                    wait.as_secs().max(1)
+                );
+                said = true;
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -864,3 +864,41 @@ fn max_age_fails_an_old_deferred_message_and_keeps_a_young_one() {
     assert_eq!(code, 1);
     assert!(err.contains("invalid value for --max-age: [soon]"), "{err}");
 }
+
+/// `--client-rate`: two a minute to one upstream; the third waits (and
+/// says so), and a shutdown meanwhile loses nothing.
+#[test]
+fn client_rate_holds_the_third_message_of_the_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    for _ in 0..3 {
+        crate::harness::submit_one(&spool);
+    }
+    let mut relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward",
+            "--forward-to",
+            &sink.address(),
+            "--client-rate",
+            "2",
+        ],
+    );
+    relay.expect_log(&format!(
+        "emailrelay: info: forwarding to {}: --client-rate of 2 a minute reached: waiting",
+        sink.address()
+    ));
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 2));
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(relay.proc.wait_exit(Duration::from_secs(30)), Some(0));
+    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(
+        relay.files(".envelope").len(),
+        1,
+        "the third waits in the spool"
+    );
+}

@@ -1,0 +1,101 @@
+//! `--client-rate`: at most so many messages a minute to one upstream
+//! with one client account (Exchange Online takes 30 a minute per
+//! mailbox and answers more with `432 4.3.2` or `451 4.7.x`; waiting is
+//! cheaper than being refused).
+//!
+//! A sliding window of one minute per (upstream, account): a message may
+//! go if fewer than the limit went in the last 60 seconds; otherwise the
+//! answer is how long to wait. Must not read a clock (`now` is passed in)
+//! or keep more than the limit's worth of times per key.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The window the limit counts in.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// Messages sent per key in the last [`WINDOW`].
+#[derive(Debug)]
+pub struct RateLimit {
+    per_window: usize,
+    sent: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+}
+
+impl RateLimit {
+    /// At most `per_minute` messages a minute per key (at least one).
+    pub fn new(per_minute: usize) -> RateLimit {
+        RateLimit {
+            per_window: per_minute.max(1),
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limit.
+    pub fn per_minute(&self) -> usize {
+        self.per_window
+    }
+
+    /// `Ok` (and the send is counted) if a message to `key` may go at
+    /// `now`; else how long until one may.
+    pub fn admit(&self, key: &(String, String), now: Instant) -> Result<(), Duration> {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let times = sent.entry(key.clone()).or_default();
+        while times
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() < self.per_window {
+            times.push_back(now);
+            return Ok(());
+        }
+        let oldest = *times.front().unwrap_or(&now);
+        Err((oldest + WINDOW)
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(account: &str) -> (String, String) {
+        ("smtp.example.com:587".into(), account.into())
+    }
+
+    #[test]
+    fn the_limit_holds_within_a_minute_and_frees_as_it_slides() {
+        let limit = RateLimit::new(3);
+        let t0 = Instant::now();
+        for s in 0..3 {
+            assert_eq!(limit.admit(&key("a"), t0 + Duration::from_secs(s)), Ok(()));
+        }
+        // The fourth waits until the first is a minute old.
+        let now = t0 + Duration::from_secs(10);
+        assert_eq!(limit.admit(&key("a"), now), Err(Duration::from_secs(50)));
+        assert_eq!(
+            limit.admit(&key("b"), now),
+            Ok(()),
+            "another account is not held"
+        );
+        assert_eq!(limit.admit(&key("a"), t0 + WINDOW), Ok(()));
+        assert_eq!(
+            limit.admit(&key("a"), t0 + WINDOW),
+            Err(Duration::from_secs(1)),
+            "the second is still in the window"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_limit() {
+        let limit = RateLimit::new(2);
+        let t0 = Instant::now();
+        for s in 0..1000 {
+            let _ = limit.admit(&key("a"), t0 + Duration::from_millis(s));
+        }
+        assert_eq!(limit.sent.lock().unwrap()[&key("a")].len(), 2);
+    }
+}
