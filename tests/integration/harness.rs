@@ -19,12 +19,25 @@ pub fn machine_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A free loopback port (bound and released; fine for tests on one machine).
+/// Never the same port twice in one test process: two ports picked before
+/// either is bound could otherwise coincide (a golden replay once got its
+/// relay's port as its "nothing listens here" port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(Default::default);
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no fresh loopback port after 1000 tries");
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes.
