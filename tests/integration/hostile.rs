@@ -281,18 +281,11 @@ fn deliver_refuses_mailboxes_and_maildirs_that_are_symbolic_links() {
         std::fs::create_dir_all(boxes.join("alice").join(sub)).unwrap();
     }
     std::os::unix::fs::symlink(&outside, boxes.join("alice").join("new")).unwrap();
-    let verifier = dir.path().join("verify.sh");
-    std::fs::write(
-        &verifier,
-        "#!/bin/sh\ncase \"$1\" in alice@*|bob@*) echo Local; echo \"${1%@*}\"; exit 0 ;; esac; echo; echo \"$1\"; exit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &verifier,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let verifier = verifier.display().to_string();
+    let verifier = crate::filter::script(
+        dir.path(),
+        "verify.sh",
+        "case \"$1\" in alice@*|bob@*) echo Local; echo \"${1%@*}\"; exit 0 ;; esac; echo; echo \"$1\"; exit 1",
+    );
     let boxes_arg = boxes.display().to_string();
     let relay = Relay::start(
         dir.path(),
