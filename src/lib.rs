@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod filter;
+pub mod forward;
 pub mod getopt;
 pub mod log;
 pub mod man;

@@ -8,7 +8,7 @@ use super::process::Mode;
 use super::values::{bad, ip, number, optional_period, optional_seconds, seconds, Switches};
 use super::ConfigError;
 use crate::auth::ClientAuth;
-use crate::smtp::forward::ForwardSettings;
+use crate::forward::ForwardSettings;
 use crate::tls::{ClientTls, ClientTlsOptions, TlsConfig};
 use emailrelay_proto::sasl::MechanismPolicy;
 use emailrelay_proto::smtp::{Strictness, TlsPolicy};

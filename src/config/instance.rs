@@ -8,7 +8,7 @@ use super::values::seconds;
 use super::{client, server, ConfigError, Instance};
 use crate::admin::AdminSettings;
 use crate::filter::{FilterConfig, FilterSettings, FilterSpec};
-use crate::smtp::forward::ForwardSettings;
+use crate::forward::ForwardSettings;
 use crate::smtp::server::ServerSettings;
 use crate::verify::VerifierSpec;
 

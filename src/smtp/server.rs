@@ -35,9 +35,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::forward::{Forwarder, Verdict};
 use crate::auth::{ServerAuth, FAILURE_DELAY, MAX_FAILURES};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
+use crate::forward::{Forwarder, Verdict};
 use crate::log::{self, Level};
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
@@ -210,7 +210,7 @@ struct Conn {
     /// down, opened with the first of them.
     /// (A mutex only so that the connection stays `Sync`; it is reached
     /// through `&mut self`, never locked.)
-    proxy: Option<Box<std::sync::Mutex<crate::smtp::forward::ProxyLink>>>,
+    proxy: Option<Box<std::sync::Mutex<crate::forward::ProxyLink>>>,
     closed_logged: bool,
     /// The next reply's trace line is logged without the client's address
     /// (`--log-address`), as 2.6.1 logs its reply to the end of a message.

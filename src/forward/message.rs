@@ -1,0 +1,350 @@
+//! One message through a link: the client filter, the choice of
+//! upstream and account, the connection, the rate limit, the send.
+
+use super::outcome::message_info;
+use super::*;
+
+impl Forwarder {
+    pub(super) async fn forward_message(
+        &self,
+        mut locked: Locked,
+        conn: &mut Option<(Key, Box<dyn Link>)>,
+        unreachable: &Mutex<HashMap<String, String>>,
+    ) -> Verdict {
+        if self.stop_pass.load(Ordering::Relaxed) {
+            // A client filter ended the pass while this one was being
+            // picked up: it waits for the next pass, unfiltered.
+            return Verdict::Deferred(None);
+        }
+        self.started.fetch_add(1, Ordering::Relaxed);
+        crate::log::set_msgid(locked.id().as_str());
+        info!(
+            "forwarding [{}]{}",
+            locked.id(),
+            message_info(&locked.envelope)
+        );
+        // Before connecting, so that a filter can route the message by
+        // setting ForwardToAddress (E-MailRelay runs the routing filter
+        // early, when ForwardTo is set, and the client filter after
+        // connecting; here both run first).
+        if let Some(filter) = &self.client_filter {
+            locked = match self.client_filter(filter, locked).await {
+                Ok(locked) => locked,
+                Err(verdict) => return verdict,
+            };
+        }
+        // A content file we cannot read (another user's, say) will not
+        // become readable by trying again: set it aside with the reason.
+        if let Err(e) = crate::store::open_regular(&locked.content_path()) {
+            let reason = format!("cannot read content file: {e}");
+            error!("{reason}: [{}]", locked.content_path().display());
+            return self.fail(locked, Reply::new(554, reason));
+        }
+        let envelope = locked.envelope.clone();
+        if envelope.to_remote.is_empty() {
+            return self.fail(locked, Reply::new(550, "no remote recipients"));
+        }
+        let target = match (
+            envelope.forward_to_address.trim(),
+            &self.settings.forward_to,
+        ) {
+            ("", Some(default)) => default.clone(),
+            ("", None) => return Verdict::Deferred(None),
+            (address, _) => address.to_string(),
+        };
+        if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
+            return self.skip_unconnectable(locked.id(), &target);
+        }
+        let key = (target.clone(), envelope.client_account_selector.clone());
+        if conn.as_ref().is_some_and(|(k, _)| *k != key) {
+            if let Some((old_key, old)) = conn.take() {
+                old.quit().await;
+                // E-MailRelay's line for a change of upstream mid-pass.
+                let (new_address, new_selector) = (old_key.0 != key.0, old_key.1 != key.1);
+                let mut what = Vec::new();
+                if new_address {
+                    what.push(format!("[{}]", envelope.forward_to_address.trim()));
+                }
+                if new_selector {
+                    what.push(format!("account selector [{}]", key.1));
+                }
+                info!(
+                    "forwarding [{}]: new connection for {}",
+                    locked.id(),
+                    what.join(" and ")
+                );
+            }
+        }
+        let fresh = conn.is_none();
+        if fresh {
+            let secret = match self.client_secret(&key.1).await {
+                Ok(secret) => secret,
+                Err(AccountError::NoAccount(selector)) => {
+                    // E-MailRelay's words.
+                    let reason = format!("no client authentication account: selector [{selector}]");
+                    self.note_error(&reason);
+                    // E-MailRelay compatibility: 2.6.1 finds the account
+                    // missing once connected (so the upstream sees a
+                    // session without MAIL), and that ends the pass; the
+                    // messages after it wait for the next one.
+                    if let Ok(c) = self.transport.open(&target, None).await {
+                        c.quit().await;
+                    }
+                    self.stop_pass.store(true, Ordering::Relaxed);
+                    return self.fail(locked, Reply::new(554, reason));
+                }
+                // Logged once by the account; the message waits.
+                Err(AccountError::Token(_)) => return Verdict::Deferred(None),
+            };
+            match self.transport.open(&target, secret).await {
+                Ok(c) => {
+                    if let (Some(user), Some(mechanism), Some(auth)) =
+                        (c.authenticated(), c.auth_mechanism(), &self.settings.auth)
+                    {
+                        info!("{}", auth.success_text(&key.1, mechanism.name(), user));
+                    }
+                    *conn = Some((key, c));
+                }
+                Err(e) => {
+                    // Several connections may try the same dead address at
+                    // once: only the first failure is reported, as with
+                    // 2.6.1's one connection at a time.
+                    let first = unreachable.lock().map_or(true, |mut u| {
+                        let known = u.contains_key(&target);
+                        u.entry(target.clone()).or_insert_with(|| e.to_string());
+                        !known
+                    });
+                    if !first {
+                        return self.skip_unconnectable(locked.id(), &target);
+                    }
+                    // E-MailRelay's lines for a connection that failed:
+                    // to a routed address it only costs that address's
+                    // messages their turn; to the forward-to address it is
+                    // the pass's error.
+                    if let ConnectionError::AuthRefused(reply) = e {
+                        return self.pause(&target, reply);
+                    }
+                    if self.is_default(&target) {
+                        warning!("smtp client error: {e}");
+                    } else {
+                        warning!("smtp connection failed: {e}");
+                    }
+                    return match e {
+                        ConnectionError::Refused(reply) if reply.is_permanent() => {
+                            self.fail(locked, reply)
+                        }
+                        ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+                        // E-MailRelay compatibility: a TLS refusal (a
+                        // certificate, no common version) fails the message.
+                        ConnectionError::Tls(e) | ConnectionError::Io(e)
+                            if crate::tls::is_refusal(&e) =>
+                        {
+                            self.fail(locked, Reply::new(554, e.to_string()))
+                        }
+                        _ => Verdict::Deferred(None),
+                    };
+                }
+            }
+        }
+        let Some((_, connection)) = conn.as_mut() else {
+            return Verdict::Deferred(None);
+        };
+        if !fresh {
+            // E-MailRelay compatibility: the line comes with every message,
+            // on a new connection or not.
+            info!("smtp connection to {target}");
+        }
+        self.connections
+            .emit(&["client", "sending", locked.id().as_str()]);
+        self.stats.out_started.fetch_add(1, Ordering::Relaxed);
+        if let Some(rate) = &self.rate {
+            let key = (target.clone(), envelope.client_account_selector.clone());
+            self.wait_for_rate(rate, &key).await;
+        }
+        let message = self.outgoing(&envelope, connection.authenticated());
+        let result = connection.send(message, &locked.content_path()).await;
+        self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(outcome) => {
+                let verdict = self.apply(locked, outcome);
+                if matches!(verdict, Verdict::Sent) {
+                    self.resume(&target);
+                }
+                verdict
+            }
+            Err(ConnectionError::Content(e)) => {
+                // The content cannot be read (a directory, an I/O error):
+                // trying again will not help, and the half-sent message
+                // left the connection unusable.
+                *conn = None;
+                let reason = format!("cannot read content file: {e}");
+                error!("{reason}: [{}]", locked.content_path().display());
+                self.fail(locked, Reply::new(554, reason))
+            }
+            Err(e) => {
+                warning!("smtp client error: {e}");
+                // The session broke: that is the pass's error too (for
+                // `--as-client`'s exit code and the admin `flush` answer).
+                self.note_error(&e.to_string());
+                *conn = None;
+                match e {
+                    ConnectionError::Refused(reply) if reply.is_permanent() => {
+                        self.fail(locked, reply)
+                    }
+                    ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+                    _ => Verdict::Deferred(None),
+                }
+            }
+        }
+    }
+
+    /// `--client-rate`: waits until one more message a minute may go to
+    /// this upstream with this account.
+    pub(super) async fn wait_for_rate(&self, rate: &RateLimit, key: &Key) {
+        let mut said = false;
+        while let Err(wait) = rate.admit(key, std::time::Instant::now()) {
+            if !said {
+                info!(
+                    "forwarding to {}: --client-rate of {} a minute reached: waiting {}s",
+                    key.0,
+                    rate.per_minute(),
+                    wait.as_secs().max(1)
+                );
+                said = true;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Runs `--client-filter`, as the routing filter if the message has a
+    /// `ForwardTo`; `Err` is the message's verdict if the filter decided
+    /// it. As 2.6.1: a client filter's failure fails the message with its
+    /// reason and code 550, and a proxy's client hears `452 <response>`; a
+    /// routing filter's failure fails it with `routing filter failed:
+    /// <response>: <reason>`, and a proxy's client hears `452 routing
+    /// failed`; abandon leaves the message where the filter left it; only a
+    /// client filter's special flag stops the pass.
+    pub(super) async fn client_filter(
+        &self,
+        filter: &Filter,
+        mut locked: Locked,
+    ) -> Result<Locked, Verdict> {
+        let job = FilterJob {
+            content: locked.content_path(),
+            envelope: locked.envelope_path(),
+        };
+        let ty = match locked.envelope.forward_to.is_empty() {
+            true => FilterType::Client,
+            false => FilterType::Routing,
+        };
+        let outcome = filter.run(&job, ty).await;
+        if outcome.special && ty == FilterType::Client {
+            self.stop_pass.store(true, Ordering::Relaxed);
+        }
+        match (outcome.result, ty) {
+            (FilterResult::Ok, _) => {}
+            (FilterResult::Retry, _) => {
+                warning!(
+                    "{}: [{}] deferred: {}",
+                    ty.name(),
+                    locked.id(),
+                    outcome.reason
+                );
+                return Err(Verdict::Deferred(None));
+            }
+            // Dropping the lock puts back whatever the filter left.
+            (FilterResult::Abandon, _) => return Err(Verdict::Deferred(None)),
+            (FilterResult::Fail, FilterType::Routing) => {
+                let reason = format!(
+                    "routing filter failed: {}: {}",
+                    outcome.response, outcome.reason
+                );
+                let heard = Reply::new(452, "routing failed");
+                return Err(self.fail_as(locked, &reason, None, heard));
+            }
+            (FilterResult::Fail, _) => {
+                let heard = Reply::new(452, outcome.response.clone());
+                return Err(self.fail_as(locked, &outcome.reason, Some(550), heard));
+            }
+        }
+        if let Err(e) = locked.reload() {
+            error!("{e}");
+            return Err(Verdict::Deferred(None));
+        }
+        Ok(locked)
+    }
+
+    /// The secret for an account selector; `Ok(None)` without
+    /// `--client-auth` or for an account that says not to authenticate.
+    pub(super) async fn client_secret(
+        &self,
+        selector: &str,
+    ) -> Result<Option<ClientSecret>, AccountError> {
+        match &self.settings.auth {
+            None => Ok(None),
+            Some(auth) => auth.secret(selector).await,
+        }
+    }
+
+    /// Remembers the first error of the pass that is not about one message.
+    pub(super) fn note_error(&self, error: &str) {
+        if let Ok(mut noted) = self.pass_error.lock() {
+            noted.get_or_insert_with(|| error.to_string());
+        }
+    }
+
+    pub(super) fn outgoing(
+        &self,
+        envelope: &crate::store::Envelope,
+        authenticated: Option<&str>,
+    ) -> OutgoingMessage {
+        // E-MailRelay's policy, only on a connection that authenticated:
+        // `--anonymous=client` sends AUTH=<>, an empty MailFromAuthOut the
+        // name we authenticated with, a valid xtext name itself, anything
+        // else AUTH=<>. Without authentication there is no AUTH= at all.
+        let out = envelope.mail_from_auth_out.as_str();
+        let auth = authenticated.map(|id| {
+            if self.settings.anonymous_client {
+                "<>".to_string()
+            } else if out.is_empty() {
+                xtext_encode(id)
+            } else if is_xtext(out) {
+                out.to_string()
+            } else {
+                "<>".to_string()
+            }
+        });
+        OutgoingMessage {
+            from: envelope.from.clone(),
+            to: envelope.to_remote.clone(),
+            body: envelope.body,
+            size: None,
+            smtputf8: envelope.utf8_mailbox_names,
+            auth,
+        }
+    }
+}
+
+/// True for RFC 3461 xtext: printable ASCII but `+` and `=`, with `+XX`
+/// hex escapes.
+fn is_xtext(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                let hex = |b: u8| b.is_ascii_digit() || (b'A'..=b'F').contains(&b);
+                let escaped = bytes.get(i + 1).copied().is_some_and(hex)
+                    && bytes.get(i + 2).copied().is_some_and(hex);
+                if !escaped {
+                    return false;
+                }
+                i += 3;
+            }
+            b'=' => return false,
+            33..=126 => i += 1,
+            _ => return false,
+        }
+    }
+    !bytes.is_empty()
+}

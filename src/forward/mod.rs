@@ -1,0 +1,355 @@
+//! The forwarding scheduler: when to forward (startup, poll, client
+//! disconnect, admin `forward`/`flush`, `--immediate`) and how (several
+//! connections at once, each reused for many messages).
+//!
+//! Outcome rules: the upstream's 2xx to end-of-data deletes the message;
+//! 5xx fails it to `.bad` with the reason; 4xx and connection failures
+//! leave it in the spool for a later attempt; after a 4xx, a wait that
+//! grows with each deferral (`super::backoff`) comes first, unless an
+//! admin command forces the pass.
+//!
+//! Log lines follow E-MailRelay's: `forwarding: [<reason>]` when a pass
+//! starts (not for `poll`), `forwarding [<id>]` and `smtp connection to
+//! <address>` for each message, `deleting envelope [...]` and `deleting
+//! content [...]` once it is sent, `failing envelope [...] -> [...]`,
+//! `smtp client error: <reason>` when a connection fails, and
+//! `forwarding: no more messages to send` at the end of a pass.
+//!
+//! `--client-filter` runs before each message is sent: as the routing
+//! filter when the envelope has a `ForwardTo`, as the client filter
+//! otherwise (2.6.1's names, exit codes and log lines).
+//!
+//! The module's parts: `pass` (a pass over the spool and its workers),
+//! `message` (one message through a link), `outcome` (what a reply does
+//! to the spool files), `route` (paused and unreachable upstreams),
+//! `backoff` and `rate` (timing), `transport` (the wire, behind a trait).
+
+mod backoff;
+mod message;
+mod outcome;
+mod pass;
+mod rate;
+mod route;
+pub mod transport;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use emailrelay_proto::sasl::ClientSecret;
+use emailrelay_proto::smtp::{
+    xtext_encode, OutgoingMessage, Reply, SendOutcome, Strictness, TlsPolicy,
+};
+use tokio::sync::{watch, Notify};
+
+use self::backoff::Backoff;
+use self::rate::RateLimit;
+use self::transport::{Link, SmtpTransport, Transport};
+use crate::auth::{AccountError, ClientAuth};
+use crate::control::Connections;
+use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
+use crate::smtp::client::ConnectionError;
+use crate::store::{Locked, MessageId, Spool};
+use crate::tls::ClientTls;
+use crate::{error, info, warning};
+
+/// A connection is reused only for messages to the same place with the
+/// same client account: (target address, account selector).
+type Key = (String, String);
+
+/// Forwarding settings; built by `config`.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardSettings {
+    /// `--forward-to` (or the `--as-client`/`--as-proxy` address).
+    pub forward_to: Option<String>,
+    /// `--forward` / `--as-client`: forward once at startup.
+    pub on_start: bool,
+    /// `--forward-on-disconnect`.
+    pub on_disconnect: bool,
+    /// `--poll`.
+    pub poll: Option<Duration>,
+    /// `--immediate`.
+    pub immediate: bool,
+    /// `--dont-serve` / `--as-client`: exit once the startup forwarding is done.
+    pub exit_when_done: bool,
+    /// `--forward-to-some`.
+    pub to_some: bool,
+    pub client_interface: Option<IpAddr>,
+    pub connection_timeout: Duration,
+    pub response_timeout: Duration,
+    pub prompt_timeout: Duration,
+    pub pipelining: bool,
+    /// `--client-smtp-config` `eightbitstrict`, `smtputf8strict`, `binarymimestrict`.
+    pub strict: Strictness,
+    /// Our EHLO name.
+    pub helo_domain: String,
+    /// `--anonymous=client`: no `AUTH=` on MAIL.
+    pub anonymous_client: bool,
+    /// Protocol trace lines in the log.
+    pub trace: bool,
+    /// Connections used at once in one forwarding pass, at most
+    /// (`--client-connections`); a pass opens one for every
+    /// [`MESSAGES_PER_CONNECTION`] waiting messages.
+    pub max_connections: usize,
+    /// `--max-age`: a message still deferred this long after it was
+    /// received is failed.
+    pub max_age: Option<Duration>,
+    /// `--client-rate`: messages a minute per upstream and account.
+    pub rate: Option<usize>,
+    /// The TLS context, for STARTTLS or implicit TLS.
+    pub tls: Option<ClientTls>,
+    /// `--client-tls` (offered) or `--client-tls-required`.
+    pub tls_policy: TlsPolicy,
+    /// `--client-tls-connection`: TLS from the first byte.
+    pub tls_connection: bool,
+    /// `--client-auth`: the accounts to authenticate with.
+    pub auth: Option<Arc<ClientAuth>>,
+}
+
+/// A proxy session's upstream connection, reused for each of its messages.
+#[derive(Default)]
+pub struct ProxyLink(Option<(Key, Box<dyn Link>)>);
+
+impl ProxyLink {
+    /// Ends the upstream connection (QUIT), if there is one.
+    pub async fn close(&mut self) {
+        if let Some((_, link)) = self.0.take() {
+            link.quit().await;
+        }
+    }
+}
+
+/// Counts of one forwarding pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub sent: usize,
+    pub failed: usize,
+    pub deferred: usize,
+    /// The first error that kept a connection from being made, for the
+    /// admin `flush` answer.
+    pub error: Option<String>,
+}
+
+/// What happened to one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Sent,
+    /// Failed to `.bad` (or rejected outright) with this reply.
+    Failed(Reply),
+    /// Left in the spool; the upstream said this, if it said anything.
+    Deferred(Option<Reply>),
+}
+
+/// A pass opens another connection for every so many waiting messages
+/// (up to `max_connections`): a few messages go down one connection, one
+/// after the other in spool order, as E-MailRelay sends them, while a long
+/// queue is drained over several.
+pub const MESSAGES_PER_CONNECTION: usize = 16;
+
+/// Why a forwarding pass runs, as the log line says it.
+pub type Reason = &'static str;
+
+/// Activity counters for the admin `status` command.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub out_started: AtomicU64,
+    pub out_finished: AtomicU64,
+}
+
+/// The scheduler. Cheap to share: `Arc<Forwarder>`.
+pub struct Forwarder {
+    settings: ForwardSettings,
+    spool: Arc<Spool>,
+    wake: Notify,
+    pass_lock: tokio::sync::Mutex<()>,
+    /// `--client-filter`, run on each message before it is sent.
+    client_filter: Option<Arc<Filter>>,
+    /// A client filter asked to stop scanning: take no more messages in
+    /// this pass.
+    stop_pass: AtomicBool,
+    /// Why the next pass was asked for (`admin`, `rescan`, ...), for the log.
+    reason: Mutex<Option<&'static str>>,
+    /// Messages taken up in the current pass.
+    started: AtomicU64,
+    pub stats: Stats,
+    /// The process's connection registry: outgoing connections are counted
+    /// there, and `notify` events go out through it.
+    connections: Arc<Connections>,
+    /// The first error of the current pass that was not a verdict on one
+    /// message (a missing account), for `--as-client`'s last word.
+    pass_error: Mutex<Option<String>>,
+    /// When each deferred message may be tried again.
+    backoff: Mutex<Backoff>,
+    /// Upstreams that refused our authentication, until one takes a message.
+    paused: Mutex<std::collections::HashSet<String>>,
+    /// `--client-rate`.
+    rate: Option<RateLimit>,
+    /// How messages leave.
+    transport: Arc<dyn Transport>,
+}
+
+impl Forwarder {
+    /// A scheduler over `spool`.
+    pub fn new(
+        settings: ForwardSettings,
+        spool: Arc<Spool>,
+        client_filter: Option<Arc<Filter>>,
+        connections: Arc<Connections>,
+    ) -> Arc<Forwarder> {
+        let transport = Arc::new(SmtpTransport::new(
+            settings.clone(),
+            Arc::clone(&connections),
+        ));
+        Forwarder::with_transport(settings, spool, client_filter, connections, transport)
+    }
+
+    /// A scheduler over `spool` that sends through `transport`.
+    pub fn with_transport(
+        settings: ForwardSettings,
+        spool: Arc<Spool>,
+        client_filter: Option<Arc<Filter>>,
+        connections: Arc<Connections>,
+        transport: Arc<dyn Transport>,
+    ) -> Arc<Forwarder> {
+        Arc::new(Forwarder {
+            transport,
+            spool,
+            wake: Notify::new(),
+            pass_lock: tokio::sync::Mutex::new(()),
+            client_filter,
+            stop_pass: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            started: AtomicU64::new(0),
+            stats: Stats::default(),
+            connections,
+            pass_error: Mutex::new(None),
+            backoff: Mutex::new(Backoff::default()),
+            paused: Mutex::new(std::collections::HashSet::new()),
+            rate: settings.rate.map(RateLimit::new),
+            settings,
+        })
+    }
+
+    /// True if there is somewhere to forward to.
+    pub fn enabled(&self) -> bool {
+        self.settings.forward_to.is_some()
+    }
+
+    /// Asks for a forwarding pass soon, for this reason (`startup`,
+    /// `client disconnect`, `admin`, `rescan`): the pass is logged with it.
+    pub fn trigger(&self, reason: Reason) {
+        if self.enabled() {
+            if let Ok(mut pending) = self.reason.lock() {
+                *pending = Some(reason);
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// True if a client disconnect should trigger a pass.
+    pub fn on_disconnect(&self) -> bool {
+        self.settings.on_disconnect
+    }
+
+    /// True if each message is forwarded before it is acknowledged.
+    pub fn immediate(&self) -> bool {
+        self.settings.immediate
+    }
+
+    /// The background loop: passes on trigger and on the poll timer, until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if !self.enabled() {
+            return;
+        }
+        loop {
+            let poll = self
+                .settings
+                .poll
+                .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+            let reason = tokio::select! {
+                _ = self.wake.notified() => {
+                    self.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or("startup")
+                }
+                _ = tokio::time::sleep(poll) => "poll",
+                _ = shutdown.changed() => return,
+            };
+            if self.pass_lock.try_lock().is_err() {
+                // E-MailRelay compatibility: the request waits for the pass
+                // under way (the lock), and runs after it.
+                info!("forwarding: [{reason}]: still busy from last time");
+                info!("forwarding: queued request [{reason}]");
+            }
+            self.pass_for(reason).await;
+        }
+    }
+
+    /// One pass over the spool, as the admin `flush` asks for it: every
+    /// message is tried, whatever its retry time.
+    pub async fn pass(self: &Arc<Self>) -> PassSummary {
+        let _only_one_pass = self.pass_lock.lock().await;
+        self.pass_locked(true).await
+    }
+
+    /// One pass for `reason`, logged as E-MailRelay logs it.
+    pub async fn pass_for(self: &Arc<Self>, reason: Reason) -> PassSummary {
+        let _only_one_pass = self.pass_lock.lock().await;
+        // E-MailRelay compatibility: a poll is not worth a line each time.
+        let log = reason != "poll";
+        if log {
+            info!("forwarding: [{reason}]");
+        }
+        if self.spool.ready().is_ok_and(|ids| ids.is_empty()) {
+            if log {
+                info!("forwarding: no messages to send");
+            }
+            self.connections
+                .emit(&["client", "forward", "end", "no messages"]);
+            return PassSummary::default();
+        }
+        self.connections
+            .emit(&["client", "forward", "start", reason]);
+        // The admin `forward` tries everything now; polls, disconnects and
+        // rescans leave deferred messages to their retry times.
+        let summary = self.pass_locked(reason == "admin").await;
+        // E-MailRelay's last word on a pass that failed, unless the process
+        // is about to say it on its way out (`--as-client`).
+        if let (Some(error), false) = (&summary.error, self.settings.exit_when_done) {
+            error!("forwarding: {error}");
+        }
+        let error = summary.error.clone().unwrap_or_default();
+        self.connections.emit(&["client", "forward", "end", &error]);
+        summary
+    }
+
+    /// Forwards one just-stored message now (`--immediate`, proxy mode),
+    /// over the client session's own upstream connection, which `link`
+    /// keeps open for the session's next message (E-MailRelay connects once
+    /// per session). A message the upstream refuses, for now or for good,
+    /// is kept as `.bad` with the reason, as E-MailRelay keeps it: the
+    /// client hears the refusal and keeps its own copy.
+    pub async fn forward_now(self: &Arc<Self>, id: &MessageId, link: &mut ProxyLink) -> Verdict {
+        let locked = match self.spool.lock(id) {
+            Ok(Some(locked)) => locked,
+            Ok(None) => return Verdict::Deferred(None),
+            Err(e) => {
+                error!("{e}");
+                return Verdict::Deferred(None);
+            }
+        };
+        let verdict = self
+            .forward_message(locked, &mut link.0, &Mutex::new(HashMap::new()))
+            .await;
+        if let Verdict::Deferred(Some(reply)) = &verdict {
+            match self.spool.lock(id) {
+                Ok(Some(locked)) => {
+                    self.fail(locked, reply.clone());
+                }
+                Ok(None) => {}
+                Err(e) => error!("{e}"),
+            }
+        }
+        verdict
+    }
+}

@@ -1,0 +1,203 @@
+//! A forwarding pass: the spool's ready messages shared out over a few
+//! workers, each with its own connection; retry times and `--max-age`.
+
+use super::*;
+
+impl Forwarder {
+    /// One pass over the spool, a connection for every few messages;
+    /// returns counts. Deferred messages whose retry time has not come are
+    /// left for a later pass unless `force`. The caller holds the pass lock.
+    pub(super) async fn pass_locked(self: &Arc<Self>, force: bool) -> PassSummary {
+        let mut ids = match self.spool.ready() {
+            Ok(ids) => ids,
+            Err(e) => {
+                error!("{e}");
+                return PassSummary::default();
+            }
+        };
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.retain_queued(&ids);
+            let now = std::time::Instant::now();
+            if !force {
+                ids.retain(|id| backoff.is_due(id, now));
+            }
+        }
+        if ids.is_empty() {
+            return PassSummary::default();
+        }
+        self.stop_pass.store(false, Ordering::Relaxed);
+        self.started.store(0, Ordering::Relaxed);
+        let workers = ids
+            .len()
+            .div_ceil(MESSAGES_PER_CONNECTION)
+            .clamp(1, self.settings.max_connections.max(1));
+        crate::debug!(
+            "forwarding pass: {} message(s) over {workers} connection(s)",
+            ids.len()
+        );
+        let queue = Arc::new(Mutex::new(VecDeque::from(ids)));
+        let unreachable = Arc::new(Mutex::new(HashMap::new()));
+        let busy = Arc::new(AtomicUsize::new(workers));
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                let this = Arc::clone(self);
+                let (queue, unreachable, busy) = (
+                    Arc::clone(&queue),
+                    Arc::clone(&unreachable),
+                    Arc::clone(&busy),
+                );
+                // The pass's log context (the instance name) goes with it,
+                // and each worker shows its own message's id.
+                let context = crate::log::context().with_msgid_slot();
+                tokio::spawn(crate::log::scope(context, async move {
+                    this.worker(queue, unreachable, busy).await
+                }))
+            })
+            .collect();
+        let mut summary = PassSummary::default();
+        for task in tasks {
+            if let Ok(s) = task.await {
+                summary.sent += s.sent;
+                summary.failed += s.failed;
+                summary.deferred += s.deferred;
+                summary.error = summary.error.or(s.error);
+            }
+        }
+        let noted = self.pass_error.lock().ok().and_then(|mut e| e.take());
+        // Only the forward-to address's failure is the pass's error (and
+        // `--as-client`'s exit code); routed ones were warned about.
+        summary.error = unreachable
+            .lock()
+            .ok()
+            .and_then(|u| {
+                u.iter()
+                    .find(|(k, _)| self.is_default(k))
+                    .map(|(_, e)| e.clone())
+            })
+            .or(noted);
+        // A stop request ends this pass only, not a later --immediate forward.
+        self.stop_pass.store(false, Ordering::Relaxed);
+        summary
+    }
+
+    /// `--max-age`: a deferred message received longer ago than that is
+    /// failed, with the last reply's text and code if there was one; the
+    /// new verdict, or `None` if the message may wait on.
+    pub(super) fn expire(&self, id: &MessageId, last: Option<&Reply>) -> Option<Verdict> {
+        let max_age = self.settings.max_age?;
+        let age = std::time::SystemTime::now()
+            .duration_since(id.created()?)
+            .ok()?;
+        if age < max_age {
+            return None;
+        }
+        let locked = match self.spool.lock(id) {
+            Ok(Some(locked)) => locked,
+            Ok(None) => return None,
+            Err(e) => {
+                error!("{e}");
+                return None;
+            }
+        };
+        let why = last.map_or_else(|| "the upstream was not reached".to_string(), |r| r.text());
+        let reason = format!("not sent within --max-age={}s: {why}", max_age.as_secs());
+        warning!("forwarding [{id}]: {reason}");
+        Some(self.fail_as(
+            locked,
+            &reason,
+            last.map(|r| r.code),
+            Reply::new(554, &reason),
+        ))
+    }
+
+    /// Updates the retry schedule after a verdict on `id`.
+    pub(super) fn schedule(&self, id: &MessageId, verdict: &Verdict) {
+        let Ok(mut backoff) = self.backoff.lock() else {
+            return;
+        };
+        match verdict {
+            // The upstream takes mail again: nothing waits any longer.
+            Verdict::Sent => backoff.clear(),
+            Verdict::Failed(_) => backoff.forget(id),
+            // No reply: the upstream could not be reached (or a token not
+            // renewed). Each pass then costs one failed connect for the
+            // whole route, and the queue must flow the moment it is back,
+            // so the message keeps no wait of its own.
+            Verdict::Deferred(None) => backoff.forget(id),
+            Verdict::Deferred(Some(_)) => {
+                let wait = backoff.deferred(id, std::time::Instant::now());
+                crate::debug!(
+                    "forwarding [{id}]: attempt {} deferred: next in {}s",
+                    backoff.attempts(id),
+                    wait.as_secs()
+                );
+            }
+        }
+    }
+
+    /// Takes messages off the pass's queue until it is empty; `busy`
+    /// counts the workers still at it.
+    pub(super) async fn worker(
+        &self,
+        queue: Arc<Mutex<VecDeque<MessageId>>>,
+        unreachable: Arc<Mutex<HashMap<String, String>>>,
+        busy: Arc<AtomicUsize>,
+    ) -> PassSummary {
+        let mut summary = PassSummary::default();
+        let mut conn: Option<(Key, Box<dyn Link>)> = None;
+        // The queue's lock lives only inside this closure, never across an await.
+        let next = || {
+            if self.stop_pass.load(Ordering::Relaxed) {
+                return None;
+            }
+            queue.lock().ok().and_then(|mut q| q.pop_front())
+        };
+        while let Some(id) = next() {
+            let locked = match self.spool.lock(&id) {
+                Ok(Some(locked)) => locked,
+                Ok(None) => continue,
+                Err(e) => {
+                    error!("{e}");
+                    summary.failed += 1;
+                    continue;
+                }
+            };
+            let mut verdict = self.forward_message(locked, &mut conn, &unreachable).await;
+            if let Verdict::Deferred(reply) = &verdict {
+                if let Some(expired) = self.expire(&id, reply.as_ref()) {
+                    verdict = expired;
+                }
+            }
+            self.schedule(&id, &verdict);
+            match verdict {
+                Verdict::Sent => summary.sent += 1,
+                Verdict::Failed(_) => summary.failed += 1,
+                Verdict::Deferred(_) => summary.deferred += 1,
+            }
+        }
+        // E-MailRelay compatibility: the pass's last word comes before the
+        // last connection's QUIT.
+        // A pass that a broken connection to the forward-to address cut
+        // short ends with that error instead (2.6.1 gives up the pass at
+        // the first one); a dead address that a message was routed to
+        // only has its messages skipped, and the pass ends as usual.
+        let last = busy.fetch_sub(1, Ordering::AcqRel) == 1;
+        let (default_dead, routed_dead) = unreachable.lock().map_or((true, false), |u| {
+            let default_dead = u.keys().any(|k| self.is_default(k));
+            (default_dead, u.len() > usize::from(default_dead))
+        });
+        let broken = default_dead || self.pass_error.lock().map_or(true, |e| e.is_some());
+        if last && !broken && self.started.load(Ordering::Relaxed) > 0 {
+            info!("forwarding: no more messages to send");
+            // E-MailRelay compatibility: 2.6.1 ends a pass whose last
+            // connection was a routed one that failed with this warning.
+            if conn.is_none() && routed_dead {
+                warning!("smtp client error: done");
+            }
+        }
+        if let Some((_, c)) = conn {
+            c.quit().await;
+        }
+        summary
+    }
+}
