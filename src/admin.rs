@@ -4,18 +4,15 @@
 //! `emailrelay_proto::admin` for the rules).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use emailrelay_proto::admin::{
     line_ending, reply, AdminCommand, DnsblAction, DNSBL_USAGE, ERROR_LIMIT, SMTP_USAGE,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::watch;
 
-use crate::control::Connections;
+use crate::control::{Control, ControlError};
 use crate::net::{display_addr, Listen, Stream};
-use crate::smtp::server::Shared;
 
 /// Admin settings; built by `config`.
 #[derive(Clone, Debug)]
@@ -30,13 +27,7 @@ pub struct AdminSettings {
 /// What the admin commands act on.
 pub struct AdminContext {
     pub settings: AdminSettings,
-    pub smtp: Arc<Shared>,
-    /// Set to request a clean shutdown (`terminate`).
-    pub terminate: watch::Sender<bool>,
-    /// The pid the pid file holds, for `pid`.
-    pub pid: u32,
-    /// The process's listeners and connections, for `status` and `notify`.
-    pub connections: Arc<Connections>,
+    pub control: Arc<Control>,
 }
 
 /// Why an admin connection ended, for the log line.
@@ -102,12 +93,12 @@ async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext, peer_text: &str) 
                 match command {
                     AdminCommand::Quit => break End::Quit,
                     AdminCommand::Notify => {
-                        events = Some(ctx.connections.subscribe());
+                        events = Some(ctx.control.events());
                         continue;
                     }
                     AdminCommand::Terminate => {
                         crate::info!("received a terminate command from {peer_text}");
-                        let _ = ctx.terminate.send(true);
+                        ctx.control.terminate();
                         break End::Terminated;
                     }
                     AdminCommand::Unrecognised => errors += 1,
@@ -130,8 +121,8 @@ async fn dialogue(stream: Box<dyn Stream>, ctx: &AdminContext, peer_text: &str) 
 }
 
 async fn recv_event(
-    rx: &mut tokio::sync::broadcast::Receiver<crate::control::Event>,
-) -> Option<crate::control::Event> {
+    rx: &mut tokio::sync::broadcast::Receiver<crate::monitor::Event>,
+) -> Option<crate::monitor::Event> {
     loop {
         match rx.recv().await {
             Ok(event) => return Some(event),
@@ -166,63 +157,48 @@ async fn read_lines(
 
 /// The answer to one command, without line ending or prompt.
 async fn run_command(command: &AdminCommand, ctx: &AdminContext, eol: &str) -> String {
-    let spool = &ctx.smtp.spool;
-    let forwarder = &ctx.smtp.forwarder;
+    let control = &ctx.control;
     match command {
         AdminCommand::Empty
         | AdminCommand::Quit
         | AdminCommand::Notify
         | AdminCommand::Terminate => String::new(),
         AdminCommand::Help => AdminCommand::help_text(ctx.settings.terminate),
-        AdminCommand::Forward if !forwarder.enabled() => no_remote(),
-        AdminCommand::Forward => {
-            forwarder.trigger("admin");
-            "OK".into()
-        }
-        AdminCommand::Flush if !forwarder.enabled() => no_remote(),
-        AdminCommand::Flush => match spool.ready() {
-            Ok(ids) if ids.is_empty() => "error: no messages to send".into(),
-            Ok(_) => match forwarder.pass().await.error {
-                None => "OK".into(),
-                Some(error) => format!("error: {error}"),
-            },
-            Err(e) => format!("error: {e}"),
-        },
-        AdminCommand::List => id_list(
-            spool.ready().and_then(|mut r| {
-                r.extend(spool.busy()?);
-                Ok(r)
-            }),
-            eol,
-        ),
-        AdminCommand::Failures => id_list(spool.failed(), eol),
-        AdminCommand::UnfailAll => match spool.unfail_all() {
+        AdminCommand::Forward => answer(control.forward()),
+        AdminCommand::Flush => answer(control.flush().await),
+        AdminCommand::List => id_list(control.list(), eol),
+        AdminCommand::Failures => id_list(control.failures(), eol),
+        AdminCommand::UnfailAll => match control.unfail_all() {
             Ok(_) => String::new(),
             Err(e) => format!("error: {e}"),
         },
         AdminCommand::Smtp(Some(enable)) => {
-            ctx.smtp.enabled.store(*enable, Ordering::Relaxed);
+            control.set_smtp_enabled(*enable);
             "OK".into()
         }
         AdminCommand::Smtp(None) => SMTP_USAGE.into(),
         // E-MailRelay compatibility: report lines are joined with the
         // client's line ending before its newlines are turned into line
         // endings again, so a CRLF client sees CR CR LF between them.
-        AdminCommand::Status => ctx.connections.report().join(eol),
-        AdminCommand::Pid => ctx.pid.to_string(),
+        AdminCommand::Status => control.status_report().join(eol),
+        AdminCommand::Pid => control.pid().to_string(),
         AdminCommand::Info(None) => AdminCommand::info_usage(),
         AdminCommand::Info(Some(key)) => info(key),
         AdminCommand::Dnsbl(DnsblAction::Usage) => DNSBL_USAGE.into(),
         AdminCommand::Dnsbl(action) => {
-            ctx.smtp.dnsbl_control(*action);
+            control.dnsbl(*action);
             "OK".into()
         }
         AdminCommand::Unrecognised => "error: unrecognised command".into(),
     }
 }
 
-fn no_remote() -> String {
-    "error: no remote server configured: use --forward-to".into()
+/// `OK`, or E-MailRelay's `error: <reason>`.
+fn answer(result: Result<(), ControlError>) -> String {
+    match result {
+        Ok(()) => "OK".into(),
+        Err(e) => format!("error: {e}"),
+    }
 }
 
 /// `info <key>`: facts about this program, in our own words.
@@ -236,7 +212,7 @@ fn info(key: &str) -> String {
 }
 
 fn id_list(
-    ids: Result<Vec<crate::store::MessageId>, crate::store::StoreError>,
+    ids: Result<Vec<crate::store::MessageId>, ControlError>,
     eol: &str,
 ) -> String {
     match ids {

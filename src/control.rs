@@ -1,216 +1,263 @@
-//! What the operator interfaces see of the whole process: the listening
-//! endpoints, the connections in and out with their counts, and the
-//! event stream of the admin `notify` command. One per process, shared by
-//! every instance, as E-MailRelay's network monitor is.
+//! One instance's control handle: every action and every reading the
+//! operator interfaces (the admin port, the HTTP endpoint) offer, in one
+//! place, so that neither reaches into the servers' or the forwarder's
+//! internals and both always agree.
 //!
-//! Must stay cheap: every connection registers here, so a registration is
-//! one short lock and nothing else.
+//! Must not format anything for a wire: answers are values; the admin
+//! interface words them as E-MailRelay does, the HTTP endpoint as JSON or
+//! Prometheus text.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
-/// The registry of listeners and connections.
-pub struct Connections {
-    inner: Mutex<Inner>,
-    events: broadcast::Sender<Event>,
+use crate::forward::Forwarder;
+use crate::monitor::{Connections, Event, Stats};
+use crate::smtp::server::Shared;
+use crate::store::{MessageId, QueueEntry, QueueError, QueueState, Spool, StoreError};
+
+/// What went wrong with an action.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Forwarding is not configured; E-MailRelay's words.
+    #[error("no remote server configured: use --forward-to")]
+    NoRemote,
+    /// A flush found nothing to send; E-MailRelay's words.
+    #[error("no messages to send")]
+    NothingToSend,
+    /// A forwarding pass ended with this error.
+    #[error("{0}")]
+    Forwarding(String),
+    /// A message id that cannot be one.
+    #[error("invalid message id: {0}")]
+    BadId(String),
+    /// The action on one message failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The spool failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-#[derive(Default)]
-struct Inner {
-    listeners: Vec<String>,
-    in_started: u64,
-    in_finished: u64,
-    out_started: u64,
-    out_finished: u64,
-    next_id: u64,
-    /// Open connections by registration order: (outgoing, local, remote).
-    active: BTreeMap<u64, (bool, String, String)>,
+/// The spool's state at a glance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueSummary {
+    /// Messages waiting (`.envelope`) or being sent (`.busy`).
+    pub queued: usize,
+    /// Failed messages (`.bad`).
+    pub failed: usize,
+    /// Age of the oldest waiting or busy message.
+    pub oldest: Option<Duration>,
 }
 
-/// One `notify` event: up to four fields, shown joined with `: `.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event(pub Vec<String>);
-
-impl Event {
-    /// The event as the admin interface writes it after `notify`: a line
-    /// ending first, `EVENT: `, the fields, runs of spaces squeezed, and
-    /// two trailing spaces (as E-MailRelay does).
-    pub fn render(&self, eol: &str) -> String {
-        let text: String = self
-            .0
-            .iter()
-            .filter(|f| !f.is_empty())
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(": ")
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let mut squeezed = String::with_capacity(text.len());
-        for c in text.chars() {
-            if !(c == ' ' && squeezed.ends_with(' ')) {
-                squeezed.push(c);
-            }
-        }
-        format!("{eol}EVENT: {squeezed}  ")
-    }
+/// One queued or failed message, with what the forwarder knows of it.
+#[derive(Clone, Debug)]
+pub struct QueueItem {
+    pub entry: QueueEntry,
+    /// Deferrals since its route last took a message.
+    pub attempts: u32,
+    /// The upstream's last reply (queued) or the failure reason (failed).
+    pub reason: Option<String>,
 }
 
-/// A registered connection; dropping it records its end.
-pub struct Registered {
-    registry: Arc<Connections>,
-    id: u64,
-    outgoing: bool,
+/// The handle. Cheap to share: `Arc<Control>`.
+pub struct Control {
+    smtp: Arc<Shared>,
+    connections: Arc<Connections>,
+    terminate: watch::Sender<bool>,
+    pid: u32,
 }
 
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Ok(mut inner) = self.registry.inner.lock() {
-            inner.active.remove(&self.id);
-            if self.outgoing {
-                inner.out_finished += 1;
-            } else {
-                inner.in_finished += 1;
-            }
-        }
-        let direction = if self.outgoing { "out" } else { "in" };
-        self.registry.emit(&["network", direction, "stop"]);
-    }
-}
-
-impl Connections {
-    pub fn new() -> Arc<Connections> {
-        let (events, _) = broadcast::channel(100);
-        Arc::new(Connections {
-            inner: Mutex::new(Inner::default()),
-            events,
+impl Control {
+    pub fn new(
+        smtp: Arc<Shared>,
+        connections: Arc<Connections>,
+        terminate: watch::Sender<bool>,
+        pid: u32,
+    ) -> Arc<Control> {
+        Arc::new(Control {
+            smtp,
+            connections,
+            terminate,
+            pid,
         })
     }
 
-    /// Records a listening endpoint, for `status`.
-    pub fn listening(&self, display: String) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.listeners.push(display);
+    fn spool(&self) -> &Arc<Spool> {
+        &self.smtp.spool
+    }
+
+    fn forwarder(&self) -> &Arc<Forwarder> {
+        &self.smtp.forwarder
+    }
+
+    /// The instance's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.forwarder().stats
+    }
+
+    /// The process id (the pid file's).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Asks for a forwarding pass that tries every message now.
+    pub fn forward(&self) -> Result<(), ControlError> {
+        if !self.forwarder().enabled() {
+            return Err(ControlError::NoRemote);
         }
-        self.emit(&["network", "listen", "start"]);
+        self.forwarder().trigger("admin");
+        Ok(())
     }
 
-    /// Records an accepted connection until the returned value is dropped.
-    pub fn incoming(self: &Arc<Self>, local: String, peer: String) -> Registered {
-        self.register(false, local, peer)
-    }
-
-    /// Records an outgoing connection until the returned value is dropped.
-    pub fn outgoing(self: &Arc<Self>, local: String, remote: String) -> Registered {
-        self.register(true, local, remote)
-    }
-
-    /// A receiver of the `notify` events.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
-    /// Sends a `notify` event to whoever listens.
-    pub fn emit(&self, fields: &[&str]) {
-        if self.events.receiver_count() > 0 {
-            let _ = self
-                .events
-                .send(Event(fields.iter().map(|f| f.to_string()).collect()));
+    /// Runs a forwarding pass now and waits for its end.
+    pub async fn flush(&self) -> Result<(), ControlError> {
+        if !self.forwarder().enabled() {
+            return Err(ControlError::NoRemote);
+        }
+        if self.spool().ready()?.is_empty() {
+            return Err(ControlError::NothingToSend);
+        }
+        match self.forwarder().pass().await.error {
+            None => Ok(()),
+            Some(error) => Err(ControlError::Forwarding(error)),
         }
     }
 
-    /// The lines of the admin `status` report.
-    pub fn report(&self) -> Vec<String> {
-        let Ok(inner) = self.inner.lock() else {
+    /// Ids of waiting and busy messages, oldest first within each.
+    pub fn list(&self) -> Result<Vec<MessageId>, ControlError> {
+        let mut ids = self.spool().ready()?;
+        ids.extend(self.spool().busy()?);
+        Ok(ids)
+    }
+
+    /// Ids of failed messages.
+    pub fn failures(&self) -> Result<Vec<MessageId>, ControlError> {
+        Ok(self.spool().failed()?)
+    }
+
+    /// Puts every failed message back in the queue.
+    pub fn unfail_all(&self) -> Result<usize, ControlError> {
+        Ok(self.spool().unfail_all()?)
+    }
+
+    /// Retries one message now: a failed one goes back in the queue, a
+    /// waiting one loses its backoff wait; then a pass is asked for.
+    pub fn retry(&self, id: &str) -> Result<(), ControlError> {
+        let id = parse_id(id)?;
+        if !self.forwarder().enabled() {
+            return Err(ControlError::NoRemote);
+        }
+        self.spool().unfail(&id)?;
+        self.forwarder().retry(&id);
+        Ok(())
+    }
+
+    /// Deletes one waiting or failed message.
+    pub fn delete(&self, id: &str) -> Result<(), ControlError> {
+        let id = parse_id(id)?;
+        self.spool().remove(&id)?;
+        crate::info!("deleted by the operator: [{id}]");
+        Ok(())
+    }
+
+    /// Whether new SMTP sessions are served.
+    pub fn set_smtp_enabled(&self, enabled: bool) {
+        self.smtp.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// Admin `dnsbl start|stop`.
+    pub fn dnsbl(&self, action: emailrelay_proto::admin::DnsblAction) {
+        self.smtp.dnsbl_control(action);
+    }
+
+    /// Asks the whole process to shut down cleanly.
+    pub fn terminate(&self) {
+        let _ = self.terminate.send(true);
+    }
+
+    /// The admin `status` report's lines.
+    pub fn status_report(&self) -> Vec<String> {
+        self.connections.report()
+    }
+
+    /// Connections open now: (incoming, outgoing), process-wide.
+    pub fn open_connections(&self) -> (usize, usize) {
+        self.connections.open()
+    }
+
+    /// A receiver of the admin `notify` events.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.connections.subscribe()
+    }
+
+    /// Upstreams paused because they refused our authentication.
+    pub fn paused_routes(&self) -> Vec<String> {
+        self.forwarder().paused_routes()
+    }
+
+    /// OAuth accounts and the Unix time their access token expires, if
+    /// one is held.
+    pub fn token_expiry(&self) -> Vec<(String, Option<u64>)> {
+        let Some(auth) = &self.forwarder().settings().auth else {
             return Vec::new();
         };
-        let mut lines: Vec<String> = inner
-            .listeners
-            .iter()
-            .map(|l| format!("LISTEN: {l}"))
-            .collect();
-        lines.push(format!("OUT started: {}", inner.out_started));
-        lines.push(format!("OUT finished: {}", inner.out_finished));
-        for (_, (outgoing, local, remote)) in inner.active.iter() {
-            if *outgoing {
-                lines.push(format!("OUT: {local} -> {remote}"));
-            }
-        }
-        lines.push(format!("IN started: {}", inner.in_started));
-        lines.push(format!("IN finished: {}", inner.in_finished));
-        for (_, (outgoing, local, remote)) in inner.active.iter() {
-            if !*outgoing {
-                lines.push(format!("IN: {local} <- {remote}"));
-            }
-        }
-        lines
+        auth.oauth_accounts()
+            .map(|a| (a.user().to_string(), a.expires_at_unix()))
+            .collect()
     }
 
-    fn register(self: &Arc<Self>, outgoing: bool, local: String, remote: String) -> Registered {
-        let id = match self.inner.lock() {
-            Ok(mut inner) => {
-                if outgoing {
-                    inner.out_started += 1;
-                } else {
-                    inner.in_started += 1;
-                }
-                inner.next_id += 1;
-                let id = inner.next_id;
-                inner.active.insert(id, (outgoing, local, remote));
-                id
-            }
-            Err(_) => 0,
-        };
-        self.emit(&["network", if outgoing { "out" } else { "in" }, "start"]);
-        Registered {
-            registry: Arc::clone(self),
-            id,
-            outgoing,
+    /// Counts and the oldest age, from the spool's file names alone.
+    pub fn queue_summary(&self) -> Result<QueueSummary, ControlError> {
+        let now = std::time::SystemTime::now();
+        let mut summary = QueueSummary::default();
+        for ids in [self.spool().ready()?, self.spool().busy()?] {
+            summary.queued += ids.len();
+            let oldest = ids
+                .iter()
+                .filter_map(|id| id.created())
+                .filter_map(|t| now.duration_since(t).ok())
+                .max();
+            summary.oldest = summary.oldest.max(oldest);
         }
+        summary.failed = self.spool().failed()?.len();
+        Ok(summary)
+    }
+
+    /// Up to `limit` messages of each state with their envelopes, oldest
+    /// first; a message that moves on while it is read is left out.
+    pub fn queue(&self, limit: usize) -> Result<Vec<QueueItem>, ControlError> {
+        let mut items = Vec::new();
+        for (state, ids) in [
+            (QueueState::Queued, self.spool().ready()?),
+            (QueueState::Busy, self.spool().busy()?),
+            (QueueState::Failed, self.spool().failed()?),
+        ] {
+            for id in ids.into_iter().take(limit) {
+                let Ok(entry) = self.spool().entry(&id, state) else {
+                    continue;
+                };
+                let (attempts, reason) = match state {
+                    QueueState::Failed => (0, entry.envelope.reason.clone()),
+                    _ => self.forwarder().attempts(&id),
+                };
+                items.push(QueueItem {
+                    entry,
+                    attempts,
+                    reason,
+                });
+            }
+        }
+        Ok(items)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_counts_and_lists_open_connections() {
-        let c = Connections::new();
-        c.listening("0.0.0.0:25".into());
-        let a = c.incoming("127.0.0.1:25".into(), "127.0.0.1:40000".into());
-        let b = c.outgoing("127.0.0.1:50000".into(), "127.0.0.1:587".into());
-        assert_eq!(
-            c.report(),
-            [
-                "LISTEN: 0.0.0.0:25",
-                "OUT started: 1",
-                "OUT finished: 0",
-                "OUT: 127.0.0.1:50000 -> 127.0.0.1:587",
-                "IN started: 1",
-                "IN finished: 0",
-                "IN: 127.0.0.1:25 <- 127.0.0.1:40000",
-            ]
-        );
-        drop((a, b));
-        assert_eq!(
-            c.report()[1..],
-            [
-                "OUT started: 1",
-                "OUT finished: 1",
-                "IN started: 1",
-                "IN finished: 1"
-            ]
-        );
-    }
-
-    #[test]
-    fn events_render_as_e_mailrelay_writes_them() {
-        let e = Event(vec!["network".into(), "in".into(), "start".into()]);
-        assert_eq!(e.render("\r\n"), "\r\nEVENT: network: in: start  ");
-        let e = Event(vec!["client".into(), "".into(), "a  b\r\n".into()]);
-        assert_eq!(e.render("\n"), "\nEVENT: client: a b   ");
-    }
+/// A message id as the operator typed it: the spool's own shape only, so
+/// that no path can be made of it.
+fn parse_id(text: &str) -> Result<MessageId, ControlError> {
+    MessageId::from_file_name(&format!("{text}.envelope"), ".envelope")
+        .filter(|id| id.as_str() == text && !text.contains(['/', '\\']) && !text.starts_with('.'))
+        .ok_or_else(|| ControlError::BadId(text.to_string()))
 }

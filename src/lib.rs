@@ -11,6 +11,7 @@ pub mod child;
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod monitor;
 pub mod filter;
 pub mod forward;
 pub mod getopt;

@@ -256,6 +256,26 @@ impl OAuthAccount {
         })
     }
 
+    /// The account's user name (the secrets file's).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// When the access token held now expires, as Unix time; `None`
+    /// without one (or while it is being renewed).
+    pub fn expires_at_unix(&self) -> Option<u64> {
+        let state = self.state.try_lock().ok()?;
+        let left = state
+            .token
+            .as_ref()?
+            .expires_at
+            .checked_duration_since(Instant::now())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some((now + left).as_secs())
+    }
+
     /// A valid access token: the cached one, or a new one.
     pub async fn access_token(&self) -> Result<String, OAuthError> {
         let mut state = self.state.lock().await;

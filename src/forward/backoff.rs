@@ -29,10 +29,12 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(60);
 /// The longest wait between attempts.
 pub const MAX_RETRY: Duration = Duration::from_secs(60 * 60);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     attempts: u32,
     next: Instant,
+    /// The upstream's last reply, for the queue listing.
+    reason: String,
 }
 
 /// When each deferred message may be tried again.
@@ -48,7 +50,7 @@ impl Backoff {
     }
 
     /// Records a deferral at `now`; returns the wait before the next attempt.
-    pub fn deferred(&mut self, id: &MessageId, now: Instant) -> Duration {
+    pub fn deferred(&mut self, id: &MessageId, now: Instant, reason: String) -> Duration {
         let attempts = self.entries.get(id).map_or(0, |e| e.attempts) + 1;
         let wait = jittered(id, attempts, nominal(attempts));
         self.entries.insert(
@@ -56,6 +58,7 @@ impl Backoff {
             Entry {
                 attempts,
                 next: now + wait,
+                reason,
             },
         );
         wait
@@ -82,6 +85,11 @@ impl Backoff {
     /// Deferrals recorded for `id` since it last went or was cleared.
     pub fn attempts(&self, id: &MessageId) -> u32 {
         self.entries.get(id).map_or(0, |e| e.attempts)
+    }
+
+    /// The upstream's reply at the last deferral of `id`, if any.
+    pub fn reason(&self, id: &MessageId) -> Option<&str> {
+        self.entries.get(id).map(|e| e.reason.as_str())
     }
 }
 
@@ -113,7 +121,7 @@ mod tests {
         let now = Instant::now();
         let mut nominal = 60.0;
         for attempt in 1..=10 {
-            let wait = backoff.deferred(&id(1), now).as_secs_f64();
+            let wait = backoff.deferred(&id(1), now, String::new()).as_secs_f64();
             assert!(
                 wait >= nominal * 0.8 - 0.001 && wait <= nominal * 1.2 + 0.001,
                 "attempt {attempt}: {wait}s, nominal {nominal}s"
@@ -128,7 +136,7 @@ mod tests {
         let mut backoff = Backoff::default();
         let now = Instant::now();
         assert!(backoff.is_due(&id(1), now), "unknown messages are due");
-        let wait = backoff.deferred(&id(1), now);
+        let wait = backoff.deferred(&id(1), now, String::new());
         assert!(!backoff.is_due(&id(1), now + wait - Duration::from_millis(1)));
         assert!(backoff.is_due(&id(1), now + wait));
         assert!(backoff.is_due(&id(2), now), "others are not held");
@@ -139,7 +147,7 @@ mod tests {
         let mut backoff = Backoff::default();
         let now = Instant::now();
         for n in 1..=3 {
-            backoff.deferred(&id(n), now);
+            backoff.deferred(&id(n), now, String::new());
         }
         backoff.forget(&id(1));
         assert!(backoff.is_due(&id(1), now));
@@ -156,7 +164,7 @@ mod tests {
         let mut backoff = Backoff::default();
         let now = Instant::now();
         let waits: std::collections::HashSet<u128> = (0..50)
-            .map(|n| backoff.deferred(&id(n), now).as_millis())
+            .map(|n| backoff.deferred(&id(n), now, String::new()).as_millis())
             .collect();
         assert!(waits.len() > 10, "{waits:?}");
     }

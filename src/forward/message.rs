@@ -5,11 +5,35 @@ use super::outcome::message_info;
 use super::*;
 
 impl Forwarder {
+    /// Forwards one locked message over `conn` (opening it, or a new one
+    /// for another upstream, as needed) and counts the outcome against
+    /// the upstream it went to.
     pub(super) async fn forward_message(
+        &self,
+        locked: Locked,
+        conn: &mut Option<(Key, Box<dyn Link>)>,
+        unreachable: &Mutex<HashMap<String, String>>,
+    ) -> Verdict {
+        let mut route = String::new();
+        let verdict = self
+            .forward_message_to(locked, conn, unreachable, &mut route)
+            .await;
+        self.stats.route(&route, |c| match verdict {
+            Verdict::Sent => c.forwarded += 1,
+            Verdict::Failed(_) => c.failed += 1,
+            Verdict::Deferred(_) => c.deferred += 1,
+        });
+        verdict
+    }
+
+    /// The work of `forward_message`; `route` is set to the upstream
+    /// address once it is known.
+    async fn forward_message_to(
         &self,
         mut locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
         unreachable: &Mutex<HashMap<String, String>>,
+        route: &mut String,
     ) -> Verdict {
         if self.stop_pass.load(Ordering::Relaxed) {
             // A client filter ended the pass while this one was being
@@ -52,6 +76,7 @@ impl Forwarder {
             ("", None) => return Verdict::Deferred(None),
             (address, _) => address.to_string(),
         };
+        route.clone_from(&target);
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
             return self.skip_unconnectable(locked.id(), &target);
         }
@@ -93,8 +118,12 @@ impl Forwarder {
                     self.stop_pass.store(true, Ordering::Relaxed);
                     return self.fail(locked, Reply::new(554, reason));
                 }
-                // Logged once by the account; the message waits.
-                Err(AccountError::Token(_)) => return Verdict::Deferred(None),
+                // Logged once per outage by the account; the route
+                // waits, as for a refused password.
+                Err(AccountError::Token(_)) => {
+                    self.pause_quietly(&target);
+                    return Verdict::Deferred(None);
+                }
             };
             match self.transport.open(&target, secret).await {
                 Ok(c) => {

@@ -48,7 +48,7 @@ use self::backoff::Backoff;
 use self::rate::RateLimit;
 use self::transport::{Link, SmtpTransport, Transport};
 use crate::auth::{AccountError, ClientAuth};
-use crate::control::Connections;
+use crate::monitor::{Connections, Stats};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::smtp::client::ConnectionError;
 use crate::store::{Locked, MessageId, Spool};
@@ -151,13 +151,6 @@ pub const MESSAGES_PER_CONNECTION: usize = 16;
 /// Why a forwarding pass runs, as the log line says it.
 pub type Reason = &'static str;
 
-/// Activity counters for the admin `status` command.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub out_started: AtomicU64,
-    pub out_finished: AtomicU64,
-}
-
 /// The scheduler. Cheap to share: `Arc<Forwarder>`.
 pub struct Forwarder {
     settings: ForwardSettings,
@@ -173,7 +166,9 @@ pub struct Forwarder {
     reason: Mutex<Option<&'static str>>,
     /// Messages taken up in the current pass.
     started: AtomicU64,
-    pub stats: Stats,
+    /// The instance's counters: per route outcomes here, `received` by
+    /// the SMTP server.
+    pub stats: Arc<Stats>,
     /// The process's connection registry: outgoing connections are counted
     /// there, and `notify` events go out through it.
     connections: Arc<Connections>,
@@ -222,7 +217,7 @@ impl Forwarder {
             stop_pass: AtomicBool::new(false),
             reason: Mutex::new(None),
             started: AtomicU64::new(0),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             connections,
             pass_error: Mutex::new(None),
             backoff: Mutex::new(Backoff::default()),
@@ -230,6 +225,11 @@ impl Forwarder {
             rate: settings.rate.map(RateLimit::new),
             settings,
         })
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &ForwardSettings {
+        &self.settings
     }
 
     /// True if there is somewhere to forward to.
@@ -351,5 +351,35 @@ impl Forwarder {
             }
         }
         verdict
+    }
+}
+
+/// What the operator interfaces ask of the scheduler.
+impl Forwarder {
+    /// Deferrals of `id` since the route last took a message, and the
+    /// upstream's last reply to it.
+    pub fn attempts(&self, id: &MessageId) -> (u32, Option<String>) {
+        self.backoff.lock().map_or((0, None), |b| {
+            (b.attempts(id), b.reason(id).map(str::to_string))
+        })
+    }
+
+    /// Upstreams paused because they refused our authentication.
+    pub fn paused_routes(&self) -> Vec<String> {
+        let mut routes: Vec<String> = self
+            .paused
+            .lock()
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default();
+        routes.sort();
+        routes
+    }
+
+    /// Drops `id`'s wait, so the next pass tries it, and asks for a pass.
+    pub fn retry(&self, id: &MessageId) {
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.forget(id);
+        }
+        self.trigger("admin");
     }
 }

@@ -124,8 +124,8 @@ impl Forwarder {
             // whole route, and the queue must flow the moment it is back,
             // so the message keeps no wait of its own.
             Verdict::Deferred(None) => backoff.forget(id),
-            Verdict::Deferred(Some(_)) => {
-                let wait = backoff.deferred(id, std::time::Instant::now());
+            Verdict::Deferred(Some(reply)) => {
+                let wait = backoff.deferred(id, std::time::Instant::now(), reply.to_string());
                 crate::debug!(
                     "forwarding [{id}]: attempt {} deferred: next in {}s",
                     backoff.attempts(id),

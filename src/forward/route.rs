@@ -11,6 +11,7 @@ impl Forwarder {
     /// every message to `.bad` until the password is fixed.
     pub(super) fn pause(&self, target: &str, reply: Reply) -> Verdict {
         self.note_error(&format!("authentication refused by {target}: {reply}"));
+        self.stats.route(target, |c| c.auth_failures += 1);
         let newly = self
             .paused
             .lock()
@@ -21,6 +22,15 @@ impl Forwarder {
             );
         }
         Verdict::Deferred(Some(reply))
+    }
+
+    /// The token endpoint would not renew the route's token: paused like
+    /// a refused password, but the account has said why already.
+    pub(super) fn pause_quietly(&self, target: &str) {
+        if let Ok(mut paused) = self.paused.lock() {
+            paused.insert(target.to_string());
+        }
+        self.stats.route(target, |c| c.auth_failures += 1);
     }
 
     /// A message went to `target`: a pause on it is over.

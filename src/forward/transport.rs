@@ -16,7 +16,7 @@ use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{ClientConfig, OutgoingMessage, SendOutcome};
 
 use super::ForwardSettings;
-use crate::control::{Connections, Registered};
+use crate::monitor::{Connections, Registered};
 use crate::info;
 use crate::smtp::client::{Connection, ConnectionError, Timeouts};
 

@@ -11,8 +11,9 @@ use tokio::sync::watch;
 
 use super::{spawn_acceptor, Accept, Bound};
 use crate::admin::AdminContext;
+use crate::control::Control;
 use crate::config::InstanceSettings;
-use crate::control::Connections;
+use crate::monitor::Connections;
 use crate::filter::{Filter, FilterSpec};
 use crate::forward::Forwarder;
 use crate::pop::PopShared;
@@ -165,6 +166,12 @@ impl Prepared {
             shutdown: stop_rx.clone(),
             dnsbl_off_until: Default::default(),
         });
+        let control = Control::new(
+            Arc::clone(&shared),
+            Arc::clone(connections),
+            stop.clone(),
+            pid,
+        );
         // E-MailRelay compatibility: with several instances, the startup
         // lines say whose they are.
         let tag = unit.as_ref().map(|u| format!("[{u}] ")).unwrap_or_default();
@@ -195,10 +202,7 @@ impl Prepared {
         if let Some(admin) = settings.admin.clone() {
             let ctx = Arc::new(AdminContext {
                 settings: admin,
-                smtp: Arc::clone(&shared),
-                terminate: stop.clone(),
-                pid,
-                connections: Arc::clone(connections),
+                control: Arc::clone(&control),
             });
             for (listen, listener) in listeners.admin {
                 info!("{tag}admin server on {listen}");

@@ -30,7 +30,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::{Config, InstanceSettings, ProcessSettings};
-use crate::control::Connections;
+use crate::monitor::Connections;
 use crate::net::{self, BoundListener, Listen};
 pub(crate) use crate::serve::{spawn_acceptor, Accept};
 use crate::sys::{self, Ready, Role};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{SessionLimit, SessionPermit};
-use crate::control::Connections;
+use crate::monitor::Connections;
 use crate::net::{self, BoundListener};
 use crate::warning;
 

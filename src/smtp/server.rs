@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use crate::auth::{ServerAuth, FAILURE_DELAY, MAX_FAILURES};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::forward::{Forwarder, Verdict};
+use crate::monitor::Stats;
 use crate::log::{self, Level};
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
@@ -401,6 +402,9 @@ impl Conn {
                     credentials,
                 } => {
                     let result = self.authenticate(mechanism, credentials).await;
+                    if result == emailrelay_proto::sasl::AuthResult::Rejected {
+                        Stats::add(&self.shared.forwarder.stats.auth_failures_in);
+                    }
                     session.answer_auth(result);
                 }
                 Event::MessageAbort => {
@@ -604,6 +608,7 @@ impl Conn {
         match committed {
             Ok(id) => {
                 crate::debug!("committed [{id}]: content, envelope and directory fsynced");
+                Stats::add(&self.shared.forwarder.stats.received);
                 self.stored += 1;
                 if self.shared.settings.immediate {
                     return self.forward_now(&id).await;

@@ -19,6 +19,7 @@ mod envelope;
 mod incoming;
 mod locked;
 mod maildrop;
+mod queue;
 mod sweep;
 
 use std::fs::{self, File, OpenOptions};
@@ -33,6 +34,7 @@ pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
 pub use locked::Locked;
+pub use queue::{QueueEntry, QueueError, QueueState};
 pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
 pub use sweep::{Swept, SWEEP_INTERVAL};
 
