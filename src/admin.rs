@@ -211,10 +211,7 @@ fn info(key: &str) -> String {
     }
 }
 
-fn id_list(
-    ids: Result<Vec<crate::store::MessageId>, ControlError>,
-    eol: &str,
-) -> String {
+fn id_list(ids: Result<Vec<crate::store::MessageId>, ControlError>, eol: &str) -> String {
     match ids {
         Ok(ids) if ids.is_empty() => "<none>".into(),
         // Joined like the status report (see there).

@@ -193,6 +193,13 @@ impl Control {
         self.connections.subscribe()
     }
 
+    /// Waiting messages the latest forwarding pass saw, and the delay an
+    /// accepted message's 250 has now because of them.
+    pub fn backlog(&self) -> (usize, Duration) {
+        let forwarder = self.forwarder();
+        (forwarder.backlog(), forwarder.flow_delay())
+    }
+
     /// Upstreams paused because they refused our authentication.
     pub fn paused_routes(&self) -> Vec<String> {
         self.forwarder().paused_routes()

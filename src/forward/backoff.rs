@@ -74,12 +74,14 @@ impl Backoff {
         self.entries.clear();
     }
 
-    /// Drops the entries of messages no longer queued.
-    pub fn retain_queued(&mut self, queued: &[MessageId]) {
-        if self.entries.len() > queued.len() {
-            let keep: std::collections::HashSet<&MessageId> = queued.iter().collect();
-            self.entries.retain(|id, _| keep.contains(id));
-        }
+    /// Drops the entries of messages for which `queued` is false.
+    pub fn retain(&mut self, queued: impl Fn(&MessageId) -> bool) {
+        self.entries.retain(|id, _| queued(id));
+    }
+
+    /// The earliest time a waiting message may be tried again.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.entries.values().map(|e| e.next).min()
     }
 
     /// Deferrals recorded for `id` since it last went or was cleared.
@@ -93,6 +95,14 @@ impl Backoff {
     }
 }
 
+/// A route's wait after its `attempts`-th throttling answer: the same
+/// schedule as a message's.
+pub fn route_wait(route: &str, attempts: u32) -> Duration {
+    let mut hasher = DefaultHasher::new();
+    (route, attempts).hash(&mut hasher);
+    spread(hasher.finish(), nominal(attempts))
+}
+
 /// One minute doubling per attempt, at most an hour.
 fn nominal(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
@@ -103,7 +113,12 @@ fn nominal(attempts: u32) -> Duration {
 fn jittered(id: &MessageId, attempts: u32, wait: Duration) -> Duration {
     let mut hasher = DefaultHasher::new();
     (id.as_str(), attempts).hash(&mut hasher);
-    let spread = (hasher.finish() % 401) as f64 / 1000.0; // 0.0 ..= 0.4
+    spread(hasher.finish(), wait)
+}
+
+/// `wait` spread by ±20% by `hash`.
+fn spread(hash: u64, wait: Duration) -> Duration {
+    let spread = (hash % 401) as f64 / 1000.0; // 0.0 ..= 0.4
     wait.mul_f64(0.8 + spread)
 }
 
@@ -151,7 +166,8 @@ mod tests {
         }
         backoff.forget(&id(1));
         assert!(backoff.is_due(&id(1), now));
-        backoff.retain_queued(&[id(2)]);
+        assert!(backoff.next_due().is_some_and(|t| t > now));
+        backoff.retain(|i| *i == id(2));
         assert!(backoff.is_due(&id(3), now));
         assert!(!backoff.is_due(&id(2), now));
         backoff.clear();

@@ -2,6 +2,7 @@
 //! upstream and account, the connection, the rate limit, the send.
 
 use super::outcome::message_info;
+use super::route::is_throttling;
 use super::*;
 
 impl Forwarder {
@@ -14,26 +15,41 @@ impl Forwarder {
         conn: &mut Option<(Key, Box<dyn Link>)>,
         unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
-        let mut route = String::new();
+        let mut route = Some(String::new());
         let verdict = self
             .forward_message_to(locked, conn, unreachable, &mut route)
             .await;
+        // A message only skipped (its route unreachable or slowed down)
+        // is not an attempt, and is not counted.
+        let Some(route) = route else {
+            return verdict;
+        };
         self.stats.route(&route, |c| match verdict {
             Verdict::Sent => c.forwarded += 1,
             Verdict::Failed(_) => c.failed += 1,
             Verdict::Deferred(_) => c.deferred += 1,
         });
+        if let Verdict::Deferred(Some(reply)) = &verdict {
+            if is_throttling(reply) {
+                // Going on over the same connection would only be
+                // refused again: it ends, and the route waits.
+                if let Some((_, link)) = conn.take() {
+                    link.quit().await;
+                }
+                self.throttle(&route, reply);
+            }
+        }
         verdict
     }
 
     /// The work of `forward_message`; `route` is set to the upstream
-    /// address once it is known.
+    /// address once it is known, and to `None` if the message was skipped.
     async fn forward_message_to(
         &self,
         mut locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
         unreachable: &Mutex<HashMap<String, String>>,
-        route: &mut String,
+        route: &mut Option<String>,
     ) -> Verdict {
         if self.stop_pass.load(Ordering::Relaxed) {
             // A client filter ended the pass while this one was being
@@ -76,10 +92,20 @@ impl Forwarder {
             ("", None) => return Verdict::Deferred(None),
             (address, _) => address.to_string(),
         };
-        route.clone_from(&target);
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
+            *route = None;
             return self.skip_unconnectable(locked.id(), &target);
         }
+        if let Some(wait) = self.throttled(&target) {
+            *route = None;
+            crate::debug!(
+                "forwarding [{}]: {target} is slowed down for {}s more: message left queued",
+                locked.id(),
+                wait.as_secs()
+            );
+            return Verdict::Deferred(None);
+        }
+        *route = Some(target.clone());
         let key = (target.clone(), envelope.client_account_selector.clone());
         if conn.as_ref().is_some_and(|(k, _)| *k != key) {
             if let Some((old_key, old)) = conn.take() {
@@ -144,6 +170,7 @@ impl Forwarder {
                         !known
                     });
                     if !first {
+                        *route = None;
                         return self.skip_unconnectable(locked.id(), &target);
                     }
                     // E-MailRelay's lines for a connection that failed:
@@ -231,7 +258,7 @@ impl Forwarder {
     /// this upstream with this account.
     pub(super) async fn wait_for_rate(&self, rate: &RateLimit, key: &Key) {
         let mut said = false;
-        while let Err(wait) = rate.admit(key, std::time::Instant::now()) {
+        while let Err(wait) = rate.admit(key, tokio::time::Instant::now().into_std()) {
             if !said {
                 info!(
                     "forwarding to {}: --client-rate of {} a minute reached: waiting {}s",

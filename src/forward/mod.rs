@@ -25,6 +25,8 @@
 //! `backoff` and `rate` (timing), `transport` (the wire, behind a trait).
 
 mod backoff;
+mod batch;
+mod flow;
 mod message;
 mod outcome;
 mod pass;
@@ -32,7 +34,7 @@ mod rate;
 mod route;
 pub mod transport;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,8 +50,8 @@ use self::backoff::Backoff;
 use self::rate::RateLimit;
 use self::transport::{Link, SmtpTransport, Transport};
 use crate::auth::{AccountError, ClientAuth};
-use crate::monitor::{Connections, Stats};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
+use crate::monitor::{Connections, Stats};
 use crate::smtp::client::ConnectionError;
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
@@ -183,6 +185,19 @@ pub struct Forwarder {
     rate: Option<RateLimit>,
     /// How messages leave.
     transport: Arc<dyn Transport>,
+    /// Something the last pass left is to be tried at the next poll
+    /// (an unreachable upstream, a pass cut short).
+    rescan: AtomicBool,
+    /// The spool directory's modification time when the last pass began
+    /// reading it, if that time was settled (see `flow`).
+    last_scan: Mutex<Option<std::time::SystemTime>>,
+    /// Waiting messages the latest pass saw in the spool.
+    backlog: AtomicUsize,
+    /// Routes slowed down by a throttling answer: (answers in a row,
+    /// until when).
+    throttled: Mutex<HashMap<String, (u32, std::time::Instant)>>,
+    /// The pass under way was forced (admin): no route waits.
+    forcing: AtomicBool,
 }
 
 impl Forwarder {
@@ -210,6 +225,11 @@ impl Forwarder {
     ) -> Arc<Forwarder> {
         Arc::new(Forwarder {
             transport,
+            rescan: AtomicBool::new(true),
+            last_scan: Mutex::new(None),
+            backlog: AtomicUsize::new(0),
+            throttled: Mutex::new(HashMap::new()),
+            forcing: AtomicBool::new(false),
             spool,
             wake: Notify::new(),
             pass_lock: tokio::sync::Mutex::new(()),
@@ -295,12 +315,16 @@ impl Forwarder {
     /// One pass for `reason`, logged as E-MailRelay logs it.
     pub async fn pass_for(self: &Arc<Self>, reason: Reason) -> PassSummary {
         let _only_one_pass = self.pass_lock.lock().await;
+        // A poll that can find nothing new costs no walk of the spool.
+        if reason == "poll" && !self.poll_due() {
+            return PassSummary::default();
+        }
         // E-MailRelay compatibility: a poll is not worth a line each time.
         let log = reason != "poll";
         if log {
             info!("forwarding: [{reason}]");
         }
-        if self.spool.ready().is_ok_and(|ids| ids.is_empty()) {
+        if !self.spool.has_ready().unwrap_or(true) {
             if log {
                 info!("forwarding: no messages to send");
             }
@@ -383,3 +407,6 @@ impl Forwarder {
         self.trigger("admin");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! A forwarding pass: the spool's ready messages shared out over a few
 //! workers, each with its own connection; retry times and `--max-age`.
 
+use super::batch::PassQueue;
 use super::*;
 
 impl Forwarder {
@@ -8,34 +9,39 @@ impl Forwarder {
     /// returns counts. Deferred messages whose retry time has not come are
     /// left for a later pass unless `force`. The caller holds the pass lock.
     pub(super) async fn pass_locked(self: &Arc<Self>, force: bool) -> PassSummary {
-        let mut ids = match self.spool.ready() {
-            Ok(ids) => ids,
+        self.note_scan();
+        self.rescan.store(false, Ordering::Relaxed);
+        self.forcing.store(force, Ordering::Relaxed);
+        if let Ok(mut backoff) = self.backoff.lock() {
+            let spool = &self.spool;
+            backoff.retain(|id| spool.path(id, ".envelope").exists());
+        }
+        let walk = match self.spool.walk_ready() {
+            Ok(walk) => walk,
             Err(e) => {
                 error!("{e}");
                 return PassSummary::default();
             }
         };
-        if let Ok(mut backoff) = self.backoff.lock() {
-            backoff.retain_queued(&ids);
-            let now = std::time::Instant::now();
-            if !force {
-                ids.retain(|id| backoff.is_due(id, now));
-            }
-        }
-        if ids.is_empty() {
+        let keep = |id: &MessageId| force || self.is_due(id);
+        let queue = PassQueue::new(walk, &keep);
+        self.note_backlog(&queue);
+        if queue.len() == 0 {
             return PassSummary::default();
         }
         self.stop_pass.store(false, Ordering::Relaxed);
         self.started.store(0, Ordering::Relaxed);
-        let workers = ids
-            .len()
-            .div_ceil(MESSAGES_PER_CONNECTION)
-            .clamp(1, self.settings.max_connections.max(1));
+        let max = self.settings.max_connections.max(1);
+        let workers = match queue.complete() {
+            true => queue.len().div_ceil(MESSAGES_PER_CONNECTION).clamp(1, max),
+            false => max,
+        };
         crate::debug!(
-            "forwarding pass: {} message(s) over {workers} connection(s)",
-            ids.len()
+            "forwarding pass: {}{} message(s) over {workers} connection(s)",
+            queue.len(),
+            if queue.complete() { "" } else { " or more" }
         );
-        let queue = Arc::new(Mutex::new(VecDeque::from(ids)));
+        let queue = Arc::new(Mutex::new(queue));
         let unreachable = Arc::new(Mutex::new(HashMap::new()));
         let busy = Arc::new(AtomicUsize::new(workers));
         let tasks: Vec<_> = (0..workers)
@@ -50,7 +56,7 @@ impl Forwarder {
                 // and each worker shows its own message's id.
                 let context = crate::log::context().with_msgid_slot();
                 tokio::spawn(crate::log::scope(context, async move {
-                    this.worker(queue, unreachable, busy).await
+                    this.worker(queue, unreachable, busy, force).await
                 }))
             })
             .collect();
@@ -122,10 +128,15 @@ impl Forwarder {
             // No reply: the upstream could not be reached (or a token not
             // renewed). Each pass then costs one failed connect for the
             // whole route, and the queue must flow the moment it is back,
-            // so the message keeps no wait of its own.
-            Verdict::Deferred(None) => backoff.forget(id),
+            // so the message keeps no wait of its own, and the next poll
+            // looks again.
+            Verdict::Deferred(None) => {
+                backoff.forget(id);
+                self.rescan.store(true, Ordering::Relaxed);
+            }
             Verdict::Deferred(Some(reply)) => {
-                let wait = backoff.deferred(id, std::time::Instant::now(), reply.to_string());
+                let now = tokio::time::Instant::now().into_std();
+                let wait = backoff.deferred(id, now, reply.to_string());
                 crate::debug!(
                     "forwarding [{id}]: attempt {} deferred: next in {}s",
                     backoff.attempts(id),
@@ -139,18 +150,24 @@ impl Forwarder {
     /// counts the workers still at it.
     pub(super) async fn worker(
         &self,
-        queue: Arc<Mutex<VecDeque<MessageId>>>,
+        queue: Arc<Mutex<PassQueue>>,
         unreachable: Arc<Mutex<HashMap<String, String>>>,
         busy: Arc<AtomicUsize>,
+        force: bool,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
         let mut conn: Option<(Key, Box<dyn Link>)> = None;
+        let keep = |id: &MessageId| force || self.is_due(id);
         // The queue's lock lives only inside this closure, never across an await.
         let next = || {
             if self.stop_pass.load(Ordering::Relaxed) {
+                self.rescan.store(true, Ordering::Relaxed);
                 return None;
             }
-            queue.lock().ok().and_then(|mut q| q.pop_front())
+            let mut queue = queue.lock().ok()?;
+            let id = queue.pop(&keep);
+            self.note_backlog(&queue);
+            id
         };
         while let Some(id) = next() {
             let locked = match self.spool.lock(&id) {

@@ -16,8 +16,8 @@ use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{ClientConfig, OutgoingMessage, SendOutcome};
 
 use super::ForwardSettings;
-use crate::monitor::{Connections, Registered};
 use crate::info;
+use crate::monitor::{Connections, Registered};
 use crate::smtp::client::{Connection, ConnectionError, Timeouts};
 
 /// A boxed future, so that transports can sit behind `dyn`.

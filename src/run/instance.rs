@@ -11,11 +11,11 @@ use tokio::sync::watch;
 
 use super::{spawn_acceptor, Accept, Bound};
 use crate::admin::AdminContext;
-use crate::control::Control;
 use crate::config::InstanceSettings;
-use crate::monitor::Connections;
+use crate::control::Control;
 use crate::filter::{Filter, FilterSpec};
 use crate::forward::Forwarder;
+use crate::monitor::Connections;
 use crate::pop::PopShared;
 use crate::serve::SessionLimit;
 use crate::smtp::server::{ServerSettings, Shared};

@@ -38,8 +38,8 @@ use tokio::time::Instant;
 use crate::auth::{ServerAuth, FAILURE_DELAY, MAX_FAILURES};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::forward::{Forwarder, Verdict};
-use crate::monitor::Stats;
 use crate::log::{self, Level};
+use crate::monitor::Stats;
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
 use crate::serve;
@@ -612,6 +612,12 @@ impl Conn {
                 self.stored += 1;
                 if self.shared.settings.immediate {
                     return self.forward_now(&id).await;
+                }
+                // Forwarding is behind: the sender waits a little (the
+                // message is safe already), so the spool stops growing.
+                let delay = self.shared.forwarder.flow_delay();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
                 MessageResult::Accepted
             }

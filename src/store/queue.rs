@@ -148,10 +148,56 @@ impl Spool {
 
 fn remove(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(io_err("cannot delete file", path)(e))
-        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("cannot delete file", path)(e)),
         _ => Ok(()),
     }
 }
 
+/// The ids of waiting messages, read from the spool directory as the
+/// iteration goes: memory does not grow with the spool. Directory order,
+/// not oldest first: a caller that wants order sorts what it took.
+pub struct ReadyWalk {
+    entries: fs::ReadDir,
+}
+
+impl Iterator for ReadyWalk {
+    type Item = MessageId;
+
+    fn next(&mut self) -> Option<MessageId> {
+        loop {
+            let Ok(entry) = self.entries.next()? else {
+                continue;
+            };
+            let name = entry.file_name();
+            if let Some(id) = MessageId::from_file_name(&name.to_string_lossy(), ".envelope") {
+                return Some(id);
+            }
+        }
+    }
+}
+
+impl Spool {
+    /// Walks the waiting messages; see [`ReadyWalk`].
+    pub fn walk_ready(&self) -> Result<ReadyWalk, StoreError> {
+        let entries =
+            fs::read_dir(self.dir()).map_err(io_err("cannot read spool directory", self.dir()))?;
+        Ok(ReadyWalk { entries })
+    }
+
+    /// True if at least one message waits (stops at the first).
+    pub fn has_ready(&self) -> Result<bool, StoreError> {
+        Ok(self.walk_ready()?.next().is_some())
+    }
+
+    /// The spool directory's modification time: it changes whenever a
+    /// file is added, renamed or removed, so an unchanged time means no
+    /// message arrived, failed or was put back.
+    pub fn modified(&self) -> Option<SystemTime> {
+        fs::metadata(self.dir()).and_then(|m| m.modified()).ok()
+    }
+}
+
+/// Sorts ids oldest first, as the spool lists them.
+pub fn sort_ids(ids: &mut [MessageId]) {
+    ids.sort_by_key(super::sort_key);
+}
