@@ -16,6 +16,7 @@
 //! - `package`: the Debian package: cargo-deb, dpkg-deb, lintian, install, upgrade, purge.
 //! - `pop`: the POP3 server: golden transcripts, poplib, mpop, fetchmail, s_client.
 //! - `postfix`: Postfix as the smarthost.
+//! - `routes`: per-upstream limits, throttling, a large spool drained (issue 16).
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
@@ -36,6 +37,7 @@ mod package;
 mod pop;
 mod postfix;
 mod process;
+mod routes;
 mod server;
 mod service;
 mod submit;
