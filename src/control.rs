@@ -117,7 +117,7 @@ impl Control {
         if !self.forwarder().enabled() {
             return Err(ControlError::NoRemote);
         }
-        if self.spool().ready()?.is_empty() {
+        if !self.spool().has_ready()? {
             return Err(ControlError::NothingToSend);
         }
         match self.forwarder().pass().await.error {
@@ -216,20 +216,19 @@ impl Control {
             .collect()
     }
 
-    /// Counts and the oldest age, from the spool's file names alone.
+    /// Counts and the oldest age, from the spool's file names alone,
+    /// read with flat memory whatever the spool holds.
     pub fn queue_summary(&self) -> Result<QueueSummary, ControlError> {
         let now = std::time::SystemTime::now();
         let mut summary = QueueSummary::default();
-        for ids in [self.spool().ready()?, self.spool().busy()?] {
-            summary.queued += ids.len();
-            let oldest = ids
-                .iter()
-                .filter_map(|id| id.created())
-                .filter_map(|t| now.duration_since(t).ok())
-                .max();
-            summary.oldest = summary.oldest.max(oldest);
+        for state in [QueueState::Queued, QueueState::Busy] {
+            for id in self.spool().walk(state)? {
+                summary.queued += 1;
+                let age = id.created().and_then(|t| now.duration_since(t).ok());
+                summary.oldest = summary.oldest.max(age);
+            }
         }
-        summary.failed = self.spool().failed()?.len();
+        summary.failed = self.spool().walk(QueueState::Failed)?.count();
         Ok(summary)
     }
 
@@ -237,12 +236,8 @@ impl Control {
     /// first; a message that moves on while it is read is left out.
     pub fn queue(&self, limit: usize) -> Result<Vec<QueueItem>, ControlError> {
         let mut items = Vec::new();
-        for (state, ids) in [
-            (QueueState::Queued, self.spool().ready()?),
-            (QueueState::Busy, self.spool().busy()?),
-            (QueueState::Failed, self.spool().failed()?),
-        ] {
-            for id in ids.into_iter().take(limit) {
+        for state in [QueueState::Queued, QueueState::Busy, QueueState::Failed] {
+            for id in self.spool().oldest(state, limit)? {
                 let Ok(entry) = self.spool().entry(&id, state) else {
                     continue;
                 };

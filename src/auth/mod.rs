@@ -361,6 +361,12 @@ impl ClientAuth {
         )
     }
 
+    /// The messages a minute the account behind `selector` allows, if its
+    /// OAuth account file (or provider) sets a limit.
+    pub fn rate(&self, selector: &str) -> Option<usize> {
+        self.oauth.get(selector).and_then(|a| a.rate())
+    }
+
     /// The renewing OAuth 2.0 accounts, for the background renewal tasks.
     pub fn oauth_accounts(&self) -> impl Iterator<Item = &Arc<OAuthAccount>> {
         self.oauth.values()

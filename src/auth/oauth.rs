@@ -51,9 +51,13 @@ pub enum OAuthError {
     },
 }
 
+/// Exchange Online's limit: messages a minute per mailbox.
+pub const MICROSOFT_RATE: usize = 30;
+
 /// The keys an account file may hold.
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "provider",
+    "rate",
     "tenant",
     "token-url",
     "device-url",
@@ -81,6 +85,9 @@ pub struct AccountFile {
     pub scope: String,
     pub grant: Grant,
     pub refresh_token: Option<String>,
+    /// Messages a minute to send with this account (`rate =`; 0 for no
+    /// limit); `provider = microsoft` means 30, Exchange Online's limit.
+    pub rate: Option<usize>,
     /// Every line as read, for rewriting with a new refresh token.
     lines: Vec<String>,
 }
@@ -154,7 +161,21 @@ impl AccountFile {
                 ))
             }
         };
+        let rate = match get("rate") {
+            None if provider == "microsoft" => Some(MICROSOFT_RATE),
+            None => None,
+            Some(text) => match text.parse::<usize>() {
+                Ok(0) => None,
+                Ok(n) => Some(n),
+                Err(_) => {
+                    return Err(format!(
+                        "rate \"{text}\": give messages a minute, or 0 for no limit"
+                    ))
+                }
+            },
+        };
         let file = AccountFile {
+            rate,
             token_url: get("token-url").unwrap_or(token_url),
             device_url: get("device-url").or(device_url),
             client_id: get("client-id").ok_or("no client-id")?,
@@ -254,6 +275,11 @@ impl OAuthAccount {
             file: Mutex::new(file),
             state: tokio::sync::Mutex::new(State::default()),
         })
+    }
+
+    /// The account file's messages a minute, if it limits them.
+    pub fn rate(&self) -> Option<usize> {
+        self.file.lock().ok().and_then(|f| f.rate)
     }
 
     /// The account's user name (the secrets file's).
@@ -521,6 +547,37 @@ mod tests {
             (g.scope.as_str(), g.client_secret.as_deref()),
             ("https://mail.google.com/", Some("s"))
         );
+        // Exchange Online takes 30 messages a minute per mailbox; Google
+        // sets no such default; a file may say otherwise either way.
+        assert_eq!((f.rate, g.rate), (Some(30), None));
+        let rated = |text: &str| AccountFile::parse(text).unwrap().rate;
+        assert_eq!(
+            rated(
+                "provider = microsoft
+client-id = a
+rate = 10
+"
+            ),
+            Some(10)
+        );
+        assert_eq!(
+            rated(
+                "provider = microsoft
+client-id = a
+rate = 0
+"
+            ),
+            None
+        );
+        assert_eq!(
+            rated(
+                "provider = google
+client-id = a
+rate = 100
+"
+            ),
+            Some(100)
+        );
     }
 
     #[test]
@@ -542,6 +599,10 @@ mod tests {
             ),
             ("token-url = ftp://x/t\nclient-id = a\n", "not an http"),
             ("provider google\n", "line 1: expected key = value"),
+            (
+                "provider = google\nclient-id = a\nrate = fast\n",
+                "rate \"fast\": give messages a minute",
+            ),
             (
                 "provider = google\nclient_id = a\n",
                 "line 2: unknown key \"client_id\"",

@@ -19,8 +19,6 @@ pub struct PassQueue {
     batch: VecDeque<MessageId>,
     /// The rest of the directory, until it runs out.
     walk: Option<ReadyWalk>,
-    /// Ids read from the directory so far, kept or not.
-    seen: usize,
 }
 
 impl PassQueue {
@@ -30,7 +28,6 @@ impl PassQueue {
         let mut queue = PassQueue {
             batch: VecDeque::new(),
             walk: Some(walk),
-            seen: 0,
         };
         queue.refill(keep);
         queue
@@ -54,11 +51,6 @@ impl PassQueue {
         self.walk.is_none()
     }
 
-    /// Ids read from the directory so far.
-    pub fn seen(&self) -> usize {
-        self.seen
-    }
-
     /// Reads up to [`BATCH`] more ids that `keep` takes.
     fn refill(&mut self, keep: &dyn Fn(&MessageId) -> bool) {
         let Some(walk) = self.walk.as_mut() else {
@@ -66,7 +58,6 @@ impl PassQueue {
         };
         let mut ids = Vec::new();
         for id in walk.by_ref() {
-            self.seen += 1;
             if keep(&id) {
                 ids.push(id);
                 if ids.len() == BATCH {

@@ -20,7 +20,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::batch::PassQueue;
 use super::Forwarder;
 use crate::store::MessageId;
 
@@ -72,15 +71,18 @@ impl Forwarder {
         }
     }
 
-    /// Updates the backlog from the pass's reading of the directory: what
-    /// it has read so far, or all of it once complete.
-    pub(super) fn note_backlog(&self, queue: &PassQueue) {
-        let seen = queue.seen();
-        if queue.complete() {
-            self.backlog.store(seen, Ordering::Relaxed);
-        } else {
-            self.backlog.fetch_max(seen, Ordering::Relaxed);
-        }
+    /// Counts the waiting messages as a pass begins (one more read of
+    /// the directory's names, small beside the pass itself).
+    pub(super) fn count_backlog(&self) {
+        let count = self.spool.walk_ready().map_or(0, |walk| walk.count());
+        self.backlog.store(count, Ordering::Relaxed);
+    }
+
+    /// One message of the backlog was taken up.
+    pub(super) fn took_one(&self) {
+        let _ = self
+            .backlog
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// True if `id` may be tried now (its retry time has come).

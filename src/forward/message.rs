@@ -213,9 +213,9 @@ impl Forwarder {
         self.connections
             .emit(&["client", "sending", locked.id().as_str()]);
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
-        if let Some(rate) = &self.rate {
+        if let Some(limit) = self.rate_limit(&envelope.client_account_selector) {
             let key = (target.clone(), envelope.client_account_selector.clone());
-            self.wait_for_rate(rate, &key).await;
+            self.wait_for_rate(limit, &key).await;
         }
         let message = self.outgoing(&envelope, connection.authenticated());
         let result = connection.send(message, &locked.content_path()).await;
@@ -254,16 +254,30 @@ impl Forwarder {
         }
     }
 
-    /// `--client-rate`: waits until one more message a minute may go to
-    /// this upstream with this account.
-    pub(super) async fn wait_for_rate(&self, rate: &RateLimit, key: &Key) {
+    /// The messages a minute allowed with this account: the lower of
+    /// `--client-rate` and the account's own (`rate =` in an OAuth
+    /// account file; 30 for `provider = microsoft`, Exchange Online's
+    /// limit per mailbox).
+    pub(super) fn rate_limit(&self, selector: &str) -> Option<usize> {
+        let account = self.settings.auth.as_ref().and_then(|a| a.rate(selector));
+        match (self.settings.rate, account) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Waits until one more message a minute may go to this upstream with
+    /// this account.
+    pub(super) async fn wait_for_rate(&self, limit: usize, key: &Key) {
         let mut said = false;
-        while let Err(wait) = rate.admit(key, tokio::time::Instant::now().into_std()) {
+        while let Err(wait) = self
+            .rate
+            .admit(key, limit, tokio::time::Instant::now().into_std())
+        {
             if !said {
                 info!(
-                    "forwarding to {}: --client-rate of {} a minute reached: waiting {}s",
+                    "forwarding to {}: --client-rate of {limit} a minute reached: waiting {}s",
                     key.0,
-                    rate.per_minute(),
                     wait.as_secs().max(1)
                 );
                 said = true;

@@ -181,8 +181,8 @@ pub struct Forwarder {
     backoff: Mutex<Backoff>,
     /// Upstreams that refused our authentication, until one takes a message.
     paused: Mutex<std::collections::HashSet<String>>,
-    /// `--client-rate`.
-    rate: Option<RateLimit>,
+    /// `--client-rate` and the accounts' rates, per route and account.
+    rate: RateLimit,
     /// How messages leave.
     transport: Arc<dyn Transport>,
     /// Something the last pass left is to be tried at the next poll
@@ -242,7 +242,7 @@ impl Forwarder {
             pass_error: Mutex::new(None),
             backoff: Mutex::new(Backoff::default()),
             paused: Mutex::new(std::collections::HashSet::new()),
-            rate: settings.rate.map(RateLimit::new),
+            rate: RateLimit::default(),
             settings,
         })
     }

@@ -24,8 +24,8 @@ impl Forwarder {
             }
         };
         let keep = |id: &MessageId| force || self.is_due(id);
+        self.count_backlog();
         let queue = PassQueue::new(walk, &keep);
-        self.note_backlog(&queue);
         if queue.len() == 0 {
             return PassSummary::default();
         }
@@ -164,10 +164,9 @@ impl Forwarder {
                 self.rescan.store(true, Ordering::Relaxed);
                 return None;
             }
-            let mut queue = queue.lock().ok()?;
-            let id = queue.pop(&keep);
-            self.note_backlog(&queue);
-            id
+            let id = queue.lock().ok()?.pop(&keep)?;
+            self.took_one();
+            Some(id)
         };
         while let Some(id) = next() {
             let locked = match self.spool.lock(&id) {

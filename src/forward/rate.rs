@@ -1,5 +1,5 @@
-//! `--client-rate`: at most so many messages a minute to one upstream
-//! with one client account (Exchange Online takes 30 a minute per
+//! `--client-rate` (or an OAuth account's `rate`): at most so many
+//! messages a minute to one upstream with one client account (Exchange Online takes 30 a minute per
 //! mailbox and answers more with `432 4.3.2` or `451 4.7.x`; waiting is
 //! cheaper than being refused).
 //!
@@ -16,29 +16,22 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// Messages sent per key in the last [`WINDOW`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RateLimit {
-    per_window: usize,
     sent: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
 }
 
 impl RateLimit {
-    /// At most `per_minute` messages a minute per key (at least one).
-    pub fn new(per_minute: usize) -> RateLimit {
-        RateLimit {
-            per_window: per_minute.max(1),
-            sent: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The limit.
-    pub fn per_minute(&self) -> usize {
-        self.per_window
-    }
-
     /// `Ok` (and the send is counted) if a message to `key` may go at
-    /// `now`; else how long until one may.
-    pub fn admit(&self, key: &(String, String), now: Instant) -> Result<(), Duration> {
+    /// `now` under a limit of `per_minute` (at least one); else how long
+    /// until one may.
+    pub fn admit(
+        &self,
+        key: &(String, String),
+        per_minute: usize,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let per_window = per_minute.max(1);
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         let times = sent.entry(key.clone()).or_default();
         while times
@@ -47,7 +40,11 @@ impl RateLimit {
         {
             times.pop_front();
         }
-        if times.len() < self.per_window {
+        // A limit lowered since: the oldest beyond it no longer count.
+        while times.len() > per_window {
+            times.pop_front();
+        }
+        if times.len() < per_window {
             times.push_back(now);
             return Ok(());
         }
@@ -62,28 +59,36 @@ impl RateLimit {
 mod tests {
     use super::*;
 
+    const LIMIT: usize = 3;
+
     fn key(account: &str) -> (String, String) {
         ("smtp.example.com:587".into(), account.into())
     }
 
     #[test]
     fn the_limit_holds_within_a_minute_and_frees_as_it_slides() {
-        let limit = RateLimit::new(3);
+        let limit = RateLimit::default();
         let t0 = Instant::now();
         for s in 0..3 {
-            assert_eq!(limit.admit(&key("a"), t0 + Duration::from_secs(s)), Ok(()));
+            assert_eq!(
+                limit.admit(&key("a"), LIMIT, t0 + Duration::from_secs(s)),
+                Ok(())
+            );
         }
         // The fourth waits until the first is a minute old.
         let now = t0 + Duration::from_secs(10);
-        assert_eq!(limit.admit(&key("a"), now), Err(Duration::from_secs(50)));
         assert_eq!(
-            limit.admit(&key("b"), now),
+            limit.admit(&key("a"), LIMIT, now),
+            Err(Duration::from_secs(50))
+        );
+        assert_eq!(
+            limit.admit(&key("b"), LIMIT, now),
             Ok(()),
             "another account is not held"
         );
-        assert_eq!(limit.admit(&key("a"), t0 + WINDOW), Ok(()));
+        assert_eq!(limit.admit(&key("a"), LIMIT, t0 + WINDOW), Ok(()));
         assert_eq!(
-            limit.admit(&key("a"), t0 + WINDOW),
+            limit.admit(&key("a"), LIMIT, t0 + WINDOW),
             Err(Duration::from_secs(1)),
             "the second is still in the window"
         );
@@ -91,10 +96,10 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_by_the_limit() {
-        let limit = RateLimit::new(2);
+        let limit = RateLimit::default();
         let t0 = Instant::now();
         for s in 0..1000 {
-            let _ = limit.admit(&key("a"), t0 + Duration::from_millis(s));
+            let _ = limit.admit(&key("a"), 2, t0 + Duration::from_millis(s));
         }
         assert_eq!(limit.sent.lock().unwrap()[&key("a")].len(), 2);
     }

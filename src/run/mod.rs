@@ -202,7 +202,7 @@ async fn serve(
     }
     let queued: usize = prepared
         .iter()
-        .map(|p| p.spool.ready().map_or(0, |ids| ids.len()))
+        .map(|p| p.spool.walk_ready().map_or(0, |walk| walk.count()))
         .sum();
     // E-MailRelay compatibility: standard error closes before the
     // listening lines (they still go to a log file or syslog); the sockets
@@ -261,7 +261,7 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         };
         worked = true;
         info!("forwarding to {target}");
-        if instance.spool.ready().is_ok_and(|ids| ids.is_empty()) {
+        if !instance.spool.has_ready().unwrap_or(true) {
             // E-MailRelay compatibility: said on standard error, not logged.
             eprintln!("emailrelay: no messages to send");
             continue;

@@ -35,7 +35,7 @@ use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
 pub use locked::Locked;
 pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
-pub use queue::{sort_ids, QueueEntry, QueueError, QueueState, ReadyWalk};
+pub use queue::{sort_ids, QueueEntry, QueueError, QueueState, ReadyWalk, Walk};
 pub use sweep::{Swept, SWEEP_INTERVAL};
 
 /// Space kept free on the spool's file system when judging MAIL's `SIZE=`:

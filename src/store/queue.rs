@@ -153,14 +153,18 @@ fn remove(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// The ids of waiting messages, read from the spool directory as the
-/// iteration goes: memory does not grow with the spool. Directory order,
-/// not oldest first: a caller that wants order sorts what it took.
-pub struct ReadyWalk {
+/// The ids of messages in one state, read from the spool directory as
+/// the iteration goes: memory does not grow with the spool. Directory
+/// order, not oldest first: a caller that wants order sorts what it took.
+pub struct Walk {
     entries: fs::ReadDir,
+    suffix: &'static str,
 }
 
-impl Iterator for ReadyWalk {
+/// The walk over waiting messages.
+pub type ReadyWalk = Walk;
+
+impl Iterator for Walk {
     type Item = MessageId;
 
     fn next(&mut self) -> Option<MessageId> {
@@ -169,7 +173,7 @@ impl Iterator for ReadyWalk {
                 continue;
             };
             let name = entry.file_name();
-            if let Some(id) = MessageId::from_file_name(&name.to_string_lossy(), ".envelope") {
+            if let Some(id) = MessageId::from_file_name(&name.to_string_lossy(), self.suffix) {
                 return Some(id);
             }
         }
@@ -177,16 +181,41 @@ impl Iterator for ReadyWalk {
 }
 
 impl Spool {
-    /// Walks the waiting messages; see [`ReadyWalk`].
-    pub fn walk_ready(&self) -> Result<ReadyWalk, StoreError> {
+    /// Walks the messages in `state`; see [`Walk`].
+    pub fn walk(&self, state: QueueState) -> Result<Walk, StoreError> {
         let entries =
             fs::read_dir(self.dir()).map_err(io_err("cannot read spool directory", self.dir()))?;
-        Ok(ReadyWalk { entries })
+        Ok(Walk {
+            entries,
+            suffix: state.suffix(),
+        })
+    }
+
+    /// Walks the waiting messages.
+    pub fn walk_ready(&self) -> Result<Walk, StoreError> {
+        self.walk(QueueState::Queued)
     }
 
     /// True if at least one message waits (stops at the first).
     pub fn has_ready(&self) -> Result<bool, StoreError> {
         Ok(self.walk_ready()?.next().is_some())
+    }
+
+    /// The `limit` oldest messages in `state`, oldest first, read with
+    /// memory for `limit` ids only.
+    pub fn oldest(&self, state: QueueState, limit: usize) -> Result<Vec<MessageId>, StoreError> {
+        let mut heap = std::collections::BinaryHeap::new();
+        for id in self.walk(state)? {
+            heap.push((super::sort_key(&id), id));
+            if heap.len() > limit {
+                heap.pop();
+            }
+        }
+        Ok(heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect())
     }
 
     /// The spool directory's modification time: it changes whenever a

@@ -17,7 +17,6 @@
 //! their content file at least every idle timeout, far below the ages
 //! here), or anything that is not a regular file of ours.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -58,39 +57,41 @@ impl Spool {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return swept;
         };
-        let mut messages: HashMap<MessageId, Vec<&'static str>> = HashMap::new();
+        // One entry at a time, siblings looked up by name: memory stays
+        // flat however many messages the spool holds.
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some((id, suffix)) = SUFFIXES
+            let Some((id, suffix)) = SUFFIXES
                 .iter()
                 .find_map(|s| MessageId::from_file_name(&name, s).map(|id| (id, *s)))
-            {
-                messages.entry(id).or_default().push(suffix);
-            }
-        }
-        for (id, suffixes) in messages {
-            let has = |s: &str| suffixes.contains(&s);
-            if has(".envelope.busy")
-                && self.unchanged(&id, ".envelope.busy", now, BUSY_AGE, true)
-                && self.put_back(&id)
-            {
-                swept.recovered.push(id.clone());
-            }
-            if has(".envelope.new") && self.unchanged(&id, ".envelope.new", now, ORPHAN_AGE, false)
-            {
-                self.remove_orphan(&id, ".envelope.new", &mut swept);
-                if has(".content") && self.unchanged(&id, ".content", now, ORPHAN_AGE, false) {
-                    self.remove_orphan(&id, ".content", &mut swept);
-                }
+            else {
                 continue;
-            }
-            let enveloped = suffixes.iter().any(|s| s.starts_with(".envelope"));
-            if has(".content")
-                && !enveloped
-                && self.unchanged(&id, ".content", now, ORPHAN_AGE, false)
-                && !self.has_envelope_below(&id)
-            {
-                self.remove_orphan(&id, ".content", &mut swept);
+            };
+            match suffix {
+                ".envelope.busy" => {
+                    if self.unchanged(&id, suffix, now, BUSY_AGE, true) && self.put_back(&id) {
+                        swept.recovered.push(id);
+                    }
+                }
+                ".envelope.new" => {
+                    if self.unchanged(&id, suffix, now, ORPHAN_AGE, false) {
+                        self.remove_orphan(&id, suffix, &mut swept);
+                        if self.unchanged(&id, ".content", now, ORPHAN_AGE, false) {
+                            self.remove_orphan(&id, ".content", &mut swept);
+                        }
+                    }
+                }
+                ".content" => {
+                    // The age first: a young content file (the common
+                    // case) costs one stat, not five.
+                    if self.unchanged(&id, suffix, now, ORPHAN_AGE, false)
+                        && !has_any_envelope(&self.dir, &id)
+                        && !self.has_envelope_below(&id)
+                    {
+                        self.remove_orphan(&id, suffix, &mut swept);
+                    }
+                }
+                _ => {}
             }
         }
         swept

@@ -301,12 +301,16 @@ fn oauth2_tokens_are_renewed_ahead_of_expiry_and_a_failed_renewal_keeps_mail() {
     // waiting message goes.
     tokens.failing.store(false, Ordering::SeqCst);
     assert!(
-        wait_until(Duration::from_secs(45), || taken.load(Ordering::SeqCst) == 2),
+        wait_until(Duration::from_secs(45), || taken.load(Ordering::SeqCst)
+            == 2),
         "{}",
         relay.log_text()
     );
     let log = relay.expect_log(&format!("forwarding to 127.0.0.1:{upstream} resumed"));
-    assert!(log.contains("oauth2: access token for bob@example.com renewed again"), "{log}");
+    assert!(
+        log.contains("oauth2: access token for bob@example.com renewed again"),
+        "{log}"
+    );
     assert!(relay.files(".envelope").is_empty());
     assert!(relay.files(".bad").is_empty());
 }

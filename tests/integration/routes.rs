@@ -37,7 +37,8 @@ impl CountingUpstream {
         );
         std::thread::spawn(move || {
             for stream in listener.incoming().take(200).flatten() {
-                let (open, most, taken) = (Arc::clone(&open), Arc::clone(&most), Arc::clone(&taken));
+                let (open, most, taken) =
+                    (Arc::clone(&open), Arc::clone(&most), Arc::clone(&taken));
                 std::thread::spawn(move || {
                     let now = open.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
@@ -162,17 +163,24 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
     let port = free_port();
     let sink = |args: &[&str]| {
         let mut cmd = Command::new(program("smtp-sink"));
-        cmd.args(["-u", "nobody"]).args(args).arg(format!("127.0.0.1:{port}")).arg("64");
+        cmd.args(["-u", "nobody"])
+            .args(args)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64");
         let proc = Proc::spawn(&mut cmd);
-        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
+        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+            ("127.0.0.1", port)
+        )
         .is_ok()));
         proc
     };
     // Microsoft 365's answer to a fourth connection, at end of data.
-    let throttling = sink(&["-r", ".", "-b", "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"]);
+    let throttling = sink(&[
+        "-r",
+        ".",
+        "-b",
+        "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
+    ]);
     fill_spool(&dir.path().join("spool"), 5);
     let admin_port = free_port();
     let relay = Relay::start(
@@ -207,7 +215,9 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
     let _sink = sink(&[]);
     assert!(admin(admin_port, "forward").contains("OK"));
     assert!(
-        wait_until(Duration::from_secs(20), || relay.files(".envelope").is_empty()),
+        wait_until(Duration::from_secs(20), || relay
+            .files(".envelope")
+            .is_empty()),
         "{}",
         relay.log_text()
     );
@@ -224,12 +234,13 @@ fn a_large_spool_drains_with_flat_memory_and_accepting_slows_but_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let sink_port = free_port();
     let mut cmd = Command::new(program("smtp-sink"));
-    cmd.args(["-u", "nobody"]).arg(format!("127.0.0.1:{sink_port}")).arg("256");
+    cmd.args(["-u", "nobody"])
+        .arg(format!("127.0.0.1:{sink_port}"))
+        .arg("256");
     let _sink = Proc::spawn(&mut cmd);
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect((
-        "127.0.0.1",
-        sink_port
-    ))
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+        ("127.0.0.1", sink_port)
+    )
     .is_ok()));
     let filled = Instant::now();
     fill_spool(&dir.path().join("spool"), count);
