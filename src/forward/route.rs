@@ -91,7 +91,17 @@ impl Forwarder {
     }
 
     pub(super) fn skip_unconnectable(&self, id: &MessageId, target: &str) -> Verdict {
-        info!("forwarding [{id}]: skipping message with unconnectable address [{target}]");
+        // E-MailRelay compatibility: 2.6.1 says this for a routed address
+        // only; at the forward-to address's failure it ends the pass. We
+        // go on for the routed messages, quietly past the rest (a large
+        // queue behind a dead link is not worth a line per message).
+        if self.is_default(target) {
+            crate::debug!(
+                "forwarding [{id}]: skipping message with unconnectable address [{target}]"
+            );
+        } else {
+            info!("forwarding [{id}]: skipping message with unconnectable address [{target}]");
+        }
         Verdict::Deferred(None)
     }
 }
