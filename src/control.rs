@@ -168,6 +168,11 @@ impl Control {
         self.smtp.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    /// False while the admin `smtp disable` holds new SMTP sessions off.
+    pub fn smtp_enabled(&self) -> bool {
+        self.smtp.enabled.load(Ordering::Relaxed)
+    }
+
     /// Admin `dnsbl start|stop`.
     pub fn dnsbl(&self, action: emailrelay_proto::admin::DnsblAction) {
         self.smtp.dnsbl_control(action);
