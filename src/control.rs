@@ -205,6 +205,12 @@ impl Control {
         (forwarder.backlog(), forwarder.flow_delay())
     }
 
+    /// The `--forward-to` address, if forwarding is configured: the route
+    /// most messages take, known before any has.
+    pub fn forward_to(&self) -> Option<String> {
+        self.forwarder().settings().forward_to.clone()
+    }
+
     /// Upstreams paused because they refused our authentication.
     pub fn paused_routes(&self) -> Vec<String> {
         self.forwarder().paused_routes()

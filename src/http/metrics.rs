@@ -2,7 +2,8 @@
 //! (version 0.0.4), a prometheus-client `Registry` built afresh from
 //! `control` at each scrape. Every name starts `emailrelay_`, says its
 //! unit (`_seconds`, `_total`), and labels say `upstream`, `account` or
-//! `direction`:
+//! `direction` (`upstream` is the address as `--forward-to` or a routing
+//! filter gave it; empty for a message failed before one was chosen):
 //!
 //! ```text
 //! emailrelay_queued_messages                      gauge  .envelope and .busy files
@@ -56,11 +57,19 @@ impl Readings {
     /// Reads the instance; the spool part lists directories.
     pub fn read(control: &Control) -> Result<Readings, crate::control::ControlError> {
         let stats = control.stats();
+        let mut routes = stats.routes();
+        // The --forward-to route shows zeros before its first message, so
+        // that a rate or an alert on it has a series from the start.
+        if let Some(target) = control.forward_to() {
+            if !routes.iter().any(|(route, _)| *route == target) {
+                routes.push((target, RouteCounts::default()));
+            }
+        }
         Ok(Readings {
             summary: control.queue_summary()?,
             received: Stats::get(&stats.received),
             auth_failures_in: Stats::get(&stats.auth_failures_in),
-            routes: stats.routes(),
+            routes,
             paused: control.paused_routes(),
             tokens: control.token_expiry(),
             open: control.open_connections(),
