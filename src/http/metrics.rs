@@ -97,27 +97,56 @@ type Labels = Vec<(&'static str, String)>;
 pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("emailrelay");
     let summary = &readings.summary;
-    gauge(&mut registry, "queued_messages", "Messages waiting to be forwarded or being forwarded", summary.queued);
-    gauge(&mut registry, "failed_messages", "Messages that failed (.bad envelope files)", summary.failed);
+    gauge(
+        &mut registry,
+        "queued_messages",
+        "Messages waiting to be forwarded or being forwarded",
+        summary.queued,
+    );
+    gauge(
+        &mut registry,
+        "failed_messages",
+        "Messages that failed (.bad envelope files)",
+        summary.failed,
+    );
     let oldest = summary.oldest.map_or(0, |age| age.as_secs());
-    gauge(&mut registry, "oldest_queued_message_age_seconds", "Age of the oldest queued message (0 when the queue is empty)", oldest);
+    gauge(
+        &mut registry,
+        "oldest_queued_message_age_seconds",
+        "Age of the oldest queued message (0 when the queue is empty)",
+        oldest,
+    );
     let received = Counter::<u64>::default();
     received.inc_by(readings.received);
-    registry.register("messages_received", "Messages received and stored", received);
+    registry.register(
+        "messages_received",
+        "Messages received and stored",
+        received,
+    );
     route_counters(&mut registry, &readings.routes);
     auth_failures(&mut registry, readings);
     let tokens = Family::<Labels, Gauge>::default();
     for (account, expiry) in &readings.tokens {
         let at = expiry.map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
-        tokens.get_or_create(&vec![("account", account.clone())]).set(at);
+        tokens
+            .get_or_create(&vec![("account", account.clone())])
+            .set(at);
     }
-    registry.register("oauth_token_expiry_timestamp_seconds", "When the OAuth access token of each account expires, as Unix time (0 while none is held)", tokens);
+    registry.register(
+        "oauth_token_expiry_timestamp_seconds",
+        "When the OAuth access token of each account expires, as Unix time (0 while none is held)",
+        tokens,
+    );
     let open = Family::<Labels, Gauge>::default();
     for (direction, count) in [("in", readings.open.0), ("out", readings.open.1)] {
         open.get_or_create(&vec![("direction", direction.to_string())])
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
-    registry.register("open_connections", "Connections open now (SMTP, POP and admin in; SMTP out), process-wide", open);
+    registry.register(
+        "open_connections",
+        "Connections open now (SMTP, POP and admin in; SMTP out), process-wide",
+        open,
+    );
     let paused = Family::<Labels, Gauge>::default();
     for (route, _) in &readings.routes {
         paused.get_or_create(&upstream(route)).set(0);
@@ -125,7 +154,11 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
     for route in &readings.paused {
         paused.get_or_create(&upstream(route)).set(1);
     }
-    registry.register("route_paused", "1 while forwarding to the upstream is paused because it refused our authentication", paused);
+    registry.register(
+        "route_paused",
+        "1 while forwarding to the upstream is paused because it refused our authentication",
+        paused,
+    );
     let mut body = String::new();
     prometheus_text::encode(&mut body, &registry)?;
     Ok(body)
@@ -141,9 +174,19 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: impl TryInto<i6
 /// The per-upstream outcome counters.
 fn route_counters(registry: &mut Registry, routes: &[(String, RouteCounts)]) {
     let outcomes: [(&str, &str, fn(&RouteCounts) -> u64); 3] = [
-        ("messages_forwarded", "Messages the upstream took", |c| c.forwarded),
-        ("messages_deferred", "Forwarding attempts that left the message queued for a later one", |c| c.deferred),
-        ("messages_failed", "Messages failed to .bad after an attempt", |c| c.failed),
+        ("messages_forwarded", "Messages the upstream took", |c| {
+            c.forwarded
+        }),
+        (
+            "messages_deferred",
+            "Forwarding attempts that left the message queued for a later one",
+            |c| c.deferred,
+        ),
+        (
+            "messages_failed",
+            "Messages failed to .bad after an attempt",
+            |c| c.failed,
+        ),
     ];
     for (name, help, count) in outcomes {
         let family = Family::<Labels, Counter>::default();
@@ -166,7 +209,11 @@ fn auth_failures(registry: &mut Registry, readings: &Readings) {
         labels.extend(upstream(route));
         family.get_or_create(&labels).inc_by(counts.auth_failures);
     }
-    registry.register("auth_failures", "Authentications refused: by us of our clients (in), by an upstream of us (out)", family);
+    registry.register(
+        "auth_failures",
+        "Authentications refused: by us of our clients (in), by an upstream of us (out)",
+        family,
+    );
 }
 
 fn upstream(route: &str) -> Labels {
@@ -198,7 +245,10 @@ mod tests {
                 },
             )],
             paused: vec!["127.0.0.1:25".into()],
-            tokens: vec![("me@example.com".into(), Some(1_800_000_000)), ("you".into(), None)],
+            tokens: vec![
+                ("me@example.com".into(), Some(1_800_000_000)),
+                ("you".into(), None),
+            ],
             open: (1, 2),
         };
         let text = encode(&readings).unwrap();

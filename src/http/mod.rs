@@ -86,7 +86,10 @@ impl HttpContext {
 /// relay stops (then the request under way is finished first).
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<HttpContext>) {
     let Ok(_slot) = Arc::clone(&ctx.slots).try_acquire_owned() else {
-        crate::debug!("http connection from {}: too many connections", peer_text(peer));
+        crate::debug!(
+            "http connection from {}: too many connections",
+            peer_text(peer)
+        );
         return;
     };
     let mut stop = ctx.stop.clone();
@@ -243,9 +246,12 @@ fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Response<Full<Bytes>>> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}\n")))
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}\n"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -257,10 +263,20 @@ mod tests {
         assert_eq!(Route::parse("/metrics"), Route::Metrics);
         assert_eq!(Route::parse("/healthz"), Route::Health);
         assert_eq!(Route::parse("/queue"), Route::Queue);
-        assert_eq!(Route::parse("/queue/emailrelay.1.2.3"), Route::Message("emailrelay.1.2.3"));
+        assert_eq!(
+            Route::parse("/queue/emailrelay.1.2.3"),
+            Route::Message("emailrelay.1.2.3")
+        );
         assert_eq!(Route::parse("/queue/x/retry"), Route::Retry("x"));
         assert_eq!(Route::parse("/queue/"), Route::Message(""));
-        for unknown in ["/", "", "/metrics/", "/queue/x/y", "/queue/x/retry/", "/etc/passwd"] {
+        for unknown in [
+            "/",
+            "",
+            "/metrics/",
+            "/queue/x/y",
+            "/queue/x/retry/",
+            "/etc/passwd",
+        ] {
             assert_eq!(Route::parse(unknown), Route::Unknown, "{unknown}");
         }
     }

@@ -57,7 +57,10 @@ pub async fn list(control: Arc<Control>, query: Option<&str>) -> Response<Full<B
 pub async fn retry(control: Arc<Control>, id: &str) -> Response<Full<Bytes>> {
     let owned = id.to_string();
     match blocking(move || control.retry(&owned)).await {
-        Ok(Ok(())) => json_answer(StatusCode::ACCEPTED, &json!({ "id": id, "result": "retrying" })),
+        Ok(Ok(())) => json_answer(
+            StatusCode::ACCEPTED,
+            &json!({ "id": id, "result": "retrying" }),
+        ),
         Ok(Err(e)) => failure(&e),
         Err(response) => response,
     }
@@ -100,7 +103,9 @@ fn limit(query: Option<&str>) -> Result<usize, String> {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(format!("invalid limit: expecting a number from 1 to {MAX_LIMIT}")),
+            _ => Err(format!(
+                "invalid limit: expecting a number from 1 to {MAX_LIMIT}"
+            )),
         },
     }
 }
@@ -142,7 +147,8 @@ mod tests {
 
     #[test]
     fn a_message_lists_with_its_envelope_and_attempts() {
-        let id = MessageId::from_file_name("emailrelay.7.1700000000.3.envelope", ".envelope").unwrap();
+        let id =
+            MessageId::from_file_name("emailrelay.7.1700000000.3.envelope", ".envelope").unwrap();
         let listed = item(&QueueItem {
             entry: QueueEntry {
                 id,
@@ -186,7 +192,10 @@ mod tests {
     #[test]
     fn errors_say_whose_fault_it_is() {
         let status = |e| status_of(&e);
-        assert_eq!(status(ControlError::BadId("x".into())), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(ControlError::BadId("x".into())),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             status(ControlError::Queue(QueueError::NotFound("x".into()))),
             StatusCode::NOT_FOUND

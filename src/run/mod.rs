@@ -326,9 +326,13 @@ fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
     // The default pair of an IPv4 and an IPv6 address: the wildcards, or
     // the loopback addresses (the HTTP endpoint's).
     let default_pair = |pick: fn(&std::net::IpAddr) -> bool| {
-        listen.len() == 2 && listen.iter().all(|l| matches!(l, Listen::Tcp(a) if pick(&a.ip())))
+        listen.len() == 2
+            && listen
+                .iter()
+                .all(|l| matches!(l, Listen::Tcp(a) if pick(&a.ip())))
     };
-    let wildcard_pair = default_pair(|ip| ip.is_unspecified()) || default_pair(|ip| ip.is_loopback());
+    let wildcard_pair =
+        default_pair(|ip| ip.is_unspecified()) || default_pair(|ip| ip.is_loopback());
     for l in listen {
         match net::bind(l) {
             Ok(b) => bound.push((l.clone(), b)),

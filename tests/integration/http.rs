@@ -29,7 +29,11 @@ fn http(method: &str, url: &str) -> (u16, String, String) {
     assert_eq!(code, 0, "curl {method} {url}: {err}");
     let (body, tail) = out.rsplit_once('\n').unwrap();
     let (status, content_type) = tail.split_once(' ').unwrap_or((tail, ""));
-    (status.parse().unwrap(), content_type.to_string(), body.to_string())
+    (
+        status.parse().unwrap(),
+        content_type.to_string(),
+        body.to_string(),
+    )
 }
 
 fn url(port: u16, path: &str) -> String {
@@ -72,7 +76,10 @@ impl Scrape {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let key = key(name, &labels);
-        *self.0.get(&key).unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
+        *self
+            .0
+            .get(&key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
     }
 }
 
@@ -88,8 +95,11 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
 fn sink_on(dir: &Path, port: u16, extra: &[&str]) -> Sink {
     let sink_dir = dir.join("sink");
     std::fs::create_dir_all(&sink_dir).unwrap();
-    std::fs::set_permissions(&sink_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .unwrap();
+    std::fs::set_permissions(
+        &sink_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let template = format!("{}/%M.", sink_dir.display());
     let mut cmd = Command::new(program("smtp-sink"));
     cmd.args(["-u", "nobody", "-d", &template])
@@ -147,7 +157,9 @@ fn metrics_show_the_spool_and_the_counters() {
             secrets.to_str().unwrap(),
         ],
     );
-    relay.expect_log(&format!("emailrelay: info: http server on 127.0.0.1:{http_port}"));
+    relay.expect_log(&format!(
+        "emailrelay: info: http server on 127.0.0.1:{http_port}"
+    ));
     let (code, out, _) = run(
         Command::new(program("swaks")).args([
             "--server",
@@ -170,15 +182,27 @@ fn metrics_show_the_spool_and_the_counters() {
     assert_eq!(scrape.get("emailrelay_queued_messages", &[]), 3.0);
     assert_eq!(scrape.get("emailrelay_failed_messages", &[]), 0.0);
     assert_eq!(scrape.get("emailrelay_messages_received_total", &[]), 3.0);
-    assert_eq!(scrape.get("emailrelay_auth_failures_total", &[("direction", "in")]), 1.0);
+    assert_eq!(
+        scrape.get("emailrelay_auth_failures_total", &[("direction", "in")]),
+        1.0
+    );
     let age = scrape.get("emailrelay_oldest_queued_message_age_seconds", &[]);
     assert!((0.0..60.0).contains(&age), "{age}");
     let route = [("upstream", upstream.as_str())];
-    assert_eq!(scrape.get("emailrelay_messages_deferred_total", &route), 0.0);
+    assert_eq!(
+        scrape.get("emailrelay_messages_deferred_total", &route),
+        0.0
+    );
     assert_eq!(scrape.get("emailrelay_route_paused", &route), 0.0);
     // HTTP connections are not counted: the scraper is not in its numbers.
-    assert_eq!(scrape.get("emailrelay_open_connections", &[("direction", "in")]), 0.0);
-    assert_eq!(scrape.get("emailrelay_open_connections", &[("direction", "out")]), 0.0);
+    assert_eq!(
+        scrape.get("emailrelay_open_connections", &[("direction", "in")]),
+        0.0
+    );
+    assert_eq!(
+        scrape.get("emailrelay_open_connections", &[("direction", "out")]),
+        0.0
+    );
     // A retry forces a pass: the closed upstream defers all three.
     let id = id_of(&relay.files(".envelope")[0]);
     let (status, _, body) = http("POST", &url(http_port, &format!("/queue/{id}/retry")));
@@ -189,9 +213,15 @@ fn metrics_show_the_spool_and_the_counters() {
     }));
     let scrape = Scrape::take(http_port);
     assert_eq!(scrape.get("emailrelay_queued_messages", &[]), 3.0);
-    assert_eq!(scrape.get("emailrelay_messages_forwarded_total", &route), 0.0);
     assert_eq!(
-        scrape.get("emailrelay_auth_failures_total", &[("direction", "out"), ("upstream", &upstream)]),
+        scrape.get("emailrelay_messages_forwarded_total", &route),
+        0.0
+    );
+    assert_eq!(
+        scrape.get(
+            "emailrelay_auth_failures_total",
+            &[("direction", "out"), ("upstream", &upstream)]
+        ),
         0.0
     );
 }
@@ -213,24 +243,36 @@ fn metrics_count_forwarded_and_failed_per_upstream() {
         ],
     );
     send_with_smtplib(relay.port, 2, None);
-    assert!(wait_until(Duration::from_secs(20), || sink.messages().len() == 2
+    assert!(wait_until(Duration::from_secs(20), || sink
+        .messages()
+        .len()
+        == 2
         && relay.files("").is_empty()));
     drop(sink);
     let _refusing = sink_on(dir.path(), port, &["-f", "RCPT"]);
     send_with_smtplib(relay.port, 1, None);
     assert!(
-        wait_until(Duration::from_secs(20), || relay.files(".envelope.bad").len() == 1),
+        wait_until(Duration::from_secs(20), || relay
+            .files(".envelope.bad")
+            .len()
+            == 1),
         "{}",
         relay.log_text()
     );
     let scrape = Scrape::take(http_port);
     let route = [("upstream", &*format!("127.0.0.1:{port}"))];
     assert_eq!(scrape.get("emailrelay_messages_received_total", &[]), 3.0);
-    assert_eq!(scrape.get("emailrelay_messages_forwarded_total", &route), 2.0);
+    assert_eq!(
+        scrape.get("emailrelay_messages_forwarded_total", &route),
+        2.0
+    );
     assert_eq!(scrape.get("emailrelay_messages_failed_total", &route), 1.0);
     assert_eq!(scrape.get("emailrelay_failed_messages", &[]), 1.0);
     assert_eq!(scrape.get("emailrelay_queued_messages", &[]), 0.0);
-    assert_eq!(scrape.get("emailrelay_oldest_queued_message_age_seconds", &[]), 0.0);
+    assert_eq!(
+        scrape.get("emailrelay_oldest_queued_message_age_seconds", &[]),
+        0.0
+    );
 }
 
 #[test]
@@ -253,7 +295,10 @@ fn healthz_fails_while_the_upstream_is_down_and_recovers() {
         ],
     );
     let health = || http("GET", &url(http_port, "/healthz"));
-    assert_eq!(health(), (200, "text/plain; charset=utf-8".into(), "OK\n".into()));
+    assert_eq!(
+        health(),
+        (200, "text/plain; charset=utf-8".into(), "OK\n".into())
+    );
     drop(sink);
     send_with_smtplib(relay.port, 1, None);
     assert!(
@@ -286,33 +331,62 @@ fn queue_lists_retries_and_deletes() {
     let http_port = free_port();
     let relay = Relay::start(
         dir.path(),
-        &["--forward-to", &refusing.address(), "--http-port", &http_port.to_string()],
+        &[
+            "--forward-to",
+            &refusing.address(),
+            "--http-port",
+            &http_port.to_string(),
+        ],
     );
     send_with_smtplib(relay.port, 1, None);
     let first = id_of(&relay.files(".envelope")[0]);
     let listing = || {
         let (status, content_type, body) = http("GET", &url(http_port, "/queue"));
-        assert_eq!((status, content_type.as_str()), (200, "application/json"), "{body}");
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/json"),
+            "{body}"
+        );
         serde_json::from_str::<serde_json::Value>(&body).unwrap()
     };
     let queue = listing();
-    assert_eq!((queue["queued"].as_u64(), queue["failed"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (queue["queued"].as_u64(), queue["failed"].as_u64()),
+        (Some(1), Some(0))
+    );
     let message = &queue["messages"][0];
-    let size = std::fs::metadata(relay.spool.join(format!("{first}.content"))).unwrap().len();
+    let size = std::fs::metadata(relay.spool.join(format!("{first}.content")))
+        .unwrap()
+        .len();
     assert_eq!(message["id"], first.as_str());
     assert_eq!(message["state"], "queued");
     assert_eq!(message["from"], "a@example.com");
-    assert_eq!(message["to"], serde_json::json!(["b@example.org", "c@example.org"]));
+    assert_eq!(
+        message["to"],
+        serde_json::json!(["b@example.org", "c@example.org"])
+    );
     assert_eq!(message["size"].as_u64(), Some(size));
-    assert!(message["age_seconds"].as_u64().is_some_and(|a| a < 60), "{message}");
+    assert!(
+        message["age_seconds"].as_u64().is_some_and(|a| a < 60),
+        "{message}"
+    );
     assert_eq!(message["attempts"], 0);
     // A retry of a queued message forwards it now: the 5xx fails it.
     let retry = url(http_port, &format!("/queue/{first}/retry"));
     assert_eq!(http("POST", &retry).0, 202);
-    assert!(wait_until(Duration::from_secs(20), || relay.files(".envelope.bad").len() == 1));
+    assert!(wait_until(Duration::from_secs(20), || relay
+        .files(".envelope.bad")
+        .len()
+        == 1));
     let failed = &listing()["messages"][0];
-    assert_eq!((&failed["id"], &failed["state"]), (&first.as_str().into(), &"failed".into()));
-    assert!(failed["reason"].as_str().is_some_and(|r| !r.is_empty()), "{failed}");
+    assert_eq!(
+        (&failed["id"], &failed["state"]),
+        (&first.as_str().into(), &"failed".into())
+    );
+    assert!(
+        failed["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{failed}"
+    );
     // A second message, deleted: its files go.
     drop(refusing);
     let sink = sink_on(dir.path(), port, &[]);
@@ -360,14 +434,22 @@ fn mistakes_get_their_status_codes() {
     }
     // Retrying needs somewhere to forward to.
     let (status, _, body) = http("POST", &url(http_port, &format!("{unknown}/retry")));
-    assert_eq!((status, body.as_str()), (409, "{\"error\":\"no remote server configured: use --forward-to\"}\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            409,
+            "{\"error\":\"no remote server configured: use --forward-to\"}\n"
+        )
+    );
     let (code, out, _) = run(
-        Command::new(program("curl"))
-            .args(["-s", "-i", "-X", "POST", &url(http_port, "/metrics")]),
+        Command::new(program("curl")).args(["-s", "-i", "-X", "POST", &url(http_port, "/metrics")]),
         Duration::from_secs(20),
     );
     assert_eq!(code, 0);
-    assert!(out.to_ascii_lowercase().contains("\nallow: get, head\r\n"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("\nallow: get, head\r\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -395,11 +477,21 @@ fn http_listens_on_loopback_and_keeps_the_queue_from_remote_peers() {
     // Loopback by default, whatever --interface says for the rest.
     let relay = Relay::start(
         dir.path(),
-        &["--interface", &remote.local_ip(), "--http-port", &http_port.to_string()],
+        &[
+            "--interface",
+            &remote.local_ip(),
+            "--http-port",
+            &http_port.to_string(),
+        ],
     );
     let log = relay.expect_log(&format!("emailrelay: info: http server on ::1.{http_port}"));
-    assert!(log.contains(&format!("emailrelay: info: http server on 127.0.0.1:{http_port}\n")));
-    assert!(!log.contains(&format!("http server on {}", remote.local_ip())), "{log}");
+    assert!(log.contains(&format!(
+        "emailrelay: info: http server on 127.0.0.1:{http_port}\n"
+    )));
+    assert!(
+        !log.contains(&format!("http server on {}", remote.local_ip())),
+        "{log}"
+    );
     assert_ne!(from_remote("GET", "/metrics").0, 0, "nothing listens there");
     drop(relay);
     // An http= address: metrics and health for anyone who reaches it,
@@ -410,12 +502,20 @@ fn http_listens_on_loopback_and_keeps_the_queue_from_remote_peers() {
     }
     let relay = Relay::start(
         &dir.path().join("second"),
-        &["--interface", &listen, "--http-port", &http_port.to_string()],
+        &[
+            "--interface",
+            &listen,
+            "--http-port",
+            &http_port.to_string(),
+        ],
     );
     assert_eq!(from_remote("GET", "/metrics"), (0, "200".into()));
     assert_eq!(from_remote("GET", "/healthz"), (0, "200".into()));
     assert_eq!(from_remote("GET", "/queue"), (0, "403".into()));
-    assert_eq!(from_remote("DELETE", "/queue/emailrelay.1.1.1"), (0, "403".into()));
+    assert_eq!(
+        from_remote("DELETE", "/queue/emailrelay.1.1.1"),
+        (0, "403".into())
+    );
     relay.expect_log(&format!(
         "emailrelay: warning: http request rejected from {}:",
         remote.remote_ip()
@@ -423,7 +523,13 @@ fn http_listens_on_loopback_and_keeps_the_queue_from_remote_peers() {
     drop(relay);
     let _open = Relay::start(
         &dir.path().join("third"),
-        &["--interface", &listen, "--http-port", &http_port.to_string(), "--remote-clients"],
+        &[
+            "--interface",
+            &listen,
+            "--http-port",
+            &http_port.to_string(),
+            "--remote-clients",
+        ],
     );
     assert_eq!(from_remote("GET", "/queue"), (0, "200".into()));
 }
@@ -438,11 +544,26 @@ fn http_options_are_checked() {
     };
     let (code, _, err) = relay(&["--http-max-queue-age", "5"]);
     assert_eq!(code, 1);
-    assert!(err.contains("the --http-max-queue-age option requires --http-port"), "{err}");
+    assert!(
+        err.contains("the --http-max-queue-age option requires --http-port"),
+        "{err}"
+    );
     let (code, _, err) = relay(&["--dont-serve", "--http-port", "8080"]);
     assert_eq!(code, 1);
-    assert!(err.contains("the --http-port option cannot be used with --as-client or --dont-serve"), "{err}");
-    let (code, _, err) = relay(&["--http-port", "8080", "--http-max-queue-age", "soon", "--no-daemon"]);
+    assert!(
+        err.contains("the --http-port option cannot be used with --as-client or --dont-serve"),
+        "{err}"
+    );
+    let (code, _, err) = relay(&[
+        "--http-port",
+        "8080",
+        "--http-max-queue-age",
+        "soon",
+        "--no-daemon",
+    ]);
     assert_eq!(code, 1);
-    assert!(err.contains("invalid value for --http-max-queue-age: [soon]"), "{err}");
+    assert!(
+        err.contains("invalid value for --http-max-queue-age: [soon]"),
+        "{err}"
+    );
 }
