@@ -203,13 +203,14 @@ fn metrics_show_the_spool_and_the_counters() {
         scrape.get("emailrelay_open_connections", &[("direction", "out")]),
         0.0
     );
-    // A retry forces a pass: the closed upstream defers all three.
+    // A retry forces a pass: the closed upstream defers the message tried
+    // (the others are skipped for the rest of the pass, and stay).
     let id = id_of(&relay.files(".envelope")[0]);
     let (status, _, body) = http("POST", &url(http_port, &format!("/queue/{id}/retry")));
     assert_eq!(status, 202, "{body}");
     relay.expect_log(&format!("cannot connect to {upstream}"));
     assert!(wait_until(Duration::from_secs(10), || {
-        Scrape::take(http_port).get("emailrelay_messages_deferred_total", &route) == 3.0
+        Scrape::take(http_port).get("emailrelay_messages_deferred_total", &route) >= 1.0
     }));
     let scrape = Scrape::take(http_port);
     assert_eq!(scrape.get("emailrelay_queued_messages", &[]), 3.0);
