@@ -168,6 +168,11 @@ impl Control {
         self.smtp.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    /// False while the admin `smtp disable` holds new SMTP sessions off.
+    pub fn smtp_enabled(&self) -> bool {
+        self.smtp.enabled.load(Ordering::Relaxed)
+    }
+
     /// Admin `dnsbl start|stop`.
     pub fn dnsbl(&self, action: emailrelay_proto::admin::DnsblAction) {
         self.smtp.dnsbl_control(action);
@@ -198,6 +203,12 @@ impl Control {
     pub fn backlog(&self) -> (usize, Duration) {
         let forwarder = self.forwarder();
         (forwarder.backlog(), forwarder.flow_delay())
+    }
+
+    /// The `--forward-to` address, if forwarding is configured: the route
+    /// most messages take, known before any has.
+    pub fn forward_to(&self) -> Option<String> {
+        self.forwarder().settings().forward_to.clone()
     }
 
     /// Upstreams paused because they refused our authentication.

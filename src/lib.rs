@@ -1,7 +1,8 @@
 //! emailrelay-rs: an E-MailRelay-compatible SMTP store-and-forward server
 //! and proxy. The binaries in `src/bin` are thin; everything is here.
 //!
-//! Dependency direction: `run` -> {`smtp`, `admin`} -> `store` -> `net`;
+//! Dependency direction: `run` -> {`admin`, `http`} -> `control` ->
+//! {`smtp`, `forward`} -> `store` -> `net`;
 //! `config` builds each subsystem's settings; all protocol logic lives in
 //! the I/O-free `emailrelay-proto` crate.
 
@@ -14,6 +15,7 @@ pub mod control;
 pub mod filter;
 pub mod forward;
 pub mod getopt;
+pub mod http;
 pub mod log;
 pub mod man;
 pub mod monitor;

@@ -79,6 +79,8 @@ fn version_text(verbose: bool) -> String {
         text.push_str("Unix domain sockets: enabled\n");
         text.push_str("POP server: enabled\n");
         text.push_str("Admin server: enabled\n");
+        // Not in 2.6.1.
+        text.push_str("HTTP endpoint: enabled (--http-port: /metrics, /healthz, /queue)\n");
         text.push_str(&format!("TLS library: {}\n", emailrelay::tls::library()));
         text.push_str(
             "Authentication: PLAIN, LOGIN, CRAM-MD5 both ways; XOAUTH2 client, with OAuth 2.0 token renewal\n",

@@ -23,6 +23,9 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
     if has("admin-terminate") && !has("admin") {
         return usage("the --admin-terminate option requires --admin");
     }
+    if has("http-max-queue-age") && !has("http-port") {
+        return usage("the --http-max-queue-age option requires --http-port");
+    }
     let relayed = matches!(mode, Mode::Client | Mode::Proxy);
     if has("forward-to") && relayed {
         return usage("--forward-to cannot be used with --as-client or --as-proxy");
@@ -36,7 +39,7 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
     }
     let not_serving = has("dont-serve") || mode == Mode::Client;
     if not_serving {
-        for name in ["filter", "port", "server-auth", "pop", "admin"] {
+        for name in ["filter", "port", "server-auth", "pop", "admin", "http-port"] {
             if has(name) {
                 return usage(&format!(
                     "the --{name} option cannot be used with --as-client or --dont-serve"

@@ -24,6 +24,8 @@ pub struct InstanceSettings {
     /// `None` with `--no-smtp` or `--dont-serve`.
     pub smtp: Option<ServerSettings>,
     pub admin: Option<AdminSettings>,
+    /// `--http-port`.
+    pub http: Option<crate::http::HttpSettings>,
     /// `--pop`.
     pub pop: Option<crate::pop::PopSettings>,
     pub forward: ForwardSettings,
@@ -97,6 +99,7 @@ impl InstanceSettings {
         let smtp: Option<ServerSettings> = server::smtp_settings(&common, &mut warnings)?;
         let admin: Option<AdminSettings> = server::admin_settings(&common)?;
         let pop = server::pop_settings(&common)?;
+        let http = server::http_settings(&common)?;
         warnings.extend(common.tls_config.legacy_warnings(
             smtp.as_ref().is_some_and(|s| s.tls.is_some()),
             forward.tls.is_some(),
@@ -106,6 +109,7 @@ impl InstanceSettings {
             spool_dir,
             smtp,
             admin,
+            http,
             pop,
             forward,
             filters,

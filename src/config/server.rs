@@ -1,15 +1,16 @@
 //! The serving side of an instance: the SMTP server (`--port`,
-//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`) and the
-//! admin server.
+//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`), the
+//! admin server and the operator HTTP endpoint (`--http-*`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::instance::Common;
-use super::values::{bad, number, port, seconds, Switches};
+use super::values::{bad, number, optional_period, port, seconds, Switches};
 use super::{ConfigError, Instance};
 use crate::admin::AdminSettings;
 use crate::auth::{AuthError, ServerAuth};
+use crate::http::HttpSettings;
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, InterfaceSpec, Service};
 use crate::pop::PopSettings;
@@ -65,6 +66,25 @@ pub fn admin_settings(common: &Common<'_>) -> Result<Option<AdminSettings>, Conf
         listen: net::listen_addresses(&interfaces(args)?, Service::Admin, port(args, "admin", 0)?),
         terminate: args.has("admin-terminate"),
         remote_clients: args.has("remote-clients"),
+    }))
+}
+
+/// The HTTP endpoint's settings, or `None` without `--http-port`.
+pub fn http_settings(common: &Common<'_>) -> Result<Option<HttpSettings>, ConfigError> {
+    let args = common.args;
+    if common.dont_serve || !args.has("http-port") {
+        return Ok(None);
+    }
+    let remote_clients = args.has("remote-clients");
+    Ok(Some(HttpSettings {
+        listen: net::http_listen_addresses(
+            &interfaces(args)?,
+            remote_clients,
+            port(args, "http-port", 0)?,
+        ),
+        remote_clients,
+        max_queue_age: optional_period(args, "http-max-queue-age")?
+            .unwrap_or(crate::http::DEFAULT_MAX_QUEUE_AGE),
     }))
 }
 

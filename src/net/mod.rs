@@ -23,12 +23,15 @@ pub enum Service {
     Smtp,
     Pop,
     Admin,
+    /// The operator HTTP endpoint (`--http-port`); not in 2.6.1.
+    Http,
 }
 
 /// One `--interface` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceSpec {
-    /// `smtp=`, `pop=` or `admin=`; `None` applies to all.
+    /// `smtp=`, `pop=`, `admin=` or `http=`; `None` applies to all
+    /// (to `http` only with `--remote-clients`: see [`http_listen_addresses`]).
     pub service: Option<Service>,
     pub listen: ListenOn,
 }
@@ -70,7 +73,8 @@ pub fn display_addr(addr: &SocketAddr) -> String {
 }
 
 /// Parses `--interface` values: comma lists of addresses, interface names,
-/// paths or `fd#N`, each with an optional `smtp=`/`pop=`/`admin=` prefix.
+/// paths or `fd#N`, each with an optional `smtp=`/`pop=`/`admin=`/`http=`
+/// prefix.
 pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String> {
     let mut specs = Vec::new();
     for item in values
@@ -83,6 +87,7 @@ pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String>
             Some(("smtp", rest)) => (Some(Service::Smtp), rest),
             Some(("pop", rest)) => (Some(Service::Pop), rest),
             Some(("admin", rest)) => (Some(Service::Admin), rest),
+            Some(("http", rest)) => (Some(Service::Http), rest),
             Some((other, _)) => return Err(format!("unknown prefix {other}=")),
             None => (None, item),
         };
@@ -145,7 +150,7 @@ fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, String> {
 /// Listening sockets that systemd passed (socket activation, as
 /// `sd_listen_fds(3)` describes it: `LISTEN_PID` is ours, `LISTEN_FDS`
 /// descriptors from 3, named by `LISTEN_FDNAMES` from each socket's
-/// `FileDescriptorName=`): `smtp`, `pop` and `admin` go to that service,
+/// `FileDescriptorName=`): `smtp`, `pop`, `admin` and `http` go to that service,
 /// any other name (or none) to SMTP.
 ///
 /// Given to one instance only, the first that asks (`instance` is its
@@ -170,6 +175,7 @@ pub fn systemd_listeners(instance: &str) -> Option<Vec<InterfaceSpec>> {
             let service = match names.next() {
                 Some("pop") => Service::Pop,
                 Some("admin") => Service::Admin,
+                Some("http") => Service::Http,
                 _ => Service::Smtp,
             };
             InterfaceSpec {
@@ -202,6 +208,32 @@ pub fn listen_addresses(specs: &[InterfaceSpec], service: Service, port: u16) ->
     vec![
         Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
         Listen::Tcp(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
+    ]
+}
+
+/// Where the HTTP endpoint listens: exactly its `http=` entries; without
+/// any, the loopback addresses, unless `--remote-clients` opens it as the
+/// other listeners are (unprefixed entries, or the wildcards). Operators'
+/// data and actions stay on the machine unless the operator says otherwise.
+pub fn http_listen_addresses(
+    specs: &[InterfaceSpec],
+    remote_clients: bool,
+    port: u16,
+) -> Vec<Listen> {
+    let own: Vec<InterfaceSpec> = specs
+        .iter()
+        .filter(|s| s.service == Some(Service::Http))
+        .cloned()
+        .collect();
+    if !own.is_empty() {
+        return listen_addresses(&own, Service::Http, port);
+    }
+    if remote_clients {
+        return listen_addresses(specs, Service::Http, port);
+    }
+    vec![
+        Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+        Listen::Tcp(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)),
     ]
 }
 
@@ -492,6 +524,24 @@ mod tests {
         assert_eq!(listen_addresses(&specs, Service::Admin, 9).len(), 3);
         assert!(parse_interfaces(&["bogus=1.2.3.4".into()]).is_err());
         assert!(parse_interfaces(&["no-such-interface0".into()]).is_err());
+    }
+
+    #[test]
+    fn http_listens_on_loopback_unless_told_otherwise() {
+        let shown = |specs: &[InterfaceSpec], remote| {
+            http_listen_addresses(specs, remote, 8080)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let plain = parse_interfaces(&["192.0.2.1".into()]).unwrap();
+        assert_eq!(shown(&plain, false), ["127.0.0.1:8080", "::1.8080"]);
+        assert_eq!(shown(&plain, true), ["192.0.2.1:8080"]);
+        assert_eq!(shown(&[], true), ["0.0.0.0:8080", "::.8080"]);
+        let own = parse_interfaces(&["192.0.2.1,http=/run/h.s".into()]).unwrap();
+        assert_eq!(shown(&own, false), ["/run/h.s"]);
+        assert_eq!(shown(&own, true), ["/run/h.s"]);
+        assert_eq!(listen_addresses(&own, Service::Smtp, 25).len(), 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One relay instance at run time: its spool, filters, verifier,
-//! forwarder, SMTP and admin listeners, started from its settings.
+//! forwarder, SMTP, POP, admin and HTTP listeners, started from its settings.
 //!
 //! Several instances run side by side in one runtime; nothing here is
 //! shared between them but the stop signal.
@@ -28,6 +28,7 @@ pub struct Listeners {
     pub smtp: Bound,
     pub admin: Bound,
     pub pop: Bound,
+    pub http: Bound,
 }
 
 /// A started instance.
@@ -184,6 +185,7 @@ impl Prepared {
             unit,
             log_peer: true,
             limit: Some((Arc::clone(sessions), Arc::from(busy.into_bytes()))),
+            register: true,
         };
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
@@ -249,6 +251,26 @@ impl Prepared {
                 Some(shared)
             }
         };
+        // Not in E-MailRelay 2.6.1: after its lines.
+        if let Some(http) = settings.http.clone() {
+            let ctx = crate::http::HttpContext::new(http, Arc::clone(&control), stop_rx.clone());
+            for (listen, listener) in listeners.http {
+                info!("{tag}http server on {listen}");
+                connections.listening(listen.to_string());
+                let accept = Accept {
+                    log_peer: false,
+                    limit: None,
+                    register: false,
+                    ..accept.clone()
+                };
+                let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
+                acceptors.push(Box::new(move || {
+                    spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
+                        crate::http::serve(stream, peer, Arc::clone(&ctx))
+                    })
+                }));
+            }
+        }
         if let Some(target) = &settings.forward.forward_to {
             // E-MailRelay compatibility: a --verbose line, unlike the
             // listeners' lines.

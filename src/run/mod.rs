@@ -311,24 +311,33 @@ fn bind_instance(settings: &InstanceSettings, named: bool) -> Result<Listeners, 
     let smtp = settings.smtp.as_ref().map_or(&[][..], |s| &s.listen[..]);
     let admin = settings.admin.as_ref().map_or(&[][..], |a| &a.listen[..]);
     let pop = settings.pop.as_ref().map_or(&[][..], |p| &p.listen[..]);
+    let http = settings.http.as_ref().map_or(&[][..], |h| &h.listen[..]);
     let name = named.then_some(settings.name.as_str());
     Ok(Listeners {
         smtp: bind_all(smtp, name)?,
         admin: bind_all(admin, name)?,
         pop: bind_all(pop, name)?,
+        http: bind_all(http, name)?,
     })
 }
 
 fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
     let mut bound = Vec::new();
-    let wildcard_pair = listen.len() == 2
-        && listen
-            .iter()
-            .all(|l| matches!(l, Listen::Tcp(a) if a.ip().is_unspecified()));
+    // The default pair of an IPv4 and an IPv6 address: the wildcards, or
+    // the loopback addresses (the HTTP endpoint's).
+    let default_pair = |pick: fn(&std::net::IpAddr) -> bool| {
+        listen.len() == 2
+            && listen
+                .iter()
+                .all(|l| matches!(l, Listen::Tcp(a) if pick(&a.ip())))
+    };
+    let wildcard_pair =
+        default_pair(|ip| ip.is_unspecified()) || default_pair(|ip| ip.is_loopback());
     for l in listen {
         match net::bind(l) {
             Ok(b) => bound.push((l.clone(), b)),
-            // The IPv6 wildcard is optional when IPv6 is not available at all.
+            // The IPv6 one of the pair is optional when IPv6 is not
+            // available at all.
             Err(e)
                 if wildcard_pair
                     && matches!(l, Listen::Tcp(a) if a.is_ipv6())

@@ -31,6 +31,10 @@ pub struct Accept {
     /// told before the close (`421 ...` or `-ERR ...`); `None` for the
     /// admin port, which is never refused.
     pub limit: Option<(Arc<SessionLimit>, Arc<[u8]>)>,
+    /// Whether connections are counted in the registry (admin `status`,
+    /// open connections). Not the HTTP endpoint's: a scraper would count
+    /// itself in the numbers it came for.
+    pub register: bool,
 }
 
 impl Accept {
@@ -71,7 +75,9 @@ where
         let peer_text = peer
             .as_ref()
             .map_or_else(|| "unix".into(), net::display_addr);
-        let registered = accept.connections.incoming(local, peer_text);
+        let registered = accept
+            .register
+            .then(|| accept.connections.incoming(local, peer_text));
         let context = crate::log::Context {
             unit: accept.unit.clone(),
             peer: peer.filter(|_| accept.log_peer),

@@ -57,6 +57,7 @@ fn version_verbose_lists_features_one_per_line() {
     assert!(out.lines().any(|l| l == wanted), "{out}");
     assert!(out.lines().any(|l| l == "POP server: enabled"));
     assert!(out.lines().any(|l| l == "Admin server: enabled"));
+    assert!(out.lines().any(|l| l.starts_with("HTTP endpoint: enabled")));
 }
 
 /// The try-line E-MailRelay prints after a command-line syntax error.

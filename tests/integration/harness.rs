@@ -689,6 +689,16 @@ impl RemoteHost {
         format!("198.18.{}.2", self.subnet)
     }
 
+    /// Runs a program on the remote host; returns (code, stdout, stderr).
+    pub fn exec(&self, command: &[&str]) -> (i32, String, String) {
+        run(
+            Command::new(program("ip"))
+                .args(["netns", "exec", &self.name])
+                .args(command),
+            Duration::from_secs(30),
+        )
+    }
+
     /// Connects from the remote host to us and returns the first line it
     /// is sent ("" if the connection is closed without a word).
     pub fn greeting_from(&self, port: u16) -> String {

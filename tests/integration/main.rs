@@ -11,6 +11,7 @@
 //! - `durability`: SIGKILL under load, disk full.
 //! - `hostile`: hostile input, upstreams and spool files (issue 18).
 //! - `filter`: filters and address verifiers, program, net: and built-in.
+//! - `http`: the operator HTTP endpoint: /metrics (Prometheus' parser), /healthz, /queue.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `oauth`: OAuth 2.0 tokens (loopback token endpoint), XOAUTH2, emailrelay-passwd --oauth.
 //! - `package`: the Debian package: cargo-deb, dpkg-deb, lintian, install, upgrade, purge.
@@ -30,6 +31,7 @@ mod forward;
 mod golden;
 mod harness;
 mod hostile;
+mod http;
 mod instances;
 mod load;
 mod oauth;

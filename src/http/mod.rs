@@ -1,0 +1,300 @@
+//! The operator HTTP endpoint (`--http-port`; not in E-MailRelay 2.6.1):
+//! `GET /metrics` (Prometheus text), `GET /healthz`, `GET /queue` (JSON),
+//! `POST /queue/<id>/retry` and `DELETE /queue/<id>`, over HTTP/1.1 with
+//! hyper on the instance's runtime. This file: one connection's server,
+//! its limits, the access rule and the routing; `metrics`, `health` and
+//! `queue` make the answers.
+//!
+//! Must not: act on the spool or the forwarder except through `control`
+//! (the admin port and this must always agree), show the queue or act on
+//! it for a peer the admin port would refuse, read the spool on the
+//! runtime's threads (spool work runs on the blocking pool), or read a
+//! request body (none is needed, so none is buffered).
+
+mod health;
+mod metrics;
+mod queue;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{watch, Semaphore};
+
+use crate::control::Control;
+use crate::net::{display_addr, Listen, Stream};
+
+/// `/healthz` fails while a queued message is older than this, unless
+/// `--http-max-queue-age` says otherwise.
+pub const DEFAULT_MAX_QUEUE_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// A request's head must arrive within this, and an idle keep-alive
+/// connection closes after it.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The most a request head may take in memory (hyper's minimum is 8 KiB).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Connections served at once, per instance; more are closed at once.
+const MAX_CONNECTIONS: usize = 32;
+
+/// How long a connection has to finish its request at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// HTTP endpoint settings; built by `config`.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub listen: Vec<Listen>,
+    /// `--remote-clients`: the queue is shown to any peer, as the admin
+    /// port is then open to any.
+    pub remote_clients: bool,
+    /// `--http-max-queue-age`.
+    pub max_queue_age: Duration,
+}
+
+/// What every connection of one instance's endpoint shares.
+pub struct HttpContext {
+    settings: HttpSettings,
+    control: Arc<Control>,
+    stop: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+}
+
+impl HttpContext {
+    pub fn new(
+        settings: HttpSettings,
+        control: Arc<Control>,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<HttpContext> {
+        Arc::new(HttpContext {
+            settings,
+            control,
+            stop,
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        })
+    }
+}
+
+/// Serves one connection until the peer closes, a limit is hit, or the
+/// relay stops (then the request under way is finished first).
+pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<HttpContext>) {
+    let Ok(_slot) = Arc::clone(&ctx.slots).try_acquire_owned() else {
+        crate::debug!(
+            "http connection from {}: too many connections",
+            peer_text(peer)
+        );
+        return;
+    };
+    let mut stop = ctx.stop.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let ctx = Arc::clone(&ctx);
+        async move { Ok::<_, Infallible>(handle(request, peer, &ctx).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stop.changed() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+}
+
+/// What a request path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Metrics,
+    Health,
+    Queue,
+    /// `/queue/<id>`.
+    Message(&'a str),
+    /// `/queue/<id>/retry`.
+    Retry(&'a str),
+    Unknown,
+}
+
+impl<'a> Route<'a> {
+    fn parse(path: &'a str) -> Route<'a> {
+        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        match parts.as_slice() {
+            ["metrics"] => Route::Metrics,
+            ["healthz"] => Route::Health,
+            ["queue"] => Route::Queue,
+            ["queue", id] => Route::Message(id),
+            ["queue", id, "retry"] => Route::Retry(id),
+            _ => Route::Unknown,
+        }
+    }
+
+    /// The methods the route answers, for the `Allow` header of a 405.
+    fn allowed(self) -> &'static str {
+        match self {
+            Route::Message(_) => "DELETE",
+            Route::Retry(_) => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+
+    /// True for the routes behind the admin port's access rule.
+    fn is_queue(self) -> bool {
+        matches!(self, Route::Queue | Route::Message(_) | Route::Retry(_))
+    }
+}
+
+/// One request's answer, and its log line.
+async fn handle(
+    request: Request<Incoming>,
+    peer: Option<SocketAddr>,
+    ctx: &HttpContext,
+) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path();
+    let route = Route::parse(path);
+    let response = answer(&method, route, request.uri().query(), peer, ctx).await;
+    let line = format!(
+        "http request from {}: {method} {}: {}",
+        peer_text(peer),
+        path.escape_debug(),
+        response.status().as_u16()
+    );
+    // Reads are what scrapers and probes do all day: not worth a line each
+    // but with --debug. An action on the queue is an operator's act.
+    if method == Method::GET || method == Method::HEAD {
+        crate::debug!("{line}");
+    } else {
+        crate::info!("{line}");
+    }
+    response
+}
+
+async fn answer(
+    method: &Method,
+    route: Route<'_>,
+    query: Option<&str>,
+    peer: Option<SocketAddr>,
+    ctx: &HttpContext,
+) -> Response<Full<Bytes>> {
+    if route == Route::Unknown {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if route.is_queue() && !admitted(peer, &ctx.settings) {
+        crate::warning!(
+            "http request rejected from {}: not a local address: use --remote-clients to allow it",
+            peer_text(peer)
+        );
+        return text(StatusCode::FORBIDDEN, "forbidden: not a local address\n");
+    }
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let control = Arc::clone(&ctx.control);
+    match (route, method) {
+        (Route::Metrics, _) if read => metrics::answer(control).await,
+        (Route::Health, _) if read => {
+            let serving = !*ctx.stop.borrow();
+            health::answer(control, ctx.settings.max_queue_age, serving).await
+        }
+        (Route::Queue, _) if read => queue::list(control, query).await,
+        (Route::Message(id), &Method::DELETE) => queue::delete(control, id).await,
+        (Route::Retry(id), &Method::POST) => queue::retry(control, id).await,
+        _ => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(route.allowed()));
+            response
+        }
+    }
+}
+
+/// The admin port's rule: local addresses only, unless `--remote-clients`;
+/// a unix-domain socket's peer is local.
+fn admitted(peer: Option<SocketAddr>, settings: &HttpSettings) -> bool {
+    settings.remote_clients || peer.is_none_or(|a| crate::net::is_local_address(a.ip()))
+}
+
+fn peer_text(peer: Option<SocketAddr>) -> String {
+    peer.as_ref().map_or_else(|| "unix".into(), display_addr)
+}
+
+/// A plain-text answer.
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    with_type(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// An answer with this body and content type.
+fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Runs spool work on the blocking pool; a panic there is a 500, not a
+/// lost connection.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response<Full<Bytes>>> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}\n"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_routes() {
+        assert_eq!(Route::parse("/metrics"), Route::Metrics);
+        assert_eq!(Route::parse("/healthz"), Route::Health);
+        assert_eq!(Route::parse("/queue"), Route::Queue);
+        assert_eq!(
+            Route::parse("/queue/emailrelay.1.2.3"),
+            Route::Message("emailrelay.1.2.3")
+        );
+        assert_eq!(Route::parse("/queue/x/retry"), Route::Retry("x"));
+        assert_eq!(Route::parse("/queue/"), Route::Message(""));
+        for unknown in [
+            "/",
+            "",
+            "/metrics/",
+            "/queue/x/y",
+            "/queue/x/retry/",
+            "/etc/passwd",
+        ] {
+            assert_eq!(Route::parse(unknown), Route::Unknown, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn the_queue_is_for_local_peers_unless_remote_clients() {
+        let mut settings = HttpSettings {
+            listen: Vec::new(),
+            remote_clients: false,
+            max_queue_age: DEFAULT_MAX_QUEUE_AGE,
+        };
+        let peer = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
+        assert!(admitted(peer("127.0.0.1:5"), &settings));
+        assert!(admitted(peer("[::1]:5"), &settings));
+        assert!(admitted(None, &settings));
+        assert!(!admitted(peer("198.18.0.2:5"), &settings));
+        settings.remote_clients = true;
+        assert!(admitted(peer("198.18.0.2:5"), &settings));
+        assert!(Route::Retry("x").is_queue() && !Route::Metrics.is_queue());
+    }
+}
