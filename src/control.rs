@@ -211,6 +211,11 @@ impl Control {
         self.forwarder().settings().forward_to.clone()
     }
 
+    /// Upstreams waiting after a throttling answer.
+    pub fn throttled_routes(&self) -> Vec<String> {
+        self.forwarder().throttled_routes()
+    }
+
     /// Upstreams paused because they refused our authentication.
     pub fn paused_routes(&self) -> Vec<String> {
         self.forwarder().paused_routes()

@@ -71,6 +71,20 @@ impl Forwarder {
         until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
+    /// Routes waiting after a throttling answer now.
+    pub fn throttled_routes(&self) -> Vec<String> {
+        let now = tokio::time::Instant::now().into_std();
+        let mut routes: Vec<String> = self.throttled.lock().map_or(Vec::new(), |waits| {
+            waits
+                .iter()
+                .filter(|(_, (_, until))| *until > now)
+                .map(|(route, _)| route.clone())
+                .collect()
+        });
+        routes.sort();
+        routes
+    }
+
     /// A message went to `target`: a pause on it is over.
     pub(super) fn resume(&self, target: &str) {
         if self

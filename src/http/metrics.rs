@@ -18,6 +18,9 @@
 //! emailrelay_oauth_token_expiry_timestamp_seconds{account}  gauge  0 while none is held
 //! emailrelay_open_connections{direction}          gauge  SMTP, POP, admin; in and out
 //! emailrelay_route_paused{upstream}               gauge  1 while paused
+//! emailrelay_route_throttled{upstream}            gauge  1 while slowed down
+//! emailrelay_forwarding_backlog_messages          gauge  waiting as the pass began
+//! emailrelay_accept_delay_seconds                 gauge  each 250's wait now
 //! ```
 //!
 //! Must not: keep metric state of its own (the counters live in
@@ -47,6 +50,11 @@ pub struct Readings {
     pub auth_failures_in: u64,
     pub routes: Vec<(String, RouteCounts)>,
     pub paused: Vec<String>,
+    /// Routes waiting after a throttling answer.
+    pub throttled: Vec<String>,
+    /// Waiting messages the forwarder counts, and the flow delay they
+    /// put on each accepted message's 250.
+    pub backlog: (usize, std::time::Duration),
     /// OAuth accounts and their token's expiry (Unix time), if one is held.
     pub tokens: Vec<(String, Option<u64>)>,
     /// Open connections: (in, out).
@@ -71,6 +79,8 @@ impl Readings {
             auth_failures_in: Stats::get(&stats.auth_failures_in),
             routes,
             paused: control.paused_routes(),
+            throttled: control.throttled_routes(),
+            backlog: control.backlog(),
             tokens: control.token_expiry(),
             open: control.open_connections(),
         })
@@ -159,6 +169,31 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
         "1 while forwarding to the upstream is paused because it refused our authentication",
         paused,
     );
+    let throttled = Family::<Labels, Gauge>::default();
+    for (route, _) in &readings.routes {
+        throttled.get_or_create(&upstream(route)).set(0);
+    }
+    for route in &readings.throttled {
+        throttled.get_or_create(&upstream(route)).set(1);
+    }
+    registry.register(
+        "route_throttled",
+        "1 while forwarding to the upstream waits after a throttling answer (421, 432, 450/451 4.7.x)",
+        throttled,
+    );
+    gauge(
+        &mut registry,
+        "forwarding_backlog_messages",
+        "Messages waiting when the current or last forwarding pass began, less those it took",
+        readings.backlog.0,
+    );
+    let delay = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    delay.set(readings.backlog.1.as_secs_f64());
+    registry.register(
+        "accept_delay_seconds",
+        "How long each accepted message's 250 waits now because forwarding is behind",
+        delay,
+    );
     let mut body = String::new();
     prometheus_text::encode(&mut body, &registry)?;
     Ok(body)
@@ -245,6 +280,8 @@ mod tests {
                 },
             )],
             paused: vec!["127.0.0.1:25".into()],
+            throttled: vec!["127.0.0.1:25".into()],
+            backlog: (12_500, Duration::from_millis(250)),
             tokens: vec![
                 ("me@example.com".into(), Some(1_800_000_000)),
                 ("you".into(), None),
@@ -267,6 +304,9 @@ mod tests {
             "emailrelay_open_connections{direction=\"in\"} 1\n",
             "emailrelay_open_connections{direction=\"out\"} 2\n",
             "emailrelay_route_paused{upstream=\"127.0.0.1:25\"} 1\n",
+            "emailrelay_route_throttled{upstream=\"127.0.0.1:25\"} 1\n",
+            "emailrelay_forwarding_backlog_messages 12500\n",
+            "# TYPE emailrelay_accept_delay_seconds gauge\nemailrelay_accept_delay_seconds 0.25\n",
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");
         }

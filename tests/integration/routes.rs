@@ -182,7 +182,7 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
         "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
     ]);
     fill_spool(&dir.path().join("spool"), 5);
-    let admin_port = free_port();
+    let (admin_port, http_port) = (free_port(), free_port());
     let relay = Relay::start(
         dir.path(),
         &[
@@ -192,10 +192,13 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
             "1",
             "--admin",
             &admin_port.to_string(),
+            "--http-port",
+            &http_port.to_string(),
             "--client-connections",
             "1",
         ],
     );
+    let throttled = format!("emailrelay_route_throttled{{upstream=\"127.0.0.1:{port}\"}} ");
     let log = relay.wait_log(": next attempt in ");
     assert!(
         log.contains(&format!(
@@ -210,6 +213,7 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
     assert_eq!(log.matches("slowed down").count(), 1, "{log}");
     assert_eq!(relay.files(".envelope").len(), 5);
     assert!(relay.files(".bad").is_empty());
+    assert!(metrics(http_port).contains(&format!("{throttled}1\n")));
     // The upstream takes mail again; the operator does not wait.
     drop(throttling);
     let _sink = sink(&[]);
@@ -222,6 +226,22 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
         relay.log_text()
     );
     relay.expect_log(&format!("forwarding to 127.0.0.1:{port} taking mail again"));
+    assert!(metrics(http_port).contains(&format!("{throttled}0\n")));
+}
+
+/// `/metrics`, fetched with curl.
+fn metrics(port: u16) -> String {
+    let (code, out, err) = crate::harness::run(
+        Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ]),
+        Duration::from_secs(15),
+    );
+    assert_eq!(code, 0, "{err}");
+    out
 }
 
 #[test]
