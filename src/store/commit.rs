@@ -8,9 +8,26 @@
 //! ```text
 //!   queue --> write --------> flush ---------> rename -------> dir fsync --> answers
 //!             each message:   the whole        each message:   once, for
-//!             content out,    batch (see       .envelope.new   every rename
-//!             .envelope.new   FlushMethod)     -> .envelope    of the batch
+//!             content out,    batch            .envelope.new   every rename
+//!             .envelope.new                    -> .envelope    of the batch
 //! ```
+//!
+//! The flush starts writeback of every file of the batch at once
+//! (`sync_file_range`, a hint that costs no wait), then `fdatasync`s each
+//! file: the batch's writes reach the device together instead of one
+//! file's at a time, and on a journalling file system the first
+//! `fdatasync` waits for the journal commit that covers them all, so the
+//! rest find their work done. Measured on ext4 (without a journal, as on
+//! the development machine; 20 sessions, 1000 messages, `strace -c`):
+//! `fdatasync` fell from 1.76 ms to 0.12 ms a call, directory fsyncs from
+//! 581 to 157. One `syncfs` per batch instead would cost a single device
+//! flush, but it writes out every dirty file of the file system, whoever
+//! wrote it, so a build or a backup beside the relay makes every batch wait
+//! for it (measured: single-session accept fell from 240-700/s to
+//! 130-240/s with test suites running beside it). It is not offered.
+//! Nor is "rename once the data is written, one directory fsync for both":
+//! only a journal in ordered mode would make that safe, and without one the
+//! file's inode could reach the disk after its name.
 //!
 //! A crash at any point leaves each message of the batch either complete
 //! (its rename was made only after its files were on disk) or without an
@@ -37,21 +54,6 @@ use super::{create_exclusive, io_err, message_path, remove_files, MessageId, Sto
 
 /// Most messages taken into one batch; more wait for the next.
 const MAX_BATCH: usize = 256;
-
-/// How a batch's files are made durable before its renames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FlushMethod {
-    /// Writeback of every file of the batch is started at once
-    /// (`sync_file_range`), then each file is `fdatasync`ed. Safe on any
-    /// file system; on ext4 and XFS the first `fdatasync` waits for the one
-    /// journal commit that covers the whole batch and the rest are cheap.
-    #[default]
-    Files,
-    /// One `syncfs` of the spool's file system for the whole batch. Safe on
-    /// any file system, but it also writes out every other dirty file there,
-    /// so its cost depends on what else the machine is writing.
-    FileSystem,
-}
 
 /// What a job asks of the pipeline.
 #[derive(Debug)]
@@ -85,12 +87,11 @@ pub struct Committer {
 
 impl Committer {
     /// Opens the directory for syncing.
-    pub fn open(dir: &Path, flush: FlushMethod) -> io::Result<Committer> {
+    pub fn open(dir: &Path) -> io::Result<Committer> {
         Ok(Committer {
             pipeline: Arc::new(Pipeline {
                 dir: dir.to_path_buf(),
                 dir_file: File::open(dir)?,
-                flush,
             }),
             queue: Mutex::new(None),
         })
@@ -195,7 +196,6 @@ impl Entry {
 struct Pipeline {
     dir: PathBuf,
     dir_file: File,
-    flush: FlushMethod,
 }
 
 impl Pipeline {
@@ -284,35 +284,20 @@ impl Pipeline {
         Ok(vec![content, file])
     }
 
-    /// The flush step, for every entry still going.
+    /// The flush step, for every entry still going: see the module
+    /// documentation.
     fn flush(&self, batch: &mut [Entry]) {
-        let going = || {
-            batch
-                .iter()
-                .filter(|e| e.result.is_ok() && !e.files.is_empty())
-        };
-        if going().next().is_none() {
-            return;
+        for file in batch
+            .iter()
+            .filter(|e| e.result.is_ok())
+            .flat_map(|e| &e.files)
+        {
+            start_writeback(file);
         }
-        match self.flush {
-            FlushMethod::Files => {
-                for file in going().flat_map(|e| &e.files) {
-                    start_writeback(file);
-                }
-                for entry in batch.iter_mut().filter(|e| e.result.is_ok()) {
-                    if let Some(e) = entry.files.iter().find_map(|f| f.sync_data().err()) {
-                        entry.fail(io_err("cannot sync message file", &self.dir)(e));
-                    }
-                }
-            }
-            FlushMethod::FileSystem => {
-                if let Err(e) = nix::unistd::syncfs(self.dir_file.as_raw_fd()) {
-                    for entry in batch.iter_mut().filter(|e| !e.files.is_empty()) {
-                        entry.fail(io_err("cannot sync spool file system", &self.dir)(
-                            io::Error::from(e),
-                        ));
-                    }
-                }
+        for entry in batch.iter_mut().filter(|e| e.result.is_ok()) {
+            if let Some(e) = entry.files.iter().find_map(|f| f.sync_data().err()) {
+                let path = message_path(&self.dir, &entry.id, ".content");
+                entry.fail(io_err("cannot sync message file", &path)(e));
             }
         }
     }

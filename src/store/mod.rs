@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use commit::{Committer, FlushMethod};
+pub use commit::Committer;
 pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
@@ -137,8 +137,7 @@ impl Spool {
         if !dir.is_dir() {
             return Err(StoreError::NotADirectory(dir.to_path_buf()));
         }
-        let committer = Committer::open(dir, flush_method())
-            .map_err(io_err("cannot open spool directory", dir))?;
+        let committer = Committer::open(dir).map_err(io_err("cannot open spool directory", dir))?;
         Ok(Arc::new(Spool {
             dir: dir.to_path_buf(),
             committer,
@@ -387,14 +386,6 @@ fn message_path(dir: &Path, id: &MessageId, suffix: &str) -> PathBuf {
 fn remove_files(dir: &Path, id: &MessageId) {
     for suffix in [".envelope.new", ".envelope", ".content"] {
         let _ = fs::remove_file(message_path(dir, id, suffix));
-    }
-}
-
-/// EXPERIMENT (to be replaced): the flush method from the environment.
-fn flush_method() -> FlushMethod {
-    match std::env::var("EMAILRELAY_FLUSH").as_deref() {
-        Ok("syncfs") => FlushMethod::FileSystem,
-        _ => FlushMethod::Files,
     }
 }
 
