@@ -100,27 +100,16 @@ impl Committer {
     /// Runs `step` for message `id` in the commit thread, in the next batch.
     pub(super) async fn run(&self, id: MessageId, step: Step) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
-        let job = Job { id, step, done };
-        let stopped = || io_err("commit thread failed", &self.pipeline.dir);
-        {
-            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = match queue.as_ref() {
-                Some(sender) => sender,
-                None => queue.insert(self.start().map_err(stopped())?),
-            };
-            if let Err(mpsc::SendError(job)) = sender.send(job) {
-                // The thread is gone (it panicked): the message is not
-                // committed, and this job's drop removes nothing, so do it.
-                *queue = None;
-                if !matches!(job.step, Step::Finish { .. }) {
-                    remove_files(&self.pipeline.dir, &job.id);
-                }
-                return Err(stopped()(io::Error::other("not running")));
+        if let Err(job) = self.enqueue(Job { id, step, done }) {
+            // Never queued, so nobody else will remove its files.
+            if !matches!(job.step, Step::Finish { .. }) {
+                remove_files(&self.pipeline.dir, &job.id);
             }
+            return Err(self.stopped("not running"));
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(stopped()(io::Error::other("no answer"))))
+            .unwrap_or_else(|_| Err(self.stopped("no answer")))
     }
 
     /// As [`Committer::run`], in this thread, as a batch of one: for
@@ -138,6 +127,23 @@ impl Committer {
         self.pipeline.dir_file.sync_all()
     }
 
+    /// Queues a job, starting the thread first if need be; hands the job
+    /// back if the thread cannot be started or has gone (panicked).
+    fn enqueue(&self, job: Job) -> Result<(), Job> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.is_none() {
+            *queue = self.start().ok();
+        }
+        let Some(sender) = queue.as_ref() else {
+            return Err(job);
+        };
+        sender.send(job).map_err(|mpsc::SendError(job)| {
+            // Start afresh at the next commit.
+            *queue = None;
+            job
+        })
+    }
+
     fn start(&self) -> io::Result<mpsc::Sender<Job>> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let pipeline = Arc::clone(&self.pipeline);
@@ -145,6 +151,10 @@ impl Committer {
             .name("spool-commit".into())
             .spawn(move || pipeline.serve(&receiver))?;
         Ok(sender)
+    }
+
+    fn stopped(&self, why: &str) -> StoreError {
+        io_err("commit thread failed", &self.pipeline.dir)(io::Error::other(why.to_string()))
     }
 }
 
