@@ -1,15 +1,16 @@
 //! Receiving a message: the content file written as it arrives, then
-//! either committed in one step or prepared (`.envelope.new`, fsynced) for a
-//! filter and committed, discarded or abandoned after it. Until the commit
-//! the files are removed on any failure or drop: the client has not been
-//! told 250.
+//! either committed in one step or prepared (`.envelope.new`, flushed) for
+//! a filter and committed, discarded or abandoned after it; both through
+//! the spool's commit pipeline (`commit.rs`). Until the commit the files
+//! are removed on any failure or drop: the client has not been told 250.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{create_exclusive, io_err, Envelope, MessageId, Spool, StoreError};
+use super::commit::Step;
+use super::{create_exclusive, io_err, remove_files, Envelope, MessageId, Spool, StoreError};
 
 /// A message being received: its content file is open for writing.
 #[derive(Debug)]
@@ -34,39 +35,45 @@ impl NewMessage {
     /// Appends content. Writes go to the page cache through a buffer; the
     /// fsync that makes them durable happens in `commit`, off the runtime.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.spool.path(&self.id, ".content");
         let Some(content) = self.content.as_mut() else {
             return Ok(());
         };
-        content
-            .write_all(bytes)
-            .map_err(io_err("cannot write content file", &path))?;
+        if let Err(e) = content.write_all(bytes) {
+            let path = self.spool.path(&self.id, ".content");
+            return Err(io_err("cannot write content file", &path)(e));
+        }
         self.size += bytes.len() as u64;
         Ok(())
     }
 
-    /// Makes the message durable and visible for forwarding. On error the
-    /// files are removed: the client is told 4xx and keeps the message.
+    /// Makes the message durable and visible for forwarding, in the
+    /// spool's next commit batch. On error the files are removed: the
+    /// client is told 4xx and keeps the message.
     ///
-    /// From the start of the commit the blocking task owns the files and
+    /// From the start of the commit the commit thread owns the files and
     /// removes them itself if it fails, so cancelling this future (say, at
-    /// shutdown) can never delete a message that the task goes on to commit.
+    /// shutdown) can never delete a message that the thread goes on to
+    /// commit.
     pub async fn commit(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
-        // One blocking task for the whole write: this is every message's path.
-        let id = self.write_files(envelope, true).await?;
-        if let Err(e) = self.spool.dir_sync.sync().await {
-            // Not durable, and the client will be told so: take it back.
-            remove_message_files(&self.spool, &id);
-            return Err(io_err("cannot sync spool directory", &self.spool.dir)(e));
-        }
+        let (id, content) = self.hand_over()?;
+        let step = Step::Commit {
+            content,
+            envelope: envelope.to_bytes(),
+        };
+        self.spool.committer.run(id.clone(), step).await?;
         Ok(id)
     }
 
     /// The first half of a commit, for a filter to run in between: the
-    /// content and the `.envelope.new` file are written and fsynced. The
+    /// content and the `.envelope.new` file are written and flushed. The
     /// returned [`Prepared`] commits, discards or abandons them.
     pub async fn prepare(mut self, envelope: Envelope) -> Result<Prepared, StoreError> {
-        let id = self.write_files(envelope, false).await?;
+        let (id, content) = self.hand_over()?;
+        let step = Step::Prepare {
+            content,
+            envelope: envelope.to_bytes(),
+        };
+        self.spool.committer.run(id.clone(), step).await?;
         Ok(Prepared {
             spool: Arc::clone(&self.spool),
             id,
@@ -75,21 +82,16 @@ impl NewMessage {
     }
 
     /// As [`NewMessage::commit`], for a caller without a runtime
-    /// (`emailrelay-submit`): the same writes and fsyncs, in this thread,
-    /// with the directory fsynced at once rather than in a group.
+    /// (`emailrelay-submit`): the same steps, in this thread, as a batch of
+    /// one.
     pub fn commit_now(mut self, envelope: Envelope) -> Result<MessageId, StoreError> {
-        let content = self.content.take().expect("written once");
-        let id = std::mem::replace(&mut self.id, MessageId(String::new()));
-        let result = write_committed(&self.spool, &id, content, &envelope).and_then(|()| {
-            self.spool
-                .dir_sync
-                .sync_now()
-                .map_err(io_err("cannot sync spool directory", &self.spool.dir))
-        });
-        if result.is_err() {
-            remove_message_files(&self.spool, &id);
-        }
-        result.map(|()| id)
+        let (id, content) = self.hand_over()?;
+        let step = Step::Commit {
+            content,
+            envelope: envelope.to_bytes(),
+        };
+        self.spool.committer.run_here(id.clone(), step)?;
+        Ok(id)
     }
 
     /// Throws the partial message away.
@@ -132,34 +134,12 @@ impl Prepared {
         self.spool.path(&self.id, ".envelope.new")
     }
 
-    /// Renames `.envelope.new` to `.envelope` and fsyncs the directory.
-    /// `resync`: fsync both files again first, because a filter edited them.
+    /// Renames `.envelope.new` to `.envelope` and fsyncs the directory,
+    /// in the spool's next commit batch. `resync`: flush both files again
+    /// first, because a filter may have edited them.
     pub async fn commit(mut self, resync: bool) -> Result<MessageId, StoreError> {
-        let new_path = self.envelope_path();
-        let content_path = self.content_path();
-        let final_path = self.spool.path(&self.id, ".envelope");
-        let renamed = tokio::task::spawn_blocking(move || {
-            if resync {
-                for path in [&content_path, &new_path] {
-                    File::open(path)
-                        .and_then(|f| f.sync_data())
-                        .map_err(io_err("cannot sync message file", path))?;
-                }
-            }
-            fs::rename(&new_path, &final_path)
-                .map_err(io_err("cannot commit envelope file", &new_path))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(io_err("commit task failed", &self.spool.dir)(
-                io::Error::other(e.to_string()),
-            ))
-        });
-        renamed?;
-        if let Err(e) = self.spool.dir_sync.sync().await {
-            // Not durable, and the client will be told so: take it back.
-            return Err(io_err("cannot sync spool directory", &self.spool.dir)(e));
-        }
+        let step = Step::Finish { resync };
+        self.spool.committer.run(self.id.clone(), step).await?;
         self.settled = true;
         Ok(self.id.clone())
     }
@@ -180,36 +160,17 @@ impl Drop for Prepared {
 }
 
 impl NewMessage {
-    /// Hands the files to a blocking task that fsyncs them (and, with
-    /// `rename`, makes the envelope final) and removes them itself if that
-    /// fails. From here on `self` owns nothing, so its drop removes nothing.
-    async fn write_files(
-        &mut self,
-        envelope: Envelope,
-        rename: bool,
-    ) -> Result<MessageId, StoreError> {
-        let content = self.content.take().expect("written once");
+    /// The id and the content file, for the commit thread to own: from
+    /// here on `self` owns nothing, so its drop removes nothing.
+    pub(super) fn hand_over(&mut self) -> Result<(MessageId, BufWriter<File>), StoreError> {
+        let path = self.spool.path(&self.id, ".content");
+        let Some(content) = self.content.take() else {
+            // Only a commit takes it, and a commit consumes the message.
+            let e = io::Error::other("already committed");
+            return Err(io_err("cannot commit content file", &path)(e));
+        };
         let id = std::mem::replace(&mut self.id, MessageId(String::new()));
-        let spool = Arc::clone(&self.spool);
-        let task_id = id.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = if rename {
-                write_committed(&spool, &task_id, content, &envelope)
-            } else {
-                write_prepared(&spool, &task_id, content, &envelope)
-            };
-            if result.is_err() {
-                remove_message_files(&spool, &task_id);
-            }
-            result
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(io_err("commit task failed", &self.spool.dir)(
-                io::Error::other(e.to_string()),
-            ))
-        })?;
-        Ok(id)
+        Ok((id, content))
     }
 }
 
@@ -227,46 +188,5 @@ pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Removes whatever exists of a message that was never acknowledged.
 pub(super) fn remove_message_files(spool: &Spool, id: &MessageId) {
-    for suffix in [".envelope.new", ".envelope", ".content"] {
-        let _ = fs::remove_file(spool.path(id, suffix));
-    }
-}
-
-/// [`write_prepared`], then the envelope renamed to its final name; the
-/// caller fsyncs the directory.
-fn write_committed(
-    spool: &Spool,
-    id: &MessageId,
-    content: BufWriter<File>,
-    envelope: &Envelope,
-) -> Result<(), StoreError> {
-    write_prepared(spool, id, content, envelope)?;
-    let new_path = spool.path(id, ".envelope.new");
-    fs::rename(&new_path, spool.path(id, ".envelope"))
-        .map_err(io_err("cannot commit envelope file", &new_path))
-}
-
-/// Content fsync, envelope written to `.new` and fsynced. The caller then
-/// renames it to `.envelope` and fsyncs the directory.
-fn write_prepared(
-    spool: &Spool,
-    id: &MessageId,
-    content: BufWriter<File>,
-    envelope: &Envelope,
-) -> Result<(), StoreError> {
-    let content_path = spool.path(id, ".content");
-    let file = content
-        .into_inner()
-        .map_err(|e| io_err("cannot write content file", &content_path)(e.into_error()))?;
-    file.sync_data()
-        .map_err(io_err("cannot sync content file", &content_path))?;
-    let new_path = spool.path(id, ".envelope.new");
-    let mut env_file =
-        create_exclusive(&new_path).map_err(io_err("cannot create envelope file", &new_path))?;
-    env_file
-        .write_all(&envelope.to_bytes())
-        .map_err(io_err("cannot write envelope file", &new_path))?;
-    env_file
-        .sync_data()
-        .map_err(io_err("cannot sync envelope file", &new_path))
+    remove_files(&spool.dir, id);
 }

@@ -3,9 +3,10 @@
 //! and the POP3 maildrop view ([`Maildrop`]).
 //!
 //! Durability rule: [`NewMessage::commit`] returns only after the content
-//! and envelope are fsynced, the envelope renamed to its final name and the
-//! directory fsynced. Directory fsyncs of concurrent sessions are shared
-//! (group commit, [`DirSync`]), so durability costs little under load.
+//! and envelope are on disk, the envelope renamed to its final name and the
+//! directory fsynced. Messages of concurrent sessions are committed
+//! together, with one round of flushes and one directory fsync per batch
+//! (group commit, [`Committer`]), so durability costs little under load.
 //!
 //! ```text
 //!   .content + .envelope.new --commit--> .envelope --lock--> .envelope.busy
@@ -14,7 +15,7 @@
 //!        .envelope.bad --unfail--> .envelope
 //! ```
 
-mod dirsync;
+mod commit;
 mod envelope;
 mod incoming;
 mod locked;
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use dirsync::DirSync;
+pub use commit::Committer;
 pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
@@ -119,7 +120,7 @@ impl std::fmt::Display for MessageId {
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
-    dir_sync: DirSync,
+    committer: Committer,
 }
 
 /// The last sequence number given out, process-wide: several instances
@@ -138,10 +139,10 @@ impl Spool {
         if !dir.is_dir() {
             return Err(StoreError::NotADirectory(dir.to_path_buf()));
         }
-        let dir_sync = DirSync::open(dir).map_err(io_err("cannot open spool directory", dir))?;
+        let committer = Committer::open(dir).map_err(io_err("cannot open spool directory", dir))?;
         Ok(Arc::new(Spool {
             dir: dir.to_path_buf(),
-            dir_sync,
+            committer,
         }))
     }
 
@@ -152,7 +153,7 @@ impl Spool {
 
     /// The path of a message file: `suffix` like `.content` or `.envelope.bad`.
     pub fn path(&self, id: &MessageId, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{}{suffix}", id.0))
+        message_path(&self.dir, id, suffix)
     }
 
     /// A fresh message id, unique within this process whatever the spool.
@@ -195,8 +196,8 @@ impl Spool {
                     .map_err(io_err("cannot write envelope file", &new_path))?;
                 fs::rename(&new_path, self.path(&id, ".envelope"))
                     .map_err(io_err("cannot commit envelope file", &new_path))?;
-                self.dir_sync
-                    .sync_now()
+                self.committer
+                    .sync_dir_now()
                     .map_err(io_err("cannot sync spool directory", &self.dir))
             });
         if result.is_err() {
@@ -368,9 +369,25 @@ impl Spool {
             recovered += 1;
         }
         if recovered > 0 {
-            let _ = self.dir_sync.sync_now();
+            let _ = self.committer.sync_dir_now();
         }
         Ok(recovered)
+    }
+}
+
+/// The path of a message file in `dir`.
+fn message_path(dir: &Path, id: &MessageId, suffix: &str) -> PathBuf {
+    let mut name = String::with_capacity(id.0.len() + suffix.len());
+    name.push_str(&id.0);
+    name.push_str(suffix);
+    dir.join(name)
+}
+
+/// Removes whatever exists of a message that was never acknowledged,
+/// envelope first, so that no envelope is ever left without its content.
+fn remove_files(dir: &Path, id: &MessageId) {
+    for suffix in [".envelope.new", ".envelope", ".content"] {
+        let _ = fs::remove_file(message_path(dir, id, suffix));
     }
 }
 

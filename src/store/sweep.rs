@@ -139,7 +139,7 @@ impl Spool {
                 crate::warning!(
                     "recovered [{id}]: locked for forwarding by a process that is gone"
                 );
-                let _ = self.dir_sync.sync_now();
+                let _ = self.committer.sync_dir_now();
                 true
             }
             Err(_) => false,

@@ -205,3 +205,92 @@ fn a_read_only_spool_answers_451_and_the_session_goes_on() {
     assert_eq!(c.command("NOOP"), "250 noop");
     assert!(crate::harness::spool_files(&spool, "").is_empty());
 }
+
+/// The strace command line that runs the relay and kills it (SIGKILL) at
+/// the `n`th `rename` of any one of its threads, before that call is made.
+fn killed_at_rename(n: usize) -> Vec<String> {
+    let calls = "rename,renameat,renameat2";
+    ["strace", "-f", "-qq", "-o", "/dev/null", "-e"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            format!("trace={calls}"),
+            "-e".to_string(),
+            format!("inject={calls}:signal=SIGKILL:when={n}"),
+        ])
+        .collect()
+}
+
+/// Group commit: three messages committed one by one, then four sessions
+/// end their DATA together, and the relay dies at the next rename of its
+/// commit thread, after that batch's envelopes were written and flushed.
+/// Nothing acknowledged is lost, and nothing unacknowledged is forwarded.
+#[test]
+fn a_crash_between_a_batchs_flush_and_its_renames_loses_and_forwards_nothing_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let wrapper = killed_at_rename(4);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let mut relay = Relay::launch_under(&wrapper, &spool, &dir.path().join("log"), port, &[]);
+    let body = |n: usize| format!("Subject: msg-{n}-end\r\n\r\nbody {n}\r\n");
+    let mut first = Client::connect(port);
+    first.reply();
+    for n in 0..3 {
+        let reply = first.send_message("a@example.com", &["b@example.org"], &body(n));
+        assert_eq!(reply, "250 message processed");
+    }
+    // Four sessions wait with their content sent, then all end their DATA.
+    let mut batch: Vec<Client> = (3..7)
+        .map(|n| {
+            let mut c = Client::connect(port);
+            c.reply();
+            c.command("EHLO client.example");
+            c.command("MAIL FROM:<a@example.com>");
+            c.command("RCPT TO:<b@example.org>");
+            assert_eq!(c.command("DATA").get(..3), Some("354"));
+            c.send(&body(n));
+            c
+        })
+        .collect();
+    for c in batch.iter_mut() {
+        c.send(".\r\n");
+    }
+    let replies: Vec<String> = batch.iter_mut().map(Client::reply).collect();
+    assert!(
+        replies.iter().all(String::is_empty),
+        "no 250 before the batch is durable: {replies:?}"
+    );
+    relay.proc.wait_exit(Duration::from_secs(20));
+    let envelopes = crate::harness::spool_files(&spool, ".envelope");
+    assert_eq!(
+        envelopes.len(),
+        3,
+        "only the acknowledged messages: {envelopes:?}"
+    );
+    assert!(
+        !crate::harness::spool_files(&spool, ".envelope.new").is_empty(),
+        "the crash came after the batch's envelopes were written"
+    );
+    // Restart without strace, forward everything forwardable.
+    let sink = Sink::start(dir.path());
+    let _relay = Relay::launch(
+        &spool,
+        &dir.path().join("log2"),
+        free_port(),
+        &["--forward", "--poll", "1", "--forward-to", &sink.address()],
+    );
+    let spool_drained = || crate::harness::spool_files(&spool, ".envelope").is_empty();
+    assert!(wait_until(Duration::from_secs(30), || sink
+        .messages()
+        .len()
+        >= 3
+        && spool_drained()));
+    let mut delivered: Vec<String> = sink
+        .messages()
+        .iter()
+        .filter_map(|m| Some(m.split("Subject: ").nth(1)?.lines().next()?.to_string()))
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, ["msg-0-end", "msg-1-end", "msg-2-end"]);
+}

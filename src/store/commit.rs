@@ -1,0 +1,410 @@
+//! The commit pipeline: group commit of received messages.
+//!
+//! A session that reaches end-of-data hands its message to the spool's
+//! commit thread and waits for the answer. The thread takes every message
+//! queued at that moment as one batch and makes the whole batch durable
+//! with one round of flushes:
+//!
+//! ```text
+//!   queue --> write --------> flush ---------> rename -------> dir fsync --> answers
+//!             each message:   the whole        each message:   once, for
+//!             content out,    batch            .envelope.new   every rename
+//!             .envelope.new                    -> .envelope    of the batch
+//! ```
+//!
+//! The flush starts writeback of every file of the batch at once
+//! (`sync_file_range`, a hint that costs no wait), then `fdatasync`s each
+//! file: the batch's writes reach the device together instead of one
+//! file's at a time, and on a journalling file system the first
+//! `fdatasync` waits for the journal commit that covers them all, so the
+//! rest find their work done. Measured on ext4 (without a journal, as on
+//! the development machine; 20 sessions, 1000 messages, `strace -c`):
+//! `fdatasync` fell from 1.76 ms to 0.12 ms a call, directory fsyncs from
+//! 581 to 157. One `syncfs` per batch instead would cost a single device
+//! flush, but it writes out every dirty file of the file system, whoever
+//! wrote it, so a build or a backup beside the relay makes every batch wait
+//! for it (measured: single-session accept fell from 240-700/s to
+//! 130-240/s with test suites running beside it). It is not offered.
+//! Nor is "rename once the data is written, one directory fsync for both":
+//! only a journal in ordered mode would make that safe, and without one the
+//! file's inode could reach the disk after its name.
+//!
+//! A crash at any point leaves each message of the batch either complete
+//! (its rename was made only after its files were on disk) or without an
+//! `.envelope`, so never forwarded and removed later by the sweep. No
+//! session is answered before its batch's directory fsync has returned, so
+//! no 250 is given for a message a crash could still take away.
+//!
+//! Batches form by themselves: while one batch is being flushed the next
+//! queues up. There is no timer, so a lone session's message waits for its
+//! own flushes and nothing else.
+//!
+//! Must not: run on the async runtime (every step blocks), or answer a
+//! message before the directory fsync of its batch.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{create_exclusive, io_err, message_path, remove_files, MessageId, StoreError};
+
+/// Most messages taken into one batch; more wait for the next.
+const MAX_BATCH: usize = 256;
+
+/// What a job asks of the pipeline.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// A new message: envelope written, both files flushed, renamed to
+    /// `.envelope`, directory synced.
+    Commit {
+        content: BufWriter<File>,
+        envelope: Vec<u8>,
+    },
+    /// For a filter: written and flushed; `.envelope.new` stays.
+    Prepare {
+        content: BufWriter<File>,
+        envelope: Vec<u8>,
+    },
+    /// After a filter: both files flushed again if it may have edited them
+    /// (`resync`), then renamed and the directory synced. On failure the
+    /// files are left to the caller's [`super::Prepared`].
+    Finish { resync: bool },
+}
+
+/// The spool's commit pipeline. See the module documentation.
+#[derive(Debug)]
+pub struct Committer {
+    pipeline: Arc<Pipeline>,
+    /// The queue into the commit thread, started at the first commit.
+    /// Dropping the spool drops the sender, and the thread ends once it
+    /// has committed what was queued.
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl Committer {
+    /// Opens the directory for syncing.
+    pub fn open(dir: &Path) -> io::Result<Committer> {
+        Ok(Committer {
+            pipeline: Arc::new(Pipeline {
+                dir: dir.to_path_buf(),
+                dir_file: File::open(dir)?,
+            }),
+            queue: Mutex::new(None),
+        })
+    }
+
+    /// Runs `step` for message `id` in the commit thread, in the next batch.
+    pub(super) async fn run(&self, id: MessageId, step: Step) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        if let Err(job) = self.enqueue(Job { id, step, done }) {
+            // Never queued, so nobody else will remove its files.
+            if !matches!(job.step, Step::Finish { .. }) {
+                remove_files(&self.pipeline.dir, &job.id);
+            }
+            return Err(self.stopped("not running"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(self.stopped("no answer")))
+    }
+
+    /// As [`Committer::run`], in this thread, as a batch of one: for
+    /// callers without a runtime (`emailrelay-submit`).
+    pub(super) fn run_here(&self, id: MessageId, step: Step) -> Result<(), StoreError> {
+        let mut batch = [Entry::new(id, step)];
+        self.pipeline.commit(&mut batch);
+        let [entry] = batch;
+        entry.result
+    }
+
+    /// A directory fsync now, in this thread, for paths outside the
+    /// pipeline (startup recovery, the sweep, filters' copies).
+    pub fn sync_dir_now(&self) -> io::Result<()> {
+        self.pipeline.dir_file.sync_all()
+    }
+
+    /// Queues a job, starting the thread first if need be; hands the job
+    /// back if the thread cannot be started or has gone (panicked).
+    fn enqueue(&self, job: Job) -> Result<(), Job> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.is_none() {
+            *queue = self.start().ok();
+        }
+        let Some(sender) = queue.as_ref() else {
+            return Err(job);
+        };
+        sender.send(job).map_err(|mpsc::SendError(job)| {
+            // Start afresh at the next commit.
+            *queue = None;
+            job
+        })
+    }
+
+    fn start(&self) -> io::Result<mpsc::Sender<Job>> {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let pipeline = Arc::clone(&self.pipeline);
+        std::thread::Builder::new()
+            .name("spool-commit".into())
+            .spawn(move || pipeline.serve(&receiver))?;
+        Ok(sender)
+    }
+
+    fn stopped(&self, why: &str) -> StoreError {
+        io_err("commit thread failed", &self.pipeline.dir)(io::Error::other(why.to_string()))
+    }
+}
+
+/// A message waiting in the queue, with the way to answer its session.
+struct Job {
+    id: MessageId,
+    step: Step,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// One message of a batch as it goes through the steps.
+struct Entry {
+    id: MessageId,
+    /// Taken by the write step.
+    step: Option<Step>,
+    /// Ends with a rename (not [`Step::Prepare`]).
+    rename: bool,
+    /// The pipeline removes the files if it fails (not [`Step::Finish`]).
+    owns_files: bool,
+    /// The files to flush, once written.
+    files: Vec<File>,
+    renamed: bool,
+    result: Result<(), StoreError>,
+}
+
+impl Entry {
+    fn new(id: MessageId, step: Step) -> Entry {
+        Entry {
+            id,
+            rename: !matches!(step, Step::Prepare { .. }),
+            owns_files: !matches!(step, Step::Finish { .. }),
+            step: Some(step),
+            files: Vec::new(),
+            renamed: false,
+            result: Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        if self.result.is_ok() {
+            self.result = Err(error);
+        }
+    }
+}
+
+/// What the commit thread works with: no `Spool`, so that the thread does
+/// not keep the spool (and so its own queue) alive.
+#[derive(Debug)]
+struct Pipeline {
+    dir: PathBuf,
+    dir_file: File,
+}
+
+impl Pipeline {
+    /// The commit thread: one batch per turn, of whatever has queued.
+    fn serve(&self, queue: &mpsc::Receiver<Job>) {
+        let mut batch = Vec::new();
+        let mut answers = Vec::new();
+        while let Ok(first) = queue.recv() {
+            for job in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
+                batch.push(Entry::new(job.id, job.step));
+                answers.push(job.done);
+            }
+            self.commit(&mut batch);
+            for (entry, done) in batch.drain(..).zip(answers.drain(..)) {
+                // A session that has gone away is told nothing; its message
+                // stands or falls as the batch did, like any other.
+                let _ = done.send(entry.result);
+            }
+        }
+    }
+
+    /// The four steps of the module documentation, for one batch.
+    fn commit(&self, batch: &mut [Entry]) {
+        for entry in batch.iter_mut() {
+            let Some(step) = entry.step.take() else {
+                continue;
+            };
+            match self.write(&entry.id, step) {
+                Ok(files) => entry.files = files,
+                Err(e) => entry.fail(e),
+            }
+        }
+        self.flush(batch);
+        let mut renamed = false;
+        for entry in batch.iter_mut().filter(|e| e.result.is_ok() && e.rename) {
+            let new = message_path(&self.dir, &entry.id, ".envelope.new");
+            match std::fs::rename(&new, message_path(&self.dir, &entry.id, ".envelope")) {
+                Ok(()) => (entry.renamed, renamed) = (true, true),
+                Err(e) => entry.fail(io_err("cannot commit envelope file", &new)(e)),
+            }
+        }
+        if renamed {
+            if let Err(e) = self.dir_file.sync_all() {
+                // Not durable, and the sessions will be told so.
+                for entry in batch.iter_mut().filter(|e| e.renamed) {
+                    entry.fail(io_err("cannot sync spool directory", &self.dir)(
+                        io::Error::from(e.kind()),
+                    ));
+                }
+            }
+        }
+        for entry in batch.iter_mut() {
+            entry.files.clear();
+            // A new message that failed was never acknowledged: take it
+            // back. A filtered one is left to its `Prepared`.
+            if entry.result.is_err() && entry.owns_files {
+                remove_files(&self.dir, &entry.id);
+            }
+        }
+    }
+
+    /// The write step: the files to flush.
+    fn write(&self, id: &MessageId, step: Step) -> Result<Vec<File>, StoreError> {
+        let path = |suffix| message_path(&self.dir, id, suffix);
+        let (content, envelope) = match step {
+            Step::Commit { content, envelope } | Step::Prepare { content, envelope } => {
+                (content, envelope)
+            }
+            Step::Finish { resync: false } => return Ok(Vec::new()),
+            Step::Finish { resync: true } => {
+                let open = |suffix| {
+                    let p = path(suffix);
+                    File::open(&p).map_err(io_err("cannot sync message file", &p))
+                };
+                return Ok(vec![open(".content")?, open(".envelope.new")?]);
+            }
+        };
+        let content = content
+            .into_inner()
+            .map_err(|e| io_err("cannot write content file", &path(".content"))(e.into_error()))?;
+        let new = path(".envelope.new");
+        let mut file =
+            create_exclusive(&new).map_err(io_err("cannot create envelope file", &new))?;
+        file.write_all(&envelope)
+            .map_err(io_err("cannot write envelope file", &new))?;
+        Ok(vec![content, file])
+    }
+
+    /// The flush step, for every entry still going: see the module
+    /// documentation.
+    fn flush(&self, batch: &mut [Entry]) {
+        for file in batch
+            .iter()
+            .filter(|e| e.result.is_ok())
+            .flat_map(|e| &e.files)
+        {
+            start_writeback(file);
+        }
+        for entry in batch.iter_mut().filter(|e| e.result.is_ok()) {
+            if let Some(e) = entry.files.iter().find_map(|f| f.sync_data().err()) {
+                let path = message_path(&self.dir, &entry.id, ".content");
+                entry.fail(io_err("cannot sync message file", &path)(e));
+            }
+        }
+    }
+}
+
+/// Starts writeback of a file's dirty pages without waiting for it, so
+/// that the blocks of a whole batch are allocated in one journal
+/// transaction before the first `fdatasync` commits it. A hint only: on
+/// failure the `fdatasync` that follows reports the error.
+fn start_writeback(file: &File) {
+    // SAFETY: sync_file_range only reads its integer arguments; the
+    // descriptor is open for the lifetime of `file`.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Envelope, Spool};
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            from: "a@b".into(),
+            to_remote: vec!["c@d".into()],
+            ..Envelope::default()
+        }
+    }
+
+    fn suffixes(spool: &Spool, id: &MessageId) -> Vec<&'static str> {
+        [".content", ".envelope.new", ".envelope"]
+            .into_iter()
+            .filter(|s| spool.path(id, s).exists())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|n| {
+                let spool = Arc::clone(&spool);
+                tokio::spawn(async move {
+                    let mut message = spool.new_message().unwrap();
+                    message.write(format!("body {n}\r\n").as_bytes()).unwrap();
+                    message.commit(envelope()).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let id = task.await.unwrap().unwrap();
+            assert_eq!(suffixes(&spool, &id), [".content", ".envelope"]);
+        }
+        assert_eq!(spool.ready().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_failed_message_leaves_nothing_and_spares_the_rest_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut batch: Vec<Entry> = (0..3)
+            .map(|_| {
+                let mut message = spool.new_message().unwrap();
+                message.write(b"body\r\n").unwrap();
+                let (id, content) = message.hand_over().unwrap();
+                let envelope = envelope().to_bytes();
+                Entry::new(id, Step::Commit { content, envelope })
+            })
+            .collect();
+        // The middle one's envelope name is taken: it cannot be written.
+        std::fs::write(spool.path(&batch[1].id, ".envelope.new"), "x").unwrap();
+        spool.committer.pipeline.commit(&mut batch);
+        assert!(batch[0].result.is_ok() && batch[2].result.is_ok());
+        assert!(batch[1].result.is_err());
+        assert_eq!(suffixes(&spool, &batch[0].id), [".content", ".envelope"]);
+        assert!(suffixes(&spool, &batch[1].id).is_empty());
+        assert_eq!(spool.ready().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn prepared_messages_are_committed_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let prepare = || async {
+            let mut message = spool.new_message().unwrap();
+            message.write(b"body\r\n").unwrap();
+            message.prepare(envelope()).await.unwrap()
+        };
+        let kept = prepare().await;
+        assert_eq!(suffixes(&spool, kept.id()), [".content", ".envelope.new"]);
+        let id = kept.commit(true).await.unwrap();
+        assert_eq!(suffixes(&spool, &id), [".content", ".envelope"]);
+        let dropped = prepare().await;
+        let gone = dropped.id().clone();
+        drop(dropped);
+        assert!(suffixes(&spool, &gone).is_empty());
+    }
+}
