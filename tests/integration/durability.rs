@@ -370,7 +370,23 @@ fn every_250_follows_the_flushes_rename_and_directory_fsync_of_its_message() {
         assert_eq!(reply, "250 message processed");
     }
     client.command("QUIT");
-    drop(relay);
+    // The PID is strace's: the relay, its child, is stopped first (strace
+    // would leave it running on its own), then strace ends with it.
+    let strace_pid = relay.proc.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
+            .unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let mut relay = relay;
+    assert!(relay.proc.wait_exit(Duration::from_secs(10)).is_some());
     let log = std::fs::read_to_string(&trace).unwrap();
     let calls = calls(&log);
     let spool_dir = std::fs::canonicalize(&spool).unwrap();
