@@ -180,11 +180,20 @@ pub fn report(program: &str, error: &SubmitError, stderr: &mut dyn Write) -> u8 
 /// starts a thread that waits for them: it removes the files of messages
 /// not yet committed (waiting for a commit under way to finish) and then
 /// lets the signal end the process as it would have.
+///
+/// A signal that was ignored when the program started (under `nohup`, or
+/// as a background job of a script) stays ignored, as is the convention:
+/// blocked for the waiting thread it would be taken in all the same (Linux
+/// queues a blocked signal even when it is ignored), and the files of a
+/// message still being written would be removed under it.
 pub fn remove_on_signal(pending: Arc<Pending>) -> std::io::Result<()> {
     use nix::sys::signal::{pthread_sigmask, raise, SigSet, SigmaskHow, Signal};
+    let ignored = ignored_signals();
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
+        if ignored & (1 << (signal as u64 - 1)) == 0 {
+            set.add(signal);
+        }
     }
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     std::thread::Builder::new()
@@ -200,6 +209,18 @@ pub fn remove_on_signal(pending: Arc<Pending>) -> std::io::Result<()> {
             let _ = raise(signal);
         })?;
     Ok(())
+}
+
+/// The signals this process ignores, as a mask (bit n-1 for signal n),
+/// from `/proc/self/status`; none if it cannot be read.
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Opens `--input-file` with the caller's own permissions: a set-group-id

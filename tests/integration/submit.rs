@@ -547,15 +547,26 @@ fn a_signal_mid_message_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("s");
         std::fs::create_dir(&spool).unwrap();
-        let mut child = Command::new(SUBMIT)
+        let mut command = Command::new(SUBMIT);
+        command
             .arg("-s")
             .arg(&spool)
             .arg("r@x")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        // A test run in the background of a script ignores SIGINT, and
+        // the child would inherit that (see the next test): here each
+        // signal has its default action.
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl)
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"Subject: s\n\nfirst line\n").unwrap();
         let end = Instant::now() + Duration::from_secs(10);
@@ -564,7 +575,7 @@ fn a_signal_mid_message_leaves_nothing_behind() {
         }
         assert_eq!(names(&spool).len(), 1, "the content file is being written");
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-        let status = child.wait().unwrap();
+        let status = wait_bounded(&mut child);
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
             status.signal(),
@@ -579,4 +590,64 @@ fn a_signal_mid_message_leaves_nothing_behind() {
         );
         drop(stdin);
     }
+}
+
+/// Waits up to 20 s for `child`, then kills it and fails.
+fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the child did not end within 20 s");
+}
+
+/// Under `nohup`, or in the background of a script, SIGINT is ignored
+/// from the start: it stays so (nothing is removed under a message still
+/// being written), and the message is submitted when its input ends.
+#[test]
+fn an_ignored_sigint_stays_ignored_and_the_message_goes_in() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("s");
+    std::fs::create_dir(&spool).unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("trap '' INT; exec {SUBMIT} -s \"$0\" r@x"))
+        .arg(&spool)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Subject: s\n\nfirst line\n").unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while names(&spool).is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(names(&spool).len(), 1, "the content file is still there");
+    stdin.write_all(b"second line\n").unwrap();
+    drop(stdin);
+    let status = wait_bounded(&mut child);
+    assert_eq!(status.code(), Some(0));
+    let mut names = names(&spool);
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].ends_with(".content") && names[1].ends_with(".envelope"),
+        "{names:?}"
+    );
+    let content = std::fs::read_to_string(spool.join(&names[0])).unwrap();
+    assert!(
+        content.contains("first line") && content.contains("second line"),
+        "{content}"
+    );
 }
