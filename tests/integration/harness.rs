@@ -262,6 +262,12 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(dir: &Path) -> Sink {
+        Sink::start_on(dir, free_port(), &[])
+    }
+
+    /// smtp-sink on `port` with `extra` options (`-f RCPT`: a 5xx for
+    /// every recipient), writing into `dir`/sink.
+    pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Sink {
         let sink_dir = dir.join("sink");
         std::fs::create_dir_all(&sink_dir).unwrap();
         std::fs::set_permissions(
@@ -269,10 +275,10 @@ impl Sink {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
-        let port = free_port();
         let template = format!("{}/%M.", sink_dir.display());
         let mut cmd = Command::new(program("smtp-sink"));
         cmd.args(["-u", "nobody", "-d", &template])
+            .args(extra)
             .arg(format!("127.0.0.1:{port}"))
             .arg("256");
         let sink = Sink {

@@ -6,12 +6,11 @@
 //! the access rules: loopback by default, the queue for local peers only.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{
-    free_port, program, run, run_with_input, wait_until, Proc, Relay, RemoteHost, Sink,
+    free_port, program, run, run_with_input, wait_until, Relay, RemoteHost, Sink,
 };
 
 /// Debian's python3, which has the packaged prometheus_client (the one
@@ -88,33 +87,6 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
     labels.sort();
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{name}{{{}}}", labels.join(","))
-}
-
-/// smtp-sink on `port`, writing into `dir` (as `Sink` does) with `extra`
-/// options (`-f RCPT`: a 5xx for every recipient).
-fn sink_on(dir: &Path, port: u16, extra: &[&str]) -> Sink {
-    let sink_dir = dir.join("sink");
-    std::fs::create_dir_all(&sink_dir).unwrap();
-    std::fs::set_permissions(
-        &sink_dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let template = format!("{}/%M.", sink_dir.display());
-    let mut cmd = Command::new(program("smtp-sink"));
-    cmd.args(["-u", "nobody", "-d", &template])
-        .args(extra)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("256");
-    let sink = Sink {
-        _proc: Proc::spawn(&mut cmd),
-        port,
-        dir: sink_dir,
-    };
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    sink
 }
 
 /// Sends `count` messages over one connection with Python's smtplib,
@@ -231,7 +203,7 @@ fn metrics_show_the_spool_and_the_counters() {
 fn metrics_count_forwarded_and_failed_per_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let sink = sink_on(dir.path(), port, &[]);
+    let sink = Sink::start_on(dir.path(), port, &[]);
     let http_port = free_port();
     let relay = Relay::start(
         dir.path(),
@@ -250,7 +222,7 @@ fn metrics_count_forwarded_and_failed_per_upstream() {
         == 2
         && relay.files("").is_empty()));
     drop(sink);
-    let _refusing = sink_on(dir.path(), port, &["-f", "RCPT"]);
+    let _refusing = Sink::start_on(dir.path(), port, &["-f", "RCPT"]);
     send_with_smtplib(relay.port, 1, None);
     assert!(
         wait_until(Duration::from_secs(20), || relay
@@ -280,7 +252,7 @@ fn metrics_count_forwarded_and_failed_per_upstream() {
 fn healthz_fails_while_the_upstream_is_down_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let sink = sink_on(dir.path(), port, &[]);
+    let sink = Sink::start_on(dir.path(), port, &[]);
     let http_port = free_port();
     let relay = Relay::start(
         dir.path(),
@@ -314,7 +286,7 @@ fn healthz_fails_while_the_upstream_is_down_and_recovers() {
         "{reason}"
     );
     assert_eq!(relay.files(".envelope").len(), 1, "the message waits");
-    let sink = sink_on(dir.path(), port, &[]);
+    let sink = Sink::start_on(dir.path(), port, &[]);
     assert!(
         wait_until(Duration::from_secs(20), || health().0 == 200),
         "{}",
@@ -328,7 +300,7 @@ fn healthz_fails_while_the_upstream_is_down_and_recovers() {
 fn queue_lists_retries_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let refusing = sink_on(dir.path(), port, &["-f", "RCPT"]);
+    let refusing = Sink::start_on(dir.path(), port, &["-f", "RCPT"]);
     let http_port = free_port();
     let relay = Relay::start(
         dir.path(),
@@ -390,7 +362,7 @@ fn queue_lists_retries_and_deletes() {
     );
     // A second message, deleted: its files go.
     drop(refusing);
-    let sink = sink_on(dir.path(), port, &[]);
+    let sink = Sink::start_on(dir.path(), port, &[]);
     send_with_smtplib(relay.port, 1, None);
     let second = id_of(&relay.files(".envelope")[0]);
     let message = url(http_port, &format!("/queue/{second}"));
