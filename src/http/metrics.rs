@@ -206,9 +206,12 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: impl TryInto<i6
     registry.register(name, help, gauge);
 }
 
+/// A counter's name, help text, and how to read it from a route's counts.
+type Outcome = (&'static str, &'static str, fn(&RouteCounts) -> u64);
+
 /// The per-upstream outcome counters.
 fn route_counters(registry: &mut Registry, routes: &[(String, RouteCounts)]) {
-    let outcomes: [(&str, &str, fn(&RouteCounts) -> u64); 3] = [
+    let outcomes: [Outcome; 3] = [
         ("messages_forwarded", "Messages the upstream took", |c| {
             c.forwarded
         }),

@@ -68,28 +68,25 @@ impl Spool {
                 continue;
             };
             match suffix {
-                ".envelope.busy" => {
-                    if self.unchanged(&id, suffix, now, BUSY_AGE, true) && self.put_back(&id) {
-                        swept.recovered.push(id);
+                ".envelope.busy"
+                    if self.unchanged(&id, suffix, now, BUSY_AGE, true) && self.put_back(&id) =>
+                {
+                    swept.recovered.push(id);
+                }
+                ".envelope.new" if self.unchanged(&id, suffix, now, ORPHAN_AGE, false) => {
+                    self.remove_orphan(&id, suffix, &mut swept);
+                    if self.unchanged(&id, ".content", now, ORPHAN_AGE, false) {
+                        self.remove_orphan(&id, ".content", &mut swept);
                     }
                 }
-                ".envelope.new" => {
-                    if self.unchanged(&id, suffix, now, ORPHAN_AGE, false) {
-                        self.remove_orphan(&id, suffix, &mut swept);
-                        if self.unchanged(&id, ".content", now, ORPHAN_AGE, false) {
-                            self.remove_orphan(&id, ".content", &mut swept);
-                        }
-                    }
-                }
-                ".content" => {
-                    // The age first: a young content file (the common
-                    // case) costs one stat, not five.
+                // The age first: a young content file (the common case)
+                // costs one stat, not five.
+                ".content"
                     if self.unchanged(&id, suffix, now, ORPHAN_AGE, false)
                         && !has_any_envelope(&self.dir, &id)
-                        && !self.has_envelope_below(&id)
-                    {
-                        self.remove_orphan(&id, suffix, &mut swept);
-                    }
+                        && !self.has_envelope_below(&id) =>
+                {
+                    self.remove_orphan(&id, suffix, &mut swept);
                 }
                 _ => {}
             }

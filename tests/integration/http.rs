@@ -58,8 +58,7 @@ impl Scrape {
             Duration::from_secs(20),
         );
         assert_eq!(code, 0, "the parser refused the scrape: {err}\n{text}");
-        let samples: Vec<(String, Vec<(String, String)>, f64)> =
-            serde_json::from_str(&out).unwrap();
+        let samples: Vec<Sample> = serde_json::from_str(&out).unwrap();
         Scrape(
             samples
                 .into_iter()
@@ -81,6 +80,9 @@ impl Scrape {
             .unwrap_or_else(|| panic!("no {key} in {:?}", self.0))
     }
 }
+
+/// One sample as the parser prints it: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
 
 fn key(name: &str, labels: &[(String, String)]) -> String {
     let mut labels = labels.to_vec();
