@@ -157,29 +157,20 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
         "Connections open now (SMTP, POP and admin in; SMTP out), process-wide",
         open,
     );
-    let paused = Family::<Labels, Gauge>::default();
-    for (route, _) in &readings.routes {
-        paused.get_or_create(&upstream(route)).set(0);
-    }
-    for route in &readings.paused {
-        paused.get_or_create(&upstream(route)).set(1);
-    }
-    registry.register(
-        "route_paused",
-        "1 while forwarding to the upstream is paused because it refused our authentication",
-        paused,
+    route_flags(
+        &mut registry,
+        (
+            "route_paused",
+            "1 while forwarding to the upstream is paused because it refused our authentication",
+        ),
+        &readings.routes,
+        &readings.paused,
     );
-    let throttled = Family::<Labels, Gauge>::default();
-    for (route, _) in &readings.routes {
-        throttled.get_or_create(&upstream(route)).set(0);
-    }
-    for route in &readings.throttled {
-        throttled.get_or_create(&upstream(route)).set(1);
-    }
-    registry.register(
-        "route_throttled",
-        "1 while forwarding to the upstream waits after a throttling answer (421, 432, 450/451 4.7.x)",
-        throttled,
+    route_flags(
+        &mut registry,
+        ("route_throttled", "1 while forwarding to the upstream waits after a throttling answer (421, 432, 450/451 4.7.x)"),
+        &readings.routes,
+        &readings.throttled,
     );
     gauge(
         &mut registry,
@@ -197,6 +188,24 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
     let mut body = String::new();
     prometheus_text::encode(&mut body, &registry)?;
     Ok(body)
+}
+
+/// A 0/1 gauge per upstream: 1 for those in `flagged`, 0 for the other
+/// known routes.
+fn route_flags(
+    registry: &mut Registry,
+    (name, help): (&str, &str),
+    routes: &[(String, RouteCounts)],
+    flagged: &[String],
+) {
+    let family = Family::<Labels, Gauge>::default();
+    for (route, _) in routes {
+        family.get_or_create(&upstream(route)).set(0);
+    }
+    for route in flagged {
+        family.get_or_create(&upstream(route)).set(1);
+    }
+    registry.register(name, help, family);
 }
 
 /// A gauge without labels.
