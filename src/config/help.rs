@@ -2,7 +2,7 @@
 //! E-MailRelay 2.6.1 lays it out (usage line, then the options by section,
 //! level and name, descriptions in a column), with our own descriptions.
 
-use super::options::{Arg, OptionSpec, Section, Support, OPTIONS};
+use super::options::{Arg, OptionSpec, Section, Support, System, OPTIONS};
 
 /// Plain `--help` shows the options up to this level.
 const BASIC_LEVEL: u8 = 20;
@@ -14,7 +14,7 @@ const MIN_DESCRIPTION: usize = 20;
 pub fn help_text(program: &str, banner: &str, verbose: bool, width: usize) -> String {
     let mut options: Vec<&OptionSpec> = OPTIONS
         .iter()
-        .filter(|o| o.support != Support::WindowsOnly)
+        .filter(|o| o.shown_on(System::HERE))
         .filter(|o| verbose || o.level <= BASIC_LEVEL)
         .collect();
     options.sort_by_key(|o| (o.level, o.name));
