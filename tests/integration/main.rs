@@ -21,6 +21,8 @@
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
+//! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
+//! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
 //!
 //! These run on the Linux host only (they drive real Linux programs);
 //! the Windows build is driven from here under Wine (`windows`).
@@ -49,3 +51,5 @@ mod server;
 mod service;
 mod submit;
 mod tls;
+mod windows;
+mod wine;
