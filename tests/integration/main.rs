@@ -7,7 +7,6 @@
 //! - `submit`: emailrelay-submit and emailrelay-passwd against 2.6.1's golden fixtures.
 //! - `forward`: forwarding to smtp-sink and to refusing peers; admin.
 //! - `instances`: several named instances in one process (`--in-spool-dir`...).
-//! - `golden`: transcripts recorded from E-MailRelay 2.6.1, replayed (tests/golden).
 //! - `durability`: SIGKILL under load, disk full.
 //! - `hostile`: hostile input, upstreams and spool files (issue 18).
 //! - `filter`: filters and address verifiers, program, net: and built-in.
@@ -28,7 +27,6 @@ mod client_auth;
 mod durability;
 mod filter;
 mod forward;
-mod golden;
 mod harness;
 mod hostile;
 mod http;
