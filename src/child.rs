@@ -1,15 +1,16 @@
 //! Running the external programs that filters and address verifiers name:
-//! started directly (execve, no shell, no PATH search of peer text) with a
-//! two-variable environment (PATH and IFS), stdin and stderr on /dev/null
-//! and stdout on a pipe, in a process group of their own so that a timeout
-//! kills everything they started. Arguments are passed as separate words,
-//! so nothing a peer sent can become shell syntax.
+//! started without a shell and without a PATH search of peer text, with a
+//! reduced environment, stdin and stderr on the null device and stdout on
+//! a pipe, in a process tree of their own so that a timeout kills
+//! everything they started (how, on each system: `platform::child`).
+//! Arguments are passed as separate words, so nothing a peer sent can
+//! become shell syntax.
 
 use std::ffi::OsStr;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
+
+use crate::platform::child::{self as platform, Tree};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -48,25 +49,15 @@ pub enum ChildError {
 
 /// Runs `path` with `args` to its exit, within `timeout`.
 pub async fn run(path: &Path, args: &[&OsStr], timeout: Duration) -> Result<Exit, ChildError> {
-    let mut cmd = tokio::process::Command::new(path);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("IFS", " \t\n")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+    let mut cmd = platform::command(path, args);
     let mut child = spawn(&mut cmd).await.map_err(|e| ChildError::Spawn {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let group = child.id();
     // Dropped before the program exits (a timeout, or the relay shutting
-    // down with the session's task still waiting): the whole group goes,
+    // down with the session's task still waiting): the whole tree goes,
     // not only the program, so nothing it started outlives the relay.
-    let mut guard = GroupGuard(group);
+    let mut guard = TreeGuard(Tree::of(&child));
     let reader = tokio::spawn(read_capped(child.stdout.take()));
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status,
@@ -80,25 +71,24 @@ pub async fn run(path: &Path, args: &[&OsStr], timeout: Duration) -> Result<Exit
     };
     // E-MailRelay compatibility: what a program that exited by itself
     // left running in the background is its own business.
-    guard.0 = None;
+    guard.0.release();
     let output = match tokio::time::timeout(OUTPUT_GRACE, reader).await {
         Ok(Ok(output)) => output,
         _ => String::new(),
     };
-    match (status.code(), status.signal()) {
+    match (status.code(), platform::signal_of(&status)) {
         (Some(code), _) => Ok(Exit { code, output }),
         (None, signal) => Err(ChildError::Signal(signal.unwrap_or(0))),
     }
 }
 
-/// Starts the program, retrying briefly on ETXTBSY: a script that was
-/// just written (or is being replaced) can be held open for writing for a
-/// moment by a process forked elsewhere before it execs.
+/// Starts the program, retrying briefly while it is busy: a script that
+/// was just written (or is being replaced) can be held open for writing for
+/// a moment by a process forked elsewhere before it execs.
 async fn spawn(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
-    let busy = nix::errno::Errno::ETXTBSY as i32;
     for attempt in 1..=5 {
         match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(busy) => {
+            Err(e) if platform::is_busy_program(&e) => {
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await
             }
             other => return other,
@@ -124,29 +114,25 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-/// Kills the program's whole process group when dropped, unless disarmed
-/// (its `Option` taken) once the program has exited by itself.
-struct GroupGuard(Option<u32>);
+/// Kills the program's whole tree when dropped, unless released once the
+/// program has exited by itself.
+struct TreeGuard(Tree);
 
-impl GroupGuard {
+impl TreeGuard {
     fn kill(&mut self) {
-        let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) else {
-            return;
-        };
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        self.0.kill();
     }
 }
 
-impl Drop for GroupGuard {
+impl Drop for TreeGuard {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-#[cfg(test)]
+// Unix programs (shell scripts); the Windows dispatch is tested under
+// Wine by tests/integration/windows.rs.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
@@ -154,8 +140,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prog");
         std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        crate::platform::files::make_executable(&path).unwrap();
         (path, dir)
     }
 

@@ -21,14 +21,14 @@ pub mod man;
 pub mod monitor;
 pub mod net;
 pub mod passwd;
+pub mod platform;
 pub mod pop;
 pub mod run;
 pub mod serve;
 pub mod smtp;
 pub mod store;
 pub mod submit;
-mod sys;
 pub mod tls;
 pub mod verify;
 
-pub use sys::{canonical_hostname, help_columns};
+pub use platform::host::{canonical_hostname, help_columns};

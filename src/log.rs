@@ -19,15 +19,15 @@
 //! Must never panic or block for long: a failed write is dropped, not retried.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::platform::syslog::{Severity, SystemLog};
 
 /// How and where to log; built by `config`.
 #[derive(Clone, Debug, Default)]
@@ -141,7 +141,7 @@ pub fn init(settings: LogSettings, program: &str) -> Result<(), LogError> {
         .syslog
         .as_deref()
         .and_then(facility_code)
-        .map(|f| Mutex::new(Syslog::connect(f)));
+        .map(|f| Mutex::new(SystemLog::open(f)));
     let file = match &settings.file {
         None => None,
         Some(pattern) => {
@@ -229,13 +229,16 @@ pub fn write(level: Level, text: fmt::Arguments<'_>) {
     }
     if let Some(syslog) = &logger.syslog {
         if let Ok(mut syslog) = syslog.lock() {
-            syslog.send(level, &logger.program, &line[body_start..]);
+            syslog.send(level.severity(), &logger.program, &line[body_start..]);
         }
     }
-    line.push('\n');
     if logger.settings.file.is_some() {
+        // E-MailRelay compatibility: log files end their lines as text
+        // files do on the system (CRLF on Windows).
+        line.push_str(crate::platform::files::LINE_END);
         logger.write_file(&now, &line);
     } else if logger.stderr.load(Ordering::Relaxed) {
+        line.push('\n');
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
 }
@@ -246,7 +249,7 @@ struct Logger {
     stderr: AtomicBool,
     /// The open log file and the path it was opened as.
     file: Mutex<Option<(String, File)>>,
-    syslog: Option<Mutex<Syslog>>,
+    syslog: Option<Mutex<SystemLog>>,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -294,84 +297,6 @@ impl Logger {
     }
 }
 
-/// The syslog socket, connected again after syslogd restarts. Sends never
-/// block: a syslog daemon that stops reading must not stop the mail (the
-/// lines still go to the log file and standard error). Lines it had no room
-/// for are counted and reported once it reads again.
-struct Syslog {
-    socket: Option<UnixDatagram>,
-    path: PathBuf,
-    facility: u8,
-    dropped: u64,
-}
-
-impl Syslog {
-    fn connect(facility: u8) -> Syslog {
-        Syslog::connect_to(Path::new("/dev/log"), facility)
-    }
-
-    fn connect_to(path: &Path, facility: u8) -> Syslog {
-        let socket = UnixDatagram::unbound()
-            .and_then(|s| s.connect(path).map(|()| s))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .ok();
-        Syslog {
-            socket,
-            path: path.to_path_buf(),
-            facility,
-            dropped: 0,
-        }
-    }
-
-    fn send(&mut self, level: Level, program: &str, body: &str) {
-        if self.dropped > 0 {
-            let note = format!(
-                "warning: syslog: {} line(s) dropped: the syslog daemon was not reading",
-                self.dropped
-            );
-            if self.try_send(Level::Warning, program, &note) {
-                self.dropped = 0;
-            } else {
-                self.dropped += 1;
-                return;
-            }
-        }
-        if !self.try_send(level, program, body) {
-            self.dropped += 1;
-        }
-    }
-
-    /// False if the daemon had no room for the line.
-    fn try_send(&mut self, level: Level, program: &str, body: &str) -> bool {
-        let pri = self.facility * 8 + level.syslog_severity();
-        let msg = format!("<{pri}>{program}[{}]: {body}", std::process::id());
-        let Some(socket) = self.socket.as_ref() else {
-            *self = Syslog {
-                dropped: self.dropped,
-                ..Syslog::connect_to(&self.path, self.facility)
-            };
-            return self
-                .socket
-                .as_ref()
-                .is_none_or(|s| s.send(msg.as_bytes()).is_ok());
-        };
-        match socket.send(msg.as_bytes()) {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(_) => {
-                // The log socket went away (syslogd restarted): connect once more.
-                *self = Syslog {
-                    dropped: self.dropped,
-                    ..Syslog::connect_to(&self.path, self.facility)
-                };
-                self.socket
-                    .as_ref()
-                    .is_none_or(|s| s.send(msg.as_bytes()).is_ok())
-            }
-        }
-    }
-}
-
 impl Level {
     fn label(self) -> &'static str {
         match self {
@@ -382,12 +307,13 @@ impl Level {
         }
     }
 
-    fn syslog_severity(self) -> u8 {
+    fn severity(self) -> Severity {
         match self {
-            Level::Error => 3,
-            Level::Warning => 4,
-            Level::Info | Level::Verbose => 6,
-            Level::Debug => 7,
+            Level::Error => Severity::Error,
+            Level::Warning => Severity::Warning,
+            Level::Info => Severity::Info,
+            Level::Verbose => Severity::Verbose,
+            Level::Debug => Severity::Debug,
         }
     }
 }
@@ -400,11 +326,7 @@ fn expand(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> String {
 }
 
 fn open_append(path: &str) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o660)
-        .open(path)
+    crate::platform::files::open_append(Path::new(path), 0o660)
 }
 
 /// True for a syslog facility name we know.
@@ -470,37 +392,5 @@ mod tests {
             "/var/log/e-20261126.07.log"
         );
         assert_eq!(expand("/var/log/e.log", &t), "/var/log/e.log");
-    }
-
-    #[test]
-    fn a_syslog_daemon_that_stops_reading_costs_lines_not_progress() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("log");
-        let daemon = UnixDatagram::bind(&path).expect("a datagram socket");
-        let mut syslog = Syslog::connect_to(&path, 3);
-        // Far more lines than any socket queue holds: none of them blocks.
-        for n in 0..5000 {
-            syslog.send(Level::Info, "emailrelay", &format!("info: line {n}"));
-        }
-        assert!(syslog.dropped > 0);
-        let dropped = syslog.dropped;
-        // Once the daemon reads again, the loss is reported first.
-        daemon.set_nonblocking(true).expect("non-blocking");
-        let mut buf = [0u8; 512];
-        while daemon.recv(&mut buf).is_ok() {}
-        syslog.send(Level::Info, "emailrelay", "info: after");
-        let pid = std::process::id();
-        let mut got = Vec::new();
-        while let Ok(n) = daemon.recv(&mut buf) {
-            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        assert_eq!(
-            got,
-            [
-                format!("<28>emailrelay[{pid}]: warning: syslog: {dropped} line(s) dropped: the syslog daemon was not reading"),
-                format!("<30>emailrelay[{pid}]: info: after"),
-            ]
-        );
-        assert_eq!(syslog.dropped, 0);
     }
 }

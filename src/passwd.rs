@@ -120,7 +120,7 @@ pub fn request(argv: &[Vec<u8>]) -> Result<Request, PasswdError> {
     }
     if parsed.contains("oauth") {
         let file = parsed.value("oauth", b"");
-        let file: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(file);
+        let file = crate::platform::files::bytes_to_os(file);
         return Ok(Request::OAuth(file.into()));
     }
     let function = String::from_utf8_lossy(&parsed.value("hash", b"MD5")).to_uppercase();

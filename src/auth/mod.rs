@@ -11,8 +11,6 @@ mod http;
 pub mod lockout;
 pub mod network;
 pub mod oauth;
-#[cfg(feature = "pam")]
-mod pam;
 pub mod secrets;
 
 use std::collections::HashMap;
@@ -82,7 +80,7 @@ impl ServerAuth {
     /// `spec` is a secrets file path or `pam:`.
     pub fn load(spec: &str, policy: MechanismPolicy) -> Result<ServerAuth, AuthError> {
         let source = if spec == "pam:" {
-            if !cfg!(feature = "pam") {
+            if !crate::platform::pam::AVAILABLE {
                 return Err(AuthError::NoPam);
             }
             Source::Pam("emailrelay".into())
@@ -279,19 +277,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     digest(a).as_ref().ct_eq(digest(b).as_ref()).into()
 }
 
-#[cfg(feature = "pam")]
 async fn pam_check(service: String, credentials: Credentials) -> Result<bool, String> {
     let Credentials::Password { user, password, .. } = credentials else {
         return Ok(false);
     };
-    tokio::task::spawn_blocking(move || pam::authenticate(&service, &user, &password))
+    let check = move || crate::platform::pam::authenticate(&service, &user, &password);
+    tokio::task::spawn_blocking(check)
         .await
         .map_err(|e| e.to_string())?
-}
-
-#[cfg(not(feature = "pam"))]
-async fn pam_check(_service: String, _credentials: Credentials) -> Result<bool, String> {
-    Err("this build has no PAM support".into())
 }
 
 /// Why no client secret could be had for a message.

@@ -194,8 +194,6 @@ impl AccountFile {
 
     /// Rewrites the file with a new refresh token: private, and atomic.
     pub fn save_refresh_token(&mut self, path: &Path, token: &str) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let mut replaced = false;
         let mut text = String::new();
         for line in &self.lines {
@@ -219,18 +217,7 @@ impl AccountFile {
             text.push_str(&format!("refresh-token = {token}\n"));
         }
         let temp = path.with_extension("new");
-        let _ = std::fs::remove_file(&temp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        crate::platform::files::write_atomic(path, &temp, text.as_bytes(), 0o600)?;
         self.lines = text.lines().map(str::to_string).collect();
         self.refresh_token = Some(token.to_string());
         Ok(())
@@ -616,7 +603,6 @@ rate = 100
 
     #[test]
     fn a_new_refresh_token_replaces_the_old_line_privately() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bob.oauth2");
         let text = "# bob\nprovider = google\nclient-id = abc\nrefresh-token = old\n";
@@ -627,8 +613,9 @@ rate = 100
             std::fs::read_to_string(&path).unwrap(),
             "# bob\nprovider = google\nclient-id = abc\nrefresh-token = new\n"
         );
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        // Private where the system has modes (Unix); Windows has access lists.
+        let mode = crate::platform::files::mode(&std::fs::metadata(&path).unwrap());
+        assert!(mode.is_none_or(|m| m & 0o777 == 0o600), "{mode:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `--oauth <account-file>` does the device-code sign-in for an OAuth 2.0
 //! account and saves its refresh token.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -42,22 +42,7 @@ fn main() -> ExitCode {
 
 /// Reads the password from the terminal without echoing it (2.6.1 echoes).
 fn hash_from_terminal(request: &passwd::HashRequest) -> Result<String, passwd::PasswdError> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    let stdin = std::io::stdin();
-    let saved = tcgetattr(&stdin).ok();
-    if let Some(saved) = &saved {
-        let mut quiet = saved.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
-        eprint!("password: ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = Vec::new();
-    let _ = stdin.lock().read_until(b'\n', &mut line);
-    if let Some(saved) = saved {
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
-        eprintln!();
-    }
+    let line = emailrelay::platform::host::read_secret_line("password: ");
     passwd::hash(request, &mut line.as_slice())
 }
 

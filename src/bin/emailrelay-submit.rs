@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     // E-MailRelay compatibility: spool files are rw-rw---- whatever the
     // caller's umask, their group the directory's (if set-group-id) or
     // ours (the spool group, when installed set-group-id).
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+    emailrelay::platform::process::set_file_mask();
     let pending = Arc::new(Pending::default());
     if let Err(e) = submit::remove_on_signal(Arc::clone(&pending)) {
         eprintln!("{program}: cannot handle signals: {e}");

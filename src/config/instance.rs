@@ -156,7 +156,6 @@ fn check_programs(
     filters: &FilterConfig,
     verifier: Option<&VerifierSpec>,
 ) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
     let programs = filters
         .server
         .iter()
@@ -174,7 +173,7 @@ fn check_programs(
         let why = match std::fs::metadata(path) {
             Err(e) => e.to_string(),
             Ok(m) if !m.is_file() => "not a file".into(),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".into(),
+            Ok(m) if !crate::platform::files::is_executable(&m) => "not executable".into(),
             Ok(_) => continue,
         };
         return Err(super::values::bad(option, &path.display().to_string(), why));

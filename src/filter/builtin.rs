@@ -6,15 +6,15 @@
 //! Mailbox names come from address verifiers, so they are checked before
 //! they become paths: one plain name under the base directory, nothing else.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
     is_safe_mailbox_name, FilterJob, FilterOutcome, FilterSettings, FilterSpec, FilterType,
 };
+use crate::platform::files::{self, Directory};
 use crate::store::{link_or_copy, Envelope, MessageId, Spool};
 
 /// `copy:` parameters. E-MailRelay compatibility: the one-letter forms
@@ -363,7 +363,7 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
         out.write_all(header.as_bytes())?;
         io::copy(&mut File::open(path)?, &mut out)?;
         out.sync_data()?;
-        fs::rename(&tmp, path)
+        files::rename(&tmp, path)
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
@@ -412,8 +412,8 @@ fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), String> {
         let mut out = create_new(&tmp)?;
         io::copy(&mut crate::store::open_regular(content)?, &mut out)?;
         out.sync_data()?;
-        fs::rename(&tmp, dir.join("new").join(&name))?;
-        File::open(dir.join("new"))?.sync_all()
+        files::rename(&tmp, dir.join("new").join(&name))?;
+        Directory::open(&dir.join("new"))?.sync()
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
@@ -446,22 +446,14 @@ fn copy_message(
     }
     let bytes = fs::read(&job.envelope).map_err(err)?;
     rewrite(&dir.join(format!("{id}.envelope")), &bytes)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    Directory::open(dir).and_then(|d| d.sync()).map_err(err)
 }
 
-/// Replaces `path` with `bytes` atomically (temporary file, fsync, rename).
+/// Replaces `path` with `bytes` atomically (temporary file, flush, rename).
 pub(super) fn rewrite(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = with_suffix(path, ".tmp");
-    let written = (|| {
-        let mut out = create_new(&tmp)?;
-        out.write_all(bytes)?;
-        out.sync_data()?;
-        fs::rename(&tmp, path)
-    })();
-    written.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("cannot write [{}]: {e}", path.display())
-    })
+    files::write_atomic(path, &tmp, bytes, 0o660)
+        .map_err(|e| format!("cannot write [{}]: {e}", path.display()))
 }
 
 fn remove(path: &Path) -> Result<(), String> {
@@ -476,11 +468,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 fn create_new(path: &Path) -> io::Result<File> {
     let _ = fs::remove_file(path);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o660)
-        .open(path)
+    files::create_new(path, 0o660)
 }
 
 #[cfg(test)]
@@ -581,7 +569,6 @@ mod tests {
 
     #[test]
     fn copy_options_pop_and_hardlink() {
-        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("box")).unwrap();
         fs::create_dir(dir.path().join(".hidden")).unwrap();
@@ -601,15 +588,11 @@ mod tests {
         let hardlink = CopyOptions::parse("h;no_delete");
         assert_eq!(copy(&j, dir.path(), &hardlink), Ok(FilterOutcome::ok()));
         let copied = dir.path().join("box/emailrelay.1.2.3.content");
-        assert_eq!(
-            fs::metadata(&copied).unwrap().ino(),
-            fs::metadata(&j.content).unwrap().ino()
-        );
+        assert!(files::same_path_file(&copied, &j.content));
     }
 
     #[test]
     fn deliver_options_hardlink_and_nodelete() {
-        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let envelope = Envelope {
             to_local: vec!["alice".into()],
@@ -619,10 +602,7 @@ mod tests {
         let options = DeliverOptions::parse("hardlink;nodelete").unwrap();
         assert_eq!(deliver(&j, dir.path(), &options), Ok(FilterOutcome::ok()));
         let delivered = dir.path().join("alice/emailrelay.1.2.3.content");
-        assert_eq!(
-            fs::metadata(&delivered).unwrap().ino(),
-            fs::metadata(&j.content).unwrap().ino()
-        );
+        assert!(files::same_path_file(&delivered, &j.content));
         assert!(j.envelope.exists());
         // Without nodelete an all-local message leaves the spool.
         assert_eq!(

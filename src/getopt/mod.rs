@@ -19,9 +19,6 @@
 //! Works on bytes: an argument need not be UTF-8. Must not interpret
 //! values: the tools do that.
 
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-
 mod usage;
 
 pub use usage::{usage, HelpLayout};
@@ -91,7 +88,7 @@ const OFF: &[u8] = b"no";
 
 /// The program's arguments as bytes, without argv\[0\].
 pub fn args_os() -> (Vec<u8>, Vec<Vec<u8>>) {
-    let mut all = std::env::args_os().map(OsString::into_vec);
+    let mut all = std::env::args_os().map(crate::platform::files::os_to_bytes);
     let program = all.next().unwrap_or_default();
     (program, all.collect())
 }

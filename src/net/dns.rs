@@ -56,18 +56,10 @@ pub struct DnsClient {
 }
 
 impl DnsClient {
-    /// The first `nameserver` of /etc/resolv.conf, else 127.0.0.1:53.
+    /// The system's DNS server (the first `nameserver` of
+    /// /etc/resolv.conf; on Windows the first adapter's), else 127.0.0.1:53.
     pub fn system_server() -> SocketAddr {
-        std::fs::read_to_string("/etc/resolv.conf")
-            .ok()
-            .and_then(|text| {
-                text.lines().find_map(|line| {
-                    let mut words = line.split_whitespace();
-                    (words.next() == Some("nameserver"))
-                        .then(|| words.next()?.parse::<IpAddr>().ok())
-                        .flatten()
-                })
-            })
+        crate::platform::host::nameserver()
             .map(|ip| SocketAddr::new(ip, 53))
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
     }

@@ -11,11 +11,13 @@ pub mod socks;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream, UnixStream};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::platform::listen;
 
 /// Which listener an `--interface` entry applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,17 +123,10 @@ fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, String> {
         (_, Some(b)) => (b, Some(6)),
         _ => (name, None),
     };
-    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {e}"))?;
+    let addrs = crate::platform::listen::interface_addresses(base)
+        .map_err(|e| format!("cannot list interfaces: {e}"))?;
     let mut found = Vec::new();
-    for ifa in addrs.filter(|i| i.interface_name == base) {
-        let Some(addr) = ifa.address else { continue };
-        let ip = if let Some(v4) = addr.as_sockaddr_in() {
-            IpAddr::V4(v4.ip())
-        } else if let Some(v6) = addr.as_sockaddr_in6() {
-            IpAddr::V6(v6.ip())
-        } else {
-            continue;
-        };
+    for ip in addrs {
         let wanted = match family {
             Some(4) => ip.is_ipv4(),
             Some(_) => ip.is_ipv6(),
@@ -263,7 +258,7 @@ pub fn is_local_address(ip: IpAddr) -> bool {
 #[derive(Debug)]
 pub enum BoundListener {
     Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
+    Unix(crate::platform::listen::LocalListener),
 }
 
 /// Listen backlog: a burst of 1000 simultaneous connects must all be greeted.
@@ -273,26 +268,10 @@ const BACKLOG: i32 = 4096;
 /// sit beside the IPv4 wildcard on the same port.
 pub fn bind(listen: &Listen) -> io::Result<BoundListener> {
     match listen {
-        Listen::Tcp(addr) => {
-            use socket2::{Domain, Socket, Type};
-            let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
-            socket.set_reuse_address(true)?;
-            if addr.is_ipv6() {
-                socket.set_only_v6(true)?;
-            }
-            socket.bind(&(*addr).into())?;
-            socket.listen(BACKLOG)?;
-            socket.set_nonblocking(true)?;
-            Ok(BoundListener::Tcp(socket.into()))
-        }
-        Listen::Unix(path) => {
-            let _ = std::fs::remove_file(path);
-            let listener = std::os::unix::net::UnixListener::bind(path)?;
-            listener.set_nonblocking(true)?;
-            Ok(BoundListener::Unix(listener))
-        }
+        Listen::Tcp(addr) => Ok(BoundListener::Tcp(listen::bind_tcp(*addr, BACKLOG)?)),
+        Listen::Unix(path) => Ok(BoundListener::Unix(listen::bind_local(path)?)),
         Listen::Fd(fd) => {
-            let listener = crate::sys::inherited_listener(*fd)?;
+            let listener = listen::inherited_listener(*fd)?;
             listener.set_nonblocking(true)?;
             Ok(BoundListener::Tcp(listener))
         }
@@ -408,7 +387,7 @@ pub async fn connect_from(
             return Ok(connected);
         }
         if target.starts_with('/') {
-            let stream = UnixStream::connect(target)
+            let stream = listen::connect_local(Path::new(target))
                 .await
                 .map_err(|e| ConnectError::Connect(target.into(), e))?;
             return Ok(Connected {

@@ -20,7 +20,6 @@
 //! ```
 
 mod instance;
-mod notify;
 mod pidfile;
 
 use std::sync::Arc;
@@ -32,11 +31,13 @@ use tokio::sync::watch;
 use crate::config::{Config, InstanceSettings, ProcessSettings};
 use crate::monitor::Connections;
 use crate::net::{self, BoundListener, Listen};
+use crate::platform::listen::is_unavailable_address;
+use crate::platform::notify::Notifier;
+use crate::platform::process::{self as sys, Ready, Role};
+use crate::platform::signals::{self, StopEvent, StopEvents};
 pub(crate) use crate::serve::{spawn_acceptor, Accept};
-use crate::sys::{self, Ready, Role};
 use crate::{info, warning};
 use instance::{Listeners, Prepared};
-use notify::Notifier;
 use pidfile::PidFile;
 
 /// Exit code when a listening socket cannot be bound (E-MailRelay's 2).
@@ -47,8 +48,8 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     let Config { process, instances } = config;
     // E-MailRelay's permissions: spool and log files rw-rw----, whatever
     // the caller's umask.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
-    sys::hold_stop_signals().context("cannot block signals")?;
+    sys::set_file_mask();
+    signals::hold_stop_signals().context("cannot block signals")?;
     crate::log::init(process.log.clone(), "emailrelay")?;
     // Taken now, while single-threaded: it leaves the environment.
     let notifier = Notifier::from_env();
@@ -107,7 +108,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
         Role::Worker => {
             // The pid file is the monitor's to remove.
             drop(pid_file);
-            let monitor_pid = nix::unistd::getppid().as_raw().unsigned_abs();
+            let monitor_pid = sys::parent_pid();
             sys::drop_privileges(&user)
                 .with_context(|| format!("cannot switch to user {}", user.name))?;
             for settings in &instances {
@@ -187,8 +188,8 @@ async fn serve(
     let pid = started.pid;
     // Signal handlers go in before anything can accept a connection, so a
     // SIGTERM that follows a successful connect always shuts down cleanly.
-    let mut signals = Signals::install()?;
-    sys::release_stop_signals().context("cannot unblock signals")?;
+    let mut events = StopEvents::install().context("cannot handle signals")?;
+    signals::release_stop_signals().context("cannot unblock signals")?;
     let connections = Connections::new();
     let mut prepared = Vec::new();
     for settings in instances {
@@ -209,7 +210,7 @@ async fn serve(
     // are bound already, so what can still fail is rare.
     if process.close_stderr {
         crate::log::close_stderr();
-        let _ = sys::redirect_to_null(&[2]);
+        let _ = sys::close_stderr();
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let sessions = crate::serve::SessionLimit::from_file_limit();
@@ -225,8 +226,8 @@ async fn serve(
     for instance in &mut running {
         instance.go()?;
     }
-    started.notify(&notify::serving_status(queued), process.daemon);
-    signals.wait_for_stop(stop_rx).await;
+    started.notify(&serving_status(queued), process.daemon);
+    wait_for_stop(&mut events, stop_rx).await;
     started.stopping();
     let _ = stop_tx.send(true);
     // Idle sessions get 421 at once; a session inside DATA finishes its
@@ -341,10 +342,7 @@ fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
             Err(e)
                 if wildcard_pair
                     && matches!(l, Listen::Tcp(a) if a.is_ipv6())
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
-                    ) => {}
+                    && is_unavailable_address(&e) => {}
             Err(e) => {
                 // E-MailRelay's words, on standard error only (the log may
                 // belong to the instance already running on the port).
@@ -374,19 +372,21 @@ fn create_spool_dir(settings: &InstanceSettings, user: Option<&str>) -> anyhow::
     std::fs::create_dir(dir)
         .with_context(|| format!("cannot create spool directory [{}]", dir.display()))?;
     if let Some(user) = user {
-        sys::give_to_user(dir, user).with_context(|| {
-            format!(
-                "cannot give spool directory [{}] to user {user}",
-                dir.display()
-            )
-        })?;
+        sys::Account::find(user)
+            .and_then(|account| account.give(dir))
+            .with_context(|| {
+                format!(
+                    "cannot give spool directory [{}] to user {user}",
+                    dir.display()
+                )
+            })?;
     }
     Ok(())
 }
 
 fn check_spool_writable(settings: &InstanceSettings, user: &str) -> anyhow::Result<()> {
     let dir = &settings.spool_dir;
-    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(|e| {
+    sys::can_write(dir).map_err(|e| {
         anyhow::anyhow!(
             "spool directory [{}] is not writable by user {user}: {e} (use --user root or change its group)",
             dir.display()
@@ -394,33 +394,37 @@ fn check_spool_writable(settings: &InstanceSettings, user: &str) -> anyhow::Resu
     })
 }
 
-/// SIGTERM, SIGINT and SIGHUP, registered with the runtime.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
+/// Waits for a stop event (SIGTERM, SIGINT; Ctrl-C and the service's
+/// stop on Windows) or a stop request (`terminate`); a reopen event
+/// (SIGHUP, from logrotate) opens the log file again and goes on.
+async fn wait_for_stop(events: &mut StopEvents, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                StopEvent::Stop => return,
+                StopEvent::Reopen => crate::log::reopen(),
+            },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
-impl Signals {
-    fn install() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
-        })
-    }
+/// The `STATUS=` text while serving: how many messages wait to be sent.
+pub fn serving_status(queued: usize) -> String {
+    let noun = if queued == 1 { "message" } else { "messages" };
+    format!("STATUS=Accepting mail; {queued} {noun} queued")
+}
 
-    /// Waits for SIGTERM, SIGINT or a stop request; SIGHUP (logrotate)
-    /// opens the log file again and goes on.
-    async fn wait_for_stop(&mut self, mut stop: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return,
-                _ = self.int.recv() => return,
-                _ = stop.changed() => return,
-                _ = self.hup.recv() => crate::log::reopen(),
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_counts_the_queue() {
+        assert_eq!(
+            serving_status(0),
+            "STATUS=Accepting mail; 0 messages queued"
+        );
+        assert_eq!(serving_status(1), "STATUS=Accepting mail; 1 message queued");
     }
 }

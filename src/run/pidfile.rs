@@ -3,8 +3,10 @@
 //! as E-MailRelay makes it, readable by all, and removed at a clean exit.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::platform::files;
+use crate::platform::process::Account;
 
 use anyhow::Context;
 
@@ -23,28 +25,17 @@ impl PidFile {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 if !parent.exists() {
                     // rwxrwxr-x, as E-MailRelay makes it.
-                    std::fs::DirBuilder::new().mode(0o775).create(parent)?;
-                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o775))?;
+                    files::create_dir(parent, 0o775)?;
                 }
             }
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(path)?;
+            let mut file = files::open_truncate(path, 0o644)?;
             // Whatever the umask: readable by the admin scripts that kill by it.
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            files::set_mode(path, 0o644)?;
             if let Some(name) = group_of {
-                if let Some(user) =
-                    nix::unistd::User::from_name(name).map_err(std::io::Error::from)?
-                {
-                    nix::unistd::fchown(
-                        std::os::fd::AsRawFd::as_raw_fd(&file),
-                        None,
-                        Some(user.gid),
-                    )
-                    .map_err(std::io::Error::from)?;
+                match Account::find(name) {
+                    Ok(account) => account.give_group(&file)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
                 }
             }
             writeln!(file, "{}", std::process::id())?;

@@ -123,21 +123,16 @@ where
             });
         }
         BoundListener::Unix(std) => {
-            let listener = tokio::net::UnixListener::from_std(std)?;
+            let listener = crate::platform::listen::into_async(std)?;
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                        accepted = crate::platform::listen::accept_local(&listener) => if let Ok((stream, local)) = accepted {
                             let Some(permit) = limit.admit("unix", |busy| {
                                 let _ = stream.try_write(busy);
                             }) else {
                                 continue;
                             };
-                            let local = stream
-                                .local_addr()
-                                .ok()
-                                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                                .unwrap_or_default();
                             start(Box::new(stream), local, None, permit);
                         },
                         _ = stop.changed() => return,

@@ -46,9 +46,7 @@ impl SessionLimit {
 
     /// The cap that the process's open-file limit allows.
     pub fn from_file_limit() -> Arc<SessionLimit> {
-        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .map_or(1024, |(soft, _)| soft);
-        SessionLimit::new(max_sessions(soft))
+        SessionLimit::new(max_sessions(crate::platform::process::file_limit()))
     }
 
     /// The cap.

@@ -44,13 +44,13 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use super::{create_exclusive, io_err, message_path, remove_files, MessageId, StoreError};
+use crate::platform::files::{self, start_writeback, Directory};
 
 /// Most messages taken into one batch; more wait for the next.
 const MAX_BATCH: usize = 256;
@@ -91,7 +91,7 @@ impl Committer {
         Ok(Committer {
             pipeline: Arc::new(Pipeline {
                 dir: dir.to_path_buf(),
-                dir_file: File::open(dir)?,
+                dir_file: Directory::open(dir)?,
             }),
             queue: Mutex::new(None),
         })
@@ -124,7 +124,7 @@ impl Committer {
     /// A directory fsync now, in this thread, for paths outside the
     /// pipeline (startup recovery, the sweep, filters' copies).
     pub fn sync_dir_now(&self) -> io::Result<()> {
-        self.pipeline.dir_file.sync_all()
+        self.pipeline.dir_file.sync()
     }
 
     /// Queues a job, starting the thread first if need be; hands the job
@@ -205,7 +205,7 @@ impl Entry {
 #[derive(Debug)]
 struct Pipeline {
     dir: PathBuf,
-    dir_file: File,
+    dir_file: Directory,
 }
 
 impl Pipeline {
@@ -242,13 +242,13 @@ impl Pipeline {
         let mut renamed = false;
         for entry in batch.iter_mut().filter(|e| e.result.is_ok() && e.rename) {
             let new = message_path(&self.dir, &entry.id, ".envelope.new");
-            match std::fs::rename(&new, message_path(&self.dir, &entry.id, ".envelope")) {
+            match files::rename(&new, message_path(&self.dir, &entry.id, ".envelope")) {
                 Ok(()) => (entry.renamed, renamed) = (true, true),
                 Err(e) => entry.fail(io_err("cannot commit envelope file", &new)(e)),
             }
         }
         if renamed {
-            if let Err(e) = self.dir_file.sync_all() {
+            if let Err(e) = self.dir_file.sync() {
                 // Not durable, and the sessions will be told so.
                 for entry in batch.iter_mut().filter(|e| e.renamed) {
                     entry.fail(io_err("cannot sync spool directory", &self.dir)(
@@ -310,18 +310,6 @@ impl Pipeline {
                 entry.fail(io_err("cannot sync message file", &path)(e));
             }
         }
-    }
-}
-
-/// Starts writeback of a file's dirty pages without waiting for it, so
-/// that the blocks of a whole batch are allocated in one journal
-/// transaction before the first `fdatasync` commits it. A hint only: on
-/// failure the `fdatasync` that follows reports the error.
-fn start_writeback(file: &File) {
-    // SAFETY: sync_file_range only reads its integer arguments; the
-    // descriptor is open for the lifetime of `file`.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 

@@ -1,11 +1,13 @@
-//! A message locked for forwarding (`.envelope.busy` plus an flock), and
-//! what forwarding does with it: delete, fail to `.bad`, or unlock.
+//! A message locked for forwarding (`.envelope.busy`, held against crash
+//! recovery: see `platform::files::Held`), and what forwarding does with
+//! it: delete, fail to `.bad`, or unlock.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{io_err, Envelope, MessageId, Spool, StoreError};
+use crate::platform::files::{self, Held};
 
 /// A message locked for forwarding. Dropping it without `delete` or `fail`
 /// unlocks it, so an aborted forward never strands a `.busy` file.
@@ -14,7 +16,9 @@ pub struct Locked {
     pub(super) spool: Arc<Spool>,
     pub(super) id: MessageId,
     pub envelope: Envelope,
-    pub(super) _lock: nix::fcntl::Flock<File>,
+    /// Let go (`None`) just before the file is replaced: Windows cannot
+    /// rename onto a file that is open.
+    pub(super) hold: Option<Held>,
     pub(super) done: bool,
 }
 
@@ -52,9 +56,9 @@ impl Locked {
     pub fn delete(mut self) -> Result<(), StoreError> {
         self.done = true;
         let busy = self.spool.path(&self.id, ".envelope.busy");
-        fs::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))?;
+        files::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))?;
         let content = self.content_path();
-        fs::remove_file(&content).map_err(io_err("cannot delete content file", &content))
+        files::remove_file(&content).map_err(io_err("cannot delete content file", &content))
     }
 
     /// Failed for good: writes the reason and renames to `.bad`.
@@ -84,15 +88,16 @@ impl Locked {
     pub(super) fn fail_raw(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let busy = self.spool.path(&self.id, ".envelope.busy");
         let tmp = self.spool.path(&self.id, ".envelope.tmp");
+        self.hold = None;
         let written = fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &busy))
+            .and_then(|()| files::rename(&tmp, &busy))
             .map_err(io_err("cannot write envelope file", &tmp));
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = files::remove_file(&tmp);
             return Err(e);
         }
         self.done = true;
-        fs::rename(&busy, self.spool.path(&self.id, ".envelope.bad"))
+        files::rename(&busy, self.spool.path(&self.id, ".envelope.bad"))
             .map_err(io_err("cannot fail envelope file", &busy))
     }
 
@@ -104,7 +109,7 @@ impl Drop for Locked {
     fn drop(&mut self) {
         if !self.done {
             let busy = self.spool.path(&self.id, ".envelope.busy");
-            let _ = fs::rename(&busy, self.spool.path(&self.id, ".envelope"));
+            let _ = files::rename(&busy, self.spool.path(&self.id, ".envelope"));
         }
     }
 }

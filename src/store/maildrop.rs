@@ -167,8 +167,8 @@ impl Maildrop {
         }
         if deletion.removed > 0 {
             for dir in [&self.dir, &self.spool_dir] {
-                if let Ok(d) = File::open(dir) {
-                    let _ = d.sync_all();
+                if let Ok(d) = crate::platform::files::Directory::open(dir) {
+                    let _ = d.sync();
                 }
             }
         }
@@ -193,7 +193,7 @@ impl Maildrop {
         // only unheld .busy files back) leaves it alone.
         let _lock = File::open(&busy)
             .ok()
-            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+            .and_then(|f| crate::platform::files::Held::hold(f).ok());
         if let Err(e) = fs::remove_file(&busy) {
             let _ = fs::rename(&busy, &envelope);
             return Err(format!("cannot delete [{}]: {e}", busy.display()));

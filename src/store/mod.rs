@@ -23,13 +23,14 @@ mod maildrop;
 mod queue;
 mod sweep;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use crate::platform::files::open_regular;
+use crate::platform::files::{self, Held};
 pub use commit::Committer;
 pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
@@ -71,8 +72,7 @@ pub enum StoreError {
 impl StoreError {
     /// True for "out of space" conditions (ENOSPC, EDQUOT): SMTP 452.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, StoreError::Io { reason, .. }
-            if matches!(reason.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+        matches!(self, StoreError::Io { reason, .. } if files::is_no_space(reason))
     }
 }
 
@@ -194,7 +194,7 @@ impl Spool {
                 file.write_all(&envelope.to_bytes())
                     .and_then(|()| file.sync_data())
                     .map_err(io_err("cannot write envelope file", &new_path))?;
-                fs::rename(&new_path, self.path(&id, ".envelope"))
+                files::rename(&new_path, self.path(&id, ".envelope"))
                     .map_err(io_err("cannot commit envelope file", &new_path))?;
                 self.committer
                     .sync_dir_now()
@@ -223,12 +223,7 @@ impl Spool {
     /// the spool's file system less [`FREE_SPACE_RESERVE`], or `None` if
     /// it cannot be told.
     pub fn free_space(&self) -> Option<u64> {
-        let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
-        // Both are u64 on Linux; other systems' narrower types widen.
-        #[allow(clippy::useless_conversion)]
-        let free =
-            u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
-        Some(free.saturating_sub(FREE_SPACE_RESERVE))
+        Some(files::free_space(&self.dir)?.saturating_sub(FREE_SPACE_RESERVE))
     }
 
     /// Ids of messages waiting to be forwarded (`.envelope`), oldest first.
@@ -262,7 +257,7 @@ impl Spool {
     pub fn lock(self: &Arc<Self>, id: &MessageId) -> Result<Option<Locked>, StoreError> {
         let from = self.path(id, ".envelope");
         let busy = self.path(id, ".envelope.busy");
-        match fs::rename(&from, &busy) {
+        match files::rename(&from, &busy) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("cannot lock envelope", &from)(e)),
@@ -271,15 +266,13 @@ impl Spool {
             Ok(file) => file,
             Err(e) => return Err(self.set_aside(id, &busy, "cannot open envelope", e)),
         };
-        let mut lock =
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((_, _)) => return Ok(None),
-            };
+        let Ok(mut lock) = Held::try_hold(file) else {
+            return Ok(None);
+        };
         // Between our rename and our flock another process's crash
         // recovery may have found the file unlocked and put it back: then
         // the name no longer leads to the file we hold, and it is not ours.
-        if !same_file(&lock, &busy) {
+        if !files::same_file(&lock, &busy) {
             return Ok(None);
         }
         let mut bytes = Vec::new();
@@ -290,7 +283,7 @@ impl Spool {
             spool: Arc::clone(self),
             id: id.clone(),
             envelope: Envelope::default(),
-            _lock: lock,
+            hold: Some(lock),
             done: false,
         };
         match Envelope::parse(&bytes) {
@@ -324,7 +317,7 @@ impl Spool {
     ) -> StoreError {
         let bad = self.path(id, ".envelope.bad");
         let error = io_err(what, busy)(e);
-        match fs::rename(busy, &bad) {
+        match files::rename(busy, &bad) {
             Ok(()) => crate::error!("{error}: moved aside to [{}]", bad.display()),
             Err(e) => crate::error!("{error}, and it cannot be moved aside: {e}"),
         }
@@ -342,7 +335,7 @@ impl Spool {
                 crate::warning!("not a regular file: left failed: [{}]", from.display());
                 continue;
             }
-            fs::rename(&from, self.path(&id, ".envelope"))
+            files::rename(&from, self.path(&id, ".envelope"))
                 .map_err(io_err("cannot unfail envelope", &from))?;
             count += 1;
         }
@@ -358,12 +351,10 @@ impl Spool {
             let Ok(file) = open_regular(&busy) else {
                 continue;
             };
-            let Ok(lock) =
-                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            else {
+            let Ok(lock) = Held::try_hold(file) else {
                 continue;
             };
-            fs::rename(&busy, self.path(&id, ".envelope"))
+            files::rename(&busy, self.path(&id, ".envelope"))
                 .map_err(io_err("cannot recover envelope", &busy))?;
             drop(lock);
             recovered += 1;
@@ -387,7 +378,7 @@ fn message_path(dir: &Path, id: &MessageId, suffix: &str) -> PathBuf {
 /// envelope first, so that no envelope is ever left without its content.
 fn remove_files(dir: &Path, id: &MessageId) {
     for suffix in [".envelope.new", ".envelope", ".content"] {
-        let _ = fs::remove_file(message_path(dir, id, suffix));
+        let _ = files::remove_file(message_path(dir, id, suffix));
     }
 }
 
@@ -403,46 +394,13 @@ fn sort_key(id: &MessageId) -> (u64, u64, u64) {
     (secs, seq, pid)
 }
 
-/// Opens a spool file for reading only if it is a regular file and not a
-/// symbolic link. Nothing in a spool directory is trusted to be what we
-/// wrote: a planted link would send or copy a file from outside the spool,
-/// and a FIFO would block the reader for ever (hence `O_NONBLOCK`, which
-/// changes nothing for a regular file).
-pub fn open_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::other("a symbolic link, not a spool file"),
-            _ => e,
-        })?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(file)
-}
-
 /// True if `path` is a regular file (a symbolic link is not, wherever it points).
 pub fn is_regular(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
 }
 
-/// True if `path` still names the file open as `file` (same device and inode).
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
 fn create_exclusive(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)
+    files::create_new(path, FILE_MODE)
 }
 
 #[cfg(test)]
@@ -526,7 +484,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         let stale = committed(&spool).await;
-        fs::rename(
+        files::rename(
             spool.path(&stale, ".envelope"),
             spool.path(&stale, ".envelope.busy"),
         )

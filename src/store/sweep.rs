@@ -18,11 +18,11 @@
 //! here), or anything that is not a regular file of ours.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::{MessageId, Spool};
+use crate::platform::files::{self, Held};
 
 /// How often the spool is swept while the relay runs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -104,20 +104,15 @@ impl Spool {
         age: Duration,
         by_ctime: bool,
     ) -> bool {
-        let Ok(meta) = fs::symlink_metadata(self.path(id, suffix)) else {
+        let path = self.path(id, suffix);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             return false;
         };
-        let (secs, nanos) = match by_ctime {
-            true => (meta.ctime(), meta.ctime_nsec()),
-            false => (meta.mtime(), meta.mtime_nsec()),
-        };
-        let Ok(secs) = u64::try_from(secs) else {
-            return meta.is_file();
-        };
-        let changed = SystemTime::UNIX_EPOCH
-            + Duration::from_secs(secs)
-            + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
-        meta.is_file() && now.duration_since(changed).is_ok_and(|d| d >= age)
+        match files::changed(&meta, by_ctime, &path) {
+            Some(changed) => now.duration_since(changed).is_ok_and(|d| d >= age),
+            // A regular file whose time cannot be read counts as old.
+            None => meta.is_file(),
+        }
     }
 
     /// Renames an unlocked `.busy` back to `.envelope`, holding the lock
@@ -127,11 +122,10 @@ impl Spool {
         let Ok(file) = super::open_regular(&busy) else {
             return false;
         };
-        let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        else {
+        let Ok(_lock) = Held::try_hold(file) else {
             return false;
         };
-        match fs::rename(&busy, self.path(id, ".envelope")) {
+        match files::rename(&busy, self.path(id, ".envelope")) {
             Ok(()) => {
                 crate::warning!(
                     "recovered [{id}]: locked for forwarding by a process that is gone"
@@ -145,7 +139,7 @@ impl Spool {
 
     fn remove_orphan(&self, id: &MessageId, suffix: &str, swept: &mut Swept) {
         let path = self.path(id, suffix);
-        if fs::remove_file(&path).is_ok() {
+        if files::remove_file(&path).is_ok() {
             crate::warning!(
                 "removed [{}]: left behind by an interrupted message and unchanged for {}h",
                 path.display(),
@@ -195,10 +189,9 @@ mod tests {
         path
     }
 
-    /// Holds an flock on `path`, as a forwarding process does.
-    fn hold(path: &Path) -> nix::fcntl::Flock<fs::File> {
-        let file = fs::File::open(path).unwrap();
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap()
+    /// Holds `path`, as a forwarding process does.
+    fn hold(path: &Path) -> Held {
+        Held::hold(fs::File::open(path).unwrap()).unwrap()
     }
 
     fn later(age: Duration) -> SystemTime {
@@ -254,7 +247,7 @@ mod tests {
         let (dir, spool) = spool();
         let target = dir.path().join("target");
         fs::write(&target, "x").unwrap();
-        std::os::unix::fs::symlink(&target, spool.dir().join("emailrelay.1.1.8.content")).unwrap();
+        files::symlink_file(&target, &spool.dir().join("emailrelay.1.1.8.content")).unwrap();
         assert!(spool.sweep(later(ORPHAN_AGE)).removed.is_empty());
         assert!(target.exists());
     }

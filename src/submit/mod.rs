@@ -176,51 +176,12 @@ pub fn report(program: &str, error: &SubmitError, stderr: &mut dyn Write) -> u8 
     }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in this and every later thread, and
-/// starts a thread that waits for them: it removes the files of messages
-/// not yet committed (waiting for a commit under way to finish) and then
-/// lets the signal end the process as it would have.
-///
-/// A signal that was ignored when the program started (under `nohup`, or
-/// as a background job of a script) stays ignored, as is the convention:
-/// blocked for the waiting thread it would be taken in all the same (Linux
-/// queues a blocked signal even when it is ignored), and the files of a
-/// message still being written would be removed under it.
+/// On an interrupt (SIGINT, SIGTERM, SIGHUP; Ctrl-C on Windows), removes
+/// the files of messages not yet committed (waiting for a commit under way
+/// to finish) and then lets the interrupt end the process as it would have
+/// (see `platform::signals::on_interrupt`).
 pub fn remove_on_signal(pending: Arc<Pending>) -> std::io::Result<()> {
-    use nix::sys::signal::{pthread_sigmask, raise, SigSet, SigmaskHow, Signal};
-    let ignored = ignored_signals();
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        if ignored & (1 << (signal as u64 - 1)) == 0 {
-            set.add(signal);
-        }
-    }
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let Ok(signal) = set.wait() else {
-                return;
-            };
-            pending.remove_all();
-            let mut one = SigSet::empty();
-            one.add(signal);
-            let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&one), None);
-            let _ = raise(signal);
-        })?;
-    Ok(())
-}
-
-/// The signals this process ignores, as a mask (bit n-1 for signal n),
-/// from `/proc/self/status`; none if it cannot be read.
-fn ignored_signals() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
-            u64::from_str_radix(mask.trim(), 16).ok()
-        })
-        .unwrap_or(0)
+    crate::platform::signals::on_interrupt(move || pending.remove_all())
 }
 
 /// Opens `--input-file` with the caller's own permissions: a set-group-id
@@ -228,26 +189,9 @@ fn ignored_signals() -> u64 {
 /// the spool group may read. (2.6.1 opens it with the borrowed ones.)
 fn open_input(path: &[u8]) -> Result<Box<dyn BufRead>, SubmitError> {
     let shown = spool::normalise(path);
-    let file = as_caller(|| std::fs::File::open(spool::os_path(path)))
+    let file = crate::platform::process::as_caller(|| std::fs::File::open(spool::os_path(path)))
         .map_err(|_| SubmitError::InputFile(String::from_utf8_lossy(&shown).into_owned()))?;
     Ok(Box::new(std::io::BufReader::new(file)))
-}
-
-/// Runs `f` with the effective group and user ids set to the real ones,
-/// then puts them back.
-fn as_caller<T>(f: impl FnOnce() -> T) -> T {
-    use nix::unistd::{getegid, geteuid, getgid, getuid, setegid, seteuid};
-    let (egid, euid) = (getegid(), geteuid());
-    let swap_gid = egid != getgid() && setegid(getgid()).is_ok();
-    let swap_uid = euid != getuid() && seteuid(getuid()).is_ok();
-    let result = f();
-    if swap_uid {
-        let _ = seteuid(euid);
-    }
-    if swap_gid {
-        let _ = setegid(egid);
-    }
-    result
 }
 
 /// The header lines: `--content` lines up to the first blank one, then
@@ -572,7 +516,7 @@ mod tests {
     impl std::io::Read for Failing {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             if std::mem::replace(&mut self.0, true) {
-                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+                return Err(std::io::Error::other("input/output error"));
             }
             buf[..14].copy_from_slice(b"Sub: s\n\nbody\nb");
             Ok(14)

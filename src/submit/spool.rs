@@ -9,8 +9,6 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -168,28 +166,16 @@ fn copy_into_subdirectories(spool: &Spool, envelope: &Path) {
         }
     }
     if dirs > 0 && dirs == copies && fs::remove_file(envelope).is_ok() {
-        let _ = fs::File::open(spool.dir()).and_then(|d| d.sync_all());
+        let _ = crate::platform::files::Directory::open(spool.dir()).and_then(|d| d.sync());
     }
 }
 
 fn copy_into(dir: &Path, name: &OsStr, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let target = dir.join(name);
     let mut temporary = target.clone().into_os_string();
     temporary.push(".new");
     let temporary = PathBuf::from(temporary);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o660)
-        .open(&temporary)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&temporary, &target))
-        .and_then(|()| fs::File::open(dir).and_then(|d| d.sync_all()));
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written
+    crate::platform::files::write_atomic(&target, &temporary, bytes, 0o660)
 }
 
 /// A path as 2.6.1's `G::Path` prints it: empty and `.` parts dropped,
@@ -210,7 +196,7 @@ pub fn normalise(path: &[u8]) -> Vec<u8> {
 
 /// Bytes as a path.
 pub fn os_path(bytes: &[u8]) -> PathBuf {
-    PathBuf::from(OsStr::from_bytes(bytes))
+    crate::platform::files::bytes_to_path(bytes)
 }
 
 fn spool_dir_error(shown: &[u8], e: &std::io::Error) -> SubmitError {

@@ -20,6 +20,11 @@
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
+//!
+//! These run on the Linux host only (they drive real Linux programs);
+//! the Windows build is driven from here under Wine (`windows`).
+
+#![cfg(unix)]
 
 mod auth;
 mod cli;

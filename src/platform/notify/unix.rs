@@ -1,4 +1,4 @@
-//! systemd's readiness protocol (sd_notify(3)), sender side: one datagram
+//! Unix: systemd's readiness protocol (sd_notify(3)), sender side: one datagram
 //! of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET`, a path or
 //! an abstract name written `@name`. `READY=1` once the relay serves,
 //! `STOPPING=1` when it begins to shut down, `STATUS=` a line for
@@ -77,12 +77,6 @@ impl Notifier {
     }
 }
 
-/// The `STATUS=` text while serving: how many messages wait to be sent.
-pub fn serving_status(queued: usize) -> String {
-    let noun = if queued == 1 { "message" } else { "messages" };
-    format!("STATUS=Accepting mail; {queued} {noun} queued")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,14 +119,5 @@ mod tests {
     #[test]
     fn a_relative_name_is_refused() {
         assert!(Notifier::open("notify").is_err());
-    }
-
-    #[test]
-    fn status_counts_the_queue() {
-        assert_eq!(
-            serving_status(0),
-            "STATUS=Accepting mail; 0 messages queued"
-        );
-        assert_eq!(serving_status(1), "STATUS=Accepting mail; 1 message queued");
     }
 }

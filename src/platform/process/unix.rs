@@ -1,11 +1,8 @@
-//! The few operating-system calls that need `unsafe` or process-wide
-//! effects: fork into the background, inherited sockets, privilege drop
-//! and the host's canonical name. Kept in one module so they are easy to
-//! audit; nothing else in the crate uses `unsafe`.
+//! Unix: fork, setsid, set*id, rlimits, umask.
 
-use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
+use std::path::Path;
 
 /// The daemon's promise to its waiting parent: [`Ready::notify`] once
 /// the relay is listening, or nothing (the pipe closes) if it fails first.
@@ -62,8 +59,8 @@ pub fn daemonise() -> io::Result<Ready> {
 #[derive(Clone, Debug)]
 pub struct Account {
     pub name: String,
-    pub uid: nix::unistd::Uid,
-    pub gid: nix::unistd::Gid,
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
 }
 
 impl Account {
@@ -80,12 +77,26 @@ impl Account {
             gid: user.gid,
         })
     }
+
+    /// Gives `path` to this account (a directory we just created for it).
+    pub fn give(&self, path: &Path) -> io::Result<()> {
+        nix::unistd::chown(path, Some(self.uid), Some(self.gid)).map_err(io::Error::from)
+    }
+
+    /// Makes the open `file`'s group this account's group.
+    pub fn give_group(&self, file: &std::fs::File) -> io::Result<()> {
+        nix::unistd::fchown(file.as_raw_fd(), None, Some(self.gid)).map_err(io::Error::from)
+    }
 }
+
+/// The relay process that a monitor watches.
+#[derive(Clone, Copy, Debug)]
+pub struct Worker(nix::unistd::Pid);
 
 /// Which side of [`fork_monitor`] this process is.
 pub enum Role {
     /// The parent: keeps the pid and waits for the worker.
-    Monitor(nix::unistd::Pid),
+    Monitor(Worker),
     /// The child: the relay.
     Worker,
 }
@@ -108,32 +119,6 @@ fn monitored_signals() -> nix::sys::signal::SigSet {
     set
 }
 
-/// The signals that stop the relay or reopen its log.
-fn stop_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    set
-}
-
-/// Holds SIGTERM, SIGINT and SIGHUP back from the start, before any port
-/// listens, so that one sent as soon as a connection succeeds waits for
-/// the handlers instead of killing the process. Called while
-/// single-threaded; `release_stop_signals` lets them in.
-pub fn hold_stop_signals() -> io::Result<()> {
-    stop_signals().thread_block().map_err(io::Error::from)
-}
-
-/// Lets SIGTERM, SIGINT and SIGHUP in to this thread again, once their
-/// handlers are installed (a pending one is delivered now). The runtime's
-/// other threads keep them blocked, so they always reach this one; child
-/// processes start with an empty mask (the standard library resets it).
-pub fn release_stop_signals() -> io::Result<()> {
-    stop_signals().thread_unblock().map_err(io::Error::from)
-}
-
 /// Splits into a monitor (this process, the parent) and the relay (a
 /// child). Signals are blocked across the fork so that none sent to the
 /// monitor in between is lost; the worker unblocks them again, except the
@@ -147,7 +132,7 @@ pub fn fork_monitor() -> io::Result<Role> {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             let mut others = set;
-            for signal in stop_signals().iter() {
+            for signal in crate::platform::signals::stop_signals().iter() {
                 others.remove(signal);
             }
             others.thread_unblock().map_err(io::Error::from)?;
@@ -156,16 +141,17 @@ pub fn fork_monitor() -> io::Result<Role> {
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
             Ok(Role::Worker)
         }
-        pid => Ok(Role::Monitor(nix::unistd::Pid::from_raw(pid))),
+        pid => Ok(Role::Monitor(Worker(nix::unistd::Pid::from_raw(pid)))),
     }
 }
 
 /// The monitor's life: take E-MailRelay's identity (real user root,
 /// effective user and group `user`), pass signals on to the worker, and
 /// return its exit code once it has ended.
-pub fn monitor(worker: nix::unistd::Pid, user: &Account) -> i32 {
+pub fn monitor(worker: Worker, user: &Account) -> i32 {
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let worker = worker.0;
     let _ = nix::unistd::setegid(user.gid);
     let _ = nix::unistd::seteuid(user.uid);
     let set = monitored_signals();
@@ -192,6 +178,11 @@ pub fn monitor(worker: nix::unistd::Pid, user: &Account) -> i32 {
     }
 }
 
+/// The monitor's pid, as the worker sees it.
+pub fn parent_pid() -> u32 {
+    nix::unistd::getppid().as_raw().unsigned_abs()
+}
+
 /// Runs `f` with the effective user root again (the monitor's real user
 /// is root), then goes back.
 pub fn with_root<T>(f: impl FnOnce() -> T) -> T {
@@ -204,9 +195,25 @@ pub fn with_root<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
+/// Runs `f` with the effective group and user ids set to the real ones
+/// (a set-group-id tool reading a file for its caller), then puts them back.
+pub fn as_caller<T>(f: impl FnOnce() -> T) -> T {
+    use nix::unistd::{getegid, geteuid, getgid, getuid, setegid, seteuid};
+    let (egid, euid) = (getegid(), geteuid());
+    let swap_gid = egid != getgid() && setegid(getgid()).is_ok();
+    let swap_uid = euid != getuid() && seteuid(getuid()).is_ok();
+    let result = f();
+    if swap_uid {
+        let _ = seteuid(euid);
+    }
+    if swap_gid {
+        let _ = setegid(egid);
+    }
+    result
+}
+
 /// Points the given descriptors at /dev/null (`--close-stderr` uses fd 2).
-pub fn redirect_to_null(fds: &[i32]) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+fn redirect_to_null(fds: &[i32]) -> io::Result<()> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -217,18 +224,9 @@ pub fn redirect_to_null(fds: &[i32]) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes over an inherited listening socket (`--interface fd#N`).
-pub fn inherited_listener(fd: i32) -> io::Result<std::net::TcpListener> {
-    let stat = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd#{fd} is not a socket"),
-        ));
-    }
-    // SAFETY: the descriptor was checked to be an open socket and is owned
-    // by nothing else in this process: it came from our parent.
-    Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
+/// Points standard error at the null device (`--close-stderr`).
+pub fn close_stderr() -> io::Result<()> {
+    redirect_to_null(&[2])
 }
 
 /// Drops root for good: supplementary groups, group, then user (real,
@@ -239,49 +237,6 @@ pub fn drop_privileges(user: &Account) -> io::Result<()> {
     setresgid(user.gid, user.gid, user.gid).map_err(io::Error::from)?;
     setresuid(user.uid, user.uid, user.uid).map_err(io::Error::from)?;
     Ok(())
-}
-
-/// The width `--help` wraps to: `$COLUMNS` if set (as E-MailRelay 2.6.1
-/// reads it), else the width of the terminal on standard output, else 80.
-pub fn help_columns() -> usize {
-    if let Some(columns) = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-    {
-        return columns;
-    }
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass; a
-    // descriptor that is not a terminal makes it fail, touching nothing.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    match ok && size.ws_col > 0 {
-        true => usize::from(size.ws_col),
-        false => 80,
-    }
-}
-
-/// Raises the open-file limit to its hard maximum: every SMTP session is
-/// a descriptor, and a burst of connections must not hit a low soft limit.
-pub fn raise_file_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
-    }
-}
-
-/// Gives a directory we just created to the account we are about to become.
-pub fn give_to_user(path: &std::path::Path, name: &str) -> io::Result<()> {
-    let user = nix::unistd::User::from_name(name)
-        .map_err(io::Error::from)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user: {name}")))?;
-    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(io::Error::from)
 }
 
 /// True when running set-user-id root: effective user root, real user not.
@@ -304,37 +259,30 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The canonical name of this host (the `--domain` default), falling back
-/// to the plain host name when the resolver does not know it.
-pub fn canonical_hostname() -> String {
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let host = if host.is_empty() {
-        "localhost".to_string()
-    } else {
-        host
-    };
-    canonical_name(&host).unwrap_or(host)
+/// True if this process (its effective ids) may create files in `dir`.
+pub fn can_write(dir: &Path) -> io::Result<()> {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(io::Error::from)
 }
 
-fn canonical_name(host: &str) -> Option<String> {
-    let node = CString::new(host).ok()?;
-    // SAFETY: a zeroed addrinfo is a valid "no hints" value; the result list
-    // is read only while it is alive and freed exactly once.
-    unsafe {
-        let mut hints: libc::addrinfo = std::mem::zeroed();
-        hints.ai_flags = libc::AI_CANONNAME;
-        hints.ai_socktype = libc::SOCK_STREAM;
-        let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-        if libc::getaddrinfo(node.as_ptr(), std::ptr::null(), &hints, &mut list) != 0
-            || list.is_null()
-        {
-            return None;
+/// E-MailRelay's permissions: spool and log files rw-rw----, whatever the
+/// caller's umask.
+pub fn set_file_mask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+}
+
+/// Raises the open-file limit to its hard maximum: every SMTP session is
+/// a descriptor, and a burst of connections must not hit a low soft limit.
+pub fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
-        let name = (*list).ai_canonname;
-        let result = (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned());
-        libc::freeaddrinfo(list);
-        result.filter(|n| !n.is_empty())
     }
+}
+
+/// How many files this process may have open (the soft limit).
+pub fn file_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }

@@ -1,0 +1,99 @@
+//! Spool-file primitives, where Unix and Windows file systems differ:
+//!
+//! - opening a file only if it is a regular file, never through a link;
+//! - holding a `.busy` envelope against another process's crash recovery
+//!   without stopping anyone from reading it: `flock` on Unix; on Windows
+//!   a byte-range lock far beyond the end of the file (a whole-file
+//!   `LockFileEx` would be mandatory and block a client filter's reads);
+//! - making a rename durable: the directory fsynced on Unix; on Windows
+//!   `MoveFileExW` with `MOVEFILE_WRITE_THROUGH` (NTFS journals the
+//!   directory itself), retried for a moment when an antivirus scanner or
+//!   the indexer holds a new file (errors 5 and 32);
+//! - modes (`rw-rw----` on Unix; Windows files inherit the directory's
+//!   access list), free space, file identity, "out of space" errors;
+//! - arguments and paths as bytes (exact on Unix; UTF-8 on Windows).
+//!
+//! Everything else about files is the standard library's.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
+
+use std::fs::File;
+use std::io;
+
+/// A file held against crash recovery (see the module docs); reads go
+/// through it as through the file. Dropping it lets go.
+#[derive(Debug)]
+pub struct Held {
+    file: File,
+}
+
+impl std::ops::Deref for Held {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.file
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut File {
+        &mut self.file
+    }
+}
+
+impl Held {
+    /// Holds `file`, or gives it back if another holder has it.
+    pub fn try_hold(file: File) -> Result<Held, File> {
+        match lock(&file, false) {
+            Ok(()) => Ok(Held { file }),
+            Err(_) => Err(file),
+        }
+    }
+
+    /// Holds `file`, waiting for another holder to let go.
+    pub fn hold(file: File) -> io::Result<Held> {
+        lock(&file, true)?;
+        Ok(Held { file })
+    }
+}
+
+/// Converts a string to a NUL-terminated UTF-16 string for Win32 calls.
+#[cfg_attr(unix, allow(dead_code))]
+pub(crate) fn wide(text: &str) -> Vec<u16> {
+    text.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// Writes `bytes` to `target` all or nothing: into `temp` first (created
+/// afresh with `mode`), flushed, renamed over `target` ([`rename`]: write
+/// through on Windows), and the directory synced, so that a crash leaves
+/// either the old file or the new one, whole. `temp` is removed on failure.
+pub fn write_atomic(
+    target: &std::path::Path,
+    temp: &std::path::Path,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<()> {
+    use std::io::Write;
+    let _ = remove_file(temp);
+    let written = create_new(temp, mode)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_data()
+        })
+        .and_then(|()| rename(temp, target));
+    if let Err(e) = written {
+        let _ = remove_file(temp);
+        return Err(e);
+    }
+    match target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => Directory::open(dir)?.sync(),
+        None => Directory::open(std::path::Path::new("."))?.sync(),
+    }
+}

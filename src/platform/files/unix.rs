@@ -1,0 +1,240 @@
+//! Unix: O_NOFOLLOW, flock, fsync of the directory, statvfs, modes.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Line end of the text files we write (log files).
+pub const LINE_END: &str = "\n";
+
+/// Opens a spool file for reading only if it is a regular file and not a
+/// symbolic link. Nothing in a spool directory is trusted to be what we
+/// wrote: a planted link would send or copy a file from outside the spool,
+/// and a FIFO would block the reader for ever (hence `O_NONBLOCK`, which
+/// changes nothing for a regular file).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other("a symbolic link, not a spool file"),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Opens a directory only if it is one and not a symbolic link.
+pub fn open_directory(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other("a symbolic link, not a directory"),
+            Some(libc::ENOTDIR) => io::Error::other("not a directory"),
+            _ => e,
+        })
+}
+
+/// Creates a new file (never an existing one) with `mode` (less the umask).
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Opens a file for appending, creating it with `mode` if missing.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Opens a file for writing from the start, creating it with `mode` if
+/// missing.
+pub fn open_truncate(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Sets a file's permission bits whatever the umask.
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// A file's permission bits (`None` where the system has none).
+pub fn mode(meta: &Metadata) -> Option<u32> {
+    Some(meta.permissions().mode() & 0o7777)
+}
+
+/// Creates one directory level with `mode`, whatever the umask.
+pub fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
+    fs::DirBuilder::new().mode(mode).create(path)?;
+    set_mode(path, mode)
+}
+
+/// True if a program file may be run by someone.
+pub fn is_executable(meta: &Metadata) -> bool {
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
+}
+
+/// Marks a file executable by its owner and group (a test's scripts).
+pub fn make_executable(path: &Path) -> io::Result<()> {
+    set_mode(path, 0o755)
+}
+
+/// True if `path` still names the file open as `file` (same device and
+/// inode), without following a link.
+pub fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// True if two paths name one file (a hard link).
+pub fn same_path_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// When a regular file last changed: its content (`mtime`), or with
+/// `renamed` also its name or links (`ctime`, which a rename sets). `None`
+/// if it is not a regular file. (`meta` is `path`'s, not followed.)
+pub fn changed(meta: &Metadata, renamed: bool, _path: &Path) -> Option<SystemTime> {
+    if !meta.is_file() {
+        return None;
+    }
+    let (secs, nanos) = match renamed {
+        true => (meta.ctime(), meta.ctime_nsec()),
+        false => (meta.mtime(), meta.mtime_nsec()),
+    };
+    let secs = u64::try_from(secs).ok()?;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(secs)
+            + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0)),
+    )
+}
+
+/// True for "out of space" errors (ENOSPC, EDQUOT).
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Octets free for us on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    // Both are u64 on Linux; other systems' narrower types widen.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+    Some(free)
+}
+
+/// Starts writing a file's dirty pages out without waiting, so that the
+/// flushes of a batch that follow overlap (Linux `sync_file_range`).
+pub fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; offset and length 0 mean the whole
+    // file; the call only starts writeback.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// A directory whose entries (renames, creations) can be made durable.
+#[derive(Debug)]
+pub struct Directory(File);
+
+impl Directory {
+    /// Opens `path` to sync it later.
+    pub fn open(path: &Path) -> io::Result<Directory> {
+        File::open(path).map(Directory)
+    }
+
+    /// Makes the renames and creations in it so far durable (fsync).
+    pub fn sync(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+/// Renames `from` to `to`, replacing `to`; durable once the directory is
+/// synced ([`Directory::sync`]).
+pub fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+    let (from, to) = (from.as_ref(), to.as_ref());
+    fs::rename(from, to)
+}
+
+/// Removes a file.
+pub fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
+    fs::remove_file(path)
+}
+
+pub(super) fn lock(file: &File, wait: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let op = match wait {
+        true => libc::LOCK_EX,
+        false => libc::LOCK_EX | libc::LOCK_NB,
+    };
+    loop {
+        // SAFETY: flock on a valid open descriptor.
+        match unsafe { libc::flock(file.as_raw_fd(), op) } {
+            0 => return Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// An argument or path as bytes (exactly as given).
+pub fn os_to_bytes(text: OsString) -> Vec<u8> {
+    text.into_vec()
+}
+
+/// Bytes as an argument or path (exactly).
+pub fn bytes_to_os(bytes: Vec<u8>) -> OsString {
+    OsString::from_vec(bytes)
+}
+
+/// Bytes as a path (exactly).
+pub fn bytes_to_path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+/// A file name's bytes (exactly).
+pub fn os_str_bytes(name: &OsStr) -> &[u8] {
+    name.as_bytes()
+}
+
+/// Makes `link` a symbolic link to the file `target`.
+pub fn symlink_file(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Makes `link` a symbolic link to the directory `target`.
+pub fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
