@@ -147,7 +147,7 @@ impl<'a> Replay<'a> {
     fn play(&mut self) {
         let f = self.fixture;
         for name in &f.ports {
-            let port = crate::free_port();
+            let port = crate::run::free_port();
             self.values.insert(name.clone(), port.to_string());
             self.norm
                 .numbers
