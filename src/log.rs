@@ -205,7 +205,7 @@ pub fn write(level: Level, text: fmt::Arguments<'_>) {
         return;
     }
     let Some(logger) = LOGGER.get() else {
-        eprintln!("emailrelay: {}: {text}", level.label());
+        crate::stderrln!("emailrelay: {}: {text}", level.label());
         return;
     };
     let now = chrono::Local::now();
@@ -238,7 +238,7 @@ pub fn write(level: Level, text: fmt::Arguments<'_>) {
         line.push_str(crate::platform::files::LINE_END);
         logger.write_file(&now, &line);
     } else if logger.stderr.load(Ordering::Relaxed) {
-        line.push('\n');
+        line.push_str(crate::platform::files::LINE_END);
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
 }

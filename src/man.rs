@@ -7,7 +7,7 @@
 //!
 //! Must not: say anything about an option that its table does not say.
 
-use crate::config::{Arg, OptionSpec, Section, Support, OPTIONS};
+use crate::config::{Arg, OptionSpec, Section, Support, System, OPTIONS};
 use crate::getopt::{Takes, ToolOption};
 
 /// One option as a page lists it.
@@ -34,7 +34,7 @@ pub fn emailrelay_page() -> String {
         .map(|&section| {
             let mut options: Vec<&OptionSpec> = OPTIONS
                 .iter()
-                .filter(|o| o.section == section && o.support != Support::WindowsOnly)
+                .filter(|o| o.section == section && o.shown_on(System::Unix))
                 .collect();
             options.sort_by_key(|o| (o.level, o.name));
             let entries = options.iter().map(|o| relay_entry(o)).collect();
@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn every_listed_option_of_help_is_on_the_page() {
         let page = emailrelay_page();
-        for o in OPTIONS.iter().filter(|o| o.support != Support::WindowsOnly) {
+        for o in OPTIONS.iter().filter(|o| o.shown_on(System::Unix)) {
             assert!(
                 page.contains(&escape(&format!("--{}", o.name))),
                 "--{} missing",

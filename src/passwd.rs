@@ -202,7 +202,7 @@ pub const NOTICE: &str = "emailrelay-rs is free software under the GNU GPL versi
 
 /// Prints a failure the way 2.6.1 does; returns the exit code.
 pub fn report(program: &str, error: &PasswdError) -> u8 {
-    let mut err = std::io::stderr().lock();
+    let mut err = crate::platform::console::Text(std::io::stderr().lock());
     match error {
         PasswdError::Usage(lines) => {
             for line in lines {

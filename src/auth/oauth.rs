@@ -466,7 +466,7 @@ pub async fn device_consent(path: &Path) -> Result<(), String> {
         .as_str()
         .or(json["verification_url"].as_str())
         .unwrap_or("the provider's device login page");
-    println!("To allow emailrelay to send mail as this account, open\n\n    {verification}\n\nand enter the code {user_code}");
+    crate::stdoutln!("To allow emailrelay to send mail as this account, open\n\n    {verification}\n\nand enter the code {user_code}");
     let mut interval = Duration::from_secs(json["interval"].as_u64().unwrap_or(5).max(1));
     let deadline = Instant::now() + Duration::from_secs(json["expires_in"].as_u64().unwrap_or(900));
     form = vec![
@@ -486,7 +486,7 @@ pub async fn device_consent(path: &Path) -> Result<(), String> {
                 let refresh = refresh.to_string();
                 file.save_refresh_token(path, &refresh)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                println!(
+                crate::stdoutln!(
                     "Signed in: the refresh token is saved in {}",
                     path.display()
                 );

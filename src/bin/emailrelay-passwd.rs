@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     };
     match request {
         Request::Help { verbose } => {
-            print!("{}", passwd::help_text(&program, verbose));
+            emailrelay::stdout!("{}", passwd::help_text(&program, verbose));
             ExitCode::SUCCESS
         }
         Request::OAuth(file) => oauth(&program, &file),
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             };
             match result {
                 Ok(line) => {
-                    println!("{line}");
+                    emailrelay::stdoutln!("{line}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => ExitCode::from(passwd::report(&program, &e)),
@@ -53,14 +53,14 @@ fn oauth(program: &str, file: &Path) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{program}: error: {e}");
+            emailrelay::stderrln!("{program}: error: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(emailrelay::auth::oauth::device_consent(file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{program}: error: {e}");
+            emailrelay::stderrln!("{program}: error: {e}");
             ExitCode::from(1)
         }
     }

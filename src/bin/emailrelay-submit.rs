@@ -6,10 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use emailrelay::getopt;
+use emailrelay::platform::console::Text;
 use emailrelay::submit::{self, Io, Pending, Request};
-
-/// The relay's default spool directory (2.6.1's depends on how it was built).
-const DEFAULT_SPOOL_DIR: &str = "/var/spool/emailrelay";
 
 fn main() -> ExitCode {
     let (argv0, argv) = getopt::args_os();
@@ -18,14 +16,17 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.to_path_buf()))
         .unwrap_or_default();
-    let mut stderr = std::io::stderr();
-    let request = match submit::request(&argv, &app_dir, DEFAULT_SPOOL_DIR) {
+    let mut stderr = Text(std::io::stderr());
+    // The relay's default spool directory (2.6.1's depends on how it was
+    // built; %ProgramData%\E-MailRelay\spool on Windows).
+    let spool = emailrelay::platform::host::default_spool_dir();
+    let request = match submit::request(&argv, &app_dir, &spool.to_string_lossy()) {
         Ok(Request::Help { verbose }) => {
-            print!("{}", submit::help_text(&program, verbose));
+            emailrelay::stdout!("{}", submit::help_text(&program, verbose));
             return ExitCode::SUCCESS;
         }
         Ok(Request::Version) => {
-            println!("{}", env!("CARGO_PKG_VERSION"));
+            emailrelay::stdoutln!("{}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Ok(Request::Submit(request)) => request,
@@ -37,15 +38,15 @@ fn main() -> ExitCode {
     emailrelay::platform::process::set_file_mask();
     let pending = Arc::new(Pending::default());
     if let Err(e) = submit::remove_on_signal(Arc::clone(&pending)) {
-        eprintln!("{program}: cannot handle signals: {e}");
+        emailrelay::stderrln!("{program}: cannot handle signals: {e}");
         return ExitCode::from(1);
     }
     let stdin = std::io::stdin();
     let mut io = Io {
         stdin_is_tty: stdin.is_terminal(),
         stdin: &mut stdin.lock(),
-        stdout: &mut std::io::stdout().lock(),
-        stderr: &mut std::io::stderr(),
+        stdout: &mut Text(std::io::stdout().lock()),
+        stderr: &mut Text(std::io::stderr()),
         program: &program,
         pending: &pending,
     };

@@ -19,14 +19,14 @@ fn main() -> ExitCode {
     };
     if args.has("help") {
         let width = emailrelay::help_columns();
-        print!(
+        emailrelay::stdout!(
             "{}",
             help_text(PROGRAM, &banner(), args.has("verbose"), width)
         );
         return ExitCode::SUCCESS;
     }
     if args.has("version") {
-        print!("{}", version_text(args.has("verbose")));
+        emailrelay::stdout!("{}", version_text(args.has("verbose")));
         return ExitCode::SUCCESS;
     }
     let config = match Config::build(&args, emailrelay::canonical_hostname) {
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         // E-MailRelay's startup errors go to standard error only.
         Err(e) => {
-            eprintln!("{PROGRAM}: error: {e:#}");
+            emailrelay::stderrln!("{PROGRAM}: error: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -54,10 +54,10 @@ fn fail(error: &ConfigError, with_time: bool) -> ExitCode {
         String::new()
     };
     for line in error.lines() {
-        eprintln!("{PROGRAM}: {time}{line}");
+        emailrelay::stderrln!("{PROGRAM}: {time}{line}");
     }
     if error.is_usage() {
-        eprintln!(
+        emailrelay::stderrln!(
             "{:indent$}try \"{PROGRAM} --help --verbose\" for more information",
             "",
             indent = PROGRAM.len() + 2

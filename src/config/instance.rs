@@ -12,9 +12,6 @@ use crate::forward::ForwardSettings;
 use crate::smtp::server::ServerSettings;
 use crate::verify::VerifierSpec;
 
-/// E-MailRelay's default spool directory.
-pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/emailrelay";
-
 /// Everything one relay instance needs, typed.
 #[derive(Clone, Debug)]
 pub struct InstanceSettings {
@@ -88,7 +85,7 @@ impl InstanceSettings {
         };
         let spool_dir = common
             .path("spool-dir")
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
+            .unwrap_or_else(crate::platform::host::default_spool_dir);
         let filters = filter_config(&common, &spool_dir, &mut warnings)?;
         let verifier = args
             .value("address-verifier")

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 pub use args::{Args, Instance};
 pub use help::help_text;
 pub use instance::InstanceSettings;
-pub use options::{find_long, find_short, Arg, OptionSpec, Section, Support, OPTIONS};
+pub use options::{
+    find_long, find_short, Arg, OptionSpec, Section, Support, System, Systems, OPTIONS,
+};
 pub use process::ProcessSettings;
 
 /// Errors in the command line, config file or option values.

@@ -24,9 +24,41 @@ pub enum Support {
     Yes,
     /// Not yet: refused at startup, naming the feature.
     Later(&'static str),
-    /// Windows-only in E-MailRelay: accepted and ignored with a warning,
-    /// and not shown by `--help`.
+    /// Windows-only in E-MailRelay: on Unix accepted and ignored with a
+    /// warning (and not shown by `--help`); on Windows nothing to do (there
+    /// is no window to hide or show).
     WindowsOnly,
+}
+
+/// A system an option list is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    Unix,
+    Windows,
+}
+
+impl System {
+    /// The system this build is for.
+    pub const HERE: System = match crate::platform::WINDOWS {
+        true => System::Windows,
+        false => System::Unix,
+    };
+}
+
+/// Where an option is taken, and where `--help` shows it (as 2.6.1's two
+/// builds have them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Systems {
+    /// Taken and shown on both.
+    Both,
+    /// Not an option at all on Windows (`--user`).
+    UnixOnly,
+    /// Taken on both, shown on Unix only (`--no-daemon`).
+    UnixHelp,
+    /// Not an option at all on Unix (the Windows form of `--syslog`).
+    WindowsOnly,
+    /// Taken on both, shown on Windows only (`--hidden`).
+    WindowsHelp,
 }
 
 /// The `--help --verbose` sections, in their order.
@@ -87,6 +119,7 @@ pub struct OptionSpec {
     /// section options are listed by level, then name.
     pub level: u8,
     pub support: Support,
+    pub systems: Systems,
     pub value_name: &'static str,
     pub help: &'static str,
 }
@@ -108,6 +141,7 @@ const fn opt(
         section,
         level,
         support: Support::Yes,
+        systems: Systems::Both,
         value_name,
         help,
     }
@@ -125,7 +159,32 @@ const fn later(mut o: OptionSpec, feature: &'static str) -> OptionSpec {
 
 const fn windows(mut o: OptionSpec) -> OptionSpec {
     o.support = Support::WindowsOnly;
+    o.systems = Systems::WindowsHelp;
     o
+}
+
+const fn on(mut o: OptionSpec, systems: Systems) -> OptionSpec {
+    o.systems = systems;
+    o
+}
+
+impl OptionSpec {
+    /// Whether `system`'s build takes the option.
+    pub fn taken_on(&self, system: System) -> bool {
+        !matches!(
+            (self.systems, system),
+            (Systems::UnixOnly, System::Windows) | (Systems::WindowsOnly, System::Unix)
+        )
+    }
+
+    /// Whether `system`'s `--help` shows the option.
+    pub fn shown_on(&self, system: System) -> bool {
+        match self.systems {
+            Systems::Both => true,
+            Systems::UnixOnly | Systems::UnixHelp => system == System::Unix,
+            Systems::WindowsOnly | Systems::WindowsHelp => system == System::Windows,
+        }
+    }
 }
 
 use Arg::{None as F, Optional as O, Required as R};
@@ -195,12 +254,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("server-tls-verify", None, R, "<ca-list>", Section::Tls, 30, "Verifies client certificates"),
     many(opt("tls-config", Some('9'), R, "<options>", Section::Tls, 30, "Configures the TLS library")),
     opt("dont-serve", Some('x'), F, "", Section::Process, 30, "Disables all serving: SMTP, POP and admin"),
-    later(opt("localedir", None, R, "<dir>", Section::Process, 30, "Enables localisation from the given directory"), "localisation (--localedir)"),
-    opt("no-daemon", Some('t'), F, "", Section::Process, 30, "Runs in the foreground"),
+    on(later(opt("localedir", None, R, "<dir>", Section::Process, 30, "Enables localisation from the given directory"), "localisation (--localedir)"), Systems::UnixHelp),
+    on(opt("no-daemon", Some('t'), F, "", Section::Process, 30, "Runs in the foreground"), Systems::UnixHelp),
     windows(opt("hidden", Some('H'), F, "", Section::Process, 30, "Hides the application window (Windows only)")),
     opt("no-smtp", Some('X'), F, "", Section::Process, 30, "Disables the SMTP server"),
     many(opt("pid-file", Some('i'), R, "<path>", Section::Process, 30, "Writes the process id to this file")),
-    opt("user", Some('u'), R, "<username>", Section::Process, 30, "The unprivileged user to run as when started as root (default daemon; root keeps root)"),
+    on(opt("user", Some('u'), R, "<username>", Section::Process, 30, "The unprivileged user to run as when started as root (default daemon; root keeps root)"), Systems::UnixOnly),
     windows(opt("show", None, R, "<style>", Section::Process, 30, "The window style (Windows only)")),
     opt("verbose", Some('v'), F, "", Section::Logging, 10, "More verbose logging, and more verbose help"),
     opt("log", Some('l'), F, "", Section::Logging, 20, "Logs to standard error and syslog"),
@@ -210,13 +269,16 @@ pub static OPTIONS: &[OptionSpec] = &[
     many(opt("log-format", None, R, "<value>", Section::Logging, 30, "Adds fields to log lines: time, unit, address, port, msgid")),
     opt("log-time", Some('L'), F, "", Section::Logging, 30, "Adds a timestamp to log lines (same as --log-format=time)"),
     opt("no-syslog", Some('n'), F, "", Section::Logging, 30, "Disables logging to syslog"),
-    opt("syslog", Some('k'), O, "<facility>", Section::Logging, 30, "Enables logging to syslog, even with --no-syslog"),
+    on(opt("syslog", Some('k'), O, "<facility>", Section::Logging, 30, "Enables logging to syslog, even with --no-syslog"), Systems::UnixOnly),
+    on(opt("syslog", Some('k'), F, "", Section::Logging, 30, "Enables logging to the Event Log, even with --no-syslog"), Systems::WindowsOnly),
     opt("close-stderr", Some('e'), F, "", Section::Logging, 31, "Closes standard error soon after startup"),
 ];
 
-/// Looks an option up by its long name.
+/// Looks an option of this system's up by its long name.
 pub fn find_long(name: &str) -> Option<&'static OptionSpec> {
-    OPTIONS.iter().find(|o| o.name == name)
+    OPTIONS
+        .iter()
+        .find(|o| o.name == name && o.taken_on(System::HERE))
 }
 
 /// Looks an option up by its short letter.
@@ -224,7 +286,10 @@ pub fn find_long(name: &str) -> Option<&'static OptionSpec> {
 /// E-MailRelay compatibility: 2.6.1 gives `-s` to both `--spool-dir` and
 /// `--delivery-dir`, and its parser takes the later one, `--delivery-dir`.
 pub fn find_short(letter: char) -> Option<&'static OptionSpec> {
-    OPTIONS.iter().rev().find(|o| o.short == Some(letter))
+    OPTIONS
+        .iter()
+        .rev()
+        .find(|o| o.short == Some(letter) && o.taken_on(System::HERE))
 }
 
 #[cfg(test)]
@@ -232,12 +297,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_letters_are_unique() {
-        for (i, a) in OPTIONS.iter().enumerate() {
-            for b in &OPTIONS[i + 1..] {
-                assert_ne!(a.name, b.name);
-                if a.short.is_some() && a.short != Some('s') {
-                    assert_ne!(a.short, b.short, "{} and {}", a.name, b.name);
+    fn names_and_letters_are_unique_on_each_system() {
+        for system in [System::Unix, System::Windows] {
+            let taken: Vec<&OptionSpec> = OPTIONS.iter().filter(|o| o.taken_on(system)).collect();
+            assert!(taken.len() > 70, "{system:?}");
+            for (i, a) in taken.iter().enumerate() {
+                for b in &taken[i + 1..] {
+                    assert_ne!(a.name, b.name);
+                    if a.short.is_some() && a.short != Some('s') {
+                        assert_ne!(a.short, b.short, "{} and {}", a.name, b.name);
+                    }
                 }
             }
         }

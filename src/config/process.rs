@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::values::{bad, keywords};
-use super::{ConfigError, Instance, Support, OPTIONS};
+use super::{ConfigError, Instance, Support, System};
 use crate::log::LogSettings;
 
 /// What the process as a whole does, whatever its instances.
@@ -56,6 +56,8 @@ impl ProcessSettings {
         let user = match args.value("user").as_deref() {
             Some("root") => None,
             Some(name) => Some(name.to_string()),
+            // No accounts to switch to on Windows (`--user` is Unix-only).
+            None if System::HERE == System::Windows => None,
             None => Some("daemon".to_string()),
         };
         Ok(ProcessSettings {
@@ -105,7 +107,7 @@ impl Mode {
 fn check_support(args: &Instance) -> Result<Vec<&'static str>, ConfigError> {
     let mut ignored = Vec::new();
     for name in args.names() {
-        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else {
+        let Some(spec) = super::find_long(name) else {
             continue;
         };
         match spec.support {
@@ -116,7 +118,8 @@ fn check_support(args: &Instance) -> Result<Vec<&'static str>, ConfigError> {
                     feature,
                 })
             }
-            Support::WindowsOnly => ignored.push(spec.name),
+            Support::WindowsOnly if System::HERE == System::Unix => ignored.push(spec.name),
+            Support::WindowsOnly => {}
         }
     }
     Ok(ignored)

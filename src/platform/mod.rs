@@ -11,6 +11,7 @@
 //!   flushing, durable renames, free space, permissions;
 //! - [`listen`]: binding listeners (exclusively on Windows), inherited
 //!   sockets, local (Unix-domain) sockets, interface addresses;
+//! - [`console`]: standard output and error with the system's line ends;
 //! - [`child`]: how a filter or verifier program is started, how its
 //!   whole process tree is ended, what its exit status means;
 //! - [`syslog`]: the system log (syslog on Unix, the Event Log on Windows);
@@ -24,6 +25,7 @@
 //! crate outside the PAM module is here, each with its reason.
 
 pub mod child;
+pub mod console;
 pub mod files;
 pub mod host;
 pub mod listen;
@@ -32,6 +34,9 @@ pub mod pam;
 pub mod process;
 pub mod signals;
 pub mod syslog;
+
+/// True when built for Windows (for tables that list both systems' forms).
+pub const WINDOWS: bool = cfg!(windows);
 
 /// The error for something this system does not do, naming it.
 pub fn unsupported(what: &str) -> std::io::Error {

@@ -264,18 +264,18 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         info!("forwarding to {target}");
         if !instance.spool.has_ready().unwrap_or(true) {
             // E-MailRelay compatibility: said on standard error, not logged.
-            eprintln!("emailrelay: no messages to send");
+            crate::stderrln!("emailrelay: no messages to send");
             continue;
         }
         // E-MailRelay compatibility: a message the upstream refused is a
         // .bad file, not a failed run; a connection that failed is.
         if let Some(error) = forwarder.pass_for("startup").await.error {
-            eprintln!("emailrelay: error: {error}");
+            crate::stderrln!("emailrelay: error: {error}");
             code = 1;
         }
     }
     if !worked {
-        eprintln!("emailrelay: nothing to do");
+        crate::stderrln!("emailrelay: nothing to do");
     }
     code
 }
@@ -348,11 +348,13 @@ fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
                 // belong to the instance already running on the port).
                 let words = lower_first(&os_words(&e));
                 match instance {
-                    None => eprintln!("emailrelay: error: socket bind error: {words}"),
+                    None => crate::stderrln!("emailrelay: error: socket bind error: {words}"),
                     // Several instances: which one, and which of its
                     // addresses (2.6.1 says neither).
                     Some(name) => {
-                        eprintln!("emailrelay: error: [{name}] socket bind error: {words}: {l}")
+                        crate::stderrln!(
+                            "emailrelay: error: [{name}] socket bind error: {words}: {l}"
+                        )
                     }
                 }
                 return Err(EXIT_BIND);

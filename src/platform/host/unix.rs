@@ -46,14 +46,14 @@ pub fn read_secret_line(prompt: &str) -> Vec<u8> {
         let mut quiet = saved.clone();
         quiet.local_flags.remove(LocalFlags::ECHO);
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
-        eprint!("{prompt}");
+        crate::stderr!("{prompt}");
         let _ = io::stderr().flush();
     }
     let mut line = Vec::new();
     let _ = stdin.lock().read_until(b'\n', &mut line);
     if let Some(saved) = saved {
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
-        eprintln!();
+        crate::stderrln!();
     }
     line
 }

@@ -50,7 +50,7 @@ pub fn read_secret_line(prompt: &str) -> Vec<u8> {
     if console {
         // SAFETY: the same handle, the mode less echo.
         unsafe { SetConsoleMode(handle, saved & !ENABLE_ECHO_INPUT) };
-        eprint!("{prompt}");
+        crate::stderr!("{prompt}");
         let _ = io::stderr().flush();
     }
     let mut line = Vec::new();
@@ -58,7 +58,7 @@ pub fn read_secret_line(prompt: &str) -> Vec<u8> {
     if console {
         // SAFETY: the mode read above, put back.
         unsafe { SetConsoleMode(handle, saved) };
-        eprintln!();
+        crate::stderrln!();
     }
     line
 }

@@ -1,17 +1,20 @@
-//! The Event Log: source `emailrelay`, ids 1001-1003 from the message
-//! table in the program (`packaging/windows/messages.mc`).
+//! The Event Log: a source named after the program's file (`emailrelay`
+//! for `emailrelay.exe`), registered at every start as 2.6.1 does, ids
+//! 1001-1003 from the message table built into the program
+//! (`packaging/windows/messages.mc`, by build.rs).
 
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::EventLog::{
     RegisterEventSourceW, ReportEventW, EVENTLOG_ERROR_TYPE, EVENTLOG_INFORMATION_TYPE,
     EVENTLOG_WARNING_TYPE,
 };
+use windows_sys::Win32::System::Registry::{
+    RegCloseKey, RegCreateKeyExW, RegSetValueExW, HKEY, HKEY_LOCAL_MACHINE, KEY_SET_VALUE,
+    REG_DWORD, REG_OPTION_NON_VOLATILE, REG_SZ,
+};
 
 use super::Severity;
 use crate::platform::files::wide;
-
-/// The event source name, as 2.6.1 registers it.
-pub const SOURCE: &str = "emailrelay";
 
 /// The message-table ids (severity bits included) that take the text as
 /// their only insert: shown by Event Viewer as event ids 1001, 1002, 1003.
@@ -26,9 +29,15 @@ pub struct SystemLog {
 }
 
 impl SystemLog {
-    /// Opens the Event Log (the facility means nothing on Windows).
+    /// Opens the Event Log (the facility means nothing on Windows), as
+    /// the source named after this program, registering it first.
     pub fn open(_facility: u8) -> SystemLog {
-        let name = wide(SOURCE);
+        let exe = std::env::current_exe().unwrap_or_default();
+        let source = exe
+            .file_stem()
+            .map_or_else(|| "emailrelay".into(), |s| s.to_string_lossy().into_owned());
+        register(&source, &exe.to_string_lossy());
+        let name = wide(&source);
         // SAFETY: the local machine (null) and a NUL-terminated name.
         let handle: HANDLE = unsafe { RegisterEventSourceW(std::ptr::null(), name.as_ptr()) };
         SystemLog {
@@ -38,7 +47,7 @@ impl SystemLog {
 
     /// Reports one line (`body` is the line after the program name);
     /// verbose and debug lines are not reported, as in 2.6.1.
-    pub fn send(&mut self, severity: Severity, _program: &str, body: &str) {
+    pub fn send(&mut self, severity: Severity, program: &str, body: &str) {
         let (kind, id) = match severity {
             Severity::Error => (EVENTLOG_ERROR_TYPE, ERROR_ID),
             Severity::Warning => (EVENTLOG_WARNING_TYPE, WARNING_ID),
@@ -48,7 +57,8 @@ impl SystemLog {
         if self.source == 0 {
             return;
         }
-        let text = wide(body);
+        // E-MailRelay compatibility: the whole line, program name too.
+        let text = wide(&format!("{program}: {body}"));
         let strings = [text.as_ptr()];
         // SAFETY: our source handle, one NUL-terminated insert string, no data.
         unsafe {
@@ -65,4 +75,63 @@ impl SystemLog {
             );
         }
     }
+}
+
+/// Registers `source` in the Application log with `exe`'s message table
+/// (what Event Viewer needs to show the text); quietly does nothing
+/// without the right to (not an administrator).
+fn register(source: &str, exe: &str) {
+    let key = wide(&format!(
+        "SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\{source}"
+    ));
+    let mut hkey: HKEY = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated key name and an out-parameter for the key.
+    let rc = unsafe {
+        RegCreateKeyExW(
+            HKEY_LOCAL_MACHINE,
+            key.as_ptr(),
+            0,
+            std::ptr::null(),
+            REG_OPTION_NON_VOLATILE,
+            KEY_SET_VALUE,
+            std::ptr::null(),
+            &mut hkey,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 {
+        return;
+    }
+    let path = wide(exe);
+    let path_bytes = path.len() * 2;
+    for name in ["EventMessageFile", "CategoryMessageFile"] {
+        let name = wide(name);
+        // SAFETY: an open key, a NUL-terminated name, and the value's bytes.
+        unsafe {
+            RegSetValueExW(
+                hkey,
+                name.as_ptr(),
+                0,
+                REG_SZ,
+                path.as_ptr().cast(),
+                path_bytes as u32,
+            )
+        };
+    }
+    for (name, value) in [("CategoryCount", 1u32), ("TypesSupported", 7u32)] {
+        let name = wide(name);
+        // SAFETY: as above, with a four-byte value.
+        unsafe {
+            RegSetValueExW(
+                hkey,
+                name.as_ptr(),
+                0,
+                REG_DWORD,
+                (&value as *const u32).cast(),
+                4,
+            )
+        };
+    }
+    // SAFETY: closed once.
+    unsafe { RegCloseKey(hkey) };
 }
