@@ -32,6 +32,7 @@ pub fn nameserver() -> Option<IpAddr> {
 
 /// The width of the console window on standard output, if it is one.
 pub(super) fn terminal_columns() -> Option<usize> {
+    // SAFETY: a plain C struct of integers, for which all zeroes is valid.
     let mut info: CONSOLE_SCREEN_BUFFER_INFO = unsafe { std::mem::zeroed() };
     // SAFETY: the standard output handle and a struct to fill.
     let ok = unsafe { GetConsoleScreenBufferInfo(GetStdHandle(STD_OUTPUT_HANDLE), &mut info) } != 0;
@@ -46,6 +47,7 @@ pub fn read_secret_line(prompt: &str) -> Vec<u8> {
     // SAFETY: the standard input handle; its mode is read into `saved`.
     let handle = unsafe { GetStdHandle(STD_INPUT_HANDLE) };
     let mut saved = 0u32;
+    // SAFETY: the same handle and an out-parameter for its mode.
     let console = unsafe { GetConsoleMode(handle, &mut saved) } != 0;
     if console {
         // SAFETY: the same handle, the mode less echo.
@@ -71,6 +73,7 @@ fn computer_name(format: COMPUTER_NAME_FORMAT) -> Option<String> {
         return None;
     }
     let mut buffer = vec![0u16; size as usize];
+    // SAFETY: a buffer of the `size` characters the first call asked for.
     let ok = unsafe { GetComputerNameExW(format, buffer.as_mut_ptr(), &mut size) } != 0;
     let name = String::from_utf16_lossy(&buffer[..size as usize]);
     (ok && !name.is_empty()).then_some(name)
