@@ -21,7 +21,8 @@
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
-//! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
+//! - `wine` (tests/shared/wine.rs, shared with `golden`): a Wine prefix per test,
+//!   Windows paths, the Windows build's programs.
 //!
 //! 2.6.1's own transcripts are replayed by the `golden` test target
 //! (tests/replay); tests that can only check anything as root are in
@@ -54,4 +55,5 @@ mod service;
 mod submit;
 mod tls;
 mod windows;
+#[path = "../shared/wine.rs"]
 mod wine;

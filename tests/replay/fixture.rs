@@ -26,6 +26,17 @@ pub struct Fixture {
     /// For `run`: seconds after which 2.6.1 counted as still running.
     pub run_limit: u64,
     pub steps: Vec<Step>,
+    /// `platform windows`: 2.6.1's Windows build under Wine (README.md,
+    /// Windows scenarios); the rest is for those only.
+    pub windows: bool,
+    /// Programs copied in beside `program` (`exe` lines).
+    pub exes: Vec<String>,
+    /// Directories of the prefix removed before the start and captured.
+    pub watch: Vec<String>,
+    /// Directories of the prefix made before the start.
+    pub wmkdirs: Vec<String>,
+    /// Registry keys deleted before the start.
+    pub reg_deletes: Vec<String>,
 }
 
 pub enum Step {
@@ -53,6 +64,21 @@ pub enum Step {
     Signal(String),
     StopPidfile(String),
     Capture(Vec<Captured>),
+    /// `wine ARGS...` to completion, and what it said.
+    Command(WineCommand),
+    WaitListen(String),
+    WaitClosed(String),
+}
+
+/// A `command` step: the line's arguments (escaped, as in the fixture),
+/// and the recorded outcome.
+#[derive(Default)]
+pub struct WineCommand {
+    pub line: String,
+    pub args: Vec<Vec<u8>>,
+    pub exit: String,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 pub enum Captured {
@@ -72,6 +98,10 @@ pub enum Captured {
         target: String,
     },
     Gone(String),
+    /// A watched directory of the prefix that is not there.
+    Absent(String),
+    /// Wine's debug lines (taken out of stderr).
+    WineDebug(Vec<u8>),
     Sink {
         name: String,
         index: usize,
@@ -119,6 +149,16 @@ impl Fixture {
                 let item = match word {
                     "stdout" => Some(Captured::Stdout(data(&mut i)?)),
                     "stderr" => Some(Captured::Stderr(data(&mut i)?)),
+                    // Windows: the whole rest is the path (no mode or owner).
+                    "file" if f.windows => Some(Captured::File {
+                        path: rest.to_string(),
+                        meta: String::new(),
+                        data: data(&mut i)?,
+                    }),
+                    "dir" if f.windows => Some(Captured::Dir {
+                        path: rest.to_string(),
+                        meta: String::new(),
+                    }),
                     "file" => Some(Captured::File {
                         path: field(0)?,
                         meta: fields[1..].join(" "),
@@ -128,6 +168,8 @@ impl Fixture {
                         path: field(0)?,
                         meta: fields[1..].join(" "),
                     }),
+                    "absent" => Some(Captured::Absent(rest.to_string())),
+                    "wine-debug" => Some(Captured::WineDebug(data(&mut i)?)),
                     "symlink" => Some(Captured::Symlink {
                         path: field(0)?,
                         target: field(1)?,
@@ -158,9 +200,11 @@ impl Fixture {
                 "port" => f.ports.push(rest.to_string()),
                 "mkdir" => f.mkdirs.push(rest.to_string()),
                 "input" => {
-                    let mode = u32::from_str_radix(&field(1)?, 8).map_err(|_| bad("not a mode"))?;
+                    // The path may hold spaces; the mode is the last field.
+                    let (path, mode) = rest.rsplit_once(' ').ok_or_else(|| bad("no mode"))?;
+                    let mode = u32::from_str_radix(mode, 8).map_err(|_| bad("not a mode"))?;
                     let bytes = data(&mut i)?;
-                    f.inputs.push((field(0)?, mode, bytes));
+                    f.inputs.push((path.to_string(), mode, bytes));
                 }
                 "symlink" => f.symlinks.push((field(0)?, field(1)?)),
                 "lock" => f.locks.push(rest.to_string()),
@@ -207,13 +251,35 @@ impl Fixture {
                 "signal" => f.steps.push(Step::Signal(rest.to_string())),
                 "stop-pidfile" => f.steps.push(Step::StopPidfile(rest.to_string())),
                 "capture" => capture = Some(Vec::new()),
+                "platform" if rest == "windows" => f.windows = true,
+                "exe" => f.exes.push(rest.to_string()),
+                "watch" => f.watch.push(unescape_text(rest)?),
+                "wmkdir" => f.wmkdirs.push(unescape_text(rest)?),
+                "reg-delete" => f.reg_deletes.push(unescape_text(rest)?),
+                "command" => f.steps.push(Step::Command(WineCommand {
+                    line: rest.to_string(),
+                    args: rest.split(' ').map(unescape).collect::<Result<_, _>>()?,
+                    ..WineCommand::default()
+                })),
+                "command-exit" | "command-stdout" | "command-stderr" => {
+                    let Some(Step::Command(c)) = f.steps.last_mut() else {
+                        return Err(bad("not after a command line"));
+                    };
+                    match word {
+                        "command-exit" => c.exit = rest.to_string(),
+                        "command-stdout" => c.stdout = data(&mut i)?,
+                        _ => c.stderr = data(&mut i)?,
+                    }
+                }
+                "wait-listen" => f.steps.push(Step::WaitListen(rest.to_string())),
+                "wait-closed" => f.steps.push(Step::WaitClosed(rest.to_string())),
                 _ => return Err(bad("unknown line")),
             }
         }
         if let Some(items) = capture {
             f.steps.push(Step::Capture(items));
         }
-        if f.program.is_empty() {
+        if f.program.is_empty() && !f.windows {
             return Err(format!("{name}.golden: no program line"));
         }
         Ok(f)
@@ -248,6 +314,11 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
         i += 2;
     }
     Ok(out)
+}
+
+/// An escaped field as text.
+fn unescape_text(text: &str) -> Result<String, String> {
+    Ok(String::from_utf8_lossy(&unescape(text)?).into_owned())
 }
 
 /// Bytes as one escaped line: the recorder's `escape` (a trailing space

@@ -43,6 +43,9 @@ mod replay;
 mod run;
 #[cfg(unix)]
 mod sink;
+#[cfg(unix)]
+#[path = "../shared/wine.rs"]
+mod wine;
 
 #[cfg(unix)]
 fn main() {

@@ -16,11 +16,24 @@ pub struct Normaliser {
     /// The UTC date (`%d`) and hour (`%h`) when the scenario started.
     pub started: (String, String),
     pub hostname: String,
+    /// A Windows scenario's names, replaced first.
+    pub windows: Option<WindowsNames>,
+}
+
+/// What a Windows scenario's output names (README.md, Windows scenarios).
+pub struct WindowsNames {
+    /// The scenario directory's Linux paths (it and its canonical form).
+    pub dirs: Vec<String>,
+    /// The Wine prefix.
+    pub prefix: String,
 }
 
 impl Normaliser {
     pub fn normalise(&self, data: &[u8]) -> Vec<u8> {
         let mut data = data.to_vec();
+        if let Some(names) = &self.windows {
+            data = names.normalise(&data);
+        }
         for dir in &self.dirs {
             data = replace(&data, dir.as_bytes(), b"{DIR}");
         }
@@ -100,6 +113,94 @@ impl Normaliser {
         }
         out
     }
+}
+
+impl WindowsNames {
+    /// The scenario directory as Windows sees it (`Z:\tmp\golden-...`,
+    /// either case of the drive letter) -> `{WDIR}`, with forward slashes
+    /// -> `{WDIRF}`; the prefix -> `{PREFIX}`; in Wine's debug lines, the
+    /// thread id -> `{TID}` and 16-digit hex values -> `{PTR}`. (2.6.1's
+    /// console program's name -> `{PROGRAM}` is not done here: the replay
+    /// puts the name of the program it runs in the fixture instead.)
+    fn normalise(&self, data: &[u8]) -> Vec<u8> {
+        let mut data = data.to_vec();
+        for dir in &self.dirs {
+            let back = dir.replace('/', "\\");
+            data = replace_drive_path(&data, back.as_bytes(), b"{WDIR}");
+            data = replace_drive_path(&data, dir.as_bytes(), b"{WDIRF}");
+        }
+        data = replace(&data, self.prefix.as_bytes(), b"{PREFIX}");
+        replace_debug_lines(&data)
+    }
+}
+
+/// `Z:` or `z:` followed by `path`, not followed by a letter, digit, `_`
+/// or `-` -> `to`.
+fn replace_drive_path(data: &[u8], path: &[u8], to: &[u8]) -> Vec<u8> {
+    let name_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        let rest = &data[i..];
+        let end = 2 + path.len();
+        if rest.len() >= end
+            && (rest[0] == b'Z' || rest[0] == b'z')
+            && rest[1] == b':'
+            && rest[2..].starts_with(path)
+            && !rest.get(end).is_some_and(name_char)
+        {
+            out.extend(to);
+            i += end;
+        } else {
+            out.push(data[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Wine's debug lines (`0123:fixme:channel:...`): the thread id ->
+/// `{TID}:`, and 16-digit hex values (pointers) -> `{PTR}`.
+fn replace_debug_lines(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if !is_debug_line(line) {
+            out.extend(line);
+            continue;
+        }
+        out.extend(b"{TID}:");
+        let rest = &line[5..];
+        let hex = |b: &u8| b.is_ascii_hexdigit();
+        let mut i = 0;
+        while i < rest.len() {
+            let run = rest[i..].iter().take_while(|b| hex(b)).count();
+            let fresh = i == 0 || !hex(&rest[i - 1]);
+            if fresh && run == 16 {
+                out.extend(b"{PTR}");
+                i += 16;
+            } else if run > 0 {
+                out.extend(&rest[i..i + run]);
+                i += run;
+            } else {
+                out.push(rest[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A line of Wine's debug output: four lower-case hex digits, `:`, a
+/// class (`fixme`, `err`, `warn`, `trace`) and `:`.
+pub fn is_debug_line(line: &[u8]) -> bool {
+    line.len() > 5
+        && line[..4]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        && line[4] == b':'
+        && [&b"fixme:"[..], b"err:", b"warn:", b"trace:"]
+            .iter()
+            .any(|class| line[5..].starts_with(class))
 }
 
 pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

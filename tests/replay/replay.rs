@@ -18,13 +18,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fixture::{data_lines, Captured, Fixture, Step};
-use crate::normalise::{date_and_hour, replace, Normaliser};
+use crate::fixture::{data_lines, escape, Captured, Fixture, Step, WineCommand};
+use crate::normalise::{date_and_hour, is_debug_line, replace, Normaliser, WindowsNames};
 use crate::sink::{SinkConns, SinkServer};
+use crate::wine::{self, Wine};
 
-/// The parts, in the order they are reported.
-pub const PARTS: [&str; 8] = [
-    "start", "exit", "dialog", "stdout", "stderr", "log", "files", "sink",
+/// The parts, in the order they are reported. `commands` (what the
+/// `command` steps' programs said) and `wine-debug` (Wine's debug lines)
+/// are Windows scenarios' only.
+pub const PARTS: [&str; 10] = [
+    "start",
+    "exit",
+    "dialog",
+    "commands",
+    "stdout",
+    "stderr",
+    "wine-debug",
+    "log",
+    "files",
+    "sink",
 ];
 
 /// One part as 2.6.1 showed it (from the fixture) and as ours did.
@@ -48,6 +60,47 @@ pub struct Target {
 /// Files whose path has a component starting with `log` are the `log` part.
 const PARTS_OF_FILES: &str = "log";
 
+impl Target {
+    /// True when replaying other binaries than ours (`GOLDEN_BIN_DIR`).
+    pub fn reference(&self) -> bool {
+        self.bin_dir.is_some()
+    }
+
+    /// The name `{PROGRAM}` stands for in a Windows fixture: the console
+    /// program, 2.6.1's `emailrelay-textmode`, ours `emailrelay`.
+    pub fn windows_console(&self) -> &'static str {
+        if self.reference() {
+            "emailrelay-textmode"
+        } else {
+            "emailrelay"
+        }
+    }
+
+    /// A Windows fixture's program: the name it gets in the scenario
+    /// directory (without `.exe`) and the file it is copied from. Ours has
+    /// one program for 2.6.1's two builds (`emailrelay-textmode`, the
+    /// console one, and `emailrelay`, the GUI one): `emailrelay.exe`.
+    fn windows_program(&self, name: &str) -> (String, PathBuf) {
+        if let Some(dir) = &self.bin_dir {
+            return (name.to_string(), Path::new(dir).join(format!("{name}.exe")));
+        }
+        let ours = match name {
+            "emailrelay-textmode" => "emailrelay",
+            other => other,
+        };
+        let file = wine::windows_bin_dir().join(format!("{ours}.exe"));
+        (ours.to_string(), file)
+    }
+}
+
+/// A Windows scenario's own: its Wine prefix (ended when this drops) and
+/// the programs copied into the scenario directory.
+struct Windows {
+    wine: Wine,
+    /// The file names of the programs copied in (`emailrelay.exe`...).
+    programs: Vec<String>,
+}
+
 pub struct Replay<'a> {
     fixture: &'a Fixture,
     target: &'a Target,
@@ -65,11 +118,25 @@ pub struct Replay<'a> {
     _busy: Option<TcpListener>,
     _locks: Vec<nix::fcntl::Flock<std::fs::File>>,
     views: Observed,
+    /// A Windows scenario's prefix and programs (dropped last: its
+    /// wineserver ends every Windows process of the scenario).
+    windows: Option<Windows>,
 }
 
 impl<'a> Replay<'a> {
-    /// Runs the fixture; returns every part observed.
-    pub fn run(fixture: &'a Fixture, target: &'a Target) -> Observed {
+    /// Runs the fixture; returns every part observed, or why it could
+    /// not run at all (a Windows scenario without Wine).
+    pub fn run(fixture: &'a Fixture, target: &'a Target) -> Result<Observed, String> {
+        // 2.6.1's GUI build needs a display: the caller's (an Xvfb), when
+        // replaying 2.6.1 itself.
+        let display = std::env::var_os("DISPLAY").filter(|_| target.reference());
+        let windows = match fixture.windows {
+            true => Some(Windows {
+                wine: Wine::with_display(display).map_err(|e| format!("Wine: {e}"))?,
+                programs: Vec::new(),
+            }),
+            false => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("golden-")
             .tempdir()
@@ -84,16 +151,31 @@ impl<'a> Replay<'a> {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| path.clone());
         let program = program_path(target, &fixture.program);
-        let app_dir = std::fs::canonicalize(&program)
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned()))
-            .unwrap_or_default();
+        let app_dir = match &windows {
+            // Windows programs run from the scenario directory.
+            Some(_) => real.clone(),
+            None => std::fs::canonicalize(&program)
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned()))
+                .unwrap_or_default(),
+        };
+        let mut values = BTreeMap::from([("DIR".to_string(), path.clone())]);
+        if windows.is_some() {
+            let wdir = wine::winpath(Path::new(&path));
+            values.insert("WDIRF".to_string(), wdir.replace('\\', "/"));
+            values.insert("WDIR".to_string(), wdir);
+        }
+        let windows_names = windows.as_ref().map(|w| WindowsNames {
+            dirs: vec![real.clone(), path.clone()],
+            prefix: w.wine.prefix().to_string_lossy().into_owned(),
+        });
         let mut replay = Replay {
             fixture,
             target,
             capdir,
-            values: BTreeMap::from([("DIR".to_string(), path.clone())]),
+            values,
             norm: Normaliser {
+                windows: windows_names,
                 dirs: vec![real, path],
                 app_dir,
                 version: target.version.clone(),
@@ -112,10 +194,11 @@ impl<'a> Replay<'a> {
             _busy: None,
             _locks: Vec::new(),
             views: Observed::new(),
+            windows,
         };
         replay.play();
         replay.stop();
-        std::mem::take(&mut replay.views)
+        Ok(std::mem::take(&mut replay.views))
     }
 
     fn fixture_side(&mut self, part: &'static str, lines: Vec<String>) {
@@ -181,77 +264,24 @@ impl<'a> Replay<'a> {
             self.sinks
                 .insert(name.clone(), SinkServer::start(port, behaviour, reply));
         }
+        // A Windows scenario with no program line has only `command` steps.
+        let no_program = f.windows && f.program.is_empty();
         let start_line = match &f.start {
-            Some(ports) => format!("start {}", ports.join(" ")),
-            None => format!("run {}", f.run_limit),
+            _ if no_program => None,
+            Some(ports) => Some(format!("start {}", ports.join(" "))),
+            None => Some(format!("run {}", f.run_limit)),
         };
-        if let Err(e) = self.spawn() {
-            self.fixture_side("start", vec![start_line]);
-            self.ours_side("start", vec![e]);
+        if f.windows {
+            if let Err(e) = self.prepare_windows() {
+                self.fixture_side("start", start_line.into_iter().collect());
+                self.ours_side("start", vec![e]);
+                return;
+            }
+        }
+        if !no_program && !self.start(start_line.unwrap_or_default()) {
             return;
         }
-        match &f.start {
-            None => {
-                self.feed_stdin();
-                let expected = match f.steps.first() {
-                    Some(Step::Exit(expected)) => expected.clone(),
-                    _ => String::new(),
-                };
-                // 2.6.1 still ran after run_limit seconds, or exited before.
-                let limit = match expected.as_str() {
-                    "timeout" => f.run_limit,
-                    _ => f.run_limit.min(8),
-                };
-                let got = self.wait_exit(Duration::from_secs(limit));
-                self.fixture_side("exit", vec![format!("exit {expected}")]);
-                self.ours_side("exit", vec![format!("exit {got}")]);
-            }
-            Some(ports) => {
-                if let Some(mut stdin) = self.child.as_mut().and_then(|c| c.stdin.take()) {
-                    let _ = stdin.flush();
-                }
-                let ports: Vec<u16> = ports
-                    .iter()
-                    .map(|p| self.values[p].parse().unwrap())
-                    .collect();
-                let limit = Instant::now() + Duration::from_secs(10);
-                let mut seen_listening = None;
-                loop {
-                    // Listening counts once it lasts: a relay that binds
-                    // its ports and then gives up on a later check (the
-                    // spool's permissions, say) has not started.
-                    if ports.iter().all(|&p| listening(p)) {
-                        let since = *seen_listening.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= Duration::from_millis(100) {
-                            break;
-                        }
-                    }
-                    let exited = self
-                        .child
-                        .as_mut()
-                        .and_then(|c| c.try_wait().ok().flatten());
-                    if exited.is_some() || Instant::now() > limit {
-                        let what = match exited {
-                            Some(status) => format!("exited at startup ({status})"),
-                            None => "not listening within 10 s".to_string(),
-                        };
-                        let err =
-                            std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
-                        let log = std::fs::read(self.path("log")).unwrap_or_default();
-                        let mut ours = vec![what, "stderr".to_string()];
-                        ours.extend(data_lines(&self.norm.normalise(&err)));
-                        ours.push("log".to_string());
-                        ours.extend(data_lines(&self.norm.normalise(&log)));
-                        self.fixture_side("start", vec![start_line]);
-                        self.ours_side("start", ours);
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                self.both("start", vec![start_line]);
-            }
-        }
-        let skip_first_exit = f.start.is_none();
+        let skip_first_exit = f.start.is_none() && !no_program;
         for (n, step) in f.steps.iter().enumerate() {
             if n == 0 && skip_first_exit && matches!(step, Step::Exit(_)) {
                 continue;
@@ -279,19 +309,250 @@ impl<'a> Replay<'a> {
         }
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    /// Starts the program and waits for it as the fixture says: until it
+    /// listens (`start`), or until it exits (`run`). False if it did not
+    /// start as 2.6.1 did (the difference is then in the `start` part).
+    fn start(&mut self, start_line: String) -> bool {
         let f = self.fixture;
-        let program = program_path(self.target, &f.program);
-        let stdout = std::fs::File::create(self.capdir.path().join("stdout")).unwrap();
-        let stderr = std::fs::File::create(self.capdir.path().join("stderr")).unwrap();
-        let mut cmd = Command::new(&program);
-        cmd.args(f.args.iter().map(|a| OsString::from_vec(self.subst(a))))
+        if let Err(e) = self.spawn() {
+            self.fixture_side("start", vec![start_line]);
+            self.ours_side("start", vec![e]);
+            return false;
+        }
+        match &f.start {
+            None => {
+                self.feed_stdin();
+                let expected = match f.steps.first() {
+                    Some(Step::Exit(expected)) => expected.clone(),
+                    _ => String::new(),
+                };
+                // 2.6.1 still ran after run_limit seconds, or exited before.
+                // (Under Wine, a program may take longer: 2.6.1's service
+                // wrapper started from a console gives up after 10 s.)
+                let limit = match expected.as_str() {
+                    "timeout" => f.run_limit,
+                    _ if f.windows => f.run_limit,
+                    _ => f.run_limit.min(8),
+                };
+                let got = self.wait_exit(Duration::from_secs(limit));
+                self.fixture_side("exit", vec![format!("exit {expected}")]);
+                self.ours_side("exit", vec![format!("exit {got}")]);
+            }
+            Some(ports) => {
+                if let Some(mut stdin) = self.child.as_mut().and_then(|c| c.stdin.take()) {
+                    let _ = stdin.flush();
+                }
+                let ports: Vec<u16> = ports
+                    .iter()
+                    .map(|p| self.values[p].parse().unwrap())
+                    .collect();
+                // Wine takes a moment more to start a program.
+                let wait = if f.windows { 20 } else { 10 };
+                let limit = Instant::now() + Duration::from_secs(wait);
+                let mut seen_listening = None;
+                loop {
+                    // Listening counts once it lasts: a relay that binds
+                    // its ports and then gives up on a later check (the
+                    // spool's permissions, say) has not started.
+                    if ports.iter().all(|&p| listening(p)) {
+                        let since = *seen_listening.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= Duration::from_millis(100) {
+                            break;
+                        }
+                    }
+                    let exited = self
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
+                    if exited.is_some() || Instant::now() > limit {
+                        let what = match exited {
+                            Some(status) => format!("exited at startup ({status})"),
+                            None => format!("not listening within {wait} s"),
+                        };
+                        let (err, _) = self.our_stderr();
+                        let log = std::fs::read(self.path("log")).unwrap_or_default();
+                        let mut ours = vec![what, "stderr".to_string()];
+                        ours.extend(data_lines(&self.norm.normalise(&err)));
+                        ours.push("log".to_string());
+                        ours.extend(data_lines(&self.norm.normalise(&log)));
+                        self.fixture_side("start", vec![start_line]);
+                        self.ours_side("start", ours);
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                self.both("start", vec![start_line]);
+            }
+        }
+        true
+    }
+
+    /// A Windows scenario's set-up (README.md, Windows scenarios): its
+    /// programs copied into the scenario directory, the watched
+    /// directories of the prefix removed and `wmkdir`s made, `reg-delete`
+    /// keys deleted. Errs, naming them, when programs are missing.
+    fn prepare_windows(&mut self) -> Result<(), String> {
+        let f = self.fixture;
+        let names = std::iter::once(&f.program)
+            .filter(|p| !p.is_empty())
+            .chain(&f.exes);
+        let mut missing = Vec::new();
+        let mut programs = Vec::new();
+        for name in names {
+            let (ours, from) = self.target.windows_program(name);
+            if !from.is_file() {
+                missing.push(format!("{ours}.exe"));
+                continue;
+            }
+            let file = format!("{ours}.exe");
+            std::fs::copy(&from, self.path(&file))
+                .map_err(|e| format!("copying {}: {e}", from.display()))?;
+            programs.push(file);
+        }
+        if !missing.is_empty() {
+            let dir = match &self.target.bin_dir {
+                Some(dir) => PathBuf::from(dir),
+                None => wine::windows_bin_dir(),
+            };
+            return Err(format!(
+                "not in the Windows build ({}): {}",
+                dir.display(),
+                missing.join(", ")
+            ));
+        }
+        let windows = self.windows.as_mut().expect("a Windows scenario's prefix");
+        windows.programs = programs;
+        for w in &f.watch {
+            let _ = std::fs::remove_dir_all(windows.wine.unix_path(w));
+        }
+        for w in &f.wmkdirs {
+            std::fs::create_dir_all(windows.wine.unix_path(w)).unwrap();
+        }
+        for key in &f.reg_deletes {
+            let mut cmd = self.windows_command("reg");
+            cmd.args(["delete", key, "/f"]);
+            let _ = wine::run_quiet(&mut cmd, Duration::from_secs(30));
+        }
+        Ok(())
+    }
+
+    /// `wine <program>` in the scenario's prefix and directory, with the
+    /// environment of README.md's Windows scenarios (and the fixture's
+    /// `env` lines).
+    fn windows_command(&self, program: &str) -> Command {
+        let windows = self.windows.as_ref().expect("a Windows scenario's prefix");
+        let mut cmd = Command::new("wine");
+        cmd.arg(program)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
             .env("TZ", "UTC")
             .env("LANG", "C")
-            .envs(f.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .env("WINEPREFIX", windows.wine.prefix())
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env("HOME", windows.wine.home());
+        if let Some(display) = windows.wine.display() {
+            cmd.env("DISPLAY", display);
+        }
+        cmd.envs(self.fixture.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        cmd
+    }
+
+    /// Our program's standard error, and Wine's debug lines taken out of
+    /// it (a Windows scenario's `wine-debug`).
+    fn our_stderr(&self) -> (Vec<u8>, Vec<u8>) {
+        let data = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
+        if !self.fixture.windows {
+            return (data, Vec::new());
+        }
+        let (mut rest, mut debug) = (Vec::new(), Vec::new());
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if is_debug_line(line) {
+                debug.extend(line);
+            } else {
+                rest.extend(line);
+            }
+        }
+        (rest, debug)
+    }
+
+    /// A `command` step: `wine ARGS...` to completion (30 s at most).
+    fn command(&mut self, c: &WineCommand) {
+        let render = |exit: &str, out: &[u8], err: &[u8]| {
+            let mut lines = vec![
+                format!("command {}", c.line),
+                format!("command-exit {exit}"),
+                "command-stdout".to_string(),
+            ];
+            lines.extend(data_lines(out));
+            lines.push("command-stderr".to_string());
+            lines.extend(data_lines(err));
+            lines
+        };
+        self.fixture_side("commands", render(&c.exit, &c.stdout, &c.stderr));
+        let args: Vec<OsString> = c
+            .args
+            .iter()
+            .map(|a| OsString::from_vec(self.subst(a)))
+            .collect();
+        let out = self.capdir.path().join("command.out");
+        let err = self.capdir.path().join("command.err");
+        let mut cmd = self.windows_command(&args[0].to_string_lossy());
+        cmd.args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        let exit = match cmd.spawn() {
+            Err(e) => format!("cannot start wine: {e}"),
+            Ok(mut child) => {
+                let end = Instant::now() + Duration::from_secs(30);
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(status)) => {
+                            break status
+                                .code()
+                                .map_or("signal".to_string(), |c| c.to_string())
+                        }
+                        Ok(None) if Instant::now() < end => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        _ => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            break "timeout".to_string();
+                        }
+                    }
+                }
+            }
+        };
+        let out = self.norm.normalise(&std::fs::read(out).unwrap_or_default());
+        let err = self.norm.normalise(&std::fs::read(err).unwrap_or_default());
+        self.ours_side("commands", render(&exit, &out, &err));
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let f = self.fixture;
+        let stdout = std::fs::File::create(self.capdir.path().join("stdout")).unwrap();
+        let stderr = std::fs::File::create(self.capdir.path().join("stderr")).unwrap();
+        let (program, mut cmd) = if f.windows {
+            // As the recorder: `wine {WDIR}\<program>.exe ARGS...`.
+            let (name, _) = self.target.windows_program(&f.program);
+            let program = format!("{}\\{name}.exe", self.values["WDIR"]);
+            let cmd = self.windows_command(&program);
+            (format!("wine {program}"), cmd)
+        } else {
+            let program = program_path(self.target, &f.program);
+            let mut cmd = Command::new(&program);
+            cmd.current_dir(self.dir.path())
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+                .env("TZ", "UTC")
+                .env("LANG", "C")
+                .envs(f.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            (program, cmd)
+        };
+        cmd.args(f.args.iter().map(|a| OsString::from_vec(self.subst(a))))
             .stdin(if f.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -315,9 +576,12 @@ impl<'a> Replay<'a> {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {program}: {e}"))?;
-        self.norm
-            .numbers
-            .insert(child.id().to_string(), "{PID}".to_string());
+        // (Wine's Linux pid is not the Windows program's.)
+        if !f.windows {
+            self.norm
+                .numbers
+                .insert(child.id().to_string(), "{PID}".to_string());
+        }
         self.child = Some(child);
         Ok(())
     }
@@ -442,6 +706,15 @@ impl<'a> Replay<'a> {
             }
             Step::StopPidfile(rel) => self.stop_pidfile(rel),
             Step::Capture(items) => self.capture(items),
+            Step::Command(c) => self.command(c),
+            Step::WaitListen(port) | Step::WaitClosed(port) => {
+                let want = matches!(step, Step::WaitListen(_));
+                let number: u16 = self.values[port].parse().unwrap();
+                let end = Instant::now() + Duration::from_secs(15);
+                while Instant::now() < end && listening(number) != want {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
         }
     }
 
@@ -586,10 +859,7 @@ impl<'a> Replay<'a> {
         let complete = || {
             let root = self.dir.path();
             expected.iter().all(|item| match item {
-                Captured::Stderr(want) => {
-                    let got = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
-                    self.norm.normalise(&got) == *want
-                }
+                Captured::Stderr(want) => self.norm.normalise(&self.our_stderr().0) == *want,
                 Captured::File { path, data, .. } if file_part(path) == "log" => {
                     self.watched().iter().any(|p| {
                         let rel = p
@@ -713,13 +983,21 @@ impl<'a> Replay<'a> {
                     self.fixture_side("stderr", lines);
                 }
                 Captured::File { path, meta, data } => {
-                    let mut lines = vec![format!("file {path} {meta}")];
+                    let mut lines = vec![entry_line("file", path, meta)];
                     lines.extend(data_lines(data));
                     entries.push((file_part(path), (path.clone(), 1), lines));
                 }
                 Captured::Dir { path, meta } => {
-                    let lines = vec![format!("dir {path} {meta}")];
+                    let lines = vec![entry_line("dir", path, meta)];
                     entries.push((file_part(path), (path.clone(), 0), lines));
+                }
+                Captured::Absent(path) => {
+                    entries.push(("files", (path.clone(), 4), vec![format!("absent {path}")]));
+                }
+                Captured::WineDebug(data) => {
+                    let mut lines = vec!["wine-debug".to_string()];
+                    lines.extend(data_lines(data));
+                    self.fixture_side("wine-debug", lines);
                 }
                 Captured::Symlink { path, target } => {
                     let lines = vec![format!("symlink {path} {target}")];
@@ -748,13 +1026,19 @@ impl<'a> Replay<'a> {
             lines.extend(data_lines(&self.norm.normalise(&data)));
             self.ours_side("stdout", lines);
         }
+        let (stderr, debug) = self.our_stderr();
         if has(|i| matches!(i, Captured::Stderr(_))) {
-            let data = std::fs::read(self.capdir.path().join("stderr")).unwrap_or_default();
             let mut lines = vec!["stderr".to_string()];
-            lines.extend(data_lines(&self.norm.normalise(&data)));
+            lines.extend(data_lines(&self.norm.normalise(&stderr)));
             self.ours_side("stderr", lines);
         }
+        if has(|i| matches!(i, Captured::WineDebug(_))) {
+            let mut lines = vec!["wine-debug".to_string()];
+            lines.extend(data_lines(&self.norm.normalise(&debug)));
+            self.ours_side("wine-debug", lines);
+        }
         let mut entries = self.our_files();
+        entries.extend(self.watched_dirs());
         entries.sort_by(|a, b| a.1.cmp(&b.1));
         for (part, _, lines) in entries {
             self.ours_side(part, lines);
@@ -774,6 +1058,12 @@ impl<'a> Replay<'a> {
     fn our_files(&self) -> Vec<(&'static str, (String, u8), Vec<String>)> {
         let mut out = Vec::new();
         let root = self.dir.path().to_path_buf();
+        let windows = self.fixture.windows;
+        let programs = self
+            .windows
+            .as_ref()
+            .map(|w| &w.programs[..])
+            .unwrap_or(&[]);
         walk(&root, &mut |p, kind| {
             let rel = p
                 .strip_prefix(&root)
@@ -783,17 +1073,31 @@ impl<'a> Replay<'a> {
             let Ok(meta) = std::fs::symlink_metadata(p) else {
                 return;
             };
-            let shape = format!(
-                "{:04o} {}:{}",
-                meta.mode() & 0o7777,
-                user_name(meta.uid()),
-                group_name(meta.gid())
-            );
-            let key = self.norm.normalise_path(&rel);
+            // Windows: no mode or owner; the path escaped (the recorder's).
+            let shape = match windows {
+                true => String::new(),
+                false => format!(
+                    "{:04o} {}:{}",
+                    meta.mode() & 0o7777,
+                    user_name(meta.uid()),
+                    group_name(meta.gid())
+                ),
+            };
+            let key = match windows {
+                true => escape(self.norm.normalise_path(&rel).as_bytes()),
+                false => self.norm.normalise_path(&rel),
+            };
+            if windows && programs.contains(&rel) {
+                return;
+            }
             match kind {
                 Kind::Dir => {
-                    if !self.fixture.mkdirs.contains(&rel) {
-                        let line = format!("dir {key} {shape}");
+                    // Windows: nor a directory holding inputs.
+                    let holds_input = windows
+                        && (self.fixture.inputs.iter())
+                            .any(|(r, _, _)| r.starts_with(&format!("{rel}/")));
+                    if !self.fixture.mkdirs.contains(&rel) && !holds_input {
+                        let line = entry_line("dir", &key, &shape);
                         out.push((file_part(&key), (key, 0), vec![line]));
                     }
                 }
@@ -818,7 +1122,7 @@ impl<'a> Replay<'a> {
                             return;
                         }
                     }
-                    let mut lines = vec![format!("file {key} {shape}")];
+                    let mut lines = vec![entry_line("file", &key, &shape)];
                     lines.extend(data_lines(&self.norm.normalise(&data)));
                     out.push((file_part(&key), (key, 1), lines));
                 }
@@ -830,6 +1134,41 @@ impl<'a> Replay<'a> {
             if std::fs::symlink_metadata(self.path(rel)).is_err() {
                 out.push(("files", (rel.clone(), 2), vec![format!("gone {rel}")]));
             }
+        }
+        out
+    }
+
+    /// A Windows scenario's `watch` directories of the prefix as ours left
+    /// them: their files and directories by Windows path (but for the
+    /// `wmkdir`s), or `absent`.
+    fn watched_dirs(&self) -> Vec<(&'static str, (String, u8), Vec<String>)> {
+        let mut out = Vec::new();
+        let Some(windows) = &self.windows else {
+            return out;
+        };
+        for w in &self.fixture.watch {
+            let top = windows.wine.unix_path(w);
+            if !top.exists() {
+                let path = escape(w.as_bytes());
+                out.push(("files", (path.clone(), 4), vec![format!("absent {path}")]));
+                continue;
+            }
+            walk(&top, &mut |p, kind| {
+                let rel = p.strip_prefix(&top).unwrap().to_string_lossy();
+                let wrel = format!("{w}\\{}", rel.replace('/', "\\"));
+                if kind == Kind::Dir && self.fixture.wmkdirs.contains(&wrel) {
+                    return;
+                }
+                let key = escape(&self.norm.normalise(wrel.as_bytes()));
+                if kind == Kind::Dir {
+                    out.push(("files", (key.clone(), 0), vec![format!("dir {key}")]));
+                } else {
+                    let data = std::fs::read(p).unwrap_or_default();
+                    let mut lines = vec![format!("file {key}")];
+                    lines.extend(data_lines(&self.norm.normalise(&data)));
+                    out.push(("files", (key, 1), lines));
+                }
+            });
         }
         out
     }
@@ -874,6 +1213,14 @@ fn program_path(target: &Target, name: &str) -> String {
         "emailrelay-submit" => env!("CARGO_BIN_EXE_emailrelay-submit").to_string(),
         "emailrelay-passwd" => env!("CARGO_BIN_EXE_emailrelay-passwd").to_string(),
         other => format!("(no such program: {other})"),
+    }
+}
+
+/// A capture's `file` or `dir` line: Windows ones have no mode or owner.
+fn entry_line(kind: &str, path: &str, meta: &str) -> String {
+    match meta {
+        "" => format!("{kind} {path}"),
+        _ => format!("{kind} {path} {meta}"),
     }
 }
 
