@@ -163,6 +163,18 @@ pub fn init(settings: LogSettings, program: &str) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Done with the system log, at the end of the process (on Windows the
+/// Event Log source is deregistered, as 2.6.1 does on its way out).
+pub fn close() {
+    if let Some(Ok(mut syslog)) = LOGGER
+        .get()
+        .and_then(|l| l.syslog.as_ref())
+        .map(|s| s.lock())
+    {
+        syslog.close();
+    }
+}
+
 /// Stops writing to standard error (`--close-stderr`); a log file is unaffected.
 pub fn close_stderr() {
     if let Some(logger) = LOGGER.get() {

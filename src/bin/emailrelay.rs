@@ -33,11 +33,14 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e, args.has("log-time")),
     };
-    match emailrelay::run::run(config) {
+    let result = emailrelay::run::run(config);
+    emailrelay::log::close();
+    match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         // E-MailRelay's startup errors go to standard error only.
         Err(e) => {
-            emailrelay::stderrln!("{PROGRAM}: error: {e:#}");
+            let name = emailrelay::platform::console::name_as_typed(PROGRAM);
+            emailrelay::stderrln!("{name}: error: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -53,8 +56,12 @@ fn fail(error: &ConfigError, with_time: bool) -> ExitCode {
     } else {
         String::new()
     };
+    let name = match error.from_parser() {
+        true => PROGRAM.to_string(),
+        false => emailrelay::platform::console::name_as_typed(PROGRAM),
+    };
     for line in error.lines() {
-        emailrelay::stderrln!("{PROGRAM}: {time}{line}");
+        emailrelay::stderrln!("{name}: {time}{line}");
     }
     if error.is_usage() {
         emailrelay::stderrln!(

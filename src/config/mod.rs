@@ -83,6 +83,18 @@ impl ConfigError {
         matches!(self, ConfigError::Usage(_) | ConfigError::TooManyArgs)
     }
 
+    /// True for errors E-MailRelay's command-line parser reports (syntax,
+    /// too many arguments, options that do not go together), which name
+    /// the program without the `.exe` typed on Windows; the rest name it
+    /// as typed (`platform::console::name_as_typed`).
+    pub fn from_parser(&self) -> bool {
+        match self {
+            ConfigError::Usage(_) | ConfigError::TooManyArgs | ConfigError::Conflict(_) => true,
+            ConfigError::InInstance { source, .. } => source.from_parser(),
+            _ => false,
+        }
+    }
+
     /// The error's lines as E-MailRelay prints them, without the program
     /// name: one per usage error.
     pub fn lines(&self) -> Vec<String> {

@@ -34,6 +34,26 @@ impl<W: Write> Write for Text<W> {
     }
 }
 
+/// The program's name as E-MailRelay's top-level errors give it (a port
+/// in use, a spool directory or secrets file that cannot be used): on
+/// Windows the last part of the command as it was typed, so with `.exe`
+/// where that was typed or where a shortcut or the service gives the full
+/// path (`emailrelay.exe: error: ...`), as 2.6.1 says it there; errors in
+/// the command line's syntax keep the bare name. On Unix, `name`.
+pub fn name_as_typed(name: &str) -> String {
+    if !super::WINDOWS {
+        return name.to_string();
+    }
+    let argv0 = std::env::args_os()
+        .next()
+        .map(super::files::os_to_bytes)
+        .unwrap_or_default();
+    match argv0.rsplit(|&b| super::files::is_separator(b)).next() {
+        Some(last) if !last.is_empty() => String::from_utf8_lossy(last).into_owned(),
+        _ => name.to_string(),
+    }
+}
+
 /// Standard output, as text.
 pub fn stdout() -> Text<io::Stdout> {
     Text(io::stdout())

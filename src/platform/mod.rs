@@ -10,8 +10,11 @@
 //!   holding a file against crash recovery without blocking its readers,
 //!   flushing, durable renames, free space, permissions;
 //! - [`listen`]: binding listeners (exclusively on Windows), inherited
-//!   sockets, local (Unix-domain) sockets, interface addresses;
-//! - [`console`]: standard output and error with the system's line ends;
+//!   sockets, local (Unix-domain) sockets, interface addresses, the words
+//!   for a client that closed its end;
+//! - [`console`]: standard output and error with the system's line ends,
+//!   the program's name as typed;
+//! - [`errors`]: the words for a system error, as E-MailRelay prints them;
 //! - [`child`]: how a filter or verifier program is started, how its
 //!   whole process tree is ended, what its exit status means;
 //! - [`syslog`]: the system log (syslog on Unix, the Event Log on Windows);
@@ -26,6 +29,7 @@
 
 pub mod child;
 pub mod console;
+pub mod errors;
 pub mod files;
 pub mod host;
 pub mod listen;

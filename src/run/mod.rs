@@ -270,7 +270,8 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         // E-MailRelay compatibility: a message the upstream refused is a
         // .bad file, not a failed run; a connection that failed is.
         if let Some(error) = forwarder.pass_for("startup").await.error {
-            crate::stderrln!("emailrelay: error: {error}");
+            let name = crate::platform::console::name_as_typed("emailrelay");
+            crate::stderrln!("{name}: error: {error}");
             code = 1;
         }
     }
@@ -278,20 +279,6 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         crate::stderrln!("emailrelay: nothing to do");
     }
     code
-}
-
-/// An I/O error's words without Rust's `(os error N)`.
-fn os_words(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(end) => text[..end].to_string(),
-        None => text,
-    }
-}
-
-/// E-MailRelay writes system error texts in lower case.
-fn lower_first(text: &str) -> String {
-    text.to_lowercase()
 }
 
 fn log_warnings(process: &ProcessSettings, instances: &[InstanceSettings]) {
@@ -346,14 +333,15 @@ fn bind_all(listen: &[Listen], instance: Option<&str>) -> Result<Bound, i32> {
             Err(e) => {
                 // E-MailRelay's words, on standard error only (the log may
                 // belong to the instance already running on the port).
-                let words = lower_first(&os_words(&e));
+                let words = crate::platform::errors::words(&e);
+                let program = crate::platform::console::name_as_typed("emailrelay");
                 match instance {
-                    None => crate::stderrln!("emailrelay: error: socket bind error: {words}"),
+                    None => crate::stderrln!("{program}: error: socket bind error: {words}"),
                     // Several instances: which one, and which of its
                     // addresses (2.6.1 says neither).
                     Some(name) => {
                         crate::stderrln!(
-                            "emailrelay: error: [{name}] socket bind error: {words}: {l}"
+                            "{program}: error: [{name}] socket bind error: {words}: {l}"
                         )
                     }
                 }
@@ -371,8 +359,13 @@ fn create_spool_dir(settings: &InstanceSettings, user: Option<&str>) -> anyhow::
     if dir.exists() {
         return Ok(());
     }
-    std::fs::create_dir(dir)
-        .with_context(|| format!("cannot create spool directory [{}]", dir.display()))?;
+    std::fs::create_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create spool directory [{}]: {}",
+            dir.display(),
+            crate::platform::errors::words(&e)
+        )
+    })?;
     if let Some(user) = user {
         sys::Account::find(user)
             .and_then(|account| account.give(dir))

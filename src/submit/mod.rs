@@ -544,7 +544,10 @@ mod tests {
         let spool = dir.path().join("s");
         let want: String = ids
             .iter()
-            .map(|id| format!("{}/{id}.content\n", spool.display()))
+            .map(|id| {
+                let separator = char::from(crate::platform::files::SEPARATOR);
+                format!("{}{separator}{id}.content\n", spool.display())
+            })
             .collect();
         assert_eq!(out, want);
     }

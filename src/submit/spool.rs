@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::SubmitError;
+use crate::platform::files::{is_separator, SEPARATOR};
 use crate::store::{Envelope, NewMessage, Spool, StoreError};
 
 /// The spool, and the directory as 2.6.1 would print it.
@@ -22,11 +23,11 @@ pub struct OpenSpool {
 }
 
 impl OpenSpool {
-    /// `dir/name` as 2.6.1 prints it.
+    /// `dir/name` as 2.6.1 prints it (with a backslash on Windows).
     pub fn display_path(&self, name: &str) -> String {
         let mut path = self.shown.clone();
-        if path != b"/" {
-            path.push(b'/');
+        if !is_root(&path) {
+            path.push(SEPARATOR);
         }
         path.extend_from_slice(name.as_bytes());
         String::from_utf8_lossy(&path).into_owned()
@@ -41,8 +42,8 @@ pub fn open(dir: &[u8]) -> Result<OpenSpool, SubmitError> {
         return Err(SubmitError::SpoolDir(": not a directory".into()));
     }
     let mut dot = shown.clone();
-    if dot != b"/" {
-        dot.push(b'/');
+    if !is_root(&dot) {
+        dot.push(SEPARATOR);
     }
     dot.push(b'.');
     if let Err(e) = fs::read_dir(os_path(&dot)) {
@@ -179,19 +180,31 @@ fn copy_into(dir: &Path, name: &OsStr, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// A path as 2.6.1's `G::Path` prints it: empty and `.` parts dropped,
-/// `.` or `/` if nothing is left.
+/// `.` or the root if nothing is left; on Windows either slash separates
+/// and a backslash joins, and a network path keeps its two leading ones.
 pub fn normalise(path: &[u8]) -> Vec<u8> {
-    let absolute = path.first() == Some(&b'/');
+    let separator = |b: &u8| is_separator(*b);
+    let absolute = path.first().is_some_and(separator);
+    let network = absolute && SEPARATOR == b'\\' && path.get(1).is_some_and(separator);
     let parts: Vec<&[u8]> = path
-        .split(|&c| c == b'/')
+        .split(separator)
         .filter(|p| !p.is_empty() && *p != b".")
         .collect();
-    let joined = parts.join(&b'/');
+    let joined = parts.join(&SEPARATOR);
+    let root: &[u8] = match network {
+        true => &[SEPARATOR, SEPARATOR],
+        false => &[SEPARATOR],
+    };
     match (absolute, joined.is_empty()) {
-        (true, _) => [&b"/"[..], &joined].concat(),
+        (true, _) => [root, &joined].concat(),
         (false, true) if !path.is_empty() => b".".to_vec(),
         (false, _) => joined,
     }
+}
+
+/// True for a path that is only the root (`/`; on Windows a backslash too).
+fn is_root(path: &[u8]) -> bool {
+    path.len() == 1 && is_separator(path[0])
 }
 
 /// Bytes as a path.
@@ -222,11 +235,11 @@ fn store_error(shown_dir: &[u8], e: StoreError) -> SubmitError {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let shown = |name: &str| {
-        let mut p = String::from_utf8_lossy(shown_dir).into_owned();
-        if p != "/" {
-            p.push('/');
+        let mut p = shown_dir.to_vec();
+        if !is_root(&p) {
+            p.push(SEPARATOR);
         }
-        p + name
+        String::from_utf8_lossy(&p).into_owned() + name
     };
     SubmitError::Store(if op.contains("content") {
         format!("cannot write content file {}", shown(&name))
@@ -246,22 +259,10 @@ fn store_error(shown_dir: &[u8], e: StoreError) -> SubmitError {
     })
 }
 
-/// The C library's text for an error (`strerror`), in lower case as
-/// 2.6.1 prints it.
+/// The system's words for an error, in lower case as 2.6.1 prints them
+/// (the C library's `strerror` on Unix).
 pub(super) fn strerror(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = match e.raw_os_error() {
-        Some(code) => text
-            .strip_suffix(&format!(" (os error {code})"))
-            .unwrap_or(&text)
-            .to_string(),
-        None => text,
-    };
-    if text.is_ascii() {
-        text.to_lowercase()
-    } else {
-        text
-    }
+    crate::platform::errors::words(e)
 }
 
 #[cfg(test)]
@@ -280,8 +281,22 @@ mod tests {
             (".", "."),
             ("./", "."),
             ("/", "/"),
-            ("//tmp/x//", "/tmp/x"),
+            ("/tmp//x//", "/tmp/x"),
         ] {
+            // Windows shows the parts joined with a backslash.
+            let shown = shown.replace('/', &char::from(SEPARATOR).to_string());
+            assert_eq!(normalise(given.as_bytes()), shown.as_bytes(), "{given}");
+        }
+        let system_specific: &[(&str, &str)] = match SEPARATOR {
+            b'/' => &[("//tmp/x//", "/tmp/x"), ("a\\b", "a\\b")],
+            // Either slash separates; a network path keeps its two backslashes.
+            _ => &[
+                ("//server/share/", "\\\\server\\share"),
+                ("Z:\\tmp\\\\x\\", "Z:\\tmp\\x"),
+                ("a/b\\c", "a\\b\\c"),
+            ],
+        };
+        for (given, shown) in system_specific {
             assert_eq!(normalise(given.as_bytes()), shown.as_bytes(), "{given}");
         }
     }

@@ -11,7 +11,8 @@
 //!   the indexer holds a new file (errors 5 and 32);
 //! - modes (`rw-rw----` on Unix; Windows files inherit the directory's
 //!   access list), free space, file identity, "out of space" errors;
-//! - arguments and paths as bytes (exact on Unix; UTF-8 on Windows).
+//! - arguments and paths as bytes (exact on Unix; UTF-8 on Windows), and
+//!   the separator between a path's parts (either slash on Windows).
 //!
 //! Everything else about files is the standard library's.
 

@@ -11,6 +11,14 @@ use std::time::{Duration, SystemTime};
 /// Line end of the text files we write (log files).
 pub const LINE_END: &str = "\n";
 
+/// The separator E-MailRelay puts between the parts of a path it shows.
+pub const SEPARATOR: u8 = b'/';
+
+/// True for a byte that separates the parts of a path.
+pub fn is_separator(b: u8) -> bool {
+    b == b'/'
+}
+
 /// Opens a spool file for reading only if it is a regular file and not a
 /// symbolic link. Nothing in a spool directory is trusted to be what we
 /// wrote: a planted link would send or copy a file from outside the spool,

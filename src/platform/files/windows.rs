@@ -26,6 +26,15 @@ use super::wide;
 /// Line end of the text files we write (log files), as 2.6.1 writes them.
 pub const LINE_END: &str = "\r\n";
 
+/// The separator E-MailRelay puts between the parts of a path it shows
+/// (2.6.1's `G::Path` turns `/` into `\` on Windows).
+pub const SEPARATOR: u8 = b'\\';
+
+/// True for a byte that separates the parts of a path: either slash.
+pub fn is_separator(b: u8) -> bool {
+    b == b'/' || b == b'\\'
+}
+
 /// How often a rename or removal is tried while another program (an
 /// antivirus scanner, the indexer, a backup) holds the file for a moment.
 const BUSY_ATTEMPTS: u32 = 10;

@@ -35,6 +35,10 @@ impl SystemLog {
         }
     }
 
+    /// Done with the system log, at the end of the process: nothing to do
+    /// (the socket goes with the process).
+    pub fn close(&mut self) {}
+
     /// Sends one line (`body` is the line after the program name).
     pub fn send(&mut self, severity: Severity, program: &str, body: &str) {
         if self.dropped > 0 {

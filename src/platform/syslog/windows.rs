@@ -5,8 +5,8 @@
 
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::EventLog::{
-    RegisterEventSourceW, ReportEventW, EVENTLOG_ERROR_TYPE, EVENTLOG_INFORMATION_TYPE,
-    EVENTLOG_WARNING_TYPE,
+    DeregisterEventSource, RegisterEventSourceW, ReportEventW, EVENTLOG_ERROR_TYPE,
+    EVENTLOG_INFORMATION_TYPE, EVENTLOG_WARNING_TYPE,
 };
 use windows_sys::Win32::System::Registry::{
     RegCloseKey, RegCreateKeyExW, RegSetValueExW, HKEY, HKEY_LOCAL_MACHINE, KEY_SET_VALUE,
@@ -42,6 +42,17 @@ impl SystemLog {
         let handle: HANDLE = unsafe { RegisterEventSourceW(std::ptr::null(), name.as_ptr()) };
         SystemLog {
             source: handle as usize,
+        }
+    }
+
+    /// Done with the Event Log, at the end of the process: the source is
+    /// deregistered, as 2.6.1 does on its way out; later lines are not
+    /// reported.
+    pub fn close(&mut self) {
+        if self.source != 0 {
+            // SAFETY: our source handle, deregistered once (then zero).
+            unsafe { DeregisterEventSource(self.source as HANDLE) };
+            self.source = 0;
         }
     }
 
