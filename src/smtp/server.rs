@@ -42,6 +42,7 @@ use crate::log::{self, Level};
 use crate::monitor::Stats;
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
+use crate::platform::listen::PEER_CLOSED;
 use crate::serve;
 use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
@@ -321,7 +322,11 @@ impl Conn {
                     serve::close(&mut stream).await;
                     return timeout_reason(Instant::now() >= silence, session.in_data(), idle);
                 }
-                Ok(Ok(0)) | Ok(Err(_)) => {
+                Ok(Ok(0)) => {
+                    self.message = None;
+                    return PEER_CLOSED.into();
+                }
+                Ok(Err(_)) => {
                     self.message = None;
                     return "peer disconnected".into();
                 }
@@ -431,7 +436,7 @@ impl Conn {
             true => crate::warning!("error: {text}"),
             false => log::write(Level::Verbose, format_args!("exception: {text}")),
         }
-        self.reason_override = Some("peer disconnected");
+        self.reason_override = Some(PEER_CLOSED);
     }
 
     /// Checks AUTH credentials; a failure is answered only after a pause,

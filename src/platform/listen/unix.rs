@@ -16,6 +16,10 @@ pub(super) fn set_address_use(socket: &socket2::Socket) -> io::Result<()> {
     socket.set_reuse_address(true)
 }
 
+/// 2.6.1's words when an SMTP client closes its end of the connection
+/// (a read of nothing).
+pub const PEER_CLOSED: &str = "peer disconnected";
+
 /// Binds a Unix-domain socket at `path` (a stale one is replaced).
 pub fn bind_local(path: &Path) -> io::Result<LocalListener> {
     let _ = std::fs::remove_file(path);

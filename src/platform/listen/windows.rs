@@ -48,6 +48,11 @@ pub(super) fn set_address_use(socket: &socket2::Socket) -> io::Result<()> {
     }
 }
 
+/// 2.6.1's words when an SMTP client closes its end of the connection:
+/// on Windows it learns of it from the socket's close event (`FD_CLOSE`),
+/// which it words as a shutdown.
+pub const PEER_CLOSED: &str = "peer shutdown";
+
 /// Fails: no Unix-domain listeners on Windows.
 pub fn bind_local(_path: &Path) -> io::Result<LocalListener> {
     Err(unsupported("a local socket"))
