@@ -333,7 +333,8 @@ impl Filter {
             } else {
                 FilterType::Client
             };
-            crate::info!(
+            // E-MailRelay compatibility: a verbose line, as `running` is.
+            crate::verbose!(
                 "{} [{}]: [{}]: {}",
                 ty.name(),
                 self.id,

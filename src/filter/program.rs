@@ -20,7 +20,9 @@ pub async fn run(ty: FilterType, path: &Path, job: &FilterJob, timeout: Duration
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let prefix = format!("{} [{name}]", ty.name());
-    crate::info!(
+    // E-MailRelay compatibility: a verbose line (not in the Event Log or
+    // syslog, nor in the log without --verbose).
+    crate::verbose!(
         "{prefix}: [{}]: running {}",
         job.message_id(),
         path.display()
