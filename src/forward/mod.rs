@@ -164,8 +164,9 @@ pub struct Forwarder {
     /// A client filter asked to stop scanning: take no more messages in
     /// this pass.
     stop_pass: AtomicBool,
-    /// Why the next pass was asked for (`admin`, `rescan`, ...), for the log.
-    reason: Mutex<Option<&'static str>>,
+    /// Why the next passes were asked for (`admin`, `rescan`, ...), in
+    /// turn: each gets a pass of its own, logged with it, as in 2.6.1.
+    reasons: Mutex<std::collections::VecDeque<&'static str>>,
     /// Messages taken up in the current pass.
     started: AtomicU64,
     /// The instance's counters: per route outcomes here, `received` by
@@ -235,7 +236,7 @@ impl Forwarder {
             pass_lock: tokio::sync::Mutex::new(()),
             client_filter,
             stop_pass: AtomicBool::new(false),
-            reason: Mutex::new(None),
+            reasons: Mutex::new(std::collections::VecDeque::new()),
             started: AtomicU64::new(0),
             stats: Arc::new(Stats::default()),
             connections,
@@ -261,8 +262,11 @@ impl Forwarder {
     /// `client disconnect`, `admin`, `rescan`): the pass is logged with it.
     pub fn trigger(&self, reason: Reason) {
         if self.enabled() {
-            if let Ok(mut pending) = self.reason.lock() {
-                *pending = Some(reason);
+            if let Ok(mut pending) = self.reasons.lock() {
+                // The same request twice in a row is one pass.
+                if pending.back() != Some(&reason) {
+                    pending.push_back(reason);
+                }
             }
             self.wake.notify_one();
         }
@@ -284,16 +288,23 @@ impl Forwarder {
             return;
         }
         loop {
+            if *shutdown.borrow() {
+                return;
+            }
             let poll = self
                 .settings
                 .poll
                 .unwrap_or(Duration::from_secs(365 * 24 * 3600));
-            let reason = tokio::select! {
-                _ = self.wake.notified() => {
-                    self.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or("startup")
-                }
-                _ = tokio::time::sleep(poll) => "poll",
-                _ = shutdown.changed() => return,
+            // Requests in turn; a wake-up whose request was taken with an
+            // earlier one finds none and waits again.
+            let pending = self.reasons.lock().ok().and_then(|mut r| r.pop_front());
+            let reason = match pending {
+                Some(reason) => reason,
+                None => tokio::select! {
+                    _ = self.wake.notified() => continue,
+                    _ = tokio::time::sleep(poll) => "poll",
+                    _ = shutdown.changed() => return,
+                },
             };
             if self.pass_lock.try_lock().is_err() {
                 // E-MailRelay compatibility: the request waits for the pass
