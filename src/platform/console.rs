@@ -34,6 +34,10 @@ impl<W: Write> Write for Text<W> {
     }
 }
 
+/// The key that ends what is typed at the terminal, as help texts name
+/// it: `^D` on Unix, `^Z` on Windows (as 2.6.1's emailrelay-submit says).
+pub const END_OF_INPUT: &str = if super::WINDOWS { "^Z" } else { "^D" };
+
 /// The program's name as E-MailRelay's top-level errors give it (a port
 /// in use, a spool directory or secrets file that cannot be used): on
 /// Windows the last part of the command as it was typed, so with `.exe`

@@ -336,10 +336,11 @@ pub fn help_text(program: &str, verbose: bool) -> String {
         abbreviated: !verbose,
     };
     let mut text = getopt::usage(OPTIONS, program, layout, " [<envelope-to-address> ...]");
-    text.push_str(
-        "\nEnd a message typed at the terminal with ^D; there a line holding only \".\"\n\
+    text.push_str(&format!(
+        "\nEnd a message typed at the terminal with {}; there a line holding only \".\"\n\
          also ends its body.\n",
-    );
+        crate::platform::console::END_OF_INPUT
+    ));
     if !verbose {
         text.push_str("\nFor every option use \"--help -v\".\n");
     }
