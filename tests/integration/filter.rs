@@ -309,7 +309,14 @@ fn client_filter_exit_codes() {
     }
     let (code, log) = forward_once(
         &spool,
-        &["--as-client", &sink.address(), "--client-filter", &filter],
+        // --verbose: the filter's own lines are verbose ones, as in 2.6.1.
+        &[
+            "--as-client",
+            &sink.address(),
+            "--client-filter",
+            &filter,
+            "--verbose",
+        ],
     );
     // Messages failed by a filter are not a session error: 2.6.1
     // --as-client exits 0.
@@ -381,7 +388,14 @@ fn client_and_routing_filters_fail_messages_with_2_6_1_reasons() {
     .unwrap();
     let (code, log) = forward_once(
         &spool,
-        &["--as-client", &sink.address(), "--client-filter", "exit:1"],
+        // --verbose: the filter's own lines are verbose ones, as in 2.6.1.
+        &[
+            "--as-client",
+            &sink.address(),
+            "--client-filter",
+            "exit:1",
+            "--verbose",
+        ],
     );
     // Messages failed by a filter are not a session error: 2.6.1
     // --as-client exits 0.
@@ -433,11 +447,13 @@ fn client_filter_exit_103_is_ok_and_104_and_105_end_the_pass() {
         let before = sink.messages().len();
         let (_, log) = forward_once(
             &spool,
+            // --verbose: the filter's summary is a verbose line, as in 2.6.1.
             &[
                 "--as-client",
                 &sink.address(),
                 "--client-filter",
                 &format!("exit:{code}"),
+                "--verbose",
             ],
         );
         let bad = spool_files(&spool, ".envelope.bad").len();
