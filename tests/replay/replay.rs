@@ -410,15 +410,9 @@ impl<'a> Replay<'a> {
             programs.push(file);
         }
         if !missing.is_empty() {
-            let dir = match &self.target.bin_dir {
-                Some(dir) => PathBuf::from(dir),
-                None => wine::windows_bin_dir(),
-            };
-            return Err(format!(
-                "not in the Windows build ({}): {}",
-                dir.display(),
-                missing.join(", ")
-            ));
+            // (No directory here: the pins hold this line. The runner says
+            // where it looked.)
+            return Err(format!("not in the Windows build: {}", missing.join(", ")));
         }
         let windows = self.windows.as_mut().expect("a Windows scenario's prefix");
         windows.programs = programs;

@@ -60,6 +60,16 @@ pub fn main() {
     // Windows programs under Wine (README.md, Windows scenarios). They do
     // not need root; a missing Wine or Windows build fails them.
     let windows = Path::new(GOLDEN_DIR).join("windows");
+    if setup.target.bin_dir.is_none() {
+        let dir = crate::wine::windows_bin_dir();
+        if !dir.join("emailrelay.exe").is_file() {
+            eprintln!(
+                "golden: no emailrelay.exe in {}: the windows/ scenarios fail; {}",
+                dir.display(),
+                crate::wine::BUILD_HINT
+            );
+        }
+    }
     let mut trials = vec![Trial::test("pins-name-scenarios", check_pin_files)];
     for path in fixtures {
         let name = scenario_name(&path);
