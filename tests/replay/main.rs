@@ -10,6 +10,15 @@
 //! file, everything else written) and `sink` (what ours sent to a
 //! scripted server).
 //!
+//! `windows/`: 2.6.1's Windows build under Wine, replayed against our
+//! Windows programs under Wine (each scenario in its own copy of a
+//! template prefix, `tests/shared/wine.rs`), with two parts of their own:
+//! `commands` (what `wine reg`, `net`, `sc` and the programs run by a
+//! `command` step said) and `wine-debug` (the Event Log calls, a message
+//! box). They need Wine and the Windows build (`EMAILRELAY_WINDOWS_BIN`,
+//! else the target directory's x86_64-pc-windows-gnu/release): without
+//! either they fail.
+//!
 //! A part where ours differs must be pinned, with its reason, in the
 //! scenario's `.ours` file (`pins`): the case fails on a difference not
 //! pinned, on a pinned part where either side has changed since it was
@@ -20,16 +29,17 @@
 //! differences there for scripts/golden-accept (the outcome is the same);
 //! `GOLDEN_BIN_DIR=<dir>` with `GOLDEN_VERSION=<x.y.z>` replays against
 //! other binaries with no pins at all: against the reference itself
-//! (`/work/ref/src/main`, `2.6.1`) every part must match, which checks the
-//! fixtures and the replay together (refused under `CI`);
+//! (`/work/ref/src/main`, `2.6.1`; for `windows/`, `/work/ref-win/src/main`
+//! with `DISPLAY` for its GUI build) every part must match, which checks
+//! the fixtures and the replay together (refused under `CI`);
 //! `GOLDEN_JOBS=<n>`: scenarios at once (default 4: they mostly wait, so
 //! `--test-threads` other than 1 does not lower it).
 //!
-//! Needs root (the scenarios run with `--user root` and record file
-//! owners): otherwise each case is reported ignored, with that reason. It
+//! The Linux scenarios need root (they run with `--user root` and record
+//! file owners): otherwise each is reported ignored, with that reason. It
 //! must not touch anything outside its temporary directories (but for
-//! making `/var/spool/emailrelay`), leave a process running, or wait
-//! without a bound.
+//! making `/var/spool/emailrelay`, and the Wine template prefix in the
+//! target directory), leave a process running, or wait without a bound.
 
 #[cfg(unix)]
 mod fixture;
