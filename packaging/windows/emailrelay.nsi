@@ -117,9 +117,10 @@ Section "E-MailRelay (required)" SecProgram
   Call WriteServiceConfig
 
   ; The Event Log source, registered here because the relay, when an
-  ; ordinary user runs it, may not write this key.
-  WriteRegExpandStr HKLM "${EVENTLOGKEY}\emailrelay" "EventMessageFile" "$INSTDIR\emailrelay.exe"
-  WriteRegExpandStr HKLM "${EVENTLOGKEY}\emailrelay" "CategoryMessageFile" "$INSTDIR\emailrelay.exe"
+  ; ordinary user runs it, may not write this key (the values as the relay
+  ; and 2.6.1 write them at start).
+  WriteRegStr HKLM "${EVENTLOGKEY}\emailrelay" "EventMessageFile" "$INSTDIR\emailrelay.exe"
+  WriteRegStr HKLM "${EVENTLOGKEY}\emailrelay" "CategoryMessageFile" "$INSTDIR\emailrelay.exe"
   WriteRegDWORD HKLM "${EVENTLOGKEY}\emailrelay" "CategoryCount" 1
   WriteRegDWORD HKLM "${EVENTLOGKEY}\emailrelay" "TypesSupported" 7
 

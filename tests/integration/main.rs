@@ -21,6 +21,8 @@
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
+//! - `windows_package`: the Windows zip and installer under Wine: contents,
+//!   the example filters in cscript, silent install, service, uninstall.
 //!
 //! These run on the Linux host only (they drive real Linux programs);
 //! the Windows build is driven from here under Wine (`windows`).
@@ -49,3 +51,4 @@ mod server;
 mod service;
 mod submit;
 mod tls;
+mod windows_package;
