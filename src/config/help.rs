@@ -12,9 +12,20 @@ const MIN_DESCRIPTION: usize = 20;
 /// The help text, wrapped to `width` columns; `verbose` for every option,
 /// by section.
 pub fn help_text(program: &str, banner: &str, verbose: bool, width: usize) -> String {
+    help_text_for(System::HERE, program, banner, verbose, width)
+}
+
+/// [`help_text`] as `system`'s build shows it.
+pub fn help_text_for(
+    system: System,
+    program: &str,
+    banner: &str,
+    verbose: bool,
+    width: usize,
+) -> String {
     let mut options: Vec<&OptionSpec> = OPTIONS
         .iter()
-        .filter(|o| o.shown_on(System::HERE))
+        .filter(|o| o.shown_on(system))
         .filter(|o| verbose || o.level <= BASIC_LEVEL)
         .collect();
     options.sort_by_key(|o| (o.level, o.name));
@@ -175,7 +186,7 @@ mod tests {
 
     #[test]
     fn verbose_help_has_every_section_and_the_full_flag_cluster() {
-        let text = help_text("emailrelay", "banner", true, 80);
+        let text = help_text_for(System::Unix, "emailrelay", "banner", true, 80);
         assert!(text.starts_with("banner\n\nusage: emailrelay [-dvhlrVQjbgxf1LtXnBJGKem]"));
         for section in Section::ALL {
             assert!(text.contains(&format!("\n{}\n", section.title())));
@@ -189,6 +200,16 @@ mod tests {
             .filter(|l| l.len() > 80 && l.trim().contains(' '))
             .collect();
         assert!(long.is_empty(), "{long:?}");
+    }
+
+    #[test]
+    fn windows_help_shows_its_own_options() {
+        let text = help_text_for(System::Windows, "emailrelay", "banner", true, 80);
+        assert!(text.contains("--hidden") && text.contains("--show=<style>"));
+        for unix in ["[--user=", "[--no-daemon]", "[--localedir=", "[--syslog[="] {
+            assert!(!text.contains(unix), "{unix}");
+        }
+        assert!(text.contains("[--syslog]"));
     }
 
     #[test]

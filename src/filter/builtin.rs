@@ -355,6 +355,8 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
             return Ok(FilterOutcome::ok());
         }
     }
+    // Closed before the rename: Windows cannot replace an open file.
+    drop(reader);
     let id = message_id(&job.envelope)?;
     let header = format!("Message-ID: <{id}@{domain}>\r\n");
     let tmp = with_suffix(path, ".msgid.tmp");

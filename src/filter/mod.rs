@@ -407,7 +407,7 @@ mod tests {
         assert_eq!(
             FilterSpec::parse_chain("/usr/bin/f1, exit:103,,net:127.0.0.1:10101").unwrap(),
             [
-                FilterSpec::Program("/usr/bin/f1".into()),
+                FilterSpec::Program(std::path::absolute("/usr/bin/f1").unwrap()),
                 FilterSpec::Exit(103),
                 FilterSpec::Net("127.0.0.1:10101".into())
             ]
@@ -422,7 +422,10 @@ mod tests {
         );
         assert_eq!(
             FilterSpec::parse_chain("file:/bin/f2,sleepms:5").unwrap(),
-            [FilterSpec::Program("/bin/f2".into()), FilterSpec::Sleep(5)]
+            [
+                FilterSpec::Program(std::path::absolute("/bin/f2").unwrap()),
+                FilterSpec::Sleep(5)
+            ]
         );
         // 2.6.1 takes any exit code and ignores unknown built-in parameters.
         assert_eq!(

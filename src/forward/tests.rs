@@ -273,8 +273,7 @@ async fn an_idle_poll_does_not_walk_the_spool_again() {
     // The directory's time must be settled for a poll to trust it.
     let old = std::time::SystemTime::now() - Duration::from_secs(60);
     let set_old = || {
-        let dir = std::fs::File::open(spool.dir()).unwrap();
-        dir.set_modified(old).unwrap();
+        crate::platform::files::set_modified(spool.dir(), old).unwrap();
     };
     set_old();
     assert_eq!(forwarder.pass_for("poll").await.deferred, 1);

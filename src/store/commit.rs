@@ -278,7 +278,7 @@ impl Pipeline {
             Step::Finish { resync: true } => {
                 let open = |suffix| {
                     let p = path(suffix);
-                    File::open(&p).map_err(io_err("cannot sync message file", &p))
+                    files::open_to_flush(&p).map_err(io_err("cannot sync message file", &p))
                 };
                 return Ok(vec![open(".content")?, open(".envelope.new")?]);
             }

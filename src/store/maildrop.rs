@@ -191,13 +191,16 @@ impl Maildrop {
         }
         // Held while the files go, so that crash recovery (which renames
         // only unheld .busy files back) leaves it alone.
-        let _lock = File::open(&busy)
+        let lock = File::open(&busy)
             .ok()
             .and_then(|f| crate::platform::files::Held::hold(f).ok());
         if let Err(e) = fs::remove_file(&busy) {
             let _ = fs::rename(&busy, &envelope);
             return Err(format!("cannot delete [{}]: {e}", busy.display()));
         }
+        // Let go now: on Windows a removed file that is still open stays
+        // listed (delete pending), and would count as naming the content.
+        drop(lock);
         // Content in the spool directory may be named by other envelopes
         // (copy:pop, copy:nodelete); a user's own stays the user's.
         let dir = self.content_dir(m);

@@ -420,11 +420,15 @@ mod tests {
         );
         assert_eq!(
             VerifierSpec::parse("/usr/local/bin/verify"),
-            Ok(VerifierSpec::Program("/usr/local/bin/verify".into()))
+            Ok(VerifierSpec::Program(
+                std::path::absolute("/usr/local/bin/verify").unwrap()
+            ))
         );
         assert_eq!(
             VerifierSpec::parse("file:/usr/local/bin/verify"),
-            Ok(VerifierSpec::Program("/usr/local/bin/verify".into()))
+            Ok(VerifierSpec::Program(
+                std::path::absolute("/usr/local/bin/verify").unwrap()
+            ))
         );
         assert_eq!(VerifierSpec::parse("exit:0"), Ok(VerifierSpec::Exit(0)));
         let err = |t: &str| VerifierSpec::parse(t).unwrap_err().to_string();

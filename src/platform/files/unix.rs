@@ -44,6 +44,11 @@ pub fn open_directory(path: &Path) -> io::Result<File> {
         })
 }
 
+/// Opens an existing file only to flush it (`fsync` needs no more than read access).
+pub fn open_to_flush(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// Creates a new file (never an existing one) with `mode` (less the umask).
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
@@ -158,6 +163,11 @@ pub fn start_writeback(file: &File) {
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
+}
+
+/// Sets a file's or directory's modification time.
+pub fn set_modified(path: &Path, time: SystemTime) -> io::Result<()> {
+    File::open(path)?.set_modified(time)
 }
 
 /// A directory whose entries (renames, creations) can be made durable.

@@ -64,6 +64,12 @@ pub fn open_directory(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens an existing file only to flush it: `FlushFileBuffers` needs
+/// write access. Nothing is written.
+pub fn open_to_flush(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).open(path)
+}
+
 /// Creates a new file (never an existing one). Windows has no mode: the
 /// file inherits the directory's access list.
 pub fn create_new(path: &Path, _mode: u32) -> io::Result<File> {
@@ -204,6 +210,16 @@ pub fn free_space(dir: &Path) -> Option<u64> {
 
 /// Nothing to start: Windows has no `sync_file_range`.
 pub fn start_writeback(_file: &File) {}
+
+/// Sets a file's or directory's modification time.
+pub fn set_modified(path: &Path, time: SystemTime) -> io::Result<()> {
+    use windows_sys::Win32::Storage::FileSystem::FILE_WRITE_ATTRIBUTES;
+    OpenOptions::new()
+        .access_mode(FILE_WRITE_ATTRIBUTES)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(path)?
+        .set_modified(time)
+}
 
 /// A directory: nothing to sync on Windows, where NTFS journals directory
 /// entries and [`rename`] writes through.
