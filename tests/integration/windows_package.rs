@@ -171,14 +171,27 @@ impl Wine {
 }
 
 impl Drop for Wine {
+    /// Kills every Wine process of this prefix, then waits (bounded) for
+    /// its wineserver to go, so that nothing is left writing in the prefix.
     fn drop(&mut self) {
-        let _ = Command::new("wineserver")
-            .arg("-k")
-            .env("WINEPREFIX", &self.prefix)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for arg in ["-k", "-w"] {
+            let Ok(mut server) = Command::new("wineserver")
+                .arg(arg)
+                .env("WINEPREFIX", &self.prefix)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                return;
+            };
+            let end = Instant::now() + Duration::from_secs(30);
+            while matches!(server.try_wait(), Ok(None)) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
 }
 
@@ -700,12 +713,7 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
         "{reply}; log:\n{}",
         log_text(&data)
     );
-    assert!(
-        wait_until(Duration::from_secs(60), || sink.messages().len() == 1),
-        "nothing reached smtp-sink; log:\n{}",
-        log_text(&data)
-    );
-    let forwarded = sink.messages().remove(0);
+    let forwarded = received(&sink, "Subject: scan ready", &data);
     assert!(
         forwarded.contains("X-Mail-Args: <relay@example.com>"),
         "{forwarded}"
@@ -782,13 +790,8 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
     let sink = Sink::start_on(&dir.path().join("second"), sink_port(&cfg), &[]);
     assert_eq!(install(&wine, &release.setup, &["/S"]), 0);
     assert_eq!(service_state(&wine), "RUNNING");
-    assert!(
-        wait_until(Duration::from_secs(60), || sink.messages().len() == 1),
-        "the held message was not sent on; spool {:?}; log:\n{}",
-        spool_entries(&wine),
-        log_text(&data)
-    );
-    assert!(sink.messages()[0].contains("Subject: held"));
+    received(&sink, "Subject: held", &data);
+    assert_eq!(sink.messages().len(), 1);
     assert!(wait_until(Duration::from_secs(30), || spool_entries(&wine).is_empty()));
 
     // 7. Uninstalled with an empty spool: the data folder goes too.
@@ -801,14 +804,16 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
         "/NOSERVICE",
         "/NOMENU",
         "/DATA=C:\\Relay Data",
-        "/D=C:\\Relay Programs",
+        // NSIS takes /D= unquoted only, and Wine quotes an argument
+        // with a space: the default folder has the space.
+        "/D=C:\\Relay\\Programs",
     ];
     assert_eq!(install(&wine, &release.setup, &args), 0);
-    let (programs, data) = (wine.c("Relay Programs"), wine.c("Relay Data"));
+    let (programs, data) = (wine.c("Relay/Programs"), wine.c("Relay Data"));
     assert!(programs.join("emailrelay.exe").is_file());
     assert_eq!(
         read_text(&data.join("emailrelay-start.bat")),
-        "start \"emailrelay\" \"C:\\Relay Programs\\emailrelay.exe\" \"C:\\Relay Data\\emailrelay.cfg\"\r\n"
+        "start \"emailrelay\" C:\\Relay\\Programs\\emailrelay.exe \"C:\\Relay Data\\emailrelay.cfg\"\r\n"
     );
     assert_eq!(
         read_text(&programs.join("emailrelay-service.cfg")),
@@ -819,7 +824,7 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
         cfg.contains("\r\nspool-dir C:\\Relay Data\\spool\r\n"),
         "{cfg}"
     );
-    assert!(cfg.contains("\r\n#filter C:\\Relay Programs\\examples\\emailrelay-add-header.js\r\n"));
+    assert!(cfg.contains("\r\n#filter C:\\Relay\\Programs\\examples\\emailrelay-add-header.js\r\n"));
     assert!(
         !cfg.contains("E-MailRelay\\"),
         "a default folder is left in:\n{cfg}"
@@ -828,9 +833,27 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
         .c("ProgramData/Microsoft/Windows/Start Menu/Programs/E-MailRelay")
         .exists());
     assert_eq!(service_state(&wine), "");
-    uninstall(&wine, "Relay Programs", || {
+    uninstall(&wine, "Relay/Programs", || {
         !programs.exists() && !data.exists()
     });
+}
+
+/// The one message smtp-sink has received, once it holds `needle` and its
+/// end (smtp-sink writes the file as the message arrives).
+fn received(sink: &Sink, needle: &str, data: &Path) -> String {
+    let complete = |m: &String| m.contains(needle) && m.contains("\nHello.\n");
+    assert!(
+        wait_until(Duration::from_secs(60), || sink
+            .messages()
+            .iter()
+            .any(complete)),
+        "no message with {needle:?} reached smtp-sink: {:?}; log:\n{}",
+        sink.messages(),
+        log_text(data)
+    );
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    messages.into_iter().next().unwrap()
 }
 
 /// The port of `forward-to` in an edited config.
