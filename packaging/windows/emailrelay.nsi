@@ -56,6 +56,10 @@ SetCompressor /SOLID lzma
 ; The folders the templates name; replaced by the chosen ones.
 !define TEMPLATE_DATA "C:\ProgramData\E-MailRelay"
 !define TEMPLATE_PROGRAM "C:\Program Files\E-MailRelay"
+; Code pages: the relay and the service wrapper read their .cfg files as
+; UTF-8; cmd reads a batch file in the OEM code page (2.6.1 writes it so).
+!define CP_UTF8 65001
+!define CP_OEM 1
 
 Name "${PRODUCT}"
 OutFile "${OUTFILE}"
@@ -331,11 +335,50 @@ Function WriteConfig
     ${EndIf}
     ${WordReplace} "$2" "${TEMPLATE_DATA}" "$DataDir" "+" $2
     ${WordReplace} "$2" "${TEMPLATE_PROGRAM}" "$INSTDIR" "+" $2
-    FileWrite $1 "$2"
+    Push $1
+    Push $2
+    Push ${CP_UTF8}
+    Call WriteEncoded
   ${Loop}
   FileClose $0
   FileClose $1
   DetailPrint "Wrote $DataDir\emailrelay.cfg"
+FunctionEnd
+
+; Writes a string to an open file in a code page (NSIS's FileWrite would
+; use the ANSI one). Takes the handle, the string and the code page from the
+; stack (pushed in that order). A character the code page lacks is reported.
+Function WriteEncoded
+  Exch $R2
+  Exch
+  Exch $R1
+  Exch 2
+  Exch $R0
+  Push $R3
+  Push $R4
+  Push $R5
+  Push $R6
+  ${If} $R2 == ${CP_UTF8}
+    System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p 0, i 0, p 0, p 0) i .R3'
+  ${Else}
+    System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p 0, i 0, p 0, *i 0 R6) i .R3'
+    ${If} $R6 != 0
+      DetailPrint "Not every character of this line has a place in the OEM code page: $R1"
+    ${EndIf}
+  ${EndIf}
+  System::Alloc $R3
+  Pop $R4
+  System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p R4, i R3, p 0, p 0) i .R3'
+  IntOp $R3 $R3 - 1
+  System::Call 'kernel32::WriteFile(p R0, p R4, i R3, *i 0 R5, p 0)'
+  System::Free $R4
+  Pop $R6
+  Pop $R5
+  Pop $R4
+  Pop $R3
+  Pop $R0
+  Pop $R2
+  Pop $R1
 FunctionEnd
 
 ; emailrelay-start.bat, one line as 2.6.1 writes it:
@@ -363,7 +406,10 @@ Function WriteStartBatch
     DetailPrint "Kept the old $3 as $3.bak"
   ${EndIf}
   FileOpen $4 "$3" w
-  FileWrite $4 "$2"
+  Push $4
+  Push $2
+  Push ${CP_OEM}
+  Call WriteEncoded
   FileClose $4
 FunctionEnd
 
@@ -409,7 +455,10 @@ Function WriteServiceConfig
     StrCpy $0 '"$0"'
   ${EndIf}
   FileOpen $1 "$INSTDIR\emailrelay-service.cfg" w
-  FileWrite $1 "dir-config=$0$\r$\n"
+  Push $1
+  Push "dir-config=$0$\r$\n"
+  Push ${CP_UTF8}
+  Call WriteEncoded
   FileClose $1
 FunctionEnd
 

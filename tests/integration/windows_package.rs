@@ -114,13 +114,17 @@ impl Wine {
         wine
     }
 
-    /// `wine <args>` with this prefix, no display and no Mono or Gecko.
+    /// `wine <args>` with this prefix, no display, no Mono or Gecko, and
+    /// one locale whatever the caller's.
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("wine");
         cmd.args(args)
             .env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            // UTF-8 arguments and file names; OEM code page 437.
+            .env("LANG", "C.UTF-8")
+            .env_remove("LC_ALL")
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY");
         cmd
@@ -798,30 +802,34 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
     uninstall(&wine, PROGRAMS, || !programs.exists() && !data.exists());
     assert_eq!(service_state(&wine), "");
 
-    // 8. Other folders, with spaces, and no service or Start menu.
+    // 8. Other folders, with a space and an accent, and no service or
+    // Start menu. The .cfg files are UTF-8 (as the relay reads them), the
+    // batch file is in the OEM code page (as cmd reads it; 437 here).
     let args = [
         "/S",
         "/NOSERVICE",
         "/NOMENU",
-        "/DATA=C:\\Relay Data",
+        "/DATA=C:\\Relay Données",
         // NSIS takes /D= unquoted only, and Wine quotes an argument
         // with a space: the default folder has the space.
         "/D=C:\\Relay\\Programs",
     ];
     assert_eq!(install(&wine, &release.setup, &args), 0);
-    let (programs, data) = (wine.c("Relay/Programs"), wine.c("Relay Data"));
+    let (programs, data) = (wine.c("Relay/Programs"), wine.c("Relay Données"));
     assert!(programs.join("emailrelay.exe").is_file());
     assert_eq!(
-        read_text(&data.join("emailrelay-start.bat")),
-        "start \"emailrelay\" C:\\Relay\\Programs\\emailrelay.exe \"C:\\Relay Data\\emailrelay.cfg\"\r\n"
+        String::from_utf8_lossy(&read(&data.join("emailrelay-start.bat"))),
+        String::from_utf8_lossy(
+            b"start \"emailrelay\" C:\\Relay\\Programs\\emailrelay.exe \"C:\\Relay Donn\x82es\\emailrelay.cfg\"\r\n"
+        )
     );
     assert_eq!(
         read_text(&programs.join("emailrelay-service.cfg")),
-        "dir-config=\"C:\\Relay Data\"\r\n"
+        "dir-config=\"C:\\Relay Données\"\r\n"
     );
     let cfg = read_text(&data.join("emailrelay.cfg"));
     assert!(
-        cfg.contains("\r\nspool-dir C:\\Relay Data\\spool\r\n"),
+        cfg.contains("\r\nspool-dir C:\\Relay Données\\spool\r\n"),
         "{cfg}"
     );
     assert!(cfg.contains("\r\n#filter C:\\Relay\\Programs\\examples\\emailrelay-add-header.js\r\n"));
