@@ -12,26 +12,32 @@ use crate::harness::{
 };
 
 /// Sets a header field of every envelope in `spool` whose recipient
-/// contains `to`.
+/// contains `to`; at least one must have that field.
 pub(crate) fn set_field(spool: &Path, to: &str, field: &str, value: &str) {
+    let prefix = format!("X-MailRelay-{field}:");
+    let mut edited_any = false;
     for name in spool_files(spool, ".envelope") {
         let path = spool.join(&name);
         let text = std::fs::read_to_string(&path).unwrap();
         if text.contains(to) {
-            let prefix = format!("X-MailRelay-{field}:");
+            let mut found = false;
             let edited: String = text
                 .split_inclusive("\r\n")
                 .map(|l| {
                     if l.starts_with(&prefix) {
+                        found = true;
                         format!("{prefix} {value}\r\n")
                     } else {
                         l.to_string()
                     }
                 })
                 .collect();
+            assert!(found, "{name} has no {prefix} line:\n{text}");
             std::fs::write(&path, edited).unwrap();
+            edited_any = true;
         }
     }
+    assert!(edited_any, "no envelope in {} for {to}", spool.display());
 }
 
 /// Forwards `spool` once with `--as-client` and these options; returns the

@@ -452,23 +452,51 @@ pub fn run_with_input(
             let _ = stdin.write_all(&input);
         });
     }
+    // Read in threads: a process the command leaves behind (a daemon, a
+    // Wine server) may keep the pipes open, and must not hold the test.
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let end = Instant::now() + limit;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
         }
         if Instant::now() > end {
             let _ = child.kill();
             panic!("{cmd:?} did not finish in {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    };
+    let collect = |reader: std::thread::JoinHandle<Vec<u8>>| {
+        let grace = Instant::now() + Duration::from_secs(2);
+        while !reader.is_finished() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match reader.is_finished() {
+            true => String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned(),
+            false => String::new(),
+        }
+    };
+    (status.code().unwrap_or(-1), collect(out), collect(err))
 }
 
 /// A private Postfix instance on a loopback port, delivering example.org
