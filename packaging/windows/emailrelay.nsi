@@ -18,7 +18,8 @@
 ;         [/NOSERVICE] [/NOMENU] [/D=<program folder>]
 ; /D= must come last and takes no quotes, even with spaces (NSIS's rule);
 ; /DATA= takes quotes. The exit code is 0 when all went well, 2 when the
-; service could not be installed or started (the files are in place).
+; service could not be installed or started (the files are in place) or a
+; folder's name cannot be written in the batch file (nothing installed).
 ; A reinstall or upgrade keeps the data folder it used before.
 ;
 ; The uninstaller, "<program folder>\uninstall.exe" (/S for silent), stops
@@ -96,6 +97,7 @@ UninstPage instfiles
 
 Section "E-MailRelay (required)" SecProgram
   SectionIn RO
+  Call CheckFolderNames
   Call StopService
   Call WaitForPrograms
 
@@ -241,6 +243,28 @@ Function .onInit
   ${EndIf}
 FunctionEnd
 
+; emailrelay-start.bat is read by cmd in the OEM code page: a folder name
+; with a character outside it cannot be written there. Such folders are
+; refused before anything is installed (2.6.1's setup refuses them too).
+Function CheckFolderNames
+  ${ForEach} $0 1 2 + 1
+    ${If} $0 == 1
+      StrCpy $1 "$INSTDIR"
+    ${Else}
+      StrCpy $1 "$DataDir"
+    ${EndIf}
+    StrCpy $2 0
+    System::Call 'kernel32::WideCharToMultiByte(i ${CP_OEM}, i 0, w r1, i -1, p 0, i 0, p 0, *i 0 r2) i .r3'
+    ${If} $2 != 0
+      StrCpy $1 "The folder $1 has a character that emailrelay-start.bat cannot hold (it is not in the OEM code page): choose another folder."
+      DetailPrint "$1"
+      MessageBox MB_OK|MB_ICONSTOP "$1" /SD IDOK
+      SetErrorLevel 2
+      Abort
+    ${EndIf}
+  ${Next}
+FunctionEnd
+
 ; Reports a service step that failed: on screen, in the details, and in
 ; the exit code (2); the files stay installed.
 Function ServiceFailed
@@ -347,7 +371,7 @@ FunctionEnd
 
 ; Writes a string to an open file in a code page (NSIS's FileWrite would
 ; use the ANSI one). Takes the handle, the string and the code page from the
-; stack (pushed in that order). A character the code page lacks is reported.
+; stack (pushed in that order).
 Function WriteEncoded
   Exch $R2
   Exch
@@ -358,14 +382,7 @@ Function WriteEncoded
   Push $R4
   Push $R5
   Push $R6
-  ${If} $R2 == ${CP_UTF8}
-    System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p 0, i 0, p 0, p 0) i .R3'
-  ${Else}
-    System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p 0, i 0, p 0, *i 0 R6) i .R3'
-    ${If} $R6 != 0
-      DetailPrint "Not every character of this line has a place in the OEM code page: $R1"
-    ${EndIf}
-  ${EndIf}
+  System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p 0, i 0, p 0, p 0) i .R3'
   System::Alloc $R3
   Pop $R4
   System::Call 'kernel32::WideCharToMultiByte(i R2, i 0, w R1, i -1, p R4, i R3, p 0, p 0) i .R3'

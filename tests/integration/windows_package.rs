@@ -27,6 +27,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::harness::{free_port, greets, run, wait_until, Client, Sink};
+use crate::wine::{winpath, Wine};
 
 const PROGRAMS: &str = "Program Files/E-MailRelay";
 const DATA: &str = "ProgramData/E-MailRelay";
@@ -90,57 +91,45 @@ fn service_exe_args() -> Vec<String> {
     vec!["--service-exe".into(), reference.into()]
 }
 
-/// A Wine prefix of its own (scripts/wine/prefix), killed on drop.
-struct Wine {
-    prefix: PathBuf,
-    scratch: PathBuf,
+/// A Wine prefix of the test's own (`crate::wine`, made by
+/// scripts/wine/prefix, killed on drop), and commands run in it with their
+/// output in files.
+struct Prefix {
+    wine: Wine,
+    drive_c: PathBuf,
+    scratch: tempfile::TempDir,
 }
 
-impl Wine {
-    fn start(dir: &Path) -> Wine {
-        let prefix = dir.join("prefix");
-        let (code, out, err) = run(
-            Command::new(root().join("scripts/wine/prefix")).arg(&prefix),
-            Duration::from_secs(400),
-        );
-        assert_eq!(code, 0, "scripts/wine/prefix failed:\n{out}{err}");
-        let scratch = dir.join("wine-output");
-        std::fs::create_dir_all(&scratch).unwrap();
-        let wine = Wine { prefix, scratch };
-        // The first command starts Wine's services; their output goes to
-        // files, never to a pipe that they would hold open.
-        let (code, _, _) = wine.run(&["cmd.exe", "/c", "exit 0"], Duration::from_secs(120));
-        assert_eq!(code, 0, "wine cmd.exe failed");
-        wine
-    }
-
-    /// `wine <args>` with this prefix, no display, no Mono or Gecko, and
-    /// one locale whatever the caller's.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("wine");
-        cmd.args(args)
-            .env("WINEPREFIX", &self.prefix)
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            // UTF-8 arguments and file names; OEM code page 437.
-            .env("LANG", "C.UTF-8")
-            .env_remove("LC_ALL")
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY");
-        cmd
+impl Prefix {
+    fn new() -> Prefix {
+        let mut prefix = Prefix {
+            wine: Wine::new(),
+            drive_c: PathBuf::new(),
+            scratch: tempfile::tempdir().unwrap(),
+        };
+        let (code, out, err) = prefix.run(&["winepath.exe", "-u", "C:\\"], Duration::from_secs(60));
+        assert_eq!(code, 0, "winepath: {err}");
+        prefix.drive_c = PathBuf::from(out.trim_end());
+        assert!(prefix.drive_c.join("windows").is_dir(), "C: is {out:?}");
+        prefix
     }
 
     /// Runs `wine <args>` to completion within `limit`, its output going
-    /// through files; returns (exit code, stdout, stderr).
+    /// through files (never a pipe that a program it starts could keep
+    /// open), under one locale whatever the caller's (UTF-8 arguments and
+    /// file names, OEM code page 437); returns (exit code, stdout, stderr).
     fn run(&self, args: &[&str], limit: Duration) -> (i32, String, String) {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let (out, err) = (
-            self.scratch.join(format!("{n}.out")),
-            self.scratch.join(format!("{n}.err")),
-        );
+        let out = self.scratch.path().join(format!("{n}.out"));
+        let err = self.scratch.path().join(format!("{n}.err"));
+        let (program, args) = args.split_first().expect("a program");
         let mut child = self
-            .command(args)
+            .wine
+            .command(Path::new(program))
+            .args(args)
+            .env("LANG", "C.UTF-8")
+            .env_remove("LC_ALL")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -154,7 +143,7 @@ impl Wine {
             if Instant::now() > end {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("wine {args:?} did not finish in {limit:?}");
+                panic!("wine {program} {args:?} did not finish in {limit:?}");
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -164,7 +153,7 @@ impl Wine {
 
     /// A path on the prefix's drive C:, from the Linux side.
     fn c(&self, path: &str) -> PathBuf {
-        self.prefix.join("drive_c").join(path)
+        self.drive_c.join(path)
     }
 
     /// `reg query <key>`: the exit code and the output.
@@ -172,36 +161,6 @@ impl Wine {
         let (code, out, _) = self.run(&["reg", "query", key], Duration::from_secs(60));
         (code, out)
     }
-}
-
-impl Drop for Wine {
-    /// Kills every Wine process of this prefix, then waits (bounded) for
-    /// its wineserver to go, so that nothing is left writing in the prefix.
-    fn drop(&mut self) {
-        for arg in ["-k", "-w"] {
-            let Ok(mut server) = Command::new("wineserver")
-                .arg(arg)
-                .env("WINEPREFIX", &self.prefix)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            else {
-                return;
-            };
-            let end = Instant::now() + Duration::from_secs(30);
-            while matches!(server.try_wait(), Ok(None)) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-    }
-}
-
-/// A Linux path as Wine's programs see it (drive Z: is /).
-fn windows_path(path: &Path) -> String {
-    format!("Z:{}", path.display()).replace('/', "\\")
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -251,12 +210,8 @@ fn message(dir: &Path, content: &[u8], envelope: &[u8]) -> (PathBuf, PathBuf) {
 
 /// Runs a filter as 2.6.1 does: `cscript.exe //nologo //B <script>
 /// <content> <envelope>`; returns (exit code, stdout).
-fn cscript(wine: &Wine, script: &Path, content: &Path, envelope: &Path) -> (i32, String) {
-    let (script, content, envelope) = (
-        windows_path(script),
-        windows_path(content),
-        windows_path(envelope),
-    );
+fn cscript(wine: &Prefix, script: &Path, content: &Path, envelope: &Path) -> (i32, String) {
+    let (script, content, envelope) = (winpath(script), winpath(content), winpath(envelope));
     let (code, out, err) = wine.run(
         &[
             "cscript.exe",
@@ -384,7 +339,7 @@ fn the_release_zip_holds_the_programs_and_its_filters_work_under_wine() {
         "a second zip differs from the first"
     );
 
-    let wine = Wine::start(dir.path());
+    let wine = Prefix::new();
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let example = |name: &str| files.join("examples").join(name);
@@ -478,8 +433,8 @@ fn the_release_zip_holds_the_programs_and_its_filters_work_under_wine() {
 // ---------------------------------------------------------- the installer
 
 /// Runs the installer with `args` and waits for it.
-fn install(wine: &Wine, setup: &Path, args: &[&str]) -> i32 {
-    let setup = windows_path(setup);
+fn install(wine: &Prefix, setup: &Path, args: &[&str]) -> i32 {
+    let setup = winpath(setup);
     let mut all = vec![setup.as_str()];
     all.extend_from_slice(args);
     let (code, out, err) = wine.run(&all, Duration::from_secs(300));
@@ -489,7 +444,7 @@ fn install(wine: &Wine, setup: &Path, args: &[&str]) -> i32 {
 
 /// Runs `<program folder>\uninstall.exe /S` and waits until `gone` (the
 /// uninstaller finishes in a copy of itself after its first process exits).
-fn uninstall(wine: &Wine, program_dir: &str, done: impl Fn() -> bool) {
+fn uninstall(wine: &Prefix, program_dir: &str, done: impl Fn() -> bool) {
     let uninstaller = format!("C:\\{}\\uninstall.exe", program_dir.replace('/', "\\"));
     let (code, out, err) = wine.run(&[&uninstaller, "/S"], Duration::from_secs(120));
     assert_eq!(code, 0, "uninstall.exe /S: {out}{err}");
@@ -501,13 +456,13 @@ fn uninstall(wine: &Wine, program_dir: &str, done: impl Fn() -> bool) {
     wait_until(Duration::from_secs(30), || !tasks(wine).contains("Au_.exe"));
 }
 
-fn tasks(wine: &Wine) -> String {
+fn tasks(wine: &Prefix) -> String {
     wine.run(&["tasklist"], Duration::from_secs(60)).1
 }
 
 /// The service's state from `sc query`: RUNNING, STOPPED, ... or "" if
 /// there is no such service.
-fn service_state(wine: &Wine) -> String {
+fn service_state(wine: &Prefix) -> String {
     let (_, out, _) = wine.run(&["sc", "query", "emailrelay"], Duration::from_secs(60));
     out.lines()
         .find_map(|l| l.trim().strip_prefix("STATE"))
@@ -564,7 +519,7 @@ fn send(port: u16, subject: &str) -> String {
     reply
 }
 
-fn spool_entries(wine: &Wine) -> Vec<String> {
+fn spool_entries(wine: &Prefix) -> Vec<String> {
     names(&wine.c(&format!("{DATA}/spool")))
 }
 
@@ -576,7 +531,7 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
         "scripts/windows-release made no installer"
     );
     let dir = tempfile::tempdir().unwrap();
-    let wine = Wine::start(dir.path());
+    let wine = Prefix::new();
 
     // 1. Silent, without the service: what goes where.
     assert_eq!(install(&wine, &release.setup, &["/S", "/NOSERVICE"]), 0);
@@ -805,6 +760,12 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
     // 8. Other folders, with a space and an accent, and no service or
     // Start menu. The .cfg files are UTF-8 (as the relay reads them), the
     // batch file is in the OEM code page (as cmd reads it; 437 here).
+    // A name the batch file cannot hold is refused before anything is
+    // installed.
+    let refused = ["/S", "/DATA=C:\\Relay 数据", "/D=C:\\Relay\\Programs"];
+    assert_eq!(install(&wine, &release.setup, &refused), 2);
+    assert!(!wine.c("Relay").exists() && !wine.c("Relay 数据").exists());
+    assert_eq!(service_state(&wine), "");
     let args = [
         "/S",
         "/NOSERVICE",
