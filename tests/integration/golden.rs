@@ -497,7 +497,7 @@ impl Fixture {
 }
 
 /// Undoes the fixture escapes: `\\`, `\r`, `\n`, `\t`, `\xHH`.
-fn unescape(text: &str) -> Vec<u8> {
+pub(crate) fn unescape(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -21,6 +21,8 @@
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
+//! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
+//!   service transcripts, an installed service relaying and draining.
 //!
 //! These run on the Linux host only (they drive real Linux programs);
 //! the Windows build is driven from here under Wine (`windows`).
@@ -49,3 +51,4 @@ mod server;
 mod service;
 mod submit;
 mod tls;
+mod windows_service;
