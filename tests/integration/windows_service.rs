@@ -909,3 +909,26 @@ fn a_relay_that_cannot_start_stops_the_service_with_its_exit_code() {
     remove(&wine);
     drop(busy);
 }
+
+#[test]
+fn on_linux_the_wrapper_gives_its_usage_and_points_at_systemd() {
+    let wrapper = env!("CARGO_BIN_EXE_emailrelay-service");
+    let (code, out, err) =
+        crate::harness::run(Command::new(wrapper).arg("--help"), Duration::from_secs(10));
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "usage: emailrelay-service [{--help|--install|--remove}] [<name> [<display-name>]]\n"
+    );
+    for args in [&["--install"][..], &["--remove", "relay2"], &[]] {
+        let (code, out, err) =
+            crate::harness::run(Command::new(wrapper).args(args), Duration::from_secs(10));
+        assert_eq!((code, out.as_str()), (1, ""), "{args:?}");
+        assert_eq!(
+            err,
+            "emailrelay-service: error: the Windows service wrapper is not available on this \
+             system: use systemd (packaging/systemd)\n",
+            "{args:?}"
+        );
+    }
+}
