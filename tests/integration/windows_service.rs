@@ -174,6 +174,30 @@ impl Wine {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Starts the prefix's session again with `debug` as the system
+    /// processes' WINEDEBUG (services inherit it), their output going to
+    /// the file answered.
+    fn restart_session(&self, debug: &str) -> PathBuf {
+        let log = self.root.path().join("session.log");
+        for flag in ["-k", "-w", "-p"] {
+            let (code, _, _) = run_logged(
+                self.env(&mut Command::new("wineserver")).arg(flag),
+                &self.root.path().join("wineserver.log"),
+                Duration::from_secs(30),
+            );
+            assert!(code.is_some(), "wineserver {flag} timed out");
+        }
+        let (code, _, _) = run_logged(
+            self.env(&mut Command::new("wine"))
+                .env("WINEDEBUG", debug)
+                .args(["cmd", "/c", "exit", "0"]),
+            &log,
+            Duration::from_secs(120),
+        );
+        assert_eq!(code, Some(0), "the Wine session did not start again");
+        log
+    }
+
     /// The Linux path of a `C:\` path in the prefix.
     fn c_drive(&self, wpath: &str) -> PathBuf {
         let rest = wpath
@@ -847,6 +871,9 @@ fn a_relay_without_a_stop_event_is_terminated_after_a_grace() {
         format!("@echo off\r\nrem not ours\r\nstart \"emailrelay\" \"{sleeper}\" {DATA}\r\n"),
     )
     .unwrap();
+    // Wine's Event Log is a stub: its calls show on the eventlog channel.
+    // (Before the install: a new session starts auto-start services.)
+    let session = wine.restart_session("-all,warn+eventlog");
     install(&wine);
     wine.ok(&["net", "start", "emailrelay"]);
     let started = wine.c_drive(&format!("{DATA}\\started"));
@@ -870,6 +897,14 @@ fn a_relay_without_a_stop_event_is_terminated_after_a_grace() {
             "info: starting [\"{sleeper}\" --hidden {DATA}]\r\n"
         )),
         "{service_log}"
+    );
+    // The warning reached the Event Log, as source emailrelay-service.
+    let events = read_text(&session);
+    assert!(
+        events.lines().any(|l| l.contains("ReportEventW")
+            && l.contains("emailrelay-service: warning: the relay (pid ")
+            && l.contains(") has no stop event: terminating it")),
+        "{events}"
     );
     remove(&wine);
 }
