@@ -21,6 +21,8 @@
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
+//! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
+//!   service transcripts, an installed service relaying and draining.
 //! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
 //!
 //! 2.6.1's own transcripts are replayed by the `golden` test target
@@ -37,6 +39,11 @@ mod cli;
 mod client_auth;
 mod durability;
 mod filter;
+/// The golden fixture format (tests/golden/README.md), shared with the
+/// `golden` target: the service test reads 2.6.1's service transcripts.
+#[path = "../replay/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
 mod forward;
 mod harness;
 mod hostile;
@@ -54,4 +61,5 @@ mod service;
 mod submit;
 mod tls;
 mod windows;
+mod windows_service;
 mod wine;
