@@ -21,10 +21,13 @@ pub mod man;
 pub mod monitor;
 pub mod net;
 pub mod passwd;
+// The one module that makes system calls the standard library lacks.
+#[allow(unsafe_code)]
 pub mod platform;
 pub mod pop;
 pub mod run;
 pub mod serve;
+pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod submit;

@@ -94,10 +94,10 @@ pub fn args_os() -> (Vec<u8>, Vec<Vec<u8>>) {
 }
 
 /// E-MailRelay's name for the program in its messages: argv\[0\]'s last
-/// component without its extension.
+/// component (by the system's separators) without its extension.
 pub fn program_name(argv0: &[u8], fallback: &str) -> String {
     let text = String::from_utf8_lossy(argv0);
-    let base = text.rsplit('/').next().unwrap_or("");
+    let base = text.rsplit(std::path::is_separator).next().unwrap_or("");
     let stem = match base.rfind('.') {
         Some(dot) if dot > 0 => &base[..dot],
         _ => base,

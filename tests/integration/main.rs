@@ -23,6 +23,8 @@
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
 //! - `windows_package`: the Windows zip and installer under Wine: contents,
 //!   the example filters in cscript, silent install, service, uninstall.
+//! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
+//!   service transcripts, an installed service relaying and draining.
 //! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
 //!
 //! 2.6.1's own transcripts are replayed by the `golden` test target
@@ -39,6 +41,11 @@ mod cli;
 mod client_auth;
 mod durability;
 mod filter;
+/// The golden fixture format (tests/golden/README.md), shared with the
+/// `golden` target: the service test reads 2.6.1's service transcripts.
+#[path = "../replay/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
 mod forward;
 mod harness;
 mod hostile;
@@ -57,4 +64,5 @@ mod submit;
 mod tls;
 mod windows;
 mod windows_package;
+mod windows_service;
 mod wine;

@@ -188,6 +188,7 @@ fn a_signal_mid_message_leaves_nothing_behind() {
         // the child would inherit that (see the next test): here each
         // signal has its default action.
         // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        #[allow(unsafe_code)]
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
                 nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl)

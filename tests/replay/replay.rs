@@ -303,6 +303,7 @@ impl<'a> Replay<'a> {
         // a non-interactive shell (a CI step) inherits them ignored.
         // SAFETY: the closure only calls signal(2), which is
         // async-signal-safe, between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
                 use nix::sys::signal::{signal, SigHandler, Signal};

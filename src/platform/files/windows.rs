@@ -118,6 +118,7 @@ pub fn make_executable(_path: &Path) -> io::Result<()> {
 
 /// The volume and file index of an open file: Windows' device and inode.
 fn identity(file: &File) -> Option<(u32, u64)> {
+    // SAFETY: a plain C struct of integers, for which all zeroes is valid.
     let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
     // SAFETY: a valid handle and a struct of the right size to fill.
     let ok = unsafe { GetFileInformationByHandle(file.as_raw_handle() as _, &mut info) } != 0;
@@ -164,6 +165,7 @@ pub fn changed(meta: &Metadata, renamed: bool, path: &Path) -> Option<SystemTime
         return meta.modified().ok();
     }
     let file = open_as_itself(path).ok()?;
+    // SAFETY: a plain C struct of integers, for which all zeroes is valid.
     let mut info: FILE_BASIC_INFO = unsafe { std::mem::zeroed() };
     // SAFETY: a valid handle and a buffer of the size given.
     let ok = unsafe {
@@ -296,6 +298,7 @@ pub fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
 const LOCK_OFFSET: u64 = 0x7fff_ffff_0000_0000;
 
 pub(super) fn lock(file: &File, wait: bool) -> io::Result<()> {
+    // SAFETY: a plain C struct of integers, for which all zeroes is valid.
     let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
     overlapped.Anonymous.Anonymous.Offset = LOCK_OFFSET as u32;
     overlapped.Anonymous.Anonymous.OffsetHigh = (LOCK_OFFSET >> 32) as u32;

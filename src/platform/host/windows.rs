@@ -22,6 +22,38 @@ pub fn default_spool_dir() -> PathBuf {
     data.join("E-MailRelay").join("spool")
 }
 
+/// The certificates of the system's trusted root store (`ROOT`), as DER:
+/// OpenSSL does not read the Windows certificate store by itself.
+pub fn system_roots() -> Option<Vec<Vec<u8>>> {
+    use windows_sys::Win32::Security::Cryptography::{
+        CertCloseStore, CertEnumCertificatesInStore, CertOpenSystemStoreW,
+    };
+    let name = crate::platform::files::wide("ROOT");
+    // SAFETY: no crypto provider (0) and a NUL-terminated store name.
+    let store = unsafe { CertOpenSystemStoreW(0, name.as_ptr()) };
+    if store.is_null() {
+        return Some(Vec::new());
+    }
+    let mut roots = Vec::new();
+    let mut context = std::ptr::null();
+    loop {
+        // SAFETY: an open store and the previous context (null first),
+        // which the call frees; the one returned is valid until the next.
+        context = unsafe { CertEnumCertificatesInStore(store, context) };
+        // SAFETY: null or a valid context from the call above.
+        let Some(cert) = (unsafe { context.as_ref() }) else {
+            break;
+        };
+        // SAFETY: the context's encoded certificate, of the length it gives.
+        let der =
+            unsafe { std::slice::from_raw_parts(cert.pbCertEncoded, cert.cbCertEncoded as usize) };
+        roots.push(der.to_vec());
+    }
+    // SAFETY: the store opened above, closed once (the last context is null).
+    unsafe { CertCloseStore(store, 0) };
+    Some(roots)
+}
+
 /// The first DNS server of the first adapter that has one.
 pub fn nameserver() -> Option<IpAddr> {
     crate::platform::listen::dns_servers()
@@ -32,6 +64,7 @@ pub fn nameserver() -> Option<IpAddr> {
 
 /// The width of the console window on standard output, if it is one.
 pub(super) fn terminal_columns() -> Option<usize> {
+    // SAFETY: a plain C struct of integers, for which all zeroes is valid.
     let mut info: CONSOLE_SCREEN_BUFFER_INFO = unsafe { std::mem::zeroed() };
     // SAFETY: the standard output handle and a struct to fill.
     let ok = unsafe { GetConsoleScreenBufferInfo(GetStdHandle(STD_OUTPUT_HANDLE), &mut info) } != 0;
@@ -46,6 +79,7 @@ pub fn read_secret_line(prompt: &str) -> Vec<u8> {
     // SAFETY: the standard input handle; its mode is read into `saved`.
     let handle = unsafe { GetStdHandle(STD_INPUT_HANDLE) };
     let mut saved = 0u32;
+    // SAFETY: the same handle and an out-parameter for its mode.
     let console = unsafe { GetConsoleMode(handle, &mut saved) } != 0;
     if console {
         // SAFETY: the same handle, the mode less echo.
@@ -71,6 +105,7 @@ fn computer_name(format: COMPUTER_NAME_FORMAT) -> Option<String> {
         return None;
     }
     let mut buffer = vec![0u16; size as usize];
+    // SAFETY: a buffer of the `size` characters the first call asked for.
     let ok = unsafe { GetComputerNameExW(format, buffer.as_mut_ptr(), &mut size) } != 0;
     let name = String::from_utf16_lossy(&buffer[..size as usize]);
     (ok && !name.is_empty()).then_some(name)
