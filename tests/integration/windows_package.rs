@@ -54,7 +54,7 @@ fn root() -> PathBuf {
 /// many minutes on two cores).
 fn make_release(out: &Path, zip_only: bool) -> Release {
     let mut cmd = Command::new(root().join("scripts/windows-release"));
-    cmd.arg("--out").arg(out).args(service_exe_args());
+    cmd.arg("--out").arg(out);
     if zip_only {
         cmd.arg("--zip-only");
     }
@@ -74,21 +74,6 @@ fn make_release(out: &Path, zip_only: bool) -> Release {
         .cloned()
         .unwrap_or_default();
     Release { zip, setup }
-}
-
-/// Until the service wrapper of branch `service` is on main, the installer
-/// is tried with E-MailRelay 2.6.1's wrapper (the reference build), which
-/// reads the same emailrelay-service.cfg and emailrelay-start.bat.
-fn service_exe_args() -> Vec<String> {
-    if root().join("src/bin/emailrelay-service.rs").exists() {
-        return Vec::new();
-    }
-    let reference = "/work/ref-win/src/main/emailrelay-service.exe";
-    assert!(
-        Path::new(reference).exists(),
-        "no emailrelay-service program, and no 2.6.1 wrapper at {reference}"
-    );
-    vec!["--service-exe".into(), reference.into()]
 }
 
 /// A Wine prefix of the test's own (`crate::wine`, made by
