@@ -141,6 +141,22 @@ impl Prefix {
         self.drive_c.join(path)
     }
 
+    /// True while a copy of the uninstaller (`...\Un.exe`) runs in this
+    /// prefix (Wine's tasklist lists nothing, so /proc is read).
+    fn uninstaller_running(&self) -> bool {
+        let prefix = self.drive_c.canonicalize().unwrap();
+        let wanted = format!("WINEPREFIX={}", prefix.parent().unwrap().display());
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.filter_map(Result::ok).any(|p| {
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("\\Un.exe")
+                && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes())
+        })
+    }
+
     /// `reg query <key>`: the exit code and the output.
     fn reg_query(&self, key: &str) -> (i32, String) {
         let (code, out, _) = self.run(&["reg", "query", key], Duration::from_secs(60));
@@ -427,22 +443,19 @@ fn install(wine: &Prefix, setup: &Path, args: &[&str]) -> i32 {
     code
 }
 
-/// Runs `<program folder>\uninstall.exe /S` and waits until `gone` (the
-/// uninstaller finishes in a copy of itself after its first process exits).
-fn uninstall(wine: &Prefix, program_dir: &str, done: impl Fn() -> bool) {
+/// Runs `<program folder>\uninstall.exe /S` and waits for it to finish:
+/// its first process starts a copy of itself (`~nsu*.tmp\Un.exe`), which
+/// does the work (removing the program folder among it), and ends.
+fn uninstall(wine: &Prefix, program_dir: &str) {
     let uninstaller = format!("C:\\{}\\uninstall.exe", program_dir.replace('/', "\\"));
     let (code, out, err) = wine.run(&[&uninstaller, "/S"], Duration::from_secs(120));
     assert_eq!(code, 0, "uninstall.exe /S: {out}{err}");
     assert!(
-        wait_until(Duration::from_secs(120), &done),
-        "the uninstaller did not finish in 120 s"
+        wait_until(Duration::from_secs(120), || {
+            !wine.c(program_dir).exists() && !wine.uninstaller_running()
+        }),
+        "the uninstaller did not remove {program_dir} and end in 120 s"
     );
-    // It may still be closing its files: wait for its copy (Au_.exe) to end.
-    wait_until(Duration::from_secs(30), || !tasks(wine).contains("Au_.exe"));
-}
-
-fn tasks(wine: &Prefix) -> String {
-    wine.run(&["tasklist"], Duration::from_secs(60)).1
 }
 
 /// The service's state from `sc query`: RUNNING, STOPPED, ... or "" if
@@ -689,7 +702,8 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
     // 5. Uninstall: the service and the program folder go, the data
     // folder stays with the held mail, and says why.
     let note = data.join("emailrelay-uninstall.txt");
-    uninstall(&wine, PROGRAMS, || !programs.exists() && note.exists());
+    uninstall(&wine, PROGRAMS);
+    assert!(note.exists(), "no {}", note.display());
     assert_ne!(
         wine.reg_query(service_key).0,
         0,
@@ -739,7 +753,8 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
     assert!(wait_until(Duration::from_secs(30), || spool_entries(&wine).is_empty()));
 
     // 7. Uninstalled with an empty spool: the data folder goes too.
-    uninstall(&wine, PROGRAMS, || !programs.exists() && !data.exists());
+    uninstall(&wine, PROGRAMS);
+    assert!(!data.exists(), "the data folder of an empty spool was kept");
     assert_eq!(service_state(&wine), "");
 
     // 8. Other folders, with a space and an accent, and no service or
@@ -787,9 +802,8 @@ fn the_installer_sets_up_the_service_relays_mail_and_uninstalls_keeping_the_spoo
         .c("ProgramData/Microsoft/Windows/Start Menu/Programs/E-MailRelay")
         .exists());
     assert_eq!(service_state(&wine), "");
-    uninstall(&wine, "Relay/Programs", || {
-        !programs.exists() && !data.exists()
-    });
+    uninstall(&wine, "Relay/Programs");
+    assert!(!data.exists(), "the data folder of an empty spool was kept");
 }
 
 /// The one message smtp-sink has received, once it holds `needle` and its
