@@ -21,6 +21,8 @@
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
+//! - `windows_features`: the Windows build under Wine: TLS both ways and the ROOT store, OAuth over
+//!   HTTPS, admin, POP, HTTP, named instances, submit and passwd.
 //! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
 //!
 //! 2.6.1's own transcripts are replayed by the `golden` test target
@@ -54,4 +56,5 @@ mod service;
 mod submit;
 mod tls;
 mod windows;
+mod windows_features;
 mod wine;
