@@ -699,6 +699,99 @@ print(p.pass_("wrong"))
     );
 }
 
+/// `--pop-by-name` with the `copy:pop` filter: the envelope copied into
+/// each user's directory, the content left in the spool and shared; each
+/// user collects with poplib, and the content goes with the last envelope.
+#[test]
+fn pop_by_name_with_copy_pop_under_wine() {
+    let wine = Wine::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spool = d.join("spool");
+    for user in ["alice", "bob"] {
+        std::fs::create_dir_all(spool.join(user)).unwrap();
+    }
+    std::fs::write(
+        d.join("pop.auth"),
+        "server plain alice secret1\nserver plain bob secret2\n",
+    )
+    .unwrap();
+    let (port, pop) = (free_port(), free_port());
+    let (spool_text, auth) = (winpath(&spool), winpath(&d.join("pop.auth")));
+    let (port_text, pop_text) = (port.to_string(), pop.to_string());
+    let _relay = WinRelay::start(
+        &wine,
+        d,
+        &[
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            &port_text,
+            "--spool-dir",
+            &spool_text,
+            "--pop",
+            "--pop-port",
+            &pop_text,
+            "--pop-auth",
+            &auth,
+            "--pop-by-name",
+            "--filter",
+            "copy:pop",
+        ],
+        &[format!("pop server on 127.0.0.1:{pop}")],
+        &[port],
+    );
+    send_with_smtplib(port, 1);
+    let contents = spool_files(&spool, ".content");
+    assert_eq!(contents.len(), 1, "{:?}", spool_files(&spool, ""));
+    assert!(spool_files(&spool, ".envelope").is_empty());
+    let id = contents[0].trim_end_matches(".content").to_string();
+    for user in ["alice", "bob"] {
+        assert_eq!(
+            spool_files(&spool.join(user), ""),
+            [format!("{id}.envelope")]
+        );
+    }
+    let script = r#"
+import poplib, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
+print(p.user(sys.argv[2]))
+print(p.pass_(sys.argv[3]))
+print(p.stat()[0])
+resp, lines, octets = p.retr(1)
+print(resp.split()[0], [l for l in lines if l.startswith(b"Subject") or l.startswith(b"body")])
+print(p.dele(1))
+print(p.quit())
+"#;
+    for (user, password, content_left) in [("alice", "secret1", 1), ("bob", "secret2", 0)] {
+        let (code, out, err) = run(
+            Command::new("python3").args(["-c", script, &pop.to_string(), user, password]),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 0, "{user}: {err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                format!("b'+OK user: {user}'").as_str(),
+                "b'+OK'",
+                "1",
+                "b'+OK' [b'Subject: n-0', b'body 0']",
+                "b'+OK'",
+                "b'+OK signing off'",
+            ],
+            "{user}: {err}"
+        );
+        // Removed at QUIT, before its reply: nothing to wait for.
+        assert!(spool_files(&spool.join(user), "").is_empty(), "{user}");
+        assert_eq!(
+            spool_files(&spool, ".content").len(),
+            content_left,
+            "after {user}"
+        );
+    }
+    assert_eq!(spool_files(&spool, ""), ["alice", "bob"]);
+}
+
 /// One HTTP exchange with curl: (status, content type, body).
 fn curl(method: &str, url: &str) -> (u16, String, String) {
     let (code, out, err) = run(
