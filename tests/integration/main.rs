@@ -23,6 +23,8 @@
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
 //! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
 //!   service transcripts, an installed service relaying and draining.
+//! - `windows_features`: the Windows build under Wine: TLS both ways and the ROOT store, OAuth over
+//!   HTTPS, admin, POP, HTTP, named instances, submit and passwd.
 //! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
 //!
 //! 2.6.1's own transcripts are replayed by the `golden` test target
@@ -61,5 +63,6 @@ mod service;
 mod submit;
 mod tls;
 mod windows;
+mod windows_features;
 mod windows_service;
 mod wine;
