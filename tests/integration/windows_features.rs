@@ -496,7 +496,7 @@ fn oauth2_token_over_https_and_xoauth2_forwarding_under_wine() {
     assert!(
         err.contains(&format!(
             "emailrelay: error: oauth2: cannot get an access token for bob@example.com from \
-             https://localhost:{port}/token: tls: tls error: certificate of the server \
+             https://localhost:{port}/token: tls error: certificate of the server \
              [localhost] refused: unable to get local issuer certificate: mail for this \
              account stays in the spool\n\
              emailrelay: info: forwarding: no more messages to send\n"
