@@ -25,6 +25,8 @@
 //!   the example filters in cscript, silent install, service, uninstall.
 //! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
 //!   service transcripts, an installed service relaying and draining.
+//! - `windows_features`: the Windows build under Wine: TLS both ways and the ROOT store, OAuth over
+//!   HTTPS, admin, POP, HTTP, named instances, submit and passwd.
 //! - `wine`: a Wine prefix per test, Windows paths, the Windows build's programs.
 //!
 //! 2.6.1's own transcripts are replayed by the `golden` test target
@@ -63,6 +65,7 @@ mod service;
 mod submit;
 mod tls;
 mod windows;
+mod windows_features;
 mod windows_package;
 mod windows_service;
 mod wine;
