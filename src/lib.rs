@@ -27,6 +27,7 @@ pub mod platform;
 pub mod pop;
 pub mod run;
 pub mod serve;
+pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod submit;

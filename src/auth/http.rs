@@ -80,7 +80,7 @@ async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::
         stream = tls
             .connect(stream, host)
             .await
-            .map_err(|e| format!("tls: {e}"))?
+            .map_err(|e| e.to_string())?
             .0;
     }
     let body = encode_form(form);

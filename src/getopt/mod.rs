@@ -94,7 +94,7 @@ pub fn args_os() -> (Vec<u8>, Vec<Vec<u8>>) {
 }
 
 /// E-MailRelay's name for the program in its messages: argv\[0\]'s last
-/// component without its extension.
+/// component (by the system's separators) without its extension.
 pub fn program_name(argv0: &[u8], fallback: &str) -> String {
     let last = argv0
         .rsplit(|&b| crate::platform::files::is_separator(b))

@@ -21,7 +21,8 @@
 //! - [`host`]: the host's canonical name, its DNS server, default paths,
 //!   the terminal;
 //! - [`notify`]: telling the service manager (systemd) how startup went;
-//! - [`pam`]: PAM, on Unix.
+//! - [`pam`]: PAM, on Unix;
+//! - [`service`]: the Windows service manager (`emailrelay-service`).
 //!
 //! Each concern has the same public items on both systems (a feature a
 //! system lacks answers [`unsupported`]). Every `unsafe` block of the
@@ -36,6 +37,7 @@ pub mod listen;
 pub mod notify;
 pub mod pam;
 pub mod process;
+pub mod service;
 pub mod signals;
 pub mod syslog;
 

@@ -198,7 +198,7 @@ fn set_verification(builder: &mut SslContextBuilder, spec: &Spec<'_>) -> Result<
 /// A CA file, a directory of CA files, or `<default>`.
 fn load_roots(builder: &mut SslContextBuilder, ca: &str) -> Result<(), TlsError> {
     if ca == "<default>" {
-        return builder.set_default_verify_paths().map_err(library);
+        return default_roots(builder.cert_store_mut());
     }
     let path = Path::new(ca);
     if !path.is_dir() {
@@ -240,6 +240,23 @@ fn load_roots(builder: &mut SslContextBuilder, ca: &str) -> Result<(), TlsError>
     }
     if added == 0 {
         return Err(TlsError::NoRoots(ca.to_string()));
+    }
+    Ok(())
+}
+
+/// The system's trusted roots: OpenSSL's default paths, or on Windows the
+/// system's certificate store (see `platform::host::system_roots`).
+pub(super) fn default_roots(
+    store: &mut openssl::x509::store::X509StoreBuilderRef,
+) -> Result<(), TlsError> {
+    let Some(roots) = crate::platform::host::system_roots() else {
+        return store.set_default_paths().map_err(library);
+    };
+    for der in roots {
+        // A certificate OpenSSL cannot read is one root fewer, not an error.
+        if let Ok(cert) = X509::from_der(&der) {
+            let _ = store.add_cert(cert);
+        }
     }
     Ok(())
 }

@@ -200,8 +200,9 @@ impl ClientTls {
     /// A context for HTTPS (OAuth 2.0 token endpoints): OpenSSL's default
     /// CA paths, and the certificate must carry the host name.
     pub fn web() -> Result<ClientTls, TlsError> {
-        let builder = SslConnector::builder(SslMethod::tls_client())
+        let mut builder = SslConnector::builder(SslMethod::tls_client())
             .map_err(|e| TlsError::Library(e.to_string()))?;
+        context::default_roots(builder.cert_store_mut())?;
         Ok(ClientTls {
             kind: Kind::Web(builder.build()),
             server_name: None,

@@ -21,6 +21,12 @@
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
+//! - `windows_package`: the Windows zip and installer under Wine: contents,
+//!   the example filters in cscript, silent install, service, uninstall.
+//! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
+//!   service transcripts, an installed service relaying and draining.
+//! - `windows_features`: the Windows build under Wine: TLS both ways and the ROOT store, OAuth over
+//!   HTTPS, admin, POP, HTTP, named instances, submit and passwd.
 //! - `wine` (tests/shared/wine.rs, shared with `golden`): a Wine prefix per test,
 //!   Windows paths, the Windows build's programs.
 //!
@@ -38,6 +44,11 @@ mod cli;
 mod client_auth;
 mod durability;
 mod filter;
+/// The golden fixture format (tests/golden/README.md), shared with the
+/// `golden` target: the service test reads 2.6.1's service transcripts.
+#[path = "../replay/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
 mod forward;
 mod harness;
 mod hostile;
@@ -55,5 +66,8 @@ mod service;
 mod submit;
 mod tls;
 mod windows;
+mod windows_features;
+mod windows_package;
+mod windows_service;
 #[path = "../shared/wine.rs"]
 mod wine;

@@ -135,7 +135,7 @@ fn form_value(body: &str, key: &str) -> String {
 
 /// An upstream that offers only XOAUTH2 and accepts `user` with the token
 /// `valid()` returns at that moment; counts the messages it takes.
-fn xoauth2_upstream(
+pub(crate) fn xoauth2_upstream(
     user: &'static str,
     valid: Arc<dyn Fn() -> String + Send + Sync>,
 ) -> (u16, Arc<AtomicUsize>) {

@@ -632,7 +632,7 @@ fn commands_pipelined_behind_starttls_are_discarded_not_run_encrypted() {
 
 /// Our relay forwarding through Postfix with TLS, the smarthost asking for
 /// a client certificate: Postfix logs whether it trusted ours.
-fn postfix_with_tls(dir: &Path, pki: &Pki, smtpd_options: &str) -> Postfix {
+pub(crate) fn postfix_with_tls(dir: &Path, pki: &Pki, smtpd_options: &str) -> Postfix {
     Postfix::start_with(
         dir,
         &format!(
@@ -814,14 +814,14 @@ fn client_tls_required_keeps_the_message_when_the_upstream_offers_no_starttls() 
 
 /// openssl s_server as the upstream, on implicit TLS, answering each SMTP
 /// line our client sends; records what it received.
-struct SServer {
+pub(crate) struct SServer {
     _proc: Proc,
-    port: u16,
-    received: Arc<Mutex<Vec<String>>>,
+    pub(crate) port: u16,
+    pub(crate) received: Arc<Mutex<Vec<String>>>,
 }
 
 impl SServer {
-    fn start(pki: &Pki, cert: &str, extra: &[&str]) -> SServer {
+    pub(crate) fn start(pki: &Pki, cert: &str, extra: &[&str]) -> SServer {
         let port = free_port();
         let mut cmd = Command::new("openssl");
         cmd.args(["s_server", "-quiet", "-naccept", "1", "-accept"])

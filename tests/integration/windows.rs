@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{free_port, greets, program, run, wait_until, Proc, Sink};
+use crate::harness::{free_port, greets, program, run, wait_until, Client, Proc, Sink};
 use crate::wine::{windows_bin, winpath, Wine};
 
 /// Our own filter: rejects a subject, adds a header to anything else.
@@ -128,8 +128,17 @@ fn a_jscript_filter_edits_one_message_and_rejects_another_under_wine() {
         debug.contains(&format!("warn:eventlog:ReportEventW L\"{warning}\"")),
         "{debug}"
     );
-    // Wine turns SIGINT into the console's Ctrl-C.
+    // Ctrl-C (Wine turns SIGINT into the console's Ctrl-C event) drains as
+    // SIGTERM does on Linux: an idle session is told 421, then the relay ends.
+    let mut idle = Client::connect(port);
+    assert!(idle.reply().starts_with("220 "));
+    assert!(idle.command("EHLO client.example").starts_with("250 "));
     relay.signal(nix::sys::signal::Signal::SIGINT);
+    let farewell = idle.reply();
+    assert!(
+        farewell.starts_with("421 ") && farewell.ends_with(" service shutting down\r\n"),
+        "{farewell:?}"
+    );
     assert!(wait_until(Duration::from_secs(20), || relay
         .child
         .try_wait()

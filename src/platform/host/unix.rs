@@ -10,6 +10,12 @@ pub fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/spool/emailrelay")
 }
 
+/// The system's trusted root certificates (DER), where OpenSSL cannot find
+/// them itself: `None` on Unix, where its default paths are the system's.
+pub fn system_roots() -> Option<Vec<Vec<u8>>> {
+    None
+}
+
 /// The first `nameserver` of /etc/resolv.conf.
 pub fn nameserver() -> Option<IpAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;

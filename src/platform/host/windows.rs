@@ -22,6 +22,38 @@ pub fn default_spool_dir() -> PathBuf {
     data.join("E-MailRelay").join("spool")
 }
 
+/// The certificates of the system's trusted root store (`ROOT`), as DER:
+/// OpenSSL does not read the Windows certificate store by itself.
+pub fn system_roots() -> Option<Vec<Vec<u8>>> {
+    use windows_sys::Win32::Security::Cryptography::{
+        CertCloseStore, CertEnumCertificatesInStore, CertOpenSystemStoreW,
+    };
+    let name = crate::platform::files::wide("ROOT");
+    // SAFETY: no crypto provider (0) and a NUL-terminated store name.
+    let store = unsafe { CertOpenSystemStoreW(0, name.as_ptr()) };
+    if store.is_null() {
+        return Some(Vec::new());
+    }
+    let mut roots = Vec::new();
+    let mut context = std::ptr::null();
+    loop {
+        // SAFETY: an open store and the previous context (null first),
+        // which the call frees; the one returned is valid until the next.
+        context = unsafe { CertEnumCertificatesInStore(store, context) };
+        // SAFETY: null or a valid context from the call above.
+        let Some(cert) = (unsafe { context.as_ref() }) else {
+            break;
+        };
+        // SAFETY: the context's encoded certificate, of the length it gives.
+        let der =
+            unsafe { std::slice::from_raw_parts(cert.pbCertEncoded, cert.cbCertEncoded as usize) };
+        roots.push(der.to_vec());
+    }
+    // SAFETY: the store opened above, closed once (the last context is null).
+    unsafe { CertCloseStore(store, 0) };
+    Some(roots)
+}
+
 /// The first DNS server of the first adapter that has one.
 pub fn nameserver() -> Option<IpAddr> {
     crate::platform::listen::dns_servers()
