@@ -523,6 +523,39 @@ impl<'a> Replay<'a> {
         let out = self.norm.normalise(&std::fs::read(out).unwrap_or_default());
         let err = self.norm.normalise(&std::fs::read(err).unwrap_or_default());
         self.ours_side("commands", render(&exit, &out, &err));
+        if let [net, stop, name] = &args[..] {
+            if net == "net" && stop == "stop" {
+                self.wait_service_stopped(&name.to_string_lossy());
+            }
+        }
+    }
+
+    /// Waits (20 s at most) until the service `name` has stopped, as
+    /// Windows' `net stop` does before it says so; Wine's says so at once.
+    /// (2.6.1's wrapper kills its server and has stopped by then; ours
+    /// lets the relay drain first.)
+    fn wait_service_stopped(&self, name: &str) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            let query = self.capdir.path().join("sc-query.out");
+            let mut cmd = self.windows_command("sc");
+            cmd.args(["query", name])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&query).unwrap())
+                .stderr(Stdio::null());
+            let Ok(mut child) = cmd.spawn() else { return };
+            let limit = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < limit && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&query).unwrap_or_default();
+            if !text.contains("STATE") || text.contains("STOPPED") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn spawn(&mut self) -> Result<(), String> {
