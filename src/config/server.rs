@@ -1,6 +1,7 @@
 //! The serving side of an instance: the SMTP server (`--port`,
-//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`), the
-//! admin server and the operator HTTP endpoint (`--http-*`).
+//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`,
+//! `--min-data-rate`), the admin server and the operator HTTP endpoint
+//! (`--http-*`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::http::HttpSettings;
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, InterfaceSpec, Service};
 use crate::pop::PopSettings;
+use crate::serve::DEFAULT_MIN_DATA_RATE;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ServerTls, ServerTlsOptions};
 use emailrelay_proto::sasl::MechanismPolicy;
@@ -38,6 +40,7 @@ pub fn smtp_settings(
         max_hops: usize::try_from(number(args, "max-hops", DEFAULT_MAX_HOPS as u64)?)
             .unwrap_or(usize::MAX),
         idle_timeout: seconds(args, "idle-timeout", 60)?,
+        min_data_rate: number(args, "min-data-rate", DEFAULT_MIN_DATA_RATE)?,
         pipelining: config.pipelining,
         smtputf8: config.smtputf8 || config.smtputf8_strict,
         smtputf8_strict: config.smtputf8_strict,

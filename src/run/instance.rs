@@ -331,6 +331,7 @@ fn idle_smtp_settings(settings: &InstanceSettings) -> ServerSettings {
         max_size: 0,
         max_hops: 0,
         idle_timeout: std::time::Duration::from_secs(60),
+        min_data_rate: 0,
         pipelining: true,
         smtputf8: false,
         smtputf8_strict: false,

@@ -768,6 +768,19 @@ fn bdat_out_of_sequence_is_refused_but_still_consumed() {
 }
 
 #[test]
+fn a_bdat_size_with_a_sign_is_not_a_size() {
+    // RFC 3030: chunk-size = 1*DIGIT. `+5` was taken as 5 (issue 25).
+    for size in ["+5", "+0", "5x", " 0x5"] {
+        let mut h = Harness::new(chunking_config());
+        h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+        let got = h.feed(format!("BDAT {size} LAST\r\nhello").as_bytes());
+        assert_eq!(got, "501 invalid argument\r\n", "{size}");
+        assert!(h.stored.is_empty());
+        assert!(h.events.contains(&Event::MessageAbort));
+    }
+}
+
+#[test]
 fn bdat_argument_errors_and_no_recipients() {
     let mut h = Harness::new(chunking_config());
     h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
