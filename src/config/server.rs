@@ -88,6 +88,7 @@ pub fn http_settings(common: &Common<'_>) -> Result<Option<HttpSettings>, Config
         remote_clients,
         max_queue_age: optional_period(args, "http-max-queue-age")?
             .unwrap_or(crate::http::DEFAULT_MAX_QUEUE_AGE),
+        names: vec![common.domain.clone()],
     }))
 }
 

@@ -181,3 +181,195 @@ fn without_a_minimum_data_rate_a_trickler_keeps_its_session() {
     assert_eq!(lasted, vec![None; 4]);
     assert!(!relay.log_text().contains("timeout: message content"));
 }
+
+// ---- the HTTP endpoint ----
+
+/// curl with these arguments; (status, body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let (code, out, err) = run(
+        Command::new(program("curl"))
+            .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(args),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "curl {args:?}: {err}");
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+/// Every file in the spool with its bytes.
+fn spool_bytes(relay: &Relay) -> Vec<(String, Vec<u8>)> {
+    relay
+        .files("")
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(relay.spool.join(&name)).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_foreign_origin_and_a_rebound_host_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = crate::harness::free_port();
+    let hp = http_port.to_string();
+    let relay = Relay::start(dir.path(), &["--http-port", &hp]);
+    let (code, out) = swaks(relay.port);
+    assert_eq!(code, 0, "{out}");
+    let id = relay.files(".envelope")[0].replace(".envelope", "");
+    let before = spool_bytes(&relay);
+    let at = |path: &str| format!("http://127.0.0.1:{http_port}{path}");
+    let message = at(&format!("/queue/{id}"));
+    let retry = at(&format!("/queue/{id}/retry"));
+    let forbidden = (403, "forbidden: cross-origin request\n".to_string());
+    // A page on another site, in a browser on this machine.
+    let evil = ["-H", "Origin: http://evil.example"];
+    assert_eq!(
+        curl(&[&["-X", "DELETE"], &evil[..], &[&message]].concat()),
+        forbidden
+    );
+    assert_eq!(
+        curl(&[&["-X", "POST"], &evil[..], &[&retry]].concat()),
+        forbidden
+    );
+    let cross = ["-H", "Sec-Fetch-Site: cross-site"];
+    assert_eq!(
+        curl(&[&["-X", "DELETE"], &cross[..], &[&message]].concat()),
+        forbidden
+    );
+    // A form posted by a browser too old to send Origin.
+    assert_eq!(curl(&["-d", "x=1", &retry]), forbidden);
+    assert_eq!(
+        curl(&["-X", "POST", "-H", "Origin: null", &retry]),
+        forbidden
+    );
+    // DNS rebinding: evil.example re-pointed at 127.0.0.1.
+    let misdirected = (
+        421,
+        "misdirected request: not a name of this relay\n".to_string(),
+    );
+    let rebound = format!("evil.example:{http_port}:127.0.0.1");
+    let via = |path: &str| format!("http://evil.example:{http_port}{path}");
+    for path in ["/queue", "/metrics", "/healthz"] {
+        assert_eq!(
+            curl(&["--resolve", &rebound, &via(path)]),
+            misdirected,
+            "{path}"
+        );
+    }
+    let rebound_delete = via(&format!("/queue/{id}"));
+    assert_eq!(
+        curl(&["--resolve", &rebound, "-X", "DELETE", &rebound_delete]),
+        misdirected
+    );
+    // Nothing changed, in the spool or beside it.
+    assert_eq!(spool_bytes(&relay), before);
+    assert_eq!(strays(dir.path()), Vec::<String>::new());
+    relay.expect_log(
+        "emailrelay: warning: http request rejected: DELETE from another origin: Origin: http://evil.example",
+    );
+    relay.expect_log("emailrelay: warning: http request rejected: POST from another origin: a form's Content-Type (application/x-www-form-urlencoded) without Origin");
+    relay.expect_log(&format!(
+        "emailrelay: warning: http request rejected: Host [evil.example:{http_port}] is not a name of this relay (DNS rebinding?)"
+    ));
+    // Our own names and addresses are answered.
+    let localhost = format!("localhost:{http_port}:127.0.0.1");
+    let ours = format!("relay.example.com:{http_port}:127.0.0.1");
+    assert_eq!(
+        curl(&[
+            "--resolve",
+            &localhost,
+            &format!("http://localhost:{hp}/healthz")
+        ])
+        .0,
+        200
+    );
+    assert_eq!(
+        curl(&[
+            "--resolve",
+            &ours,
+            &format!("http://relay.example.com:{hp}/healthz")
+        ])
+        .0,
+        200
+    );
+    // The same page's own request (a status page's button) goes through.
+    let origin = format!("Origin: http://127.0.0.1:{http_port}");
+    let (status, body) = curl(&[
+        "-X",
+        "DELETE",
+        "-H",
+        &origin,
+        "-H",
+        "Sec-Fetch-Site: same-origin",
+        &message,
+    ]);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            format!("{{\"id\":\"{id}\",\"result\":\"deleted\"}}\n").as_str()
+        )
+    );
+    assert_eq!(relay.files(""), Vec::<String>::new());
+}
+
+/// Opens `n` connections to `port`: half say nothing, half send part of a
+/// request head and stop (a slowloris).
+fn idle_connections(port: u16, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            if i % 2 == 1 {
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    .unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// True if the server has closed this connection.
+fn closed_by_server(s: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match (&*s).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("an idle connection got an answer"),
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn healthz_and_metrics_answer_while_32_idle_connections_are_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = crate::harness::free_port();
+    let _relay = Relay::start(dir.path(), &["--http-port", &http_port.to_string()]);
+    let url = |path: &str| format!("http://127.0.0.1:{http_port}{path}");
+    let idle = idle_connections(http_port, 32);
+    std::thread::sleep(Duration::from_millis(300));
+    // A load balancer's probes and a scrape, one after another, each in
+    // time (curl's own limit is 10 s; the relay's head timeout is 20 s).
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let (status, body) = curl(&["--max-time", "3", &url("/healthz")]);
+        assert_eq!((status, body.as_str()), (200, "OK\n"));
+        let (status, body) = curl(&["--max-time", "3", &url("/metrics")]);
+        assert_eq!(status, 200);
+        assert!(body.contains("emailrelay_queued_messages 0\n"), "{body}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Room was made by closing idle connections: at least one (the
+    // first probe's), at most one a request (a finished probe's own
+    // connection frees its place once the relay sees it closed).
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = idle.iter().filter(|s| closed_by_server(s)).count();
+    assert!((1..=10).contains(&closed), "{closed}");
+}
