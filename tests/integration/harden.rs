@@ -373,3 +373,68 @@ fn healthz_and_metrics_answer_while_32_idle_connections_are_open() {
     let closed = idle.iter().filter(|s| closed_by_server(s)).count();
     assert!((1..=10).contains(&closed), "{closed}");
 }
+
+// ---- POP ----
+
+#[test]
+fn pop_echoes_control_characters_escaped_and_refuses_lines_over_255_octets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("pop.auth");
+    std::fs::write(&secrets, "server plain alice secret\n").unwrap();
+    let pop_port = crate::harness::free_port();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--pop",
+            "--pop-port",
+            &pop_port.to_string(),
+            "--pop-auth",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    let (code, out) = swaks(relay.port);
+    assert_eq!(code, 0, "{out}");
+    let before = spool_bytes(&relay);
+    let script = r#"
+import poplib, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=20)
+print(p.user("a\0b\x1b[2Jc"))
+try:
+    p._shortcmd("USER " + "n" * 300)
+except poplib.error_proto as e:
+    print(e)
+print(len(p._shortcmd("USER " + "n" * (255 - len("USER \r\n")))))
+print(p.user("alice"), p.pass_("secret"), p.stat())
+print(p.quit())
+"#;
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", script, &pop_port.to_string()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    let size = before
+        .iter()
+        .find(|(n, _)| n.ends_with(".content"))
+        .unwrap()
+        .1
+        .len();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            r"b'+OK user: a\\0b\\x1b[2Jc'",
+            "b'-ERR line too long'",
+            &(len_of_user_reply(255 - "USER \r\n".len())).to_string(),
+            &format!("b'+OK user: alice' b'+OK' (1, {size})"),
+            "b'+OK signing off'",
+        ]
+    );
+    relay.expect_log(r#"rx<<: "USER a\0b\x1b[2Jc""#);
+    relay.expect_log(r#"tx>>: "+OK user: a\\0b\\x1b[2Jc""#);
+    assert_eq!(spool_bytes(&relay), before);
+    assert_eq!(strays(dir.path()), vec!["pop.auth"]);
+}
+
+/// The length of `+OK user: <name>` for a name of `n` octets.
+fn len_of_user_reply(n: usize) -> usize {
+    "+OK user: ".len() + n
+}
