@@ -182,6 +182,31 @@ fn without_a_minimum_data_rate_a_trickler_keeps_its_session() {
     assert!(!relay.log_text().contains("timeout: message content"));
 }
 
+#[test]
+fn a_bdat_size_with_a_sign_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--server-smtp-config", "chunking"]);
+    let mut c = crate::harness::Client::connect(relay.port);
+    c.reply();
+    c.command("EHLO client.example");
+    assert_eq!(
+        c.command("MAIL FROM:<a@example.com>"),
+        "250 sender <a@example.com> OK"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<b@example.com>"),
+        "250 recipient <b@example.com> OK"
+    );
+    c.send("BDAT +5 LAST\r\nhello");
+    assert_eq!(c.reply(), "501 invalid argument\r\n");
+    assert_eq!(c.command("RSET"), "500 command unrecognized");
+    assert_eq!(c.command("RSET"), "250 state reset");
+    assert_eq!(c.command("QUIT"), "221 OK");
+    relay.expect_log("smtp connection closed: smtp protocol done");
+    assert_eq!(relay.files(""), Vec::<String>::new());
+    assert_eq!(strays(dir.path()), Vec::<String>::new());
+}
+
 // ---- the HTTP endpoint ----
 
 /// curl with these arguments; (status, body).
