@@ -207,6 +207,45 @@ fn a_bdat_size_with_a_sign_is_refused_and_nothing_is_stored() {
     assert_eq!(strays(dir.path()), Vec::<String>::new());
 }
 
+// ---- smaller ones ----
+
+#[test]
+fn malformed_size_parameters_are_taken_as_no_size_and_the_content_is_measured() {
+    // 2.6.1 takes them (250); RFC 1870 would say 501. We keep 2.6.1's
+    // answer, and the content itself is still measured against --size.
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--size", "1000"]);
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.ehlo("client.example")
+for size in ["SIZE=-1", "SIZE=abc", "SIZE=", "SIZE=+5"]:
+    print(size, s.mail("a@example.com", [size]))
+    print(s.rcpt("b@example.com"))
+    print(s.data("Subject: small\r\n\r\nhello\r\n"))
+s.mail("a@example.com", ["SIZE=-1"])
+s.rcpt("b@example.com")
+print(s.data("Subject: large\r\n\r\n" + "x" * 2000 + "\r\n"))
+s.quit()
+"#;
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", script, &relay.port.to_string()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut expected = Vec::new();
+    for size in ["SIZE=-1", "SIZE=abc", "SIZE=", "SIZE=+5"] {
+        expected.push(format!("{size} (250, b'sender <a@example.com> OK')"));
+        expected.push("(250, b'recipient <b@example.com> OK')".to_string());
+        expected.push("(250, b'message processed')".to_string());
+    }
+    expected.push("(552, b'message size exceeds fixed maximum message size')".to_string());
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(relay.files(".envelope").len(), 4);
+    assert_eq!(relay.files(".content").len(), 4);
+    assert_eq!(strays(dir.path()), Vec::<String>::new());
+}
+
 // ---- the HTTP endpoint ----
 
 /// curl with these arguments; (status, body).
