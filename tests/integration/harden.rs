@@ -246,6 +246,45 @@ s.quit()
     assert_eq!(strays(dir.path()), Vec::<String>::new());
 }
 
+#[test]
+fn a_client_sending_rcpt_after_rcpt_past_the_cap_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    let script = r#"
+import collections, smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.ehlo("client.example")
+s.mail("a@example.com")
+codes = collections.Counter()
+last = None
+for i in range(2001):
+    code, text = s.rcpt("r%d@example.com" % i)
+    codes[code] += 1
+    last = (code, text)
+print(sorted(codes.items()), last)
+try:
+    s.noop()
+    print("still connected")
+except smtplib.SMTPServerDisconnected:
+    print("disconnected")
+"#;
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", script, &relay.port.to_string()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "[(250, 1000), (421, 1), (452, 1000)] (421, b'relay.example.com too many recipients -- closing connection')\ndisconnected\n"
+    );
+    relay.expect_log("emailrelay: info: smtp connection closed: smtp protocol done: too many recipients: 127.0.0.1:");
+    // The message begun at MAIL went with the session.
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || relay
+        .files("")
+        .is_empty()));
+    assert_eq!(strays(dir.path()), Vec::<String>::new());
+}
+
 // ---- the HTTP endpoint ----
 
 /// curl with these arguments; (status, body).

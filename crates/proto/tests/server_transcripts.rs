@@ -526,6 +526,54 @@ fn the_recipient_cap_answers_452() {
 }
 
 #[test]
+fn a_client_that_goes_on_past_the_recipient_cap_is_disconnected() {
+    let mut h = Harness::new(ServerConfig {
+        max_recipients: 2,
+        max_recipient_overshoot: 3,
+        ..relay_config()
+    });
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\n");
+    // Three refusals, then a new transaction starts the count afresh.
+    let refused = "452 too many recipients\r\n".repeat(3);
+    assert_eq!(h.feed(&b"RCPT TO:<3@x>\r\n".repeat(3)), refused);
+    h.feed(b"DATA\r\n");
+    assert_eq!(h.feed(b"body\r\n.\r\n"), "250 message processed\r\n");
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\n");
+    assert_eq!(h.feed(&b"RCPT TO:<3@x>\r\n".repeat(3)), refused);
+    // The fourth in one transaction ends the session, and its message.
+    assert_eq!(
+        h.feed(b"RCPT TO:<3@x>\r\nNOOP\r\n"),
+        "421 relay.example.com too many recipients -- closing connection\r\n"
+    );
+    assert!(h.closed && h.session.is_closed());
+    assert_eq!(
+        h.session.close_reason(),
+        "smtp protocol done: too many recipients"
+    );
+    assert_eq!(h.stored.len(), 1);
+    assert_eq!(h.events.last(), Some(&Event::Close));
+    assert!(h.events.contains(&Event::MessageAbort));
+}
+
+#[test]
+fn by_default_1000_recipients_then_1000_refusals_then_421() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
+    let rcpts: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("RCPT TO:<r{i}@x>\r\n").into_bytes())
+        .collect();
+    let got = h.feed(&rcpts);
+    assert_eq!(got.matches("250 recipient").count(), 1000);
+    assert_eq!(got.matches("452 too many recipients").count(), 1000);
+    assert!(!h.closed);
+    assert_eq!(
+        h.feed(b"RCPT TO:<one-more@x>\r\n"),
+        "421 relay.example.com too many recipients -- closing connection\r\n"
+    );
+    assert!(h.closed);
+}
+
+#[test]
 fn verifier_answers_shape_the_replies_and_envelope() {
     let mut h = Harness::new(ServerConfig {
         verify_recipients: true,
