@@ -285,6 +285,34 @@ except smtplib.SMTPServerDisconnected:
     assert_eq!(strays(dir.path()), Vec::<String>::new());
 }
 
+#[test]
+fn an_auth_response_that_is_not_base64_gets_501() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("server.auth");
+    std::fs::write(&secrets, "server plain alice secret\n").unwrap();
+    let relay = Relay::start(dir.path(), &["--server-auth", secrets.to_str().unwrap()]);
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.ehlo("client.example")
+print(s.docmd("AUTH PLAIN"))
+print(s.docmd("not base64 !"))
+print(s.docmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="))
+s.quit()
+"#;
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", script, &relay.port.to_string()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "(334, b'')\n(501, b'invalid argument')\n(235, b'authentication successful')\n"
+    );
+    relay.expect_log("emailrelay: warning: invalid base64 encoding of authentication response");
+    assert_eq!(strays(dir.path()), vec!["server.auth"]);
+}
+
 // ---- the HTTP endpoint ----
 
 /// curl with these arguments; (status, body).

@@ -1369,7 +1369,7 @@ fn binarymime_goes_by_bdat_only_and_an_empty_chunk_must_be_last() {
 }
 
 #[test]
-fn auth_argument_errors_are_2_6_1_s() {
+fn auth_argument_errors_are_2_6_1_s_and_rfc_4954_s() {
     let mut h = Harness::new(ServerConfig {
         client: "192.0.2.7".into(),
         ..auth_config(false)
@@ -1385,11 +1385,21 @@ fn auth_argument_errors_are_2_6_1_s() {
          S: 501 invalid argument",
     );
     assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "334 \r\n");
-    assert_eq!(h.feed(b"not base64 !\r\n"), "535 authentication failed\r\n");
+    // RFC 4954 section 4 (2.6.1: 535).
+    assert_eq!(h.feed(b"not base64 !\r\n"), "501 invalid argument\r\n");
     assert_eq!(
         h.feed(b"MAIL FROM:<a@b>\r\n"),
         "530 authentication required\r\n"
     );
+    // Each counts as a failed attempt: the third ends the session.
+    assert_eq!(h.feed(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.feed(b"%%%\r\n"), "501 invalid argument\r\n");
+    h.feed(b"AUTH LOGIN\r\n");
+    assert_eq!(
+        h.feed(b"%%%\r\n"),
+        "421 relay.example.com too many authentication failures -- closing connection\r\n"
+    );
+    assert!(h.closed);
     let log = h.log();
     let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with("warning")).collect();
     assert_eq!(
@@ -1398,6 +1408,8 @@ fn auth_argument_errors_are_2_6_1_s() {
             "warning: request for unsupported server AUTH mechanism: ",
             "warning: invalid base64 encoding of AUTH parameter",
             "warning: unexpected initial-response with a server-first AUTH mechanism",
+            "warning: invalid base64 encoding of authentication response",
+            "warning: invalid base64 encoding of authentication response",
             "warning: invalid base64 encoding of authentication response",
         ]
     );

@@ -178,9 +178,11 @@ impl ServerSession {
             return;
         };
         if line != "*" && base64_decode(line).is_none() {
-            // E-MailRelay compatibility: a failed attempt, not a syntax error.
+            // RFC 4954 section 4: 501 (2.6.1 says 535). It still counts
+            // as a failed attempt, as in 2.6.1, so garbage cannot probe
+            // for ever.
             self.warn("invalid base64 encoding of authentication response");
-            return self.auth_failed(535, "authentication failed");
+            return self.auth_failed(501, "invalid argument");
         }
         let step = exchange.handle_response(line);
         self.auth.exchange = Some((mechanism, exchange));
