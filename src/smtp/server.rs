@@ -587,7 +587,14 @@ impl Conn {
             format_args!("new envelope file [{id}.envelope.new]"),
         );
         let mut envelope = self.envelope(&transaction);
-        envelope.authentication = authenticated.clone().unwrap_or_default();
+        // E-MailRelay compatibility: a client that did not authenticate
+        // but came from a trusted address (`server none <address>
+        // <keyword>`) is recorded by that keyword, which filters and the
+        // client-side account selection may branch on.
+        envelope.authentication = authenticated
+            .clone()
+            .or_else(|| self.trusted.clone())
+            .unwrap_or_default();
         let committed = match &self.shared.filter {
             None => message.commit(envelope).await,
             Some(filter) => match message.prepare(envelope).await {
