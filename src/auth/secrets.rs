@@ -147,11 +147,6 @@ impl Secrets {
         Ok(secrets)
     }
 
-    /// True if the file has any `server` account or trusted range.
-    pub fn has_server_entries(&self) -> bool {
-        !self.server.is_empty() || !self.trusted.is_empty()
-    }
-
     /// The keyword of the first trusted range holding `ip`.
     pub fn trusted_keyword(&self, ip: IpAddr) -> Option<&str> {
         self.trusted
