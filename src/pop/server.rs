@@ -223,6 +223,7 @@ impl Conn {
                 }
             }
             AuthResult::Rejected => {
+                crate::monitor::Stats::add(&self.shared.stats.auth_failures_in);
                 log::write(
                     Level::Warning,
                     format_args!("{}", auth.outcome_text(&mechanism, &user, false)),
