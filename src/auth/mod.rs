@@ -98,14 +98,25 @@ impl ServerAuth {
     /// What a session from `peer` is offered, and the trusted keyword if
     /// the address is trusted.
     pub fn session_config(&self, peer: Option<IpAddr>) -> (AuthConfig, Option<String>) {
-        let keyword = match (&self.source, peer) {
-            (Source::Secrets(s), Some(ip)) => s.trusted_keyword(ip).map(str::to_string),
+        let trusted = match (&self.source, peer) {
+            (Source::Secrets(s), Some(ip)) => s.trusted_entry(ip).map(|t| (ip, t)),
             _ => None,
         };
+        // E-MailRelay's words for the trace.
+        let trust_note = trusted.map_or(String::new(), |(ip, t)| {
+            format!(
+                "trusting [{}]: matched [{}] from line {}",
+                ip.to_canonical(),
+                t.text,
+                t.line
+            )
+        });
+        let keyword = trusted.map(|(_, t)| t.keyword.clone());
         let config = AuthConfig {
             clear: self.policy.apply(&self.available(false), false),
             secure: self.policy.apply(&self.available(true), true),
             trusted: keyword.is_some(),
+            trust_note,
             max_failures: MAX_FAILURES,
         };
         (config, keyword)
