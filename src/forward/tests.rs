@@ -315,8 +315,13 @@ fn with_login(settings: ForwardSettings) -> ForwardSettings {
 
 /// The polls of `--poll 1` for `seconds`, one a second.
 async fn poll_for(forwarder: &Arc<Forwarder>, seconds: u64) {
-    for _ in 0..seconds {
-        tokio::time::advance(Duration::from_secs(1)).await;
+    poll_every(forwarder, seconds, 1).await
+}
+
+/// Polls every `step` seconds for `seconds` (a multiple of `step`).
+async fn poll_every(forwarder: &Arc<Forwarder>, seconds: u64, step: u64) {
+    for _ in 0..seconds / step {
+        tokio::time::advance(Duration::from_secs(step)).await;
         forwarder.pass_for("poll").await;
     }
 }
@@ -351,9 +356,11 @@ async fn a_refused_login_is_tried_once_per_backoff_step_whatever_the_queue() {
     // The first 20 s, as the probe ran them: no further login.
     poll_for(&forwarder, 20).await;
     assert_eq!(upstream.logins.lock().unwrap().len(), 1);
-    // Three hours of polls: each login comes when the route's wait is over
-    // (the schedule of `route_wait`), never sooner, never more than one.
-    poll_for(&forwarder, 3 * 3600 - 20).await;
+    // Three hours of polls, every 30 s (a pass reads the spool, which is
+    // slow under Wine): each login comes at the first poll after the
+    // route's wait is over (the schedule of `route_wait`), never sooner,
+    // never more than one.
+    poll_every(&forwarder, 3 * 3600 - 30, 30).await;
     let logins: Vec<Duration> = upstream
         .logins
         .lock()
@@ -361,14 +368,16 @@ async fn a_refused_login_is_tried_once_per_backoff_step_whatever_the_queue() {
         .iter()
         .map(|t| t.duration_since(start))
         .collect();
-    // The model: a poll every second after the startup pass (which
-    // ended with its refused login, 300 ms in); a poll that logs in takes
-    // those 300 ms too, and the wait starts at the refusal.
+    // The model: a poll every second for 20 s after the startup pass
+    // (which ended with its refused login, 300 ms in), then every 30 s; a
+    // poll that logs in takes those 300 ms too, and the wait starts at the
+    // refusal.
     let mut expected = vec![Duration::ZERO];
     let mut now = Duration::from_millis(300);
     let mut next = now + super::backoff::route_wait("upstream.example:25", 1);
-    for _ in 0..3 * 3600 {
-        now += Duration::from_secs(1);
+    let steps = std::iter::repeat_n(1, 20).chain(std::iter::repeat_n(30, (3 * 3600 - 30) / 30));
+    for step in steps {
+        now += Duration::from_secs(step);
         if now >= next {
             expected.push(now);
             now += Duration::from_millis(300);

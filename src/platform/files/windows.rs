@@ -337,12 +337,26 @@ pub fn os_str_bytes(name: &OsStr) -> &[u8] {
 
 /// Makes `link` a symbolic link to the file `target`.
 pub fn symlink_file(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
+    std::os::windows::fs::symlink_file(target, link)?;
+    made(link)
 }
 
 /// Makes `link` a symbolic link to the directory `target`.
 pub fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::windows::fs::symlink_dir(target, link)
+    std::os::windows::fs::symlink_dir(target, link)?;
+    made(link)
+}
+
+/// Checks that a link was made: Wine's `CreateSymbolicLinkW` says it
+/// succeeded and makes nothing.
+fn made(link: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no symbolic link was made",
+        )),
+    }
 }
 
 /// A directory held open. Windows has no `openat`: its entries are
