@@ -10,7 +10,7 @@ use super::instance::Common;
 use super::values::{bad, number, optional_period, port, seconds, Switches};
 use super::{ConfigError, Instance};
 use crate::admin::AdminSettings;
-use crate::auth::{AuthError, ServerAuth};
+use crate::auth::ServerAuth;
 use crate::http::HttpSettings;
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, InterfaceSpec, Service};
@@ -51,7 +51,7 @@ pub fn smtp_settings(
         tls: server_tls(common)?,
         tls_connection: args.has("server-tls-connection"),
         tls_required: args.has("server-tls-required"),
-        auth: server_auth(common, warnings)?,
+        auth: server_auth(common)?,
         dnsbl: args
             .value("dnsbl")
             .map(|v| DnsblConfig::parse(&v).map_err(|e| bad("dnsbl", &v, e)))
@@ -216,10 +216,7 @@ fn server_tls(common: &Common<'_>) -> Result<Option<ServerTls>, ConfigError> {
 
 /// `--server-auth` and `--server-auth-config`, read now (see
 /// `client::client_auth`).
-fn server_auth(
-    common: &Common<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
+fn server_auth(common: &Common<'_>) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
     let args = common.args;
     let Some(spec) = common.path("server-auth").map(|p| p.display().to_string()) else {
         // E-MailRelay compatibility: POP follows --server-auth-config too.
@@ -230,18 +227,9 @@ fn server_auth(
         }
         return Ok(None);
     };
-    match ServerAuth::load(&spec, auth_policy(args)?) {
-        Ok(auth) => Ok(Some(Arc::new(auth))),
-        // E-MailRelay compatibility: a file without `server` lines asks no
-        // client to authenticate. Said out loud, since it may be a mistake.
-        Err(AuthError::NoServerEntries(file)) => {
-            warnings.push(format!(
-                "secrets file {file} has no server entries: SMTP clients are not asked to authenticate"
-            ));
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    // A file without `server` lines still asks every untrusted client to
+    // authenticate, which none can: closed, as in 2.6.1 (see `auth`).
+    Ok(Some(Arc::new(ServerAuth::load(&spec, auth_policy(args)?)?)))
 }
 
 /// `--server-auth-config`, for SMTP and POP alike.

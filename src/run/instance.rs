@@ -225,7 +225,9 @@ impl Prepared {
         let pop = match settings.pop.clone() {
             None => None,
             Some(pop) => {
-                let shared = PopShared::new(pop, settings.spool_dir.clone(), stop_rx.clone());
+                let stats = Arc::clone(&self.forwarder.stats);
+                let shared =
+                    PopShared::new(pop, settings.spool_dir.clone(), stats, stop_rx.clone());
                 for (listen, listener) in listeners.pop {
                     info!("{tag}pop server on {listen}");
                     connections.listening(listen.to_string());

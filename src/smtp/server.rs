@@ -599,7 +599,14 @@ impl Conn {
             format_args!("new envelope file [{id}.envelope.new]"),
         );
         let mut envelope = self.envelope(&transaction);
-        envelope.authentication = authenticated.clone().unwrap_or_default();
+        // E-MailRelay compatibility: a client that did not authenticate
+        // but came from a trusted address (`server none <address>
+        // <keyword>`) is recorded by that keyword, which filters and the
+        // client-side account selection may branch on.
+        envelope.authentication = authenticated
+            .clone()
+            .or_else(|| self.trusted.clone())
+            .unwrap_or_default();
         let committed = match &self.shared.filter {
             None => message.commit(envelope).await,
             Some(filter) => match message.prepare(envelope).await {
@@ -762,7 +769,7 @@ impl Conn {
             true => String::new(),
             false => format!(" tls {cipher}"),
         };
-        let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
+        let date = received_date(&chrono::Local::now());
         format!(
             "Received: from {helo} ([{ip}]) by {} with {with}{tls} ; {date}\r\n",
             self.shared.settings.domain
@@ -862,5 +869,34 @@ fn storage_reply(e: &StoreError) -> Reply {
         Reply::new(452, "insufficient system storage")
     } else {
         Reply::new(451, "local error in processing")
+    }
+}
+
+/// The `Received` line's date. E-MailRelay compatibility: the day of the
+/// month without a leading zero (`Sun, 6 Dec 2026 ...`), as 2.6.1 writes
+/// it (RFC 5322 allows either).
+fn received_date<Tz: chrono::TimeZone>(now: &chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    now.format("%a, %-d %b %Y %H:%M:%S %z").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_received_date_has_no_leading_zero_on_the_day() {
+        let zone = chrono::FixedOffset::east_opt(3600).unwrap();
+        let day = |d| zone.with_ymd_and_hms(2026, 12, d, 9, 5, 7).unwrap();
+        assert_eq!(
+            super::received_date(&day(6)),
+            "Sun, 6 Dec 2026 09:05:07 +0100"
+        );
+        assert_eq!(
+            super::received_date(&day(16)),
+            "Wed, 16 Dec 2026 09:05:07 +0100"
+        );
     }
 }

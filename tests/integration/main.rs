@@ -23,6 +23,8 @@
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
+//! - `windows_package`: the Windows zip and installer under Wine: contents,
+//!   the example filters in cscript, silent install, service, uninstall.
 //! - `windows_service`: `emailrelay-service.exe` under Wine: 2.6.1's
 //!   service transcripts, an installed service relaying and draining.
 //! - `windows_features`: the Windows build under Wine: TLS both ways and the ROOT store, OAuth over
@@ -67,5 +69,6 @@ mod submit;
 mod tls;
 mod windows;
 mod windows_features;
+mod windows_package;
 mod windows_service;
 mod wine;

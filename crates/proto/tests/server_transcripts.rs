@@ -1071,6 +1071,10 @@ fn auth_config(trusted: bool) -> ServerConfig {
             clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             secure: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             trusted,
+            trust_note: match trusted {
+                true => "trusting [127.0.0.1]: matched [127.0.0.0/8] from line 1".into(),
+                false => String::new(),
+            },
             max_failures: 3,
         }),
         trace: true,
@@ -1175,6 +1179,7 @@ fn mechanism_errors_have_their_own_codes() {
             clear: vec![Mechanism::CramMd5],
             secure: vec![Mechanism::Plain, Mechanism::CramMd5],
             trusted: false,
+            trust_note: String::new(),
             max_failures: 3,
         }),
         starttls: true,
@@ -1260,6 +1265,23 @@ fn a_trusted_client_needs_no_auth_and_its_auth_parameter_becomes_empty() {
     );
     // RFC 4954 section 5: an unauthenticated client's AUTH= is not trusted.
     assert_eq!(h.session.transaction().params.auth.as_deref(), Some(""));
+    // E-MailRelay's line, after the command, at each MAIL and VRFY.
+    h.feed(b"RSET\r\nVRFY b@c\r\n");
+    let note = "trusting [127.0.0.1]: matched [127.0.0.0/8] from line 1";
+    let log = h.log();
+    let at: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| *l == note)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 2, "{log:?}");
+    assert_eq!(
+        log[at[0] - 1],
+        "rx<<: \"MAIL FROM:<a@b> AUTH=mallory\"",
+        "{log:?}"
+    );
+    assert_eq!(log[at[1] - 1], "rx<<: \"VRFY b@c\"", "{log:?}");
 }
 
 #[test]

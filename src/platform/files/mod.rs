@@ -11,7 +11,10 @@
 //!   the indexer holds a new file (errors 5 and 32);
 //! - modes (`rw-rw----` on Unix; Windows files inherit the directory's
 //!   access list), free space, file identity, "out of space" errors;
-//! - arguments and paths as bytes (exact on Unix; UTF-8 on Windows).
+//! - arguments and paths as bytes (exact on Unix; UTF-8 on Windows);
+//! - a directory held open whose entries are reached through it
+//!   ([`OpenDir`]: `openat` and friends on Unix, so that a directory
+//!   swapped for a link leads nowhere; checked paths on Windows).
 //!
 //! Everything else about files is the standard library's.
 

@@ -695,6 +695,7 @@ impl ServerSession {
         if !self.config.vrfy {
             return self.reply(252, "cannot vrfy");
         }
+        self.note_trust();
         if let Some(text) = self.refusal_before_mail() {
             return self.reply(530, text);
         }
@@ -727,6 +728,7 @@ impl ServerSession {
             );
             self.trace_line(note);
         }
+        self.note_trust();
         if let Some(text) = self.refusal_before_mail() {
             return self.reply(530, text);
         }
@@ -921,7 +923,7 @@ impl ServerSession {
         }
     }
 
-    fn trace_line(&mut self, line: String) {
+    pub(super) fn trace_line(&mut self, line: String) {
         if self.config.trace {
             self.log.push(LogLine::Trace(line));
         }
