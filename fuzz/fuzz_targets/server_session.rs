@@ -8,7 +8,7 @@ use emailrelay_proto::smtp::{
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let config = ServerConfig { max_size: 10_000, chunking: true, verify_recipients: true, starttls: true, auth: Some(AuthConfig { clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5], secure: vec![Mechanism::Plain], trusted: data.first() == Some(&b'T'), max_failures: 3 }), ..ServerConfig::default() };
+    let config = ServerConfig { max_size: 10_000, chunking: true, verify_recipients: true, starttls: true, auth: Some(AuthConfig { clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5], secure: vec![Mechanism::Plain], trusted: data.first() == Some(&b'T'), trust_note: String::new(), max_failures: 3 }), ..ServerConfig::default() };
     let mut session = ServerSession::new(config);
     let mut out = Vec::new();
     for piece in data.chunks(37) {

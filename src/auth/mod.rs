@@ -40,9 +40,6 @@ pub enum AuthError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     OAuth(#[from] OAuthError),
-    /// `--server-auth` names a file with no `server` lines.
-    #[error("secrets file {0} has no server entries")]
-    NoServerEntries(String),
     /// `pam:` in a build without PAM.
     #[error("pam: authentication is not available: this build has no PAM support")]
     NoPam,
@@ -89,9 +86,6 @@ impl ServerAuth {
             for warning in &secrets.warnings {
                 crate::warning!("{spec}: {warning}");
             }
-            if !secrets.has_server_entries() {
-                return Err(AuthError::NoServerEntries(spec.into()));
-            }
             Source::Secrets(Box::new(secrets))
         };
         Ok(ServerAuth {
@@ -104,15 +98,25 @@ impl ServerAuth {
     /// What a session from `peer` is offered, and the trusted keyword if
     /// the address is trusted.
     pub fn session_config(&self, peer: Option<IpAddr>) -> (AuthConfig, Option<String>) {
-        let available = self.available();
-        let keyword = match (&self.source, peer) {
-            (Source::Secrets(s), Some(ip)) => s.trusted_keyword(ip).map(str::to_string),
+        let trusted = match (&self.source, peer) {
+            (Source::Secrets(s), Some(ip)) => s.trusted_entry(ip).map(|t| (ip, t)),
             _ => None,
         };
+        // E-MailRelay's words for the trace.
+        let trust_note = trusted.map_or(String::new(), |(ip, t)| {
+            format!(
+                "trusting [{}]: matched [{}] from line {}",
+                ip.to_canonical(),
+                t.text,
+                t.line
+            )
+        });
+        let keyword = trusted.map(|(_, t)| t.keyword.clone());
         let config = AuthConfig {
-            clear: self.policy.apply(&available, false),
-            secure: self.policy.apply(&available, true),
+            clear: self.policy.apply(&self.available(false), false),
+            secure: self.policy.apply(&self.available(true), true),
             trusted: keyword.is_some(),
+            trust_note,
             max_failures: MAX_FAILURES,
         };
         (config, keyword)
@@ -120,7 +124,7 @@ impl ServerAuth {
 
     /// The SASL mechanisms offered in clear or under TLS, for POP's CAPA.
     pub fn mechanisms(&self, secure: bool) -> Vec<Mechanism> {
-        self.policy.apply(&self.available(), secure)
+        self.policy.apply(&self.available(secure), secure)
     }
 
     /// Whether POP3's APOP can be offered: it needs a plain password (a
@@ -210,7 +214,12 @@ impl ServerAuth {
 
     /// Mechanisms the secrets can serve: a plain password serves all
     /// three, a stored hash only CRAM-MD5, PAM only clear-text ones.
-    fn available(&self) -> Vec<Mechanism> {
+    /// E-MailRelay compatibility: a secrets file with no password at all
+    /// (only `client` lines, or only trusted addresses) still asks
+    /// untrusted clients to authenticate, and offers PLAIN under TLS (RFC
+    /// 4954 section 4), which then fails for want of a secret: nobody
+    /// relays, where a server without AUTH would let anyone.
+    fn available(&self, secure: bool) -> Vec<Mechanism> {
         use Mechanism::*;
         match &self.source {
             Source::Pam(_) => vec![Plain, Login],
@@ -220,11 +229,12 @@ impl ServerAuth {
                     .values()
                     .any(|v| matches!(v, ServerSecret::Plain(_)));
                 let md5 = s.server.values().any(|v| matches!(v, ServerSecret::Md5(_)));
-                match (plain, md5) {
+                match (plain, md5, secure) {
                     // E-MailRelay's order (it also lists CRAM-SHA ones first).
-                    (true, _) => vec![CramMd5, Plain, Login],
-                    (false, true) => vec![CramMd5],
-                    (false, false) => vec![],
+                    (true, _, _) => vec![CramMd5, Plain, Login],
+                    (false, true, _) => vec![CramMd5],
+                    (false, false, true) => vec![Plain],
+                    (false, false, false) => vec![],
                 }
             }
         }

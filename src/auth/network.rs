@@ -41,6 +41,19 @@ impl AddressPattern {
         Some(AddressPattern::Wildcard(octets))
     }
 
+    /// How narrow the range is, for choosing among several that hold an
+    /// address: twice the prefix length, one less for a wildcard (2.6.1
+    /// tries `a.b.c.*` after `a.b.c.0/24`).
+    pub fn narrowness(&self) -> u16 {
+        match *self {
+            AddressPattern::Cidr { prefix, .. } => 2 * u16::from(prefix),
+            AddressPattern::Wildcard(octets) => {
+                let fixed = octets.iter().take_while(|o| o.is_some()).count() as u16;
+                (2 * 8 * fixed).saturating_sub(1)
+            }
+        }
+    }
+
     /// True if `ip` is in the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();

@@ -84,6 +84,9 @@ pub enum ClientAccount {
 pub struct Trusted {
     pub pattern: AddressPattern,
     pub keyword: String,
+    /// The pattern as the file has it, and its line, for the log.
+    pub text: String,
+    pub line: usize,
 }
 
 /// A parsed secrets file.
@@ -147,17 +150,22 @@ impl Secrets {
         Ok(secrets)
     }
 
-    /// True if the file has any `server` account or trusted range.
-    pub fn has_server_entries(&self) -> bool {
-        !self.server.is_empty() || !self.trusted.is_empty()
+    /// The keyword of the trusted range holding `ip` (see [`Secrets::trusted_entry`]).
+    pub fn trusted_keyword(&self, ip: IpAddr) -> Option<&str> {
+        self.trusted_entry(ip).map(|t| t.keyword.as_str())
     }
 
-    /// The keyword of the first trusted range holding `ip`.
-    pub fn trusted_keyword(&self, ip: IpAddr) -> Option<&str> {
-        self.trusted
-            .iter()
-            .find(|t| t.pattern.contains(ip))
-            .map(|t| t.keyword.as_str())
+    /// The trusted range holding `ip`. E-MailRelay compatibility: the
+    /// narrowest one (2.6.1 tries the address itself, then each wider
+    /// range, then its wildcard form, in turn); among equals the first.
+    pub fn trusted_entry(&self, ip: IpAddr) -> Option<&Trusted> {
+        let mut best: Option<&Trusted> = None;
+        for t in self.trusted.iter().filter(|t| t.pattern.contains(ip)) {
+            if best.is_none_or(|b| t.pattern.narrowness() > b.pattern.narrowness()) {
+                best = Some(t);
+            }
+        }
+        best
     }
 
     fn add_line(&mut self, fields: &[&str], path: &Path, line: usize) -> Result<(), String> {
@@ -204,6 +212,8 @@ impl Secrets {
                 self.trusted.push(Trusted {
                     pattern,
                     keyword: secret.to_string(),
+                    text: id.to_string(),
+                    line,
                 });
                 return Ok(());
             }
@@ -385,6 +395,25 @@ mod tests {
         );
         assert_eq!(s.trusted_keyword("192.168.1.7".parse().unwrap()), None);
         assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn the_narrowest_trusted_range_wins_as_in_2_6_1() {
+        let s = parse(
+            "server none 10.0.0.0/8 wide\n\
+             server none 10.1.2.* star\n\
+             server none 10.1.2.0/24 net24\n\
+             server none 10.1.2.3 host\n",
+        )
+        .unwrap();
+        let entry = |ip: &str| {
+            s.trusted_entry(ip.parse().unwrap())
+                .map(|t| (t.keyword.as_str(), t.text.as_str(), t.line))
+        };
+        assert_eq!(entry("10.1.2.3"), Some(("host", "10.1.2.3", 4)));
+        assert_eq!(entry("10.1.2.4"), Some(("net24", "10.1.2.0/24", 3)));
+        assert_eq!(entry("10.9.9.9"), Some(("wide", "10.0.0.0/8", 1)));
+        assert_eq!(entry("11.0.0.1"), None);
     }
 
     #[test]

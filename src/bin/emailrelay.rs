@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e, false),
     };
     if args.has("help") {
-        let width = emailrelay::help_columns();
+        // E-MailRelay compatibility: `$COLUMNS`, else 79, as 2.6.1 and
+        // our other two programs wrap their help.
+        let width = emailrelay::getopt::help_width();
         emailrelay::stdout!(
             "{}",
             help_text(PROGRAM, &banner(), args.has("verbose"), width)

@@ -3,14 +3,18 @@
 //! level and name, descriptions in a column), with our own descriptions.
 
 use super::options::{Arg, OptionSpec, Section, Support, System, OPTIONS};
+use crate::getopt::{self, HelpLayout, Takes, ToolOption};
 
 /// Plain `--help` shows the options up to this level.
 const BASIC_LEVEL: u8 = 20;
-/// Descriptions are never squeezed narrower than this.
-const MIN_DESCRIPTION: usize = 20;
+/// 2.6.1's description column for `--help --verbose` (plain `--help`: 30).
+const VERBOSE_COLUMN: usize = 42;
 
 /// The help text, wrapped to `width` columns; `verbose` for every option,
-/// by section.
+/// by section. Laid out by 2.6.1's rules (`G::OptionsUsage`, shared with
+/// the other two programs through `getopt`): the banner, a blank line, the
+/// usage summary, a blank line, the options by level and name, a blank
+/// line and the closing lines.
 pub fn help_text(program: &str, banner: &str, verbose: bool, width: usize) -> String {
     help_text_for(System::HERE, program, banner, verbose, width)
 }
@@ -23,134 +27,92 @@ pub fn help_text_for(
     verbose: bool,
     width: usize,
 ) -> String {
-    let mut options: Vec<&OptionSpec> = OPTIONS
+    let level_max = if verbose { u8::MAX } else { BASIC_LEVEL };
+    let specs: Vec<&OptionSpec> = OPTIONS
         .iter()
         .filter(|o| o.shown_on(system))
-        .filter(|o| verbose || o.level <= BASIC_LEVEL)
+        .filter(|o| o.level <= level_max)
         .collect();
-    options.sort_by_key(|o| (o.level, o.name));
-    let mut text = format!("{banner}\n\n");
-    let label = if verbose {
-        "usage:"
-    } else {
-        "abbreviated usage:"
+    let tools: Vec<ToolOption> = specs.iter().map(|o| tool_option(o)).collect();
+    let layout = HelpLayout {
+        level_max,
+        abbreviated: !verbose,
     };
-    text.push_str(&usage_line(label, program, &options, width));
-    text.push('\n');
-    if verbose {
-        for section in Section::ALL {
-            let in_section: Vec<&OptionSpec> = options
-                .iter()
-                .copied()
-                .filter(|o| o.section == section)
-                .collect();
-            if in_section.is_empty() {
-                continue;
-            }
-            text.push_str(&format!("{}\n", section.title()));
-            push_options(&mut text, &in_section, 42, width);
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "To store mail from the network in the background...\n   {program} --as-server\n\n\
-             To forward stored mail to a smarthost...\n   {program} --as-client smarthost.example.com:smtp\n\n\
-             To run as a proxy on port 10025 to a server on port 25...\n   {program} --port 10025 --as-proxy localhost:25\n"
+    let mut text = format!("{banner}\n\n");
+    if !verbose {
+        text.push_str(&getopt::usage_at(
+            &tools,
+            program,
+            layout,
+            " [<config-file>]",
+            width,
         ));
-    } else {
-        text.push('\n');
-        push_options(&mut text, &options, 30, width);
         text.push_str(&format!(
             "\nFor complete usage information run \"{program} --help --verbose\"\n"
         ));
+        return text;
     }
-    text
-}
-
-/// `usage: emailrelay [-dvh...] [--as-client=<host:port>] ... [<config-file>]`,
-/// wrapped with a two-space indent.
-fn usage_line(label: &str, program: &str, options: &[&OptionSpec], width: usize) -> String {
-    let flags: String = options
-        .iter()
-        .filter(|o| o.arg == Arg::None)
-        .filter_map(|o| o.short)
-        .collect();
-    let mut words = vec![format!("{label} {program}")];
-    if !flags.is_empty() {
-        words.push(format!("[-{flags}]"));
-    }
-    words.extend(options.iter().map(|o| format!("[{}]", long_form(o))));
-    words.push("[<config-file>]".into());
-    let mut text = String::new();
-    let mut line = String::new();
-    for word in words {
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            text.push_str(&line);
-            text.push('\n');
-            line = "  ".into();
-        } else if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(&word);
-    }
-    text.push_str(&line);
+    let mut sorted: Vec<(&OptionSpec, &ToolOption)> = specs.iter().copied().zip(&tools).collect();
+    sorted.sort_by_key(|(o, _)| (o.level, o.name));
+    let all: Vec<&ToolOption> = sorted.iter().map(|(_, t)| *t).collect();
+    text.push_str(&getopt::summary(
+        &all,
+        program,
+        layout,
+        " [<config-file>]",
+        width,
+    ));
     text.push('\n');
+    for section in Section::ALL {
+        let in_section: Vec<&(&OptionSpec, &ToolOption)> = sorted
+            .iter()
+            .filter(|(o, _)| o.section == section)
+            .collect();
+        if in_section.is_empty() {
+            continue;
+        }
+        text.push_str(&format!("\n{}\n", section.title()));
+        for (spec, tool) in in_section {
+            text.push_str(&getopt::option_help(
+                tool,
+                &description(spec),
+                VERBOSE_COLUMN,
+                width,
+            ));
+            text.push('\n');
+        }
+    }
+    text.push_str(&format!(
+        "\nTo store mail from the network in the background...\n   {program} --as-server\n\n\
+         To forward stored mail to a smarthost...\n   {program} --as-client smarthost.example.com:smtp\n\n\
+         To run as a proxy on port 10025 to a server on port 25...\n   {program} --port 10025 --as-proxy localhost:25\n"
+    ));
     text
 }
 
-/// `--name`, `--name=<value>` or `--name[=<value>]`.
-fn long_form(o: &OptionSpec) -> String {
-    match o.arg {
-        Arg::None => format!("--{}", o.name),
-        Arg::Required => format!("--{}={}", o.name, o.value_name),
-        Arg::Optional => format!("--{}[={}]", o.name, o.value_name),
+/// An option of the relay's table as `getopt` lays it out.
+fn tool_option(o: &OptionSpec) -> ToolOption {
+    ToolOption {
+        letter: o.short.and_then(|c| u8::try_from(c).ok()),
+        name: o.name,
+        takes: match o.arg {
+            Arg::None => Takes::Nothing,
+            Arg::Required => Takes::Value,
+            Arg::Optional => Takes::OptionalValue,
+        },
+        many: o.many,
+        level: o.level.max(1),
+        value_name: o.value_name.trim_start_matches('<').trim_end_matches('>'),
+        help: o.help,
     }
 }
 
-/// One entry per option: `  -x, --name=<value>` then the description
-/// wrapped in a column starting at `column`.
-fn push_options(text: &mut String, options: &[&OptionSpec], column: usize, width: usize) {
-    for o in options {
-        let short = o.short.map_or("    ".to_string(), |c| format!("-{c}, "));
-        let head = format!("  {short}{}", long_form(o));
-        let mut description = o.help.to_string();
-        if let Support::Later(feature) = o.support {
-            description.push_str(&format!(" (not supported yet: {feature})"));
-        }
-        let lines = wrap(
-            &description,
-            width.saturating_sub(column).max(MIN_DESCRIPTION),
-        );
-        let mut first = true;
-        for line in lines {
-            if first && head.len() < column {
-                text.push_str(&format!("{head:<column$}{line}\n"));
-            } else {
-                if first {
-                    text.push_str(&format!("{head}\n"));
-                }
-                text.push_str(&format!("{:column$}{line}\n", ""));
-            }
-            first = false;
-        }
+/// The description, with a note for an option not supported yet.
+fn description(o: &OptionSpec) -> String {
+    match o.support {
+        Support::Later(feature) => format!("{} (not supported yet: {feature})", o.help),
+        _ => o.help.to_string(),
     }
-}
-
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
 
 #[cfg(test)]
@@ -206,7 +168,7 @@ mod tests {
     fn windows_help_shows_its_own_options() {
         let text = help_text_for(System::Windows, "emailrelay", "banner", true, 80);
         assert!(text.contains("--hidden") && text.contains("--show=<style>"));
-        for unix in ["[--user=", "[--no-daemon]", "[--localedir=", "[--syslog[="] {
+        for unix in ["[--user=", "[--no-daemon]", "[--localedir=", "[--syslog="] {
             assert!(!text.contains(unix), "{unix}");
         }
         assert!(text.contains("[--syslog]"));

@@ -227,6 +227,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     many(opt("server-smtp-config", Some('Z'), R, "<config>", Section::SmtpServer, 30, "Configures the SMTP server protocol: pipelining, nopipelining, smtputf8, smtputf8strict, chunking, nostrictparsing, noalabels")),
     opt("size", Some('M'), R, "<bytes>", Section::SmtpServer, 30, "Limits the size of submitted messages"),
     opt("max-hops", None, R, "<count>", Section::SmtpServer, 30, "Refuses messages that arrive with more Received lines than this, to end mail loops (default 50, 0 for no limit)"),
+    opt("min-data-rate", None, R, "<bytes>", Section::SmtpServer, 30, "Drops a client whose message content arrives slower than this many bytes a second, once the --idle-timeout has passed (default 500, 0 for no minimum)"),
     opt("pop", Some('B'), F, "", Section::Pop, 30, "Enables the POP server"),
     opt("pop-by-name", Some('J'), F, "", Section::Pop, 30, "Serves POP clients from a sub-directory named after the user"),
     opt("pop-no-delete", Some('G'), F, "", Section::Pop, 30, "Disables the POP DELE command"),

@@ -1,6 +1,7 @@
 //! The serving side of an instance: the SMTP server (`--port`,
-//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`), the
-//! admin server and the operator HTTP endpoint (`--http-*`).
+//! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`,
+//! `--min-data-rate`), the admin server and the operator HTTP endpoint
+//! (`--http-*`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,11 +10,12 @@ use super::instance::Common;
 use super::values::{bad, number, optional_period, port, seconds, Switches};
 use super::{ConfigError, Instance};
 use crate::admin::AdminSettings;
-use crate::auth::{AuthError, ServerAuth};
+use crate::auth::ServerAuth;
 use crate::http::HttpSettings;
 use crate::net::dnsbl::DnsblConfig;
 use crate::net::{self, InterfaceSpec, Service};
 use crate::pop::PopSettings;
+use crate::serve::DEFAULT_MIN_DATA_RATE;
 use crate::smtp::server::{Anonymous, ServerSettings};
 use crate::tls::{ServerTls, ServerTlsOptions};
 use emailrelay_proto::sasl::MechanismPolicy;
@@ -38,6 +40,7 @@ pub fn smtp_settings(
         max_hops: usize::try_from(number(args, "max-hops", DEFAULT_MAX_HOPS as u64)?)
             .unwrap_or(usize::MAX),
         idle_timeout: seconds(args, "idle-timeout", 60)?,
+        min_data_rate: number(args, "min-data-rate", DEFAULT_MIN_DATA_RATE)?,
         pipelining: config.pipelining,
         smtputf8: config.smtputf8 || config.smtputf8_strict,
         smtputf8_strict: config.smtputf8_strict,
@@ -48,7 +51,7 @@ pub fn smtp_settings(
         tls: server_tls(common)?,
         tls_connection: args.has("server-tls-connection"),
         tls_required: args.has("server-tls-required"),
-        auth: server_auth(common, warnings)?,
+        auth: server_auth(common)?,
         dnsbl: args
             .value("dnsbl")
             .map(|v| DnsblConfig::parse(&v).map_err(|e| bad("dnsbl", &v, e)))
@@ -85,6 +88,7 @@ pub fn http_settings(common: &Common<'_>) -> Result<Option<HttpSettings>, Config
         remote_clients,
         max_queue_age: optional_period(args, "http-max-queue-age")?
             .unwrap_or(crate::http::DEFAULT_MAX_QUEUE_AGE),
+        names: vec![common.domain.clone()],
     }))
 }
 
@@ -212,10 +216,7 @@ fn server_tls(common: &Common<'_>) -> Result<Option<ServerTls>, ConfigError> {
 
 /// `--server-auth` and `--server-auth-config`, read now (see
 /// `client::client_auth`).
-fn server_auth(
-    common: &Common<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
+fn server_auth(common: &Common<'_>) -> Result<Option<Arc<ServerAuth>>, ConfigError> {
     let args = common.args;
     let Some(spec) = common.path("server-auth").map(|p| p.display().to_string()) else {
         // E-MailRelay compatibility: POP follows --server-auth-config too.
@@ -226,18 +227,9 @@ fn server_auth(
         }
         return Ok(None);
     };
-    match ServerAuth::load(&spec, auth_policy(args)?) {
-        Ok(auth) => Ok(Some(Arc::new(auth))),
-        // E-MailRelay compatibility: a file without `server` lines asks no
-        // client to authenticate. Said out loud, since it may be a mistake.
-        Err(AuthError::NoServerEntries(file)) => {
-            warnings.push(format!(
-                "secrets file {file} has no server entries: SMTP clients are not asked to authenticate"
-            ));
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    // A file without `server` lines still asks every untrusted client to
+    // authenticate, which none can: closed, as in 2.6.1 (see `auth`).
+    Ok(Some(Arc::new(ServerAuth::load(&spec, auth_policy(args)?)?)))
 }
 
 /// `--server-auth-config`, for SMTP and POP alike.

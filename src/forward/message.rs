@@ -56,6 +56,17 @@ impl Forwarder {
             // picked up: it waits for the next pass, unfiltered.
             return Verdict::Deferred(None);
         }
+        // A route that waits is not worth a line per message and poll.
+        // (With a client filter the route is known only once it has run.)
+        if self.client_filter.is_none() {
+            if let Some(verdict) = self
+                .target(&locked.envelope)
+                .and_then(|target| self.held_back(locked.id(), &target))
+            {
+                *route = None;
+                return verdict;
+            }
+        }
         self.started.fetch_add(1, Ordering::Relaxed);
         crate::log::set_msgid(locked.id().as_str());
         info!(
@@ -84,26 +95,16 @@ impl Forwarder {
         if envelope.to_remote.is_empty() {
             return self.fail(locked, Reply::new(550, "no remote recipients"));
         }
-        let target = match (
-            envelope.forward_to_address.trim(),
-            &self.settings.forward_to,
-        ) {
-            ("", Some(default)) => default.clone(),
-            ("", None) => return Verdict::Deferred(None),
-            (address, _) => address.to_string(),
+        let Some(target) = self.target(&envelope) else {
+            return Verdict::Deferred(None);
         };
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
             *route = None;
             return self.skip_unconnectable(locked.id(), &target);
         }
-        if let Some(wait) = self.throttled(&target) {
+        if let Some(verdict) = self.held_back(locked.id(), &target) {
             *route = None;
-            crate::debug!(
-                "forwarding [{}]: {target} is slowed down for {}s more: message left queued",
-                locked.id(),
-                wait.as_secs()
-            );
-            return Verdict::Deferred(None);
+            return verdict;
         }
         *route = Some(target.clone());
         let key = (target.clone(), envelope.client_account_selector.clone());
@@ -151,12 +152,35 @@ impl Forwarder {
                     return Verdict::Deferred(None);
                 }
             };
-            match self.transport.open(&target, secret).await {
+            // Logins to an upstream that has not accepted one go one at a
+            // time, and a paused one gets one connection per wait (`route`).
+            let gate = match secret.is_some() && !self.is_proven(&target) {
+                true => Some(self.login_gate.lock().await),
+                false => None,
+            };
+            // Another connection of this pass was refused meanwhile.
+            if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
+                *route = None;
+                return self.skip_unconnectable(locked.id(), &target);
+            }
+            if !self.claim_login(&target) {
+                *route = None;
+                return self
+                    .held_back(locked.id(), &target)
+                    .unwrap_or(Verdict::Deferred(None));
+            }
+            let logs_in = secret.is_some();
+            let opened = self.transport.open(&target, secret).await;
+            drop(gate);
+            match opened {
                 Ok(c) => {
                     if let (Some(user), Some(mechanism), Some(auth)) =
                         (c.authenticated(), c.auth_mechanism(), &self.settings.auth)
                     {
                         info!("{}", auth.success_text(&key.1, mechanism.name(), user));
+                    }
+                    if logs_in {
+                        self.login_accepted(&target);
                     }
                     *conn = Some((key, c));
                 }
@@ -252,6 +276,32 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Where a message goes: its `ForwardToAddress`, or `--forward-to`.
+    pub(super) fn target(&self, envelope: &crate::store::Envelope) -> Option<String> {
+        match (
+            envelope.forward_to_address.trim(),
+            &self.settings.forward_to,
+        ) {
+            ("", default) => default.clone(),
+            (address, _) => Some(address.to_string()),
+        }
+    }
+
+    /// `Some` (a skip, not an attempt) while `target` waits: slowed down
+    /// after a throttling answer, or paused after a refused login.
+    fn held_back(&self, id: &MessageId, target: &str) -> Option<Verdict> {
+        let (wait, why) = match (self.throttled(target), self.paused_for(target)) {
+            (Some(wait), _) => (wait, "slowed down"),
+            (None, Some(wait)) => (wait, "paused"),
+            (None, None) => return None,
+        };
+        crate::debug!(
+            "forwarding [{id}]: {target} is {why} for {}s more: message left queued",
+            wait.as_secs()
+        );
+        Some(Verdict::Deferred(None))
     }
 
     /// The messages a minute allowed with this account: the lower of

@@ -180,8 +180,15 @@ pub struct Forwarder {
     pass_error: Mutex<Option<String>>,
     /// When each deferred message may be tried again.
     backoff: Mutex<Backoff>,
-    /// Upstreams that refused our authentication, until one takes a message.
-    paused: Mutex<std::collections::HashSet<String>>,
+    /// Upstreams that refused our authentication, until one takes a
+    /// message or a login: when each may be tried again (see `route`).
+    paused: Mutex<HashMap<String, route::Pause>>,
+    /// Upstreams that accepted our login since they were last paused:
+    /// connections to them open in parallel, without the login gate.
+    proven: Mutex<std::collections::HashSet<String>>,
+    /// Held while logging in to an upstream not proven yet, so that a
+    /// wrong password costs one refused login, not one per connection.
+    login_gate: tokio::sync::Mutex<()>,
     /// `--client-rate` and the accounts' rates, per route and account.
     rate: RateLimit,
     /// How messages leave.
@@ -242,7 +249,9 @@ impl Forwarder {
             connections,
             pass_error: Mutex::new(None),
             backoff: Mutex::new(Backoff::default()),
-            paused: Mutex::new(std::collections::HashSet::new()),
+            paused: Mutex::new(HashMap::new()),
+            proven: Mutex::new(std::collections::HashSet::new()),
+            login_gate: tokio::sync::Mutex::new(()),
             rate: RateLimit::default(),
             settings,
         })
@@ -373,9 +382,18 @@ impl Forwarder {
                 return Verdict::Deferred(None);
             }
         };
-        let verdict = self
+        let target = self.target(&locked.envelope);
+        let mut verdict = self
             .forward_message(locked, &mut link.0, &Mutex::new(HashMap::new()))
             .await;
+        // Not tried because the route is paused after a refused login: the
+        // client hears that refusal, as if this message had been refused,
+        // without another login (see `route`).
+        if let (Verdict::Deferred(None), Some(target)) = (&verdict, &target) {
+            if let Some(reply) = self.paused_reply(target) {
+                verdict = Verdict::Deferred(Some(reply));
+            }
+        }
         if let Verdict::Deferred(Some(reply)) = &verdict {
             match self.spool.lock(id) {
                 Ok(Some(locked)) => {
@@ -404,7 +422,7 @@ impl Forwarder {
         let mut routes: Vec<String> = self
             .paused
             .lock()
-            .map(|p| p.iter().cloned().collect())
+            .map(|p| p.keys().cloned().collect())
             .unwrap_or_default();
         routes.sort();
         routes

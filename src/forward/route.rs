@@ -10,38 +10,151 @@
 //! send them). After one, the whole route waits (one minute, doubling
 //! to an hour, as a message's backoff) instead of each of its messages
 //! trying on its own; the first message it takes again ends the wait.
+//!
+//! A route whose upstream refused our login is paused the same way, and
+//! more strictly, since providers lock an account after a few refused
+//! logins (Microsoft Entra's smart lockout, Google's abuse limits): while
+//! it waits no message tries it, whatever the queue holds; when the wait
+//! is over exactly one connection may log in (the one that claims the
+//! attempt); a refusal doubles the wait (one minute to an hour, ±20%).
+//! Logins to an upstream that has not accepted one yet go one at a time
+//! (the login gate), so that a wrong password at startup costs one
+//! refused login, not one per parallel connection.
+//!
+//! ```text
+//!   (new) --login refused--> Paused{refusals: 1, next}
+//!   Paused --wait over, one connection claims--> (logging in)
+//!   (logging in) --refused--> Paused{refusals + 1, next: doubled wait}
+//!   (logging in) --accepted--> (proven)    Paused --message sent--> (gone)
+//! ```
 
 use super::backoff::route_wait;
 use super::*;
 
+/// A route paused after a refused login.
+#[derive(Clone, Debug)]
+pub(super) struct Pause {
+    /// Refused logins in a row (0 while only a token could not be had).
+    refusals: u32,
+    /// When one connection may try to log in again.
+    next: std::time::Instant,
+    /// The upstream's last refusal (none while only a token is missing).
+    reply: Option<Reply>,
+}
+
 impl Forwarder {
     /// The upstream refused our authentication: the route is paused, not
-    /// the mail failed. Its messages stay queued (the rest of this pass
-    /// skips them, later passes retry with backoff) and one error says so
-    /// per outage, with the upstream's words. Not in 2.6.1, which fails
-    /// every message to `.bad` until the password is fixed.
+    /// the mail failed. Its messages stay queued (no message tries the
+    /// route until its wait is over, see the module documentation) and
+    /// one error says so per outage, with the upstream's words. Not in
+    /// 2.6.1, which fails every message to `.bad` until the password is
+    /// fixed.
     pub(super) fn pause(&self, target: &str, reply: Reply) -> Verdict {
         self.note_error(&format!("authentication refused by {target}: {reply}"));
         self.stats.route(target, |c| c.auth_failures += 1);
-        let newly = self
-            .paused
-            .lock()
-            .is_ok_and(|mut p| p.insert(target.to_string()));
-        if newly {
+        self.unprove(target);
+        let now = tokio::time::Instant::now().into_std();
+        let Ok(mut paused) = self.paused.lock() else {
+            return Verdict::Deferred(Some(reply));
+        };
+        let pause = paused.entry(target.to_string()).or_insert(Pause {
+            refusals: 0,
+            next: now,
+            reply: None,
+        });
+        pause.refusals += 1;
+        pause.reply = Some(reply.clone());
+        let wait = route_wait(target, pause.refusals);
+        pause.next = now + wait;
+        if pause.refusals == 1 {
             error!(
                 "forwarding to {target} paused: the server refused our authentication: {reply}: mail stays queued"
+            );
+        } else {
+            info!(
+                "forwarding to {target} still paused: authentication refused again: next attempt in {}s",
+                wait.as_secs()
             );
         }
         Verdict::Deferred(Some(reply))
     }
 
     /// The token endpoint would not renew the route's token: paused like
-    /// a refused password, but the account has said why already.
+    /// a refused password, but the account has said why already, and
+    /// waits on its own schedule (no login was tried), so the route is
+    /// free to try as soon as the account has a token.
     pub(super) fn pause_quietly(&self, target: &str) {
+        self.unprove(target);
         if let Ok(mut paused) = self.paused.lock() {
-            paused.insert(target.to_string());
+            let now = tokio::time::Instant::now().into_std();
+            paused.entry(target.to_string()).or_insert(Pause {
+                refusals: 0,
+                next: now,
+                reply: None,
+            });
         }
         self.stats.route(target, |c| c.auth_failures += 1);
+    }
+
+    /// How much longer a paused `target` waits before the next login,
+    /// unless the pass was forced (admin `forward`/`flush`).
+    pub(super) fn paused_for(&self, target: &str) -> Option<Duration> {
+        if self.forcing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = tokio::time::Instant::now().into_std();
+        let next = self.paused.lock().ok()?.get(target)?.next;
+        next.checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    /// The refusal that paused `target`, if it is paused after one.
+    pub(super) fn paused_reply(&self, target: &str) -> Option<Reply> {
+        self.paused.lock().ok()?.get(target)?.reply.clone()
+    }
+
+    /// Claims the one connection that may try a paused `target` now: true
+    /// if it is not paused, or its wait is over (or the pass was forced);
+    /// the next claim then waits again, as long as the last wait was, so
+    /// that only this connection tries.
+    pub(super) fn claim_login(&self, target: &str) -> bool {
+        let now = tokio::time::Instant::now().into_std();
+        let forced = self.forcing.load(Ordering::Relaxed);
+        let Ok(mut paused) = self.paused.lock() else {
+            return false;
+        };
+        let Some(pause) = paused.get_mut(target) else {
+            return true;
+        };
+        if !forced && now < pause.next {
+            return false;
+        }
+        pause.next = now + route_wait(target, pause.refusals.max(1));
+        true
+    }
+
+    /// True if `target` accepted our login since it was last paused.
+    pub(super) fn is_proven(&self, target: &str) -> bool {
+        self.proven.lock().is_ok_and(|p| p.contains(target))
+    }
+
+    /// The upstream accepted our login: the pause is over.
+    pub(super) fn login_accepted(&self, target: &str) {
+        if let Ok(mut proven) = self.proven.lock() {
+            proven.insert(target.to_string());
+        }
+        if self
+            .paused
+            .lock()
+            .is_ok_and(|mut p| p.remove(target).is_some())
+        {
+            info!("forwarding to {target} resumed: authentication accepted");
+        }
+    }
+
+    fn unprove(&self, target: &str) {
+        if let Ok(mut proven) = self.proven.lock() {
+            proven.remove(target);
+        }
     }
 
     /// The upstream sent a throttling answer: the route waits.
@@ -94,7 +207,11 @@ impl Forwarder {
         {
             info!("forwarding to {target} taking mail again");
         }
-        if self.paused.lock().is_ok_and(|mut p| p.remove(target)) {
+        if self
+            .paused
+            .lock()
+            .is_ok_and(|mut p| p.remove(target).is_some())
+        {
             info!("forwarding to {target} resumed: authentication accepted");
         }
     }

@@ -1,6 +1,7 @@
 //! The scheduler driven through a fake transport with tokio's clock
-//! paused: connection limits, the rate limit and a throttled route, with
-//! a real spool in a temporary directory and no network.
+//! paused: connection limits, the rate limit, a throttled route and a
+//! route whose upstream refuses our login, with a real spool in a
+//! temporary directory and no network.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,12 @@ struct Upstream {
     answers: Mutex<VecDeque<SendOutcome>>,
     /// How long a send takes.
     delay: Duration,
+    /// Logins are refused (535) while this is set.
+    refuse_logins: std::sync::atomic::AtomicBool,
+    /// When each login was tried (a connection with a secret).
+    logins: Mutex<Vec<Instant>>,
+    /// How long a login takes.
+    login_delay: Duration,
 }
 
 struct FakeTransport(Arc<Upstream>);
@@ -38,10 +45,20 @@ impl Transport for FakeTransport {
     fn open<'a>(
         &'a self,
         _target: &'a str,
-        _secret: Option<ClientSecret>,
+        secret: Option<ClientSecret>,
     ) -> BoxFuture<'a, Result<Box<dyn Link>, ConnectionError>> {
         let upstream = Arc::clone(&self.0);
         Box::pin(async move {
+            if secret.is_some() {
+                upstream.logins.lock().unwrap().push(Instant::now());
+                tokio::time::sleep(upstream.login_delay).await;
+                if upstream.refuse_logins.load(Ordering::SeqCst) {
+                    return Err(ConnectionError::AuthRefused(Reply::new(
+                        535,
+                        "5.7.8 Username and Password not accepted",
+                    )));
+                }
+            }
             let open = upstream.open.fetch_add(1, Ordering::SeqCst) + 1;
             upstream.most_open.fetch_max(open, Ordering::SeqCst);
             Ok(Box::new(FakeLink(upstream)) as Box<dyn Link>)
@@ -285,4 +302,165 @@ async fn an_idle_poll_does_not_walk_the_spool_again() {
     // A new file in the spool makes the next poll look.
     std::fs::write(spool.dir().join("x"), "").unwrap();
     assert!(forwarder.poll_due());
+}
+
+/// Settings that log in as bob with a password.
+fn with_login(settings: ForwardSettings) -> ForwardSettings {
+    let auth = crate::auth::ClientAuth::load("plain:Ym9i:d3Jvbmc=", Default::default()).unwrap();
+    ForwardSettings {
+        auth: Some(Arc::new(auth)),
+        ..settings
+    }
+}
+
+/// The polls of `--poll 1` for `seconds`, one a second.
+async fn poll_for(forwarder: &Arc<Forwarder>, seconds: u64) {
+    poll_every(forwarder, seconds, 1).await
+}
+
+/// Polls every `step` seconds for `seconds` (a multiple of `step`).
+async fn poll_every(forwarder: &Arc<Forwarder>, seconds: u64, step: u64) {
+    for _ in 0..seconds / step {
+        tokio::time::advance(Duration::from_secs(step)).await;
+        forwarder.pass_for("poll").await;
+    }
+}
+
+/// Issue 25: 20 queued messages at `--poll 1` made 24 refused logins in
+/// 20 s, enough for Microsoft Entra's smart lockout. A paused route logs
+/// in once per step of its wait (one minute doubling to an hour, ±20%),
+/// whatever the queue holds, over three connections at once.
+#[tokio::test(start_paused = true)]
+async fn a_refused_login_is_tried_once_per_backoff_step_whatever_the_queue() {
+    let upstream = Arc::new(Upstream {
+        login_delay: Duration::from_millis(300),
+        ..Upstream::default()
+    });
+    upstream.refuse_logins.store(true, Ordering::SeqCst);
+    let settings = with_login(ForwardSettings {
+        max_connections: 3,
+        poll: Some(Duration::from_secs(1)),
+        ..ForwardSettings::default()
+    });
+    // 40 messages: a pass opens three connections at once.
+    let (_dir, spool, forwarder) = setup(40, settings, &upstream);
+    let start = Instant::now();
+    let first = forwarder.pass_for("startup").await;
+    assert_eq!((first.sent, first.deferred), (0, 40));
+    assert_eq!(
+        upstream.logins.lock().unwrap().len(),
+        1,
+        "one login, not one per connection"
+    );
+    assert_eq!(forwarder.paused_routes(), ["upstream.example:25"]);
+    // The first 20 s, as the probe ran them: no further login.
+    poll_for(&forwarder, 20).await;
+    assert_eq!(upstream.logins.lock().unwrap().len(), 1);
+    // Three hours of polls, every 30 s (a pass reads the spool, which is
+    // slow under Wine): each login comes at the first poll after the
+    // route's wait is over (the schedule of `route_wait`), never sooner,
+    // never more than one.
+    poll_every(&forwarder, 3 * 3600 - 30, 30).await;
+    let logins: Vec<Duration> = upstream
+        .logins
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| t.duration_since(start))
+        .collect();
+    // The model: a poll every second for 20 s after the startup pass
+    // (which ended with its refused login, 300 ms in), then every 30 s; a
+    // poll that logs in takes those 300 ms too, and the wait starts at the
+    // refusal.
+    let mut expected = vec![Duration::ZERO];
+    let mut now = Duration::from_millis(300);
+    let mut next = now + super::backoff::route_wait("upstream.example:25", 1);
+    let steps = std::iter::repeat_n(1, 20).chain(std::iter::repeat_n(30, (3 * 3600 - 30) / 30));
+    for step in steps {
+        now += Duration::from_secs(step);
+        if now >= next {
+            expected.push(now);
+            now += Duration::from_millis(300);
+            let refusals = expected.len() as u32;
+            next = now + super::backoff::route_wait("upstream.example:25", refusals);
+        }
+    }
+    assert_eq!(logins, expected);
+    // 1 + 1 min + 2 + 4 + 8 + 16 + 32 + 60 + 60 (±20%): 8 or 9 in three hours.
+    assert!((8..=10).contains(&logins.len()), "{logins:?}");
+    assert_eq!(spool.ready().unwrap().len(), 40, "all still queued");
+    assert_eq!(
+        forwarder.stats.routes()[0].1.auth_failures as usize,
+        logins.len()
+    );
+}
+
+/// When the password is fixed, the next attempt the wait allows logs in,
+/// the pause is over, and the queue drains over parallel connections.
+#[tokio::test(start_paused = true)]
+async fn a_paused_route_resumes_at_its_next_attempt_and_drains() {
+    let upstream = Arc::new(Upstream::default());
+    upstream.refuse_logins.store(true, Ordering::SeqCst);
+    let settings = with_login(ForwardSettings {
+        max_connections: 3,
+        poll: Some(Duration::from_secs(1)),
+        ..ForwardSettings::default()
+    });
+    let (_dir, spool, forwarder) = setup(20, settings, &upstream);
+    forwarder.pass_for("startup").await;
+    upstream.refuse_logins.store(false, Ordering::SeqCst);
+    // Within the first wait (at least 48 s) nothing tries.
+    poll_for(&forwarder, 47).await;
+    assert_eq!(upstream.logins.lock().unwrap().len(), 1);
+    assert_eq!(spool.ready().unwrap().len(), 20);
+    // By its end (at most 72 s) one login, accepted, and then the rest.
+    poll_for(&forwarder, 30).await;
+    assert!(forwarder.paused_routes().is_empty());
+    assert!(spool.ready().unwrap().is_empty());
+    assert_eq!(upstream.sent.lock().unwrap().len(), 20);
+    let logins = upstream.logins.lock().unwrap().len();
+    assert!(
+        (2..=4).contains(&logins),
+        "{logins}: the probe, then up to three connections"
+    );
+}
+
+/// An admin `forward` or `flush` tries a paused route at once, but with
+/// one login, not one per connection.
+#[tokio::test(start_paused = true)]
+async fn an_admin_flush_tries_a_paused_route_once() {
+    let upstream = Arc::new(Upstream {
+        login_delay: Duration::from_millis(300),
+        ..Upstream::default()
+    });
+    upstream.refuse_logins.store(true, Ordering::SeqCst);
+    let settings = with_login(ForwardSettings {
+        max_connections: 3,
+        ..ForwardSettings::default()
+    });
+    let (_dir, _spool, forwarder) = setup(40, settings, &upstream);
+    forwarder.pass_for("startup").await;
+    assert_eq!(upstream.logins.lock().unwrap().len(), 1);
+    let summary = forwarder.pass().await;
+    assert_eq!(summary.deferred, 40);
+    assert_eq!(upstream.logins.lock().unwrap().len(), 2);
+}
+
+/// `--immediate` (proxy): after a refused login, the next client's
+/// message is not tried either; the client hears the refusal and the
+/// message is kept as `.bad`, as the first one was.
+#[tokio::test(start_paused = true)]
+async fn a_proxy_message_to_a_paused_route_hears_the_refusal_without_a_login() {
+    let upstream = Arc::new(Upstream::default());
+    upstream.refuse_logins.store(true, Ordering::SeqCst);
+    let (_dir, spool, forwarder) = setup(2, with_login(ForwardSettings::default()), &upstream);
+    let ids = spool.ready().unwrap();
+    let refused = Reply::new(535, "5.7.8 Username and Password not accepted");
+    for id in &ids {
+        let mut link = super::ProxyLink::default();
+        let verdict = forwarder.forward_now(id, &mut link).await;
+        assert_eq!(verdict, super::Verdict::Deferred(Some(refused.clone())));
+    }
+    assert_eq!(upstream.logins.lock().unwrap().len(), 1);
+    assert_eq!(spool.failed().unwrap().len(), 2);
 }

@@ -21,7 +21,7 @@
 
 mod usage;
 
-pub use usage::{usage, HelpLayout};
+pub use usage::{help_width, option_help, summary, usage, usage_at, HelpLayout};
 
 /// Whether an option takes a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,10 +21,26 @@ pub struct HelpLayout {
 /// option with the descriptions in a column at 30, all within the
 /// terminal width (`$COLUMNS`, else 79).
 pub fn usage(table: &[ToolOption], program: &str, layout: HelpLayout, trailer: &str) -> String {
-    let width = std::env::var("COLUMNS")
+    usage_at(table, program, layout, trailer, help_width())
+}
+
+/// The width help is wrapped to, as 2.6.1 chooses it: `$COLUMNS`, else 79
+/// (never the terminal's own width).
+pub fn help_width() -> usize {
+    std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok())
-        .unwrap_or(79);
+        .unwrap_or(79)
+}
+
+/// As [`usage`], wrapped to `width` columns.
+pub fn usage_at(
+    table: &[ToolOption],
+    program: &str,
+    layout: HelpLayout,
+    trailer: &str,
+    width: usize,
+) -> String {
     let mut options: Vec<&ToolOption> = table
         .iter()
         .filter(|o| o.level >= 1 && o.level <= layout.level_max)
@@ -41,7 +57,9 @@ pub fn usage(table: &[ToolOption], program: &str, layout: HelpLayout, trailer: &
     text
 }
 
-fn summary(
+/// The usage summary alone: `usage: <program> [-flags] [--name=<value>]
+/// ...<trailer>`, wrapped to `width` with a two-space indent.
+pub fn summary(
     options: &[&ToolOption],
     program: &str,
     layout: HelpLayout,
@@ -79,8 +97,15 @@ fn summary(
 
 /// `  -x, --name=<value>   description...`, wrapped.
 fn option_entry(option: &ToolOption, width: usize) -> String {
+    option_help(option, option.help, 30, width)
+}
+
+/// One option's entry as `G::OptionsUsage` lays it out: a two-space
+/// margin, the syntax, the description from `column` (or one space after
+/// a longer syntax), wrapped lines indented to `column`, all within
+/// `width`; below 23 columns the description goes under the syntax.
+pub fn option_help(option: &ToolOption, help: &str, column: usize, width: usize) -> String {
     const MARGIN: usize = 2;
-    const COLUMN: usize = 30;
     let mut syntax = match option.letter {
         Some(c) => format!("-{}, --{}", char::from(c), option.name),
         // Placeholders, so that wrapping keeps the indent (as 2.6.1's).
@@ -95,15 +120,15 @@ fn option_entry(option: &ToolOption, width: usize) -> String {
     let margin = " ".repeat(MARGIN);
     let body = if inner <= 20 {
         // E-MailRelay's 'overflow' layout for very narrow terminals.
-        format!("{syntax}\n{}", wrap(option.help, " ", " ", inner))
+        format!("{syntax}\n{}", wrap(help, " ", " ", inner))
     } else {
-        let gap = if MARGIN + syntax.len() >= COLUMN {
+        let gap = if MARGIN + syntax.len() >= column {
             1
         } else {
-            COLUMN - MARGIN - syntax.len()
+            column - MARGIN - syntax.len()
         };
-        let text = format!("{syntax}{}{}", " ".repeat(gap), option.help);
-        wrap(&text, "", &" ".repeat(COLUMN - MARGIN), inner)
+        let text = format!("{syntax}{}{help}", " ".repeat(gap));
+        wrap(&text, "", &" ".repeat(column - MARGIN), inner)
     };
     format!("{margin}{}", body.replace('\n', &format!("\n{margin}"))).replace('\u{1}', " ")
 }

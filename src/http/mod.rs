@@ -2,8 +2,10 @@
 //! `GET /metrics` (Prometheus text), `GET /healthz`, `GET /queue` (JSON),
 //! `POST /queue/<id>/retry` and `DELETE /queue/<id>`, over HTTP/1.1 with
 //! hyper on the instance's runtime. This file: one connection's server,
-//! its limits, the access rule and the routing; `metrics`, `health` and
-//! `queue` make the answers.
+//! its limits, the access rules and the routing; `origin` checks `Host`
+//! and the origin of state-changing requests, `slots` keeps idle
+//! connections from crowding out probes; `metrics`, `health` and `queue`
+//! make the answers.
 //!
 //! Must not: act on the spool or the forwarder except through `control`
 //! (the admin port and this must always agree), show the queue or act on
@@ -13,7 +15,9 @@
 
 mod health;
 mod metrics;
+mod origin;
 mod queue;
+mod slots;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,7 +30,9 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
+
+use slots::{Admission, Slots};
 
 use crate::control::Control;
 use crate::net::{display_addr, Listen, Stream};
@@ -42,7 +48,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// The most a request head may take in memory (hyper's minimum is 8 KiB).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// Connections served at once, per instance; more are closed at once.
+/// Connections open at once, per instance; a new one beyond this closes
+/// the connection idle longest (`slots`), or is closed at once when every
+/// connection is answering a request.
 const MAX_CONNECTIONS: usize = 32;
 
 /// How long a connection has to finish its request at shutdown.
@@ -57,6 +65,9 @@ pub struct HttpSettings {
     pub remote_clients: bool,
     /// `--http-max-queue-age`.
     pub max_queue_age: Duration,
+    /// The names a request's `Host` may give besides an address (the
+    /// `--domain`; `localhost` is always one).
+    pub names: Vec<String>,
 }
 
 /// What every connection of one instance's endpoint shares.
@@ -64,7 +75,9 @@ pub struct HttpContext {
     settings: HttpSettings,
     control: Arc<Control>,
     stop: watch::Receiver<bool>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
+    /// `Host` names answered to (`origin::host_names`).
+    hosts: Vec<String>,
 }
 
 impl HttpContext {
@@ -74,10 +87,11 @@ impl HttpContext {
         stop: watch::Receiver<bool>,
     ) -> Arc<HttpContext> {
         Arc::new(HttpContext {
+            hosts: origin::host_names(&settings.names),
             settings,
             control,
             stop,
-            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            slots: Slots::new(MAX_CONNECTIONS),
         })
     }
 }
@@ -85,17 +99,34 @@ impl HttpContext {
 /// Serves one connection until the peer closes, a limit is hit, or the
 /// relay stops (then the request under way is finished first).
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<HttpContext>) {
-    let Ok(_slot) = Arc::clone(&ctx.slots).try_acquire_owned() else {
-        crate::debug!(
-            "http connection from {}: too many connections",
-            peer_text(peer)
-        );
-        return;
+    let slot = match ctx.slots.admit() {
+        Admission::Admitted { slot, evicted } => {
+            if evicted {
+                crate::debug!(
+                    "http connection from {}: the connection idle longest closed to make room",
+                    peer_text(peer)
+                );
+            }
+            Arc::new(slot)
+        }
+        Admission::Full => {
+            crate::debug!(
+                "http connection from {}: too many requests at once",
+                peer_text(peer)
+            );
+            return;
+        }
     };
     let mut stop = ctx.stop.clone();
+    let service_slot = Arc::clone(&slot);
     let service = hyper::service::service_fn(move |request| {
         let ctx = Arc::clone(&ctx);
-        async move { Ok::<_, Infallible>(handle(request, peer, &ctx).await) }
+        let busy = service_slot.busy();
+        async move {
+            let response = handle(request, peer, &ctx).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -106,6 +137,8 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<H
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
+        // Dropping the connection closes it.
+        _ = slot.evicted() => return,
         _ = stop.changed() => connection.as_mut().graceful_shutdown(),
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
@@ -161,7 +194,10 @@ async fn handle(
     let method = request.method().clone();
     let path = request.uri().path();
     let route = Route::parse(path);
-    let response = answer(&method, route, request.uri().query(), peer, ctx).await;
+    let response = match refusal(&request, &method, ctx) {
+        Some(response) => response,
+        None => answer(&method, route, request.uri().query(), peer, ctx).await,
+    };
     let line = format!(
         "http request from {}: {method} {}: {}",
         peer_text(peer),
@@ -176,6 +212,41 @@ async fn handle(
         crate::info!("{line}");
     }
     response
+}
+
+/// The answer to a request the origin rules refuse (see `origin`), with
+/// its warning: 421 for a `Host` that is not ours, 403 for a
+/// state-changing request from another origin.
+fn refusal(
+    request: &Request<Incoming>,
+    method: &Method,
+    ctx: &HttpContext,
+) -> Option<Response<Full<Bytes>>> {
+    let headers = request.headers();
+    if !origin::host_allowed(headers, &ctx.hosts) {
+        let host = headers.get(hyper::header::HOST).map_or(String::new(), |h| {
+            emailrelay_proto::printable::printable(h.as_bytes())
+        });
+        crate::warning!(
+            "http request rejected: Host [{host}] is not a name of this relay (DNS rebinding?)"
+        );
+        return Some(text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected request: not a name of this relay\n",
+        ));
+    }
+    if *method == Method::GET || *method == Method::HEAD {
+        return None;
+    }
+    let why = origin::cross_origin(headers)?;
+    crate::warning!(
+        "http request rejected: {method} from another origin: {}",
+        emailrelay_proto::printable::printable(why.as_bytes())
+    );
+    Some(text(
+        StatusCode::FORBIDDEN,
+        "forbidden: cross-origin request\n",
+    ))
 }
 
 async fn answer(
@@ -287,6 +358,7 @@ mod tests {
             listen: Vec::new(),
             remote_clients: false,
             max_queue_age: DEFAULT_MAX_QUEUE_AGE,
+            names: Vec::new(),
         };
         let peer = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
         assert!(admitted(peer("127.0.0.1:5"), &settings));

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::auth::ServerAuth;
+use crate::monitor::Stats;
 use crate::net::Listen;
 use crate::tls::ServerTls;
 
@@ -50,6 +51,9 @@ pub struct PopSettings {
 pub struct PopShared {
     pub settings: PopSettings,
     pub spool_dir: PathBuf,
+    /// The instance's counters: refused logins count as
+    /// `auth_failures_in`, as the SMTP server's refused AUTH do.
+    pub stats: Arc<Stats>,
     pub started: AtomicU64,
     pub finished: AtomicU64,
     pub shutdown: watch::Receiver<bool>,
@@ -59,11 +63,13 @@ impl PopShared {
     pub fn new(
         settings: PopSettings,
         spool_dir: PathBuf,
+        stats: Arc<Stats>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<PopShared> {
         Arc::new(PopShared {
             settings,
             spool_dir,
+            stats,
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             shutdown,

@@ -223,6 +223,7 @@ impl Conn {
                 }
             }
             AuthResult::Rejected => {
+                crate::monitor::Stats::add(&self.shared.stats.auth_failures_in);
                 log::write(
                     Level::Warning,
                     format_args!("{}", auth.outcome_text(&mechanism, &user, false)),
@@ -271,11 +272,17 @@ impl Conn {
         session: &mut PopSession,
         stream: &mut Box<dyn Stream>,
     ) -> bool {
-        let path = self.maildrop.as_ref().and_then(|m| m.content_path(index));
-        let file = match path {
-            Some(path) => crate::store::open_regular(&path)
-                .ok()
-                .map(tokio::fs::File::from_std),
+        let opened = self.maildrop.as_ref().map(|m| m.open_content(index));
+        let file = match opened {
+            Some(Ok(file)) => Some(tokio::fs::File::from_std(file)),
+            Some(Err(e)) => {
+                crate::warning!(
+                    "pop: cannot read message {}: {e}: {}",
+                    index + 1,
+                    self.peer_text
+                );
+                None
+            }
             None => None,
         };
         session.answer_retrieve(file.is_some());

@@ -225,7 +225,9 @@ impl Prepared {
         let pop = match settings.pop.clone() {
             None => None,
             Some(pop) => {
-                let shared = PopShared::new(pop, settings.spool_dir.clone(), stop_rx.clone());
+                let stats = Arc::clone(&self.forwarder.stats);
+                let shared =
+                    PopShared::new(pop, settings.spool_dir.clone(), stats, stop_rx.clone());
                 for (listen, listener) in listeners.pop {
                     info!("{tag}pop server on {listen}");
                     connections.listening(listen.to_string());
@@ -331,6 +333,7 @@ fn idle_smtp_settings(settings: &InstanceSettings) -> ServerSettings {
         max_size: 0,
         max_hops: 0,
         idle_timeout: std::time::Duration::from_secs(60),
+        min_data_rate: 0,
         pipelining: true,
         smtputf8: false,
         smtputf8_strict: false,

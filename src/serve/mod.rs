@@ -8,6 +8,7 @@
 //! 554, POP's silence) around these.
 
 mod accept;
+mod deadline;
 mod limit;
 mod tls;
 
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use accept::{spawn_acceptor, Accept};
+pub use deadline::{ContentDeadline, Expiry, CONTENT_LIMIT, DEFAULT_MIN_DATA_RATE};
 pub use limit::{SessionLimit, SessionPermit};
 pub use tls::handshake;
 

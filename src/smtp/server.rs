@@ -12,8 +12,10 @@
 //! without a reply, as E-MailRelay 2.6.1 does (`idle timeout: no activity
 //! after <n>s`); beyond 2.6.1, which only times out single reads, a
 //! command must also be complete within `--idle-timeout` of the previous
-//! reply however its bytes trickle in, and a DATA phase within
-//! `DATA_DEADLINE`.
+//! reply however its bytes trickle in, and a message's content (DATA, or
+//! BDAT from the first chunk to the last) within `--idle-timeout` plus the
+//! time its octets take at `--min-data-rate`, and within the hour
+//! (`serve::ContentDeadline`).
 //!
 //! Log lines: the session's protocol trace and warnings are written before
 //! each event is acted on, so that the driver's own lines (`new content
@@ -51,9 +53,6 @@ use crate::verify::{Verifier, VerifyRequest};
 /// The close reason after a failed TLS handshake, in 2.6.1's words.
 const TLS_FAILED: &str = "peer disconnected: ssl accept";
 
-/// The longest a DATA phase may take.
-const DATA_DEADLINE: Duration = Duration::from_secs(3600);
-
 /// `--anonymous` scopes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Anonymous {
@@ -74,6 +73,9 @@ pub struct ServerSettings {
     /// Most `Received:` lines an incoming message may carry (`--max-hops`).
     pub max_hops: usize,
     pub idle_timeout: Duration,
+    /// `--min-data-rate`: octets a second a message's content must keep
+    /// up after the idle timeout's grace; 0 for no minimum (the hour only).
+    pub min_data_rate: u64,
     pub pipelining: bool,
     pub smtputf8: bool,
     /// `--server-smtp-config=smtputf8strict`.
@@ -272,7 +274,7 @@ impl Conn {
         let mut buf = vec![0u8; 4096];
         let mut out = Vec::new();
         let mut command_deadline = Instant::now() + idle;
-        let mut data_deadline: Option<Instant> = None;
+        let mut content: Option<serve::ContentDeadline> = None;
         // No bytes for the idle timeout ends the session anywhere, inside
         // DATA or BDAT too (2.6.1 does).
         let mut last_read = Instant::now();
@@ -297,15 +299,19 @@ impl Conn {
                     return "peer disconnected".into();
                 }
             }
-            data_deadline = match (session.in_data(), data_deadline) {
-                (true, None) => Some(Instant::now() + DATA_DEADLINE),
+            content = match (session.in_data(), content.take()) {
+                (true, None) => Some(serve::ContentDeadline::new(
+                    Instant::now(),
+                    idle,
+                    settings.min_data_rate,
+                )),
                 (true, d) => d,
                 (false, _) => None,
             };
             let silence = last_read + idle;
-            let deadline = match (session.in_data(), data_deadline) {
-                (true, Some(d)) => d.min(silence),
-                _ => command_deadline.min(silence),
+            let deadline = match &content {
+                Some(d) => d.deadline().min(silence),
+                None => command_deadline.min(silence),
             };
             let read = tokio::select! {
                 r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => r,
@@ -320,7 +326,8 @@ impl Conn {
                     // E-MailRelay compatibility: no 421, just the close.
                     self.message = None;
                     serve::close(&mut stream).await;
-                    return timeout_reason(Instant::now() >= silence, session.in_data(), idle);
+                    let silent = Instant::now() >= silence;
+                    return timeout_reason(silent, content.as_ref(), settings);
                 }
                 Ok(Ok(0)) => {
                     self.message = None;
@@ -333,6 +340,11 @@ impl Conn {
                 Ok(Ok(n)) => {
                     last_read = Instant::now();
                     session.handle_input(&buf[..n]);
+                    // Counted when the read ends inside the content too, so
+                    // that a chunk pipelined behind its BDAT earns its time.
+                    if let Some(content) = content.as_mut().filter(|_| session.in_data()) {
+                        content.received(n);
+                    }
                 }
             }
             if self.handle_events(&mut session).await {
@@ -592,7 +604,14 @@ impl Conn {
             format_args!("new envelope file [{id}.envelope.new]"),
         );
         let mut envelope = self.envelope(&transaction);
-        envelope.authentication = authenticated.clone().unwrap_or_default();
+        // E-MailRelay compatibility: a client that did not authenticate
+        // but came from a trusted address (`server none <address>
+        // <keyword>`) is recorded by that keyword, which filters and the
+        // client-side account selection may branch on.
+        envelope.authentication = authenticated
+            .clone()
+            .or_else(|| self.trusted.clone())
+            .unwrap_or_default();
         let committed = match &self.shared.filter {
             None => message.commit(envelope).await,
             Some(filter) => match message.prepare(envelope).await {
@@ -755,7 +774,7 @@ impl Conn {
             true => String::new(),
             false => format!(" tls {cipher}"),
         };
-        let date = chrono::Local::now().format("%a, %d %b %Y %H:%M:%S %z");
+        let date = received_date(&chrono::Local::now());
         format!(
             "Received: from {helo} ([{ip}]) by {} with {with}{tls} ; {date}\r\n",
             self.shared.settings.domain
@@ -829,14 +848,23 @@ fn first_time(text: &'static str) -> bool {
 
 /// Why a deadline ended the session, for its log line; 2.6.1's words when
 /// the client went silent.
-fn timeout_reason(silent: bool, in_data: bool, idle: Duration) -> String {
-    match (silent, in_data) {
-        (true, _) => format!("idle timeout: no activity after {}s", idle.as_secs()),
-        (false, true) => format!(
-            "timeout: message content not complete after {}s",
-            DATA_DEADLINE.as_secs()
+fn timeout_reason(
+    silent: bool,
+    content: Option<&serve::ContentDeadline>,
+    settings: &ServerSettings,
+) -> String {
+    let idle = settings.idle_timeout.as_secs();
+    match (silent, content.map(serve::ContentDeadline::expiry)) {
+        (true, _) => format!("idle timeout: no activity after {idle}s"),
+        (false, Some(serve::Expiry::TooSlow)) => format!(
+            "timeout: message content slower than --min-data-rate={} bytes a second",
+            settings.min_data_rate
         ),
-        (false, false) => format!("timeout: command not complete after {}s", idle.as_secs()),
+        (false, Some(serve::Expiry::Limit)) => format!(
+            "timeout: message content not complete after {}s",
+            serve::CONTENT_LIMIT.as_secs()
+        ),
+        (false, None) => format!("timeout: command not complete after {idle}s"),
     }
 }
 
@@ -846,5 +874,34 @@ fn storage_reply(e: &StoreError) -> Reply {
         Reply::new(452, "insufficient system storage")
     } else {
         Reply::new(451, "local error in processing")
+    }
+}
+
+/// The `Received` line's date. E-MailRelay compatibility: the day of the
+/// month without a leading zero (`Sun, 6 Dec 2026 ...`), as 2.6.1 writes
+/// it (RFC 5322 allows either).
+fn received_date<Tz: chrono::TimeZone>(now: &chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    now.format("%a, %-d %b %Y %H:%M:%S %z").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_received_date_has_no_leading_zero_on_the_day() {
+        let zone = chrono::FixedOffset::east_opt(3600).unwrap();
+        let day = |d| zone.with_ymd_and_hms(2026, 12, d, 9, 5, 7).unwrap();
+        assert_eq!(
+            super::received_date(&day(6)),
+            "Sun, 6 Dec 2026 09:05:07 +0100"
+        );
+        assert_eq!(
+            super::received_date(&day(16)),
+            "Wed, 16 Dec 2026 09:05:07 +0100"
+        );
     }
 }

@@ -68,6 +68,11 @@ pub enum EnvelopeError {
         field: &'static str,
         reason: &'static str,
     },
+    /// A line before the end marker that is not UTF-8: read lossily, an
+    /// address would be forwarded as another one (`\xe9` as U+FFFD), so
+    /// the file is set aside instead. Not in 2.6.1, which reads bytes.
+    #[error("envelope file has invalid UTF-8 in {0}")]
+    Encoding(String),
 }
 
 impl Envelope {
@@ -138,12 +143,19 @@ impl Envelope {
         out.into_bytes()
     }
 
-    /// Parses an envelope file.
+    /// Parses an envelope file. Fields before the end marker must be
+    /// UTF-8: a lossy reading would forward a different address than the
+    /// file holds (see [`EnvelopeError::Encoding`]); lines after it (a
+    /// reason, a tool's extra lines) are only kept, so read leniently.
     pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-        let text = String::from_utf8_lossy(bytes);
-        let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
-        let format = lines
-            .next()
+        let mut raw_lines = bytes
+            .strip_suffix(b"\n")
+            .unwrap_or(bytes)
+            .split(|&b| b == b'\n');
+        let first = raw_lines.next().map(String::from_utf8_lossy);
+        let format = first
+            .as_deref()
+            .map(|l| l.trim_end_matches('\r'))
             .and_then(|l| l.strip_prefix("X-MailRelay-Format: "))
             .ok_or(EnvelopeError::Format)?;
         if !format.starts_with("#2821.") {
@@ -152,8 +164,14 @@ impl Envelope {
         let mut env = Envelope::default();
         let (mut have_from, mut ended) = (false, false);
         let mut to_count = None;
-        let mut last_field = "";
-        for line in lines {
+        let mut last_field = String::new();
+        for raw in raw_lines {
+            let line = match std::str::from_utf8(raw) {
+                Ok(line) => std::borrow::Cow::Borrowed(line),
+                Err(_) if ended => String::from_utf8_lossy(raw),
+                Err(_) => return Err(not_utf8(raw, &last_field)),
+            };
+            let line = line.trim_end_matches('\r');
             // Only fields before the end marker are folded: after it, a line
             // starting with a space is an extra line like any other (the
             // writer makes one of a line that started with a control).
@@ -178,7 +196,7 @@ impl Envelope {
                 continue;
             }
             let value = value.strip_prefix(' ').unwrap_or(value).to_string();
-            last_field = name;
+            last_field = name.to_string();
             match name {
                 "Content" => env.body = Body::from_envelope_keyword(&value),
                 "From" if have_from => return Err(EnvelopeError::Duplicate("From")),
@@ -235,6 +253,35 @@ impl Envelope {
             }
         }
         Ok(())
+    }
+}
+
+/// The error for a line before the end marker that is not UTF-8: the
+/// field it belongs to (its own name, or the field a folded line
+/// continues), as an address error for the address fields.
+fn not_utf8(raw: &[u8], last_field: &str) -> EnvelopeError {
+    let name = raw
+        .strip_prefix(b"X-MailRelay-")
+        .and_then(|rest| rest.split(|&b| b == b':').next())
+        .map(|name| String::from_utf8_lossy(name).into_owned());
+    let name = match (name, raw.first()) {
+        (Some(name), _) => name,
+        (None, Some(b' ')) if !last_field.is_empty() => last_field.to_string(),
+        (None, _) => String::new(),
+    };
+    let address = ["From", "To-Local", "To-Remote"]
+        .into_iter()
+        .find(|field| *field == name);
+    match (address, name.as_str()) {
+        (Some(field), _) => EnvelopeError::Address {
+            field,
+            reason: "not valid UTF-8",
+        },
+        (None, "") => EnvelopeError::Encoding("a line".into()),
+        (None, other) => EnvelopeError::Encoding(format!(
+            "the {} field",
+            emailrelay_proto::printable::printable(other.as_bytes())
+        )),
     }
 }
 
@@ -377,6 +424,62 @@ mod tests {
         let back = Envelope::parse(&env.to_bytes()).unwrap();
         assert_eq!(back.client_certificate, "A\n\nB");
         assert_eq!(back.to_bytes(), env.to_bytes());
+    }
+
+    #[test]
+    fn fields_that_are_not_utf8_make_a_malformed_envelope_not_a_lossy_one() {
+        let text = String::from_utf8(sample().to_bytes()).unwrap();
+        let with = |from: &str, to: &[u8]| {
+            let (head, tail) = text.split_once(from).unwrap();
+            let mut bytes = head.as_bytes().to_vec();
+            bytes.extend_from_slice(to);
+            bytes.extend_from_slice(tail.as_bytes());
+            Envelope::parse(&bytes)
+        };
+        let address = |field| EnvelopeError::Address {
+            field,
+            reason: "not valid UTF-8",
+        };
+        assert_eq!(
+            with("bob@example.org", b"b\xe9b@example.org"),
+            Err(address("To-Remote"))
+        );
+        assert_eq!(
+            with("alice@example.com", b"\xff@example.com"),
+            Err(address("From"))
+        );
+        assert_eq!(
+            with("ForwardToAddress: ", b"ForwardToAddress: h\xc3st:25"),
+            Err(EnvelopeError::Encoding("the ForwardToAddress field".into()))
+        );
+        assert_eq!(
+            with("ClientCertificate: ", b"ClientCertificate: A\r\n \xff"),
+            Err(EnvelopeError::Encoding(
+                "the ClientCertificate field".into()
+            ))
+        );
+        assert_eq!(
+            Envelope::parse(
+                &[
+                    &b"X-MailRelay-Format: #2821.8\r\n\xff\r\n"[..],
+                    text.as_bytes()
+                ]
+                .concat()
+            ),
+            Err(EnvelopeError::Encoding("a line".into()))
+        );
+        assert_eq!(
+            address("To-Remote").to_string(),
+            "envelope file has an invalid To-Remote address: not valid UTF-8"
+        );
+        // Valid UTF-8 addresses read as they are; after the end marker,
+        // lines are only kept, so they are read leniently.
+        let env = with("bob@example.org", "b\u{e9}b@example.org".as_bytes()).unwrap();
+        assert_eq!(env.to_remote[0], "b\u{e9}b@example.org");
+        let mut failed = text.clone().into_bytes();
+        failed.extend_from_slice(b"X-MailRelay-Reason: caf\xe9\r\n");
+        let env = Envelope::parse(&failed).unwrap();
+        assert_eq!(env.reason.as_deref(), Some("caf\u{fffd}"));
     }
 
     #[test]

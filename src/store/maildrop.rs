@@ -19,12 +19,21 @@
 //! goes before the content, so a crash leaves at worst an orphan content
 //! file, never an envelope without its content.
 //!
-//! Must not: follow a user name out of the spool (`/`, `..`, NUL, control
-//! characters and leading dots are refused).
+//! Must not: follow a user name out of the spool. A `--pop-by-name`
+//! directory must be a real directory directly inside the spool: the
+//! name is one plain component (no `/`, `\`, NUL, control characters or
+//! leading dot, so neither `.` nor `..`), it is opened without following
+//! a symbolic link, and every file below is reached through that open
+//! directory (renamed and removed relative to it, opened only if it is
+//! the regular file the directory holds), so a directory swapped for a
+//! link after login leads nowhere either. (2.6.1 follows such a link, and
+//! takes `.` as the spool itself.)
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::platform::files::{Held, OpenDir};
 
 /// Why a maildrop cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +41,10 @@ pub enum MaildropError {
     /// `--pop-by-name` and a user name that is not one plain directory name.
     #[error("invalid mailbox name [{0}]")]
     InvalidName(String),
+    /// `--pop-by-name` and a name in the spool that is not a directory:
+    /// a symbolic link (which could lead out of the spool) or a file.
+    #[error("invalid mailbox [{name}]: {why}")]
+    NotADirectory { name: String, why: &'static str },
     /// A directory cannot be created or read.
     #[error("{op} [{path}]: {source}")]
     Io {
@@ -70,49 +83,41 @@ pub struct Deletion {
 /// A user's messages, listed at login.
 #[derive(Debug)]
 pub struct Maildrop {
-    /// Where the envelopes are.
-    dir: PathBuf,
-    spool_dir: PathBuf,
+    /// Where the envelopes are, held open.
+    dir: OpenDir,
+    spool: OpenDir,
     messages: Vec<MaildropMessage>,
 }
 
 impl Maildrop {
     /// Lists the maildrop: the spool directory, or `user`'s sub-directory
     /// of it (created if missing, as E-MailRelay does) for `--pop-by-name`.
-    pub fn open(spool_dir: &Path, user: Option<&str>) -> Result<Maildrop, MaildropError> {
-        let dir = match user {
-            None => spool_dir.to_path_buf(),
-            Some(user) if !is_mailbox_name(user) => {
-                return Err(MaildropError::InvalidName(user.escape_debug().to_string()))
-            }
-            Some(user) => {
-                let dir = spool_dir.join(user);
-                if !dir.exists() {
-                    match fs::create_dir(&dir) {
-                        Ok(()) => crate::info!("pop: created pop-by-name sub-directory [{user}]"),
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                        Err(source) => {
-                            return Err(MaildropError::Io {
-                                op: "cannot create pop-by-name sub-directory",
-                                path: dir,
-                                source,
-                            })
-                        }
-                    }
-                }
-                dir
+    pub fn open(
+        spool_dir: &std::path::Path,
+        user: Option<&str>,
+    ) -> Result<Maildrop, MaildropError> {
+        if let Some(user) = user.filter(|u| !is_mailbox_name(u)) {
+            return Err(MaildropError::InvalidName(user.escape_debug().to_string()));
+        }
+        let read_error = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| MaildropError::Io {
+                op: "cannot read directory",
+                path,
+                source,
             }
         };
+        let spool = OpenDir::open(spool_dir).map_err(read_error(spool_dir))?;
+        let dir = match user {
+            None => OpenDir::open(spool_dir).map_err(read_error(spool_dir))?,
+            Some(user) => user_dir(&spool, user)?,
+        };
         let by_name = user.is_some();
-        let mut names: Vec<String> = fs::read_dir(&dir)
-            .map_err(|source| MaildropError::Io {
-                op: "cannot read directory",
-                path: dir.clone(),
-                source,
-            })?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
+        let mut names: Vec<String> = dir
+            .names()
+            .map_err(read_error(dir.path()))?
+            .into_iter()
+            .filter_map(|name| {
                 let stem = name.strip_suffix(".envelope")?;
                 (!stem.is_empty()).then(|| stem.to_string())
             })
@@ -122,12 +127,11 @@ impl Maildrop {
         let messages = names
             .into_iter()
             .filter_map(|name| {
-                let own = dir.join(format!("{name}.content"));
-                let parent = spool_dir.join(format!("{name}.content"));
-                let (size, in_parent) = match fs::metadata(&own) {
-                    Ok(m) => (m.len(), false),
-                    Err(_) if by_name => (fs::metadata(&parent).ok()?.len(), true),
-                    Err(_) => return None,
+                let content = format!("{name}.content");
+                let (size, in_parent) = match dir.regular_size(&content) {
+                    Some(size) => (size, false),
+                    None if by_name => (spool.regular_size(&content)?, true),
+                    None => return None,
                 };
                 // E-MailRelay compatibility: an empty content file is no message.
                 (size > 0).then_some(MaildropMessage {
@@ -139,7 +143,7 @@ impl Maildrop {
             .collect();
         Ok(Maildrop {
             dir,
-            spool_dir: spool_dir.to_path_buf(),
+            spool,
             messages,
         })
     }
@@ -149,10 +153,15 @@ impl Maildrop {
         &self.messages
     }
 
-    /// Where message `index`'s content is.
-    pub fn content_path(&self, index: usize) -> Option<PathBuf> {
-        let m = self.messages.get(index)?;
-        Some(self.content_dir(m).join(format!("{}.content", m.name)))
+    /// Opens message `index`'s content for reading: only the regular file
+    /// its directory holds, never a link.
+    pub fn open_content(&self, index: usize) -> io::Result<File> {
+        let m = self
+            .messages
+            .get(index)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        self.content_dir(m)
+            .open_regular(&format!("{}.content", m.name))
     }
 
     /// Deletes the messages at `indexes` (the UPDATE state of RFC 1939
@@ -166,61 +175,60 @@ impl Maildrop {
             }
         }
         if deletion.removed > 0 {
-            for dir in [&self.dir, &self.spool_dir] {
-                if let Ok(d) = crate::platform::files::Directory::open(dir) {
-                    let _ = d.sync();
-                }
-            }
+            let _ = self.dir.sync();
+            let _ = self.spool.sync();
         }
         deletion
     }
 
     fn delete_one(&self, m: &MaildropMessage) -> Result<(), String> {
-        let envelope = self.dir.join(format!("{}.envelope", m.name));
-        let busy = self.dir.join(format!("{}.envelope.busy", m.name));
-        match fs::rename(&envelope, &busy) {
+        let dir = &self.dir;
+        let envelope = format!("{}.envelope", m.name);
+        let busy = format!("{}.envelope.busy", m.name);
+        match dir.rename(&envelope, &busy) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if busy.exists() {
+                if dir.exists(&busy) {
                     return Err("locked by another process".into());
                 }
                 // Deleted meanwhile by another session of the same user.
                 return Ok(());
             }
-            Err(e) => return Err(format!("cannot lock [{}]: {e}", envelope.display())),
+            Err(e) => return Err(format!("cannot lock [{}]: {e}", show(dir, &envelope))),
         }
         // Held while the files go, so that crash recovery (which renames
         // only unheld .busy files back) leaves it alone.
-        let lock = File::open(&busy)
+        let lock = dir
+            .open_regular(&busy)
             .ok()
-            .and_then(|f| crate::platform::files::Held::hold(f).ok());
-        if let Err(e) = fs::remove_file(&busy) {
-            let _ = fs::rename(&busy, &envelope);
-            return Err(format!("cannot delete [{}]: {e}", busy.display()));
+            .and_then(|f| Held::hold(f).ok());
+        if let Err(e) = dir.remove(&busy) {
+            let _ = dir.rename(&busy, &envelope);
+            return Err(format!("cannot delete [{}]: {e}", show(dir, &busy)));
         }
         // Let go now: on Windows a removed file that is still open stays
         // listed (delete pending), and would count as naming the content.
         drop(lock);
         // Content in the spool directory may be named by other envelopes
         // (copy:pop, copy:nodelete); a user's own stays the user's.
-        let dir = self.content_dir(m);
-        if dir == self.spool_dir && self.is_shared(&m.name) {
+        if m.in_parent && self.is_shared(&m.name) {
             return Ok(());
         }
-        let content = dir.join(format!("{}.content", m.name));
-        match fs::remove_file(&content) {
+        let content = format!("{}.content", m.name);
+        let dir = self.content_dir(m);
+        match dir.remove(&content) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => {
-                crate::warning!("pop: cannot delete [{}]: {e}", content.display());
+                crate::warning!("pop: cannot delete [{}]: {e}", show(dir, &content));
                 Ok(())
             }
         }
     }
 
-    fn content_dir(&self, m: &MaildropMessage) -> &Path {
+    fn content_dir(&self, m: &MaildropMessage) -> &OpenDir {
         if m.in_parent {
-            &self.spool_dir
+            &self.spool
         } else {
             &self.dir
         }
@@ -230,7 +238,7 @@ impl Maildrop {
     /// still names this content (the last one out removes it). Every
     /// envelope state counts: a `.busy` one is being forwarded.
     fn is_shared(&self, name: &str) -> bool {
-        let names_it = |dir: &Path| {
+        let names_it = |dir: &OpenDir| {
             [
                 ".envelope",
                 ".envelope.busy",
@@ -238,33 +246,71 @@ impl Maildrop {
                 ".envelope.new",
             ]
             .iter()
-            .any(|suffix| dir.join(format!("{name}{suffix}")).exists())
+            .any(|suffix| dir.exists(&format!("{name}{suffix}")))
         };
-        if names_it(&self.spool_dir) {
+        if names_it(&self.spool) {
             return true;
         }
-        let Ok(entries) = fs::read_dir(&self.spool_dir) else {
+        let Ok(entries) = self.spool.names() else {
             return true;
         };
         entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .any(|e| names_it(&e.path()))
+            .iter()
+            .filter_map(|entry| self.spool.child(entry).ok())
+            .any(|dir| names_it(&dir))
     }
 }
 
-/// One plain directory name: no `/`, NUL or control characters, not `.`,
-/// `..` or hidden.
+/// One plain directory name: no `/` or `\` (a path separator on
+/// Windows), NUL or control characters, not `.`, `..` or hidden.
 pub fn is_mailbox_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && !name.contains('/')
+        && !name.contains(['/', '\\'])
         && !name.chars().any(char::is_control)
+}
+
+/// `user`'s directory directly inside the spool, created if missing, as
+/// E-MailRelay creates it; never through a link.
+fn user_dir(spool: &OpenDir, user: &str) -> Result<OpenDir, MaildropError> {
+    match spool.create_child(user, 0o777) {
+        Ok(true) => crate::info!("pop: created pop-by-name sub-directory [{user}]"),
+        Ok(false) => {}
+        Err(source) => {
+            return Err(MaildropError::Io {
+                op: "cannot create pop-by-name sub-directory",
+                path: spool.path().join(user),
+                source,
+            })
+        }
+    }
+    spool.child(user).map_err(|source| {
+        let not = |why| MaildropError::NotADirectory {
+            name: user.to_string(),
+            why,
+        };
+        match (spool.is_link(user), spool.regular_size(user)) {
+            (true, _) => not("a symbolic link, not followed out of the spool"),
+            (false, Some(_)) => not("not a directory"),
+            (false, None) => MaildropError::Io {
+                op: "cannot read directory",
+                path: spool.path().join(user),
+                source,
+            },
+        }
+    })
+}
+
+/// An entry's path, for messages.
+fn show(dir: &OpenDir, name: &str) -> String {
+    dir.path().join(name).display().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::Path;
 
     fn write(path: &Path, text: &str) {
         fs::write(path, text).unwrap();
@@ -329,10 +375,8 @@ mod tests {
         let d = dir.path();
         let alice = Maildrop::open(d, Some("alice")).unwrap();
         assert_eq!(alice.messages().len(), 2);
-        assert_eq!(
-            alice.content_path(0).unwrap(),
-            d.join("emailrelay.1.1.6.content")
-        );
+        let shared = std::io::read_to_string(alice.open_content(0).unwrap()).unwrap();
+        assert_eq!(shared, "shared\r\n");
         let deletion = alice.delete(&[0, 1]);
         assert_eq!(
             deletion,
@@ -377,7 +421,18 @@ mod tests {
     #[test]
     fn user_names_cannot_leave_the_spool() {
         let dir = spool();
-        for name in ["..", ".", "", "a/b", "../alice", "a\0b", ".hidden", "a\nb"] {
+        for name in [
+            "..",
+            ".",
+            "",
+            "a/b",
+            "../alice",
+            "a\0b",
+            ".hidden",
+            "a\nb",
+            "a\\b",
+            "..\\alice",
+        ] {
             assert!(
                 matches!(
                     Maildrop::open(dir.path(), Some(name)),
@@ -389,5 +444,101 @@ mod tests {
         let carol = Maildrop::open(dir.path(), Some("carol")).unwrap();
         assert!(carol.messages().is_empty());
         assert!(dir.path().join("carol").is_dir(), "created on first login");
+    }
+
+    #[cfg_attr(
+        windows,
+        ignore = "symbolic links: Wine makes none, Windows only with a privilege"
+    )]
+    #[test]
+    fn a_user_directory_that_is_a_link_or_a_file_is_refused() {
+        let dir = spool();
+        let d = dir.path();
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("emailrelay.9.9.9.envelope"), "e");
+        write(
+            &outside.path().join("emailrelay.9.9.9.content"),
+            "secret\r\n",
+        );
+        crate::platform::files::symlink_dir(outside.path(), &d.join("mallory")).unwrap();
+        crate::platform::files::symlink_dir(&d.join("alice"), &d.join("eve")).unwrap();
+        write(&d.join("file"), "x");
+        for (name, why) in [
+            ("mallory", "a symbolic link, not followed out of the spool"),
+            ("eve", "a symbolic link, not followed out of the spool"),
+            ("file", "not a directory"),
+        ] {
+            match Maildrop::open(d, Some(name)) {
+                Err(MaildropError::NotADirectory { name: n, why: w }) => {
+                    assert_eq!((n.as_str(), w), (name, why))
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            Maildrop::open(d, Some("mallory")).unwrap_err().to_string(),
+            "invalid mailbox [mallory]: a symbolic link, not followed out of the spool"
+        );
+        assert_eq!(names(outside.path()).len(), 2, "nothing outside touched");
+    }
+
+    #[cfg_attr(
+        windows,
+        ignore = "symbolic links: Wine makes none, Windows only with a privilege"
+    )]
+    #[test]
+    fn a_directory_swapped_for_a_link_after_login_leads_nowhere() {
+        let dir = spool();
+        let d = dir.path();
+        let alice = Maildrop::open(d, Some("alice")).unwrap();
+        assert_eq!(alice.messages().len(), 2);
+        // The real directory goes; a link to a directory holding files of
+        // the same names (and a different secret) takes its place.
+        let outside = tempfile::tempdir().unwrap();
+        for name in ["emailrelay.1.1.6", "emailrelay.1.1.7"] {
+            write(&outside.path().join(format!("{name}.envelope")), "e");
+            write(
+                &outside.path().join(format!("{name}.content")),
+                "secret\r\n",
+            );
+        }
+        fs::rename(d.join("alice"), d.join("moved")).unwrap();
+        crate::platform::files::symlink_dir(outside.path(), &d.join("alice")).unwrap();
+        // The held directory is the moved one: the outside file of the
+        // same name is not read through the new link.
+        assert!(alice.open_content(1).is_err());
+        // Deletion goes where the files were (through the open directory
+        // on Unix) or not at all (Windows, which has no openat), never
+        // through the link.
+        let deletion = alice.delete(&[0, 1]);
+        let left = names(&d.join("moved"));
+        match deletion.removed {
+            2 => assert!(left.is_empty(), "{left:?}"),
+            _ => assert_eq!((deletion.removed, left.len()), (0, 3), "{left:?}"),
+        }
+        assert_eq!(names(outside.path()).len(), 4, "nothing outside touched");
+    }
+
+    #[cfg_attr(
+        windows,
+        ignore = "symbolic links: Wine makes none, Windows only with a privilege"
+    )]
+    #[test]
+    fn files_in_a_maildrop_that_are_links_are_not_messages() {
+        let dir = spool();
+        let d = dir.path();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        write(&secret, "secret\r\n");
+        write(&d.join("alice/emailrelay.1.1.8.envelope"), "e");
+        crate::platform::files::symlink_file(&secret, &d.join("alice/emailrelay.1.1.8.content"))
+            .unwrap();
+        let alice = Maildrop::open(d, Some("alice")).unwrap();
+        let uids: Vec<String> = alice.messages().iter().map(MaildropMessage::uid).collect();
+        assert_eq!(
+            uids,
+            ["emailrelay.1.1.6.content", "emailrelay.1.1.7.content"]
+        );
+        assert!(secret.exists());
     }
 }

@@ -196,12 +196,31 @@ fn trusted_addresses_need_no_auth_and_reach_the_verifier_with_their_keyword() {
         // E-MailRelay 2.6.1 passes the mechanism in lower case.
         "none|loopback4\nnone|loopback6\nplain|alice\n"
     );
-    let envelopes = envelopes(&relay);
-    let anonymous = envelopes
+    // As 2.6.1 writes them: the trusted keyword (of a range, and of a
+    // single address) where the client did not authenticate (issue 24).
+    let mut recorded: Vec<String> = envelopes(&relay)
         .iter()
-        .filter(|e| e.contains("X-MailRelay-Authentication: \r\n"))
-        .count();
-    assert_eq!(anonymous, 2, "{envelopes:?}");
+        .map(|e| {
+            let line = e
+                .lines()
+                .find(|l| l.starts_with("X-MailRelay-Authentication:"))
+                .unwrap();
+            let to = e
+                .lines()
+                .find(|l| l.starts_with("X-MailRelay-To-Remote:"))
+                .unwrap();
+            format!("{to} {line}")
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            "X-MailRelay-To-Remote: b@example.org X-MailRelay-Authentication: alice",
+            "X-MailRelay-To-Remote: b@example.org X-MailRelay-Authentication: loopback4",
+            "X-MailRelay-To-Remote: c@example.org X-MailRelay-Authentication: loopback6",
+        ]
+    );
 }
 
 #[test]
@@ -220,6 +239,107 @@ fn an_untrusted_address_must_authenticate() {
         c.command("MAIL FROM:<a@b.c>"),
         "530 authentication required"
     );
+}
+
+/// Issue 24: `--server-auth` with a secrets file of only `client` lines
+/// failed open (a warning, then mail from anyone). As 2.6.1: no AUTH in
+/// clear (504 with its warning), 530 to MAIL and VRFY, PLAIN under TLS
+/// only, which no one can pass; POP starts and refuses every login.
+/// Python's smtplib and poplib, the exact replies and log lines.
+#[test]
+fn a_secrets_file_without_server_lines_lets_nobody_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let file = secrets(dir.path(), "client.auth", "client plain alice secret\n");
+    let pop_port = crate::harness::free_port().to_string();
+    let file = file.to_str().unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--server-auth",
+            file,
+            "--server-tls",
+            "--server-tls-certificate",
+            &pki.path("server-all.pem"),
+            "--pop",
+            "--pop-port",
+            &pop_port,
+            "--pop-auth",
+            file,
+        ],
+    );
+    let script = r#"
+import smtplib, poplib, ssl, sys
+port, pop_port = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+print(s.ehlo("client.example")[1].decode().split("\n")[1:])
+print(s.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA=="))
+print(s.docmd("MAIL", "FROM:<a@example.com>"))
+print(s.docmd("RCPT", "TO:<b@example.com>"))
+print(s.docmd("VRFY", "b@example.com"))
+print(s.starttls(context=ctx)[0])
+print(s.ehlo("client.example")[1].decode().split("\n")[1:])
+print(s.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA=="))
+print(s.docmd("MAIL", "FROM:<a@example.com>"))
+s.quit()
+p = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+print(sorted(p.capa()))
+for line in ("USER alice", "PASS secret", "AUTH PLAIN AGFsaWNlAHNlY3JldA==", "STAT"):
+    try:
+        print(p._shortcmd(line))
+    except poplib.error_proto as e:
+        print(e)
+print(p.quit())
+"#;
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", script, &relay.port.to_string(), &pop_port]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "['STARTTLS', 'VRFY', 'PIPELINING', '8BITMIME']",
+            "(504, b'unsupported authentication mechanism: use starttls')",
+            "(530, b'authentication required')",
+            "(503, b'command out of sequence -- use RSET to resynchronise')",
+            "(530, b'authentication required')",
+            "220",
+            "['AUTH PLAIN', 'VRFY', 'PIPELINING', '8BITMIME']",
+            "(535, b'authentication failed')",
+            "(530, b'authentication required')",
+            "['CAPA', 'STLS', 'TOP', 'UIDL']",
+            "b'-ERR no SASL PLAIN mechanism to do USER/PASS authentication'",
+            "b'-ERR'",
+            "b'-ERR must use STLS before authentication'",
+            "b'-ERR'",
+            "b'+OK signing off'",
+        ],
+        "{err}"
+    );
+    let log = relay.expect_log("emailrelay: info: pop connection closed");
+    // 2.6.1's lines, in 2.6.1's order (its log, recorded the same way).
+    let wanted = [
+        "emailrelay: info: rx<<: \"AUTH PLAIN [response not logged]\"\n\
+         emailrelay: warning: rejecting authentication attempt without encryption\n\
+         emailrelay: info: tx>>: \"504 unsupported authentication mechanism: use starttls\"\n\
+         emailrelay: info: rx<<: \"MAIL FROM:<a@example.com>\"\n\
+         emailrelay: info: server authentication enabled but not a trusted address: 127.0.0.1\n\
+         emailrelay: info: tx>>: \"530 authentication required\"\n",
+        "emailrelay: info: rx<<: \"AUTH PLAIN [response not logged]\"\n\
+         emailrelay: warning: failed authentication of remote client using mechanism [plain] and missing secret for [alice]\n\
+         emailrelay: info: tx>>: \"535 authentication failed\"\n",
+        "emailrelay: info: rx<<: \"USER alice\"\n\
+         emailrelay: info: tx>>: \"-ERR no SASL PLAIN mechanism to do USER/PASS authentication\"\n",
+    ];
+    for text in wanted {
+        assert!(log.contains(text), "no\n{text}\nin\n{log}");
+    }
+    assert!(!log.contains("warning: secrets file"), "{log}");
+    assert!(relay.files(".envelope").is_empty());
+    assert!(relay.files(".content").is_empty());
 }
 
 #[test]

@@ -36,6 +36,131 @@ fn help_lists_basic_options_and_verbose_help_lists_all() {
     }
 }
 
+/// What 2.6.1's `--help` printed on standard output in a golden scenario.
+fn recorded_help(scenario: &str) -> String {
+    let path = format!(
+        "{}/tests/golden/cli/{scenario}.golden",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let block = text
+        .split("\nstdout\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nstderr").next())
+        .unwrap();
+    let bytes: Vec<u8> = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .flat_map(unescape)
+        .collect();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Undoes the fixture escapes (tests/golden/README.md): `\\`, `\r`, `\n`,
+/// `\t`, `\xHH`.
+fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'x') => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                let hex = std::str::from_utf8(&hex).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+            }
+            Some(other) => out.push(other),
+            None => out.push(b'\\'),
+        }
+    }
+    out
+}
+
+/// Help with the descriptions taken out: each option's syntax where it
+/// starts, the indents of the wrapped description lines (which say where
+/// the description column is), and the lines around the option list
+/// whole. Also checks that no wrapped line of several words is wider
+/// than `width`.
+fn help_layout(text: &str, width: usize) -> (Vec<String>, std::collections::BTreeSet<usize>) {
+    let mut in_options = false;
+    let (mut layout, mut indents) = (Vec::new(), std::collections::BTreeSet::new());
+    for line in text.lines() {
+        // The summary and the options are wrapped (a word longer than the
+        // room it has stays whole, as in 2.6.1); the closing lines are not.
+        let wrapped = line.starts_with(' ') || line.contains("usage: ");
+        let one_word = !line.trim().contains(' ');
+        assert!(
+            !wrapped || line.len() <= width || one_word,
+            "wider than {width}: [{line}]"
+        );
+        if line.starts_with("  -") || line.starts_with("      --") {
+            in_options = true;
+            let body = &line[2..];
+            let lead = body.len() - body.trim_start().len();
+            let tokens: Vec<&str> = body.split_whitespace().collect();
+            let n = if tokens[0].starts_with("--") { 1 } else { 2 };
+            let syntax = tokens[..n].join(" ");
+            layout.push(format!("option {syntax}"));
+            // The description starts at the column (or a space after a
+            // longer syntax; on the next line when squeezed).
+            let end = 2 + lead + syntax.len();
+            let rest = &line[end..];
+            if !rest.trim().is_empty() {
+                indents.insert(end + rest.len() - rest.trim_start().len());
+            }
+        } else if in_options && line.starts_with("   ") {
+            indents.insert(line.len() - line.trim_start().len());
+        } else {
+            in_options = false;
+            layout.push(line.to_string());
+        }
+    }
+    (layout, indents)
+}
+
+/// Issue 24: plain `--help` lists 2.6.1's options, in its order, in its
+/// layout (the usage summary wrapped as its, one blank line, the option
+/// syntax and the description column where its are, the wrapped lines so
+/// indented, within `$COLUMNS` or 79), with our descriptions; we end
+/// without 2.6.1's copyright line (docs/compatibility.md).
+#[test]
+fn plain_help_has_2_6_1s_options_in_2_6_1s_layout() {
+    for (scenario, args, columns) in [
+        ("help", &["--help"][..], None),
+        ("help-short", &["-h"][..], None),
+        ("help-columns-40", &["--help"][..], Some(40)),
+    ] {
+        let mut theirs = recorded_help(scenario);
+        let copyright = "\nCopyright (C) 2026 Graeme Walker\n";
+        assert!(theirs.ends_with(copyright), "{theirs}");
+        theirs.truncate(theirs.len() - copyright.len());
+        let mut cmd = Command::new(RELAY);
+        cmd.args(args).env_remove("COLUMNS");
+        if let Some(columns) = columns {
+            cmd.env("COLUMNS", columns.to_string());
+        }
+        let (code, ours, err) = run(&mut cmd, Duration::from_secs(20));
+        assert_eq!((code, err.as_str()), (0, ""));
+        let ours = ours.replacen(
+            &format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION")),
+            "{VERSION-STRING}",
+            1,
+        );
+        let width = columns.unwrap_or(79);
+        assert_eq!(
+            help_layout(&ours, width),
+            help_layout(&theirs, width),
+            "{scenario}:\n{ours}"
+        );
+    }
+}
+
 #[test]
 fn version_verbose_lists_features_one_per_line() {
     let (code, out, _) = relay(&["--version"]);

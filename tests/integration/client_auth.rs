@@ -354,3 +354,65 @@ fn postfix_with_dovecot_sasl_accepts_our_authentication() {
         "{postfix_log}"
     );
 }
+
+/// Issue 25: with a wrong password, 20 queued messages and `--poll 1`,
+/// 2.6.1-style per-message retries made 24 refused logins in 20 s, which
+/// locks a Microsoft 365 or Google account. Against Postfix with Dovecot
+/// SASL, counting the refusals in Postfix's log: one login in the first
+/// 15 s (the route's first wait is a minute less 20% at least), one line
+/// saying the route is paused, and the mail all still queued.
+#[test]
+fn a_refused_password_is_tried_once_per_wait_not_once_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path(), "bob", "password123");
+    let postfix = Postfix::start_with(
+        dir.path(),
+        &format!(
+            "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = {}\n\
+             smtpd_recipient_restrictions = permit_sasl_authenticated, reject\n",
+            dovecot.socket
+        ),
+        "",
+    );
+    let spool = dir.path().join("spool");
+    for n in 0..20 {
+        submit_to(&spool, &format!("r{n}@example.org"));
+    }
+    let file = secrets(dir.path(), "client.auth", "client plain bob wrong\n");
+    let relay = Relay::launch(
+        &spool,
+        &dir.path().join("relay.log"),
+        crate::harness::free_port(),
+        &[
+            "--forward-to",
+            &postfix.address(),
+            "--forward",
+            "--poll",
+            "1",
+            "--client-auth",
+            file.to_str().unwrap(),
+        ],
+    );
+    relay.expect_log(&format!(
+        "emailrelay: error: forwarding to {} paused: the server refused our authentication: 535",
+        postfix.address()
+    ));
+    let refusals = || {
+        postfix
+            .log_text()
+            .matches("authentication failed: ")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || refusals() == 1),
+        "{}",
+        postfix.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(refusals(), 1, "{}", postfix.log_text());
+    let log = relay.log_text();
+    assert_eq!(log.matches("paused").count(), 1, "{log}");
+    assert_eq!(relay.files(".envelope").len(), 20, "{log}");
+    assert!(relay.files(".envelope.bad").is_empty(), "{log}");
+    assert!(postfix.delivered().is_empty());
+}

@@ -195,6 +195,57 @@ fn edited_envelopes_never_become_upstream_commands() {
 }
 
 #[test]
+fn addresses_that_are_not_utf8_are_set_aside_not_rewritten() {
+    // Issue 25: a To-Remote of `b\xe9b@...` went upstream as
+    // `RCPT TO:<b\xef\xbf\xbdb@...>`. The file is malformed, like any
+    // other envelope that would not make a valid SMTP command.
+    let dir = tempfile::tempdir().unwrap();
+    let sink = crate::harness::Sink::start(dir.path());
+    let spool = dir.path().join("spool");
+    let cases: [(&[u8], &[u8], &str); 3] = [
+        (b"To-Remote: x@y.z", b"To-Remote: b\xe9b@y.z", "To-Remote"),
+        (b"From: ", b"From: \xff\xfe@example.com", "From"),
+        (
+            b"ToCount: 1\r\n",
+            b"ToCount: 2\r\nX-MailRelay-To-Local: m\xfcller\r\n",
+            "To-Local",
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (from, to, field) in cases {
+        let path = submitted(&spool);
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("the edit applies");
+        let edited = [&bytes[..at], to, &bytes[at + from.len()..]].concat();
+        std::fs::write(&path, &edited).unwrap();
+        expected.push((path, edited, field));
+    }
+    let (code, log) = forward_once(&spool, &sink.address());
+    assert_eq!(code, 0, "{log}");
+    for (path, edited, field) in expected {
+        let reason = format!("envelope file has an invalid {field} address: not valid UTF-8");
+        let bad = std::fs::read(format!("{}.bad", path.display()))
+            .unwrap_or_else(|e| panic!("{}: {e}\n{log}", path.display()));
+        // The file as it was, the bytes untouched, and the reason after it.
+        let tail = format!("X-MailRelay-Reason: {reason}\r\nX-MailRelay-ReasonCode: \r\n");
+        assert_eq!(bad, [&edited[..], tail.as_bytes()].concat(), "{log}");
+        let busy = format!("{}.busy", path.display());
+        assert!(
+            log.contains(&format!(
+                "emailrelay: error: invalid envelope [{busy}]: {reason}"
+            )),
+            "{log}"
+        );
+    }
+    assert!(sink.messages().is_empty(), "nothing reached the sink");
+    assert!(spool_files(&spool, ".envelope").is_empty());
+    assert!(spool_files(&spool, ".envelope.busy").is_empty());
+}
+
+#[test]
 fn planted_symbolic_links_are_neither_unfailed_nor_sent() {
     let dir = tempfile::tempdir().unwrap();
     let sink = crate::harness::Sink::start(dir.path());

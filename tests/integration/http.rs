@@ -201,6 +201,71 @@ fn metrics_show_the_spool_and_the_counters() {
     );
 }
 
+/// Issue 24: refused POP logins count in the `in` direction of
+/// `emailrelay_auth_failures_total`, as its description says: USER/PASS,
+/// AUTH PLAIN and APOP with wrong passwords (Python's poplib), not the
+/// login that succeeds.
+#[test]
+fn metrics_count_refused_pop_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = crate::auth::secrets(dir.path(), "secrets", "server plain alice secret\n");
+    let (http_port, pop_port) = (free_port(), free_port());
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--http-port",
+            &http_port.to_string(),
+            "--pop",
+            "--pop-port",
+            &pop_port.to_string(),
+            "--pop-auth",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    relay.expect_log(&format!(
+        "emailrelay: info: http server on 127.0.0.1:{http_port}"
+    ));
+    let in_failures =
+        || Scrape::take(http_port).get("emailrelay_auth_failures_total", &[("direction", "in")]);
+    assert_eq!(in_failures(), 0.0);
+    let script = r#"
+import poplib, sys, base64
+port = int(sys.argv[1])
+def attempt(f):
+    try:
+        print(f())
+    except poplib.error_proto as e:
+        print(e)
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+p.user("alice")
+attempt(lambda: p.pass_("wrong"))
+attempt(lambda: p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0wrong").decode()))
+attempt(lambda: p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0secret").decode()))
+print(p.quit())
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+attempt(lambda: p.apop("alice", "wrong"))
+print(p.quit())
+"#;
+    let (code, out, err) = run(
+        Command::new(DEBIAN_PYTHON).args(["-c", script, &pop_port.to_string()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "b'-ERR'",
+            "b'-ERR'",
+            "b'+OK'",
+            "b'+OK signing off'",
+            "b'-ERR'",
+            "b'+OK signing off'"
+        ],
+        "{err}"
+    );
+    assert_eq!(in_failures(), 3.0, "{}", relay.log_text());
+}
+
 #[test]
 fn metrics_count_forwarded_and_failed_per_upstream() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,8 @@
 //! - `instances`: several named instances in one process (`--in-spool-dir`...).
 //! - `durability`: SIGKILL under load, disk full.
 //! - `hostile`: hostile input, upstreams and spool files (issue 18).
+//! - `harden`: the second round (issue 25): trickles, the HTTP endpoint's
+//!   origin rules and idle connections, POP limits, AUTH and RCPT limits.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
 //! - `http`: the operator HTTP endpoint: /metrics (Prometheus' parser), /healthz, /queue.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
@@ -50,6 +52,7 @@ mod filter;
 #[allow(dead_code)]
 mod fixture;
 mod forward;
+mod harden;
 mod harness;
 mod hostile;
 mod http;

@@ -460,6 +460,132 @@ fn user_names_cannot_leave_the_spool() {
     assert_eq!(relay.relay.files(".envelope").len(), 1);
 }
 
+/// Every file under `dir` with its bytes, sorted by name.
+fn files_with_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Issue 25: with `--pop-by-name`, a user directory that is a symbolic
+/// link out of the spool is refused with a clear -ERR and a log line,
+/// and nothing outside is read or removed (2.6.1 followed it: RETR
+/// returned the file outside, DELE and QUIT deleted it); `.` is no
+/// mailbox either (2.6.1 took it as the spool itself).
+#[test]
+fn poplib_cannot_follow_a_linked_user_directory_out_of_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = secrets(
+        dir.path(),
+        "server plain alice secret1\nserver plain mallory secret2\nserver plain . secret3\n",
+    );
+    let relay = PopRelay::start(dir.path(), &auth, &["--pop-by-name"]);
+    let spool = relay.relay.spool.clone();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for (d, text) in [
+        (&outside, "the password is hunter2"),
+        (&spool.join("alice"), "for alice"),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(
+            d.join("emailrelay.1.2.3.envelope"),
+            "X-MailRelay-Format: #2821.8\r\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("emailrelay.1.2.3.content"),
+            format!("Subject: x\r\n\r\n{text}\r\n"),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, spool.join("mallory")).unwrap();
+    let before = files_with_bytes(&outside);
+    let script = r#"
+import poplib, sys
+port = int(sys.argv[1])
+def login(user, password):
+    p = poplib.POP3("127.0.0.1", port, timeout=20)
+    p.user(user)
+    try:
+        print(p.pass_(password))
+    except poplib.error_proto as e:
+        print("refused", e)
+    for command in ("STAT", "RETR 1", "DELE 1"):
+        try:
+            print(p._shortcmd(command))
+        except poplib.error_proto as e:
+            print(command, e)
+    print(p.quit())
+login("mallory", "secret2")
+login(".", "secret3")
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+p.user("alice")
+p.pass_("secret1")
+resp, lines, octets = p.retr(1)
+print(lines[-1])
+print(p.dele(1))
+print(p.quit())
+"#;
+    let (code, out, err) = run(
+        Command::new("python3").args(["-c", script, &relay.pop_port.to_string()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "refused b'-ERR invalid mailbox [mallory]: a symbolic link, not followed out of the spool'",
+            "STAT b'-ERR'",
+            "RETR 1 b'-ERR'",
+            "DELE 1 b'-ERR'",
+            "b'+OK signing off'",
+            "refused b'-ERR invalid mailbox name [.]'",
+            "STAT b'-ERR'",
+            "RETR 1 b'-ERR'",
+            "DELE 1 b'-ERR'",
+            "b'+OK signing off'",
+            "b'for alice'",
+            "b'+OK'",
+            "b'+OK signing off'",
+        ],
+        "{err}"
+    );
+    relay.wait_closed(3);
+    let log = relay.relay.expect_log(
+        "emailrelay: warning: pop: invalid mailbox [mallory]: a symbolic link, not followed out of the spool: 127.0.0.1:",
+    );
+    assert!(
+        log.contains("emailrelay: warning: pop: invalid mailbox name [.]: 127.0.0.1:"),
+        "{log}"
+    );
+    assert_eq!(
+        files_with_bytes(&outside),
+        before,
+        "nothing outside changed"
+    );
+    assert!(
+        std::fs::symlink_metadata(spool.join("mallory"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link is left as it is"
+    );
+    assert_eq!(
+        files_with_bytes(&spool.join("alice")),
+        vec![],
+        "alice's went"
+    );
+}
+
 /// Failed logins are answered after a pause, and the third ends the
 /// connection, as on the SMTP side.
 #[test]

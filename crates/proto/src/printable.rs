@@ -30,6 +30,22 @@ pub fn printable(bytes: &[u8]) -> String {
     out
 }
 
+/// Peer text echoed in a reply: control characters escaped as
+/// [`printable`] escapes them (`\0`, `\x1b`, `\r`), everything else,
+/// backslashes included, as it came (a `DOMAIN\user` name stays so).
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            out.push_str(&printable(c.encode_utf8(&mut buf).as_bytes()));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// As [`printable`], with every byte outside printable ASCII escaped too
 /// (2.6.1's `toPrintableAscii`, used for the `Received` line).
 pub fn printable_ascii(bytes: &[u8]) -> String {
@@ -80,11 +96,22 @@ mod tests {
     }
 
     #[test]
+    fn replies_escape_control_characters_only() {
+        assert_eq!(
+            escape_controls("a\0b\x1b[31mc\r\nd\u{85}"),
+            "a\\0b\\x1b[31mc\\r\\nd\\xc2\\x85"
+        );
+        assert_eq!(escape_controls("DOM\\al\u{ef}ce"), "DOM\\al\u{ef}ce");
+    }
+
+    #[test]
     fn the_result_is_always_one_line() {
         for b in 0u8..=255 {
             let text = printable(&[b'x', b, b'y']);
             assert!(!text.contains(['\r', '\n']), "{b}");
             assert!(!printable_ascii(&[b]).contains(['\r', '\n']), "{b}");
+            let text = escape_controls(&String::from_utf8_lossy(&[b'x', b, b'y']));
+            assert!(!text.chars().any(char::is_control), "{b}");
         }
     }
 }

@@ -577,6 +577,7 @@ fn auth_server(mechanisms: &[Mechanism]) -> ServerConfig {
             clear: mechanisms.to_vec(),
             secure: mechanisms.to_vec(),
             trusted: false,
+            trust_note: String::new(),
             max_failures: 3,
         }),
         ..ServerConfig::default()

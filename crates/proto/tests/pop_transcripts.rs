@@ -593,6 +593,59 @@ fn quit_reports_messages_that_could_not_be_removed() {
 }
 
 #[test]
+fn user_names_with_control_characters_are_echoed_escaped() {
+    let mut h = Harness::new(config());
+    h.output();
+    assert_eq!(h.feed(b"USER a\0b\r\n"), "+OK user: a\\0b\r\n");
+    assert_eq!(
+        h.feed(b"USER \x1b[2J\x1b]0;owned\x07x\r\n"),
+        "+OK user: \\x1b[2J\\x1b]0;owned\\x07x\r\n"
+    );
+    // Backslashes and UTF-8 are names, not controls.
+    assert_eq!(
+        h.feed("USER DOM\\b\u{f6}b\r\n".as_bytes()),
+        "+OK user: DOM\\b\u{f6}b\r\n"
+    );
+}
+
+#[test]
+fn command_lines_are_255_octets_at_most() {
+    // RFC 2449 section 4: 255 octets, CRLF included.
+    let mut h = Harness::new(config());
+    h.output();
+    let name = "n".repeat(255 - "USER \r\n".len());
+    assert_eq!(
+        h.feed(format!("USER {name}\r\n").as_bytes()),
+        format!("+OK user: {name}\r\n")
+    );
+    // A bare LF ends a line too: 255 with it.
+    let name = "n".repeat(255 - "USER \n".len());
+    assert_eq!(
+        h.feed(format!("USER {name}\n").as_bytes()),
+        format!("+OK user: {name}\r\n")
+    );
+    let name = "n".repeat(256 - "USER \r\n".len());
+    assert_eq!(
+        h.feed(format!("USER {name}\r\nNOOP\r\n").as_bytes()),
+        "-ERR line too long\r\n-ERR\r\n"
+    );
+    // Trickled in, the same.
+    let trickled: String = format!("USER {name}\r\n")
+        .bytes()
+        .map(|b| h.feed(&[b]))
+        .collect();
+    assert_eq!(trickled, "-ERR line too long\r\n");
+    // An AUTH response line may still be long (RFC 5034 sets no limit):
+    // this one is read whole, and fails as a bad PLAIN response.
+    let long = "A".repeat(1000);
+    assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "+ \r\n");
+    assert_eq!(h.feed(format!("{long}\r\n").as_bytes()), "-ERR\r\n");
+    let trace = h.session.poll_trace().join("\n");
+    // Only the two command lines above were too long.
+    assert_eq!(trace.matches("[line too long]").count(), 2, "{trace}");
+}
+
+#[test]
 fn overlong_lines_are_refused_and_bad_commands_are_capped() {
     let mut h = Harness::new(config());
     h.output();

@@ -50,6 +50,7 @@ fn config() -> ServerConfig {
             clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             secure: vec![Mechanism::Plain],
             trusted: true,
+            trust_note: String::new(),
             max_failures: 3,
         }),
         ..ServerConfig::default()

@@ -526,6 +526,54 @@ fn the_recipient_cap_answers_452() {
 }
 
 #[test]
+fn a_client_that_goes_on_past_the_recipient_cap_is_disconnected() {
+    let mut h = Harness::new(ServerConfig {
+        max_recipients: 2,
+        max_recipient_overshoot: 3,
+        ..relay_config()
+    });
+    h.feed(b"HELO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\n");
+    // Three refusals, then a new transaction starts the count afresh.
+    let refused = "452 too many recipients\r\n".repeat(3);
+    assert_eq!(h.feed(&b"RCPT TO:<3@x>\r\n".repeat(3)), refused);
+    h.feed(b"DATA\r\n");
+    assert_eq!(h.feed(b"body\r\n.\r\n"), "250 message processed\r\n");
+    h.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\n");
+    assert_eq!(h.feed(&b"RCPT TO:<3@x>\r\n".repeat(3)), refused);
+    // The fourth in one transaction ends the session, and its message.
+    assert_eq!(
+        h.feed(b"RCPT TO:<3@x>\r\nNOOP\r\n"),
+        "421 relay.example.com too many recipients -- closing connection\r\n"
+    );
+    assert!(h.closed && h.session.is_closed());
+    assert_eq!(
+        h.session.close_reason(),
+        "smtp protocol done: too many recipients"
+    );
+    assert_eq!(h.stored.len(), 1);
+    assert_eq!(h.events.last(), Some(&Event::Close));
+    assert!(h.events.contains(&Event::MessageAbort));
+}
+
+#[test]
+fn by_default_1000_recipients_then_1000_refusals_then_421() {
+    let mut h = Harness::new(relay_config());
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
+    let rcpts: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("RCPT TO:<r{i}@x>\r\n").into_bytes())
+        .collect();
+    let got = h.feed(&rcpts);
+    assert_eq!(got.matches("250 recipient").count(), 1000);
+    assert_eq!(got.matches("452 too many recipients").count(), 1000);
+    assert!(!h.closed);
+    assert_eq!(
+        h.feed(b"RCPT TO:<one-more@x>\r\n"),
+        "421 relay.example.com too many recipients -- closing connection\r\n"
+    );
+    assert!(h.closed);
+}
+
+#[test]
 fn verifier_answers_shape_the_replies_and_envelope() {
     let mut h = Harness::new(ServerConfig {
         verify_recipients: true,
@@ -765,6 +813,19 @@ fn bdat_out_of_sequence_is_refused_but_still_consumed() {
          503 command out of sequence -- use RSET to resynchronise\r\n"
     );
     assert!(h.stored.is_empty());
+}
+
+#[test]
+fn a_bdat_size_with_a_sign_is_not_a_size() {
+    // RFC 3030: chunk-size = 1*DIGIT. `+5` was taken as 5 (issue 25).
+    for size in ["+5", "+0", "5x", " 0x5"] {
+        let mut h = Harness::new(chunking_config());
+        h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+        let got = h.feed(format!("BDAT {size} LAST\r\nhello").as_bytes());
+        assert_eq!(got, "501 invalid argument\r\n", "{size}");
+        assert!(h.stored.is_empty());
+        assert!(h.events.contains(&Event::MessageAbort));
+    }
 }
 
 #[test]
@@ -1010,6 +1071,10 @@ fn auth_config(trusted: bool) -> ServerConfig {
             clear: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             secure: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             trusted,
+            trust_note: match trusted {
+                true => "trusting [127.0.0.1]: matched [127.0.0.0/8] from line 1".into(),
+                false => String::new(),
+            },
             max_failures: 3,
         }),
         trace: true,
@@ -1114,6 +1179,7 @@ fn mechanism_errors_have_their_own_codes() {
             clear: vec![Mechanism::CramMd5],
             secure: vec![Mechanism::Plain, Mechanism::CramMd5],
             trusted: false,
+            trust_note: String::new(),
             max_failures: 3,
         }),
         starttls: true,
@@ -1199,6 +1265,23 @@ fn a_trusted_client_needs_no_auth_and_its_auth_parameter_becomes_empty() {
     );
     // RFC 4954 section 5: an unauthenticated client's AUTH= is not trusted.
     assert_eq!(h.session.transaction().params.auth.as_deref(), Some(""));
+    // E-MailRelay's line, after the command, at each MAIL and VRFY.
+    h.feed(b"RSET\r\nVRFY b@c\r\n");
+    let note = "trusting [127.0.0.1]: matched [127.0.0.0/8] from line 1";
+    let log = h.log();
+    let at: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| *l == note)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 2, "{log:?}");
+    assert_eq!(
+        log[at[0] - 1],
+        "rx<<: \"MAIL FROM:<a@b> AUTH=mallory\"",
+        "{log:?}"
+    );
+    assert_eq!(log[at[1] - 1], "rx<<: \"VRFY b@c\"", "{log:?}");
 }
 
 #[test]
@@ -1308,7 +1391,7 @@ fn binarymime_goes_by_bdat_only_and_an_empty_chunk_must_be_last() {
 }
 
 #[test]
-fn auth_argument_errors_are_2_6_1_s() {
+fn auth_argument_errors_are_2_6_1_s_and_rfc_4954_s() {
     let mut h = Harness::new(ServerConfig {
         client: "192.0.2.7".into(),
         ..auth_config(false)
@@ -1324,11 +1407,21 @@ fn auth_argument_errors_are_2_6_1_s() {
          S: 501 invalid argument",
     );
     assert_eq!(h.feed(b"AUTH PLAIN\r\n"), "334 \r\n");
-    assert_eq!(h.feed(b"not base64 !\r\n"), "535 authentication failed\r\n");
+    // RFC 4954 section 4 (2.6.1: 535).
+    assert_eq!(h.feed(b"not base64 !\r\n"), "501 invalid argument\r\n");
     assert_eq!(
         h.feed(b"MAIL FROM:<a@b>\r\n"),
         "530 authentication required\r\n"
     );
+    // Each counts as a failed attempt: the third ends the session.
+    assert_eq!(h.feed(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.feed(b"%%%\r\n"), "501 invalid argument\r\n");
+    h.feed(b"AUTH LOGIN\r\n");
+    assert_eq!(
+        h.feed(b"%%%\r\n"),
+        "421 relay.example.com too many authentication failures -- closing connection\r\n"
+    );
+    assert!(h.closed);
     let log = h.log();
     let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with("warning")).collect();
     assert_eq!(
@@ -1337,6 +1430,8 @@ fn auth_argument_errors_are_2_6_1_s() {
             "warning: request for unsupported server AUTH mechanism: ",
             "warning: invalid base64 encoding of AUTH parameter",
             "warning: unexpected initial-response with a server-first AUTH mechanism",
+            "warning: invalid base64 encoding of authentication response",
+            "warning: invalid base64 encoding of authentication response",
             "warning: invalid base64 encoding of authentication response",
         ]
     );

@@ -12,7 +12,10 @@
 //! - modes (`rw-rw----` on Unix; Windows files inherit the directory's
 //!   access list), free space, file identity, "out of space" errors;
 //! - arguments and paths as bytes (exact on Unix; UTF-8 on Windows), and
-//!   the separator between a path's parts (either slash on Windows).
+//!   the separator between a path's parts (either slash on Windows);
+//! - a directory held open whose entries are reached through it
+//!   ([`OpenDir`]: `openat` and friends on Unix, so that a directory
+//!   swapped for a link leads nowhere; checked paths on Windows).
 //!
 //! Everything else about files is the standard library's.
 

@@ -256,3 +256,151 @@ pub fn symlink_file(target: &Path, link: &Path) -> io::Result<()> {
 pub fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
+
+/// A directory held open, whose entries are looked up in it (`openat`,
+/// `fstatat`, `renameat`, `unlinkat`), never through a path that a link
+/// swapped in for it could redirect.
+#[derive(Debug)]
+pub struct OpenDir {
+    file: File,
+    path: PathBuf,
+}
+
+impl OpenDir {
+    /// Opens `path` as it is configured (a link to it is the
+    /// administrator's choice, so followed).
+    pub fn open(path: &Path) -> io::Result<OpenDir> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)?;
+        Ok(OpenDir {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory `name` directly inside this one, not through a link:
+    /// the name must be one component, and is opened without following a
+    /// link and checked to be the entry this directory holds.
+    pub fn child(&self, name: &str) -> io::Result<OpenDir> {
+        if matches!(name, "." | "..") || name.contains('/') {
+            return Err(io::Error::other("not a directory"));
+        }
+        let path = self.path.join(name);
+        let file = open_directory(&path)?;
+        self.check_same(name, &file)?;
+        Ok(OpenDir { file, path })
+    }
+
+    /// Creates the directory `name` in this one with `mode` (less the
+    /// umask); false if it was there already.
+    pub fn create_child(&self, name: &str, mode: u32) -> io::Result<bool> {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(mode);
+        match nix::sys::stat::mkdirat(Some(self.fd()), name, mode) {
+            Ok(()) => Ok(true),
+            Err(nix::errno::Errno::EEXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The names in the directory, but `.` and `..` and names that are
+    /// not UTF-8.
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mode = nix::sys::stat::Mode::empty();
+        let mut dir = nix::dir::Dir::openat(Some(self.fd()), ".", flags, mode)?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            if let Ok(name) = entry?.file_name().to_str() {
+                if !matches!(name, "." | "..") {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// The size of `name` if it is a regular file (not a link to one).
+    pub fn regular_size(&self, name: &str) -> Option<u64> {
+        let stat = self.stat(name)?;
+        (file_type(&stat) == nix::sys::stat::SFlag::S_IFREG)
+            .then(|| u64::try_from(stat.st_size).ok())
+            .flatten()
+    }
+
+    /// True if `name` is there (a link counts, wherever it points).
+    pub fn exists(&self, name: &str) -> bool {
+        self.stat(name).is_some()
+    }
+
+    /// True if `name` is a symbolic link.
+    pub fn is_link(&self, name: &str) -> bool {
+        self.stat(name)
+            .is_some_and(|stat| file_type(&stat) == nix::sys::stat::SFlag::S_IFLNK)
+    }
+
+    /// Opens `name` for reading if it is the regular file this directory
+    /// holds ([`open_regular`], then checked against the entry).
+    pub fn open_regular(&self, name: &str) -> io::Result<File> {
+        let file = open_regular(&self.path.join(name))?;
+        self.check_same(name, &file)?;
+        Ok(file)
+    }
+
+    /// Renames the entry `from` to `to`, replacing `to`.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        Ok(nix::fcntl::renameat(
+            Some(self.fd()),
+            from,
+            Some(self.fd()),
+            to,
+        )?)
+    }
+
+    /// Removes the file `name`.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        use nix::unistd::{unlinkat, UnlinkatFlags};
+        Ok(unlinkat(Some(self.fd()), name, UnlinkatFlags::NoRemoveDir)?)
+    }
+
+    /// Makes the renames and removals in it so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Where it was opened, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_same(&self, name: &str, file: &File) -> io::Result<()> {
+        let opened = file.metadata()?;
+        let held = nix::sys::stat::fstatat(
+            Some(self.fd()),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        if opened.dev() != held.st_dev || opened.ino() != held.st_ino {
+            return Err(io::Error::other(
+                "not the file the directory holds: the path was changed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn stat(&self, name: &str) -> Option<nix::sys::stat::FileStat> {
+        let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        nix::sys::stat::fstatat(Some(self.fd()), name, flags).ok()
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_raw_fd()
+    }
+}
+
+fn file_type(stat: &nix::sys::stat::FileStat) -> nix::sys::stat::SFlag {
+    nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode) & nix::sys::stat::SFlag::S_IFMT
+}

@@ -346,10 +346,143 @@ pub fn os_str_bytes(name: &OsStr) -> &[u8] {
 
 /// Makes `link` a symbolic link to the file `target`.
 pub fn symlink_file(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
+    std::os::windows::fs::symlink_file(target, link)?;
+    made(link)
 }
 
 /// Makes `link` a symbolic link to the directory `target`.
 pub fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::windows::fs::symlink_dir(target, link)
+    std::os::windows::fs::symlink_dir(target, link)?;
+    made(link)
+}
+
+/// Checks that a link was made: Wine's `CreateSymbolicLinkW` says it
+/// succeeded and makes nothing.
+fn made(link: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no symbolic link was made",
+        )),
+    }
+}
+
+/// A directory held open. Windows has no `openat`: its entries are
+/// reached by path, each checked to be what it should be (a child
+/// directory opened as itself, never through a reparse point; a file only
+/// if the held directory is still the one at its path), which narrows a
+/// swap to a moment between check and use rather than closing it.
+#[derive(Debug)]
+pub struct OpenDir {
+    file: File,
+    path: PathBuf,
+    /// Opened as itself (a child): checked before each use.
+    confined: bool,
+}
+
+impl OpenDir {
+    /// Opens `path` as it is configured (a link to it is followed).
+    pub fn open(path: &Path) -> io::Result<OpenDir> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+            .open(path)?;
+        if !file.metadata()?.is_dir() {
+            return Err(io::Error::other("not a directory"));
+        }
+        Ok(OpenDir {
+            file,
+            path: path.to_path_buf(),
+            confined: false,
+        })
+    }
+
+    /// The directory `name` directly inside this one, not through a link
+    /// or junction.
+    pub fn child(&self, name: &str) -> io::Result<OpenDir> {
+        if matches!(name, "." | "..") || name.contains(['/', '\\', ':']) {
+            return Err(io::Error::other("not a directory"));
+        }
+        let path = self.path.join(name);
+        let file = open_directory(&path)?;
+        Ok(OpenDir {
+            file,
+            path,
+            confined: true,
+        })
+    }
+
+    /// Creates the directory `name` in this one; false if it was there.
+    pub fn create_child(&self, name: &str, _mode: u32) -> io::Result<bool> {
+        match fs::create_dir(self.path.join(name)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names in the directory (but names that are not UTF-8).
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        self.check_held()?;
+        Ok(fs::read_dir(&self.path)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect())
+    }
+
+    /// The size of `name` if it is a regular file (not a link to one).
+    pub fn regular_size(&self, name: &str) -> Option<u64> {
+        self.check_held().ok()?;
+        let meta = fs::symlink_metadata(self.path.join(name)).ok()?;
+        meta.is_file().then_some(meta.len())
+    }
+
+    /// True if `name` is there (a link counts, wherever it points).
+    pub fn exists(&self, name: &str) -> bool {
+        fs::symlink_metadata(self.path.join(name)).is_ok()
+    }
+
+    /// True if `name` is a symbolic link or junction.
+    pub fn is_link(&self, name: &str) -> bool {
+        fs::symlink_metadata(self.path.join(name)).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
+    /// Opens `name` for reading if it is a regular file and the held
+    /// directory is still the one at its path.
+    pub fn open_regular(&self, name: &str) -> io::Result<File> {
+        let file = open_regular(&self.path.join(name))?;
+        self.check_held()?;
+        Ok(file)
+    }
+
+    /// Renames the entry `from` to `to`, replacing `to`.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.check_held()?;
+        rename(self.path.join(from), self.path.join(to))
+    }
+
+    /// Removes the file `name`.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        self.check_held()?;
+        remove_file(self.path.join(name))
+    }
+
+    /// Nothing to do (see [`Directory`]).
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Where it was opened, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_held(&self) -> io::Result<()> {
+        match !self.confined || same_file(&self.file, &self.path) {
+            true => Ok(()),
+            false => Err(io::Error::other(
+                "not the directory opened: the path was changed",
+            )),
+        }
+    }
 }

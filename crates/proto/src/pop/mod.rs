@@ -15,9 +15,10 @@ pub use command::Command;
 pub use content::ContentEncoder;
 pub use session::{AuthMethod, Event, MessageInfo, PopConfig, PopSession};
 
-/// Longest command line, terminator included. RFC 2449 section 4 allows
-/// 255 octets; some clients send long APOP or AUTH lines, so we take more.
-pub const MAX_COMMAND_LINE: usize = 1024;
+/// Longest command line, CRLF included (RFC 2449 section 4: 255 octets).
+/// An AUTH command whose initial response would not fit must be sent
+/// without it (RFC 5034 section 4), and APOP's name and digest fit.
+pub const MAX_COMMAND_LINE: usize = 255;
 /// Longest AUTH response line (RFC 5034 section 4 sets no limit; SMTP's
 /// 12288 of RFC 4954 is plenty).
 pub const MAX_AUTH_LINE: usize = 12288;

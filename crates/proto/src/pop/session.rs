@@ -37,6 +37,7 @@ use super::command::{message_number, Command};
 use super::content::ContentEncoder;
 use super::{MAX_AUTH_LINE, MAX_COMMAND_LINE};
 use crate::line::{scan_line, skip_to_terminator, Scan, Terminator};
+use crate::printable::escape_controls;
 use crate::sasl::{apop_credentials, AuthResult, Credentials, Mechanism, ServerExchange, Step};
 
 /// What the server offers; built by the driver from its settings.
@@ -303,7 +304,7 @@ impl PopSession {
             }
             Err(reason) => {
                 self.authenticated = None;
-                self.line(&format!("-ERR {reason}"));
+                self.line(&format!("-ERR {}", escape_controls(&reason)));
             }
         }
         self.process();
@@ -513,7 +514,8 @@ impl PopSession {
 
     fn user_command(&mut self, name: String) {
         if self.mechanisms().contains(&Mechanism::Plain) {
-            self.line(&format!("+OK user: {name}"));
+            // Not in 2.6.1, which echoes a NUL or an ESC as it came.
+            self.line(&format!("+OK user: {}", escape_controls(&name)));
             self.user = Some(name);
         } else if self.tls_first() {
             self.line("-ERR must use STLS before authentication");

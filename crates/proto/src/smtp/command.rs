@@ -200,7 +200,12 @@ fn vrfy_address(line: &str) -> String {
 
 fn parse_bdat(line: &str) -> Command {
     let mut words = words(line).skip(1);
-    let size = words.next().and_then(|w| w.parse().ok());
+    // Only digits are a size (RFC 3030's `chunk-size = 1*DIGIT`): Rust's
+    // parser would take `+5` as 5.
+    let size = words
+        .next()
+        .filter(|w| w.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|w| w.parse().ok());
     // E-MailRelay compatibility: a third word other than LAST makes a
     // chunk that is not the last, not an error.
     let last = words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST"));
@@ -329,6 +334,9 @@ mod tests {
         assert_eq!(parse("BDAT"), bdat(None, false));
         assert_eq!(parse("BDAT x"), bdat(None, false));
         assert_eq!(parse("BDAT -1 LAST"), bdat(None, true));
+        assert_eq!(parse("BDAT +5"), bdat(None, false));
+        assert_eq!(parse("BDAT +5 LAST"), bdat(None, true));
+        assert_eq!(parse("BDAT 5x"), bdat(None, false));
         assert_eq!(parse("BDAT 99999999999999999999999"), bdat(None, false));
     }
 

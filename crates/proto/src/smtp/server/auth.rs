@@ -33,6 +33,10 @@ pub struct AuthConfig {
     pub secure: Vec<Mechanism>,
     /// The client's address is trusted: MAIL needs no AUTH first.
     pub trusted: bool,
+    /// Why, for the trace at each MAIL and VRFY the trust lets through
+    /// unauthenticated (E-MailRelay's `trusting [<address>]: matched
+    /// [<pattern>] from line <n>`); empty for none.
+    pub trust_note: String,
     /// Failed attempts on one connection before 421 and close.
     pub max_failures: u32,
 }
@@ -61,6 +65,19 @@ impl ServerSession {
     /// The authenticated identity, once AUTH has succeeded.
     pub fn authentication(&self) -> Option<&Authenticated> {
         self.auth.done.as_ref()
+    }
+
+    /// E-MailRelay compatibility: the trace says why an unauthenticated
+    /// client may go on (2.6.1 checks the trust, and says so, at each MAIL
+    /// and VRFY).
+    pub(super) fn note_trust(&mut self) {
+        let note = match &self.config.auth {
+            Some(a) if a.trusted && self.auth.done.is_none() && !a.trust_note.is_empty() => {
+                a.trust_note.clone()
+            }
+            _ => return,
+        };
+        self.trace_line(note);
     }
 
     /// True if MAIL must wait for AUTH.
@@ -178,9 +195,11 @@ impl ServerSession {
             return;
         };
         if line != "*" && base64_decode(line).is_none() {
-            // E-MailRelay compatibility: a failed attempt, not a syntax error.
+            // RFC 4954 section 4: 501 (2.6.1 says 535). It still counts
+            // as a failed attempt, as in 2.6.1, so garbage cannot probe
+            // for ever.
             self.warn("invalid base64 encoding of authentication response");
-            return self.auth_failed(535, "authentication failed");
+            return self.auth_failed(501, "invalid argument");
         }
         let step = exchange.handle_response(line);
         self.auth.exchange = Some((mechanism, exchange));

@@ -73,6 +73,13 @@ pub const LONG_LINE: usize = 1000;
 pub const DEFAULT_MAX_HOPS: usize = 50;
 /// E-MailRelay 2.6.1's limit on protocol errors per session.
 pub const MAX_PROTOCOL_ERRORS: u32 = 8;
+/// RCPTs past `max_recipients` answered 452 in one transaction before the
+/// next gets 421 and the session ends: Postfix's
+/// `smtpd_recipient_overshoot_limit`. A client that pipelines a long list
+/// (RFC 2920) sees 452 for the rest and sends them in a later transaction
+/// (RFC 5321 section 4.5.3.1.10); one that goes on past 1000 refusals is a
+/// loop or an attack, not a mailer.
+pub const MAX_RECIPIENT_OVERSHOOT: usize = 1000;
 
 /// What the server says and allows; built by the driver from its settings.
 #[derive(Clone, Debug)]
@@ -93,6 +100,9 @@ pub struct ServerConfig {
     pub max_size: u64,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
+    /// RCPTs refused with 452 for `max_recipients` in one transaction
+    /// before the next ends the session with 421.
+    pub max_recipient_overshoot: usize,
     /// Most `Received:` header lines a message may arrive with (a mail
     /// loop otherwise); 0 for no limit (`--max-hops`).
     pub max_hops: usize,
@@ -132,6 +142,7 @@ impl Default for ServerConfig {
             vrfy: true,
             max_size: 0,
             max_recipients: 1000,
+            max_recipient_overshoot: MAX_RECIPIENT_OVERSHOOT,
             max_hops: DEFAULT_MAX_HOPS,
             max_bad_commands: MAX_PROTOCOL_ERRORS,
             pipelining: true,
@@ -303,6 +314,8 @@ pub struct ServerSession {
     data: data::DataPhase,
     chunk: Option<data::Chunk>,
     bad_commands: u32,
+    /// RCPTs refused for `max_recipients` in this transaction.
+    excess_recipients: usize,
     secure: bool,
     warned_long_line: bool,
     close_reason: &'static str,
@@ -341,6 +354,7 @@ impl ServerSession {
             data: data::DataPhase::default(),
             chunk: None,
             bad_commands: 0,
+            excess_recipients: 0,
             secure,
             warned_long_line: false,
             close_reason: "smtp protocol done",
@@ -681,6 +695,7 @@ impl ServerSession {
         if !self.config.vrfy {
             return self.reply(252, "cannot vrfy");
         }
+        self.note_trust();
         if let Some(text) = self.refusal_before_mail() {
             return self.reply(530, text);
         }
@@ -713,6 +728,7 @@ impl ServerSession {
             );
             self.trace_line(note);
         }
+        self.note_trust();
         if let Some(text) = self.refusal_before_mail() {
             return self.reply(530, text);
         }
@@ -773,6 +789,16 @@ impl ServerSession {
             return self.reply(550, "invalid character in mailbox name: not using smtputf8");
         }
         if self.transaction.recipients.len() >= self.config.max_recipients {
+            // Not in E-MailRelay 2.6.1, which has no limit at all.
+            self.excess_recipients += 1;
+            if self.excess_recipients > self.config.max_recipient_overshoot {
+                let text = format!(
+                    "{} too many recipients -- closing connection",
+                    self.config.domain
+                );
+                self.reply(421, &text);
+                return self.close("smtp protocol done: too many recipients");
+            }
             return self.reply(452, "too many recipients");
         }
         let address = path.mailbox.to_string();
@@ -831,6 +857,7 @@ impl ServerSession {
 
     /// Forgets the transaction; the driver has the message already.
     fn clear_transaction(&mut self) {
+        self.excess_recipients = 0;
         let helo = mem::take(&mut self.transaction.helo);
         let esmtp = self.transaction.esmtp;
         self.transaction = Transaction {
@@ -896,7 +923,7 @@ impl ServerSession {
         }
     }
 
-    fn trace_line(&mut self, line: String) {
+    pub(super) fn trace_line(&mut self, line: String) {
         if self.config.trace {
             self.log.push(LogLine::Trace(line));
         }
