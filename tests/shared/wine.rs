@@ -230,14 +230,22 @@ impl Wine {
         // The first wine command starts Wine's own services, which inherit
         // its standard streams: started here with none, so that later
         // commands' pipes close when those commands end.
-        let (code, out) = run_quiet(
-            wine.command(Path::new("cmd.exe")).args(["/c", "exit", "0"]),
-            Duration::from_secs(120),
-        )?;
-        if code != 0 {
-            return Err(format!("wine cmd.exe /c exit 0: {code} {out}"));
+        // Under load Wine's first start now and then fails ("Application
+        // could not be started": its services were not up in time); a
+        // second start finds them. At most three tries, each bounded.
+        let mut tries = Vec::new();
+        for _ in 0..3 {
+            let (code, out) = run_quiet(
+                wine.command(Path::new("cmd.exe")).args(["/c", "exit", "0"]),
+                Duration::from_secs(120),
+            )?;
+            if code == 0 {
+                return Ok(wine);
+            }
+            tries.push(format!("{code} {out}"));
+            std::thread::sleep(Duration::from_secs(1));
         }
-        Ok(wine)
+        Err(format!("wine cmd.exe /c exit 0: {}", tries.join("; ")))
     }
 
     /// The session's X display, if it has one.
