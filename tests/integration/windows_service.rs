@@ -1,5 +1,6 @@
 //! `emailrelay-service.exe` under Wine: our Windows build driven from
-//! Linux, each test in a fresh Wine prefix (scripts/wine/prefix).
+//! Linux, each test in its own copy of the template Wine prefix
+//! (`wine::Wine`, made by scripts/wine/prefix).
 //!
 //! - 2.6.1's service transcripts (tests/golden/windows/service) replayed
 //!   against our wrapper and relay: every command's exit code, standard
@@ -75,62 +76,41 @@ fn run_logged(cmd: &mut Command, log: &Path, limit: Duration) -> (Option<i32>, V
     (code, stdout, stderr)
 }
 
-/// A fresh Wine prefix with its own persistent wineserver, ended on drop.
+/// The test's Wine prefix (a copy of the template, `wine::Wine`, its
+/// wineserver ended on drop), numbering the commands run in it.
 struct Wine {
-    root: tempfile::TempDir,
-    prefix: PathBuf,
+    wine: crate::wine::Wine,
     runs: std::cell::Cell<u32>,
 }
 
 impl Wine {
     fn new() -> Wine {
-        for tool in ["wine", "wineserver", "x86_64-w64-mingw32-gcc"] {
-            program(tool);
-        }
-        let root = tempfile::Builder::new()
-            .prefix("wine-svc-")
-            .tempdir()
-            .unwrap();
-        let prefix = root.path().join("prefix");
-        let wine = Wine {
-            prefix,
-            root,
+        // MinGW builds the stand-in for 2.6.1's relay.
+        program("x86_64-w64-mingw32-gcc");
+        Wine {
+            wine: crate::wine::Wine::new(),
             runs: std::cell::Cell::new(0),
-        };
-        let script = Path::new(REPO).join("scripts/wine/prefix");
-        let (code, _, err) = run_logged(
-            wine.env(&mut Command::new(script)).arg(&wine.prefix),
-            &wine.root.path().join("prefix-script.log"),
-            Duration::from_secs(300),
-        );
-        assert_eq!(
-            code,
-            Some(0),
-            "scripts/wine/prefix failed: {}",
-            String::from_utf8_lossy(&err)
-        );
-        wine
+        }
     }
 
-    fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env_clear()
-            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("HOME", self.root.path())
-            .env("TZ", "UTC")
-            .env("LANG", "C")
-            .env("WINEPREFIX", &self.prefix)
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+    /// The test's own directory beside the prefix.
+    fn root(&self) -> &Path {
+        self.wine.home()
     }
 
     /// `wine ARGS...` in `cwd`, to completion (30 s at most).
     fn run(&self, args: &[&str], cwd: &Path) -> (Option<i32>, Vec<u8>, Vec<u8>) {
         let n = self.runs.get() + 1;
         self.runs.set(n);
-        let log = self.root.path().join(format!("run-{n}.err"));
+        let log = self.root().join(format!("run-{n}.err"));
+        let (program, rest) = args.split_first().expect("a program");
         run_logged(
-            self.env(&mut Command::new("wine"))
-                .args(args)
+            self.wine
+                .command(Path::new(program))
+                .args(rest)
+                .env("HOME", self.root())
+                .env("TZ", "UTC")
+                .env("LANG", "C")
                 .current_dir(cwd),
             &log,
             Duration::from_secs(30),
@@ -139,7 +119,7 @@ impl Wine {
 
     /// As [`Wine::run`], expecting exit 0; stdout as text.
     fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args, self.root.path());
+        let (code, out, err) = self.run(args, self.root());
         assert_eq!(
             code,
             Some(0),
@@ -154,19 +134,21 @@ impl Wine {
     /// processes' WINEDEBUG (services inherit it), their output going to
     /// the file answered.
     fn restart_session(&self, debug: &str) -> PathBuf {
-        let log = self.root.path().join("session.log");
+        let log = self.root().join("session.log");
         for flag in ["-k", "-w", "-p"] {
             let (code, _, _) = run_logged(
-                self.env(&mut Command::new("wineserver")).arg(flag),
-                &self.root.path().join("wineserver.log"),
+                Command::new("wineserver")
+                    .arg(flag)
+                    .env("WINEPREFIX", self.wine.prefix()),
+                &self.root().join("wineserver.log"),
                 Duration::from_secs(30),
             );
             assert!(code.is_some(), "wineserver {flag} timed out");
         }
         let (code, _, _) = run_logged(
-            self.env(&mut Command::new("wine"))
-                .env("WINEDEBUG", debug)
-                .args(["cmd", "/c", "exit", "0"]),
+            self.wine
+                .debug_command(Path::new("cmd"), debug)
+                .args(["/c", "exit", "0"]),
             &log,
             Duration::from_secs(120),
         );
@@ -176,14 +158,7 @@ impl Wine {
 
     /// The Linux path of a `C:\` path in the prefix.
     fn c_drive(&self, wpath: &str) -> PathBuf {
-        let rest = wpath
-            .strip_prefix("C:\\")
-            .unwrap_or_else(|| panic!("not on C: {wpath}"));
-        let mut path = self.prefix.join("drive_c");
-        for part in rest.split('\\') {
-            path.push(part);
-        }
-        path
+        self.wine.unix_path(wpath)
     }
 
     /// `sc query NAME` until it shows `state` (15 s at most); the output.
@@ -195,18 +170,6 @@ impl Wine {
         });
         assert!(found, "sc query {name}: not {state}:\n{last}");
         last
-    }
-}
-
-impl Drop for Wine {
-    fn drop(&mut self) {
-        for flag in ["-k", "-w"] {
-            let _ = run_logged(
-                self.env(&mut Command::new("wineserver")).arg(flag),
-                &self.root.path().join("wineserver.log"),
-                Duration::from_secs(30),
-            );
-        }
     }
 }
 
@@ -619,7 +582,7 @@ fn install_layout(wine: &Wine, port: u16, sink: &str, relay: &str) {
 
 fn install(wine: &Wine) {
     let wrapper = format!("{PROGRAMS}\\emailrelay-service.exe");
-    let (code, out, err) = wine.run(&[&wrapper, "--install"], wine.root.path());
+    let (code, out, err) = wine.run(&[&wrapper, "--install"], wine.root());
     assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&err));
     assert_eq!(
         String::from_utf8_lossy(&out),
@@ -646,7 +609,7 @@ fn install(wine: &Wine) {
 
 fn remove(wine: &Wine) {
     let wrapper = format!("{PROGRAMS}\\emailrelay-service.exe");
-    let (code, out, _) = wine.run(&[&wrapper, "--remove"], wine.root.path());
+    let (code, out, _) = wine.run(&[&wrapper, "--remove"], wine.root());
     assert_eq!(code, Some(0));
     assert_eq!(out, b"removing service \"emailrelay\"\r\n");
     let (code, _, _) = wine.run(
@@ -655,7 +618,7 @@ fn remove(wine: &Wine) {
             "query",
             "HKLM\\SYSTEM\\CurrentControlSet\\Services\\emailrelay",
         ],
-        wine.root.path(),
+        wine.root(),
     );
     assert_eq!(code, Some(1), "the service's key is still there");
 }
@@ -710,9 +673,12 @@ fn installed_service_relays_mail_and_drains_on_stop() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("<-  250 message processed"), "{out}");
+    // smtp-sink writes its file as the message comes: wait for the whole.
     assert!(
-        wait_until(Duration::from_secs(20), || sink.messages().len() == 1),
-        "nothing reached smtp-sink"
+        wait_until(Duration::from_secs(20), || sink.messages().len() == 1
+            && sink.messages()[0].contains("This is a test mailing")),
+        "nothing whole reached smtp-sink: {:?}",
+        sink.messages()
     );
     assert!(sink.messages()[0].contains("Subject: through the service"));
 
@@ -731,7 +697,7 @@ fn installed_service_relays_mail_and_drains_on_stop() {
     let mut idle = Client::connect(port);
     idle.reply();
     assert!(idle.command("EHLO idle.example").starts_with("250"));
-    let (code, out, _) = wine.run(&["net", "stop", "emailrelay"], wine.root.path());
+    let (code, out, _) = wine.run(&["net", "stop", "emailrelay"], wine.root());
     assert_eq!(code, Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out),
