@@ -105,8 +105,10 @@ tokio::task_local! {
 }
 
 /// Runs `future` with `context` for every line it logs.
-pub async fn scope<F: Future>(context: Context, future: F) -> F::Output {
-    CONTEXT.scope(context, future).await
+pub fn scope<F: Future>(context: Context, future: F) -> impl Future<Output = F::Output> {
+    // Not an `async fn`: one would hold `future` twice (as its argument
+    // and inside the scope it awaits), doubling every task's size.
+    CONTEXT.scope(context, future)
 }
 
 /// Runs `f` with the current context less the client's address.

@@ -83,7 +83,10 @@ where
             peer: peer.filter(|_| accept.log_peer),
             msgid: None,
         };
-        let session = on_accept(stream, peer);
+        // Boxed: an `async` block that awaits a future it captured holds
+        // it twice (rust-lang/rust#62958), which made an idle connection's
+        // task 14 KB.
+        let session = Box::pin(on_accept(stream, peer));
         tokio::spawn(crate::log::scope(context, async move {
             session.await;
             drop(registered);

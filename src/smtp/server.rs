@@ -50,6 +50,10 @@ use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
 use crate::verify::{Verifier, VerifyRequest};
 
+/// A session's read buffer: its size to begin with, and at most.
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 4096;
+
 /// The close reason after a failed TLS handshake, in 2.6.1's words.
 const TLS_FAILED: &str = "peer disconnected: ssl accept";
 
@@ -271,7 +275,9 @@ impl Conn {
         session.set_free_space(shared.spool.free_space());
         let idle = settings.idle_timeout;
         let mut shutdown = self.shared.shutdown.clone();
-        let mut buf = vec![0u8; 4096];
+        // Small while the client sends commands, so that an idle session
+        // costs little; doubled up to READ_MAX when a read fills it.
+        let mut buf = vec![0u8; READ_MIN];
         let mut out = Vec::new();
         let mut command_deadline = Instant::now() + idle;
         let mut content: Option<serve::ContentDeadline> = None;
@@ -340,6 +346,9 @@ impl Conn {
                 Ok(Ok(n)) => {
                     last_read = Instant::now();
                     session.handle_input(&buf[..n]);
+                    if n == buf.len() && buf.len() < READ_MAX {
+                        buf.resize(buf.len() * 2, 0);
+                    }
                     // Counted when the read ends inside the content too, so
                     // that a chunk pipelined behind its BDAT earns its time.
                     if let Some(content) = content.as_mut().filter(|_| session.in_data()) {
