@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{
     is_safe_mailbox_name, FilterJob, FilterOutcome, FilterSettings, FilterSpec, FilterType,
 };
-use crate::platform::files::{self, Directory};
-use crate::store::{link_or_copy, Envelope, MessageId, Spool};
+use crate::platform::files::{self, AtomicFile, DirSync, Directory};
+use crate::store::{link_or_copy, Envelope, MessageId, Spool, SpoolFile};
 
 /// `copy:` parameters. E-MailRelay compatibility: the one-letter forms
 /// and `no_delete` are accepted, anything else is ignored.
@@ -135,9 +135,11 @@ fn message_id(envelope: &Path) -> Result<String, String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    name.split_once(".envelope")
-        .map(|(id, _)| id.to_string())
+    SpoolFile::ENVELOPES
+        .iter()
+        .find_map(|file| file.stem(&name))
         .filter(|id| !id.is_empty())
+        .map(str::to_string)
         .ok_or_else(|| format!("not an envelope file: [{}]", envelope.display()))
 }
 
@@ -360,17 +362,14 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
     let id = message_id(&job.envelope)?;
     let header = format!("Message-ID: <{id}@{domain}>\r\n");
     let tmp = with_suffix(path, ".msgid.tmp");
-    let written = (|| {
-        let mut out = create_new(&tmp)?;
-        out.write_all(header.as_bytes())?;
-        io::copy(&mut File::open(path)?, &mut out)?;
-        out.sync_data()?;
-        files::rename(&tmp, path)
+    // The spool directory is synced when the message is committed.
+    let written = (|| -> io::Result<()> {
+        let mut out = AtomicFile::create(path, &tmp, 0o660)?;
+        out.file().write_all(header.as_bytes())?;
+        io::copy(&mut File::open(path)?, out.file())?;
+        Ok(out.commit(DirSync::Caller)?)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
+    written.map_err(err)?;
     Ok(FilterOutcome::ok())
 }
 
@@ -410,18 +409,12 @@ fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), String> {
     );
     let tmp = dir.join("tmp").join(&name);
     let err = |e: io::Error| format!("cannot deliver to maildir [{}]: {e}", dir.display());
-    let written = (|| {
-        let mut out = create_new(&tmp)?;
-        io::copy(&mut crate::store::open_regular(content)?, &mut out)?;
-        out.sync_data()?;
-        files::rename(&tmp, dir.join("new").join(&name))?;
-        Directory::open(&dir.join("new"))?.sync()
+    let written = (|| -> io::Result<()> {
+        let mut out = AtomicFile::create(dir.join("new").join(&name), &tmp, 0o660)?;
+        io::copy(&mut crate::store::open_regular(content)?, out.file())?;
+        Ok(out.commit(DirSync::Now)?)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    Ok(())
+    written.map_err(err)
 }
 
 /// Copies the envelope (as `<id>.envelope`) and, if `with_content`, the
@@ -435,7 +428,7 @@ fn copy_message(
 ) -> Result<(), String> {
     let err = |e: io::Error| format!("cannot copy to [{}]: {e}", dir.display());
     if with_content {
-        let target = dir.join(format!("{id}.content"));
+        let target = dir.join(SpoolFile::Content.name(id));
         let _ = fs::remove_file(&target);
         if hardlink {
             link_or_copy(&job.content, &target).map_err(err)?;
@@ -447,7 +440,7 @@ fn copy_message(
         }
     }
     let bytes = fs::read(&job.envelope).map_err(err)?;
-    rewrite(&dir.join(format!("{id}.envelope")), &bytes)?;
+    rewrite(&dir.join(SpoolFile::Envelope.name(id)), &bytes)?;
     Directory::open(dir).and_then(|d| d.sync()).map_err(err)
 }
 
@@ -541,7 +534,7 @@ mod tests {
         assert_eq!(first.forward_to, "One.example");
         let others = spool.ready().unwrap();
         assert_eq!(others.len(), 1);
-        let other = read_envelope(&spool.path(&others[0], ".envelope")).unwrap();
+        let other = read_envelope(&spool.path(&others[0], SpoolFile::Envelope)).unwrap();
         assert_eq!(other.to_remote, ["c@two.example"]);
         assert_eq!(other.forward_to, "two.example");
         assert_eq!(other.from, "a@x");
@@ -636,7 +629,7 @@ mod tests {
         );
         let other = spool.ready().unwrap();
         assert_eq!(other.len(), 1);
-        let other = read_envelope(&spool.path(&other[0], ".envelope")).unwrap();
+        let other = read_envelope(&spool.path(&other[0], SpoolFile::Envelope)).unwrap();
         assert_eq!(other.forward_to, "one.example:2525");
     }
 

@@ -147,8 +147,7 @@ mod tests {
 
     #[test]
     fn a_message_lists_with_its_envelope_and_attempts() {
-        let id =
-            MessageId::from_file_name("emailrelay.7.1700000000.3.envelope", ".envelope").unwrap();
+        let id = MessageId::parse("emailrelay.7.1700000000.3").unwrap();
         let listed = item(&QueueItem {
             entry: QueueEntry {
                 id,

@@ -45,7 +45,7 @@ use crate::monitor::Stats;
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
 use crate::serve;
-use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
+use crate::store::{Envelope, NewMessage, Prepared, Spool, SpoolFile, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
 use crate::verify::{Verifier, VerifyRequest};
 
@@ -596,7 +596,10 @@ impl Conn {
         let id = message.id().clone();
         log::write(
             Level::Verbose,
-            format_args!("new envelope file [{id}.envelope.new]"),
+            format_args!(
+                "new envelope file [{}]",
+                id.file_name(SpoolFile::EnvelopeNew)
+            ),
         );
         let mut envelope = self.envelope(&transaction);
         // E-MailRelay compatibility: a client that did not authenticate

@@ -33,6 +33,7 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 
+use super::SpoolFile;
 use crate::platform::files::{Held, OpenDir};
 
 /// Why a maildrop cannot be opened.
@@ -68,7 +69,7 @@ pub struct MaildropMessage {
 impl MaildropMessage {
     /// E-MailRelay's UIDL: the content file's name.
     pub fn uid(&self) -> String {
-        format!("{}.content", self.name)
+        SpoolFile::Content.name(&self.name)
     }
 }
 
@@ -118,7 +119,7 @@ impl Maildrop {
             .map_err(read_error(dir.path()))?
             .into_iter()
             .filter_map(|name| {
-                let stem = name.strip_suffix(".envelope")?;
+                let stem = SpoolFile::Envelope.stem(&name)?;
                 (!stem.is_empty()).then(|| stem.to_string())
             })
             .collect();
@@ -127,7 +128,7 @@ impl Maildrop {
         let messages = names
             .into_iter()
             .filter_map(|name| {
-                let content = format!("{name}.content");
+                let content = SpoolFile::Content.name(&name);
                 let (size, in_parent) = match dir.regular_size(&content) {
                     Some(size) => (size, false),
                     None if by_name => (spool.regular_size(&content)?, true),
@@ -161,7 +162,7 @@ impl Maildrop {
             .get(index)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         self.content_dir(m)
-            .open_regular(&format!("{}.content", m.name))
+            .open_regular(&SpoolFile::Content.name(&m.name))
     }
 
     /// Deletes the messages at `indexes` (the UPDATE state of RFC 1939
@@ -183,8 +184,8 @@ impl Maildrop {
 
     fn delete_one(&self, m: &MaildropMessage) -> Result<(), String> {
         let dir = &self.dir;
-        let envelope = format!("{}.envelope", m.name);
-        let busy = format!("{}.envelope.busy", m.name);
+        let envelope = SpoolFile::Envelope.name(&m.name);
+        let busy = SpoolFile::EnvelopeBusy.name(&m.name);
         match dir.rename(&envelope, &busy) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -214,7 +215,7 @@ impl Maildrop {
         if m.in_parent && self.is_shared(&m.name) {
             return Ok(());
         }
-        let content = format!("{}.content", m.name);
+        let content = SpoolFile::Content.name(&m.name);
         let dir = self.content_dir(m);
         match dir.remove(&content) {
             Ok(()) => Ok(()),
@@ -239,14 +240,9 @@ impl Maildrop {
     /// envelope state counts: a `.busy` one is being forwarded.
     fn is_shared(&self, name: &str) -> bool {
         let names_it = |dir: &OpenDir| {
-            [
-                ".envelope",
-                ".envelope.busy",
-                ".envelope.bad",
-                ".envelope.new",
-            ]
-            .iter()
-            .any(|suffix| dir.exists(&format!("{name}{suffix}")))
+            SpoolFile::ENVELOPES
+                .iter()
+                .any(|file| dir.exists(&file.name(name)))
         };
         if names_it(&self.spool) {
             return true;
