@@ -124,12 +124,23 @@ struct Verdict {
     length: Option<u64>,
 }
 
-fn parse_head(lines: &[String]) -> Result<Verdict, String> {
-    let status = lines.first().ok_or("empty response")?;
+/// A spamd answer that is not a verdict.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum SpamdError {
+    /// Nothing at all.
+    #[error("empty response")]
+    Empty,
+    /// An error status line, as spamd wrote it.
+    #[error("spamd error: {0}")]
+    Status(String),
+}
+
+fn parse_head(lines: &[String]) -> Result<Verdict, SpamdError> {
+    let status = lines.first().ok_or(SpamdError::Empty)?;
     let mut words = status.split_whitespace();
     let (protocol, code) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if !protocol.starts_with("SPAMD/") || code != "0" {
-        return Err(format!("spamd error: {status}"));
+        return Err(SpamdError::Status(status.clone()));
     }
     let mut verdict = Verdict {
         spam: false,
@@ -214,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             parse_head(&head("SPAMD/1.0 76 Bad header line")),
-            Err("spamd error: SPAMD/1.0 76 Bad header line".into())
+            Err(SpamdError::Status("SPAMD/1.0 76 Bad header line".into()))
         );
     }
 }

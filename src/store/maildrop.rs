@@ -46,6 +46,16 @@ pub enum MaildropError {
     /// a symbolic link (which could lead out of the spool) or a file.
     #[error("invalid mailbox [{name}]: {why}")]
     NotADirectory { name: String, why: &'static str },
+    /// A message to delete is the forwarder's (or another session's) now.
+    #[error("locked by another process")]
+    Locked,
+    /// A message to delete cannot be locked, or its envelope removed.
+    #[error("{op} [{path}]: {source}")]
+    Delete {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
     /// A directory cannot be created or read.
     #[error("{op} [{path}]: {source}")]
     Io {
@@ -172,7 +182,7 @@ impl Maildrop {
         for m in indexes.iter().filter_map(|&i| self.messages.get(i)) {
             match self.delete_one(m) {
                 Ok(()) => deletion.removed += 1,
-                Err(reason) => deletion.kept.push((m.name.clone(), reason)),
+                Err(reason) => deletion.kept.push((m.name.clone(), reason.to_string())),
             }
         }
         if deletion.removed > 0 {
@@ -182,7 +192,7 @@ impl Maildrop {
         deletion
     }
 
-    fn delete_one(&self, m: &MaildropMessage) -> Result<(), String> {
+    fn delete_one(&self, m: &MaildropMessage) -> Result<(), MaildropError> {
         let dir = &self.dir;
         let envelope = SpoolFile::Envelope.name(&m.name);
         let busy = SpoolFile::EnvelopeBusy.name(&m.name);
@@ -190,12 +200,18 @@ impl Maildrop {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if dir.exists(&busy) {
-                    return Err("locked by another process".into());
+                    return Err(MaildropError::Locked);
                 }
                 // Deleted meanwhile by another session of the same user.
                 return Ok(());
             }
-            Err(e) => return Err(format!("cannot lock [{}]: {e}", show(dir, &envelope))),
+            Err(source) => {
+                return Err(MaildropError::Delete {
+                    op: "cannot lock",
+                    path: show(dir, &envelope),
+                    source,
+                })
+            }
         }
         // Held while the files go, so that crash recovery (which renames
         // only unheld .busy files back) leaves it alone.
@@ -205,7 +221,11 @@ impl Maildrop {
             .and_then(|f| Held::hold(f).ok());
         if let Err(e) = dir.remove(&busy) {
             let _ = dir.rename(&busy, &envelope);
-            return Err(format!("cannot delete [{}]: {e}", show(dir, &busy)));
+            return Err(MaildropError::Delete {
+                op: "cannot delete",
+                path: show(dir, &busy),
+                source: e,
+            });
         }
         // Let go now: on Windows a removed file that is still open stays
         // listed (delete pending), and would count as naming the content.
