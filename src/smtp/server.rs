@@ -531,7 +531,10 @@ impl Conn {
             Ok(message) => {
                 log::write(
                     Level::Verbose,
-                    format_args!("new content file [{}.content]", message.id()),
+                    format_args!(
+                        "new content file [{}]",
+                        message.id().file_name(SpoolFile::Content)
+                    ),
                 );
                 self.message = Some(message);
             }

@@ -40,8 +40,8 @@ pub enum SpoolFile {
 }
 
 impl SpoolFile {
-    /// Every kind, in an order where none is tried after a kind whose
-    /// suffix ends it (none does: the order is the lifecycle's).
+    /// Every kind, in the order of a message's life. No suffix ends
+    /// another, so a name is of one kind at most.
     pub const ALL: [SpoolFile; 7] = [
         SpoolFile::Content,
         SpoolFile::EnvelopeNew,
