@@ -275,7 +275,8 @@ impl Control {
 /// A message id as the operator typed it: the spool's own shape only, so
 /// that no path can be made of it.
 fn parse_id(text: &str) -> Result<MessageId, ControlError> {
-    MessageId::from_file_name(&format!("{text}.envelope"), ".envelope")
-        .filter(|id| id.as_str() == text && !text.contains(['/', '\\']) && !text.starts_with('.'))
+    // Nor Windows' separator.
+    MessageId::parse(text)
+        .filter(|_| !text.contains('\\'))
         .ok_or_else(|| ControlError::BadId(text.to_string()))
 }

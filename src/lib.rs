@@ -6,29 +6,31 @@
 //! `config` builds each subsystem's settings; all protocol logic lives in
 //! the I/O-free `emailrelay-proto` crate.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod auth;
-pub mod child;
-pub mod codec;
+pub(crate) mod child;
+pub(crate) mod codec;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 pub mod filter;
-pub mod forward;
+pub(crate) mod forward;
 pub mod getopt;
-pub mod http;
+pub(crate) mod http;
 pub mod log;
-pub mod man;
-pub mod monitor;
+// The manual pages' generator: its test writes and checks packaging/man.
+#[cfg(test)]
+mod man;
+pub(crate) mod monitor;
 pub mod net;
 pub mod passwd;
 // The one module that makes system calls the standard library lacks.
 #[allow(unsafe_code)]
 pub mod platform;
-pub mod pop;
+pub(crate) mod pop;
 pub mod run;
-pub mod serve;
+pub(crate) mod serve;
 pub mod service;
-pub mod smtp;
+pub(crate) mod smtp;
 pub mod store;
 pub mod submit;
 pub mod tls;

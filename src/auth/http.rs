@@ -14,6 +14,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The most of a response we read.
 const MAX_RESPONSE: usize = 256 * 1024;
 
+/// Why a URL is refused or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Neither `http://` nor `https://`.
+    #[error("\"{0}\" is not an http:// or https:// URL")]
+    NotHttp(String),
+    /// A port that is not a number.
+    #[error("\"{0}\" has a bad port number")]
+    BadPort(String),
+    /// Nothing between the scheme and the path.
+    #[error("\"{0}\" has no host")]
+    NoHost(String),
+    /// No whole answer within the time limit.
+    #[error("no answer from {host} in {secs}s")]
+    Timeout { host: String, secs: u64 },
+    /// The connection could not be made.
+    #[error(transparent)]
+    Connect(#[from] crate::net::ConnectError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The connection failed on the way.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// More than [`MAX_RESPONSE`] octets.
+    #[error("response too large")]
+    TooLarge,
+    /// The connection closed inside the header.
+    #[error("truncated HTTP response")]
+    Truncated,
+    /// The first line has no status code.
+    #[error("bad HTTP status line")]
+    StatusLine,
+    /// A chunked body that does not decode.
+    #[error("bad chunked encoding")]
+    Chunked,
+    /// A body that is not JSON: the status and the body's start.
+    #[error("HTTP {status}: not JSON: {start}")]
+    NotJson { status: u16, start: String },
+}
+
 /// A parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
@@ -25,13 +66,13 @@ pub struct Url {
 
 impl Url {
     /// Parses an absolute URL; `Err` says what is wrong.
-    pub fn parse(text: &str) -> Result<Url, String> {
+    pub fn parse(text: &str) -> Result<Url, HttpError> {
         let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = text.strip_prefix("http://") {
             (false, rest)
         } else {
-            return Err(format!("\"{text}\" is not an http:// or https:// URL"));
+            return Err(HttpError::NotHttp(text.to_string()));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -42,12 +83,12 @@ impl Url {
             Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (
                 host,
                 port.parse()
-                    .map_err(|_| format!("\"{text}\" has a bad port number"))?,
+                    .map_err(|_| HttpError::BadPort(text.to_string()))?,
             ),
             _ => (authority, default_port),
         };
         if host.is_empty() {
-            return Err(format!("\"{text}\" has no host"));
+            return Err(HttpError::NoHost(text.to_string()));
         }
         Ok(Url {
             https,
@@ -63,25 +104,22 @@ pub async fn post_form(
     url: &Url,
     form: &[(&str, &str)],
     timeout: Duration,
-) -> Result<(u16, serde_json::Value), String> {
+) -> Result<(u16, serde_json::Value), HttpError> {
     tokio::time::timeout(timeout, exchange(url, form))
         .await
-        .map_err(|_| format!("no answer from {} in {}s", url.host, timeout.as_secs()))?
+        .map_err(|_| HttpError::Timeout {
+            host: url.host.clone(),
+            secs: timeout.as_secs(),
+        })?
 }
 
-async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::Value), String> {
+async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::Value), HttpError> {
     let target = format!("{}:{}", url.host, url.port);
-    let mut stream = crate::net::connect(&target, None, Duration::from_secs(30))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut stream = crate::net::connect(&target, None, Duration::from_secs(30)).await?;
     if url.https {
-        let tls = crate::tls::ClientTls::web().map_err(|e| e.to_string())?;
+        let tls = crate::tls::ClientTls::web()?;
         let host = url.host.trim_start_matches('[').trim_end_matches(']');
-        stream = tls
-            .connect(stream, host)
-            .await
-            .map_err(|e| e.to_string())?
-            .0;
+        stream = tls.connect(stream, host).await?.0;
     }
     let body = encode_form(form);
     let request = format!(
@@ -92,10 +130,7 @@ async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     // On the heap: this future sits inside every forwarding future.
     let mut buf = vec![0u8; 8192];
@@ -104,25 +139,25 @@ async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::
             Ok(n) => n,
             // A TLS peer that closes without close_notify still said all.
             Err(_) if !response.is_empty() => 0,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         if n == 0 {
             break;
         }
         response.extend_from_slice(&buf[..n]);
         if response.len() > MAX_RESPONSE {
-            return Err("response too large".into());
+            return Err(HttpError::TooLarge);
         }
     }
     parse_response(&response)
 }
 
 /// Splits status, headers and body; undoes chunked encoding.
-fn parse_response(response: &[u8]) -> Result<(u16, serde_json::Value), String> {
+fn parse_response(response: &[u8]) -> Result<(u16, serde_json::Value), HttpError> {
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or("truncated HTTP response")?;
+        .ok_or(HttpError::Truncated)?;
     let head = String::from_utf8_lossy(&response[..split]);
     let mut body = response[split + 4..].to_vec();
     let mut lines = head.lines();
@@ -130,20 +165,17 @@ fn parse_response(response: &[u8]) -> Result<(u16, serde_json::Value), String> {
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
-        .ok_or("bad HTTP status line")?;
+        .ok_or(HttpError::StatusLine)?;
     let chunked = lines.any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
     if chunked {
-        body = dechunk(&body).ok_or("bad chunked encoding")?;
+        body = dechunk(&body).ok_or(HttpError::Chunked)?;
     }
-    let json = serde_json::from_slice(&body).map_err(|_| {
-        let text = String::from_utf8_lossy(&body);
-        format!(
-            "HTTP {status}: not JSON: {}",
-            text.chars().take(120).collect::<String>()
-        )
+    let json = serde_json::from_slice(&body).map_err(|_| HttpError::NotJson {
+        status,
+        start: String::from_utf8_lossy(&body).chars().take(120).collect(),
     })?;
     Ok((status, json))
 }
@@ -234,6 +266,7 @@ mod tests {
         );
         assert!(parse_response(b"HTTP/1.1 502 Bad\r\n\r\n<html>")
             .unwrap_err()
+            .to_string()
             .contains("HTTP 502: not JSON"));
     }
 }

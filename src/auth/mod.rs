@@ -25,6 +25,8 @@ use emailrelay_proto::sasl::{
 use emailrelay_proto::smtp::{AuthConfig, AuthResult};
 use subtle::ConstantTimeEq;
 
+use crate::platform::pam::PamError;
+
 pub use oauth::{OAuthAccount, OAuthError};
 pub use secrets::{ClientAccount, Secrets, SecretsError, ServerSecret};
 
@@ -287,14 +289,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     digest(a).as_ref().ct_eq(digest(b).as_ref()).into()
 }
 
-async fn pam_check(service: String, credentials: Credentials) -> Result<bool, String> {
+async fn pam_check(service: String, credentials: Credentials) -> Result<bool, PamError> {
     let Credentials::Password { user, password, .. } = credentials else {
         return Ok(false);
     };
     let check = move || crate::platform::pam::authenticate(&service, &user, &password);
     tokio::task::spawn_blocking(check)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| PamError::Task(e.to_string()))?
 }
 
 /// Why no client secret could be had for a message.

@@ -51,6 +51,67 @@ pub enum OAuthError {
     },
 }
 
+/// What is wrong in an account file's text.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccountFileError {
+    /// A line that is not `key = value`.
+    #[error("line {0}: expected key = value")]
+    NotKeyValue(usize),
+    /// A key that is not one of [`KEYS`].
+    #[error("line {line}: unknown key \"{key}\": use {}", KEYS.join(", "))]
+    UnknownKey { line: usize, key: String },
+    /// Neither a provider nor a token URL.
+    #[error("give a provider (microsoft, google) or a token-url")]
+    NoProvider,
+    /// A provider we do not know.
+    #[error("unknown provider \"{0}\": use microsoft, google or token-url")]
+    UnknownProvider(String),
+    /// A grant we do not know.
+    #[error("unknown grant \"{0}\": use refresh_token or client_credentials")]
+    UnknownGrant(String),
+    /// A rate that is not a count.
+    #[error("rate \"{0}\": give messages a minute, or 0 for no limit")]
+    Rate(String),
+    /// No `client-id`.
+    #[error("no client-id")]
+    NoClientId,
+    /// The token URL does not parse.
+    #[error("{0}")]
+    TokenUrl(String),
+    /// `client_credentials` without a secret.
+    #[error("the client_credentials grant needs a client-secret")]
+    NoSecret,
+}
+
+/// Why `emailrelay-passwd --oauth` could not get a refresh token.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    /// The account file cannot be used.
+    #[error(transparent)]
+    Account(#[from] OAuthError),
+    /// Neither a provider nor a `device-url` in the account file.
+    #[error("the account file needs a provider or a device-url for the consent")]
+    NoDeviceUrl,
+    /// A request failed, or a URL does not parse.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    /// The provider refused the device authorization.
+    #[error("device authorization refused: {0}")]
+    Refused(String),
+    /// The sign-in failed.
+    #[error("sign-in failed: {0}")]
+    SignIn(String),
+    /// The account file cannot be rewritten with the token.
+    #[error("cannot write {}: {source}", path.display())]
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The user did not sign in in time.
+    #[error("the code expired before sign-in finished: run the command again")]
+    Expired,
+}
+
 /// Exchange Online's limit: messages a minute per mailbox.
 pub const MICROSOFT_RATE: usize = 30;
 
@@ -100,11 +161,11 @@ impl AccountFile {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        AccountFile::parse(&text).map_err(err)
+        AccountFile::parse(&text).map_err(|e| err(e.to_string()))
     }
 
     /// Parses account-file text.
-    pub fn parse(text: &str) -> Result<AccountFile, String> {
+    pub fn parse(text: &str) -> Result<AccountFile, AccountFileError> {
         let mut values = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let content = line.split(" #").next().unwrap_or("").trim();
@@ -113,14 +174,10 @@ impl AccountFile {
             }
             let (key, value) = content
                 .split_once('=')
-                .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+                .ok_or(AccountFileError::NotKeyValue(n + 1))?;
             let key = key.trim().to_ascii_lowercase();
             if !KEYS.contains(&key.as_str()) {
-                return Err(format!(
-                    "line {}: unknown key \"{key}\": use {}",
-                    n + 1,
-                    KEYS.join(", ")
-                ));
+                return Err(AccountFileError::UnknownKey { line: n + 1, key });
             }
             values.insert(key, value.trim().to_string());
         }
@@ -142,24 +199,16 @@ impl AccountFile {
                 "https://mail.google.com/",
             ),
             "" => (
-                get("token-url").ok_or("give a provider (microsoft, google) or a token-url")?,
+                get("token-url").ok_or(AccountFileError::NoProvider)?,
                 None,
                 "",
             ),
-            other => {
-                return Err(format!(
-                    "unknown provider \"{other}\": use microsoft, google or token-url"
-                ))
-            }
+            other => return Err(AccountFileError::UnknownProvider(other.to_string())),
         };
         let grant = match get("grant").as_deref() {
             None | Some("refresh_token") => Grant::RefreshToken,
             Some("client_credentials") => Grant::ClientCredentials,
-            Some(other) => {
-                return Err(format!(
-                    "unknown grant \"{other}\": use refresh_token or client_credentials"
-                ))
-            }
+            Some(other) => return Err(AccountFileError::UnknownGrant(other.to_string())),
         };
         let rate = match get("rate") {
             None if provider == "microsoft" => Some(MICROSOFT_RATE),
@@ -167,27 +216,23 @@ impl AccountFile {
             Some(text) => match text.parse::<usize>() {
                 Ok(0) => None,
                 Ok(n) => Some(n),
-                Err(_) => {
-                    return Err(format!(
-                        "rate \"{text}\": give messages a minute, or 0 for no limit"
-                    ))
-                }
+                Err(_) => return Err(AccountFileError::Rate(text)),
             },
         };
         let file = AccountFile {
             rate,
             token_url: get("token-url").unwrap_or(token_url),
             device_url: get("device-url").or(device_url),
-            client_id: get("client-id").ok_or("no client-id")?,
+            client_id: get("client-id").ok_or(AccountFileError::NoClientId)?,
             client_secret: get("client-secret"),
             scope: get("scope").unwrap_or_else(|| scope.to_string()),
             grant,
             refresh_token: get("refresh-token"),
             lines: text.lines().map(str::to_string).collect(),
         };
-        Url::parse(&file.token_url)?;
+        Url::parse(&file.token_url).map_err(|e| AccountFileError::TokenUrl(e.to_string()))?;
         if file.grant == Grant::ClientCredentials && file.client_secret.is_none() {
-            return Err("the client_credentials grant needs a client-secret".into());
+            return Err(AccountFileError::NoSecret);
         }
         Ok(file)
     }
@@ -351,7 +396,7 @@ impl OAuthAccount {
             .lock()
             .map(|f| f.clone())
             .map_err(|_| self.failed("lock poisoned"))?;
-        let url = Url::parse(&file.token_url).map_err(|e| self.failed(&e))?;
+        let url = Url::parse(&file.token_url).map_err(|e| self.failed(&e.to_string()))?;
         let mut form: Vec<(&str, &str)> = vec![("client_id", &file.client_id)];
         if let Some(secret) = &file.client_secret {
             form.push(("client_secret", secret));
@@ -369,7 +414,7 @@ impl OAuthAccount {
         }
         let (status, json) = http::post_form(&url, &form, REQUEST_TIMEOUT)
             .await
-            .map_err(|e| self.failed(&e))?;
+            .map_err(|e| self.failed(&e.to_string()))?;
         let access = json["access_token"].as_str().filter(|t| !t.is_empty());
         let Some(access) = access.filter(|_| status == 200) else {
             return Err(self.failed(&describe_error(status, &json)));
@@ -441,12 +486,9 @@ pub fn describe_error(status: u16, json: &serde_json::Value) -> String {
 /// The device-code consent (RFC 8628), for `emailrelay-passwd --oauth`:
 /// prints where to sign in, polls until the user has, and saves the
 /// refresh token in the account file.
-pub async fn device_consent(path: &Path) -> Result<(), String> {
-    let mut file = AccountFile::load(path).map_err(|e| e.to_string())?;
-    let device_url = file
-        .device_url
-        .clone()
-        .ok_or("the account file needs a provider or a device-url for the consent")?;
+pub async fn device_consent(path: &Path) -> Result<(), ConsentError> {
+    let mut file = AccountFile::load(path)?;
+    let device_url = file.device_url.clone().ok_or(ConsentError::NoDeviceUrl)?;
     let device = Url::parse(&device_url)?;
     let token = Url::parse(&file.token_url)?;
     let mut form = vec![
@@ -457,10 +499,7 @@ pub async fn device_consent(path: &Path) -> Result<(), String> {
     let (Some(device_code), Some(user_code)) =
         (json["device_code"].as_str(), json["user_code"].as_str())
     else {
-        return Err(format!(
-            "device authorization refused: {}",
-            describe_error(status, &json)
-        ));
+        return Err(ConsentError::Refused(describe_error(status, &json)));
     };
     let verification = json["verification_uri"]
         .as_str()
@@ -485,7 +524,10 @@ pub async fn device_consent(path: &Path) -> Result<(), String> {
             (Some(refresh), _) => {
                 let refresh = refresh.to_string();
                 file.save_refresh_token(path, &refresh)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    .map_err(|source| ConsentError::Save {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
                 crate::stdoutln!(
                     "Signed in: the refresh token is saved in {}",
                     path.display()
@@ -494,10 +536,10 @@ pub async fn device_consent(path: &Path) -> Result<(), String> {
             }
             (None, Some("authorization_pending")) => {}
             (None, Some("slow_down")) => interval += Duration::from_secs(5),
-            _ => return Err(format!("sign-in failed: {}", describe_error(status, &json))),
+            _ => return Err(ConsentError::SignIn(describe_error(status, &json))),
         }
     }
-    Err("the code expired before sign-in finished: run the command again".into())
+    Err(ConsentError::Expired)
 }
 
 #[cfg(test)]
@@ -596,7 +638,7 @@ rate = 100
             ),
         ];
         for (text, expected) in cases {
-            let e = AccountFile::parse(text).unwrap_err();
+            let e = AccountFile::parse(text).unwrap_err().to_string();
             assert!(e.contains(expected), "{text:?}: {e}");
         }
     }

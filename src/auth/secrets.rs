@@ -38,11 +38,37 @@ pub enum SecretsError {
     Line {
         path: PathBuf,
         line: usize,
-        reason: String,
+        reason: LineError,
     },
     /// `plain:<id>:<pw>` on the command line does not decode.
     #[error("invalid --client-auth value: {0}")]
     Inline(String),
+}
+
+/// What is wrong with one line of a secrets file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LineError {
+    /// Too few or too many fields.
+    #[error("expected 4 or 5 fields (side, type, user-id, password[, selector]), found {0}")]
+    FieldCount(usize),
+    /// A `server` line with an account selector.
+    #[error("a fifth field (account selector) is for client lines only")]
+    ServerSelector,
+    /// The first field is neither `client` nor `server`.
+    #[error("the first field must be \"client\" or \"server\", not \"{0}\"")]
+    Side(String),
+    /// A `server none` line whose address does not parse.
+    #[error("\"{0}\" is not an address, CIDR range or wildcard address")]
+    Address(String),
+    /// A password type the side does not know, and the ones it does.
+    #[error("unknown password type \"{kind}\": use {allowed}")]
+    UnknownType { kind: String, allowed: &'static str },
+    /// A `:b` field (the user-id, password or token) that is not base64.
+    #[error("the {0} is not valid base64")]
+    Base64(&'static str),
+    /// An `md5` password that is not `emailrelay-passwd`'s hash.
+    #[error("the md5 password is not a 44-character hash from emailrelay-passwd")]
+    Md5,
 }
 
 /// What a server-side account may be checked against.
@@ -168,19 +194,14 @@ impl Secrets {
         best
     }
 
-    fn add_line(&mut self, fields: &[&str], path: &Path, line: usize) -> Result<(), String> {
+    fn add_line(&mut self, fields: &[&str], path: &Path, line: usize) -> Result<(), LineError> {
         if !(4..=5).contains(&fields.len()) {
-            return Err(format!(
-                "expected 4 or 5 fields (side, type, user-id, password[, selector]), found {}",
-                fields.len()
-            ));
+            return Err(LineError::FieldCount(fields.len()));
         }
         let side = fields[0].to_ascii_lowercase();
         let kind = canonical_kind(&fields[1].to_ascii_lowercase());
         match side.as_str() {
-            "server" if fields.len() == 5 => {
-                Err("a fifth field (account selector) is for client lines only".into())
-            }
+            "server" if fields.len() == 5 => Err(LineError::ServerSelector),
             "server" => self.add_server(&kind, fields[2], fields[3], line),
             "client" => {
                 let selector = fields.get(4).copied().unwrap_or("");
@@ -191,9 +212,7 @@ impl Secrets {
                 insert_first(&mut self.client, key, account, &mut self.warnings, &what);
                 Ok(())
             }
-            other => Err(format!(
-                "the first field must be \"client\" or \"server\", not \"{other}\""
-            )),
+            other => Err(LineError::Side(other.to_string())),
         }
     }
 
@@ -203,12 +222,11 @@ impl Secrets {
         id: &str,
         secret: &str,
         line: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), LineError> {
         let (user, secret) = match kind {
             "none" => {
-                let pattern = AddressPattern::parse(id).ok_or_else(|| {
-                    format!("\"{id}\" is not an address, CIDR range or wildcard address")
-                })?;
+                let pattern =
+                    AddressPattern::parse(id).ok_or_else(|| LineError::Address(id.to_string()))?;
                 self.trusted.push(Trusted {
                     pattern,
                     keyword: secret.to_string(),
@@ -250,7 +268,7 @@ fn client_account(
     id: &str,
     secret: &str,
     path: &Path,
-) -> Result<ClientAccount, String> {
+) -> Result<ClientAccount, LineError> {
     Ok(match kind {
         "plain" => password_account(xtext_decode(id), xtext_decode(secret)),
         "plain:b" => password_account(base64("user-id", id)?, base64("password", secret)?),
@@ -321,12 +339,15 @@ fn password_account(user: String, password: String) -> ClientAccount {
     }
 }
 
-fn unknown_type(kind: &str, allowed: &str) -> String {
-    format!("unknown password type \"{kind}\": use {allowed}")
+fn unknown_type(kind: &str, allowed: &'static str) -> LineError {
+    LineError::UnknownType {
+        kind: kind.to_string(),
+        allowed,
+    }
 }
 
-fn base64(what: &str, text: &str) -> Result<String, String> {
-    decode_base64(text).ok_or_else(|| format!("the {what} is not valid base64"))
+fn base64(what: &'static str, text: &str) -> Result<String, LineError> {
+    decode_base64(text).ok_or(LineError::Base64(what))
 }
 
 /// E-MailRelay writes an empty value as `=`.
@@ -337,9 +358,8 @@ fn decode_base64(text: &str) -> Option<String> {
     base64_decode(text).and_then(|b| String::from_utf8(b).ok())
 }
 
-fn md5(text: &str) -> Result<HmacMd5Key, String> {
-    HmacMd5Key::from_base64(text)
-        .ok_or_else(|| "the md5 password is not a 44-character hash from emailrelay-passwd".into())
+fn md5(text: &str) -> Result<HmacMd5Key, LineError> {
+    HmacMd5Key::from_base64(text).ok_or(LineError::Md5)
 }
 
 #[cfg(test)]

@@ -14,8 +14,58 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{
     is_safe_mailbox_name, FilterJob, FilterOutcome, FilterSettings, FilterSpec, FilterType,
 };
-use crate::platform::files::{self, Directory};
-use crate::store::{link_or_copy, Envelope, MessageId, Spool};
+use crate::platform::files::{self, AtomicFile, DirSync, Directory};
+use crate::store::{
+    link_or_copy, Envelope, EnvelopeError, MessageId, Spool, SpoolFile, StoreError,
+};
+
+/// Why a built-in could not do its work; the text is the `failed` reason
+/// (E-MailRelay compatibility: its words where it has them).
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    /// The envelope path is not a spool envelope's.
+    #[error("not an envelope file: [{}]", .0.display())]
+    NotEnvelope(PathBuf),
+    /// A file or directory cannot be read.
+    #[error("cannot read [{}]: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// The envelope is malformed.
+    #[error("[{}]: {source}", path.display())]
+    Envelope {
+        path: PathBuf,
+        source: EnvelopeError,
+    },
+    /// A local recipient's mailbox name is not one plain name.
+    #[error("invalid mailbox name [{0}]")]
+    InvalidMailbox(String),
+    /// A mailbox is a symbolic link.
+    #[error("mailbox [{}] is a symbolic link: not delivered", .0.display())]
+    MailboxLink(PathBuf),
+    /// A mailbox cannot be created.
+    #[error("cannot create mailbox [{}]: {source}", path.display())]
+    CreateMailbox { path: PathBuf, source: io::Error },
+    /// A maildir's `new`, `cur` or `tmp` is a symbolic link.
+    #[error("maildir [{}] is a symbolic link: not delivered", .0.display())]
+    MaildirLink(PathBuf),
+    /// A maildir delivery failed.
+    #[error("cannot deliver to maildir [{}]: {source}", dir.display())]
+    Maildir { dir: PathBuf, source: io::Error },
+    /// A copy into a directory failed.
+    #[error("cannot copy to [{}]: {source}", dir.display())]
+    Copy { dir: PathBuf, source: io::Error },
+    /// The content could not be given its Message-ID.
+    #[error("cannot rewrite [{}]: {source}", path.display())]
+    Rewrite { path: PathBuf, source: io::Error },
+    /// A file could not be replaced.
+    #[error("cannot write [{}]: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    /// An original could not be removed.
+    #[error("cannot remove [{}]: {source}", path.display())]
+    Remove { path: PathBuf, source: io::Error },
+    /// A split message could not be added to the spool.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// `copy:` parameters. E-MailRelay compatibility: the one-letter forms
 /// and `no_delete` are accepted, anything else is ignored.
@@ -126,36 +176,51 @@ pub fn run(
         FilterSpec::MsgId => msgid(job, &settings.domain),
         _ => return FilterOutcome::failed("not a built-in filter"),
     };
-    result.unwrap_or_else(|e| FilterOutcome::failed(&e))
+    result.unwrap_or_else(|e| FilterOutcome::failed(&e.to_string()))
 }
 
 /// The message id in a spool file path (`<id>.envelope.new` and so on).
-fn message_id(envelope: &Path) -> Result<String, String> {
+fn message_id(envelope: &Path) -> Result<String, BuiltinError> {
     let name = envelope
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    name.split_once(".envelope")
-        .map(|(id, _)| id.to_string())
+    SpoolFile::ENVELOPES
+        .iter()
+        .find_map(|file| file.stem(&name))
         .filter(|id| !id.is_empty())
-        .ok_or_else(|| format!("not an envelope file: [{}]", envelope.display()))
+        .map(str::to_string)
+        .ok_or_else(|| BuiltinError::NotEnvelope(envelope.to_path_buf()))
 }
 
-fn read_envelope(path: &Path) -> Result<Envelope, String> {
+fn read_envelope(path: &Path) -> Result<Envelope, BuiltinError> {
     let mut bytes = Vec::new();
     crate::store::open_regular(path)
         .and_then(|mut f| io::Read::read_to_end(&mut f, &mut bytes))
-        .map_err(|e| format!("cannot read [{}]: {e}", path.display()))?;
-    Envelope::parse(&bytes).map_err(|e| format!("[{}]: {e}", path.display()))
+        .map_err(|source| BuiltinError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Envelope::parse(&bytes).map_err(|source| BuiltinError::Envelope {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// `copy:`: into every sub-directory of the spool except `postmaster` and
 /// hidden ones; maildirs get the content only.
-fn copy(job: &FilterJob, spool_dir: &Path, options: &CopyOptions) -> Result<FilterOutcome, String> {
+fn copy(
+    job: &FilterJob,
+    spool_dir: &Path,
+    options: &CopyOptions,
+) -> Result<FilterOutcome, BuiltinError> {
     let id = message_id(&job.envelope)?;
     let (mut targets, mut skipped) = (Vec::<PathBuf>::new(), Vec::<String>::new());
     for entry in fs::read_dir(spool_dir)
-        .map_err(|e| format!("cannot read [{}]: {e}", spool_dir.display()))?
+        .map_err(|source| BuiltinError::Read {
+            path: spool_dir.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
     {
@@ -214,7 +279,7 @@ fn deliver(
     job: &FilterJob,
     base: &Path,
     options: &DeliverOptions,
-) -> Result<FilterOutcome, String> {
+) -> Result<FilterOutcome, BuiltinError> {
     let envelope = read_envelope(&job.envelope)?;
     if envelope.to_local.is_empty() {
         return Ok(FilterOutcome::ok());
@@ -224,7 +289,7 @@ fn deliver(
     mailboxes.sort();
     mailboxes.dedup();
     if let Some(bad) = mailboxes.iter().find(|m| !is_safe_mailbox_name(m)) {
-        return Err(format!("invalid mailbox name [{bad}]"));
+        return Err(BuiltinError::InvalidMailbox(bad.clone()));
     }
     for mailbox in &mailboxes {
         let dir = base.join(mailbox);
@@ -232,17 +297,17 @@ fn deliver(
         // A mailbox that is a symbolic link could lead anywhere the relay
         // may write: it is refused, not followed.
         if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(format!(
-                "mailbox [{}] is a symbolic link: not delivered",
-                dir.display()
-            ));
+            return Err(BuiltinError::MailboxLink(dir));
         }
         if !dir.is_dir() {
             crate::info!("delivery: creating mailbox [{mailbox}]");
             fs::DirBuilder::new()
                 .recursive(true)
                 .create(&dir)
-                .map_err(|e| format!("cannot create mailbox [{}]: {e}", dir.display()))?;
+                .map_err(|source| BuiltinError::CreateMailbox {
+                    path: dir.clone(),
+                    source,
+                })?;
         }
         if is_maildir(&dir)? {
             deliver_maildir(&job.content, &dir)?;
@@ -269,7 +334,7 @@ fn split(
     spool: &Spool,
     options: &SplitOptions,
     ty: FilterType,
-) -> Result<FilterOutcome, String> {
+) -> Result<FilterOutcome, BuiltinError> {
     let prefix = format!("{} [split:]", ty.name());
     let mut envelope = read_envelope(&job.envelope)?;
     let key = |rcpt: &str| {
@@ -316,9 +381,7 @@ fn split(
             extra: extra.clone(),
             ..envelope.clone()
         };
-        spool
-            .add_copy_as(id, &job.content, &copy)
-            .map_err(|e| e.to_string())?;
+        spool.add_copy_as(id, &job.content, &copy)?;
     }
     crate::info!(
         "{prefix} updating [{}]: forward-to=[{}]",
@@ -335,9 +398,12 @@ fn split(
 
 /// `msgid:`: a Message-ID header in front of the content if the header
 /// section has none.
-fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
+fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, BuiltinError> {
     let path = &job.content;
-    let err = |e: io::Error| format!("cannot rewrite [{}]: {e}", path.display());
+    let err = |source| BuiltinError::Rewrite {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(err)?;
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
@@ -360,33 +426,25 @@ fn msgid(job: &FilterJob, domain: &str) -> Result<FilterOutcome, String> {
     let id = message_id(&job.envelope)?;
     let header = format!("Message-ID: <{id}@{domain}>\r\n");
     let tmp = with_suffix(path, ".msgid.tmp");
-    let written = (|| {
-        let mut out = create_new(&tmp)?;
-        out.write_all(header.as_bytes())?;
-        io::copy(&mut File::open(path)?, &mut out)?;
-        out.sync_data()?;
-        files::rename(&tmp, path)
+    // The spool directory is synced when the message is committed.
+    let written = (|| -> io::Result<()> {
+        let mut out = AtomicFile::create(path, &tmp, 0o660)?;
+        out.file().write_all(header.as_bytes())?;
+        io::copy(&mut File::open(path)?, out.file())?;
+        Ok(out.commit(DirSync::Caller)?)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
+    written.map_err(err)?;
     Ok(FilterOutcome::ok())
 }
 
 /// A maildir has `new`, `cur` and `tmp` directories. One of them being a
 /// symbolic link is an error: delivery would go through it to wherever it
 /// points.
-fn is_maildir(dir: &Path) -> Result<bool, String> {
+fn is_maildir(dir: &Path) -> Result<bool, BuiltinError> {
     let mut all = true;
     for sub in ["new", "cur", "tmp"].map(|d| dir.join(d)) {
         match fs::symlink_metadata(&sub) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "maildir [{}] is a symbolic link: not delivered",
-                    sub.display()
-                ))
-            }
+            Ok(m) if m.file_type().is_symlink() => return Err(BuiltinError::MaildirLink(sub)),
             Ok(m) => all &= m.is_dir(),
             Err(_) => all = false,
         }
@@ -396,7 +454,7 @@ fn is_maildir(dir: &Path) -> Result<bool, String> {
 
 /// Maildir delivery: the content written under `tmp`, fsynced, then
 /// renamed into `new` (a new, unread message for IMAP servers).
-fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), String> {
+fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), BuiltinError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -409,19 +467,16 @@ fn deliver_maildir(content: &Path, dir: &Path) -> Result<(), String> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let tmp = dir.join("tmp").join(&name);
-    let err = |e: io::Error| format!("cannot deliver to maildir [{}]: {e}", dir.display());
-    let written = (|| {
-        let mut out = create_new(&tmp)?;
-        io::copy(&mut crate::store::open_regular(content)?, &mut out)?;
-        out.sync_data()?;
-        files::rename(&tmp, dir.join("new").join(&name))?;
-        Directory::open(&dir.join("new"))?.sync()
+    let err = |source| BuiltinError::Maildir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let written = (|| -> io::Result<()> {
+        let mut out = AtomicFile::create(dir.join("new").join(&name), &tmp, 0o660)?;
+        io::copy(&mut crate::store::open_regular(content)?, out.file())?;
+        Ok(out.commit(DirSync::Now)?)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    Ok(())
+    written.map_err(err)
 }
 
 /// Copies the envelope (as `<id>.envelope`) and, if `with_content`, the
@@ -432,10 +487,13 @@ fn copy_message(
     id: &str,
     with_content: bool,
     hardlink: bool,
-) -> Result<(), String> {
-    let err = |e: io::Error| format!("cannot copy to [{}]: {e}", dir.display());
+) -> Result<(), BuiltinError> {
+    let err = |source| BuiltinError::Copy {
+        dir: dir.to_path_buf(),
+        source,
+    };
     if with_content {
-        let target = dir.join(format!("{id}.content"));
+        let target = dir.join(SpoolFile::Content.name(id));
         let _ = fs::remove_file(&target);
         if hardlink {
             link_or_copy(&job.content, &target).map_err(err)?;
@@ -447,19 +505,24 @@ fn copy_message(
         }
     }
     let bytes = fs::read(&job.envelope).map_err(err)?;
-    rewrite(&dir.join(format!("{id}.envelope")), &bytes)?;
+    rewrite(&dir.join(SpoolFile::Envelope.name(id)), &bytes)?;
     Directory::open(dir).and_then(|d| d.sync()).map_err(err)
 }
 
 /// Replaces `path` with `bytes` atomically (temporary file, flush, rename).
-pub(super) fn rewrite(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(super) fn rewrite(path: &Path, bytes: &[u8]) -> Result<(), BuiltinError> {
     let tmp = with_suffix(path, ".tmp");
-    files::write_atomic(path, &tmp, bytes, 0o660)
-        .map_err(|e| format!("cannot write [{}]: {e}", path.display()))
+    files::write_atomic(path, &tmp, bytes, 0o660).map_err(|source| BuiltinError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn remove(path: &Path) -> Result<(), String> {
-    fs::remove_file(path).map_err(|e| format!("cannot remove [{}]: {e}", path.display()))
+fn remove(path: &Path) -> Result<(), BuiltinError> {
+    fs::remove_file(path).map_err(|source| BuiltinError::Remove {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -495,7 +558,7 @@ mod tests {
             &Envelope::default(),
             "Subject: x\r\n\r\nbody\r\n",
         );
-        assert_eq!(msgid(&j, "relay.example.com"), Ok(FilterOutcome::ok()));
+        assert_eq!(msgid(&j, "relay.example.com").unwrap(), FilterOutcome::ok());
         let text = fs::read_to_string(&j.content).unwrap();
         assert_eq!(
             text,
@@ -531,8 +594,8 @@ mod tests {
         let j = job(dir.path(), &envelope, "Subject: s\r\n\r\n");
         let options = SplitOptions::parse("");
         assert_eq!(
-            split(&j, &spool, &options, FilterType::Server),
-            Ok(FilterOutcome::ok())
+            split(&j, &spool, &options, FilterType::Server).unwrap(),
+            FilterOutcome::ok()
         );
         // Domains in sorted order; the first keeps the original; ForwardTo
         // is the first recipient's domain as written.
@@ -541,7 +604,7 @@ mod tests {
         assert_eq!(first.forward_to, "One.example");
         let others = spool.ready().unwrap();
         assert_eq!(others.len(), 1);
-        let other = read_envelope(&spool.path(&others[0], ".envelope")).unwrap();
+        let other = read_envelope(&spool.path(&others[0], SpoolFile::Envelope)).unwrap();
         assert_eq!(other.to_remote, ["c@two.example"]);
         assert_eq!(other.forward_to, "two.example");
         assert_eq!(other.from, "a@x");
@@ -563,8 +626,10 @@ mod tests {
         let j = job(dir.path(), &envelope, "x");
         let base = dir.path().join("boxes");
         assert_eq!(
-            deliver(&j, &base, &DeliverOptions::default()),
-            Err("invalid mailbox name [../escape]".into())
+            deliver(&j, &base, &DeliverOptions::default())
+                .unwrap_err()
+                .to_string(),
+            "invalid mailbox name [../escape]"
         );
         assert!(!dir.path().join("escape").exists());
     }
@@ -576,7 +641,10 @@ mod tests {
         fs::create_dir(dir.path().join(".hidden")).unwrap();
         let j = job(dir.path(), &Envelope::default(), "x");
         let pop = CopyOptions::parse("pop");
-        assert_eq!(copy(&j, dir.path(), &pop), Ok(FilterOutcome::abandon()));
+        assert_eq!(
+            copy(&j, dir.path(), &pop).unwrap(),
+            FilterOutcome::abandon()
+        );
         // The envelope moved into the box; the content stays for POP.
         assert!(!j.envelope.exists() && j.content.exists());
         assert!(dir.path().join("box/emailrelay.1.2.3.envelope").exists());
@@ -588,7 +656,10 @@ mod tests {
 
         let j = job(dir.path(), &Envelope::default(), "y");
         let hardlink = CopyOptions::parse("h;no_delete");
-        assert_eq!(copy(&j, dir.path(), &hardlink), Ok(FilterOutcome::ok()));
+        assert_eq!(
+            copy(&j, dir.path(), &hardlink).unwrap(),
+            FilterOutcome::ok()
+        );
         let copied = dir.path().join("box/emailrelay.1.2.3.content");
         assert!(files::same_path_file(&copied, &j.content));
     }
@@ -602,14 +673,17 @@ mod tests {
         };
         let j = job(dir.path(), &envelope, "x");
         let options = DeliverOptions::parse("hardlink;nodelete").unwrap();
-        assert_eq!(deliver(&j, dir.path(), &options), Ok(FilterOutcome::ok()));
+        assert_eq!(
+            deliver(&j, dir.path(), &options).unwrap(),
+            FilterOutcome::ok()
+        );
         let delivered = dir.path().join("alice/emailrelay.1.2.3.content");
         assert!(files::same_path_file(&delivered, &j.content));
         assert!(j.envelope.exists());
         // Without nodelete an all-local message leaves the spool.
         assert_eq!(
-            deliver(&j, dir.path(), &DeliverOptions::default()),
-            Ok(FilterOutcome::abandon())
+            deliver(&j, dir.path(), &DeliverOptions::default()).unwrap(),
+            FilterOutcome::abandon()
         );
         assert!(!j.envelope.exists() && !j.content.exists());
         assert!(delivered.exists());
@@ -627,8 +701,8 @@ mod tests {
         let options = SplitOptions::parse("raw;2525;bogus");
         assert_eq!(options.ignored, ["bogus"]);
         assert_eq!(
-            split(&j, &spool, &options, FilterType::Server),
-            Ok(FilterOutcome::ok())
+            split(&j, &spool, &options, FilterType::Server).unwrap(),
+            FilterOutcome::ok()
         );
         assert_eq!(
             read_envelope(&j.envelope).unwrap().forward_to,
@@ -636,7 +710,7 @@ mod tests {
         );
         let other = spool.ready().unwrap();
         assert_eq!(other.len(), 1);
-        let other = read_envelope(&spool.path(&other[0], ".envelope")).unwrap();
+        let other = read_envelope(&spool.path(&other[0], SpoolFile::Envelope)).unwrap();
         assert_eq!(other.forward_to, "one.example:2525");
     }
 
@@ -645,8 +719,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = job(dir.path(), &Envelope::default(), "x");
         assert_eq!(
-            copy(&j, dir.path(), &CopyOptions::default()),
-            Ok(FilterOutcome::ok())
+            copy(&j, dir.path(), &CopyOptions::default()).unwrap(),
+            FilterOutcome::ok()
         );
         assert!(j.envelope.exists() && j.content.exists());
     }

@@ -258,7 +258,8 @@ impl FilterJob {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        name.strip_suffix(".content").unwrap_or(&name).to_string()
+        let id = crate::store::SpoolFile::Content.stem(&name);
+        id.unwrap_or(&name).to_string()
     }
 }
 

@@ -111,7 +111,7 @@ pub async fn run(
     let path = job.envelope.clone();
     match tokio::task::spawn_blocking(move || super::builtin::rewrite(&path, &bytes)).await {
         Ok(Ok(())) => FilterOutcome::ok(),
-        Ok(Err(e)) => FilterOutcome::failed(&e),
+        Ok(Err(e)) => FilterOutcome::failed(&e.to_string()),
         Err(e) => FilterOutcome::failed(&e.to_string()),
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{FilterJob, FilterOutcome};
+use crate::platform::files::{AtomicFile, DirSync};
 
 /// spamc's default size limit.
 pub const MAX_SIZE: u64 = 512 * 1024;
@@ -123,12 +124,23 @@ struct Verdict {
     length: Option<u64>,
 }
 
-fn parse_head(lines: &[String]) -> Result<Verdict, String> {
-    let status = lines.first().ok_or("empty response")?;
+/// A spamd answer that is not a verdict.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum SpamdError {
+    /// Nothing at all.
+    #[error("empty response")]
+    Empty,
+    /// An error status line, as spamd wrote it.
+    #[error("spamd error: {0}")]
+    Status(String),
+}
+
+fn parse_head(lines: &[String]) -> Result<Verdict, SpamdError> {
+    let status = lines.first().ok_or(SpamdError::Empty)?;
     let mut words = status.split_whitespace();
     let (protocol, code) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if !protocol.starts_with("SPAMD/") || code != "0" {
-        return Err(format!("spamd error: {status}"));
+        return Err(SpamdError::Status(status.clone()));
     }
     let mut verdict = Verdict {
         spam: false,
@@ -153,7 +165,8 @@ fn parse_head(lines: &[String]) -> Result<Verdict, String> {
     Ok(verdict)
 }
 
-/// Writes `length` bytes from spamd over the content file, atomically.
+/// Writes `length` bytes from spamd over the content file, atomically
+/// (the spool directory is synced when the message is committed).
 async fn replace_content(
     reader: &mut (impl tokio::io::AsyncRead + Unpin),
     content: &Path,
@@ -161,21 +174,28 @@ async fn replace_content(
 ) -> std::io::Result<()> {
     let mut tmp = content.as_os_str().to_owned();
     tmp.push(".spam.tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = async {
-        let mut out = tokio::fs::File::create(&tmp).await?;
-        let copied = tokio::io::copy(&mut reader.take(length), &mut out).await?;
-        if copied != length {
-            return Err(std::io::Error::other("spamd sent a short message"));
-        }
-        out.sync_data().await?;
-        tokio::fs::rename(&tmp, content).await
+    let (content, tmp) = (content.to_path_buf(), PathBuf::from(tmp));
+    let mut atomic = blocking(move || Ok(AtomicFile::create(content, tmp, 0o660)?)).await?;
+    // A second handle to the temporary file for the runtime to write
+    // through; closed before the commit renames the file.
+    let mut out = tokio::fs::File::from_std(atomic.file().try_clone()?);
+    let copied = tokio::io::copy(&mut reader.take(length), &mut out).await?;
+    out.flush().await?;
+    drop(out);
+    if copied != length {
+        return Err(std::io::Error::other("spamd sent a short message"));
     }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
+    blocking(move || Ok(atomic.commit(DirSync::Caller)?)).await
+}
+
+/// Runs file system calls that block (opening, fsync, rename) off the
+/// runtime's threads.
+async fn blocking<T: Send + 'static>(
+    op: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(op)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 #[cfg(test)]
@@ -205,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             parse_head(&head("SPAMD/1.0 76 Bad header line")),
-            Err("spamd error: SPAMD/1.0 76 Bad header line".into())
+            Err(SpamdError::Status("SPAMD/1.0 76 Bad header line".into()))
         );
     }
 }

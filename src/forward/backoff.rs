@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     fn id(n: u32) -> MessageId {
-        MessageId::from_file_name(&format!("emailrelay.1.2.{n}.envelope"), ".envelope").unwrap()
+        MessageId::parse(&format!("emailrelay.1.2.{n}")).unwrap()
     }
 
     #[test]

@@ -286,11 +286,6 @@ impl Forwarder {
         self.settings.on_disconnect
     }
 
-    /// True if each message is forwarded before it is acknowledged.
-    pub fn immediate(&self) -> bool {
-        self.settings.immediate
-    }
-
     /// The background loop: passes on trigger and on the poll timer, until shutdown.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         if !self.enabled() {

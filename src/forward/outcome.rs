@@ -2,14 +2,15 @@
 //! (in part or whole) or left for later.
 
 use super::*;
+use crate::store::SpoolFile::{Content, EnvelopeBad, EnvelopeBusy};
 
 impl Forwarder {
     pub(super) fn apply(&self, locked: Locked, outcome: SendOutcome) -> Verdict {
         match outcome {
             SendOutcome::Sent { rejected } if rejected.is_empty() => {
                 let id = locked.id().clone();
-                info!("deleting envelope [{id}.envelope.busy]");
-                info!("deleting content [{id}.content]");
+                info!("deleting envelope [{}]", id.file_name(EnvelopeBusy));
+                info!("deleting content [{}]", id.file_name(Content));
                 match locked.delete() {
                     Ok(()) => {
                         self.connections.emit(&["client", "sent", id.as_str()]);
@@ -28,7 +29,11 @@ impl Forwarder {
                 // E-MailRelay's words for a message that went to some of
                 // its recipients: the rest stay behind as `.bad`.
                 warning!("smtp client protocol: one or more recipients rejected");
-                info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
+                info!(
+                    "failing envelope [{}] -> [{}]",
+                    id.file_name(EnvelopeBusy),
+                    id.file_name(EnvelopeBad)
+                );
                 if let Err(e) =
                     locked.fail_recipients(remaining, "one or more recipients rejected", code)
                 {
@@ -65,7 +70,11 @@ impl Forwarder {
     ) -> Verdict {
         let id = locked.id().clone();
         // E-MailRelay compatibility: this exact line shape.
-        info!("failing envelope [{id}.envelope.busy] -> [{id}.envelope.bad]");
+        info!(
+            "failing envelope [{}] -> [{}]",
+            id.file_name(EnvelopeBusy),
+            id.file_name(EnvelopeBad)
+        );
         if let Err(e) = locked.fail(reason, code) {
             error!("{e}");
         }

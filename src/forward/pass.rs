@@ -3,6 +3,7 @@
 
 use super::batch::PassQueue;
 use super::*;
+use crate::store::SpoolFile;
 
 impl Forwarder {
     /// One pass over the spool, a connection for every few messages;
@@ -14,7 +15,7 @@ impl Forwarder {
         self.forcing.store(force, Ordering::Relaxed);
         if let Ok(mut backoff) = self.backoff.lock() {
             let spool = &self.spool;
-            backoff.retain(|id| spool.path(id, ".envelope").exists());
+            backoff.retain(|id| spool.path(id, SpoolFile::Envelope).exists());
         }
         let walk = match self.spool.walk_ready() {
             Ok(walk) => walk,

@@ -30,7 +30,7 @@ const MAX_LIMIT: usize = 100_000;
 pub async fn list(control: Arc<Control>, query: Option<&str>) -> Response<Full<Bytes>> {
     let limit = match limit(query) {
         Ok(limit) => limit,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why.to_string()),
     };
     let read = blocking(move || {
         let summary = control.queue_summary()?;
@@ -93,8 +93,13 @@ fn item(item: &QueueItem) -> Value {
     })
 }
 
+/// A `?limit=` that is not a number from 1 to [`MAX_LIMIT`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid limit: expecting a number from 1 to {MAX_LIMIT}")]
+struct BadLimit;
+
 /// `?limit=N`, 1 to [`MAX_LIMIT`]; other parameters are ignored.
-fn limit(query: Option<&str>) -> Result<usize, String> {
+fn limit(query: Option<&str>) -> Result<usize, BadLimit> {
     let value = query
         .unwrap_or("")
         .split('&')
@@ -103,9 +108,7 @@ fn limit(query: Option<&str>) -> Result<usize, String> {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "invalid limit: expecting a number from 1 to {MAX_LIMIT}"
-            )),
+            _ => Err(BadLimit),
         },
     }
 }
@@ -147,8 +150,7 @@ mod tests {
 
     #[test]
     fn a_message_lists_with_its_envelope_and_attempts() {
-        let id =
-            MessageId::from_file_name("emailrelay.7.1700000000.3.envelope", ".envelope").unwrap();
+        let id = MessageId::parse("emailrelay.7.1700000000.3").unwrap();
         let listed = item(&QueueItem {
             entry: QueueEntry {
                 id,

@@ -10,6 +10,26 @@ use std::time::Duration;
 
 use super::dns::{self, DnsClient, Record};
 
+/// Why a `--dnsbl` value is refused, naming the field at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DnsblError {
+    /// No zone before the numbers.
+    #[error("expected a list of DNSBL servers first")]
+    NoZones,
+    /// The threshold is not a count.
+    #[error("invalid threshold [{0}]")]
+    Threshold(String),
+    /// The timeout is not a number of milliseconds.
+    #[error("invalid timeout [{0}]")]
+    Timeout(String),
+    /// The DNS server is not an address and port.
+    #[error("invalid DNS server address [{0}]")]
+    Server(String),
+    /// A field after the DNS server.
+    #[error("unexpected field [{0}]")]
+    Extra(String),
+}
+
 /// A parsed `--dnsbl` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsblConfig {
@@ -27,7 +47,7 @@ pub struct DnsblConfig {
 impl DnsblConfig {
     /// Parses `zone,zone,...[,threshold[,timeout-ms[,dns-address]]]`, or
     /// the same fields in reverse order (E-MailRelay's older form).
-    pub fn parse(text: &str) -> Result<DnsblConfig, String> {
+    pub fn parse(text: &str) -> Result<DnsblConfig, DnsblError> {
         let mut fields: Vec<&str> = text.split(',').map(str::trim).collect();
         if fields
             .first()
@@ -41,7 +61,7 @@ impl DnsblConfig {
             .map(|f| f.to_string())
             .collect();
         if zones.is_empty() || zones.iter().any(|z| z.is_empty()) {
-            return Err("expected a list of DNSBL servers first".into());
+            return Err(DnsblError::NoZones);
         }
         let mut rest = fields[zones.len()..].iter();
         let mut config = DnsblConfig {
@@ -54,12 +74,12 @@ impl DnsblConfig {
         if let Some(threshold) = rest.next() {
             config.threshold = threshold
                 .parse()
-                .map_err(|_| format!("invalid threshold [{threshold}]"))?;
+                .map_err(|_| DnsblError::Threshold(threshold.to_string()))?;
         }
         if let Some(timeout) = rest.next() {
             let ms: i64 = timeout
                 .parse()
-                .map_err(|_| format!("invalid timeout [{timeout}]"))?;
+                .map_err(|_| DnsblError::Timeout(timeout.to_string()))?;
             config.timeout = Duration::from_millis(ms.unsigned_abs());
             config.block_on_timeout = ms < 0;
         }
@@ -67,11 +87,11 @@ impl DnsblConfig {
             config.server = Some(
                 server
                     .parse()
-                    .map_err(|_| format!("invalid DNS server address [{server}]"))?,
+                    .map_err(|_| DnsblError::Server(server.to_string()))?,
             );
         }
         if let Some(extra) = rest.next() {
-            return Err(format!("unexpected field [{extra}]"));
+            return Err(DnsblError::Extra(extra.to_string()));
         }
         Ok(config)
     }

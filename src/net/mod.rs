@@ -74,10 +74,27 @@ pub fn display_addr(addr: &SocketAddr) -> String {
     }
 }
 
+/// Why an `--interface` value is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InterfaceError {
+    /// A `name=` prefix other than `smtp`, `pop`, `admin` and `http`.
+    #[error("unknown prefix {0}=")]
+    UnknownPrefix(String),
+    /// `fd#` without a number after it.
+    #[error("invalid file descriptor {0}")]
+    BadDescriptor(String),
+    /// The system's interfaces cannot be listed.
+    #[error("cannot list interfaces: {0}")]
+    List(std::io::Error),
+    /// Neither an address nor the name of an interface with one.
+    #[error("no such address or interface: {0}")]
+    NotFound(String),
+}
+
 /// Parses `--interface` values: comma lists of addresses, interface names,
 /// paths or `fd#N`, each with an optional `smtp=`/`pop=`/`admin=`/`http=`
 /// prefix.
-pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String> {
+pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, InterfaceError> {
     let mut specs = Vec::new();
     for item in values
         .iter()
@@ -90,7 +107,7 @@ pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String>
             Some(("pop", rest)) => (Some(Service::Pop), rest),
             Some(("admin", rest)) => (Some(Service::Admin), rest),
             Some(("http", rest)) => (Some(Service::Http), rest),
-            Some((other, _)) => return Err(format!("unknown prefix {other}=")),
+            Some((other, _)) => return Err(InterfaceError::UnknownPrefix(other.to_string())),
             None => (None, item),
         };
         for listen in parse_listen_on(what)? {
@@ -100,12 +117,12 @@ pub fn parse_interfaces(values: &[String]) -> Result<Vec<InterfaceSpec>, String>
     Ok(specs)
 }
 
-fn parse_listen_on(what: &str) -> Result<Vec<ListenOn>, String> {
+fn parse_listen_on(what: &str) -> Result<Vec<ListenOn>, InterfaceError> {
     if let Some(fd) = what.strip_prefix("fd#") {
         return fd
             .parse()
             .map(|n| vec![ListenOn::Fd(n)])
-            .map_err(|_| format!("invalid file descriptor {what}"));
+            .map_err(|_| InterfaceError::BadDescriptor(what.to_string()));
     }
     if what.starts_with('/') {
         return Ok(vec![ListenOn::Unix(PathBuf::from(what))]);
@@ -117,14 +134,13 @@ fn parse_listen_on(what: &str) -> Result<Vec<ListenOn>, String> {
 }
 
 /// The addresses of a network interface, with the `-ipv4`/`-ipv6` suffixes.
-fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, String> {
+fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, InterfaceError> {
     let (base, family) = match (name.strip_suffix("-ipv4"), name.strip_suffix("-ipv6")) {
         (Some(b), _) => (b, Some(4)),
         (_, Some(b)) => (b, Some(6)),
         _ => (name, None),
     };
-    let addrs = crate::platform::listen::interface_addresses(base)
-        .map_err(|e| format!("cannot list interfaces: {e}"))?;
+    let addrs = crate::platform::listen::interface_addresses(base).map_err(InterfaceError::List)?;
     let mut found = Vec::new();
     for ip in addrs {
         let wanted = match family {
@@ -137,7 +153,7 @@ fn interface_addresses(name: &str) -> Result<Vec<ListenOn>, String> {
         }
     }
     if found.is_empty() {
-        return Err(format!("no such address or interface: {name}"));
+        return Err(InterfaceError::NotFound(name.to_string()));
     }
     Ok(found)
 }

@@ -25,12 +25,23 @@ use crate::auth::{FAILURE_DELAY, MAX_FAILURES};
 use crate::log::{self, Level};
 use crate::net::{display_addr, Stream};
 use crate::serve::{self, Read};
-use crate::store::Maildrop;
+use crate::store::{Maildrop, MaildropError};
 
 /// Unknown or out-of-state commands before the session is closed.
 const MAX_BAD_COMMANDS: u32 = 10;
 /// Content is read and sent in pieces of this size.
 const CHUNK: usize = 16 * 1024;
+
+/// Why a user's maildrop could not be opened (logged, and the -ERR reply).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// The maildrop itself.
+    #[error(transparent)]
+    Maildrop(#[from] MaildropError),
+    /// The thread that lists it ended without an answer.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Serves one accepted connection to its end.
 pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared: Arc<PopShared>) {
@@ -175,7 +186,8 @@ impl Conn {
                 }
                 Event::Maildrop { user } => {
                     let result = self.open_maildrop(user).await;
-                    session.answer_maildrop(result);
+                    // The reason is the -ERR reply's text.
+                    session.answer_maildrop(result.map_err(|e| e.to_string()));
                 }
                 Event::Retrieve { index, .. } => {
                     if !self.retrieve(index, session, stream).await {
@@ -235,15 +247,15 @@ impl Conn {
         result
     }
 
-    async fn open_maildrop(&mut self, user: String) -> Result<Vec<MessageInfo>, String> {
+    async fn open_maildrop(&mut self, user: String) -> Result<Vec<MessageInfo>, OpenError> {
         let spool_dir = self.shared.spool_dir.clone();
         let by_name = self.shared.settings.by_name;
         let opened = tokio::task::spawn_blocking(move || {
             Maildrop::open(&spool_dir, by_name.then_some(user.as_str()))
         })
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        .map_err(OpenError::from)
+        .and_then(|r| r.map_err(OpenError::from));
         match opened {
             Ok(maildrop) => {
                 let list = maildrop

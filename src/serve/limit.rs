@@ -49,11 +49,6 @@ impl SessionLimit {
         SessionLimit::new(max_sessions(crate::platform::process::file_limit()))
     }
 
-    /// The cap.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// A place for one more session, or `None` at the cap (with a warning
     /// at most once a minute).
     pub fn try_admit(self: &Arc<Self>, peer: &str) -> Option<SessionPermit> {

@@ -46,7 +46,7 @@ use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
 use crate::platform::listen::PEER_CLOSED;
 use crate::serve;
-use crate::store::{Envelope, NewMessage, Prepared, Spool, StoreError};
+use crate::store::{Envelope, NewMessage, Prepared, Spool, SpoolFile, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
 use crate::verify::{Verifier, VerifyRequest};
 
@@ -545,7 +545,10 @@ impl Conn {
             Ok(message) => {
                 log::write(
                     Level::Verbose,
-                    format_args!("new content file [{}.content]", message.id()),
+                    format_args!(
+                        "new content file [{}]",
+                        message.id().file_name(SpoolFile::Content)
+                    ),
                 );
                 self.message = Some(message);
             }
@@ -610,7 +613,10 @@ impl Conn {
         let id = message.id().clone();
         log::write(
             Level::Verbose,
-            format_args!("new envelope file [{id}.envelope.new]"),
+            format_args!(
+                "new envelope file [{}]",
+                id.file_name(SpoolFile::EnvelopeNew)
+            ),
         );
         let mut envelope = self.envelope(&transaction);
         // E-MailRelay compatibility: a client that did not authenticate

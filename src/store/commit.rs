@@ -49,7 +49,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{create_exclusive, io_err, message_path, remove_files, MessageId, StoreError};
+use super::{create_exclusive, io_err, remove_files, MessageId, SpoolFile, StoreError};
 use crate::platform::files::{self, start_writeback, Directory};
 
 /// Most messages taken into one batch; more wait for the next.
@@ -241,8 +241,8 @@ impl Pipeline {
         self.flush(batch);
         let mut renamed = false;
         for entry in batch.iter_mut().filter(|e| e.result.is_ok() && e.rename) {
-            let new = message_path(&self.dir, &entry.id, ".envelope.new");
-            match files::rename(&new, message_path(&self.dir, &entry.id, ".envelope")) {
+            let new = entry.id.path_in(&self.dir, SpoolFile::EnvelopeNew);
+            match files::rename(&new, entry.id.path_in(&self.dir, SpoolFile::Envelope)) {
                 Ok(()) => (entry.renamed, renamed) = (true, true),
                 Err(e) => entry.fail(io_err("cannot commit envelope file", &new)(e)),
             }
@@ -269,24 +269,27 @@ impl Pipeline {
 
     /// The write step: the files to flush.
     fn write(&self, id: &MessageId, step: Step) -> Result<Vec<File>, StoreError> {
-        let path = |suffix| message_path(&self.dir, id, suffix);
+        let path = |file| id.path_in(&self.dir, file);
         let (content, envelope) = match step {
             Step::Commit { content, envelope } | Step::Prepare { content, envelope } => {
                 (content, envelope)
             }
             Step::Finish { resync: false } => return Ok(Vec::new()),
             Step::Finish { resync: true } => {
-                let open = |suffix| {
-                    let p = path(suffix);
+                let open = |file| {
+                    let p = path(file);
                     files::open_to_flush(&p).map_err(io_err("cannot sync message file", &p))
                 };
-                return Ok(vec![open(".content")?, open(".envelope.new")?]);
+                return Ok(vec![
+                    open(SpoolFile::Content)?,
+                    open(SpoolFile::EnvelopeNew)?,
+                ]);
             }
         };
-        let content = content
-            .into_inner()
-            .map_err(|e| io_err("cannot write content file", &path(".content"))(e.into_error()))?;
-        let new = path(".envelope.new");
+        let content = content.into_inner().map_err(|e| {
+            io_err("cannot write content file", &path(SpoolFile::Content))(e.into_error())
+        })?;
+        let new = path(SpoolFile::EnvelopeNew);
         let mut file =
             create_exclusive(&new).map_err(io_err("cannot create envelope file", &new))?;
         file.write_all(&envelope)
@@ -306,7 +309,7 @@ impl Pipeline {
         }
         for entry in batch.iter_mut().filter(|e| e.result.is_ok()) {
             if let Some(e) = entry.files.iter().find_map(|f| f.sync_data().err()) {
-                let path = message_path(&self.dir, &entry.id, ".content");
+                let path = entry.id.path_in(&self.dir, SpoolFile::Content);
                 entry.fail(io_err("cannot sync message file", &path)(e));
             }
         }
@@ -327,10 +330,15 @@ mod tests {
     }
 
     fn suffixes(spool: &Spool, id: &MessageId) -> Vec<&'static str> {
-        [".content", ".envelope.new", ".envelope"]
-            .into_iter()
-            .filter(|s| spool.path(id, s).exists())
-            .collect()
+        [
+            SpoolFile::Content,
+            SpoolFile::EnvelopeNew,
+            SpoolFile::Envelope,
+        ]
+        .into_iter()
+        .filter(|&f| spool.path(id, f).exists())
+        .map(SpoolFile::suffix)
+        .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +376,7 @@ mod tests {
             })
             .collect();
         // The middle one's envelope name is taken: it cannot be written.
-        std::fs::write(spool.path(&batch[1].id, ".envelope.new"), "x").unwrap();
+        std::fs::write(spool.path(&batch[1].id, SpoolFile::EnvelopeNew), "x").unwrap();
         spool.committer.pipeline.commit(&mut batch);
         assert!(batch[0].result.is_ok() && batch[2].result.is_ok());
         assert!(batch[1].result.is_err());

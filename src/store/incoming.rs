@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::commit::Step;
-use super::{create_exclusive, io_err, remove_files, Envelope, MessageId, Spool, StoreError};
+use super::{
+    create_exclusive, io_err, remove_files, Envelope, MessageId, Spool, SpoolFile, StoreError,
+};
 
 /// A message being received: its content file is open for writing.
 #[derive(Debug)]
@@ -39,7 +41,7 @@ impl NewMessage {
             return Ok(());
         };
         if let Err(e) = content.write_all(bytes) {
-            let path = self.spool.path(&self.id, ".content");
+            let path = self.spool.path(&self.id, SpoolFile::Content);
             return Err(io_err("cannot write content file", &path)(e));
         }
         self.size += bytes.len() as u64;
@@ -126,12 +128,12 @@ impl Prepared {
 
     /// The content file's path.
     pub fn content_path(&self) -> PathBuf {
-        self.spool.path(&self.id, ".content")
+        self.spool.path(&self.id, SpoolFile::Content)
     }
 
     /// The `.envelope.new` path.
     pub fn envelope_path(&self) -> PathBuf {
-        self.spool.path(&self.id, ".envelope.new")
+        self.spool.path(&self.id, SpoolFile::EnvelopeNew)
     }
 
     /// Renames `.envelope.new` to `.envelope` and fsyncs the directory,
@@ -163,7 +165,7 @@ impl NewMessage {
     /// The id and the content file, for the commit thread to own: from
     /// here on `self` owns nothing, so its drop removes nothing.
     pub(super) fn hand_over(&mut self) -> Result<(MessageId, BufWriter<File>), StoreError> {
-        let path = self.spool.path(&self.id, ".content");
+        let path = self.spool.path(&self.id, SpoolFile::Content);
         let Some(content) = self.content.take() else {
             // Only a commit takes it, and a commit consumes the message.
             let e = io::Error::other("already committed");

@@ -2,11 +2,10 @@
 //! recovery: see `platform::files::Held`), and what forwarding does with
 //! it: delete, fail to `.bad`, or unlock.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{io_err, Envelope, MessageId, Spool, StoreError};
+use super::{io_err, Envelope, MessageId, Spool, SpoolFile, StoreError};
 use crate::platform::files::{self, Held};
 
 /// A message locked for forwarding. Dropping it without `delete` or `fail`
@@ -30,12 +29,12 @@ impl Locked {
 
     /// The content file's path.
     pub fn content_path(&self) -> PathBuf {
-        self.spool.path(&self.id, ".content")
+        self.spool.path(&self.id, SpoolFile::Content)
     }
 
     /// The `.envelope.busy` path, for a client filter.
     pub fn envelope_path(&self) -> PathBuf {
-        self.spool.path(&self.id, ".envelope.busy")
+        self.spool.path(&self.id, SpoolFile::EnvelopeBusy)
     }
 
     /// Reads the envelope again after a client filter may have edited it.
@@ -55,7 +54,7 @@ impl Locked {
     /// envelope that would be forwarded again without its content.
     pub fn delete(mut self) -> Result<(), StoreError> {
         self.done = true;
-        let busy = self.spool.path(&self.id, ".envelope.busy");
+        let busy = self.spool.path(&self.id, SpoolFile::EnvelopeBusy);
         files::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))?;
         let content = self.content_path();
         files::remove_file(&content).map_err(io_err("cannot delete content file", &content))
@@ -81,23 +80,21 @@ impl Locked {
     }
 
     /// Marks the message failed. The new envelope text replaces `.busy`
-    /// atomically (written to a temporary name, then renamed over it) and
-    /// only then becomes `.bad`, so at every moment exactly one envelope
-    /// file exists and a crash can never leave both a `.bad` and a `.busy`.
+    /// atomically (written to a temporary name, flushed, then renamed over
+    /// it) and only then becomes `.bad`, so at every moment exactly one
+    /// envelope file exists and a crash can never leave both a `.bad` and a
+    /// `.busy`. (Neither rename is synced here: a crash before the next
+    /// directory sync may leave the `.busy` envelope, which recovery puts
+    /// back for another try.)
     /// If writing fails the message is simply unlocked, for a later try.
     pub(super) fn fail_raw(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let busy = self.spool.path(&self.id, ".envelope.busy");
-        let tmp = self.spool.path(&self.id, ".envelope.tmp");
+        let busy = self.spool.path(&self.id, SpoolFile::EnvelopeBusy);
+        let tmp = self.spool.path(&self.id, SpoolFile::EnvelopeTmp);
         self.hold = None;
-        let written = fs::write(&tmp, bytes)
-            .and_then(|()| files::rename(&tmp, &busy))
-            .map_err(io_err("cannot write envelope file", &tmp));
-        if let Err(e) = written {
-            let _ = files::remove_file(&tmp);
-            return Err(e);
-        }
+        files::write_atomic_unsynced(&busy, &tmp, bytes, super::FILE_MODE)
+            .map_err(|e| io_err("cannot write envelope file", &tmp)(e.source))?;
         self.done = true;
-        files::rename(&busy, self.spool.path(&self.id, ".envelope.bad"))
+        files::rename(&busy, self.spool.path(&self.id, SpoolFile::EnvelopeBad))
             .map_err(io_err("cannot fail envelope file", &busy))
     }
 
@@ -108,8 +105,8 @@ impl Locked {
 impl Drop for Locked {
     fn drop(&mut self) {
         if !self.done {
-            let busy = self.spool.path(&self.id, ".envelope.busy");
-            let _ = files::rename(&busy, self.spool.path(&self.id, ".envelope"));
+            let busy = self.spool.path(&self.id, SpoolFile::EnvelopeBusy);
+            let _ = files::rename(&busy, self.spool.path(&self.id, SpoolFile::Envelope));
         }
     }
 }

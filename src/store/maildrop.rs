@@ -33,6 +33,7 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 
+use super::SpoolFile;
 use crate::platform::files::{Held, OpenDir};
 
 /// Why a maildrop cannot be opened.
@@ -45,6 +46,16 @@ pub enum MaildropError {
     /// a symbolic link (which could lead out of the spool) or a file.
     #[error("invalid mailbox [{name}]: {why}")]
     NotADirectory { name: String, why: &'static str },
+    /// A message to delete is the forwarder's (or another session's) now.
+    #[error("locked by another process")]
+    Locked,
+    /// A message to delete cannot be locked, or its envelope removed.
+    #[error("{op} [{path}]: {source}")]
+    Delete {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
     /// A directory cannot be created or read.
     #[error("{op} [{path}]: {source}")]
     Io {
@@ -68,7 +79,7 @@ pub struct MaildropMessage {
 impl MaildropMessage {
     /// E-MailRelay's UIDL: the content file's name.
     pub fn uid(&self) -> String {
-        format!("{}.content", self.name)
+        SpoolFile::Content.name(&self.name)
     }
 }
 
@@ -118,7 +129,7 @@ impl Maildrop {
             .map_err(read_error(dir.path()))?
             .into_iter()
             .filter_map(|name| {
-                let stem = name.strip_suffix(".envelope")?;
+                let stem = SpoolFile::Envelope.stem(&name)?;
                 (!stem.is_empty()).then(|| stem.to_string())
             })
             .collect();
@@ -127,7 +138,7 @@ impl Maildrop {
         let messages = names
             .into_iter()
             .filter_map(|name| {
-                let content = format!("{name}.content");
+                let content = SpoolFile::Content.name(&name);
                 let (size, in_parent) = match dir.regular_size(&content) {
                     Some(size) => (size, false),
                     None if by_name => (spool.regular_size(&content)?, true),
@@ -161,7 +172,7 @@ impl Maildrop {
             .get(index)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         self.content_dir(m)
-            .open_regular(&format!("{}.content", m.name))
+            .open_regular(&SpoolFile::Content.name(&m.name))
     }
 
     /// Deletes the messages at `indexes` (the UPDATE state of RFC 1939
@@ -171,7 +182,7 @@ impl Maildrop {
         for m in indexes.iter().filter_map(|&i| self.messages.get(i)) {
             match self.delete_one(m) {
                 Ok(()) => deletion.removed += 1,
-                Err(reason) => deletion.kept.push((m.name.clone(), reason)),
+                Err(reason) => deletion.kept.push((m.name.clone(), reason.to_string())),
             }
         }
         if deletion.removed > 0 {
@@ -181,20 +192,26 @@ impl Maildrop {
         deletion
     }
 
-    fn delete_one(&self, m: &MaildropMessage) -> Result<(), String> {
+    fn delete_one(&self, m: &MaildropMessage) -> Result<(), MaildropError> {
         let dir = &self.dir;
-        let envelope = format!("{}.envelope", m.name);
-        let busy = format!("{}.envelope.busy", m.name);
+        let envelope = SpoolFile::Envelope.name(&m.name);
+        let busy = SpoolFile::EnvelopeBusy.name(&m.name);
         match dir.rename(&envelope, &busy) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if dir.exists(&busy) {
-                    return Err("locked by another process".into());
+                    return Err(MaildropError::Locked);
                 }
                 // Deleted meanwhile by another session of the same user.
                 return Ok(());
             }
-            Err(e) => return Err(format!("cannot lock [{}]: {e}", show(dir, &envelope))),
+            Err(source) => {
+                return Err(MaildropError::Delete {
+                    op: "cannot lock",
+                    path: show(dir, &envelope),
+                    source,
+                })
+            }
         }
         // Held while the files go, so that crash recovery (which renames
         // only unheld .busy files back) leaves it alone.
@@ -204,7 +221,11 @@ impl Maildrop {
             .and_then(|f| Held::hold(f).ok());
         if let Err(e) = dir.remove(&busy) {
             let _ = dir.rename(&busy, &envelope);
-            return Err(format!("cannot delete [{}]: {e}", show(dir, &busy)));
+            return Err(MaildropError::Delete {
+                op: "cannot delete",
+                path: show(dir, &busy),
+                source: e,
+            });
         }
         // Let go now: on Windows a removed file that is still open stays
         // listed (delete pending), and would count as naming the content.
@@ -214,7 +235,7 @@ impl Maildrop {
         if m.in_parent && self.is_shared(&m.name) {
             return Ok(());
         }
-        let content = format!("{}.content", m.name);
+        let content = SpoolFile::Content.name(&m.name);
         let dir = self.content_dir(m);
         match dir.remove(&content) {
             Ok(()) => Ok(()),
@@ -239,14 +260,9 @@ impl Maildrop {
     /// envelope state counts: a `.busy` one is being forwarded.
     fn is_shared(&self, name: &str) -> bool {
         let names_it = |dir: &OpenDir| {
-            [
-                ".envelope",
-                ".envelope.busy",
-                ".envelope.bad",
-                ".envelope.new",
-            ]
-            .iter()
-            .any(|suffix| dir.exists(&format!("{name}{suffix}")))
+            SpoolFile::ENVELOPES
+                .iter()
+                .any(|file| dir.exists(&file.name(name)))
         };
         if names_it(&self.spool) {
             return true;

@@ -20,23 +20,24 @@ mod envelope;
 mod incoming;
 mod locked;
 mod maildrop;
+mod name;
 mod queue;
 mod sweep;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::platform::files::open_regular;
-use crate::platform::files::{self, Held};
+use crate::platform::files::{self, AtomicStep, Held};
 pub use commit::Committer;
 pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
 pub use locked::Locked;
 pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
+pub use name::{MessageId, SpoolFile, SpoolName};
 pub use queue::{sort_ids, QueueEntry, QueueError, QueueState, ReadyWalk, Walk};
 pub use sweep::{Swept, SWEEP_INTERVAL};
 
@@ -81,54 +82,12 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError
     move |reason| StoreError::Io { op, path, reason }
 }
 
-/// A message id: `emailrelay.<pid>.<unix-seconds>.<sequence>`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId(String);
-
-impl MessageId {
-    /// The id text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Recognises a spool file name and the id in it.
-    /// When the message was received: the time part of the id (as in
-    /// E-MailRelay's ids too); `None` for an id of another shape.
-    pub fn created(&self) -> Option<std::time::SystemTime> {
-        let secs: u64 = self.0.split('.').nth(2)?.parse().ok()?;
-        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-    }
-
-    /// A name with control characters (or invalid UTF-8, seen here as
-    /// U+FFFD) is none of ours, and is ignored: listed by `list` or
-    /// `failures` it could forge lines of the answer, and in a log line it
-    /// could forge a line of the log.
-    pub fn from_file_name(name: &str, suffix: &str) -> Option<MessageId> {
-        let id = name.strip_suffix(suffix)?;
-        let plain = !id.contains(|c: char| c == '/' || c == '\u{fffd}' || c.is_control());
-        (id.starts_with("emailrelay.") && plain).then(|| MessageId(id.to_string()))
-    }
-}
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
     committer: Committer,
 }
-
-/// The last sequence number given out, process-wide: several instances
-/// (several spools, or one spool shared by two instances) in one process
-/// must never make the same file name.
-/// E-MailRelay compatibility: 2.6.1 counts per spool, so its two
-/// instances both start at `.1`; ids stay unique here instead.
-static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl Spool {
     /// Opens a spool directory, creating it (one level) if it is missing.
@@ -151,19 +110,14 @@ impl Spool {
         &self.dir
     }
 
-    /// The path of a message file: `suffix` like `.content` or `.envelope.bad`.
-    pub fn path(&self, id: &MessageId, suffix: &str) -> PathBuf {
-        message_path(&self.dir, id, suffix)
+    /// The path of one of a message's files.
+    pub fn path(&self, id: &MessageId, file: SpoolFile) -> PathBuf {
+        id.path_in(&self.dir, file)
     }
 
     /// A fresh message id, unique within this process whatever the spool.
     pub fn new_id(&self) -> MessageId {
-        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        MessageId(format!("emailrelay.{}.{secs}.{seq}", std::process::id()))
+        MessageId::fresh()
     }
 
     /// Adds a message made from an existing content file (hard-linked where
@@ -184,18 +138,21 @@ impl Spool {
         envelope: &Envelope,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        let content_path = self.path(&id, ".content");
+        let content_path = self.path(&id, SpoolFile::Content);
         let result = link_or_copy(content, &content_path)
             .map_err(io_err("cannot create content file", &content_path))
             .and_then(|()| {
-                let new_path = self.path(&id, ".envelope.new");
-                let mut file = create_exclusive(&new_path)
-                    .map_err(io_err("cannot create envelope file", &new_path))?;
-                file.write_all(&envelope.to_bytes())
-                    .and_then(|()| file.sync_data())
-                    .map_err(io_err("cannot write envelope file", &new_path))?;
-                files::rename(&new_path, self.path(&id, ".envelope"))
-                    .map_err(io_err("cannot commit envelope file", &new_path))?;
+                let new_path = self.path(&id, SpoolFile::EnvelopeNew);
+                let target = self.path(&id, SpoolFile::Envelope);
+                files::write_atomic_unsynced(&target, &new_path, &envelope.to_bytes(), FILE_MODE)
+                    .map_err(|e| {
+                    let op = match e.step {
+                        AtomicStep::Create => "cannot create envelope file",
+                        AtomicStep::Write => "cannot write envelope file",
+                        _ => "cannot commit envelope file",
+                    };
+                    io_err(op, &new_path)(e.source)
+                })?;
                 self.committer
                     .sync_dir_now()
                     .map_err(io_err("cannot sync spool directory", &self.dir))
@@ -209,7 +166,7 @@ impl Spool {
     /// Starts a new message: creates its content file (exclusively).
     pub fn new_message(self: &Arc<Self>) -> Result<NewMessage, StoreError> {
         let id = self.new_id();
-        let path = self.path(&id, ".content");
+        let path = self.path(&id, SpoolFile::Content);
         let file = create_exclusive(&path).map_err(io_err("cannot create content file", &path))?;
         Ok(NewMessage {
             spool: Arc::clone(self),
@@ -228,35 +185,35 @@ impl Spool {
 
     /// Ids of messages waiting to be forwarded (`.envelope`), oldest first.
     pub fn ready(&self) -> Result<Vec<MessageId>, StoreError> {
-        self.list(".envelope")
+        self.list(SpoolFile::Envelope)
     }
 
     /// Ids of messages being forwarded (`.envelope.busy`).
     pub fn busy(&self) -> Result<Vec<MessageId>, StoreError> {
-        self.list(".envelope.busy")
+        self.list(SpoolFile::EnvelopeBusy)
     }
 
     /// Ids of failed messages (`.envelope.bad`).
     pub fn failed(&self) -> Result<Vec<MessageId>, StoreError> {
-        self.list(".envelope.bad")
+        self.list(SpoolFile::EnvelopeBad)
     }
 
-    fn list(&self, suffix: &str) -> Result<Vec<MessageId>, StoreError> {
+    fn list(&self, file: SpoolFile) -> Result<Vec<MessageId>, StoreError> {
         let entries =
             fs::read_dir(&self.dir).map_err(io_err("cannot read spool directory", &self.dir))?;
         let mut ids: Vec<MessageId> = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| MessageId::from_file_name(&e.file_name().to_string_lossy(), suffix))
+            .filter_map(|e| MessageId::from_file_name(&e.file_name().to_string_lossy(), file))
             .collect();
-        ids.sort_by_key(sort_key);
+        ids.sort_by_key(MessageId::sort_key);
         Ok(ids)
     }
 
     /// Locks a message for forwarding by renaming it to `.busy` and taking
     /// an flock on it. `Ok(None)` if another process or task got there first.
     pub fn lock(self: &Arc<Self>, id: &MessageId) -> Result<Option<Locked>, StoreError> {
-        let from = self.path(id, ".envelope");
-        let busy = self.path(id, ".envelope.busy");
+        let from = self.path(id, SpoolFile::Envelope);
+        let busy = self.path(id, SpoolFile::EnvelopeBusy);
         match files::rename(&from, &busy) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -315,7 +272,7 @@ impl Spool {
         what: &'static str,
         e: io::Error,
     ) -> StoreError {
-        let bad = self.path(id, ".envelope.bad");
+        let bad = self.path(id, SpoolFile::EnvelopeBad);
         let error = io_err(what, busy)(e);
         match files::rename(busy, &bad) {
             Ok(()) => crate::error!("{error}: moved aside to [{}]", bad.display()),
@@ -330,12 +287,12 @@ impl Spool {
     pub fn unfail_all(&self) -> Result<usize, StoreError> {
         let mut count = 0;
         for id in self.failed()? {
-            let from = self.path(&id, ".envelope.bad");
+            let from = self.path(&id, SpoolFile::EnvelopeBad);
             if !is_regular(&from) {
                 crate::warning!("not a regular file: left failed: [{}]", from.display());
                 continue;
             }
-            files::rename(&from, self.path(&id, ".envelope"))
+            files::rename(&from, self.path(&id, SpoolFile::Envelope))
                 .map_err(io_err("cannot unfail envelope", &from))?;
             count += 1;
         }
@@ -347,14 +304,14 @@ impl Spool {
     pub fn recover_busy(&self) -> Result<usize, StoreError> {
         let mut recovered = 0;
         for id in self.busy()? {
-            let busy = self.path(&id, ".envelope.busy");
+            let busy = self.path(&id, SpoolFile::EnvelopeBusy);
             let Ok(file) = open_regular(&busy) else {
                 continue;
             };
             let Ok(lock) = Held::try_hold(file) else {
                 continue;
             };
-            files::rename(&busy, self.path(&id, ".envelope"))
+            files::rename(&busy, self.path(&id, SpoolFile::Envelope))
                 .map_err(io_err("cannot recover envelope", &busy))?;
             drop(lock);
             recovered += 1;
@@ -366,32 +323,16 @@ impl Spool {
     }
 }
 
-/// The path of a message file in `dir`.
-fn message_path(dir: &Path, id: &MessageId, suffix: &str) -> PathBuf {
-    let mut name = String::with_capacity(id.0.len() + suffix.len());
-    name.push_str(&id.0);
-    name.push_str(suffix);
-    dir.join(name)
-}
-
 /// Removes whatever exists of a message that was never acknowledged,
 /// envelope first, so that no envelope is ever left without its content.
 fn remove_files(dir: &Path, id: &MessageId) {
-    for suffix in [".envelope.new", ".envelope", ".content"] {
-        let _ = files::remove_file(message_path(dir, id, suffix));
+    for file in [
+        SpoolFile::EnvelopeNew,
+        SpoolFile::Envelope,
+        SpoolFile::Content,
+    ] {
+        let _ = files::remove_file(id.path_in(dir, file));
     }
-}
-
-/// Sorts ids by time then sequence, so older mail goes first.
-fn sort_key(id: &MessageId) -> (u64, u64, u64) {
-    let mut parts =
-        id.0.split('.')
-            .skip(1)
-            .map(|p| p.parse::<u64>().unwrap_or(0));
-    let pid = parts.next().unwrap_or(0);
-    let secs = parts.next().unwrap_or(0);
-    let seq = parts.next().unwrap_or(0);
-    (secs, seq, pid)
 }
 
 /// True if `path` is a regular file (a symbolic link is not, wherever it points).
@@ -439,7 +380,7 @@ mod tests {
         assert_eq!(names(&spool), ["content", "envelope"]);
         assert_eq!(spool.ready().unwrap(), vec![id.clone()]);
         assert_eq!(
-            fs::read(spool.path(&id, ".envelope")).unwrap(),
+            fs::read(spool.path(&id, SpoolFile::Envelope)).unwrap(),
             envelope().to_bytes()
         );
         let discarded = spool.new_message().unwrap();
@@ -470,7 +411,7 @@ mod tests {
             .fail("one or more recipients rejected", Some(550))
             .unwrap();
         assert_eq!(names(&spool), ["content", "envelope.bad"]);
-        let bad = fs::read_to_string(spool.path(&id, ".envelope.bad")).unwrap();
+        let bad = fs::read_to_string(spool.path(&id, SpoolFile::EnvelopeBad)).unwrap();
         assert!(bad.ends_with("X-MailRelay-Reason: one or more recipients rejected\r\nX-MailRelay-ReasonCode: 550\r\n"));
         assert_eq!(spool.failed().unwrap(), vec![id.clone()]);
         assert_eq!(spool.unfail_all().unwrap(), 1);
@@ -485,8 +426,8 @@ mod tests {
         let spool = Spool::open(dir.path()).unwrap();
         let stale = committed(&spool).await;
         files::rename(
-            spool.path(&stale, ".envelope"),
-            spool.path(&stale, ".envelope.busy"),
+            spool.path(&stale, SpoolFile::Envelope),
+            spool.path(&stale, SpoolFile::EnvelopeBusy),
         )
         .unwrap();
         let held_id = committed(&spool).await;
@@ -503,12 +444,12 @@ mod tests {
         let spool = Spool::open(dir.path()).unwrap();
         let id = MessageId("emailrelay.1.2.3".into());
         fs::write(
-            spool.path(&id, ".envelope"),
+            spool.path(&id, SpoolFile::Envelope),
             "X-MailRelay-Format: #2821.8\r\nX-MailRelay-From: a@b\r\n",
         )
         .unwrap();
         assert!(matches!(spool.lock(&id), Err(StoreError::Envelope { .. })));
-        let bad = fs::read_to_string(spool.path(&id, ".envelope.bad")).unwrap();
+        let bad = fs::read_to_string(spool.path(&id, SpoolFile::EnvelopeBad)).unwrap();
         assert!(bad.ends_with("X-MailRelay-Reason: envelope file is incomplete: no end marker\r\nX-MailRelay-ReasonCode: \r\n"), "{bad}");
     }
 
@@ -522,7 +463,7 @@ mod tests {
         .iter()
         .map(|s| MessageId(s.to_string()))
         .collect();
-        ids.sort_by_key(sort_key);
+        ids.sort_by_key(MessageId::sort_key);
         let sorted: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
         assert_eq!(
             sorted,
@@ -533,11 +474,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            MessageId::from_file_name("emailrelay.1.2.3.envelope.bad", ".envelope.bad")
+            MessageId::from_file_name("emailrelay.1.2.3.envelope.bad", SpoolFile::EnvelopeBad)
                 .unwrap()
                 .as_str(),
             "emailrelay.1.2.3"
         );
-        assert!(MessageId::from_file_name("other.1.envelope", ".envelope").is_none());
+        assert!(MessageId::from_file_name("other.1.envelope", SpoolFile::Envelope).is_none());
     }
 }

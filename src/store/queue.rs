@@ -11,7 +11,7 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{io_err, is_regular, open_regular, Envelope, MessageId, Spool, StoreError};
+use super::{io_err, is_regular, open_regular, Envelope, MessageId, Spool, SpoolFile, StoreError};
 
 /// Where a message is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,12 +25,12 @@ pub enum QueueState {
 }
 
 impl QueueState {
-    /// The envelope file's suffix for this state.
-    pub fn suffix(self) -> &'static str {
+    /// The envelope file of this state.
+    pub fn file(self) -> SpoolFile {
         match self {
-            QueueState::Queued => ".envelope",
-            QueueState::Busy => ".envelope.busy",
-            QueueState::Failed => ".envelope.bad",
+            QueueState::Queued => SpoolFile::Envelope,
+            QueueState::Busy => SpoolFile::EnvelopeBusy,
+            QueueState::Failed => SpoolFile::EnvelopeBad,
         }
     }
 
@@ -74,14 +74,14 @@ impl Spool {
     /// The message's summary in `state`, read without locking (the
     /// envelope is replaced only by rename, so a read sees a whole one).
     pub fn entry(&self, id: &MessageId, state: QueueState) -> Result<QueueEntry, StoreError> {
-        let path = self.path(id, state.suffix());
+        let path = self.path(id, state.file());
         let mut bytes = Vec::new();
         open_regular(&path)
             .and_then(|mut f| io::Read::read_to_end(&mut f, &mut bytes))
             .map_err(io_err("cannot read envelope", &path))?;
         let envelope =
             Envelope::parse(&bytes).map_err(|source| StoreError::Envelope { path, source })?;
-        let size = fs::metadata(self.path(id, ".content")).map_or(0, |m| m.len());
+        let size = fs::metadata(self.path(id, SpoolFile::Content)).map_or(0, |m| m.len());
         let age = id
             .created()
             .and_then(|t| SystemTime::now().duration_since(t).ok());
@@ -98,7 +98,7 @@ impl Spool {
     pub fn state_of(&self, id: &MessageId) -> Option<QueueState> {
         [QueueState::Queued, QueueState::Busy, QueueState::Failed]
             .into_iter()
-            .find(|s| is_regular(&self.path(id, s.suffix())))
+            .find(|s| is_regular(&self.path(id, s.file())))
     }
 
     /// Puts one failed message back in the queue (`.bad` to `.envelope`).
@@ -109,8 +109,8 @@ impl Spool {
             Some(QueueState::Busy) => Err(QueueError::Busy(id.to_string())),
             None => Err(QueueError::NotFound(id.to_string())),
             Some(QueueState::Failed) => {
-                let from = self.path(id, ".envelope.bad");
-                fs::rename(&from, self.path(id, ".envelope"))
+                let from = self.path(id, SpoolFile::EnvelopeBad);
+                fs::rename(&from, self.path(id, SpoolFile::Envelope))
                     .map_err(io_err("cannot unfail envelope", &from))?;
                 Ok(true)
             }
@@ -132,14 +132,14 @@ impl Spool {
             Some(QueueState::Failed) => {
                 // Taken out of `.bad` by rename, so that no `unfail-all`
                 // can put it back in the queue while it is deleted.
-                let bad = self.path(id, ".envelope.bad");
-                let gone = self.path(id, ".envelope.deleting");
+                let bad = self.path(id, SpoolFile::EnvelopeBad);
+                let gone = self.path(id, SpoolFile::EnvelopeDeleting);
                 fs::rename(&bad, &gone).map_err(|e| match e.kind() {
                     io::ErrorKind::NotFound => QueueError::NotFound(id.to_string()),
                     _ => io_err("cannot delete envelope file", &bad)(e).into(),
                 })?;
                 remove(&gone)?;
-                remove(&self.path(id, ".content"))?;
+                remove(&self.path(id, SpoolFile::Content))?;
                 Ok(())
             }
         }
@@ -158,7 +158,7 @@ fn remove(path: &Path) -> Result<(), StoreError> {
 /// order, not oldest first: a caller that wants order sorts what it took.
 pub struct Walk {
     entries: fs::ReadDir,
-    suffix: &'static str,
+    file: SpoolFile,
 }
 
 /// The walk over waiting messages.
@@ -173,7 +173,7 @@ impl Iterator for Walk {
                 continue;
             };
             let name = entry.file_name();
-            if let Some(id) = MessageId::from_file_name(&name.to_string_lossy(), self.suffix) {
+            if let Some(id) = MessageId::from_file_name(&name.to_string_lossy(), self.file) {
                 return Some(id);
             }
         }
@@ -187,7 +187,7 @@ impl Spool {
             fs::read_dir(self.dir()).map_err(io_err("cannot read spool directory", self.dir()))?;
         Ok(Walk {
             entries,
-            suffix: state.suffix(),
+            file: state.file(),
         })
     }
 
@@ -206,7 +206,7 @@ impl Spool {
     pub fn oldest(&self, state: QueueState, limit: usize) -> Result<Vec<MessageId>, StoreError> {
         let mut heap = std::collections::BinaryHeap::new();
         for id in self.walk(state)? {
-            heap.push((super::sort_key(&id), id));
+            heap.push((id.sort_key(), id));
             if heap.len() > limit {
                 heap.pop();
             }
@@ -228,5 +228,5 @@ impl Spool {
 
 /// Sorts ids oldest first, as the spool lists them.
 pub fn sort_ids(ids: &mut [MessageId]) {
-    ids.sort_by_key(super::sort_key);
+    ids.sort_by_key(MessageId::sort_key);
 }

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{MessageId, Spool};
+use super::{MessageId, Spool, SpoolFile, SpoolName};
 use crate::platform::files::{self, Held};
 
 /// How often the spool is swept while the relay runs.
@@ -30,15 +30,6 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 pub const BUSY_AGE: Duration = Duration::from_secs(60 * 60);
 /// An orphan unchanged this long is removed.
 pub const ORPHAN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The file name endings of one message's files.
-const SUFFIXES: [&str; 5] = [
-    ".envelope.busy",
-    ".envelope.new",
-    ".envelope.bad",
-    ".envelope",
-    ".content",
-];
 
 /// What a sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -61,32 +52,29 @@ impl Spool {
         // flat however many messages the spool holds.
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((id, suffix)) = SUFFIXES
-                .iter()
-                .find_map(|s| MessageId::from_file_name(&name, s).map(|id| (id, *s)))
-            else {
+            let Some(SpoolName { id, file }) = SpoolName::parse(&name) else {
                 continue;
             };
-            match suffix {
-                ".envelope.busy"
-                    if self.unchanged(&id, suffix, now, BUSY_AGE, true) && self.put_back(&id) =>
+            match file {
+                SpoolFile::EnvelopeBusy
+                    if self.unchanged(&id, file, now, BUSY_AGE, true) && self.put_back(&id) =>
                 {
                     swept.recovered.push(id);
                 }
-                ".envelope.new" if self.unchanged(&id, suffix, now, ORPHAN_AGE, false) => {
-                    self.remove_orphan(&id, suffix, &mut swept);
-                    if self.unchanged(&id, ".content", now, ORPHAN_AGE, false) {
-                        self.remove_orphan(&id, ".content", &mut swept);
+                SpoolFile::EnvelopeNew if self.unchanged(&id, file, now, ORPHAN_AGE, false) => {
+                    self.remove_orphan(&id, file, &mut swept);
+                    if self.unchanged(&id, SpoolFile::Content, now, ORPHAN_AGE, false) {
+                        self.remove_orphan(&id, SpoolFile::Content, &mut swept);
                     }
                 }
                 // The age first: a young content file (the common case)
                 // costs one stat, not five.
-                ".content"
-                    if self.unchanged(&id, suffix, now, ORPHAN_AGE, false)
+                SpoolFile::Content
+                    if self.unchanged(&id, file, now, ORPHAN_AGE, false)
                         && !has_any_envelope(&self.dir, &id)
                         && !self.has_envelope_below(&id) =>
                 {
-                    self.remove_orphan(&id, suffix, &mut swept);
+                    self.remove_orphan(&id, file, &mut swept);
                 }
                 _ => {}
             }
@@ -99,12 +87,12 @@ impl Spool {
     fn unchanged(
         &self,
         id: &MessageId,
-        suffix: &str,
+        file: SpoolFile,
         now: SystemTime,
         age: Duration,
         by_ctime: bool,
     ) -> bool {
-        let path = self.path(id, suffix);
+        let path = self.path(id, file);
         let Ok(meta) = fs::symlink_metadata(&path) else {
             return false;
         };
@@ -118,14 +106,14 @@ impl Spool {
     /// Renames an unlocked `.busy` back to `.envelope`, holding the lock
     /// while it does so that no forwarder takes it half-way.
     fn put_back(&self, id: &MessageId) -> bool {
-        let busy = self.path(id, ".envelope.busy");
+        let busy = self.path(id, SpoolFile::EnvelopeBusy);
         let Ok(file) = super::open_regular(&busy) else {
             return false;
         };
         let Ok(_lock) = Held::try_hold(file) else {
             return false;
         };
-        match files::rename(&busy, self.path(id, ".envelope")) {
+        match files::rename(&busy, self.path(id, SpoolFile::Envelope)) {
             Ok(()) => {
                 crate::warning!(
                     "recovered [{id}]: locked for forwarding by a process that is gone"
@@ -137,8 +125,8 @@ impl Spool {
         }
     }
 
-    fn remove_orphan(&self, id: &MessageId, suffix: &str, swept: &mut Swept) {
-        let path = self.path(id, suffix);
+    fn remove_orphan(&self, id: &MessageId, file: SpoolFile, swept: &mut Swept) {
+        let path = self.path(id, file);
         if files::remove_file(&path).is_ok() {
             crate::warning!(
                 "removed [{}]: left behind by an interrupted message and unchanged for {}h",
@@ -163,14 +151,9 @@ impl Spool {
 }
 
 fn has_any_envelope(dir: &Path, id: &MessageId) -> bool {
-    [
-        ".envelope",
-        ".envelope.busy",
-        ".envelope.bad",
-        ".envelope.new",
-    ]
-    .iter()
-    .any(|s| dir.join(format!("{id}{s}")).exists())
+    SpoolFile::ENVELOPES
+        .iter()
+        .any(|&file| id.path_in(dir, file).exists())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub use options::{help_text, request, Request, Show, SubmitRequest, OPTIONS};
 pub use spool::Pending;
 
 use crate::codec::base64_decode_strict;
-use crate::store::Envelope;
+use crate::store::{Envelope, SpoolFile};
 use address::{style, Style};
 use content::{HeaderRecipients, Lines, Part};
 
@@ -142,16 +142,16 @@ pub fn submit(request: &SubmitRequest, io: &mut Io) -> Result<Vec<String>, Submi
                 let _ = writeln!(
                     io.stdout,
                     "{}",
-                    spool.display_path(&format!("{id}.content"))
+                    spool.display_path(&id.file_name(SpoolFile::Content))
                 );
             }
             Show::Name => {
-                let _ = writeln!(io.stdout, "{id}.content");
+                let _ = writeln!(io.stdout, "{}", id.file_name(SpoolFile::Content));
             }
             Show::Nothing => {}
         }
         let _ = io.stdout.flush();
-        ids.push(id);
+        ids.push(id.to_string());
     }
     Ok(ids)
 }

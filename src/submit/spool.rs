@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use super::SubmitError;
 use crate::platform::files::{is_separator, SEPARATOR};
-use crate::store::{Envelope, NewMessage, Spool, StoreError};
+use crate::store::{Envelope, MessageId, NewMessage, Spool, SpoolFile, StoreError};
 
 /// The spool, and the directory as 2.6.1 would print it.
 pub struct OpenSpool {
@@ -93,7 +93,8 @@ impl Message {
             .spool
             .new_message()
             .map_err(|e| store_error(&spool.shown, e))?;
-        files.extend([".content", ".envelope.new"].map(|s| spool.spool.path(new.id(), s)));
+        let parts = [SpoolFile::Content, SpoolFile::EnvelopeNew];
+        files.extend(parts.map(|part| spool.spool.path(new.id(), part)));
         drop(files);
         Ok(Message {
             spool: Arc::clone(&spool.spool),
@@ -105,12 +106,12 @@ impl Message {
 
     /// The content file's name.
     pub fn content_name(&self) -> String {
-        format!("{}.content", self.new.id())
+        self.new.id().file_name(SpoolFile::Content)
     }
 
     /// The name the envelope is first written under.
     pub fn envelope_new_name(&self) -> String {
-        format!("{}.envelope.new", self.new.id())
+        self.new.id().file_name(SpoolFile::EnvelopeNew)
     }
 
     /// Appends a line and CRLF.
@@ -123,7 +124,7 @@ impl Message {
 
     /// Commits, and with `copy` copies the envelope into the
     /// subdirectories; returns the id. Holds `pending`'s lock throughout.
-    pub fn commit(self, copy: bool, pending: &Pending) -> Result<String, SubmitError> {
+    pub fn commit(self, copy: bool, pending: &Pending) -> Result<MessageId, SubmitError> {
         let mut files = pending.0.lock().unwrap_or_else(|p| p.into_inner());
         let prefix = format!("{}.", self.new.id());
         files.retain(|f| {
@@ -135,10 +136,10 @@ impl Message {
             .commit_now(self.envelope)
             .map_err(|e| store_error(&self.shown_dir, e))?;
         if copy {
-            copy_into_subdirectories(&self.spool, &self.spool.path(&id, ".envelope"));
+            copy_into_subdirectories(&self.spool, &self.spool.path(&id, SpoolFile::Envelope));
         }
         drop(files);
-        Ok(id.to_string())
+        Ok(id)
     }
 }
 
@@ -246,7 +247,11 @@ fn store_error(shown_dir: &[u8], e: StoreError) -> SubmitError {
     } else if op.contains("commit") {
         format!(
             "cannot rename envelope file to {}",
-            shown(name.trim_end_matches(".new"))
+            shown(
+                &SpoolFile::EnvelopeNew
+                    .stem(&name)
+                    .map_or(name.clone(), |id| SpoolFile::Envelope.name(id))
+            )
         )
     } else if op.contains("envelope") {
         format!("cannot write envelope file: {}", shown(&name))

@@ -73,24 +73,40 @@ pub fn verify(options: &AccountOptions, request: &VerifyRequest) -> Answer {
         (Ok((name, full_name)), _, false) => Answer::code(0, &full_name, &name),
         (Err(_), true, _) => Answer::code(1, "", &request.address),
         // E-MailRelay's reply and reasons.
-        (Err(reason), false, _) => Answer::code(2, "rejected", &reason),
+        (Err(reason), false, _) => Answer::code(2, "rejected", &reason.to_string()),
     }
 }
 
-/// The account (name, full name) the address names, or why it names none,
-/// in E-MailRelay's words.
+/// Why an address names no account, in E-MailRelay's words.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum NoAccount {
+    /// The address is in another domain.
+    #[error("[{domain}] does not match [{ours}]")]
+    Domain { domain: String, ours: String },
+    /// No account of that name (or the account list cannot be read).
+    #[error("[{0}] is not a valid account name")]
+    NotValid(String),
+    /// The account's uid is outside the range.
+    #[error("uid {uid} is not in the range {low}-{high}")]
+    Uid { uid: u32, low: u32, high: u32 },
+}
+
+/// The account (name, full name) the address names, or why it names none.
 fn find_account(
     options: &AccountOptions,
     request: &VerifyRequest,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), NoAccount> {
     let (local, domain) = request
         .address
         .rsplit_once('@')
         .unwrap_or((request.address.as_str(), ""));
     if !domain.eq_ignore_ascii_case(&request.domain) {
-        return Err(format!("[{domain}] does not match [{}]", request.domain));
+        return Err(NoAccount::Domain {
+            domain: domain.to_string(),
+            ours: request.domain.clone(),
+        });
     }
-    let not_valid = || format!("[{local}] is not a valid account name");
+    let not_valid = || NoAccount::NotValid(local.to_string());
     let passwd = std::fs::read_to_string(&options.passwd).map_err(|_| not_valid())?;
     let (fields, name) = passwd
         .lines()
@@ -107,11 +123,11 @@ fn find_account(
         .ok_or_else(not_valid)?;
     let uid: u32 = fields[2].parse().map_err(|_| not_valid())?;
     if !options.uids.contains(&uid) {
-        return Err(format!(
-            "uid {uid} is not in the range {}-{}",
-            options.uids.start(),
-            options.uids.end()
-        ));
+        return Err(NoAccount::Uid {
+            uid,
+            low: *options.uids.start(),
+            high: *options.uids.end(),
+        });
     }
     let gecos = fields
         .get(4)

@@ -613,6 +613,46 @@ fn storage_failure_is_a_4xx_and_the_session_goes_on() {
 }
 
 #[test]
+fn a_stray_or_duplicate_answer_is_refused_and_the_pending_one_still_counts() {
+    let mut h = Harness::new(ServerConfig {
+        verify_recipients: true,
+        ..relay_config()
+    });
+    h.feed(b"EHLO vm\r\nMAIL FROM:<a@b>\r\n");
+    // Waiting for the verifier: an end-of-message answer is not it.
+    h.session.handle_input(b"RCPT TO:<c@d>\r\nNOOP\r\n");
+    assert!(matches!(h.session.poll_event(), Some(Event::Verify { .. })));
+    h.session.answer_message(MessageResult::Accepted);
+    assert_eq!(h.output(), "");
+    assert_eq!(h.session.poll_event(), None);
+    h.session.answer_verify(VerifyResult::Remote("c@d".into()));
+    assert_eq!(h.output(), "250 recipient <c@d> OK\r\n250 noop\r\n");
+    // A second verifier answer finds nothing pending.
+    h.session
+        .answer_verify(VerifyResult::Reject(Reply::new(550, "no")));
+    assert_eq!(h.output(), "");
+    assert_eq!(h.session.transaction().recipients.len(), 1);
+    // Waiting for the message's commit: a verifier answer is not it, and
+    // the commit's own answer still ends the message.
+    h.feed(b"DATA\r\n");
+    h.session.handle_input(b"x\r\n.\r\nNOOP\r\n");
+    let mut ended = false;
+    while let Some(event) = h.session.poll_event() {
+        ended |= event == Event::MessageEnd;
+    }
+    assert!(ended);
+    h.session.answer_verify(VerifyResult::Remote("e@f".into()));
+    assert_eq!(h.output(), "");
+    h.session.answer_message(MessageResult::Accepted);
+    assert_eq!(h.output(), "250 message processed\r\n250 noop\r\n");
+    // A duplicate commit answer is not a second message.
+    h.session
+        .answer_message(MessageResult::Rejected(Reply::new(452, "full")));
+    assert_eq!(h.output(), "");
+    assert_eq!(h.feed(b"NOOP\r\n"), "250 noop\r\n");
+}
+
+#[test]
 fn without_chunking_bdat_is_an_unknown_command() {
     let mut h = Harness::new(relay_config());
     h.feed(b"HELO vm\r\n");

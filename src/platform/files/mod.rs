@@ -17,6 +17,10 @@
 //!   ([`OpenDir`]: `openat` and friends on Unix, so that a directory
 //!   swapped for a link leads nowhere; checked paths on Windows).
 //!
+//! On top of these, the same on both systems: replacing a file all or
+//! nothing ([`AtomicFile`], [`write_atomic`]: temporary file, flush,
+//! rename, directory sync), the one copy of that sequence in the crate.
+//!
 //! Everything else about files is the standard library's.
 
 #[cfg(unix)]
@@ -28,6 +32,11 @@ pub use unix::*;
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
+
+mod atomic;
+pub use atomic::{
+    write_atomic, write_atomic_unsynced, AtomicError, AtomicFile, AtomicStep, DirSync,
+};
 
 use std::fs::File;
 use std::io;
@@ -72,32 +81,4 @@ impl Held {
 #[cfg_attr(unix, allow(dead_code))]
 pub(crate) fn wide(text: &str) -> Vec<u16> {
     text.encode_utf16().chain(std::iter::once(0)).collect()
-}
-
-/// Writes `bytes` to `target` all or nothing: into `temp` first (created
-/// afresh with `mode`), flushed, renamed over `target` ([`rename`]: write
-/// through on Windows), and the directory synced, so that a crash leaves
-/// either the old file or the new one, whole. `temp` is removed on failure.
-pub fn write_atomic(
-    target: &std::path::Path,
-    temp: &std::path::Path,
-    bytes: &[u8],
-    mode: u32,
-) -> io::Result<()> {
-    use std::io::Write;
-    let _ = remove_file(temp);
-    let written = create_new(temp, mode)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_data()
-        })
-        .and_then(|()| rename(temp, target));
-    if let Err(e) = written {
-        let _ = remove_file(temp);
-        return Err(e);
-    }
-    match target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => Directory::open(dir)?.sync(),
-        None => Directory::open(std::path::Path::new("."))?.sync(),
-    }
 }

@@ -11,6 +11,8 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::OnceLock;
 
+use super::PamError;
+
 const PAM_SUCCESS: c_int = 0;
 const PAM_BUF_ERR: c_int = 5;
 const PAM_PERM_DENIED: c_int = 6;
@@ -64,9 +66,9 @@ struct Library {
 
 /// Checks `user` and `password` with the PAM `service`: `Ok(false)` for
 /// wrong credentials, `Err` when PAM itself cannot answer.
-pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, String> {
+pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, PamError> {
     let lib = library()?;
-    let to_c = |s: &str| CString::new(s).map_err(|_| "a NUL in the name or password".to_string());
+    let to_c = |s: &str| CString::new(s).map_err(|_| PamError::Nul);
     let (service_c, user_c) = (to_c(service)?, to_c(user)?);
     let Ok(password_c) = CString::new(password) else {
         return Ok(false);
@@ -88,9 +90,10 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, S
         )
     };
     if rc != PAM_SUCCESS || handle.is_null() {
-        return Err(format!(
-            "pam_start failed for service \"{service}\": code {rc}"
-        ));
+        return Err(PamError::Start {
+            service: service.to_string(),
+            code: rc,
+        });
     }
     // SAFETY: `handle` is live until pam_end below.
     let rc = unsafe {
@@ -118,7 +121,10 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, S
             crate::verbose!("pam: {user}: {reason}");
             Ok(false)
         }
-        _ => Err(format!("service \"{service}\": {reason}")),
+        _ => Err(PamError::Service {
+            service: service.to_string(),
+            reason,
+        }),
     }
 }
 
@@ -159,24 +165,28 @@ extern "C" fn converse(
     PAM_SUCCESS
 }
 
-fn library() -> Result<&'static Library, String> {
-    static LIBRARY: OnceLock<Result<Library, String>> = OnceLock::new();
+fn library() -> Result<&'static Library, PamError> {
+    static LIBRARY: OnceLock<Result<Library, PamError>> = OnceLock::new();
     LIBRARY.get_or_init(load).as_ref().map_err(Clone::clone)
 }
 
-fn load() -> Result<Library, String> {
+fn load() -> Result<Library, PamError> {
     // SAFETY: dlopen/dlsym with NUL-terminated names; each symbol is cast
     // to the signature Linux-PAM documents for it, and the library stays
     // loaded for the life of the process.
     unsafe {
         let handle = libc::dlopen(c"libpam.so.0".as_ptr(), libc::RTLD_NOW);
         if handle.is_null() {
-            return Err("cannot load libpam.so.0: is PAM installed?".into());
+            let why = "cannot load libpam.so.0: is PAM installed?";
+            return Err(PamError::Library(why.into()));
         }
         let symbol = |name: &CStr| {
             let p = libc::dlsym(handle, name.as_ptr());
             if p.is_null() {
-                Err(format!("libpam has no {}", name.to_string_lossy()))
+                Err(PamError::Library(format!(
+                    "libpam has no {}",
+                    name.to_string_lossy()
+                )))
             } else {
                 Ok(p)
             }

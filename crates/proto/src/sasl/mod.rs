@@ -18,7 +18,7 @@ mod server;
 
 pub use client::{ClientExchange, ClientSecret};
 pub use hmac::HmacMd5Key;
-pub use policy::MechanismPolicy;
+pub use policy::{MechanismPolicy, PolicyError};
 pub use server::{apop_credentials, apop_digest, Credentials, ServerExchange, Step};
 
 /// The driver's verdict on credentials, for SMTP AUTH and POP alike.

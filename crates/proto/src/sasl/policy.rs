@@ -8,7 +8,31 @@
 //! nothing in clear and only PLAIN under TLS. Names we do not implement
 //! (SCRAM-SHA-1, say) are skipped, as they match nothing.
 
+use std::fmt;
+
 use super::Mechanism;
+
+/// Why a policy text is refused: the item at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyError {
+    /// An item without `key:`.
+    NoKey(String),
+    /// A key other than `m`, `x`, `a` and `d`.
+    UnknownKey(String),
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::NoKey(item) => write!(f, "\"{item}\" has no key: use m:, x:, a: or d:"),
+            PolicyError::UnknownKey(key) => {
+                write!(f, "unknown key \"{key}:\": use m:, x:, a: or d:")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
 
 /// Parsed allow and deny lists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,11 +48,11 @@ pub struct MechanismPolicy {
 
 impl MechanismPolicy {
     /// Parses the option value; `Err` says which item is wrong.
-    pub fn parse(text: &str) -> Result<MechanismPolicy, String> {
+    pub fn parse(text: &str) -> Result<MechanismPolicy, PolicyError> {
         let mut policy = MechanismPolicy::default();
         for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
             let Some((key, list)) = item.split_once(':') else {
-                return Err(format!("\"{item}\" has no key: use m:, x:, a: or d:"));
+                return Err(PolicyError::NoKey(item.to_string()));
             };
             let names: Vec<Mechanism> = list
                 .split(',')
@@ -44,7 +68,7 @@ impl MechanismPolicy {
                 "x" => (policy.clear_deny, policy.apop[1]) = (names, apop),
                 "a" => (policy.tls_allow, policy.apop[2]) = (Some(names), apop),
                 "d" => (policy.tls_deny, policy.apop[3]) = (Some(names), apop),
-                other => return Err(format!("unknown key \"{other}:\": use m:, x:, a: or d:")),
+                other => return Err(PolicyError::UnknownKey(other.to_string())),
             }
         }
         Ok(policy)
@@ -134,11 +158,13 @@ mod tests {
     fn unknown_mechanisms_match_nothing_and_bad_items_are_errors() {
         let p = MechanismPolicy::parse("m:scram-sha-1,plain").unwrap();
         assert_eq!(p.apply(&ALL, false), [Plain]);
-        assert!(MechanismPolicy::parse("plain")
-            .unwrap_err()
-            .contains("has no key"));
-        assert!(MechanismPolicy::parse("q:plain")
-            .unwrap_err()
-            .contains("unknown key \"q:\""));
+        assert_eq!(
+            MechanismPolicy::parse("plain").unwrap_err().to_string(),
+            "\"plain\" has no key: use m:, x:, a: or d:"
+        );
+        assert_eq!(
+            MechanismPolicy::parse("q:plain").unwrap_err().to_string(),
+            "unknown key \"q:\": use m:, x:, a: or d:"
+        );
     }
 }

@@ -448,11 +448,14 @@ impl ServerSession {
         !self.input.is_empty()
     }
 
-    /// Answers [`Event::Verify`].
+    /// Answers [`Event::Verify`]. An answer nobody asked for (none
+    /// pending, or another kind pending) is ignored and leaves the pending
+    /// wait as it was.
     pub fn answer_verify(&mut self, result: VerifyResult) {
-        let Some(Waiting::Verify { vrfy }) = self.waiting.take() else {
+        let Some(Waiting::Verify { vrfy }) = self.waiting else {
             return;
         };
+        self.waiting = None;
         let asked = mem::take(&mut self.verifying);
         match (vrfy, result) {
             (_, VerifyResult::Abort) => {
@@ -492,11 +495,13 @@ impl ServerSession {
         }
     }
 
-    /// Answers [`Event::MessageEnd`].
+    /// Answers [`Event::MessageEnd`]; ignored, like a stray
+    /// [`ServerSession::answer_verify`], unless that is what is pending.
     pub fn answer_message(&mut self, result: MessageResult) {
-        if self.waiting.take() != Some(Waiting::MessageEnd) {
+        if self.waiting != Some(Waiting::MessageEnd) {
             return;
         }
+        self.waiting = None;
         match result {
             MessageResult::Accepted => self.reply(250, "message processed"),
             MessageResult::Rejected(reply) => self.send(&reply),
