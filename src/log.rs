@@ -144,6 +144,11 @@ pub fn init(settings: LogSettings, program: &str) -> Result<(), LogError> {
         .as_deref()
         .and_then(facility_code)
         .map(|f| Mutex::new(SystemLog::open(f)));
+    // E-MailRelay compatibility: 2.6.1 for Windows registers its Event
+    // Log source at a start without --log too (not with --no-syslog).
+    if !settings.enabled {
+        SystemLog::announce();
+    }
     let file = match &settings.file {
         None => None,
         Some(pattern) => {

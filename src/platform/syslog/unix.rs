@@ -35,6 +35,10 @@ impl SystemLog {
         }
     }
 
+    /// Nothing on Unix (Windows registers its Event Log source at every
+    /// start, as 2.6.1 does).
+    pub fn announce() {}
+
     /// Done with the system log, at the end of the process: nothing to do
     /// (the socket goes with the process).
     pub fn close(&mut self) {}

@@ -45,6 +45,12 @@ impl SystemLog {
         }
     }
 
+    /// Registers the source without reporting to it, as 2.6.1 does at
+    /// every start without `--log` (its handle is kept to the end).
+    pub fn announce() {
+        let _kept = SystemLog::open(0);
+    }
+
     /// Done with the Event Log, at the end of the process: the source is
     /// deregistered, as 2.6.1 does on its way out; later lines are not
     /// reported.
