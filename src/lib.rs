@@ -14,6 +14,8 @@ pub mod config;
 pub mod control;
 pub mod filter;
 pub mod forward;
+#[cfg(test)]
+mod fuzzing;
 pub mod getopt;
 pub mod http;
 pub mod log;
