@@ -236,3 +236,25 @@ fn fuzz_http_request_head() {
     let report = fuzzing::run(&target, fuzzing::budget());
     fuzzing::finish("http", &report);
 }
+
+/// Found by the fuzz run (the input as found, 14 KB): a refused request
+/// with a body, then lines that make no request, on one connection. With
+/// hyper's vectored writes the 400 for those went out between the
+/// refusal's head and its body, so a client would have read the body as
+/// the next response. `http1_builder` now turns vectored writes off.
+#[test]
+fn an_answer_and_the_400_after_it_go_out_in_order() {
+    let data = include_bytes!("fuzz/out-of-order-400.http");
+    let cuts = [
+        166, 118, 104, 14, 129, 122, 154, 62, 145, 6, 159, 173, 25, 104, 194, 154,
+    ];
+    let out = runtime().block_on(exchange(data, &cuts, false));
+    let text = String::from_utf8_lossy(&out);
+    let first = text.find("HTTP/1.1 421 ").expect("the 421");
+    let body = text
+        .find("misdirected request: not a name")
+        .expect("its body");
+    let second = text.find("HTTP/1.1 400 ").expect("the 400");
+    assert!(first < body && body < second, "{text:?}");
+    check_responses(&out);
+}

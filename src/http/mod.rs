@@ -145,7 +145,8 @@ fn http1_builder() -> hyper::server::conn::http1::Builder {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BYTES)
+        .writev(false);
     builder
 }
 
