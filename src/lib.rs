@@ -14,6 +14,8 @@ pub mod config;
 pub(crate) mod control;
 pub mod filter;
 pub(crate) mod forward;
+#[cfg(test)]
+mod fuzzing;
 pub mod getopt;
 pub(crate) mod http;
 pub mod log;

@@ -32,6 +32,10 @@ pub struct InstanceSettings {
     pub verifier: Option<VerifierSpec>,
     /// Startup warnings (options that have no effect as given).
     pub warnings: Vec<String>,
+    /// The secrets files of `--server-auth`, `--client-auth` and
+    /// `--pop-auth` (not `pam:` or an inline `plain:` account), for the
+    /// startup check of who else can read them.
+    pub secrets_files: Vec<PathBuf>,
 }
 
 /// What the builders of one instance share.
@@ -112,8 +116,23 @@ impl InstanceSettings {
             filters,
             verifier,
             warnings,
+            secrets_files: secrets_files(&common),
         })
     }
+}
+
+/// The secrets file options' values that name files.
+fn secrets_files(common: &Common<'_>) -> Vec<PathBuf> {
+    ["server-auth", "client-auth", "pop-auth"]
+        .into_iter()
+        .filter_map(|name| common.path(name))
+        .filter(|path| {
+            let text = path.to_string_lossy();
+            let special = text == "pam:" || text == "/pam" || text.starts_with('<');
+            let inline = text.starts_with("plain:") && !path.exists();
+            !special && !inline
+        })
+        .collect()
 }
 
 /// `--filter`, `--client-filter`, `--filter-timeout` and `--delivery-dir`.

@@ -5,7 +5,9 @@
 //!
 //! Log lines are 2.6.1's: `filter [name]: [id]: running <path>` before,
 //! `filter [name] failed: exit code <n>: [<response>]` or
-//! `filter [name] timed out after <n>s` after.
+//! `filter [name] timed out after <n>s` after; but a filter that abandons
+//! the message (exit 100) gets `filter [name]: exit code 100: message
+//! abandoned`, an info line, where 2.6.1 warns that it failed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,7 +49,13 @@ pub async fn run(ty: FilterType, path: &Path, job: &FilterJob, timeout: Duration
         }
     };
     let outcome = FilterOutcome::of_exit(code, ty, &output);
-    if outcome.result != FilterResult::Ok {
+    if outcome.result == FilterResult::Abandon {
+        // Not 2.6.1's: it says `failed: exit code 100: [rejected]` as a
+        // warning, though its own documentation gives 100 as the way for
+        // a filter that dealt with the message itself (and removed its
+        // files) to stop "spurious warning messages" (docs/compatibility.md).
+        crate::info!("{prefix}: exit code {code}: message abandoned");
+    } else if outcome.result != FilterResult::Ok {
         // 2.6.1 words this line from the output whatever the result.
         let (response, reply_code, _) = super::outcome::parse_output(&output, "rejected");
         let coded = match reply_code {

@@ -128,12 +128,7 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<H
             Ok::<_, Infallible>(response)
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = http1_builder().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
@@ -142,6 +137,17 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<H
         _ = stop.changed() => connection.as_mut().graceful_shutdown(),
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+}
+
+/// HTTP/1.1 as this endpoint speaks it: the head's limits in time and size.
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .writev(false);
+    builder
 }
 
 /// What a request path names.
@@ -194,7 +200,7 @@ async fn handle(
     let method = request.method().clone();
     let path = request.uri().path();
     let route = Route::parse(path);
-    let response = match refusal(&request, &method, ctx) {
+    let response = match refusal(&request, &method, &ctx.hosts) {
         Some(response) => response,
         None => answer(&method, route, request.uri().query(), peer, ctx).await,
     };
@@ -220,10 +226,10 @@ async fn handle(
 fn refusal(
     request: &Request<Incoming>,
     method: &Method,
-    ctx: &HttpContext,
+    hosts: &[String],
 ) -> Option<Response<Full<Bytes>>> {
     let headers = request.headers();
-    if !origin::host_allowed(headers, &ctx.hosts) {
+    if !origin::host_allowed(headers, hosts) {
         let host = headers.get(hyper::header::HOST).map_or(String::new(), |h| {
             emailrelay_proto::printable::printable(h.as_bytes())
         });
@@ -324,6 +330,9 @@ async fn blocking<T: Send + 'static>(
         )
     })
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

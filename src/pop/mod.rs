@@ -6,6 +6,9 @@
 
 pub mod server;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

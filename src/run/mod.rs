@@ -19,6 +19,7 @@
 //!                                                  pid file, exits alike
 //! ```
 
+mod exposure;
 mod instance;
 mod pidfile;
 
@@ -54,6 +55,7 @@ pub fn run(config: Config) -> anyhow::Result<i32> {
     // Taken now, while single-threaded: it leaves the environment.
     let notifier = Notifier::from_env();
     log_warnings(&process, &instances);
+    exposure::log_exposed(&instances);
     sys::raise_file_limit();
     let mut bound = Vec::new();
     let named = instances.len() > 1;

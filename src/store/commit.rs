@@ -200,6 +200,16 @@ impl Entry {
     }
 }
 
+/// The steps of a batch, in order. A crash between two of them (see the
+/// `crash_points` tests) leaves each message of the batch either without
+/// an `.envelope` (never forwarded, swept later) or complete.
+const STEPS: [fn(&Pipeline, &mut [Entry]); 4] = [
+    Pipeline::write_all,
+    Pipeline::flush,
+    Pipeline::rename_all,
+    Pipeline::sync_dir,
+];
+
 /// What the commit thread works with: no `Spool`, so that the thread does
 /// not keep the spool (and so its own queue) alive.
 #[derive(Debug)]
@@ -227,8 +237,17 @@ impl Pipeline {
         }
     }
 
-    /// The four steps of the module documentation, for one batch.
+    /// The four steps of the module documentation, for one batch, then
+    /// the clean-up of what failed.
     fn commit(&self, batch: &mut [Entry]) {
+        for step in STEPS {
+            step(self, batch);
+        }
+        self.settle(batch);
+    }
+
+    /// The write step, for every entry.
+    fn write_all(&self, batch: &mut [Entry]) {
         for entry in batch.iter_mut() {
             let Some(step) = entry.step.take() else {
                 continue;
@@ -238,29 +257,40 @@ impl Pipeline {
                 Err(e) => entry.fail(e),
             }
         }
-        self.flush(batch);
-        let mut renamed = false;
+    }
+
+    /// The rename step: `.envelope.new` to `.envelope`, for every entry
+    /// still going that asks for it.
+    fn rename_all(&self, batch: &mut [Entry]) {
         for entry in batch.iter_mut().filter(|e| e.result.is_ok() && e.rename) {
             let new = entry.id.path_in(&self.dir, SpoolFile::EnvelopeNew);
             match files::rename(&new, entry.id.path_in(&self.dir, SpoolFile::Envelope)) {
-                Ok(()) => (entry.renamed, renamed) = (true, true),
+                Ok(()) => entry.renamed = true,
                 Err(e) => entry.fail(io_err("cannot commit envelope file", &new)(e)),
             }
         }
-        if renamed {
-            if let Err(e) = self.dir_file.sync() {
-                // Not durable, and the sessions will be told so.
-                for entry in batch.iter_mut().filter(|e| e.renamed) {
-                    entry.fail(io_err("cannot sync spool directory", &self.dir)(
-                        io::Error::from(e.kind()),
-                    ));
-                }
+    }
+
+    /// The directory fsync, once, if anything was renamed.
+    fn sync_dir(&self, batch: &mut [Entry]) {
+        if !batch.iter().any(|e| e.renamed) {
+            return;
+        }
+        if let Err(e) = self.dir_file.sync() {
+            // Not durable, and the sessions will be told so.
+            for entry in batch.iter_mut().filter(|e| e.renamed) {
+                entry.fail(io_err("cannot sync spool directory", &self.dir)(
+                    io::Error::from(e.kind()),
+                ));
             }
         }
+    }
+
+    /// Closes the files, and takes back a new message that failed: it was
+    /// never acknowledged. A filtered one is left to its `Prepared`.
+    fn settle(&self, batch: &mut [Entry]) {
         for entry in batch.iter_mut() {
             entry.files.clear();
-            // A new message that failed was never acknowledged: take it
-            // back. A filtered one is left to its `Prepared`.
             if entry.result.is_err() && entry.owns_files {
                 remove_files(&self.dir, &entry.id);
             }
@@ -315,6 +345,9 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod crash_points;
 
 #[cfg(test)]
 mod tests {

@@ -144,7 +144,14 @@ fn a_filter_may_take_the_message_over_with_exit_100() {
         "250 message processed"
     );
     assert!(relay.files("").is_empty());
-    relay.expect_log("]: ok(abandon) response=[]");
+    let log = relay.expect_log("]: ok(abandon) response=[]");
+    // Exit 100 is the documented way for a filter that dealt with the
+    // message itself: an info line, not 2.6.1's warning that it failed.
+    assert!(
+        log.contains("\nemailrelay: info: filter [filter.sh]: exit code 100: message abandoned\n"),
+        "{log}"
+    );
+    assert!(!log.contains("warning"), "{log}");
 }
 
 #[test]
@@ -353,6 +360,16 @@ fn client_filter_exit_codes() {
     );
     assert!(log.contains("]: running "), "{log}");
     assert!(log.contains("]: ok(abandon) response=[]\n"), "{log}");
+    assert!(
+        log.contains(
+            "\nemailrelay: info: client-filter [client.sh]: exit code 100: message abandoned\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        !log.contains("client-filter [client.sh] failed: exit code 100"),
+        "{log}"
+    );
     assert!(
         log.contains("]: failed response=[policy says no]\n"),
         "{log}"

@@ -313,6 +313,67 @@ s.quit()
     assert_eq!(strays(dir.path()), vec!["server.auth"]);
 }
 
+#[test]
+fn a_secrets_file_others_can_read_and_a_spool_others_can_write_are_warned_of_once_each() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client, spool) = (
+        dir.path().join("server.auth"),
+        dir.path().join("client.auth"),
+        dir.path().join("spool"),
+    );
+    std::fs::write(&server, "server plain alice secret\n").unwrap();
+    std::fs::write(&client, "client plain bob password\n").unwrap();
+    std::fs::create_dir(&spool).unwrap();
+    let pop_port = crate::harness::free_port().to_string();
+    let start = || {
+        let args = [
+            "--server-auth",
+            server.to_str().unwrap(),
+            "--pop",
+            "--pop-port",
+            &pop_port,
+            "--pop-auth",
+            server.to_str().unwrap(),
+            "--client-auth",
+            client.to_str().unwrap(),
+            "--forward-to",
+            "127.0.0.1:9",
+        ];
+        Relay::start(dir.path(), &args)
+    };
+    mode(&server, 0o644);
+    mode(&client, 0o666);
+    mode(&spool, 0o777);
+    let relay = start();
+    relay.expect_log("emailrelay: info: smtp server on 127.0.0.1:");
+    let log = relay.log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" any user ")).collect();
+    // The file named by --server-auth and --pop-auth is warned of once.
+    assert_eq!(
+        warnings,
+        [
+            format!("emailrelay: warning: secrets file [{}] can be read by any user (mode 0644): chmod o-rwx it", server.display()),
+            format!("emailrelay: warning: secrets file [{}] can be read by any user (mode 0666): chmod o-rwx it", client.display()),
+            format!("emailrelay: warning: spool directory [{}] can be written by any user (mode 0777): chmod o-w it", spool.display()),
+        ]
+    );
+    drop(relay);
+    // Owner only (and a group that may read): nothing to say.
+    mode(&server, 0o640);
+    mode(&client, 0o600);
+    mode(&spool, 0o700);
+    // (A new port, so a new log file.)
+    let relay = start();
+    relay.expect_log("emailrelay: info: smtp server on 127.0.0.1:");
+    let log = relay.log_text();
+    assert!(!log.contains(" any user "), "{log}");
+    assert!(!log.contains("warning"), "{log}");
+}
+
 // ---- the HTTP endpoint ----
 
 /// curl with these arguments; (status, body).
