@@ -12,9 +12,12 @@ use crate::harness::{program, run, run_with_input, Client, Relay};
 use crate::tls::Pki;
 
 /// Writes a secrets file.
+/// A secrets file, readable by its owner only, as one should be (others
+/// reading it get a startup warning).
 pub fn secrets(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     path
 }
 

@@ -106,13 +106,33 @@ impl Normaliser {
             let end = i + data[i..].iter().take_while(|b| b.is_ascii_digit()).count();
             let run = std::str::from_utf8(&data[i..end]).unwrap();
             match self.numbers.get(run) {
-                Some(name) => out.extend(name.as_bytes()),
-                None => out.extend(run.as_bytes()),
+                Some(name) if !is_pid(name) || pid_context(data, i, end) => {
+                    out.extend(name.as_bytes())
+                }
+                _ => out.extend(run.as_bytes()),
             }
             i = end;
         }
         out
     }
+}
+
+/// A process id's placeholder: replaced only where a pid stands (see
+/// [`pid_context`]), since a small pid can equal a reply code or a count.
+fn is_pid(name: &str) -> bool {
+    matches!(name, "{PID}" | "{DAEMONPID}")
+}
+
+/// Where a pid stands: a line of its own (the admin `pid` reply, a pid
+/// file), a part of a file name between dots (a maildir name) or between
+/// `P` and `Q` (the maildir convention's). Not `500 command unrecognized`
+/// when the pid is 500.
+fn pid_context(data: &[u8], start: usize, end: usize) -> bool {
+    let before = start.checked_sub(1).map(|i| data[i]);
+    let after = data.get(end).copied();
+    let alone = matches!(before, None | Some(b'\n' | b'.'))
+        && matches!(after, None | Some(b'\r' | b'\n' | b'.'));
+    alone || (before, after) == (Some(b'P'), Some(b'Q'))
 }
 
 impl WindowsNames {
