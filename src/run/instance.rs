@@ -70,7 +70,23 @@ impl Prepared {
         settings: InstanceSettings,
         connections: &Arc<Connections>,
     ) -> anyhow::Result<Prepared> {
-        let spool = Spool::open(&settings.spool_dir)?;
+        let (spool, journal) = Spool::open_journaled(&settings.spool_dir)?;
+        match journal {
+            Ok(replayed) if replayed.restored.is_empty() => {}
+            Ok(replayed) => info!(
+                "spool journal: {} message(s) restored after a crash: {}",
+                replayed.restored.len(),
+                replayed
+                    .restored
+                    .iter()
+                    .map(|id| format!("[{id}]"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            // Another relay on this spool owns the journal: commit without.
+            Err(e @ crate::store::JournalError::Held(_)) => verbose!("{e}: no journal"),
+            Err(e) => warning!("spool journal not used: {e}"),
+        }
         match spool.recover_busy() {
             Ok(0) => {}
             Ok(n) => info!("recovered {n} message(s) left locked by a previous run"),

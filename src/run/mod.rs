@@ -247,6 +247,8 @@ async fn serve(
     }
     for instance in running {
         let _ = tokio::time::timeout(Duration::from_secs(5), instance.forward_task).await;
+        let spool = Arc::clone(&instance.shared.spool);
+        let _ = tokio::task::spawn_blocking(move || spool.close()).await;
     }
     Ok(0)
 }

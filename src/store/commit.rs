@@ -49,6 +49,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use super::journal::{Journal, JournalError, Replayed, CONTENT_LIMIT, DONE_DELAY};
 use super::{create_exclusive, io_err, remove_files, MessageId, SpoolFile, StoreError};
 use crate::platform::files::{self, start_writeback, Directory};
 
@@ -62,16 +63,20 @@ pub(super) enum Step {
     /// `.envelope`, directory synced.
     Commit {
         content: BufWriter<File>,
+        size: u64,
         envelope: Vec<u8>,
     },
-    /// For a filter: written and flushed; `.envelope.new` stays.
+    /// For a filter: written and (unless the journal will take it at the
+    /// finish) flushed; `.envelope.new` stays.
     Prepare {
         content: BufWriter<File>,
+        size: u64,
         envelope: Vec<u8>,
     },
-    /// After a filter: both files flushed again if it may have edited them
-    /// (`resync`), then renamed and the directory synced. On failure the
-    /// files are left to the caller's [`super::Prepared`].
+    /// After a filter: recorded in the journal, or both files flushed (again
+    /// if it may have edited them: `resync`), then renamed and the
+    /// directory synced. On failure the files are left to the caller's
+    /// [`super::Prepared`].
     Finish { resync: bool },
 }
 
@@ -83,27 +88,63 @@ pub struct Committer {
     /// Dropping the spool drops the sender, and the thread ends once it
     /// has committed what was queued.
     queue: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The commit thread, for [`Committer::close`].
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Committer {
-    /// Opens the directory for syncing.
+    /// Opens the directory for syncing; no journal (`emailrelay-submit`,
+    /// which commits one message in its own thread).
     pub fn open(dir: &Path) -> io::Result<Committer> {
-        Ok(Committer {
-            pipeline: Arc::new(Pipeline {
-                dir: dir.to_path_buf(),
-                dir_file: Directory::open(dir)?,
-            }),
+        Ok(Committer::with(Pipeline::new(dir, None)?))
+    }
+
+    /// As [`Committer::open`], with the spool's journal: what an earlier
+    /// run left in it is replayed first. A journal that cannot be used
+    /// (held by another relay on the same spool, say) leaves the direct
+    /// way, and says why.
+    pub fn open_journaled(dir: &Path) -> io::Result<(Committer, Result<Replayed, JournalError>)> {
+        let directory = Directory::open(dir)?;
+        let (journal, replayed) = match Journal::open(dir, &directory) {
+            Ok((journal, replayed)) => (Some(journal), Ok(replayed)),
+            Err(e) => (None, Err(e)),
+        };
+        let pipeline = Pipeline {
+            dir: dir.to_path_buf(),
+            dir_file: directory,
+            journal: Mutex::new(journal),
+        };
+        Ok((Committer::with(pipeline), replayed))
+    }
+
+    fn with(pipeline: Pipeline) -> Committer {
+        Committer {
+            pipeline: Arc::new(pipeline),
             queue: Mutex::new(None),
-        })
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// At shutdown: the commit thread finishes what was queued and ends;
+    /// the journal is checkpointed and its segments removed. A commit
+    /// after this starts the thread again.
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     /// Runs `step` for message `id` in the commit thread, in the next batch.
     pub(super) async fn run(&self, id: MessageId, step: Step) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
-        if let Err(job) = self.enqueue(Job { id, step, done }) {
+        if let Err(job) = self.enqueue(Job::Step { id, step, done }) {
             // Never queued, so nobody else will remove its files.
-            if !matches!(job.step, Step::Finish { .. }) {
-                remove_files(&self.pipeline.dir, &job.id);
+            if let Job::Step { id, step, .. } = job {
+                if !matches!(step, Step::Finish { .. }) {
+                    remove_files(&self.pipeline.dir, &id);
+                }
             }
             return Err(self.stopped("not running"));
         }
@@ -119,6 +160,28 @@ impl Committer {
         self.pipeline.commit(&mut batch);
         let [entry] = batch;
         entry.result
+    }
+
+    /// Tells the journal that message `id` is gone (forwarded or deleted),
+    /// so that no replay brings it back. Returns at once: the record is
+    /// flushed with the next batch, or after [`DONE_DELAY`].
+    pub(super) fn forget(&self, id: &MessageId) {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        // No thread, no batch since this process started: nothing of
+        // this process's journal covers the message.
+        if let Some(sender) = queue.as_ref() {
+            let _ = sender.send(Job::Done(id.clone()));
+        }
+    }
+
+    /// For tests: the journal dies as in a crash (see `Journal::crash`);
+    /// the spool goes on without one.
+    #[cfg(test)]
+    pub(super) fn crash_journal(&self) {
+        let journal = self.pipeline.journal().take();
+        if let Some(journal) = journal {
+            journal.crash();
+        }
     }
 
     /// A directory fsync now, in this thread, for paths outside the
@@ -147,9 +210,10 @@ impl Committer {
     fn start(&self) -> io::Result<mpsc::Sender<Job>> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let pipeline = Arc::clone(&self.pipeline);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || pipeline.serve(&receiver))?;
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         Ok(sender)
     }
 
@@ -158,11 +222,16 @@ impl Committer {
     }
 }
 
-/// A message waiting in the queue, with the way to answer its session.
-struct Job {
-    id: MessageId,
-    step: Step,
-    done: oneshot::Sender<Result<(), StoreError>>,
+/// What the commit thread is asked to do.
+enum Job {
+    /// A step of a message, with the way to answer its session.
+    Step {
+        id: MessageId,
+        step: Step,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A message gone: see [`Committer::forget`].
+    Done(MessageId),
 }
 
 /// One message of a batch as it goes through the steps.
@@ -174,8 +243,10 @@ struct Entry {
     rename: bool,
     /// The pipeline removes the files if it fails (not [`Step::Finish`]).
     owns_files: bool,
-    /// The files to flush, once written.
+    /// The files to flush, once written (none for a journaled message).
     files: Vec<File>,
+    /// Recorded in the journal by the write step.
+    journaled: bool,
     renamed: bool,
     result: Result<(), StoreError>,
 }
@@ -188,6 +259,7 @@ impl Entry {
             owns_files: !matches!(step, Step::Finish { .. }),
             step: Some(step),
             files: Vec::new(),
+            journaled: false,
             renamed: false,
             result: Ok(()),
         }
@@ -216,25 +288,85 @@ const STEPS: [fn(&Pipeline, &mut [Entry]); 4] = [
 struct Pipeline {
     dir: PathBuf,
     dir_file: Directory,
+    /// The journal (see `journal.rs`), if the spool has one.
+    journal: Mutex<Option<Journal>>,
 }
 
 impl Pipeline {
-    /// The commit thread: one batch per turn, of whatever has queued.
+    fn new(dir: &Path, journal: Option<Journal>) -> io::Result<Pipeline> {
+        Ok(Pipeline {
+            dir: dir.to_path_buf(),
+            dir_file: Directory::open(dir)?,
+            journal: Mutex::new(journal),
+        })
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Option<Journal>> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The commit thread: one batch per turn, of whatever has queued;
+    /// between batches, the journal's delayed flushes and checkpoints.
     fn serve(&self, queue: &mpsc::Receiver<Job>) {
         let mut batch = Vec::new();
         let mut answers = Vec::new();
-        while let Ok(first) = queue.recv() {
+        loop {
+            let wait = self.journal().as_ref().and_then(|j| match j.unsynced() {
+                true => Some(DONE_DELAY),
+                false => j.due_in(),
+            });
+            let first = match wait {
+                None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(wait) => queue.recv_timeout(wait),
+            };
+            let first = match first {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.journal_turn();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             for job in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
-                batch.push(Entry::new(job.id, job.step));
-                answers.push(job.done);
+                match job {
+                    Job::Step { id, step, done } => {
+                        batch.push(Entry::new(id, step));
+                        answers.push(done);
+                    }
+                    Job::Done(id) => {
+                        if let Some(journal) = self.journal().as_mut() {
+                            journal.append_done(&id);
+                        }
+                    }
+                }
             }
-            self.commit(&mut batch);
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
             for (entry, done) in batch.drain(..).zip(answers.drain(..)) {
                 // A session that has gone away is told nothing; its message
                 // stands or falls as the batch did, like any other.
                 let _ = done.send(entry.result);
             }
+            self.journal_turn();
         }
+        if let Some(journal) = self.journal().take() {
+            journal.close();
+        }
+    }
+
+    /// Between batches: the journal's "done" records flushed if they have
+    /// waited long enough, and the segment closed if it is due.
+    fn journal_turn(&self) {
+        let mut journal = self.journal();
+        let Some(journal) = journal.as_mut() else {
+            return;
+        };
+        if let Err(e) = journal.sync() {
+            crate::warning!("cannot flush the spool journal: {e}");
+            return;
+        }
+        journal.rotate_if_due();
     }
 
     /// The four steps of the module documentation, for one batch, then
@@ -248,12 +380,14 @@ impl Pipeline {
 
     /// The write step, for every entry.
     fn write_all(&self, batch: &mut [Entry]) {
+        let mut journal = self.journal();
         for entry in batch.iter_mut() {
             let Some(step) = entry.step.take() else {
                 continue;
             };
-            match self.write(&entry.id, step) {
-                Ok(files) => entry.files = files,
+            match self.write(&entry.id, step, journal.as_mut()) {
+                Ok(Written::Journaled) => entry.journaled = true,
+                Ok(Written::ToFlush(files)) => entry.files = files,
                 Err(e) => entry.fail(e),
             }
         }
@@ -271,14 +405,15 @@ impl Pipeline {
         }
     }
 
-    /// The directory fsync, once, if anything was renamed.
+    /// The directory fsync, once, if anything was renamed that the journal
+    /// does not cover.
     fn sync_dir(&self, batch: &mut [Entry]) {
-        if !batch.iter().any(|e| e.renamed) {
+        if !batch.iter().any(|e| e.renamed && !e.journaled) {
             return;
         }
         if let Err(e) = self.dir_file.sync() {
             // Not durable, and the sessions will be told so.
-            for entry in batch.iter_mut().filter(|e| e.renamed) {
+            for entry in batch.iter_mut().filter(|e| e.renamed && !e.journaled) {
                 entry.fail(io_err("cannot sync spool directory", &self.dir)(
                     io::Error::from(e.kind()),
                 ));
@@ -287,36 +422,52 @@ impl Pipeline {
     }
 
     /// Closes the files, and takes back a new message that failed: it was
-    /// never acknowledged. A filtered one is left to its `Prepared`.
+    /// never acknowledged. A filtered one is left to its `Prepared`. The
+    /// journal is told of each journaled one that failed, so that no
+    /// replay brings it back.
     fn settle(&self, batch: &mut [Entry]) {
+        let mut journal = self.journal();
         for entry in batch.iter_mut() {
             entry.files.clear();
-            if entry.result.is_err() && entry.owns_files {
-                remove_files(&self.dir, &entry.id);
+            if entry.result.is_err() {
+                if let (true, Some(journal)) = (entry.journaled, journal.as_mut()) {
+                    journal.append_done(&entry.id);
+                }
+                if entry.owns_files {
+                    remove_files(&self.dir, &entry.id);
+                }
             }
         }
     }
 
-    /// The write step: the files to flush.
-    fn write(&self, id: &MessageId, step: Step) -> Result<Vec<File>, StoreError> {
+    /// The write step for one message.
+    fn write(
+        &self,
+        id: &MessageId,
+        step: Step,
+        journal: Option<&mut Journal>,
+    ) -> Result<Written, StoreError> {
         let path = |file| id.path_in(&self.dir, file);
-        let (content, envelope) = match step {
-            Step::Commit { content, envelope } | Step::Prepare { content, envelope } => {
-                (content, envelope)
+        let journaling = journal.is_some();
+        let journal = journal.filter(|_| !matches!(step, Step::Prepare { .. }));
+        let (content, size, envelope, flush) = match step {
+            Step::Commit {
+                content,
+                size,
+                envelope,
+            } => (content, size, envelope, true),
+            Step::Prepare {
+                content,
+                size,
+                envelope,
+            } => {
+                // Flushed now unless the journal will take it at the finish.
+                let later = journaling && size <= CONTENT_LIMIT;
+                (content, size, envelope, !later)
             }
-            Step::Finish { resync: false } => return Ok(Vec::new()),
-            Step::Finish { resync: true } => {
-                let open = |file| {
-                    let p = path(file);
-                    files::open_to_flush(&p).map_err(io_err("cannot sync message file", &p))
-                };
-                return Ok(vec![
-                    open(SpoolFile::Content)?,
-                    open(SpoolFile::EnvelopeNew)?,
-                ]);
-            }
+            Step::Finish { resync } => return self.write_finish(id, resync, journal),
         };
-        let content = content.into_inner().map_err(|e| {
+        let mut content = content.into_inner().map_err(|e| {
             io_err("cannot write content file", &path(SpoolFile::Content))(e.into_error())
         })?;
         let new = path(SpoolFile::EnvelopeNew);
@@ -324,11 +475,60 @@ impl Pipeline {
             create_exclusive(&new).map_err(io_err("cannot create envelope file", &new))?;
         file.write_all(&envelope)
             .map_err(io_err("cannot write envelope file", &new))?;
-        Ok(vec![content, file])
+        match journal {
+            Some(journal) if size <= CONTENT_LIMIT => {
+                let bytes = read_back(&mut content, size)
+                    .map_err(io_err("cannot read content file", &path(SpoolFile::Content)))?;
+                journal
+                    .append_message(id, &envelope, &bytes)
+                    .map_err(|e| journal_error(e, &path(SpoolFile::Content)))?;
+                Ok(Written::Journaled)
+            }
+            _ if flush => Ok(Written::ToFlush(vec![content, file])),
+            _ => Ok(Written::ToFlush(Vec::new())),
+        }
     }
 
-    /// The flush step, for every entry still going: see the module
-    /// documentation.
+    /// The write step of [`Step::Finish`]: the files as the filter left
+    /// them go into the journal, or are opened to be flushed.
+    fn write_finish(
+        &self,
+        id: &MessageId,
+        resync: bool,
+        journal: Option<&mut Journal>,
+    ) -> Result<Written, StoreError> {
+        let path = |file| id.path_in(&self.dir, file);
+        let journaling = journal.is_some();
+        let read = |file| {
+            let p = path(file);
+            std::fs::read(&p).map_err(io_err("cannot read message file", &p))
+        };
+        let size = std::fs::metadata(path(SpoolFile::Content)).map_or(u64::MAX, |m| m.len());
+        if let Some(journal) = journal.filter(|_| size <= CONTENT_LIMIT) {
+            let content = read(SpoolFile::Content)?;
+            let envelope = read(SpoolFile::EnvelopeNew)?;
+            journal
+                .append_message(id, &envelope, &content)
+                .map_err(|e| journal_error(e, &path(SpoolFile::Content)))?;
+            return Ok(Written::Journaled);
+        }
+        // Without a journal the prepare step flushed both files; with one,
+        // a small message was not flushed then.
+        if !resync && !journaling {
+            return Ok(Written::ToFlush(Vec::new()));
+        }
+        let open = |file| {
+            let p = path(file);
+            files::open_to_flush(&p).map_err(io_err("cannot sync message file", &p))
+        };
+        Ok(Written::ToFlush(vec![
+            open(SpoolFile::Content)?,
+            open(SpoolFile::EnvelopeNew)?,
+        ]))
+    }
+
+    /// The flush step, for every entry still going: the journal's records
+    /// with one flush, the other files as the module documentation says.
     fn flush(&self, batch: &mut [Entry]) {
         for file in batch
             .iter()
@@ -337,6 +537,26 @@ impl Pipeline {
         {
             start_writeback(file);
         }
+        let mut journal = self.journal();
+        if let Some(journal) = journal.as_mut() {
+            match journal.sync() {
+                Ok(()) => journal.mark_live(
+                    batch
+                        .iter()
+                        .filter(|e| e.journaled && e.result.is_ok())
+                        .map(|e| &e.id),
+                ),
+                Err(e) => {
+                    for entry in batch.iter_mut().filter(|e| e.journaled) {
+                        let path = entry.id.path_in(&self.dir, SpoolFile::Content);
+                        entry.fail(io_err("cannot write spool journal for", &path)(
+                            io::Error::from(e.kind()),
+                        ));
+                    }
+                }
+            }
+        }
+        drop(journal);
         for entry in batch.iter_mut().filter(|e| e.result.is_ok()) {
             if let Some(e) = entry.files.iter().find_map(|f| f.sync_data().err()) {
                 let path = entry.id.path_in(&self.dir, SpoolFile::Content);
@@ -344,6 +564,29 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// A journal failure as the session's error: the message is not taken.
+fn journal_error(e: JournalError, path: &Path) -> StoreError {
+    io_err("cannot write spool journal for", path)(io::Error::other(e.to_string()))
+}
+
+/// What the write step left to do for a message.
+enum Written {
+    /// Its record waits in the journal for the batch's flush.
+    Journaled,
+    /// These files are to be flushed.
+    ToFlush(Vec<File>),
+}
+
+/// The content file's bytes, read back through the handle that wrote them
+/// (from the page cache: no device read).
+fn read_back(content: &mut File, size: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    content.seek(SeekFrom::Start(0))?;
+    let mut bytes = vec![0; size as usize];
+    content.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -405,7 +648,15 @@ mod tests {
                 message.write(b"body\r\n").unwrap();
                 let (id, content) = message.hand_over().unwrap();
                 let envelope = envelope().to_bytes();
-                Entry::new(id, Step::Commit { content, envelope })
+                let size = 6;
+                Entry::new(
+                    id,
+                    Step::Commit {
+                        content,
+                        size,
+                        envelope,
+                    },
+                )
             })
             .collect();
         // The middle one's envelope name is taken: it cannot be written.

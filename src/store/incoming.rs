@@ -60,6 +60,7 @@ impl NewMessage {
         let (id, content) = self.hand_over()?;
         let step = Step::Commit {
             content,
+            size: self.size,
             envelope: envelope.to_bytes(),
         };
         self.spool.committer.run(id.clone(), step).await?;
@@ -73,6 +74,7 @@ impl NewMessage {
         let (id, content) = self.hand_over()?;
         let step = Step::Prepare {
             content,
+            size: self.size,
             envelope: envelope.to_bytes(),
         };
         self.spool.committer.run(id.clone(), step).await?;
@@ -90,6 +92,7 @@ impl NewMessage {
         let (id, content) = self.hand_over()?;
         let step = Step::Commit {
             content,
+            size: self.size,
             envelope: envelope.to_bytes(),
         };
         self.spool.committer.run_here(id.clone(), step)?;

@@ -57,7 +57,9 @@ impl Locked {
         let busy = self.spool.path(&self.id, SpoolFile::EnvelopeBusy);
         files::remove_file(&busy).map_err(io_err("cannot delete envelope file", &busy))?;
         let content = self.content_path();
-        files::remove_file(&content).map_err(io_err("cannot delete content file", &content))
+        files::remove_file(&content).map_err(io_err("cannot delete content file", &content))?;
+        self.spool.committer.forget(&self.id);
+        Ok(())
     }
 
     /// Failed for good: writes the reason and renames to `.bad`.

@@ -18,6 +18,7 @@
 mod commit;
 mod envelope;
 mod incoming;
+mod journal;
 mod locked;
 mod maildrop;
 mod name;
@@ -35,6 +36,7 @@ pub use commit::Committer;
 pub use envelope::{Envelope, EnvelopeError};
 use incoming::remove_message_files;
 pub use incoming::{link_or_copy, NewMessage, Prepared};
+pub use journal::{JournalError, Replayed};
 pub use locked::Locked;
 pub use maildrop::{is_mailbox_name, Deletion, Maildrop, MaildropError, MaildropMessage};
 pub use name::{MessageId, SpoolFile, SpoolName};
@@ -103,6 +105,30 @@ impl Spool {
             dir: dir.to_path_buf(),
             committer,
         }))
+    }
+
+    /// As [`Spool::open`], with the write-ahead journal that lets one
+    /// flush commit a batch (see `journal.rs`): what an earlier run left in
+    /// it is replayed first. The second result says what the replay did,
+    /// or why there is no journal (the spool then commits as `open`'s
+    /// does).
+    pub fn open_journaled(
+        dir: &Path,
+    ) -> Result<(Arc<Spool>, Result<Replayed, JournalError>), StoreError> {
+        Spool::open(dir)?;
+        let (committer, replayed) =
+            Committer::open_journaled(dir).map_err(io_err("cannot open spool directory", dir))?;
+        let spool = Arc::new(Spool {
+            dir: dir.to_path_buf(),
+            committer,
+        });
+        Ok((spool, replayed))
+    }
+
+    /// At shutdown: what is queued for the commit thread is committed, and
+    /// the journal checkpointed and removed (see `journal.rs`).
+    pub fn close(&self) {
+        self.committer.close();
     }
 
     /// The directory.

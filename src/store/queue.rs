@@ -140,6 +140,7 @@ impl Spool {
                 })?;
                 remove(&gone)?;
                 remove(&self.path(id, SpoolFile::Content))?;
+                self.committer.forget(id);
                 Ok(())
             }
         }

@@ -60,6 +60,7 @@ pub fn open_to_flush(path: &Path) -> io::Result<File> {
 /// Creates a new file (never an existing one) with `mode` (less the umask).
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(mode)
@@ -191,6 +192,17 @@ impl Directory {
     /// Makes the renames and creations in it so far durable (fsync).
     pub fn sync(&self) -> io::Result<()> {
         self.0.sync_all()
+    }
+}
+
+/// Makes everything written so far to the file system that holds
+/// `directory` durable, in one call (`syncfs`). True: Linux has it.
+pub fn sync_file_system(directory: &Directory) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs on a valid open descriptor.
+    match unsafe { libc::syncfs(directory.0.as_raw_fd()) } {
+        0 => Ok(true),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 

@@ -82,7 +82,11 @@ pub fn open_to_flush(path: &Path) -> io::Result<File> {
 /// Creates a new file (never an existing one). Windows has no mode: the
 /// file inherits the directory's access list.
 pub fn create_new(path: &Path, _mode: u32) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// Opens a file for appending, creating it if missing.
@@ -250,6 +254,12 @@ impl Directory {
     pub fn sync(&self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Windows has no call that flushes a whole volume for a program that is
+/// not an administrator: false, and the caller flushes file by file.
+pub fn sync_file_system(_directory: &Directory) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// True for the errors another program holding a file for a moment gives.

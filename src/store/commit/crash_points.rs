@@ -159,9 +159,18 @@ fn run_until(spool: &Arc<Spool>, messages: &[Sent], point: Point) -> Vec<Message
         new.write(&message.content).unwrap();
         let (id, content) = new.hand_over().unwrap();
         let envelope = message.envelope.to_bytes();
+        let size = message.content.len() as u64;
         let step = match point {
-            Point::Prepare(_) | Point::Finish(_) => Step::Prepare { content, envelope },
-            _ => Step::Commit { content, envelope },
+            Point::Prepare(_) | Point::Finish(_) => Step::Prepare {
+                content,
+                size,
+                envelope,
+            },
+            _ => Step::Commit {
+                content,
+                size,
+                envelope,
+            },
         };
         ids.push(id.clone());
         batch.push(Entry::new(id, step));
