@@ -316,7 +316,9 @@ impl Pipeline {
                 false => j.due_in(),
             });
             let first = match wait {
-                None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                None => queue
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
                 Some(wait) => queue.recv_timeout(wait),
             };
             let first = match first {
@@ -477,8 +479,10 @@ impl Pipeline {
             .map_err(io_err("cannot write envelope file", &new))?;
         match journal {
             Some(journal) if size <= CONTENT_LIMIT => {
-                let bytes = read_back(&mut content, size)
-                    .map_err(io_err("cannot read content file", &path(SpoolFile::Content)))?;
+                let bytes = read_back(&mut content, size).map_err(io_err(
+                    "cannot read content file",
+                    &path(SpoolFile::Content),
+                ))?;
                 journal
                     .append_message(id, &envelope, &bytes)
                     .map_err(|e| journal_error(e, &path(SpoolFile::Content)))?;

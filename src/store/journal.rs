@@ -25,10 +25,11 @@
 //!              everything flushed and the segments removed
 //! ```
 //!
-//! Segments are `emailrelay-journal.<n>` in the spool directory, held
-//! locked (`platform::files::Held`) by the process that writes them:
-//! E-MailRelay 2.6.1 and `emailrelay-submit` ignore them, and a second
-//! relay on the same spool finds them held and commits without a journal.
+//! Segments are `.emailrelay-journal.<n>` in the spool directory (a dot
+//! file, so that scripts globbing the spool do not see it), held locked
+//! (`platform::files::Held`) by the process that writes them: E-MailRelay
+//! 2.6.1 and `emailrelay-submit` ignore them, and a second relay on the
+//! same spool finds them held and commits without a journal.
 //!
 //! Why no acknowledged message is lost, at each point a crash can hit
 //! (a power loss keeps exactly what a completed flush covered):
@@ -83,7 +84,7 @@ pub(super) const SEGMENT_AGE: Duration = Duration::from_secs(5);
 pub(super) const DONE_DELAY: Duration = Duration::from_millis(500);
 
 /// Segment file names: this prefix and a decimal number.
-const PREFIX: &str = "emailrelay-journal.";
+const PREFIX: &str = ".emailrelay-journal.";
 /// Each record starts with this.
 const MAGIC: [u8; 4] = *b"ERJ1";
 /// The fixed part of a record: magic, kind, id length, envelope length,
@@ -242,7 +243,10 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalE
 impl Journal {
     /// Replays what an earlier run left (see the module documentation).
     /// The first segment is made at the first record.
-    pub(super) fn open(dir: &Path, directory: &Directory) -> Result<(Journal, Replayed), JournalError> {
+    pub(super) fn open(
+        dir: &Path,
+        directory: &Directory,
+    ) -> Result<(Journal, Replayed), JournalError> {
         let (next, replayed) = replay(dir, directory)?;
         let live: Live = Arc::default();
         let (checkpoints, receive) = mpsc::channel();
@@ -288,7 +292,13 @@ impl Journal {
                 self.segment.insert(segment)
             }
         };
-        encode(&mut self.pending, KIND_MESSAGE, id.as_str(), envelope, content);
+        encode(
+            &mut self.pending,
+            KIND_MESSAGE,
+            id.as_str(),
+            envelope,
+            content,
+        );
         segment.first.get_or_insert_with(Instant::now);
         segment.ids.push(id.clone());
         self.unsynced = true;
@@ -562,7 +572,12 @@ fn make_durable(dir: &Path, directory: &Directory, ids: &[MessageId]) -> io::Res
 
 /// The checkpoint thread: each closed segment made redundant (its files
 /// durable), then removed, in order.
-fn checkpoint_thread(dir: &Path, directory: &Directory, live: &Live, closed: &mpsc::Receiver<Closed>) {
+fn checkpoint_thread(
+    dir: &Path,
+    directory: &Directory,
+    live: &Live,
+    closed: &mpsc::Receiver<Closed>,
+) {
     let mut waiting: Vec<Closed> = Vec::new();
     let mut open = true;
     while open || !waiting.is_empty() {
@@ -592,7 +607,12 @@ fn checkpoint_thread(dir: &Path, directory: &Directory, live: &Live, closed: &mp
 }
 
 /// One checkpoint over `waiting`, which it empties as segments go.
-fn checkpoint(directory: &Directory, dir: &Path, ids: &[MessageId], waiting: &mut Vec<Closed>) -> io::Result<()> {
+fn checkpoint(
+    directory: &Directory,
+    dir: &Path,
+    ids: &[MessageId],
+    waiting: &mut Vec<Closed>,
+) -> io::Result<()> {
     make_durable(dir, directory, ids)?;
     while !waiting.is_empty() {
         let Closed { path, file, .. } = waiting.remove(0);

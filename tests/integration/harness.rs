@@ -240,7 +240,25 @@ impl Relay {
     }
 }
 
+/// Spool file names with this suffix, sorted (the spool journal's segments
+/// are not among them: see [`journal_segments`]).
 pub fn spool_files(spool: &Path, suffix: &str) -> Vec<String> {
+    let mut names = all_spool_files(spool);
+    names.retain(|n| n.ends_with(suffix) && !n.starts_with(JOURNAL_PREFIX));
+    names
+}
+
+/// The spool journal's segments (`.emailrelay-journal.<n>`), there while
+/// messages received in the last seconds are not yet checkpointed.
+pub fn journal_segments(spool: &Path) -> Vec<String> {
+    let mut names = all_spool_files(spool);
+    names.retain(|n| n.starts_with(JOURNAL_PREFIX));
+    names
+}
+
+const JOURNAL_PREFIX: &str = ".emailrelay-journal.";
+
+fn all_spool_files(spool: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(spool)
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -248,7 +266,6 @@ pub fn spool_files(spool: &Path, suffix: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    names.retain(|n| n.ends_with(suffix));
     names.sort();
     names
 }

@@ -21,9 +21,15 @@
 //! The one window where an unacknowledged message is forwarded is between
 //! the rename and the 250 (steps 3 and 4 done, the answer not sent): the
 //! message is complete, and the client, never told 250, sends it again: a
-//! duplicate, as RFC 5321 section 6.1 accepts, never a loss. These are
-//! process crashes; what a power loss keeps depends on the flushes, which
-//! the LazyFS probe of issue 25 checks.
+//! duplicate, as RFC 5321 section 6.1 accepts, never a loss.
+//!
+//! Each point runs three ways ([`Mode`]): without the journal (a process
+//! crash: what a power loss keeps then depends on the flushes, which the
+//! LazyFS probe of issue 25 checks), and with it, both after a process
+//! crash and after a power loss that takes every spool file the journal
+//! covers (none of them was flushed: only the segment was). With the
+//! journal the window above opens one step earlier, once the segment's
+//! flush has returned.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -39,6 +45,20 @@ use crate::store::{Envelope, MessageId, Spool, SpoolFile};
 
 /// The index in [`STEPS`] after which the `.envelope` is in place.
 const RENAMED_AFTER: usize = 3;
+/// The index in [`STEPS`] after which the journal's segment is flushed.
+const JOURNALED_AFTER: usize = 2;
+
+/// How the spool commits, and what the crash takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// No journal; the process dies.
+    Direct,
+    /// With the journal; the process dies.
+    Journal,
+    /// With the journal; the power goes: every spool file of the batch is
+    /// lost (the journal's flushed records are not).
+    PowerLoss,
+}
 
 /// Where a message's sequence stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,11 +93,16 @@ impl Point {
         points
     }
 
-    /// True if the `.envelope` was renamed into place before the crash.
-    fn committed(self) -> bool {
+    /// True if the message is to be forwarded after the crash: its
+    /// `.envelope` was renamed into place, or the journal holds it.
+    fn committed(self, mode: Mode) -> bool {
+        let after = match mode {
+            Mode::Direct => RENAMED_AFTER,
+            Mode::Journal | Mode::PowerLoss => JOURNALED_AFTER,
+        };
         match self {
             Point::Receiving | Point::Prepare(_) => false,
-            Point::Commit(k) | Point::Finish(k) => k >= RENAMED_AFTER,
+            Point::Commit(k) | Point::Finish(k) => k >= after,
             Point::Acknowledged | Point::Forwarding => true,
         }
     }
@@ -223,24 +248,44 @@ fn forwarder_view(spool: &Arc<Spool>) -> Vec<(MessageId, Envelope, Vec<u8>)> {
     seen
 }
 
-/// Restarts on `dir` as the relay starts: open, recover, sweep now.
-fn restart(dir: &Path) -> Arc<Spool> {
-    let spool = Spool::open(dir).unwrap();
+/// Restarts on `dir` as the relay starts: open (replaying the journal),
+/// recover, sweep now.
+fn restart(dir: &Path, mode: Mode) -> Arc<Spool> {
+    let spool = match mode {
+        Mode::Direct => Spool::open(dir).unwrap(),
+        Mode::Journal | Mode::PowerLoss => Spool::open_journaled(dir).unwrap().0,
+    };
     spool.recover_busy().unwrap();
     spool.sweep(SystemTime::now());
     spool
 }
 
 /// Checks every property of the module documentation for one point.
-fn check_point(messages: &[Sent], point: Point) {
+fn check_point(messages: &[Sent], point: Point, mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let ids = {
-        let spool = Spool::open(dir.path()).unwrap();
-        run_until(&spool, messages, point)
+        let spool = match mode {
+            Mode::Direct => Spool::open(dir.path()).unwrap(),
+            Mode::Journal | Mode::PowerLoss => {
+                let (spool, replayed) = Spool::open_journaled(dir.path()).unwrap();
+                replayed.unwrap();
+                spool
+            }
+        };
+        let ids = run_until(&spool, messages, point);
+        spool.committer.crash_journal();
+        if mode == Mode::PowerLoss {
+            for id in &ids {
+                for file in SpoolFile::ALL {
+                    let _ = std::fs::remove_file(spool.path(id, file));
+                }
+            }
+        }
+        ids
     };
-    let spool = restart(dir.path());
+    let spool = restart(dir.path(), mode);
     let seen = forwarder_view(&spool);
-    let expected: Vec<(MessageId, Envelope, Vec<u8>)> = if point.committed() {
+    let expected: Vec<(MessageId, Envelope, Vec<u8>)> = if point.committed(mode) {
         ids.iter()
             .zip(messages)
             .map(|(id, m)| {
@@ -254,7 +299,7 @@ fn check_point(messages: &[Sent], point: Point) {
     } else {
         Vec::new()
     };
-    assert_eq!(seen, expected, "{point:?}");
+    assert_eq!(seen, expected, "{point:?} {mode:?}");
     // A day later: what was never committed is gone, file by file; what
     // was committed is still there for the forwarder.
     let later = SystemTime::now() + ORPHAN_AGE + Duration::from_secs(3600);
@@ -269,11 +314,11 @@ fn check_point(messages: &[Sent], point: Point) {
         .flat_map(|(id, _, _)| [format!("{id}.content"), format!("{id}.envelope")])
         .collect();
     kept.sort();
-    assert_eq!(left, kept, "{point:?}");
+    assert_eq!(left, kept, "{point:?} {mode:?}");
     assert_eq!(
         forwarder_view(&spool),
         expected,
-        "{point:?} after the sweep"
+        "{point:?} {mode:?} after the sweep"
     );
 }
 
@@ -281,9 +326,12 @@ fn check_point(messages: &[Sent], point: Point) {
 fn the_points_cover_each_step_of_each_sequence() {
     let points = Point::all();
     assert_eq!(points.len(), 3 + 3 * (STEPS.len() + 1));
-    let committed = points.iter().filter(|p| p.committed()).count();
+    let committed = points.iter().filter(|p| p.committed(Mode::Direct)).count();
     // Commit 3 and 4, Acknowledged, Finish 3 and 4, Forwarding.
     assert_eq!(committed, 6);
+    // And with the journal Commit 2 and Finish 2 besides.
+    let journaled = points.iter().filter(|p| p.committed(Mode::Journal)).count();
+    assert_eq!(journaled, 8);
 }
 
 proptest! {
@@ -302,7 +350,9 @@ proptest! {
     ) {
         let messages: Vec<Sent> = contents.into_iter().enumerate().map(|(n, c)| sent(n, c)).collect();
         for point in Point::all() {
-            check_point(&messages, point);
+            for mode in [Mode::Direct, Mode::Journal, Mode::PowerLoss] {
+                check_point(&messages, point, mode);
+            }
         }
     }
 }

@@ -57,7 +57,13 @@ fn ready(spool: &Arc<Spool>) -> Vec<(MessageId, Envelope, Vec<u8>)> {
 #[test]
 fn records_read_back_as_written_and_a_torn_tail_is_left_out() {
     let mut bytes = Vec::new();
-    encode(&mut bytes, KIND_MESSAGE, "emailrelay.1.2.3", b"env", b"content");
+    encode(
+        &mut bytes,
+        KIND_MESSAGE,
+        "emailrelay.1.2.3",
+        b"env",
+        b"content",
+    );
     let first = bytes.len();
     encode(&mut bytes, KIND_DONE, "emailrelay.1.2.3", b"", b"");
     let whole = decode(&bytes);
@@ -120,7 +126,9 @@ fn lose(spool: &Spool, id: &MessageId, loss: Loss) {
             let bytes = fs::read(path(SpoolFile::Content)).unwrap();
             fs::write(path(SpoolFile::Content), &bytes[..bytes.len() / 2]).unwrap();
         }
-        Loss::Rename => fs::rename(path(SpoolFile::Envelope), path(SpoolFile::EnvelopeNew)).unwrap(),
+        Loss::Rename => {
+            fs::rename(path(SpoolFile::Envelope), path(SpoolFile::EnvelopeNew)).unwrap()
+        }
         Loss::EmptyEnvelope => fs::write(path(SpoolFile::Envelope), b"").unwrap(),
     }
 }
