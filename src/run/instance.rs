@@ -83,8 +83,6 @@ impl Prepared {
                     .collect::<Vec<_>>()
                     .join(" ")
             ),
-            // Another relay on this spool owns the journal: commit without.
-            Err(e @ crate::store::JournalError::Held(_)) => verbose!("{e}: no journal"),
             Err(e) => warning!("spool journal not used: {e}"),
         }
         match spool.recover_busy() {

@@ -27,9 +27,11 @@
 //!
 //! Segments are `.emailrelay-journal.<n>` in the spool directory (a dot
 //! file, so that scripts globbing the spool do not see it), held locked
-//! (`platform::files::Held`) by the process that writes them: E-MailRelay
-//! 2.6.1 and `emailrelay-submit` ignore them, and a second relay on the
-//! same spool finds them held and commits without a journal.
+//! (`platform::files::Held`) by the process that writes them, until their
+//! checkpoint has removed them. E-MailRelay 2.6.1 and `emailrelay-submit`
+//! ignore them. Several relays (or instances) on one spool each write
+//! their own segments, and a replay takes only the segments nobody holds:
+//! those of a process that died.
 //!
 //! Why no acknowledged message is lost, at each point a crash can hit
 //! (a power loss keeps exactly what a completed flush covered):
@@ -57,7 +59,11 @@
 //!
 //! What the replay cannot tell apart: a content file that a client filter
 //! edited in place before the crash is put back as received, and is
-//! filtered again on the next attempt.
+//! filtered again on the next attempt; and on a spool shared by two
+//! long-running relays, a message of the one that died (in its last
+//! seconds before the crash, not yet checkpointed) that the other forwarded
+//! before the restart: the replay finds its files gone and restores it,
+//! and it is forwarded twice.
 //!
 //! Must not: answer a session before its record is flushed, remove a
 //! segment before the files it covers are durable, or replay a segment
@@ -225,8 +231,6 @@ pub struct Replayed {
 /// Why a journal is not used.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("journal segment {0} is held by another process")]
-    Held(PathBuf),
     #[error("cannot {op} [{path}]: {source}")]
     Io {
         op: &'static str,
@@ -288,7 +292,7 @@ impl Journal {
             Some(segment) => segment,
             None => {
                 let segment = Segment::create(&self.dir, &self.directory, self.next)?;
-                self.next += 1;
+                self.next = segment.number + 1;
                 self.segment.insert(segment)
             }
         };
@@ -411,9 +415,22 @@ impl Journal {
 }
 
 impl Segment {
-    fn create(dir: &Path, directory: &Directory, number: u64) -> Result<Segment, JournalError> {
-        let path = segment_path(dir, number);
-        let file = create_exclusive(&path).map_err(io_error("create journal segment", &path))?;
+    /// Makes segment `number`, or the next free number after it (another
+    /// relay on the spool may have taken it). The number it took is in it.
+    fn create(dir: &Path, directory: &Directory, mut number: u64) -> Result<Segment, JournalError> {
+        let mut path = segment_path(dir, number);
+        let mut tries = 0;
+        let file = loop {
+            match create_exclusive(&path) {
+                Ok(file) => break file,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 1000 => {
+                    tries += 1;
+                    number += 1;
+                    path = segment_path(dir, number);
+                }
+                Err(e) => return Err(io_error("create journal segment", &path)(e)),
+            }
+        };
         let file = Held::hold(file).map_err(io_error("lock journal segment", &path))?;
         // The segment's name must outlive a crash as its records do.
         directory
@@ -455,7 +472,10 @@ fn replay(dir: &Path, directory: &Directory) -> Result<(u64, Replayed), JournalE
     for &number in &numbers {
         let path = segment_path(dir, number);
         let file = files::open_regular(&path).map_err(io_error("open journal segment", &path))?;
-        let mut file = Held::try_hold(file).map_err(|_| JournalError::Held(path.clone()))?;
+        // Held: another live relay's (or instance's), not ours to replay.
+        let Ok(mut file) = Held::try_hold(file) else {
+            continue;
+        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(io_error("read journal segment", &path))?;
@@ -463,7 +483,7 @@ fn replay(dir: &Path, directory: &Directory) -> Result<(u64, Replayed), JournalE
         held.push((path, file));
     }
     let mut replayed = Replayed {
-        segments: numbers.len(),
+        segments: held.len(),
         ..Replayed::default()
     };
     let done: HashSet<String> = records

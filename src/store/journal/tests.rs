@@ -234,21 +234,32 @@ async fn a_clean_shutdown_checkpoints_and_leaves_no_journal() {
 }
 
 #[tokio::test]
-async fn a_second_relay_on_the_same_spool_commits_without_the_journal() {
+async fn relays_sharing_a_spool_keep_their_own_segments_and_replay_the_dead_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (first, _) = Spool::open_journaled(dir.path()).unwrap();
-    receive(&first, 1).await;
+    let one = receive(&first, 1).await;
+    // The second finds the first's segment held: not its to replay.
     let (second, replayed) = Spool::open_journaled(dir.path()).unwrap();
-    assert!(
-        matches!(replayed, Err(JournalError::Held(ref p)) if p.ends_with(format!("{PREFIX}1"))),
-        "{replayed:?}"
+    assert_eq!(replayed.unwrap(), Replayed::default());
+    let two = receive(&second, 2).await;
+    assert_eq!(
+        journal_names(dir.path()),
+        [format!("{PREFIX}1"), format!("{PREFIX}2")]
     );
-    // It still takes mail, the direct way, and leaves the first's
-    // journal alone.
-    let id = receive(&second, 2).await;
-    assert_eq!(ready(&second).len(), 2);
-    assert_eq!(journal_names(dir.path()), [format!("{PREFIX}1")]);
-    assert!(second.path(&id, SpoolFile::Envelope).exists());
+    // The first dies and the power takes its message's files; a third
+    // start replays the first's segment only.
+    first.committer.crash_journal();
+    lose(&first, &one, Loss::Everything);
+    drop(first);
+    let (third, replayed) = Spool::open_journaled(dir.path()).unwrap();
+    let replayed = replayed.unwrap();
+    assert_eq!((replayed.segments, replayed.live), (1, 1));
+    assert_eq!(replayed.restored, [one.clone()]);
+    assert_eq!(journal_names(dir.path()), [format!("{PREFIX}2")]);
+    let ids: Vec<MessageId> = ready(&third).into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(ids, [one, two]);
+    second.close();
+    assert!(journal_names(dir.path()).is_empty());
 }
 
 #[tokio::test]
