@@ -210,7 +210,7 @@ async fn a_failed_message_keeps_its_state_and_reason() {
     drop(spool);
     let (spool, replayed) = Spool::open_journaled(dir.path()).unwrap();
     assert!(replayed.unwrap().restored.is_empty());
-    assert_eq!(spool.failed().unwrap(), [id.clone()]);
+    assert_eq!(spool.failed().unwrap(), std::slice::from_ref(&id));
     assert!(spool.ready().unwrap().is_empty());
 }
 
@@ -254,7 +254,7 @@ async fn relays_sharing_a_spool_keep_their_own_segments_and_replay_the_dead_ones
     let (third, replayed) = Spool::open_journaled(dir.path()).unwrap();
     let replayed = replayed.unwrap();
     assert_eq!((replayed.segments, replayed.live), (1, 1));
-    assert_eq!(replayed.restored, [one.clone()]);
+    assert_eq!(replayed.restored, std::slice::from_ref(&one));
     assert_eq!(journal_names(dir.path()), [format!("{PREFIX}2")]);
     let ids: Vec<MessageId> = ready(&third).into_iter().map(|(id, _, _)| id).collect();
     assert_eq!(ids, [one, two]);
@@ -298,6 +298,6 @@ async fn a_filtered_message_is_recorded_as_the_filter_left_it() {
     lose(&spool, &id, Loss::Everything);
     drop(spool);
     let (spool, replayed) = Spool::open_journaled(dir.path()).unwrap();
-    assert_eq!(replayed.unwrap().restored, [id.clone()]);
+    assert_eq!(replayed.unwrap().restored, std::slice::from_ref(&id));
     assert_eq!(ready(&spool), [(id, edited, b"edited\r\n".to_vec())]);
 }
