@@ -9,7 +9,7 @@
 //! envelope and content, with a checksum) to the current journal segment,
 //! flushes that one file once, and only then renames each `.envelope.new`
 //! into place and answers 250. The spool files themselves are not flushed
-//! then: a checkpoint makes them durable in bulk a few seconds later
+//! then: a checkpoint makes them durable in bulk up to half a minute later
 //! (`syncfs` on Linux, one flush per file elsewhere), then removes the
 //! segment it covered.
 //!
@@ -83,9 +83,13 @@ use crate::platform::files::{self, Directory, Held};
 /// copying them into the journal would cost more than their flushes save.
 pub(super) const CONTENT_LIMIT: u64 = 1024 * 1024;
 /// A segment this large is closed and checkpointed.
-const SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
+const SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
 /// A segment this old (since its first record) is closed and checkpointed.
-pub(super) const SEGMENT_AGE: Duration = Duration::from_secs(5);
+/// By then the kernel's own writeback (`dirty_expire_centisecs`, 30 s by
+/// default) has written most of its files, so the checkpoint's `syncfs`
+/// has little left to write, and a message forwarded before then never
+/// costs a write of its spool files at all.
+pub(super) const SEGMENT_AGE: Duration = Duration::from_secs(30);
 /// How long a "done" record may wait for a batch to carry its flush.
 pub(super) const DONE_DELAY: Duration = Duration::from_millis(500);
 
