@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{free_port, run, wait_until, Client, Relay, Sink};
+use crate::harness::{free_port, greets, run, wait_until, Client, Relay, Sink};
 
 /// Sends numbered messages until told to stop, recording those that got 250.
 fn submitter(port: u16, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<usize>>>, base: usize) {
@@ -483,4 +483,131 @@ fn every_250_follows_the_journal_flush_and_rename_of_its_message() {
         .collect();
     assert_eq!(journal_flushes, COUNT, "{flushes:#?}");
     assert!(message_flushes.is_empty(), "{message_flushes:#?}");
+}
+
+/// The strace command line that kills the relay (SIGKILL) at the `n`th
+/// call of one of `calls` in any of its threads, before the call is made.
+fn killed_at(calls: &str, n: usize) -> Vec<String> {
+    ["strace", "-f", "-qq", "-o", "/dev/null", "-e"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            format!("trace={calls}"),
+            "-e".to_string(),
+            format!("inject={calls}:signal=SIGKILL:when={n}"),
+        ])
+        .collect()
+}
+
+/// SIGTERM to the relay that strace (PID `strace_pid`) runs.
+fn terminate_child_of(strace_pid: i32) {
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
+            .unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+/// Where the journal's crash test kills the relay.
+#[derive(Clone, Copy, Debug)]
+enum JournalCrash {
+    /// At the third message's journal flush, before it is made.
+    Flush,
+    /// At the shutdown checkpoint's `syncfs`.
+    Checkpoint,
+    /// At the checkpoint's removal of the segment, after its `syncfs`.
+    SegmentRemoval,
+}
+
+/// Kills the relay at one step of the journal's life, restarts it and
+/// forwards: every acknowledged message arrives, once; the one whose
+/// flush was cut may arrive too (never acknowledged, so a duplicate at
+/// worst), nothing else.
+fn crash_in_the_journal(crash: JournalCrash) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let wrapper = match crash {
+        JournalCrash::Flush => killed_at("fdatasync", 3),
+        JournalCrash::Checkpoint => killed_at("syncfs", 1),
+        JournalCrash::SegmentRemoval => killed_at("unlink,unlinkat", 1),
+    };
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let mut relay = Relay::launch_under(&wrapper, &spool, &dir.path().join("log"), port, &[]);
+    let body = |n: usize| format!("Subject: msg-{n}-end\r\n\r\nbody {n}\r\n");
+    let mut client = Client::connect(port);
+    client.reply();
+    let mut acknowledged = Vec::new();
+    for n in 0..3 {
+        let reply = client.send_message("a@example.com", &["b@example.org"], &body(n));
+        if reply == "250 message processed" {
+            acknowledged.push(format!("msg-{n}-end"));
+        }
+    }
+    match crash {
+        JournalCrash::Flush => assert_eq!(acknowledged, ["msg-0-end", "msg-1-end"]),
+        JournalCrash::Checkpoint | JournalCrash::SegmentRemoval => {
+            assert_eq!(acknowledged.len(), 3);
+            // A clean shutdown, cut short inside its checkpoint.
+            client.command("QUIT");
+            terminate_child_of(relay.proc.pid());
+        }
+    }
+    // Killed: strace ends with its child's signal, so there is no code.
+    assert_eq!(relay.proc.wait_exit(Duration::from_secs(20)), None);
+    assert!(!greets(port), "{crash:?}: the relay was not killed");
+    let segments = crate::harness::journal_segments(&spool);
+    assert_eq!(segments.len(), 1, "{crash:?}: {segments:?}");
+    let sink = Sink::start(dir.path());
+    let log2 = dir.path().join("log2");
+    let _relay = Relay::launch(
+        &spool,
+        &log2,
+        free_port(),
+        &["--forward", "--poll", "1", "--forward-to", &sink.address()],
+    );
+    let drained = || {
+        crate::harness::spool_files(&spool, ".envelope").is_empty()
+            && sink.messages().len() >= acknowledged.len()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), drained),
+        "{crash:?}: {:?}",
+        sink.messages()
+    );
+    let mut delivered: Vec<String> = sink
+        .messages()
+        .iter()
+        .filter_map(|m| Some(m.split("Subject: ").nth(1)?.lines().next()?.to_string()))
+        .collect();
+    delivered.sort();
+    match crash {
+        // The cut message was written to the journal before the kill
+        // (a process crash keeps what was written), so it is restored.
+        JournalCrash::Flush => assert_eq!(delivered, ["msg-0-end", "msg-1-end", "msg-2-end"]),
+        _ => assert_eq!(delivered, acknowledged, "{crash:?}"),
+    }
+    assert!(crate::harness::journal_segments(&spool).is_empty());
+}
+
+#[test]
+fn a_crash_at_a_journal_flush_loses_no_acknowledged_message() {
+    crash_in_the_journal(JournalCrash::Flush);
+}
+
+#[test]
+fn a_crash_in_the_checkpoint_before_its_syncfs_loses_nothing() {
+    crash_in_the_journal(JournalCrash::Checkpoint);
+}
+
+#[test]
+fn a_crash_in_the_checkpoint_before_the_segment_goes_loses_nothing_and_sends_nothing_twice() {
+    crash_in_the_journal(JournalCrash::SegmentRemoval);
 }
