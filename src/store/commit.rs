@@ -66,8 +66,10 @@ pub(super) enum Step {
         size: u64,
         envelope: Vec<u8>,
     },
-    /// For a filter: written and (unless the journal will take it at the
-    /// finish) flushed; `.envelope.new` stays.
+    /// For a filter: written and flushed; `.envelope.new` stays. (Flushed
+    /// even with a journal: a built-in filter may hand the files on, as
+    /// `copy:` links the content into a POP maildrop, and then the message
+    /// never reaches the journal.)
     Prepare {
         content: BufWriter<File>,
         size: u64,
@@ -450,23 +452,18 @@ impl Pipeline {
         journal: Option<&mut Journal>,
     ) -> Result<Written, StoreError> {
         let path = |file| id.path_in(&self.dir, file);
-        let journaling = journal.is_some();
         let journal = journal.filter(|_| !matches!(step, Step::Prepare { .. }));
-        let (content, size, envelope, flush) = match step {
+        let (content, size, envelope) = match step {
             Step::Commit {
                 content,
                 size,
                 envelope,
-            } => (content, size, envelope, true),
-            Step::Prepare {
+            }
+            | Step::Prepare {
                 content,
                 size,
                 envelope,
-            } => {
-                // Flushed now unless the journal will take it at the finish.
-                let later = journaling && size <= CONTENT_LIMIT;
-                (content, size, envelope, !later)
-            }
+            } => (content, size, envelope),
             Step::Finish { resync } => return self.write_finish(id, resync, journal),
         };
         let mut content = content.into_inner().map_err(|e| {
@@ -488,8 +485,7 @@ impl Pipeline {
                     .map_err(|e| journal_error(e, &path(SpoolFile::Content)))?;
                 Ok(Written::Journaled)
             }
-            _ if flush => Ok(Written::ToFlush(vec![content, file])),
-            _ => Ok(Written::ToFlush(Vec::new())),
+            _ => Ok(Written::ToFlush(vec![content, file])),
         }
     }
 
@@ -502,7 +498,6 @@ impl Pipeline {
         journal: Option<&mut Journal>,
     ) -> Result<Written, StoreError> {
         let path = |file| id.path_in(&self.dir, file);
-        let journaling = journal.is_some();
         let read = |file| {
             let p = path(file);
             std::fs::read(&p).map_err(io_err("cannot read message file", &p))
@@ -516,9 +511,9 @@ impl Pipeline {
                 .map_err(|e| journal_error(e, &path(SpoolFile::Content)))?;
             return Ok(Written::Journaled);
         }
-        // Without a journal the prepare step flushed both files; with one,
-        // a small message was not flushed then.
-        if !resync && !journaling {
+        // The prepare step flushed both files: again only if the filter may
+        // have edited them.
+        if !resync {
             return Ok(Written::ToFlush(Vec::new()));
         }
         let open = |file| {
