@@ -139,7 +139,10 @@ where
                                         tokio::spawn(crate::log::scope(context, async move {
                                             let mut stream: Box<dyn net::Stream> = Box::new(stream);
                                             match proxy::read_header(&mut stream, balancers.timeout).await {
-                                                Ok(Some(client)) => {
+                                                // HAProxy's v1 health checks name the
+                                                // check's own connection: no client
+                                                // can have the balancer's socket address.
+                                                Ok(Some(client)) if client != peer => {
                                                     crate::verbose!(
                                                         "proxy protocol: {} relays {}",
                                                         net::display_addr(&peer),
@@ -147,9 +150,10 @@ where
                                                     );
                                                     start(stream, local, Some(client), permit, false);
                                                 }
-                                                // The balancer's own connection: a
-                                                // health check, one verbose line.
-                                                Ok(None) => {
+                                                // The balancer's own connection (v2
+                                                // LOCAL, v1 UNKNOWN or its own address):
+                                                // a health check, one verbose line.
+                                                Ok(_) => {
                                                     crate::verbose!(
                                                         "proxy protocol: health check from {}",
                                                         net::display_addr(&peer)
