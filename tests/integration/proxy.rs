@@ -421,3 +421,55 @@ fn a_relay_killed_behind_haproxy_loses_no_acknowledged_message() {
     );
     assert!(a.log_text().contains("proxy protocol: 127.0.0.4:"));
 }
+
+/// `curl` the relay's `/healthz`: (status, body).
+fn healthz(port: u16) -> (String, String) {
+    let (_, out, _) = run_with_input(
+        Command::new(program("curl"))
+            .args(["-s", "-m", "5", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}/healthz")),
+        None,
+        Duration::from_secs(10),
+    );
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn a_stop_with_drain_delay_fails_the_checks_before_the_listeners_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let http_text = http.to_string();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--http-port",
+            &http_text,
+            "--drain-delay",
+            "3",
+            "--proxy-protocol",
+            BALANCER,
+        ],
+    );
+    assert_eq!(healthz(http), ("200".into(), "OK\n".into()));
+    let stopped = Instant::now();
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    relay.expect_log("info: draining: health checks fail for 3s before the listeners close");
+    // Draining: /healthz says so, a client is still served, a balancer's
+    // LOCAL health check is held off with 421.
+    assert_eq!(healthz(http), ("503".into(), "shutting down\n".into()));
+    assert!(crate::harness::greets(relay.port));
+    let check = format!(
+        "import socket\ns=socket.create_connection(('127.0.0.1',{}),timeout=5,source_address=({BALANCER:?},0))\n\
+         s.sendall(b'\\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x20\\x00\\x00\\x00')\nprint(s.recv(100).decode().strip())\n",
+        relay.port
+    );
+    let (_, out, _) = python(&check);
+    assert!(out.starts_with("421 "), "{out}");
+    let mut relay = relay;
+    let end = relay.proc.wait_exit(Duration::from_secs(15));
+    assert_eq!(end, Some(0));
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert!(!crate::harness::greets(relay.port));
+}
