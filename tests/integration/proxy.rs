@@ -678,3 +678,39 @@ fn container_runs_under_podman() {
     );
     podman(&["rm", &id]);
 }
+
+/// The POP listener reads the header too: a v1 header from the balancer,
+/// then a POP dialogue (Python's socket: poplib cannot send a header).
+#[test]
+fn the_pop_server_takes_the_client_address_from_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secrets, _, _) = setup(dir.path());
+    let pop_port = free_port();
+    let pop = pop_port.to_string();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--pop",
+            "--pop-port",
+            &pop,
+            "--pop-auth",
+            &secrets,
+            "--proxy-protocol",
+            BALANCER,
+        ],
+    );
+    let script = format!(
+        "import socket\ns=socket.create_connection(('127.0.0.1',{pop_port}),timeout=10,source_address=({BALANCER:?},0))\n\
+         s.sendall(b'PROXY TCP4 127.0.0.2 127.0.0.1 40110 110\\r\\n')\nf=s.makefile('rb')\nprint(f.readline().decode().strip())\n\
+         for c in [b'USER alice', b'PASS secret', b'STAT', b'QUIT']:\n    s.sendall(c+b'\\r\\n')\n    print(f.readline().decode().strip())\n"
+    );
+    let (code, out, err) = python(&script);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines.iter().all(|l| l.starts_with("+OK")), "{out}");
+    assert_eq!(lines[3], "+OK 0 0");
+    let log = relay.expect_log("info: pop connection from 127.0.0.2:40110\n");
+    assert!(log.contains("info: proxy protocol: 127.0.0.4:"), "{log}");
+    assert!(!log.contains("pop connection from 127.0.0.4"), "{log}");
+}
