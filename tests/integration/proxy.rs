@@ -714,3 +714,59 @@ fn the_pop_server_takes_the_client_address_from_the_header() {
     assert!(log.contains("info: proxy protocol: 127.0.0.4:"), "{log}");
     assert!(!log.contains("pop connection from 127.0.0.4"), "{log}");
 }
+
+/// At the default log level HAProxy's checks write nothing: a relay with
+/// `--log` only, checked every 100 ms for a second, logs its startup line
+/// and the one real session, no more.
+#[test]
+fn health_checks_write_nothing_at_the_default_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("quiet.log");
+    let mut cmd = Command::new(crate::harness::RELAY);
+    cmd.args([
+        "--no-daemon",
+        "--log",
+        "--no-syslog",
+        "--user",
+        "root",
+        "--interface",
+        "127.0.0.1",
+    ])
+    .args(["--port", &port.to_string(), "--proxy-protocol", BALANCER])
+    .arg("--spool-dir")
+    .arg(dir.path().join("spool"))
+    .arg("--log-file")
+    .arg(&log);
+    let _relay = Proc::spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(20), || {
+        crate::harness::greets(port)
+    }));
+    let haproxy = Haproxy::start(dir.path(), &[port], "send-proxy-v2");
+    // Ten checks or more (inter 200ms), then one real session.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, out, _) = python(&smtplib_send(haproxy.port, "127.0.0.2", None, 1));
+    assert_eq!(out.trim(), "ok 1");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("emailrelay: info: smtp server on 127.0.0.1:{port}"),
+        "{text}"
+    );
+    // The harness's readiness probe, then the client, each from/closed.
+    let rest: Vec<String> = lines[1..]
+        .iter()
+        .map(|l| l.split(':').take(3).collect::<Vec<_>>().join(":"))
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            "emailrelay: info: smtp connection from 127.0.0.1",
+            "emailrelay: info: smtp connection closed",
+            "emailrelay: info: smtp connection from 127.0.0.2",
+            "emailrelay: info: smtp connection closed",
+        ],
+        "{text}"
+    );
+}
