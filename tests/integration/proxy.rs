@@ -630,3 +630,37 @@ fn health_checks_write_nothing_at_the_default_level() {
         "{text}"
     );
 }
+
+/// The AUTH lock-out counts by the carried address: twelve wrong
+/// passwords from 127.0.0.2 (four sessions at once through HAProxy, each
+/// trying three mechanisms) lock
+/// 127.0.0.2 out, right password or not, while 127.0.0.3, behind the same
+/// balancer address, logs in.
+#[test]
+fn the_auth_lock_out_is_per_client_behind_the_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secrets, _, _) = setup(dir.path());
+    let relay = Relay::start(
+        dir.path(),
+        &["--proxy-protocol", BALANCER, "--server-auth", &secrets],
+    );
+    let haproxy = Haproxy::start(dir.path(), &[relay.port], "send-proxy-v2");
+    let script = format!(
+        "import smtplib, threading\n\
+         def login(source, password):\n    s=smtplib.SMTP('127.0.0.1', {port}, source_address=(source, 0), timeout=20)\n    s.ehlo('client.example')\n    \
+         try:\n        s.login('alice', password)\n        return '235'\n    except smtplib.SMTPAuthenticationError as e:\n        return str(e.smtp_code)\n    finally:\n        s.close()\n\
+         def wrong():\n    try:\n        login('127.0.0.2', 'wrong')\n    except Exception:\n        pass\n\
+         ts=[threading.Thread(target=wrong) for _ in range(4)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n\
+         print(login('127.0.0.2', 'secret'), login('127.0.0.3', 'secret'))\n",
+        port = haproxy.port
+    );
+    let (code, out, err) = python(&script);
+    assert_eq!(code, 0, "{out}{err}");
+    // smtplib tries CRAM-MD5, PLAIN and LOGIN in turn: three failures a
+    // session, and the third is answered 421.
+    assert!(matches!(out.trim(), "535 235" | "421 235"), "{out}");
+    relay.expect_log(
+        "warning: authentication: too many failures from 127.0.0.2: all authentication from it refused for 900s",
+    );
+    assert!(!relay.log_text().contains("failures from 127.0.0.4"));
+}
