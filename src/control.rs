@@ -173,6 +173,11 @@ impl Control {
         self.smtp.enabled.load(Ordering::Relaxed)
     }
 
+    /// True from a stop with `--drain-delay` until the listeners close.
+    pub fn draining(&self) -> bool {
+        self.smtp.draining.load(Ordering::Relaxed)
+    }
+
     /// Admin `dnsbl start|stop`.
     pub fn dnsbl(&self, action: emailrelay_proto::admin::DnsblAction) {
         self.smtp.dnsbl_control(action);

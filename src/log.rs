@@ -74,6 +74,10 @@ pub struct Context {
     /// The message a forwarding task is on (`--log-format=msgid`), set as
     /// the task moves from message to message; `None` outside forwarding.
     pub msgid: Option<MsgIdSlot>,
+    /// A load balancer's health check (a PROXY protocol `LOCAL`
+    /// connection): its info and verbose lines are not written, so that a
+    /// check every few seconds does not fill the log. Warnings still are.
+    pub quiet: bool,
 }
 
 /// Where a forwarding task keeps the id of its current message. E-MailRelay
@@ -221,6 +225,11 @@ pub fn enabled(level: Level) -> bool {
 /// Writes one line.
 pub fn write(level: Level, text: fmt::Arguments<'_>) {
     if !enabled(level) {
+        return;
+    }
+    if matches!(level, Level::Info | Level::Verbose)
+        && CONTEXT.try_with(|c| c.quiet).unwrap_or(false)
+    {
         return;
     }
     let Some(logger) = LOGGER.get() else {

@@ -30,6 +30,9 @@ pub struct InstanceSettings {
     pub filters: FilterConfig,
     /// `--address-verifier`.
     pub verifier: Option<VerifierSpec>,
+    /// `--proxy-protocol`: the load balancers whose PROXY headers the SMTP
+    /// and POP listeners read.
+    pub proxy_protocol: Option<crate::serve::ProxyProtocol>,
     /// Startup warnings (options that have no effect as given).
     pub warnings: Vec<String>,
     /// The secrets files of `--server-auth`, `--client-auth` and
@@ -101,6 +104,7 @@ impl InstanceSettings {
         let admin: Option<AdminSettings> = server::admin_settings(&common)?;
         let pop = server::pop_settings(&common)?;
         let http = server::http_settings(&common)?;
+        let proxy_protocol = server::proxy_protocol(args)?;
         warnings.extend(common.tls_config.legacy_warnings(
             smtp.as_ref().is_some_and(|s| s.tls.is_some()),
             forward.tls.is_some(),
@@ -115,6 +119,7 @@ impl InstanceSettings {
             forward,
             filters,
             verifier,
+            proxy_protocol,
             warnings,
             secrets_files: secrets_files(&common),
         })

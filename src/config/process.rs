@@ -15,6 +15,9 @@ pub struct ProcessSettings {
     pub pid_file: Option<PathBuf>,
     /// `--close-stderr`, implied by `--as-server` and `--as-proxy`.
     pub close_stderr: bool,
+    /// `--drain-delay`: how long a stop keeps accepting while the health
+    /// checks fail, before the listeners close.
+    pub drain_delay: std::time::Duration,
     /// The account to switch to when started as root; `None` for `--user root`.
     pub user: Option<String>,
     pub log: LogSettings,
@@ -61,6 +64,7 @@ impl ProcessSettings {
             None => Some("daemon".to_string()),
         };
         Ok(ProcessSettings {
+            drain_delay: super::values::seconds(args, "drain-delay", 0)?,
             daemon,
             pid_file: pid_files.into_iter().next(),
             close_stderr,

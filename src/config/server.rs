@@ -1,6 +1,6 @@
 //! The serving side of an instance: the SMTP server (`--port`,
 //! `--interface`, `--server-*`, `--anonymous`, `--dnsbl`, `--size`, `--max-hops`,
-//! `--min-data-rate`), the admin server and the operator HTTP endpoint
+//! `--min-data-rate`, `--proxy-protocol`), the admin server and the operator HTTP endpoint
 //! (`--http-*`).
 
 use std::path::PathBuf;
@@ -122,6 +122,13 @@ pub fn pop_settings(common: &Common<'_>) -> Result<Option<PopSettings>, ConfigEr
         trace: common.trace,
         secrets: args.value("pop-auth").unwrap_or_default(),
     }))
+}
+
+/// `--proxy-protocol=<address-list>`: the load balancers' addresses.
+pub fn proxy_protocol(args: &Instance) -> Result<Option<crate::serve::ProxyProtocol>, ConfigError> {
+    args.value("proxy-protocol")
+        .map(|v| crate::serve::ProxyProtocol::parse(&v).map_err(|e| bad("proxy-protocol", &v, e)))
+        .transpose()
 }
 
 /// `--anonymous[=<scope>]`: everything without a scope.

@@ -1,5 +1,6 @@
 //! `GET /healthz`: `200 OK` while the instance serves and its mail flows;
-//! `503` with the reasons, one a line, while it is shutting down, its SMTP
+//! `503` with the reasons, one a line, while it is shutting down (from the
+//! stop signal on, through the `--drain-delay` while it still accepts), its SMTP
 //! server is disabled by the admin `smtp disable`, an upstream is paused
 //! (it refused our authentication), or the oldest queued message is older
 //! than `--http-max-queue-age` (an hour by default). Failed (`.bad`)
@@ -36,7 +37,7 @@ pub async fn answer(
 ) -> Response<Full<Bytes>> {
     let read = blocking(move || {
         control.queue_summary().map(|summary| Reading {
-            serving,
+            serving: serving && !control.draining(),
             smtp_enabled: control.smtp_enabled(),
             paused: control.paused_routes(),
             summary,

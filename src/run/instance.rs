@@ -180,6 +180,7 @@ impl Prepared {
             in_finished: Default::default(),
             shutdown: stop_rx.clone(),
             dnsbl_off_until: Default::default(),
+            draining: Default::default(),
         });
         let control = Control::new(
             Arc::clone(&shared),
@@ -200,6 +201,7 @@ impl Prepared {
             log_peer: true,
             limit: Some((Arc::clone(sessions), Arc::from(busy.into_bytes()))),
             register: true,
+            proxy: settings.proxy_protocol.clone().map(Arc::new),
         };
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
@@ -226,6 +228,7 @@ impl Prepared {
                 let accept = Accept {
                     log_peer: false,
                     limit: None,
+                    proxy: None,
                     ..accept.clone()
                 };
                 let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
@@ -277,6 +280,7 @@ impl Prepared {
                     log_peer: false,
                     limit: None,
                     register: false,
+                    proxy: None,
                     ..accept.clone()
                 };
                 let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());

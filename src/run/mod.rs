@@ -229,8 +229,9 @@ async fn serve(
         instance.go()?;
     }
     started.notify(&serving_status(queued), process.daemon);
-    wait_for_stop(&mut events, stop_rx).await;
+    wait_for_stop(&mut events, stop_rx.clone()).await;
     started.stopping();
+    drain(&process, &running, &mut events, stop_rx).await;
     let _ = stop_tx.send(true);
     // Idle sessions get 421 at once; a session inside DATA finishes its
     // message (and gets its 250) first. Wait a bounded time for them all.
@@ -406,6 +407,31 @@ async fn wait_for_stop(events: &mut StopEvents, mut stop: watch::Receiver<bool>)
             _ = stop.changed() => return,
         }
     }
+}
+
+/// `--drain-delay`: the health checks fail while the listeners still
+/// accept, so that a load balancer takes the relay out before it stops
+/// accepting. A second stop event, or `terminate`, cuts it short.
+async fn drain(
+    process: &ProcessSettings,
+    running: &[instance::Running],
+    events: &mut StopEvents,
+    stop: watch::Receiver<bool>,
+) {
+    if process.drain_delay.is_zero() {
+        return;
+    }
+    for instance in running {
+        instance
+            .shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    info!(
+        "draining: health checks fail for {}s before the listeners close",
+        process.drain_delay.as_secs()
+    );
+    let _ = tokio::time::timeout(process.drain_delay, wait_for_stop(events, stop)).await;
 }
 
 /// The `STATUS=` text while serving: how many messages wait to be sent.

@@ -3,6 +3,13 @@
 //! process's connection registry (admin `status`) and with the client's
 //! address (and the instance name) in every log line it writes.
 //!
+//! With `--proxy-protocol`, a connection from a listed balancer has its
+//! header read first (in its own task, within a deadline), and the client
+//! address it carries is the peer from then on: the registry, the log
+//! lines and the protocol driver only ever see that one. Only the cap on
+//! open sessions is decided before the header (by the balancer's
+//! connection): it is a cap on descriptors, not on addresses.
+//!
 //! Must not: decide anything about the peer (that is admission's job, in
 //! the protocol driver's task), or stop on a failed accept (EMFILE passes).
 
@@ -12,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::proxy::{self, ProxyProtocol};
 use super::{SessionLimit, SessionPermit};
 use crate::monitor::Connections;
 use crate::net::{self, BoundListener};
@@ -35,6 +43,9 @@ pub struct Accept {
     /// open connections). Not the HTTP endpoint's: a scraper would count
     /// itself in the numbers it came for.
     pub register: bool,
+    /// `--proxy-protocol`: the balancers whose PROXY headers say who the
+    /// client is (SMTP and POP listeners only).
+    pub proxy: Option<Arc<ProxyProtocol>>,
 }
 
 impl Accept {
@@ -64,35 +75,39 @@ pub fn spawn_acceptor<F, Fut>(
     on_accept: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) -> Fut + Send + 'static,
+    F: Fn(Box<dyn net::Stream>, Option<std::net::SocketAddr>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let limit = accept.clone();
-    let start = move |stream: Box<dyn net::Stream>,
-                      local: String,
-                      peer: Option<SocketAddr>,
-                      permit: Option<SessionPermit>| {
-        let peer_text = peer
-            .as_ref()
-            .map_or_else(|| "unix".into(), net::display_addr);
-        let registered = accept
-            .register
-            .then(|| accept.connections.incoming(local, peer_text));
-        let context = crate::log::Context {
-            unit: accept.unit.clone(),
-            peer: peer.filter(|_| accept.log_peer),
-            msgid: None,
-        };
-        // Boxed: an `async` block that awaits a future it captured holds
-        // it twice (rust-lang/rust#62958), which made an idle connection's
-        // task 14 KB.
-        let session = Box::pin(on_accept(stream, peer));
-        tokio::spawn(crate::log::scope(context, async move {
-            session.await;
-            drop(registered);
-            drop(permit);
-        }));
-    };
+    let start = Arc::new(
+        move |stream: Box<dyn net::Stream>,
+              local: String,
+              peer: Option<SocketAddr>,
+              permit: Option<SessionPermit>,
+              quiet: bool| {
+            let peer_text = peer
+                .as_ref()
+                .map_or_else(|| "unix".into(), net::display_addr);
+            let registered = accept
+                .register
+                .then(|| accept.connections.incoming(local, peer_text));
+            let context = crate::log::Context {
+                unit: accept.unit.clone(),
+                peer: peer.filter(|_| accept.log_peer),
+                msgid: None,
+                quiet,
+            };
+            // Boxed: an `async` block that awaits a future it captured holds
+            // it twice (rust-lang/rust#62958), which made an idle connection's
+            // task 14 KB.
+            let session = Box::pin(on_accept(stream, peer));
+            tokio::spawn(crate::log::scope(context, async move {
+                session.await;
+                drop(registered);
+                drop(permit);
+            }));
+        },
+    );
     match listener {
         BoundListener::Tcp(std) => {
             let listener = tokio::net::TcpListener::from_std(std)?;
@@ -113,7 +128,47 @@ where
                                     .local_addr()
                                     .map(|a| net::display_addr(&a))
                                     .unwrap_or_default();
-                                start(Box::new(stream), local, Some(peer), permit);
+                                match &limit.proxy {
+                                    None => start(Box::new(stream), local, Some(peer), permit, false),
+                                    Some(balancers) if balancers.lists(peer.ip()) => {
+                                        let (start, balancers) = (Arc::clone(&start), Arc::clone(balancers));
+                                        let context = crate::log::Context {
+                                            unit: limit.unit.clone(),
+                                            ..Default::default()
+                                        };
+                                        tokio::spawn(crate::log::scope(context, async move {
+                                            let mut stream: Box<dyn net::Stream> = Box::new(stream);
+                                            match proxy::read_header(&mut stream, balancers.timeout).await {
+                                                // HAProxy's v1 health checks name the
+                                                // check's own connection: no client
+                                                // can have the balancer's socket address.
+                                                Ok(Some(client)) if client != peer => {
+                                                    crate::verbose!(
+                                                        "proxy protocol: {} relays {}",
+                                                        net::display_addr(&peer),
+                                                        net::display_addr(&client)
+                                                    );
+                                                    start(stream, local, Some(client), permit, false);
+                                                }
+                                                // The balancer's own connection (v2
+                                                // LOCAL, v1 UNKNOWN or its own address):
+                                                // a health check, one verbose line.
+                                                Ok(_) => {
+                                                    crate::verbose!(
+                                                        "proxy protocol: health check from {}",
+                                                        net::display_addr(&peer)
+                                                    );
+                                                    start(stream, local, Some(peer), permit, true);
+                                                }
+                                                Err(problem) => proxy::log_refusal(peer, true, &problem),
+                                            }
+                                        }));
+                                    }
+                                    Some(_) => {
+                                        let stream = proxy::Unlisted::new(stream, peer);
+                                        start(Box::new(stream), local, Some(peer), permit, false);
+                                    }
+                                }
                             }
                             Err(e) => {
                                 warning!("accept failed: {e}");
@@ -136,7 +191,7 @@ where
                             }) else {
                                 continue;
                             };
-                            start(Box::new(stream), local, None, permit);
+                            start(Box::new(stream), local, None, permit, false);
                         },
                         _ = stop.changed() => return,
                     }

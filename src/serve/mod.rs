@@ -1,6 +1,7 @@
 //! What the SMTP and POP servers share: the accept loop, admission of a
 //! new connection (`--remote-clients`), reads and writes bounded by
-//! deadlines, the TLS handshake (implicit or upgraded), the clean close,
+//! deadlines, the TLS handshake (implicit or upgraded), the PROXY protocol
+//! header of a load balancer's connections, the clean close,
 //! session counting for shutdown, the cap on open sessions, and the random
 //! part of authentication challenges.
 //!
@@ -10,6 +11,9 @@
 mod accept;
 mod deadline;
 mod limit;
+pub mod proxy;
+#[cfg(test)]
+mod proxy_fuzz;
 mod tls;
 
 use std::net::SocketAddr;
@@ -23,6 +27,7 @@ use tokio::time::Instant;
 pub use accept::{spawn_acceptor, Accept};
 pub use deadline::{ContentDeadline, Expiry, CONTENT_LIMIT, DEFAULT_MIN_DATA_RATE};
 pub use limit::{SessionLimit, SessionPermit};
+pub use proxy::ProxyProtocol;
 pub use tls::handshake;
 
 use crate::net::Stream;

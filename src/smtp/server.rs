@@ -120,6 +120,10 @@ pub struct Shared {
     /// Admin `dnsbl stop`: no DNSBL checks until this Unix time (`u64::MAX`:
     /// until `dnsbl start`).
     pub dnsbl_off_until: AtomicU64,
+    /// Set at a stop with `--drain-delay`: the listeners still accept, but
+    /// `/healthz` and a balancer's SMTP health check fail, so that the
+    /// balancer sends new clients elsewhere before they close.
+    pub draining: AtomicBool,
 }
 
 impl Shared {
@@ -250,7 +254,10 @@ impl Conn {
                 .unwrap_or_default(),
             // E-MailRelay compatibility: a session begun while the admin
             // `smtp disable` holds greets with 421 and stays disabled.
-            enabled: shared.enabled.load(Ordering::Relaxed),
+            // A balancer's health check (a PROXY protocol LOCAL
+            // connection, logged quietly) is held off while draining too.
+            enabled: shared.enabled.load(Ordering::Relaxed)
+                && !(crate::log::context().quiet && shared.draining.load(Ordering::Relaxed)),
             ident: (!settings.anonymous.server)
                 .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
             vrfy: !settings.anonymous.vrfy,

@@ -18,6 +18,7 @@
 //! - `package`: the Debian package: cargo-deb, dpkg-deb, lintian, install, upgrade, purge.
 //! - `pop`: the POP3 server: poplib, mpop, fetchmail, s_client, safety rules.
 //! - `postfix`: Postfix as the smarthost.
+//! - `proxy`: two relays behind HAProxy with the PROXY protocol (v2 and v1), a relay killed behind it.
 //! - `routes`: per-upstream limits, throttling, a large spool drained (issue 16).
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
@@ -63,6 +64,7 @@ mod package;
 mod pop;
 mod postfix;
 mod process;
+mod proxy;
 mod routes;
 mod server;
 mod service;

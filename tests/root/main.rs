@@ -4,6 +4,8 @@
 //! so they run there.
 
 #[cfg(unix)]
+mod container;
+#[cfg(unix)]
 mod submit;
 
 use libtest_mimic::{Arguments, Completion, Trial};
@@ -12,11 +14,18 @@ use libtest_mimic::{Arguments, Completion, Trial};
 type RootTest = (&'static str, &'static str, fn());
 
 #[cfg(unix)]
-const TESTS: &[RootTest] = &[(
-    "submit::set_group_id_installs_write_files_the_relay_can_read",
-    "needs root to make a set-group-id copy and run it as nobody",
-    submit::set_group_id_installs_write_files_the_relay_can_read,
-)];
+const TESTS: &[RootTest] = &[
+    (
+        "submit::set_group_id_installs_write_files_the_relay_can_read",
+        "needs root to make a set-group-id copy and run it as nobody",
+        submit::set_group_id_installs_write_files_the_relay_can_read,
+    ),
+    (
+        "container::the_image_builds_and_its_root_filesystem_serves",
+        "needs root for rootful podman and to chroot as the image's user",
+        container::the_image_builds_and_its_root_filesystem_serves,
+    ),
+];
 
 #[cfg(not(unix))]
 const TESTS: &[RootTest] = &[];

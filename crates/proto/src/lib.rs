@@ -12,5 +12,6 @@ pub mod admin;
 pub mod line;
 pub mod pop;
 pub mod printable;
+pub mod proxy;
 pub mod sasl;
 pub mod smtp;
