@@ -595,3 +595,40 @@ fn a_google_service_account_signs_for_the_mailbox_and_sends_by_xoauth2() {
     );
     standin.assert_no_violations();
 }
+
+#[test]
+fn a_second_401_after_renewal_pauses_the_route_as_a_refused_password() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // Every token is refused the moment it is issued.
+    let standin = StandIn::start(dir.path(), &["--token-accept", "0"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "bob@contoso.example");
+    submit_to(&spool, "carol@contoso.example");
+    let log = forward(
+        dir.path(),
+        &spool,
+        &secrets,
+        &["--client-connections", "1"],
+        1,
+    );
+    // One renewal, then no more requests: the route waits.
+    assert_eq!(standin.statuses(), [401, 401], "{log}");
+    let tokens = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "token")
+        .count();
+    assert_eq!(tokens, 2);
+    assert!(
+        log.contains(
+            "error: forwarding to graph.microsoft.com:443 paused: the server refused our authentication: \
+             535 5.7.8 graph: HTTP 401: InvalidAuthenticationToken: Lifetime validation failed, the token is expired.: mail stays queued"
+        ),
+        "{log}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 2);
+    assert!(standin.mail().is_empty());
+    standin.assert_no_violations();
+}
