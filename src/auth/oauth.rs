@@ -544,8 +544,9 @@ impl OAuthAccount {
             );
             return;
         }
-        let days = u64::try_from(left).unwrap_or(0) / 86400;
-        let Some(level) = EXPIRY_WARNINGS.iter().copied().filter(|d| days < *d).min() else {
+        // Days or part of one: 19 days and an hour is "20 day(s)".
+        let days = u64::try_from(left).unwrap_or(0).div_ceil(86400);
+        let Some(level) = EXPIRY_WARNINGS.iter().copied().filter(|d| days <= *d).min() else {
             return;
         };
         if self.warned.fetch_min(level, Ordering::Relaxed) > level {
@@ -643,6 +644,22 @@ impl OAuthAccount {
             let wake = wake.min(Instant::now() + Duration::from_secs(3600));
             tokio::time::sleep_until(wake.max(Instant::now() + Duration::from_secs(1))).await;
         }
+    }
+
+    /// One token request, as a check (`emailrelay-passwd --check`):
+    /// the token and its lifetime, nothing cached or logged.
+    pub async fn fetch_token(&self) -> Result<(String, Duration), OAuthError> {
+        let token = self.renew().await?;
+        let lifetime = token.expires_at.saturating_duration_since(Instant::now());
+        Ok((token.access, lifetime))
+    }
+
+    /// The token URL, for messages.
+    pub fn token_url(&self) -> String {
+        self.file
+            .lock()
+            .map(|f| f.token_url.clone())
+            .unwrap_or_default()
     }
 
     async fn renew(&self) -> Result<Token, OAuthError> {
@@ -1024,6 +1041,35 @@ rate = 100
         // Private where the system has modes (Unix); Windows has access lists.
         let mode = crate::platform::files::mode(&std::fs::metadata(&path).unwrap());
         assert!(mode.is_none_or(|m| m & 0o777 == 0o600), "{mode:?}");
+    }
+
+    #[test]
+    fn expiry_is_warned_30_7_and_1_days_ahead_once_each() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.oauth2");
+        std::fs::write(
+            &path,
+            "token-url = http://127.0.0.1:1/t\nclient-id = c\nclient-secret = s\n\
+             grant = client_credentials\nclient-secret-expires = 2027-01-31\n",
+        )
+        .unwrap();
+        let account = OAuthAccount::load("a", &path).unwrap();
+        let expires = 1_801_353_600;
+        assert_eq!(
+            account.credential_expiry(),
+            Some(("client secret", expires))
+        );
+        let warned = |days_and_secs: i64| {
+            account.warn_expiry(expires - days_and_secs);
+            account.warned.load(Ordering::Relaxed)
+        };
+        assert_eq!(warned(31 * 86400), u64::MAX, "not yet");
+        assert_eq!(warned(30 * 86400), 30);
+        assert_eq!(warned(8 * 86400), 30);
+        assert_eq!(warned(7 * 86400 - 5), 7);
+        assert_eq!(warned(86400), 1);
+        assert_eq!(warned(10), 1);
     }
 
     #[test]

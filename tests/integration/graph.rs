@@ -102,7 +102,11 @@ struct StandIn {
 
 impl StandIn {
     fn start(dir: &Path, extra: &[&str]) -> StandIn {
-        let state = dir.join("standin");
+        // A directory of its own for each stand-in a test starts.
+        let state = (1..)
+            .map(|n| dir.join(format!("standin-{n}")))
+            .find(|d| !d.exists())
+            .unwrap();
         std::fs::create_dir_all(&state).unwrap();
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/graph_standin.py");
@@ -315,7 +319,7 @@ fn swaks_mail_arrives_through_graph_byte_identical_with_a_bcc_for_hidden_recipie
     // The app certificate expires in 20 days: the 30-day warning.
     assert!(
         log.contains(&format!("warning: oauth2: the certificate of {MAILBOX} ("))
-            && log.contains("expires in 19 day(s)"),
+            && log.contains("expires in 20 day(s)"),
         "{log}"
     );
     standin.assert_no_violations();
@@ -630,5 +634,106 @@ fn a_second_401_after_renewal_pauses_the_route_as_a_refused_password() {
     );
     assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 2);
     assert!(standin.mail().is_empty());
+    standin.assert_no_violations();
+}
+
+/// `emailrelay-passwd --check <file>`: (exit code, stdout, stderr).
+fn check(file: &Path) -> (i32, String, String) {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_emailrelay-passwd"))
+            .arg("--check")
+            .arg(file),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    graph_account(dir.path(), &standin);
+    let account = dir.path().join("printer.oauth2");
+    let (code, out, err) = check(&account);
+    let port = standin.port;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(
+        lines[0],
+        format!("token: obtained from https://127.0.0.1:{port}/{TENANT}/oauth2/v2.0/token (valid for 3600s)")
+    );
+    assert!(
+        lines[1].starts_with("certificate: expires on 20")
+            && lines[1].ends_with("UTC (in 20 day(s))"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "permission: Mail.Send (application) is granted");
+    assert_eq!(
+        lines[3],
+        format!("mailbox: {MAILBOX} found, and the app may send as it")
+    );
+    assert_eq!(lines[4], format!("ok: {} works", account.display()));
+    // The log's warning, as the relay gives it.
+    assert!(
+        err.starts_with(&format!(
+            "emailrelay: warning: oauth2: the certificate of {MAILBOX} ("
+        )) && err.ends_with("expires in 20 day(s)")
+            || err.contains("expires in 20 day(s), on "),
+        "{err}"
+    );
+    // The probe sent nothing: Graph refused its empty body.
+    assert_eq!(standin.statuses(), [400]);
+    assert!(standin.mail().is_empty());
+    // A mailbox the tenant does not have.
+    let text = std::fs::read_to_string(&account).unwrap();
+    let wrong = dir.path().join("wrong.oauth2");
+    std::fs::write(&wrong, text.replace(MAILBOX, "nobody@contoso.example")).unwrap();
+    let (code, out, err) = check(&wrong);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("permission: Mail.Send (application) is granted"),
+        "{out}"
+    );
+    assert!(
+        err.ends_with(
+            "emailrelay-passwd: error: there is no mailbox nobody@contoso.example in the tenant\n  \
+             (graph: HTTP 404: ErrorInvalidUser: The requested user 'nobody@contoso.example' is invalid.)\n"
+        ),
+        "{err}"
+    );
+    standin.assert_no_violations();
+    drop(standin);
+
+    // A token without Mail.Send (no admin consent).
+    let standin = StandIn::start(dir.path(), &["--roles", ""]);
+    std::fs::write(
+        &account,
+        text.replace(&port.to_string(), &standin.port.to_string()),
+    )
+    .unwrap();
+    let (code, _, err) = check(&account);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not carry the Mail.Send application permission (roles: none): add it under API permissions and grant admin consent"),
+        "{err}"
+    );
+    standin.assert_no_violations();
+    drop(standin);
+
+    // A revoked certificate: Microsoft's error, explained.
+    let standin = StandIn::start(dir.path(), &["--revoked"]);
+    std::fs::write(
+        &account,
+        text.replace(&port.to_string(), &standin.port.to_string()),
+    )
+    .unwrap();
+    let (code, out, err) = check(&account);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.contains("emailrelay-passwd: error: the certificate has been revoked: upload a new one\n  (oauth2: cannot get an access token")
+            && err.contains("AADSTS7000274"),
+        "{err}"
+    );
     standin.assert_no_violations();
 }

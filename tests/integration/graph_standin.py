@@ -154,9 +154,14 @@ def check_times(claims, where, lifetime_max):
 
 
 def issue_token():
+    # Shaped as Microsoft's: a JWT whose payload carries the app's roles
+    # (the signature is not the relay's business).
     with lock:
         state["issued"] += 1
-        token = f"graph-at-{state['issued']}-{os.urandom(6).hex()}"
+        payload = {"aud": "https://graph.microsoft.com", "roles": ROLES,
+                   "jti": f"{state['issued']}-{os.urandom(6).hex()}"}
+        enc = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()
+        token = f"{enc({'typ': 'JWT', 'alg': 'RS256'})}.{enc(payload)}.c2lnbmF0dXJl"
         state["tokens"][token] = time.monotonic() + args.token_accept
     return token
 
@@ -314,8 +319,6 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(413, {"error": {"code": "ErrorMessageSizeExceeded", "message": "too large"}})
             return
         body = self.body()
-        if mailbox.lower() != args.mailbox.lower():
-            violation(f"{where}: mailbox {mailbox!r}, not {args.mailbox!r}")
         if self.headers.get("Content-Type") != "text/plain":
             violation(f"{where}: Content-Type {self.headers.get('Content-Type')!r}, not text/plain")
         auth = self.headers.get("Authorization", "")
@@ -343,6 +346,21 @@ class Handler(BaseHTTPRequestHandler):
             return
         if base64.b64encode(message) != body:
             violation(f"{where}: the base64 is not canonical (line breaks or padding)")
+        if mailbox.lower() != args.mailbox.lower():
+            record({"path": "sendMail", "status": 404})
+            self.answer(404, {"error": {"code": "ErrorInvalidUser",
+                                        "message": f"The requested user '{mailbox}' is invalid."}})
+            return
+        if "Mail.Send" not in ROLES:
+            record({"path": "sendMail", "status": 403})
+            self.answer(403, {"error": {"code": "ErrorAccessDenied",
+                                        "message": "Access is denied. Check credentials and try again."}})
+            return
+        if not message:
+            record({"path": "sendMail", "status": 400})
+            self.answer(400, {"error": {"code": "ErrorMimeContentInvalid",
+                                        "message": "The MIME content is empty."}})
+            return
         if args.delay:
             time.sleep(args.delay / 1000.0)
         header = message.split(b"\r\n\r\n", 1)[0]
@@ -385,7 +403,10 @@ def main():
     p.add_argument("--retry-after", type=int, default=1)
     p.add_argument("--delay", type=int, default=0)
     p.add_argument("--revoked", action="store_true")
+    p.add_argument("--roles", default="Mail.Send")
     args = p.parse_args()
+    global ROLES
+    ROLES = [r for r in args.roles.split(",") if r]
     os.makedirs(os.path.join(args.dir, "mail"), exist_ok=True)
     open(os.path.join(args.dir, "violations"), "a").close()
     state["storm_left"] = args.storm

@@ -21,6 +21,7 @@
 
 pub mod answer;
 pub mod bcc;
+pub mod check;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -182,6 +183,27 @@ impl Transport for GraphTransport {
                 retry_after: None,
             }) as Box<dyn Link>)
         })
+    }
+}
+
+impl GraphTransport {
+    /// `POST sendMail` with an empty body and `token`, which Graph refuses
+    /// without sending anything: 400 if the mailbox exists and the app may
+    /// send as it, 404 if there is no such mailbox, 403 if the app may
+    /// not. The status and body, or why there was no answer.
+    pub async fn probe(&self, token: &str) -> Result<(u16, Vec<u8>), String> {
+        let mut link = GraphLink {
+            transport: Arc::clone(&self.0),
+            sender: None,
+            retry_after: None,
+        };
+        let (status, _, body) = link.request(token, Bytes::new()).await?;
+        Ok((status, body))
+    }
+
+    /// The Graph URL's host and port.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.0.url.host, self.0.url.port)
     }
 }
 
