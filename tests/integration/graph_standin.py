@@ -223,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
         expect = {
             "grant_type": "client_credentials",
             "client_id": args.client_id,
-            "scope": GRAPH_SCOPE,
+            "scope": args.scope,
             "client_assertion_type": ASSERTION_TYPE,
         }
         for k, v in expect.items():
@@ -262,6 +262,9 @@ class Handler(BaseHTTPRequestHandler):
             violation(f"{where}: no nbf")
         check_times(claims, where, 600)
         token = issue_token()
+        with open(os.path.join(args.dir, "last-token.new"), "w") as f:
+            f.write(token)
+        os.rename(os.path.join(args.dir, "last-token.new"), os.path.join(args.dir, "last-token"))
         self.answer(200, {"token_type": "Bearer", "expires_in": args.expires_in,
                           "ext_expires_in": args.expires_in, "access_token": token})
 
@@ -404,6 +407,7 @@ def main():
     p.add_argument("--delay", type=int, default=0)
     p.add_argument("--revoked", action="store_true")
     p.add_argument("--roles", default="Mail.Send")
+    p.add_argument("--scope", default=GRAPH_SCOPE)
     args = p.parse_args()
     global ROLES
     ROLES = [r for r in args.roles.split(",") if r]
