@@ -331,7 +331,11 @@ impl AccountFile {
         };
         // An app token for Graph has Graph's scope, not SMTP's.
         // And an app's token for Exchange's SMTP has the `.default` scope.
+        // A user's own (delegated) token for Graph asks for Mail.Send.
         let scope = match (transport, provider.as_str(), grant) {
+            (Transport::Graph, "microsoft" | "", Grant::RefreshToken) => {
+                "https://graph.microsoft.com/Mail.Send offline_access"
+            }
             (Transport::Graph, "microsoft" | "", _) => GRAPH_SCOPE,
             (Transport::Smtp, "microsoft", Grant::ClientCredentials) => {
                 "https://outlook.office365.com/.default"
@@ -973,7 +977,10 @@ rate = 100
         )
         .unwrap();
         assert_eq!(url.graph_url, "https://127.0.0.1:9");
-        assert_eq!(url.scope, GRAPH_SCOPE);
+        assert_eq!(
+            url.scope, "https://graph.microsoft.com/Mail.Send offline_access",
+            "a user's own token, for Graph"
+        );
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub async fn check_account(path: &Path) -> Result<Vec<String>, (Vec<String>, Str
         Some(roles) if roles.iter().any(|r| r == "Mail.Send") => {
             said.push("permission: Mail.Send (application) is granted".into())
         }
+        Some(roles) if roles.iter().any(|r| r == "scp:Mail.Send") => {
+            said.push("permission: Mail.Send (delegated) is granted".into())
+        }
         Some(roles) => {
             return Err((
                 said,
@@ -128,21 +131,23 @@ pub async fn check_account(path: &Path) -> Result<Vec<String>, (Vec<String>, Str
     }
 }
 
-/// The `roles` claim of a JWT access token, if it is one.
+/// The permissions a JWT access token carries, if it is one: its
+/// `roles` (an app's), then its `scp` (a user's, delegated) as `scp:X`.
 fn roles(token: &str) -> Option<Vec<String>> {
     let payload = token.split('.').nth(1)?;
     let json: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    Some(
-        json["roles"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    )
+    let mut roles: Vec<String> = json["roles"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let scopes = json["scp"].as_str().unwrap_or("").split_whitespace();
+    roles.extend(scopes.map(|s| format!("scp:{s}")));
+    Some(roles)
 }
 
 /// Microsoft's and Google's token errors in plain words.
@@ -209,5 +214,13 @@ mod tests {
             Some(vec![])
         );
         assert_eq!(roles("opaque-token"), None);
+        let delegated = URL_SAFE_NO_PAD.encode(r#"{"scp":"Mail.Send User.Read"}"#);
+        assert_eq!(
+            roles(&format!("e30.{delegated}.s")),
+            Some(vec![
+                "scp:Mail.Send".to_string(),
+                "scp:User.Read".to_string()
+            ])
+        );
     }
 }
