@@ -172,7 +172,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *a):
         pass
 
+    def leave(self):
+        """The request is answered from here on: no longer in flight (so
+        the relay, which may start another the moment it reads the answer,
+        is not counted twice)."""
+        if getattr(self, "in_flight_counted", False):
+            self.in_flight_counted = False
+            with lock:
+                state["in_flight"] -= 1
+                with open(os.path.join(args.dir, "max-in-flight"), "w") as f:
+                    f.write(str(state["max_in_flight"]))
+
     def answer(self, status, body=b"", headers=()):
+        self.leave()
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
         self.send_response(status)
@@ -303,15 +315,13 @@ class Handler(BaseHTTPRequestHandler):
             state["send_requests"] += 1
             state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
             in_flight = state["in_flight"]
+        self.in_flight_counted = True
         try:
             if in_flight > MAX_IN_FLIGHT:
                 violation(f"{where}: {in_flight} requests in flight, more than {MAX_IN_FLIGHT}")
             self.send_mail_checked(path, where)
         finally:
-            with lock:
-                state["in_flight"] -= 1
-                with open(os.path.join(args.dir, "max-in-flight"), "w") as f:
-                    f.write(str(state["max_in_flight"]))
+            self.leave()
 
     def send_mail_checked(self, path, where):
         mailbox = urllib.parse.unquote(path[len("/v1.0/users/"):-len("/sendMail")])
@@ -384,6 +394,7 @@ class Handler(BaseHTTPRequestHandler):
         with open(os.path.join(args.dir, "mail", f"{n:05}.eml"), "wb") as f:
             f.write(message)
         record({"path": "sendMail", "status": 202, "n": n})
+        self.leave()
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()
