@@ -237,6 +237,20 @@ impl Control {
             .collect()
     }
 
+    /// OAuth accounts whose certificate or client secret has a known
+    /// expiry: (account, `certificate` or `client secret`, Unix time).
+    pub fn credential_expiry(&self) -> Vec<(String, String, i64)> {
+        let Some(auth) = &self.forwarder().settings().auth else {
+            return Vec::new();
+        };
+        auth.oauth_accounts()
+            .filter_map(|a| {
+                let (what, when) = a.credential_expiry()?;
+                Some((a.user().to_string(), what.to_string(), when))
+            })
+            .collect()
+    }
+
     /// Counts and the oldest age, from the spool's file names alone,
     /// read with flat memory whatever the spool holds.
     pub fn queue_summary(&self) -> Result<QueueSummary, ControlError> {

@@ -3,7 +3,8 @@
 //! becomes the HMAC-MD5 key state of an `md5` secrets-file line (base64,
 //! or `--dotted` for the old dotted-decimal form), or with `--hash=none`
 //! plain xtext. Ours also has `--oauth <account-file>`, the device-code
-//! sign-in of an OAuth 2.0 account (see `auth::oauth`).
+//! sign-in of an OAuth 2.0 account (see `auth::oauth`), and `--check
+//! <account-file>`, which tells whether an account file works.
 //!
 //! Must not write anything but the result to standard output: scripts
 //! paste it into secrets files.
@@ -30,6 +31,8 @@ pub static OPTIONS: &[ToolOption] = &[
     opt(Some(b'T'), "tls-config", Takes::Value, 0, "config", "TLS library configuration"),
     opt(None, "oauth", Takes::Value, 2, "account-file",
         "signs in to the OAuth 2.0 account described in the file (device code flow) and saves its refresh token there"),
+    opt(None, "check", Takes::Value, 2, "account-file",
+        "checks that the OAuth 2.0 account file works: gets a token and, for Microsoft Graph, checks the Mail.Send permission and the mailbox without sending anything"),
 ];
 
 const fn opt(
@@ -60,6 +63,8 @@ pub enum Request {
     Hash(HashRequest),
     /// Our `--oauth <account-file>`.
     OAuth(std::path::PathBuf),
+    /// Our `--check <account-file>`.
+    Check(std::path::PathBuf),
 }
 
 /// How to hash.
@@ -118,6 +123,11 @@ pub fn request(argv: &[Vec<u8>]) -> Result<Request, PasswdError> {
     if !parsed.args.is_empty() {
         return Err(PasswdError::TooManyArgs);
     }
+    if parsed.contains("check") {
+        let file = parsed.value("check", b"");
+        let file = crate::platform::files::bytes_to_os(file);
+        return Ok(Request::Check(file.into()));
+    }
     if parsed.contains("oauth") {
         let file = parsed.value("oauth", b"");
         let file = crate::platform::files::bytes_to_os(file);
@@ -135,6 +145,14 @@ pub fn request(argv: &[Vec<u8>]) -> Result<Request, PasswdError> {
     };
     check_function(&request)?;
     Ok(Request::Hash(request))
+}
+
+/// `--check <account-file>`: the lines to print, and whether it works.
+pub async fn check_account(path: &std::path::Path) -> (Vec<String>, Option<String>) {
+    match crate::forward::graph::check::check_account(path).await {
+        Ok(said) => (said, None),
+        Err((said, error)) => (said, Some(error)),
+    }
 }
 
 /// 2.6.1's checks of `--hash`, `--tls` and `--dotted`, in its order.

@@ -104,8 +104,9 @@ pub async fn post_form(
     url: &Url,
     form: &[(&str, &str)],
     timeout: Duration,
+    ca_file: Option<&std::path::Path>,
 ) -> Result<(u16, serde_json::Value), HttpError> {
-    tokio::time::timeout(timeout, exchange(url, form))
+    tokio::time::timeout(timeout, exchange(url, form, ca_file))
         .await
         .map_err(|_| HttpError::Timeout {
             host: url.host.clone(),
@@ -113,11 +114,18 @@ pub async fn post_form(
         })?
 }
 
-async fn exchange(url: &Url, form: &[(&str, &str)]) -> Result<(u16, serde_json::Value), HttpError> {
+async fn exchange(
+    url: &Url,
+    form: &[(&str, &str)],
+    ca_file: Option<&std::path::Path>,
+) -> Result<(u16, serde_json::Value), HttpError> {
     let target = format!("{}:{}", url.host, url.port);
     let mut stream = crate::net::connect(&target, None, Duration::from_secs(30)).await?;
     if url.https {
-        let tls = crate::tls::ClientTls::web()?;
+        let tls = match ca_file {
+            Some(ca) => crate::tls::ClientTls::web_trusting(ca)?,
+            None => crate::tls::ClientTls::web()?,
+        };
         let host = url.host.trim_start_matches('[').trim_end_matches(']');
         stream = tls.connect(stream, host).await?.0;
     }

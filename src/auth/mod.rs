@@ -7,7 +7,8 @@
 //! Must not: log a password, token or response; compare secrets in
 //! variable time; fail a message because a token service is down.
 
-mod http;
+pub mod credentials;
+pub mod http;
 pub mod lockout;
 pub mod network;
 pub mod oauth;
@@ -370,6 +371,11 @@ impl ClientAuth {
     /// OAuth account file (or provider) sets a limit.
     pub fn rate(&self, selector: &str) -> Option<usize> {
         self.oauth.get(selector).and_then(|a| a.rate())
+    }
+
+    /// The renewing OAuth 2.0 account behind `selector`, if it is one.
+    pub fn oauth_account(&self, selector: &str) -> Option<&Arc<OAuthAccount>> {
+        self.oauth.get(selector)
     }
 
     /// The renewing OAuth 2.0 accounts, for the background renewal tasks.

@@ -14,6 +14,17 @@
 //! refresh-token = ...         # written by `emailrelay-passwd --oauth`
 //! ```
 //!
+//! App credentials instead of a secret: `client-certificate` and
+//! `client-key` (PEM; one file may hold both) or `client-pkcs12` (with
+//! `client-pkcs12-password`) sign a client assertion for
+//! `client_credentials` (see `credentials`); `service-account` names a
+//! Google service account key, used with the JWT bearer grant for the
+//! mailbox (`grant = jwt_bearer`, the default when the key is given).
+//! `transport = graph` sends through Microsoft Graph's `sendMail` instead
+//! of SMTP (`graph-url`, `mailbox`); `ca-file` names the CAs to trust for
+//! the provider's URLs instead of the system's. Paths are relative to the
+//! account file's directory. docs/oauth.md has every key.
+//!
 //! Tokens are renewed ahead of expiry by a background task, so a
 //! forwarding pass normally finds a fresh one. A renewal that fails is
 //! logged once, as one error, and retried with back-off; messages meanwhile
@@ -27,6 +38,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::credentials::{Certificate, CredentialError, ServiceAccount};
 use super::http::{self, Url};
 
 /// How long before expiry a token is renewed, at most.
@@ -79,8 +91,20 @@ pub enum AccountFileError {
     #[error("{0}")]
     TokenUrl(String),
     /// `client_credentials` without a secret.
-    #[error("the client_credentials grant needs a client-secret")]
+    #[error("the client_credentials grant needs a client-secret, or a client-certificate and client-key, or a client-pkcs12")]
     NoSecret,
+    /// A transport we do not know.
+    #[error("unknown transport \"{0}\": use smtp or graph")]
+    Transport(String),
+    /// A date that does not parse.
+    #[error("client-secret-expires \"{0}\": give a date as YYYY-MM-DD")]
+    Expires(String),
+    /// `jwt_bearer` without a service account key.
+    #[error("the jwt_bearer grant needs a service-account key file")]
+    NoServiceAccount,
+    /// A client-certificate without its key, or the other way round.
+    #[error("give client-certificate and client-key together")]
+    HalfCertificate,
 }
 
 /// Why `emailrelay-passwd --oauth` could not get a refresh token.
@@ -116,7 +140,7 @@ pub enum ConsentError {
 pub const MICROSOFT_RATE: usize = 30;
 
 /// The keys an account file may hold.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 20] = [
     "provider",
     "rate",
     "tenant",
@@ -127,13 +151,50 @@ const KEYS: [&str; 10] = [
     "grant",
     "scope",
     "refresh-token",
+    "transport",
+    "graph-url",
+    "mailbox",
+    "ca-file",
+    "client-certificate",
+    "client-key",
+    "client-pkcs12",
+    "client-pkcs12-password",
+    "service-account",
+    "client-secret-expires",
 ];
+
+/// Microsoft Graph's address, unless `graph-url` says otherwise.
+pub const GRAPH_URL: &str = "https://graph.microsoft.com";
+/// The scope of an app token for Graph.
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// How an account's mail leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// SMTP with XOAUTH2 to the `--forward-to` address.
+    Smtp,
+    /// Microsoft Graph's `sendMail`.
+    Graph,
+}
+
+/// What a Graph route needs from its account file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphSettings {
+    /// `graph-url`, without a trailing slash.
+    pub url: String,
+    /// `mailbox`, or the secrets file's user name.
+    pub mailbox: String,
+    /// `ca-file`.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// The grant used to get access tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grant {
     RefreshToken,
     ClientCredentials,
+    /// RFC 7523 section 2.1, with a Google service account's key.
+    JwtBearer,
 }
 
 /// An account file's settings.
@@ -149,6 +210,22 @@ pub struct AccountFile {
     /// Messages a minute to send with this account (`rate =`; 0 for no
     /// limit); `provider = microsoft` means 30, Exchange Online's limit.
     pub rate: Option<usize>,
+    /// `transport`.
+    pub transport: Transport,
+    /// `graph-url`.
+    pub graph_url: String,
+    /// `mailbox`.
+    pub mailbox: Option<String>,
+    /// `ca-file`: the CAs trusted for the token and Graph URLs.
+    pub ca_file: Option<PathBuf>,
+    /// `client-certificate` and `client-key`.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    /// `client-pkcs12` and its password.
+    pub pkcs12: Option<(PathBuf, String)>,
+    /// `service-account`.
+    pub service_account: Option<PathBuf>,
+    /// `client-secret-expires`, as Unix time (the day's start, UTC).
+    pub secret_expires: Option<i64>,
     /// Every line as read, for rewriting with a new refresh token.
     lines: Vec<String>,
 }
@@ -161,7 +238,30 @@ impl AccountFile {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        AccountFile::parse(&text).map_err(|e| err(e.to_string()))
+        let mut file = AccountFile::parse(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let (cert, key) = match file.certificate.as_mut() {
+            Some((cert, key)) => (Some(cert), Some(key)),
+            None => (None, None),
+        };
+        for p in [
+            file.ca_file.as_mut(),
+            cert,
+            key,
+            file.pkcs12.as_mut().map(|c| &mut c.0),
+            file.service_account.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+        Ok(file)
     }
 
     /// Parses account-file text.
@@ -184,6 +284,11 @@ impl AccountFile {
         let get = |k: &str| values.get(k).filter(|v| !v.is_empty()).cloned();
         let tenant = get("tenant").unwrap_or_else(|| "common".into());
         let provider = get("provider").unwrap_or_default().to_ascii_lowercase();
+        let transport = match get("transport").as_deref() {
+            None | Some("smtp") => Transport::Smtp,
+            Some("graph") => Transport::Graph,
+            Some(other) => return Err(AccountFileError::Transport(other.to_string())),
+        };
         let (token_url, device_url, scope) = match provider.as_str() {
             "microsoft" => {
                 let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
@@ -205,13 +310,18 @@ impl AccountFile {
             ),
             other => return Err(AccountFileError::UnknownProvider(other.to_string())),
         };
+        let service_account = get("service-account").map(PathBuf::from);
         let grant = match get("grant").as_deref() {
+            None if service_account.is_some() => Grant::JwtBearer,
             None | Some("refresh_token") => Grant::RefreshToken,
             Some("client_credentials") => Grant::ClientCredentials,
+            Some("jwt_bearer") => Grant::JwtBearer,
             Some(other) => return Err(AccountFileError::UnknownGrant(other.to_string())),
         };
         let rate = match get("rate") {
-            None if provider == "microsoft" => Some(MICROSOFT_RATE),
+            // Exchange Online's SMTP limit; Graph's are kept by the
+            // Graph transport itself.
+            None if provider == "microsoft" && transport == Transport::Smtp => Some(MICROSOFT_RATE),
             None => None,
             Some(text) => match text.parse::<usize>() {
                 Ok(0) => None,
@@ -219,20 +329,75 @@ impl AccountFile {
                 Err(_) => return Err(AccountFileError::Rate(text)),
             },
         };
+        // An app token for Graph has Graph's scope, not SMTP's.
+        // And an app's token for Exchange's SMTP has the `.default` scope.
+        // A user's own (delegated) token for Graph asks for Mail.Send.
+        let scope = match (transport, provider.as_str(), grant) {
+            (Transport::Graph, "microsoft" | "", Grant::RefreshToken) => {
+                "https://graph.microsoft.com/Mail.Send offline_access"
+            }
+            (Transport::Graph, "microsoft" | "", _) => GRAPH_SCOPE,
+            (Transport::Smtp, "microsoft", Grant::ClientCredentials) => {
+                "https://outlook.office365.com/.default"
+            }
+            _ => scope,
+        };
+        let certificate = match (get("client-certificate"), get("client-key")) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            _ => return Err(AccountFileError::HalfCertificate),
+        };
+        let secret_expires = match get("client-secret-expires") {
+            None => None,
+            Some(text) => Some(
+                chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp())
+                    .ok_or(AccountFileError::Expires(text))?,
+            ),
+        };
+        // A service account's key file carries no client id of its own
+        // that the grant needs.
+        let client_id = match grant {
+            Grant::JwtBearer => get("client-id").unwrap_or_default(),
+            _ => get("client-id").ok_or(AccountFileError::NoClientId)?,
+        };
         let file = AccountFile {
             rate,
             token_url: get("token-url").unwrap_or(token_url),
             device_url: get("device-url").or(device_url),
-            client_id: get("client-id").ok_or(AccountFileError::NoClientId)?,
+            client_id,
             client_secret: get("client-secret"),
             scope: get("scope").unwrap_or_else(|| scope.to_string()),
             grant,
             refresh_token: get("refresh-token"),
+            transport,
+            graph_url: get("graph-url")
+                .unwrap_or_else(|| GRAPH_URL.to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            mailbox: get("mailbox"),
+            ca_file: get("ca-file").map(PathBuf::from),
+            certificate,
+            pkcs12: get("client-pkcs12").map(|p| {
+                (
+                    PathBuf::from(p),
+                    get("client-pkcs12-password").unwrap_or_default(),
+                )
+            }),
+            service_account,
+            secret_expires,
             lines: text.lines().map(str::to_string).collect(),
         };
         Url::parse(&file.token_url).map_err(|e| AccountFileError::TokenUrl(e.to_string()))?;
-        if file.grant == Grant::ClientCredentials && file.client_secret.is_none() {
+        Url::parse(&file.graph_url).map_err(|e| AccountFileError::TokenUrl(e.to_string()))?;
+        let signs = file.certificate.is_some() || file.pkcs12.is_some();
+        if file.grant == Grant::ClientCredentials && file.client_secret.is_none() && !signs {
             return Err(AccountFileError::NoSecret);
+        }
+        if file.grant == Grant::JwtBearer && file.service_account.is_none() {
+            return Err(AccountFileError::NoServiceAccount);
         }
         Ok(file)
     }
@@ -289,7 +454,16 @@ pub struct OAuthAccount {
     path: PathBuf,
     file: Mutex<AccountFile>,
     state: tokio::sync::Mutex<State>,
+    /// The certificate that signs client assertions, if the file names one.
+    certificate: Option<Certificate>,
+    /// The Google service account, if the file names one.
+    service_account: Option<ServiceAccount>,
+    /// The days-before-expiry warnings given (30, 7, 1): the smallest.
+    warned: std::sync::atomic::AtomicU64,
 }
+
+/// Days before a credential's expiry when the log warns.
+pub const EXPIRY_WARNINGS: [u64; 3] = [30, 7, 1];
 
 impl OAuthAccount {
     /// Loads the account file; checks that it can be used.
@@ -301,12 +475,95 @@ impl OAuthAccount {
                 reason: "no refresh-token yet: run emailrelay-passwd --oauth on it first".into(),
             });
         }
+        let bad = |e: CredentialError| OAuthError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let certificate = match (&file.certificate, &file.pkcs12) {
+            (Some((cert, key)), _) => Some(Certificate::from_pem(cert, key).map_err(bad)?),
+            (None, Some((p12, password))) => {
+                Some(Certificate::from_pkcs12(p12, password).map_err(bad)?)
+            }
+            (None, None) => None,
+        };
+        let service_account = match &file.service_account {
+            Some(key) => Some(ServiceAccount::load(key).map_err(bad)?),
+            None => None,
+        };
         Ok(OAuthAccount {
             user: user.to_string(),
             path: path.to_path_buf(),
             file: Mutex::new(file),
             state: tokio::sync::Mutex::new(State::default()),
+            certificate,
+            service_account,
+            warned: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// How the account's mail leaves; for Graph, where and as whom.
+    pub fn graph(&self) -> Option<GraphSettings> {
+        let file = self.file.lock().ok()?;
+        (file.transport == Transport::Graph).then(|| GraphSettings {
+            url: file.graph_url.clone(),
+            mailbox: file.mailbox.clone().unwrap_or_else(|| self.user.clone()),
+            ca_file: file.ca_file.clone(),
+        })
+    }
+
+    /// The access token `token` was refused (Graph's 401): it is not used
+    /// again, and the next [`OAuthAccount::access_token`] gets a new one.
+    pub async fn refused(&self, token: &str) {
+        let mut state = self.state.lock().await;
+        if state.token.as_ref().is_some_and(|t| t.access == token) {
+            state.token = None;
+            state.failure = None;
+        }
+    }
+
+    /// What expires first of the account's own credentials, and when
+    /// (Unix time): the certificate's notAfter, or the secret's date.
+    pub fn credential_expiry(&self) -> Option<(&'static str, i64)> {
+        let secret = self.file.lock().ok().and_then(|f| f.secret_expires);
+        match (&self.certificate, secret) {
+            (Some(cert), _) => Some(("certificate", cert.not_after)),
+            (None, Some(when)) => Some(("client secret", when)),
+            (None, None) => None,
+        }
+    }
+
+    /// Warns once as the credential comes within 30, 7 and 1 days of its
+    /// expiry (and every check once it has expired).
+    pub fn warn_expiry(&self, now_unix: i64) {
+        use std::sync::atomic::Ordering;
+        let Some((what, when)) = self.credential_expiry() else {
+            return;
+        };
+        let left = when - now_unix;
+        if left <= 0 {
+            crate::error!(
+                "oauth2: the {what} of {} ({}) has expired: the provider will refuse it",
+                self.user,
+                self.path.display()
+            );
+            return;
+        }
+        // Days or part of one: 19 days and an hour is "20 day(s)".
+        let days = u64::try_from(left).unwrap_or(0).div_ceil(86400);
+        let Some(level) = EXPIRY_WARNINGS.iter().copied().filter(|d| days <= *d).min() else {
+            return;
+        };
+        if self.warned.fetch_min(level, Ordering::Relaxed) > level {
+            crate::warning!(
+                "oauth2: the {what} of {} ({}) expires in {} day(s), on {}: renew it",
+                self.user,
+                self.path.display(),
+                days,
+                chrono::DateTime::from_timestamp(when, 0)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default()
+            );
+        }
     }
 
     /// The account file's messages a minute, if it limits them.
@@ -377,6 +634,7 @@ impl OAuthAccount {
     /// due, so that forwarding never waits for the token endpoint.
     pub async fn keep_fresh(self: std::sync::Arc<Self>) {
         loop {
+            self.warn_expiry(chrono::Utc::now().timestamp());
             let _ = self.access_token().await;
             let wake = {
                 let state = self.state.lock().await;
@@ -386,8 +644,26 @@ impl OAuthAccount {
                     (None, None) => Instant::now() + RETRY_AFTER,
                 }
             };
+            // At least hourly, for the expiry warnings.
+            let wake = wake.min(Instant::now() + Duration::from_secs(3600));
             tokio::time::sleep_until(wake.max(Instant::now() + Duration::from_secs(1))).await;
         }
+    }
+
+    /// One token request, as a check (`emailrelay-passwd --check`):
+    /// the token and its lifetime, nothing cached or logged.
+    pub async fn fetch_token(&self) -> Result<(String, Duration), OAuthError> {
+        let token = self.renew().await?;
+        let lifetime = token.expires_at.saturating_duration_since(Instant::now());
+        Ok((token.access, lifetime))
+    }
+
+    /// The token URL, for messages.
+    pub fn token_url(&self) -> String {
+        self.file
+            .lock()
+            .map(|f| f.token_url.clone())
+            .unwrap_or_default()
     }
 
     async fn renew(&self) -> Result<Token, OAuthError> {
@@ -397,22 +673,10 @@ impl OAuthAccount {
             .map(|f| f.clone())
             .map_err(|_| self.failed("lock poisoned"))?;
         let url = Url::parse(&file.token_url).map_err(|e| self.failed(&e.to_string()))?;
-        let mut form: Vec<(&str, &str)> = vec![("client_id", &file.client_id)];
-        if let Some(secret) = &file.client_secret {
-            form.push(("client_secret", secret));
-        }
-        if !file.scope.is_empty() {
-            form.push(("scope", &file.scope));
-        }
         let refresh = file.refresh_token.clone().unwrap_or_default();
-        match file.grant {
-            Grant::RefreshToken => {
-                form.push(("grant_type", "refresh_token"));
-                form.push(("refresh_token", &refresh));
-            }
-            Grant::ClientCredentials => form.push(("grant_type", "client_credentials")),
-        }
-        let (status, json) = http::post_form(&url, &form, REQUEST_TIMEOUT)
+        let assertion = self.assertion(&file)?;
+        let form = token_form(&file, &refresh, assertion.as_deref());
+        let (status, json) = http::post_form(&url, &form, REQUEST_TIMEOUT, file.ca_file.as_deref())
             .await
             .map_err(|e| self.failed(&e.to_string()))?;
         let access = json["access_token"].as_str().filter(|t| !t.is_empty());
@@ -425,6 +689,7 @@ impl OAuthAccount {
                 self.save_refresh_token(new_refresh);
             }
         }
+        self.warn_expiry(chrono::Utc::now().timestamp());
         crate::verbose!(
             "oauth2: new access token for {}, valid for {}s",
             self.user,
@@ -436,6 +701,25 @@ impl OAuthAccount {
             renew_at: now + lifetime.saturating_sub(renew_ahead(lifetime)),
             expires_at: now + lifetime,
         })
+    }
+
+    /// The signed JWT the grant needs, if it needs one.
+    fn assertion(&self, file: &AccountFile) -> Result<Option<String>, OAuthError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let signed = match (file.grant, &self.certificate, &self.service_account) {
+            (Grant::JwtBearer, _, Some(sa)) => {
+                let mailbox = file.mailbox.as_deref().unwrap_or(&self.user);
+                sa.assertion(mailbox, &file.scope, &file.token_url, now)
+            }
+            (Grant::ClientCredentials, Some(cert), _) if file.client_secret.is_none() => {
+                cert.assertion(&file.client_id, &file.token_url, now)
+            }
+            _ => return Ok(None),
+        };
+        signed.map(Some).map_err(|e| self.failed(&e.to_string()))
     }
 
     fn save_refresh_token(&self, token: &str) {
@@ -462,6 +746,42 @@ impl OAuthAccount {
             reason: reason.to_string(),
         }
     }
+}
+
+/// The token request's fields for the account's grant (RFC 6749 sections
+/// 4.4 and 6, RFC 7523 sections 2.1 and 2.2).
+fn token_form<'a>(
+    file: &'a AccountFile,
+    refresh: &'a str,
+    assertion: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    if file.grant == Grant::JwtBearer {
+        return vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.unwrap_or("")),
+        ];
+    }
+    let mut form: Vec<(&str, &str)> = vec![("client_id", &file.client_id)];
+    match (&file.client_secret, assertion) {
+        (Some(secret), _) => form.push(("client_secret", secret)),
+        (None, Some(jwt)) => {
+            form.push(("client_assertion_type", ASSERTION_TYPE));
+            form.push(("client_assertion", jwt));
+        }
+        (None, None) => {}
+    }
+    if !file.scope.is_empty() {
+        form.push(("scope", &file.scope));
+    }
+    match file.grant {
+        Grant::RefreshToken => {
+            form.push(("grant_type", "refresh_token"));
+            form.push(("refresh_token", refresh));
+        }
+        _ => form.push(("grant_type", "client_credentials")),
+    }
+    form
 }
 
 /// Renew at the earlier of five minutes before expiry and 80% of the way.
@@ -495,7 +815,7 @@ pub async fn device_consent(path: &Path) -> Result<(), ConsentError> {
         ("client_id", file.client_id.as_str()),
         ("scope", file.scope.as_str()),
     ];
-    let (status, json) = http::post_form(&device, &form, REQUEST_TIMEOUT).await?;
+    let (status, json) = http::post_form(&device, &form, REQUEST_TIMEOUT, None).await?;
     let (Some(device_code), Some(user_code)) =
         (json["device_code"].as_str(), json["user_code"].as_str())
     else {
@@ -519,7 +839,7 @@ pub async fn device_consent(path: &Path) -> Result<(), ConsentError> {
     }
     while Instant::now() < deadline {
         tokio::time::sleep(interval).await;
-        let (status, json) = http::post_form(&token, &form, REQUEST_TIMEOUT).await?;
+        let (status, json) = http::post_form(&token, &form, REQUEST_TIMEOUT, None).await?;
         match (json["refresh_token"].as_str(), json["error"].as_str()) {
             (Some(refresh), _) => {
                 let refresh = refresh.to_string();
@@ -610,6 +930,60 @@ rate = 100
     }
 
     #[test]
+    fn graph_and_app_credential_keys() {
+        let f = AccountFile::parse(
+            "provider = microsoft\ntenant = t\nclient-id = c\ngrant = client_credentials\n\
+             client-certificate = app.crt\nclient-key = app.key\ntransport = graph\n\
+             mailbox = printer@t.example\nclient-secret-expires = 2027-01-31\n",
+        )
+        .unwrap();
+        assert_eq!(f.transport, Transport::Graph);
+        assert_eq!(f.scope, GRAPH_SCOPE);
+        assert_eq!(f.graph_url, GRAPH_URL);
+        assert_eq!(f.rate, None, "Graph's limits are the transport's");
+        assert_eq!(
+            f.certificate,
+            Some((PathBuf::from("app.crt"), PathBuf::from("app.key")))
+        );
+        assert_eq!(f.secret_expires, Some(1_801_353_600));
+        let form = token_form(&f, "", Some("jwt"));
+        assert_eq!(
+            form,
+            [
+                ("client_id", "c"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                ),
+                ("client_assertion", "jwt"),
+                ("scope", GRAPH_SCOPE),
+                ("grant_type", "client_credentials"),
+            ]
+        );
+        let g = AccountFile::parse(
+            "provider = google\nservice-account = sa.json\nmailbox = a@b.example\n",
+        )
+        .unwrap();
+        assert_eq!((g.grant, g.client_id.as_str()), (Grant::JwtBearer, ""));
+        assert_eq!(
+            token_form(&g, "", Some("jwt")),
+            [
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", "jwt")
+            ]
+        );
+        let url = AccountFile::parse(
+            "token-url = http://127.0.0.1:1/t\nclient-id = a\ntransport = graph\ngraph-url = https://127.0.0.1:9/\n",
+        )
+        .unwrap();
+        assert_eq!(url.graph_url, "https://127.0.0.1:9");
+        assert_eq!(
+            url.scope, "https://graph.microsoft.com/Mail.Send offline_access",
+            "a user's own token, for Graph"
+        );
+    }
+
+    #[test]
     fn bad_account_files_say_what_is_wrong() {
         let cases = [
             ("client-id = a\n", "give a provider"),
@@ -636,6 +1010,22 @@ rate = 100
                 "provider = google\nclient_id = a\n",
                 "line 2: unknown key \"client_id\"",
             ),
+            (
+                "provider = google\nclient-id = a\ntransport = pigeon\n",
+                "unknown transport \"pigeon\"",
+            ),
+            (
+                "provider = google\nclient-id = a\nclient-key = k\n",
+                "client-certificate and client-key together",
+            ),
+            (
+                "provider = google\nclient-id = a\nclient-secret-expires = soon\n",
+                "YYYY-MM-DD",
+            ),
+            (
+                "provider = google\ngrant = jwt_bearer\n",
+                "needs a service-account",
+            ),
         ];
         for (text, expected) in cases {
             let e = AccountFile::parse(text).unwrap_err().to_string();
@@ -658,6 +1048,35 @@ rate = 100
         // Private where the system has modes (Unix); Windows has access lists.
         let mode = crate::platform::files::mode(&std::fs::metadata(&path).unwrap());
         assert!(mode.is_none_or(|m| m & 0o777 == 0o600), "{mode:?}");
+    }
+
+    #[test]
+    fn expiry_is_warned_30_7_and_1_days_ahead_once_each() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.oauth2");
+        std::fs::write(
+            &path,
+            "token-url = http://127.0.0.1:1/t\nclient-id = c\nclient-secret = s\n\
+             grant = client_credentials\nclient-secret-expires = 2027-01-31\n",
+        )
+        .unwrap();
+        let account = OAuthAccount::load("a", &path).unwrap();
+        let expires = 1_801_353_600;
+        assert_eq!(
+            account.credential_expiry(),
+            Some(("client secret", expires))
+        );
+        let warned = |days_and_secs: i64| {
+            account.warn_expiry(expires - days_and_secs);
+            account.warned.load(Ordering::Relaxed)
+        };
+        assert_eq!(warned(31 * 86400), u64::MAX, "not yet");
+        assert_eq!(warned(30 * 86400), 30);
+        assert_eq!(warned(8 * 86400), 30);
+        assert_eq!(warned(7 * 86400 - 5), 7);
+        assert_eq!(warned(86400), 1);
+        assert_eq!(warned(10), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `emailrelay-passwd`: hashes a password for a secrets file as
 //! E-MailRelay 2.6.1's tool does (see `emailrelay::passwd`), or with
 //! `--oauth <account-file>` does the device-code sign-in for an OAuth 2.0
-//! account and saves its refresh token.
+//! account and saves its refresh token; `--check <account-file>` says
+//! whether an account file works.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Request::OAuth(file) => oauth(&program, &file),
+        Request::Check(file) => check(&program, &file),
         Request::Hash(request) => {
             let result = if request.password.is_none() && std::io::stdin().is_terminal() {
                 hash_from_terminal(&request)
@@ -44,6 +46,33 @@ fn main() -> ExitCode {
 fn hash_from_terminal(request: &passwd::HashRequest) -> Result<String, passwd::PasswdError> {
     let line = emailrelay::platform::host::read_secret_line("password: ");
     passwd::hash(request, &mut line.as_slice())
+}
+
+fn check(program: &str, file: &Path) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            emailrelay::stderrln!("{program}: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (said, error) = runtime.block_on(passwd::check_account(file));
+    for line in said {
+        emailrelay::stdoutln!("{line}");
+    }
+    match error {
+        None => {
+            emailrelay::stdoutln!("ok: {} works", file.display());
+            ExitCode::SUCCESS
+        }
+        Some(e) => {
+            emailrelay::stderrln!("{program}: error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn oauth(program: &str, file: &Path) -> ExitCode {

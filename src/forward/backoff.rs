@@ -64,6 +64,27 @@ impl Backoff {
         wait
     }
 
+    /// Records a deferral at `now` after which the upstream asked for
+    /// exactly `wait` (Graph's Retry-After): no backoff of its own.
+    pub fn deferred_for(
+        &mut self,
+        id: &MessageId,
+        now: Instant,
+        reason: String,
+        wait: Duration,
+    ) -> Duration {
+        let attempts = self.entries.get(id).map_or(0, |e| e.attempts) + 1;
+        self.entries.insert(
+            id.clone(),
+            Entry {
+                attempts,
+                next: now + wait,
+                reason,
+            },
+        );
+        wait
+    }
+
     /// The message is gone (sent or failed): forget it.
     pub fn forget(&mut self, id: &MessageId) {
         self.entries.remove(id);

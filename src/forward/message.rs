@@ -16,6 +16,7 @@ impl Forwarder {
         unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
         let mut route = Some(String::new());
+        let id = locked.id().clone();
         let verdict = self
             .forward_message_to(locked, conn, unreachable, &mut route)
             .await;
@@ -32,11 +33,16 @@ impl Forwarder {
         if let Verdict::Deferred(Some(reply)) = &verdict {
             if is_throttling(reply) {
                 // Going on over the same connection would only be
-                // refused again: it ends, and the route waits.
+                // refused again: it ends, and the route waits, as long
+                // as the upstream asked if it said.
+                let asked = conn.as_ref().and_then(|(_, link)| link.retry_after());
                 if let Some((_, link)) = conn.take() {
                     link.quit().await;
                 }
-                self.throttle(&route, reply);
+                if let (Some(wait), Ok(mut waits)) = (asked, self.asked_waits.lock()) {
+                    waits.insert(id, wait);
+                }
+                self.throttle(&route, reply, asked);
             }
         }
         verdict
@@ -170,7 +176,14 @@ impl Forwarder {
                     .unwrap_or(Verdict::Deferred(None));
             }
             let logs_in = secret.is_some();
-            let opened = self.transport.open(&target, secret).await;
+            let transport = match self.transport_for(&key.1) {
+                Ok(transport) => transport,
+                Err(reason) => {
+                    self.note_error(&reason);
+                    return Verdict::Deferred(None);
+                }
+            };
+            let opened = transport.open(&target, secret).await;
             drop(gate);
             match opened {
                 Ok(c) => {
@@ -232,7 +245,7 @@ impl Forwarder {
         if !fresh {
             // E-MailRelay compatibility: the line comes with every message,
             // on a new connection or not.
-            info!("smtp connection to {target}");
+            info!("{}", connection.connection_line(&target));
         }
         self.connections
             .emit(&["client", "sending", locked.id().as_str()]);
@@ -261,6 +274,11 @@ impl Forwarder {
                 error!("{reason}: [{}]", locked.content_path().display());
                 self.fail(locked, Reply::new(554, reason))
             }
+            Err(ConnectionError::AuthRefused(reply)) => {
+                // Graph refused a renewed token: as a refused password.
+                *conn = None;
+                self.pause(&target, reply)
+            }
             Err(e) => {
                 warning!("smtp client error: {e}");
                 // The session broke: that is the pass's error too (for
@@ -276,6 +294,39 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// How messages with this account selector leave: through Graph if
+    /// the account file says `transport = graph`, else by SMTP. `Err`
+    /// says why the Graph settings cannot be used.
+    fn transport_for(&self, selector: &str) -> Result<Arc<dyn Transport>, String> {
+        let account = self
+            .settings
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.oauth_account(selector));
+        let Some((account, settings)) = account.and_then(|a| Some((a, a.graph()?))) else {
+            return Ok(Arc::clone(&self.transport));
+        };
+        let mut made = self.graph.lock().map_err(|_| "lock poisoned".to_string())?;
+        if let Some(transport) = made.get(selector) {
+            return Ok(Arc::clone(transport) as Arc<dyn Transport>);
+        }
+        let transport = graph::GraphTransport::new(
+            Arc::clone(account),
+            settings,
+            &self.mailboxes,
+            self.settings.connection_timeout,
+            self.settings.response_timeout,
+        )
+        .map_err(|e| {
+            let reason = format!("graph: account {}: {e}", account.user());
+            error!("{reason}");
+            reason
+        })?;
+        let transport = Arc::new(transport);
+        made.insert(selector.to_string(), Arc::clone(&transport));
+        Ok(transport)
     }
 
     /// Where a message goes: its `ForwardToAddress`, or `--forward-to`.

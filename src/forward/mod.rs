@@ -22,11 +22,13 @@
 //! The module's parts: `pass` (a pass over the spool and its workers),
 //! `message` (one message through a link), `outcome` (what a reply does
 //! to the spool files), `route` (paused and unreachable upstreams),
-//! `backoff` and `rate` (timing), `transport` (the wire, behind a trait).
+//! `backoff` and `rate` (timing), `transport` (the wire, behind a trait:
+//! SMTP, or `graph` for an account file that says `transport = graph`).
 
 mod backoff;
 mod batch;
 mod flow;
+pub mod graph;
 mod message;
 mod outcome;
 mod pass;
@@ -206,6 +208,13 @@ pub struct Forwarder {
     throttled: Mutex<HashMap<String, (u32, std::time::Instant)>>,
     /// The pass under way was forced (admin): no route waits.
     forcing: AtomicBool,
+    /// Graph transports, by account selector, made when first used.
+    graph: Mutex<HashMap<String, Arc<graph::GraphTransport>>>,
+    /// Graph's limits per mailbox, shared by the transports.
+    mailboxes: graph::Mailboxes,
+    /// Messages deferred by a throttling answer that said how long to
+    /// wait (Graph's Retry-After): that wait, instead of the backoff's.
+    asked_waits: Mutex<HashMap<MessageId, Duration>>,
 }
 
 impl Forwarder {
@@ -238,6 +247,9 @@ impl Forwarder {
             backlog: AtomicUsize::new(0),
             throttled: Mutex::new(HashMap::new()),
             forcing: AtomicBool::new(false),
+            graph: Mutex::new(HashMap::new()),
+            mailboxes: graph::Mailboxes::default(),
+            asked_waits: Mutex::new(HashMap::new()),
             spool,
             wake: Notify::new(),
             pass_lock: tokio::sync::Mutex::new(()),

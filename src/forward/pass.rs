@@ -137,7 +137,11 @@ impl Forwarder {
             }
             Verdict::Deferred(Some(reply)) => {
                 let now = tokio::time::Instant::now().into_std();
-                let wait = backoff.deferred(id, now, reply.to_string());
+                let asked = self.asked_waits.lock().ok().and_then(|mut w| w.remove(id));
+                let wait = match asked {
+                    Some(wait) => backoff.deferred_for(id, now, reply.to_string(), wait),
+                    None => backoff.deferred(id, now, reply.to_string()),
+                };
                 crate::debug!(
                     "forwarding [{id}]: attempt {} deferred: next in {}s",
                     backoff.attempts(id),

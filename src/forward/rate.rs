@@ -31,12 +31,24 @@ impl RateLimit {
         per_minute: usize,
         now: Instant,
     ) -> Result<(), Duration> {
-        let per_window = per_minute.max(1);
+        self.admit_within(key, per_minute, WINDOW, now)
+    }
+
+    /// As [`RateLimit::admit`], for `count` in any `window` (Graph's
+    /// 10,000 requests in 10 minutes).
+    pub fn admit_within(
+        &self,
+        key: &(String, String),
+        count: usize,
+        window: Duration,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let per_window = count.max(1);
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         let times = sent.entry(key.clone()).or_default();
         while times
             .front()
-            .is_some_and(|&t| now.duration_since(t) >= WINDOW)
+            .is_some_and(|&t| now.duration_since(t) >= window)
         {
             times.pop_front();
         }
@@ -49,7 +61,7 @@ impl RateLimit {
             return Ok(());
         }
         let oldest = *times.front().unwrap_or(&now);
-        Err((oldest + WINDOW)
+        Err((oldest + window)
             .saturating_duration_since(now)
             .max(Duration::from_millis(1)))
     }

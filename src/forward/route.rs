@@ -157,14 +157,15 @@ impl Forwarder {
         }
     }
 
-    /// The upstream sent a throttling answer: the route waits.
-    pub(super) fn throttle(&self, target: &str, reply: &Reply) {
+    /// The upstream sent a throttling answer: the route waits, `asked`
+    /// if the upstream said how long (Graph's Retry-After).
+    pub(super) fn throttle(&self, target: &str, reply: &Reply, asked: Option<Duration>) {
         let now = tokio::time::Instant::now().into_std();
         let Ok(mut waits) = self.throttled.lock() else {
             return;
         };
         let attempts = waits.get(target).map_or(0, |w| w.0) + 1;
-        let wait = route_wait(target, attempts);
+        let wait = asked.unwrap_or_else(|| route_wait(target, attempts));
         waits.insert(target.to_string(), (attempts, now + wait));
         warning!(
             "forwarding to {target} slowed down: the server is throttling: {reply}: next attempt in {}s",

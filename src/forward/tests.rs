@@ -35,6 +35,8 @@ struct Upstream {
     logins: Mutex<Vec<Instant>>,
     /// How long a login takes.
     login_delay: Duration,
+    /// The wait a throttling answer asks for (Graph's Retry-After).
+    asked_wait: Option<Duration>,
 }
 
 struct FakeTransport(Arc<Upstream>);
@@ -93,6 +95,10 @@ impl Link for FakeLink {
             }
             Ok(answer)
         })
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.0.asked_wait
     }
 
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()> {
@@ -229,6 +235,41 @@ async fn a_throttling_answer_makes_the_route_wait_then_it_drains() {
     let later = forwarder.pass_for("poll").await;
     assert_eq!(later.sent, 5);
     assert!(spool.ready().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttling_answer_with_retry_after_waits_exactly_that_long() {
+    // Graph's 429 with Retry-After: 7: not the route's minute, and the
+    // refused message keeps no backoff of its own beyond the 7 s.
+    let upstream = Arc::new(Upstream {
+        asked_wait: Some(Duration::from_secs(7)),
+        ..Upstream::default()
+    });
+    upstream
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(SendOutcome::Retry(Reply::new(421, "4.7.0 graph: HTTP 429")));
+    let settings = ForwardSettings {
+        max_connections: 1,
+        poll: Some(Duration::from_secs(1)),
+        ..ForwardSettings::default()
+    };
+    let (_dir, spool, forwarder) = setup(3, settings, &upstream);
+    let start = Instant::now();
+    assert_eq!(forwarder.pass_for("poll").await.deferred, 3);
+    assert_eq!(forwarder.throttled_routes(), ["upstream.example:25"]);
+    for _ in 0..6 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(forwarder.pass_for("poll").await.sent, 3);
+    assert!(spool.ready().unwrap().is_empty());
+    let sent = upstream.sent.lock().unwrap();
+    assert!(sent
+        .iter()
+        .all(|(_, t)| *t - start == Duration::from_secs(7)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! The seam between the scheduler and the wire: a [`Transport`] opens a
 //! [`Link`] to an upstream, and a link sends messages one after another.
-//! SMTP ([`SmtpTransport`]) is the one transport today; Microsoft Graph's
-//! `sendMail` is to be the second. Tests put a fake one here to drive the
+//! SMTP ([`SmtpTransport`]) is one transport; Microsoft Graph's `sendMail`
+//! (`super::graph`) is the second, chosen by the account file. Tests put a fake one here to drive the
 //! scheduler with paused time.
 //!
 //! Must not decide anything about a message: outcomes go back to the
@@ -46,6 +46,18 @@ pub trait Link: Send {
         message: OutgoingMessage,
         content: &'a Path,
     ) -> BoxFuture<'a, Result<SendOutcome, ConnectionError>>;
+    /// The wait the upstream asked for in its last throttling answer
+    /// (Graph's `Retry-After`), if it gave one: the route waits exactly
+    /// that long instead of its own backoff.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The line logged for each message sent over the link after its
+    /// first, with the route's address.
+    fn connection_line(&self, target: &str) -> String {
+        // E-MailRelay compatibility: its words for SMTP.
+        format!("smtp connection to {target}")
+    }
     /// Ends the link politely.
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

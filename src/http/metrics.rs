@@ -16,6 +16,8 @@
 //! emailrelay_auth_failures_total{direction="in"}  counter  our clients' refused AUTH
 //! emailrelay_auth_failures_total{direction="out",upstream}  counter
 //! emailrelay_oauth_token_expiry_timestamp_seconds{account}  gauge  0 while none is held
+//! emailrelay_oauth_credential_expiry_timestamp_seconds{account,credential}  gauge
+//!                                                 certificate notAfter, client-secret-expires
 //! emailrelay_open_connections{direction}          gauge  SMTP, POP, admin; in and out
 //! emailrelay_route_paused{upstream}               gauge  1 while paused
 //! emailrelay_route_throttled{upstream}            gauge  1 while slowed down
@@ -57,6 +59,8 @@ pub struct Readings {
     pub backlog: (usize, std::time::Duration),
     /// OAuth accounts and their token's expiry (Unix time), if one is held.
     pub tokens: Vec<(String, Option<u64>)>,
+    /// OAuth accounts' certificate or secret expiry: (account, which, Unix time).
+    pub credentials: Vec<(String, String, i64)>,
     /// Open connections: (in, out).
     pub open: (usize, usize),
 }
@@ -82,6 +86,7 @@ impl Readings {
             throttled: control.throttled_routes(),
             backlog: control.backlog(),
             tokens: control.token_expiry(),
+            credentials: control.credential_expiry(),
             open: control.open_connections(),
         })
     }
@@ -146,6 +151,20 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
         "oauth_token_expiry_timestamp_seconds",
         "When the OAuth access token of each account expires, as Unix time (0 while none is held)",
         tokens,
+    );
+    let credentials = Family::<Labels, Gauge>::default();
+    for (account, which, expiry) in &readings.credentials {
+        credentials
+            .get_or_create(&vec![
+                ("account", account.clone()),
+                ("credential", which.clone()),
+            ])
+            .set(*expiry);
+    }
+    registry.register(
+        "oauth_credential_expiry_timestamp_seconds",
+        "When each OAuth account's certificate or client secret expires, as Unix time",
+        credentials,
     );
     let open = Family::<Labels, Gauge>::default();
     for (direction, count) in [("in", readings.open.0), ("out", readings.open.1)] {
@@ -298,6 +317,7 @@ mod tests {
                 ("me@example.com".into(), Some(1_800_000_000)),
                 ("you".into(), None),
             ],
+            credentials: vec![("me@example.com".into(), "certificate".into(), 1_801_353_600)],
             open: (1, 2),
         };
         let text = encode(&readings).unwrap();
@@ -313,6 +333,7 @@ mod tests {
             "emailrelay_auth_failures_total{direction=\"out\",upstream=\"127.0.0.1:25\"} 6\n",
             "emailrelay_oauth_token_expiry_timestamp_seconds{account=\"me@example.com\"} 1800000000\n",
             "emailrelay_oauth_token_expiry_timestamp_seconds{account=\"you\"} 0\n",
+            "emailrelay_oauth_credential_expiry_timestamp_seconds{account=\"me@example.com\",credential=\"certificate\"} 1801353600\n",
             "emailrelay_open_connections{direction=\"in\"} 1\n",
             "emailrelay_open_connections{direction=\"out\"} 2\n",
             "emailrelay_route_paused{upstream=\"127.0.0.1:25\"} 1\n",

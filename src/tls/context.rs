@@ -287,7 +287,7 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn read_certificates(path: &Path, what: &'static str) -> Result<Vec<X509>, TlsError> {
+pub(super) fn read_certificates(path: &Path, what: &'static str) -> Result<Vec<X509>, TlsError> {
     let pem = read(path, what)?;
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
         return Ok(Vec::new());

@@ -209,6 +209,28 @@ impl ClientTls {
         })
     }
 
+    /// As [`ClientTls::web`], trusting only the CA certificates in the PEM
+    /// file `ca` (an account file's `ca-file`: a private CA, or a test's
+    /// stand-in for a provider).
+    pub fn web_trusting(ca: &std::path::Path) -> Result<ClientTls, TlsError> {
+        let mut builder = SslConnector::builder(SslMethod::tls_client())
+            .map_err(|e| TlsError::Library(e.to_string()))?;
+        let certs = context::read_certificates(ca, "CA certificates")?;
+        if certs.is_empty() {
+            return Err(TlsError::NoRoots(ca.display().to_string()));
+        }
+        for cert in certs {
+            builder
+                .cert_store_mut()
+                .add_cert(cert)
+                .map_err(|e| TlsError::Library(e.to_string()))?;
+        }
+        Ok(ClientTls {
+            kind: Kind::Web(builder.build()),
+            server_name: None,
+        })
+    }
+
     /// The client side of a handshake on `stream`; `host` is the
     /// forwarding host, the SNI name unless `--client-tls-server-name` says
     /// otherwise.

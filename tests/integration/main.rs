@@ -12,6 +12,8 @@
 //! - `harden`: the second round (issue 25): trickles, the HTTP endpoint's
 //!   origin rules and idle connections, POP limits, AUTH and RCPT limits.
 //! - `filter`: filters and address verifiers, program, net: and built-in.
+//! - `graph`: Microsoft Graph sendMail and app credentials (certificate, Google
+//!   service account) against a strict stand-in (graph_standin.py, issue 26).
 //! - `http`: the operator HTTP endpoint: /metrics (Prometheus' parser), /healthz, /queue.
 //! - `load`: smtp-source into the relay, smtp-sink behind it.
 //! - `oauth`: OAuth 2.0 tokens (loopback token endpoint), XOAUTH2, emailrelay-passwd --oauth.
@@ -53,6 +55,7 @@ mod filter;
 #[allow(dead_code)]
 mod fixture;
 mod forward;
+mod graph;
 mod harden;
 mod harness;
 mod hostile;

@@ -1,0 +1,781 @@
+//! Microsoft Graph as a way out (issue 26), against a strict stand-in
+//! (graph_standin.py: Python's http.server over TLS, with a CA openssl
+//! makes here) for Microsoft's token endpoint, Graph's sendMail and
+//! Google's token endpoint. The stand-in checks every request against
+//! the contract and records each deviation; every test asserts there
+//! were none. Messages come in with swaks or emailrelay-submit.
+//!
+//! The app certificate is made to expire in 20 days, so the relay's
+//! 30-day expiry warning is checked on the way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client_auth::forward_once;
+use crate::harness::{program, run, submit_to, wait_until, Proc, Relay};
+
+const MAILBOX: &str = "printer@contoso.example";
+const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+const TENANT: &str = "contoso.example";
+
+/// The test's CA, the stand-in's server certificate and the app's
+/// certificate and key, made by openssl.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let (code, out, err) = run(
+            Command::new(program("openssl")).current_dir(dir).args(args),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 0, "openssl {args:?}: {out}{err}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=Graph test CA",
+        "-days",
+        "2",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "app.key",
+        "-out",
+        "app.crt",
+        "-subj",
+        "/CN=emailrelay app",
+        "-days",
+        "20",
+    ]);
+}
+
+/// A running stand-in and what it wrote.
+struct StandIn {
+    _proc: Proc,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl StandIn {
+    fn start(dir: &Path, extra: &[&str]) -> StandIn {
+        // A directory of its own for each stand-in a test starts.
+        let state = (1..)
+            .map(|n| dir.join(format!("standin-{n}")))
+            .find(|d| !d.exists())
+            .unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/graph_standin.py");
+        let proc = Proc::spawn(
+            Command::new(program("python3"))
+                .arg(script)
+                .arg("--dir")
+                .arg(&state)
+                .arg("--cert")
+                .arg(dir.join("server.crt"))
+                .arg("--key")
+                .arg(dir.join("server.key"))
+                .arg("--app-cert")
+                .arg(dir.join("app.crt"))
+                .args([
+                    "--tenant",
+                    TENANT,
+                    "--client-id",
+                    CLIENT_ID,
+                    "--mailbox",
+                    MAILBOX,
+                ])
+                .args(extra),
+        );
+        let port_file = state.join("port");
+        assert!(
+            wait_until(Duration::from_secs(20), || port_file.exists()),
+            "the stand-in did not start"
+        );
+        let port = std::fs::read_to_string(&port_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        StandIn {
+            _proc: proc,
+            port,
+            dir: state,
+        }
+    }
+
+    /// The decoded messages it accepted, in order.
+    fn mail(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.join("mail"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("requests"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Fails the test if the relay broke the contract anywhere.
+    fn assert_no_violations(&self) {
+        let text = std::fs::read_to_string(self.dir.join("violations")).unwrap();
+        assert!(
+            text.is_empty(),
+            "the stand-in saw contract violations:\n{text}"
+        );
+    }
+
+    fn max_in_flight(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("max-in-flight"))
+            .map(|t| t.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    fn statuses(&self) -> Vec<u64> {
+        self.requests()
+            .iter()
+            .filter(|r| r["path"] == "sendMail")
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect()
+    }
+}
+
+/// The secrets file naming a Graph account file for the stand-in.
+fn graph_account(dir: &Path, standin: &StandIn) -> PathBuf {
+    let port = standin.port;
+    let account = dir.join("printer.oauth2");
+    std::fs::write(
+        &account,
+        format!(
+            "# Graph with a certificate, the stand-in in Microsoft's place\n\
+             provider = microsoft\n\
+             tenant = {TENANT}\n\
+             token-url = https://127.0.0.1:{port}/{TENANT}/oauth2/v2.0/token\n\
+             client-id = {CLIENT_ID}\n\
+             grant = client_credentials\n\
+             client-certificate = app.crt\n\
+             client-key = app.key\n\
+             transport = graph\n\
+             graph-url = https://127.0.0.1:{port}\n\
+             mailbox = {MAILBOX}\n\
+             ca-file = ca.crt\n"
+        ),
+    )
+    .unwrap();
+    secrets_file(
+        dir,
+        &format!("client oauth2 {MAILBOX} {}\n", account.display()),
+    )
+}
+
+fn secrets_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("client.auth");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    path
+}
+
+/// swaks into the relay; asserts it was accepted.
+fn swaks(port: u16, to: &[&str], extra: &[&str]) {
+    let mut cmd = Command::new(program("swaks"));
+    cmd.args(["--server", &format!("127.0.0.1:{port}")])
+        .args(["--from", "scanner@contoso.example"]);
+    cmd.args(["--to", &to.join(",")]);
+    let (code, out, err) = run(cmd.args(extra), Duration::from_secs(30));
+    assert_eq!(code, 0, "swaks: {out}{err}");
+}
+
+/// The spool's content files, by name.
+fn contents(spool: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = crate::harness::spool_files(spool, ".content")
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(spool.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Forwards the spool once through Graph (`--as-client`).
+fn forward(dir: &Path, spool: &Path, secrets: &Path, extra: &[&str], code: i32) -> String {
+    let mut args = vec!["--client-auth", secrets.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    forward_once(dir, spool, "graph.microsoft.com:443", &args, code)
+}
+
+#[test]
+fn swaks_mail_arrives_through_graph_byte_identical_with_a_bcc_for_hidden_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    let secrets = graph_account(dir.path(), &standin);
+    let relay = Relay::start(dir.path(), &[]);
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: plain", "--body", "one\r\n.dot\r\n"],
+    );
+    // carol is only in the envelope: Graph would never hear of her
+    // without the Bcc field.
+    swaks(
+        relay.port,
+        &["bob@contoso.example", "Carol@Fabrikam.example"],
+        &[
+            "--header",
+            "To: Bob <bob@contoso.example>",
+            "--header",
+            "Subject: hidden",
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .files(".envelope")
+        .len()
+        == 2));
+    drop(relay);
+    let spooled = contents(&dir.path().join("spool"));
+    assert_eq!(spooled.len(), 2);
+    let log = forward(dir.path(), &dir.path().join("spool"), &secrets, &[], 0);
+    let mail = standin.mail();
+    assert_eq!(mail.len(), 2, "{log}");
+    let plain = spooled
+        .iter()
+        .find(|(_, c)| find(c, b"Subject: plain"))
+        .unwrap();
+    let hidden = spooled
+        .iter()
+        .find(|(_, c)| find(c, b"Subject: hidden"))
+        .unwrap();
+    assert!(mail.contains(&plain.1), "the first message arrived changed");
+    let mut with_bcc = b"Bcc: Carol@Fabrikam.example\r\n".to_vec();
+    with_bcc.extend_from_slice(&hidden.1);
+    assert!(
+        mail.contains(&with_bcc),
+        "the second message did not arrive as Bcc + spooled content:\n{}",
+        String::from_utf8_lossy(&mail.concat())
+    );
+    assert!(crate::harness::spool_files(&dir.path().join("spool"), "").is_empty());
+    assert_eq!(standin.statuses(), [202, 202]);
+    assert!(
+        log.contains(&format!("graph connection to 127.0.0.1:{}", standin.port)),
+        "{log}"
+    );
+    // One line per message, as SMTP's, with Graph's address.
+    let line = format!("info: graph connection to 127.0.0.1:{}\n", standin.port);
+    assert_eq!(log.matches(&line).count(), 2, "{log}");
+    assert!(!log.contains("smtp connection"), "{log}");
+    assert!(log.contains("deleting content"), "{log}");
+    // The app certificate expires in 20 days: the 30-day warning.
+    assert!(
+        log.contains(&format!("warning: oauth2: the certificate of {MAILBOX} ("))
+            && log.contains("expires in 20 day(s)"),
+        "{log}"
+    );
+    standin.assert_no_violations();
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_400_fails_the_message_to_bad_with_graphs_code_and_the_rest_go() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    let secrets = graph_account(dir.path(), &standin);
+    let relay = Relay::start(dir.path(), &[]);
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: BAD400"],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: good"],
+    );
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .files(".envelope")
+        .len()
+        == 2));
+    drop(relay);
+    let spool = dir.path().join("spool");
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    assert_eq!(standin.mail().len(), 1, "{log}");
+    let bad = crate::harness::spool_files(&spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{log}");
+    let envelope = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    assert!(
+        envelope.contains(
+            "X-MailRelay-Reason: 5.0.0 graph: HTTP 400: ErrorInvalidRecipients: At least one recipient is not valid."
+        ),
+        "{envelope}"
+    );
+    assert!(
+        envelope.contains("X-MailRelay-ReasonCode: 554"),
+        "{envelope}"
+    );
+    assert!(log.contains("failing envelope"), "{log}");
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_429_storm_slows_the_route_to_retry_after_without_losing_or_duplicating() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &["--storm", "3", "--retry-after", "2"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--poll",
+            "1",
+            "--client-connections",
+            "1",
+        ],
+    );
+    let started = Instant::now();
+    for n in 0..6 {
+        let subject = format!("Subject: storm {n}");
+        swaks(
+            relay.port,
+            &["bob@contoso.example"],
+            &["--header", &subject],
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || standin.mail().len() >= 6
+            && relay.files(".envelope").is_empty()),
+        "{}",
+        relay.log_text()
+    );
+    // No duplicates: six distinct subjects, each once.
+    std::thread::sleep(Duration::from_secs(2));
+    let mail = standin.mail();
+    let mut subjects: Vec<String> = mail
+        .iter()
+        .map(|m| {
+            let text = String::from_utf8_lossy(m);
+            text.lines()
+                .find(|l| l.starts_with("Subject:"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!((mail.len(), subjects.len()), (6, 6), "{subjects:?}");
+    // After each 429 the route waited the 2 seconds Graph asked for.
+    let sends: Vec<(f64, u64)> = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "sendMail")
+        .map(|r| (r["t"].as_f64().unwrap(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sends.iter().filter(|s| s.1 == 429).count(), 3);
+    for pair in sends.windows(2) {
+        if pair[0].1 == 429 {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= 1.9, "only {gap:.2}s after a 429: {sends:?}");
+            // Not the backoff's minute either.
+            assert!(gap < 10.0, "{gap:.2}s after a 429: {sends:?}");
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    let log = relay.log_text();
+    assert!(
+        log.contains("slowed down: the server is throttling: 421 4.7.0 graph: HTTP 429: ApplicationThrottled")
+            && log.contains("next attempt in 2s"),
+        "{log}"
+    );
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_token_refused_mid_queue_is_renewed_once_and_the_queue_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // Tokens said to last an hour are refused after a second: the relay
+    // hears 401 mid-queue, renews once, and goes on.
+    let standin = StandIn::start(dir.path(), &["--token-accept", "1", "--delay", "100"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    for _ in 0..30 {
+        submit_to(&spool, "bob@contoso.example");
+    }
+    let log = forward(
+        dir.path(),
+        &spool,
+        &secrets,
+        &["--client-connections", "1"],
+        0,
+    );
+    assert_eq!(standin.mail().len(), 30, "{log}");
+    let tokens = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "token")
+        .count();
+    let refusals = standin.statuses().iter().filter(|s| **s == 401).count();
+    assert!(tokens >= 3, "{tokens} tokens");
+    assert_eq!(refusals, tokens - 1, "one 401 per token after the first");
+    assert!(
+        log.contains("access token refused: getting a new one"),
+        "{log}"
+    );
+    assert!(!log.contains("paused"), "{log}");
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_hundred_messages_go_with_at_most_four_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // Short tokens too: renewed ahead of expiry, never refused.
+    let standin = StandIn::start(
+        dir.path(),
+        &["--delay", "120", "--expires-in", "3", "--token-accept", "3"],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    for _ in 0..100 {
+        submit_to(&spool, "bob@contoso.example");
+    }
+    let log = forward(
+        dir.path(),
+        &spool,
+        &secrets,
+        &["--client-connections", "8"],
+        0,
+    );
+    assert_eq!(standin.mail().len(), 100, "{log}");
+    // At most 4 (the stand-in also records a violation past 4); more
+    // than one shows the eight connections did work at once.
+    let most = standin.max_in_flight();
+    eprintln!("graph: at most {most} sendMail requests in flight");
+    assert!((2..=4).contains(&most), "{most} requests in flight at most");
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_revoked_certificate_pauses_the_route_and_keeps_the_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &["--revoked"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "bob@contoso.example");
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    assert!(
+        log.contains("AADSTS7000274: Key was found, but the certificate has been revoked.: mail for this account stays in the spool"),
+        "{log}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
+    assert!(standin.mail().is_empty());
+    assert_eq!(
+        standin.statuses(),
+        Vec::<u64>::new(),
+        "no sendMail without a token"
+    );
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_google_service_account_signs_for_the_mailbox_and_sends_by_xoauth2() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let key = std::fs::read_to_string(dir.path().join("app.key")).unwrap();
+    let sa = serde_json::json!({
+        "type": "service_account",
+        "project_id": "relay-test",
+        "private_key_id": "0123456789abcdef",
+        "private_key": key,
+        "client_email": "relay@relay-test.iam.gserviceaccount.com",
+        "client_id": "123456789",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    std::fs::write(dir.path().join("sa.json"), sa.to_string()).unwrap();
+    let standin = StandIn::start(
+        dir.path(),
+        &["--google-key", dir.path().join("sa.json").to_str().unwrap()],
+    );
+    let token_file = standin.dir.join("last-token");
+    let valid: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || std::fs::read_to_string(&token_file).unwrap_or_default());
+    let (upstream, taken) = crate::oauth::xoauth2_upstream(MAILBOX, valid);
+    let account = dir.path().join("gmail.oauth2");
+    std::fs::write(
+        &account,
+        format!(
+            "provider = google\nservice-account = sa.json\nmailbox = {MAILBOX}\n\
+             token-url = https://127.0.0.1:{}/google/token\nca-file = ca.crt\n",
+            standin.port
+        ),
+    )
+    .unwrap();
+    let secrets = secrets_file(
+        dir.path(),
+        &format!("client oauth2 {MAILBOX} {}\n", account.display()),
+    );
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "bob@contoso.example");
+    let log = forward_once(
+        dir.path(),
+        &spool,
+        &format!("127.0.0.1:{upstream}"),
+        &["--client-auth", secrets.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1, "{log}");
+    assert_eq!(
+        standin
+            .requests()
+            .iter()
+            .filter(|r| r["path"] == "google-token")
+            .count(),
+        1
+    );
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_second_401_after_renewal_pauses_the_route_as_a_refused_password() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // Every token is refused the moment it is issued.
+    let standin = StandIn::start(dir.path(), &["--token-accept", "0"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "bob@contoso.example");
+    submit_to(&spool, "carol@contoso.example");
+    let log = forward(
+        dir.path(),
+        &spool,
+        &secrets,
+        &["--client-connections", "1"],
+        1,
+    );
+    // One renewal, then no more requests: the route waits.
+    assert_eq!(standin.statuses(), [401, 401], "{log}");
+    let tokens = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "token")
+        .count();
+    assert_eq!(tokens, 2);
+    assert!(
+        log.contains(
+            "error: forwarding to graph.microsoft.com:443 paused: the server refused our authentication: \
+             535 5.7.8 graph: HTTP 401: InvalidAuthenticationToken: Lifetime validation failed, the token is expired.: mail stays queued"
+        ),
+        "{log}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 2);
+    assert!(standin.mail().is_empty());
+    standin.assert_no_violations();
+}
+
+/// `emailrelay-passwd --check <file>`: (exit code, stdout, stderr).
+fn check(file: &Path) -> (i32, String, String) {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_emailrelay-passwd"))
+            .arg("--check")
+            .arg(file),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    graph_account(dir.path(), &standin);
+    let account = dir.path().join("printer.oauth2");
+    let (code, out, err) = check(&account);
+    let port = standin.port;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(
+        lines[0],
+        format!("token: obtained from https://127.0.0.1:{port}/{TENANT}/oauth2/v2.0/token (valid for 3600s)")
+    );
+    assert!(
+        lines[1].starts_with("certificate: expires on 20")
+            && lines[1].ends_with("UTC (in 20 day(s))"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "permission: Mail.Send (application) is granted");
+    assert_eq!(
+        lines[3],
+        format!("mailbox: {MAILBOX} found, and the app may send as it")
+    );
+    assert_eq!(lines[4], format!("ok: {} works", account.display()));
+    // The log's warning, as the relay gives it.
+    assert!(
+        err.starts_with(&format!(
+            "emailrelay: warning: oauth2: the certificate of {MAILBOX} ("
+        )) && err.ends_with("expires in 20 day(s)")
+            || err.contains("expires in 20 day(s), on "),
+        "{err}"
+    );
+    // The probe sent nothing: Graph refused its empty body.
+    assert_eq!(standin.statuses(), [400]);
+    assert!(standin.mail().is_empty());
+    // A mailbox the tenant does not have.
+    let text = std::fs::read_to_string(&account).unwrap();
+    let wrong = dir.path().join("wrong.oauth2");
+    std::fs::write(&wrong, text.replace(MAILBOX, "nobody@contoso.example")).unwrap();
+    let (code, out, err) = check(&wrong);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("permission: Mail.Send (application) is granted"),
+        "{out}"
+    );
+    assert!(
+        err.ends_with(
+            "emailrelay-passwd: error: there is no mailbox nobody@contoso.example in the tenant\n  \
+             (graph: HTTP 404: ErrorInvalidUser: The requested user 'nobody@contoso.example' is invalid.)\n"
+        ),
+        "{err}"
+    );
+    standin.assert_no_violations();
+    drop(standin);
+
+    // A token without Mail.Send (no admin consent).
+    let standin = StandIn::start(dir.path(), &["--roles", ""]);
+    std::fs::write(
+        &account,
+        text.replace(&port.to_string(), &standin.port.to_string()),
+    )
+    .unwrap();
+    let (code, _, err) = check(&account);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not carry the Mail.Send application permission (roles: none): add it under API permissions and grant admin consent"),
+        "{err}"
+    );
+    standin.assert_no_violations();
+    drop(standin);
+
+    // A revoked certificate: Microsoft's error, explained.
+    let standin = StandIn::start(dir.path(), &["--revoked"]);
+    std::fs::write(
+        &account,
+        text.replace(&port.to_string(), &standin.port.to_string()),
+    )
+    .unwrap();
+    let (code, out, err) = check(&account);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.contains("emailrelay-passwd: error: the certificate has been revoked: upload a new one\n  (oauth2: cannot get an access token")
+            && err.contains("AADSTS7000274"),
+        "{err}"
+    );
+    standin.assert_no_violations();
+}
+
+#[test]
+fn a_certificate_signs_for_exchange_smtp_xoauth2_too() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // An app token for Exchange Online's SMTP: the .default scope of
+    // outlook.office365.com, the same client assertion as for Graph.
+    let standin = StandIn::start(
+        dir.path(),
+        &["--scope", "https://outlook.office365.com/.default"],
+    );
+    let token_file = standin.dir.join("last-token");
+    let valid: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || std::fs::read_to_string(&token_file).unwrap_or_default());
+    let (upstream, taken) = crate::oauth::xoauth2_upstream(MAILBOX, valid);
+    let account = dir.path().join("smtp.oauth2");
+    std::fs::write(
+        &account,
+        format!(
+            "provider = microsoft\ntenant = {TENANT}\nclient-id = {CLIENT_ID}\n\
+             grant = client_credentials\nclient-certificate = app.crt\nclient-key = app.key\n\
+             token-url = https://127.0.0.1:{}/{TENANT}/oauth2/v2.0/token\nca-file = ca.crt\n",
+            standin.port
+        ),
+    )
+    .unwrap();
+    let secrets = secrets_file(
+        dir.path(),
+        &format!("client oauth2 {MAILBOX} {}\n", account.display()),
+    );
+    let spool = dir.path().join("spool");
+    submit_to(&spool, "bob@contoso.example");
+    let log = forward_once(
+        dir.path(),
+        &spool,
+        &format!("127.0.0.1:{upstream}"),
+        &["--client-auth", secrets.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1, "{log}");
+    assert!(
+        log.contains("using mechanism [xoauth2] and oauth2 secret"),
+        "{log}"
+    );
+    standin.assert_no_violations();
+}

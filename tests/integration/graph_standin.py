@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""A strict local stand-in for Microsoft's token endpoint and Graph's
+sendMail, and for Google's token endpoint (JWT bearer grant), over TLS,
+for tests/integration/graph.rs.
+
+Every request is checked against the contract the relay must keep
+(issue 26): grant fields, the client assertion's RS256 signature against
+the test's certificate (verified with the openssl program), its header
+thumbprint and claims (aud, iss, sub, jti never reused, nbf, exp,
+lifetime), Authorization: Bearer with a token it issued and that is still
+valid, Content-Type text/plain, strict base64, at most 4 MB, at most 4
+requests in flight. A deviation is written to <dir>/violations, one line
+each; the test asserts the file is empty. Each request is recorded in
+<dir>/requests (JSON lines); each accepted message is written decoded to
+<dir>/mail/<n>.eml.
+
+Answers follow Graph's documentation: 202; 401 for an unknown or expired
+token; 429 with Retry-After for the first --storm requests; 400 with
+Graph's JSON error for a message whose Subject holds "BAD400".
+"""
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_REQUEST = 4 * 1024 * 1024
+MAX_IN_FLIGHT = 4
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GOOGLE_SCOPE = "https://mail.google.com/"
+
+args = None
+lock = threading.Lock()
+state = {
+    "tokens": {},  # token -> accepted until (monotonic)
+    "jtis": set(),
+    "issued": 0,
+    "in_flight": 0,
+    "max_in_flight": 0,
+    "send_requests": 0,
+    "mail": 0,
+    "storm_left": 0,
+}
+
+
+def violation(text):
+    with lock:
+        with open(os.path.join(args.dir, "violations"), "a") as f:
+            f.write(text.replace("\n", " ") + "\n")
+
+
+def record(entry):
+    entry["t"] = time.time()
+    with lock:
+        with open(os.path.join(args.dir, "requests"), "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def b64url(data):
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def verify_rs256(jwt, public_pem):
+    """True if the JWT's RS256 signature verifies with the key (openssl)."""
+    signing_input, _, signature = jwt.rpartition(".")
+    with tempfile.NamedTemporaryFile() as sig, tempfile.NamedTemporaryFile() as key:
+        sig.write(b64url(signature))
+        sig.flush()
+        key.write(public_pem)
+        key.flush()
+        run = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-verify", key.name, "-signature", sig.name],
+            input=signing_input.encode(),
+            capture_output=True,
+            timeout=20,
+        )
+    return run.returncode == 0
+
+
+def public_key_of_certificate(path):
+    return subprocess.run(
+        ["openssl", "x509", "-in", path, "-noout", "-pubkey"],
+        capture_output=True, check=True, timeout=20,
+    ).stdout
+
+
+def public_key_of_private_key(pem):
+    return subprocess.run(
+        ["openssl", "pkey", "-pubout"], input=pem.encode(),
+        capture_output=True, check=True, timeout=20,
+    ).stdout
+
+
+def certificate_thumbprints(path):
+    der = subprocess.run(
+        ["openssl", "x509", "-in", path, "-outform", "DER"],
+        capture_output=True, check=True, timeout=20,
+    ).stdout
+    enc = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+    return enc(hashlib.sha256(der).digest()), enc(hashlib.sha1(der).digest())
+
+
+def check_jwt(jwt, public_pem, where):
+    """Checks a JWT's form and signature; returns (header, claims) or None."""
+    parts = jwt.split(".")
+    if len(parts) != 3:
+        violation(f"{where}: the assertion is not a JWS compact serialisation")
+        return None
+    try:
+        header = json.loads(b64url(parts[0]))
+        claims = json.loads(b64url(parts[1]))
+    except (ValueError, binascii.Error) as e:
+        violation(f"{where}: the assertion does not decode: {e}")
+        return None
+    if any("=" in p for p in parts):
+        violation(f"{where}: the assertion's base64url has padding")
+    if header.get("alg") != "RS256":
+        violation(f"{where}: alg is {header.get('alg')!r}, not RS256")
+    if not verify_rs256(jwt, public_pem):
+        violation(f"{where}: the assertion's signature does not verify")
+        return None
+    return header, claims
+
+
+def check_times(claims, where, lifetime_max):
+    now = time.time()
+    for c in ("exp",):
+        if not isinstance(claims.get(c), int):
+            violation(f"{where}: claim {c} missing or not a number")
+            return False
+    start = claims.get("nbf", claims.get("iat"))
+    if not isinstance(start, int):
+        violation(f"{where}: no nbf or iat")
+        return False
+    if start > now + 60:
+        violation(f"{where}: nbf/iat {start} is in the future (now {now:.0f})")
+    if claims["exp"] <= now:
+        violation(f"{where}: exp {claims['exp']} has passed (now {now:.0f})")
+    if claims["exp"] - start > lifetime_max or claims["exp"] <= start:
+        violation(f"{where}: lifetime {claims['exp'] - start}s, not within (0, {lifetime_max}]")
+    return True
+
+
+def issue_token():
+    # Shaped as Microsoft's: a JWT whose payload carries the app's roles
+    # (the signature is not the relay's business).
+    with lock:
+        state["issued"] += 1
+        payload = {"aud": "https://graph.microsoft.com", "roles": ROLES,
+                   "jti": f"{state['issued']}-{os.urandom(6).hex()}"}
+        enc = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()
+        token = f"{enc({'typ': 'JWT', 'alg': 'RS256'})}.{enc(payload)}.c2lnbmF0dXJl"
+        state["tokens"][token] = time.monotonic() + args.token_accept
+    return token
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *a):
+        pass
+
+    def leave(self):
+        """The request is answered from here on: no longer in flight (so
+        the relay, which may start another the moment it reads the answer,
+        is not counted twice)."""
+        if getattr(self, "in_flight_counted", False):
+            self.in_flight_counted = False
+            with lock:
+                state["in_flight"] -= 1
+                with open(os.path.join(args.dir, "max-in-flight"), "w") as f:
+                    f.write(str(state["max_in_flight"]))
+
+    def answer(self, status, body=b"", headers=()):
+        self.leave()
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self):
+        length = self.headers.get("Content-Length")
+        if length is None:
+            violation(f"{self.path}: no Content-Length")
+            return b""
+        return self.rfile.read(int(length))
+
+    def do_GET(self):
+        violation(f"GET {self.path}: not part of the contract")
+        self.answer(404, {"error": {"code": "NotFound", "message": "no such path"}})
+
+    def do_POST(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path == f"/{args.tenant}/oauth2/v2.0/token":
+            self.token(self.body())
+        elif path == "/google/token":
+            self.google_token(self.body())
+        elif path.startswith("/v1.0/users/") and path.endswith("/sendMail"):
+            self.send_mail(path)
+        else:
+            self.body()
+            violation(f"POST {path}: not part of the contract")
+            self.answer(404, {"error": {"code": "NotFound", "message": "no such path"}})
+
+    def form(self, body, where):
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+            violation(f"{where}: Content-Type {self.headers.get('Content-Type')!r}")
+        pairs = urllib.parse.parse_qsl(body.decode("ascii", "replace"), keep_blank_values=True, strict_parsing=False)
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            violation(f"{where}: a form field twice: {keys}")
+        return dict(pairs)
+
+    def token(self, body):
+        where = "token"
+        form = self.form(body, where)
+        url = f"https://127.0.0.1:{args.port}/{args.tenant}/oauth2/v2.0/token"
+        expect = {
+            "grant_type": "client_credentials",
+            "client_id": args.client_id,
+            "scope": args.scope,
+            "client_assertion_type": ASSERTION_TYPE,
+        }
+        for k, v in expect.items():
+            if form.get(k) != v:
+                violation(f"{where}: {k} is {form.get(k)!r}, not {v!r}")
+        if "client_secret" in form:
+            violation(f"{where}: a client_secret beside the assertion")
+        extra = set(form) - set(expect) - {"client_assertion"}
+        if extra:
+            violation(f"{where}: unexpected fields {sorted(extra)}")
+        record({"path": "token", "grant": form.get("grant_type")})
+        if args.revoked:
+            self.answer(401, {"error": "invalid_client", "error_description":
+                              "AADSTS7000274: Key was found, but the certificate has been revoked."})
+            return
+        jwt = form.get("client_assertion", "")
+        checked = check_jwt(jwt, APP_PUBLIC, where)
+        if checked is None:
+            self.answer(401, {"error": "invalid_client", "error_description": "AADSTS700027: signature"})
+            return
+        header, claims = checked
+        if header.get("x5t#S256") != APP_X5T_S256 and header.get("x5t") != APP_X5T:
+            violation(f"{where}: neither x5t#S256 nor x5t is the certificate's thumbprint")
+        for c, v in (("aud", url), ("iss", args.client_id), ("sub", args.client_id)):
+            if claims.get(c) != v:
+                violation(f"{where}: claim {c} is {claims.get(c)!r}, not {v!r}")
+        jti = claims.get("jti")
+        if not jti:
+            violation(f"{where}: no jti")
+        with lock:
+            reused = jti in state["jtis"]
+            state["jtis"].add(jti)
+        if reused:
+            violation(f"{where}: jti {jti} used twice")
+        if "nbf" not in claims:
+            violation(f"{where}: no nbf")
+        check_times(claims, where, 600)
+        token = issue_token()
+        with open(os.path.join(args.dir, "last-token.new"), "w") as f:
+            f.write(token)
+        os.rename(os.path.join(args.dir, "last-token.new"), os.path.join(args.dir, "last-token"))
+        self.answer(200, {"token_type": "Bearer", "expires_in": args.expires_in,
+                          "ext_expires_in": args.expires_in, "access_token": token})
+
+    def google_token(self, body):
+        where = "google token"
+        form = self.form(body, where)
+        url = f"https://127.0.0.1:{args.port}/google/token"
+        if form.get("grant_type") != JWT_BEARER:
+            violation(f"{where}: grant_type is {form.get('grant_type')!r}")
+        extra = set(form) - {"grant_type", "assertion"}
+        if extra:
+            violation(f"{where}: unexpected fields {sorted(extra)}")
+        record({"path": "google-token"})
+        checked = check_jwt(form.get("assertion", ""), GOOGLE_PUBLIC, where)
+        if checked is None:
+            self.answer(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+            return
+        header, claims = checked
+        if header.get("kid") != GOOGLE_KEY["private_key_id"]:
+            violation(f"{where}: kid is {header.get('kid')!r}")
+        for c, v in (("iss", GOOGLE_KEY["client_email"]), ("sub", args.mailbox),
+                     ("scope", GOOGLE_SCOPE), ("aud", url)):
+            if claims.get(c) != v:
+                violation(f"{where}: claim {c} is {claims.get(c)!r}, not {v!r}")
+        check_times(claims, where, 3600)
+        token = issue_token()
+        with open(os.path.join(args.dir, "last-token.new"), "w") as f:
+            f.write(token)
+        os.rename(os.path.join(args.dir, "last-token.new"), os.path.join(args.dir, "last-token"))
+        self.answer(200, {"token_type": "Bearer", "expires_in": args.expires_in, "access_token": token})
+
+    def send_mail(self, path):
+        where = "sendMail"
+        with lock:
+            state["in_flight"] += 1
+            state["send_requests"] += 1
+            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
+            in_flight = state["in_flight"]
+        self.in_flight_counted = True
+        try:
+            if in_flight > MAX_IN_FLIGHT:
+                violation(f"{where}: {in_flight} requests in flight, more than {MAX_IN_FLIGHT}")
+            self.send_mail_checked(path, where)
+        finally:
+            self.leave()
+
+    def send_mail_checked(self, path, where):
+        mailbox = urllib.parse.unquote(path[len("/v1.0/users/"):-len("/sendMail")])
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_REQUEST:
+            violation(f"{where}: {length} octets, over 4 MB")
+            self.close_connection = True
+            self.answer(413, {"error": {"code": "ErrorMessageSizeExceeded", "message": "too large"}})
+            return
+        body = self.body()
+        if self.headers.get("Content-Type") != "text/plain":
+            violation(f"{where}: Content-Type {self.headers.get('Content-Type')!r}, not text/plain")
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        if token is None:
+            violation(f"{where}: Authorization {auth[:20]!r} is not Bearer")
+        with lock:
+            until = state["tokens"].get(token)
+            storm = state["storm_left"] > 0
+            if storm:
+                state["storm_left"] -= 1
+        if until is None and token is not None:
+            violation(f"{where}: a token the endpoint never issued")
+        if until is None or time.monotonic() > until:
+            record({"path": "sendMail", "status": 401})
+            self.answer(401, {"error": {"code": "InvalidAuthenticationToken",
+                                        "message": "Lifetime validation failed, the token is expired."}})
+            return
+        try:
+            message = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as e:
+            violation(f"{where}: the body is not strict base64: {e}")
+            self.answer(400, {"error": {"code": "ErrorMimeContentInvalidBase64String",
+                                        "message": "Invalid base64 string for MIME content."}})
+            return
+        if base64.b64encode(message) != body:
+            violation(f"{where}: the base64 is not canonical (line breaks or padding)")
+        if mailbox.lower() != args.mailbox.lower():
+            record({"path": "sendMail", "status": 404})
+            self.answer(404, {"error": {"code": "ErrorInvalidUser",
+                                        "message": f"The requested user '{mailbox}' is invalid."}})
+            return
+        if "Mail.Send" not in ROLES:
+            record({"path": "sendMail", "status": 403})
+            self.answer(403, {"error": {"code": "ErrorAccessDenied",
+                                        "message": "Access is denied. Check credentials and try again."}})
+            return
+        if not message:
+            record({"path": "sendMail", "status": 400})
+            self.answer(400, {"error": {"code": "ErrorMimeContentInvalid",
+                                        "message": "The MIME content is empty."}})
+            return
+        if args.delay:
+            time.sleep(args.delay / 1000.0)
+        header = message.split(b"\r\n\r\n", 1)[0]
+        if storm:
+            record({"path": "sendMail", "status": 429})
+            self.answer(429, {"error": {"code": "ApplicationThrottled",
+                                        "message": "Application is over its MailboxConcurrency limit."}},
+                        [("Retry-After", str(args.retry_after))])
+            return
+        if b"BAD400" in header:
+            record({"path": "sendMail", "status": 400})
+            self.answer(400, {"error": {"code": "ErrorInvalidRecipients",
+                                        "message": "At least one recipient is not valid., Recipient 'nobody@nowhere.invalid' is not resolved."}})
+            return
+        with lock:
+            state["mail"] += 1
+            n = state["mail"]
+        with open(os.path.join(args.dir, "mail", f"{n:05}.eml"), "wb") as f:
+            f.write(message)
+        record({"path": "sendMail", "status": 202, "n": n})
+        self.leave()
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def main():
+    global args, APP_PUBLIC, APP_X5T_S256, APP_X5T, GOOGLE_KEY, GOOGLE_PUBLIC
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--app-cert")
+    p.add_argument("--google-key")
+    p.add_argument("--tenant", default="contoso.example")
+    p.add_argument("--client-id", default="11111111-2222-3333-4444-555555555555")
+    p.add_argument("--mailbox", default="printer@contoso.example")
+    p.add_argument("--expires-in", type=int, default=3600)
+    p.add_argument("--token-accept", type=float, default=3600)
+    p.add_argument("--storm", type=int, default=0)
+    p.add_argument("--retry-after", type=int, default=1)
+    p.add_argument("--delay", type=int, default=0)
+    p.add_argument("--revoked", action="store_true")
+    p.add_argument("--roles", default="Mail.Send")
+    p.add_argument("--scope", default=GRAPH_SCOPE)
+    args = p.parse_args()
+    global ROLES
+    ROLES = [r for r in args.roles.split(",") if r]
+    os.makedirs(os.path.join(args.dir, "mail"), exist_ok=True)
+    open(os.path.join(args.dir, "violations"), "a").close()
+    state["storm_left"] = args.storm
+    if args.app_cert:
+        APP_PUBLIC = public_key_of_certificate(args.app_cert)
+        APP_X5T_S256, APP_X5T = certificate_thumbprints(args.app_cert)
+    if args.google_key:
+        GOOGLE_KEY = json.load(open(args.google_key))
+        GOOGLE_PUBLIC = public_key_of_private_key(GOOGLE_KEY["private_key"])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.cert, args.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    args.port = server.server_address[1]
+    with open(os.path.join(args.dir, "port.new"), "w") as f:
+        f.write(str(args.port))
+    os.rename(os.path.join(args.dir, "port.new"), os.path.join(args.dir, "port"))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
