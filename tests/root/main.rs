@@ -21,9 +21,9 @@ const TESTS: &[RootTest] = &[
         submit::set_group_id_installs_write_files_the_relay_can_read,
     ),
     (
-        "container::the_image_builds_and_its_root_filesystem_serves",
-        "needs root for rootful podman and to chroot as the image's user",
-        container::the_image_builds_and_its_root_filesystem_serves,
+        "container::the_image_builds_and_runs_under_podman",
+        "needs root for rootful podman (and a cgroup mount in some sandboxes)",
+        container::the_image_builds_and_runs_under_podman,
     ),
 ];
 
