@@ -1207,6 +1207,10 @@ impl<'a> Replay<'a> {
                 if kind == Kind::Dir && self.fixture.wmkdirs.contains(&wrel) {
                     return;
                 }
+                // As in `our_files`: the spool journal's segments.
+                if kind == Kind::File && is_journal_segment(p) {
+                    return;
+                }
                 let key = escape(&self.norm.normalise(wrel.as_bytes()));
                 if kind == Kind::Dir {
                     out.push(("files", (key.clone(), 0), vec![format!("dir {key}")]));
