@@ -1,11 +1,13 @@
 //! The operator HTTP endpoint (`--http-port`; not in E-MailRelay 2.6.1):
 //! `GET /metrics` (Prometheus text), `GET /healthz`, `GET /queue` (JSON),
-//! `POST /queue/<id>/retry` and `DELETE /queue/<id>`, over HTTP/1.1 with
-//! hyper on the instance's runtime. This file: one connection's server,
-//! its limits, the access rules and the routing; `origin` checks `Host`
-//! and the origin of state-changing requests, `slots` keeps idle
-//! connections from crowding out probes; `metrics`, `health` and `queue`
-//! make the answers.
+//! `POST /queue/<id>/retry` and `DELETE /queue/<id>`, and the status page
+//! for people at `/` with its data (`/status.json`, `/status/...`), over
+//! HTTP/1.1 with hyper on the instance's runtime. This file: one
+//! connection's server, its limits, the access rules and the routing;
+//! `origin` checks `Host` and the origin of state-changing requests,
+//! `slots` keeps idle connections from crowding out probes; `metrics`,
+//! `health` and `queue` make the scripts' answers, `page`, `status` and
+//! `browse` the status page's.
 //!
 //! Must not: act on the spool or the forwarder except through `control`
 //! (the admin port and this must always agree), show the queue or act on
@@ -13,11 +15,14 @@
 //! runtime's threads (spool work runs on the blocking pool), or read a
 //! request body (none is needed, so none is buffered).
 
+mod browse;
 mod health;
 mod metrics;
 mod origin;
+mod page;
 mod queue;
 mod slots;
+mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -78,20 +83,35 @@ pub struct HttpContext {
     slots: Arc<Slots>,
     /// `Host` names answered to (`origin::host_names`).
     hosts: Vec<String>,
+    /// The status page's history and route waits.
+    status: Arc<status::StatusState>,
+    /// The status page's anti-forgery token (`page`).
+    token: String,
 }
 
 impl HttpContext {
+    /// The context, and the status page's sampler started on the
+    /// current runtime; `instance` is the instance's name, with several.
     pub fn new(
         settings: HttpSettings,
         control: Arc<Control>,
         stop: watch::Receiver<bool>,
+        instance: Option<String>,
     ) -> Arc<HttpContext> {
+        let status = status::StatusState::new(instance);
+        tokio::spawn(status::sampler(
+            Arc::clone(&status),
+            Arc::clone(&control),
+            stop.clone(),
+        ));
         Arc::new(HttpContext {
             hosts: origin::host_names(&settings.names),
             settings,
             control,
             stop,
             slots: Slots::new(MAX_CONNECTIONS),
+            status,
+            token: page::new_token(),
         })
     }
 }
@@ -160,6 +180,16 @@ enum Route<'a> {
     Message(&'a str),
     /// `/queue/<id>/retry`.
     Retry(&'a str),
+    /// `/`, `/status.js`, `/status.css`.
+    Page(page::Asset),
+    /// `/status.json`.
+    Status,
+    /// `/status/queue`.
+    Browse,
+    /// `/status/message/<id>`.
+    Headers(&'a str),
+    /// `/status/message/<id>/<action>`.
+    Act(&'a str, &'a str),
     Unknown,
 }
 
@@ -172,6 +202,13 @@ impl<'a> Route<'a> {
             ["queue"] => Route::Queue,
             ["queue", id] => Route::Message(id),
             ["queue", id, "retry"] => Route::Retry(id),
+            [""] => Route::Page(page::Asset::Html),
+            ["status.js"] => Route::Page(page::Asset::Script),
+            ["status.css"] => Route::Page(page::Asset::Style),
+            ["status.json"] => Route::Status,
+            ["status", "queue"] => Route::Browse,
+            ["status", "message", id] => Route::Headers(id),
+            ["status", "message", id, action] => Route::Act(id, action),
             _ => Route::Unknown,
         }
     }
@@ -180,14 +217,22 @@ impl<'a> Route<'a> {
     fn allowed(self) -> &'static str {
         match self {
             Route::Message(_) => "DELETE",
-            Route::Retry(_) => "POST",
+            Route::Retry(_) | Route::Act(..) => "POST",
             _ => "GET, HEAD",
         }
     }
 
     /// True for the routes behind the admin port's access rule.
     fn is_queue(self) -> bool {
-        matches!(self, Route::Queue | Route::Message(_) | Route::Retry(_))
+        matches!(
+            self,
+            Route::Queue
+                | Route::Message(_)
+                | Route::Retry(_)
+                | Route::Browse
+                | Route::Headers(_)
+                | Route::Act(..)
+        )
     }
 }
 
@@ -202,7 +247,10 @@ async fn handle(
     let route = Route::parse(path);
     let response = match refusal(&request, &method, &ctx.hosts) {
         Some(response) => response,
-        None => answer(&method, route, request.uri().query(), peer, ctx).await,
+        None => {
+            let token = page::token_ok(request.headers(), &ctx.token);
+            answer(&method, route, request.uri().query(), peer, ctx, token).await
+        }
     };
     let line = format!(
         "http request from {}: {method} {}: {}",
@@ -261,6 +309,7 @@ async fn answer(
     query: Option<&str>,
     peer: Option<SocketAddr>,
     ctx: &HttpContext,
+    token: bool,
 ) -> Response<Full<Bytes>> {
     if route == Route::Unknown {
         return text(StatusCode::NOT_FOUND, "not found\n");
@@ -283,6 +332,26 @@ async fn answer(
         (Route::Queue, _) if read => queue::list(control, query).await,
         (Route::Message(id), &Method::DELETE) => queue::delete(control, id).await,
         (Route::Retry(id), &Method::POST) => queue::retry(control, id).await,
+        (Route::Page(asset), _) if read => page::answer(asset, &ctx.token),
+        (Route::Status, _) if read => status::answer(Arc::clone(&ctx.status), control).await,
+        (Route::Browse, _) if read => browse::list(control, query).await,
+        (Route::Headers(id), _) if read => browse::headers(control, id).await,
+        (Route::Act(id, action), &Method::POST) => {
+            let Some(action) = browse::Action::parse(action) else {
+                return text(StatusCode::NOT_FOUND, "not found\n");
+            };
+            if !token {
+                crate::warning!(
+                    "http request rejected from {}: the status page's token is missing or wrong",
+                    peer_text(peer)
+                );
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "forbidden: missing or wrong page token: reload the status page\n",
+                );
+            }
+            browse::act(control, id, action).await
+        }
         _ => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             response
@@ -349,9 +418,15 @@ mod tests {
         );
         assert_eq!(Route::parse("/queue/x/retry"), Route::Retry("x"));
         assert_eq!(Route::parse("/queue/"), Route::Message(""));
+        assert_eq!(Route::parse("/"), Route::Page(page::Asset::Html));
+        assert_eq!(Route::parse("/status/queue"), Route::Browse);
+        assert_eq!(
+            Route::parse("/status/message/x/retry"),
+            Route::Act("x", "retry")
+        );
         for unknown in [
-            "/",
-            "",
+            "/status/",
+            "/status/message/x/y/z",
             "/metrics/",
             "/queue/x/y",
             "/queue/x/retry/",
