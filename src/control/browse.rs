@@ -21,7 +21,7 @@ use super::{parse_id, Control, ControlError, QueueItem};
 use crate::store::{MessageId, QueueError, QueueState, SpoolFile};
 
 /// Ids read per directory walk while searching.
-const SEARCH_CHUNK: usize = 1000;
+const SEARCH_CHUNK: usize = 5000;
 
 /// A search stops after this and says where it got to.
 pub const SEARCH_BUDGET: Duration = Duration::from_secs(2);

@@ -24,6 +24,10 @@ use crate::forward::RouteWait;
 use crate::monitor::history::{Counts, History, DAY_BUCKET_SECONDS};
 use crate::monitor::Stats;
 
+/// A route's forwarded and deferred totals when last sampled, and since
+/// when it has put messages off without taking one.
+type Progress = (u64, u64, Option<u64>);
+
 /// How often the sampler reads the counters.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
@@ -34,6 +38,9 @@ pub struct StatusState {
     history: Mutex<History>,
     /// (route, paused) to the Unix time its wait was first seen.
     since: Mutex<HashMap<(String, bool), u64>>,
+    /// Per route: the forwarded and deferred totals last seen, and since
+    /// when it has put messages off without taking one.
+    stuck: Mutex<HashMap<String, Progress>>,
     /// The instance's name, with several.
     instance: Option<String>,
 }
@@ -44,6 +51,7 @@ impl StatusState {
             started: SystemTime::now(),
             history: Mutex::new(History::default()),
             since: Mutex::new(HashMap::new()),
+            stuck: Mutex::new(HashMap::new()),
             instance,
         })
     }
@@ -69,6 +77,23 @@ impl StatusState {
             history.observe(now, totals, &sent);
         }
         self.note_waits(&control.route_waits(), now);
+        if let Ok(mut stuck) = self.stuck.lock() {
+            for (route, c) in &routes {
+                let seen = stuck.entry(route.clone()).or_insert((0, 0, None));
+                if c.forwarded > seen.0 {
+                    seen.2 = None;
+                } else if c.deferred > seen.1 && seen.2.is_none() {
+                    seen.2 = Some(now);
+                }
+                seen.0 = c.forwarded;
+                seen.1 = c.deferred;
+            }
+        }
+    }
+
+    /// Since when `route` has put messages off without taking one.
+    fn stuck_since(&self, route: &str) -> Option<u64> {
+        self.stuck.lock().ok()?.get(route)?.2
     }
 
     fn note_waits(&self, waits: &[RouteWait], now: u64) {
@@ -161,9 +186,10 @@ fn overview(state: &StatusState, control: &Control, readings: &Readings, now: u6
                 "failed": counts.failed,
                 "auth_failures": counts.auth_failures,
             });
-            let words = match wait {
-                Some(wait) => waiting(wait, state.since(wait), now),
-                None => {
+            let words = match (wait, state.stuck_since(route)) {
+                (Some(wait), _) => waiting(wait, state.since(wait), now),
+                (None, Some(since)) => deferring(route, since),
+                (None, None) => {
                     json!({ "state": "sending", "problem": Value::Null, "advice": Value::Null })
                 }
             };
@@ -258,6 +284,26 @@ fn waiting(wait: &RouteWait, since: Option<u64>, now: u64) -> Value {
         "reply": wait.reply,
         "problem": problem,
         "advice": advice,
+    })
+}
+
+/// A route that puts messages off without a throttling answer or a
+/// refused login: down, unreachable, or refusing for now.
+fn deferring(route: &str, since: u64) -> Value {
+    let who = match provider(route) {
+        Some(name) => format!("{name} ({route})"),
+        None => route.to_string(),
+    };
+    json!({
+        "state": "deferring",
+        "since": since,
+        "next_attempt": Value::Null,
+        "reply": Value::Null,
+        "problem": format!("{who} is not taking mail"),
+        "advice": "The server may be down, unreachable from this machine (firewall, DNS, port) \
+                   or refusing mail for now: check that it is up and reachable; the log says why \
+                   at each attempt. Mail is kept and tried again at each poll (--poll) and \
+                   whenever new mail arrives.",
     })
 }
 

@@ -20,6 +20,8 @@
 //! - `postfix`: Postfix as the smarthost.
 //! - `routes`: per-upstream limits, throttling, a large spool drained (issue 16).
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
+//! - `status_page`: the status page at `/` in headless Chromium (Selenium): routes, charts,
+//!   queue actions, cross-site refusal, a 200,000-message spool.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
@@ -66,6 +68,7 @@ mod process;
 mod routes;
 mod server;
 mod service;
+mod status_page;
 mod submit;
 mod tls;
 mod windows;

@@ -90,7 +90,7 @@ function overview(s) {
 function verdict(s) {
   const node = $("verdict");
   const paused = s.routes.filter((r) => r.state === "paused");
-  const waiting = s.routes.filter((r) => r.state === "waiting");
+  const waiting = s.routes.filter((r) => r.state === "waiting" || r.state === "deferring");
   if (paused.length) {
     node.className = "verdict bad";
     node.textContent = "Mail is held: " + paused.map((r) => r.problem).join("; ") + ". See below for what to do.";
@@ -121,10 +121,10 @@ function routes(s) {
     if (r.state === "sending") {
       item.append(el("div", { class: "state" }, "Sending: " + r.sent_last_hour + " message(s) in the last hour."));
     } else {
-      const label = r.state === "paused" ? "Paused" : "Waiting";
+      const label = { paused: "Paused", waiting: "Waiting", deferring: "Not delivering" }[r.state] || r.state;
       item.append(el("div", { class: "state" },
-        label + ": " + r.problem + (r.since ? " at " + clock(r.since) : "") +
-        ". Next attempt at " + clock(r.next_attempt) + "."));
+        label + ": " + r.problem + (r.since ? " since " + clock(r.since) : "") + "." +
+        (r.next_attempt ? " Next attempt at " + clock(r.next_attempt) + "." : "")));
       item.append(el("div", { class: "advice" }, r.advice));
     }
     if (r.reply) item.append(el("div", { class: "reply" }, "Last answer: " + r.reply));
@@ -252,10 +252,14 @@ async function act(id, action, button) {
   });
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
-  $("queue-note").textContent = response.ok ? id + ": " + body.result + "." :
-    id + ": " + (body && body.error ? body.error : "refused (" + response.status + ")");
-  if (response.ok) { await loadQueue(); $("queue-note").textContent = id + ": " + body.result + "."; }
-  else button.disabled = false;
+  const note = $("queue-note");
+  if (response.ok) {
+    await loadQueue();
+    note.textContent = id + ": " + body.result + ". " + note.textContent;
+  } else {
+    note.textContent = id + ": " + (body && body.error ? body.error : "refused (" + response.status + ")");
+    button.disabled = false;
+  }
 }
 
 async function headers(id) {
