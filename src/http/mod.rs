@@ -15,6 +15,7 @@
 //! runtime's threads (spool work runs on the blocking pool), or read a
 //! request body (none is needed, so none is buffered).
 
+mod access;
 mod browse;
 mod health;
 mod metrics;
@@ -37,6 +38,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 
+pub use access::HttpAuth;
 use slots::{Admission, Slots};
 
 use crate::control::Control;
@@ -73,6 +75,10 @@ pub struct HttpSettings {
     /// The names a request's `Host` may give besides an address (the
     /// `--domain`; `localhost` is always one).
     pub names: Vec<String>,
+    /// `--http-auth`: the names and secrets that may log in.
+    pub auth: Option<Arc<HttpAuth>>,
+    /// `--http-tls`: HTTPS with the server certificate.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// What every connection of one instance's endpoint shares.
@@ -136,6 +142,20 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<H
             );
             return;
         }
+    };
+    let stream = match &ctx.settings.tls {
+        None => stream,
+        Some(tls) => match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                crate::debug!("http connection from {}: tls: {e}", peer_text(peer));
+                return;
+            }
+            Err(_) => {
+                crate::debug!("http connection from {}: tls: timed out", peer_text(peer));
+                return;
+            }
+        },
     };
     let mut stop = ctx.stop.clone();
     let service_slot = Arc::clone(&slot);
@@ -247,10 +267,14 @@ async fn handle(
     let route = Route::parse(path);
     let response = match refusal(&request, &method, &ctx.hosts) {
         Some(response) => response,
-        None => {
-            let token = page::token_ok(request.headers(), &ctx.token);
-            answer(&method, route, request.uri().query(), peer, ctx, token).await
-        }
+        None => match authenticate(&request, route, ctx) {
+            Err(response) => *response,
+            Ok(user) => {
+                let token = page::token_ok(request.headers(), &ctx.token);
+                let who = Who { peer, user, token };
+                answer(&method, route, request.uri().query(), &who, ctx).await
+            }
+        },
     };
     let line = format!(
         "http request from {}: {method} {}: {}",
@@ -303,18 +327,53 @@ fn refusal(
     ))
 }
 
+/// Who asks: the peer, the name it authenticated as (`--http-auth`), and
+/// whether it showed the status page's token.
+struct Who {
+    peer: Option<SocketAddr>,
+    user: Option<String>,
+    token: bool,
+}
+
+/// With `--http-auth`, the name a request authenticated as, or its 401;
+/// `/healthz` is open to probes.
+fn authenticate(
+    request: &Request<Incoming>,
+    route: Route<'_>,
+    ctx: &HttpContext,
+) -> Result<Option<String>, Box<Response<Full<Bytes>>>> {
+    let Some(auth) = &ctx.settings.auth else {
+        return Ok(None);
+    };
+    if route == Route::Health {
+        return Ok(None);
+    }
+    if let Some(user) = auth.check(request.headers()) {
+        return Ok(Some(user));
+    }
+    if request.headers().contains_key(hyper::header::AUTHORIZATION) {
+        crate::warning!("http request rejected: authentication failed");
+    }
+    let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized: log in\n");
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(auth.challenge()),
+    );
+    Err(Box::new(response))
+}
+
 async fn answer(
     method: &Method,
     route: Route<'_>,
     query: Option<&str>,
-    peer: Option<SocketAddr>,
+    who: &Who,
     ctx: &HttpContext,
-    token: bool,
 ) -> Response<Full<Bytes>> {
+    let (peer, token) = (who.peer, who.token);
     if route == Route::Unknown {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
-    if route.is_queue() && !admitted(peer, &ctx.settings) {
+    if route.is_queue() && who.user.is_none() && !admitted(peer, &ctx.settings) {
         crate::warning!(
             "http request rejected from {}: not a local address: use --remote-clients to allow it",
             peer_text(peer)
@@ -443,6 +502,8 @@ mod tests {
             remote_clients: false,
             max_queue_age: DEFAULT_MAX_QUEUE_AGE,
             names: Vec::new(),
+            auth: None,
+            tls: None,
         };
         let peer = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
         assert!(admitted(peer("127.0.0.1:5"), &settings));

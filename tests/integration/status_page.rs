@@ -318,3 +318,93 @@ fn the_status_page_in_chromium() {
         );
     }
 }
+
+/// curl over HTTPS against `--http-tls` with `--http-auth`: (status,
+/// `WWW-Authenticate`, body).
+fn curl_tls(ca: &str, url: &str, extra: &[&str]) -> (u16, String, String) {
+    let (code, out, err) = run(
+        Command::new(program("curl"))
+            .args(["-s", "-S", "--max-time", "10", "--cacert", ca])
+            .args(extra)
+            .args(["-w", "\n%{http_code} %header{www-authenticate}", url]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "curl {url}: {err}");
+    let (body, tail) = out.rsplit_once('\n').unwrap();
+    let (status, challenge) = tail.split_once(' ').unwrap_or((tail, ""));
+    (
+        status.parse().unwrap(),
+        challenge.to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn the_endpoint_over_tls_with_basic_and_bearer_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::tls::Pki::new(dir.path());
+    let secrets = crate::auth::secrets(
+        dir.path(),
+        "http.auth",
+        "server plain carol e+3Dmc2\nserver basic alice my+20password\nserver bearer prometheus tok3n\n",
+    );
+    let http = free_port();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--http-port",
+            &http.to_string(),
+            "--http-auth",
+            secrets.to_str().unwrap(),
+            "--http-tls",
+            "--server-tls",
+            "--server-tls-certificate",
+            &pki.path("server-all.pem"),
+        ],
+    );
+    let ca = pki.path("ca.pem");
+    let url = |path: &str| format!("https://127.0.0.1:{http}{path}");
+    let (status, challenge, _) = curl_tls(&ca, &url("/"), &[]);
+    assert_eq!(
+        (status, challenge.as_str()),
+        (401, "Basic realm=\"emailrelay\", charset=\"UTF-8\"")
+    );
+    let (status, _, body) = curl_tls(&ca, &url("/"), &["-u", "alice:my password"]);
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>E-MailRelay status</title>"), "{body}");
+    let (status, _, body) = curl_tls(
+        &ca,
+        &url("/status/queue"),
+        &["-H", "Authorization: Bearer tok3n"],
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "{\"messages\":[],\"next\":null,\"partial\":false,\"scanned\":0}\n"
+        )
+    );
+    for wrong in [
+        &["-u", "alice:wrong"][..],
+        &["-u", "carol:e=mc2"],
+        &["-H", "Authorization: Bearer tok"],
+    ] {
+        let (status, _, _) = curl_tls(&ca, &url("/metrics"), wrong);
+        assert_eq!(status, 401, "{wrong:?}");
+    }
+    // Probes need no login.
+    let (status, _, body) = curl_tls(&ca, &url("/healthz"), &[]);
+    assert_eq!((status, body.as_str()), (200, "OK\n"));
+    relay.expect_log("warning: http request rejected: authentication failed");
+    // Plain HTTP gets no answer from a TLS port.
+    let (code, _, _) = run(
+        Command::new(program("curl")).args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{http}/healthz"),
+        ]),
+        Duration::from_secs(20),
+    );
+    assert_ne!(code, 0);
+}
