@@ -206,7 +206,7 @@ async function loadQueue() {
   view.next = body.next;
   const page = view.cursors.length;
   let words = body.messages.length ? "Page " + page + ": " + body.messages.length + " message(s)" :
-    (page > 1 ? "No more messages." : (view.failed ? "No failed messages." : "Nothing waiting."));
+    (page > 1 ? "No more messages" : (view.failed ? "No failed messages" : "Nothing waiting"));
   if (view.search) words += " matching “" + view.search + "”";
   if (body.partial) words += " (the search stopped after " + body.scanned + " messages to keep the relay fast: press Next to go on)";
   note.textContent = words + ".";
