@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::forward::Forwarder;
+mod browse;
+pub use browse::{PageQuery, MAX_PAGE};
+
+use crate::forward::{Forwarder, RouteWait};
 use crate::monitor::{Connections, Event, Stats};
 use crate::smtp::server::Shared;
 use crate::store::{MessageId, QueueEntry, QueueError, QueueState, Spool, StoreError};
@@ -219,6 +222,11 @@ impl Control {
     /// Upstreams waiting after a throttling answer.
     pub fn throttled_routes(&self) -> Vec<String> {
         self.forwarder().throttled_routes()
+    }
+
+    /// Routes paused or slowed down now, with their waits and answers.
+    pub fn route_waits(&self) -> Vec<RouteWait> {
+        self.forwarder().route_waits()
     }
 
     /// Upstreams paused because they refused our authentication.

@@ -26,6 +26,14 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
     if has("http-max-queue-age") && !has("http-port") {
         return usage("the --http-max-queue-age option requires --http-port");
     }
+    for name in ["http-auth", "http-tls"] {
+        if has(name) && !has("http-port") {
+            return usage(&format!("the --{name} option requires --http-port"));
+        }
+    }
+    if has("http-tls") && !(has("server-tls") || has("server-tls-connection")) {
+        return usage("the --http-tls option requires --server-tls or --server-tls-connection (it uses the server certificate)");
+    }
     let relayed = matches!(mode, Mode::Client | Mode::Proxy);
     if has("forward-to") && relayed {
         return usage("--forward-to cannot be used with --as-client or --as-proxy");

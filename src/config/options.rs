@@ -237,6 +237,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("admin-terminate", Some('Q'), F, "", Section::Admin, 30, "Enables the admin terminate command"),
     opt("http-port", None, R, "<port>", Section::Admin, 32, "Serves /metrics (Prometheus), /healthz and /queue over HTTP on this port, on loopback unless --remote-clients or an http= interface says otherwise"),
     opt("http-max-queue-age", None, R, "<time>", Section::Admin, 32, "Makes /healthz fail while a queued message is older than this: seconds, or a number with m, h or d (default 1h)"),
+    opt("http-auth", None, R, "<file>", Section::Admin, 32, "Requires HTTP Basic or Bearer authentication for everything but /healthz, from the secrets file's 'server basic <name> <password>' and 'server bearer <name> <token>' lines; an authenticated peer may use the queue from any address"),
+    opt("http-tls", None, F, "", Section::Admin, 32, "Serves the HTTP endpoint over TLS (HTTPS) with the server's certificate (--server-tls-certificate)"),
     opt("client-auth", Some('C'), R, "<file>", Section::Auth, 30, "Authenticates with the remote server using the given secrets file, or plain:<base64-id>:<base64-password>"),
     opt("client-auth-config", None, R, "<config>", Section::Auth, 30, "Configures client authentication mechanisms: m: preferred, x: avoided, a:/d: the same under TLS (eg. m:cram-md5,plain)"),
     opt("server-auth", Some('S'), R, "<file>", Section::Auth, 30, "Requires SMTP clients to authenticate, using the given secrets file or pam:"),

@@ -89,6 +89,22 @@ pub fn http_settings(common: &Common<'_>) -> Result<Option<HttpSettings>, Config
         max_queue_age: optional_period(args, "http-max-queue-age")?
             .unwrap_or(crate::http::DEFAULT_MAX_QUEUE_AGE),
         names: vec![common.domain.clone()],
+        auth: match common.path("http-auth") {
+            Some(path) => Some(Arc::new(
+                crate::http::HttpAuth::load(&path)
+                    .map_err(|e| ConfigError::Conflict(e.to_string()))?,
+            )),
+            None => None,
+        },
+        tls: if args.has("http-tls") {
+            Some(ServerTls::new(&ServerTlsOptions {
+                certificate: common.paths("server-tls-certificate"),
+                verify: None,
+                config: common.tls_config.clone(),
+            })?)
+        } else {
+            None
+        },
     }))
 }
 

@@ -34,6 +34,7 @@ mod outcome;
 mod pass;
 mod rate;
 mod route;
+pub use route::RouteWait;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -204,8 +205,8 @@ pub struct Forwarder {
     /// Waiting messages the latest pass saw in the spool.
     backlog: AtomicUsize,
     /// Routes slowed down by a throttling answer: (answers in a row,
-    /// until when).
-    throttled: Mutex<HashMap<String, (u32, std::time::Instant)>>,
+    /// until when, the last answer).
+    throttled: Mutex<HashMap<String, (u32, std::time::Instant, String)>>,
     /// The pass under way was forced (admin): no route waits.
     forcing: AtomicBool,
     /// Graph transports, by account selector, made when first used.

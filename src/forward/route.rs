@@ -31,6 +31,20 @@
 use super::backoff::route_wait;
 use super::*;
 
+/// A route that waits, as the status page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteWait {
+    pub route: String,
+    /// Paused after a refused login (else slowed down after throttling).
+    pub paused: bool,
+    /// Refused logins or throttling answers in a row.
+    pub times: u32,
+    /// How much longer until the next attempt (zero: due now).
+    pub wait: Duration,
+    /// The upstream's answer, if it gave one.
+    pub reply: Option<String>,
+}
+
 /// A route paused after a refused login.
 #[derive(Clone, Debug)]
 pub(super) struct Pause {
@@ -166,7 +180,10 @@ impl Forwarder {
         };
         let attempts = waits.get(target).map_or(0, |w| w.0) + 1;
         let wait = asked.unwrap_or_else(|| route_wait(target, attempts));
-        waits.insert(target.to_string(), (attempts, now + wait));
+        waits.insert(
+            target.to_string(),
+            (attempts, now + wait, reply.to_string()),
+        );
         warning!(
             "forwarding to {target} slowed down: the server is throttling: {reply}: next attempt in {}s",
             wait.as_secs()
@@ -191,12 +208,46 @@ impl Forwarder {
         let mut routes: Vec<String> = self.throttled.lock().map_or(Vec::new(), |waits| {
             waits
                 .iter()
-                .filter(|(_, (_, until))| *until > now)
+                .filter(|(_, (_, until, _))| *until > now)
                 .map(|(route, _)| route.clone())
                 .collect()
         });
         routes.sort();
         routes
+    }
+
+    /// Every route paused or slowed down now, for the status page: how
+    /// long each still waits, with the answer that made it wait.
+    pub fn route_waits(&self) -> Vec<RouteWait> {
+        let now = tokio::time::Instant::now().into_std();
+        let left = |until: std::time::Instant| until.saturating_duration_since(now);
+        let mut waits: Vec<RouteWait> = Vec::new();
+        if let Ok(paused) = self.paused.lock() {
+            for (route, pause) in paused.iter() {
+                waits.push(RouteWait {
+                    route: route.clone(),
+                    paused: true,
+                    times: pause.refusals,
+                    wait: left(pause.next),
+                    reply: pause.reply.as_ref().map(Reply::to_string),
+                });
+            }
+        }
+        if let Ok(throttled) = self.throttled.lock() {
+            for (route, (times, until, reply)) in throttled.iter() {
+                if *until > now {
+                    waits.push(RouteWait {
+                        route: route.clone(),
+                        paused: false,
+                        times: *times,
+                        wait: left(*until),
+                        reply: Some(reply.clone()),
+                    });
+                }
+            }
+        }
+        waits.sort_by(|a, b| (&a.route, a.paused).cmp(&(&b.route, b.paused)));
+        waits
     }
 
     /// A message went to `target`: a pause on it is over.

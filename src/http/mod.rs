@@ -1,11 +1,13 @@
 //! The operator HTTP endpoint (`--http-port`; not in E-MailRelay 2.6.1):
 //! `GET /metrics` (Prometheus text), `GET /healthz`, `GET /queue` (JSON),
-//! `POST /queue/<id>/retry` and `DELETE /queue/<id>`, over HTTP/1.1 with
-//! hyper on the instance's runtime. This file: one connection's server,
-//! its limits, the access rules and the routing; `origin` checks `Host`
-//! and the origin of state-changing requests, `slots` keeps idle
-//! connections from crowding out probes; `metrics`, `health` and `queue`
-//! make the answers.
+//! `POST /queue/<id>/retry` and `DELETE /queue/<id>`, and the status page
+//! for people at `/` with its data (`/status.json`, `/status/...`), over
+//! HTTP/1.1 with hyper on the instance's runtime. This file: one
+//! connection's server, its limits, the access rules and the routing;
+//! `origin` checks `Host` and the origin of state-changing requests,
+//! `slots` keeps idle connections from crowding out probes; `metrics`,
+//! `health` and `queue` make the scripts' answers, `page`, `status` and
+//! `browse` the status page's.
 //!
 //! Must not: act on the spool or the forwarder except through `control`
 //! (the admin port and this must always agree), show the queue or act on
@@ -13,11 +15,15 @@
 //! runtime's threads (spool work runs on the blocking pool), or read a
 //! request body (none is needed, so none is buffered).
 
+mod access;
+mod browse;
 mod health;
 mod metrics;
 mod origin;
+mod page;
 mod queue;
 mod slots;
+mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,6 +38,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 
+pub use access::HttpAuth;
 use slots::{Admission, Slots};
 
 use crate::control::Control;
@@ -68,6 +75,10 @@ pub struct HttpSettings {
     /// The names a request's `Host` may give besides an address (the
     /// `--domain`; `localhost` is always one).
     pub names: Vec<String>,
+    /// `--http-auth`: the names and secrets that may log in.
+    pub auth: Option<Arc<HttpAuth>>,
+    /// `--http-tls`: HTTPS with the server certificate.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// What every connection of one instance's endpoint shares.
@@ -78,20 +89,35 @@ pub struct HttpContext {
     slots: Arc<Slots>,
     /// `Host` names answered to (`origin::host_names`).
     hosts: Vec<String>,
+    /// The status page's history and route waits.
+    status: Arc<status::StatusState>,
+    /// The status page's anti-forgery token (`page`).
+    token: String,
 }
 
 impl HttpContext {
+    /// The context, and the status page's sampler started on the
+    /// current runtime; `instance` is the instance's name, with several.
     pub fn new(
         settings: HttpSettings,
         control: Arc<Control>,
         stop: watch::Receiver<bool>,
+        instance: Option<String>,
     ) -> Arc<HttpContext> {
+        let status = status::StatusState::new(instance);
+        tokio::spawn(status::sampler(
+            Arc::clone(&status),
+            Arc::clone(&control),
+            stop.clone(),
+        ));
         Arc::new(HttpContext {
             hosts: origin::host_names(&settings.names),
             settings,
             control,
             stop,
             slots: Slots::new(MAX_CONNECTIONS),
+            status,
+            token: page::new_token(),
         })
     }
 }
@@ -116,6 +142,20 @@ pub async fn serve(stream: Box<dyn Stream>, peer: Option<SocketAddr>, ctx: Arc<H
             );
             return;
         }
+    };
+    let stream = match &ctx.settings.tls {
+        None => stream,
+        Some(tls) => match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                crate::debug!("http connection from {}: tls: {e}", peer_text(peer));
+                return;
+            }
+            Err(_) => {
+                crate::debug!("http connection from {}: tls: timed out", peer_text(peer));
+                return;
+            }
+        },
     };
     let mut stop = ctx.stop.clone();
     let service_slot = Arc::clone(&slot);
@@ -160,6 +200,16 @@ enum Route<'a> {
     Message(&'a str),
     /// `/queue/<id>/retry`.
     Retry(&'a str),
+    /// `/`, `/status.js`, `/status.css`.
+    Page(page::Asset),
+    /// `/status.json`.
+    Status,
+    /// `/status/queue`.
+    Browse,
+    /// `/status/message/<id>`.
+    Headers(&'a str),
+    /// `/status/message/<id>/<action>`.
+    Act(&'a str, &'a str),
     Unknown,
 }
 
@@ -172,6 +222,13 @@ impl<'a> Route<'a> {
             ["queue"] => Route::Queue,
             ["queue", id] => Route::Message(id),
             ["queue", id, "retry"] => Route::Retry(id),
+            [""] => Route::Page(page::Asset::Html),
+            ["status.js"] => Route::Page(page::Asset::Script),
+            ["status.css"] => Route::Page(page::Asset::Style),
+            ["status.json"] => Route::Status,
+            ["status", "queue"] => Route::Browse,
+            ["status", "message", id] => Route::Headers(id),
+            ["status", "message", id, action] => Route::Act(id, action),
             _ => Route::Unknown,
         }
     }
@@ -180,14 +237,22 @@ impl<'a> Route<'a> {
     fn allowed(self) -> &'static str {
         match self {
             Route::Message(_) => "DELETE",
-            Route::Retry(_) => "POST",
+            Route::Retry(_) | Route::Act(..) => "POST",
             _ => "GET, HEAD",
         }
     }
 
     /// True for the routes behind the admin port's access rule.
     fn is_queue(self) -> bool {
-        matches!(self, Route::Queue | Route::Message(_) | Route::Retry(_))
+        matches!(
+            self,
+            Route::Queue
+                | Route::Message(_)
+                | Route::Retry(_)
+                | Route::Browse
+                | Route::Headers(_)
+                | Route::Act(..)
+        )
     }
 }
 
@@ -202,7 +267,14 @@ async fn handle(
     let route = Route::parse(path);
     let response = match refusal(&request, &method, &ctx.hosts) {
         Some(response) => response,
-        None => answer(&method, route, request.uri().query(), peer, ctx).await,
+        None => match authenticate(&request, route, ctx) {
+            Err(response) => *response,
+            Ok(user) => {
+                let token = page::token_ok(request.headers(), &ctx.token);
+                let who = Who { peer, user, token };
+                answer(&method, route, request.uri().query(), &who, ctx).await
+            }
+        },
     };
     let line = format!(
         "http request from {}: {method} {}: {}",
@@ -255,17 +327,53 @@ fn refusal(
     ))
 }
 
+/// Who asks: the peer, the name it authenticated as (`--http-auth`), and
+/// whether it showed the status page's token.
+struct Who {
+    peer: Option<SocketAddr>,
+    user: Option<String>,
+    token: bool,
+}
+
+/// With `--http-auth`, the name a request authenticated as, or its 401;
+/// `/healthz` is open to probes.
+fn authenticate(
+    request: &Request<Incoming>,
+    route: Route<'_>,
+    ctx: &HttpContext,
+) -> Result<Option<String>, Box<Response<Full<Bytes>>>> {
+    let Some(auth) = &ctx.settings.auth else {
+        return Ok(None);
+    };
+    if route == Route::Health {
+        return Ok(None);
+    }
+    if let Some(user) = auth.check(request.headers()) {
+        return Ok(Some(user));
+    }
+    if request.headers().contains_key(hyper::header::AUTHORIZATION) {
+        crate::warning!("http request rejected: authentication failed");
+    }
+    let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized: log in\n");
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(auth.challenge()),
+    );
+    Err(Box::new(response))
+}
+
 async fn answer(
     method: &Method,
     route: Route<'_>,
     query: Option<&str>,
-    peer: Option<SocketAddr>,
+    who: &Who,
     ctx: &HttpContext,
 ) -> Response<Full<Bytes>> {
+    let (peer, token) = (who.peer, who.token);
     if route == Route::Unknown {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
-    if route.is_queue() && !admitted(peer, &ctx.settings) {
+    if route.is_queue() && who.user.is_none() && !admitted(peer, &ctx.settings) {
         crate::warning!(
             "http request rejected from {}: not a local address: use --remote-clients to allow it",
             peer_text(peer)
@@ -283,6 +391,26 @@ async fn answer(
         (Route::Queue, _) if read => queue::list(control, query).await,
         (Route::Message(id), &Method::DELETE) => queue::delete(control, id).await,
         (Route::Retry(id), &Method::POST) => queue::retry(control, id).await,
+        (Route::Page(asset), _) if read => page::answer(asset, &ctx.token),
+        (Route::Status, _) if read => status::answer(Arc::clone(&ctx.status), control).await,
+        (Route::Browse, _) if read => browse::list(control, query).await,
+        (Route::Headers(id), _) if read => browse::headers(control, id).await,
+        (Route::Act(id, action), &Method::POST) => {
+            let Some(action) = browse::Action::parse(action) else {
+                return text(StatusCode::NOT_FOUND, "not found\n");
+            };
+            if !token {
+                crate::warning!(
+                    "http request rejected from {}: the status page's token is missing or wrong",
+                    peer_text(peer)
+                );
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "forbidden: missing or wrong page token: reload the status page\n",
+                );
+            }
+            browse::act(control, id, action).await
+        }
         _ => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             response
@@ -349,9 +477,15 @@ mod tests {
         );
         assert_eq!(Route::parse("/queue/x/retry"), Route::Retry("x"));
         assert_eq!(Route::parse("/queue/"), Route::Message(""));
+        assert_eq!(Route::parse("/"), Route::Page(page::Asset::Html));
+        assert_eq!(Route::parse("/status/queue"), Route::Browse);
+        assert_eq!(
+            Route::parse("/status/message/x/retry"),
+            Route::Act("x", "retry")
+        );
         for unknown in [
-            "/",
-            "",
+            "/status/",
+            "/status/message/x/y/z",
             "/metrics/",
             "/queue/x/y",
             "/queue/x/retry/",
@@ -368,6 +502,8 @@ mod tests {
             remote_clients: false,
             max_queue_age: DEFAULT_MAX_QUEUE_AGE,
             names: Vec::new(),
+            auth: None,
+            tls: None,
         };
         let peer = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
         assert!(admitted(peer("127.0.0.1:5"), &settings));

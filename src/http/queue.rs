@@ -77,7 +77,7 @@ pub async fn delete(control: Arc<Control>, id: &str) -> Response<Full<Bytes>> {
 }
 
 /// One message as the listing shows it.
-fn item(item: &QueueItem) -> Value {
+pub fn item(item: &QueueItem) -> Value {
     let entry = &item.entry;
     let envelope = &entry.envelope;
     json!({
@@ -114,7 +114,7 @@ fn limit(query: Option<&str>) -> Result<usize, BadLimit> {
 }
 
 /// An action's error, with the status that says whose fault it is.
-fn failure(e: &ControlError) -> Response<Full<Bytes>> {
+pub fn failure(e: &ControlError) -> Response<Full<Bytes>> {
     error(status_of(e), &e.to_string())
 }
 
@@ -136,7 +136,7 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_answer(status, &json!({ "error": message }))
 }
 
-fn json_answer(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+pub fn json_answer(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
     let mut body = value.to_string();
     body.push('\n');
     with_type(status, "application/json", body.into())

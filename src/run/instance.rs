@@ -272,7 +272,12 @@ impl Prepared {
         };
         // Not in E-MailRelay 2.6.1: after its lines.
         if let Some(http) = settings.http.clone() {
-            let ctx = crate::http::HttpContext::new(http, Arc::clone(&control), stop_rx.clone());
+            let ctx = crate::http::HttpContext::new(
+                http,
+                Arc::clone(&control),
+                stop_rx.clone(),
+                accept.unit.as_deref().map(str::to_string),
+            );
             for (listen, listener) in listeners.http {
                 info!("{tag}http server on {listen}");
                 connections.listening(listen.to_string());

@@ -23,6 +23,8 @@
 //! - `proxy`: two relays behind HAProxy with the PROXY protocol (v2 and v1), a relay killed behind it.
 //! - `routes`: per-upstream limits, throttling, a large spool drained (issue 16).
 //! - `process`: signals, `--user`, log options, IPv6, `--anonymous`.
+//! - `status_page`: the status page at `/` in headless Chromium (Selenium): routes, charts,
+//!   queue actions, cross-site refusal, a 200,000-message spool.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
@@ -71,6 +73,7 @@ mod proxy;
 mod routes;
 mod server;
 mod service;
+mod status_page;
 mod submit;
 mod tls;
 mod windows;
