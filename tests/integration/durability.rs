@@ -211,16 +211,7 @@ fn a_read_only_spool_answers_451_and_the_session_goes_on() {
 /// The strace command line that runs the relay and kills it (SIGKILL) at
 /// the `n`th `rename` of any one of its threads, before that call is made.
 fn killed_at_rename(n: usize) -> Vec<String> {
-    let calls = "rename,renameat,renameat2";
-    ["strace", "-f", "-qq", "-o", "/dev/null", "-e"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            format!("trace={calls}"),
-            "-e".to_string(),
-            format!("inject={calls}:signal=SIGKILL:when={n}"),
-        ])
-        .collect()
+    killed_at("rename,renameat,renameat2", n)
 }
 
 /// Group commit: three messages committed one by one, then four sessions
@@ -402,19 +393,7 @@ fn every_250_follows_the_journal_flush_and_rename_of_its_message() {
     client.command("QUIT");
     // The PID is strace's: the relay, its child, is stopped first (strace
     // would leave it running on its own), then strace ends with it.
-    let strace_pid = relay.proc.pid();
-    let children =
-        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
-            .unwrap_or_default();
-    for child in children
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
+    terminate_child_of(relay.proc.pid());
     let mut relay = relay;
     assert!(relay.proc.wait_exit(Duration::from_secs(10)).is_some());
     let log = std::fs::read_to_string(&trace).unwrap();
