@@ -71,7 +71,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -292,14 +292,7 @@ impl Journal {
         envelope: &[u8],
         content: &[u8],
     ) -> Result<(), JournalError> {
-        let segment = match &mut self.segment {
-            Some(segment) => segment,
-            None => {
-                let segment = Segment::create(&self.dir, &self.directory, self.next)?;
-                self.next = segment.number + 1;
-                self.segment.insert(segment)
-            }
-        };
+        self.start_segment()?;
         encode(
             &mut self.pending,
             KIND_MESSAGE,
@@ -307,8 +300,10 @@ impl Journal {
             envelope,
             content,
         );
-        segment.first.get_or_insert_with(Instant::now);
-        segment.ids.push(id.clone());
+        if let Some(segment) = self.segment.as_mut() {
+            segment.first.get_or_insert_with(Instant::now);
+            segment.ids.push(id.clone());
+        }
         self.unsynced = true;
         Ok(())
     }
@@ -319,19 +314,37 @@ impl Journal {
         live.extend(ids.cloned());
     }
 
-    /// Appends a "done" record for `id` if the journal still covers it.
+    /// Starts a segment if none is being written.
+    fn start_segment(&mut self) -> Result<(), JournalError> {
+        if self.segment.is_none() {
+            let segment = Segment::create(&self.dir, &self.directory, self.next)?;
+            self.next = segment.number + 1;
+            self.segment = Some(segment);
+        }
+        Ok(())
+    }
+
+    /// Appends a "done" record for `id` if the journal still covers it:
+    /// its record is in this segment or in one being checkpointed, and
+    /// either way the "done" goes into this one (started for it if the
+    /// other was just closed: a replay of that one must see it).
     pub(super) fn append_done(&mut self, id: &MessageId) {
         let covered = self
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        // A live message's segment is this one or one being checkpointed,
-        // and either way the record goes into this one.
-        if covered && self.segment.is_some() {
-            encode(&mut self.pending, KIND_DONE, id.as_str(), b"", b"");
-            self.unsynced = true;
+        if !covered {
+            return;
         }
+        if let Err(e) = self.start_segment() {
+            // The message may come back at a replay: forwarded twice at
+            // worst, never lost.
+            crate::warning!("cannot record [{id}] as forwarded in the spool journal: {e}");
+            return;
+        }
+        encode(&mut self.pending, KIND_DONE, id.as_str(), b"", b"");
+        self.unsynced = true;
     }
 
     /// True if records wait for a flush.
@@ -352,12 +365,35 @@ impl Journal {
             return Ok(());
         };
         let mut file: &File = &segment.file;
-        file.write_all(&self.pending)?;
-        segment.bytes += self.pending.len() as u64;
+        let written = file
+            .write_all(&self.pending)
+            .and_then(|()| file.sync_data());
+        let appended = self.pending.len() as u64;
         self.pending.clear();
-        file.sync_data()?;
         self.unsynced = false;
-        Ok(())
+        match written {
+            Ok(()) => {
+                segment.bytes += appended;
+                Ok(())
+            }
+            Err(e) => {
+                // Back to the last whole record, so that the next batch's
+                // records follow it and a replay reads them: what failed is
+                // answered 4xx (and its messages removed) by the caller.
+                let _ = file
+                    .set_len(segment.bytes)
+                    .and_then(|()| file.seek(io::SeekFrom::Start(segment.bytes)));
+                Err(e)
+            }
+        }
+    }
+
+    /// For tests: closes the segment now, as a checkpoint's turn would.
+    #[cfg(test)]
+    pub(super) fn rotate_now(&mut self) {
+        if let Some(segment) = self.segment.take() {
+            self.hand_over(segment);
+        }
     }
 
     /// Closes the segment if it is due (old or large enough) and hands it

@@ -301,3 +301,31 @@ async fn a_filtered_message_is_recorded_as_the_filter_left_it() {
     assert_eq!(replayed.unwrap().restored, std::slice::from_ref(&id));
     assert_eq!(ready(&spool), [(id, edited, b"edited\r\n".to_vec())]);
 }
+
+#[test]
+fn a_message_forwarded_while_its_segment_is_checkpointed_is_recorded_done_in_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::open(dir.path()).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), &directory).unwrap();
+    let id = MessageId::fresh();
+    journal
+        .append_message(&id, b"envelope", b"content")
+        .unwrap();
+    journal.sync().unwrap();
+    journal.mark_live(std::iter::once(&id));
+    // Its segment goes to the checkpoint; no segment is being written.
+    journal.rotate_now();
+    journal.append_done(&id);
+    journal.sync().unwrap();
+    // The "done" went into a segment of its own, whatever the checkpoint
+    // has done with the first meanwhile.
+    let second = dir.path().join(format!("{PREFIX}2"));
+    assert_eq!(
+        decode(&fs::read(second).unwrap()),
+        [Record::Done {
+            id: id.as_str().to_string()
+        }]
+    );
+    journal.close();
+    assert!(journal_names(dir.path()).is_empty());
+}
