@@ -48,16 +48,22 @@ fn hash_from_terminal(request: &passwd::HashRequest) -> Result<String, passwd::P
     passwd::hash(request, &mut line.as_slice())
 }
 
-fn check(program: &str, file: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A runtime for the one network task of `--check` or `--oauth`; an error
+/// is said and gives exit 1.
+fn runtime(program: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             emailrelay::stderrln!("{program}: error: {e}");
-            return ExitCode::from(1);
-        }
+            ExitCode::from(1)
+        })
+}
+
+fn check(program: &str, file: &Path) -> ExitCode {
+    let runtime = match runtime(program) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let (said, error) = runtime.block_on(passwd::check_account(file));
     for line in said {
@@ -76,15 +82,9 @@ fn check(program: &str, file: &Path) -> ExitCode {
 }
 
 fn oauth(program: &str, file: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(program) {
         Ok(r) => r,
-        Err(e) => {
-            emailrelay::stderrln!("{program}: error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(emailrelay::auth::oauth::device_consent(file)) {
         Ok(()) => ExitCode::SUCCESS,
