@@ -105,9 +105,14 @@ def rows(driver):
 
 
 def click_action(driver, message_id, action):
-    row = wait("the row of " + message_id, lambda: driver.find_element(
-        By.CSS_SELECTOR, 'tr[data-id="%s"]' % message_id))
-    row.find_element(By.CSS_SELECTOR, 'button[data-action="%s"]' % action).click()
+    """Clicks a row's button. The page redraws the table on every poll, so
+    a row found a moment ago can be gone by the click: a stale element
+    raises before anything is clicked, and the row is looked up again."""
+    def find_and_click():
+        row = driver.find_element(By.CSS_SELECTOR, 'tr[data-id="%s"]' % message_id)
+        row.find_element(By.CSS_SELECTOR, 'button[data-action="%s"]' % action).click()
+        return True
+    wait("the %s button of %s" % (action, message_id), find_and_click)
 
 
 def healthy(driver):
@@ -165,6 +170,8 @@ def healthy(driver):
     toner, jam, scan = h["ids"]["toner"], h["ids"]["jam"], h["ids"]["scan"]
     # Retry now: the failed message goes back in the queue and is sent.
     click_action(driver, toner, "retry")
+    wait("the page to reload the failures after the retry",
+         lambda: text(driver, "#queue-note").startswith(toner + ": "))
     wait("the retried message at the sink", lambda: sink_has(sink, "Toner low"), 30)
     wait("the retried message to leave the spool", lambda: not any(
         spool_has(spool, toner + s) for s in (".envelope.bad", ".envelope", ".content")))
