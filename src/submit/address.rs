@@ -14,6 +14,7 @@
 use super::idn;
 use super::lex::utf8_valid;
 use super::lex::{lex, Kind, Token};
+use emailrelay_proto::printable::{is_printable, printable_lossy as printable};
 
 /// A mailbox found in a header: local part, domain and display name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -129,29 +130,6 @@ pub fn address(body: &[u8], line: usize) -> Result<Vec<Vec<u8>>, ParseError> {
         vec![parse_mailbox(&tokens)]
     };
     mailboxes.iter().map(|m| for_envelope(m, line)).collect()
-}
-
-/// Bytes 0x20 and up except DEL: 2.6.1's "printable" (UTF-8 included).
-pub fn is_printable(text: &[u8]) -> bool {
-    text.iter().all(|&c| c >= 0x20 && c != 0x7f)
-}
-
-/// Text for an error message: backslashes doubled, control characters
-/// escaped as `\n`, `\r`, `\t`, `\0` or `\xHH`, as 2.6.1 prints them.
-pub fn printable(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    for &c in text {
-        match c {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0 => out.extend_from_slice(b"\\0"),
-            c if c < 0x20 || c == 0x7f => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
-            c => out.push(c),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn error(what: Problem, line: usize) -> ParseError {
