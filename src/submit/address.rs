@@ -358,14 +358,12 @@ fn parse_address_list(s: &[Token]) -> Vec<Mailbox> {
 mod tests {
     use super::*;
 
-    fn list(body: &str) -> Result<Vec<String>, String> {
-        address_list(body.as_bytes(), 1)
-            .map(|v| {
-                v.iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .map_err(|e| e.to_string())
+    fn list(body: &str) -> Result<Vec<String>, ParseError> {
+        address_list(body.as_bytes(), 1).map(|v| {
+            v.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
     }
 
     #[test]
@@ -426,7 +424,7 @@ mod tests {
         ];
         for (body, want) in bad {
             assert_eq!(
-                list(body),
+                list(body).map_err(|e| e.to_string()),
                 Err(format!("rfc-5322/6532 parsing error: {want}: line 1")),
                 "{body:?}"
             );
