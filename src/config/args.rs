@@ -116,9 +116,10 @@ impl Args {
                 .is_empty();
             instances.push(instance);
         }
-        // In the order of their texts, as 2.6.1 lists them.
+        // In the order of their texts, as 2.6.1 lists them, each text once
+        // (`-a-` and `--=x` both say `invalid option: "--"`).
         errors.sort_by_cached_key(ToString::to_string);
-        errors.dedup();
+        errors.dedup_by(|a, b| a.to_string() == b.to_string());
         if !errors.is_empty() {
             return Err(ConfigError::Usage(errors));
         }
@@ -640,6 +641,8 @@ mod tests {
         assert!(parse(&["--port=-5"]).is_ok());
         assert_eq!(usage(&["--port"]), ["no value supplied for \"--port\""]);
         assert_eq!(usage(&["--nosuch"]), ["invalid option: \"--nosuch\""]);
+        // Two errors with one text are one line, as 2.6.1 prints them.
+        assert_eq!(usage(&["-Q-", "--=x"]), ["invalid option: \"--\""]);
         assert_eq!(
             usage(&["--in-port", "1"]),
             ["invalid option: \"--in-port\""]
