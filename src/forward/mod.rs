@@ -27,6 +27,7 @@
 
 mod backoff;
 mod batch;
+pub(crate) mod client;
 mod flow;
 pub mod graph;
 mod message;
@@ -50,12 +51,12 @@ use emailrelay_proto::smtp::{
 use tokio::sync::{watch, Notify};
 
 use self::backoff::Backoff;
+use self::client::ConnectionError;
 use self::rate::RateLimit;
 use self::transport::{Link, SmtpTransport, Transport};
 use crate::auth::{AccountError, ClientAuth};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::monitor::{Connections, Stats};
-use crate::smtp::client::ConnectionError;
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};

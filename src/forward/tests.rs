@@ -12,10 +12,10 @@ use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{OutgoingMessage, Reply, SendOutcome};
 use tokio::time::Instant;
 
+use super::client::ConnectionError;
 use super::transport::{BoxFuture, Link, Transport};
 use super::{ForwardSettings, Forwarder};
 use crate::monitor::Connections;
-use crate::smtp::client::ConnectionError;
 use crate::store::{Envelope, Spool};
 
 /// What the fake upstream saw and will answer.
