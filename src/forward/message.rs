@@ -222,20 +222,7 @@ impl Forwarder {
                     } else {
                         warning!("smtp connection failed: {e}");
                     }
-                    return match e {
-                        ConnectionError::Refused(reply) if reply.is_permanent() => {
-                            self.fail(locked, reply)
-                        }
-                        ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
-                        // E-MailRelay compatibility: a TLS refusal (a
-                        // certificate, no common version) fails the message.
-                        ConnectionError::Tls(e) | ConnectionError::Io(e)
-                            if crate::tls::is_refusal(&e) =>
-                        {
-                            self.fail(locked, Reply::new(554, e.to_string()))
-                        }
-                        _ => Verdict::Deferred(None),
-                    };
+                    return self.broken(locked, e);
                 }
             }
         }
@@ -285,14 +272,23 @@ impl Forwarder {
                 // `--as-client`'s exit code and the admin `flush` answer).
                 self.note_error(&e.to_string());
                 *conn = None;
-                match e {
-                    ConnectionError::Refused(reply) if reply.is_permanent() => {
-                        self.fail(locked, reply)
-                    }
-                    ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
-                    _ => Verdict::Deferred(None),
-                }
+                self.broken(locked, e)
             }
+        }
+    }
+
+    /// The verdict on a message whose connection could not be set up or
+    /// broke while sending it: in one place for both.
+    fn broken(&self, locked: Locked, e: ConnectionError) -> Verdict {
+        match e {
+            ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
+            ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+            // E-MailRelay compatibility: a TLS refusal (a certificate, no
+            // common version) fails the message.
+            ConnectionError::Tls(e) | ConnectionError::Io(e) if crate::tls::is_refusal(&e) => {
+                self.fail(locked, Reply::new(554, e.to_string()))
+            }
+            _ => Verdict::Deferred(None),
         }
     }
 

@@ -37,6 +37,8 @@ struct Upstream {
     login_delay: Duration,
     /// The wait a throttling answer asks for (Graph's Retry-After).
     asked_wait: Option<Duration>,
+    /// Errors the next sends break with, before the answers.
+    send_errors: Mutex<VecDeque<ConnectionError>>,
 }
 
 struct FakeTransport(Arc<Upstream>);
@@ -84,6 +86,9 @@ impl Link for FakeLink {
     ) -> BoxFuture<'a, Result<SendOutcome, ConnectionError>> {
         Box::pin(async move {
             tokio::time::sleep(self.0.delay).await;
+            if let Some(e) = self.0.send_errors.lock().unwrap().pop_front() {
+                return Err(e);
+            }
             let answer = self.0.answers.lock().unwrap().pop_front();
             let answer = answer.unwrap_or(SendOutcome::Sent { rejected: vec![] });
             if matches!(answer, SendOutcome::Sent { .. }) {
@@ -313,6 +318,36 @@ async fn a_pass_over_more_than_a_batch_forwards_every_message() {
     senders.sort();
     senders.dedup();
     assert_eq!(senders.len(), count, "each message once");
+}
+
+/// A TLS refusal fails the message whether the connection was being set
+/// up or was carrying it (both go through `Forwarder::broken`); a TLS
+/// stream that was only lost defers it.
+#[tokio::test(start_paused = true)]
+async fn a_tls_refusal_while_sending_fails_the_message_and_a_lost_stream_defers_it() {
+    let tls = |refusal: bool, text: &str| {
+        ConnectionError::Tls(std::io::Error::other(crate::tls::TlsError::Failed {
+            refusal,
+            text: text.into(),
+        }))
+    };
+    let upstream = Arc::new(Upstream::default());
+    upstream.send_errors.lock().unwrap().extend([
+        tls(true, "certificate verify failed"),
+        tls(false, "unexpected eof"),
+    ]);
+    let (_dir, spool, forwarder) = setup(2, ForwardSettings::default(), &upstream);
+    let summary = forwarder.pass().await;
+    assert_eq!(summary.sent, 0);
+    let failed = spool.failed().unwrap();
+    assert_eq!(failed.len(), 1, "the refused one is .bad");
+    let bad =
+        std::fs::read_to_string(spool.dir().join(format!("{}.envelope.bad", failed[0]))).unwrap();
+    assert!(
+        bad.contains("X-MailRelay-Reason: tls error: certificate verify failed\r\nX-MailRelay-ReasonCode: 554\r\n"),
+        "{bad}"
+    );
+    assert_eq!(spool.ready().unwrap().len(), 1, "the lost one waits");
 }
 
 #[tokio::test(start_paused = true)]
