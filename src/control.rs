@@ -15,7 +15,7 @@ use tokio::sync::watch;
 mod browse;
 pub use browse::{PageQuery, MAX_PAGE};
 
-use crate::forward::{Forwarder, RouteWait};
+use crate::forward::{Forwarder, Reason, RouteWait};
 use crate::instance::Instance;
 use crate::monitor::{Connections, Event, Stats};
 use crate::store::{MessageId, QueueEntry, QueueError, QueueState, Spool, StoreError};
@@ -110,7 +110,7 @@ impl Control {
         if !self.forwarder().enabled() {
             return Err(ControlError::NoRemote);
         }
-        self.forwarder().trigger("admin");
+        self.forwarder().trigger(Reason::Admin);
         Ok(())
     }
 

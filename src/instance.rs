@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use emailrelay_proto::admin::DnsblAction;
 
-use crate::forward::{Forwarder, ProxyLink, Verdict};
+use crate::forward::{Forwarder, ProxyLink, Reason, Verdict};
 use crate::monitor::Stats;
 use crate::store::{MessageId, NewMessage, Spool, StoreError};
 
@@ -123,13 +123,13 @@ impl Instance {
     /// `--forward-on-disconnect`, a pass is asked for.
     pub(crate) fn client_left(&self, stored: usize) {
         if stored > 0 && self.forwarder.on_disconnect() {
-            self.forwarder.trigger("client disconnect");
+            self.forwarder.trigger(Reason::ClientDisconnect);
         }
     }
 
     /// Asks for a forwarding pass (a server filter's special exit).
     pub(crate) fn rescan(&self) {
-        self.forwarder.trigger("rescan");
+        self.forwarder.trigger(Reason::Rescan);
     }
 
     /// `--immediate`: sends one message now down the session's own link.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::client::ConnectionError;
 use super::transport::{BoxFuture, Link, Transport};
-use super::{ForwardSettings, Forwarder};
+use super::{ForwardSettings, Forwarder, Reason};
 use crate::monitor::Connections;
 use crate::store::{Envelope, Spool};
 
@@ -223,21 +223,21 @@ async fn a_throttling_answer_makes_the_route_wait_then_it_drains() {
         ..ForwardSettings::default()
     };
     let (_dir, spool, forwarder) = setup(5, settings, &upstream);
-    let first = forwarder.pass_for("poll").await;
+    let first = forwarder.pass_for(Reason::Poll).await;
     // One attempt, refused: the other four were not tried.
     assert_eq!((first.sent, first.deferred), (0, 5));
     assert_eq!(forwarder.stats.routes()[0].1.deferred, 1);
     // Polls within the wait (at least 48 s: a minute less 20%) send nothing.
     for _ in 0..40 {
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+        assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 0);
     }
     assert_eq!(spool.ready().unwrap().len(), 5);
     // After the wait (at most 72 s) the route takes mail again: the four
     // that only waited for the route go; the refused one keeps its own
     // backoff, which is over too by then.
     tokio::time::advance(Duration::from_secs(35)).await;
-    let later = forwarder.pass_for("poll").await;
+    let later = forwarder.pass_for(Reason::Poll).await;
     assert_eq!(later.sent, 5);
     assert!(spool.ready().unwrap().is_empty());
 }
@@ -262,14 +262,14 @@ async fn a_throttling_answer_with_retry_after_waits_exactly_that_long() {
     };
     let (_dir, spool, forwarder) = setup(3, settings, &upstream);
     let start = Instant::now();
-    assert_eq!(forwarder.pass_for("poll").await.deferred, 3);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.deferred, 3);
     assert_eq!(forwarder.throttled_routes(), ["upstream.example:25"]);
     for _ in 0..6 {
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+        assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 0);
     }
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(forwarder.pass_for("poll").await.sent, 3);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 3);
     assert!(spool.ready().unwrap().is_empty());
     let sent = upstream.sent.lock().unwrap();
     assert!(sent
@@ -290,7 +290,7 @@ async fn an_admin_flush_does_not_wait_for_a_throttled_route() {
         ..ForwardSettings::default()
     };
     let (_dir, spool, forwarder) = setup(3, settings, &upstream);
-    assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 0);
     assert_eq!(forwarder.pass().await.sent, 3);
     assert!(spool.ready().unwrap().is_empty());
 }
@@ -369,11 +369,11 @@ async fn an_idle_poll_does_not_walk_the_spool_again() {
         crate::platform::files::set_modified(spool.dir(), old).unwrap();
     };
     set_old();
-    assert_eq!(forwarder.pass_for("poll").await.deferred, 1);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.deferred, 1);
     // The message now waits for its own retry time (a minute or so); the
     // pass renamed files, so the time moved: one more walk, then none.
     set_old();
-    forwarder.pass_for("poll").await;
+    forwarder.pass_for(Reason::Poll).await;
     assert!(!forwarder.poll_due(), "nothing changed, nothing due");
     // A new file in the spool makes the next poll look.
     std::fs::write(spool.dir().join("x"), "").unwrap();
@@ -398,7 +398,7 @@ async fn poll_for(forwarder: &Arc<Forwarder>, seconds: u64) {
 async fn poll_every(forwarder: &Arc<Forwarder>, seconds: u64, step: u64) {
     for _ in 0..seconds / step {
         tokio::time::advance(Duration::from_secs(step)).await;
-        forwarder.pass_for("poll").await;
+        forwarder.pass_for(Reason::Poll).await;
     }
 }
 
@@ -421,7 +421,7 @@ async fn a_refused_login_is_tried_once_per_backoff_step_whatever_the_queue() {
     // 40 messages: a pass opens three connections at once.
     let (_dir, spool, forwarder) = setup(40, settings, &upstream);
     let start = Instant::now();
-    let first = forwarder.pass_for("startup").await;
+    let first = forwarder.pass_for(Reason::Startup).await;
     assert_eq!((first.sent, first.deferred), (0, 40));
     assert_eq!(
         upstream.logins.lock().unwrap().len(),
@@ -483,7 +483,7 @@ async fn a_paused_route_resumes_at_its_next_attempt_and_drains() {
         ..ForwardSettings::default()
     });
     let (_dir, spool, forwarder) = setup(20, settings, &upstream);
-    forwarder.pass_for("startup").await;
+    forwarder.pass_for(Reason::Startup).await;
     upstream.refuse_logins.store(false, Ordering::SeqCst);
     // Within the first wait (at least 48 s) nothing tries.
     poll_for(&forwarder, 47).await;
@@ -515,7 +515,7 @@ async fn an_admin_flush_tries_a_paused_route_once() {
         ..ForwardSettings::default()
     });
     let (_dir, _spool, forwarder) = setup(40, settings, &upstream);
-    forwarder.pass_for("startup").await;
+    forwarder.pass_for(Reason::Startup).await;
     assert_eq!(upstream.logins.lock().unwrap().len(), 1);
     let summary = forwarder.pass().await;
     assert_eq!(summary.deferred, 40);

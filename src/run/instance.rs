@@ -317,7 +317,7 @@ impl Prepared {
         if settings.forward.on_start {
             let forwarder = Arc::clone(&self.forwarder);
             acceptors.push(Box::new(move || {
-                forwarder.trigger("startup");
+                forwarder.trigger(crate::forward::Reason::Startup);
                 Ok(())
             }));
         }

@@ -278,7 +278,11 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         }
         // E-MailRelay compatibility: a message the upstream refused is a
         // .bad file, not a failed run; a connection that failed is.
-        if let Some(error) = forwarder.pass_for("startup").await.error {
+        if let Some(error) = forwarder
+            .pass_for(crate::forward::Reason::Startup)
+            .await
+            .error
+        {
             let name = crate::platform::console::name_as_typed("emailrelay");
             crate::stderrln!("{name}: error: {error}");
             code = 1;
