@@ -64,15 +64,48 @@ impl Forwarder {
     /// counted (see [`Counted`]).
     async fn forward_message_to(
         &self,
-        mut locked: Locked,
+        locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
         unreachable: &Mutex<HashMap<String, String>>,
         route: &mut Counted,
     ) -> Verdict {
+        let (locked, target) = match self.pick_up(locked, unreachable, route).await {
+            Ok(picked) => picked,
+            Err(verdict) => return verdict,
+        };
+        *route = Counted::Route(target.clone());
+        let key = (
+            target.clone(),
+            locked.envelope.client_account_selector.clone(),
+        );
+        self.leave_other_upstream(conn, &key, &locked).await;
+        let fresh = conn.is_none();
+        let locked = match fresh {
+            true => match self.connect(locked, &key, unreachable, route).await {
+                Ok((locked, link)) => {
+                    *conn = Some((key, link));
+                    locked
+                }
+                Err(verdict) => return verdict,
+            },
+            false => locked,
+        };
+        self.send_on(locked, conn, &target, fresh).await
+    }
+
+    /// Takes a message up for this pass: the log line, the client filter,
+    /// the checks that need no upstream, and its route. `Err` is the
+    /// verdict when it goes no further (`route` says if it was skipped).
+    async fn pick_up(
+        &self,
+        mut locked: Locked,
+        unreachable: &Mutex<HashMap<String, String>>,
+        route: &mut Counted,
+    ) -> Result<(Locked, String), Verdict> {
         if self.stop_pass.load(Ordering::Relaxed) {
             // A client filter ended the pass while this one was being
             // picked up: it waits for the next pass, unfiltered.
-            return Verdict::Deferred(None);
+            return Err(Verdict::Deferred(None));
         }
         // A route that waits is not worth a line per message and poll.
         // (With a client filter the route is known only once it has run.)
@@ -82,7 +115,7 @@ impl Forwarder {
                 .and_then(|target| self.held_back(locked.id(), &target))
             {
                 *route = Counted::Skipped;
-                return verdict;
+                return Err(verdict);
             }
         }
         self.started.fetch_add(1, Ordering::Relaxed);
@@ -99,7 +132,7 @@ impl Forwarder {
         if let Some(filter) = &self.client_filter {
             locked = match self.client_filter(filter, locked).await {
                 Ok(locked) => locked,
-                Err(verdict) => return verdict,
+                Err(verdict) => return Err(verdict),
             };
         }
         // A content file we cannot read (another user's, say) will not
@@ -107,33 +140,41 @@ impl Forwarder {
         if let Err(e) = crate::store::open_regular(&locked.content_path()) {
             let reason = format!("cannot read content file: {e}");
             error!("{reason}: [{}]", locked.content_path().display());
-            return self.fail(locked, Reply::new(554, reason));
+            return Err(self.fail(locked, Reply::new(554, reason)));
         }
-        let envelope = locked.envelope.clone();
-        if envelope.to_remote.is_empty() {
-            return self.fail(locked, Reply::new(550, "no remote recipients"));
+        if locked.envelope.to_remote.is_empty() {
+            return Err(self.fail(locked, Reply::new(550, "no remote recipients")));
         }
-        let Some(target) = self.target(&envelope) else {
-            return Verdict::Deferred(None);
+        let Some(target) = self.target(&locked.envelope) else {
+            return Err(Verdict::Deferred(None));
         };
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
             *route = Counted::Skipped;
-            return self.skip_unconnectable(locked.id(), &target);
+            return Err(self.skip_unconnectable(locked.id(), &target));
         }
         if let Some(verdict) = self.held_back(locked.id(), &target) {
             *route = Counted::Skipped;
-            return verdict;
+            return Err(verdict);
         }
-        *route = Counted::Route(target.clone());
-        let key = (target.clone(), envelope.client_account_selector.clone());
-        if conn.as_ref().is_some_and(|(k, _)| *k != key) {
+        Ok((locked, target))
+    }
+
+    /// Quits a connection to another upstream (or with another account)
+    /// than `key`'s, with E-MailRelay's line for the change.
+    async fn leave_other_upstream(
+        &self,
+        conn: &mut Option<(Key, Box<dyn Link>)>,
+        key: &Key,
+        locked: &Locked,
+    ) {
+        if conn.as_ref().is_some_and(|(k, _)| k != key) {
             if let Some((old_key, old)) = conn.take() {
                 old.quit().await;
                 // E-MailRelay's line for a change of upstream mid-pass.
                 let (new_address, new_selector) = (old_key.0 != key.0, old_key.1 != key.1);
                 let mut what = Vec::new();
                 if new_address {
-                    what.push(format!("[{}]", envelope.forward_to_address.trim()));
+                    what.push(format!("[{}]", locked.envelope.forward_to_address.trim()));
                 }
                 if new_selector {
                     what.push(format!("account selector [{}]", key.1));
@@ -145,112 +186,132 @@ impl Forwarder {
                 );
             }
         }
-        let fresh = conn.is_none();
-        if fresh {
-            let secret = match self.client_secret(&key.1).await {
-                Ok(secret) => secret,
-                Err(AccountError::NoAccount(selector)) => {
-                    // E-MailRelay's words.
-                    let reason = format!("no client authentication account: selector [{selector}]");
-                    self.note_error(&reason);
-                    // E-MailRelay compatibility: 2.6.1 finds the account
-                    // missing once connected (so the upstream sees a
-                    // session without MAIL), and that ends the pass; the
-                    // messages after it wait for the next one.
-                    if let Ok(c) = self.transport.open(&target, None).await {
-                        c.quit().await;
-                    }
-                    self.stop_pass.store(true, Ordering::Relaxed);
-                    return self.fail(locked, Reply::new(554, reason));
+    }
+
+    /// Opens a connection for `key` (its account's secret, the login
+    /// gate, the transport), or says why the message goes no further.
+    async fn connect(
+        &self,
+        locked: Locked,
+        key: &Key,
+        unreachable: &Mutex<HashMap<String, String>>,
+        route: &mut Counted,
+    ) -> Result<(Locked, Box<dyn Link>), Verdict> {
+        let target = &key.0;
+        let secret = match self.client_secret(&key.1).await {
+            Ok(secret) => secret,
+            Err(AccountError::NoAccount(selector)) => {
+                // E-MailRelay's words.
+                let reason = format!("no client authentication account: selector [{selector}]");
+                self.note_error(&reason);
+                // E-MailRelay compatibility: 2.6.1 finds the account
+                // missing once connected (so the upstream sees a
+                // session without MAIL), and that ends the pass; the
+                // messages after it wait for the next one.
+                if let Ok(c) = self.transport.open(target, None).await {
+                    c.quit().await;
                 }
-                // Logged once per outage by the account; the route
-                // waits, as for a refused password.
-                Err(AccountError::Token(_)) => {
-                    self.pause_quietly(&target);
-                    return Verdict::Deferred(None);
-                }
-            };
-            // Logins to an upstream that has not accepted one go one at a
-            // time, and a paused one gets one connection per wait (`route`).
-            let gate = match secret.is_some() && !self.is_proven(&target) {
-                true => Some(self.login_gate.lock().await),
-                false => None,
-            };
-            // Another connection of this pass was refused meanwhile.
-            if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
-                *route = Counted::Skipped;
-                return self.skip_unconnectable(locked.id(), &target);
+                self.stop_pass.store(true, Ordering::Relaxed);
+                return Err(self.fail(locked, Reply::new(554, reason)));
             }
-            if !self.claim_login(&target) {
-                *route = Counted::Skipped;
-                return self
-                    .held_back(locked.id(), &target)
-                    .unwrap_or(Verdict::Deferred(None));
+            // Logged once per outage by the account; the route
+            // waits, as for a refused password.
+            Err(AccountError::Token(_)) => {
+                self.pause_quietly(target);
+                return Err(Verdict::Deferred(None));
             }
-            let logs_in = secret.is_some();
-            let transport = match self.transport_for(&key.1) {
-                Ok(transport) => transport,
-                Err(reason) => {
-                    self.note_error(&reason);
-                    return Verdict::Deferred(None);
+        };
+        // Logins to an upstream that has not accepted one go one at a
+        // time, and a paused one gets one connection per wait (`route`).
+        let gate = match secret.is_some() && !self.is_proven(target) {
+            true => Some(self.login_gate.lock().await),
+            false => None,
+        };
+        // Another connection of this pass was refused meanwhile.
+        if unreachable.lock().is_ok_and(|u| u.contains_key(target)) {
+            *route = Counted::Skipped;
+            return Err(self.skip_unconnectable(locked.id(), target));
+        }
+        if !self.claim_login(target) {
+            *route = Counted::Skipped;
+            return Err(self
+                .held_back(locked.id(), target)
+                .unwrap_or(Verdict::Deferred(None)));
+        }
+        let logs_in = secret.is_some();
+        let transport = match self.transport_for(&key.1) {
+            Ok(transport) => transport,
+            Err(reason) => {
+                self.note_error(&reason);
+                return Err(Verdict::Deferred(None));
+            }
+        };
+        let opened = transport.open(target, secret).await;
+        drop(gate);
+        match opened {
+            Ok(c) => {
+                if let (Some(user), Some(mechanism), Some(auth)) =
+                    (c.authenticated(), c.auth_mechanism(), &self.settings.auth)
+                {
+                    info!("{}", auth.success_text(&key.1, mechanism.name(), user));
                 }
-            };
-            let opened = transport.open(&target, secret).await;
-            drop(gate);
-            match opened {
-                Ok(c) => {
-                    if let (Some(user), Some(mechanism), Some(auth)) =
-                        (c.authenticated(), c.auth_mechanism(), &self.settings.auth)
-                    {
-                        info!("{}", auth.success_text(&key.1, mechanism.name(), user));
-                    }
-                    if logs_in {
-                        self.login_accepted(&target);
-                    }
-                    *conn = Some((key, c));
+                if logs_in {
+                    self.login_accepted(target);
                 }
-                Err(e) => {
-                    // Several connections may try the same dead address at
-                    // once: only the first failure is reported, as with
-                    // 2.6.1's one connection at a time.
-                    let first = unreachable.lock().map_or(true, |mut u| {
-                        let known = u.contains_key(&target);
-                        u.entry(target.clone()).or_insert_with(|| e.to_string());
-                        !known
-                    });
-                    if !first {
-                        *route = Counted::Skipped;
-                        return self.skip_unconnectable(locked.id(), &target);
-                    }
-                    // E-MailRelay's lines for a connection that failed:
-                    // to a routed address it only costs that address's
-                    // messages their turn; to the forward-to address it is
-                    // the pass's error.
-                    if let ConnectionError::AuthRefused(reply) = e {
-                        return self.pause(&target, reply);
-                    }
-                    if self.is_default(&target) {
-                        warning!("smtp client error: {e}");
-                    } else {
-                        warning!("smtp connection failed: {e}");
-                    }
-                    return self.broken(locked, e);
+                Ok((locked, c))
+            }
+            Err(e) => {
+                // Several connections may try the same dead address at
+                // once: only the first failure is reported, as with
+                // 2.6.1's one connection at a time.
+                let first = unreachable.lock().map_or(true, |mut u| {
+                    let known = u.contains_key(target);
+                    u.entry(target.to_string()).or_insert_with(|| e.to_string());
+                    !known
+                });
+                if !first {
+                    *route = Counted::Skipped;
+                    return Err(self.skip_unconnectable(locked.id(), target));
                 }
+                // E-MailRelay's lines for a connection that failed:
+                // to a routed address it only costs that address's
+                // messages their turn; to the forward-to address it is
+                // the pass's error.
+                if let ConnectionError::AuthRefused(reply) = e {
+                    return Err(self.pause(target, reply));
+                }
+                if self.is_default(target) {
+                    warning!("smtp client error: {e}");
+                } else {
+                    warning!("smtp connection failed: {e}");
+                }
+                Err(self.broken(locked, e))
             }
         }
+    }
+
+    /// Sends the message down the connection and judges the outcome.
+    async fn send_on(
+        &self,
+        locked: Locked,
+        conn: &mut Option<(Key, Box<dyn Link>)>,
+        target: &str,
+        fresh: bool,
+    ) -> Verdict {
+        let envelope = locked.envelope.clone();
         let Some((_, connection)) = conn.as_mut() else {
             return Verdict::Deferred(None);
         };
         if !fresh {
             // E-MailRelay compatibility: the line comes with every message,
             // on a new connection or not.
-            info!("{}", connection.connection_line(&target));
+            info!("{}", connection.connection_line(target));
         }
         self.connections
             .emit(&["client", "sending", locked.id().as_str()]);
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
         if let Some(limit) = self.rate_limit(&envelope.client_account_selector) {
-            let key = (target.clone(), envelope.client_account_selector.clone());
+            let key = (target.to_string(), envelope.client_account_selector.clone());
             self.wait_for_rate(limit, &key).await;
         }
         let message = self.outgoing(&envelope, connection.authenticated());
@@ -260,7 +321,7 @@ impl Forwarder {
             Ok(outcome) => {
                 let verdict = self.apply(locked, outcome);
                 if matches!(verdict, Verdict::Sent) {
-                    self.resume(&target);
+                    self.resume(target);
                 }
                 verdict
             }
@@ -276,7 +337,7 @@ impl Forwarder {
             Err(ConnectionError::AuthRefused(reply)) => {
                 // Graph refused a renewed token: as a refused password.
                 *conn = None;
-                self.pause(&target, reply)
+                self.pause(target, reply)
             }
             Err(e) => {
                 warning!("smtp client error: {e}");
