@@ -279,16 +279,47 @@ fn swaks_mail_arrives_through_graph_byte_identical_with_a_bcc_for_hidden_recipie
             "Subject: hidden",
         ],
     );
+    // The message has a Bcc field of its own: erin goes into it, not
+    // into a second one.
+    swaks(
+        relay.port,
+        &[
+            "bob@contoso.example",
+            "dave@contoso.example",
+            "erin@contoso.example",
+        ],
+        &[
+            "--header",
+            "To: Bob <bob@contoso.example>",
+            "--header",
+            "Bcc: dave@contoso.example",
+            "--header",
+            "Subject: merged",
+        ],
+    );
     assert!(wait_until(Duration::from_secs(10), || relay
         .files(".envelope")
         .len()
-        == 2));
+        == 3));
     drop(relay);
     let spooled = contents(&dir.path().join("spool"));
-    assert_eq!(spooled.len(), 2);
+    assert_eq!(spooled.len(), 3);
     let log = forward(dir.path(), &dir.path().join("spool"), &secrets, &[], 0);
     let mail = standin.mail();
-    assert_eq!(mail.len(), 2, "{log}");
+    assert_eq!(mail.len(), 3, "{log}");
+    let merged = &spooled
+        .iter()
+        .find(|(_, c)| find(c, b"Subject: merged"))
+        .unwrap()
+        .1;
+    let merged_text = String::from_utf8_lossy(merged).replace(
+        "Bcc: dave@contoso.example\r\n",
+        "Bcc: dave@contoso.example,\r\n erin@contoso.example\r\n",
+    );
+    assert!(
+        mail.contains(&merged_text.into_bytes()),
+        "the third message did not arrive with erin in its own Bcc field"
+    );
     let plain = spooled
         .iter()
         .find(|(_, c)| find(c, b"Subject: plain"))
@@ -306,14 +337,14 @@ fn swaks_mail_arrives_through_graph_byte_identical_with_a_bcc_for_hidden_recipie
         String::from_utf8_lossy(&mail.concat())
     );
     assert!(crate::harness::spool_files(&dir.path().join("spool"), "").is_empty());
-    assert_eq!(standin.statuses(), [202, 202]);
+    assert_eq!(standin.statuses(), [202, 202, 202]);
     assert!(
         log.contains(&format!("graph connection to 127.0.0.1:{}", standin.port)),
         "{log}"
     );
     // One line per message, as SMTP's, with Graph's address.
     let line = format!("info: graph connection to 127.0.0.1:{}\n", standin.port);
-    assert_eq!(log.matches(&line).count(), 2, "{log}");
+    assert_eq!(log.matches(&line).count(), 3, "{log}");
     assert!(!log.contains("smtp connection"), "{log}");
     assert!(log.contains("deleting content"), "{log}");
     // The app certificate expires in 20 days: the 30-day warning.

@@ -153,6 +153,16 @@ def check_times(claims, where, lifetime_max):
     return True
 
 
+def check_header(message, where):
+    """RFC 5322 section 3.6: To, Cc and Bcc at most once each."""
+    header = message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    names = [line.split(b":", 1)[0].strip().lower()
+             for line in header.split(b"\n") if line and line[:1] not in (b" ", b"\t")]
+    for name in (b"to", b"cc", b"bcc"):
+        if names.count(name) > 1:
+            violation(f"{where}: {names.count(name)} {name.decode()} fields")
+
+
 def issue_token():
     # Shaped as Microsoft's: a JWT whose payload carries the app's roles
     # (the signature is not the relay's business).
@@ -374,6 +384,7 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(400, {"error": {"code": "ErrorMimeContentInvalid",
                                         "message": "The MIME content is empty."}})
             return
+        check_header(message, where)
         if args.delay:
             time.sleep(args.delay / 1000.0)
         header = message.split(b"\r\n\r\n", 1)[0]

@@ -6,8 +6,8 @@
 //! and opened again when the server closes it. Each message is one
 //! `POST {graph-url}/v1.0/users/{mailbox}/sendMail` with
 //! `Authorization: Bearer <token>` and `Content-Type: text/plain`; the
-//! body is the base64 of the spooled content as it is, after a `Bcc`
-//! field for envelope recipients its header does not name (`bcc`).
+//! body is the base64 of the spooled content as it is, with envelope
+//! recipients its header does not name added to its `Bcc` field (`bcc`).
 //! The content is read in slices and encoded as it is read, so the
 //! message is held once, as base64 (at most 4 MB, Graph's limit for one
 //! request; larger messages fail to `.bad` naming the limit).
@@ -382,9 +382,9 @@ impl Link for GraphLink {
     }
 }
 
-/// The request body: base64 of a `Bcc` field for the recipients the
-/// header does not name, then the content as it is; `None` if it would
-/// be over [`MAX_REQUEST`].
+/// The request body: base64 of the content as it is, with the recipients
+/// the header does not name added to its `Bcc` field (`bcc::bcc_edit`);
+/// `None` if it would be over [`MAX_REQUEST`].
 pub async fn encode_content(path: &Path, to: &[String]) -> std::io::Result<Option<Bytes>> {
     let mut file = tokio::fs::File::open(path).await?;
     let size = file.metadata().await?.len();
@@ -399,15 +399,15 @@ pub async fn encode_content(path: &Path, to: &[String]) -> std::io::Result<Optio
         filled += n;
     }
     start.truncate(filled);
-    let bcc = bcc::extra_bcc(bcc::header_section(&start), to).unwrap_or_default();
-    let raw = size + bcc.len() as u64;
+    let mut pending = match bcc::bcc_edit(bcc::header_section(&start), to) {
+        Some(edit) => [&start[..edit.at], &edit.insert, &start[edit.at..]].concat(),
+        None => start,
+    };
+    let raw = size + (pending.len() - filled) as u64;
     if raw.div_ceil(3) * 4 > MAX_REQUEST {
         return Ok(None);
     }
     let mut out = String::with_capacity(usize::try_from(raw.div_ceil(3) * 4).unwrap_or(0));
-    let mut pending = bcc;
-    pending.extend_from_slice(&start);
-    drop(start);
     let mut slice = vec![0u8; SLICE];
     loop {
         let whole = pending.len() / 3 * 3;
@@ -457,6 +457,24 @@ mod tests {
         assert_eq!(&decoded[14..], &content[..]);
         let only_named = encode_content(&path, &to[..1]).await.unwrap().unwrap();
         assert_eq!(STANDARD.decode(&only_named).unwrap(), content);
+    }
+
+    #[tokio::test]
+    async fn an_existing_bcc_field_takes_the_others_in_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.content");
+        let content = b"To: a@x.org\r\nBcc: c@x.org\r\nSubject: s\r\n\r\nbody\r\n";
+        std::fs::write(&path, content).unwrap();
+        let to = vec![
+            "a@x.org".to_string(),
+            "b@x.org".to_string(),
+            "c@x.org".to_string(),
+        ];
+        let body = encode_content(&path, &to).await.unwrap().unwrap();
+        assert_eq!(
+            STANDARD.decode(&body).unwrap(),
+            b"To: a@x.org\r\nBcc: c@x.org,\r\n b@x.org\r\nSubject: s\r\n\r\nbody\r\n"
+        );
     }
 
     #[tokio::test]
