@@ -862,7 +862,7 @@ impl StandIn {
 }
 
 #[test]
-fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_with_flat_memory() {
+fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_and_memory_stays_flat_to_100_mb() {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
     let standin = StandIn::start(dir.path(), &[]);
@@ -963,5 +963,160 @@ fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_with_flat_
         "peak RSS grew by {} KiB for a 20 MB attachment",
         after - before
     );
+
+    // A 100 MB message (a 75 MB attachment), put into the spool as
+    // emailrelay-submit would: the peak stays where the 20 MB one left it.
+    let stage = dir.path().join("stage");
+    let huge = random_file(&dir.path().join("huge.pdf"), 75 * 1024 * 1024);
+    let content = submit_content(
+        &stage,
+        &mime_with_attachments("huge", &[("huge.pdf", &huge)]),
+    );
+    let spooled = std::fs::metadata(stage.join(&content)).unwrap().len();
+    let started = Instant::now();
+    let envelope = content.replace(".content", ".envelope");
+    std::fs::rename(stage.join(&content), relay.spool.join(&content)).unwrap();
+    std::fs::rename(stage.join(&envelope), relay.spool.join(&envelope)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || standin.mail().len() == 3
+            && relay.files(".envelope").is_empty()),
+        "{}",
+        relay.log_text()
+    );
+    let last = peak_rss_kib(relay.proc.pid());
+    eprintln!(
+        "graph: {spooled} octets ({} MB attachment) in {:.1}s; relay peak RSS {last} KiB (+{} KiB over the 20 MB one's)",
+        huge.len() >> 20,
+        started.elapsed().as_secs_f64(),
+        last - after
+    );
+    let attachments = standin.attachments(3);
+    assert!(attachments.len() == 1 && attachments[0].1 == huge);
+    assert!(
+        last - before < 16 * 1024,
+        "peak RSS grew by {} KiB for a {spooled}-octet message",
+        last - before
+    );
+    standin.assert_no_violations();
+}
+
+/// A multipart message with these attachments (name, bytes), base64 in
+/// lines of 76 as mail programs write them.
+fn mime_with_attachments(subject: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    use base64::Engine;
+    let mut m = format!(
+        "From: scanner@contoso.example\r\nTo: bob@contoso.example\r\nSubject: {subject}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=-b\"\r\n\r\n\
+         --=-b\r\nContent-Type: text/plain\r\n\r\nScanned.\r\n"
+    )
+    .into_bytes();
+    for (name, bytes) in files {
+        m.extend_from_slice(
+            format!(
+                "--=-b\r\nContent-Type: application/pdf; name=\"{name}\"\r\n\
+                 Content-Disposition: attachment; filename=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+        for line in text.as_bytes().chunks(76) {
+            m.extend_from_slice(line);
+            m.extend_from_slice(b"\r\n");
+        }
+    }
+    m.extend_from_slice(b"--=-b--\r\n");
+    m
+}
+
+/// Submits a message for bob into `spool` with this content.
+fn submit_content(spool: &Path, content: &[u8]) -> String {
+    let before = crate::harness::spool_files(spool, ".content");
+    submit_to(spool, "bob@contoso.example");
+    let name = crate::harness::spool_files(spool, ".content")
+        .into_iter()
+        .find(|n| !before.contains(n))
+        .unwrap();
+    std::fs::write(spool.join(&name), content).unwrap();
+    name
+}
+
+#[test]
+fn small_and_session_attachments_a_failed_put_deletes_the_draft_and_over_150_mb_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // The second PUT of all is answered 503.
+    let standin = StandIn::start(dir.path(), &["--fail-put", "2"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    let four = random_file(&dir.path().join("four.pdf"), 4_000_000);
+    let a = random_file(&dir.path().join("a.pdf"), 2_500_000);
+    let b = random_file(&dir.path().join("b.pdf"), 2_400_000);
+    submit_content(
+        &spool,
+        &mime_with_attachments("session", &[("four.pdf", &four)]),
+    );
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    // The 503 deferred it: the draft was deleted, the message kept.
+    assert!(standin.mail().is_empty(), "{log}");
+    assert_eq!(
+        standin.paths()[1..],
+        [
+            "createDraft",
+            "createUploadSession",
+            "PUT upload",
+            "PUT upload",
+            "deleteDraft"
+        ],
+        "{log}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
+    // Two attachments under 3 MB that only fit the draft's 3 MB apart
+    // (3.4 MB of base64 each): each by one POST.
+    submit_content(
+        &spool,
+        &mime_with_attachments("small", &[("a.pdf", &a), ("b.pdf", &b)]),
+    );
+    // Over Exchange's 150 MB (a sparse file): never sent.
+    let huge = submit_content(&spool, b"Subject: huge\r\n\r\n");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(spool.join(&huge))
+        .unwrap()
+        .set_len(150 * 1024 * 1024 + 1)
+        .unwrap();
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    let mail = standin.mail();
+    assert_eq!(mail.len(), 2, "{log}");
+    // Each sent once, with its attachments as they were.
+    let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+    for n in 1..=2 {
+        for (item, bytes) in standin.attachments(n) {
+            sent.push((
+                format!(
+                    "{} {}",
+                    item["name"].as_str().unwrap(),
+                    item["how"].as_str().unwrap()
+                ),
+                bytes,
+            ));
+        }
+    }
+    sent.sort();
+    assert_eq!(
+        sent.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["a.pdf post", "b.pdf post", "four.pdf upload"]
+    );
+    assert!(sent[0].1 == a && sent[1].1 == b && sent[2].1 == four);
+    let bad = crate::harness::spool_files(&spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{log}");
+    let envelope = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    assert!(
+        envelope.contains(
+            "X-MailRelay-Reason: 5.3.4 message too large for graph: 157286401 octets, over Exchange Online's maximum of 157286400 (150 MB)"
+        ),
+        "{envelope}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 0);
     standin.assert_no_violations();
 }
