@@ -685,7 +685,7 @@ fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
     let port = standin.port;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines.len(), 6, "{out}");
     assert_eq!(
         lines[0],
         format!("token: obtained from https://127.0.0.1:{port}/{TENANT}/oauth2/v2.0/token (valid for 3600s)")
@@ -698,9 +698,13 @@ fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
     assert_eq!(lines[2], "permission: Mail.Send (application) is granted");
     assert_eq!(
         lines[3],
+        "permission: Mail.ReadWrite is granted: messages over 3 MB can go by draft"
+    );
+    assert_eq!(
+        lines[4],
         format!("mailbox: {MAILBOX} found, and the app may send as it")
     );
-    assert_eq!(lines[4], format!("ok: {} works", account.display()));
+    assert_eq!(lines[5], format!("ok: {} works", account.display()));
     // The log's warning, as the relay gives it.
     assert!(
         err.starts_with(&format!(
@@ -862,7 +866,8 @@ impl StandIn {
 }
 
 #[test]
-fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_and_memory_stays_flat_to_100_mb() {
+fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_and_memory_stays_flat_to_100_mb(
+) {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
     let standin = StandIn::start(dir.path(), &[]);
