@@ -19,6 +19,9 @@
 
 use std::ops::Range;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
 use super::bcc::BccEdit;
 
 /// The most of a header (the message's or a part's) that is read.
@@ -310,9 +313,11 @@ impl Scanner {
                 .find(|(n, _)| n == "content-type")
                 .and_then(|(_, v)| {
                     let (kind, params) = parse_parameters(v);
+                    // The boundary as written: no decoding (RFC 2046 section 5.1.1).
                     kind.starts_with("multipart/")
-                        .then(|| param(&params, "boundary"))
+                        .then(|| params.into_iter().find(|(n, _)| n == "boundary"))
                         .flatten()
+                        .map(|(_, b)| b)
                 })
                 .filter(|b| !b.is_empty() && b.len() <= 200);
             self.state = match boundary {
@@ -474,23 +479,25 @@ fn part_head(fields: &[(String, String)]) -> PartHead {
 }
 
 /// `type/subtype; a=b; c="d"` as the lower-case first word and the
-/// parameters (names lower case, quoted strings unquoted, RFC 2231's
-/// `name*=charset''percent-encoded` decoded).
+/// parameters as written (names lower case, quoted strings unquoted);
+/// `param` decodes them.
 fn parse_parameters(value: &str) -> (String, Vec<(String, String)>) {
+    // Split at semicolons outside quoted strings, quotes kept.
     let mut items = Vec::new();
     let mut current = String::new();
     let (mut quoted, mut escaped) = (false, false);
     for c in value.chars() {
         match c {
-            _ if escaped => {
-                current.push(c);
-                escaped = false;
-            }
+            _ if escaped => escaped = false,
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
-            ';' if !quoted => items.push(std::mem::take(&mut current)),
-            _ => current.push(c),
+            ';' if !quoted => {
+                items.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
         }
+        current.push(c);
     }
     items.push(current);
     let kind = items[0].trim().to_ascii_lowercase();
@@ -498,27 +505,80 @@ fn parse_parameters(value: &str) -> (String, Vec<(String, String)>) {
         .iter()
         .filter_map(|item| {
             let (name, value) = item.split_once('=')?;
-            let name = name.trim().to_ascii_lowercase();
-            match name.strip_suffix('*') {
-                Some(base) => Some((base.to_string(), rfc2231_value(value.trim()))),
-                None => Some((name, value.trim().to_string())),
-            }
+            Some((name.trim().to_ascii_lowercase(), unquote(value.trim())))
         })
         .collect();
     (kind, params)
 }
 
-fn param(params: &[(String, String)], name: &str) -> Option<String> {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
+/// A quoted string's content (RFC 5322 section 3.2.4), or the text.
+fn unquote(text: &str) -> String {
+    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut escaped = false;
+    for c in inner.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            _ => {
+                out.push(c);
+                escaped = false;
+            }
+        }
+    }
+    out
 }
 
-/// `utf-8'en'a%20b` decoded (any charset taken as UTF-8).
-fn rfc2231_value(value: &str) -> String {
-    let encoded = value.splitn(3, '\'').nth(2).unwrap_or(value);
-    let bytes = encoded.as_bytes();
+/// A parameter's value, decoded: RFC 2231's `name*=charset'lang'a%20b`
+/// and its continuations `name*0*=`, `name*1=` (which win over a plain
+/// `name=`, section 4), or a plain value with RFC 2047 encoded-words in
+/// it (as some mail programs write file names, against the RFC).
+fn param(params: &[(String, String)], name: &str) -> Option<String> {
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(value) = get(&format!("{name}*")) {
+        return Some(String::from_utf8_lossy(&percent_decode(without_charset(value))).into_owned());
+    }
+    let mut joined = Vec::new();
+    let mut any = false;
+    for i in 0..100 {
+        if let Some(value) = get(&format!("{name}*{i}*")) {
+            let value = if i == 0 {
+                without_charset(value)
+            } else {
+                value
+            };
+            joined.extend(percent_decode(value));
+        } else if let Some(value) = get(&format!("{name}*{i}")) {
+            joined.extend_from_slice(value.as_bytes());
+        } else {
+            break;
+        }
+        any = true;
+    }
+    if any {
+        return Some(String::from_utf8_lossy(&joined).into_owned());
+    }
+    get(name).map(decode_encoded_words)
+}
+
+/// `charset'lang'text` without its charset and language (any charset is
+/// taken as UTF-8).
+fn without_charset(value: &str) -> &str {
+    let mut parts = value.splitn(3, '\'');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(text)) => text,
+        _ => value,
+    }
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -537,7 +597,59 @@ fn rfc2231_value(value: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// Text with RFC 2047 encoded-words (`=?utf-8?B?...?=`, `=?iso-8859-1?Q?...?=`)
+/// decoded; whitespace between two of them goes (section 6.2). A word
+/// that does not decode stays as it is.
+fn decode_encoded_words(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut after_word = false;
+    while let Some(start) = rest.find("=?") {
+        let (before, word) = rest.split_at(start);
+        let decoded = encoded_word(word);
+        match decoded {
+            Some((text, len)) => {
+                if !(after_word && before.trim().is_empty()) {
+                    out.push_str(before);
+                }
+                out.push_str(&text);
+                rest = &word[len..];
+                after_word = true;
+            }
+            None => {
+                out.push_str(before);
+                out.push_str("=?");
+                rest = &word[2..];
+                after_word = false;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One encoded-word at the start of `word`: its text and its length.
+fn encoded_word(word: &str) -> Option<(String, usize)> {
+    let inner = word.strip_prefix("=?")?;
+    let (charset, inner) = inner.split_once('?')?;
+    let (encoding, inner) = inner.split_once('?')?;
+    let end = inner.find("?=")?;
+    let text = &inner[..end];
+    let bytes = match encoding.to_ascii_uppercase().as_str() {
+        "B" => STANDARD.decode(text).ok()?,
+        "Q" => percent_decode(&text.replace('_', " ").replace('=', "%")),
+        _ => return None,
+    };
+    let charset = charset.split('*').next().unwrap_or("").to_ascii_lowercase();
+    let decoded = match charset.as_str() {
+        "iso-8859-1" | "latin1" | "windows-1252" => bytes.iter().map(|&b| char::from(b)).collect(),
+        _ => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let len = 2 + charset.len() + 1 + encoding.len() + 1 + end + 2;
+    Some((decoded, len))
 }
 
 #[cfg(test)]
@@ -602,6 +714,33 @@ mod tests {
             assert!(png.inline && png.detachable());
             assert_eq!(png.file_name(), "attachment");
         }
+    }
+
+    #[test]
+    fn file_names_in_rfc_2231_and_rfc_2047() {
+        let name = |value: &str| {
+            let (_, params) = parse_parameters(value);
+            param(&params, "filename").or_else(|| param(&params, "name"))
+        };
+        assert_eq!(
+            name("attachment; filename=\"a b.pdf\"").as_deref(),
+            Some("a b.pdf")
+        );
+        assert_eq!(
+            name("attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf; filename=x").as_deref(),
+            Some("résumé.pdf")
+        );
+        assert_eq!(
+            name("attachment; filename*0*=utf-8''Gr%C3%BC; filename*1=\"sse \"; filename*2*=%E2%82%AC.txt")
+                .as_deref(),
+            Some("Grüsse €.txt")
+        );
+        assert_eq!(
+            name("application/pdf; name=\"=?UTF-8?B?w6l0w6k=?= =?iso-8859-1?Q?_=E9t=E9?=.pdf\"")
+                .as_deref(),
+            Some("été été.pdf")
+        );
+        assert_eq!(name("x; name=\"=?bogus\"").as_deref(), Some("=?bogus"));
     }
 
     #[test]
