@@ -1153,3 +1153,103 @@ fn small_and_session_attachments_a_failed_put_deletes_the_draft_and_over_150_mb_
     assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 0);
     standin.assert_no_violations();
 }
+
+/// The `Message-Id` of a message as sent.
+fn message_id_of(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap()
+}
+
+#[test]
+fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(
+        dir.path(),
+        &[
+            "--roles",
+            "Mail.Send,Mail.ReadWrite,ExchangeMessageTrace.Read.All",
+        ],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    let account = dir.path().join("printer.oauth2");
+    let mut text = std::fs::read_to_string(&account).unwrap();
+    text.push_str("delivery-trace = 1\n");
+    std::fs::write(&account, text).unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--poll",
+            "1",
+        ],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example", "carol@contoso.example"],
+        &[
+            "--header",
+            "To: bob@contoso.example",
+            "--header",
+            "Subject: fine",
+        ],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: TRACEFAIL"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || standin.mail().len() == 2),
+        "{}",
+        relay.log_text()
+    );
+    let mail = standin.mail();
+    let fine = mail.iter().find(|m| find(m, b"Subject: fine")).unwrap();
+    let failed = mail
+        .iter()
+        .find(|m| find(m, b"Subject: TRACEFAIL"))
+        .unwrap();
+    let (fine, failed) = (message_id_of(fine), message_id_of(failed));
+    // Pending at the first look-up (after a second), final at the second
+    // (two seconds later): carol, only in the envelope, is traced too.
+    let lines = [
+        format!("info: graph: message trace: {fine} to bob@contoso.example: delivered"),
+        format!("info: graph: message trace: {fine} to carol@contoso.example: delivered"),
+        format!("warning: graph: message trace: {failed} to bob@contoso.example: failed"),
+    ];
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let log = relay.log_text();
+            lines.iter().all(|l| log.contains(l.as_str()))
+        }),
+        "{}",
+        relay.log_text()
+    );
+    let lookups: Vec<String> = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "messageTrace")
+        .map(|r| r["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lookups.iter().filter(|i| **i == fine).count(),
+        2,
+        "{lookups:?}"
+    );
+    assert_eq!(
+        lookups.iter().filter(|i| **i == failed).count(),
+        2,
+        "{lookups:?}"
+    );
+    standin.assert_no_violations();
+}

@@ -34,11 +34,20 @@ answers 202 and the draft is "sent": its MIME goes to mail/<n>.eml and
 its attachments to attachments/<n>-<k> (bytes as reassembled), listed in
 attachments/<n>.json. DELETE .../messages/{mid} answers 204.
 --fail-put N answers the Nth PUT with 503 (Retry-After 1).
+
+Message trace: GET /v1.0/admin/exchange/tracing/messageTraces with one
+$filter=messageId eq '<id>' (quotes doubled), a live token, the role
+ExchangeMessageTrace.Read.All (else 403), at most 100 look-ups in 5
+minutes; the first look-up of a sent message says "pending" for each of
+its To/Cc/Bcc recipients, later ones "failed" if its Subject holds
+TRACEFAIL, "quarantined" for QUARANTINE, else "delivered".
 """
 
 import argparse
 import base64
 import binascii
+import email
+import email.utils
 import hashlib
 import json
 import os
@@ -73,6 +82,8 @@ state = {
     "drafts": {},  # id -> {"mime", "attachments": [...], "sessions": [...]}
     "sessions": {},  # id -> {"draft", "size", "next", "token", "path", "item"}
     "puts": 0,
+    "sent": {},  # Message-ID -> {"recipients", "subject", "mark", "size", "lookups"}
+    "traces": [],
 }
 MAX_ATTACHMENT = 150 * 1024 * 1024
 SMALL_ATTACHMENT = 3 * 1000 * 1000
@@ -186,6 +197,22 @@ def check_header(message, where):
             violation(f"{where}: {names.count(name)} {name.decode()} fields")
 
 
+def remember_sent(message):
+    """Keeps what message trace will say about a sent message."""
+    header = message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    parsed = email.message_from_bytes(header + b"\n\n")
+    mid = (parsed.get("Message-ID") or "").strip()
+    if not mid:
+        return
+    fields = parsed.get_all("To", []) + parsed.get_all("Cc", []) + parsed.get_all("Bcc", [])
+    recipients = [a for _, a in email.utils.getaddresses(fields) if a]
+    subject = parsed.get("Subject") or ""
+    mark = next((m for m in ("TRACEFAIL", "QUARANTINE") if m in subject), "")
+    with lock:
+        state["sent"][mid] = {"recipients": recipients, "subject": subject, "mark": mark,
+                              "size": len(message), "lookups": 0}
+
+
 def issue_token():
     # Shaped as Microsoft's: a JWT whose payload carries the app's roles
     # (the signature is not the relay's business).
@@ -236,8 +263,55 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(length))
 
     def do_GET(self):
+        split = urllib.parse.urlsplit(self.path)
+        if split.path == "/v1.0/admin/exchange/tracing/messageTraces":
+            self.counted(self.message_trace, split)
+            return
         violation(f"GET {self.path}: not part of the contract")
         self.answer(404, {"error": {"code": "NotFound", "message": "no such path"}})
+
+    def message_trace(self, split):
+        where = "messageTrace"
+        if self.headers.get("Content-Length") not in (None, "0"):
+            violation(f"{where}: a body on a GET")
+            self.body()
+        if not self.authorised(where):
+            return
+        now = time.monotonic()
+        with lock:
+            state["traces"] = [t for t in state["traces"] if now - t < 300] + [now]
+            recent = len(state["traces"])
+        if recent > 100:
+            violation(f"{where}: {recent} look-ups in 5 minutes, over 100")
+        if "ExchangeMessageTrace.Read.All" not in ROLES:
+            record({"path": where, "status": 403})
+            self.answer(403, {"error": {"code": "Authorization_RequestDenied",
+                                        "message": "Insufficient privileges to complete the operation."}})
+            return
+        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+        m = re.fullmatch(r"messageId eq '((?:[^']|'')*)'", (query.get("$filter") or [""])[0])
+        if set(query) != {"$filter"} or len(query["$filter"]) != 1 or not m:
+            violation(f"{where}: query {split.query!r} is not one $filter=messageId eq '...'")
+            self.answer(400, {"error": {"code": "BadRequest", "message": "Invalid filter clause"}})
+            return
+        mid = m.group(1).replace("''", "'")
+        with lock:
+            sent = state["sent"].get(mid)
+            if sent is not None:
+                sent["lookups"] += 1
+        record({"path": where, "status": 200, "messageId": mid})
+        value = []
+        if sent is not None:
+            status = "pending"
+            if sent["lookups"] > 1:
+                status = {"TRACEFAIL": "failed", "QUARANTINE": "quarantined"}.get(sent["mark"], "delivered")
+            for to in sent["recipients"]:
+                value.append({"id": os.urandom(8).hex(), "senderAddress": args.mailbox,
+                              "recipientAddress": to, "messageId": mid, "subject": sent["subject"],
+                              "receivedDateTime": "2026-12-06T23:00:00Z", "size": sent["size"],
+                              "fromIP": "", "toIP": "", "status": status})
+        self.answer(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#admin/exchange/tracing/messageTraces",
+                          "value": value})
 
     def do_PUT(self):
         split = urllib.parse.urlsplit(self.path)
@@ -647,6 +721,7 @@ class Handler(BaseHTTPRequestHandler):
             json.dump(listing, f)
         with open(os.path.join(args.dir, "mail", f"{n:05}.eml"), "wb") as f:
             f.write(draft["mime"])
+        remember_sent(draft["mime"])
         record({"path": where, "status": 202, "n": n})
         self.answer(202, b"")
 
@@ -750,6 +825,7 @@ class Handler(BaseHTTPRequestHandler):
             n = state["mail"]
         with open(os.path.join(args.dir, "mail", f"{n:05}.eml"), "wb") as f:
             f.write(message)
+        remember_sent(message)
         record({"path": "sendMail", "status": 202, "n": n})
         self.leave()
         self.send_response(202)

@@ -128,9 +128,12 @@ impl GraphLink {
         );
         let parts: Vec<Part> = cut.iter().map(|&i| structure.parts[i].clone()).collect();
         match self.finish_draft(&mut renewed, &id, content, &parts).await {
-            Ok(Ok(())) => Ok(SendOutcome::Sent {
-                rejected: Vec::new(),
-            }),
+            Ok(Ok(())) => {
+                self.follow(content).await;
+                Ok(SendOutcome::Sent {
+                    rejected: Vec::new(),
+                })
+            }
             Ok(Err(outcome)) => {
                 self.delete_draft(&id).await;
                 Ok(outcome)

@@ -24,6 +24,7 @@ pub mod bcc;
 pub mod check;
 mod large;
 pub mod mime;
+pub mod trace;
 pub mod upload;
 
 use std::collections::HashMap;
@@ -83,6 +84,8 @@ struct Inner {
     mailbox: Arc<Mailbox>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    /// Message trace's look-ups (`trace`).
+    traces: RateLimit,
 }
 
 /// The mailboxes' limits, one entry per mailbox for the whole instance.
@@ -126,6 +129,7 @@ impl GraphTransport {
             mailbox,
             connect_timeout,
             response_timeout,
+            traces: RateLimit::default(),
         })))
     }
 }
@@ -370,11 +374,32 @@ impl GraphLink {
             )
         };
         Ok(match self.authed(&mut renewed, call).await? {
-            Ok(_) => SendOutcome::Sent {
-                rejected: Vec::new(),
-            },
+            Ok(_) => {
+                self.follow(content).await;
+                SendOutcome::Sent {
+                    rejected: Vec::new(),
+                }
+            }
             Err(outcome) => outcome,
         })
+    }
+
+    /// With `delivery-trace`, starts looking the sent message up (`trace`).
+    async fn follow(&self, content: &Path) {
+        let t = &self.transport;
+        let Some(first) = t.settings.delivery_trace else {
+            return;
+        };
+        let mut header = Vec::new();
+        if let Ok(file) = tokio::fs::File::open(content).await {
+            let _ = file.take(64 * 1024).read_to_end(&mut header).await;
+        }
+        match trace::message_id(bcc::header_section(&header)) {
+            Some(id) => {
+                tokio::spawn(trace::follow(Arc::clone(t), id, first));
+            }
+            None => crate::debug!("graph: no Message-ID: no message trace"),
+        }
     }
 
     /// One request to Graph, with the token, renewed once after a 401
