@@ -477,6 +477,8 @@ pub struct OAuthAccount {
     service_account: Option<ServiceAccount>,
     /// The days-before-expiry warnings given (30, 7, 1): the smallest.
     warned: std::sync::atomic::AtomicU64,
+    /// Message trace's final statuses of sent mail, counted by status.
+    traced: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Days before a credential's expiry when the log warns.
@@ -515,7 +517,23 @@ impl OAuthAccount {
             certificate,
             service_account,
             warned: std::sync::atomic::AtomicU64::new(u64::MAX),
+            traced: Mutex::default(),
         })
+    }
+
+    /// Counts one recipient's final status in message trace.
+    pub fn count_trace(&self, status: &str) {
+        if let Ok(mut map) = self.traced.lock() {
+            *map.entry(status.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Message trace's final statuses so far: (status, recipients).
+    pub fn traces(&self) -> Vec<(String, u64)> {
+        self.traced
+            .lock()
+            .map(|map| map.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
     }
 
     /// How the account's mail leaves; for Graph, where and as whom.

@@ -1182,6 +1182,7 @@ fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
     let mut text = std::fs::read_to_string(&account).unwrap();
     text.push_str("delivery-trace = 1\n");
     std::fs::write(&account, text).unwrap();
+    let http_port = crate::harness::free_port();
     let relay = Relay::start(
         dir.path(),
         &[
@@ -1191,6 +1192,8 @@ fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
             secrets.to_str().unwrap(),
             "--poll",
             "1",
+            "--http-port",
+            &http_port.to_string(),
         ],
     );
     swaks(
@@ -1251,5 +1254,18 @@ fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
         2,
         "{lookups:?}"
     );
+    // Counted per account and status in /metrics (curl).
+    let (code, metrics, err) = run(
+        Command::new(program("curl"))
+            .args(["-sS", &format!("http://127.0.0.1:{http_port}/metrics")]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        format!("emailrelay_graph_delivery_trace_total{{account=\"{MAILBOX}\",status=\"delivered\"}} 2\n"),
+        format!("emailrelay_graph_delivery_trace_total{{account=\"{MAILBOX}\",status=\"failed\"}} 1\n"),
+    ] {
+        assert!(metrics.contains(&line), "no {line:?} in:\n{metrics}");
+    }
     standin.assert_no_violations();
 }

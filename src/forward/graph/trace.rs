@@ -7,7 +7,8 @@
 //! twice as long each time while Exchange says `pending` or has nothing
 //! yet, [`LOOKUPS`] times at most. Each recipient's final status is
 //! logged: `delivered` (or `expanded`, a group) at info level, `failed`,
-//! `quarantined` and `filteredAsSpam` as warnings.
+//! `quarantined` and `filteredAsSpam` as warnings; and counted per account
+//! and status for `/metrics`.
 //!
 //! The message is already deleted from the spool when this runs: a
 //! look-up still waiting when the relay stops is not done.
@@ -165,6 +166,7 @@ pub(super) async fn follow(inner: Arc<Inner>, id: String, first: Duration) {
         }
         if let Verdict::Final(list) = verdict(&body, &id) {
             for (to, status) in list {
+                inner.account.count_trace(&status);
                 match is_problem(&status) {
                     true => warning!("graph: message trace: {id} to {to}: {status}"),
                     false => info!("graph: message trace: {id} to {to}: {status}"),
