@@ -7,7 +7,6 @@
 //! interface words them as E-MailRelay does, the HTTP endpoint as JSON or
 //! Prometheus text.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +15,9 @@ use tokio::sync::watch;
 mod browse;
 pub use browse::{PageQuery, MAX_PAGE};
 
-use crate::forward::{Forwarder, RouteWait};
+use crate::forward::{Forwarder, Reason, RouteWait};
+use crate::instance::Instance;
 use crate::monitor::{Connections, Event, Stats};
-use crate::smtp::server::Shared;
 use crate::store::{MessageId, QueueEntry, QueueError, QueueState, Spool, StoreError};
 
 /// What went wrong with an action.
@@ -67,7 +66,7 @@ pub struct QueueItem {
 
 /// The handle. Cheap to share: `Arc<Control>`.
 pub struct Control {
-    smtp: Arc<Shared>,
+    instance: Arc<Instance>,
     connections: Arc<Connections>,
     terminate: watch::Sender<bool>,
     pid: u32,
@@ -75,13 +74,13 @@ pub struct Control {
 
 impl Control {
     pub fn new(
-        smtp: Arc<Shared>,
+        instance: Arc<Instance>,
         connections: Arc<Connections>,
         terminate: watch::Sender<bool>,
         pid: u32,
     ) -> Arc<Control> {
         Arc::new(Control {
-            smtp,
+            instance,
             connections,
             terminate,
             pid,
@@ -89,16 +88,16 @@ impl Control {
     }
 
     fn spool(&self) -> &Arc<Spool> {
-        &self.smtp.spool
+        self.instance.spool()
     }
 
     fn forwarder(&self) -> &Arc<Forwarder> {
-        &self.smtp.forwarder
+        self.instance.forwarder()
     }
 
     /// The instance's counters.
     pub fn stats(&self) -> &Stats {
-        &self.forwarder().stats
+        self.instance.stats()
     }
 
     /// The process id (the pid file's).
@@ -111,7 +110,7 @@ impl Control {
         if !self.forwarder().enabled() {
             return Err(ControlError::NoRemote);
         }
-        self.forwarder().trigger("admin");
+        self.forwarder().trigger(Reason::Admin);
         Ok(())
     }
 
@@ -168,22 +167,22 @@ impl Control {
 
     /// Whether new SMTP sessions are served.
     pub fn set_smtp_enabled(&self, enabled: bool) {
-        self.smtp.enabled.store(enabled, Ordering::Relaxed);
+        self.instance.set_smtp_enabled(enabled);
     }
 
     /// False while the admin `smtp disable` holds new SMTP sessions off.
     pub fn smtp_enabled(&self) -> bool {
-        self.smtp.enabled.load(Ordering::Relaxed)
+        self.instance.smtp_enabled()
     }
 
     /// True from a stop with `--drain-delay` until the listeners close.
     pub fn draining(&self) -> bool {
-        self.smtp.draining.load(Ordering::Relaxed)
+        self.instance.draining()
     }
 
     /// Admin `dnsbl start|stop`.
     pub fn dnsbl(&self, action: emailrelay_proto::admin::DnsblAction) {
-        self.smtp.dnsbl_control(action);
+        self.instance.dnsbl_control(action);
     }
 
     /// Asks the whole process to shut down cleanly.

@@ -18,6 +18,7 @@ pub(crate) mod forward;
 mod fuzzing;
 pub mod getopt;
 pub(crate) mod http;
+pub(crate) mod instance;
 pub mod log;
 // The manual pages' generator: its test writes and checks packaging/man.
 #[cfg(test)]

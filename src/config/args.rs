@@ -50,6 +50,34 @@ enum Value {
     Text(Vec<String>),
 }
 
+/// One syntax error in the options, in E-MailRelay 2.6.1's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// No such option (or an unknown instance prefix).
+    #[error("invalid option: \"--{0}\"")]
+    UnknownLong(String),
+    #[error("invalid option: \"-{0}\"")]
+    UnknownShort(char),
+    #[error("no value supplied for \"--{0}\"")]
+    MissingLong(&'static str),
+    /// A letter that needs a value given in a run of letters, or last.
+    #[error("no value supplied for -{0}")]
+    MissingShort(char),
+    /// `--name -v`: the value looks like an option.
+    #[error("\"--{name} {value}\" is probably a mistake, use \"--{name}=... {value}\" or \"--{name}={value}\"")]
+    ValueLikeOption { name: &'static str, value: String },
+    /// A flag turned both on and off, or a flag and a value for one option.
+    #[error("conflicting values: \"--{0}\"")]
+    Conflicting(&'static str),
+    #[error("cannot give a value with \"--{name}\" ({value})")]
+    ValueForFlag { name: &'static str, value: String },
+    /// A single-valued option given twice with different values.
+    #[error("duplicate use of \"--{0}\"")]
+    DuplicateLong(&'static str),
+    #[error("duplicate use of \"-{0}\"")]
+    DuplicateShort(char),
+}
+
 /// The parsed command line and config file.
 #[derive(Clone, Debug)]
 pub struct Args {
@@ -88,8 +116,10 @@ impl Args {
                 .is_empty();
             instances.push(instance);
         }
-        errors.sort();
-        errors.dedup();
+        // In the order of their texts, as 2.6.1 lists them, each text once
+        // (`-a-` and `--=x` both say `invalid option: "--"`).
+        errors.sort_by_cached_key(ToString::to_string);
+        errors.dedup_by(|a, b| a.to_string() == b.to_string());
         if !errors.is_empty() {
             return Err(ConfigError::Usage(errors));
         }
@@ -182,7 +212,7 @@ impl Instance {
         &mut self,
         words: &[String],
         resolve: impl Fn(&str) -> Resolved,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<OptionError>,
     ) -> Vec<String> {
         let mut i = 0;
         while i < words.len() {
@@ -209,11 +239,11 @@ impl Instance {
         words: &[String],
         i: &mut usize,
         resolve: &impl Fn(&str) -> Resolved,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<OptionError>,
     ) {
         let (key, inline) = split_eq(long);
         let spec = match resolve(key) {
-            Resolved::Unknown => return errors.push(format!("invalid option: \"--{key}\"")),
+            Resolved::Unknown => return errors.push(OptionError::UnknownLong(key.to_string())),
             Resolved::Other(spec) => {
                 // Another instance's option: skip its value too, if there
                 // is one (that instance reports a missing one).
@@ -230,13 +260,13 @@ impl Instance {
             (_, Some(v)) => self.set_value(spec, v, Spelling::Long),
             (Arg::Optional, None) => self.set_value(spec, "", Spelling::Long),
             (Arg::Required, None) => match words.get(*i) {
-                None => Err(format!("no value supplied for \"--{}\"", spec.name)),
+                None => Err(OptionError::MissingLong(spec.name)),
                 Some(v) if v.starts_with('-') => {
                     *i += 1;
-                    Err(format!(
-                        "\"--{0} {v}\" is probably a mistake, use \"--{0}=... {v}\" or \"--{0}={v}\"",
-                        spec.name
-                    ))
+                    Err(OptionError::ValueLikeOption {
+                        name: spec.name,
+                        value: v.clone(),
+                    })
                 }
                 Some(v) => {
                     *i += 1;
@@ -256,12 +286,12 @@ impl Instance {
         words: &[String],
         i: &mut usize,
         resolve: &impl Fn(&str) -> Resolved,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<OptionError>,
     ) {
         let single = letters.chars().count() == 1;
         for letter in letters.chars() {
             let Some(spec) = find_short(letter) else {
-                errors.push(format!("invalid option: \"-{letter}\""));
+                errors.push(OptionError::UnknownShort(letter));
                 continue;
             };
             let own = match resolve(spec.name) {
@@ -272,9 +302,9 @@ impl Instance {
             let result = match spec.arg {
                 // E-MailRelay compatibility: `-p25` and `-lp 25` are errors;
                 // only a letter on its own takes the next word as its value.
-                Arg::Required if !single => Err(format!("no value supplied for -{letter}")),
+                Arg::Required if !single => Err(OptionError::MissingShort(letter)),
                 Arg::Required => match words.get(*i) {
-                    None if own => Err(format!("no value supplied for -{letter}")),
+                    None if own => Err(OptionError::MissingShort(letter)),
                     None => Ok(()),
                     Some(v) => {
                         *i += 1;
@@ -295,9 +325,9 @@ impl Instance {
         }
     }
 
-    fn set_flag(&mut self, spec: &'static OptionSpec, value: Value) -> Result<(), String> {
+    fn set_flag(&mut self, spec: &'static OptionSpec, value: Value) -> Result<(), OptionError> {
         match self.values.get(spec.name) {
-            Some(old) if *old != value => Err(format!("conflicting values: \"--{}\"", spec.name)),
+            Some(old) if *old != value => Err(OptionError::Conflicting(spec.name)),
             _ => {
                 self.values.insert(spec.name, value);
                 Ok(())
@@ -310,19 +340,19 @@ impl Instance {
         spec: &'static OptionSpec,
         value: &str,
         spelling: Spelling,
-    ) -> Result<(), String> {
+    ) -> Result<(), OptionError> {
         if spec.arg == Arg::None {
-            return Err(format!(
-                "cannot give a value with \"--{}\" ({value})",
-                spec.name
-            ));
+            return Err(OptionError::ValueForFlag {
+                name: spec.name,
+                value: value.to_string(),
+            });
         }
         let entry = self
             .values
             .entry(spec.name)
             .or_insert_with(|| Value::Text(Vec::new()));
         let Value::Text(list) = entry else {
-            return Err(format!("conflicting values: \"--{}\"", spec.name));
+            return Err(OptionError::Conflicting(spec.name));
         };
         if spec.many || list.is_empty() {
             list.push(value.to_string());
@@ -332,8 +362,8 @@ impl Instance {
             return Ok(());
         }
         Err(match spelling {
-            Spelling::Long => format!("duplicate use of \"--{}\"", spec.name),
-            Spelling::Short(c) => format!("duplicate use of \"-{c}\""),
+            Spelling::Long => OptionError::DuplicateLong(spec.name),
+            Spelling::Short(c) => OptionError::DuplicateShort(c),
         })
     }
 }
@@ -543,7 +573,7 @@ mod tests {
 
     fn usage(args: &[&str]) -> Vec<String> {
         match parse(args) {
-            Err(ConfigError::Usage(e)) => e,
+            Err(ConfigError::Usage(e)) => e.iter().map(ToString::to_string).collect(),
             other => panic!("expected a usage error, got {other:?}"),
         }
     }
@@ -611,6 +641,8 @@ mod tests {
         assert!(parse(&["--port=-5"]).is_ok());
         assert_eq!(usage(&["--port"]), ["no value supplied for \"--port\""]);
         assert_eq!(usage(&["--nosuch"]), ["invalid option: \"--nosuch\""]);
+        // Two errors with one text are one line, as 2.6.1 prints them.
+        assert_eq!(usage(&["-Q-", "--=x"]), ["invalid option: \"--\""]);
         assert_eq!(
             usage(&["--in-port", "1"]),
             ["invalid option: \"--in-port\""]

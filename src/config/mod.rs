@@ -17,7 +17,7 @@ mod values;
 
 use std::path::PathBuf;
 
-pub use args::{Args, Instance};
+pub use args::{Args, Instance, OptionError};
 pub use help::help_text;
 pub use instance::InstanceSettings;
 pub use options::{
@@ -29,8 +29,8 @@ pub use process::ProcessSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Syntax errors in the options, in E-MailRelay's words, sorted.
-    #[error("{}", .0.join("; "))]
-    Usage(Vec<String>),
+    #[error("{}", join(.0))]
+    Usage(Vec<OptionError>),
     /// Words left after the config file.
     #[error("usage error: too many non-option arguments")]
     TooManyArgs,
@@ -74,6 +74,12 @@ pub enum ConfigError {
         instance: String,
         source: Box<ConfigError>,
     },
+}
+
+/// Usage errors as one line, `; ` between them.
+fn join(errors: &[OptionError]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
 }
 
 impl ConfigError {

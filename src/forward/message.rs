@@ -5,6 +5,18 @@ use super::outcome::message_info;
 use super::route::is_throttling;
 use super::*;
 
+/// Where one message's attempt is counted in the route figures.
+pub(super) enum Counted {
+    /// Decided before its route was known (a filter, a content file that
+    /// cannot be read, no route at all): under the empty route.
+    Unrouted,
+    /// Tried on this upstream.
+    Route(String),
+    /// Skipped, its route waiting or unreachable: not an attempt, and not
+    /// counted.
+    Skipped,
+}
+
 impl Forwarder {
     /// Forwards one locked message over `conn` (opening it, or a new one
     /// for another upstream, as needed) and counts the outcome against
@@ -15,15 +27,15 @@ impl Forwarder {
         conn: &mut Option<(Key, Box<dyn Link>)>,
         unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
-        let mut route = Some(String::new());
+        let mut route = Counted::Unrouted;
         let id = locked.id().clone();
         let verdict = self
             .forward_message_to(locked, conn, unreachable, &mut route)
             .await;
-        // A message only skipped (its route unreachable or slowed down)
-        // is not an attempt, and is not counted.
-        let Some(route) = route else {
-            return verdict;
+        let route = match route {
+            Counted::Unrouted => String::new(),
+            Counted::Route(route) => route,
+            Counted::Skipped => return verdict,
         };
         self.stats.route(&route, |c| match verdict {
             Verdict::Sent => c.forwarded += 1,
@@ -48,14 +60,14 @@ impl Forwarder {
         verdict
     }
 
-    /// The work of `forward_message`; `route` is set to the upstream
-    /// address once it is known, and to `None` if the message was skipped.
+    /// The work of `forward_message`; `route` says where the attempt is
+    /// counted (see [`Counted`]).
     async fn forward_message_to(
         &self,
         mut locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
         unreachable: &Mutex<HashMap<String, String>>,
-        route: &mut Option<String>,
+        route: &mut Counted,
     ) -> Verdict {
         if self.stop_pass.load(Ordering::Relaxed) {
             // A client filter ended the pass while this one was being
@@ -69,7 +81,7 @@ impl Forwarder {
                 .target(&locked.envelope)
                 .and_then(|target| self.held_back(locked.id(), &target))
             {
-                *route = None;
+                *route = Counted::Skipped;
                 return verdict;
             }
         }
@@ -105,14 +117,14 @@ impl Forwarder {
             return Verdict::Deferred(None);
         };
         if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
-            *route = None;
+            *route = Counted::Skipped;
             return self.skip_unconnectable(locked.id(), &target);
         }
         if let Some(verdict) = self.held_back(locked.id(), &target) {
-            *route = None;
+            *route = Counted::Skipped;
             return verdict;
         }
-        *route = Some(target.clone());
+        *route = Counted::Route(target.clone());
         let key = (target.clone(), envelope.client_account_selector.clone());
         if conn.as_ref().is_some_and(|(k, _)| *k != key) {
             if let Some((old_key, old)) = conn.take() {
@@ -166,11 +178,11 @@ impl Forwarder {
             };
             // Another connection of this pass was refused meanwhile.
             if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
-                *route = None;
+                *route = Counted::Skipped;
                 return self.skip_unconnectable(locked.id(), &target);
             }
             if !self.claim_login(&target) {
-                *route = None;
+                *route = Counted::Skipped;
                 return self
                     .held_back(locked.id(), &target)
                     .unwrap_or(Verdict::Deferred(None));
@@ -207,7 +219,7 @@ impl Forwarder {
                         !known
                     });
                     if !first {
-                        *route = None;
+                        *route = Counted::Skipped;
                         return self.skip_unconnectable(locked.id(), &target);
                     }
                     // E-MailRelay's lines for a connection that failed:
@@ -222,20 +234,7 @@ impl Forwarder {
                     } else {
                         warning!("smtp connection failed: {e}");
                     }
-                    return match e {
-                        ConnectionError::Refused(reply) if reply.is_permanent() => {
-                            self.fail(locked, reply)
-                        }
-                        ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
-                        // E-MailRelay compatibility: a TLS refusal (a
-                        // certificate, no common version) fails the message.
-                        ConnectionError::Tls(e) | ConnectionError::Io(e)
-                            if crate::tls::is_refusal(&e) =>
-                        {
-                            self.fail(locked, Reply::new(554, e.to_string()))
-                        }
-                        _ => Verdict::Deferred(None),
-                    };
+                    return self.broken(locked, e);
                 }
             }
         }
@@ -285,14 +284,23 @@ impl Forwarder {
                 // `--as-client`'s exit code and the admin `flush` answer).
                 self.note_error(&e.to_string());
                 *conn = None;
-                match e {
-                    ConnectionError::Refused(reply) if reply.is_permanent() => {
-                        self.fail(locked, reply)
-                    }
-                    ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
-                    _ => Verdict::Deferred(None),
-                }
+                self.broken(locked, e)
             }
+        }
+    }
+
+    /// The verdict on a message whose connection could not be set up or
+    /// broke while sending it: in one place for both.
+    fn broken(&self, locked: Locked, e: ConnectionError) -> Verdict {
+        match e {
+            ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
+            ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+            // E-MailRelay compatibility: a TLS refusal (a certificate, no
+            // common version) fails the message.
+            ConnectionError::Tls(e) | ConnectionError::Io(e) if crate::tls::is_refusal(&e) => {
+                self.fail(locked, Reply::new(554, e.to_string()))
+            }
+            _ => Verdict::Deferred(None),
         }
     }
 

@@ -27,6 +27,7 @@
 
 mod backoff;
 mod batch;
+pub(crate) mod client;
 mod flow;
 pub mod graph;
 mod message;
@@ -50,12 +51,12 @@ use emailrelay_proto::smtp::{
 use tokio::sync::{watch, Notify};
 
 use self::backoff::Backoff;
+use self::client::ConnectionError;
 use self::rate::RateLimit;
 use self::transport::{Link, SmtpTransport, Transport};
 use crate::auth::{AccountError, ClientAuth};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
 use crate::monitor::{Connections, Stats};
-use crate::smtp::client::ConnectionError;
 use crate::store::{Locked, MessageId, Spool};
 use crate::tls::ClientTls;
 use crate::{error, info, warning};
@@ -153,8 +154,39 @@ pub enum Verdict {
 /// queue is drained over several.
 pub const MESSAGES_PER_CONNECTION: usize = 16;
 
-/// Why a forwarding pass runs, as the log line says it.
-pub type Reason = &'static str;
+/// Why a forwarding pass runs; shown as E-MailRelay's log line words it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// `--forward` at startup.
+    Startup,
+    /// `--forward-on-disconnect`: a client that stored mail has gone.
+    ClientDisconnect,
+    /// The admin `forward` (or `flush`) command, or the HTTP endpoint's.
+    Admin,
+    /// A server filter's special exit asked for a rescan.
+    Rescan,
+    /// `--poll`'s timer.
+    Poll,
+}
+
+impl Reason {
+    /// The words of the log line and of the `notify` event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Startup => "startup",
+            Reason::ClientDisconnect => "client disconnect",
+            Reason::Admin => "admin",
+            Reason::Rescan => "rescan",
+            Reason::Poll => "poll",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The scheduler. Cheap to share: `Arc<Forwarder>`.
 pub struct Forwarder {
@@ -169,7 +201,7 @@ pub struct Forwarder {
     stop_pass: AtomicBool,
     /// Why the next passes were asked for (`admin`, `rescan`, ...), in
     /// turn: each gets a pass of its own, logged with it, as in 2.6.1.
-    reasons: Mutex<std::collections::VecDeque<&'static str>>,
+    reasons: Mutex<std::collections::VecDeque<Reason>>,
     /// Messages taken up in the current pass.
     started: AtomicU64,
     /// The instance's counters: per route outcomes here, `received` by
@@ -319,7 +351,7 @@ impl Forwarder {
                 Some(reason) => reason,
                 None => tokio::select! {
                     _ = self.wake.notified() => continue,
-                    _ = tokio::time::sleep(poll) => "poll",
+                    _ = tokio::time::sleep(poll) => Reason::Poll,
                     _ = shutdown.changed() => return,
                 },
             };
@@ -344,11 +376,11 @@ impl Forwarder {
     pub async fn pass_for(self: &Arc<Self>, reason: Reason) -> PassSummary {
         let _only_one_pass = self.pass_lock.lock().await;
         // A poll that can find nothing new costs no walk of the spool.
-        if reason == "poll" && !self.poll_due() {
+        if reason == Reason::Poll && !self.poll_due() {
             return PassSummary::default();
         }
         // E-MailRelay compatibility: a poll is not worth a line each time.
-        let log = reason != "poll";
+        let log = reason != Reason::Poll;
         if log {
             info!("forwarding: [{reason}]");
         }
@@ -361,10 +393,10 @@ impl Forwarder {
             return PassSummary::default();
         }
         self.connections
-            .emit(&["client", "forward", "start", reason]);
+            .emit(&["client", "forward", "start", reason.as_str()]);
         // The admin `forward` tries everything now; polls, disconnects and
         // rescans leave deferred messages to their retry times.
-        let summary = self.pass_locked(reason == "admin").await;
+        let summary = self.pass_locked(reason == Reason::Admin).await;
         // E-MailRelay's last word on a pass that failed, unless the process
         // is about to say it on its way out (`--as-client`).
         if let (Some(error), false) = (&summary.error, self.settings.exit_when_done) {
@@ -441,7 +473,7 @@ impl Forwarder {
         if let Ok(mut backoff) = self.backoff.lock() {
             backoff.forget(id);
         }
-        self.trigger("admin");
+        self.trigger(Reason::Admin);
     }
 }
 

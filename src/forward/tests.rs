@@ -12,10 +12,10 @@ use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{OutgoingMessage, Reply, SendOutcome};
 use tokio::time::Instant;
 
+use super::client::ConnectionError;
 use super::transport::{BoxFuture, Link, Transport};
-use super::{ForwardSettings, Forwarder};
+use super::{ForwardSettings, Forwarder, Reason};
 use crate::monitor::Connections;
-use crate::smtp::client::ConnectionError;
 use crate::store::{Envelope, Spool};
 
 /// What the fake upstream saw and will answer.
@@ -37,6 +37,8 @@ struct Upstream {
     login_delay: Duration,
     /// The wait a throttling answer asks for (Graph's Retry-After).
     asked_wait: Option<Duration>,
+    /// Errors the next sends break with, before the answers.
+    send_errors: Mutex<VecDeque<ConnectionError>>,
 }
 
 struct FakeTransport(Arc<Upstream>);
@@ -84,6 +86,9 @@ impl Link for FakeLink {
     ) -> BoxFuture<'a, Result<SendOutcome, ConnectionError>> {
         Box::pin(async move {
             tokio::time::sleep(self.0.delay).await;
+            if let Some(e) = self.0.send_errors.lock().unwrap().pop_front() {
+                return Err(e);
+            }
             let answer = self.0.answers.lock().unwrap().pop_front();
             let answer = answer.unwrap_or(SendOutcome::Sent { rejected: vec![] });
             if matches!(answer, SendOutcome::Sent { .. }) {
@@ -218,21 +223,21 @@ async fn a_throttling_answer_makes_the_route_wait_then_it_drains() {
         ..ForwardSettings::default()
     };
     let (_dir, spool, forwarder) = setup(5, settings, &upstream);
-    let first = forwarder.pass_for("poll").await;
+    let first = forwarder.pass_for(Reason::Poll).await;
     // One attempt, refused: the other four were not tried.
     assert_eq!((first.sent, first.deferred), (0, 5));
     assert_eq!(forwarder.stats.routes()[0].1.deferred, 1);
     // Polls within the wait (at least 48 s: a minute less 20%) send nothing.
     for _ in 0..40 {
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+        assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 0);
     }
     assert_eq!(spool.ready().unwrap().len(), 5);
     // After the wait (at most 72 s) the route takes mail again: the four
     // that only waited for the route go; the refused one keeps its own
     // backoff, which is over too by then.
     tokio::time::advance(Duration::from_secs(35)).await;
-    let later = forwarder.pass_for("poll").await;
+    let later = forwarder.pass_for(Reason::Poll).await;
     assert_eq!(later.sent, 5);
     assert!(spool.ready().unwrap().is_empty());
 }
@@ -257,14 +262,14 @@ async fn a_throttling_answer_with_retry_after_waits_exactly_that_long() {
     };
     let (_dir, spool, forwarder) = setup(3, settings, &upstream);
     let start = Instant::now();
-    assert_eq!(forwarder.pass_for("poll").await.deferred, 3);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.deferred, 3);
     assert_eq!(forwarder.throttled_routes(), ["upstream.example:25"]);
     for _ in 0..6 {
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+        assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 0);
     }
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(forwarder.pass_for("poll").await.sent, 3);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 3);
     assert!(spool.ready().unwrap().is_empty());
     let sent = upstream.sent.lock().unwrap();
     assert!(sent
@@ -285,7 +290,7 @@ async fn an_admin_flush_does_not_wait_for_a_throttled_route() {
         ..ForwardSettings::default()
     };
     let (_dir, spool, forwarder) = setup(3, settings, &upstream);
-    assert_eq!(forwarder.pass_for("poll").await.sent, 0);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.sent, 0);
     assert_eq!(forwarder.pass().await.sent, 3);
     assert!(spool.ready().unwrap().is_empty());
 }
@@ -315,6 +320,36 @@ async fn a_pass_over_more_than_a_batch_forwards_every_message() {
     assert_eq!(senders.len(), count, "each message once");
 }
 
+/// A TLS refusal fails the message whether the connection was being set
+/// up or was carrying it (both go through `Forwarder::broken`); a TLS
+/// stream that was only lost defers it.
+#[tokio::test(start_paused = true)]
+async fn a_tls_refusal_while_sending_fails_the_message_and_a_lost_stream_defers_it() {
+    let tls = |refusal: bool, text: &str| {
+        ConnectionError::Tls(std::io::Error::other(crate::tls::TlsError::Failed {
+            refusal,
+            text: text.into(),
+        }))
+    };
+    let upstream = Arc::new(Upstream::default());
+    upstream.send_errors.lock().unwrap().extend([
+        tls(true, "certificate verify failed"),
+        tls(false, "unexpected eof"),
+    ]);
+    let (_dir, spool, forwarder) = setup(2, ForwardSettings::default(), &upstream);
+    let summary = forwarder.pass().await;
+    assert_eq!(summary.sent, 0);
+    let failed = spool.failed().unwrap();
+    assert_eq!(failed.len(), 1, "the refused one is .bad");
+    let bad =
+        std::fs::read_to_string(spool.dir().join(format!("{}.envelope.bad", failed[0]))).unwrap();
+    assert!(
+        bad.contains("X-MailRelay-Reason: tls error: certificate verify failed\r\nX-MailRelay-ReasonCode: 554\r\n"),
+        "{bad}"
+    );
+    assert_eq!(spool.ready().unwrap().len(), 1, "the lost one waits");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_idle_poll_does_not_walk_the_spool_again() {
     let upstream = Arc::new(Upstream::default());
@@ -334,11 +369,11 @@ async fn an_idle_poll_does_not_walk_the_spool_again() {
         crate::platform::files::set_modified(spool.dir(), old).unwrap();
     };
     set_old();
-    assert_eq!(forwarder.pass_for("poll").await.deferred, 1);
+    assert_eq!(forwarder.pass_for(Reason::Poll).await.deferred, 1);
     // The message now waits for its own retry time (a minute or so); the
     // pass renamed files, so the time moved: one more walk, then none.
     set_old();
-    forwarder.pass_for("poll").await;
+    forwarder.pass_for(Reason::Poll).await;
     assert!(!forwarder.poll_due(), "nothing changed, nothing due");
     // A new file in the spool makes the next poll look.
     std::fs::write(spool.dir().join("x"), "").unwrap();
@@ -363,7 +398,7 @@ async fn poll_for(forwarder: &Arc<Forwarder>, seconds: u64) {
 async fn poll_every(forwarder: &Arc<Forwarder>, seconds: u64, step: u64) {
     for _ in 0..seconds / step {
         tokio::time::advance(Duration::from_secs(step)).await;
-        forwarder.pass_for("poll").await;
+        forwarder.pass_for(Reason::Poll).await;
     }
 }
 
@@ -386,7 +421,7 @@ async fn a_refused_login_is_tried_once_per_backoff_step_whatever_the_queue() {
     // 40 messages: a pass opens three connections at once.
     let (_dir, spool, forwarder) = setup(40, settings, &upstream);
     let start = Instant::now();
-    let first = forwarder.pass_for("startup").await;
+    let first = forwarder.pass_for(Reason::Startup).await;
     assert_eq!((first.sent, first.deferred), (0, 40));
     assert_eq!(
         upstream.logins.lock().unwrap().len(),
@@ -448,7 +483,7 @@ async fn a_paused_route_resumes_at_its_next_attempt_and_drains() {
         ..ForwardSettings::default()
     });
     let (_dir, spool, forwarder) = setup(20, settings, &upstream);
-    forwarder.pass_for("startup").await;
+    forwarder.pass_for(Reason::Startup).await;
     upstream.refuse_logins.store(false, Ordering::SeqCst);
     // Within the first wait (at least 48 s) nothing tries.
     poll_for(&forwarder, 47).await;
@@ -480,7 +515,7 @@ async fn an_admin_flush_tries_a_paused_route_once() {
         ..ForwardSettings::default()
     });
     let (_dir, _spool, forwarder) = setup(40, settings, &upstream);
-    forwarder.pass_for("startup").await;
+    forwarder.pass_for(Reason::Startup).await;
     assert_eq!(upstream.logins.lock().unwrap().len(), 1);
     let summary = forwarder.pass().await;
     assert_eq!(summary.deferred, 40);

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{ClientConfig, OutgoingMessage, SendOutcome};
 
+use super::client::{Connection, ConnectionError, Timeouts};
 use super::ForwardSettings;
 use crate::info;
 use crate::monitor::{Connections, Registered};
-use crate::smtp::client::{Connection, ConnectionError, Timeouts};
 
 /// A boxed future, so that transports can sit behind `dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

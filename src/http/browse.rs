@@ -47,7 +47,10 @@ impl Action {
 pub async fn list(control: Arc<Control>, query: Option<&str>) -> Response<Full<Bytes>> {
     let query = match page_query(query.unwrap_or("")) {
         Ok(q) => q,
-        Err(why) => return json_answer(StatusCode::BAD_REQUEST, &json!({ "error": why })),
+        Err(why) => {
+            let why = why.to_string();
+            return json_answer(StatusCode::BAD_REQUEST, &json!({ "error": why }));
+        }
     };
     match blocking(move || control.page(&query)).await {
         Ok(Ok(page)) => {
@@ -116,8 +119,20 @@ pub async fn act(control: Arc<Control>, id: &str, action: Action) -> Response<Fu
     }
 }
 
+/// Why a page query was refused (the `error` of the 400 answer).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum QueryError {
+    /// A value that is not `application/x-www-form-urlencoded` UTF-8.
+    #[error("invalid {0}: bad encoding")]
+    Encoding(String),
+    #[error("invalid state: expecting queued or failed")]
+    State,
+    #[error("invalid size: expecting a number from 1 to {MAX_PAGE}")]
+    Size,
+}
+
 /// The page query from `state`, `q`, `after` and `size`.
-fn page_query(query: &str) -> Result<PageQuery, String> {
+fn page_query(query: &str) -> Result<PageQuery, QueryError> {
     let mut page = PageQuery {
         failed: false,
         after: None,
@@ -126,13 +141,13 @@ fn page_query(query: &str) -> Result<PageQuery, String> {
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = decode(value).ok_or_else(|| format!("invalid {name}: bad encoding"))?;
+        let value = decode(value).ok_or_else(|| QueryError::Encoding(name.to_string()))?;
         match name {
             "state" => {
                 page.failed = match value.as_str() {
                     "queued" => false,
                     "failed" => true,
-                    _ => return Err("invalid state: expecting queued or failed".into()),
+                    _ => return Err(QueryError::State),
                 }
             }
             "after" if !value.is_empty() => page.after = Some(value),
@@ -145,9 +160,7 @@ fn page_query(query: &str) -> Result<PageQuery, String> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        format!("invalid size: expecting a number from 1 to {MAX_PAGE}")
-                    })?;
+                    .ok_or(QueryError::Size)?;
             }
             _ => {}
         }
@@ -191,11 +204,23 @@ mod tests {
         assert!(!q.failed && q.search.is_none() && q.after.is_none());
         assert_eq!(q.size, DEFAULT_SIZE);
         assert_eq!(page_query("q=+&after=").unwrap().search, None);
-        assert!(page_query("state=bad").is_err());
-        assert!(page_query("size=0").is_err());
-        assert!(page_query("size=501").is_err());
-        assert!(page_query("q=%zz").is_err());
-        assert!(page_query("q=%ff").is_err());
+        assert_eq!(page_query("state=bad").err(), Some(QueryError::State));
+        assert_eq!(page_query("size=0").err(), Some(QueryError::Size));
+        assert_eq!(page_query("size=501").err(), Some(QueryError::Size));
+        let bad = |q: &str| page_query(q).err().map(|e| e.to_string());
+        assert_eq!(bad("q=%zz").as_deref(), Some("invalid q: bad encoding"));
+        assert_eq!(
+            bad("after=%ff").as_deref(),
+            Some("invalid after: bad encoding")
+        );
+        assert_eq!(
+            bad("state=x").as_deref(),
+            Some("invalid state: expecting queued or failed")
+        );
+        assert_eq!(
+            bad("size=x").as_deref(),
+            Some("invalid size: expecting a number from 1 to 500")
+        );
         assert_eq!(Action::parse("unfail"), Some(Action::Unfail));
         assert_eq!(Action::parse("x"), None);
     }

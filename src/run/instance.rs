@@ -4,7 +4,6 @@
 //! Several instances run side by side in one runtime; nothing here is
 //! shared between them but the stop signal.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -15,10 +14,11 @@ use crate::config::InstanceSettings;
 use crate::control::Control;
 use crate::filter::{Filter, FilterSpec};
 use crate::forward::Forwarder;
+use crate::instance::Instance;
 use crate::monitor::Connections;
 use crate::pop::PopShared;
 use crate::serve::SessionLimit;
-use crate::smtp::server::{ServerSettings, Shared};
+use crate::smtp::server::Shared;
 use crate::store::Spool;
 use crate::verify::Verifier;
 use crate::{info, verbose, warning};
@@ -33,7 +33,9 @@ pub struct Listeners {
 
 /// A started instance.
 pub struct Running {
-    pub shared: Arc<Shared>,
+    pub instance: Arc<Instance>,
+    /// The SMTP server's state, if the instance serves SMTP.
+    pub smtp: Option<Arc<Shared>>,
     pub pop: Option<Arc<PopShared>>,
     pub forward_task: tokio::task::JoinHandle<()>,
     /// What starts serving (the listeners, a forwarding pass at startup),
@@ -165,36 +167,31 @@ impl Prepared {
             }
         }
         let stop_rx = stop.subscribe();
-        let smtp_settings = settings
-            .smtp
-            .clone()
-            .unwrap_or_else(|| idle_smtp_settings(settings));
-        let shared = Arc::new(Shared {
-            settings: smtp_settings,
-            spool: Arc::clone(&self.spool),
-            forwarder: Arc::clone(&self.forwarder),
-            filter: self.server_filter,
-            verifier: self.verifier,
-            enabled: AtomicBool::new(true),
-            in_started: Default::default(),
-            in_finished: Default::default(),
-            shutdown: stop_rx.clone(),
-            dnsbl_off_until: Default::default(),
-            draining: Default::default(),
-        });
+        let instance = Instance::new(Arc::clone(&self.spool), Arc::clone(&self.forwarder));
         let control = Control::new(
-            Arc::clone(&shared),
+            Arc::clone(&instance),
             Arc::clone(connections),
             stop.clone(),
             pid,
         );
+        let smtp = settings.smtp.clone().map(|smtp| {
+            Arc::new(Shared {
+                settings: smtp,
+                instance: Arc::clone(&instance),
+                filter: self.server_filter,
+                verifier: self.verifier,
+                in_started: Default::default(),
+                in_finished: Default::default(),
+                shutdown: stop_rx.clone(),
+            })
+        });
         // E-MailRelay compatibility: with several instances, the startup
         // lines say whose they are.
         let tag = unit.as_ref().map(|u| format!("[{u}] ")).unwrap_or_default();
-        let busy = format!(
-            "421 {} too many connections: try again later\r\n",
-            shared.settings.domain
-        );
+        let domain = smtp
+            .as_ref()
+            .map_or(&settings.forward.helo_domain, |s| &s.settings.domain);
+        let busy = format!("421 {domain} too many connections: try again later\r\n");
         let accept = Accept {
             connections: Arc::clone(connections),
             unit,
@@ -207,15 +204,17 @@ impl Prepared {
         // first connection can be accepted (and logged), so the listeners
         // start only once the lines are written.
         let mut acceptors: Vec<Deferred> = Vec::new();
-        for (listen, listener) in listeners.smtp {
-            info!("{tag}smtp server on {listen}");
-            connections.listening(listen.to_string());
-            let (shared, stop_rx, accept) = (Arc::clone(&shared), stop_rx.clone(), accept.clone());
-            acceptors.push(Box::new(move || {
-                spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
-                    crate::smtp::server::serve(stream, peer, Arc::clone(&shared))
-                })
-            }));
+        if let Some(smtp) = &smtp {
+            for (listen, listener) in listeners.smtp {
+                info!("{tag}smtp server on {listen}");
+                connections.listening(listen.to_string());
+                let (shared, stop_rx, accept) = (Arc::clone(smtp), stop_rx.clone(), accept.clone());
+                acceptors.push(Box::new(move || {
+                    spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
+                        crate::smtp::server::serve(stream, peer, Arc::clone(&shared))
+                    })
+                }));
+            }
         }
         if let Some(admin) = settings.admin.clone() {
             let ctx = Arc::new(AdminContext {
@@ -318,12 +317,13 @@ impl Prepared {
         if settings.forward.on_start {
             let forwarder = Arc::clone(&self.forwarder);
             acceptors.push(Box::new(move || {
-                forwarder.trigger("startup");
+                forwarder.trigger(crate::forward::Reason::Startup);
                 Ok(())
             }));
         }
         Ok(Running {
-            shared,
+            instance,
+            smtp,
             pop,
             forward_task,
             deferred: acceptors,
@@ -342,32 +342,5 @@ async fn sweep_spool(spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
         let spool = Arc::clone(&spool);
         let _ =
             tokio::task::spawn_blocking(move || spool.sweep(std::time::SystemTime::now())).await;
-    }
-}
-
-/// Server settings for an instance that does not serve SMTP: the admin
-/// interface still needs a `Shared` to act on.
-fn idle_smtp_settings(settings: &InstanceSettings) -> ServerSettings {
-    ServerSettings {
-        listen: Vec::new(),
-        remote_clients: false,
-        domain: settings.forward.helo_domain.clone(),
-        anonymous: Default::default(),
-        max_size: 0,
-        max_hops: 0,
-        idle_timeout: std::time::Duration::from_secs(60),
-        min_data_rate: 0,
-        pipelining: true,
-        smtputf8: false,
-        smtputf8_strict: false,
-        chunking: false,
-        lenient_addresses: false,
-        trace: false,
-        immediate: false,
-        tls: None,
-        tls_connection: false,
-        tls_required: false,
-        dnsbl: None,
-        auth: None,
     }
 }

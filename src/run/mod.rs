@@ -236,8 +236,12 @@ async fn serve(
     // Idle sessions get 421 at once; a session inside DATA finishes its
     // message (and gets its 250) first. Wait a bounded time for them all.
     for instance in &running {
-        let drained =
-            crate::smtp::server::wait_for_sessions(&instance.shared, Duration::from_secs(10)).await;
+        let drained = match &instance.smtp {
+            Some(smtp) => {
+                crate::smtp::server::wait_for_sessions(smtp, Duration::from_secs(10)).await
+            }
+            None => true,
+        };
         let pop_drained = match &instance.pop {
             Some(pop) => pop.wait_for_sessions(Duration::from_secs(2)).await,
             None => true,
@@ -248,7 +252,7 @@ async fn serve(
     }
     for instance in running {
         let _ = tokio::time::timeout(Duration::from_secs(5), instance.forward_task).await;
-        let spool = Arc::clone(&instance.shared.spool);
+        let spool = Arc::clone(instance.instance.spool());
         let _ = tokio::task::spawn_blocking(move || spool.close()).await;
     }
     Ok(0)
@@ -274,7 +278,11 @@ async fn forward_and_exit(instances: &[Prepared]) -> i32 {
         }
         // E-MailRelay compatibility: a message the upstream refused is a
         // .bad file, not a failed run; a connection that failed is.
-        if let Some(error) = forwarder.pass_for("startup").await.error {
+        if let Some(error) = forwarder
+            .pass_for(crate::forward::Reason::Startup)
+            .await
+            .error
+        {
             let name = crate::platform::console::name_as_typed("emailrelay");
             crate::stderrln!("{name}: error: {error}");
             code = 1;
@@ -422,10 +430,7 @@ async fn drain(
         return;
     }
     for instance in running {
-        instance
-            .shared
-            .draining
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        instance.instance.start_draining();
     }
     info!(
         "draining: health checks fail for {}s before the listeners close",

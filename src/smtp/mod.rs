@@ -1,5 +1,5 @@
-//! Async drivers of the SMTP sessions: the server side (`server`) and one
-//! outgoing connection (`client`). Forwarding is `crate::forward`.
+//! The async driver of the SMTP server's sessions. The client side (one
+//! outgoing connection) is `crate::forward::client`, beside the transport
+//! that is its only user.
 
-pub mod client;
 pub mod server;

@@ -24,7 +24,7 @@
 //! if the transaction goes no further.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,14 +39,15 @@ use tokio::time::Instant;
 
 use crate::auth::{ServerAuth, FAILURE_DELAY, MAX_FAILURES};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
-use crate::forward::{Forwarder, Verdict};
+use crate::forward::Verdict;
+use crate::instance::Instance;
 use crate::log::{self, Level};
 use crate::monitor::Stats;
 use crate::net::dnsbl::{self, DnsblConfig};
 use crate::net::{display_addr, Listen, Stream};
 use crate::platform::listen::PEER_CLOSED;
 use crate::serve;
-use crate::store::{Envelope, NewMessage, Prepared, Spool, SpoolFile, StoreError};
+use crate::store::{Envelope, NewMessage, Prepared, SpoolFile, StoreError};
 use crate::tls::{ServerTls, TlsInfo};
 use crate::verify::{Verifier, VerifyRequest};
 
@@ -106,47 +107,16 @@ pub struct ServerSettings {
 /// What every connection shares.
 pub struct Shared {
     pub settings: ServerSettings,
-    pub spool: Arc<Spool>,
-    pub forwarder: Arc<Forwarder>,
+    /// The instance's spool, counters and forwarding, through their
+    /// hand-off to the servers.
+    pub instance: Arc<Instance>,
     /// `--filter`: run on each message before it is committed.
     pub filter: Option<Arc<Filter>>,
     /// `--address-verifier`: asked about each RCPT and VRFY.
     pub verifier: Option<Arc<Verifier>>,
-    /// Cleared by the admin `smtp disable` command.
-    pub enabled: AtomicBool,
     pub in_started: AtomicU64,
     pub in_finished: AtomicU64,
     pub shutdown: watch::Receiver<bool>,
-    /// Admin `dnsbl stop`: no DNSBL checks until this Unix time (`u64::MAX`:
-    /// until `dnsbl start`).
-    pub dnsbl_off_until: AtomicU64,
-    /// Set at a stop with `--drain-delay`: the listeners still accept, but
-    /// `/healthz` and a balancer's SMTP health check fail, so that the
-    /// balancer sends new clients elsewhere before they close.
-    pub draining: AtomicBool,
-}
-
-impl Shared {
-    /// Admin `dnsbl start` and `dnsbl stop [<seconds>]`.
-    pub fn dnsbl_control(&self, action: emailrelay_proto::admin::DnsblAction) {
-        use emailrelay_proto::admin::DnsblAction;
-        let until = match action {
-            DnsblAction::Start | DnsblAction::Usage => 0,
-            DnsblAction::Stop(None) => u64::MAX,
-            DnsblAction::Stop(Some(seconds)) => unix_now().saturating_add(u64::from(seconds)),
-        };
-        self.dnsbl_off_until.store(until, Ordering::Relaxed);
-    }
-
-    fn dnsbl_active(&self) -> bool {
-        self.dnsbl_off_until.load(Ordering::Relaxed) <= unix_now()
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Serves one accepted connection to its end.
@@ -163,7 +133,9 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
             .await;
         return;
     }
-    if let (Some(config), Some(addr), true) = (&settings.dnsbl, peer, shared.dnsbl_active()) {
+    if let (Some(config), Some(addr), true) =
+        (&settings.dnsbl, peer, shared.instance.dnsbl_active())
+    {
         if !dnsbl::admit(config, addr.ip(), &peer_text).await {
             return;
         }
@@ -195,9 +167,7 @@ pub async fn serve(mut stream: Box<dyn Stream>, peer: Option<SocketAddr>, shared
         link.close().await;
     }
     shared.in_finished.fetch_add(1, Ordering::Relaxed);
-    if conn.stored > 0 && shared.forwarder.on_disconnect() {
-        shared.forwarder.trigger("client disconnect");
-    }
+    shared.instance.client_left(conn.stored);
 }
 
 /// Waits until every session has ended, or `limit` passes; true if all ended.
@@ -256,8 +226,8 @@ impl Conn {
             // `smtp disable` holds greets with 421 and stays disabled.
             // A balancer's health check (a PROXY protocol LOCAL
             // connection, logged quietly) is held off while draining too.
-            enabled: shared.enabled.load(Ordering::Relaxed)
-                && !(crate::log::context().quiet && shared.draining.load(Ordering::Relaxed)),
+            enabled: shared.instance.smtp_enabled()
+                && !(crate::log::context().quiet && shared.instance.draining()),
             ident: (!settings.anonymous.server)
                 .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
             vrfy: !settings.anonymous.vrfy,
@@ -279,7 +249,7 @@ impl Conn {
             auth,
             ..ServerConfig::default()
         });
-        session.set_free_space(shared.spool.free_space());
+        session.set_free_space(shared.instance.free_space());
         let idle = settings.idle_timeout;
         let mut shutdown = self.shared.shutdown.clone();
         // Small while the client sends commands, so that an idle session
@@ -425,7 +395,7 @@ impl Conn {
                 Event::MessageEnd => {
                     let name = session.authentication().map(|a| a.name.clone());
                     let result = self.end_message(session.transaction().clone(), name).await;
-                    session.set_free_space(self.shared.spool.free_space());
+                    session.set_free_space(self.shared.instance.free_space());
                     session.answer_message(result);
                     self.reply_outside_context = true;
                 }
@@ -436,7 +406,7 @@ impl Conn {
                 } => {
                     let result = self.authenticate(mechanism, credentials).await;
                     if result == emailrelay_proto::sasl::AuthResult::Rejected {
-                        Stats::add(&self.shared.forwarder.stats.auth_failures_in);
+                        Stats::add(&self.shared.instance.stats().auth_failures_in);
                     }
                     session.answer_auth(result);
                 }
@@ -548,7 +518,7 @@ impl Conn {
             // E-MailRelay compatibility: probably a bounce, worth a note.
             crate::warning!("empty MAIL-FROM return path");
         }
-        match self.shared.spool.new_message() {
+        match self.shared.instance.new_message() {
             Ok(message) => {
                 log::write(
                     Level::Verbose,
@@ -654,17 +624,12 @@ impl Conn {
         match committed {
             Ok(id) => {
                 crate::debug!("committed [{id}]: content, envelope and directory fsynced");
-                Stats::add(&self.shared.forwarder.stats.received);
                 self.stored += 1;
                 if self.shared.settings.immediate {
+                    Stats::add(&self.shared.instance.stats().received);
                     return self.forward_now(&id).await;
                 }
-                // Forwarding is behind: the sender waits a little (the
-                // message is safe already), so the spool stops growing.
-                let delay = self.shared.forwarder.flow_delay();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
+                self.shared.instance.stored().await;
                 MessageResult::Accepted
             }
             Err(e) => {
@@ -711,7 +676,7 @@ impl Conn {
             }
         };
         if outcome.special {
-            self.shared.forwarder.trigger("rescan");
+            self.shared.instance.rescan();
         }
         decided
     }
@@ -727,7 +692,7 @@ impl Conn {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Boxed: the forwarding future is large and only proxy mode needs
         // it, so it is not carried inside every idle connection's future.
-        match Box::pin(self.shared.forwarder.forward_now(id, link)).await {
+        match Box::pin(self.shared.instance.forward_now(id, link)).await {
             Verdict::Sent | Verdict::Deferred(None) => MessageResult::Accepted,
             Verdict::Failed(reply) | Verdict::Deferred(Some(reply)) => {
                 MessageResult::Rejected(reply)

@@ -466,9 +466,15 @@ impl Pipeline {
             } => (content, size, envelope),
             Step::Finish { resync } => return self.write_finish(id, resync, journal),
         };
-        let mut content = content.into_inner().map_err(|e| {
-            io_err("cannot write content file", &path(SpoolFile::Content))(e.into_error())
-        })?;
+        // The buffer's tail goes to the file here; when it holds the whole
+        // content (the common case: nothing has spilled yet), the journal
+        // takes its record from it rather than reading the file back.
+        let (mut content, buffered) = content.into_parts();
+        let buffered = buffered.unwrap_or_else(|panicked| panicked.into_inner());
+        content.write_all(&buffered).map_err(io_err(
+            "cannot write content file",
+            &path(SpoolFile::Content),
+        ))?;
         let new = path(SpoolFile::EnvelopeNew);
         let mut file =
             create_exclusive(&new).map_err(io_err("cannot create envelope file", &new))?;
@@ -476,10 +482,14 @@ impl Pipeline {
             .map_err(io_err("cannot write envelope file", &new))?;
         match journal {
             Some(journal) if size <= CONTENT_LIMIT => {
-                let bytes = read_back(&mut content, size).map_err(io_err(
-                    "cannot read content file",
-                    &path(SpoolFile::Content),
-                ))?;
+                let bytes = if buffered.len() as u64 == size {
+                    buffered
+                } else {
+                    read_back(&mut content, size).map_err(io_err(
+                        "cannot read content file",
+                        &path(SpoolFile::Content),
+                    ))?
+                };
                 journal
                     .append_message(id, &envelope, &bytes)
                     .map_err(|e| journal_error(e, &path(SpoolFile::Content)))?;

@@ -28,7 +28,8 @@ mod sweep;
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use crate::platform::files::open_regular;
 use crate::platform::files::{self, AtomicStep, Held};
@@ -46,6 +47,13 @@ pub use sweep::{Swept, SWEEP_INTERVAL};
 /// Space kept free on the spool's file system when judging MAIL's `SIZE=`:
 /// envelopes, log files and messages already arriving need room too.
 pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// How long a reading of the free space is used before the file system
+/// is asked again: every session and message wants it, and a busy relay
+/// would otherwise ask thousands of times a second for a figure that
+/// only judges `SIZE=` (a write that finds the disk full still fails the
+/// message with a 452).
+const FREE_SPACE_TTL: Duration = Duration::from_secs(1);
 
 /// Spool files are created `rw-rw----`, as E-MailRelay does.
 const FILE_MODE: u32 = 0o660;
@@ -89,6 +97,8 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError
 pub struct Spool {
     dir: PathBuf,
     committer: Committer,
+    /// The last reading of [`Spool::free_space`] and when it was taken.
+    free_space: Mutex<Option<(Instant, Option<u64>)>>,
 }
 
 impl Spool {
@@ -104,6 +114,7 @@ impl Spool {
         Ok(Arc::new(Spool {
             dir: dir.to_path_buf(),
             committer,
+            free_space: Mutex::new(None),
         }))
     }
 
@@ -121,6 +132,7 @@ impl Spool {
         let spool = Arc::new(Spool {
             dir: dir.to_path_buf(),
             committer,
+            free_space: Mutex::new(None),
         });
         Ok((spool, replayed))
     }
@@ -205,8 +217,19 @@ impl Spool {
     /// Octets a new message may take now: the space available to us on
     /// the spool's file system less [`FREE_SPACE_RESERVE`], or `None` if
     /// it cannot be told.
+    /// The file system is asked at most once per [`FREE_SPACE_TTL`].
     pub fn free_space(&self) -> Option<u64> {
-        Some(files::free_space(&self.dir)?.saturating_sub(FREE_SPACE_RESERVE))
+        let mut cached = self.free_space.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match *cached {
+            Some((taken, octets)) if now.duration_since(taken) < FREE_SPACE_TTL => octets,
+            _ => {
+                let octets = files::free_space(&self.dir)
+                    .map(|free| free.saturating_sub(FREE_SPACE_RESERVE));
+                *cached = Some((now, octets));
+                octets
+            }
+        }
     }
 
     /// Ids of messages waiting to be forwarded (`.envelope`), oldest first.

@@ -14,6 +14,7 @@
 use super::idn;
 use super::lex::utf8_valid;
 use super::lex::{lex, Kind, Token};
+use emailrelay_proto::printable::{is_printable, printable_lossy as printable};
 
 /// A mailbox found in a header: local part, domain and display name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -129,29 +130,6 @@ pub fn address(body: &[u8], line: usize) -> Result<Vec<Vec<u8>>, ParseError> {
         vec![parse_mailbox(&tokens)]
     };
     mailboxes.iter().map(|m| for_envelope(m, line)).collect()
-}
-
-/// Bytes 0x20 and up except DEL: 2.6.1's "printable" (UTF-8 included).
-pub fn is_printable(text: &[u8]) -> bool {
-    text.iter().all(|&c| c >= 0x20 && c != 0x7f)
-}
-
-/// Text for an error message: backslashes doubled, control characters
-/// escaped as `\n`, `\r`, `\t`, `\0` or `\xHH`, as 2.6.1 prints them.
-pub fn printable(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    for &c in text {
-        match c {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0 => out.extend_from_slice(b"\\0"),
-            c if c < 0x20 || c == 0x7f => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
-            c => out.push(c),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn error(what: Problem, line: usize) -> ParseError {
@@ -380,14 +358,12 @@ fn parse_address_list(s: &[Token]) -> Vec<Mailbox> {
 mod tests {
     use super::*;
 
-    fn list(body: &str) -> Result<Vec<String>, String> {
-        address_list(body.as_bytes(), 1)
-            .map(|v| {
-                v.iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .map_err(|e| e.to_string())
+    fn list(body: &str) -> Result<Vec<String>, ParseError> {
+        address_list(body.as_bytes(), 1).map(|v| {
+            v.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
     }
 
     #[test]
@@ -448,7 +424,7 @@ mod tests {
         ];
         for (body, want) in bad {
             assert_eq!(
-                list(body),
+                list(body).map_err(|e| e.to_string()),
                 Err(format!("rfc-5322/6532 parsing error: {want}: line 1")),
                 "{body:?}"
             );

@@ -11,9 +11,9 @@
 //!
 //! Must not do I/O.
 
-use super::address::is_printable;
 use super::lex::{code_points, utf8_valid};
-use emailrelay_proto::smtp::idn::punycode;
+use emailrelay_proto::printable::is_printable;
+use emailrelay_proto::smtp::idn::{encode_bytes, labels};
 
 /// True if 2.6.1 accepts `domain` for encoding.
 pub fn valid(domain: &[u8]) -> bool {
@@ -22,28 +22,11 @@ pub fn valid(domain: &[u8]) -> bool {
         && labels(domain).all(|label| label.is_ascii() || utf8_valid(label))
 }
 
-/// The domain with each non-ASCII label punycoded; an ASCII domain as it is.
+/// The domain with each non-ASCII label punycoded (the proto crate's
+/// encoding, each label decoded as 2.6.1 decodes header bytes); an ASCII
+/// domain as it is.
 pub fn encode(domain: &[u8]) -> Vec<u8> {
-    if domain.is_ascii() {
-        return domain.to_vec();
-    }
-    let mut out = Vec::with_capacity(domain.len() * 2);
-    for (i, label) in labels(domain).enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        if label.is_ascii() {
-            out.extend_from_slice(label);
-        } else {
-            out.extend_from_slice(b"xn--");
-            out.extend_from_slice(punycode(&code_points(label)).as_bytes());
-        }
-    }
-    out
-}
-
-fn labels(domain: &[u8]) -> impl Iterator<Item = &[u8]> {
-    domain.split(|&c| c == b'.').filter(|l| !l.is_empty())
+    encode_bytes(domain, code_points)
 }
 
 #[cfg(test)]

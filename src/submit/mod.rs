@@ -401,7 +401,7 @@ fn envelope(
 fn checked(address: &[u8], kind: &'static str) -> Result<Style, SubmitError> {
     style(address).ok_or_else(|| SubmitError::Address {
         kind,
-        address: address::printable(address),
+        address: emailrelay_proto::printable::printable_lossy(address),
     })
 }
 

@@ -60,6 +60,31 @@ pub fn printable_ascii(bytes: &[u8]) -> String {
     out
 }
 
+/// True if no byte is a control byte: each is 0x20 or above and not DEL
+/// (2.6.1's test of an address; bytes from 0x80 up, UTF-8 among them,
+/// pass).
+pub fn is_printable(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b >= 0x20 && b != 0x7f)
+}
+
+/// ASCII escaped as [`printable`] escapes it, bytes from 0x80 up as they
+/// are (2.6.1's `printable` for an error message), and the result read as
+/// UTF-8 with U+FFFD for what is not.
+pub fn printable_lossy(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut escaped = String::new();
+    for &b in bytes {
+        if b.is_ascii() {
+            escaped.clear();
+            push_ascii(&mut escaped, b);
+            out.extend_from_slice(escaped.as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn push_ascii(out: &mut String, b: u8) {
     match b {
         b'\\' => out.push_str("\\\\"),
@@ -93,6 +118,21 @@ mod tests {
             printable_ascii("caf\u{e9}\r".as_bytes()),
             "caf\\xc3\\xa9\\r"
         );
+    }
+
+    #[test]
+    fn eight_bit_bytes_pass_in_the_lossy_form() {
+        assert_eq!(
+            printable_lossy(b"a\x7fb\\\x01\x1f\t@x"),
+            "a\\x7fb\\\\\\x01\\x1f\\t@x"
+        );
+        assert_eq!(
+            printable_lossy("\u{fc}\u{85}\r".as_bytes()),
+            "\u{fc}\u{85}\\r"
+        );
+        assert_eq!(printable_lossy(b"a@\xe9x"), "a@\u{fffd}x");
+        assert!(is_printable("a@\u{fc}\u{85}".as_bytes()) && is_printable(b"\xe9"));
+        assert!(!is_printable(b"a\tb") && !is_printable(b"a\x7f") && !is_printable(b"\0"));
     }
 
     #[test]

@@ -44,12 +44,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use self::answer::Answer;
+use super::client::ConnectionError;
 use super::rate::RateLimit;
 use super::transport::{BoxFuture, Link, Transport};
 use crate::auth::http::Url;
 use crate::auth::oauth::GraphSettings;
 use crate::auth::OAuthAccount;
-use crate::smtp::client::ConnectionError;
 use crate::tls::ClientTls;
 use crate::{info, warning};
 

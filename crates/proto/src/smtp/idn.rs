@@ -11,26 +11,45 @@
 
 /// The domain with each non-ASCII label punycoded; an ASCII domain as it is.
 pub fn encode(domain: &str) -> String {
+    let encoded = encode_bytes(domain.as_bytes(), |label| {
+        String::from_utf8_lossy(label)
+            .chars()
+            .map(u32::from)
+            .collect()
+    });
+    // ASCII in, as it was; otherwise all ASCII: nothing is replaced.
+    String::from_utf8_lossy(&encoded).into_owned()
+}
+
+/// As [`encode`], for a domain given as bytes: `code_points` decodes each
+/// non-ASCII label (`emailrelay-submit` decodes header bytes as 2.6.1
+/// does, which Rust's UTF-8 does not).
+pub fn encode_bytes(domain: &[u8], code_points: impl Fn(&[u8]) -> Vec<u32>) -> Vec<u8> {
     if domain.is_ascii() {
-        return domain.to_string();
+        return domain.to_vec();
     }
-    let labels: Vec<String> = domain
-        .split('.')
-        .filter(|l| !l.is_empty())
-        .map(|label| match label.is_ascii() {
-            true => label.to_string(),
-            false => {
-                let points: Vec<u32> = label.chars().map(u32::from).collect();
-                format!("xn--{}", punycode(&points))
-            }
-        })
-        .collect();
-    labels.join(".")
+    let mut out = Vec::with_capacity(domain.len() * 2);
+    for (i, label) in labels(domain).enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if label.is_ascii() {
+            out.extend_from_slice(label);
+        } else {
+            out.extend_from_slice(b"xn--");
+            out.extend_from_slice(punycode(&code_points(label)).as_bytes());
+        }
+    }
+    out
+}
+
+/// The labels of a domain: what lies between dots, empty ones skipped.
+pub fn labels(domain: &[u8]) -> impl Iterator<Item = &[u8]> {
+    domain.split(|&c| c == b'.').filter(|l| !l.is_empty())
 }
 
 /// RFC 3492 section 6.3: the punycode of one label, given as code points
-/// (without the `xn--`). Shared with `emailrelay-submit`, whose labels come
-/// from header bytes.
+/// (without the `xn--`).
 pub fn punycode(input: &[u32]) -> String {
     const BASE: u64 = 36;
     const T_MIN: u64 = 1;
