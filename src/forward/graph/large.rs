@@ -34,13 +34,13 @@ use emailrelay_proto::smtp::{OutgoingMessage, Reply, SendOutcome};
 use hyper::Method;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::super::client::ConnectionError;
 use super::answer::{self, Answer};
 use super::mime::{self, Encoding, Part, Piece, Scanner, Structure};
 use super::upload::{self, Base64Decoder, Progress};
 use super::{bcc, Call, GraphLink, MAX_REQUEST, SLICE};
 use crate::auth::http::Url;
 use crate::debug;
-use crate::smtp::client::ConnectionError;
 
 /// Exchange Online's largest message, and the largest attachment an
 /// upload session takes: 150 MB
