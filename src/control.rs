@@ -258,6 +258,22 @@ impl Control {
             .collect()
     }
 
+    /// Message trace's final statuses per OAuth account: (account,
+    /// status, recipients).
+    pub fn delivery_traces(&self) -> Vec<(String, String, u64)> {
+        let Some(auth) = &self.forwarder().settings().auth else {
+            return Vec::new();
+        };
+        auth.oauth_accounts()
+            .flat_map(|a| {
+                let user = a.user().to_string();
+                a.traces()
+                    .into_iter()
+                    .map(move |(status, n)| (user.clone(), status, n))
+            })
+            .collect()
+    }
+
     /// Counts and the oldest age, from the spool's file names alone,
     /// read with flat memory whatever the spool holds.
     pub fn queue_summary(&self) -> Result<QueueSummary, ControlError> {

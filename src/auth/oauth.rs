@@ -96,6 +96,9 @@ pub enum AccountFileError {
     /// A transport we do not know.
     #[error("unknown transport \"{0}\": use smtp or graph")]
     Transport(String),
+    /// `delivery-trace` is not a number of seconds.
+    #[error("delivery-trace \"{0}\": give the seconds to wait before the first look-up")]
+    DeliveryTrace(String),
     /// A date that does not parse.
     #[error("client-secret-expires \"{0}\": give a date as YYYY-MM-DD")]
     Expires(String),
@@ -140,7 +143,7 @@ pub enum ConsentError {
 pub const MICROSOFT_RATE: usize = 30;
 
 /// The keys an account file may hold.
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 21] = [
     "provider",
     "rate",
     "tenant",
@@ -161,6 +164,7 @@ const KEYS: [&str; 20] = [
     "client-pkcs12-password",
     "service-account",
     "client-secret-expires",
+    "delivery-trace",
 ];
 
 /// Microsoft Graph's address, unless `graph-url` says otherwise.
@@ -186,6 +190,9 @@ pub struct GraphSettings {
     pub mailbox: String,
     /// `ca-file`.
     pub ca_file: Option<PathBuf>,
+    /// `delivery-trace`: look each sent message up in message trace,
+    /// first after this long.
+    pub delivery_trace: Option<std::time::Duration>,
 }
 
 /// The grant used to get access tokens.
@@ -226,6 +233,8 @@ pub struct AccountFile {
     pub service_account: Option<PathBuf>,
     /// `client-secret-expires`, as Unix time (the day's start, UTC).
     pub secret_expires: Option<i64>,
+    /// `delivery-trace`, in seconds.
+    pub delivery_trace: Option<u64>,
     /// Every line as read, for rewriting with a new refresh token.
     lines: Vec<String>,
 }
@@ -363,8 +372,16 @@ impl AccountFile {
             Grant::JwtBearer => get("client-id").unwrap_or_default(),
             _ => get("client-id").ok_or(AccountFileError::NoClientId)?,
         };
+        let delivery_trace = match get("delivery-trace") {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u64>()
+                    .map_err(|_| AccountFileError::DeliveryTrace(text))?,
+            ),
+        };
         let file = AccountFile {
             rate,
+            delivery_trace,
             token_url: get("token-url").unwrap_or(token_url),
             device_url: get("device-url").or(device_url),
             client_id,
@@ -460,6 +477,8 @@ pub struct OAuthAccount {
     service_account: Option<ServiceAccount>,
     /// The days-before-expiry warnings given (30, 7, 1): the smallest.
     warned: std::sync::atomic::AtomicU64,
+    /// Message trace's final statuses of sent mail, counted by status.
+    traced: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Days before a credential's expiry when the log warns.
@@ -498,7 +517,23 @@ impl OAuthAccount {
             certificate,
             service_account,
             warned: std::sync::atomic::AtomicU64::new(u64::MAX),
+            traced: Mutex::default(),
         })
+    }
+
+    /// Counts one recipient's final status in message trace.
+    pub fn count_trace(&self, status: &str) {
+        if let Ok(mut map) = self.traced.lock() {
+            *map.entry(status.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Message trace's final statuses so far: (status, recipients).
+    pub fn traces(&self) -> Vec<(String, u64)> {
+        self.traced
+            .lock()
+            .map(|map| map.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
     }
 
     /// How the account's mail leaves; for Graph, where and as whom.
@@ -508,6 +543,7 @@ impl OAuthAccount {
             url: file.graph_url.clone(),
             mailbox: file.mailbox.clone().unwrap_or_else(|| self.user.clone()),
             ca_file: file.ca_file.clone(),
+            delivery_trace: file.delivery_trace.map(std::time::Duration::from_secs),
         })
     }
 

@@ -18,6 +18,7 @@
 //! emailrelay_oauth_token_expiry_timestamp_seconds{account}  gauge  0 while none is held
 //! emailrelay_oauth_credential_expiry_timestamp_seconds{account,credential}  gauge
 //!                                                 certificate notAfter, client-secret-expires
+//! emailrelay_graph_delivery_trace_total{account,status}  counter  recipients by message trace's verdict
 //! emailrelay_open_connections{direction}          gauge  SMTP, POP, admin; in and out
 //! emailrelay_route_paused{upstream}               gauge  1 while paused
 //! emailrelay_route_throttled{upstream}            gauge  1 while slowed down
@@ -61,6 +62,8 @@ pub struct Readings {
     pub tokens: Vec<(String, Option<u64>)>,
     /// OAuth accounts' certificate or secret expiry: (account, which, Unix time).
     pub credentials: Vec<(String, String, i64)>,
+    /// Graph's message trace verdicts: (account, status, recipients).
+    pub traces: Vec<(String, String, u64)>,
     /// Open connections: (in, out).
     pub open: (usize, usize),
 }
@@ -87,6 +90,7 @@ impl Readings {
             backlog: control.backlog(),
             tokens: control.token_expiry(),
             credentials: control.credential_expiry(),
+            traces: control.delivery_traces(),
             open: control.open_connections(),
         })
     }
@@ -165,6 +169,20 @@ pub fn encode(readings: &Readings) -> Result<String, std::fmt::Error> {
         "oauth_credential_expiry_timestamp_seconds",
         "When each OAuth account's certificate or client secret expires, as Unix time",
         credentials,
+    );
+    let traces = Family::<Labels, Counter>::default();
+    for (account, status, count) in &readings.traces {
+        traces
+            .get_or_create(&vec![
+                ("account", account.clone()),
+                ("status", status.clone()),
+            ])
+            .inc_by(*count);
+    }
+    registry.register(
+        "graph_delivery_trace",
+        "Recipients of mail sent through Graph by their final status in Exchange's message trace (delivery-trace)",
+        traces,
     );
     let open = Family::<Labels, Gauge>::default();
     for (direction, count) in [("in", readings.open.0), ("out", readings.open.1)] {
@@ -318,6 +336,7 @@ mod tests {
                 ("you".into(), None),
             ],
             credentials: vec![("me@example.com".into(), "certificate".into(), 1_801_353_600)],
+            traces: vec![("me@example.com".into(), "quarantined".into(), 2)],
             open: (1, 2),
         };
         let text = encode(&readings).unwrap();
@@ -334,6 +353,7 @@ mod tests {
             "emailrelay_oauth_token_expiry_timestamp_seconds{account=\"me@example.com\"} 1800000000\n",
             "emailrelay_oauth_token_expiry_timestamp_seconds{account=\"you\"} 0\n",
             "emailrelay_oauth_credential_expiry_timestamp_seconds{account=\"me@example.com\",credential=\"certificate\"} 1801353600\n",
+            "emailrelay_graph_delivery_trace_total{account=\"me@example.com\",status=\"quarantined\"} 2\n",
             "emailrelay_open_connections{direction=\"in\"} 1\n",
             "emailrelay_open_connections{direction=\"out\"} 2\n",
             "emailrelay_route_paused{upstream=\"127.0.0.1:25\"} 1\n",

@@ -279,16 +279,47 @@ fn swaks_mail_arrives_through_graph_byte_identical_with_a_bcc_for_hidden_recipie
             "Subject: hidden",
         ],
     );
+    // The message has a Bcc field of its own: erin goes into it, not
+    // into a second one.
+    swaks(
+        relay.port,
+        &[
+            "bob@contoso.example",
+            "dave@contoso.example",
+            "erin@contoso.example",
+        ],
+        &[
+            "--header",
+            "To: Bob <bob@contoso.example>",
+            "--header",
+            "Bcc: dave@contoso.example",
+            "--header",
+            "Subject: merged",
+        ],
+    );
     assert!(wait_until(Duration::from_secs(10), || relay
         .files(".envelope")
         .len()
-        == 2));
+        == 3));
     drop(relay);
     let spooled = contents(&dir.path().join("spool"));
-    assert_eq!(spooled.len(), 2);
+    assert_eq!(spooled.len(), 3);
     let log = forward(dir.path(), &dir.path().join("spool"), &secrets, &[], 0);
     let mail = standin.mail();
-    assert_eq!(mail.len(), 2, "{log}");
+    assert_eq!(mail.len(), 3, "{log}");
+    let merged = &spooled
+        .iter()
+        .find(|(_, c)| find(c, b"Subject: merged"))
+        .unwrap()
+        .1;
+    let merged_text = String::from_utf8_lossy(merged).replace(
+        "Bcc: dave@contoso.example\r\n",
+        "Bcc: dave@contoso.example,\r\n erin@contoso.example\r\n",
+    );
+    assert!(
+        mail.contains(&merged_text.into_bytes()),
+        "the third message did not arrive with erin in its own Bcc field"
+    );
     let plain = spooled
         .iter()
         .find(|(_, c)| find(c, b"Subject: plain"))
@@ -306,14 +337,14 @@ fn swaks_mail_arrives_through_graph_byte_identical_with_a_bcc_for_hidden_recipie
         String::from_utf8_lossy(&mail.concat())
     );
     assert!(crate::harness::spool_files(&dir.path().join("spool"), "").is_empty());
-    assert_eq!(standin.statuses(), [202, 202]);
+    assert_eq!(standin.statuses(), [202, 202, 202]);
     assert!(
         log.contains(&format!("graph connection to 127.0.0.1:{}", standin.port)),
         "{log}"
     );
     // One line per message, as SMTP's, with Graph's address.
     let line = format!("info: graph connection to 127.0.0.1:{}\n", standin.port);
-    assert_eq!(log.matches(&line).count(), 2, "{log}");
+    assert_eq!(log.matches(&line).count(), 3, "{log}");
     assert!(!log.contains("smtp connection"), "{log}");
     assert!(log.contains("deleting content"), "{log}");
     // The app certificate expires in 20 days: the 30-day warning.
@@ -654,7 +685,7 @@ fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
     let port = standin.port;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines.len(), 6, "{out}");
     assert_eq!(
         lines[0],
         format!("token: obtained from https://127.0.0.1:{port}/{TENANT}/oauth2/v2.0/token (valid for 3600s)")
@@ -667,9 +698,13 @@ fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
     assert_eq!(lines[2], "permission: Mail.Send (application) is granted");
     assert_eq!(
         lines[3],
+        "permission: Mail.ReadWrite is granted: messages over 3 MB can go by draft"
+    );
+    assert_eq!(
+        lines[4],
         format!("mailbox: {MAILBOX} found, and the app may send as it")
     );
-    assert_eq!(lines[4], format!("ok: {} works", account.display()));
+    assert_eq!(lines[5], format!("ok: {} works", account.display()));
     // The log's warning, as the relay gives it.
     assert!(
         err.starts_with(&format!(
@@ -698,6 +733,33 @@ fn passwd_check_says_whether_an_account_file_works_in_plain_words() {
         ),
         "{err}"
     );
+    standin.assert_no_violations();
+    drop(standin);
+
+    // Mail.Send without Mail.ReadWrite: the check says large messages
+    // will fail, and one does, to .bad with Graph's error for the draft.
+    let standin = StandIn::start(dir.path(), &["--roles", "Mail.Send"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let (code, out, err) = check(&account);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("\npermission: Mail.ReadWrite is not granted: messages over 3 MB will fail (add it for drafts and upload sessions)\n"),
+        "{out}"
+    );
+    let spool = dir.path().join("spool");
+    let pdf = random_file(&dir.path().join("r.pdf"), 3_500_000);
+    submit_content(&spool, &mime_with_attachments("large", &[("r.pdf", &pdf)]));
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    let bad = crate::harness::spool_files(&spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{log}");
+    let envelope = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    assert!(
+        envelope.contains(
+            "X-MailRelay-Reason: 5.0.0 graph: HTTP 403: ErrorAccessDenied: Access is denied."
+        ),
+        "{envelope}"
+    );
+    assert!(standin.mail().is_empty());
     standin.assert_no_violations();
     drop(standin);
 
@@ -777,5 +839,433 @@ fn a_certificate_signs_for_exchange_smtp_xoauth2_too() {
         log.contains("using mechanism [xoauth2] and oauth2 secret"),
         "{log}"
     );
+    standin.assert_no_violations();
+}
+
+/// A file of `size` octets that no compression or pattern shortcuts.
+fn random_file(path: &Path, size: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+/// The relay's peak resident memory so far, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+impl StandIn {
+    /// The attachments of the `n`th message sent through a draft (from 1):
+    /// the stand-in's listing and each one's bytes as reassembled.
+    fn attachments(&self, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let dir = self.dir.join("attachments");
+        let listing: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{n:05}.json"))).unwrap(),
+        )
+        .unwrap();
+        listing
+            .into_iter()
+            .enumerate()
+            .map(|(k, item)| {
+                let bytes = std::fs::read(dir.join(format!("{n:05}-{k}"))).unwrap();
+                (item, bytes)
+            })
+            .collect()
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r["path"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_and_memory_stays_flat_to_100_mb(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    let secrets = graph_account(dir.path(), &standin);
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--poll",
+            "1",
+        ],
+    );
+    // A small message first: the relay's memory with every path warm.
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: small"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || standin.mail().len() == 1
+            && relay.files(".envelope").is_empty()),
+        "{}",
+        relay.log_text()
+    );
+    let before = peak_rss_kib(relay.proc.pid());
+    let size = 20 * 1024 * 1024;
+    let original = random_file(&dir.path().join("big.bin"), size);
+    let started = Instant::now();
+    // carol only in the envelope: the draft's Bcc names her.
+    swaks(
+        relay.port,
+        &["bob@contoso.example", "carol@contoso.example"],
+        &[
+            "--header",
+            "To: bob@contoso.example",
+            "--header",
+            "Subject: big",
+            "--attach-type",
+            "application/octet-stream",
+            "--attach-name",
+            "big.bin",
+            "--attach",
+            &format!("@{}", dir.path().join("big.bin").display()),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || standin.mail().len() == 2
+            && relay.files(".envelope").is_empty()),
+        "{}",
+        relay.log_text()
+    );
+    let elapsed = started.elapsed();
+    let after = peak_rss_kib(relay.proc.pid());
+    eprintln!(
+        "graph: 20 MB attachment in {:.1}s; relay peak RSS {before} KiB before, {after} KiB after (+{} KiB)",
+        elapsed.as_secs_f64(),
+        after - before
+    );
+    // The attachment, as the upload session reassembled it: the same bytes.
+    let attachments = standin.attachments(2);
+    assert_eq!(attachments.len(), 1);
+    let (item, bytes) = &attachments[0];
+    assert_eq!(bytes.len(), original.len());
+    assert!(bytes == &original, "the attachment arrived changed");
+    assert_eq!(item["name"], "big.bin");
+    assert_eq!(item["contentType"], "application/octet-stream");
+    assert_eq!(item["how"], "upload");
+    // The draft: the message without the attachment, carol in its Bcc.
+    let draft = &standin.mail()[1];
+    assert!(draft.len() < 3 * 1024 * 1024, "{} octets", draft.len());
+    let text = String::from_utf8_lossy(draft);
+    assert!(text.starts_with("Bcc: carol@contoso.example\r\n"), "{text}");
+    assert!(text.contains("Subject: big\r\n"), "{text}");
+    assert!(!text.contains("big.bin"), "{text}");
+    // The requests: draft, session, 7 PUTs of at most 3,276,800 octets in
+    // order, send.
+    let mut paths = standin.paths();
+    paths.retain(|p| p != "token");
+    let mut expected = vec!["sendMail", "createDraft", "createUploadSession"];
+    expected.extend(["PUT upload"; 7]);
+    expected.push("sendDraft");
+    assert_eq!(paths, expected);
+    let puts: Vec<u64> = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "PUT upload")
+        .map(|r| r["length"].as_u64().unwrap())
+        .collect();
+    assert_eq!(puts.iter().sum::<u64>(), size as u64);
+    assert!(puts.iter().all(|&l| l <= 3_276_800), "{puts:?}");
+    // Memory: the relay never held the message (27 MB as spooled, 37 MB
+    // as one base64 body) nor the attachment (20 MB): it grew by a few
+    // copies of one 3.2 MB range (read, hyper's write buffer, TLS).
+    assert!(
+        after - before < 20 * 1024,
+        "peak RSS grew by {} KiB for a 20 MB attachment",
+        after - before
+    );
+
+    // A 100 MB message (a 75 MB attachment), put into the spool as
+    // emailrelay-submit would: the peak stays where the 20 MB one left it.
+    let stage = dir.path().join("stage");
+    let huge = random_file(&dir.path().join("huge.pdf"), 75 * 1024 * 1024);
+    let content = submit_content(
+        &stage,
+        &mime_with_attachments("huge", &[("huge.pdf", &huge)]),
+    );
+    let spooled = std::fs::metadata(stage.join(&content)).unwrap().len();
+    let started = Instant::now();
+    let envelope = content.replace(".content", ".envelope");
+    std::fs::rename(stage.join(&content), relay.spool.join(&content)).unwrap();
+    std::fs::rename(stage.join(&envelope), relay.spool.join(&envelope)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || standin.mail().len() == 3
+            && relay.files(".envelope").is_empty()),
+        "{}",
+        relay.log_text()
+    );
+    let last = peak_rss_kib(relay.proc.pid());
+    eprintln!(
+        "graph: {spooled} octets ({} MB attachment) in {:.1}s; relay peak RSS {last} KiB (+{} KiB over the 20 MB one's)",
+        huge.len() >> 20,
+        started.elapsed().as_secs_f64(),
+        last - after
+    );
+    let attachments = standin.attachments(3);
+    assert!(attachments.len() == 1 && attachments[0].1 == huge);
+    assert!(
+        last - before < 20 * 1024,
+        "peak RSS grew by {} KiB for a {spooled}-octet message",
+        last - before
+    );
+    standin.assert_no_violations();
+}
+
+/// A multipart message with these attachments (name, bytes), base64 in
+/// lines of 76 as mail programs write them.
+fn mime_with_attachments(subject: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    use base64::Engine;
+    let mut m = format!(
+        "From: scanner@contoso.example\r\nTo: bob@contoso.example\r\nSubject: {subject}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=-b\"\r\n\r\n\
+         --=-b\r\nContent-Type: text/plain\r\n\r\nScanned.\r\n"
+    )
+    .into_bytes();
+    for (name, bytes) in files {
+        m.extend_from_slice(
+            format!(
+                "--=-b\r\nContent-Type: application/pdf; name=\"{name}\"\r\n\
+                 Content-Disposition: attachment; filename=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+        for line in text.as_bytes().chunks(76) {
+            m.extend_from_slice(line);
+            m.extend_from_slice(b"\r\n");
+        }
+    }
+    m.extend_from_slice(b"--=-b--\r\n");
+    m
+}
+
+/// Submits a message for bob into `spool` with this content.
+fn submit_content(spool: &Path, content: &[u8]) -> String {
+    let before = crate::harness::spool_files(spool, ".content");
+    submit_to(spool, "bob@contoso.example");
+    let name = crate::harness::spool_files(spool, ".content")
+        .into_iter()
+        .find(|n| !before.contains(n))
+        .unwrap();
+    std::fs::write(spool.join(&name), content).unwrap();
+    name
+}
+
+#[test]
+fn small_and_session_attachments_a_failed_put_deletes_the_draft_and_over_150_mb_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // The second PUT of all is answered 503.
+    let standin = StandIn::start(dir.path(), &["--fail-put", "2"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    let four = random_file(&dir.path().join("four.pdf"), 4_000_000);
+    let a = random_file(&dir.path().join("a.pdf"), 2_500_000);
+    let b = random_file(&dir.path().join("b.pdf"), 2_400_000);
+    submit_content(
+        &spool,
+        &mime_with_attachments("session", &[("four.pdf", &four)]),
+    );
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    // The 503 deferred it: the draft was deleted, the message kept.
+    assert!(standin.mail().is_empty(), "{log}");
+    assert_eq!(
+        standin.paths()[1..],
+        [
+            "createDraft",
+            "createUploadSession",
+            "PUT upload",
+            "PUT upload",
+            "deleteDraft"
+        ],
+        "{log}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1);
+    // Two attachments under 3 MB that only fit the draft's 3 MB apart
+    // (3.4 MB of base64 each): each by one POST.
+    submit_content(
+        &spool,
+        &mime_with_attachments("small", &[("a.pdf", &a), ("b.pdf", &b)]),
+    );
+    // Over Exchange's 150 MB (a sparse file): never sent.
+    let huge = submit_content(&spool, b"Subject: huge\r\n\r\n");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(spool.join(&huge))
+        .unwrap()
+        .set_len(150 * 1024 * 1024 + 1)
+        .unwrap();
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    let mail = standin.mail();
+    assert_eq!(mail.len(), 2, "{log}");
+    // Each sent once, with its attachments as they were.
+    let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+    for n in 1..=2 {
+        for (item, bytes) in standin.attachments(n) {
+            sent.push((
+                format!(
+                    "{} {}",
+                    item["name"].as_str().unwrap(),
+                    item["how"].as_str().unwrap()
+                ),
+                bytes,
+            ));
+        }
+    }
+    sent.sort();
+    assert_eq!(
+        sent.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["a.pdf post", "b.pdf post", "four.pdf upload"]
+    );
+    assert!(sent[0].1 == a && sent[1].1 == b && sent[2].1 == four);
+    let bad = crate::harness::spool_files(&spool, ".envelope.bad");
+    assert_eq!(bad.len(), 1, "{log}");
+    let envelope = std::fs::read_to_string(spool.join(&bad[0])).unwrap();
+    assert!(
+        envelope.contains(
+            "X-MailRelay-Reason: 5.3.4 message too large for graph: 157286401 octets, over Exchange Online's maximum of 157286400 (150 MB)"
+        ),
+        "{envelope}"
+    );
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 0);
+    standin.assert_no_violations();
+}
+
+/// The `Message-Id` of a message as sent.
+fn message_id_of(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap()
+}
+
+#[test]
+fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(
+        dir.path(),
+        &[
+            "--roles",
+            "Mail.Send,Mail.ReadWrite,ExchangeMessageTrace.Read.All",
+        ],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    let account = dir.path().join("printer.oauth2");
+    let mut text = std::fs::read_to_string(&account).unwrap();
+    text.push_str("delivery-trace = 1\n");
+    std::fs::write(&account, text).unwrap();
+    let http_port = crate::harness::free_port();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--poll",
+            "1",
+            "--http-port",
+            &http_port.to_string(),
+        ],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example", "carol@contoso.example"],
+        &[
+            "--header",
+            "To: bob@contoso.example",
+            "--header",
+            "Subject: fine",
+        ],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: TRACEFAIL"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || standin.mail().len() == 2),
+        "{}",
+        relay.log_text()
+    );
+    let mail = standin.mail();
+    let fine = mail.iter().find(|m| find(m, b"Subject: fine")).unwrap();
+    let failed = mail
+        .iter()
+        .find(|m| find(m, b"Subject: TRACEFAIL"))
+        .unwrap();
+    let (fine, failed) = (message_id_of(fine), message_id_of(failed));
+    // Pending at the first look-up (after a second), final at the second
+    // (two seconds later): carol, only in the envelope, is traced too.
+    let lines = [
+        format!("info: graph: message trace: {fine} to bob@contoso.example: delivered"),
+        format!("info: graph: message trace: {fine} to carol@contoso.example: delivered"),
+        format!("warning: graph: message trace: {failed} to bob@contoso.example: failed"),
+    ];
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let log = relay.log_text();
+            lines.iter().all(|l| log.contains(l.as_str()))
+        }),
+        "{}",
+        relay.log_text()
+    );
+    let lookups: Vec<String> = standin
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "messageTrace")
+        .map(|r| r["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lookups.iter().filter(|i| **i == fine).count(),
+        2,
+        "{lookups:?}"
+    );
+    assert_eq!(
+        lookups.iter().filter(|i| **i == failed).count(),
+        2,
+        "{lookups:?}"
+    );
+    // Counted per account and status in /metrics (curl).
+    let (code, metrics, err) = run(
+        Command::new(program("curl"))
+            .args(["-sS", &format!("http://127.0.0.1:{http_port}/metrics")]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        format!("emailrelay_graph_delivery_trace_total{{account=\"{MAILBOX}\",status=\"delivered\"}} 2\n"),
+        format!("emailrelay_graph_delivery_trace_total{{account=\"{MAILBOX}\",status=\"failed\"}} 1\n"),
+    ] {
+        assert!(metrics.contains(&line), "no {line:?} in:\n{metrics}");
+    }
     standin.assert_no_violations();
 }

@@ -3,8 +3,9 @@
 //! Graph's `sendMail` in MIME form takes its recipients from the `To`,
 //! `Cc` and `Bcc` fields (RFC 5322 section 3.6.3), not from an envelope;
 //! the relay's envelope may hold others (a Bcc stripped by the sender's
-//! client, a mailing list's members, a filter's additions). Those go in a
-//! `Bcc` field put before the message, which Exchange strips on delivery.
+//! client, a mailing list's members, a filter's additions). Those go in
+//! the message's own `Bcc` field, or in a new one put before the message
+//! if it has none (never a second one); Exchange strips it on delivery.
 //!
 //! The field scan is deliberately loose: any word with an `@` in it, in
 //! angle brackets or not, counts as named, outside quoted strings and
@@ -17,10 +18,23 @@ use std::collections::HashSet;
 /// The header fields whose addresses Graph delivers to.
 const RECIPIENT_FIELDS: [&str; 3] = ["to", "cc", "bcc"];
 
-/// The `Bcc:` field to put before `header` for the recipients in `to`
-/// that it does not name, ending with the header's own line ending
-/// (CRLF or LF); `None` if it names them all.
-pub fn extra_bcc(header: &[u8], to: &[String]) -> Option<Vec<u8>> {
+/// Where the recipients go: `insert` is put into the content at `at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BccEdit {
+    /// An offset into the header section.
+    pub at: usize,
+    /// The text to put there.
+    pub insert: Vec<u8>,
+}
+
+/// How to name the recipients in `to` that `header` does not name: added
+/// to the end of its first `Bcc` field if it has one (a second `Bcc`
+/// field would break RFC 5322 section 3.6's "at most once"), otherwise a
+/// new `Bcc` field put before the header; folded after each address (a
+/// line of a few hundred recipients stays under RFC 5322's 998 octets),
+/// with the header's own line ending (CRLF or LF). `None` if the header
+/// names them all.
+pub fn bcc_edit(header: &[u8], to: &[String]) -> Option<BccEdit> {
     let named = named_recipients(header);
     let mut seen = HashSet::new();
     let missing: Vec<&str> = to
@@ -37,18 +51,66 @@ pub fn extra_bcc(header: &[u8], to: &[String]) -> Option<Vec<u8>> {
     } else {
         b"\r\n"
     };
-    // Folded after each address: a line of a few hundred recipients stays
-    // under RFC 5322's 998 octets.
     let separator = [b",", eol, b" "].concat();
-    let mut field = b"Bcc: ".to_vec();
+    let mut list = Vec::new();
     for (i, address) in missing.iter().enumerate() {
         if i > 0 {
-            field.extend_from_slice(&separator);
+            list.extend_from_slice(&separator);
         }
-        field.extend_from_slice(address.as_bytes());
+        list.extend_from_slice(address.as_bytes());
     }
-    field.extend_from_slice(eol);
-    Some(field)
+    match existing_bcc(header) {
+        Some((at, empty)) => {
+            let mut insert = if empty { b" ".to_vec() } else { separator };
+            insert.extend_from_slice(&list);
+            Some(BccEdit { at, insert })
+        }
+        None => {
+            let mut insert = b"Bcc: ".to_vec();
+            insert.extend_from_slice(&list);
+            insert.extend_from_slice(eol);
+            Some(BccEdit { at: 0, insert })
+        }
+    }
+}
+
+/// The first `Bcc` field of `header`: the offset of the line ending of
+/// its last line (where more addresses go), and whether its value is
+/// empty (RFC 5322 allows `Bcc:` alone).
+fn existing_bcc(header: &[u8]) -> Option<(usize, bool)> {
+    let mut found: Option<(usize, Vec<u8>)> = None;
+    let mut offset = 0;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let text = line
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(line);
+        let end = offset + text.len();
+        offset += line.len();
+        if text.is_empty() {
+            break;
+        }
+        let continuation = text.starts_with(b" ") || text.starts_with(b"\t");
+        match (&mut found, continuation) {
+            (Some((at, value)), true) => {
+                *at = end;
+                value.extend_from_slice(text);
+            }
+            (Some(_), false) => break,
+            (None, true) => {}
+            (None, false) => {
+                let Some(colon) = text.iter().position(|&b| b == b':') else {
+                    continue;
+                };
+                if text[..colon].trim_ascii().eq_ignore_ascii_case(b"bcc") {
+                    found = Some((end, text[colon + 1..].to_vec()));
+                }
+            }
+        }
+    }
+    let (at, value) = found?;
+    let value = strip_quotes_and_comments(&String::from_utf8_lossy(&value));
+    Some((at, value.trim().is_empty()))
 }
 
 /// The header section of `content`: up to and including the empty line,
@@ -149,6 +211,73 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The new `Bcc` field for a header without one.
+    fn extra_bcc(header: &[u8], to: &[String]) -> Option<Vec<u8>> {
+        bcc_edit(header, to).map(|edit| {
+            assert_eq!(edit.at, 0);
+            edit.insert
+        })
+    }
+
+    /// The header after the edit.
+    fn merged(header: &[u8], list: &[&str]) -> String {
+        let edit = bcc_edit(header, &to(list)).unwrap();
+        let mut out = header[..edit.at].to_vec();
+        out.extend_from_slice(&edit.insert);
+        out.extend_from_slice(&header[edit.at..]);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_existing_bcc_field_takes_the_others_and_no_second_one_is_added() {
+        let header = b"To: bob@example.com\r\nBcc: carol@example.com\r\nSubject: x\r\n\r\n";
+        assert_eq!(
+            merged(header, &["bob@example.com", "carol@example.com", "eve@example.com", "f@x.org"]),
+            "To: bob@example.com\r\nBcc: carol@example.com,\r\n eve@example.com,\r\n f@x.org\r\nSubject: x\r\n\r\n"
+        );
+        // Named there already: nothing to do.
+        assert_eq!(bcc_edit(header, &to(&["CAROL@example.com"])), None);
+    }
+
+    #[test]
+    fn a_folded_or_empty_bcc_field_and_lf_endings() {
+        // Folded: the addresses go after its last line.
+        let folded = b"BCC: a@x.org,\r\n\tb@x.org\r\nTo: c@x.org\r\n\r\n";
+        assert_eq!(
+            merged(folded, &["d@x.org"]),
+            "BCC: a@x.org,\r\n\tb@x.org,\r\n d@x.org\r\nTo: c@x.org\r\n\r\n"
+        );
+        // Empty (RFC 5322 allows it): no leading comma.
+        assert_eq!(
+            merged(b"Bcc:\r\nTo: c@x.org\r\n\r\n", &["d@x.org", "e@x.org"]),
+            "Bcc: d@x.org,\r\n e@x.org\r\nTo: c@x.org\r\n\r\n"
+        );
+        assert_eq!(
+            merged(b"Bcc: (nobody)\nTo: c@x.org\n\n", &["d@x.org"]),
+            "Bcc: (nobody) d@x.org\nTo: c@x.org\n\n"
+        );
+        // An undisclosed-recipients group is a value: a comma, then the address.
+        assert_eq!(
+            merged(b"Bcc: undisclosed-recipients:;\r\n\r\n", &["d@x.org"]),
+            "Bcc: undisclosed-recipients:;,\r\n d@x.org\r\n\r\n"
+        );
+        // Two Bcc fields (against RFC 5322): the first takes them.
+        assert_eq!(
+            merged(b"Bcc: a@x.org\r\nBcc: b@x.org\r\n\r\n", &["d@x.org"]),
+            "Bcc: a@x.org,\r\n d@x.org\r\nBcc: b@x.org\r\n\r\n"
+        );
+        // A "Bcc:" in the body is not a field.
+        assert_eq!(
+            merged(b"To: c@x.org\r\n\r\nBcc: z@x.org\r\n", &["d@x.org"]),
+            "Bcc: d@x.org\r\nTo: c@x.org\r\n\r\nBcc: z@x.org\r\n"
+        );
+        // Nor is X-Bcc or a field name that only starts so.
+        assert_eq!(
+            merged(b"X-Bcc: a@x.org\r\nBccX: b\r\n\r\n", &["d@x.org"]),
+            "Bcc: d@x.org\r\nX-Bcc: a@x.org\r\nBccX: b\r\n\r\n"
+        );
+    }
+
     #[test]
     fn recipients_the_header_names_need_no_bcc() {
         let header = b"From: a@example.com\r\nTo: \"Bob\" <Bob@Example.com>, carol@example.com\r\nCc: (team) dave@example.com\r\nSubject: hi\r\n\r\n";
@@ -197,9 +326,10 @@ mod tests {
             extra_bcc(header, &to(&["a@x.org", "b@x.org", "c@x.org"])),
             None
         );
+        // The BCC field there takes d (a second one was added before).
         assert_eq!(
-            extra_bcc(header, &to(&["d@x.org"])).as_deref(),
-            Some(&b"Bcc: d@x.org\r\n"[..])
+            merged(header, &["d@x.org"]),
+            "To: team: a@x.org,\r\n\tb@x.org;\r\nBCC: c@x.org,\r\n d@x.org\r\n\r\n"
         );
     }
 

@@ -86,6 +86,16 @@ pub async fn check_account(path: &Path) -> Result<Vec<String>, (Vec<String>, Str
             said.push("permission: not shown in the token (not a JWT): checked by the probe".into())
         }
     }
+    // Messages over one request go through drafts, which need more.
+    if let Some(roles) = roles(&token) {
+        match roles.iter().any(|r| r == "Mail.ReadWrite" || r == "scp:Mail.ReadWrite") {
+            true => said.push("permission: Mail.ReadWrite is granted: messages over 3 MB can go by draft".into()),
+            false => said.push(
+                "permission: Mail.ReadWrite is not granted: messages over 3 MB will fail (add it for drafts and upload sessions)"
+                    .into(),
+            ),
+        }
+    }
     if settings.mailbox.is_empty() {
         return Err((
             said,

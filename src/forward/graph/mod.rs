@@ -6,8 +6,8 @@
 //! and opened again when the server closes it. Each message is one
 //! `POST {graph-url}/v1.0/users/{mailbox}/sendMail` with
 //! `Authorization: Bearer <token>` and `Content-Type: text/plain`; the
-//! body is the base64 of the spooled content as it is, after a `Bcc`
-//! field for envelope recipients its header does not name (`bcc`).
+//! body is the base64 of the spooled content as it is, with envelope
+//! recipients its header does not name added to its `Bcc` field (`bcc`).
 //! The content is read in slices and encoded as it is read, so the
 //! message is held once, as base64 (at most 4 MB, Graph's limit for one
 //! request; larger messages fail to `.bad` naming the limit).
@@ -22,6 +22,10 @@
 pub mod answer;
 pub mod bcc;
 pub mod check;
+mod large;
+pub mod mime;
+pub mod trace;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,6 +84,8 @@ struct Inner {
     mailbox: Arc<Mailbox>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    /// Message trace's look-ups (`trace`).
+    traces: RateLimit,
 }
 
 /// The mailboxes' limits, one entry per mailbox for the whole instance.
@@ -123,6 +129,7 @@ impl GraphTransport {
             mailbox,
             connect_timeout,
             response_timeout,
+            traces: RateLimit::default(),
         })))
     }
 }
@@ -130,12 +137,25 @@ impl GraphTransport {
 impl Inner {
     /// A new HTTP/1.1 connection to the Graph URL.
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ConnectionError> {
-        let target = format!("{}:{}", self.url.host, self.url.port);
+        let sender = self.connect_to(&self.url).await?;
+        info!("graph connection to {}:{}", self.url.host, self.url.port);
+        Ok(sender)
+    }
+
+    /// A new HTTP/1.1 connection to `url`'s host (Graph's, or an upload
+    /// session's), over TLS with the account's CAs if it is https.
+    async fn connect_to(&self, url: &Url) -> Result<SendRequest<Full<Bytes>>, ConnectionError> {
+        let target = format!("{}:{}", url.host, url.port);
         let mut stream = crate::net::connect(&target, None, self.connect_timeout)
             .await
             .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
-        if let Some(tls) = &self.tls {
-            let handshake = tls.connect(stream, &self.url.host);
+        if url.https {
+            let tls = self.tls.as_ref().ok_or_else(|| {
+                ConnectionError::Tls(std::io::Error::other(format!(
+                    "{target}: https, but graph-url is not"
+                )))
+            })?;
+            let handshake = tls.connect(stream, &url.host);
             stream = tokio::time::timeout(self.response_timeout, handshake)
                 .await
                 .map_err(|_| ConnectionError::Timeout(self.response_timeout.as_secs()))?
@@ -148,23 +168,127 @@ impl Inner {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        info!("graph connection to {target}");
         Ok(sender)
     }
 
-    fn send_mail_path(&self) -> String {
+    /// `{graph-url path}/v1.0/users/{mailbox}` and then `rest`.
+    fn user_path(&self, rest: &str) -> String {
         format!(
-            "{}/v1.0/users/{}/sendMail",
+            "{}/v1.0/users/{}{rest}",
             self.url.path.trim_end_matches('/'),
             percent_path(&self.settings.mailbox)
         )
     }
 
-    fn authority(&self) -> String {
-        let default = if self.url.https { 443 } else { 80 };
-        match self.url.port == default {
-            true => self.url.host.clone(),
-            false => format!("{}:{}", self.url.host, self.url.port),
+    /// One request on the connection in `slot` (opened to `url` if there
+    /// is none or it is closed); `Err` is a reason for a deferral (451
+    /// 4.4.x text), and the connection is then dropped.
+    async fn exchange(
+        &self,
+        slot: &mut Option<SendRequest<Full<Bytes>>>,
+        url: &Url,
+        call: Call,
+    ) -> Result<Answered, String> {
+        let timeout = self.response_timeout;
+        let exchange = async {
+            let kept = match slot.take() {
+                Some(mut s) => s.ready().await.is_ok().then_some(s),
+                None => None,
+            };
+            let mut sender = match (kept, url == &self.url) {
+                (Some(s), _) => s,
+                (None, true) => self
+                    .connect()
+                    .await
+                    .map_err(|e| format!("4.4.1 graph: {e}"))?,
+                (None, false) => self
+                    .connect_to(url)
+                    .await
+                    .map_err(|e| format!("4.4.1 graph: {e}"))?,
+            };
+            let default = if url.https { 443 } else { 80 };
+            let host = match url.port == default {
+                true => url.host.clone(),
+                false => format!("{}:{}", url.host, url.port),
+            };
+            let mut request = hyper::Request::builder()
+                .method(call.method)
+                .uri(call.target)
+                .header(hyper::header::HOST, host)
+                .header(hyper::header::CONTENT_LENGTH, call.body.len())
+                .header(
+                    hyper::header::USER_AGENT,
+                    concat!("emailrelay-rs/", env!("CARGO_PKG_VERSION")),
+                );
+            if let Some(token) = &call.bearer {
+                request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            if let Some(kind) = call.content_type {
+                request = request.header(hyper::header::CONTENT_TYPE, kind);
+            }
+            if let Some(range) = call.content_range {
+                request = request.header(hyper::header::CONTENT_RANGE, range);
+            }
+            let request = request
+                .body(Full::new(call.body))
+                .map_err(|e| format!("4.4.0 graph: {e}"))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("4.4.2 graph: {e}"))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("4.4.2 graph: {e}"))?
+                .to_bytes()
+                .to_vec();
+            *slot = Some(sender);
+            Ok((status, retry_after, text))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("4.4.2 graph: no answer in {}s", timeout.as_secs()))?
+    }
+
+    fn send_mail_path(&self) -> String {
+        self.user_path("/sendMail")
+    }
+}
+
+/// One HTTP request to Graph or an upload URL.
+struct Call {
+    method: hyper::Method,
+    /// The path and query.
+    target: String,
+    content_type: Option<&'static str>,
+    content_range: Option<String>,
+    /// The access token, for Graph (never for an upload URL).
+    bearer: Option<String>,
+    body: Bytes,
+}
+
+impl Call {
+    /// A request to Graph with the token.
+    fn graph(
+        method: hyper::Method,
+        target: String,
+        content_type: Option<&'static str>,
+        token: &str,
+        body: Bytes,
+    ) -> Call {
+        Call {
+            method,
+            target,
+            content_type,
+            content_range: None,
+            bearer: Some(token.to_string()),
+            body,
         }
     }
 }
@@ -219,7 +343,8 @@ struct GraphLink {
 type Answered = (u16, Option<String>, Vec<u8>);
 
 impl GraphLink {
-    /// Sends one message: the token, the request, one renewal after a 401.
+    /// Sends one message: by one `sendMail` if it fits in a request,
+    /// otherwise through a draft (`large`).
     async fn send_message(
         &mut self,
         message: OutgoingMessage,
@@ -228,15 +353,7 @@ impl GraphLink {
         let t = Arc::clone(&self.transport);
         let body = match encode_content(content, &message.to).await {
             Ok(Some(body)) => body,
-            Ok(None) => {
-                return Ok(SendOutcome::Failed(Reply::new(
-                    552,
-                    format!(
-                        "5.3.4 message too large for graph sendMail: over {} octets of base64 per request",
-                        MAX_REQUEST
-                    ),
-                )))
-            }
+            Ok(None) => return self.send_large(&message, content).await,
             Err(e) => return Err(ConnectionError::Content(e)),
         };
         let _permit = t
@@ -245,45 +362,92 @@ impl GraphLink {
             .acquire()
             .await
             .map_err(|_| ConnectionError::Closed)?;
-        self.wait_for_rate().await;
         let mut renewed = false;
+        let path = t.send_mail_path();
+        let call = |token: &str| {
+            Call::graph(
+                hyper::Method::POST,
+                path.clone(),
+                Some("text/plain"),
+                token,
+                body.clone(),
+            )
+        };
+        Ok(match self.authed(&mut renewed, call).await? {
+            Ok(_) => {
+                self.follow(content).await;
+                SendOutcome::Sent {
+                    rejected: Vec::new(),
+                }
+            }
+            Err(outcome) => outcome,
+        })
+    }
+
+    /// With `delivery-trace`, starts looking the sent message up (`trace`).
+    async fn follow(&self, content: &Path) {
+        let t = &self.transport;
+        let Some(first) = t.settings.delivery_trace else {
+            return;
+        };
+        let mut header = Vec::new();
+        if let Ok(file) = tokio::fs::File::open(content).await {
+            let _ = file.take(64 * 1024).read_to_end(&mut header).await;
+        }
+        match trace::message_id(bcc::header_section(&header)) {
+            Some(id) => {
+                tokio::spawn(trace::follow(Arc::clone(t), id, first));
+            }
+            None => crate::debug!("graph: no Message-ID: no message trace"),
+        }
+    }
+
+    /// One request to Graph, with the token, renewed once after a 401
+    /// (`renewed` says whether that has happened for this message):
+    /// `Ok(Ok(_))` for a 2xx answer, `Ok(Err(outcome))` for what any other
+    /// answer, or no answer, means for the message (`answer`).
+    async fn authed(
+        &mut self,
+        renewed: &mut bool,
+        call: impl Fn(&str) -> Call,
+    ) -> Result<Result<Answered, SendOutcome>, ConnectionError> {
+        let t = Arc::clone(&self.transport);
         loop {
             let token =
                 t.account.access_token().await.map_err(|e| {
                     ConnectionError::AuthRefused(Reply::new(535, format!("5.7.8 {e}")))
                 })?;
-            let answered = match self.request(&token, body.clone()).await {
+            self.wait_for_rate().await;
+            let answered = match t.exchange(&mut self.sender, &t.url, call(&token)).await {
                 Ok(answered) => answered,
                 Err(reason) => {
                     // The connection is not to be trusted for the next one.
                     self.sender = None;
-                    return Ok(SendOutcome::Retry(Reply::new(451, reason)));
+                    return Ok(Err(SendOutcome::Retry(Reply::new(451, reason))));
                 }
             };
-            let (status, retry_after, body_text) = answered;
+            let (status, retry_after, body_text) = &answered;
             self.retry_after = None;
-            match answer::decide(status, retry_after.as_deref(), &body_text) {
-                Answer::Accepted => {
-                    return Ok(SendOutcome::Sent {
-                        rejected: Vec::new(),
-                    })
-                }
-                Answer::Unauthorized(reply) if !renewed => {
+            let outcome = match answer::decide(*status, retry_after.as_deref(), body_text) {
+                Answer::Accepted => return Ok(Ok(answered)),
+                Answer::Unauthorized(reply) if !*renewed => {
                     warning!(
                         "graph: {}: access token refused: getting a new one",
                         reply.text()
                     );
                     t.account.refused(&token).await;
-                    renewed = true;
+                    *renewed = true;
+                    continue;
                 }
                 Answer::Unauthorized(reply) => return Err(ConnectionError::AuthRefused(reply)),
                 Answer::Throttled(reply, wait) => {
                     self.retry_after = wait;
-                    return Ok(SendOutcome::Retry(reply));
+                    SendOutcome::Retry(reply)
                 }
-                Answer::Failed(reply) => return Ok(SendOutcome::Failed(reply)),
-                Answer::Later(reply) => return Ok(SendOutcome::Retry(reply)),
-            }
+                Answer::Failed(reply) => SendOutcome::Failed(reply),
+                Answer::Later(reply) => SendOutcome::Retry(reply),
+            };
+            return Ok(Err(outcome));
         }
     }
 
@@ -302,52 +466,17 @@ impl GraphLink {
         }
     }
 
-    /// One POST; `Err` is a reason for a deferral (451 4.4.x text).
+    /// One POST to sendMail; `Err` is a reason for a deferral (451 4.4.x text).
     async fn request(&mut self, token: &str, body: Bytes) -> Result<Answered, String> {
         let t = Arc::clone(&self.transport);
-        let timeout = t.response_timeout;
-        let exchange = async {
-            let kept = match self.sender.take() {
-                Some(mut s) => s.ready().await.is_ok().then_some(s),
-                None => None,
-            };
-            let mut sender = match kept {
-                Some(s) => s,
-                None => t.connect().await.map_err(|e| format!("4.4.1 graph: {e}"))?,
-            };
-            let request = hyper::Request::post(t.send_mail_path())
-                .header(hyper::header::HOST, t.authority())
-                .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(hyper::header::CONTENT_TYPE, "text/plain")
-                .header(hyper::header::CONTENT_LENGTH, body.len())
-                .header(
-                    hyper::header::USER_AGENT,
-                    concat!("emailrelay-rs/", env!("CARGO_PKG_VERSION")),
-                )
-                .body(Full::new(body))
-                .map_err(|e| format!("4.4.0 graph: {e}"))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("4.4.2 graph: {e}"))?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(hyper::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| format!("4.4.2 graph: {e}"))?
-                .to_bytes()
-                .to_vec();
-            self.sender = Some(sender);
-            Ok((status, retry_after, text))
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| format!("4.4.2 graph: no answer in {}s", timeout.as_secs()))?
+        let call = Call::graph(
+            hyper::Method::POST,
+            t.send_mail_path(),
+            Some("text/plain"),
+            token,
+            body,
+        );
+        t.exchange(&mut self.sender, &t.url, call).await
     }
 }
 
@@ -382,9 +511,9 @@ impl Link for GraphLink {
     }
 }
 
-/// The request body: base64 of a `Bcc` field for the recipients the
-/// header does not name, then the content as it is; `None` if it would
-/// be over [`MAX_REQUEST`].
+/// The request body: base64 of the content as it is, with the recipients
+/// the header does not name added to its `Bcc` field (`bcc::bcc_edit`);
+/// `None` if it would be over [`MAX_REQUEST`].
 pub async fn encode_content(path: &Path, to: &[String]) -> std::io::Result<Option<Bytes>> {
     let mut file = tokio::fs::File::open(path).await?;
     let size = file.metadata().await?.len();
@@ -399,15 +528,15 @@ pub async fn encode_content(path: &Path, to: &[String]) -> std::io::Result<Optio
         filled += n;
     }
     start.truncate(filled);
-    let bcc = bcc::extra_bcc(bcc::header_section(&start), to).unwrap_or_default();
-    let raw = size + bcc.len() as u64;
+    let mut pending = match bcc::bcc_edit(bcc::header_section(&start), to) {
+        Some(edit) => [&start[..edit.at], &edit.insert, &start[edit.at..]].concat(),
+        None => start,
+    };
+    let raw = size + (pending.len() - filled) as u64;
     if raw.div_ceil(3) * 4 > MAX_REQUEST {
         return Ok(None);
     }
     let mut out = String::with_capacity(usize::try_from(raw.div_ceil(3) * 4).unwrap_or(0));
-    let mut pending = bcc;
-    pending.extend_from_slice(&start);
-    drop(start);
     let mut slice = vec![0u8; SLICE];
     loop {
         let whole = pending.len() / 3 * 3;
@@ -457,6 +586,24 @@ mod tests {
         assert_eq!(&decoded[14..], &content[..]);
         let only_named = encode_content(&path, &to[..1]).await.unwrap().unwrap();
         assert_eq!(STANDARD.decode(&only_named).unwrap(), content);
+    }
+
+    #[tokio::test]
+    async fn an_existing_bcc_field_takes_the_others_in_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.content");
+        let content = b"To: a@x.org\r\nBcc: c@x.org\r\nSubject: s\r\n\r\nbody\r\n";
+        std::fs::write(&path, content).unwrap();
+        let to = vec![
+            "a@x.org".to_string(),
+            "b@x.org".to_string(),
+            "c@x.org".to_string(),
+        ];
+        let body = encode_content(&path, &to).await.unwrap().unwrap();
+        assert_eq!(
+            STANDARD.decode(&body).unwrap(),
+            b"To: a@x.org\r\nBcc: c@x.org,\r\n b@x.org\r\nSubject: s\r\n\r\nbody\r\n"
+        );
     }
 
     #[tokio::test]
