@@ -62,8 +62,12 @@ fn fail(error: &ConfigError, with_time: bool) -> ExitCode {
         true => PROGRAM.to_string(),
         false => emailrelay::platform::console::name_as_typed(PROGRAM),
     };
-    for line in error.lines() {
-        emailrelay::stderrln!("{name}: {time}{line}");
+    for line in error.line_bytes() {
+        use std::io::Write as _;
+        let mut stderr = emailrelay::platform::console::stderr();
+        let _ = write!(stderr, "{name}: {time}");
+        let _ = stderr.write_all(&line);
+        let _ = writeln!(stderr);
     }
     if error.is_usage() {
         emailrelay::stderrln!(

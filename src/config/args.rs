@@ -5,12 +5,18 @@
 //!
 //! - `--name value`, `--name=value`, `-x value`; a run of letters `-ltv`
 //!   sets flags only (a letter that needs a value is an error there);
-//!   `--flag=yes|no` (also y/n, true/false, t/f, 1/0, on/off) turns a flag
-//!   on or off; `--name -v` is refused as probably a mistake; `--` ends
-//!   the options.
+//!   `--flag=yes|no` (also y/n, true/false, t/f, 1/0, on/off, in any case,
+//!   with ASCII spaces, tabs, CRs and LFs around) turns a flag on or off,
+//!   and `--flag=` turns it on; `--name -v` is refused as probably a
+//!   mistake; `--` ends the options. Letters are bytes: `-é` is two
+//!   unknown letters.
 //! - A single-valued option given twice with different values is an error
 //!   (`duplicate use of "--port"`), the same value twice is fine; the
-//!   many-valued ones (`--filter`, `--interface`, ...) accumulate.
+//!   many-valued ones (`--filter`, `--interface`, ...) accumulate. A flag
+//!   spelling (`-A`, `--log`) stands for the value `yes` in this check, a
+//!   turned-off flag for `no`; a flag spelling after a value is fine
+//!   (`--anonymous=vrfy -A`, `--log= --log`), a value after a flag
+//!   spelling only if it is `yes` (`-A --anonymous` is a duplicate).
 //! - The config file is the last argument. Its lines hold an option name
 //!   and a value separated by spaces, tabs or `=`, with `#` lines skipped
 //!   and one pair of double quotes taken off the value; they are appended
@@ -42,11 +48,12 @@ pub struct Instance {
 /// What was given for one option.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Value {
-    /// A flag that is on (`--log`, `--log=yes`).
+    /// A flag spelling, on (`--log`, `--log=yes`, `-A`).
     On,
     /// A flag explicitly off (`--log=no`): as if not given.
     Off,
-    /// One or more values, in order.
+    /// One or more values, in order (`--log=` gives a flag the value
+    /// `""`, which counts as on).
     Text(Vec<String>),
 }
 
@@ -56,8 +63,9 @@ pub enum OptionError {
     /// No such option (or an unknown instance prefix).
     #[error("invalid option: \"--{0}\"")]
     UnknownLong(String),
-    #[error("invalid option: \"-{0}\"")]
-    UnknownShort(char),
+    /// A letter that is no option: one byte, as 2.6.1 reports them.
+    #[error("invalid option: \"-{}\"", String::from_utf8_lossy(&[*.0]))]
+    UnknownShort(u8),
     #[error("no value supplied for \"--{0}\"")]
     MissingLong(&'static str),
     /// A letter that needs a value given in a run of letters, or last.
@@ -76,6 +84,17 @@ pub enum OptionError {
     DuplicateLong(&'static str),
     #[error("duplicate use of \"-{0}\"")]
     DuplicateShort(char),
+}
+
+impl OptionError {
+    /// The message as bytes: as [`Display`](std::fmt::Display), but an
+    /// unknown letter is its byte itself, which need not be UTF-8.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            OptionError::UnknownShort(b) => [&b"invalid option: \"-"[..], &[*b], b"\""].concat(),
+            other => other.to_string().into_bytes(),
+        }
+    }
 }
 
 /// The parsed command line and config file.
@@ -116,10 +135,10 @@ impl Args {
                 .is_empty();
             instances.push(instance);
         }
-        // In the order of their texts, as 2.6.1 lists them, each text once
-        // (`-a-` and `--=x` both say `invalid option: "--"`).
-        errors.sort_by_cached_key(ToString::to_string);
-        errors.dedup_by(|a, b| a.to_string() == b.to_string());
+        // In the order of their texts' bytes, as 2.6.1 lists them, each
+        // text once (`-a-` and `--=x` both say `invalid option: "--"`).
+        errors.sort_by_cached_key(OptionError::to_bytes);
+        errors.dedup_by(|a, b| a.to_bytes() == b.to_bytes());
         if !errors.is_empty() {
             return Err(ConfigError::Usage(errors));
         }
@@ -224,7 +243,7 @@ impl Instance {
             if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
                 self.parse_long(long, words, &mut i, &resolve, errors);
             } else if word.len() > 1 && word.starts_with('-') {
-                self.parse_short(&word[1..], words, &mut i, &resolve, errors);
+                self.parse_short(&word.as_bytes()[1..], words, &mut i, &resolve, errors);
             } else {
                 i -= 1;
                 break;
@@ -282,18 +301,21 @@ impl Instance {
 
     fn parse_short(
         &mut self,
-        letters: &str,
+        letters: &[u8],
         words: &[String],
         i: &mut usize,
         resolve: &impl Fn(&str) -> Resolved,
         errors: &mut Vec<OptionError>,
     ) {
-        let single = letters.chars().count() == 1;
-        for letter in letters.chars() {
-            let Some(spec) = find_short(letter) else {
-                errors.push(OptionError::UnknownShort(letter));
+        // E-MailRelay compatibility: letters are bytes, so `-é` is two
+        // unknown letters.
+        let single = letters.len() == 1;
+        for &byte in letters {
+            let Some(spec) = short_spec(byte) else {
+                errors.push(OptionError::UnknownShort(byte));
                 continue;
             };
+            let letter = char::from(byte);
             let own = match resolve(spec.name) {
                 Resolved::Own(_) => true,
                 Resolved::Other(_) => false,
@@ -316,8 +338,9 @@ impl Instance {
                     }
                 },
                 _ if !own => Ok(()),
-                Arg::Optional => self.set_value(spec, "", Spelling::Short(letter)),
-                Arg::None => self.set_flag(spec, Value::On),
+                // `-A` is a flag spelling of an option with an optional
+                // value.
+                Arg::Optional | Arg::None => self.set_flag(spec, Value::On),
             };
             if let Err(e) = result {
                 errors.push(e);
@@ -325,13 +348,20 @@ impl Instance {
         }
     }
 
+    /// A flag spelling, turning the option on or off: a conflict if it
+    /// was turned the other way before; a flag spelling after a value
+    /// (`--anonymous=vrfy -A`, `--log= --log`) counts as on and is fine.
     fn set_flag(&mut self, spec: &'static OptionSpec, value: Value) -> Result<(), OptionError> {
-        match self.values.get(spec.name) {
-            Some(old) if *old != value => Err(OptionError::Conflicting(spec.name)),
-            _ => {
+        match (self.values.get(spec.name), &value) {
+            (None, _) => {
                 self.values.insert(spec.name, value);
                 Ok(())
             }
+            (Some(Value::Off), Value::Off) => Ok(()),
+            (Some(Value::Off), _) | (Some(_), Value::Off) => {
+                Err(OptionError::Conflicting(spec.name))
+            }
+            (Some(_), _) => Ok(()),
         }
     }
 
@@ -341,24 +371,31 @@ impl Instance {
         value: &str,
         spelling: Spelling,
     ) -> Result<(), OptionError> {
-        if spec.arg == Arg::None {
+        // E-MailRelay compatibility: an empty value is no value, so
+        // `--log=` turns a flag on.
+        if spec.arg == Arg::None && !value.is_empty() {
             return Err(OptionError::ValueForFlag {
                 name: spec.name,
                 value: value.to_string(),
             });
         }
-        let entry = self
-            .values
-            .entry(spec.name)
-            .or_insert_with(|| Value::Text(Vec::new()));
-        let Value::Text(list) = entry else {
-            return Err(OptionError::Conflicting(spec.name));
+        // The value seen before: a flag spelling stands for `yes` (on) or
+        // `no` (off), as 2.6.1 stores them.
+        let old = match self.values.get_mut(spec.name) {
+            None => {
+                self.values
+                    .insert(spec.name, Value::Text(vec![value.to_string()]));
+                return Ok(());
+            }
+            Some(Value::Text(list)) if spec.many => {
+                list.push(value.to_string());
+                return Ok(());
+            }
+            Some(Value::Text(list)) => list.first().map_or("", String::as_str),
+            Some(Value::On) => "yes",
+            Some(Value::Off) => "no",
         };
-        if spec.many || list.is_empty() {
-            list.push(value.to_string());
-            return Ok(());
-        }
-        if list.iter().any(|v| v == value) {
+        if old == value {
             return Ok(());
         }
         Err(match spelling {
@@ -420,11 +457,7 @@ fn instance_names(words: &[String]) -> Vec<String> {
         let Some(long) = word.strip_prefix("--") else {
             if word.len() == 2 && word.starts_with('-') {
                 // Skip a single letter's value.
-                let needs = word[1..]
-                    .chars()
-                    .next()
-                    .and_then(find_short)
-                    .is_some_and(|s| s.arg == Arg::Required);
+                let needs = short_spec(word.as_bytes()[1]).is_some_and(|s| s.arg == Arg::Required);
                 i += usize::from(needs);
             }
             continue;
@@ -471,9 +504,9 @@ fn find_config_file(argv: &[String]) -> Option<PathBuf> {
                 None => return None,
             }
         } else if word.len() > 1 && word.starts_with('-') {
-            let letters: Vec<char> = word[1..].chars().collect();
-            for letter in &letters {
-                match find_short(*letter) {
+            let letters = &word.as_bytes()[1..];
+            for &letter in letters {
+                match short_spec(letter) {
                     Some(spec) if letters.len() == 1 && takes_value(spec) => i += 1,
                     Some(_) => {}
                     None => return None,
@@ -548,18 +581,21 @@ fn split_eq(long: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn is_positive(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes" | "t" | "true" | "1" | "on"
-    )
+/// An option letter by its byte (the letters are all ASCII).
+fn short_spec(byte: u8) -> Option<&'static OptionSpec> {
+    byte.is_ascii()
+        .then(|| find_short(char::from(byte)))
+        .flatten()
 }
 
+/// A flag's value as `yes`, by 2.6.1's and `getopt`'s rule.
+fn is_positive(v: &str) -> bool {
+    crate::getopt::is_positive(v.as_bytes())
+}
+
+/// A flag's value as `no`, by 2.6.1's and `getopt`'s rule.
 fn is_negative(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "n" | "no" | "f" | "false" | "0" | "off"
-    )
+    crate::getopt::is_negative(v.as_bytes())
 }
 
 #[cfg(test)]
@@ -621,6 +657,72 @@ mod tests {
         assert_eq!(
             usage(&["--log=no", "--log"]),
             ["conflicting values: \"--log\""]
+        );
+    }
+
+    #[test]
+    fn flag_values_as_e_mailrelay_reads_them() {
+        // An empty value is no value: the flag is on.
+        assert!(parse(&["--log="]).unwrap().has("log"));
+        assert!(parse(&["--log=", "--log", "--log="]).is_ok());
+        assert_eq!(usage(&["--log", "--log="]), ["duplicate use of \"--log\""]);
+        assert_eq!(
+            usage(&["--log=no", "--log="]),
+            ["duplicate use of \"--log\""]
+        );
+        assert_eq!(
+            usage(&["--log=", "--log=no"]),
+            ["conflicting values: \"--log\""]
+        );
+        // Only ASCII white space around yes and no, in any case.
+        assert!(parse(&["--log= \tYes\r\n", "--verbose=OFF"]).is_ok());
+        for odd in ["\u{a0}yes", "yes\u{a0}", "\u{b}yes", "\u{c}no"] {
+            assert_eq!(
+                usage(&[&format!("--log={odd}")]),
+                [format!("cannot give a value with \"--log\" ({odd})")]
+            );
+        }
+    }
+
+    #[test]
+    fn letters_are_bytes() {
+        let e = match parse(&["-\u{e9}"]) {
+            Err(ConfigError::Usage(e)) => e,
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        let bytes: Vec<Vec<u8>> = e.iter().map(OptionError::to_bytes).collect();
+        assert_eq!(
+            bytes,
+            [
+                &b"invalid option: \"-\xa9\""[..],
+                b"invalid option: \"-\xc3\""
+            ]
+        );
+    }
+
+    #[test]
+    fn flag_spellings_of_an_option_with_a_value() {
+        // A flag spelling after a value is fine, and keeps the value.
+        let a = parse(&["--anonymous=vrfy", "-A", "--anonymous=vrfy"]).unwrap();
+        assert_eq!(a.first().value("anonymous").as_deref(), Some("vrfy"));
+        assert!(parse(&["--anonymous", "-A", "-A"]).is_ok());
+        // A value after a flag spelling must be `yes`.
+        assert!(parse(&["-A", "--anonymous=yes"]).is_ok());
+        assert_eq!(
+            usage(&["-A", "--anonymous"]),
+            ["duplicate use of \"--anonymous\""]
+        );
+        assert_eq!(
+            usage(&["-A", "--anonymous=vrfy"]),
+            ["duplicate use of \"--anonymous\""]
+        );
+        assert_eq!(
+            parse(&["-A"])
+                .unwrap()
+                .first()
+                .value("anonymous")
+                .as_deref(),
+            Some("")
         );
     }
 
