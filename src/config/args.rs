@@ -482,19 +482,19 @@ fn instance_names(words: &[String]) -> Vec<String> {
     names
 }
 
-/// The config file: the first argument that is not an option or an
-/// option's value, provided the options before it are all known.
+/// The config file: the first argument after the options (which end at
+/// `--` or at the first word that is not an option or an option's value,
+/// whatever follows), provided the options before it are all known.
 /// E-MailRelay compatibility: it is then taken off the end of the command
 /// line, so it must be the last argument.
 fn find_config_file(argv: &[String]) -> Option<PathBuf> {
     let takes_value = |spec: &OptionSpec| spec.arg == Arg::Required;
-    let mut candidate = None;
     let mut i = 0;
     while i < argv.len() {
         let word = &argv[i];
         i += 1;
         if word == "--" {
-            break;
+            return argv.get(i).map(PathBuf::from);
         }
         if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
             let (key, inline) = split_eq(long);
@@ -512,13 +512,11 @@ fn find_config_file(argv: &[String]) -> Option<PathBuf> {
                     None => return None,
                 }
             }
-        } else if candidate.is_none() {
-            candidate = Some(PathBuf::from(word));
         } else {
-            break;
+            return Some(PathBuf::from(word));
         }
     }
-    candidate
+    None
 }
 
 /// Reads a config file into `--name[=value]` words.
@@ -813,6 +811,29 @@ mod tests {
         assert!(matches!(
             parse(&["a.conf", "--log"]),
             Err(ConfigError::ConfigFile(p)) if p == Path::new("a.conf")
+        ));
+        // The options end at the first other word, whatever follows, or
+        // at `--`.
+        for argv in [
+            &["a.conf", "--nosuch"][..],
+            &["--", "a.conf", "b"],
+            &["-l", "a.conf", "-\u{e9}"],
+        ] {
+            assert!(matches!(
+                parse(argv),
+                Err(ConfigError::ConfigFile(p)) if p == Path::new("a.conf")
+            ));
+        }
+        assert!(matches!(
+            parse(&["--", "-x"]),
+            Err(ConfigError::ConfigFile(p)) if p == Path::new("-x")
+        ));
+        assert!(parse(&["--log", "--"]).is_ok());
+        // The file's lines come after the `--`, so they are arguments.
+        std::fs::write(&file, "log\n").unwrap();
+        assert!(matches!(
+            parse(&["--", file.to_str().unwrap()]),
+            Err(ConfigError::TooManyArgs)
         ));
     }
 
