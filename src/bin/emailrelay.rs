@@ -8,12 +8,13 @@ use emailrelay::config::{help_text, Args, Config, ConfigError};
 const PROGRAM: &str = "emailrelay";
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Bytes: an argument need not be UTF-8.
+    let (_, argv) = emailrelay::getopt::args_os();
     let app_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_default();
-    let args = match Args::parse(&argv, &app_dir) {
+    let args = match Args::parse_bytes(&argv, &app_dir) {
         Ok(args) => args,
         Err(e) => return fail(&e, false),
     };

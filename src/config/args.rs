@@ -92,8 +92,49 @@ impl OptionError {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             OptionError::UnknownShort(b) => [&b"invalid option: \"-"[..], &[*b], b"\""].concat(),
-            other => other.to_string().into_bytes(),
+            other => unescape(&other.to_string()),
         }
+    }
+}
+
+/// The first of the 256 code points (U+10FF00 to U+10FFFF, private use)
+/// that stand for the bytes of a word that are not UTF-8 (see [`escape`]).
+const ESCAPE_BASE: u32 = 0x10_ff00;
+
+/// A word or config file as text for the parser: valid UTF-8 as it is,
+/// each other byte as a code point of its own (`ESCAPE_BASE + byte`),
+/// so that messages can give the bytes back as 2.6.1 does
+/// ([`unescape`]) and nothing panics on them.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            out.extend(char::from_u32(ESCAPE_BASE + u32::from(b)));
+        }
+    }
+    out
+}
+
+/// The bytes an [`escape`]d text stands for.
+fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match u32::from(c).checked_sub(ESCAPE_BASE) {
+            Some(b) => out.push(b as u8),
+            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out
+}
+
+/// An [`escape`]d value for the settings: bytes that are not UTF-8 as
+/// U+FFFD.
+fn unescape_lossy(text: &str) -> String {
+    if text.chars().any(|c| u32::from(c) >= ESCAPE_BASE) {
+        String::from_utf8_lossy(&unescape(text)).into_owned()
+    } else {
+        text.to_string()
     }
 }
 
@@ -107,9 +148,18 @@ pub struct Args {
 }
 
 impl Args {
+    /// Parses the command line (without argv\[0\]), as bytes, which need
+    /// not be UTF-8: errors give them back as they are, and values that
+    /// are not UTF-8 reach the settings with U+FFFD in their place.
+    pub fn parse_bytes(argv: &[Vec<u8>], app_dir: &Path) -> Result<Args, ConfigError> {
+        let words: Vec<String> = argv.iter().map(|w| escape(w)).collect();
+        Args::parse(&words, app_dir)
+    }
+
     /// Parses the command line (without argv\[0\]) and then any config file.
     pub fn parse(argv: &[String], app_dir: &Path) -> Result<Args, ConfigError> {
-        let config_file = find_config_file(argv);
+        let config_file = find_config_file(argv)
+            .map(|word| crate::platform::files::bytes_to_path(&unescape(&word)));
         let mut words = argv.to_vec();
         if let Some(path) = &config_file {
             // E-MailRelay compatibility: the config file is taken to be the
@@ -144,6 +194,13 @@ impl Args {
         }
         if stray {
             return Err(ConfigError::TooManyArgs);
+        }
+        for instance in &mut instances {
+            for value in instance.values.values_mut() {
+                if let Value::Text(list) = value {
+                    list.iter_mut().for_each(|v| *v = unescape_lossy(v));
+                }
+            }
         }
         Ok(Args {
             instances,
@@ -243,7 +300,8 @@ impl Instance {
             if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
                 self.parse_long(long, words, &mut i, &resolve, errors);
             } else if word.len() > 1 && word.starts_with('-') {
-                self.parse_short(&word.as_bytes()[1..], words, &mut i, &resolve, errors);
+                let letters = unescape(&word[1..]);
+                self.parse_short(&letters, words, &mut i, &resolve, errors);
             } else {
                 i -= 1;
                 break;
@@ -487,14 +545,14 @@ fn instance_names(words: &[String]) -> Vec<String> {
 /// whatever follows), provided the options before it are all known.
 /// E-MailRelay compatibility: it is then taken off the end of the command
 /// line, so it must be the last argument.
-fn find_config_file(argv: &[String]) -> Option<PathBuf> {
+fn find_config_file(argv: &[String]) -> Option<String> {
     let takes_value = |spec: &OptionSpec| spec.arg == Arg::Required;
     let mut i = 0;
     while i < argv.len() {
         let word = &argv[i];
         i += 1;
         if word == "--" {
-            return argv.get(i).map(PathBuf::from);
+            return argv.get(i).cloned();
         }
         if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
             let (key, inline) = split_eq(long);
@@ -513,7 +571,7 @@ fn find_config_file(argv: &[String]) -> Option<PathBuf> {
                 }
             }
         } else {
-            return Some(PathBuf::from(word));
+            return Some(word.clone());
         }
     }
     None
@@ -522,7 +580,7 @@ fn find_config_file(argv: &[String]) -> Option<PathBuf> {
 /// Reads a config file into `--name[=value]` words.
 fn read_config_file(path: &Path) -> Result<Vec<String>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|_| ConfigError::ConfigFile(path.to_path_buf()))?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = escape(&bytes);
     let mut words = Vec::new();
     for line in text.split('\n') {
         if line.contains('\0') {
@@ -683,6 +741,40 @@ mod tests {
     }
 
     #[test]
+    fn words_that_are_not_utf8() {
+        let argv = |words: &[&[u8]]| -> Vec<Vec<u8>> { words.iter().map(|w| w.to_vec()).collect() };
+        let errors = match Args::parse_bytes(
+            &argv(&[b"-\xff", b"--log=\xfe", b"--\xfd", b"--port", b"-\xfc"]),
+            Path::new("/"),
+        ) {
+            Err(ConfigError::Usage(e)) => e.iter().map(OptionError::to_bytes).collect::<Vec<_>>(),
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        assert_eq!(
+            errors,
+            [
+                &b"\"--port -\xfc\" is probably a mistake, use \"--port=... -\xfc\" or \"--port=-\xfc\""[..],
+                b"cannot give a value with \"--log\" (\xfe)",
+                b"invalid option: \"--\xfd\"",
+                b"invalid option: \"-\xff\"",
+            ]
+        );
+        // A value reaches the settings with U+FFFD for such bytes.
+        let a = Args::parse_bytes(
+            &argv(&[b"--domain=a\xffb", b"--filter=\xfe"]),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(a.first().value("domain").as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(a.first().values("filter"), ["\u{fffd}"]);
+        // Two different such values are two values.
+        assert!(
+            Args::parse_bytes(&argv(&[b"--domain=\xff", b"--domain=\xfe"]), Path::new("/"))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn letters_are_bytes() {
         let e = match parse(&["-\u{e9}"]) {
             Err(ConfigError::Usage(e)) => e,
@@ -829,6 +921,10 @@ mod tests {
             Err(ConfigError::ConfigFile(p)) if p == Path::new("-x")
         ));
         assert!(parse(&["--log", "--"]).is_ok());
+        assert!(matches!(
+            Args::parse_bytes(&[b"--".to_vec(), b"\xff.conf".to_vec()], Path::new("/")),
+            Err(ConfigError::ConfigFile(p)) if p == crate::platform::files::bytes_to_path(b"\xff.conf")
+        ));
         // The file's lines come after the `--`, so they are arguments.
         std::fs::write(&file, "log\n").unwrap();
         assert!(matches!(

@@ -109,6 +109,17 @@ impl ConfigError {
                 .iter()
                 .map(|e| [&b"error: "[..], &e.to_bytes()].concat())
                 .collect(),
+            // The file's name as given, which need not be UTF-8.
+            ConfigError::ConfigFile(path) => vec![[
+                &b"error: error reading configuration file: "[..],
+                crate::platform::files::os_str_bytes(path.as_os_str()),
+            ]
+            .concat()],
+            ConfigError::ConfigFileNul(path) => vec![[
+                &b"error: invalid character in configuration file: "[..],
+                crate::platform::files::os_str_bytes(path.as_os_str()),
+            ]
+            .concat()],
             other => other.lines().into_iter().map(String::into_bytes).collect(),
         }
     }
