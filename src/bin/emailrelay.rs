@@ -14,10 +14,13 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_default();
-    let args = match Args::parse_bytes(&argv, &app_dir) {
-        Ok(args) => args,
+    let (args, usage) = match Args::parse_command_line(&argv, &app_dir) {
+        Ok(parsed) => parsed,
         Err(e) => return fail(&e, false),
     };
+    // E-MailRelay compatibility: 2.6.1 shows the help whatever else the
+    // command line holds, then its syntax errors, then the version, then
+    // too many arguments.
     if args.has("help") {
         // E-MailRelay compatibility: `$COLUMNS`, else 79, as 2.6.1 and
         // our other two programs wrap their help.
@@ -28,9 +31,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if let Some(e @ ConfigError::Usage(_)) = &usage {
+        return fail(e, false);
+    }
     if args.has("version") {
         emailrelay::stdout!("{}", version_text(args.has("verbose")));
         return ExitCode::SUCCESS;
+    }
+    if let Some(e) = &usage {
+        return fail(e, false);
     }
     let config = match Config::build(&args, emailrelay::canonical_hostname) {
         Ok(config) => config,

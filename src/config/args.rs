@@ -156,8 +156,31 @@ impl Args {
         Args::parse(&words, app_dir)
     }
 
+    /// As [`parse_bytes`](Self::parse_bytes), but the command line's
+    /// usage errors (syntax, too many arguments) come with what was
+    /// understood: E-MailRelay compatibility, `--help` is shown even when
+    /// the command line has errors, and `--version` despite too many
+    /// arguments. An unreadable config file is still an error.
+    pub fn parse_command_line(
+        argv: &[Vec<u8>],
+        app_dir: &Path,
+    ) -> Result<(Args, Option<ConfigError>), ConfigError> {
+        let words: Vec<String> = argv.iter().map(|w| escape(w)).collect();
+        Args::parse_all(&words, app_dir)
+    }
+
     /// Parses the command line (without argv\[0\]) and then any config file.
     pub fn parse(argv: &[String], app_dir: &Path) -> Result<Args, ConfigError> {
+        match Args::parse_all(argv, app_dir)? {
+            (_, Some(usage)) => Err(usage),
+            (args, None) => Ok(args),
+        }
+    }
+
+    fn parse_all(
+        argv: &[String],
+        app_dir: &Path,
+    ) -> Result<(Args, Option<ConfigError>), ConfigError> {
         let config_file = find_config_file(argv)
             .map(|word| crate::platform::files::bytes_to_path(&unescape(&word)));
         let mut words = argv.to_vec();
@@ -189,12 +212,13 @@ impl Args {
         // text once (`-a-` and `--=x` both say `invalid option: "--"`).
         errors.sort_by_cached_key(OptionError::to_bytes);
         errors.dedup_by(|a, b| a.to_bytes() == b.to_bytes());
-        if !errors.is_empty() {
-            return Err(ConfigError::Usage(errors));
-        }
-        if stray {
-            return Err(ConfigError::TooManyArgs);
-        }
+        let usage = if !errors.is_empty() {
+            Some(ConfigError::Usage(errors))
+        } else if stray {
+            Some(ConfigError::TooManyArgs)
+        } else {
+            None
+        };
         for instance in &mut instances {
             for value in instance.values.values_mut() {
                 if let Value::Text(list) = value {
@@ -202,10 +226,11 @@ impl Args {
                 }
             }
         }
-        Ok(Args {
+        let args = Args {
             instances,
             config_file,
-        })
+        };
+        Ok((args, usage))
     }
 
     /// The first instance, which also holds the process-wide options.
@@ -506,23 +531,36 @@ fn find_prefixed(word: &str) -> Option<(&'static OptionSpec, Option<&str>)> {
 
 /// The instances' prefixes (with their dash), in the order their
 /// `spool-dir` options appear; `[""]` when there is none.
+/// E-MailRelay compatibility: as in 2.6.1, the options are read up to `--`
+/// or the first other word, and if one of them is no option at all there
+/// are no named instances (so `--in-spool-dir` is then an invalid option
+/// too).
 fn instance_names(words: &[String]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let word = &words[i];
         i += 1;
-        let Some(long) = word.strip_prefix("--") else {
-            if word.len() == 2 && word.starts_with('-') {
-                // Skip a single letter's value.
-                let needs = short_spec(word.as_bytes()[1]).is_some_and(|s| s.arg == Arg::Required);
-                i += usize::from(needs);
+        if word == "--" {
+            break;
+        }
+        let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) else {
+            if word.len() < 2 || !word.starts_with('-') {
+                break;
             }
+            let letters = unescape(&word[1..]);
+            if letters.iter().any(|&b| short_spec(b).is_none()) {
+                return vec![String::new()];
+            }
+            // Skip a single letter's value.
+            let needs = letters.len() == 1
+                && short_spec(letters[0]).is_some_and(|s| s.arg == Arg::Required);
+            i += usize::from(needs);
             continue;
         };
         let (key, inline) = split_eq(long);
         let Some((spec, prefix)) = find_prefixed(key) else {
-            continue;
+            return vec![String::new()];
         };
         if spec.arg == Arg::Required && inline.is_none() {
             i += 1;
@@ -961,6 +999,21 @@ mod tests {
         assert_eq!(
             usage(&["--in-spool-dir=/in", "--other-port=1"]),
             ["invalid option: \"--other-port\""]
+        );
+        // No option at all: no named instances either, as in 2.6.1.
+        assert_eq!(
+            usage(&["--in-spool-dir=/in", "--in-nosuch"]),
+            [
+                "invalid option: \"--in-nosuch\"",
+                "invalid option: \"--in-spool-dir\""
+            ]
+        );
+        assert_eq!(
+            usage(&["--in-spool-dir=/in", "-%"]),
+            [
+                "invalid option: \"-%\"",
+                "invalid option: \"--in-spool-dir\""
+            ]
         );
     }
 
