@@ -8,15 +8,19 @@ use emailrelay::config::{help_text, Args, Config, ConfigError};
 const PROGRAM: &str = "emailrelay";
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Bytes: an argument need not be UTF-8.
+    let (_, argv) = emailrelay::getopt::args_os();
     let app_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_default();
-    let args = match Args::parse(&argv, &app_dir) {
-        Ok(args) => args,
+    let (args, usage) = match Args::parse_command_line(&argv, &app_dir) {
+        Ok(parsed) => parsed,
         Err(e) => return fail(&e, false),
     };
+    // E-MailRelay compatibility: 2.6.1 shows the help whatever else the
+    // command line holds, then its syntax errors, then the version, then
+    // too many arguments.
     if args.has("help") {
         // E-MailRelay compatibility: `$COLUMNS`, else 79, as 2.6.1 and
         // our other two programs wrap their help.
@@ -27,9 +31,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if let Some(e @ ConfigError::Usage(_)) = &usage {
+        return fail(e, false);
+    }
     if args.has("version") {
         emailrelay::stdout!("{}", version_text(args.has("verbose")));
         return ExitCode::SUCCESS;
+    }
+    if let Some(e) = &usage {
+        return fail(e, false);
     }
     let config = match Config::build(&args, emailrelay::canonical_hostname) {
         Ok(config) => config,
@@ -62,8 +72,12 @@ fn fail(error: &ConfigError, with_time: bool) -> ExitCode {
         true => PROGRAM.to_string(),
         false => emailrelay::platform::console::name_as_typed(PROGRAM),
     };
-    for line in error.lines() {
-        emailrelay::stderrln!("{name}: {time}{line}");
+    for line in error.line_bytes() {
+        use std::io::Write as _;
+        let mut stderr = emailrelay::platform::console::stderr();
+        let _ = write!(stderr, "{name}: {time}");
+        let _ = stderr.write_all(&line);
+        let _ = writeln!(stderr);
     }
     if error.is_usage() {
         emailrelay::stderrln!(

@@ -5,12 +5,18 @@
 //!
 //! - `--name value`, `--name=value`, `-x value`; a run of letters `-ltv`
 //!   sets flags only (a letter that needs a value is an error there);
-//!   `--flag=yes|no` (also y/n, true/false, t/f, 1/0, on/off) turns a flag
-//!   on or off; `--name -v` is refused as probably a mistake; `--` ends
-//!   the options.
+//!   `--flag=yes|no` (also y/n, true/false, t/f, 1/0, on/off, in any case,
+//!   with ASCII spaces, tabs, CRs and LFs around) turns a flag on or off,
+//!   and `--flag=` turns it on; `--name -v` is refused as probably a
+//!   mistake; `--` ends the options. Letters are bytes: `-é` is two
+//!   unknown letters.
 //! - A single-valued option given twice with different values is an error
 //!   (`duplicate use of "--port"`), the same value twice is fine; the
-//!   many-valued ones (`--filter`, `--interface`, ...) accumulate.
+//!   many-valued ones (`--filter`, `--interface`, ...) accumulate. A flag
+//!   spelling (`-A`, `--log`) stands for the value `yes` in this check, a
+//!   turned-off flag for `no`; a flag spelling after a value is fine
+//!   (`--anonymous=vrfy -A`, `--log= --log`), a value after a flag
+//!   spelling only if it is `yes` (`-A --anonymous` is a duplicate).
 //! - The config file is the last argument. Its lines hold an option name
 //!   and a value separated by spaces, tabs or `=`, with `#` lines skipped
 //!   and one pair of double quotes taken off the value; they are appended
@@ -42,11 +48,12 @@ pub struct Instance {
 /// What was given for one option.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Value {
-    /// A flag that is on (`--log`, `--log=yes`).
+    /// A flag spelling, on (`--log`, `--log=yes`, `-A`).
     On,
     /// A flag explicitly off (`--log=no`): as if not given.
     Off,
-    /// One or more values, in order.
+    /// One or more values, in order (`--log=` gives a flag the value
+    /// `""`, which counts as on).
     Text(Vec<String>),
 }
 
@@ -56,8 +63,9 @@ pub enum OptionError {
     /// No such option (or an unknown instance prefix).
     #[error("invalid option: \"--{0}\"")]
     UnknownLong(String),
-    #[error("invalid option: \"-{0}\"")]
-    UnknownShort(char),
+    /// A letter that is no option: one byte, as 2.6.1 reports them.
+    #[error("invalid option: \"-{}\"", String::from_utf8_lossy(&[*.0]))]
+    UnknownShort(u8),
     #[error("no value supplied for \"--{0}\"")]
     MissingLong(&'static str),
     /// A letter that needs a value given in a run of letters, or last.
@@ -78,6 +86,58 @@ pub enum OptionError {
     DuplicateShort(char),
 }
 
+impl OptionError {
+    /// The message as bytes: as [`Display`](std::fmt::Display), but an
+    /// unknown letter is its byte itself, which need not be UTF-8.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            OptionError::UnknownShort(b) => [&b"invalid option: \"-"[..], &[*b], b"\""].concat(),
+            other => unescape(&other.to_string()),
+        }
+    }
+}
+
+/// The first of the 256 code points (U+10FF00 to U+10FFFF, private use)
+/// that stand for the bytes of a word that are not UTF-8 (see [`escape`]).
+const ESCAPE_BASE: u32 = 0x10_ff00;
+
+/// A word or config file as text for the parser: valid UTF-8 as it is,
+/// each other byte as a code point of its own (`ESCAPE_BASE + byte`),
+/// so that messages can give the bytes back as 2.6.1 does
+/// ([`unescape`]) and nothing panics on them.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            out.extend(char::from_u32(ESCAPE_BASE + u32::from(b)));
+        }
+    }
+    out
+}
+
+/// The bytes an [`escape`]d text stands for.
+fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match u32::from(c).checked_sub(ESCAPE_BASE) {
+            Some(b) => out.push(b as u8),
+            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out
+}
+
+/// An [`escape`]d value for the settings: bytes that are not UTF-8 as
+/// U+FFFD.
+fn unescape_lossy(text: &str) -> String {
+    if text.chars().any(|c| u32::from(c) >= ESCAPE_BASE) {
+        String::from_utf8_lossy(&unescape(text)).into_owned()
+    } else {
+        text.to_string()
+    }
+}
+
 /// The parsed command line and config file.
 #[derive(Clone, Debug)]
 pub struct Args {
@@ -88,9 +148,41 @@ pub struct Args {
 }
 
 impl Args {
+    /// Parses the command line (without argv\[0\]), as bytes, which need
+    /// not be UTF-8: errors give them back as they are, and values that
+    /// are not UTF-8 reach the settings with U+FFFD in their place.
+    pub fn parse_bytes(argv: &[Vec<u8>], app_dir: &Path) -> Result<Args, ConfigError> {
+        let words: Vec<String> = argv.iter().map(|w| escape(w)).collect();
+        Args::parse(&words, app_dir)
+    }
+
+    /// As [`parse_bytes`](Self::parse_bytes), but the command line's
+    /// usage errors (syntax, too many arguments) come with what was
+    /// understood: E-MailRelay compatibility, `--help` is shown even when
+    /// the command line has errors, and `--version` despite too many
+    /// arguments. An unreadable config file is still an error.
+    pub fn parse_command_line(
+        argv: &[Vec<u8>],
+        app_dir: &Path,
+    ) -> Result<(Args, Option<ConfigError>), ConfigError> {
+        let words: Vec<String> = argv.iter().map(|w| escape(w)).collect();
+        Args::parse_all(&words, app_dir)
+    }
+
     /// Parses the command line (without argv\[0\]) and then any config file.
     pub fn parse(argv: &[String], app_dir: &Path) -> Result<Args, ConfigError> {
-        let config_file = find_config_file(argv);
+        match Args::parse_all(argv, app_dir)? {
+            (_, Some(usage)) => Err(usage),
+            (args, None) => Ok(args),
+        }
+    }
+
+    fn parse_all(
+        argv: &[String],
+        app_dir: &Path,
+    ) -> Result<(Args, Option<ConfigError>), ConfigError> {
+        let config_file = find_config_file(argv)
+            .map(|word| crate::platform::files::bytes_to_path(&unescape(&word)));
         let mut words = argv.to_vec();
         if let Some(path) = &config_file {
             // E-MailRelay compatibility: the config file is taken to be the
@@ -116,20 +208,29 @@ impl Args {
                 .is_empty();
             instances.push(instance);
         }
-        // In the order of their texts, as 2.6.1 lists them, each text once
-        // (`-a-` and `--=x` both say `invalid option: "--"`).
-        errors.sort_by_cached_key(ToString::to_string);
-        errors.dedup_by(|a, b| a.to_string() == b.to_string());
-        if !errors.is_empty() {
-            return Err(ConfigError::Usage(errors));
+        // In the order of their texts' bytes, as 2.6.1 lists them, each
+        // text once (`-a-` and `--=x` both say `invalid option: "--"`).
+        errors.sort_by_cached_key(OptionError::to_bytes);
+        errors.dedup_by(|a, b| a.to_bytes() == b.to_bytes());
+        let usage = if !errors.is_empty() {
+            Some(ConfigError::Usage(errors))
+        } else if stray {
+            Some(ConfigError::TooManyArgs)
+        } else {
+            None
+        };
+        for instance in &mut instances {
+            for value in instance.values.values_mut() {
+                if let Value::Text(list) = value {
+                    list.iter_mut().for_each(|v| *v = unescape_lossy(v));
+                }
+            }
         }
-        if stray {
-            return Err(ConfigError::TooManyArgs);
-        }
-        Ok(Args {
+        let args = Args {
             instances,
             config_file,
-        })
+        };
+        Ok((args, usage))
     }
 
     /// The first instance, which also holds the process-wide options.
@@ -224,7 +325,8 @@ impl Instance {
             if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
                 self.parse_long(long, words, &mut i, &resolve, errors);
             } else if word.len() > 1 && word.starts_with('-') {
-                self.parse_short(&word[1..], words, &mut i, &resolve, errors);
+                let letters = unescape(&word[1..]);
+                self.parse_short(&letters, words, &mut i, &resolve, errors);
             } else {
                 i -= 1;
                 break;
@@ -282,18 +384,21 @@ impl Instance {
 
     fn parse_short(
         &mut self,
-        letters: &str,
+        letters: &[u8],
         words: &[String],
         i: &mut usize,
         resolve: &impl Fn(&str) -> Resolved,
         errors: &mut Vec<OptionError>,
     ) {
-        let single = letters.chars().count() == 1;
-        for letter in letters.chars() {
-            let Some(spec) = find_short(letter) else {
-                errors.push(OptionError::UnknownShort(letter));
+        // E-MailRelay compatibility: letters are bytes, so `-é` is two
+        // unknown letters.
+        let single = letters.len() == 1;
+        for &byte in letters {
+            let Some(spec) = short_spec(byte) else {
+                errors.push(OptionError::UnknownShort(byte));
                 continue;
             };
+            let letter = char::from(byte);
             let own = match resolve(spec.name) {
                 Resolved::Own(_) => true,
                 Resolved::Other(_) => false,
@@ -316,8 +421,9 @@ impl Instance {
                     }
                 },
                 _ if !own => Ok(()),
-                Arg::Optional => self.set_value(spec, "", Spelling::Short(letter)),
-                Arg::None => self.set_flag(spec, Value::On),
+                // `-A` is a flag spelling of an option with an optional
+                // value.
+                Arg::Optional | Arg::None => self.set_flag(spec, Value::On),
             };
             if let Err(e) = result {
                 errors.push(e);
@@ -325,13 +431,20 @@ impl Instance {
         }
     }
 
+    /// A flag spelling, turning the option on or off: a conflict if it
+    /// was turned the other way before; a flag spelling after a value
+    /// (`--anonymous=vrfy -A`, `--log= --log`) counts as on and is fine.
     fn set_flag(&mut self, spec: &'static OptionSpec, value: Value) -> Result<(), OptionError> {
-        match self.values.get(spec.name) {
-            Some(old) if *old != value => Err(OptionError::Conflicting(spec.name)),
-            _ => {
+        match (self.values.get(spec.name), &value) {
+            (None, _) => {
                 self.values.insert(spec.name, value);
                 Ok(())
             }
+            (Some(Value::Off), Value::Off) => Ok(()),
+            (Some(Value::Off), _) | (Some(_), Value::Off) => {
+                Err(OptionError::Conflicting(spec.name))
+            }
+            (Some(_), _) => Ok(()),
         }
     }
 
@@ -341,24 +454,31 @@ impl Instance {
         value: &str,
         spelling: Spelling,
     ) -> Result<(), OptionError> {
-        if spec.arg == Arg::None {
+        // E-MailRelay compatibility: an empty value is no value, so
+        // `--log=` turns a flag on.
+        if spec.arg == Arg::None && !value.is_empty() {
             return Err(OptionError::ValueForFlag {
                 name: spec.name,
                 value: value.to_string(),
             });
         }
-        let entry = self
-            .values
-            .entry(spec.name)
-            .or_insert_with(|| Value::Text(Vec::new()));
-        let Value::Text(list) = entry else {
-            return Err(OptionError::Conflicting(spec.name));
+        // The value seen before: a flag spelling stands for `yes` (on) or
+        // `no` (off), as 2.6.1 stores them.
+        let old = match self.values.get_mut(spec.name) {
+            None => {
+                self.values
+                    .insert(spec.name, Value::Text(vec![value.to_string()]));
+                return Ok(());
+            }
+            Some(Value::Text(list)) if spec.many => {
+                list.push(value.to_string());
+                return Ok(());
+            }
+            Some(Value::Text(list)) => list.first().map_or("", String::as_str),
+            Some(Value::On) => "yes",
+            Some(Value::Off) => "no",
         };
-        if spec.many || list.is_empty() {
-            list.push(value.to_string());
-            return Ok(());
-        }
-        if list.iter().any(|v| v == value) {
+        if old == value {
             return Ok(());
         }
         Err(match spelling {
@@ -411,27 +531,36 @@ fn find_prefixed(word: &str) -> Option<(&'static OptionSpec, Option<&str>)> {
 
 /// The instances' prefixes (with their dash), in the order their
 /// `spool-dir` options appear; `[""]` when there is none.
+/// E-MailRelay compatibility: as in 2.6.1, the options are read up to `--`
+/// or the first other word, and if one of them is no option at all there
+/// are no named instances (so `--in-spool-dir` is then an invalid option
+/// too).
 fn instance_names(words: &[String]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let word = &words[i];
         i += 1;
-        let Some(long) = word.strip_prefix("--") else {
-            if word.len() == 2 && word.starts_with('-') {
-                // Skip a single letter's value.
-                let needs = word[1..]
-                    .chars()
-                    .next()
-                    .and_then(find_short)
-                    .is_some_and(|s| s.arg == Arg::Required);
-                i += usize::from(needs);
+        if word == "--" {
+            break;
+        }
+        let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) else {
+            if word.len() < 2 || !word.starts_with('-') {
+                break;
             }
+            let letters = unescape(&word[1..]);
+            if letters.iter().any(|&b| short_spec(b).is_none()) {
+                return vec![String::new()];
+            }
+            // Skip a single letter's value.
+            let needs = letters.len() == 1
+                && short_spec(letters[0]).is_some_and(|s| s.arg == Arg::Required);
+            i += usize::from(needs);
             continue;
         };
         let (key, inline) = split_eq(long);
         let Some((spec, prefix)) = find_prefixed(key) else {
-            continue;
+            return vec![String::new()];
         };
         if spec.arg == Arg::Required && inline.is_none() {
             i += 1;
@@ -449,19 +578,19 @@ fn instance_names(words: &[String]) -> Vec<String> {
     names
 }
 
-/// The config file: the first argument that is not an option or an
-/// option's value, provided the options before it are all known.
+/// The config file: the first argument after the options (which end at
+/// `--` or at the first word that is not an option or an option's value,
+/// whatever follows), provided the options before it are all known.
 /// E-MailRelay compatibility: it is then taken off the end of the command
 /// line, so it must be the last argument.
-fn find_config_file(argv: &[String]) -> Option<PathBuf> {
+fn find_config_file(argv: &[String]) -> Option<String> {
     let takes_value = |spec: &OptionSpec| spec.arg == Arg::Required;
-    let mut candidate = None;
     let mut i = 0;
     while i < argv.len() {
         let word = &argv[i];
         i += 1;
         if word == "--" {
-            break;
+            return argv.get(i).cloned();
         }
         if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
             let (key, inline) = split_eq(long);
@@ -471,27 +600,25 @@ fn find_config_file(argv: &[String]) -> Option<PathBuf> {
                 None => return None,
             }
         } else if word.len() > 1 && word.starts_with('-') {
-            let letters: Vec<char> = word[1..].chars().collect();
-            for letter in &letters {
-                match find_short(*letter) {
+            let letters = &word.as_bytes()[1..];
+            for &letter in letters {
+                match short_spec(letter) {
                     Some(spec) if letters.len() == 1 && takes_value(spec) => i += 1,
                     Some(_) => {}
                     None => return None,
                 }
             }
-        } else if candidate.is_none() {
-            candidate = Some(PathBuf::from(word));
         } else {
-            break;
+            return Some(word.clone());
         }
     }
-    candidate
+    None
 }
 
 /// Reads a config file into `--name[=value]` words.
 fn read_config_file(path: &Path) -> Result<Vec<String>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|_| ConfigError::ConfigFile(path.to_path_buf()))?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = escape(&bytes);
     let mut words = Vec::new();
     for line in text.split('\n') {
         if line.contains('\0') {
@@ -548,18 +675,21 @@ fn split_eq(long: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn is_positive(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes" | "t" | "true" | "1" | "on"
-    )
+/// An option letter by its byte (the letters are all ASCII).
+fn short_spec(byte: u8) -> Option<&'static OptionSpec> {
+    byte.is_ascii()
+        .then(|| find_short(char::from(byte)))
+        .flatten()
 }
 
+/// A flag's value as `yes`, by 2.6.1's and `getopt`'s rule.
+fn is_positive(v: &str) -> bool {
+    crate::getopt::is_positive(v.as_bytes())
+}
+
+/// A flag's value as `no`, by 2.6.1's and `getopt`'s rule.
 fn is_negative(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "n" | "no" | "f" | "false" | "0" | "off"
-    )
+    crate::getopt::is_negative(v.as_bytes())
 }
 
 #[cfg(test)]
@@ -621,6 +751,106 @@ mod tests {
         assert_eq!(
             usage(&["--log=no", "--log"]),
             ["conflicting values: \"--log\""]
+        );
+    }
+
+    #[test]
+    fn flag_values_as_e_mailrelay_reads_them() {
+        // An empty value is no value: the flag is on.
+        assert!(parse(&["--log="]).unwrap().has("log"));
+        assert!(parse(&["--log=", "--log", "--log="]).is_ok());
+        assert_eq!(usage(&["--log", "--log="]), ["duplicate use of \"--log\""]);
+        assert_eq!(
+            usage(&["--log=no", "--log="]),
+            ["duplicate use of \"--log\""]
+        );
+        assert_eq!(
+            usage(&["--log=", "--log=no"]),
+            ["conflicting values: \"--log\""]
+        );
+        // Only ASCII white space around yes and no, in any case.
+        assert!(parse(&["--log= \tYes\r\n", "--verbose=OFF"]).is_ok());
+        for odd in ["\u{a0}yes", "yes\u{a0}", "\u{b}yes", "\u{c}no"] {
+            assert_eq!(
+                usage(&[&format!("--log={odd}")]),
+                [format!("cannot give a value with \"--log\" ({odd})")]
+            );
+        }
+    }
+
+    #[test]
+    fn words_that_are_not_utf8() {
+        let argv = |words: &[&[u8]]| -> Vec<Vec<u8>> { words.iter().map(|w| w.to_vec()).collect() };
+        let errors = match Args::parse_bytes(
+            &argv(&[b"-\xff", b"--log=\xfe", b"--\xfd", b"--port", b"-\xfc"]),
+            Path::new("/"),
+        ) {
+            Err(ConfigError::Usage(e)) => e.iter().map(OptionError::to_bytes).collect::<Vec<_>>(),
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        assert_eq!(
+            errors,
+            [
+                &b"\"--port -\xfc\" is probably a mistake, use \"--port=... -\xfc\" or \"--port=-\xfc\""[..],
+                b"cannot give a value with \"--log\" (\xfe)",
+                b"invalid option: \"--\xfd\"",
+                b"invalid option: \"-\xff\"",
+            ]
+        );
+        // A value reaches the settings with U+FFFD for such bytes.
+        let a = Args::parse_bytes(
+            &argv(&[b"--domain=a\xffb", b"--filter=\xfe"]),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(a.first().value("domain").as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(a.first().values("filter"), ["\u{fffd}"]);
+        // Two different such values are two values.
+        assert!(
+            Args::parse_bytes(&argv(&[b"--domain=\xff", b"--domain=\xfe"]), Path::new("/"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn letters_are_bytes() {
+        let e = match parse(&["-\u{e9}"]) {
+            Err(ConfigError::Usage(e)) => e,
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        let bytes: Vec<Vec<u8>> = e.iter().map(OptionError::to_bytes).collect();
+        assert_eq!(
+            bytes,
+            [
+                &b"invalid option: \"-\xa9\""[..],
+                b"invalid option: \"-\xc3\""
+            ]
+        );
+    }
+
+    #[test]
+    fn flag_spellings_of_an_option_with_a_value() {
+        // A flag spelling after a value is fine, and keeps the value.
+        let a = parse(&["--anonymous=vrfy", "-A", "--anonymous=vrfy"]).unwrap();
+        assert_eq!(a.first().value("anonymous").as_deref(), Some("vrfy"));
+        assert!(parse(&["--anonymous", "-A", "-A"]).is_ok());
+        // A value after a flag spelling must be `yes`.
+        assert!(parse(&["-A", "--anonymous=yes"]).is_ok());
+        assert_eq!(
+            usage(&["-A", "--anonymous"]),
+            ["duplicate use of \"--anonymous\""]
+        );
+        assert_eq!(
+            usage(&["-A", "--anonymous=vrfy"]),
+            ["duplicate use of \"--anonymous\""]
+        );
+        assert_eq!(
+            parse(&["-A"])
+                .unwrap()
+                .first()
+                .value("anonymous")
+                .as_deref(),
+            Some("")
         );
     }
 
@@ -712,6 +942,33 @@ mod tests {
             parse(&["a.conf", "--log"]),
             Err(ConfigError::ConfigFile(p)) if p == Path::new("a.conf")
         ));
+        // The options end at the first other word, whatever follows, or
+        // at `--`.
+        for argv in [
+            &["a.conf", "--nosuch"][..],
+            &["--", "a.conf", "b"],
+            &["-l", "a.conf", "-\u{e9}"],
+        ] {
+            assert!(matches!(
+                parse(argv),
+                Err(ConfigError::ConfigFile(p)) if p == Path::new("a.conf")
+            ));
+        }
+        assert!(matches!(
+            parse(&["--", "-x"]),
+            Err(ConfigError::ConfigFile(p)) if p == Path::new("-x")
+        ));
+        assert!(parse(&["--log", "--"]).is_ok());
+        assert!(matches!(
+            Args::parse_bytes(&[b"--".to_vec(), b"\xff.conf".to_vec()], Path::new("/")),
+            Err(ConfigError::ConfigFile(p)) if p == crate::platform::files::bytes_to_path(b"\xff.conf")
+        ));
+        // The file's lines come after the `--`, so they are arguments.
+        std::fs::write(&file, "log\n").unwrap();
+        assert!(matches!(
+            parse(&["--", file.to_str().unwrap()]),
+            Err(ConfigError::TooManyArgs)
+        ));
     }
 
     #[test]
@@ -742,6 +999,21 @@ mod tests {
         assert_eq!(
             usage(&["--in-spool-dir=/in", "--other-port=1"]),
             ["invalid option: \"--other-port\""]
+        );
+        // No option at all: no named instances either, as in 2.6.1.
+        assert_eq!(
+            usage(&["--in-spool-dir=/in", "--in-nosuch"]),
+            [
+                "invalid option: \"--in-nosuch\"",
+                "invalid option: \"--in-spool-dir\""
+            ]
+        );
+        assert_eq!(
+            usage(&["--in-spool-dir=/in", "-%"]),
+            [
+                "invalid option: \"-%\"",
+                "invalid option: \"--in-spool-dir\""
+            ]
         );
     }
 

@@ -101,6 +101,29 @@ impl ConfigError {
         }
     }
 
+    /// As [`lines`](Self::lines), as bytes: an unknown option letter is
+    /// a byte of the argument, which need not be UTF-8 on its own.
+    pub fn line_bytes(&self) -> Vec<Vec<u8>> {
+        match self {
+            ConfigError::Usage(errors) => errors
+                .iter()
+                .map(|e| [&b"error: "[..], &e.to_bytes()].concat())
+                .collect(),
+            // The file's name as given, which need not be UTF-8.
+            ConfigError::ConfigFile(path) => vec![[
+                &b"error: error reading configuration file: "[..],
+                crate::platform::files::os_str_bytes(path.as_os_str()),
+            ]
+            .concat()],
+            ConfigError::ConfigFileNul(path) => vec![[
+                &b"error: invalid character in configuration file: "[..],
+                crate::platform::files::os_str_bytes(path.as_os_str()),
+            ]
+            .concat()],
+            other => other.lines().into_iter().map(String::into_bytes).collect(),
+        }
+    }
+
     /// The error's lines as E-MailRelay prints them, without the program
     /// name: one per usage error.
     pub fn lines(&self) -> Vec<String> {

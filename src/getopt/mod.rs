@@ -336,11 +336,15 @@ fn trimmed(v: &[u8]) -> String {
         .to_ascii_lowercase()
 }
 
-fn is_positive(v: &[u8]) -> bool {
+/// True for `y`, `yes`, `t`, `true`, `1` or `on` in any case, with ASCII
+/// spaces, tabs, CRs and LFs around (and no other white space): 2.6.1's
+/// rule for a flag's `--flag=value`.
+pub(crate) fn is_positive(v: &[u8]) -> bool {
     matches!(trimmed(v).as_str(), "y" | "yes" | "t" | "true" | "1" | "on")
 }
 
-fn is_negative(v: &[u8]) -> bool {
+/// As [`is_positive`], for `n`, `no`, `f`, `false`, `0` or `off`.
+pub(crate) fn is_negative(v: &[u8]) -> bool {
     matches!(
         trimmed(v).as_str(),
         "n" | "no" | "f" | "false" | "0" | "off"
