@@ -93,12 +93,7 @@ impl GraphLink {
             .await
             .map_err(|e| ConnectionError::Content(std::io::Error::other(e.to_string())))?
             .map_err(ConnectionError::Content)?;
-        let _permit = t
-            .mailbox
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| ConnectionError::Closed)?;
+        let _permit = t.mailbox.permit().await?;
         let mut renewed = false;
         let messages = t.user_path("/messages");
         let create = |token: &str| {

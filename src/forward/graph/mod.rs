@@ -72,6 +72,16 @@ struct Mailbox {
     requests: RateLimit,
 }
 
+impl Mailbox {
+    /// One of the mailbox's requests in flight, held while a message goes.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ConnectionError> {
+        self.in_flight
+            .acquire()
+            .await
+            .map_err(|_| ConnectionError::Closed)
+    }
+}
+
 /// Graph links for an account whose file says `transport = graph`.
 pub struct GraphTransport(Arc<Inner>);
 
@@ -356,12 +366,7 @@ impl GraphLink {
             Ok(None) => return self.send_large(&message, content).await,
             Err(e) => return Err(ConnectionError::Content(e)),
         };
-        let _permit = t
-            .mailbox
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| ConnectionError::Closed)?;
+        let _permit = t.mailbox.permit().await?;
         let mut renewed = false;
         let path = t.send_mail_path();
         let call = |token: &str| {
