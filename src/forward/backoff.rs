@@ -41,6 +41,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Backoff {
     entries: HashMap<MessageId, Entry>,
+    /// Waits the upstream asked for, until the deferral they belong to.
+    asked: HashMap<MessageId, Duration>,
 }
 
 impl Backoff {
@@ -49,10 +51,15 @@ impl Backoff {
         self.entries.get(id).is_none_or(|e| now >= e.next)
     }
 
-    /// Records a deferral at `now`; returns the wait before the next attempt.
+    /// Records a deferral at `now`; returns the wait before the next
+    /// attempt: the one the upstream asked for if it did ([`Backoff::ask`]),
+    /// else one that grows with the deferrals.
     pub fn deferred(&mut self, id: &MessageId, now: Instant, reason: String) -> Duration {
         let attempts = self.entries.get(id).map_or(0, |e| e.attempts) + 1;
-        let wait = jittered(id, attempts, nominal(attempts));
+        let wait = match self.asked.remove(id) {
+            Some(wait) => wait,
+            None => jittered(id, attempts, nominal(attempts)),
+        };
         self.entries.insert(
             id.clone(),
             Entry {
@@ -64,30 +71,17 @@ impl Backoff {
         wait
     }
 
-    /// Records a deferral at `now` after which the upstream asked for
-    /// exactly `wait` (Graph's Retry-After): no backoff of its own.
-    pub fn deferred_for(
-        &mut self,
-        id: &MessageId,
-        now: Instant,
-        reason: String,
-        wait: Duration,
-    ) -> Duration {
-        let attempts = self.entries.get(id).map_or(0, |e| e.attempts) + 1;
-        self.entries.insert(
-            id.clone(),
-            Entry {
-                attempts,
-                next: now + wait,
-                reason,
-            },
-        );
-        wait
+    /// The upstream asked for exactly `wait` before `id` is tried again
+    /// (Graph's Retry-After): its next deferral waits that long, with no
+    /// backoff of its own.
+    pub fn ask(&mut self, id: &MessageId, wait: Duration) {
+        self.asked.insert(id.clone(), wait);
     }
 
     /// The message is gone (sent or failed): forget it.
     pub fn forget(&mut self, id: &MessageId) {
         self.entries.remove(id);
+        self.asked.remove(id);
     }
 
     /// The upstream took a message: every deferred one may go now.
@@ -98,6 +92,7 @@ impl Backoff {
     /// Drops the entries of messages for which `queued` is false.
     pub fn retain(&mut self, queued: impl Fn(&MessageId) -> bool) {
         self.entries.retain(|id, _| queued(id));
+        self.asked.retain(|id, _| queued(id));
     }
 
     /// The earliest time a waiting message may be tried again.

@@ -17,7 +17,8 @@
 //! until the disk fills. An upstream that is down (passes end at once)
 //! slows nobody: holding mail while the link is down is the point.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::Forwarder;
@@ -31,26 +32,57 @@ pub const MAX_FLOW_DELAY: Duration = Duration::from_secs(1);
 /// (file system timestamps are coarse): the next poll looks anyway.
 const SETTLED: Duration = Duration::from_secs(2);
 
+/// What the scheduler knows of the spool's work between passes.
+#[derive(Debug)]
+pub(super) struct Scan {
+    /// Something the last pass left is to be tried at the next poll (an
+    /// unreachable upstream, a pass cut short).
+    rescan: AtomicBool,
+    /// The spool directory's modification time when the last pass began
+    /// reading it, if that time was settled.
+    last_scan: Mutex<Option<SystemTime>>,
+    /// Waiting messages the latest pass saw in the spool.
+    backlog: AtomicUsize,
+}
+
+impl Default for Scan {
+    fn default() -> Scan {
+        // The first poll looks.
+        Scan {
+            rescan: AtomicBool::new(true),
+            last_scan: Mutex::new(None),
+            backlog: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Scan {
+    /// The next poll is to look, whatever the directory's time says.
+    pub(super) fn again(&self) {
+        self.rescan.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Forwarder {
     /// The delay before an accepted message's 250; zero unless forwarding
     /// is behind. See the module documentation.
     pub fn flow_delay(&self) -> Duration {
-        let backlog = self.backlog.load(Ordering::Relaxed);
+        let backlog = self.scan.backlog.load(Ordering::Relaxed);
         let passing = self.pass_lock.try_lock().is_err();
         flow_delay(backlog, passing && self.enabled())
     }
 
     /// Waiting messages the latest pass saw.
     pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
+        self.scan.backlog.load(Ordering::Relaxed)
     }
 
     /// True if a poll may find something to do (module documentation).
     pub(super) fn poll_due(&self) -> bool {
-        if self.rescan.load(Ordering::Relaxed) {
+        if self.scan.rescan.load(Ordering::Relaxed) {
             return true;
         }
-        let last = self.last_scan.lock().ok().and_then(|l| *l);
+        let last = self.scan.last_scan.lock().ok().and_then(|l| *l);
         if last.is_none() || last != self.spool.modified() {
             return true;
         }
@@ -60,13 +92,15 @@ impl Forwarder {
             .map_or(true, |b| b.next_due().is_some_and(|t| t <= now))
     }
 
-    /// Records the directory's time as a pass begins to read it.
+    /// Records the directory's time as a pass begins to read it: the
+    /// pass takes up what an earlier one left for it.
     pub(super) fn note_scan(&self) {
+        self.scan.rescan.store(false, Ordering::Relaxed);
         let modified = self.spool.modified();
         let settled = modified
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age >= SETTLED);
-        if let Ok(mut last) = self.last_scan.lock() {
+        if let Ok(mut last) = self.scan.last_scan.lock() {
             *last = modified.filter(|_| settled);
         }
     }
@@ -75,12 +109,13 @@ impl Forwarder {
     /// the directory's names, small beside the pass itself).
     pub(super) fn count_backlog(&self) {
         let count = self.spool.walk_ready().map_or(0, |walk| walk.count());
-        self.backlog.store(count, Ordering::Relaxed);
+        self.scan.backlog.store(count, Ordering::Relaxed);
     }
 
     /// One message of the backlog was taken up.
     pub(super) fn took_one(&self) {
         let _ = self
+            .scan
             .backlog
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }

@@ -2,6 +2,7 @@
 //! upstream and account, the connection, the rate limit, the send.
 
 use super::outcome::message_info;
+use super::pass::Pass;
 use super::route::is_throttling;
 use super::*;
 
@@ -23,14 +24,14 @@ impl Forwarder {
     /// the upstream it went to.
     pub(super) async fn forward_message(
         &self,
+        pass: &Pass,
         locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
-        unreachable: &Mutex<HashMap<String, String>>,
     ) -> Verdict {
         let mut route = Counted::Unrouted;
         let id = locked.id().clone();
         let verdict = self
-            .forward_message_to(locked, conn, unreachable, &mut route)
+            .forward_message_to(pass, locked, conn, &mut route)
             .await;
         let route = match route {
             Counted::Unrouted => String::new(),
@@ -42,7 +43,9 @@ impl Forwarder {
             Verdict::Failed(_) => c.failed += 1,
             Verdict::Deferred(_) => c.deferred += 1,
         });
-        if let Verdict::Deferred(Some(reply)) = &verdict {
+        // (A refusal that `--immediate` failed at once is a throttling
+        // answer all the same.)
+        if let Verdict::Deferred(Some(reply)) | Verdict::Failed(reply) = &verdict {
             if is_throttling(reply) {
                 // Going on over the same connection would only be
                 // refused again: it ends, and the route waits, as long
@@ -51,10 +54,10 @@ impl Forwarder {
                 if let Some((_, link)) = conn.take() {
                     link.quit().await;
                 }
-                if let (Some(wait), Ok(mut waits)) = (asked, self.asked_waits.lock()) {
-                    waits.insert(id, wait);
+                if let (Some(wait), Ok(mut backoff)) = (asked, self.backoff.lock()) {
+                    backoff.ask(&id, wait);
                 }
-                self.throttle(&route, reply, asked);
+                self.routes.throttle(&route, reply, asked);
             }
         }
         verdict
@@ -64,12 +67,12 @@ impl Forwarder {
     /// counted (see [`Counted`]).
     async fn forward_message_to(
         &self,
+        pass: &Pass,
         locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
-        unreachable: &Mutex<HashMap<String, String>>,
         route: &mut Counted,
     ) -> Verdict {
-        let (locked, target) = match self.pick_up(locked, unreachable, route).await {
+        let (locked, target) = match self.pick_up(pass, locked, route).await {
             Ok(picked) => picked,
             Err(verdict) => return verdict,
         };
@@ -81,7 +84,7 @@ impl Forwarder {
         self.leave_other_upstream(conn, &key, &locked).await;
         let fresh = conn.is_none();
         let locked = match fresh {
-            true => match self.connect(locked, &key, unreachable, route).await {
+            true => match self.connect(pass, locked, &key, route).await {
                 Ok((locked, link)) => {
                     *conn = Some((key, link));
                     locked
@@ -90,7 +93,7 @@ impl Forwarder {
             },
             false => locked,
         };
-        self.send_on(locked, conn, &target, fresh).await
+        self.send_on(pass, locked, conn, &target, fresh).await
     }
 
     /// Takes a message up for this pass: the log line, the client filter,
@@ -98,11 +101,11 @@ impl Forwarder {
     /// verdict when it goes no further (`route` says if it was skipped).
     async fn pick_up(
         &self,
+        pass: &Pass,
         mut locked: Locked,
-        unreachable: &Mutex<HashMap<String, String>>,
         route: &mut Counted,
     ) -> Result<(Locked, String), Verdict> {
-        if self.stop_pass.load(Ordering::Relaxed) {
+        if pass.is_stopped() {
             // A client filter ended the pass while this one was being
             // picked up: it waits for the next pass, unfiltered.
             return Err(Verdict::Deferred(None));
@@ -110,15 +113,14 @@ impl Forwarder {
         // A route that waits is not worth a line per message and poll.
         // (With a client filter the route is known only once it has run.)
         if self.client_filter.is_none() {
-            if let Some(verdict) = self
-                .target(&locked.envelope)
-                .and_then(|target| self.held_back(locked.id(), &target))
-            {
-                *route = Counted::Skipped;
-                return Err(verdict);
+            if let Some(target) = self.target(&locked.envelope) {
+                if self.held_back(pass, locked.id(), &target) {
+                    *route = Counted::Skipped;
+                    return Err(self.wait_out(pass, locked, &target));
+                }
             }
         }
-        self.started.fetch_add(1, Ordering::Relaxed);
+        pass.took_up();
         crate::log::set_msgid(locked.id().as_str());
         info!(
             "forwarding [{}]{}",
@@ -130,7 +132,7 @@ impl Forwarder {
         // early, when ForwardTo is set, and the client filter after
         // connecting; here both run first).
         if let Some(filter) = &self.client_filter {
-            locked = match self.client_filter(filter, locked).await {
+            locked = match self.client_filter(pass, filter, locked).await {
                 Ok(locked) => locked,
                 Err(verdict) => return Err(verdict),
             };
@@ -148,13 +150,13 @@ impl Forwarder {
         let Some(target) = self.target(&locked.envelope) else {
             return Err(Verdict::Deferred(None));
         };
-        if unreachable.lock().is_ok_and(|u| u.contains_key(&target)) {
+        if pass.is_unreachable(&target) {
             *route = Counted::Skipped;
             return Err(self.skip_unconnectable(locked.id(), &target));
         }
-        if let Some(verdict) = self.held_back(locked.id(), &target) {
+        if self.held_back(pass, locked.id(), &target) {
             *route = Counted::Skipped;
-            return Err(verdict);
+            return Err(self.wait_out(pass, locked, &target));
         }
         Ok((locked, target))
     }
@@ -192,9 +194,9 @@ impl Forwarder {
     /// gate, the transport), or says why the message goes no further.
     async fn connect(
         &self,
+        pass: &Pass,
         locked: Locked,
         key: &Key,
-        unreachable: &Mutex<HashMap<String, String>>,
         route: &mut Counted,
     ) -> Result<(Locked, Box<dyn Link>), Verdict> {
         let target = &key.0;
@@ -203,15 +205,15 @@ impl Forwarder {
             Err(AccountError::NoAccount(selector)) => {
                 // E-MailRelay's words.
                 let reason = format!("no client authentication account: selector [{selector}]");
-                self.note_error(&reason);
+                pass.note_error(&reason);
                 // E-MailRelay compatibility: 2.6.1 finds the account
                 // missing once connected (so the upstream sees a
                 // session without MAIL), and that ends the pass; the
                 // messages after it wait for the next one.
-                if let Ok(c) = self.transport.open(target, None).await {
+                if let Ok(c) = self.transports.smtp().open(target, None).await {
                     c.quit().await;
                 }
-                self.stop_pass.store(true, Ordering::Relaxed);
+                pass.stop();
                 return Err(self.fail(locked, Reply::new(554, reason)));
             }
             // Logged once per outage by the account; the route
@@ -223,26 +225,26 @@ impl Forwarder {
         };
         // Logins to an upstream that has not accepted one go one at a
         // time, and a paused one gets one connection per wait (`route`).
-        let gate = match secret.is_some() && !self.is_proven(target) {
-            true => Some(self.login_gate.lock().await),
+        let gate = match secret.is_some() {
+            true => self.routes.login_turn(target).await,
             false => None,
         };
         // Another connection of this pass was refused meanwhile.
-        if unreachable.lock().is_ok_and(|u| u.contains_key(target)) {
+        if pass.is_unreachable(target) {
             *route = Counted::Skipped;
             return Err(self.skip_unconnectable(locked.id(), target));
         }
-        if !self.claim_login(target) {
+        if !self.routes.claim_login(target, pass.force) {
             *route = Counted::Skipped;
-            return Err(self
-                .held_back(locked.id(), target)
-                .unwrap_or(Verdict::Deferred(None)));
+            self.held_back(pass, locked.id(), target);
+            return Err(self.wait_out(pass, locked, target));
         }
         let logs_in = secret.is_some();
-        let transport = match self.transport_for(&key.1) {
+        let transport = match self.transports.for_account(&key.1, &self.settings) {
             Ok(transport) => transport,
-            Err(reason) => {
-                self.note_error(&reason);
+            Err(e) => {
+                error!("{e}");
+                pass.note_error(&e.to_string());
                 return Err(Verdict::Deferred(None));
             }
         };
@@ -256,7 +258,7 @@ impl Forwarder {
                     info!("{}", auth.success_text(&key.1, mechanism.name(), user));
                 }
                 if logs_in {
-                    self.login_accepted(target);
+                    self.routes.login_accepted(target);
                 }
                 Ok((locked, c))
             }
@@ -264,12 +266,7 @@ impl Forwarder {
                 // Several connections may try the same dead address at
                 // once: only the first failure is reported, as with
                 // 2.6.1's one connection at a time.
-                let first = unreachable.lock().map_or(true, |mut u| {
-                    let known = u.contains_key(target);
-                    u.entry(target.to_string()).or_insert_with(|| e.to_string());
-                    !known
-                });
-                if !first {
+                if !pass.unreachable(target, &e.to_string()) {
                     *route = Counted::Skipped;
                     return Err(self.skip_unconnectable(locked.id(), target));
                 }
@@ -278,14 +275,15 @@ impl Forwarder {
                 // messages their turn; to the forward-to address it is
                 // the pass's error.
                 if let ConnectionError::AuthRefused(reply) = e {
-                    return Err(self.pause(target, reply));
+                    self.pause(pass, target, &reply);
+                    return Err(self.defer(pass, locked, reply));
                 }
                 if self.is_default(target) {
                     warning!("smtp client error: {e}");
                 } else {
                     warning!("smtp connection failed: {e}");
                 }
-                Err(self.broken(locked, e))
+                Err(self.broken(pass, locked, e))
             }
         }
     }
@@ -293,6 +291,7 @@ impl Forwarder {
     /// Sends the message down the connection and judges the outcome.
     async fn send_on(
         &self,
+        pass: &Pass,
         locked: Locked,
         conn: &mut Option<(Key, Box<dyn Link>)>,
         target: &str,
@@ -312,16 +311,16 @@ impl Forwarder {
         self.stats.out_started.fetch_add(1, Ordering::Relaxed);
         if let Some(limit) = self.rate_limit(&envelope.client_account_selector) {
             let key = (target.to_string(), envelope.client_account_selector.clone());
-            self.wait_for_rate(limit, &key).await;
+            self.routes.wait_for_rate(limit, &key).await;
         }
         let message = self.outgoing(&envelope, connection.authenticated());
         let result = connection.send(message, &locked.content_path()).await;
         self.stats.out_finished.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(outcome) => {
-                let verdict = self.apply(locked, outcome);
+                let verdict = self.apply(pass, locked, outcome);
                 if matches!(verdict, Verdict::Sent) {
-                    self.resume(target);
+                    self.routes.resume(target);
                 }
                 verdict
             }
@@ -337,25 +336,26 @@ impl Forwarder {
             Err(ConnectionError::AuthRefused(reply)) => {
                 // Graph refused a renewed token: as a refused password.
                 *conn = None;
-                self.pause(target, reply)
+                self.pause(pass, target, &reply);
+                self.defer(pass, locked, reply)
             }
             Err(e) => {
                 warning!("smtp client error: {e}");
                 // The session broke: that is the pass's error too (for
                 // `--as-client`'s exit code and the admin `flush` answer).
-                self.note_error(&e.to_string());
+                pass.note_error(&e.to_string());
                 *conn = None;
-                self.broken(locked, e)
+                self.broken(pass, locked, e)
             }
         }
     }
 
     /// The verdict on a message whose connection could not be set up or
     /// broke while sending it: in one place for both.
-    fn broken(&self, locked: Locked, e: ConnectionError) -> Verdict {
+    fn broken(&self, pass: &Pass, locked: Locked, e: ConnectionError) -> Verdict {
         match e {
             ConnectionError::Refused(reply) if reply.is_permanent() => self.fail(locked, reply),
-            ConnectionError::Refused(reply) => Verdict::Deferred(Some(reply)),
+            ConnectionError::Refused(reply) => self.defer(pass, locked, reply),
             // E-MailRelay compatibility: a TLS refusal (a certificate, no
             // common version) fails the message.
             ConnectionError::Tls(e) | ConnectionError::Io(e) if crate::tls::is_refusal(&e) => {
@@ -363,39 +363,6 @@ impl Forwarder {
             }
             _ => Verdict::Deferred(None),
         }
-    }
-
-    /// How messages with this account selector leave: through Graph if
-    /// the account file says `transport = graph`, else by SMTP. `Err`
-    /// says why the Graph settings cannot be used.
-    fn transport_for(&self, selector: &str) -> Result<Arc<dyn Transport>, String> {
-        let account = self
-            .settings
-            .auth
-            .as_ref()
-            .and_then(|auth| auth.oauth_account(selector));
-        let Some((account, settings)) = account.and_then(|a| Some((a, a.graph()?))) else {
-            return Ok(Arc::clone(&self.transport));
-        };
-        let mut made = self.graph.lock().map_err(|_| "lock poisoned".to_string())?;
-        if let Some(transport) = made.get(selector) {
-            return Ok(Arc::clone(transport) as Arc<dyn Transport>);
-        }
-        let transport = graph::GraphTransport::new(
-            Arc::clone(account),
-            settings,
-            &self.mailboxes,
-            self.settings.connection_timeout,
-            self.settings.response_timeout,
-        )
-        .map_err(|e| {
-            let reason = format!("graph: account {}: {e}", account.user());
-            error!("{reason}");
-            reason
-        })?;
-        let transport = Arc::new(transport);
-        made.insert(selector.to_string(), Arc::clone(&transport));
-        Ok(transport)
     }
 
     /// Where a message goes: its `ForwardToAddress`, or `--forward-to`.
@@ -407,21 +374,6 @@ impl Forwarder {
             ("", default) => default.clone(),
             (address, _) => Some(address.to_string()),
         }
-    }
-
-    /// `Some` (a skip, not an attempt) while `target` waits: slowed down
-    /// after a throttling answer, or paused after a refused login.
-    fn held_back(&self, id: &MessageId, target: &str) -> Option<Verdict> {
-        let (wait, why) = match (self.throttled(target), self.paused_for(target)) {
-            (Some(wait), _) => (wait, "slowed down"),
-            (None, Some(wait)) => (wait, "paused"),
-            (None, None) => return None,
-        };
-        crate::debug!(
-            "forwarding [{id}]: {target} is {why} for {}s more: message left queued",
-            wait.as_secs()
-        );
-        Some(Verdict::Deferred(None))
     }
 
     /// The messages a minute allowed with this account: the lower of
@@ -436,26 +388,6 @@ impl Forwarder {
         }
     }
 
-    /// Waits until one more message a minute may go to this upstream with
-    /// this account.
-    pub(super) async fn wait_for_rate(&self, limit: usize, key: &Key) {
-        let mut said = false;
-        while let Err(wait) = self
-            .rate
-            .admit(key, limit, tokio::time::Instant::now().into_std())
-        {
-            if !said {
-                info!(
-                    "forwarding to {}: --client-rate of {limit} a minute reached: waiting {}s",
-                    key.0,
-                    wait.as_secs().max(1)
-                );
-                said = true;
-            }
-            tokio::time::sleep(wait).await;
-        }
-    }
-
     /// Runs `--client-filter`, as the routing filter if the message has a
     /// `ForwardTo`; `Err` is the message's verdict if the filter decided
     /// it. As 2.6.1: a client filter's failure fails the message with its
@@ -466,6 +398,7 @@ impl Forwarder {
     /// client filter's special flag stops the pass.
     pub(super) async fn client_filter(
         &self,
+        pass: &Pass,
         filter: &Filter,
         mut locked: Locked,
     ) -> Result<Locked, Verdict> {
@@ -479,7 +412,7 @@ impl Forwarder {
         };
         let outcome = filter.run(&job, ty).await;
         if outcome.special && ty == FilterType::Client {
-            self.stop_pass.store(true, Ordering::Relaxed);
+            pass.stop();
         }
         match (outcome.result, ty) {
             (FilterResult::Ok, _) => {}
@@ -523,13 +456,6 @@ impl Forwarder {
         match &self.settings.auth {
             None => Ok(None),
             Some(auth) => auth.secret(selector).await,
-        }
-    }
-
-    /// Remembers the first error of the pass that is not about one message.
-    pub(super) fn note_error(&self, error: &str) {
-        if let Ok(mut noted) = self.pass_error.lock() {
-            noted.get_or_insert_with(|| error.to_string());
         }
     }
 

@@ -52,7 +52,7 @@ use tokio::sync::{watch, Notify};
 
 use self::backoff::Backoff;
 use self::client::ConnectionError;
-use self::rate::RateLimit;
+use self::pass::Pass;
 use self::transport::{Link, SmtpTransport, Transport};
 use crate::auth::{AccountError, ClientAuth};
 use crate::filter::{Filter, FilterJob, FilterResult, FilterType};
@@ -189,65 +189,35 @@ impl std::fmt::Display for Reason {
 }
 
 /// The scheduler. Cheap to share: `Arc<Forwarder>`.
+///
+/// Its state is in parts, each with its own rules: what each route has
+/// shown from one pass to the next ([`route::Routes`]), when each deferred
+/// message may go again ([`Backoff`]), how much work the spool holds
+/// ([`flow::Scan`]), and how messages leave ([`transport::Transports`]).
+/// A pass's own state is a value of its own ([`pass::Pass`]).
 pub struct Forwarder {
     settings: ForwardSettings,
     spool: Arc<Spool>,
-    wake: Notify,
-    pass_lock: tokio::sync::Mutex<()>,
     /// `--client-filter`, run on each message before it is sent.
     client_filter: Option<Arc<Filter>>,
-    /// A client filter asked to stop scanning: take no more messages in
-    /// this pass.
-    stop_pass: AtomicBool,
-    /// Why the next passes were asked for (`admin`, `rescan`, ...), in
-    /// turn: each gets a pass of its own, logged with it, as in 2.6.1.
-    reasons: Mutex<std::collections::VecDeque<Reason>>,
-    /// Messages taken up in the current pass.
-    started: AtomicU64,
     /// The instance's counters: per route outcomes here, `received` by
     /// the SMTP server.
     pub stats: Arc<Stats>,
     /// The process's connection registry: outgoing connections are counted
     /// there, and `notify` events go out through it.
     connections: Arc<Connections>,
-    /// The first error of the current pass that was not a verdict on one
-    /// message (a missing account), for `--as-client`'s last word.
-    pass_error: Mutex<Option<String>>,
+    /// Wakes the background loop for the requests in `reasons`.
+    wake: Notify,
+    /// Why the next passes were asked for (`admin`, `rescan`, ...), in
+    /// turn: each gets a pass of its own, logged with it, as in 2.6.1.
+    reasons: Mutex<std::collections::VecDeque<Reason>>,
+    /// Held by the pass under way: one at a time.
+    pass_lock: tokio::sync::Mutex<()>,
     /// When each deferred message may be tried again.
     backoff: Mutex<Backoff>,
-    /// Upstreams that refused our authentication, until one takes a
-    /// message or a login: when each may be tried again (see `route`).
-    paused: Mutex<HashMap<String, route::Pause>>,
-    /// Upstreams that accepted our login since they were last paused:
-    /// connections to them open in parallel, without the login gate.
-    proven: Mutex<std::collections::HashSet<String>>,
-    /// Held while logging in to an upstream not proven yet, so that a
-    /// wrong password costs one refused login, not one per connection.
-    login_gate: tokio::sync::Mutex<()>,
-    /// `--client-rate` and the accounts' rates, per route and account.
-    rate: RateLimit,
-    /// How messages leave.
-    transport: Arc<dyn Transport>,
-    /// Something the last pass left is to be tried at the next poll
-    /// (an unreachable upstream, a pass cut short).
-    rescan: AtomicBool,
-    /// The spool directory's modification time when the last pass began
-    /// reading it, if that time was settled (see `flow`).
-    last_scan: Mutex<Option<std::time::SystemTime>>,
-    /// Waiting messages the latest pass saw in the spool.
-    backlog: AtomicUsize,
-    /// Routes slowed down by a throttling answer: (answers in a row,
-    /// until when, the last answer).
-    throttled: Mutex<HashMap<String, (u32, std::time::Instant, String)>>,
-    /// The pass under way was forced (admin): no route waits.
-    forcing: AtomicBool,
-    /// Graph transports, by account selector, made when first used.
-    graph: Mutex<HashMap<String, Arc<graph::GraphTransport>>>,
-    /// Graph's limits per mailbox, shared by the transports.
-    mailboxes: graph::Mailboxes,
-    /// Messages deferred by a throttling answer that said how long to
-    /// wait (Graph's Retry-After): that wait, instead of the backoff's.
-    asked_waits: Mutex<HashMap<MessageId, Duration>>,
+    routes: route::Routes,
+    scan: flow::Scan,
+    transports: transport::Transports,
 }
 
 impl Forwarder {
@@ -274,31 +244,18 @@ impl Forwarder {
         transport: Arc<dyn Transport>,
     ) -> Arc<Forwarder> {
         Arc::new(Forwarder {
-            transport,
-            rescan: AtomicBool::new(true),
-            last_scan: Mutex::new(None),
-            backlog: AtomicUsize::new(0),
-            throttled: Mutex::new(HashMap::new()),
-            forcing: AtomicBool::new(false),
-            graph: Mutex::new(HashMap::new()),
-            mailboxes: graph::Mailboxes::default(),
-            asked_waits: Mutex::new(HashMap::new()),
+            settings,
             spool,
-            wake: Notify::new(),
-            pass_lock: tokio::sync::Mutex::new(()),
             client_filter,
-            stop_pass: AtomicBool::new(false),
-            reasons: Mutex::new(std::collections::VecDeque::new()),
-            started: AtomicU64::new(0),
             stats: Arc::new(Stats::default()),
             connections,
-            pass_error: Mutex::new(None),
+            wake: Notify::new(),
+            reasons: Mutex::new(std::collections::VecDeque::new()),
+            pass_lock: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(Backoff::default()),
-            paused: Mutex::new(HashMap::new()),
-            proven: Mutex::new(std::collections::HashSet::new()),
-            login_gate: tokio::sync::Mutex::new(()),
-            rate: RateLimit::default(),
-            settings,
+            routes: route::Routes::default(),
+            scan: flow::Scan::default(),
+            transports: transport::Transports::new(transport),
         })
     }
 
@@ -414,36 +371,17 @@ impl Forwarder {
     /// is kept as `.bad` with the reason, as E-MailRelay keeps it: the
     /// client hears the refusal and keeps its own copy.
     pub async fn forward_now(self: &Arc<Self>, id: &MessageId, link: &mut ProxyLink) -> Verdict {
-        let locked = match self.spool.lock(id) {
-            Ok(Some(locked)) => locked,
-            Ok(None) => return Verdict::Deferred(None),
+        match self.spool.lock(id) {
+            Ok(Some(locked)) => {
+                self.forward_message(&Pass::immediate(), locked, &mut link.0)
+                    .await
+            }
+            Ok(None) => Verdict::Deferred(None),
             Err(e) => {
                 error!("{e}");
-                return Verdict::Deferred(None);
-            }
-        };
-        let target = self.target(&locked.envelope);
-        let mut verdict = self
-            .forward_message(locked, &mut link.0, &Mutex::new(HashMap::new()))
-            .await;
-        // Not tried because the route is paused after a refused login: the
-        // client hears that refusal, as if this message had been refused,
-        // without another login (see `route`).
-        if let (Verdict::Deferred(None), Some(target)) = (&verdict, &target) {
-            if let Some(reply) = self.paused_reply(target) {
-                verdict = Verdict::Deferred(Some(reply));
+                Verdict::Deferred(None)
             }
         }
-        if let Verdict::Deferred(Some(reply)) = &verdict {
-            match self.spool.lock(id) {
-                Ok(Some(locked)) => {
-                    self.fail(locked, reply.clone());
-                }
-                Ok(None) => {}
-                Err(e) => error!("{e}"),
-            }
-        }
-        verdict
     }
 }
 
@@ -459,13 +397,18 @@ impl Forwarder {
 
     /// Upstreams paused because they refused our authentication.
     pub fn paused_routes(&self) -> Vec<String> {
-        let mut routes: Vec<String> = self
-            .paused
-            .lock()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        routes.sort();
-        routes
+        self.routes.paused_routes()
+    }
+
+    /// Routes waiting after a throttling answer now.
+    pub fn throttled_routes(&self) -> Vec<String> {
+        self.routes.throttled_routes()
+    }
+
+    /// Every route paused or slowed down now, for the status page: how
+    /// long each still waits, with the answer that made it wait.
+    pub fn route_waits(&self) -> Vec<RouteWait> {
+        self.routes.waits()
     }
 
     /// Drops `id`'s wait, so the next pass tries it, and asks for a pass.

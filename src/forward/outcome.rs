@@ -1,11 +1,12 @@
 //! What a send's outcome does to the message: deleted, failed to `.bad`
 //! (in part or whole) or left for later.
 
+use super::pass::Pass;
 use super::*;
 use crate::store::SpoolFile::{Content, EnvelopeBad, EnvelopeBusy};
 
 impl Forwarder {
-    pub(super) fn apply(&self, locked: Locked, outcome: SendOutcome) -> Verdict {
+    pub(super) fn apply(&self, pass: &Pass, locked: Locked, outcome: SendOutcome) -> Verdict {
         match outcome {
             SendOutcome::Sent { rejected } if rejected.is_empty() => {
                 let id = locked.id().clone();
@@ -49,8 +50,18 @@ impl Forwarder {
             }
             SendOutcome::Retry(reply) => {
                 warning!("forwarding [{}] deferred: {reply}", locked.id());
-                Verdict::Deferred(Some(reply))
+                self.defer(pass, locked, reply)
             }
+        }
+    }
+
+    /// A message the upstream refused for now: it waits for a later
+    /// pass, or, in a pass that fails what it cannot send (`--immediate`,
+    /// proxy mode), goes to `.bad` with the refusal at once.
+    pub(super) fn defer(&self, pass: &Pass, locked: Locked, reply: Reply) -> Verdict {
+        match pass.fails_refused {
+            true => self.fail(locked, reply),
+            false => Verdict::Deferred(Some(reply)),
         }
     }
 

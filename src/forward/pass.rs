@@ -5,14 +5,94 @@ use super::batch::PassQueue;
 use super::*;
 use crate::store::SpoolFile;
 
+/// One forwarding pass's own state, shared by its workers and gone with
+/// it: nothing of it carries over to the next pass.
+#[derive(Debug, Default)]
+pub(super) struct Pass {
+    /// Forced (admin `forward` or `flush`): no retry time and no route
+    /// wait holds a message back.
+    pub force: bool,
+    /// `--immediate` and proxy mode: a message the upstream refuses, for
+    /// now or for good, is failed to `.bad` at once, as E-MailRelay keeps
+    /// it; its client hears the refusal and keeps its own copy.
+    pub fails_refused: bool,
+    /// A client filter asked to stop scanning: no more messages are taken.
+    stopped: AtomicBool,
+    /// Messages taken up.
+    started: AtomicU64,
+    /// The first error that was not a verdict on one message (a missing
+    /// account, a broken session), for `--as-client`'s last word and the
+    /// admin `flush` answer.
+    error: Mutex<Option<String>>,
+    /// Upstreams that could not be reached, with the first error: their
+    /// other messages are skipped for the rest of the pass.
+    unreachable: Mutex<HashMap<String, String>>,
+}
+
+impl Pass {
+    /// A pass over the spool, forced or not.
+    pub fn over_spool(force: bool) -> Pass {
+        Pass {
+            force,
+            ..Pass::default()
+        }
+    }
+
+    /// The one-message pass of `--immediate` and proxy mode.
+    pub fn immediate() -> Pass {
+        Pass {
+            fails_refused: true,
+            ..Pass::default()
+        }
+    }
+
+    /// A client filter's special exit: the pass takes no more messages.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    pub fn took_up(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers the first error of the pass that is not about one message.
+    pub fn note_error(&self, error: &str) {
+        lock(&self.error).get_or_insert_with(|| error.to_string());
+    }
+
+    /// True if `target` could not be reached in this pass.
+    pub fn is_unreachable(&self, target: &str) -> bool {
+        lock(&self.unreachable).contains_key(target)
+    }
+
+    /// Records that `target` could not be reached; true if this is the
+    /// first such failure of the pass (only that one is reported).
+    pub fn unreachable(&self, target: &str, error: &str) -> bool {
+        let mut unreachable = lock(&self.unreachable);
+        let first = !unreachable.contains_key(target);
+        unreachable
+            .entry(target.to_string())
+            .or_insert_with(|| error.to_string());
+        first
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Forwarder {
     /// One pass over the spool, a connection for every few messages;
     /// returns counts. Deferred messages whose retry time has not come are
     /// left for a later pass unless `force`. The caller holds the pass lock.
     pub(super) async fn pass_locked(self: &Arc<Self>, force: bool) -> PassSummary {
         self.note_scan();
-        self.rescan.store(false, Ordering::Relaxed);
-        self.forcing.store(force, Ordering::Relaxed);
         if let Ok(mut backoff) = self.backoff.lock() {
             let spool = &self.spool;
             backoff.retain(|id| spool.path(id, SpoolFile::Envelope).exists());
@@ -30,8 +110,6 @@ impl Forwarder {
         if queue.len() == 0 {
             return PassSummary::default();
         }
-        self.stop_pass.store(false, Ordering::Relaxed);
-        self.started.store(0, Ordering::Relaxed);
         let max = self.settings.max_connections.max(1);
         let workers = match queue.complete() {
             true => queue.len().div_ceil(MESSAGES_PER_CONNECTION).clamp(1, max),
@@ -42,22 +120,19 @@ impl Forwarder {
             queue.len(),
             if queue.complete() { "" } else { " or more" }
         );
+        let pass = Arc::new(Pass::over_spool(force));
         let queue = Arc::new(Mutex::new(queue));
-        let unreachable = Arc::new(Mutex::new(HashMap::new()));
         let busy = Arc::new(AtomicUsize::new(workers));
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
                 let this = Arc::clone(self);
-                let (queue, unreachable, busy) = (
-                    Arc::clone(&queue),
-                    Arc::clone(&unreachable),
-                    Arc::clone(&busy),
-                );
+                let (pass, queue, busy) =
+                    (Arc::clone(&pass), Arc::clone(&queue), Arc::clone(&busy));
                 // The pass's log context (the instance name) goes with it,
                 // and each worker shows its own message's id.
                 let context = crate::log::context().with_msgid_slot();
                 tokio::spawn(crate::log::scope(context, async move {
-                    this.worker(queue, unreachable, busy, force).await
+                    this.worker(&pass, queue, busy).await
                 }))
             })
             .collect();
@@ -70,20 +145,14 @@ impl Forwarder {
                 summary.error = summary.error.or(s.error);
             }
         }
-        let noted = self.pass_error.lock().ok().and_then(|mut e| e.take());
         // Only the forward-to address's failure is the pass's error (and
         // `--as-client`'s exit code); routed ones were warned about.
-        summary.error = unreachable
-            .lock()
-            .ok()
-            .and_then(|u| {
-                u.iter()
-                    .find(|(k, _)| self.is_default(k))
-                    .map(|(_, e)| e.clone())
-            })
+        let noted = lock(&pass.error).take();
+        summary.error = lock(&pass.unreachable)
+            .iter()
+            .find(|(k, _)| self.is_default(k))
+            .map(|(_, e)| e.clone())
             .or(noted);
-        // A stop request ends this pass only, not a later --immediate forward.
-        self.stop_pass.store(false, Ordering::Relaxed);
         summary
     }
 
@@ -133,15 +202,11 @@ impl Forwarder {
             // looks again.
             Verdict::Deferred(None) => {
                 backoff.forget(id);
-                self.rescan.store(true, Ordering::Relaxed);
+                self.scan.again();
             }
             Verdict::Deferred(Some(reply)) => {
                 let now = tokio::time::Instant::now().into_std();
-                let asked = self.asked_waits.lock().ok().and_then(|mut w| w.remove(id));
-                let wait = match asked {
-                    Some(wait) => backoff.deferred_for(id, now, reply.to_string(), wait),
-                    None => backoff.deferred(id, now, reply.to_string()),
-                };
+                let wait = backoff.deferred(id, now, reply.to_string());
                 crate::debug!(
                     "forwarding [{id}]: attempt {} deferred: next in {}s",
                     backoff.attempts(id),
@@ -155,18 +220,17 @@ impl Forwarder {
     /// counts the workers still at it.
     pub(super) async fn worker(
         &self,
+        pass: &Pass,
         queue: Arc<Mutex<PassQueue>>,
-        unreachable: Arc<Mutex<HashMap<String, String>>>,
         busy: Arc<AtomicUsize>,
-        force: bool,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
         let mut conn: Option<(Key, Box<dyn Link>)> = None;
-        let keep = |id: &MessageId| force || self.is_due(id);
+        let keep = |id: &MessageId| pass.force || self.is_due(id);
         // The queue's lock lives only inside this closure, never across an await.
         let next = || {
-            if self.stop_pass.load(Ordering::Relaxed) {
-                self.rescan.store(true, Ordering::Relaxed);
+            if pass.is_stopped() {
+                self.scan.again();
                 return None;
             }
             let id = queue.lock().ok()?.pop(&keep)?;
@@ -183,7 +247,7 @@ impl Forwarder {
                     continue;
                 }
             };
-            let mut verdict = self.forward_message(locked, &mut conn, &unreachable).await;
+            let mut verdict = self.forward_message(pass, locked, &mut conn).await;
             if let Verdict::Deferred(reply) = &verdict {
                 if let Some(expired) = self.expire(&id, reply.as_ref()) {
                     verdict = expired;
@@ -203,12 +267,13 @@ impl Forwarder {
         // the first one); a dead address that a message was routed to
         // only has its messages skipped, and the pass ends as usual.
         let last = busy.fetch_sub(1, Ordering::AcqRel) == 1;
-        let (default_dead, routed_dead) = unreachable.lock().map_or((true, false), |u| {
+        let (default_dead, routed_dead) = {
+            let u = lock(&pass.unreachable);
             let default_dead = u.keys().any(|k| self.is_default(k));
             (default_dead, u.len() > usize::from(default_dead))
-        });
-        let broken = default_dead || self.pass_error.lock().map_or(true, |e| e.is_some());
-        if last && !broken && self.started.load(Ordering::Relaxed) > 0 {
+        };
+        let broken = default_dead || lock(&pass.error).is_some();
+        if last && !broken && pass.started.load(Ordering::Relaxed) > 0 {
             info!("forwarding: no more messages to send");
             // E-MailRelay compatibility: 2.6.1 ends a pass whose last
             // connection was a routed one that failed with this warning.

@@ -535,8 +535,53 @@ async fn a_proxy_message_to_a_paused_route_hears_the_refusal_without_a_login() {
     for id in &ids {
         let mut link = super::ProxyLink::default();
         let verdict = forwarder.forward_now(id, &mut link).await;
-        assert_eq!(verdict, super::Verdict::Deferred(Some(refused.clone())));
+        assert_eq!(verdict, super::Verdict::Failed(refused.clone()));
     }
     assert_eq!(upstream.logins.lock().unwrap().len(), 1);
     assert_eq!(spool.failed().unwrap().len(), 2);
+}
+
+/// `--immediate` (proxy): a refusal for now goes to `.bad` with the
+/// upstream's words at once, and is a throttling answer all the same: the
+/// route waits, so the next client's message is kept queued, not tried.
+#[tokio::test(start_paused = true)]
+async fn a_proxy_message_refused_for_now_is_failed_and_a_throttle_still_holds_the_route() {
+    let upstream = Arc::new(Upstream::default());
+    let busy = Reply::new(451, "4.7.500 Server busy. Please try again later");
+    upstream
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(SendOutcome::Retry(busy.clone()));
+    let (_dir, spool, forwarder) = setup(2, ForwardSettings::default(), &upstream);
+    let ids = spool.ready().unwrap();
+    let mut link = super::ProxyLink::default();
+    let verdict = forwarder.forward_now(&ids[0], &mut link).await;
+    assert_eq!(verdict, super::Verdict::Failed(busy));
+    assert_eq!(spool.failed().unwrap(), [ids[0].clone()]);
+    assert_eq!(forwarder.throttled_routes(), ["upstream.example:25"]);
+    assert_eq!(forwarder.stats.routes()[0].1.failed, 1);
+    let verdict = forwarder.forward_now(&ids[1], &mut link).await;
+    assert_eq!(verdict, super::Verdict::Deferred(None));
+    assert_eq!(spool.ready().unwrap(), [ids[1].clone()]);
+    assert!(upstream.sent.lock().unwrap().is_empty());
+}
+
+/// An admin `flush` forces its own pass only: a proxy message after it
+/// does not try the paused route again (one pass's force used to stay
+/// with the scheduler until the next pass).
+#[tokio::test(start_paused = true)]
+async fn an_admin_flush_leaves_no_force_behind_for_the_next_proxy_message() {
+    let upstream = Arc::new(Upstream::default());
+    upstream.refuse_logins.store(true, Ordering::SeqCst);
+    let (_dir, spool, forwarder) = setup(2, with_login(ForwardSettings::default()), &upstream);
+    let ids = spool.ready().unwrap();
+    forwarder.pass_for(Reason::Startup).await;
+    forwarder.pass().await;
+    assert_eq!(upstream.logins.lock().unwrap().len(), 2, "the start and the flush");
+    let mut link = super::ProxyLink::default();
+    let verdict = forwarder.forward_now(&ids[0], &mut link).await;
+    let refused = Reply::new(535, "5.7.8 Username and Password not accepted");
+    assert_eq!(verdict, super::Verdict::Failed(refused));
+    assert_eq!(upstream.logins.lock().unwrap().len(), 2, "no login for it");
 }

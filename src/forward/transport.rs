@@ -7,15 +7,17 @@
 //! Must not decide anything about a message: outcomes go back to the
 //! scheduler as they came, a reply or a [`ConnectionError`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{ClientConfig, OutgoingMessage, SendOutcome};
 
 use super::client::{Connection, ConnectionError, Timeouts};
+use super::graph::{GraphTransport, Mailboxes};
 use super::ForwardSettings;
 use crate::info;
 use crate::monitor::{Connections, Registered};
@@ -198,5 +200,82 @@ impl Link for SmtpLink {
             connection.quit().await;
             drop(_registered);
         })
+    }
+}
+
+/// How messages leave, by client account: SMTP, or Microsoft Graph for an
+/// account file that says `transport = graph` (one transport per account,
+/// made when first used; the mailboxes' limits are shared by all).
+pub(super) struct Transports {
+    smtp: Arc<dyn Transport>,
+    graph: Mutex<HashMap<String, Arc<GraphTransport>>>,
+    mailboxes: Mailboxes,
+}
+
+/// An account's Graph settings that cannot be used (a URL, a CA file).
+#[derive(Debug)]
+pub struct GraphSetupError {
+    account: String,
+    reason: String,
+}
+
+impl std::fmt::Display for GraphSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "graph: account {}: {}", self.account, self.reason)
+    }
+}
+
+impl std::error::Error for GraphSetupError {}
+
+impl Transports {
+    /// Everything by `smtp` but the Graph accounts.
+    pub fn new(smtp: Arc<dyn Transport>) -> Transports {
+        Transports {
+            smtp,
+            graph: Mutex::new(HashMap::new()),
+            mailboxes: Mailboxes::default(),
+        }
+    }
+
+    /// The SMTP transport.
+    pub fn smtp(&self) -> &dyn Transport {
+        self.smtp.as_ref()
+    }
+
+    /// The transport for messages with account `selector`, under
+    /// `settings`' client accounts.
+    pub fn for_account(
+        &self,
+        selector: &str,
+        settings: &ForwardSettings,
+    ) -> Result<Arc<dyn Transport>, GraphSetupError> {
+        let account = settings
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.oauth_account(selector));
+        let Some((account, graph)) = account.and_then(|a| Some((a, a.graph()?))) else {
+            return Ok(Arc::clone(&self.smtp));
+        };
+        let mut made = self
+            .graph
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(transport) = made.get(selector) {
+            return Ok(Arc::clone(transport) as Arc<dyn Transport>);
+        }
+        let transport = GraphTransport::new(
+            Arc::clone(account),
+            graph,
+            &self.mailboxes,
+            settings.connection_timeout,
+            settings.response_timeout,
+        )
+        .map_err(|reason| GraphSetupError {
+            account: account.user().to_string(),
+            reason,
+        })?;
+        let transport = Arc::new(transport);
+        made.insert(selector.to_string(), Arc::clone(&transport));
+        Ok(transport)
     }
 }
