@@ -200,29 +200,7 @@ impl Forwarder {
         route: &mut Counted,
     ) -> Result<(Locked, Box<dyn Link>), Verdict> {
         let target = &key.0;
-        let secret = match self.client_secret(&key.1).await {
-            Ok(secret) => secret,
-            Err(AccountError::NoAccount(selector)) => {
-                // E-MailRelay's words.
-                let reason = format!("no client authentication account: selector [{selector}]");
-                pass.note_error(&reason);
-                // E-MailRelay compatibility: 2.6.1 finds the account
-                // missing once connected (so the upstream sees a
-                // session without MAIL), and that ends the pass; the
-                // messages after it wait for the next one.
-                if let Ok(c) = self.transports.smtp().open(target, None).await {
-                    c.quit().await;
-                }
-                pass.stop();
-                return Err(self.fail(locked, Reply::new(554, reason)));
-            }
-            // Logged once per outage by the account; the route
-            // waits, as for a refused password.
-            Err(AccountError::Token(_)) => {
-                self.pause_quietly(target);
-                return Err(Verdict::Deferred(None));
-            }
-        };
+        let (locked, secret) = self.account_secret(pass, locked, key).await?;
         // Logins to an upstream that has not accepted one go one at a
         // time, and a paused one gets one connection per wait (`route`).
         let gate = match secret.is_some() {
@@ -262,30 +240,73 @@ impl Forwarder {
                 }
                 Ok((locked, c))
             }
-            Err(e) => {
-                // Several connections may try the same dead address at
-                // once: only the first failure is reported, as with
-                // 2.6.1's one connection at a time.
-                if !pass.unreachable(target, &e.to_string()) {
-                    *route = Counted::Skipped;
-                    return Err(self.skip_unconnectable(locked.id(), target));
+            Err(e) => Err(self.connect_failed(pass, locked, target, e, route)),
+        }
+    }
+
+    /// The secret to log in to `key`'s upstream with (none without an
+    /// account), or the message's verdict if there is none to be had.
+    async fn account_secret(
+        &self,
+        pass: &Pass,
+        locked: Locked,
+        key: &Key,
+    ) -> Result<(Locked, Option<ClientSecret>), Verdict> {
+        let target = &key.0;
+        match self.client_secret(&key.1).await {
+            Ok(secret) => Ok((locked, secret)),
+            Err(AccountError::NoAccount(selector)) => {
+                // E-MailRelay's words.
+                let reason = format!("no client authentication account: selector [{selector}]");
+                pass.note_error(&reason);
+                // E-MailRelay compatibility: 2.6.1 finds the account
+                // missing once connected (so the upstream sees a
+                // session without MAIL), and that ends the pass; the
+                // messages after it wait for the next one.
+                if let Ok(c) = self.transports.smtp().open(target, None).await {
+                    c.quit().await;
                 }
-                // E-MailRelay's lines for a connection that failed:
-                // to a routed address it only costs that address's
-                // messages their turn; to the forward-to address it is
-                // the pass's error.
-                if let ConnectionError::AuthRefused(reply) = e {
-                    self.pause(pass, target, &reply);
-                    return Err(self.defer(pass, locked, reply));
-                }
-                if self.is_default(target) {
-                    warning!("smtp client error: {e}");
-                } else {
-                    warning!("smtp connection failed: {e}");
-                }
-                Err(self.broken(pass, locked, e))
+                pass.stop();
+                Err(self.fail(locked, Reply::new(554, reason)))
+            }
+            // Logged once per outage by the account; the route
+            // waits, as for a refused password.
+            Err(AccountError::Token(_)) => {
+                self.pause_quietly(target);
+                Err(Verdict::Deferred(None))
             }
         }
+    }
+
+    /// The verdict on a message whose connection could not be made.
+    fn connect_failed(
+        &self,
+        pass: &Pass,
+        locked: Locked,
+        target: &str,
+        e: ConnectionError,
+        route: &mut Counted,
+    ) -> Verdict {
+        // Several connections may try the same dead address at once: only
+        // the first failure is reported, as with 2.6.1's one connection at
+        // a time.
+        if !pass.unreachable(target, &e.to_string()) {
+            *route = Counted::Skipped;
+            return self.skip_unconnectable(locked.id(), target);
+        }
+        // E-MailRelay's lines for a connection that failed: to a routed
+        // address it only costs that address's messages their turn; to
+        // the forward-to address it is the pass's error.
+        if let ConnectionError::AuthRefused(reply) = e {
+            self.pause(pass, target, &reply);
+            return self.defer(pass, locked, reply);
+        }
+        if self.is_default(target) {
+            warning!("smtp client error: {e}");
+        } else {
+            warning!("smtp connection failed: {e}");
+        }
+        self.broken(pass, locked, e)
     }
 
     /// Sends the message down the connection and judges the outcome.

@@ -262,28 +262,35 @@ impl Forwarder {
         }
         // E-MailRelay compatibility: the pass's last word comes before the
         // last connection's QUIT.
-        // A pass that a broken connection to the forward-to address cut
-        // short ends with that error instead (2.6.1 gives up the pass at
-        // the first one); a dead address that a message was routed to
-        // only has its messages skipped, and the pass ends as usual.
-        let last = busy.fetch_sub(1, Ordering::AcqRel) == 1;
+        if busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.last_word(pass, conn.is_none());
+        }
+        if let Some((_, c)) = conn {
+            c.quit().await;
+        }
+        summary
+    }
+
+    /// The pass's last word, said by its last worker (`unconnected` if
+    /// that worker ends without a connection). A pass that a broken
+    /// connection to the forward-to address cut short ends with that
+    /// error instead (2.6.1 gives up the pass at the first one); a dead
+    /// address that a message was routed to only has its messages
+    /// skipped, and the pass ends as usual.
+    fn last_word(&self, pass: &Pass, unconnected: bool) {
         let (default_dead, routed_dead) = {
             let u = lock(&pass.unreachable);
             let default_dead = u.keys().any(|k| self.is_default(k));
             (default_dead, u.len() > usize::from(default_dead))
         };
         let broken = default_dead || lock(&pass.error).is_some();
-        if last && !broken && pass.started.load(Ordering::Relaxed) > 0 {
+        if !broken && pass.started.load(Ordering::Relaxed) > 0 {
             info!("forwarding: no more messages to send");
             // E-MailRelay compatibility: 2.6.1 ends a pass whose last
             // connection was a routed one that failed with this warning.
-            if conn.is_none() && routed_dead {
+            if unconnected && routed_dead {
                 warning!("smtp client error: done");
             }
         }
-        if let Some((_, c)) = conn {
-            c.quit().await;
-        }
-        summary
     }
 }

@@ -578,7 +578,11 @@ async fn an_admin_flush_leaves_no_force_behind_for_the_next_proxy_message() {
     let ids = spool.ready().unwrap();
     forwarder.pass_for(Reason::Startup).await;
     forwarder.pass().await;
-    assert_eq!(upstream.logins.lock().unwrap().len(), 2, "the start and the flush");
+    assert_eq!(
+        upstream.logins.lock().unwrap().len(),
+        2,
+        "the start and the flush"
+    );
     let mut link = super::ProxyLink::default();
     let verdict = forwarder.forward_now(&ids[0], &mut link).await;
     let refused = Reply::new(535, "5.7.8 Username and Password not accepted");
