@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use crate::client_auth::forward_once;
 use crate::harness::{program, run, submit_to, wait_until, Proc, Relay};
 
-const MAILBOX: &str = "printer@contoso.example";
+pub(crate) const MAILBOX: &str = "printer@contoso.example";
 const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const TENANT: &str = "contoso.example";
 
 /// The test's CA, the stand-in's server certificate and the app's
 /// certificate and key, made by openssl.
-fn make_certificates(dir: &Path) {
+pub(crate) fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let (code, out, err) = run(
             Command::new(program("openssl")).current_dir(dir).args(args),
@@ -94,14 +94,14 @@ fn make_certificates(dir: &Path) {
 }
 
 /// A running stand-in and what it wrote.
-struct StandIn {
+pub(crate) struct StandIn {
     _proc: Proc,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
 }
 
 impl StandIn {
-    fn start(dir: &Path, extra: &[&str]) -> StandIn {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> StandIn {
         // A directory of its own for each stand-in a test starts.
         let state = (1..)
             .map(|n| dir.join(format!("standin-{n}")))
@@ -149,7 +149,7 @@ impl StandIn {
     }
 
     /// The decoded messages it accepted, in order.
-    fn mail(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn mail(&self) -> Vec<Vec<u8>> {
         let mut names: Vec<_> = std::fs::read_dir(self.dir.join("mail"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -167,7 +167,7 @@ impl StandIn {
     }
 
     /// Fails the test if the relay broke the contract anywhere.
-    fn assert_no_violations(&self) {
+    pub(crate) fn assert_no_violations(&self) {
         let text = std::fs::read_to_string(self.dir.join("violations")).unwrap();
         assert!(
             text.is_empty(),
@@ -181,7 +181,7 @@ impl StandIn {
             .unwrap_or(0)
     }
 
-    fn statuses(&self) -> Vec<u64> {
+    pub(crate) fn statuses(&self) -> Vec<u64> {
         self.requests()
             .iter()
             .filter(|r| r["path"] == "sendMail")
@@ -191,7 +191,7 @@ impl StandIn {
 }
 
 /// The secrets file naming a Graph account file for the stand-in.
-fn graph_account(dir: &Path, standin: &StandIn) -> PathBuf {
+pub(crate) fn graph_account(dir: &Path, standin: &StandIn) -> PathBuf {
     let port = standin.port;
     let account = dir.join("printer.oauth2");
     std::fs::write(

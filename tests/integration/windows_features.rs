@@ -1076,3 +1076,79 @@ fn submit_exe_spools_a_message_the_relay_forwards_and_passwd_exe_hashes_as_on_li
     let (_, out, _) = run_exe(&wine, "emailrelay-passwd.exe", &[], Some(b"password123\n"));
     assert_eq!(out, "9N2IRYVXqu7SkOW1Xat+wpR9NbA2R6fb61XlmqW+46E=\r\n");
 }
+
+/// Microsoft Graph from the Windows build (issue 26): `emailrelay.exe`
+/// under Wine gets its token with the app certificate (a signed client
+/// assertion), trusts the stand-in through the account file's `ca-file`,
+/// and sends each spooled message by `sendMail`; the strict stand-in
+/// (graph_standin.py, the one the Linux tests use) sees no deviation, and
+/// the messages arrive as spooled, with a `Bcc` field for the recipient
+/// only the envelope names.
+#[test]
+fn graph_sendmail_with_an_app_certificate_under_wine() {
+    let wine = Wine::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::graph::make_certificates(d);
+    let standin = crate::graph::StandIn::start(d, &[]);
+    crate::graph::graph_account(d, &standin);
+    // The account file by its Windows name; paths inside it are relative
+    // to it.
+    let secrets = d.join("client.auth");
+    std::fs::write(
+        &secrets,
+        format!(
+            "client oauth2 {} {}\n",
+            crate::graph::MAILBOX,
+            winpath(&d.join("printer.oauth2"))
+        ),
+    )
+    .unwrap();
+    let spool = d.join("spool");
+    submit_to(&spool, "carol@fabrikam.example");
+    submit_to(&spool, "dave@fabrikam.example");
+    // What should arrive: the content names no recipient, so each message
+    // goes as a Bcc field for its envelope's recipient + what was spooled.
+    let mut expected: Vec<Vec<u8>> = spool_files(&spool, ".envelope")
+        .iter()
+        .map(|name| {
+            let envelope = std::fs::read_to_string(spool.join(name)).unwrap();
+            let to = envelope
+                .lines()
+                .find_map(|l| l.strip_prefix("X-MailRelay-To-Remote: "))
+                .unwrap()
+                .to_string();
+            let content = name.replace(".envelope", ".content");
+            let mut one = format!("Bcc: {to}\r\n").into_bytes();
+            one.extend_from_slice(&std::fs::read(spool.join(content)).unwrap());
+            one
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 2);
+
+    let (code, err) = forward_once(
+        &wine,
+        &spool,
+        "graph.microsoft.com:443",
+        &["--client-auth", &winpath(&secrets)],
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = format!(
+        "emailrelay: info: graph connection to 127.0.0.1:{}\n",
+        standin.port
+    );
+    assert_eq!(err.matches(&line).count(), 2, "{err}");
+    assert!(!err.contains("smtp connection"), "{err}");
+    assert!(spool_files(&spool, "").is_empty(), "{err}");
+    assert_eq!(standin.statuses(), [202, 202]);
+    let mut mail = standin.mail();
+    mail.sort();
+    assert_eq!(
+        mail,
+        expected,
+        "{}",
+        String::from_utf8_lossy(&mail.concat())
+    );
+    standin.assert_no_violations();
+}
