@@ -19,11 +19,14 @@
 //! filter when the envelope has a `ForwardTo`, as the client filter
 //! otherwise (2.6.1's names, exit codes and log lines).
 //!
-//! The module's parts: `pass` (a pass over the spool and its workers),
-//! `message` (one message through a link), `outcome` (what a reply does
-//! to the spool files), `route` (paused and unreachable upstreams),
-//! `backoff` and `rate` (timing), `transport` (the wire, behind a trait:
-//! SMTP, or `graph` for an account file that says `transport = graph`).
+//! The module's parts: `pass` (a pass over the spool, its workers, and
+//! the pass's own state), `message` (one message through a link),
+//! `outcome` (what a reply does to the spool files), `route` (what each
+//! upstream has shown from pass to pass: paused, proven, throttled, its
+//! rate), `flow` (how much work the spool holds), `backoff` and `rate`
+//! (timing), `transport` (the wire, behind a trait: SMTP, or `graph` for
+//! an account file that says `transport = graph`), `client` (the SMTP
+//! client under the SMTP transport).
 
 mod backoff;
 mod batch;
