@@ -549,6 +549,56 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn options_not_kept_take_their_values_and_say_nothing() {
+        let argv: Vec<Vec<u8>> = ["--other", "-x", "--nosuch", "-ob", "-o", "v", "r"]
+            .iter()
+            .map(|w| w.as_bytes().to_vec())
+            .collect();
+        let mut looked_up = Vec::new();
+        let p = parse_with(&argv, |name| {
+            looked_up.push(format!("{name:?}"));
+            let other = matches!(name, Name::Long(b"other") | Name::Letter(b'o'));
+            other.then_some(Known {
+                name: "other",
+                takes: Takes::Value,
+                many: false,
+                kept: false,
+            })
+        });
+        assert_eq!(
+            p.errors,
+            [
+                &b"invalid option: \"--nosuch\""[..],
+                b"invalid option: \"-b\""
+            ]
+        );
+        assert_eq!(p.args, [b"r".to_vec()]);
+        assert!(!p.contains("other") && p.names().is_empty());
+        // Once per use, in order.
+        assert_eq!(
+            looked_up,
+            [
+                "Long([111, 116, 104, 101, 114])",
+                "Long([110, 111, 115, 117, 99, 104])",
+                "Letter(111)",
+                "Letter(98)",
+                "Letter(111)"
+            ]
+        );
+    }
+
+    #[test]
+    fn values_and_names_as_given() {
+        let p = run(&["--to=a", "-v", "--to", "b", "--from=c", "-f", "c"]);
+        assert_eq!(p.values("to"), Some(vec![&b"a"[..], b"b"]));
+        assert_eq!(p.values("verbose"), Some(vec![]));
+        assert_eq!(p.values("from"), Some(vec![&b"c"[..]]));
+        assert_eq!(p.values("message-id"), None);
+        assert_eq!(run(&["--verbose=no"]).values("verbose"), None);
+        assert_eq!(p.names(), ["to", "verbose", "from"]);
+    }
+
+    #[test]
     fn program_names_lose_directory_and_extension() {
         assert_eq!(
             program_name(b"/usr/sbin/emailrelay-submit", "x"),
