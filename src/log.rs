@@ -357,11 +357,6 @@ fn open_append(path: &str) -> std::io::Result<File> {
     crate::platform::files::open_append(Path::new(path), 0o660)
 }
 
-/// True for a syslog facility name we know.
-pub fn is_facility(name: &str) -> bool {
-    facility_code(name).is_some()
-}
-
 fn facility_code(name: &str) -> Option<u8> {
     Some(match name {
         "kern" => 0,

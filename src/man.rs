@@ -7,7 +7,7 @@
 //!
 //! Must not: say anything about an option that its table does not say.
 
-use crate::config::{Arg, OptionSpec, Section, Support, System, OPTIONS};
+use crate::config::{OptionSpec, Section, Support, System, OPTIONS};
 use crate::getopt::{Takes, ToolOption};
 
 /// One option as a page lists it.
@@ -126,10 +126,10 @@ fn relay_entry(o: &OptionSpec) -> Entry {
     }
     Entry {
         short: o.short,
-        long: match o.arg {
-            Arg::None => format!("--{}", o.name),
-            Arg::Required => format!("--{}={}", o.name, o.value_name),
-            Arg::Optional => format!("--{}[={}]", o.name, o.value_name),
+        long: match o.takes {
+            Takes::Nothing => format!("--{}", o.name),
+            Takes::Value => format!("--{}={}", o.name, o.value_name),
+            Takes::OptionalValue => format!("--{}[={}]", o.name, o.value_name),
         },
         help,
     }

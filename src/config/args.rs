@@ -1,141 +1,38 @@
 //! argv and config file -> [`Args`]: the options of each instance, as
 //! E-MailRelay 2.6.1 parses them.
 //!
-//! The rules, observed from the reference binary:
+//! The syntax is `getopt`'s (2.6.1's `G::GetOpt` rules: spellings, flag
+//! values, duplicates, the end of the options), parsed by it; this adds
+//! what only the relay has:
 //!
-//! - `--name value`, `--name=value`, `-x value`; a run of letters `-ltv`
-//!   sets flags only (a letter that needs a value is an error there);
-//!   `--flag=yes|no` (also y/n, true/false, t/f, 1/0, on/off, in any case,
-//!   with ASCII spaces, tabs, CRs and LFs around) turns a flag on or off,
-//!   and `--flag=` turns it on; `--name -v` is refused as probably a
-//!   mistake; `--` ends the options. Letters are bytes: `-é` is two
-//!   unknown letters.
-//! - A single-valued option given twice with different values is an error
-//!   (`duplicate use of "--port"`), the same value twice is fine; the
-//!   many-valued ones (`--filter`, `--interface`, ...) accumulate. A flag
-//!   spelling (`-A`, `--log`) stands for the value `yes` in this check, a
-//!   turned-off flag for `no`; a flag spelling after a value is fine
-//!   (`--anonymous=vrfy -A`, `--log= --log`), a value after a flag
-//!   spelling only if it is `yes` (`-A --anonymous` is a duplicate).
 //! - The config file is the last argument. Its lines hold an option name
 //!   and a value separated by spaces, tabs or `=`, with `#` lines skipped
 //!   and one pair of double quotes taken off the value; they are appended
 //!   to the command line, so a duplicate there is a duplicate here too.
 //! - `--<name>-spool-dir` starts an instance called `<name>`, and
 //!   `--<name>-<option>` configures it; options without a prefix belong to
-//!   the first instance.
+//!   the first instance. Each instance parses every word, skipping the
+//!   others' options; the errors of all are listed once each, in the
+//!   order of their bytes, as 2.6.1 lists them.
 //!
 //! Must not interpret values: that is the settings builders' job.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::options::{find_long, find_short, Arg, OptionSpec};
+use super::options::{find_long, find_short, OptionSpec};
 use super::ConfigError;
+use crate::getopt::{self, Known, Name, Parsed};
 
 /// The options given to one instance.
 #[derive(Clone, Debug, Default)]
 pub struct Instance {
     /// The instance's name (the option prefix); empty for the unnamed one.
     pub name: String,
-    values: BTreeMap<&'static str, Value>,
+    options: Parsed,
     /// The executable's directory, for `@app` in file names.
     app_dir: PathBuf,
     /// The working directory at startup, for relative file names.
     base_dir: PathBuf,
-}
-
-/// What was given for one option.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Value {
-    /// A flag spelling, on (`--log`, `--log=yes`, `-A`).
-    On,
-    /// A flag explicitly off (`--log=no`): as if not given.
-    Off,
-    /// One or more values, in order (`--log=` gives a flag the value
-    /// `""`, which counts as on).
-    Text(Vec<String>),
-}
-
-/// One syntax error in the options, in E-MailRelay 2.6.1's words.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum OptionError {
-    /// No such option (or an unknown instance prefix).
-    #[error("invalid option: \"--{0}\"")]
-    UnknownLong(String),
-    /// A letter that is no option: one byte, as 2.6.1 reports them.
-    #[error("invalid option: \"-{}\"", String::from_utf8_lossy(&[*.0]))]
-    UnknownShort(u8),
-    #[error("no value supplied for \"--{0}\"")]
-    MissingLong(&'static str),
-    /// A letter that needs a value given in a run of letters, or last.
-    #[error("no value supplied for -{0}")]
-    MissingShort(char),
-    /// `--name -v`: the value looks like an option.
-    #[error("\"--{name} {value}\" is probably a mistake, use \"--{name}=... {value}\" or \"--{name}={value}\"")]
-    ValueLikeOption { name: &'static str, value: String },
-    /// A flag turned both on and off, or a flag and a value for one option.
-    #[error("conflicting values: \"--{0}\"")]
-    Conflicting(&'static str),
-    #[error("cannot give a value with \"--{name}\" ({value})")]
-    ValueForFlag { name: &'static str, value: String },
-    /// A single-valued option given twice with different values.
-    #[error("duplicate use of \"--{0}\"")]
-    DuplicateLong(&'static str),
-    #[error("duplicate use of \"-{0}\"")]
-    DuplicateShort(char),
-}
-
-impl OptionError {
-    /// The message as bytes: as [`Display`](std::fmt::Display), but an
-    /// unknown letter is its byte itself, which need not be UTF-8.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        match self {
-            OptionError::UnknownShort(b) => [&b"invalid option: \"-"[..], &[*b], b"\""].concat(),
-            other => unescape(&other.to_string()),
-        }
-    }
-}
-
-/// The first of the 256 code points (U+10FF00 to U+10FFFF, private use)
-/// that stand for the bytes of a word that are not UTF-8 (see [`escape`]).
-const ESCAPE_BASE: u32 = 0x10_ff00;
-
-/// A word or config file as text for the parser: valid UTF-8 as it is,
-/// each other byte as a code point of its own (`ESCAPE_BASE + byte`),
-/// so that messages can give the bytes back as 2.6.1 does
-/// ([`unescape`]) and nothing panics on them.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for &b in chunk.invalid() {
-            out.extend(char::from_u32(ESCAPE_BASE + u32::from(b)));
-        }
-    }
-    out
-}
-
-/// The bytes an [`escape`]d text stands for.
-fn unescape(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for c in text.chars() {
-        match u32::from(c).checked_sub(ESCAPE_BASE) {
-            Some(b) => out.push(b as u8),
-            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-        }
-    }
-    out
-}
-
-/// An [`escape`]d value for the settings: bytes that are not UTF-8 as
-/// U+FFFD.
-fn unescape_lossy(text: &str) -> String {
-    if text.chars().any(|c| u32::from(c) >= ESCAPE_BASE) {
-        String::from_utf8_lossy(&unescape(text)).into_owned()
-    } else {
-        text.to_string()
-    }
 }
 
 /// The parsed command line and config file.
@@ -152,8 +49,16 @@ impl Args {
     /// not be UTF-8: errors give them back as they are, and values that
     /// are not UTF-8 reach the settings with U+FFFD in their place.
     pub fn parse_bytes(argv: &[Vec<u8>], app_dir: &Path) -> Result<Args, ConfigError> {
-        let words: Vec<String> = argv.iter().map(|w| escape(w)).collect();
-        Args::parse(&words, app_dir)
+        match Args::parse_command_line(argv, app_dir)? {
+            (_, Some(usage)) => Err(usage),
+            (args, None) => Ok(args),
+        }
+    }
+
+    /// Parses the command line (without argv\[0\]) and then any config file.
+    pub fn parse(argv: &[String], app_dir: &Path) -> Result<Args, ConfigError> {
+        let argv: Vec<Vec<u8>> = argv.iter().map(|w| w.as_bytes().to_vec()).collect();
+        Args::parse_bytes(&argv, app_dir)
     }
 
     /// As [`parse_bytes`](Self::parse_bytes), but the command line's
@@ -165,24 +70,9 @@ impl Args {
         argv: &[Vec<u8>],
         app_dir: &Path,
     ) -> Result<(Args, Option<ConfigError>), ConfigError> {
-        let words: Vec<String> = argv.iter().map(|w| escape(w)).collect();
-        Args::parse_all(&words, app_dir)
-    }
-
-    /// Parses the command line (without argv\[0\]) and then any config file.
-    pub fn parse(argv: &[String], app_dir: &Path) -> Result<Args, ConfigError> {
-        match Args::parse_all(argv, app_dir)? {
-            (_, Some(usage)) => Err(usage),
-            (args, None) => Ok(args),
-        }
-    }
-
-    fn parse_all(
-        argv: &[String],
-        app_dir: &Path,
-    ) -> Result<(Args, Option<ConfigError>), ConfigError> {
-        let config_file = find_config_file(argv)
-            .map(|word| crate::platform::files::bytes_to_path(&unescape(&word)));
+        let config_file = survey(argv)
+            .and_then(|s| s.first_arg)
+            .map(|word| crate::platform::files::bytes_to_path(&word));
         let mut words = argv.to_vec();
         if let Some(path) = &config_file {
             // E-MailRelay compatibility: the config file is taken to be the
@@ -190,28 +80,29 @@ impl Args {
             words.pop();
             words.extend(read_config_file(&expand_app(path, app_dir))?);
         }
-        let names = instance_names(&words);
+        let mut prefixes = survey(&words).map_or_else(Vec::new, |s| s.prefixes);
+        if prefixes.is_empty() {
+            prefixes.push(None);
+        }
         let base_dir = std::env::current_dir().unwrap_or_default();
         let mut errors = Vec::new();
-        let mut instances = Vec::new();
         let mut stray = false;
-        for (i, name) in names.iter().enumerate() {
-            let mut instance = Instance {
-                name: name.trim_end_matches('-').to_string(),
-                values: BTreeMap::new(),
+        let mut instances = Vec::new();
+        for (i, prefix) in prefixes.iter().enumerate() {
+            let mut options = getopt::parse_with(&words, |name| lookup(name, i, &prefixes));
+            errors.append(&mut options.errors);
+            stray |= !std::mem::take(&mut options.args).is_empty();
+            instances.push(Instance {
+                name: String::from_utf8_lossy(prefix.as_deref().unwrap_or_default()).into_owned(),
+                options,
                 app_dir: app_dir.to_path_buf(),
                 base_dir: base_dir.clone(),
-            };
-            let resolve = |word: &str| resolve(word, i, &names);
-            stray |= !instance
-                .parse_words(&words, resolve, &mut errors)
-                .is_empty();
-            instances.push(instance);
+            });
         }
-        // In the order of their texts' bytes, as 2.6.1 lists them, each
-        // text once (`-a-` and `--=x` both say `invalid option: "--"`).
-        errors.sort_by_cached_key(OptionError::to_bytes);
-        errors.dedup_by(|a, b| a.to_bytes() == b.to_bytes());
+        // In the order of their bytes, as 2.6.1 lists them, each text once
+        // (`-a-` and `--=x` both say `invalid option: "--"`).
+        errors.sort();
+        errors.dedup();
         let usage = if !errors.is_empty() {
             Some(ConfigError::Usage(errors))
         } else if stray {
@@ -219,13 +110,6 @@ impl Args {
         } else {
             None
         };
-        for instance in &mut instances {
-            for value in instance.values.values_mut() {
-                if let Value::Text(list) = value {
-                    list.iter_mut().for_each(|v| *v = unescape_lossy(v));
-                }
-            }
-        }
         let args = Args {
             instances,
             config_file,
@@ -247,25 +131,18 @@ impl Args {
 impl Instance {
     /// True if the option was given (and not turned off).
     pub fn has(&self, name: &str) -> bool {
-        matches!(self.values.get(name), Some(Value::On | Value::Text(_)))
+        self.options.contains(name)
     }
 
     /// The value of an option; a many-valued option's values joined with
     /// commas, as E-MailRelay reads them. `Some("")` for a flag.
     pub fn value(&self, name: &str) -> Option<String> {
-        match self.values.get(name)? {
-            Value::On => Some(String::new()),
-            Value::Off => None,
-            Value::Text(v) => Some(v.join(",")),
-        }
+        self.options.values(name).map(|v| lossy(v).join(","))
     }
 
     /// The values of an option, one per use.
-    pub fn values(&self, name: &str) -> &[String] {
-        match self.values.get(name) {
-            Some(Value::Text(v)) => v,
-            _ => &[],
-        }
+    pub fn values(&self, name: &str) -> Vec<String> {
+        lossy(self.options.values(name).unwrap_or_default())
     }
 
     /// A file name option's value with `@app` replaced by the program's
@@ -299,359 +176,141 @@ impl Instance {
         }
     }
 
-    /// Every option given, by name.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.values
-            .iter()
-            .filter(|(_, v)| **v != Value::Off)
-            .map(|(k, _)| *k)
-    }
-
-    /// Parses `words` into this instance; returns the words left over
-    /// after the first non-option.
-    fn parse_words(
-        &mut self,
-        words: &[String],
-        resolve: impl Fn(&str) -> Resolved,
-        errors: &mut Vec<OptionError>,
-    ) -> Vec<String> {
-        let mut i = 0;
-        while i < words.len() {
-            let word = &words[i];
-            i += 1;
-            if word == "--" {
-                break;
-            }
-            if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
-                self.parse_long(long, words, &mut i, &resolve, errors);
-            } else if word.len() > 1 && word.starts_with('-') {
-                let letters = unescape(&word[1..]);
-                self.parse_short(&letters, words, &mut i, &resolve, errors);
-            } else {
-                i -= 1;
-                break;
-            }
-        }
-        words[i..].to_vec()
-    }
-
-    fn parse_long(
-        &mut self,
-        long: &str,
-        words: &[String],
-        i: &mut usize,
-        resolve: &impl Fn(&str) -> Resolved,
-        errors: &mut Vec<OptionError>,
-    ) {
-        let (key, inline) = split_eq(long);
-        let spec = match resolve(key) {
-            Resolved::Unknown => return errors.push(OptionError::UnknownLong(key.to_string())),
-            Resolved::Other(spec) => {
-                // Another instance's option: skip its value too, if there
-                // is one (that instance reports a missing one).
-                if spec.arg == Arg::Required && inline.is_none() && *i < words.len() {
-                    *i += 1;
-                }
-                return;
-            }
-            Resolved::Own(spec) => spec,
-        };
-        let result = match (spec.arg, inline) {
-            (Arg::None, Some(v)) if is_positive(v) => self.set_flag(spec, Value::On),
-            (Arg::None, Some(v)) if is_negative(v) => self.set_flag(spec, Value::Off),
-            (_, Some(v)) => self.set_value(spec, v, Spelling::Long),
-            (Arg::Optional, None) => self.set_value(spec, "", Spelling::Long),
-            (Arg::Required, None) => match words.get(*i) {
-                None => Err(OptionError::MissingLong(spec.name)),
-                Some(v) if v.starts_with('-') => {
-                    *i += 1;
-                    Err(OptionError::ValueLikeOption {
-                        name: spec.name,
-                        value: v.clone(),
-                    })
-                }
-                Some(v) => {
-                    *i += 1;
-                    self.set_value(spec, v, Spelling::Long)
-                }
-            },
-            (Arg::None, None) => self.set_flag(spec, Value::On),
-        };
-        if let Err(e) = result {
-            errors.push(e);
-        }
-    }
-
-    fn parse_short(
-        &mut self,
-        letters: &[u8],
-        words: &[String],
-        i: &mut usize,
-        resolve: &impl Fn(&str) -> Resolved,
-        errors: &mut Vec<OptionError>,
-    ) {
-        // E-MailRelay compatibility: letters are bytes, so `-é` is two
-        // unknown letters.
-        let single = letters.len() == 1;
-        for &byte in letters {
-            let Some(spec) = short_spec(byte) else {
-                errors.push(OptionError::UnknownShort(byte));
-                continue;
-            };
-            let letter = char::from(byte);
-            let own = match resolve(spec.name) {
-                Resolved::Own(_) => true,
-                Resolved::Other(_) => false,
-                Resolved::Unknown => unreachable!("an option found by letter is known"),
-            };
-            let result = match spec.arg {
-                // E-MailRelay compatibility: `-p25` and `-lp 25` are errors;
-                // only a letter on its own takes the next word as its value.
-                Arg::Required if !single => Err(OptionError::MissingShort(letter)),
-                Arg::Required => match words.get(*i) {
-                    None if own => Err(OptionError::MissingShort(letter)),
-                    None => Ok(()),
-                    Some(v) => {
-                        *i += 1;
-                        if own {
-                            self.set_value(spec, v, Spelling::Short(letter))
-                        } else {
-                            Ok(())
-                        }
-                    }
-                },
-                _ if !own => Ok(()),
-                // `-A` is a flag spelling of an option with an optional
-                // value.
-                Arg::Optional | Arg::None => self.set_flag(spec, Value::On),
-            };
-            if let Err(e) = result {
-                errors.push(e);
-            }
-        }
-    }
-
-    /// A flag spelling, turning the option on or off: a conflict if it
-    /// was turned the other way before; a flag spelling after a value
-    /// (`--anonymous=vrfy -A`, `--log= --log`) counts as on and is fine.
-    fn set_flag(&mut self, spec: &'static OptionSpec, value: Value) -> Result<(), OptionError> {
-        match (self.values.get(spec.name), &value) {
-            (None, _) => {
-                self.values.insert(spec.name, value);
-                Ok(())
-            }
-            (Some(Value::Off), Value::Off) => Ok(()),
-            (Some(Value::Off), _) | (Some(_), Value::Off) => {
-                Err(OptionError::Conflicting(spec.name))
-            }
-            (Some(_), _) => Ok(()),
-        }
-    }
-
-    fn set_value(
-        &mut self,
-        spec: &'static OptionSpec,
-        value: &str,
-        spelling: Spelling,
-    ) -> Result<(), OptionError> {
-        // E-MailRelay compatibility: an empty value is no value, so
-        // `--log=` turns a flag on.
-        if spec.arg == Arg::None && !value.is_empty() {
-            return Err(OptionError::ValueForFlag {
-                name: spec.name,
-                value: value.to_string(),
-            });
-        }
-        // The value seen before: a flag spelling stands for `yes` (on) or
-        // `no` (off), as 2.6.1 stores them.
-        let old = match self.values.get_mut(spec.name) {
-            None => {
-                self.values
-                    .insert(spec.name, Value::Text(vec![value.to_string()]));
-                return Ok(());
-            }
-            Some(Value::Text(list)) if spec.many => {
-                list.push(value.to_string());
-                return Ok(());
-            }
-            Some(Value::Text(list)) => list.first().map_or("", String::as_str),
-            Some(Value::On) => "yes",
-            Some(Value::Off) => "no",
-        };
-        if old == value {
-            return Ok(());
-        }
-        Err(match spelling {
-            Spelling::Long => OptionError::DuplicateLong(spec.name),
-            Spelling::Short(c) => OptionError::DuplicateShort(c),
-        })
+    /// Every option given, by name, in name order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = self.options.names();
+        names.sort_unstable();
+        names
     }
 }
 
-/// How an option was spelt, for the duplicate error.
-#[derive(Clone, Copy)]
-enum Spelling {
-    Long,
-    Short(char),
+/// Values for the settings: bytes that are not UTF-8 as U+FFFD.
+fn lossy(values: Vec<&[u8]>) -> Vec<String> {
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    values.into_iter().map(text).collect()
 }
 
-/// Whose option a word names, for the instance being parsed.
-enum Resolved {
-    /// This instance's.
-    Own(&'static OptionSpec),
-    /// A known option of another instance: skipped.
-    Other(&'static OptionSpec),
-    /// No such option (or an unknown prefix).
-    Unknown,
-}
-
-/// Resolves `word` for instance `index` of `names` (the prefixes with
-/// their dash, `""` for the unnamed instance).
-fn resolve(word: &str, index: usize, names: &[String]) -> Resolved {
-    let Some((spec, prefix)) = find_prefixed(word) else {
-        return Resolved::Unknown;
+/// An option for instance `index` of those with `prefixes` (`None` for
+/// the unnamed one): its own, another's (skipped), or none.
+fn lookup(name: Name, index: usize, prefixes: &[Option<Vec<u8>>]) -> Option<Known> {
+    let (spec, prefix) = find(name)?;
+    let own = match prefix {
+        None => index == 0,
+        Some(p) if prefixes[index].as_deref() == Some(p) => true,
+        Some(p) if prefixes.iter().any(|n| n.as_deref() == Some(p)) => false,
+        Some(_) => return None,
     };
-    match prefix {
-        None if index == 0 => Resolved::Own(spec),
-        None => Resolved::Other(spec),
-        Some(p) if names[index].strip_suffix('-') == Some(p) => Resolved::Own(spec),
-        Some(p) if names.iter().any(|n| n.strip_suffix('-') == Some(p)) => Resolved::Other(spec),
-        Some(_) => Resolved::Unknown,
-    }
+    Some(known(spec, own))
 }
 
-/// An option by its name, or by `<prefix>-<name>`.
-fn find_prefixed(word: &str) -> Option<(&'static OptionSpec, Option<&str>)> {
-    if let Some(spec) = find_long(word) {
+/// An option by its letter, its name, or `<prefix>-<name>`.
+fn find(name: Name<'_>) -> Option<(&'static OptionSpec, Option<&[u8]>)> {
+    let key = match name {
+        // The letters are all ASCII.
+        Name::Letter(c) => {
+            let spec = c.is_ascii().then(|| find_short(char::from(c)))??;
+            return Some((spec, None));
+        }
+        Name::Long(key) => key,
+    };
+    let by_name = |n: &[u8]| std::str::from_utf8(n).ok().and_then(find_long);
+    if let Some(spec) = by_name(key) {
         return Some((spec, None));
     }
-    let (prefix, tail) = word.split_once('-')?;
-    find_long(tail).map(|spec| (spec, Some(prefix)))
+    let dash = key.iter().position(|&b| b == b'-')?;
+    by_name(&key[dash + 1..]).map(|spec| (spec, Some(&key[..dash])))
 }
 
-/// The instances' prefixes (with their dash), in the order their
-/// `spool-dir` options appear; `[""]` when there is none.
-/// E-MailRelay compatibility: as in 2.6.1, the options are read up to `--`
-/// or the first other word, and if one of them is no option at all there
-/// are no named instances (so `--in-spool-dir` is then an invalid option
-/// too).
-fn instance_names(words: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let word = &words[i];
-        i += 1;
-        if word == "--" {
-            break;
-        }
-        let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) else {
-            if word.len() < 2 || !word.starts_with('-') {
-                break;
-            }
-            let letters = unescape(&word[1..]);
-            if letters.iter().any(|&b| short_spec(b).is_none()) {
-                return vec![String::new()];
-            }
-            // Skip a single letter's value.
-            let needs = letters.len() == 1
-                && short_spec(letters[0]).is_some_and(|s| s.arg == Arg::Required);
-            i += usize::from(needs);
-            continue;
-        };
-        let (key, inline) = split_eq(long);
-        let Some((spec, prefix)) = find_prefixed(key) else {
-            return vec![String::new()];
-        };
-        if spec.arg == Arg::Required && inline.is_none() {
-            i += 1;
-        }
-        if spec.name == "spool-dir" {
-            let name = prefix.map(|p| format!("{p}-")).unwrap_or_default();
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
+fn known(spec: &'static OptionSpec, kept: bool) -> Known {
+    Known {
+        name: spec.name,
+        takes: spec.takes,
+        many: spec.many,
+        kept,
     }
-    if names.is_empty() {
-        names.push(String::new());
-    }
-    names
 }
 
-/// The config file: the first argument after the options (which end at
-/// `--` or at the first word that is not an option or an option's value,
-/// whatever follows), provided the options before it are all known.
-/// E-MailRelay compatibility: it is then taken off the end of the command
-/// line, so it must be the last argument.
-fn find_config_file(argv: &[String]) -> Option<String> {
-    let takes_value = |spec: &OptionSpec| spec.arg == Arg::Required;
-    let mut i = 0;
-    while i < argv.len() {
-        let word = &argv[i];
-        i += 1;
-        if word == "--" {
-            return argv.get(i).cloned();
+/// What a pass over the words finds that knows every option under any
+/// prefix: `None` if some option is no option at all, which means no
+/// config file and no named instances.
+struct Survey {
+    /// The prefixes of the `spool-dir` options, in order, each once.
+    prefixes: Vec<Option<Vec<u8>>>,
+    /// The first word after the options.
+    first_arg: Option<Vec<u8>>,
+}
+
+/// E-MailRelay compatibility: as in 2.6.1, the config file is the first
+/// argument (after `--` or the first other word, whatever follows), and
+/// the instances are found before the options are parsed, by a pass of
+/// their own; if one of the options is unknown there is neither (so
+/// `--in-spool-dir` is then an invalid option too).
+fn survey(words: &[Vec<u8>]) -> Option<Survey> {
+    let mut prefixes = Vec::new();
+    let mut unknown = false;
+    let parsed = getopt::parse_with(words, |name| {
+        let Some((spec, prefix)) = find(name) else {
+            unknown = true;
+            return None;
+        };
+        let prefix = prefix.map(<[u8]>::to_vec);
+        if spec.name == "spool-dir" && !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
         }
-        if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
-            let (key, inline) = split_eq(long);
-            match find_prefixed(key) {
-                Some((spec, _)) if takes_value(spec) && inline.is_none() => i += 1,
-                Some(_) => {}
-                None => return None,
-            }
-        } else if word.len() > 1 && word.starts_with('-') {
-            let letters = &word.as_bytes()[1..];
-            for &letter in letters {
-                match short_spec(letter) {
-                    Some(spec) if letters.len() == 1 && takes_value(spec) => i += 1,
-                    Some(_) => {}
-                    None => return None,
-                }
-            }
-        } else {
-            return Some(word.clone());
-        }
-    }
-    None
+        Some(known(spec, true))
+    });
+    (!unknown).then(|| Survey {
+        prefixes,
+        first_arg: parsed.args.into_iter().next(),
+    })
 }
 
 /// Reads a config file into `--name[=value]` words.
-fn read_config_file(path: &Path) -> Result<Vec<String>, ConfigError> {
+fn read_config_file(path: &Path) -> Result<Vec<Vec<u8>>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|_| ConfigError::ConfigFile(path.to_path_buf()))?;
-    let text = escape(&bytes);
-    let mut words = Vec::new();
-    for line in text.split('\n') {
-        if line.contains('\0') {
-            return Err(ConfigError::ConfigFileNul(path.to_path_buf()));
-        }
-        if let Some(word) = config_line(line.trim_end_matches('\r')) {
-            words.push(word);
-        }
+    if bytes.contains(&0) {
+        return Err(ConfigError::ConfigFileNul(path.to_path_buf()));
     }
-    Ok(words)
+    let lines = bytes.split(|&b| b == b'\n');
+    Ok(lines
+        .filter_map(|line| config_line(trim_end(line, b"\r")))
+        .collect())
 }
 
 /// One config file line as a `--name[=value]` word; `None` for blank and
 /// comment lines.
-fn config_line(line: &str) -> Option<String> {
-    let is_sep = |c: char| matches!(c, ' ' | '=' | '\t');
-    let line = line.trim_start_matches(is_sep);
-    let key_end = line.find(is_sep).unwrap_or(line.len());
-    let key = &line[..key_end];
-    if key.is_empty() || key.starts_with('#') {
+fn config_line(line: &[u8]) -> Option<Vec<u8>> {
+    let seps = b" =\t";
+    let line = &line[line.iter().position(|c| !seps.contains(c))?..];
+    let key_end = line
+        .iter()
+        .position(|c| seps.contains(c))
+        .unwrap_or(line.len());
+    let (key, rest) = line.split_at(key_end);
+    if key.starts_with(b"#") {
         return None;
     }
-    let mut value = line[key_end..]
-        .trim_start_matches(is_sep)
-        .trim_end_matches([' ', '\t']);
-    if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+    let start = rest
+        .iter()
+        .position(|c| !seps.contains(c))
+        .unwrap_or(rest.len());
+    let mut value = trim_end(&rest[start..], b" \t");
+    if value.len() >= 2 && value.starts_with(b"\"") && value.ends_with(b"\"") {
         value = &value[1..value.len() - 1];
     }
-    Some(if value.is_empty() {
-        format!("--{key}")
-    } else {
-        format!("--{key}={value}")
+    Some(match value {
+        [] => [b"--", key].concat(),
+        _ => [b"--", key, b"=", value].concat(),
     })
+}
+
+/// `text` without the bytes of `set` at its end.
+fn trim_end<'a>(text: &'a [u8], set: &[u8]) -> &'a [u8] {
+    let end = text
+        .iter()
+        .rposition(|c| !set.contains(c))
+        .map_or(0, |p| p + 1);
+    &text[..end]
 }
 
 /// `@app` in a path is the directory of the executable.
@@ -661,35 +320,6 @@ pub fn expand_app(path: &Path, app_dir: &Path) -> PathBuf {
         return path.to_path_buf();
     }
     PathBuf::from(text.replace("@app", &app_dir.to_string_lossy()))
-}
-
-/// `name=value` -> (`name`, `Some(value)`), where a name is made of
-/// lower-case letters, digits, `-` and `_`.
-fn split_eq(long: &str) -> (&str, Option<&str>) {
-    let end = long
-        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
-        .unwrap_or(long.len());
-    match long[end..].strip_prefix('=') {
-        Some(value) => (&long[..end], Some(value)),
-        None => (long, None),
-    }
-}
-
-/// An option letter by its byte (the letters are all ASCII).
-fn short_spec(byte: u8) -> Option<&'static OptionSpec> {
-    byte.is_ascii()
-        .then(|| find_short(char::from(byte)))
-        .flatten()
-}
-
-/// A flag's value as `yes`, by 2.6.1's and `getopt`'s rule.
-fn is_positive(v: &str) -> bool {
-    crate::getopt::is_positive(v.as_bytes())
-}
-
-/// A flag's value as `no`, by 2.6.1's and `getopt`'s rule.
-fn is_negative(v: &str) -> bool {
-    crate::getopt::is_negative(v.as_bytes())
 }
 
 #[cfg(test)]
@@ -703,7 +333,10 @@ mod tests {
 
     fn usage(args: &[&str]) -> Vec<String> {
         match parse(args) {
-            Err(ConfigError::Usage(e)) => e.iter().map(ToString::to_string).collect(),
+            Err(ConfigError::Usage(e)) => e
+                .iter()
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect(),
             other => panic!("expected a usage error, got {other:?}"),
         }
     }
@@ -785,7 +418,7 @@ mod tests {
             &argv(&[b"-\xff", b"--log=\xfe", b"--\xfd", b"--port", b"-\xfc"]),
             Path::new("/"),
         ) {
-            Err(ConfigError::Usage(e)) => e.iter().map(OptionError::to_bytes).collect::<Vec<_>>(),
+            Err(ConfigError::Usage(e)) => e,
             other => panic!("expected a usage error, got {other:?}"),
         };
         assert_eq!(
@@ -818,9 +451,8 @@ mod tests {
             Err(ConfigError::Usage(e)) => e,
             other => panic!("expected a usage error, got {other:?}"),
         };
-        let bytes: Vec<Vec<u8>> = e.iter().map(OptionError::to_bytes).collect();
         assert_eq!(
-            bytes,
+            e,
             [
                 &b"invalid option: \"-\xa9\""[..],
                 b"invalid option: \"-\xc3\""
@@ -889,25 +521,23 @@ mod tests {
 
     #[test]
     fn config_file_line_forms() {
-        assert_eq!(config_line("port 25").as_deref(), Some("--port=25"));
-        assert_eq!(config_line("port=25").as_deref(), Some("--port=25"));
-        assert_eq!(config_line("  port = 25  ").as_deref(), Some("--port=25"));
-        assert_eq!(config_line("port\t\t25").as_deref(), Some("--port=25"));
+        let line = |l: &str| config_line(l.as_bytes()).map(|w| String::from_utf8(w).unwrap());
+        assert_eq!(line("port 25").as_deref(), Some("--port=25"));
+        assert_eq!(line("port=25").as_deref(), Some("--port=25"));
+        assert_eq!(line("  port = 25  ").as_deref(), Some("--port=25"));
+        assert_eq!(line("port\t\t25").as_deref(), Some("--port=25"));
+        assert_eq!(line("domain \"a b\"").as_deref(), Some("--domain=a b"));
+        assert_eq!(line("domain 'a'").as_deref(), Some("--domain='a'"));
         assert_eq!(
-            config_line("domain \"a b\"").as_deref(),
-            Some("--domain=a b")
-        );
-        assert_eq!(config_line("domain 'a'").as_deref(), Some("--domain='a'"));
-        assert_eq!(
-            config_line("filter /f.sh # not a comment").as_deref(),
+            line("filter /f.sh # not a comment").as_deref(),
             Some("--filter=/f.sh # not a comment")
         );
-        assert_eq!(config_line("domain=a=b").as_deref(), Some("--domain=a=b"));
-        assert_eq!(config_line("log").as_deref(), Some("--log"));
-        assert_eq!(config_line("domain=").as_deref(), Some("--domain"));
-        assert_eq!(config_line("# port 25"), None);
-        assert_eq!(config_line("#port 25"), None);
-        assert_eq!(config_line("   "), None);
+        assert_eq!(line("domain=a=b").as_deref(), Some("--domain=a=b"));
+        assert_eq!(line("log").as_deref(), Some("--log"));
+        assert_eq!(line("domain=").as_deref(), Some("--domain"));
+        assert_eq!(line("# port 25"), None);
+        assert_eq!(line("#port 25"), None);
+        assert_eq!(line("   "), None);
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub fn check_combinations(args: &Instance) -> Result<(), ConfigError> {
 
 /// Checks the logging options of the first instance.
 pub fn check_logging(args: &Instance) -> Result<(), ConfigError> {
+    // 2.6.1's first check: one of its facilities, or `yes` (what `-k`
+    // stands for), or none.
+    let facility = args.value("syslog").unwrap_or_default();
+    let local = |n: &str| {
+        n.len() == 6 && n.starts_with("local") && (b'0'..=b'7').contains(&n.as_bytes()[5])
+    };
+    if !(matches!(facility.as_str(), "" | "yes" | "mail" | "user" | "daemon") || local(&facility)) {
+        return usage(
+            "invalid --syslog facility: use 'mail', 'user', 'daemon', or 'local0' to 'local7'",
+        );
+    }
     let log = args.has("log") || Mode::of(args)? != Mode::Plain;
     if args.has("verbose") && !(args.has("help") || log) {
         return usage("the --verbose option must be used with --log, --help, --as-client, --as-server or --as-proxy");

@@ -2,8 +2,8 @@
 //! E-MailRelay 2.6.1 lays it out (usage line, then the options by section,
 //! level and name, descriptions in a column), with our own descriptions.
 
-use super::options::{Arg, OptionSpec, Section, Support, System, OPTIONS};
-use crate::getopt::{self, HelpLayout, Takes, ToolOption};
+use super::options::{OptionSpec, Section, Support, System, OPTIONS};
+use crate::getopt::{self, HelpLayout, ToolOption};
 
 /// Plain `--help` shows the options up to this level.
 const BASIC_LEVEL: u8 = 20;
@@ -95,11 +95,7 @@ fn tool_option(o: &OptionSpec) -> ToolOption {
     ToolOption {
         letter: o.short.and_then(|c| u8::try_from(c).ok()),
         name: o.name,
-        takes: match o.arg {
-            Arg::None => Takes::Nothing,
-            Arg::Required => Takes::Value,
-            Arg::Optional => Takes::OptionalValue,
-        },
+        takes: o.takes,
         many: o.many,
         level: o.level.max(1),
         value_name: o.value_name.trim_start_matches('<').trim_end_matches('>'),

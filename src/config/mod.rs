@@ -17,20 +17,19 @@ mod values;
 
 use std::path::PathBuf;
 
-pub use args::{Args, Instance, OptionError};
+pub use args::{Args, Instance};
 pub use help::help_text;
 pub use instance::InstanceSettings;
-pub use options::{
-    find_long, find_short, Arg, OptionSpec, Section, Support, System, Systems, OPTIONS,
-};
+pub use options::{find_long, find_short, OptionSpec, Section, Support, System, Systems, OPTIONS};
 pub use process::ProcessSettings;
 
 /// Errors in the command line, config file or option values.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Syntax errors in the options, in E-MailRelay's words, sorted.
+    /// Syntax errors in the options, in E-MailRelay's words, sorted (as
+    /// bytes: an unknown option letter need not be UTF-8 on its own).
     #[error("{}", join(.0))]
-    Usage(Vec<OptionError>),
+    Usage(Vec<Vec<u8>>),
     /// Words left after the config file.
     #[error("usage error: too many non-option arguments")]
     TooManyArgs,
@@ -77,9 +76,8 @@ pub enum ConfigError {
 }
 
 /// Usage errors as one line, `; ` between them.
-fn join(errors: &[OptionError]) -> String {
-    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    texts.join("; ")
+fn join(errors: &[Vec<u8>]) -> String {
+    String::from_utf8_lossy(&errors.join(&b"; "[..])).into_owned()
 }
 
 impl ConfigError {
@@ -107,7 +105,7 @@ impl ConfigError {
         match self {
             ConfigError::Usage(errors) => errors
                 .iter()
-                .map(|e| [&b"error: "[..], &e.to_bytes()].concat())
+                .map(|e| [&b"error: "[..], e].concat())
                 .collect(),
             // The file's name as given, which need not be UTF-8.
             ConfigError::ConfigFile(path) => vec![[
@@ -128,7 +126,10 @@ impl ConfigError {
     /// name: one per usage error.
     pub fn lines(&self) -> Vec<String> {
         match self {
-            ConfigError::Usage(errors) => errors.iter().map(|e| format!("error: {e}")).collect(),
+            ConfigError::Usage(errors) => errors
+                .iter()
+                .map(|e| format!("error: {}", String::from_utf8_lossy(e)))
+                .collect(),
             ConfigError::TooManyArgs => vec![self.to_string()],
             // E-MailRelay's words for options that do not go together.
             ConfigError::Conflict(text) => vec![format!("usage error: {text}")],

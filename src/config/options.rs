@@ -6,16 +6,7 @@
 //!
 //! Must not interpret values: that is the settings builders' job.
 
-/// Whether an option takes a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arg {
-    /// A flag.
-    None,
-    /// `--opt value` or `--opt=value`.
-    Required,
-    /// Only `--opt=value`; `--opt` alone is allowed.
-    Optional,
-}
+use crate::getopt::Takes;
 
 /// Whether this build does what the option asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +101,7 @@ impl Section {
 pub struct OptionSpec {
     pub name: &'static str,
     pub short: Option<char>,
-    pub arg: Arg,
+    pub takes: Takes,
     /// May be given more than once, values accumulating (E-MailRelay's
     /// "many" options, read as one comma-separated list).
     pub many: bool,
@@ -127,7 +118,7 @@ pub struct OptionSpec {
 const fn opt(
     name: &'static str,
     short: Option<char>,
-    arg: Arg,
+    takes: Takes,
     value_name: &'static str,
     section: Section,
     level: u8,
@@ -136,7 +127,7 @@ const fn opt(
     OptionSpec {
         name,
         short,
-        arg,
+        takes,
         many: false,
         section,
         level,
@@ -187,7 +178,7 @@ impl OptionSpec {
     }
 }
 
-use Arg::{None as F, Optional as O, Required as R};
+use Takes::{Nothing as F, OptionalValue as O, Value as R};
 
 /// Every option, in the order `--help --verbose` lists them.
 pub static OPTIONS: &[OptionSpec] = &[

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::values::{bad, keywords};
+use super::values::keywords;
 use super::{ConfigError, Instance, Support, System};
 use crate::log::LogSettings;
 
@@ -153,13 +153,12 @@ fn log_settings(
     }
     let syslog_wanted =
         (enabled && !args.has("no-syslog") && mode != Mode::Client) || args.has("syslog");
+    // `--syslog`, `-k` and `--syslog=yes` name no facility (the value is
+    // checked by `checks::check_logging`).
     let facility = args
         .value("syslog")
-        .filter(|f| !f.is_empty())
+        .filter(|f| !f.is_empty() && f != "yes")
         .unwrap_or_else(|| "mail".to_string());
-    if !crate::log::is_facility(&facility) {
-        return Err(bad("syslog", &facility, "unknown syslog facility"));
-    }
     Ok(LogSettings {
         enabled,
         verbose: args.has("verbose"),

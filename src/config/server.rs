@@ -186,7 +186,7 @@ fn interfaces(args: &Instance) -> Result<Vec<InterfaceSpec>, ConfigError> {
             return Ok(specs);
         }
     }
-    net::parse_interfaces(args.values("interface"))
+    net::parse_interfaces(&args.values("interface"))
         .map_err(|e| bad("interface", &args.values("interface").join(","), e))
 }
 

@@ -1,17 +1,22 @@
-//! The command line of `emailrelay-submit` and `emailrelay-passwd`, parsed
-//! by the rules of E-MailRelay 2.6.1's `G::GetOpt`, and their `--help`
-//! laid out as its `G::OptionsUsage` lays it out (`usage`).
+//! The command line of the three programs, parsed by the rules of
+//! E-MailRelay 2.6.1's `G::GetOpt` (the relay's `config::args` adds its
+//! config file and named instances on top, through [`parse_with`]), and
+//! `--help` laid out as its `G::OptionsUsage` lays it out (`usage`).
 //!
-//! The rules (the relay's own parser, `config::args`, follows the same
-//! ones and adds config files and named instances):
+//! The rules:
 //!
 //! - `--name value`, `--name=value`, `-x value`; a run of letters `-dtF`
 //!   sets flags only (a letter that needs a value is an error there);
-//!   `--flag=yes|no` (also y/n, t/f, true/false, 1/0, on/off) turns a flag
-//!   on or off, and `--flag=` turns it on; `--name -v` is refused as
-//!   probably a mistake, while `-x -v` takes `-v` as the value.
+//!   `--flag=yes|no` (also y/n, t/f, true/false, 1/0, on/off, in any case,
+//!   with ASCII spaces, tabs, CRs and LFs around) turns a flag on or off,
+//!   and `--flag=` turns it on; `--name -v` is refused as probably a
+//!   mistake, while `-x -v` takes `-v` as the value. Letters are bytes:
+//!   `-é` is two unknown letters.
 //! - A single-valued option given twice is an error unless the value is
-//!   the same; the many-valued ones accumulate; flags may repeat.
+//!   the same; the many-valued ones accumulate; flags may repeat. A flag
+//!   spelling stands for the value `yes` in this check, a turned-off flag
+//!   for `no`: a flag spelling after a value is fine (`--anonymous=vrfy
+//!   -A`), a value after a flag spelling only if it is `yes`.
 //! - Options end at `--` or at the first word that is not an option: the
 //!   rest, options or not, are arguments.
 //! - Errors are collected in the order met, and every one is reported.
@@ -51,8 +56,30 @@ pub struct ToolOption {
     pub help: &'static str,
 }
 
+/// An option as the command line names it, for a table to look up.
+#[derive(Clone, Copy, Debug)]
+pub enum Name<'a> {
+    /// `--<name>` (without `=value`).
+    Long(&'a [u8]),
+    /// `-<letter>`.
+    Letter(u8),
+}
+
+/// What a table knows of an option.
+#[derive(Clone, Copy, Debug)]
+pub struct Known {
+    /// Its name, as uses and messages give it.
+    pub name: &'static str,
+    pub takes: Takes,
+    pub many: bool,
+    /// False for an option that is someone else's (the relay's other
+    /// instances): its value word is taken, but nothing is kept and no
+    /// error reported.
+    pub kept: bool,
+}
+
 /// What the command line held.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Parsed {
     /// Per option use, in the order given (E-MailRelay keeps a multimap).
     entries: Vec<(&'static str, Entry)>,
@@ -63,7 +90,7 @@ pub struct Parsed {
 }
 
 /// One use of an option.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     value: Vec<u8>,
     /// Set by a flag spelling (`-v`, `--verbose`, `--verbose=no`), rather
@@ -115,8 +142,26 @@ pub fn program_name(argv0: &[u8], fallback: &str) -> String {
 
 /// Parses `argv` (without argv\[0\]) against `table`.
 pub fn parse(table: &'static [ToolOption], argv: &[Vec<u8>]) -> Parsed {
+    parse_with(argv, |name| {
+        let option = table.iter().find(|o| match name {
+            Name::Long(n) => o.name.as_bytes() == n,
+            Name::Letter(c) => o.letter == Some(c),
+        })?;
+        Some(Known {
+            name: option.name,
+            takes: option.takes,
+            many: option.many,
+            kept: true,
+        })
+    })
+}
+
+/// Parses `argv` (without argv\[0\]), looking each option up with
+/// `lookup` (`None`: no such option), once per use, in order.
+pub fn parse_with(argv: &[Vec<u8>], lookup: impl FnMut(Name) -> Option<Known>) -> Parsed {
     let mut parser = Parser {
-        table,
+        lookup,
+        kept: true,
         out: Parsed::default(),
     };
     let mut i = 0;
@@ -174,6 +219,27 @@ impl Parsed {
         }
     }
 
+    /// The values given, one per use (none for a flag spelling); `None`
+    /// if the option was not given or was turned off.
+    pub fn values<'a>(&'a self, name: &'a str) -> Option<Vec<&'a [u8]>> {
+        if !self.contains(name) {
+            return None;
+        }
+        let given = self.uses(name).filter(|e| !e.flag);
+        Some(given.map(|e| e.value.as_slice()).collect())
+    }
+
+    /// Every option given and not turned off, once each, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for (name, entry) in &self.entries {
+            if !entry.is_off() && !names.contains(name) {
+                names.push(*name);
+            }
+        }
+        names
+    }
+
     fn uses<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries
             .iter()
@@ -186,33 +252,34 @@ impl Parsed {
     }
 }
 
-struct Parser {
-    table: &'static [ToolOption],
+struct Parser<F> {
+    lookup: F,
+    /// False while parsing an option that is not [`Known::kept`].
+    kept: bool,
     out: Parsed,
 }
 
-impl Parser {
-    fn find(&self, name: &[u8]) -> Option<&'static ToolOption> {
-        self.table.iter().find(|o| o.name.as_bytes() == name)
-    }
-
-    fn find_letter(&self, letter: u8) -> Option<&'static ToolOption> {
-        self.table.iter().find(|o| o.letter == Some(letter))
+impl<F: FnMut(Name) -> Option<Known>> Parser<F> {
+    fn find(&mut self, name: Name) -> Option<Known> {
+        let known = (self.lookup)(name);
+        self.kept = known.is_none_or(|k| k.kept);
+        known
     }
 
     /// `--name`, `--name=value` or `--name value`.
     fn long(&mut self, text: &[u8], argv: &[Vec<u8>], i: &mut usize) {
         let (key, inline) = split_eq(text);
-        let Some(spec) = self.find(key) else {
+        let Some(spec) = self.find(Name::Long(key)) else {
             return self.error(&[b"invalid option: \"--", key, b"\""]);
         };
+        let n = spec.name.as_bytes();
         match (spec.takes, inline) {
             (Takes::Nothing, Some(v)) if is_positive(v) => self.flag(spec, ON),
             (Takes::Nothing, Some(v)) if is_negative(v) => self.flag(spec, OFF),
             (_, Some(v)) => self.value(spec, v, Spelling::Long(false)),
             (Takes::OptionalValue, None) => self.value(spec, b"", Spelling::Long(false)),
             (Takes::Value, None) => match argv.get(*i) {
-                None => self.error(&[b"no value supplied for \"--", key, b"\""]),
+                None => self.error(&[b"no value supplied for \"--", n, b"\""]),
                 Some(v) => {
                     *i += 1;
                     self.value(spec, v, Spelling::Long(true));
@@ -224,24 +291,27 @@ impl Parser {
 
     /// `-x` on its own, perhaps followed by its value.
     fn letter(&mut self, letter: u8, argv: &[Vec<u8>], i: &mut usize) {
-        let Some(spec) = self.find_letter(letter) else {
-            return self.letter_on(letter);
-        };
-        if spec.takes != Takes::Value {
-            return self.letter_on(letter);
-        }
-        match argv.get(*i) {
-            None => self.error(&[b"no value supplied for -", &[letter]]),
-            Some(v) => {
-                *i += 1;
-                self.value(spec, v, Spelling::Letter(letter));
-            }
+        match self.find(Name::Letter(letter)) {
+            Some(spec) if spec.takes == Takes::Value => match argv.get(*i) {
+                None => self.error(&[b"no value supplied for -", &[letter]]),
+                Some(v) => {
+                    *i += 1;
+                    self.value(spec, v, Spelling::Letter(letter));
+                }
+            },
+            known => self.letter_as_flag(letter, known),
         }
     }
 
-    /// A letter used as a flag, alone or in a run.
+    /// A letter in a run of letters.
     fn letter_on(&mut self, letter: u8) {
-        match self.find_letter(letter) {
+        let known = self.find(Name::Letter(letter));
+        self.letter_as_flag(letter, known);
+    }
+
+    /// A letter used as a flag, alone or in a run.
+    fn letter_as_flag(&mut self, letter: u8, known: Option<Known>) {
+        match known {
             None => self.error(&[b"invalid option: \"-", &[letter], b"\""]),
             Some(spec) if spec.takes == Takes::Value => {
                 self.error(&[b"no value supplied for -", &[letter]])
@@ -250,7 +320,7 @@ impl Parser {
         }
     }
 
-    fn flag(&mut self, spec: &'static ToolOption, value: &[u8]) {
+    fn flag(&mut self, spec: Known, value: &[u8]) {
         let turning_off = value == OFF;
         match self.out.first(spec.name) {
             Some(e) if e.is_off() != turning_off => {
@@ -261,9 +331,9 @@ impl Parser {
         }
     }
 
-    fn value(&mut self, spec: &'static ToolOption, value: &[u8], spelling: Spelling) {
+    fn value(&mut self, spec: Known, value: &[u8], spelling: Spelling) {
+        let (n, v) = (spec.name.as_bytes(), value);
         if spelling == Spelling::Long(true) && value.first() == Some(&b'-') {
-            let (n, v) = (spec.name.as_bytes(), value);
             return self.error(&[
                 b"\"--",
                 n,
@@ -281,8 +351,7 @@ impl Parser {
             ]);
         }
         if spec.takes == Takes::Nothing && !value.is_empty() {
-            let n = spec.name.as_bytes();
-            return self.error(&[b"cannot give a value with \"--", n, b"\" (", value, b")"]);
+            return self.error(&[b"cannot give a value with \"--", n, b"\" (", v, b")"]);
         }
         if spec.many {
             return self.push(spec, value, false);
@@ -290,25 +359,24 @@ impl Parser {
         match self.out.first(spec.name) {
             Some(e) if e.value != value => match spelling {
                 Spelling::Letter(c) => self.error(&[b"duplicate use of \"-", &[c], b"\""]),
-                Spelling::Long(_) => {
-                    self.error(&[b"duplicate use of \"--", spec.name.as_bytes(), b"\""])
-                }
+                Spelling::Long(_) => self.error(&[b"duplicate use of \"--", n, b"\""]),
             },
             Some(_) => {}
             None => self.push(spec, value, false),
         }
     }
 
-    fn push(&mut self, spec: &'static ToolOption, value: &[u8], flag: bool) {
-        let entry = Entry {
-            value: value.to_vec(),
-            flag,
-        };
-        self.out.entries.push((spec.name, entry));
+    fn push(&mut self, spec: Known, value: &[u8], flag: bool) {
+        if self.kept {
+            let value = value.to_vec();
+            self.out.entries.push((spec.name, Entry { value, flag }));
+        }
     }
 
     fn error(&mut self, parts: &[&[u8]]) {
-        self.out.errors.push(parts.concat());
+        if self.kept {
+            self.out.errors.push(parts.concat());
+        }
     }
 }
 
@@ -339,12 +407,12 @@ fn trimmed(v: &[u8]) -> String {
 /// True for `y`, `yes`, `t`, `true`, `1` or `on` in any case, with ASCII
 /// spaces, tabs, CRs and LFs around (and no other white space): 2.6.1's
 /// rule for a flag's `--flag=value`.
-pub(crate) fn is_positive(v: &[u8]) -> bool {
+fn is_positive(v: &[u8]) -> bool {
     matches!(trimmed(v).as_str(), "y" | "yes" | "t" | "true" | "1" | "on")
 }
 
 /// As [`is_positive`], for `n`, `no`, `f`, `false`, `0` or `off`.
-pub(crate) fn is_negative(v: &[u8]) -> bool {
+fn is_negative(v: &[u8]) -> bool {
     matches!(
         trimmed(v).as_str(),
         "n" | "no" | "f" | "false" | "0" | "off"
@@ -478,6 +546,56 @@ pub(crate) mod tests {
             ["conflicting values: \"--verbose\""]
         );
         assert_eq!(errors(&["--From=x"]), ["invalid option: \"--From=x\""]);
+    }
+
+    #[test]
+    fn options_not_kept_take_their_values_and_say_nothing() {
+        let argv: Vec<Vec<u8>> = ["--other", "-x", "--nosuch", "-ob", "-o", "v", "r"]
+            .iter()
+            .map(|w| w.as_bytes().to_vec())
+            .collect();
+        let mut looked_up = Vec::new();
+        let p = parse_with(&argv, |name| {
+            looked_up.push(format!("{name:?}"));
+            let other = matches!(name, Name::Long(b"other") | Name::Letter(b'o'));
+            other.then_some(Known {
+                name: "other",
+                takes: Takes::Value,
+                many: false,
+                kept: false,
+            })
+        });
+        assert_eq!(
+            p.errors,
+            [
+                &b"invalid option: \"--nosuch\""[..],
+                b"invalid option: \"-b\""
+            ]
+        );
+        assert_eq!(p.args, [b"r".to_vec()]);
+        assert!(!p.contains("other") && p.names().is_empty());
+        // Once per use, in order.
+        assert_eq!(
+            looked_up,
+            [
+                "Long([111, 116, 104, 101, 114])",
+                "Long([110, 111, 115, 117, 99, 104])",
+                "Letter(111)",
+                "Letter(98)",
+                "Letter(111)"
+            ]
+        );
+    }
+
+    #[test]
+    fn values_and_names_as_given() {
+        let p = run(&["--to=a", "-v", "--to", "b", "--from=c", "-f", "c"]);
+        assert_eq!(p.values("to"), Some(vec![&b"a"[..], b"b"]));
+        assert_eq!(p.values("verbose"), Some(vec![]));
+        assert_eq!(p.values("from"), Some(vec![&b"c"[..]]));
+        assert_eq!(p.values("message-id"), None);
+        assert_eq!(run(&["--verbose=no"]).values("verbose"), None);
+        assert_eq!(p.names(), ["to", "verbose", "from"]);
     }
 
     #[test]

@@ -435,21 +435,32 @@ fn syslog_gets_the_same_lines_with_the_facility() {
             }
         }
     });
+    let hear = |wanted: String| {
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+            seen.push(line);
+            if seen.last() == Some(&wanted) {
+                break;
+            }
+        }
+        assert!(seen.contains(&wanted), "{wanted}: {seen:?}");
+    };
+    // `--syslog=yes` and `-k` name no facility: mail (2), as in 2.6.1.
+    let other = tempfile::tempdir().unwrap();
+    let mail = Relay::start(other.path(), &["--syslog=yes", "-k"]);
+    hear(format!(
+        "<22>emailrelay[{}]: info: smtp server on 127.0.0.1:{}",
+        mail.proc.pid(),
+        mail.port
+    ));
+    drop(mail);
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::start(dir.path(), &["--syslog=local3"]);
-    let wanted = format!(
+    hear(format!(
         "<158>emailrelay[{}]: info: smtp server on 127.0.0.1:{}",
         relay.proc.pid(),
         relay.port
-    );
-    let mut seen = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
-        seen.push(line);
-        if seen.last() == Some(&wanted) {
-            break;
-        }
-    }
-    assert!(seen.contains(&wanted), "{seen:?}");
+    ));
 
     // The syslog daemon restarts: its socket goes and a new one comes. The
     // relay's next line fails on the old connection, and it connects again.
