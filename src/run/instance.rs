@@ -203,72 +203,52 @@ impl Prepared {
         // E-MailRelay compatibility: every startup line is out before the
         // first connection can be accepted (and logged), so the listeners
         // start only once the lines are written.
-        let mut acceptors: Vec<Deferred> = Vec::new();
+        let mut starting = Starting {
+            tag,
+            connections,
+            stop: &stop_rx,
+            acceptors: Vec::new(),
+        };
         if let Some(smtp) = &smtp {
-            for (listen, listener) in listeners.smtp {
-                info!("{tag}smtp server on {listen}");
-                connections.listening(listen.to_string());
-                let (shared, stop_rx, accept) = (Arc::clone(smtp), stop_rx.clone(), accept.clone());
-                acceptors.push(Box::new(move || {
-                    spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
-                        crate::smtp::server::serve(stream, peer, Arc::clone(&shared))
-                    })
-                }));
-            }
+            starting.listen(
+                "smtp",
+                listeners.smtp,
+                &accept,
+                smtp,
+                crate::smtp::server::serve,
+            );
         }
         if let Some(admin) = settings.admin.clone() {
             let ctx = Arc::new(AdminContext {
                 settings: admin,
                 control: Arc::clone(&control),
             });
-            for (listen, listener) in listeners.admin {
-                info!("{tag}admin server on {listen}");
-                connections.listening(listen.to_string());
-                let accept = Accept {
-                    log_peer: false,
-                    limit: None,
-                    proxy: None,
-                    ..accept.clone()
-                };
-                let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
-                acceptors.push(Box::new(move || {
-                    spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
-                        crate::admin::serve(stream, peer, Arc::clone(&ctx))
-                    })
-                }));
-            }
+            let accept = Accept {
+                log_peer: false,
+                limit: None,
+                proxy: None,
+                ..accept.clone()
+            };
+            starting.listen("admin", listeners.admin, &accept, &ctx, crate::admin::serve);
         }
-        let pop = match settings.pop.clone() {
-            None => None,
-            Some(pop) => {
-                let stats = Arc::clone(&self.forwarder.stats);
-                let shared =
-                    PopShared::new(pop, settings.spool_dir.clone(), stats, stop_rx.clone());
-                for (listen, listener) in listeners.pop {
-                    info!("{tag}pop server on {listen}");
-                    connections.listening(listen.to_string());
-                    let accept = Accept {
-                        limit: Some((
-                            Arc::clone(sessions),
-                            Arc::from(&b"-ERR too many connections: try again later\r\n"[..]),
-                        )),
-                        ..accept.clone()
-                    };
-                    let (shared, stop_rx) = (Arc::clone(&shared), stop_rx.clone());
-                    acceptors.push(Box::new(move || {
-                        spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
-                            crate::pop::serve(stream, peer, Arc::clone(&shared))
-                        })
-                    }));
-                }
-                // E-MailRelay's line, after the listeners'.
-                info!(
-                    "{tag}pop server authentication secrets from \"{}\"",
-                    shared.settings.secrets
-                );
-                Some(shared)
-            }
-        };
+        let pop = settings.pop.clone().map(|pop| {
+            let stats = Arc::clone(&self.forwarder.stats);
+            let shared = PopShared::new(pop, settings.spool_dir.clone(), stats, stop_rx.clone());
+            let accept = Accept {
+                limit: Some((
+                    Arc::clone(sessions),
+                    Arc::from(&b"-ERR too many connections: try again later\r\n"[..]),
+                )),
+                ..accept.clone()
+            };
+            starting.listen("pop", listeners.pop, &accept, &shared, crate::pop::serve);
+            // E-MailRelay's line, after the listeners'.
+            info!(
+                "{}pop server authentication secrets from \"{}\"",
+                starting.tag, shared.settings.secrets
+            );
+            shared
+        });
         // Not in E-MailRelay 2.6.1: after its lines.
         if let Some(http) = settings.http.clone() {
             let ctx = crate::http::HttpContext::new(
@@ -277,43 +257,25 @@ impl Prepared {
                 stop_rx.clone(),
                 accept.unit.as_deref().map(str::to_string),
             );
-            for (listen, listener) in listeners.http {
-                info!("{tag}http server on {listen}");
-                connections.listening(listen.to_string());
-                let accept = Accept {
-                    log_peer: false,
-                    limit: None,
-                    register: false,
-                    proxy: None,
-                    ..accept.clone()
-                };
-                let (ctx, stop_rx) = (Arc::clone(&ctx), stop_rx.clone());
-                acceptors.push(Box::new(move || {
-                    spawn_acceptor(listener, stop_rx, accept, move |stream, peer| {
-                        crate::http::serve(stream, peer, Arc::clone(&ctx))
-                    })
-                }));
-            }
+            let accept = Accept {
+                log_peer: false,
+                limit: None,
+                register: false,
+                proxy: None,
+                ..accept.clone()
+            };
+            starting.listen("http", listeners.http, &accept, &ctx, crate::http::serve);
         }
+        let Starting {
+            tag, mut acceptors, ..
+        } = starting;
         if let Some(target) = &settings.forward.forward_to {
             // E-MailRelay compatibility: a --verbose line, unlike the
             // listeners' lines.
             verbose!("{tag}forwarding to {target}");
         }
-        // E-MailRelay compatibility: with --log-format=unit, forwarding
-        // lines say whose they are too.
-        let context = crate::log::Context {
-            unit: accept.unit.clone(),
-            ..Default::default()
-        };
-        tokio::spawn(crate::log::scope(
-            context.clone(),
-            sweep_spool(Arc::clone(&self.spool), stop_rx.clone()),
-        ));
-        let forward_task = tokio::spawn(crate::log::scope(
-            context,
-            Arc::clone(&self.forwarder).run(stop_rx),
-        ));
+        let forward_task =
+            start_background(&self.spool, &self.forwarder, accept.unit.clone(), &stop_rx);
         if settings.forward.on_start {
             let forwarder = Arc::clone(&self.forwarder);
             acceptors.push(Box::new(move || {
@@ -328,6 +290,77 @@ impl Prepared {
             forward_task,
             deferred: acceptors,
         })
+    }
+}
+
+/// An instance's background tasks: the spool's sweep, and the forwarder's
+/// loop (whose task is returned). With `--log-format=unit`, their lines say
+/// whose they are, as E-MailRelay's forwarding lines do.
+fn start_background(
+    spool: &Arc<Spool>,
+    forwarder: &Arc<Forwarder>,
+    unit: Option<Arc<str>>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let context = crate::log::Context {
+        unit,
+        ..Default::default()
+    };
+    tokio::spawn(crate::log::scope(
+        context.clone(),
+        sweep_spool(Arc::clone(spool), stop.clone()),
+    ));
+    tokio::spawn(crate::log::scope(
+        context,
+        Arc::clone(forwarder).run(stop.clone()),
+    ))
+}
+
+/// An instance's listeners on their way to being started: each has its
+/// startup line and its entry in the connection registry at once, and its
+/// acceptor once every line is out.
+struct Starting<'a> {
+    /// `[<name>] ` with several instances, else empty.
+    tag: String,
+    connections: &'a Arc<Connections>,
+    stop: &'a watch::Receiver<bool>,
+    acceptors: Vec<Deferred>,
+}
+
+impl Starting<'_> {
+    /// The `kind` server (`smtp`, `admin`, `pop`, `http`) on each of
+    /// `listeners`, serving each connection with `serve` and its `state`.
+    fn listen<S, F, Fut>(
+        &mut self,
+        kind: &str,
+        listeners: Bound,
+        accept: &Accept,
+        state: &Arc<S>,
+        serve: F,
+    ) where
+        S: Send + Sync + 'static,
+        F: Fn(Box<dyn crate::net::Stream>, Option<std::net::SocketAddr>, Arc<S>) -> Fut
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        for (listen, listener) in listeners {
+            info!("{}{kind} server on {listen}", self.tag);
+            self.connections.listening(listen.to_string());
+            let (state, stop, accept, serve) = (
+                Arc::clone(state),
+                self.stop.clone(),
+                accept.clone(),
+                serve.clone(),
+            );
+            self.acceptors.push(Box::new(move || {
+                spawn_acceptor(listener, stop, accept, move |stream, peer| {
+                    serve(stream, peer, Arc::clone(&state))
+                })
+            }));
+        }
     }
 }
 
