@@ -546,6 +546,100 @@ fn a_hundred_messages_go_with_at_most_four_requests_in_flight() {
     standin.assert_no_violations();
 }
 
+impl StandIn {
+    /// The most requests it saw at once for each mailbox (message trace's
+    /// look-ups apart, under "(tenant)").
+    fn max_in_flight_by_mailbox(&self) -> serde_json::Value {
+        std::fs::read_to_string(self.dir.join("max-in-flight-by-mailbox"))
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `count` messages in one SMTP session with Python's smtplib,
+/// each with the Message-ID `<n.bulk@contoso.example>`.
+fn smtplib_bulk(port: u16, count: usize) {
+    let script = r#"
+import smtplib, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+for n in range(count):
+    m = ("From: scanner@contoso.example\r\nTo: bob@contoso.example\r\n"
+         "Subject: bulk %d\r\nMessage-ID: <%d.bulk@contoso.example>\r\n\r\nscan %d\r\n" % (n, n, n))
+    s.sendmail("scanner@contoso.example", ["bob@contoso.example"], m)
+s.quit()
+"#;
+    let (code, out, err) = run(
+        Command::new(program("python3")).args([
+            "-c",
+            script,
+            &port.to_string(),
+            &count.to_string(),
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "smtplib: {out}{err}");
+}
+
+#[test]
+fn a_thousand_messages_go_exactly_once_with_at_most_four_requests_in_flight_per_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // 20 ms per sendMail, so that requests overlap and the peak shows
+    // how many the relay runs at once.
+    let standin = StandIn::start(dir.path(), &["--delay", "20"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    {
+        // A relay that only stores: 999 by smtplib in one session, one by swaks.
+        let relay = Relay::start(dir.path(), &[]);
+        smtplib_bulk(relay.port, 999);
+        swaks(
+            relay.port,
+            &["bob@contoso.example"],
+            &["--header", "Subject: by swaks"],
+        );
+    }
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1000);
+    let started = Instant::now();
+    let log = forward(
+        dir.path(),
+        &spool,
+        &secrets,
+        &["--client-connections", "8"],
+        0,
+    );
+    eprintln!(
+        "graph: 1000 messages forwarded in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mail = standin.mail();
+    assert_eq!(mail.len(), 1000, "{log}");
+    let mut ids: Vec<String> = mail.iter().map(|m| message_id_of(m)).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "a message arrived twice");
+    for n in 0..999 {
+        let id = format!("<{n}.bulk@contoso.example>");
+        assert!(ids.binary_search(&id).is_ok(), "{id} did not arrive");
+    }
+    let swaked = mail
+        .iter()
+        .filter(|m| find(m, b"Subject: by swaks"))
+        .count();
+    assert_eq!(swaked, 1);
+    // Eight connections, four requests at once for the mailbox: the
+    // stand-in records a violation past four; exactly four shows the
+    // relay does use all four.
+    let peaks = standin.max_in_flight_by_mailbox();
+    eprintln!("graph: peak requests in flight per mailbox: {peaks}");
+    assert_eq!(peaks[MAILBOX].as_u64(), Some(4), "{peaks}");
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
+    assert!(crate::harness::spool_files(&spool, ".content").is_empty());
+    assert!(crate::harness::spool_files(&spool, ".bad").is_empty());
+    standin.assert_no_violations();
+}
+
 #[test]
 fn a_revoked_certificate_pauses_the_route_and_keeps_the_mail() {
     let dir = tempfile::tempdir().unwrap();
