@@ -104,6 +104,7 @@ impl GraphLink {
                 token,
                 draft.clone(),
             )
+            .carrying()
         };
         let answered = match self.authed(&mut renewed, create).await? {
             Ok(answered) => answered,
@@ -193,6 +194,7 @@ impl GraphLink {
                 token,
                 body.clone(),
             )
+            .carrying()
         };
         Ok(self.authed(renewed, call).await?.map(|_| ()))
     }
@@ -250,8 +252,10 @@ impl GraphLink {
                 content_range: Some(upload::content_range(start, end, total)),
                 bearer: None,
                 body: Bytes::from(chunk),
+                data: true,
             };
             self.wait_for_rate().await;
+            self.wait_for_uploads(call.body.len()).await;
             let (status, retry_after, text) = match t.exchange(&mut slot, &url, call).await {
                 Ok(answered) => answered,
                 Err(reason) => return Ok(Err(SendOutcome::Retry(Reply::new(451, reason)))),

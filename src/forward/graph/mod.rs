@@ -13,14 +13,16 @@
 //! request; larger messages fail to `.bad` naming the limit).
 //!
 //! Graph's limits per app and mailbox are kept here: at most
-//! [`MAX_IN_FLIGHT`] requests at once, and [`MAX_REQUESTS`] in
-//! [`REQUEST_WINDOW`]. What each answer does is `answer`'s business.
+//! [`MAX_IN_FLIGHT`] requests at once, [`MAX_REQUESTS`] in
+//! [`REQUEST_WINDOW`], and 150 MB of message data in 5 minutes
+//! (`budget`). What each answer does is `answer`'s business.
 //!
 //! Must not: log a token; decide a message's fate itself (outcomes go
 //! back as `SendOutcome`s and `ConnectionError`s, as SMTP's do).
 
 pub mod answer;
 pub mod bcc;
+pub mod budget;
 pub mod check;
 mod large;
 pub mod mime;
@@ -44,6 +46,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use self::answer::Answer;
+use self::budget::UploadBudget;
 use super::client::ConnectionError;
 use super::rate::RateLimit;
 use super::transport::{BoxFuture, Link, Transport};
@@ -70,6 +73,8 @@ const SLICE: usize = 48 * 1024;
 struct Mailbox {
     in_flight: Semaphore,
     requests: RateLimit,
+    /// Octets of message data in the last 5 minutes.
+    uploads: UploadBudget,
 }
 
 impl Mailbox {
@@ -128,6 +133,7 @@ impl GraphTransport {
                 Arc::new(Mailbox {
                     in_flight: Semaphore::new(MAX_IN_FLIGHT),
                     requests: RateLimit::default(),
+                    uploads: UploadBudget::default(),
                 })
             }))
         };
@@ -281,6 +287,9 @@ struct Call {
     /// The access token, for Graph (never for an upload URL).
     bearer: Option<String>,
     body: Bytes,
+    /// Whether the body carries message data, counted against the
+    /// mailbox's 150 MB in 5 minutes (`budget`).
+    data: bool,
 }
 
 impl Call {
@@ -299,7 +308,14 @@ impl Call {
             content_range: None,
             bearer: Some(token.to_string()),
             body,
+            data: false,
         }
+    }
+
+    /// The same, its body counted as message data (`budget`).
+    fn carrying(mut self) -> Call {
+        self.data = true;
+        self
     }
 }
 
@@ -377,6 +393,7 @@ impl GraphLink {
                 token,
                 body.clone(),
             )
+            .carrying()
         };
         Ok(match self.authed(&mut renewed, call).await? {
             Ok(_) => {
@@ -423,7 +440,11 @@ impl GraphLink {
                     ConnectionError::AuthRefused(Reply::new(535, format!("5.7.8 {e}")))
                 })?;
             self.wait_for_rate().await;
-            let answered = match t.exchange(&mut self.sender, &t.url, call(&token)).await {
+            let call = call(&token);
+            if call.data {
+                self.wait_for_uploads(call.body.len()).await;
+            }
+            let answered = match t.exchange(&mut self.sender, &t.url, call).await {
                 Ok(answered) => answered,
                 Err(reason) => {
                     // The connection is not to be trusted for the next one.
@@ -469,6 +490,20 @@ impl GraphLink {
             crate::debug!("graph: {MAX_REQUESTS} requests in 10 minutes reached: waiting");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Waits while the mailbox's 150 MB of uploads in 5 minutes are
+    /// spent (`budget`), then counts `octets` of message data.
+    async fn wait_for_uploads(&self, octets: usize) {
+        let uploads = &self.transport.mailbox.uploads;
+        uploads
+            .take(octets as u64, |wait| {
+                info!(
+                    "graph: 150 MB of uploads in 5 minutes reached: waiting {}s",
+                    wait.as_secs().max(1)
+                )
+            })
+            .await;
     }
 
     /// One POST to sendMail; `Err` is a reason for a deferral (451 4.4.x text).
