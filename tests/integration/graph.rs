@@ -1363,3 +1363,207 @@ fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
     }
     standin.assert_no_violations();
 }
+
+/// Adds `lines` to the test's account file.
+fn add_to_account(dir: &Path, lines: &str) {
+    let account = dir.join("printer.oauth2");
+    let mut text = std::fs::read_to_string(&account).unwrap();
+    text.push_str(lines);
+    std::fs::write(&account, text).unwrap();
+}
+
+/// The value of a header field of a message as sent.
+fn field_of(message: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(message);
+    let header = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    header.split("\r\n").find_map(|l| {
+        let (n, value) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
+#[test]
+fn a_message_trace_says_failed_and_a_report_goes_to_the_postmaster_once() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // Mail to the postmaster fails too: the report about the message.
+    let standin = StandIn::start(
+        dir.path(),
+        &[
+            "--roles",
+            "Mail.Send,Mail.ReadWrite,ExchangeMessageTrace.Read.All",
+            "--trace-fail-to",
+            "postmaster@contoso.example",
+        ],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    add_to_account(
+        dir.path(),
+        "delivery-trace = 1\ndelivery-trace-report = postmaster@contoso.example\n",
+    );
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--poll",
+            "1",
+        ],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: TRACEFAIL scan"],
+    );
+    // The message, then (after a pending look-up and a failed one) the
+    // report, written into the spool and forwarded by the next poll.
+    assert!(
+        wait_until(Duration::from_secs(30), || standin.mail().len() == 2),
+        "{}",
+        relay.log_text()
+    );
+    let mail = standin.mail();
+    let original = message_id_of(&mail[0]);
+    let report = &mail[1];
+    let text = String::from_utf8_lossy(report).to_string();
+    assert_eq!(
+        field_of(report, "To").as_deref(),
+        Some("<postmaster@contoso.example>"),
+        "{text}"
+    );
+    assert_eq!(
+        field_of(report, "From").as_deref(),
+        Some(format!("Mail relay <{MAILBOX}>").as_str())
+    );
+    assert_eq!(
+        field_of(report, "Subject"),
+        Some(format!("Not delivered (failed): {original}"))
+    );
+    assert_eq!(
+        field_of(report, "Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    for line in [
+        format!("Message-ID: {original}\r\nSubject: TRACEFAIL scan\r\n"),
+        "bob@contoso.example: failed: Exchange could not deliver it.\r\n".to_string(),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
+    let report_id = message_id_of(report);
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!(
+            "warning: graph: message trace: {original} to bob@contoso.example: failed"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "info: graph: message trace: {original}: reported to postmaster@contoso.example as ["
+        )),
+        "{log}"
+    );
+    // The report is traced too, and message trace says it failed as well
+    // (--trace-fail-to): no report about the report.
+    let traced =
+        format!("warning: graph: message trace: {report_id} to postmaster@contoso.example: failed");
+    assert!(
+        wait_until(Duration::from_secs(20), || relay
+            .log_text()
+            .contains(&traced)),
+        "{}",
+        relay.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(standin.mail().len(), 2, "{}", relay.log_text());
+    assert!(!relay.log_text().contains(&format!("{report_id}: reported")));
+    assert!(relay.files(".envelope").is_empty());
+    assert!(!relay.spool.join(".emailrelay-graph-traces").exists());
+    standin.assert_no_violations();
+}
+
+#[test]
+fn message_trace_look_ups_pending_at_a_stop_are_done_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(
+        dir.path(),
+        &[
+            "--roles",
+            "Mail.Send,Mail.ReadWrite,ExchangeMessageTrace.Read.All",
+        ],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    // Long enough for the stop to come first.
+    add_to_account(
+        dir.path(),
+        "delivery-trace = 5\ndelivery-trace-report = postmaster@contoso.example\n",
+    );
+    let args = [
+        "--forward-to",
+        "graph.microsoft.com:443",
+        "--client-auth",
+        secrets.to_str().unwrap(),
+        "--poll",
+        "1",
+    ];
+    let port = crate::harness::free_port();
+    let mut relay = Relay::start_on(dir.path(), port, &args);
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: QUARANTINE scan"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || standin.mail().len() == 1),
+        "{}",
+        relay.log_text()
+    );
+    let id = message_id_of(&standin.mail()[0]);
+    let pending = relay.spool.join(".emailrelay-graph-traces");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&pending)
+            .is_ok_and(|t| t.contains(&id))),
+        "no pending look-up kept"
+    );
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(relay.proc.wait_exit(Duration::from_secs(20)), Some(0));
+    let lookups = || {
+        standin
+            .requests()
+            .iter()
+            .filter(|r| r["path"] == "messageTrace")
+            .count()
+    };
+    assert_eq!(lookups(), 0, "stopped before the first look-up");
+    assert!(std::fs::read_to_string(&pending).unwrap().contains(&id));
+    drop(relay);
+    // Started again (its own log file): the look-ups go on where they were.
+    let relay = Relay::start(dir.path(), &args);
+    let done = format!("warning: graph: message trace: {id} to bob@contoso.example: quarantined");
+    assert!(
+        wait_until(Duration::from_secs(30), || relay.log_text().contains(&done)),
+        "{}",
+        relay.log_text()
+    );
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!("info: graph: message trace for {id}: resumed")),
+        "{log}"
+    );
+    assert_eq!(lookups(), 2, "pending, then quarantined");
+    // Its report is still made.
+    assert!(
+        wait_until(Duration::from_secs(20), || standin.mail().len() == 2),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(
+        field_of(&standin.mail()[1], "Subject"),
+        Some(format!("Not delivered (quarantined): {id}"))
+    );
+    standin.assert_no_violations();
+}

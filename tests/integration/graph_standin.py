@@ -43,7 +43,8 @@ $filter=messageId eq '<id>' (quotes doubled), a live token, the role
 ExchangeMessageTrace.Read.All (else 403), at most 100 look-ups in 5
 minutes; the first look-up of a sent message says "pending" for each of
 its To/Cc/Bcc recipients, later ones "failed" if its Subject holds
-TRACEFAIL, "quarantined" for QUARANTINE, else "delivered".
+TRACEFAIL (or it is addressed to --trace-fail-to), "quarantined" for
+QUARANTINE, else "delivered".
 """
 
 import argparse
@@ -216,6 +217,8 @@ def remember_sent(message):
     recipients = [a for _, a in email.utils.getaddresses(fields) if a]
     subject = parsed.get("Subject") or ""
     mark = next((m for m in ("TRACEFAIL", "QUARANTINE") if m in subject), "")
+    if args.trace_fail_to and args.trace_fail_to.lower() in [r.lower() for r in recipients]:
+        mark = "TRACEFAIL"
     with lock:
         state["sent"][mid] = {"recipients": recipients, "subject": subject, "mark": mark,
                               "size": len(message), "lookups": 0}
@@ -896,6 +899,7 @@ def main():
     p.add_argument("--roles", default="Mail.Send,Mail.ReadWrite")
     p.add_argument("--fail-put", type=int, default=0)
     p.add_argument("--scope", default=GRAPH_SCOPE)
+    p.add_argument("--trace-fail-to")
     args = p.parse_args()
     global ROLES
     ROLES = [r for r in args.roles.split(",") if r]

@@ -125,7 +125,7 @@ impl GraphLink {
         let parts: Vec<Part> = cut.iter().map(|&i| structure.parts[i].clone()).collect();
         match self.finish_draft(&mut renewed, &id, content, &parts).await {
             Ok(Ok(())) => {
-                self.follow(content).await;
+                self.follow(message, content).await;
                 Ok(SendOutcome::Sent {
                     rejected: Vec::new(),
                 })

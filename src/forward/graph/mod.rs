@@ -26,6 +26,8 @@ pub mod budget;
 pub mod check;
 mod large;
 pub mod mime;
+pub mod pending;
+pub mod report;
 pub mod trace;
 pub mod upload;
 
@@ -397,7 +399,7 @@ impl GraphLink {
         };
         Ok(match self.authed(&mut renewed, call).await? {
             Ok(_) => {
-                self.follow(content).await;
+                self.follow(&message, content).await;
                 SendOutcome::Sent {
                     rejected: Vec::new(),
                 }
@@ -407,7 +409,7 @@ impl GraphLink {
     }
 
     /// With `delivery-trace`, starts looking the sent message up (`trace`).
-    async fn follow(&self, content: &Path) {
+    async fn follow(&self, message: &OutgoingMessage, content: &Path) {
         let t = &self.transport;
         let Some(first) = t.settings.delivery_trace else {
             return;
@@ -416,12 +418,9 @@ impl GraphLink {
         if let Ok(file) = tokio::fs::File::open(content).await {
             let _ = file.take(64 * 1024).read_to_end(&mut header).await;
         }
-        match trace::message_id(bcc::header_section(&header)) {
-            Some(id) => {
-                tokio::spawn(trace::follow(Arc::clone(t), id, first));
-            }
-            None => crate::debug!("graph: no Message-ID: no message trace"),
-        }
+        // The spool directory: the content file is in it.
+        let dir = content.parent().unwrap_or(Path::new("."));
+        trace::start(t, dir, &message.from, bcc::header_section(&header), first);
     }
 
     /// One request to Graph, with the token, renewed once after a 401
