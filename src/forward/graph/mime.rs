@@ -23,6 +23,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::bcc::BccEdit;
+use super::upload::QpDecoder;
 
 /// The most of a header (the message's or a part's) that is read.
 const MAX_HEADER: usize = 256 * 1024;
@@ -34,7 +35,9 @@ pub enum Encoding {
     Base64,
     /// `7bit`, `8bit`, `binary` or none: the bytes as they are.
     Identity,
-    /// `quoted-printable` or unknown: stays in the draft.
+    /// `quoted-printable`: decoded on the way out (`upload::QpDecoder`).
+    QuotedPrintable,
+    /// Unknown: stays in the draft.
     Other,
 }
 
@@ -58,7 +61,8 @@ pub struct Part {
     pub attachment: bool,
     /// Its size decoded.
     pub decoded: u64,
-    /// Base64 that decodes (alphabet, padding only at the end, whole quads).
+    /// Base64 that decodes (alphabet, padding only at the end, whole
+    /// quads); quoted-printable with no line over `upload::MAX_QP_LINE`.
     pub valid: bool,
 }
 
@@ -202,6 +206,9 @@ pub struct Scanner {
     /// The part being read: its span start, body start.
     open: Option<(u64, u64, PartHead)>,
     base64: Base64Count,
+    /// A quoted-printable part's decoded size so far, or `None` once a
+    /// line is too long to decode.
+    qp: Option<(QpDecoder, u64)>,
     at_line_start: bool,
     /// The line ending length of the last whole line.
     last_eol: u64,
@@ -231,6 +238,7 @@ impl Default for Scanner {
             },
             open: None,
             base64: Base64Count::default(),
+            qp: None,
             at_line_start: true,
             last_eol: 0,
             eol_seen: false,
@@ -288,7 +296,10 @@ impl Scanner {
                             self.state = State::PartHeader;
                         }
                     }
-                    None if self.state == State::PartBody => self.base64.handle(bytes),
+                    None if self.state == State::PartBody => {
+                        self.base64.handle(bytes);
+                        self.count_qp(bytes);
+                    }
                     None => {}
                 }
             }
@@ -332,6 +343,7 @@ impl Scanner {
             *head = part_head(&fields);
         }
         self.base64 = Base64Count::default();
+        self.qp = Some((QpDecoder::default(), 0));
         self.state = State::PartBody;
     }
 
@@ -344,8 +356,14 @@ impl Scanner {
         }
         let body_end = delimiter.saturating_sub(self.last_eol).max(body_start);
         let encoding = head.encoding.unwrap_or(Encoding::Identity);
-        let (decoded, valid) = match encoding {
-            Encoding::Base64 => self.base64.result(),
+        let (decoded, valid) = match (encoding, self.qp.take()) {
+            (Encoding::Base64, _) => self.base64.result(),
+            (Encoding::QuotedPrintable, Some((mut decoder, count))) => {
+                // The line break fed last is the delimiter's.
+                decoder.finish_at_delimiter();
+                (count, true)
+            }
+            (Encoding::QuotedPrintable, None) => (0, false),
             _ => (body_end - body_start, true),
         };
         self.structure.parts.push(Part {
@@ -360,6 +378,21 @@ impl Scanner {
             decoded,
             valid,
         });
+    }
+
+    /// Counts a quoted-printable part's body as it decodes.
+    fn count_qp(&mut self, bytes: &[u8]) {
+        let quoted = matches!(&self.open, Some((_, _, head)) if head.encoding == Some(Encoding::QuotedPrintable));
+        if !quoted {
+            return;
+        }
+        if let Some((decoder, count)) = &mut self.qp {
+            let mut out = Vec::new();
+            match decoder.handle_input(bytes, &mut out) {
+                Ok(()) => *count += out.len() as u64,
+                Err(_) => self.qp = None,
+            }
+        }
     }
 
     /// `Some(close)` if `line` is a delimiter line of this message.
@@ -464,6 +497,7 @@ fn part_head(fields: &[(String, String)]) -> PartHead {
                 head.encoding = Some(match value.trim().to_ascii_lowercase().as_str() {
                     "base64" => Encoding::Base64,
                     "7bit" | "8bit" | "binary" => Encoding::Identity,
+                    "quoted-printable" => Encoding::QuotedPrintable,
                     _ => Encoding::Other,
                 });
             }
@@ -744,13 +778,32 @@ mod tests {
     }
 
     #[test]
-    fn bad_base64_quoted_printable_and_nested_parts_stay_in_the_draft() {
+    fn bad_base64_and_nested_parts_stay_in_the_draft_quoted_printable_goes() {
         let message = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Disposition: attachment\nContent-Transfer-Encoding: base64\n\nAA=A\n--b\nContent-Disposition: attachment\nContent-Transfer-Encoding: base64\n\nAAA\n--b\nContent-Disposition: attachment; filename=q.txt\nContent-Transfer-Encoding: quoted-printable\n\na=3D\n--b\nContent-Type: multipart/alternative; boundary=c; name=x\n\n--c\n\n--c--\n--b\nContent-Type: message/rfc822; name=m.eml\n\nSubject: x\n--b--\n";
         let s = scan(message, 8192);
         assert_eq!(s.eol, "\n");
         assert_eq!(s.parts.len(), 5);
-        assert!(s.parts.iter().all(|p| !p.detachable()), "{:?}", s.parts);
+        let detachable: Vec<bool> = s.parts.iter().map(Part::detachable).collect();
+        assert_eq!(
+            detachable,
+            [false, false, true, false, false],
+            "{:?}",
+            s.parts
+        );
         assert!(!s.parts[0].valid && !s.parts[1].valid);
+        // "a=3D" decodes to "a=".
+        assert_eq!(
+            (s.parts[2].encoding, s.parts[2].decoded),
+            (Encoding::QuotedPrintable, 2)
+        );
+        // A line too long to be quoted-printable: it stays.
+        let long = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Disposition: attachment\n\
+             Content-Transfer-Encoding: quoted-printable\n\n{}\n--b--\n",
+            "x".repeat(1001)
+        );
+        let s = scan(long.as_bytes(), 64);
+        assert!(!s.parts[0].valid && !s.parts[0].detachable());
     }
 
     #[test]
