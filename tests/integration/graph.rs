@@ -1646,3 +1646,52 @@ fn quoted_printable_attachments_leave_a_large_message_decoded_byte_identical() {
     assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
     standin.assert_no_violations();
 }
+
+#[test]
+fn an_attachment_inside_a_nested_multipart_leaves_a_large_message_byte_identical() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    // A forwarded message (multipart/mixed inside multipart/mixed) whose
+    // 4 MB attachment is only in the inner one.
+    let pdf = random_file(&dir.path().join("inner.pdf"), 4_000_000);
+    let mut m = b"From: scanner@contoso.example\r\nTo: bob@contoso.example\r\nSubject: nested\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+        --outer\r\nContent-Type: text/plain\r\n\r\nForwarded.\r\n\
+        --outer\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n\
+        --inner\r\nContent-Type: text/plain\r\n\r\nThe scan.\r\n\
+        --inner\r\nContent-Type: application/pdf; name=\"inner.pdf\"\r\n\
+        Content-Disposition: attachment; filename=\"inner.pdf\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    let text = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    for line in text.as_bytes().chunks(76) {
+        m.extend_from_slice(line);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--inner--\r\n\r\n--outer--\r\n");
+    submit_content(&spool, &m);
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    assert_eq!(standin.mail().len(), 1, "{log}");
+    let sent = standin.attachments(1);
+    assert_eq!(sent.len(), 1, "{log}");
+    assert_eq!(sent[0].0["name"], "inner.pdf");
+    assert_eq!(sent[0].0["how"], "upload");
+    assert!(sent[0].1 == pdf, "inner.pdf changed on the way");
+    // The draft: both text parts and the inner multipart, now with the
+    // text part only.
+    let draft = String::from_utf8_lossy(&standin.mail()[0]).to_string();
+    assert!(
+        draft.ends_with(
+            "--outer\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n\
+             --inner\r\nContent-Type: text/plain\r\n\r\nThe scan.\r\n--inner--\r\n\r\n--outer--\r\n"
+        ),
+        "{draft}"
+    );
+    assert!(draft.contains("Forwarded.\r\n"));
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
+    standin.assert_no_violations();
+}

@@ -317,6 +317,7 @@ mod tests {
             attachment: false,
             decoded: 3483322,
             valid: true,
+            parent: 0,
         };
         let session: serde_json::Value = serde_json::from_str(&session_request(&part)).unwrap();
         assert_eq!(
