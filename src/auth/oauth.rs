@@ -99,6 +99,9 @@ pub enum AccountFileError {
     /// `delivery-trace` is not a number of seconds.
     #[error("delivery-trace \"{0}\": give the seconds to wait before the first look-up")]
     DeliveryTrace(String),
+    /// `delivery-trace-report` is not an address.
+    #[error("delivery-trace-report \"{0}\": give the address to report to, as user@domain")]
+    DeliveryTraceReport(String),
     /// A date that does not parse.
     #[error("client-secret-expires \"{0}\": give a date as YYYY-MM-DD")]
     Expires(String),
@@ -143,7 +146,7 @@ pub enum ConsentError {
 pub const MICROSOFT_RATE: usize = 30;
 
 /// The keys an account file may hold.
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "provider",
     "rate",
     "tenant",
@@ -165,6 +168,7 @@ const KEYS: [&str; 21] = [
     "service-account",
     "client-secret-expires",
     "delivery-trace",
+    "delivery-trace-report",
 ];
 
 /// Microsoft Graph's address, unless `graph-url` says otherwise.
@@ -193,6 +197,9 @@ pub struct GraphSettings {
     /// `delivery-trace`: look each sent message up in message trace,
     /// first after this long.
     pub delivery_trace: Option<std::time::Duration>,
+    /// `delivery-trace-report`: where a report goes when message trace
+    /// says a message did not arrive.
+    pub trace_report: Option<String>,
 }
 
 /// The grant used to get access tokens.
@@ -235,6 +242,8 @@ pub struct AccountFile {
     pub secret_expires: Option<i64>,
     /// `delivery-trace`, in seconds.
     pub delivery_trace: Option<u64>,
+    /// `delivery-trace-report`.
+    pub trace_report: Option<String>,
     /// Every line as read, for rewriting with a new refresh token.
     lines: Vec<String>,
 }
@@ -379,9 +388,24 @@ impl AccountFile {
                     .map_err(|_| AccountFileError::DeliveryTrace(text))?,
             ),
         };
+        let trace_report = match get("delivery-trace-report") {
+            None => None,
+            Some(text) => {
+                let ok = text.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty()
+                        && !domain.is_empty()
+                        && !text.contains(|c: char| c.is_whitespace() || "<>,;\"".contains(c))
+                });
+                match ok {
+                    true => Some(text),
+                    false => return Err(AccountFileError::DeliveryTraceReport(text)),
+                }
+            }
+        };
         let file = AccountFile {
             rate,
             delivery_trace,
+            trace_report,
             token_url: get("token-url").unwrap_or(token_url),
             device_url: get("device-url").or(device_url),
             client_id,
@@ -544,6 +568,7 @@ impl OAuthAccount {
             mailbox: file.mailbox.clone().unwrap_or_else(|| self.user.clone()),
             ca_file: file.ca_file.clone(),
             delivery_trace: file.delivery_trace.map(std::time::Duration::from_secs),
+            trace_report: file.trace_report.clone(),
         })
     }
 
@@ -963,6 +988,27 @@ rate = 100
             ),
             Some(100)
         );
+    }
+
+    #[test]
+    fn delivery_trace_report_takes_one_address() {
+        let base = "provider = microsoft\nclient-id = c\ntransport = graph\ndelivery-trace = 60\n";
+        let with = |line: &str| AccountFile::parse(&format!("{base}{line}\n"));
+        assert_eq!(
+            with("delivery-trace-report = postmaster@t.example")
+                .unwrap()
+                .trace_report
+                .as_deref(),
+            Some("postmaster@t.example")
+        );
+        assert_eq!(with("").unwrap().trace_report, None);
+        for bad in ["postmaster", "a@", "<a@b>", "a@b, c@d"] {
+            assert_eq!(
+                with(&format!("delivery-trace-report = {bad}")).unwrap_err(),
+                AccountFileError::DeliveryTraceReport(bad.to_string()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

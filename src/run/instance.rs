@@ -166,6 +166,7 @@ impl Prepared {
                 tokio::spawn(Arc::clone(account).keep_fresh());
             }
         }
+        crate::forward::graph::trace::resume(&self.spool, &settings.forward);
         let stop_rx = stop.subscribe();
         let instance = Instance::new(Arc::clone(&self.spool), Arc::clone(&self.forwarder));
         let control = Control::new(

@@ -546,6 +546,100 @@ fn a_hundred_messages_go_with_at_most_four_requests_in_flight() {
     standin.assert_no_violations();
 }
 
+impl StandIn {
+    /// The most requests it saw at once for each mailbox (message trace's
+    /// look-ups apart, under "(tenant)").
+    fn max_in_flight_by_mailbox(&self) -> serde_json::Value {
+        std::fs::read_to_string(self.dir.join("max-in-flight-by-mailbox"))
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `count` messages in one SMTP session with Python's smtplib,
+/// each with the Message-ID `<n.bulk@contoso.example>`.
+fn smtplib_bulk(port: u16, count: usize) {
+    let script = r#"
+import smtplib, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+for n in range(count):
+    m = ("From: scanner@contoso.example\r\nTo: bob@contoso.example\r\n"
+         "Subject: bulk %d\r\nMessage-ID: <%d.bulk@contoso.example>\r\n\r\nscan %d\r\n" % (n, n, n))
+    s.sendmail("scanner@contoso.example", ["bob@contoso.example"], m)
+s.quit()
+"#;
+    let (code, out, err) = run(
+        Command::new(program("python3")).args([
+            "-c",
+            script,
+            &port.to_string(),
+            &count.to_string(),
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "smtplib: {out}{err}");
+}
+
+#[test]
+fn a_thousand_messages_go_exactly_once_with_at_most_four_requests_in_flight_per_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // 20 ms per sendMail, so that requests overlap and the peak shows
+    // how many the relay runs at once.
+    let standin = StandIn::start(dir.path(), &["--delay", "20"]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    {
+        // A relay that only stores: 999 by smtplib in one session, one by swaks.
+        let relay = Relay::start(dir.path(), &[]);
+        smtplib_bulk(relay.port, 999);
+        swaks(
+            relay.port,
+            &["bob@contoso.example"],
+            &["--header", "Subject: by swaks"],
+        );
+    }
+    assert_eq!(crate::harness::spool_files(&spool, ".envelope").len(), 1000);
+    let started = Instant::now();
+    let log = forward(
+        dir.path(),
+        &spool,
+        &secrets,
+        &["--client-connections", "8"],
+        0,
+    );
+    eprintln!(
+        "graph: 1000 messages forwarded in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mail = standin.mail();
+    assert_eq!(mail.len(), 1000, "{log}");
+    let mut ids: Vec<String> = mail.iter().map(|m| message_id_of(m)).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "a message arrived twice");
+    for n in 0..999 {
+        let id = format!("<{n}.bulk@contoso.example>");
+        assert!(ids.binary_search(&id).is_ok(), "{id} did not arrive");
+    }
+    let swaked = mail
+        .iter()
+        .filter(|m| find(m, b"Subject: by swaks"))
+        .count();
+    assert_eq!(swaked, 1);
+    // Eight connections, four requests at once for the mailbox: the
+    // stand-in records a violation past four; exactly four shows the
+    // relay does use all four.
+    let peaks = standin.max_in_flight_by_mailbox();
+    eprintln!("graph: peak requests in flight per mailbox: {peaks}");
+    assert_eq!(peaks[MAILBOX].as_u64(), Some(4), "{peaks}");
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
+    assert!(crate::harness::spool_files(&spool, ".content").is_empty());
+    assert!(crate::harness::spool_files(&spool, ".bad").is_empty());
+    standin.assert_no_violations();
+}
+
 #[test]
 fn a_revoked_certificate_pauses_the_route_and_keeps_the_mail() {
     let dir = tempfile::tempdir().unwrap();
@@ -1267,5 +1361,337 @@ fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
     ] {
         assert!(metrics.contains(&line), "no {line:?} in:\n{metrics}");
     }
+    standin.assert_no_violations();
+}
+
+/// Adds `lines` to the test's account file.
+fn add_to_account(dir: &Path, lines: &str) {
+    let account = dir.join("printer.oauth2");
+    let mut text = std::fs::read_to_string(&account).unwrap();
+    text.push_str(lines);
+    std::fs::write(&account, text).unwrap();
+}
+
+/// The value of a header field of a message as sent.
+fn field_of(message: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(message);
+    let header = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    header.split("\r\n").find_map(|l| {
+        let (n, value) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
+#[test]
+fn a_message_trace_says_failed_and_a_report_goes_to_the_postmaster_once() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    // Mail to the postmaster fails too: the report about the message.
+    let standin = StandIn::start(
+        dir.path(),
+        &[
+            "--roles",
+            "Mail.Send,Mail.ReadWrite,ExchangeMessageTrace.Read.All",
+            "--trace-fail-to",
+            "postmaster@contoso.example",
+        ],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    add_to_account(
+        dir.path(),
+        "delivery-trace = 1\ndelivery-trace-report = postmaster@contoso.example\n",
+    );
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--poll",
+            "1",
+        ],
+    );
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: TRACEFAIL scan"],
+    );
+    // The message, then (after a pending look-up and a failed one) the
+    // report, written into the spool and forwarded by the next poll.
+    assert!(
+        wait_until(Duration::from_secs(30), || standin.mail().len() == 2),
+        "{}",
+        relay.log_text()
+    );
+    let mail = standin.mail();
+    let original = message_id_of(&mail[0]);
+    let report = &mail[1];
+    let text = String::from_utf8_lossy(report).to_string();
+    assert_eq!(
+        field_of(report, "To").as_deref(),
+        Some("<postmaster@contoso.example>"),
+        "{text}"
+    );
+    assert_eq!(
+        field_of(report, "From").as_deref(),
+        Some(format!("Mail relay <{MAILBOX}>").as_str())
+    );
+    assert_eq!(
+        field_of(report, "Subject"),
+        Some(format!("Not delivered (failed): {original}"))
+    );
+    assert_eq!(
+        field_of(report, "Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    for line in [
+        format!("Message-ID: {original}\r\nSubject: TRACEFAIL scan\r\n"),
+        "bob@contoso.example: failed: Exchange could not deliver it.\r\n".to_string(),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
+    let report_id = message_id_of(report);
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!(
+            "warning: graph: message trace: {original} to bob@contoso.example: failed"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "info: graph: message trace: {original}: reported to postmaster@contoso.example as ["
+        )),
+        "{log}"
+    );
+    // The report is traced too, and message trace says it failed as well
+    // (--trace-fail-to): no report about the report.
+    let traced =
+        format!("warning: graph: message trace: {report_id} to postmaster@contoso.example: failed");
+    assert!(
+        wait_until(Duration::from_secs(20), || relay
+            .log_text()
+            .contains(&traced)),
+        "{}",
+        relay.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(standin.mail().len(), 2, "{}", relay.log_text());
+    assert!(!relay.log_text().contains(&format!("{report_id}: reported")));
+    assert!(relay.files(".envelope").is_empty());
+    assert!(!relay.spool.join(".emailrelay-graph-traces").exists());
+    standin.assert_no_violations();
+}
+
+#[test]
+fn message_trace_look_ups_pending_at_a_stop_are_done_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(
+        dir.path(),
+        &[
+            "--roles",
+            "Mail.Send,Mail.ReadWrite,ExchangeMessageTrace.Read.All",
+        ],
+    );
+    let secrets = graph_account(dir.path(), &standin);
+    // Long enough for the stop to come first.
+    add_to_account(
+        dir.path(),
+        "delivery-trace = 5\ndelivery-trace-report = postmaster@contoso.example\n",
+    );
+    let args = [
+        "--forward-to",
+        "graph.microsoft.com:443",
+        "--client-auth",
+        secrets.to_str().unwrap(),
+        "--poll",
+        "1",
+    ];
+    let port = crate::harness::free_port();
+    let mut relay = Relay::start_on(dir.path(), port, &args);
+    swaks(
+        relay.port,
+        &["bob@contoso.example"],
+        &["--header", "Subject: QUARANTINE scan"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || standin.mail().len() == 1),
+        "{}",
+        relay.log_text()
+    );
+    let id = message_id_of(&standin.mail()[0]);
+    let pending = relay.spool.join(".emailrelay-graph-traces");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&pending)
+            .is_ok_and(|t| t.contains(&id))),
+        "no pending look-up kept"
+    );
+    relay.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(relay.proc.wait_exit(Duration::from_secs(20)), Some(0));
+    let lookups = || {
+        standin
+            .requests()
+            .iter()
+            .filter(|r| r["path"] == "messageTrace")
+            .count()
+    };
+    assert_eq!(lookups(), 0, "stopped before the first look-up");
+    assert!(std::fs::read_to_string(&pending).unwrap().contains(&id));
+    drop(relay);
+    // Started again (its own log file): the look-ups go on where they were.
+    let relay = Relay::start(dir.path(), &args);
+    let done = format!("warning: graph: message trace: {id} to bob@contoso.example: quarantined");
+    assert!(
+        wait_until(Duration::from_secs(30), || relay.log_text().contains(&done)),
+        "{}",
+        relay.log_text()
+    );
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!("info: graph: message trace for {id}: resumed")),
+        "{log}"
+    );
+    assert_eq!(lookups(), 2, "pending, then quarantined");
+    // Its report is still made.
+    assert!(
+        wait_until(Duration::from_secs(20), || standin.mail().len() == 2),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(
+        field_of(&standin.mail()[1], "Subject"),
+        Some(format!("Not delivered (quarantined): {id}"))
+    );
+    standin.assert_no_violations();
+}
+
+/// Quoted-printable as a mailer writes binary data: `=XX` for all but
+/// printable ASCII, soft line breaks before 76 characters.
+fn quoted_printable(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() * 3);
+    let mut width = 0;
+    for &b in data {
+        let text = match b {
+            b'!'..=b'<' | b'>'..=b'~' => vec![b],
+            _ => format!("={b:02X}").into_bytes(),
+        };
+        if width + text.len() > 75 {
+            out.extend_from_slice(b"=\r\n");
+            width = 0;
+        }
+        width += text.len();
+        out.extend(text);
+    }
+    out
+}
+
+#[test]
+fn quoted_printable_attachments_leave_a_large_message_decoded_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    // 3.5 MB (an upload session) and 1.5 MB (one POST), each over twice
+    // as large in quoted-printable: neither fits the draft.
+    let big = random_file(&dir.path().join("big.bin"), 3_500_000);
+    let small = random_file(&dir.path().join("small.bin"), 1_500_000);
+    let mut m = b"From: scanner@contoso.example\r\nTo: bob@contoso.example\r\nSubject: qp\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=-b\"\r\n\r\n\
+        --=-b\r\nContent-Type: text/plain\r\n\r\nScanned.\r\n"
+        .to_vec();
+    for (name, bytes) in [("big.bin", &big), ("small.bin", &small)] {
+        m.extend_from_slice(
+            format!(
+                "--=-b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
+                 Content-Disposition: attachment; filename=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        m.extend(quoted_printable(bytes));
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--=-b--\r\n");
+    submit_content(&spool, &m);
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    assert_eq!(standin.mail().len(), 1, "{log}");
+    let mut sent: Vec<(String, Vec<u8>)> = standin
+        .attachments(1)
+        .into_iter()
+        .map(|(item, bytes)| {
+            (
+                format!(
+                    "{} {}",
+                    item["name"].as_str().unwrap(),
+                    item["how"].as_str().unwrap()
+                ),
+                bytes,
+            )
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["big.bin upload", "small.bin post"]
+    );
+    assert!(sent[0].1 == big, "big.bin changed on the way");
+    assert!(sent[1].1 == small, "small.bin changed on the way");
+    // The draft kept the text part only.
+    let draft = &standin.mail()[0];
+    assert!(find(draft, b"Scanned.") && !find(draft, b"quoted-printable"));
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
+    standin.assert_no_violations();
+}
+
+#[test]
+fn an_attachment_inside_a_nested_multipart_leaves_a_large_message_byte_identical() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let standin = StandIn::start(dir.path(), &[]);
+    let secrets = graph_account(dir.path(), &standin);
+    let spool = dir.path().join("spool");
+    // A forwarded message (multipart/mixed inside multipart/mixed) whose
+    // 4 MB attachment is only in the inner one.
+    let pdf = random_file(&dir.path().join("inner.pdf"), 4_000_000);
+    let mut m = b"From: scanner@contoso.example\r\nTo: bob@contoso.example\r\nSubject: nested\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+        --outer\r\nContent-Type: text/plain\r\n\r\nForwarded.\r\n\
+        --outer\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n\
+        --inner\r\nContent-Type: text/plain\r\n\r\nThe scan.\r\n\
+        --inner\r\nContent-Type: application/pdf; name=\"inner.pdf\"\r\n\
+        Content-Disposition: attachment; filename=\"inner.pdf\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    let text = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    for line in text.as_bytes().chunks(76) {
+        m.extend_from_slice(line);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--inner--\r\n\r\n--outer--\r\n");
+    submit_content(&spool, &m);
+    let log = forward(dir.path(), &spool, &secrets, &[], 0);
+    assert_eq!(standin.mail().len(), 1, "{log}");
+    let sent = standin.attachments(1);
+    assert_eq!(sent.len(), 1, "{log}");
+    assert_eq!(sent[0].0["name"], "inner.pdf");
+    assert_eq!(sent[0].0["how"], "upload");
+    assert!(sent[0].1 == pdf, "inner.pdf changed on the way");
+    // The draft: both text parts and the inner multipart, now with the
+    // text part only.
+    let draft = String::from_utf8_lossy(&standin.mail()[0]).to_string();
+    assert!(
+        draft.ends_with(
+            "--outer\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n\
+             --inner\r\nContent-Type: text/plain\r\n\r\nThe scan.\r\n--inner--\r\n\r\n--outer--\r\n"
+        ),
+        "{draft}"
+    );
+    assert!(draft.contains("Forwarded.\r\n"));
+    assert!(crate::harness::spool_files(&spool, ".envelope").is_empty());
     standin.assert_no_violations();
 }

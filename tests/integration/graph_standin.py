@@ -9,7 +9,10 @@ the test's certificate (verified with the openssl program), its header
 thumbprint and claims (aud, iss, sub, jti never reused, nbf, exp,
 lifetime), Authorization: Bearer with a token it issued and that is still
 valid, Content-Type text/plain, strict base64, at most 4 MB, at most 4
-requests in flight. A deviation is written to <dir>/violations, one line
+requests in flight per mailbox (the peak per mailbox is written to
+<dir>/max-in-flight-by-mailbox, JSON), at most 150 MB of message data
+(sendMail and draft bodies, attachment POSTs, upload PUTs) per mailbox in
+5 minutes. A deviation is written to <dir>/violations, one line
 each; the test asserts the file is empty. Each request is recorded in
 <dir>/requests (JSON lines); each accepted message is written decoded to
 <dir>/mail/<n>.eml.
@@ -40,7 +43,8 @@ $filter=messageId eq '<id>' (quotes doubled), a live token, the role
 ExchangeMessageTrace.Read.All (else 403), at most 100 look-ups in 5
 minutes; the first look-up of a sent message says "pending" for each of
 its To/Cc/Bcc recipients, later ones "failed" if its Subject holds
-TRACEFAIL, "quarantined" for QUARANTINE, else "delivered".
+TRACEFAIL (or it is addressed to --trace-fail-to), "quarantined" for
+QUARANTINE, else "delivered".
 """
 
 import argparse
@@ -76,6 +80,9 @@ state = {
     "issued": 0,
     "in_flight": 0,
     "max_in_flight": 0,
+    "in_flight_by": {},  # mailbox -> requests in flight now
+    "max_in_flight_by": {},  # mailbox -> the most at once
+    "uploads_by": {},  # mailbox -> [(monotonic, octets)] of message data in the last 5 minutes
     "send_requests": 0,
     "mail": 0,
     "storm_left": 0,
@@ -86,6 +93,8 @@ state = {
     "traces": [],
 }
 MAX_ATTACHMENT = 150 * 1024 * 1024
+MAX_UPLOAD = 150 * 1024 * 1024
+UPLOAD_WINDOW = 300
 SMALL_ATTACHMENT = 3 * 1000 * 1000
 
 
@@ -208,6 +217,8 @@ def remember_sent(message):
     recipients = [a for _, a in email.utils.getaddresses(fields) if a]
     subject = parsed.get("Subject") or ""
     mark = next((m for m in ("TRACEFAIL", "QUARANTINE") if m in subject), "")
+    if args.trace_fail_to and args.trace_fail_to.lower() in [r.lower() for r in recipients]:
+        mark = "TRACEFAIL"
     with lock:
         state["sent"][mid] = {"recipients": recipients, "subject": subject, "mark": mark,
                               "size": len(message), "lookups": 0}
@@ -240,8 +251,13 @@ class Handler(BaseHTTPRequestHandler):
             self.in_flight_counted = False
             with lock:
                 state["in_flight"] -= 1
+                state["in_flight_by"][self.counted_key] -= 1
                 with open(os.path.join(args.dir, "max-in-flight"), "w") as f:
                     f.write(str(state["max_in_flight"]))
+                with open(os.path.join(args.dir, "max-in-flight-by-mailbox.new"), "w") as f:
+                    json.dump(state["max_in_flight_by"], f)
+                os.rename(os.path.join(args.dir, "max-in-flight-by-mailbox.new"),
+                          os.path.join(args.dir, "max-in-flight-by-mailbox"))
 
     def answer(self, status, body=b"", headers=()):
         self.leave()
@@ -446,17 +462,52 @@ class Handler(BaseHTTPRequestHandler):
 
     def counted(self, handler, *a):
         """A request that counts against the mailbox's 4 at once."""
-        with lock:
-            state["in_flight"] += 1
-            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
-            in_flight = state["in_flight"]
-        self.in_flight_counted = True
+        self.enter()
         try:
-            if in_flight > MAX_IN_FLIGHT:
-                violation(f"{self.command} {self.path}: {in_flight} requests in flight, more than {MAX_IN_FLIGHT}")
             handler(*a)
         finally:
             self.leave()
+
+    def mailbox_key(self):
+        """Whose limits a request counts against: the mailbox in a
+        /v1.0/users/{mailbox}/... path; an upload URL belongs to a draft
+        of the one mailbox drafts are made in; message trace is the
+        tenant's, counted apart."""
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/v1.0/users/"):
+            return urllib.parse.unquote(path.split("/")[3]).lower()
+        if path.startswith("/upload/"):
+            return args.mailbox.lower()
+        return "(tenant)"
+
+    def enter(self):
+        """A request that counts against its mailbox's 4 at once; one that
+        carries message data (a MIME body, an attachment, an upload range)
+        counts its octets against the mailbox's 150 MB per 5 minutes."""
+        key = self.mailbox_key()
+        path = urllib.parse.urlsplit(self.path).path
+        carries = self.command == "PUT" or (self.command == "POST" and (
+            path.endswith("/sendMail") or path.endswith("/messages") or path.endswith("/attachments")))
+        octets = int(self.headers.get("Content-Length") or 0) if carries else 0
+        now = time.monotonic()
+        with lock:
+            state["in_flight"] += 1
+            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
+            by = state["in_flight_by"]
+            by[key] = by.get(key, 0) + 1
+            state["max_in_flight_by"][key] = max(state["max_in_flight_by"].get(key, 0), by[key])
+            in_flight = by[key]
+            window = [(t, n) for t, n in state["uploads_by"].get(key, []) if now - t < UPLOAD_WINDOW]
+            if octets:
+                window.append((now, octets))
+            state["uploads_by"][key] = window
+            uploaded = sum(n for _, n in window)
+        self.counted_key = key
+        self.in_flight_counted = True
+        if in_flight > MAX_IN_FLIGHT:
+            violation(f"{self.command} {self.path}: {in_flight} requests in flight for {key}, more than {MAX_IN_FLIGHT}")
+        if uploaded > MAX_UPLOAD:
+            violation(f"{self.command} {self.path}: {uploaded} octets of uploads for {key} in 5 minutes, over 150 MB")
 
     def authorised(self, where):
         """Checks Authorization: Bearer with a live token we issued; answers
@@ -742,14 +793,9 @@ class Handler(BaseHTTPRequestHandler):
     def send_mail(self, path):
         where = "sendMail"
         with lock:
-            state["in_flight"] += 1
             state["send_requests"] += 1
-            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
-            in_flight = state["in_flight"]
-        self.in_flight_counted = True
+        self.enter()
         try:
-            if in_flight > MAX_IN_FLIGHT:
-                violation(f"{where}: {in_flight} requests in flight, more than {MAX_IN_FLIGHT}")
             self.send_mail_checked(path, where)
         finally:
             self.leave()
@@ -853,6 +899,7 @@ def main():
     p.add_argument("--roles", default="Mail.Send,Mail.ReadWrite")
     p.add_argument("--fail-put", type=int, default=0)
     p.add_argument("--scope", default=GRAPH_SCOPE)
+    p.add_argument("--trace-fail-to")
     args = p.parse_args()
     global ROLES
     ROLES = [r for r in args.roles.split(",") if r]

@@ -37,7 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::super::client::ConnectionError;
 use super::answer::{self, Answer};
 use super::mime::{self, Encoding, Part, Piece, Scanner, Structure};
-use super::upload::{self, Base64Decoder, Progress};
+use super::upload::{self, Base64Decoder, Progress, QpDecoder};
 use super::{bcc, Call, GraphLink, MAX_REQUEST, SLICE};
 use crate::auth::http::Url;
 use crate::debug;
@@ -104,6 +104,7 @@ impl GraphLink {
                 token,
                 draft.clone(),
             )
+            .carrying()
         };
         let answered = match self.authed(&mut renewed, create).await? {
             Ok(answered) => answered,
@@ -124,7 +125,7 @@ impl GraphLink {
         let parts: Vec<Part> = cut.iter().map(|&i| structure.parts[i].clone()).collect();
         match self.finish_draft(&mut renewed, &id, content, &parts).await {
             Ok(Ok(())) => {
-                self.follow(content).await;
+                self.follow(message, content).await;
                 Ok(SendOutcome::Sent {
                     rejected: Vec::new(),
                 })
@@ -193,6 +194,7 @@ impl GraphLink {
                 token,
                 body.clone(),
             )
+            .carrying()
         };
         Ok(self.authed(renewed, call).await?.map(|_| ()))
     }
@@ -250,8 +252,10 @@ impl GraphLink {
                 content_range: Some(upload::content_range(start, end, total)),
                 bearer: None,
                 body: Bytes::from(chunk),
+                data: true,
             };
             self.wait_for_rate().await;
+            self.wait_for_uploads(call.body.len()).await;
             let (status, retry_after, text) = match t.exchange(&mut slot, &url, call).await {
                 Ok(answered) => answered,
                 Err(reason) => return Ok(Err(SendOutcome::Retry(Reply::new(451, reason)))),
@@ -377,10 +381,16 @@ fn encode_pieces(path: &PathBuf, pieces: &[Piece]) -> std::io::Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
+/// How a part's body is decoded as it is read.
+enum Decoder {
+    Base64(Base64Decoder),
+    Qp(QpDecoder),
+}
+
 /// A part's body, decoded as it is read.
 struct PartReader {
     file: tokio::io::Take<tokio::fs::File>,
-    decoder: Option<Base64Decoder>,
+    decoder: Option<Decoder>,
     pending: Vec<u8>,
     slice: Vec<u8>,
 }
@@ -391,7 +401,11 @@ impl PartReader {
         file.seek(SeekFrom::Start(part.body.start)).await?;
         Ok(PartReader {
             file: file.take(part.body.end - part.body.start),
-            decoder: (part.encoding == Encoding::Base64).then(Base64Decoder::default),
+            decoder: match part.encoding {
+                Encoding::Base64 => Some(Decoder::Base64(Base64Decoder::default())),
+                Encoding::QuotedPrintable => Some(Decoder::Qp(QpDecoder::default())),
+                _ => None,
+            },
             pending: Vec::new(),
             slice: vec![0u8; SLICE],
         })
@@ -404,13 +418,25 @@ impl PartReader {
         while self.pending.len() < n {
             let got = self.file.read(&mut self.slice).await?;
             if got == 0 {
+                // Quoted-printable's last line is decoded at the end.
+                if let Some(Decoder::Qp(decoder)) = &mut self.decoder {
+                    let before = self.pending.len();
+                    decoder.finish(&mut self.pending);
+                    self.decoder = None;
+                    if self.pending.len() > before {
+                        continue;
+                    }
+                }
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "an attachment ended early: the content file changed",
                 ));
             }
             match &mut self.decoder {
-                Some(decoder) => decoder
+                Some(Decoder::Base64(decoder)) => decoder
+                    .handle_input(&self.slice[..got], &mut self.pending)
+                    .map_err(std::io::Error::other)?,
+                Some(Decoder::Qp(decoder)) => decoder
                     .handle_input(&self.slice[..got], &mut self.pending)
                     .map_err(std::io::Error::other)?,
                 None => self.pending.extend_from_slice(&self.slice[..got]),
@@ -423,8 +449,19 @@ impl PartReader {
 
     /// `Err` if what was read is not all the part held (the scan
     /// counted it: the content file changed).
-    fn done(&self) -> std::io::Result<()> {
-        let decoded = self.decoder.as_ref().map_or(Ok(()), Base64Decoder::finish);
+    fn done(&mut self) -> std::io::Result<()> {
+        let decoded = match &mut self.decoder {
+            Some(Decoder::Base64(decoder)) => decoder.finish(),
+            Some(Decoder::Qp(decoder)) => {
+                let mut rest = Vec::new();
+                decoder.finish(&mut rest);
+                match rest.is_empty() {
+                    true => Ok(()),
+                    false => Err(String::new()),
+                }
+            }
+            None => Ok(()),
+        };
         match (self.pending.is_empty(), decoded) {
             (true, Ok(())) => Ok(()),
             _ => Err(std::io::Error::other(
@@ -485,5 +522,63 @@ mod tests {
         }
         assert_eq!(back, data);
         assert!(reader.read(1).await.is_err());
+    }
+
+    /// Quoted-printable as a mailer writes it: text lines as hard breaks,
+    /// other octets as `=XX`, soft breaks before 76 characters.
+    fn qp_encode(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut width = 0;
+        let mut i = 0;
+        while i < data.len() {
+            if data[i..].starts_with(b"\r\n") {
+                out.extend_from_slice(b"\r\n");
+                width = 0;
+                i += 2;
+                continue;
+            }
+            let b = data[i];
+            let text = match b {
+                b'!'..=b'<' | b'>'..=b'~' => vec![b],
+                _ => format!("={b:02X}").into_bytes(),
+            };
+            if width + text.len() > 75 {
+                out.extend_from_slice(b"=\r\n");
+                width = 0;
+            }
+            width += text.len();
+            out.extend(text);
+            i += 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_quoted_printable_part_reads_back_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.content");
+        for data in [
+            (0..200_000u32)
+                .map(|i| (i * 7 % 256) as u8)
+                .collect::<Vec<u8>>(),
+            b"line one\r\nline = two\r\n\r\n".repeat(3000),
+        ] {
+            let mut message = b"To: a@x.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n--b\r\nContent-Disposition: attachment; filename=q.bin\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
+            message.extend(qp_encode(&data));
+            message.extend_from_slice(b"\r\n--b--\r\n");
+            std::fs::write(&path, &message).unwrap();
+            let (_, structure, _) = scan(&path).unwrap();
+            let part = &structure.parts[1];
+            assert_eq!(part.encoding, Encoding::QuotedPrintable);
+            assert_eq!(part.decoded, data.len() as u64);
+            assert!(part.detachable());
+            let mut reader = PartReader::open(&path, part).await.unwrap();
+            let mut back = Vec::new();
+            for (s, e) in upload::ranges(part.decoded, 70_001) {
+                back.extend(reader.read(e - s + 1).await.unwrap());
+            }
+            assert!(back == data);
+            reader.done().unwrap();
+        }
     }
 }

@@ -4,15 +4,16 @@
 //! Graph on their own, and the draft that is left.
 //!
 //! ```text
-//!   TopHeader --blank line--> Preamble (multipart) | Single (not)
-//!   Preamble --"--b"--> PartHeader --blank--> PartBody --"--b"--> PartHeader
-//!                                             PartBody --"--b--"--> Epilogue
+//!   TopHeader --blank line--> Body (multipart: the preamble) | Single (not)
+//!   Body --"--b"--> PartHeader --blank--> Body --"--b"--> PartHeader
+//!                                         Body --"--b--"--> Epilogue (or, nested, Body)
 //! ```
 //!
 //! The scanner is fed the content a line (or a slice of a long line) at a
 //! time with its offset, so that the caller streams the file and nothing
-//! here holds more than a header. Only the outermost parts are looked at:
-//! an attachment inside a nested multipart stays in the draft.
+//! here holds more than a header. Parts of multiparts nested in parts
+//! (to a depth of 8) are found too, so an attachment inside a
+//! `multipart/related` or a forwarded `multipart/mixed` can leave as well.
 //!
 //! Must not do I/O; must not decide anything from a part's text beyond
 //! its header and the validity and length of its base64.
@@ -23,6 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::bcc::BccEdit;
+use super::upload::QpDecoder;
 
 /// The most of a header (the message's or a part's) that is read.
 const MAX_HEADER: usize = 256 * 1024;
@@ -34,7 +36,9 @@ pub enum Encoding {
     Base64,
     /// `7bit`, `8bit`, `binary` or none: the bytes as they are.
     Identity,
-    /// `quoted-printable` or unknown: stays in the draft.
+    /// `quoted-printable`: decoded on the way out (`upload::QpDecoder`).
+    QuotedPrintable,
+    /// Unknown: stays in the draft.
     Other,
 }
 
@@ -58,8 +62,12 @@ pub struct Part {
     pub attachment: bool,
     /// Its size decoded.
     pub decoded: u64,
-    /// Base64 that decodes (alphabet, padding only at the end, whole quads).
+    /// Base64 that decodes (alphabet, padding only at the end, whole
+    /// quads); quoted-printable with no line over `upload::MAX_QP_LINE`.
     pub valid: bool,
+    /// The multipart it is a part of (an index into
+    /// `Structure::multiparts`; 0 is the message's own).
+    pub parent: usize,
 }
 
 impl Part {
@@ -84,7 +92,11 @@ impl Part {
 pub struct Structure {
     /// The boundary of a multipart message.
     pub boundary: Option<String>,
-    /// Its outermost parts, in order.
+    /// The boundaries of the message's multiparts, its own first, then
+    /// those nested in its parts as they come.
+    pub multiparts: Vec<String>,
+    /// The parts of all of them, each as it ends (a nested multipart's
+    /// parts before the part that holds them).
     pub parts: Vec<Part>,
     /// The line ending the message uses (`\r\n` or `\n`).
     pub eol: &'static str,
@@ -115,8 +127,8 @@ pub fn plan(structure: &Structure, raw: u64, budget: u64) -> Result<Vec<usize>, 
         size -= span_len(&structure.parts[i]);
         cut.push(i);
     }
-    if cut.len() == structure.parts.len() && !cut.is_empty() {
-        size += placeholder(structure).len() as u64;
+    for id in emptied(structure, &cut) {
+        size += placeholder(structure, id).len() as u64;
     }
     if size > budget {
         let why = match (&structure.boundary, cut.is_empty()) {
@@ -133,8 +145,8 @@ pub fn plan(structure: &Structure, raw: u64, budget: u64) -> Result<Vec<usize>, 
 }
 
 /// The draft: the content of `size` octets with the Bcc edit and without
-/// the parts in `cut` (sorted); if every part goes, an empty text part
-/// keeps the multipart well-formed (RFC 2046 requires one part).
+/// the parts in `cut`; where every part of a multipart goes, an empty
+/// text part keeps it well-formed (RFC 2046 requires one part).
 pub fn draft_pieces(
     size: u64,
     bcc: Option<&BccEdit>,
@@ -148,13 +160,18 @@ pub fn draft_pieces(
         pieces.push(Piece::Text(edit.insert.clone()));
         at = edit.at as u64;
     }
-    for (n, &i) in cut.iter().enumerate() {
-        let span = &structure.parts[i].span;
-        pieces.push(Piece::File(at..span.start));
-        if n == 0 && cut.len() == structure.parts.len() {
-            pieces.push(Piece::Text(placeholder(structure)));
+    let emptied = emptied(structure, cut);
+    let mut placed = Vec::new();
+    let mut order = cut.to_vec();
+    order.sort_by_key(|&i| structure.parts[i].span.start);
+    for i in order {
+        let part = &structure.parts[i];
+        pieces.push(Piece::File(at..part.span.start));
+        if emptied.contains(&part.parent) && !placed.contains(&part.parent) {
+            placed.push(part.parent);
+            pieces.push(Piece::Text(placeholder(structure, part.parent)));
         }
-        at = span.end;
+        at = part.span.end;
     }
     pieces.push(Piece::File(at..size));
     pieces.retain(|p| !matches!(p, Piece::File(r) if r.is_empty()));
@@ -176,10 +193,27 @@ fn span_len(part: &Part) -> u64 {
     part.span.end - part.span.start
 }
 
-/// An empty part with no header (so text/plain, RFC 2045 section 5.2).
-fn placeholder(structure: &Structure) -> Vec<u8> {
+/// The multiparts (indexes into `Structure::multiparts`) all of whose
+/// parts are in `cut`.
+fn emptied(structure: &Structure, cut: &[usize]) -> Vec<usize> {
+    (0..structure.multiparts.len())
+        .filter(|&id| {
+            let mut parts = (0..structure.parts.len()).filter(|&i| structure.parts[i].parent == id);
+            let mut any = false;
+            let all = parts.all(|i| {
+                any = true;
+                cut.contains(&i)
+            });
+            any && all
+        })
+        .collect()
+}
+
+/// An empty part with no header (so text/plain, RFC 2045 section 5.2)
+/// for the multipart `id`.
+fn placeholder(structure: &Structure, id: usize) -> Vec<u8> {
     let eol = structure.eol;
-    let boundary = structure.boundary.as_deref().unwrap_or("");
+    let boundary = structure.multiparts.get(id).map_or("", String::as_str);
     format!("--{boundary}{eol}{eol}{eol}").into_bytes()
 }
 
@@ -188,10 +222,20 @@ fn placeholder(structure: &Structure) -> Vec<u8> {
 enum State {
     TopHeader,
     Single,
-    Preamble,
     PartHeader,
-    PartBody,
+    /// A part's body, or a multipart's preamble or (nested) epilogue.
+    Body,
     Epilogue,
+}
+
+/// Nested multiparts deeper than this are taken as they are.
+const MAX_DEPTH: usize = 8;
+
+/// A multipart being read: its index in `Structure::multiparts` and its
+/// part open (span start, body start, header).
+struct Frame {
+    id: usize,
+    open: Option<(u64, u64, PartHead)>,
 }
 
 /// The streaming scanner.
@@ -199,9 +243,12 @@ pub struct Scanner {
     state: State,
     header: Vec<u8>,
     structure: Structure,
-    /// The part being read: its span start, body start.
-    open: Option<(u64, u64, PartHead)>,
+    /// The multiparts open, outermost first.
+    frames: Vec<Frame>,
     base64: Base64Count,
+    /// A quoted-printable part's decoded size so far, or `None` once a
+    /// line is too long to decode.
+    qp: Option<(QpDecoder, u64)>,
     at_line_start: bool,
     /// The line ending length of the last whole line.
     last_eol: u64,
@@ -218,6 +265,8 @@ struct PartHead {
     content_id: Option<String>,
     inline: bool,
     attachment: bool,
+    /// A multipart's boundary.
+    boundary: Option<String>,
 }
 
 impl Default for Scanner {
@@ -229,8 +278,9 @@ impl Default for Scanner {
                 eol: "\r\n",
                 ..Structure::default()
             },
-            open: None,
+            frames: Vec::new(),
             base64: Base64Count::default(),
+            qp: None,
             at_line_start: true,
             last_eol: 0,
             eol_seen: false,
@@ -264,32 +314,39 @@ impl Scanner {
             State::TopHeader | State::PartHeader => {
                 if self.header.len() + bytes.len() > MAX_HEADER {
                     // Too strange to take apart: the rest stays whole.
-                    self.open = None;
+                    self.frames.clear();
                     self.state = State::Epilogue;
                 } else {
                     self.header.extend_from_slice(bytes);
                 }
             }
             State::Single | State::Epilogue => {}
-            State::Preamble | State::PartBody => {
+            State::Body => {
                 let delimiter = if line_start && whole {
                     self.delimiter(text)
                 } else {
                     None
                 };
                 match delimiter {
-                    Some(close) => {
+                    Some((k, close)) => {
+                        // Multiparts inside this one left open: their open
+                        // parts are left out (they stay in the draft).
+                        self.frames.truncate(k + 1);
                         self.close_part(offset);
-                        self.open = None;
                         if close {
-                            self.state = State::Epilogue;
+                            self.frames.pop();
+                            if self.frames.is_empty() {
+                                self.state = State::Epilogue;
+                            }
                         } else {
-                            self.open = Some((offset, 0, PartHead::default()));
+                            self.frames[k].open = Some((offset, 0, PartHead::default()));
                             self.state = State::PartHeader;
                         }
                     }
-                    None if self.state == State::PartBody => self.base64.handle(bytes),
-                    None => {}
+                    None => {
+                        self.base64.handle(bytes);
+                        self.count_qp(bytes);
+                    }
                 }
             }
         }
@@ -311,41 +368,60 @@ impl Scanner {
             let boundary = fields
                 .iter()
                 .find(|(n, _)| n == "content-type")
-                .and_then(|(_, v)| {
-                    let (kind, params) = parse_parameters(v);
-                    // The boundary as written: no decoding (RFC 2046 section 5.1.1).
-                    kind.starts_with("multipart/")
-                        .then(|| params.into_iter().find(|(n, _)| n == "boundary"))
-                        .flatten()
-                        .map(|(_, b)| b)
-                })
-                .filter(|b| !b.is_empty() && b.len() <= 200);
-            self.state = match boundary {
-                Some(_) => State::Preamble,
+                .and_then(|(_, v)| boundary_of(v));
+            self.state = match &boundary {
+                Some(b) => {
+                    self.structure.multiparts.push(b.clone());
+                    self.frames.push(Frame { id: 0, open: None });
+                    State::Body
+                }
                 None => State::Single,
             };
             self.structure.boundary = boundary;
             return;
         }
-        if let Some((_, body, head)) = &mut self.open {
+        let head = part_head(&fields);
+        let nested = head.boundary.clone().filter(|b| {
+            self.frames.len() < MAX_DEPTH
+                && !self
+                    .frames
+                    .iter()
+                    .any(|f| &self.structure.multiparts[f.id] == b)
+        });
+        if let Some((_, body, open)) = self.frames.last_mut().and_then(|f| f.open.as_mut()) {
             *body = body_start;
-            *head = part_head(&fields);
+            *open = head;
         }
         self.base64 = Base64Count::default();
-        self.state = State::PartBody;
+        self.qp = Some((QpDecoder::default(), 0));
+        self.state = State::Body;
+        if let Some(boundary) = nested {
+            let id = self.structure.multiparts.len();
+            self.structure.multiparts.push(boundary);
+            self.frames.push(Frame { id, open: None });
+        }
     }
 
+    /// Records the innermost multipart's open part, which ends at the
+    /// delimiter line at `delimiter`.
     fn close_part(&mut self, delimiter: u64) {
-        let Some((start, body_start, head)) = self.open.take() else {
+        let Some(frame) = self.frames.last_mut() else {
             return;
         };
-        if self.state != State::PartBody {
+        let parent = frame.id;
+        let Some((start, body_start, head)) = frame.open.take() else {
             return;
-        }
+        };
         let body_end = delimiter.saturating_sub(self.last_eol).max(body_start);
         let encoding = head.encoding.unwrap_or(Encoding::Identity);
-        let (decoded, valid) = match encoding {
-            Encoding::Base64 => self.base64.result(),
+        let (decoded, valid) = match (encoding, self.qp.take()) {
+            (Encoding::Base64, _) => self.base64.result(),
+            (Encoding::QuotedPrintable, Some((mut decoder, count))) => {
+                // The line break fed last is the delimiter's.
+                decoder.finish_at_delimiter();
+                (count, true)
+            }
+            (Encoding::QuotedPrintable, None) => (0, false),
             _ => (body_end - body_start, true),
         };
         self.structure.parts.push(Part {
@@ -359,24 +435,56 @@ impl Scanner {
             attachment: head.attachment,
             decoded,
             valid,
+            parent,
         });
     }
 
-    /// `Some(close)` if `line` is a delimiter line of this message.
-    fn delimiter(&self, line: &[u8]) -> Option<bool> {
-        let boundary = self.structure.boundary.as_deref()?;
-        let rest = line
-            .strip_prefix(b"--")?
-            .strip_prefix(boundary.as_bytes())?;
-        let (close, rest) = match rest.strip_prefix(b"--") {
-            Some(rest) => (true, rest),
-            None => (false, rest),
-        };
-        // Transport padding (RFC 2046 section 5.1.1): whitespace only.
-        rest.iter()
-            .all(|b| matches!(b, b' ' | b'\t'))
-            .then_some(close)
+    /// Counts a quoted-printable part's body as it decodes.
+    fn count_qp(&mut self, bytes: &[u8]) {
+        let quoted = matches!(
+            self.frames.last().and_then(|f| f.open.as_ref()),
+            Some((_, _, head)) if head.encoding == Some(Encoding::QuotedPrintable)
+        );
+        if !quoted {
+            return;
+        }
+        if let Some((decoder, count)) = &mut self.qp {
+            let mut out = Vec::new();
+            match decoder.handle_input(bytes, &mut out) {
+                Ok(()) => *count += out.len() as u64,
+                Err(_) => self.qp = None,
+            }
+        }
     }
+
+    /// `Some((frame, close))` if `line` is a delimiter line of one of the
+    /// open multiparts (the innermost first).
+    fn delimiter(&self, line: &[u8]) -> Option<(usize, bool)> {
+        let rest = line.strip_prefix(b"--")?;
+        self.frames.iter().enumerate().rev().find_map(|(k, frame)| {
+            let boundary = &self.structure.multiparts[frame.id];
+            let rest = rest.strip_prefix(boundary.as_bytes())?;
+            let (close, rest) = match rest.strip_prefix(b"--") {
+                Some(rest) => (true, rest),
+                None => (false, rest),
+            };
+            // Transport padding (RFC 2046 section 5.1.1): whitespace only.
+            rest.iter()
+                .all(|b| matches!(b, b' ' | b'\t'))
+                .then_some((k, close))
+        })
+    }
+}
+
+/// A `multipart/*` Content-Type's boundary, as written: no decoding (RFC
+/// 2046 section 5.1.1).
+fn boundary_of(content_type: &str) -> Option<String> {
+    let (kind, params) = parse_parameters(content_type);
+    kind.starts_with("multipart/")
+        .then(|| params.into_iter().find(|(n, _)| n == "boundary"))
+        .flatten()
+        .map(|(_, b)| b)
+        .filter(|b| !b.is_empty() && b.len() <= 200)
 }
 
 /// Counts a base64 body's decoded size and checks it decodes.
@@ -453,6 +561,7 @@ fn part_head(fields: &[(String, String)]) -> PartHead {
                     head.content_type = kind;
                 }
                 type_name = param(&params, "name");
+                head.boundary = boundary_of(value);
             }
             "content-disposition" => {
                 let (kind, params) = parse_parameters(value);
@@ -464,6 +573,7 @@ fn part_head(fields: &[(String, String)]) -> PartHead {
                 head.encoding = Some(match value.trim().to_ascii_lowercase().as_str() {
                     "base64" => Encoding::Base64,
                     "7bit" | "8bit" | "binary" => Encoding::Identity,
+                    "quoted-printable" => Encoding::QuotedPrintable,
                     _ => Encoding::Other,
                 });
             }
@@ -744,13 +854,88 @@ mod tests {
     }
 
     #[test]
-    fn bad_base64_quoted_printable_and_nested_parts_stay_in_the_draft() {
+    fn bad_base64_and_containers_stay_in_the_draft_quoted_printable_goes() {
         let message = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Disposition: attachment\nContent-Transfer-Encoding: base64\n\nAA=A\n--b\nContent-Disposition: attachment\nContent-Transfer-Encoding: base64\n\nAAA\n--b\nContent-Disposition: attachment; filename=q.txt\nContent-Transfer-Encoding: quoted-printable\n\na=3D\n--b\nContent-Type: multipart/alternative; boundary=c; name=x\n\n--c\n\n--c--\n--b\nContent-Type: message/rfc822; name=m.eml\n\nSubject: x\n--b--\n";
         let s = scan(message, 8192);
         assert_eq!(s.eol, "\n");
-        assert_eq!(s.parts.len(), 5);
-        assert!(s.parts.iter().all(|p| !p.detachable()), "{:?}", s.parts);
+        // The nested multipart's one (empty) part ends before the part
+        // that holds it.
+        assert_eq!(s.parts.len(), 6);
+        assert_eq!(s.multiparts, ["b", "c"]);
+        let parents: Vec<usize> = s.parts.iter().map(|p| p.parent).collect();
+        assert_eq!(parents, [0, 0, 0, 1, 0, 0]);
+        let detachable: Vec<bool> = s.parts.iter().map(Part::detachable).collect();
+        assert_eq!(
+            detachable,
+            [false, false, true, false, false, false],
+            "{:?}",
+            s.parts
+        );
         assert!(!s.parts[0].valid && !s.parts[1].valid);
+        // "a=3D" decodes to "a=".
+        assert_eq!(
+            (s.parts[2].encoding, s.parts[2].decoded),
+            (Encoding::QuotedPrintable, 2)
+        );
+        // A line too long to be quoted-printable: it stays.
+        let long = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Disposition: attachment\n\
+             Content-Transfer-Encoding: quoted-printable\n\n{}\n--b--\n",
+            "x".repeat(1001)
+        );
+        let s = scan(long.as_bytes(), 64);
+        assert!(!s.parts[0].valid && !s.parts[0].detachable());
+    }
+
+    const NESTED: &[u8] = b"Content-Type: multipart/mixed; boundary=out\r\n\r\n--out\r\nContent-Type: multipart/related; boundary=\"rel\"\r\n\r\n--rel\r\nContent-Type: text/html\r\n\r\n<img src=cid:i>\r\n--rel\r\nContent-Type: image/png\r\nContent-ID: <i>\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--rel--\r\n\r\n--out\r\nContent-Type: multipart/mixed; boundary=fwd\r\n\r\n--fwd\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=41B\r\n--fwd--\r\n--out--\r\n";
+
+    #[test]
+    fn attachments_inside_nested_multiparts_are_found_and_cut() {
+        let s = scan(NESTED, 8192);
+        assert_eq!(s.multiparts, ["out", "rel", "fwd"]);
+        let found: Vec<(usize, &str, bool, u64)> = s
+            .parts
+            .iter()
+            .map(|p| (p.parent, p.content_type.as_str(), p.detachable(), p.decoded))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (1, "text/html", false, 15),
+                (1, "image/png", true, 3),
+                (0, "multipart/related", false, found[2].3),
+                (2, "application/octet-stream", true, 2),
+                (0, "multipart/mixed", false, found[4].3),
+            ]
+        );
+        // The image and the forwarded one's only attachment cut: that
+        // multipart gets an empty part in its place.
+        let pieces = draft_pieces(NESTED.len() as u64, None, &s, &[3, 1]);
+        let draft = apply(NESTED, &pieces);
+        assert_eq!(
+            String::from_utf8_lossy(&draft),
+            "Content-Type: multipart/mixed; boundary=out\r\n\r\n--out\r\nContent-Type: multipart/related; boundary=\"rel\"\r\n\r\n--rel\r\nContent-Type: text/html\r\n\r\n<img src=cid:i>\r\n--rel--\r\n\r\n--out\r\nContent-Type: multipart/mixed; boundary=fwd\r\n\r\n--fwd\r\n\r\n\r\n--fwd--\r\n--out--\r\n"
+        );
+        // html, the related container, the empty part, the forwarded one.
+        let again = scan(&draft, 8192);
+        assert_eq!(again.parts.len(), 4);
+        assert!(again.parts.iter().all(|p| !p.detachable()));
+        // The plan counts the empty part in.
+        let raw = NESTED.len() as u64;
+        let cut = plan(&s, raw, pieces_len(&pieces)).unwrap();
+        assert_eq!(cut, [1, 3]);
+        assert!(plan(&s, raw, pieces_len(&pieces) - 1).is_err());
+    }
+
+    /// An outer delimiter ends a nested multipart left open; its open
+    /// part stays in the draft.
+    #[test]
+    fn a_nested_multipart_that_never_closes_keeps_its_open_part() {
+        let message = b"Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/mixed; boundary=i\n\n--i\nContent-Disposition: attachment; filename=x\n\nabc\n--o\nContent-Disposition: attachment; filename=y\n\nde\n--o--\n";
+        let s = scan(message, 8192);
+        let names: Vec<Option<&str>> = s.parts.iter().map(|p| p.name.as_deref()).collect();
+        assert_eq!(names, [None, Some("y")]);
+        assert_eq!(s.parts[1].decoded, 2);
     }
 
     #[test]

@@ -13,17 +13,21 @@
 //! request; larger messages fail to `.bad` naming the limit).
 //!
 //! Graph's limits per app and mailbox are kept here: at most
-//! [`MAX_IN_FLIGHT`] requests at once, and [`MAX_REQUESTS`] in
-//! [`REQUEST_WINDOW`]. What each answer does is `answer`'s business.
+//! [`MAX_IN_FLIGHT`] requests at once, [`MAX_REQUESTS`] in
+//! [`REQUEST_WINDOW`], and 150 MB of message data in 5 minutes
+//! (`budget`). What each answer does is `answer`'s business.
 //!
 //! Must not: log a token; decide a message's fate itself (outcomes go
 //! back as `SendOutcome`s and `ConnectionError`s, as SMTP's do).
 
 pub mod answer;
 pub mod bcc;
+pub mod budget;
 pub mod check;
 mod large;
 pub mod mime;
+pub mod pending;
+pub mod report;
 pub mod trace;
 pub mod upload;
 
@@ -44,6 +48,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use self::answer::Answer;
+use self::budget::UploadBudget;
 use super::client::ConnectionError;
 use super::rate::RateLimit;
 use super::transport::{BoxFuture, Link, Transport};
@@ -70,6 +75,8 @@ const SLICE: usize = 48 * 1024;
 struct Mailbox {
     in_flight: Semaphore,
     requests: RateLimit,
+    /// Octets of message data in the last 5 minutes.
+    uploads: UploadBudget,
 }
 
 impl Mailbox {
@@ -128,6 +135,7 @@ impl GraphTransport {
                 Arc::new(Mailbox {
                     in_flight: Semaphore::new(MAX_IN_FLIGHT),
                     requests: RateLimit::default(),
+                    uploads: UploadBudget::default(),
                 })
             }))
         };
@@ -281,6 +289,9 @@ struct Call {
     /// The access token, for Graph (never for an upload URL).
     bearer: Option<String>,
     body: Bytes,
+    /// Whether the body carries message data, counted against the
+    /// mailbox's 150 MB in 5 minutes (`budget`).
+    data: bool,
 }
 
 impl Call {
@@ -299,7 +310,14 @@ impl Call {
             content_range: None,
             bearer: Some(token.to_string()),
             body,
+            data: false,
         }
+    }
+
+    /// The same, its body counted as message data (`budget`).
+    fn carrying(mut self) -> Call {
+        self.data = true;
+        self
     }
 }
 
@@ -377,10 +395,11 @@ impl GraphLink {
                 token,
                 body.clone(),
             )
+            .carrying()
         };
         Ok(match self.authed(&mut renewed, call).await? {
             Ok(_) => {
-                self.follow(content).await;
+                self.follow(&message, content).await;
                 SendOutcome::Sent {
                     rejected: Vec::new(),
                 }
@@ -390,7 +409,7 @@ impl GraphLink {
     }
 
     /// With `delivery-trace`, starts looking the sent message up (`trace`).
-    async fn follow(&self, content: &Path) {
+    async fn follow(&self, message: &OutgoingMessage, content: &Path) {
         let t = &self.transport;
         let Some(first) = t.settings.delivery_trace else {
             return;
@@ -399,12 +418,9 @@ impl GraphLink {
         if let Ok(file) = tokio::fs::File::open(content).await {
             let _ = file.take(64 * 1024).read_to_end(&mut header).await;
         }
-        match trace::message_id(bcc::header_section(&header)) {
-            Some(id) => {
-                tokio::spawn(trace::follow(Arc::clone(t), id, first));
-            }
-            None => crate::debug!("graph: no Message-ID: no message trace"),
-        }
+        // The spool directory: the content file is in it.
+        let dir = content.parent().unwrap_or(Path::new("."));
+        trace::start(t, dir, &message.from, bcc::header_section(&header), first);
     }
 
     /// One request to Graph, with the token, renewed once after a 401
@@ -423,7 +439,11 @@ impl GraphLink {
                     ConnectionError::AuthRefused(Reply::new(535, format!("5.7.8 {e}")))
                 })?;
             self.wait_for_rate().await;
-            let answered = match t.exchange(&mut self.sender, &t.url, call(&token)).await {
+            let call = call(&token);
+            if call.data {
+                self.wait_for_uploads(call.body.len()).await;
+            }
+            let answered = match t.exchange(&mut self.sender, &t.url, call).await {
                 Ok(answered) => answered,
                 Err(reason) => {
                     // The connection is not to be trusted for the next one.
@@ -469,6 +489,20 @@ impl GraphLink {
             crate::debug!("graph: {MAX_REQUESTS} requests in 10 minutes reached: waiting");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Waits while the mailbox's 150 MB of uploads in 5 minutes are
+    /// spent (`budget`), then counts `octets` of message data.
+    async fn wait_for_uploads(&self, octets: usize) {
+        let uploads = &self.transport.mailbox.uploads;
+        uploads
+            .take(octets as u64, |wait| {
+                info!(
+                    "graph: 150 MB of uploads in 5 minutes reached: waiting {}s",
+                    wait.as_secs().max(1)
+                )
+            })
+            .await;
     }
 
     /// One POST to sendMail; `Err` is a reason for a deferral (451 4.4.x text).

@@ -10,18 +10,26 @@
 //! `quarantined` and `filteredAsSpam` as warnings; and counted per account
 //! and status for `/metrics`.
 //!
-//! The message is already deleted from the spool when this runs: a
-//! look-up still waiting when the relay stops is not done.
+//! The message is already deleted from the spool when this runs; the
+//! look-ups still to do are kept in the spool directory (`pending`) and
+//! resumed when the relay starts again ([`resume`]). With
+//! `delivery-trace-report = <address>` a message found failed,
+//! quarantined or filtered as spam is reported there (`report`).
 //!
 //! Must not: change a message's outcome (it has left).
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hyper::Method;
 
-use super::{answer, Call, Inner};
+use super::pending::{self, millis, Pending};
+use super::{answer, report, Call, GraphTransport, Inner, Mailboxes};
+use crate::forward::ForwardSettings;
+use crate::store::Spool;
 use crate::{info, warning};
 
 /// Look-ups per message at most.
@@ -124,58 +132,194 @@ pub fn is_problem(status: &str) -> bool {
     matches!(status, "failed" | "quarantined" | "filteredAsSpam")
 }
 
-/// Looks `id` up until its fate is known or [`LOOKUPS`] are done.
-pub(super) async fn follow(inner: Arc<Inner>, id: String, first: Duration) {
-    let mut wait = first;
-    let target = lookup_target(&inner.url.path, &id);
-    let key = (String::from("trace"), String::new());
-    for _ in 0..LOOKUPS {
-        tokio::time::sleep(wait).await;
-        wait *= 2;
-        while let Err(more) = inner.traces.admit_within(
-            &key,
-            TRACE_REQUESTS,
-            TRACE_WINDOW,
-            tokio::time::Instant::now().into_std(),
-        ) {
-            tokio::time::sleep(more).await;
-        }
-        let token = match inner.account.access_token().await {
-            Ok(token) => token,
-            Err(e) => {
-                warning!("graph: message trace for {id}: {e}");
-                continue;
-            }
-        };
-        let call = Call::graph(Method::GET, target.clone(), None, &token, Bytes::new());
-        let mut slot = None;
-        let (status, _, body) = match inner.exchange(&mut slot, &inner.url, call).await {
-            Ok(answered) => answered,
-            Err(reason) => {
-                warning!("graph: message trace for {id}: {reason}");
-                continue;
-            }
-        };
-        if status != 200 {
-            let what = answer::describe(status, &body);
-            warning!("graph: message trace for {id}: {what}");
-            if matches!(status, 400 | 403 | 404) {
-                return;
-            }
+/// Starts looking up the message `header` is the header section of
+/// (sent by `from` with the account `account`), first after `first`,
+/// keeping the look-ups in the spool directory `dir`.
+pub(super) fn start(inner: &Arc<Inner>, dir: &Path, from: &str, header: &[u8], first: Duration) {
+    let Some(id) = message_id(header) else {
+        crate::debug!("graph: no Message-ID: no message trace");
+        return;
+    };
+    let entry = Pending {
+        account: inner.account.user().to_string(),
+        id,
+        subject: report::subject(header),
+        report: report::reportable(from, header),
+        due: millis(SystemTime::now() + first),
+        wait: first,
+        left: LOOKUPS,
+    };
+    pending::save(dir, &entry);
+    tokio::spawn(follow(Arc::clone(inner), dir.to_path_buf(), entry));
+}
+
+/// At start: the look-ups a previous run left in `spool`'s directory are
+/// resumed for the Graph accounts that still trace; the others dropped.
+pub fn resume(spool: &Arc<Spool>, settings: &ForwardSettings) {
+    let dir = spool.dir();
+    let left = pending::load(dir);
+    if left.is_empty() {
+        return;
+    }
+    let mailboxes = Mailboxes::default();
+    let mut transports = std::collections::HashMap::new();
+    for entry in left {
+        let account = settings.auth.as_ref().and_then(|auth| {
+            auth.oauth_accounts()
+                .find(|a| a.user() == entry.account)
+                .cloned()
+        });
+        let traced = account
+            .and_then(|a| Some((a.graph()?, a)))
+            .filter(|(s, _)| s.delivery_trace.is_some());
+        let Some((graph, account)) = traced else {
+            warning!(
+                "graph: message trace for {}: account {} no longer traces: not looked up",
+                entry.id,
+                entry.account
+            );
+            pending::remove(dir, &entry.account, &entry.id);
             continue;
-        }
-        if let Verdict::Final(list) = verdict(&body, &id) {
-            for (to, status) in list {
-                inner.account.count_trace(&status);
-                match is_problem(&status) {
-                    true => warning!("graph: message trace: {id} to {to}: {status}"),
-                    false => info!("graph: message trace: {id} to {to}: {status}"),
-                }
+        };
+        let transport = transports.entry(entry.account.clone()).or_insert_with(|| {
+            GraphTransport::new(
+                account,
+                graph,
+                &mailboxes,
+                settings.connection_timeout,
+                settings.response_timeout,
+            )
+        });
+        match transport {
+            Ok(t) => {
+                info!("graph: message trace for {}: resumed", entry.id);
+                tokio::spawn(follow(Arc::clone(&t.0), dir.to_path_buf(), entry));
             }
-            return;
+            Err(e) => warning!("graph: message trace for {}: {e}", entry.id),
         }
     }
+}
+
+/// Looks `entry` up until its fate is known or its look-ups are done.
+async fn follow(inner: Arc<Inner>, dir: PathBuf, mut entry: Pending) {
+    let id = entry.id.clone();
+    let target = lookup_target(&inner.url.path, &id);
+    let key = (String::from("trace"), String::new());
+    while entry.left > 0 {
+        tokio::time::sleep(entry.until_due(SystemTime::now())).await;
+        entry.left -= 1;
+        entry.wait *= 2;
+        entry.due = millis(SystemTime::now() + entry.wait);
+        match lookup(&inner, &target, &id, &key).await {
+            Lookup::Again => pending::save(&dir, &entry),
+            Lookup::Over => {
+                pending::remove(&dir, &entry.account, &id);
+                return;
+            }
+            Lookup::Final(list) => {
+                pending::remove(&dir, &entry.account, &id);
+                settle(&inner, &dir, &entry, list).await;
+                return;
+            }
+        }
+    }
+    pending::remove(&dir, &entry.account, &id);
     warning!("graph: message trace: {id}: no final status after {LOOKUPS} look-ups");
+}
+
+/// One look-up's outcome.
+enum Lookup {
+    /// Ask again later.
+    Again,
+    /// Give up (message trace refused the request for good).
+    Over,
+    /// Each recipient's final status.
+    Final(Vec<(String, String)>),
+}
+
+async fn lookup(inner: &Inner, target: &str, id: &str, key: &(String, String)) -> Lookup {
+    while let Err(more) = inner.traces.admit_within(
+        key,
+        TRACE_REQUESTS,
+        TRACE_WINDOW,
+        tokio::time::Instant::now().into_std(),
+    ) {
+        tokio::time::sleep(more).await;
+    }
+    let token = match inner.account.access_token().await {
+        Ok(token) => token,
+        Err(e) => {
+            warning!("graph: message trace for {id}: {e}");
+            return Lookup::Again;
+        }
+    };
+    let call = Call::graph(Method::GET, target.to_string(), None, &token, Bytes::new());
+    let mut slot = None;
+    let (status, _, body) = match inner.exchange(&mut slot, &inner.url, call).await {
+        Ok(answered) => answered,
+        Err(reason) => {
+            warning!("graph: message trace for {id}: {reason}");
+            return Lookup::Again;
+        }
+    };
+    if status != 200 {
+        let what = answer::describe(status, &body);
+        warning!("graph: message trace for {id}: {what}");
+        return match status {
+            400 | 403 | 404 => Lookup::Over,
+            _ => Lookup::Again,
+        };
+    }
+    match verdict(&body, id) {
+        Verdict::Final(list) => Lookup::Final(list),
+        Verdict::Pending => Lookup::Again,
+    }
+}
+
+/// Logs and counts each recipient's fate, and reports the problems if the
+/// account says where to.
+async fn settle(inner: &Inner, dir: &Path, entry: &Pending, list: Vec<(String, String)>) {
+    let id = &entry.id;
+    for (to, status) in &list {
+        inner.account.count_trace(status);
+        match is_problem(status) {
+            true => warning!("graph: message trace: {id} to {to}: {status}"),
+            false => info!("graph: message trace: {id} to {to}: {status}"),
+        }
+    }
+    let problems: Vec<(String, String)> = list
+        .into_iter()
+        .filter(|(_, status)| is_problem(status))
+        .collect();
+    let Some(to) = &inner.settings.trace_report else {
+        return;
+    };
+    if problems.is_empty() || !entry.report {
+        return;
+    }
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let mailbox = &inner.settings.mailbox;
+    let domain = mailbox.rsplit_once('@').map_or("localhost", |(_, d)| d);
+    let report_id = format!(
+        "<{}.{}.{}.trace-report@{domain}>",
+        millis(SystemTime::now()),
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    );
+    let date = chrono::Local::now().to_rfc2822();
+    let content = report::content(
+        to,
+        mailbox,
+        id,
+        &entry.subject,
+        &problems,
+        &report_id,
+        &date,
+    );
+    match report::write(dir, to, &content).await {
+        Ok(spooled) => info!("graph: message trace: {id}: reported to {to} as [{spooled}]"),
+        Err(e) => warning!("graph: message trace: {id}: cannot write the report to {to}: {e}"),
+    }
 }
 
 #[cfg(test)]

@@ -153,6 +153,96 @@ impl Base64Decoder {
     }
 }
 
+/// The longest quoted-printable line decoded (RFC 2045 allows 76
+/// characters; RFC 5322 998): a longer one makes the part stay in the draft.
+pub const MAX_QP_LINE: usize = 1000;
+
+/// Decodes quoted-printable (RFC 2045 section 6.7) fed in slices of any
+/// size: `=XX` is the octet, `=` at a line's end a soft break, a hard
+/// line break (LF or CRLF) is CRLF, whitespace at a line's end is
+/// transport padding and goes; an `=` that starts no escape stays as it
+/// is. A line's break is written when the next line is, so what follows
+/// the last line break fed is the body's last line.
+#[derive(Default)]
+pub struct QpDecoder {
+    line: Vec<u8>,
+    /// The last whole line ended with a hard break, not yet written.
+    break_pending: bool,
+}
+
+impl QpDecoder {
+    /// Decodes the lines `input` completes, appending to `out`.
+    pub fn handle_input(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        for &b in input {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.line);
+                self.end_line(&line, out);
+                self.line = line;
+                self.line.clear();
+            } else {
+                if self.line.len() >= MAX_QP_LINE {
+                    return Err(format!(
+                        "a quoted-printable line over {MAX_QP_LINE} octets in an attachment"
+                    ));
+                }
+                self.line.push(b);
+            }
+        }
+        Ok(())
+    }
+
+    /// The body's last line (what follows the last line break).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let line = std::mem::take(&mut self.line);
+        self.end_line(&line, out);
+        // The last line has no break of its own.
+        self.break_pending = false;
+    }
+
+    /// For a scan that fed the line break before the next delimiter,
+    /// which is not the body's: that break is dropped.
+    pub fn finish_at_delimiter(&mut self) {
+        self.break_pending = false;
+        self.line.clear();
+    }
+
+    fn end_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let mut line = line.strip_suffix(b"\r").unwrap_or(line);
+        while let Some(rest) = line.strip_suffix(b" ").or_else(|| line.strip_suffix(b"\t")) {
+            line = rest;
+        }
+        if self.break_pending {
+            out.extend_from_slice(b"\r\n");
+        }
+        let (line, soft) = match line.strip_suffix(b"=") {
+            Some(rest) => (rest, true),
+            None => (line, false),
+        };
+        let hex = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if b == b'=' {
+                if let (Some(&h), Some(&l)) = (line.get(i + 1), line.get(i + 2)) {
+                    if let (Some(h), Some(l)) = (hex(h), hex(l)) {
+                        out.push(h << 4 | l);
+                        i += 3;
+                        continue;
+                    }
+                }
+            }
+            out.push(b);
+            i += 1;
+        }
+        self.break_pending = !soft;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +317,7 @@ mod tests {
             attachment: false,
             decoded: 3483322,
             valid: true,
+            parent: 0,
         };
         let session: serde_json::Value = serde_json::from_str(&session_request(&part)).unwrap();
         assert_eq!(
@@ -244,6 +335,46 @@ mod tests {
             upload_url(br#"{"uploadUrl":"https://h/u?t=1"}"#).as_deref(),
             Some("https://h/u?t=1")
         );
+    }
+
+    fn qp(input: &[u8], slice: usize) -> Vec<u8> {
+        let mut d = QpDecoder::default();
+        let mut out = Vec::new();
+        for piece in input.chunks(slice.max(1)) {
+            d.handle_input(piece, &mut out).unwrap();
+        }
+        d.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn quoted_printable_decodes_across_any_slicing() {
+        let input = b"caf=C3=A9 =3D x=\r\ny \t\r\n\r\nlast=0D=0A=00=\n= z=4";
+        let want = b"caf\xc3\xa9 = xy\r\n\r\nlast\r\n\x00= z=4".to_vec();
+        for slice in 1..input.len() + 1 {
+            assert_eq!(qp(input, slice), want, "slice {slice}");
+        }
+        // LF alone is a line break too; a body ending in a break keeps it.
+        assert_eq!(qp(b"a\nb\n", 2), b"a\r\nb\r\n");
+        assert_eq!(qp(b"", 1), b"");
+        let mut d = QpDecoder::default();
+        assert!(d
+            .handle_input(&vec![b'a'; MAX_QP_LINE + 1], &mut Vec::new())
+            .is_err());
+    }
+
+    /// A scan feeds the delimiter's line break and then drops it: the
+    /// same octets as decoding the body alone.
+    #[test]
+    fn a_scan_through_the_delimiter_break_counts_the_body() {
+        for body in [&b"a=\r\nb\r\n"[..], b"a", b"a\r\n", b"=41=\r\n"] {
+            let mut d = QpDecoder::default();
+            let mut scanned = Vec::new();
+            d.handle_input(body, &mut scanned).unwrap();
+            d.handle_input(b"\r\n", &mut scanned).unwrap();
+            d.finish_at_delimiter();
+            assert_eq!(scanned, qp(body, 3), "{body:?}");
+        }
     }
 
     #[test]
