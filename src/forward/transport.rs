@@ -216,16 +216,20 @@ pub(super) struct Transports {
 #[derive(Debug)]
 pub struct GraphSetupError {
     account: String,
-    reason: String,
+    source: super::graph::SetupError,
 }
 
 impl std::fmt::Display for GraphSetupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "graph: account {}: {}", self.account, self.reason)
+        write!(f, "graph: account {}: {}", self.account, self.source)
     }
 }
 
-impl std::error::Error for GraphSetupError {}
+impl std::error::Error for GraphSetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
 
 impl Transports {
     /// Everything by `smtp` but the Graph accounts.
@@ -270,9 +274,9 @@ impl Transports {
             settings.connection_timeout,
             settings.response_timeout,
         )
-        .map_err(|reason| GraphSetupError {
+        .map_err(|source| GraphSetupError {
             account: account.user().to_string(),
-            reason,
+            source,
         })?;
         let transport = Arc::new(transport);
         made.insert(selector.to_string(), Arc::clone(&transport));

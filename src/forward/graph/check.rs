@@ -110,7 +110,7 @@ pub async fn check_account(path: &Path) -> Result<Vec<String>, (Vec<String>, Str
         Duration::from_secs(30),
         Duration::from_secs(60),
     )
-    .map_err(|e| (said.clone(), e))?;
+    .map_err(|e| (said.clone(), e.to_string()))?;
     let (status, body) = transport.probe(&token).await.map_err(|e| {
         (
             said.clone(),

@@ -258,7 +258,7 @@ impl GraphLink {
             self.wait_for_uploads(call.body.len()).await;
             let (status, retry_after, text) = match t.exchange(&mut slot, &url, call).await {
                 Ok(answered) => answered,
-                Err(reason) => return Ok(Err(SendOutcome::Retry(Reply::new(451, reason)))),
+                Err(unanswered) => return Ok(Err(unanswered.retry())),
             };
             match upload::progress(status, &text, end, total) {
                 Progress::Next(_) | Progress::Done => {}
@@ -450,20 +450,17 @@ impl PartReader {
     /// `Err` if what was read is not all the part held (the scan
     /// counted it: the content file changed).
     fn done(&mut self) -> std::io::Result<()> {
-        let decoded = match &mut self.decoder {
-            Some(Decoder::Base64(decoder)) => decoder.finish(),
+        let decoded_all = match &mut self.decoder {
+            Some(Decoder::Base64(decoder)) => decoder.finish().is_ok(),
             Some(Decoder::Qp(decoder)) => {
                 let mut rest = Vec::new();
                 decoder.finish(&mut rest);
-                match rest.is_empty() {
-                    true => Ok(()),
-                    false => Err(String::new()),
-                }
+                rest.is_empty()
             }
-            None => Ok(()),
+            None => true,
         };
-        match (self.pending.is_empty(), decoded) {
-            (true, Ok(())) => Ok(()),
+        match (self.pending.is_empty(), decoded_all) {
+            (true, true) => Ok(()),
             _ => Err(std::io::Error::other(
                 "an attachment is longer than scanned: the content file changed",
             )),

@@ -109,6 +109,59 @@ struct Inner {
 #[derive(Default)]
 pub struct Mailboxes(Mutex<HashMap<String, Arc<Mailbox>>>);
 
+/// Why an account's Graph settings cannot be used.
+#[derive(Debug)]
+pub enum SetupError {
+    Url(crate::auth::http::HttpError),
+    /// The CA file, or the system's roots.
+    Tls(crate::tls::TlsError),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Url(e) => e.fmt(f),
+            SetupError::Tls(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// Why a request to Graph got no answer: each is a reason to try the
+/// message again later, with its enhanced code (RFC 3463: 4.4.0 a
+/// request that could not be made, 4.4.1 no connection, 4.4.2 a
+/// connection that broke or went quiet).
+#[derive(Debug)]
+pub enum Unanswered {
+    Connect(ConnectionError),
+    Request(hyper::http::Error),
+    Http(hyper::Error),
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Connect(e) => write!(f, "4.4.1 graph: {e}"),
+            Unanswered::Request(e) => write!(f, "4.4.0 graph: {e}"),
+            Unanswered::Http(e) => write!(f, "4.4.2 graph: {e}"),
+            Unanswered::Body(e) => write!(f, "4.4.2 graph: {e}"),
+            Unanswered::Timeout(t) => write!(f, "4.4.2 graph: no answer in {}s", t.as_secs()),
+        }
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+impl Unanswered {
+    /// The deferral it means for a message.
+    fn retry(&self) -> SendOutcome {
+        SendOutcome::Retry(Reply::new(451, self.to_string()))
+    }
+}
+
 impl GraphTransport {
     /// A transport for `account`; `Err` says why its Graph settings cannot
     /// be used (a URL, a CA file).
@@ -118,18 +171,18 @@ impl GraphTransport {
         mailboxes: &Mailboxes,
         connect_timeout: Duration,
         response_timeout: Duration,
-    ) -> Result<GraphTransport, String> {
-        let url = Url::parse(&settings.url).map_err(|e| e.to_string())?;
+    ) -> Result<GraphTransport, SetupError> {
+        let url = Url::parse(&settings.url).map_err(SetupError::Url)?;
         let tls = match (url.https, &settings.ca_file) {
             (false, _) => None,
-            (true, Some(ca)) => Some(ClientTls::web_trusting(ca).map_err(|e| e.to_string())?),
-            (true, None) => Some(ClientTls::web().map_err(|e| e.to_string())?),
+            (true, Some(ca)) => Some(ClientTls::web_trusting(ca).map_err(SetupError::Tls)?),
+            (true, None) => Some(ClientTls::web().map_err(SetupError::Tls)?),
         };
         let mailbox = {
             let mut map = mailboxes
                 .0
                 .lock()
-                .map_err(|_| "lock poisoned".to_string())?;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let key = settings.mailbox.to_ascii_lowercase();
             Arc::clone(map.entry(key).or_insert_with(|| {
                 Arc::new(Mailbox {
@@ -199,14 +252,14 @@ impl Inner {
     }
 
     /// One request on the connection in `slot` (opened to `url` if there
-    /// is none or it is closed); `Err` is a reason for a deferral (451
-    /// 4.4.x text), and the connection is then dropped.
+    /// is none or it is closed); `Err` is why there was no answer, and the
+    /// connection is then dropped.
     async fn exchange(
         &self,
         slot: &mut Option<SendRequest<Full<Bytes>>>,
         url: &Url,
         call: Call,
-    ) -> Result<Answered, String> {
+    ) -> Result<Answered, Unanswered> {
         let timeout = self.response_timeout;
         let exchange = async {
             let kept = match slot.take() {
@@ -215,14 +268,8 @@ impl Inner {
             };
             let mut sender = match (kept, url == &self.url) {
                 (Some(s), _) => s,
-                (None, true) => self
-                    .connect()
-                    .await
-                    .map_err(|e| format!("4.4.1 graph: {e}"))?,
-                (None, false) => self
-                    .connect_to(url)
-                    .await
-                    .map_err(|e| format!("4.4.1 graph: {e}"))?,
+                (None, true) => self.connect().await.map_err(Unanswered::Connect)?,
+                (None, false) => self.connect_to(url).await.map_err(Unanswered::Connect)?,
             };
             let default = if url.https { 443 } else { 80 };
             let host = match url.port == default {
@@ -249,11 +296,11 @@ impl Inner {
             }
             let request = request
                 .body(Full::new(call.body))
-                .map_err(|e| format!("4.4.0 graph: {e}"))?;
+                .map_err(Unanswered::Request)?;
             let response = sender
                 .send_request(request)
                 .await
-                .map_err(|e| format!("4.4.2 graph: {e}"))?;
+                .map_err(Unanswered::Http)?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -263,7 +310,7 @@ impl Inner {
             let text = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| format!("4.4.2 graph: {e}"))?
+                .map_err(Unanswered::Body)?
                 .to_bytes()
                 .to_vec();
             *slot = Some(sender);
@@ -271,7 +318,7 @@ impl Inner {
         };
         tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| format!("4.4.2 graph: no answer in {}s", timeout.as_secs()))?
+            .map_err(|_| Unanswered::Timeout(timeout))?
     }
 
     fn send_mail_path(&self) -> String {
@@ -343,7 +390,7 @@ impl GraphTransport {
     /// without sending anything: 400 if the mailbox exists and the app may
     /// send as it, 404 if there is no such mailbox, 403 if the app may
     /// not. The status and body, or why there was no answer.
-    pub async fn probe(&self, token: &str) -> Result<(u16, Vec<u8>), String> {
+    pub async fn probe(&self, token: &str) -> Result<(u16, Vec<u8>), Unanswered> {
         let mut link = GraphLink {
             transport: Arc::clone(&self.0),
             sender: None,
@@ -445,10 +492,10 @@ impl GraphLink {
             }
             let answered = match t.exchange(&mut self.sender, &t.url, call).await {
                 Ok(answered) => answered,
-                Err(reason) => {
+                Err(unanswered) => {
                     // The connection is not to be trusted for the next one.
                     self.sender = None;
-                    return Ok(Err(SendOutcome::Retry(Reply::new(451, reason))));
+                    return Ok(Err(unanswered.retry()));
                 }
             };
             let (status, retry_after, body_text) = &answered;
@@ -505,8 +552,8 @@ impl GraphLink {
             .await;
     }
 
-    /// One POST to sendMail; `Err` is a reason for a deferral (451 4.4.x text).
-    async fn request(&mut self, token: &str, body: Bytes) -> Result<Answered, String> {
+    /// One POST to sendMail.
+    async fn request(&mut self, token: &str, body: Bytes) -> Result<Answered, Unanswered> {
         let t = Arc::clone(&self.transport);
         let call = Call::graph(
             hyper::Method::POST,

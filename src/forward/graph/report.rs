@@ -17,7 +17,7 @@ use std::path::Path;
 
 use emailrelay_proto::smtp::Body;
 
-use crate::store::{Envelope, Spool};
+use crate::store::{Envelope, MessageId, Spool, StoreError};
 
 /// Whether a message with this envelope sender and header section may be
 /// reported on: not one with an empty sender, nor an automatic one.
@@ -142,11 +142,11 @@ pub fn content(
 }
 
 /// Writes the report into the spool `dir` with an empty envelope sender,
-/// for `to`; the new message's id, or why it could not be written.
-pub async fn write(dir: &Path, to: &str, content: &[u8]) -> Result<String, String> {
-    let spool = Spool::open(dir).map_err(|e| e.to_string())?;
-    let mut message = spool.new_message().map_err(|e| e.to_string())?;
-    message.write(content).map_err(|e| e.to_string())?;
+/// for `to`; the new message's id.
+pub async fn write(dir: &Path, to: &str, content: &[u8]) -> Result<MessageId, StoreError> {
+    let spool = Spool::open(dir)?;
+    let mut message = spool.new_message()?;
+    message.write(content)?;
     let envelope = Envelope {
         body: Body::SevenBit,
         from: String::new(),
@@ -154,8 +154,7 @@ pub async fn write(dir: &Path, to: &str, content: &[u8]) -> Result<String, Strin
         client: "127.0.0.1".into(),
         ..Envelope::default()
     };
-    let id = message.commit(envelope).await.map_err(|e| e.to_string())?;
-    Ok(id.to_string())
+    message.commit(envelope).await
 }
 
 #[cfg(test)]

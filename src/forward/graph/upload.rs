@@ -124,6 +124,31 @@ pub fn upload_url(body: &[u8]) -> Option<String> {
     json["uploadUrl"].as_str().map(str::to_string)
 }
 
+/// An attachment whose transfer encoding does not decode.
+#[derive(Debug)]
+pub enum DecodeError {
+    Base64(base64::DecodeError),
+    /// The base64 ends with a partial quad.
+    MidQuad,
+    /// A quoted-printable line longer than [`MAX_QP_LINE`].
+    LongLine,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Base64(e) => write!(f, "bad base64 in an attachment: {e}"),
+            DecodeError::MidQuad => f.write_str("an attachment's base64 ends mid-quad"),
+            DecodeError::LongLine => write!(
+                f,
+                "a quoted-printable line over {MAX_QP_LINE} octets in an attachment"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// Decodes base64 fed in slices of any size, skipping line breaks and
 /// other whitespace (RFC 2045 section 6.8).
 #[derive(Default)]
@@ -133,22 +158,22 @@ pub struct Base64Decoder {
 
 impl Base64Decoder {
     /// Decodes what `input` completes, appending to `out`.
-    pub fn handle_input(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn handle_input(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         self.carry
             .extend(input.iter().copied().filter(|b| !b.is_ascii_whitespace()));
         let whole = self.carry.len() / 4 * 4;
         STANDARD
             .decode_vec(&self.carry[..whole], out)
-            .map_err(|e| format!("bad base64 in an attachment: {e}"))?;
+            .map_err(DecodeError::Base64)?;
         self.carry.drain(..whole);
         Ok(())
     }
 
     /// `Err` if a partial quad is left over.
-    pub fn finish(&self) -> Result<(), String> {
+    pub fn finish(&self) -> Result<(), DecodeError> {
         match self.carry.is_empty() {
             true => Ok(()),
-            false => Err("an attachment's base64 ends mid-quad".into()),
+            false => Err(DecodeError::MidQuad),
         }
     }
 }
@@ -172,7 +197,7 @@ pub struct QpDecoder {
 
 impl QpDecoder {
     /// Decodes the lines `input` completes, appending to `out`.
-    pub fn handle_input(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn handle_input(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         for &b in input {
             if b == b'\n' {
                 let line = std::mem::take(&mut self.line);
@@ -181,9 +206,7 @@ impl QpDecoder {
                 self.line.clear();
             } else {
                 if self.line.len() >= MAX_QP_LINE {
-                    return Err(format!(
-                        "a quoted-printable line over {MAX_QP_LINE} octets in an attachment"
-                    ));
+                    return Err(DecodeError::LongLine);
                 }
                 self.line.push(b);
             }
