@@ -131,38 +131,12 @@ where
                                 match &limit.proxy {
                                     None => start(Box::new(stream), local, Some(peer), permit, false),
                                     Some(balancers) if balancers.lists(peer.ip()) => {
-                                        let (start, balancers) = (Arc::clone(&start), Arc::clone(balancers));
                                         let context = crate::log::Context {
                                             unit: limit.unit.clone(),
                                             ..Default::default()
                                         };
-                                        tokio::spawn(crate::log::scope(context, async move {
-                                            let mut stream: Box<dyn net::Stream> = Box::new(stream);
-                                            match proxy::read_header(&mut stream, balancers.timeout).await {
-                                                // HAProxy's v1 health checks name the
-                                                // check's own connection: no client
-                                                // can have the balancer's socket address.
-                                                Ok(Some(client)) if client != peer => {
-                                                    crate::verbose!(
-                                                        "proxy protocol: {} relays {}",
-                                                        net::display_addr(&peer),
-                                                        net::display_addr(&client)
-                                                    );
-                                                    start(stream, local, Some(client), permit, false);
-                                                }
-                                                // The balancer's own connection (v2
-                                                // LOCAL, v1 UNKNOWN or its own address):
-                                                // a health check, one verbose line.
-                                                Ok(_) => {
-                                                    crate::verbose!(
-                                                        "proxy protocol: health check from {}",
-                                                        net::display_addr(&peer)
-                                                    );
-                                                    start(stream, local, Some(peer), permit, true);
-                                                }
-                                                Err(problem) => proxy::log_refusal(peer, true, &problem),
-                                            }
-                                        }));
+                                        let header = behind_balancer(stream, peer, local, permit, Arc::clone(balancers), Arc::clone(&start));
+                                        tokio::spawn(crate::log::scope(context, header));
                                     }
                                     Some(_) => {
                                         let stream = proxy::Unlisted::new(stream, peer);
@@ -200,4 +174,43 @@ where
         }
     }
     Ok(())
+}
+
+/// A connection from a listed balancer: its PROXY protocol header first,
+/// within the balancer's time, then the session, for the client the header
+/// names or, for a health check, the balancer itself; a connection without
+/// a valid header is refused with a warning naming both.
+async fn behind_balancer<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: String,
+    permit: Option<SessionPermit>,
+    balancers: Arc<ProxyProtocol>,
+    start: Arc<S>,
+) where
+    S: Fn(Box<dyn net::Stream>, String, Option<SocketAddr>, Option<SessionPermit>, bool),
+{
+    let mut stream: Box<dyn net::Stream> = Box::new(stream);
+    match proxy::read_header(&mut stream, balancers.timeout).await {
+        // HAProxy's v1 health checks name the check's own connection: no
+        // client can have the balancer's socket address.
+        Ok(Some(client)) if client != peer => {
+            crate::verbose!(
+                "proxy protocol: {} relays {}",
+                net::display_addr(&peer),
+                net::display_addr(&client)
+            );
+            start(stream, local, Some(client), permit, false);
+        }
+        // The balancer's own connection (v2 LOCAL, v1 UNKNOWN or its own
+        // address): a health check, one verbose line.
+        Ok(_) => {
+            crate::verbose!(
+                "proxy protocol: health check from {}",
+                net::display_addr(&peer)
+            );
+            start(stream, local, Some(peer), permit, true);
+        }
+        Err(problem) => proxy::log_refusal(peer, true, &problem),
+    }
 }

@@ -211,44 +211,7 @@ impl Conn {
                 None => return TLS_FAILED.into(),
             };
         }
-        let auth = settings.auth.as_ref().map(|auth| {
-            let (config, keyword) = auth.session_config(self.peer.map(|p| p.ip()));
-            self.trusted = keyword;
-            config
-        });
-        let mut session = ServerSession::new(ServerConfig {
-            domain: settings.domain.clone(),
-            client: self
-                .peer
-                .map(|p| p.ip().to_canonical().to_string())
-                .unwrap_or_default(),
-            // E-MailRelay compatibility: a session begun while the admin
-            // `smtp disable` holds greets with 421 and stays disabled.
-            // A balancer's health check (a PROXY protocol LOCAL
-            // connection, logged quietly) is held off while draining too.
-            enabled: shared.instance.smtp_enabled()
-                && !(crate::log::context().quiet && shared.instance.draining()),
-            ident: (!settings.anonymous.server)
-                .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
-            vrfy: !settings.anonymous.vrfy,
-            max_size: settings.max_size,
-            max_hops: settings.max_hops,
-            pipelining: settings.pipelining,
-            smtputf8: settings.smtputf8,
-            smtputf8_strict: settings.smtputf8_strict,
-            chunking: settings.chunking,
-            address_syntax: match settings.lenient_addresses {
-                true => AddressSyntax::Lenient,
-                false => AddressSyntax::Strict,
-            },
-            trace: settings.trace,
-            starttls: settings.tls.is_some() && !settings.tls_connection,
-            tls_required: settings.tls_required,
-            implicit_tls: settings.tls_connection,
-            verify_recipients: shared.verifier.is_some(),
-            auth,
-            ..ServerConfig::default()
-        });
+        let mut session = ServerSession::new(self.session_config());
         session.set_free_space(shared.instance.free_space());
         let idle = settings.idle_timeout;
         let mut shutdown = self.shared.shutdown.clone();
@@ -352,6 +315,52 @@ impl Conn {
             if buf.len() < 16 * 1024 && session.in_data() {
                 buf.resize(16 * 1024, 0);
             }
+        }
+    }
+
+    /// The protocol session's settings for this connection: the server's,
+    /// the admin switches' state now, and the client's authentication
+    /// rules (a trusted address's keyword is kept for the envelope).
+    fn session_config(&mut self) -> ServerConfig {
+        let shared = Arc::clone(&self.shared);
+        let settings = &shared.settings;
+        let auth = settings.auth.as_ref().map(|auth| {
+            let (config, keyword) = auth.session_config(self.peer.map(|p| p.ip()));
+            self.trusted = keyword;
+            config
+        });
+        ServerConfig {
+            domain: settings.domain.clone(),
+            client: self
+                .peer
+                .map(|p| p.ip().to_canonical().to_string())
+                .unwrap_or_default(),
+            // E-MailRelay compatibility: a session begun while the admin
+            // `smtp disable` holds greets with 421 and stays disabled.
+            // A balancer's health check (a PROXY protocol LOCAL
+            // connection, logged quietly) is held off while draining too.
+            enabled: shared.instance.smtp_enabled()
+                && !(crate::log::context().quiet && shared.instance.draining()),
+            ident: (!settings.anonymous.server)
+                .then(|| format!("E-MailRelay-rs V{}", env!("CARGO_PKG_VERSION"))),
+            vrfy: !settings.anonymous.vrfy,
+            max_size: settings.max_size,
+            max_hops: settings.max_hops,
+            pipelining: settings.pipelining,
+            smtputf8: settings.smtputf8,
+            smtputf8_strict: settings.smtputf8_strict,
+            chunking: settings.chunking,
+            address_syntax: match settings.lenient_addresses {
+                true => AddressSyntax::Lenient,
+                false => AddressSyntax::Strict,
+            },
+            trace: settings.trace,
+            starttls: settings.tls.is_some() && !settings.tls_connection,
+            tls_required: settings.tls_required,
+            implicit_tls: settings.tls_connection,
+            verify_recipients: shared.verifier.is_some(),
+            auth,
+            ..ServerConfig::default()
         }
     }
 

@@ -255,9 +255,14 @@ fn a_refused_password_pauses_the_route_keeps_the_mail_and_resumes() {
     relay.expect_log(&format!(
         "emailrelay: info: forwarding to 127.0.0.1:{upstream_port} resumed: authentication accepted"
     ));
-    assert!(wait_until(Duration::from_secs(10), || relay
-        .files(".envelope")
-        .is_empty()));
+    // Sent: nothing of it is left here, not even the `.envelope.busy` of a
+    // send still waiting for the upstream's 250 (a wait for no `.envelope`
+    // alone ended there, and the upstream had not committed it yet).
+    assert!(
+        wait_until(Duration::from_secs(10), || relay.files("").is_empty()),
+        "{}",
+        relay.log_text()
+    );
     assert_eq!(upstream.files(".envelope").len(), 1);
 }
 

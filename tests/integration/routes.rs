@@ -219,9 +219,7 @@ fn smtp_sinks_throttling_answer_slows_the_route_and_admin_forward_overrides() {
     let _sink = sink(&[]);
     assert!(admin(admin_port, "forward").contains("OK"));
     assert!(
-        wait_until(Duration::from_secs(20), || relay
-            .files(".envelope")
-            .is_empty()),
+        wait_until(Duration::from_secs(20), || relay.files("").is_empty()),
         "{}",
         relay.log_text()
     );
