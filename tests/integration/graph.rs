@@ -410,16 +410,7 @@ fn a_429_storm_slows_the_route_to_retry_after_without_losing_or_duplicating() {
     let secrets = graph_account(dir.path(), &standin);
     let relay = Relay::start(
         dir.path(),
-        &[
-            "--forward-to",
-            "graph.microsoft.com:443",
-            "--client-auth",
-            secrets.to_str().unwrap(),
-            "--poll",
-            "1",
-            "--client-connections",
-            "1",
-        ],
+        &graph_args(&secrets, &["--client-connections", "1"]),
     );
     let started = Instant::now();
     for n in 0..6 {
@@ -993,17 +984,7 @@ fn a_20_mb_attachment_goes_by_draft_and_upload_session_byte_identical_and_memory
     make_certificates(dir.path());
     let standin = StandIn::start(dir.path(), &[]);
     let secrets = graph_account(dir.path(), &standin);
-    let relay = Relay::start(
-        dir.path(),
-        &[
-            "--forward-to",
-            "graph.microsoft.com:443",
-            "--client-auth",
-            secrets.to_str().unwrap(),
-            "--poll",
-            "1",
-        ],
-    );
+    let relay = Relay::start(dir.path(), &graph_args(&secrets, &[]));
     // A small message first: the relay's memory with every path warm.
     swaks(
         relay.port,
@@ -1272,24 +1253,10 @@ fn delivery_trace_looks_each_sent_message_up_until_exchange_knows_its_fate() {
         ],
     );
     let secrets = graph_account(dir.path(), &standin);
-    let account = dir.path().join("printer.oauth2");
-    let mut text = std::fs::read_to_string(&account).unwrap();
-    text.push_str("delivery-trace = 1\n");
-    std::fs::write(&account, text).unwrap();
+    add_to_account(dir.path(), "delivery-trace = 1\n");
     let http_port = crate::harness::free_port();
-    let relay = Relay::start(
-        dir.path(),
-        &[
-            "--forward-to",
-            "graph.microsoft.com:443",
-            "--client-auth",
-            secrets.to_str().unwrap(),
-            "--poll",
-            "1",
-            "--http-port",
-            &http_port.to_string(),
-        ],
-    );
+    let http = http_port.to_string();
+    let relay = Relay::start(dir.path(), &graph_args(&secrets, &["--http-port", &http]));
     swaks(
         relay.port,
         &["bob@contoso.example", "carol@contoso.example"],
@@ -1372,6 +1339,21 @@ fn add_to_account(dir: &Path, lines: &str) {
     std::fs::write(&account, text).unwrap();
 }
 
+/// A relay's arguments to forward through Graph with the account in
+/// `secrets`, polling every second, then `extra`.
+fn graph_args<'a>(secrets: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--forward-to",
+        "graph.microsoft.com:443",
+        "--client-auth",
+        secrets.to_str().unwrap(),
+        "--poll",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The value of a header field of a message as sent.
 fn field_of(message: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(message);
@@ -1402,17 +1384,7 @@ fn a_message_trace_says_failed_and_a_report_goes_to_the_postmaster_once() {
         dir.path(),
         "delivery-trace = 1\ndelivery-trace-report = postmaster@contoso.example\n",
     );
-    let relay = Relay::start(
-        dir.path(),
-        &[
-            "--forward-to",
-            "graph.microsoft.com:443",
-            "--client-auth",
-            secrets.to_str().unwrap(),
-            "--poll",
-            "1",
-        ],
-    );
+    let relay = Relay::start(dir.path(), &graph_args(&secrets, &[]));
     swaks(
         relay.port,
         &["bob@contoso.example"],
@@ -1502,14 +1474,7 @@ fn message_trace_look_ups_pending_at_a_stop_are_done_after_the_restart() {
         dir.path(),
         "delivery-trace = 5\ndelivery-trace-report = postmaster@contoso.example\n",
     );
-    let args = [
-        "--forward-to",
-        "graph.microsoft.com:443",
-        "--client-auth",
-        secrets.to_str().unwrap(),
-        "--poll",
-        "1",
-    ];
+    let args = graph_args(&secrets, &[]);
     let port = crate::harness::free_port();
     let mut relay = Relay::start_on(dir.path(), port, &args);
     swaks(
