@@ -159,7 +159,7 @@ impl GraphLink {
             }
         }
         let t = Arc::clone(&self.transport);
-        let send = t.user_path(&format!("/messages/{}/send", super::percent_path(id)));
+        let send = t.message_path(id, "/send");
         let call = |token: &str| Call::graph(Method::POST, send.clone(), None, token, Bytes::new());
         Ok(self.authed(renewed, call).await?.map(|_| ()))
     }
@@ -182,10 +182,7 @@ impl GraphLink {
             .map_err(ConnectionError::Content)?;
         reader.done().map_err(ConnectionError::Content)?;
         let body = Bytes::from(upload::attachment_request(part, &STANDARD.encode(bytes)));
-        let path = t.user_path(&format!(
-            "/messages/{}/attachments",
-            super::percent_path(id)
-        ));
+        let path = t.message_path(id, "/attachments");
         let call = |token: &str| {
             Call::graph(
                 Method::POST,
@@ -208,10 +205,7 @@ impl GraphLink {
         part: &Part,
     ) -> Step<()> {
         let t = Arc::clone(&self.transport);
-        let path = t.user_path(&format!(
-            "/messages/{}/attachments/createUploadSession",
-            super::percent_path(id)
-        ));
+        let path = t.message_path(id, "/attachments/createUploadSession");
         let body = Bytes::from(upload::session_request(part));
         let call = |token: &str| {
             Call::graph(
@@ -299,7 +293,7 @@ impl GraphLink {
     /// stays in the mailbox's Drafts folder and is logged.
     async fn delete_draft(&mut self, id: &str) {
         let t = Arc::clone(&self.transport);
-        let path = t.user_path(&format!("/messages/{}", super::percent_path(id)));
+        let path = t.message_path(id, "");
         let call =
             |token: &str| Call::graph(Method::DELETE, path.clone(), None, token, Bytes::new());
         let retry_after = self.retry_after;

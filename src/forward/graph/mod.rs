@@ -251,6 +251,11 @@ impl Inner {
         )
     }
 
+    /// The path of the mailbox's message (a draft) `id`, then `rest`.
+    fn message_path(&self, id: &str, rest: &str) -> String {
+        self.user_path(&format!("/messages/{}{rest}", percent_path(id)))
+    }
+
     /// One request on the connection in `slot` (opened to `url` if there
     /// is none or it is closed); `Err` is why there was no answer, and the
     /// connection is then dropped.
