@@ -26,6 +26,7 @@
 //! - `status_page`: the status page at `/` in headless Chromium (Selenium): routes, charts,
 //!   queue actions, cross-site refusal, a 200,000-message spool.
 //! - `service`: systemd's `Type=notify` protocol, `systemd-analyze verify` on the units.
+//! - `text_order`: the relay's code layout is written for this compiler and Cargo.lock.
 //! - `tls`: TLS both ways (openssl, swaks, Postfix), injection, SOCKS 4a.
 //! - `windows`: the Windows build under Wine: a JScript filter, the Event Log API.
 //! - `windows_package`: the Windows zip and installer under Wine: contents,
@@ -75,6 +76,7 @@ mod server;
 mod service;
 mod status_page;
 mod submit;
+mod text_order;
 mod tls;
 mod windows;
 mod windows_features;
