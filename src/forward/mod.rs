@@ -31,6 +31,7 @@
 mod backoff;
 mod batch;
 pub(crate) mod client;
+pub mod doorbell;
 mod flow;
 pub mod graph;
 mod message;
@@ -51,10 +52,11 @@ use emailrelay_proto::sasl::ClientSecret;
 use emailrelay_proto::smtp::{
     xtext_encode, OutgoingMessage, Reply, SendOutcome, Strictness, TlsPolicy,
 };
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use self::backoff::Backoff;
 use self::client::ConnectionError;
+use self::doorbell::Doorbell;
 use self::pass::Pass;
 use self::transport::{Link, SmtpTransport, Transport};
 use crate::auth::{AccountError, ClientAuth};
@@ -209,11 +211,9 @@ pub struct Forwarder {
     /// The process's connection registry: outgoing connections are counted
     /// there, and `notify` events go out through it.
     connections: Arc<Connections>,
-    /// Wakes the background loop for the requests in `reasons`.
-    wake: Notify,
     /// Why the next passes were asked for (`admin`, `rescan`, ...), in
     /// turn: each gets a pass of its own, logged with it, as in 2.6.1.
-    reasons: Mutex<std::collections::VecDeque<Reason>>,
+    doorbell: Arc<Doorbell>,
     /// Held by the pass under way: one at a time.
     pass_lock: tokio::sync::Mutex<()>,
     /// When each deferred message may be tried again.
@@ -246,19 +246,19 @@ impl Forwarder {
         connections: Arc<Connections>,
         transport: Arc<dyn Transport>,
     ) -> Arc<Forwarder> {
+        let doorbell = Arc::new(Doorbell::default());
         Arc::new(Forwarder {
             settings,
             spool,
             client_filter,
             stats: Arc::new(Stats::default()),
             connections,
-            wake: Notify::new(),
-            reasons: Mutex::new(std::collections::VecDeque::new()),
+            doorbell: Arc::clone(&doorbell),
             pass_lock: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(Backoff::default()),
             routes: route::Routes::default(),
             scan: flow::Scan::default(),
-            transports: transport::Transports::new(transport),
+            transports: transport::Transports::new(transport, doorbell),
         })
     }
 
@@ -276,14 +276,14 @@ impl Forwarder {
     /// `client disconnect`, `admin`, `rescan`): the pass is logged with it.
     pub fn trigger(&self, reason: Reason) {
         if self.enabled() {
-            if let Ok(mut pending) = self.reasons.lock() {
-                // The same request twice in a row is one pass.
-                if pending.back() != Some(&reason) {
-                    pending.push_back(reason);
-                }
-            }
-            self.wake.notify_one();
+            self.doorbell.ring(reason);
         }
+    }
+
+    /// Where to ask for passes from outside ([`Forwarder::trigger`] checks
+    /// that there is somewhere to forward to first).
+    pub fn doorbell(&self) -> &Arc<Doorbell> {
+        &self.doorbell
     }
 
     /// True if a client disconnect should trigger a pass.
@@ -306,11 +306,10 @@ impl Forwarder {
                 .unwrap_or(Duration::from_secs(365 * 24 * 3600));
             // Requests in turn; a wake-up whose request was taken with an
             // earlier one finds none and waits again.
-            let pending = self.reasons.lock().ok().and_then(|mut r| r.pop_front());
-            let reason = match pending {
+            let reason = match self.doorbell.next() {
                 Some(reason) => reason,
                 None => tokio::select! {
-                    _ = self.wake.notified() => continue,
+                    _ = self.doorbell.rung() => continue,
                     _ = tokio::time::sleep(poll) => Reason::Poll,
                     _ = shutdown.changed() => return,
                 },

@@ -17,6 +17,7 @@ use emailrelay_proto::sasl::{ClientSecret, Mechanism};
 use emailrelay_proto::smtp::{ClientConfig, OutgoingMessage, SendOutcome};
 
 use super::client::{Connection, ConnectionError, Timeouts};
+use super::doorbell::Doorbell;
 use super::graph::{GraphTransport, Mailboxes};
 use super::ForwardSettings;
 use crate::info;
@@ -210,6 +211,8 @@ pub(super) struct Transports {
     smtp: Arc<dyn Transport>,
     graph: Mutex<HashMap<String, Arc<GraphTransport>>>,
     mailboxes: Mailboxes,
+    /// Given to the Graph transports: a delivery report asks for a pass.
+    doorbell: Arc<Doorbell>,
 }
 
 /// An account's Graph settings that cannot be used (a URL, a CA file).
@@ -233,9 +236,10 @@ impl std::error::Error for GraphSetupError {
 
 impl Transports {
     /// Everything by `smtp` but the Graph accounts.
-    pub fn new(smtp: Arc<dyn Transport>) -> Transports {
+    pub fn new(smtp: Arc<dyn Transport>, doorbell: Arc<Doorbell>) -> Transports {
         Transports {
             smtp,
+            doorbell,
             graph: Mutex::new(HashMap::new()),
             mailboxes: Mailboxes::default(),
         }
@@ -273,6 +277,7 @@ impl Transports {
             &self.mailboxes,
             settings.connection_timeout,
             settings.response_timeout,
+            Arc::clone(&self.doorbell),
         )
         .map_err(|source| GraphSetupError {
             account: account.user().to_string(),

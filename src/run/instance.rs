@@ -166,7 +166,11 @@ impl Prepared {
                 tokio::spawn(Arc::clone(account).keep_fresh());
             }
         }
-        crate::forward::graph::trace::resume(&self.spool, &settings.forward);
+        crate::forward::graph::trace::resume(
+            &self.spool,
+            &settings.forward,
+            self.forwarder.doorbell(),
+        );
         let stop_rx = stop.subscribe();
         let instance = Instance::new(Arc::clone(&self.spool), Arc::clone(&self.forwarder));
         let control = Control::new(

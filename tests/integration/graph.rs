@@ -1384,14 +1384,25 @@ fn a_message_trace_says_failed_and_a_report_goes_to_the_postmaster_once() {
         dir.path(),
         "delivery-trace = 1\ndelivery-trace-report = postmaster@contoso.example\n",
     );
-    let relay = Relay::start(dir.path(), &graph_args(&secrets, &[]));
+    // No --poll: the message goes when swaks disconnects, and the report
+    // when it has been written (a rescan), with no other pass to wait for.
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--forward-to",
+            "graph.microsoft.com:443",
+            "--client-auth",
+            secrets.to_str().unwrap(),
+            "--forward-on-disconnect",
+        ],
+    );
     swaks(
         relay.port,
         &["bob@contoso.example"],
         &["--header", "Subject: TRACEFAIL scan"],
     );
     // The message, then (after a pending look-up and a failed one) the
-    // report, written into the spool and forwarded by the next poll.
+    // report, written into the spool and forwarded at once.
     assert!(
         wait_until(Duration::from_secs(30), || standin.mail().len() == 2),
         "{}",
@@ -1438,6 +1449,7 @@ fn a_message_trace_says_failed_and_a_report_goes_to_the_postmaster_once() {
         )),
         "{log}"
     );
+    assert!(log.contains("info: forwarding: [rescan]\n"), "{log}");
     // The report is traced too, and message trace says it failed as well
     // (--trace-fail-to): no report about the report.
     let traced =

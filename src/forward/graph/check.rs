@@ -17,6 +17,7 @@ use base64::Engine;
 use super::answer::describe;
 use super::{GraphTransport, Mailboxes};
 use crate::auth::OAuthAccount;
+use crate::forward::doorbell::Doorbell;
 
 /// Checks the account file; `Ok` holds the lines to print, `Err` the
 /// lines so far and the failure in words.
@@ -109,6 +110,8 @@ pub async fn check_account(path: &Path) -> Result<Vec<String>, (Vec<String>, Str
         &Mailboxes::default(),
         Duration::from_secs(30),
         Duration::from_secs(60),
+        // Nothing forwards here: nobody hears it.
+        Arc::new(Doorbell::default()),
     )
     .map_err(|e| (said.clone(), e.to_string()))?;
     let (status, body) = transport.probe(&token).await.map_err(|e| {

@@ -50,6 +50,7 @@ use tokio::sync::Semaphore;
 use self::answer::Answer;
 use self::budget::UploadBudget;
 use super::client::ConnectionError;
+use super::doorbell::Doorbell;
 use super::rate::RateLimit;
 use super::transport::{BoxFuture, Link, Transport};
 use crate::auth::http::Url;
@@ -103,6 +104,8 @@ struct Inner {
     response_timeout: Duration,
     /// Message trace's look-ups (`trace`).
     traces: RateLimit,
+    /// Rung when a delivery report has been written into the spool.
+    doorbell: Arc<Doorbell>,
 }
 
 /// The mailboxes' limits, one entry per mailbox for the whole instance.
@@ -171,6 +174,7 @@ impl GraphTransport {
         mailboxes: &Mailboxes,
         connect_timeout: Duration,
         response_timeout: Duration,
+        doorbell: Arc<Doorbell>,
     ) -> Result<GraphTransport, SetupError> {
         let url = Url::parse(&settings.url).map_err(SetupError::Url)?;
         let tls = match (url.https, &settings.ca_file) {
@@ -201,6 +205,7 @@ impl GraphTransport {
             connect_timeout,
             response_timeout,
             traces: RateLimit::default(),
+            doorbell,
         })))
     }
 }

@@ -28,7 +28,8 @@ use hyper::Method;
 
 use super::pending::{self, millis, Pending};
 use super::{answer, report, Call, GraphTransport, Inner, Mailboxes};
-use crate::forward::ForwardSettings;
+use crate::forward::doorbell::Doorbell;
+use crate::forward::{ForwardSettings, Reason};
 use crate::store::Spool;
 use crate::{info, warning};
 
@@ -155,7 +156,7 @@ pub(super) fn start(inner: &Arc<Inner>, dir: &Path, from: &str, header: &[u8], f
 
 /// At start: the look-ups a previous run left in `spool`'s directory are
 /// resumed for the Graph accounts that still trace; the others dropped.
-pub fn resume(spool: &Arc<Spool>, settings: &ForwardSettings) {
+pub fn resume(spool: &Arc<Spool>, settings: &ForwardSettings, doorbell: &Arc<Doorbell>) {
     let dir = spool.dir();
     let left = pending::load(dir);
     if left.is_empty() {
@@ -188,6 +189,7 @@ pub fn resume(spool: &Arc<Spool>, settings: &ForwardSettings) {
                 &mailboxes,
                 settings.connection_timeout,
                 settings.response_timeout,
+                Arc::clone(doorbell),
             )
         });
         match transport {
@@ -317,7 +319,12 @@ async fn settle(inner: &Inner, dir: &Path, entry: &Pending, list: Vec<(String, S
         &date,
     );
     match report::write(dir, to, &content).await {
-        Ok(spooled) => info!("graph: message trace: {id}: reported to {to} as [{spooled}]"),
+        Ok(spooled) => {
+            info!("graph: message trace: {id}: reported to {to} as [{spooled}]");
+            // A new message in the spool, as after a filter's "rescan":
+            // forwarded now, not at the next poll or client.
+            inner.doorbell.ring(Reason::Rescan);
+        }
         Err(e) => warning!("graph: message trace: {id}: cannot write the report to {to}: {e}"),
     }
 }
