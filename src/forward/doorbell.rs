@@ -56,7 +56,9 @@ mod tests {
         bell.ring(Reason::Rescan);
         bell.ring(Reason::ClientDisconnect);
         // The ring came before the wait: the wait ends at once.
-        bell.rung().await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), bell.rung())
+            .await
+            .expect("a ring before the wait ends it");
         assert_eq!(bell.next(), Some(Reason::ClientDisconnect));
         assert_eq!(bell.next(), Some(Reason::Rescan));
         assert_eq!(bell.next(), Some(Reason::ClientDisconnect));

@@ -1545,26 +1545,6 @@ fn message_trace_look_ups_pending_at_a_stop_are_done_after_the_restart() {
     standin.assert_no_violations();
 }
 
-/// Quoted-printable as a mailer writes binary data: `=XX` for all but
-/// printable ASCII, soft line breaks before 76 characters.
-fn quoted_printable(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() * 3);
-    let mut width = 0;
-    for &b in data {
-        let text = match b {
-            b'!'..=b'<' | b'>'..=b'~' => vec![b],
-            _ => format!("={b:02X}").into_bytes(),
-        };
-        if width + text.len() > 75 {
-            out.extend_from_slice(b"=\r\n");
-            width = 0;
-        }
-        width += text.len();
-        out.extend(text);
-    }
-    out
-}
-
 #[test]
 fn quoted_printable_attachments_leave_a_large_message_decoded_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -1589,7 +1569,7 @@ fn quoted_printable_attachments_leave_a_large_message_decoded_byte_identical() {
             )
             .as_bytes(),
         );
-        m.extend(quoted_printable(bytes));
+        m.extend(super::quoted_printable::quoted_printable(bytes));
         m.extend_from_slice(b"\r\n");
     }
     m.extend_from_slice(b"--=-b--\r\n");

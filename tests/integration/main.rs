@@ -71,6 +71,8 @@ mod pop;
 mod postfix;
 mod process;
 mod proxy;
+#[path = "../shared/quoted_printable.rs"]
+mod quoted_printable;
 mod routes;
 mod server;
 mod service;

@@ -515,34 +515,7 @@ mod tests {
         assert!(reader.read(1).await.is_err());
     }
 
-    /// Quoted-printable as a mailer writes it: text lines as hard breaks,
-    /// other octets as `=XX`, soft breaks before 76 characters.
-    fn qp_encode(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut width = 0;
-        let mut i = 0;
-        while i < data.len() {
-            if data[i..].starts_with(b"\r\n") {
-                out.extend_from_slice(b"\r\n");
-                width = 0;
-                i += 2;
-                continue;
-            }
-            let b = data[i];
-            let text = match b {
-                b'!'..=b'<' | b'>'..=b'~' => vec![b],
-                _ => format!("={b:02X}").into_bytes(),
-            };
-            if width + text.len() > 75 {
-                out.extend_from_slice(b"=\r\n");
-                width = 0;
-            }
-            width += text.len();
-            out.extend(text);
-            i += 1;
-        }
-        out
-    }
+    include!("../../../tests/shared/quoted_printable.rs");
 
     #[tokio::test]
     async fn a_quoted_printable_part_reads_back_decoded() {
@@ -555,7 +528,7 @@ mod tests {
             b"line one\r\nline = two\r\n\r\n".repeat(3000),
         ] {
             let mut message = b"To: a@x.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n--b\r\nContent-Disposition: attachment; filename=q.bin\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
-            message.extend(qp_encode(&data));
+            message.extend(quoted_printable(&data));
             message.extend_from_slice(b"\r\n--b--\r\n");
             std::fs::write(&path, &message).unwrap();
             let (_, structure, _) = scan(&path).unwrap();
